@@ -1,0 +1,156 @@
+"""What every venue module provides, and the pieces they share.
+
+A venue module (``binance.py``, ``bybit.py``, ``okx.py``) is shaped alike:
+
+- ``SOURCE``: the recording source token (``binance-usdm``...);
+- raw schemas: ``msgspec.Struct`` classes mirroring the venue's JSON, decoded in one pass;
+- ``class Parser(VenueParser)``: ``parse_ws(payload, recv)`` for a websocket text frame and
+  ``parse_rest(path, body, recv)`` for a REST bootstrap body, both returning :class:`Parsed`
+  or raising :class:`ParseError` with a short machine-readable ``reason``.
+
+Parsers are pure apart from instrument metadata they learn from REST bodies
+(contract values, tick sizes), which is why they are objects.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import msgspec
+
+from connectors.events import AnyEvent, PERP_SUFFIX
+
+NS_PER_MS = 1_000_000
+
+
+class ParseError(Exception):
+    """A frame that cannot become events. ``reason`` is a short token counted per venue."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class Parsed(msgspec.Struct, frozen=True):
+    """The result of parsing one frame: a ``kind`` label for the summary and the events."""
+
+    kind: str
+    events: list[AnyEvent] = msgspec.field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class InstrumentInfo:
+    """Static facts of one venue instrument.
+
+    ``ct_val``: contract value; a size of ``n`` contracts is ``n * ct_val`` base units for a
+    linear contract, or ``n * ct_val`` quote units (``n * ct_val / price`` base) for an
+    inverse one. ``ct_val == 1`` and ``inverse == False`` when the venue quotes in base units.
+    """
+
+    symbol: str
+    instrument: str
+    base: str
+    quote: str
+    ct_val: float = 1.0
+    inverse: bool = False
+    tick: float = 0.0
+
+    def to_base(self, contracts: float, price: float) -> float:
+        """Size in contracts -> base units."""
+        if self.inverse:
+            return contracts * self.ct_val / price if price > 0 else 0.0
+        return contracts * self.ct_val
+
+
+@dataclass
+class Catalog:
+    """Known instruments of one venue, by venue-native symbol."""
+
+    by_symbol: dict[str, InstrumentInfo] = field(default_factory=dict)
+
+    def add(self, info: InstrumentInfo) -> None:
+        self.by_symbol[info.symbol] = info
+
+    def get(self, symbol: str) -> InstrumentInfo | None:
+        return self.by_symbol.get(symbol)
+
+
+def canonical(base: str, quote: str) -> str:
+    """Canonical perpetual instrument name: ``BTC``, ``USDT`` -> ``BTC-USDT-PERP``."""
+    return f"{base}-{quote}{PERP_SUFFIX}"
+
+
+QUOTE_ASSETS = ("USDT", "USDC", "BUSD", "FDUSD", "USD")
+
+
+def split_concatenated(symbol: str) -> tuple[str, str] | None:
+    """Split a concatenated perpetual symbol: ``BTCUSDT`` -> ``("BTC", "USDT")``.
+
+    Returns ``None`` for dated contracts (``BTCUSDT_240628``) or unknown quotes.
+    """
+    if "_" in symbol or "-" in symbol:
+        return None
+    for quote in QUOTE_ASSETS:
+        if symbol.endswith(quote) and len(symbol) > len(quote):
+            return symbol[: -len(quote)], quote
+    return None
+
+
+def positive_price(value: str | float, what: str = "price") -> float:
+    """Parse a price that must be finite and > 0, else :class:`ParseError` ``bad_price``."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ParseError("bad_number", f"{what}={value!r}") from None
+    if not math.isfinite(number) or number <= 0:
+        raise ParseError("bad_price", f"{what}={value!r}")
+    return number
+
+
+def non_negative(value: str | float, what: str = "qty") -> float:
+    """Parse a quantity that must be finite and >= 0, else :class:`ParseError` ``bad_qty``."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ParseError("bad_number", f"{what}={value!r}") from None
+    if not math.isfinite(number) or number < 0:
+        raise ParseError("bad_qty", f"{what}={value!r}")
+    return number
+
+
+def levels(raw: list[list[str]] | list[tuple[str, ...]], info: InstrumentInfo | None = None) -> tuple[tuple[float, float], ...]:
+    """Venue ``[[price, size, ...], ...]`` -> ``((price, qty_base), ...)``, validated."""
+    out = []
+    for entry in raw:
+        if len(entry) < 2:
+            raise ParseError("bad_level", repr(entry)[:80])
+        price = positive_price(entry[0])
+        size = non_negative(entry[1], "size")
+        out.append((price, info.to_base(size, price) if info is not None else size))
+    return tuple(out)
+
+
+class VenueParser:
+    """Base of the per-venue parsers: frame text -> :class:`Parsed`."""
+
+    SOURCE: str = ""
+
+    def __init__(self, catalog: Catalog | None = None) -> None:
+        self.catalog = catalog if catalog is not None else Catalog()
+
+    def parse_ws(self, payload: bytes | str, recv: int) -> Parsed:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def parse_rest(self, path: str, body: bytes, recv: int) -> Parsed:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def decode(self, payload: bytes | str, schema: type) -> object:
+        """Decode ``payload`` into ``schema``; any decoding problem becomes ``ParseError``."""
+        try:
+            return msgspec.json.decode(payload, type=schema)
+        except msgspec.ValidationError as exc:
+            raise ParseError("schema", str(exc)[:200]) from None
+        except msgspec.DecodeError as exc:
+            raise ParseError("malformed_json", str(exc)[:200]) from None
