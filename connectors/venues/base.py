@@ -14,12 +14,13 @@ Parsers are pure apart from instrument metadata they learn from REST bodies
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass, field
 
 import msgspec
 
-from connectors.events import AnyEvent, PERP_SUFFIX
+from connectors.events import PERP_SUFFIX, AnyEvent, BookDelta, BookSnapshot
 
 NS_PER_MS = 1_000_000
 
@@ -146,6 +147,10 @@ class VenueParser:
     def parse_rest(self, path: str, body: bytes, recv: int) -> Parsed:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def sequence_rule(self) -> SequenceRule:
+        """A fresh order-book sequence rule for one instrument of this venue."""
+        return SequenceRule()
+
     def decode(self, payload: bytes | str, schema: type) -> object:
         """Decode ``payload`` into ``schema``; any decoding problem becomes ``ParseError``."""
         try:
@@ -154,3 +159,38 @@ class VenueParser:
             raise ParseError("schema", str(exc)[:200]) from None
         except msgspec.DecodeError as exc:
             raise ParseError("malformed_json", str(exc)[:200]) from None
+
+
+class Verdict(enum.Enum):
+    """What to do with a book delta: apply it, skip it (stale or before sync), or declare a gap."""
+
+    APPLY = "apply"
+    SKIP = "skip"
+    GAP = "gap"
+
+
+class SequenceRule:
+    """A venue's order-book sequence rule; the default applies every delta after a snapshot.
+
+    Subclasses in the venue modules implement the venue's continuity check. State is one
+    integer, so a rule pickles with the book.
+    """
+
+    def __init__(self) -> None:
+        self.last_seq: int | None = None
+
+    def reset(self) -> None:
+        """Forget the sequence: deltas are skipped until the next snapshot."""
+        self.last_seq = None
+
+    def on_snapshot(self, snapshot: BookSnapshot) -> None:
+        self.last_seq = snapshot.seq
+
+    def check(self, delta: BookDelta) -> Verdict:
+        if self.last_seq is None:
+            return Verdict.SKIP
+        self.last_seq = delta.seq
+        return Verdict.APPLY
+
+    def describe_gap(self, delta: BookDelta) -> str:
+        return f"expected continuation of seq={self.last_seq}, got prev_seq={delta.prev_seq} seq={delta.seq}"

@@ -1,0 +1,158 @@
+"""Order-book state of one venue instrument, kept correct by the venue's sequence rule.
+
+Levels live in two plain dicts (price -> qty): a delta costs one dict operation per level.
+Sorting happens only on readout (once per event-time second in the dataflow), never per update.
+
+Integrity: every delta is checked by the venue's :class:`~connectors.venues.base.SequenceRule`.
+A gap marks the book invalid until the next snapshot and yields ``FeedStatus(state="gap")``;
+readouts of an invalid book are empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from connectors.events import AnyEvent, BookDelta, BookSnapshot, FeedStatus, Level
+from connectors.venues.base import SequenceRule, Verdict
+
+
+class OrderBook:
+    """One instrument's book: bids and asks as ``{price: qty}``, plus an integrity flag.
+
+    >>> book = OrderBook()
+    >>> book.replace([(99.0, 2.0), (98.0, 1.0)], [(101.0, 3.0)])
+    >>> book.update([(99.0, 0.0)], [(100.5, 1.0)])
+    >>> book.best_bid(), book.best_ask(), book.mid()
+    (98.0, 100.5, 99.25)
+    """
+
+    __slots__ = ("bids", "asks", "valid")
+
+    def __init__(self) -> None:
+        self.bids: dict[float, float] = {}
+        self.asks: dict[float, float] = {}
+        self.valid = False
+
+    def replace(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
+        """Install a full snapshot (zero quantities are dropped) and mark the book valid."""
+        self.bids = {price: qty for price, qty in bids if qty > 0}
+        self.asks = {price: qty for price, qty in asks if qty > 0}
+        self.valid = True
+
+    def update(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
+        """Apply changed levels; ``qty == 0`` deletes the level."""
+        for side, changes in ((self.bids, bids), (self.asks, asks)):
+            for price, qty in changes:
+                if qty > 0:
+                    side[price] = qty
+                else:
+                    side.pop(price, None)
+
+    def invalidate(self) -> None:
+        """Forget the levels: the book cannot be trusted until the next snapshot."""
+        self.bids.clear()
+        self.asks.clear()
+        self.valid = False
+
+    def best_bid(self) -> float | None:
+        return max(self.bids) if self.valid and self.bids else None
+
+    def best_ask(self) -> float | None:
+        return min(self.asks) if self.valid and self.asks else None
+
+    def mid(self) -> float | None:
+        """``(best_bid + best_ask) / 2``, or ``None`` when a side is empty or the book is invalid."""
+        bid, ask = self.best_bid(), self.best_ask()
+        if bid is None or ask is None:
+            return None
+        return (bid + ask) / 2.0
+
+    def sides(self) -> tuple[np.ndarray, np.ndarray]:
+        """Both sides sorted best-first as ``(n, 2)`` float arrays of ``(price, qty)``.
+
+        Bids descend in price, asks ascend. Empty arrays for an invalid book.
+        """
+        if not self.valid:
+            empty = np.empty((0, 2))
+            return empty, empty
+        bids = np.array(sorted(self.bids.items(), reverse=True), dtype=float).reshape(-1, 2)
+        asks = np.array(sorted(self.asks.items()), dtype=float).reshape(-1, 2)
+        return bids, asks
+
+
+def depth_within(side: np.ndarray, reference: float, bands_bps: Sequence[float], is_bid: bool) -> list[float]:
+    """Resting notional (quote units) within each band of ``reference`` on one side.
+
+    A bid level at price p counts in band b when ``p >= reference * (1 - b/10_000)``; an ask
+    when ``p <= reference * (1 + b/10_000)``. Notional is ``sum(price * qty)``.
+
+    >>> asks = np.array([[100.0, 1.0], [100.2, 2.0], [101.0, 1.0]])
+    >>> depth_within(asks, 100.0, [10, 25, 100], is_bid=False)
+    [100.0, 300.4, 401.4]
+    """
+    if side.size == 0:
+        return [0.0] * len(bands_bps)
+    notional = np.cumsum(side[:, 0] * side[:, 1])
+    prices = side[:, 0]
+    out = []
+    for band in bands_bps:
+        if is_bid:
+            limit = reference * (1.0 - band / 10_000.0)
+            count = int(np.searchsorted(-prices, -limit, side="right"))
+        else:
+            limit = reference * (1.0 + band / 10_000.0)
+            count = int(np.searchsorted(prices, limit, side="right"))
+        out.append(float(notional[count - 1]) if count else 0.0)
+    return out
+
+
+class BookKeeper:
+    """Applies book events to an :class:`OrderBook` under a venue :class:`SequenceRule`.
+
+    :meth:`apply` returns the ``FeedStatus`` events it produced (a gap, a resync).
+    """
+
+    __slots__ = ("book", "rule", "gaps")
+
+    def __init__(self, rule: SequenceRule) -> None:
+        self.book = OrderBook()
+        self.rule = rule
+        self.gaps = 0
+
+    def apply(self, event: AnyEvent) -> list[FeedStatus]:
+        if isinstance(event, BookSnapshot):
+            was_invalid = not self.book.valid and self.gaps > 0
+            self.book.replace(event.bids, event.asks)
+            self.rule.on_snapshot(event)
+            if was_invalid:
+                return [_status(event, "resync", f"snapshot seq={event.seq}")]
+            return []
+        if isinstance(event, BookDelta):
+            verdict = self.rule.check(event)
+            if verdict is Verdict.APPLY:
+                self.book.update(event.bids, event.asks)
+            elif verdict is Verdict.GAP:
+                already_invalid = not self.book.valid
+                self.book.invalidate()
+                if not already_invalid:
+                    self.gaps += 1
+                    return [_status(event, "gap", self.rule.describe_gap(event))]
+            return []
+        if isinstance(event, FeedStatus) and event.state in ("disconnect", "gap"):
+            self.book.invalidate()
+            self.rule.reset()
+        return []
+
+
+def _status(event: AnyEvent, state: str, detail: str) -> FeedStatus:
+    return FeedStatus(
+        venue=event.venue,
+        symbol=event.symbol,
+        instrument=event.instrument,
+        ts=event.ts,
+        recv=event.recv,
+        state=state,  # type: ignore[arg-type]
+        detail=detail,
+    )
