@@ -1,0 +1,101 @@
+"""Frame text -> normalized events, for any recorded or live source token.
+
+:class:`FrameDecoder` owns one parser per venue and dispatches on the source token:
+``<venue>`` websocket frames go to ``parse_ws``; ``<venue>!rest`` bodies to ``parse_rest``;
+``<venue>!conn`` connection events become venue-wide :class:`FeedStatus` events
+(``instrument == ""``), which the source fans out to that venue's instruments.
+
+Every failure is a :class:`DeadLetter`: counted by venue and reason, kept with its raw text.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import msgspec
+
+from connectors.events import FeedStatus
+from connectors.venues import parser_for
+from connectors.venues.base import Parsed, ParseError, VenueParser
+
+
+class DeadLetter(msgspec.Struct, frozen=True):
+    """A frame that could not become events: why, from where, and its raw text."""
+
+    reason: str
+    source: str
+    raw: str
+    detail: str = ""
+    line: int | None = None
+    file: str | None = None
+
+
+class _RestEnvelope(msgspec.Struct, frozen=True):
+    path: str
+    body: msgspec.Raw
+
+
+class _ConnEvent(msgspec.Struct, frozen=True):
+    event: str
+    url: str = ""
+    reason: str = ""
+    code: int | None = None
+
+
+_CONN_STATES = {"open": "connect", "close": "disconnect", "error": "error", "stale": "stale"}
+_rest_decoder = msgspec.json.Decoder(_RestEnvelope)
+_conn_decoder = msgspec.json.Decoder(_ConnEvent)
+
+
+class FrameDecoder:
+    """Decode frames of several venues; keeps per-(venue, kind) frame counts.
+
+    >>> decoder = FrameDecoder()
+    >>> decoder.decode("okx-swap!conn", b'{"event":"open","url":"wss://x"}', 5).events[0].state
+    'connect'
+    """
+
+    def __init__(self) -> None:
+        self.parsers: dict[str, VenueParser] = {}
+        self.frames: Counter[tuple[str, str]] = Counter()
+
+    def parser(self, venue: str) -> VenueParser:
+        parser = self.parsers.get(venue)
+        if parser is None:
+            try:
+                parser = self.parsers[venue] = parser_for(venue)
+            except KeyError:
+                raise ParseError("unknown_source", venue) from None
+        return parser
+
+    def decode(self, source: str, payload: bytes, recv: int) -> Parsed:
+        """Parse one frame; raises :class:`ParseError` (never anything else) on bad input."""
+        venue, _, channel = source.partition("!")
+        parser = self.parser(venue)
+        try:
+            if not channel:
+                parsed = parser.parse_ws(payload, recv)
+            elif channel == "rest":
+                envelope = _rest_decoder.decode(payload)
+                parsed = parser.parse_rest(envelope.path, bytes(envelope.body), recv)
+            elif channel == "conn":
+                parsed = _connection_event(venue, _conn_decoder.decode(payload), recv)
+            else:
+                raise ParseError("unknown_source", source)
+        except ParseError:
+            raise
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise ParseError("malformed_envelope", str(exc)[:200]) from None
+        except Exception as exc:  # a parser bug must not stop the flow: count it
+            raise ParseError("parser_exception", f"{type(exc).__name__}: {exc}"[:200]) from None
+        self.frames[(venue, parsed.kind)] += 1
+        return parsed
+
+
+def _connection_event(venue: str, event: _ConnEvent, recv: int) -> Parsed:
+    state = _CONN_STATES.get(event.event)
+    if state is None:
+        raise ParseError("unknown_conn_event", event.event)
+    detail = " ".join(part for part in (event.url, event.reason, "" if event.code is None else f"code={event.code}") if part)
+    status = FeedStatus(venue=venue, symbol="", instrument="", ts=recv, recv=recv, state=state, detail=detail)  # type: ignore[arg-type]
+    return Parsed(kind=f"conn:{event.event}", events=[status])

@@ -1,0 +1,280 @@
+"""Bytewax sources. Replay: one partition per recording file, parsing in the source.
+
+Every partition emits items ``(key, [values])``:
+
+- ``(instrument_key, [events..., Watermark])`` where ``instrument_key = "<venue>|<instrument>"``;
+  events keep their order within the partition;
+- ``(DEAD_LETTER_KEY, [DeadLetter, ...])`` for frames that could not be parsed;
+- ``(STATS_KEY, [PartitionStats])`` once, at the end of the partition.
+
+Watermarks make the output depend on event time only. A partition promises that every
+event it emits later is assigned to a second ``>= wm`` (ns), where
+``wm = max_recv - allowed_lag`` and ``max_recv`` is the largest receive time read so far;
+events are assigned by the *effective time* ``max(ts, recv - allowed_lag)`` (see
+:func:`effective_time`). ``Watermark.announced`` lists the instruments the partition has
+announced so far, so the merge step can wait for an instrument whose first events are
+still in flight. At the end of a recording the watermark jumps to :data:`END_OF_TIME`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+
+from connectors.events import AnyEvent, FeedStatus
+from connectors.frames import DeadLetter, FrameDecoder
+from connectors.recording import RecordingError, RecordingReader, parse_line
+from connectors.venues.base import ParseError
+
+DEAD_LETTER_KEY = "!dead"
+STATS_KEY = "!stats"
+END_OF_TIME = 2**63 - 1
+NS = 1_000_000_000
+
+
+class Watermark(msgspec.Struct, frozen=True, gc=False, tag="watermark"):
+    """Partition ``partition`` will emit nothing more before ``wm`` (ns, effective time).
+
+    ``announced``: every instrument key the partition had emitted events for at that point.
+    """
+
+    partition: int
+    wm: int
+    announced: tuple[str, ...]
+
+
+class PartitionStats(msgspec.Struct):
+    """What one partition read: frames by ``(venue, kind)``, dead letters by ``(venue, reason)``."""
+
+    partition: str
+    frames: dict[str, int]
+    dead_letters: dict[str, int]
+    lines: int
+    truncated: bool = False
+
+
+def instrument_key(event: AnyEvent) -> str:
+    """The routing key of the per venue-instrument step: ``"okx-swap|BTC-USDT-PERP"``."""
+    return f"{event.venue}|{event.instrument}"
+
+
+def effective_time(event: AnyEvent, allowed_lag_ns: int) -> int:
+    """Event time used to assign an event to a second: ``max(ts, recv - allowed_lag)`` (ns).
+
+    An event later than ``allowed_lag`` behind its receive time counts as arriving at the
+    edge of the lag window, so watermarks derived from receive time stay valid.
+    """
+    floor = event.recv - allowed_lag_ns
+    return event.ts if event.ts > floor else floor
+
+
+class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
+    """Reads one recording from a line offset, parses, batches by instrument."""
+
+    def __init__(
+        self,
+        path: Path,
+        index: int,
+        batch_size: int,
+        allowed_lag_ns: int,
+        speed: float | None,
+        resume_state: Any,
+    ) -> None:
+        self._path = path
+        self._index = index
+        self._batch_size = batch_size
+        self._lag = allowed_lag_ns
+        self._speed = speed
+        state = resume_state or {}
+        self._line = state.get("line", 0)
+        self._max_recv = state.get("max_recv", 0)
+        self._decoder: FrameDecoder = state.get("decoder") or FrameDecoder()
+        self._dead: Counter[tuple[str, str]] = state.get("dead", Counter())
+        self._instruments: dict[str, list[str]] = state.get("instruments", {})
+        self._last_wm = state.get("last_wm", -1)
+        self._reader = RecordingReader(path, start_line=self._line)
+        self._lines = self._reader.lines()
+        self._done = False
+        self._pace_origin: tuple[float, int] | None = None
+        self._held: tuple[int, bytes] | None = None
+        self._held_recv: int | None = None
+
+    def _due(self, recv: int) -> bool:
+        """Pacing for ``--speed N``: has wall time caught up with this receive time?"""
+        if self._speed is None:
+            return True
+        now = time.monotonic()
+        if self._pace_origin is None:
+            self._pace_origin = (now, recv)
+        wall0, recv0 = self._pace_origin
+        return (recv - recv0) / NS / self._speed <= now - wall0
+
+    def next_batch(self) -> list[tuple[str, list[Any]]]:
+        if self._done:
+            raise StopIteration()
+        by_key: dict[str, list[Any]] = {}
+        dead: list[DeadLetter] = []
+        for _ in range(self._batch_size):
+            if self._held is not None:
+                line_no, line = self._held
+                self._held = self._held_recv = None
+            else:
+                try:
+                    line_no, line = next(self._lines)
+                except StopIteration:
+                    return self._finish(by_key, dead)
+            try:
+                frame = parse_line(line, self._path, line_no)
+            except RecordingError as exc:
+                self._line = line_no
+                dead.append(self._dead_letter("malformed_line", "?", line, exc.reason, line_no))
+                continue
+            if frame is None:
+                self._line = line_no
+                continue
+            if not self._due(frame.recv):
+                self._held, self._held_recv = (line_no, line), frame.recv
+                break
+            self._line = line_no
+            recv = max(frame.recv, self._max_recv)
+            self._max_recv = recv
+            try:
+                parsed = self._decoder.decode(frame.source, frame.payload, recv)
+            except ParseError as exc:
+                dead.append(self._dead_letter(exc.reason, frame.source, frame.payload, exc.detail, line_no))
+                continue
+            for event in parsed.events:
+                if isinstance(event, FeedStatus) and not event.instrument:
+                    for key in self._instruments.get(event.venue, ()):
+                        by_key.setdefault(key, []).append(_for_instrument(event, key))
+                    continue
+                key = instrument_key(event)
+                bucket = by_key.get(key)
+                if bucket is None:
+                    bucket = by_key[key] = []
+                    venue_keys = self._instruments.setdefault(event.venue, [])
+                    if key not in venue_keys:
+                        venue_keys.append(key)
+                bucket.append(event)
+        wm = self._max_recv - self._lag
+        if wm // NS > self._last_wm // NS:
+            self._mark(by_key, wm)
+        return self._items(by_key, dead)
+
+    def _finish(self, by_key: dict[str, list[Any]], dead: list[DeadLetter]) -> list[tuple[str, list[Any]]]:
+        self._done = True
+        self._mark(by_key, END_OF_TIME)
+        items = self._items(by_key, dead)
+        stats = PartitionStats(
+            partition=str(self._path),
+            frames={f"{venue} {kind}": n for (venue, kind), n in sorted(self._decoder.frames.items())},
+            dead_letters={f"{venue} {reason}": n for (venue, reason), n in sorted(self._dead.items())},
+            lines=self._line,
+            truncated=self._reader.truncated,
+        )
+        items.append((STATS_KEY, [stats]))
+        return items
+
+    def _mark(self, by_key: dict[str, list[Any]], wm: int) -> None:
+        """Append the partition watermark to every instrument it has announced."""
+        self._last_wm = wm
+        mark = Watermark(self._index, wm, tuple(key for keys in self._instruments.values() for key in keys))
+        for keys in self._instruments.values():
+            for key in keys:
+                by_key.setdefault(key, []).append(mark)
+
+    @staticmethod
+    def _items(by_key: dict[str, list[Any]], dead: list[DeadLetter]) -> list[tuple[str, list[Any]]]:
+        items = list(by_key.items())
+        if dead:
+            items.append((DEAD_LETTER_KEY, dead))
+        return items
+
+    def _dead_letter(self, reason: str, source: str, raw: bytes, detail: str, line_no: int) -> DeadLetter:
+        venue = source.partition("!")[0]
+        self._dead[(venue, reason)] += 1
+        return DeadLetter(
+            reason=reason,
+            source=source,
+            raw=raw.decode("utf-8", "replace").rstrip("\n"),
+            detail=detail,
+            line=line_no,
+            file=str(self._path),
+        )
+
+    def next_awake(self) -> datetime | None:
+        """With ``--speed N``, sleep until the held frame is due; otherwise poll at once."""
+        if self._held_recv is None or self._pace_origin is None or self._speed is None:
+            return None
+        wall0, recv0 = self._pace_origin
+        delay = wall0 + (self._held_recv - recv0) / NS / self._speed - time.monotonic()
+        return datetime.now(timezone.utc) + timedelta(seconds=max(0.0, delay))
+
+    def snapshot(self) -> Any:
+        return {
+            "line": self._line,
+            "max_recv": self._max_recv,
+            "decoder": self._decoder,
+            "dead": self._dead,
+            "instruments": self._instruments,
+            "last_wm": self._last_wm,
+        }
+
+
+def _for_instrument(status: FeedStatus, key: str) -> FeedStatus:
+    venue, _, instrument = key.partition("|")
+    return FeedStatus(
+        venue=venue,
+        symbol=status.symbol,
+        instrument=instrument,
+        ts=status.ts,
+        recv=status.recv,
+        state=status.state,
+        detail=status.detail,
+    )
+
+
+class ReplaySource(FixedPartitionedSource[tuple[str, list[Any]], Any]):
+    """Replay recordings, one partition per file, as ``(key, [values])`` batches.
+
+    :param paths: recording files (plain, ``.gz`` or ``.zst``).
+    :param batch_size: frames read per ``next_batch``.
+    :param allowed_lag_s: how far (s) an event's exchange time may trail its receive time
+        before it is assigned to a later second (see :func:`effective_time`).
+    :param speed: ``None`` for as fast as possible, else N times real time by receive time.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        batch_size: int = 1000,
+        allowed_lag_s: float = 2.0,
+        speed: float | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        if speed is not None and speed <= 0:
+            raise ValueError("speed must be > 0 (or None for as fast as possible)")
+        self.paths = [Path(p) for p in paths]
+        for path in self.paths:
+            if not path.is_file():
+                raise FileNotFoundError(f"recording not found: {path}")
+        self.batch_size = batch_size
+        self.allowed_lag_ns = int(allowed_lag_s * NS)
+        self.speed = speed
+
+    def list_parts(self) -> list[str]:
+        return [f"{index}:{path}" for index, path in enumerate(self.paths)]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: Any) -> ReplayPartition:
+        index = int(for_part.split(":", 1)[0])
+        return ReplayPartition(
+            self.paths[index], index, self.batch_size, self.allowed_lag_ns, self.speed, resume_state
+        )

@@ -1,0 +1,106 @@
+"""The dataflow, top to bottom as in DESIGN.md.
+
+::
+
+    ReplaySource partitions (one per recording): parse in the source, batch by instrument
+      -> (venue|instrument, [events..., Watermark])
+      -> stateful_batch per venue-instrument: book, trades, liquidations, OI, mark
+         -> InstrumentSecond per closed event-time second, ContributorMark per watermark
+      -> re-key everything to one merge key
+      -> stateful_batch "merge": watermark over all partitions, per-asset snapshot each
+         second, alert policy -> ordered snapshot and alert dicts
+      -> JSONL sink (alerts, snapshots)
+    dead letters -> JSONL sink;  partition stats -> summary sink
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import Source
+from bytewax.operators import StatefulBatchLogic
+
+from connectors.sinks import JsonlSink, to_stream
+from connectors.sources import DEAD_LETTER_KEY, NS, STATS_KEY
+from pipelines.config import Config
+from pipelines.instrument import InstrumentTracker
+from pipelines.merge import RiskMerger
+from pipelines.summary import SummarySink
+
+MERGE_KEY = "merge"
+STREAM_OF = {"snapshot": "snapshots", "alert": "alerts"}
+"""Output item type -> the JSONL stream (file) it is written to."""
+
+
+class InstrumentLogic(StatefulBatchLogic[list[Any], Any, InstrumentTracker]):
+    """Bytewax wrapper of :class:`InstrumentTracker`; emits everything to the merge key."""
+
+    def __init__(self, tracker: InstrumentTracker) -> None:
+        self.tracker = tracker
+
+    def on_batch(self, values: list[list[Any]]) -> tuple[list[Any], bool]:
+        out: list[Any] = []
+        for batch in values:
+            out.extend(self.tracker.process(batch))
+        return out, StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> InstrumentTracker:
+        return copy.deepcopy(self.tracker)
+
+
+class MergeLogic(StatefulBatchLogic[Any, list[dict[str, Any]], RiskMerger]):
+    """Bytewax wrapper of :class:`RiskMerger`; flushes at end of input."""
+
+    def __init__(self, merger: RiskMerger) -> None:
+        self.merger = merger
+
+    def on_batch(self, values: list[Any]) -> tuple[list[list[dict[str, Any]]], bool]:
+        out = self.merger.process(values)
+        return ([out] if out else []), StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[list[list[dict[str, Any]]], bool]:
+        out = self.merger.flush()
+        return ([out] if out else []), StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> RiskMerger:
+        return copy.deepcopy(self.merger)
+
+
+def build_flow(
+    source: Source[Any],
+    n_partitions: int,
+    config: Config,
+    alerts_out: Path | None,
+    snapshots_out: Path | None,
+    dead_letters_out: Path | None,
+    summary_out: Path,
+) -> Dataflow:
+    """Wire the dataflow. ``n_partitions``: how many source partitions feed watermarks."""
+    lag_ns = int(config.replay.allowed_lag_s * NS)
+    flow = Dataflow("cascadewatch")
+    batches = op.input("frames", flow, source)
+    split = op.branch("split_control", batches, lambda item: not item[0].startswith("!"))
+    control = op.branch("split_stats", split.falses, lambda item: item[0] == STATS_KEY)
+
+    per_instrument = op.stateful_batch(
+        "instrument_state",
+        split.trues,
+        lambda resume: InstrumentLogic(resume or InstrumentTracker(lag_ns)),
+    )
+    to_merge = op.map("to_merge_key", per_instrument, lambda key_value: (MERGE_KEY, key_value[1]))
+    merged = op.stateful_batch(
+        "merge_assets",
+        to_merge,
+        lambda resume: MergeLogic(resume or RiskMerger(n_partitions, config)),
+    )
+    ordered = op.flat_map("to_lines", merged, lambda key_value: [to_stream(STREAM_OF[item["type"]], item) for item in key_value[1]])
+    dead = op.flat_map("dead_letters", control.falses, lambda key_value: [to_stream("dead_letters", d) for d in key_value[1]])
+    op.output("jsonl_out", ordered, JsonlSink({"alerts": alerts_out, "snapshots": snapshots_out}))
+    op.output("dead_letters_out", dead, JsonlSink({"dead_letters": dead_letters_out}))
+    stats = op.flat_map("stats", control.trues, lambda key_value: [(STATS_KEY, s) for s in key_value[1]])
+    op.output("summary_out", stats, SummarySink(summary_out))
+    return flow

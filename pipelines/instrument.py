@@ -1,0 +1,172 @@
+"""Per venue-instrument state: the book, last trade, mark, open interest, per-second flow.
+
+:class:`InstrumentTracker` consumes one instrument's events and watermarks, in order, and
+emits one :class:`~pipelines.model.InstrumentSecond` for every event-time second in which
+the instrument had events, when that second closes, followed by a
+:class:`~pipelines.model.ContributorMark` for every watermark it passes on.
+
+A second closes when an event of a later second arrives or a watermark passes its end.
+Events are assigned by effective time (:func:`connectors.sources.effective_time`) and never
+to a second that has already closed (a late event counts in the open second).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connectors.book import BookKeeper, depth_within
+from connectors.events import (
+    BookDelta,
+    BookSnapshot,
+    FeedStatus,
+    Liquidation,
+    MarkPrice,
+    OpenInterest,
+    Trade,
+    asset_of,
+)
+from connectors.sources import NS, Watermark, effective_time
+from connectors.venues import parser_classes
+from connectors.venues.base import SequenceRule
+from pipelines.model import DEPTH_BANDS_BPS, ContributorMark, InstrumentSecond
+
+MS = 1_000_000
+
+
+class InstrumentTracker:
+    """State of one ``venue|instrument`` key; pickles for Bytewax recovery.
+
+    Bytewax builds the state without telling its key, so the identity comes from the first
+    event (a key's first item is always an event: watermarks only go to announced keys).
+    """
+
+    def __init__(self, allowed_lag_ns: int) -> None:
+        self.lag = allowed_lag_ns
+        self.key = self.venue = self.instrument = self.asset = ""
+        self.books = BookKeeper(SequenceRule())
+        self.open_second: int | None = None
+        self.closed_before = -(2**63)
+        self.price: float | None = None
+        self.mark: float | None = None
+        self.index: float | None = None
+        self.funding: float | None = None
+        self.oi_qty: float | None = None
+        self.oi_usd: float | None = None
+        self._reset_flow()
+
+    def _reset_flow(self) -> None:
+        self.buy_usd = 0.0
+        self.sell_usd = 0.0
+        self.trades = 0
+        self.liq_long_usd = 0.0
+        self.liq_short_usd = 0.0
+        self.liquidations = 0
+        self.feed: list[str] = []
+
+    def process(self, values: list[Any]) -> list[InstrumentSecond | ContributorMark]:
+        """Apply a batch of events and watermarks; return closed seconds and marks, in order."""
+        out: list[InstrumentSecond | ContributorMark] = []
+        for value in values:
+            if isinstance(value, Watermark):
+                self._advance(value.wm // NS, out)
+                out.append(ContributorMark(value.partition, self.key, value.wm, value.announced))
+                continue
+            if not self.key:
+                self._identify(value)
+            second = max(effective_time(value, self.lag) // NS, self.closed_before)
+            if self.open_second is None:
+                self.open_second = second
+            elif second > self.open_second:
+                self._advance(second, out)
+                self.open_second = second
+            self._apply(value)
+        return out
+
+    def _identify(self, event: Any) -> None:
+        self.venue, self.instrument = event.venue, event.instrument
+        self.key = f"{event.venue}|{event.instrument}"
+        self.asset = asset_of(event.instrument)
+        parser_class = parser_classes().get(event.venue)
+        if parser_class is not None:
+            self.books = BookKeeper(parser_class.sequence_rule())
+
+    def _advance(self, second: int, out: list[Any]) -> None:
+        """Close the open second if it ends at or before ``second``."""
+        if self.open_second is not None and self.open_second < second:
+            out.append(self._close())
+            self.open_second = None
+        if second > self.closed_before:
+            self.closed_before = second
+
+    def _apply(self, event: Any) -> None:
+        if isinstance(event, Trade):
+            notional = event.price * event.qty
+            if event.side == "buy":
+                self.buy_usd += notional
+            else:
+                self.sell_usd += notional
+            self.trades += 1
+            self.price = event.price
+        elif isinstance(event, (BookDelta, BookSnapshot)):
+            for status in self.books.apply(event):
+                self.feed.append(f"{status.state}: {status.detail}")
+        elif isinstance(event, Liquidation):
+            if event.side == "long":
+                self.liq_long_usd += event.notional
+            else:
+                self.liq_short_usd += event.notional
+            self.liquidations += 1
+        elif isinstance(event, MarkPrice):
+            self.mark = event.price
+            if event.index is not None:
+                self.index = event.index
+            if event.funding is not None:
+                self.funding = event.funding
+        elif isinstance(event, OpenInterest):
+            self.oi_qty = event.qty
+            reference = self.mark or self.price
+            self.oi_usd = event.notional if event.notional is not None else (
+                event.qty * reference if reference else None
+            )
+        elif isinstance(event, FeedStatus):
+            self.books.apply(event)
+            self.feed.append(f"{event.state}: {event.detail}" if event.detail else event.state)
+
+    def _close(self) -> InstrumentSecond:
+        assert self.open_second is not None
+        book = self.books.book
+        bids, asks = book.sides()
+        best_bid = float(bids[0, 0]) if len(bids) else None
+        best_ask = float(asks[0, 0]) if len(asks) else None
+        reference = (best_bid + best_ask) / 2.0 if best_bid is not None and best_ask is not None else self.price
+        if reference is not None:
+            depth_bid = tuple(depth_within(bids, reference, DEPTH_BANDS_BPS, is_bid=True))
+            depth_ask = tuple(depth_within(asks, reference, DEPTH_BANDS_BPS, is_bid=False))
+        else:
+            depth_bid = depth_ask = (0.0,) * len(DEPTH_BANDS_BPS)
+        second = InstrumentSecond(
+            venue=self.venue,
+            instrument=self.instrument,
+            asset=self.asset,
+            second=self.open_second * 1000,
+            price=self.price,
+            mark=self.mark,
+            index=self.index,
+            funding=self.funding,
+            oi_qty=self.oi_qty,
+            oi_usd=self.oi_usd,
+            buy_usd=self.buy_usd,
+            sell_usd=self.sell_usd,
+            trades=self.trades,
+            liq_long_usd=self.liq_long_usd,
+            liq_short_usd=self.liq_short_usd,
+            liquidations=self.liquidations,
+            book_valid=book.valid,
+            best_bid=best_bid,
+            best_ask=best_ask,
+            depth_bid_usd=depth_bid,
+            depth_ask_usd=depth_ask,
+            feed=tuple(self.feed),
+        )
+        self._reset_flow()
+        return second

@@ -1,0 +1,53 @@
+"""Items that travel between the dataflow's stateful steps."""
+
+from __future__ import annotations
+
+import msgspec
+
+DEPTH_BANDS_BPS = (10, 25, 50, 100)
+"""Bands (basis points from the mid) at which resting book notional is measured."""
+
+
+class InstrumentSecond(msgspec.Struct, frozen=True, gc=False, tag="instrument_second"):
+    """The state of one venue instrument at the end of one event-time second.
+
+    ``second`` is the start of the second in ms (UTC epoch). Flow fields (``*_usd``, counts)
+    cover this second only; level fields (prices, OI, book) are the latest known values.
+    Notional is in quote currency (USD for USDT/USDC/USD-quoted perpetuals).
+    """
+
+    venue: str
+    instrument: str
+    asset: str
+    second: int
+    price: float | None
+    mark: float | None
+    index: float | None
+    funding: float | None
+    oi_qty: float | None
+    oi_usd: float | None
+    buy_usd: float
+    sell_usd: float
+    trades: int
+    liq_long_usd: float
+    liq_short_usd: float
+    liquidations: int
+    book_valid: bool
+    best_bid: float | None
+    best_ask: float | None
+    depth_bid_usd: tuple[float, ...]
+    depth_ask_usd: tuple[float, ...]
+    feed: tuple[str, ...] = ()
+
+
+class ContributorMark(msgspec.Struct, frozen=True, gc=False, tag="contributor_mark"):
+    """An instrument step has emitted everything of partition ``partition`` before ``wm`` (ns).
+
+    ``announced`` lists every instrument key the partition had announced when it emitted
+    the watermark (see :mod:`connectors.sources`).
+    """
+
+    partition: int
+    key: str
+    wm: int
+    announced: tuple[str, ...]
