@@ -10,7 +10,8 @@
       -> stateful_batch "merge": watermark over all partitions, per-asset snapshot each
          second, alert policy -> ordered snapshot and alert dicts
       -> JSONL sink (alerts, snapshots)
-    dead letters -> JSONL sink;  partition stats -> summary sink
+    dead letters (source parse errors, book sequence gaps) -> JSONL sink
+    partition stats + gap dead letters -> summary sink
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 
+from connectors.frames import DeadLetter
 from connectors.sinks import JsonlSink, to_stream
 from connectors.sources import DEAD_LETTER_KEY, NS, STATS_KEY
 from pipelines.config import Config
@@ -91,16 +93,20 @@ def build_flow(
         split.trues,
         lambda resume: InstrumentLogic(resume or InstrumentTracker(lag_ns)),
     )
-    to_merge = op.map("to_merge_key", per_instrument, lambda key_value: (MERGE_KEY, key_value[1]))
+    gaps = op.branch("split_gaps", per_instrument, lambda key_value: isinstance(key_value[1], DeadLetter))
+    to_merge = op.map("to_merge_key", gaps.falses, lambda key_value: (MERGE_KEY, key_value[1]))
     merged = op.stateful_batch(
         "merge_assets",
         to_merge,
         lambda resume: MergeLogic(resume or RiskMerger(n_partitions, config)),
     )
     ordered = op.flat_map("to_lines", merged, lambda key_value: [to_stream(STREAM_OF[item["type"]], item) for item in key_value[1]])
-    dead = op.flat_map("dead_letters", control.falses, lambda key_value: [to_stream("dead_letters", d) for d in key_value[1]])
+    source_dead = op.flat_map("source_dead_letters", control.falses, lambda key_value: key_value[1])
+    dead = op.merge("all_dead_letters", source_dead, op.map("gap_dead_letters", gaps.trues, lambda kv: kv[1]))
     op.output("jsonl_out", ordered, JsonlSink({"alerts": alerts_out, "snapshots": snapshots_out}))
-    op.output("dead_letters_out", dead, JsonlSink({"dead_letters": dead_letters_out}))
-    stats = op.flat_map("stats", control.trues, lambda key_value: [(STATS_KEY, s) for s in key_value[1]])
-    op.output("summary_out", stats, SummarySink(summary_out))
+    op.output("dead_letters_out", op.map("dead_stream", dead, lambda d: to_stream("dead_letters", d)),
+              JsonlSink({"dead_letters": dead_letters_out}))
+    stats = op.flat_map("stats", control.trues, lambda key_value: key_value[1])
+    counted = op.merge("stats_and_gaps", stats, op.filter("gap_letters", dead, lambda d: d.reason == "sequence_gap"))
+    op.output("summary_out", op.map("summary_key", counted, lambda item: (STATS_KEY, item)), SummarySink(summary_out))
     return flow

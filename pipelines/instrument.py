@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from connectors.book import BookKeeper, depth_within
 from connectors.events import (
     BookDelta,
@@ -25,6 +27,7 @@ from connectors.events import (
     Trade,
     asset_of,
 )
+from connectors.frames import DeadLetter
 from connectors.sources import NS, Watermark, effective_time
 from connectors.venues import parser_classes
 from connectors.venues.base import SequenceRule
@@ -44,6 +47,7 @@ class InstrumentTracker:
         self.lag = allowed_lag_ns
         self.key = self.venue = self.instrument = self.asset = ""
         self.books = BookKeeper(SequenceRule())
+        self.dead_letters: list[DeadLetter] = []
         self.open_second: int | None = None
         self.closed_before = -(2**63)
         self.price: float | None = None
@@ -63,9 +67,13 @@ class InstrumentTracker:
         self.liquidations = 0
         self.feed: list[str] = []
 
-    def process(self, values: list[Any]) -> list[InstrumentSecond | ContributorMark]:
-        """Apply a batch of events and watermarks; return closed seconds and marks, in order."""
-        out: list[InstrumentSecond | ContributorMark] = []
+    def process(self, values: list[Any]) -> list[InstrumentSecond | ContributorMark | DeadLetter]:
+        """Apply a batch of events and watermarks; return closed seconds, marks and dead letters.
+
+        Closed seconds and marks keep their order; a sequence gap adds a ``DeadLetter``
+        (reason ``sequence_gap``, the offending delta as raw text).
+        """
+        out: list[InstrumentSecond | ContributorMark | DeadLetter] = []
         for value in values:
             if isinstance(value, Watermark):
                 self._advance(value.wm // NS, out)
@@ -80,6 +88,9 @@ class InstrumentTracker:
                 self._advance(second, out)
                 self.open_second = second
             self._apply(value)
+        if self.dead_letters:
+            out.extend(self.dead_letters)
+            self.dead_letters = []
         return out
 
     def _identify(self, event: Any) -> None:
@@ -110,6 +121,15 @@ class InstrumentTracker:
         elif isinstance(event, (BookDelta, BookSnapshot)):
             for status in self.books.apply(event):
                 self.feed.append(f"{status.state}: {status.detail}")
+                if status.state == "gap":
+                    self.dead_letters.append(
+                        DeadLetter(
+                            reason="sequence_gap",
+                            source=self.venue,
+                            raw=msgspec.json.encode(event).decode(),
+                            detail=status.detail,
+                        )
+                    )
         elif isinstance(event, Liquidation):
             if event.side == "long":
                 self.liq_long_usd += event.notional

@@ -1,7 +1,7 @@
 """What a replay read: frames by venue and kind, dead letters by venue and reason.
 
-Each source partition reports a :class:`~connectors.sources.PartitionStats` at its end;
-:class:`SummarySink` adds them up in one partition and writes the total as JSON on close.
+Each source partition reports a :class:`~connectors.sources.PartitionStats` at its end, and
+the instrument steps report sequence gaps as dead letters; :class:`SummarySink` adds them up in one partition and writes the total as JSON on close.
 """
 
 from __future__ import annotations
@@ -13,16 +13,20 @@ from typing import Any
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
+from connectors.frames import DeadLetter
 from connectors.sources import PartitionStats
 
 
-def merge_stats(stats: list[PartitionStats]) -> dict[str, Any]:
-    """Sum partition stats into ``{"frames": {...}, "dead_letters": {...}, "lines": n, "truncated": [...]}``."""
+def merge_stats(items: list[PartitionStats | DeadLetter]) -> dict[str, Any]:
+    """Sum partition stats and flow-side dead letters (sequence gaps) into
+    ``{"frames": {...}, "dead_letters": {...}, "lines": n, "truncated": [...]}``."""
     frames: Counter[str] = Counter()
     dead: Counter[str] = Counter()
+    stats = [item for item in items if isinstance(item, PartitionStats)]
     for entry in stats:
         frames.update(entry.frames)
         dead.update(entry.dead_letters)
+    dead.update(f"{item.source} {item.reason}" for item in items if isinstance(item, DeadLetter))
     return {
         "frames": dict(sorted(frames.items())),
         "dead_letters": dict(sorted(dead.items())),
@@ -31,15 +35,15 @@ def merge_stats(stats: list[PartitionStats]) -> dict[str, Any]:
     }
 
 
-class _SummaryPartition(StatefulSinkPartition[PartitionStats, list[PartitionStats]]):
-    def __init__(self, path: Path, resume_state: list[PartitionStats] | None) -> None:
+class _SummaryPartition(StatefulSinkPartition[PartitionStats | DeadLetter, list[PartitionStats | DeadLetter]]):
+    def __init__(self, path: Path, resume_state: list[PartitionStats | DeadLetter] | None) -> None:
         self._path = path
         self._stats = list(resume_state or [])
 
-    def write_batch(self, items: list[PartitionStats]) -> None:
+    def write_batch(self, items: list[PartitionStats | DeadLetter]) -> None:
         self._stats.extend(items)
 
-    def snapshot(self) -> list[PartitionStats]:
+    def snapshot(self) -> list[PartitionStats | DeadLetter]:
         return list(self._stats)
 
     def close(self) -> None:
@@ -47,7 +51,7 @@ class _SummaryPartition(StatefulSinkPartition[PartitionStats, list[PartitionStat
         self._path.write_text(json.dumps(merge_stats(self._stats), indent=1))
 
 
-class SummarySink(FixedPartitionedSink[PartitionStats, list[PartitionStats]]):
+class SummarySink(FixedPartitionedSink[PartitionStats | DeadLetter, list[PartitionStats | DeadLetter]]):
     """Collect partition stats; write the merged summary to ``path`` when the flow ends."""
 
     def __init__(self, path: str | Path) -> None:
@@ -59,5 +63,5 @@ class SummarySink(FixedPartitionedSink[PartitionStats, list[PartitionStats]]):
     def part_fn(self, item_key: str) -> int:
         return 0
 
-    def build_part(self, step_id: str, for_part: str, resume_state: list[PartitionStats] | None) -> _SummaryPartition:
+    def build_part(self, step_id: str, for_part: str, resume_state: list[PartitionStats | DeadLetter] | None) -> _SummaryPartition:
         return _SummaryPartition(self.path, resume_state)

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from connectors.book import BookKeeper, OrderBook, depth_within
+from connectors.events import BookDelta, BookSnapshot, FeedStatus
+from connectors.venues.base import SequenceRule, Verdict
+
+
+def snap(seq: int, bids=((100.0, 1.0),), asks=((101.0, 1.0),)) -> BookSnapshot:
+    return BookSnapshot(venue="v", symbol="S", instrument="S-USDT-PERP", ts=seq, recv=seq, bids=bids, asks=asks, seq=seq)
+
+
+def delta(seq: int, prev: int | None, bids=(), asks=()) -> BookDelta:
+    return BookDelta(venue="v", symbol="S", instrument="S-USDT-PERP", ts=seq, recv=seq, bids=bids, asks=asks, seq=seq, prev_seq=prev)
+
+
+class PrevSeqRule(SequenceRule):
+    """prev_seq must equal the last seq (the OKX/Binance-style chain) - a test double."""
+
+    def check(self, d: BookDelta) -> Verdict:
+        if self.last_seq is None:
+            return Verdict.SKIP
+        if d.prev_seq != self.last_seq:
+            return Verdict.GAP
+        self.last_seq = d.seq
+        return Verdict.APPLY
+
+
+def test_update_deletes_zero_levels_and_finds_best() -> None:
+    book = OrderBook()
+    book.replace([(99.0, 2.0), (98.0, 1.0), (97.0, 0.0)], [(101.0, 3.0), (102.0, 1.0)])
+    assert book.bids == {99.0: 2.0, 98.0: 1.0}
+    book.update([(99.0, 0.0), (98.5, 4.0)], [(101.0, 0.0), (100.5, 1.0)])
+    assert (book.best_bid(), book.best_ask()) == (98.5, 100.5)
+    bids, asks = book.sides()
+    assert bids.tolist() == [[98.5, 4.0], [98.0, 1.0]]
+    assert asks.tolist() == [[100.5, 1.0], [102.0, 1.0]]
+
+
+def test_depth_within_bands_known_answer() -> None:
+    bids = np.array([[99.95, 2.0], [99.8, 1.0], [99.0, 10.0], [98.0, 5.0]])
+    # reference 100: 10 bps -> >= 99.9; 25 -> >= 99.75; 100 -> >= 99.0; 150 -> >= 98.5
+    assert depth_within(bids, 100.0, [10, 25, 100, 150], is_bid=True) == pytest.approx(
+        [199.9, 199.9 + 99.8, 199.9 + 99.8 + 990.0, 199.9 + 99.8 + 990.0]
+    )
+    assert depth_within(np.empty((0, 2)), 100.0, [10], is_bid=False) == [0.0]
+
+
+def test_gap_invalidates_until_next_snapshot_then_resyncs() -> None:
+    keeper = BookKeeper(PrevSeqRule())
+    assert keeper.apply(delta(5, 4, bids=((100.0, 9.0),))) == []  # before any snapshot: skipped
+    assert keeper.book.valid is False
+    keeper.apply(snap(10))
+    assert keeper.apply(delta(11, 10, bids=((100.0, 3.0),))) == []
+    assert keeper.book.bids == {100.0: 3.0}
+    statuses = keeper.apply(delta(13, 12, asks=((101.0, 0.0),)))
+    assert [(s.state, s.detail) for s in statuses] == [
+        ("gap", "expected continuation of seq=11, got prev_seq=12 seq=13")
+    ]
+    assert keeper.book.valid is False and keeper.book.mid() is None
+    assert keeper.apply(delta(14, 13)) == []  # still invalid: no second gap report
+    assert keeper.gaps == 1
+    statuses = keeper.apply(snap(20, bids=((99.0, 1.0),)))
+    assert [s.state for s in statuses] == ["resync"]
+    assert keeper.book.valid and keeper.book.best_bid() == 99.0
+
+
+def test_disconnect_invalidates_book() -> None:
+    keeper = BookKeeper(PrevSeqRule())
+    keeper.apply(snap(1))
+    keeper.apply(FeedStatus(venue="v", symbol="", instrument="S-USDT-PERP", ts=2, recv=2, state="disconnect"))
+    assert keeper.book.valid is False
+    assert keeper.apply(delta(2, 1)) == []  # rule reset: skipped until a snapshot
