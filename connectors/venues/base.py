@@ -147,7 +147,8 @@ class VenueParser:
     def parse_rest(self, path: str, body: bytes, recv: int) -> Parsed:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def sequence_rule(self) -> SequenceRule:
+    @classmethod
+    def sequence_rule(cls) -> SequenceRule:
         """A fresh order-book sequence rule for one instrument of this venue."""
         return SequenceRule()
 
