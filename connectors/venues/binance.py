@@ -1,0 +1,565 @@
+"""Binance USD-M futures (``binance-usdm``): raw schemas and the frame parser.
+
+Websocket frames arrive combined-stream wrapped (``{"stream": "btcusdt@aggTrade", "data": {...}}``,
+from ``/stream?streams=...``) or raw (just the ``data`` object, from ``/ws/<stream>``); both are
+handled, and ``data`` may also be an array (``!markPrice@arr``): its elements are parsed alike.
+Dispatch is on the event type ``data.e``:
+
+- ``aggTrade`` -> ``trade``: :class:`Trade` (``ts`` from ``T``);
+- ``trade`` -> ``trade``: :class:`Trade`, only when ``X == "MARKET"`` (else ``skipped:nonmarket_trade``);
+- ``depthUpdate`` -> ``book``: :class:`BookDelta` (``ts`` from ``E``);
+- ``forceOrder`` -> ``liquidation``: :class:`Liquidation` (``ts`` from ``o.T``);
+- ``markPriceUpdate`` -> ``mark_price``: :class:`MarkPrice` (``ts`` from ``E``);
+- ``bookTicker`` -> ``skipped:bookTicker``, ``kline`` -> ``skipped:kline``,
+  ``24hrTicker`` -> ``skipped:ticker``: no events.
+
+Other frames: ``{"result": ..., "id": ...}`` (subscribe / list acks) is kind ``control``; an
+``{"error": {...}, "id": ...}`` reply raises ``ParseError("venue_error")``; an unknown or missing
+``e`` raises ``ParseError("unknown_channel")``.
+
+REST bootstrap bodies (``parse_rest``): ``/fapi/v1/exchangeInfo`` fills the catalog with the
+``contractType == "PERPETUAL"`` symbols (base/quote assets, ``PRICE_FILTER.tickSize``), kind
+``instruments``, no events; ``/fapi/v1/depth?symbol=X&limit=N`` is a :class:`BookSnapshot`
+(``seq = lastUpdateId``, ``ts`` from the body's ``E`` if present else ``recv``, the symbol from
+the query string); ``/fapi/v1/openInterest`` is :class:`OpenInterest` (``qty = openInterest`` in
+base units, ``notional = None``, ``ts`` from ``time`` if present else ``recv``). Any other path
+raises ``ParseError("unknown_rest_path")``.
+
+Symbols: ``BTCUSDT`` -> ``BTC-USDT-PERP`` from the catalog (exchangeInfo) or, before it is known,
+by splitting the quote asset off (:func:`split_concatenated`). Dated contracts (``BTCUSDT_240628``)
+and symbols exchangeInfo lists with another ``contractType`` give kind ``skipped:not_perpetual`` and
+no events; an unsplittable unknown symbol raises ``ParseError("unknown_instrument")``. USD-M
+quantities are already in base units (``ct_val == 1``).
+
+Venue semantics worth knowing:
+
+- ``aggTrade.m`` / ``trade.m`` is "the buyer is the maker", so ``m == true`` means the aggressor
+  sold (``side == "sell"``).
+- Plain ``trade`` events carry ``X``: ``MARKET`` for ordinary trades, ``INSURANCE_FUND`` / ``ADL``
+  (and ``NA``) for the liquidation engine's own fills, which print far off the market and would
+  pollute price and aggressor flow; they are skipped (``skipped:nonmarket_trade``). Liquidations
+  come from ``forceOrder``. ``aggTrade`` aggregates market trades only (Binance docs: insurance
+  fund and ADL trades are not aggregated). A ``trade`` without ``X`` counts as ``MARKET``.
+- ``forceOrder``: ``o.S == "SELL"`` is a forced sell, i.e. a *long* was liquidated; ``"BUY"`` a
+  short. ``qty = o.z`` (filled accumulated) when > 0, else ``o.q``; ``price = o.ap`` (average fill)
+  when > 0, else ``o.p``. Binance pushes at most ONE liquidation per symbol per 1000 ms (the
+  latest one, as a snapshot), so this stream is a LOWER BOUND on liquidated notional, not a
+  complete record.
+- Partial-depth streams (``<symbol>@depth5`` / ``@depth10`` / ``@depth20``) also say
+  ``e == "depthUpdate"`` but carry the top N levels, not changes; in combined frames they are
+  recognised by the stream name and skipped (``skipped:partial_depth``). A raw (unwrapped)
+  ``depthUpdate`` is taken as a diff: subscribe partial depth only through ``/stream``.
+
+Order book sequence rule (Binance "How to manage a local order book correctly", USD-M futures),
+implemented by :class:`BookSequence` (``Parser.sequence_rule()``). A diff has ``first_seq = U`` (first update id in the event),
+``seq = u`` (final update id) and ``prev_seq = pu`` (the ``u`` of the previous event on this
+stream); a snapshot (REST ``/fapi/v1/depth``) has ``seq = lastUpdateId``:
+
+1. buffer diffs from the stream, then fetch the snapshot;
+2. drop every diff with ``u < lastUpdateId``;
+3. the first diff applied must have ``U <= lastUpdateId <= u``; if the first diff not
+   dropped has ``U > lastUpdateId``, events were missed: fetch a new snapshot;
+4. after that each diff's ``pu`` must equal the previous diff's ``u``; otherwise the book is
+   out of sync: discard it and restart from step 1 (resync);
+5. quantities are absolute; ``qty == 0`` removes the level (removing an absent level is normal).
+
+:class:`BookSequence` skips diffs until a snapshot (rule 1's buffering is the session's job: it
+must hand buffered diffs over after the snapshot), then applies rules 2-4, answering GAP where the
+book must be resynced.
+
+In the recorded 2021-07-22 session, the SUSHIUSDT snapshot has ``lastUpdateId`` 600859605926; the
+two diffs received right after it have ``u`` below it (dropped by rule 2) and the next one has
+``U == 600859605926`` (rule 3); ``pu`` chains from there (tests check this).
+
+Validation: prices must be finite and > 0 (``bad_price``), quantities finite and >= 0
+(``bad_qty``), numbers parseable (``bad_number``); malformed JSON is ``malformed_json`` and a
+frame of the wrong shape ``schema``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Annotated, Any, Union
+from urllib.parse import parse_qs, urlsplit
+
+import msgspec
+
+from connectors.events import BookDelta, BookSnapshot, Liquidation, MarkPrice, OpenInterest, Trade
+from connectors.venues.base import (
+    NS_PER_MS,
+    Catalog,
+    InstrumentInfo,
+    Parsed,
+    ParseError,
+    SequenceRule,
+    VenueParser,
+    Verdict,
+    canonical,
+    non_negative,
+    positive_price,
+    split_concatenated,
+)
+
+SOURCE = "binance-usdm"
+
+# Hot-path numbers are decoded from their JSON strings in C (``strict=False``) with these bounds;
+# a violated bound becomes bad_price / bad_qty (see ``_validation_error``). The upper bounds reject
+# infinities: price uses ``<=``, qty ``<``, so the message says which one failed.
+_MAX = sys.float_info.max
+Price = Annotated[float, msgspec.Meta(gt=0.0, le=_MAX)]
+Qty = Annotated[float, msgspec.Meta(ge=0.0, lt=_MAX)]
+RawLevels = tuple[tuple[Price, Qty], ...]
+"""``[["price", "qty"], ...]`` decoded straight to the event model's ``((price, qty), ...)``."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Raw schemas: websocket ``data`` objects, tagged by ``e``. Fields we use are required; the
+# other documented fields are optional so that a frame without them still parses.
+
+
+class AggTradeMsg(msgspec.Struct, tag_field="e", tag="aggTrade", frozen=True, gc=False):
+    """``<symbol>@aggTrade``: market trades aggregated by price and taker order."""
+
+    E: int  # event time, ms
+    s: str  # symbol
+    p: Price
+    q: Qty
+    T: int  # trade time, ms
+    m: bool  # buyer is the maker
+    a: int | None = None  # aggregate trade id
+    f: int | None = None  # first trade id
+    l: int | None = None  # noqa: E741 - last trade id
+
+
+class TradeMsg(msgspec.Struct, tag_field="e", tag="trade", frozen=True, gc=False):
+    """``<symbol>@trade``: one trade; ``X`` is ``MARKET``, ``INSURANCE_FUND``, ``ADL`` or ``NA``."""
+
+    E: int
+    s: str
+    p: Price
+    q: Qty
+    T: int
+    m: bool
+    t: int | None = None  # trade id
+    X: str = "MARKET"
+
+
+class DepthUpdateMsg(msgspec.Struct, tag_field="e", tag="depthUpdate", frozen=True, gc=False):
+    """``<symbol>@depth[@100ms|@500ms]`` diff: ``U`` first, ``u`` final, ``pu`` previous final id."""
+
+    E: int
+    s: str
+    U: int
+    u: int
+    pu: int
+    b: RawLevels
+    a: RawLevels
+    T: int | None = None  # transaction time, ms
+
+
+class ForceOrderBody(msgspec.Struct, frozen=True, gc=False):
+    """The ``o`` object of a ``forceOrder`` event (numbers as the venue's strings)."""
+
+    s: str
+    S: str  # "SELL": a long was liquidated; "BUY": a short
+    q: str  # original quantity
+    p: str  # order (bankruptcy) price
+    T: int  # order trade time, ms
+    ap: str = "0"  # average fill price
+    z: str | None = None  # filled accumulated quantity
+    l: str | None = None  # noqa: E741 - last filled quantity
+    o: str = ""  # order type
+    f: str = ""  # time in force
+    X: str = ""  # order status
+    ps: str | None = None  # pair
+
+
+class ForceOrderMsg(msgspec.Struct, tag_field="e", tag="forceOrder", frozen=True, gc=False):
+    """``<symbol>@forceOrder`` / ``!forceOrder@arr``: latest liquidation per symbol per second."""
+
+    E: int
+    o: ForceOrderBody
+
+
+class MarkPriceMsg(msgspec.Struct, tag_field="e", tag="markPriceUpdate", frozen=True, gc=False):
+    """``<symbol>@markPrice[@1s]`` / ``!markPrice@arr[@1s]``; ``r`` is ``""`` for dated contracts."""
+
+    E: int
+    s: str
+    p: str  # mark price
+    i: str | None = None  # index price
+    P: str | None = None  # estimated settle price
+    r: str | None = None  # funding rate
+    T: int | None = None  # next funding time, ms
+
+
+class BookTickerMsg(msgspec.Struct, tag_field="e", tag="bookTicker", frozen=True, gc=False):
+    """``<symbol>@bookTicker``: not used (the depth diffs carry the top of book); not decoded."""
+
+
+class KlineMsg(msgspec.Struct, tag_field="e", tag="kline", frozen=True, gc=False):
+    """``<symbol>@kline_<interval>``: not used; not decoded."""
+
+
+class TickerMsg(msgspec.Struct, tag_field="e", tag="24hrTicker", frozen=True, gc=False):
+    """``<symbol>@ticker`` / ``!ticker@arr``: not used; not decoded."""
+
+
+WsData = Union[AggTradeMsg, TradeMsg, DepthUpdateMsg, ForceOrderMsg, MarkPriceMsg, BookTickerMsg, KlineMsg, TickerMsg]
+KNOWN_EVENTS = frozenset(cls.__struct_config__.tag for cls in WsData.__args__)
+
+
+class CombinedFrame(msgspec.Struct, frozen=True, gc=False):
+    """``/stream?streams=...`` wrapper."""
+
+    stream: str
+    data: Union[WsData, list[WsData]]
+
+
+# REST bodies.
+
+
+class SymbolFilter(msgspec.Struct, frozen=True, gc=False):
+    filterType: str
+    tickSize: str | None = None
+
+
+class SymbolInfo(msgspec.Struct, frozen=True, gc=False):
+    symbol: str
+    baseAsset: str
+    quoteAsset: str
+    contractType: str = ""
+    status: str = ""
+    filters: list[SymbolFilter] = []
+
+
+class ExchangeInfoBody(msgspec.Struct, frozen=True, gc=False):
+    symbols: list[SymbolInfo]
+
+
+class DepthBody(msgspec.Struct, frozen=True, gc=False):
+    lastUpdateId: int
+    bids: RawLevels
+    asks: RawLevels
+    E: int | None = None  # message output time, ms
+    T: int | None = None  # transaction time, ms
+
+
+class OpenInterestBody(msgspec.Struct, frozen=True, gc=False):
+    symbol: str
+    openInterest: Qty
+    time: int | None = None
+
+
+_combined_decoder = msgspec.json.Decoder(CombinedFrame, strict=False)
+_data_decoder = msgspec.json.Decoder(WsData, strict=False)
+_exchange_info_decoder = msgspec.json.Decoder(ExchangeInfoBody, strict=False)
+_depth_decoder = msgspec.json.Decoder(DepthBody, strict=False)
+_open_interest_decoder = msgspec.json.Decoder(OpenInterestBody, strict=False)
+_any_decoder = msgspec.json.Decoder()
+
+_NOT_PERP = ""  # instrument cache value for a symbol that is not a perpetual swap
+_SKIPPED = {BookTickerMsg: "skipped:bookTicker", KlineMsg: "skipped:kline", TickerMsg: "skipped:ticker"}
+_LIQUIDATED = {"SELL": "long", "BUY": "short"}
+
+
+def _parse_error(exc: Exception) -> ParseError:
+    """Any exception raised while parsing -> the :class:`ParseError` to raise instead."""
+    if isinstance(exc, ParseError):
+        return exc
+    if isinstance(exc, msgspec.ValidationError):  # a DecodeError subclass: test it first
+        return _validation_error(str(exc))
+    if isinstance(exc, msgspec.DecodeError):
+        return ParseError("malformed_json", str(exc)[:200])
+    return ParseError("internal", f"{type(exc).__name__}: {exc}"[:200])
+
+
+def _validation_error(message: str) -> ParseError:
+    """A msgspec validation message -> the reason it stands for (bounds: see ``Price``/``Qty``).
+
+    A number beyond float range ("Number out of range") does not say which field it was in,
+    so it is ``bad_number``.
+    """
+    if message.startswith("Expected `float` >= ") or message.startswith("Expected `float` < "):
+        return ParseError("bad_qty", message[:200])
+    if message.startswith("Expected `float` > ") or message.startswith("Expected `float` <= "):
+        return ParseError("bad_price", message[:200])
+    if message.startswith("Expected `float`, got") or message.startswith("Number out of range"):
+        return ParseError("bad_number", message[:200])
+    return ParseError("schema", message[:200])
+
+
+def _finite(value: str, what: str) -> float:
+    """A finite number of either sign (funding rate), else ``bad_number``."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ParseError("bad_number", f"{what}={value!r}") from None
+    if not math.isfinite(number):
+        raise ParseError("bad_number", f"{what}={value!r}")
+    return number
+
+
+def _is_partial_depth(stream: str) -> bool:
+    """``btcusdt@depth20@100ms`` (top-N levels, not a diff) as opposed to ``btcusdt@depth@100ms``."""
+    _, found, rest = stream.partition("@depth")
+    return bool(found) and rest[:1].isdigit()
+
+
+def _check_event_type(item: Any) -> None:
+    if not isinstance(item, dict):
+        raise ParseError("schema", f"expected an event object, got {type(item).__name__}")
+    if item.get("e") not in KNOWN_EVENTS:
+        raise ParseError("unknown_channel", f"e={item.get('e')!r}"[:200])
+
+
+def _decode_slow(payload: bytes) -> CombinedFrame | WsData | Parsed:
+    """Control replies, non-compact JSON, and telling apart why a fast-path decode failed."""
+    obj = _any_decoder.decode(payload)
+    if not isinstance(obj, dict):
+        raise ParseError("schema", f"expected a JSON object, got {type(obj).__name__}")
+    if "stream" in obj and "data" in obj:
+        data = obj["data"]
+        for item in data if isinstance(data, list) else (data,):
+            _check_event_type(item)
+        return msgspec.convert(obj, CombinedFrame, strict=False)
+    if "e" in obj:
+        _check_event_type(obj)
+        return msgspec.convert(obj, WsData, strict=False)
+    if "error" in obj:
+        raise ParseError("venue_error", msgspec.json.encode(obj["error"]).decode()[:200])
+    if "result" in obj and "id" in obj:
+        return Parsed("control")
+    raise ParseError("unknown_channel", f"keys {sorted(obj)[:8]}"[:200])
+
+
+class BookSequence(SequenceRule):
+    """The USD-M diff-depth rule of the module docstring, for :class:`connectors.book.BookKeeper`.
+
+    ``last_seq`` is the snapshot's ``lastUpdateId``, then the ``u`` of the last applied diff;
+    ``synced`` says whether a diff has been applied since the snapshot.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.synced = False
+
+    def reset(self) -> None:
+        super().reset()
+        self.synced = False
+
+    def on_snapshot(self, snapshot: BookSnapshot) -> None:
+        super().on_snapshot(snapshot)
+        self.synced = False
+
+    def check(self, delta: BookDelta) -> Verdict:
+        if self.last_seq is None:
+            return Verdict.SKIP
+        if not self.synced:
+            if delta.seq < self.last_seq:  # u < lastUpdateId: already in the snapshot
+                return Verdict.SKIP
+            if delta.first_seq is None or delta.first_seq > self.last_seq:  # U > lastUpdateId: missed diffs
+                return Verdict.GAP
+            self.synced = True
+        elif delta.prev_seq != self.last_seq:
+            return Verdict.GAP
+        self.last_seq = delta.seq
+        return Verdict.APPLY
+
+    def describe_gap(self, delta: BookDelta) -> str:
+        if not self.synced:
+            return f"first diff after snapshot lastUpdateId={self.last_seq} starts at U={delta.first_seq}"
+        return super().describe_gap(delta)
+
+
+class Parser(VenueParser):
+    """Binance USD-M frames -> normalized events (see the module docstring)."""
+
+    SOURCE = SOURCE
+
+    @classmethod
+    def sequence_rule(cls) -> BookSequence:
+        return BookSequence()
+
+    def __init__(self, catalog: Catalog | None = None) -> None:
+        super().__init__(catalog)
+        # symbol -> canonical instrument, or _NOT_PERP; filled lazily and by exchangeInfo
+        self._instruments: dict[str, str] = {}
+
+    # -- websocket -----------------------------------------------------------------------------
+
+    def parse_ws(self, payload: bytes | str, recv: int) -> Parsed:
+        try:
+            if isinstance(payload, str):
+                payload = payload.encode()
+            head = payload[:9]
+            frame = None
+            try:  # one-pass decoders for Binance's compact frames
+                if head == b'{"stream"':
+                    frame = _combined_decoder.decode(payload)
+                elif head[:6] == b'{"e":"':
+                    frame = _data_decoder.decode(payload)
+            except msgspec.ValidationError:
+                pass  # _decode_slow says why
+            if frame is None:
+                frame = _decode_slow(payload)
+            if type(frame) is CombinedFrame:
+                data = frame.data
+                if type(data) is DepthUpdateMsg and _is_partial_depth(frame.stream):
+                    return Parsed("skipped:partial_depth")
+            elif type(frame) is Parsed:
+                return frame
+            else:
+                data = frame
+            if type(data) is list:
+                return self._parse_list(data, recv)
+            return self._parse_data(data, recv)
+        except Exception as exc:  # nothing but ParseError escapes
+            raise _parse_error(exc) from None
+
+    def _parse_list(self, items: list, recv: int) -> Parsed:
+        """``data`` arrays (``!markPrice@arr``): the events of all elements; the kind of the first
+        element that gave events, else of the first element."""
+        events: list = []
+        kind = None
+        for item in items:
+            parsed = self._parse_data(item, recv)
+            if parsed.events:
+                if not events:
+                    kind = parsed.kind
+                events.extend(parsed.events)
+            elif kind is None:
+                kind = parsed.kind
+        return Parsed(kind or "skipped:empty", events)
+
+    def _parse_data(self, data: Any, recv: int) -> Parsed:
+        cls = type(data)
+        if cls is DepthUpdateMsg:
+            instrument = self._instrument(data.s)
+            if not instrument:
+                return Parsed("skipped:not_perpetual")
+            return Parsed("book", [BookDelta(
+                venue=SOURCE, symbol=data.s, instrument=instrument, ts=data.E * NS_PER_MS, recv=recv,
+                bids=data.b, asks=data.a, seq=data.u, prev_seq=data.pu, first_seq=data.U,
+            )])
+        if cls is AggTradeMsg or cls is TradeMsg:
+            if cls is TradeMsg and data.X != "MARKET":
+                return Parsed("skipped:nonmarket_trade")
+            instrument = self._instrument(data.s)
+            if not instrument:
+                return Parsed("skipped:not_perpetual")
+            return Parsed("trade", [Trade(
+                venue=SOURCE, symbol=data.s, instrument=instrument, ts=data.T * NS_PER_MS, recv=recv,
+                price=data.p, qty=data.q, side="sell" if data.m else "buy",
+            )])
+        if cls is MarkPriceMsg:
+            return self._mark_price(data, recv)
+        if cls is ForceOrderMsg:
+            return self._liquidation(data.o, recv)
+        return Parsed(_SKIPPED[cls])
+
+    def _mark_price(self, data: MarkPriceMsg, recv: int) -> Parsed:
+        instrument = self._instrument(data.s)
+        if not instrument:
+            return Parsed("skipped:not_perpetual")
+        return Parsed("mark_price", [MarkPrice(
+            venue=SOURCE, symbol=data.s, instrument=instrument, ts=data.E * NS_PER_MS, recv=recv,
+            price=positive_price(data.p, "p"),
+            index=positive_price(data.i, "i") if data.i else None,
+            funding=_finite(data.r, "r") if data.r else None,
+        )])
+
+    def _liquidation(self, order: ForceOrderBody, recv: int) -> Parsed:
+        instrument = self._instrument(order.s)
+        if not instrument:
+            return Parsed("skipped:not_perpetual")
+        side = _LIQUIDATED.get(order.S)
+        if side is None:
+            raise ParseError("schema", f"forceOrder side S={order.S!r}")
+        average = non_negative(order.ap, "ap")
+        price = average if average > 0 else positive_price(order.p, "p")
+        filled = non_negative(order.z, "z") if order.z is not None else 0.0
+        qty = filled if filled > 0 else non_negative(order.q, "q")
+        return Parsed("liquidation", [Liquidation(
+            venue=SOURCE, symbol=order.s, instrument=instrument, ts=order.T * NS_PER_MS, recv=recv,
+            price=price, qty=qty, side=side, notional=price * qty,
+        )])
+
+    # -- symbols -------------------------------------------------------------------------------
+
+    def _instrument(self, symbol: str) -> str:
+        """Canonical instrument of ``symbol``, ``""`` if it is not a perpetual swap."""
+        instrument = self._instruments.get(symbol)
+        if instrument is not None:
+            return instrument
+        info = self.catalog.get(symbol)
+        if info is not None:
+            instrument = info.instrument
+        else:
+            pair = split_concatenated(symbol)
+            if pair is None:
+                if "_" in symbol:  # dated delivery contract, BTCUSDT_240628
+                    return _NOT_PERP
+                raise ParseError("unknown_instrument", repr(symbol)[:80])
+            instrument = canonical(*pair)
+        self._instruments[symbol] = instrument
+        return instrument
+
+    # -- REST ----------------------------------------------------------------------------------
+
+    def parse_rest(self, path: str, body: bytes, recv: int) -> Parsed:
+        try:
+            url = urlsplit(path)
+            route = url.path.rstrip("/")
+            if route == "/fapi/v1/depth":
+                return self._depth_snapshot(url.query, body, recv)
+            if route == "/fapi/v1/openInterest":
+                return self._open_interest(body, recv)
+            if route == "/fapi/v1/exchangeInfo":
+                return self._exchange_info(body)
+            raise ParseError("unknown_rest_path", path[:200])
+        except Exception as exc:  # nothing but ParseError escapes
+            raise _parse_error(exc) from None
+
+    def _exchange_info(self, body: bytes) -> Parsed:
+        info = _exchange_info_decoder.decode(body)
+        for entry in info.symbols:
+            if entry.contractType != "PERPETUAL":
+                self._instruments[entry.symbol] = _NOT_PERP
+                self.catalog.by_symbol.pop(entry.symbol, None)  # no longer a perpetual
+                continue
+            tick = next((f.tickSize for f in entry.filters if f.filterType == "PRICE_FILTER"), None)
+            instrument = canonical(entry.baseAsset, entry.quoteAsset)
+            self.catalog.add(InstrumentInfo(
+                symbol=entry.symbol, instrument=instrument, base=entry.baseAsset, quote=entry.quoteAsset,
+                tick=positive_price(tick, "tickSize") if tick is not None else 0.0,
+            ))
+            self._instruments[entry.symbol] = instrument
+        return Parsed("instruments")
+
+    def _depth_snapshot(self, query: str, body: bytes, recv: int) -> Parsed:
+        symbols = parse_qs(query).get("symbol")
+        if not symbols:
+            raise ParseError("schema", "depth path without symbol=")
+        symbol = symbols[0]
+        depth = _depth_decoder.decode(body)
+        instrument = self._instrument(symbol)
+        if not instrument:
+            return Parsed("skipped:not_perpetual")
+        return Parsed("book", [BookSnapshot(
+            venue=SOURCE, symbol=symbol, instrument=instrument,
+            ts=depth.E * NS_PER_MS if depth.E is not None else recv, recv=recv,
+            bids=depth.bids, asks=depth.asks, seq=depth.lastUpdateId,
+        )])
+
+    def _open_interest(self, body: bytes, recv: int) -> Parsed:
+        oi = _open_interest_decoder.decode(body)
+        instrument = self._instrument(oi.symbol)
+        if not instrument:
+            return Parsed("skipped:not_perpetual")
+        return Parsed("open_interest", [OpenInterest(
+            venue=SOURCE, symbol=oi.symbol, instrument=instrument,
+            ts=oi.time * NS_PER_MS if oi.time is not None else recv, recv=recv,
+            qty=oi.openInterest, notional=None,
+        )])
