@@ -1,0 +1,180 @@
+"""A dense, exponentially decaying array of notional on an absolute log-price grid.
+
+Shared by the liquidation maps. Bucket ``k`` covers the prices
+
+    [exp(k * delta), exp((k + 1) * delta)),   delta = bucket_bps * 1e-4
+
+so a bucket is about ``bucket_bps`` basis points wide at any price and its
+index does not change when the price moves. Bucket ``k`` is represented by
+its geometric centre ``exp((k + 0.5) * delta)``.
+
+Decay. A deposit ``x`` made at time ``s`` (seconds) is worth
+``x * 2 ** (-(t - s) / half_life_s)`` at time ``t``. Values are stored
+*inflated*, relative to a reference time ``t_ref``::
+
+    stored = x * 2 ** ((s - t_ref) / half_life_s)
+    value(t) = stored * 2 ** (-(t - t_ref) / half_life_s)
+
+so a deposit is O(1) and the whole map decays without touching it. ``t_ref``
+sits on a fixed grid of epochs (multiples of ``EPOCH_HALF_LIVES`` half-lives)
+and only moves forward; the state after a sequence of deposits is therefore
+the same whether they came one by one or in batches (the epoch of every
+deposit is decided by the running maximum of the event times, as it would be
+one event at a time). Readouts do not mutate the state.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+EPOCH_HALF_LIVES = 16.0
+"""Length of an epoch of ``t_ref``, in half-lives (inflation factor at most 2**16)."""
+
+_PAD = 64
+
+
+class DecayingLogGrid:
+    """Decaying notional per log-price bucket (see the module docstring).
+
+    Parameters
+    ----------
+    bucket_bps
+        Bucket width in basis points of price (log-price width ``bucket_bps * 1e-4``).
+    half_life_s
+        Half-life of a deposit in seconds; ``None`` or ``inf`` disables decay.
+    max_buckets
+        Hard cap on the dense array length; when the prices seen span more, the
+        buckets farthest from the newest deposits are dropped.
+    """
+
+    def __init__(self, bucket_bps: float, half_life_s: float | None, max_buckets: int = 1 << 16) -> None:
+        if bucket_bps <= 0:
+            raise ValueError("bucket_bps must be > 0")
+        if half_life_s is not None and not half_life_s > 0:
+            raise ValueError("half_life_s must be > 0 or None")
+        self.bucket_bps = float(bucket_bps)
+        self.delta = float(bucket_bps) * 1e-4
+        self.half_life_s = None if half_life_s is None or math.isinf(half_life_s) else float(half_life_s)
+        self.max_buckets = int(max_buckets)
+        self._k0 = 0
+        self._v = np.zeros(0, dtype=np.float64)
+        self._t_ref: float | None = None
+
+    # ------------------------------------------------------------------ grid
+    def bucket_of(self, prices: np.ndarray | float) -> np.ndarray:
+        """Bucket index ``floor(ln(price) / delta)`` (vectorized, int64)."""
+        return np.floor(np.log(np.asarray(prices, dtype=np.float64)) / self.delta).astype(np.int64)
+
+    def center(self, k: np.ndarray | int) -> np.ndarray:
+        """Geometric centre price ``exp((k + 0.5) * delta)`` of bucket(s) ``k``."""
+        return np.exp((np.asarray(k, dtype=np.float64) + 0.5) * self.delta)
+
+    # ------------------------------------------------------------------ time
+    def _rebase_to(self, ref: float) -> None:
+        """Move ``t_ref`` forward to ``ref`` (never backward), rescaling the stored values."""
+        assert self.half_life_s is not None
+        if self._t_ref is None:
+            self._t_ref = ref
+        elif ref > self._t_ref:
+            self._v *= 2.0 ** (-(ref - self._t_ref) / self.half_life_s)
+            self._t_ref = ref
+
+    def factor(self, t: float) -> float:
+        """Multiplier from stored to actual values at time ``t``."""
+        if self.half_life_s is None or self._t_ref is None:
+            return 1.0
+        return 2.0 ** (-(t - self._t_ref) / self.half_life_s)
+
+    # --------------------------------------------------------------- storage
+    def _ensure(self, k_lo: int, k_hi: int) -> None:
+        """Grow the dense array so that buckets ``k_lo..k_hi`` are addressable."""
+        n = self._v.size
+        if n and self._k0 <= k_lo and k_hi < self._k0 + n:
+            return
+        lo = k_lo if not n else min(k_lo, self._k0)
+        hi = k_hi if not n else max(k_hi, self._k0 + n - 1)
+        lo -= _PAD
+        hi += _PAD
+        if hi - lo + 1 > self.max_buckets:
+            mid = (k_lo + k_hi) // 2
+            lo = mid - self.max_buckets // 2
+            hi = lo + self.max_buckets - 1
+        new = np.zeros(hi - lo + 1, dtype=np.float64)
+        if n:
+            a, b = max(lo, self._k0), min(hi, self._k0 + n - 1)
+            if a <= b:
+                new[a - lo : b - lo + 1] = self._v[a - self._k0 : b - self._k0 + 1]
+        self._k0, self._v = lo, new
+
+    def add(self, prices: np.ndarray, values: np.ndarray, t: np.ndarray | float) -> None:
+        """Deposit ``values[i]`` at the bucket of ``prices[i]`` at time ``t`` (scalar or per item).
+
+        Non-finite or non-positive prices and non-finite values are ignored.
+        """
+        p = np.asarray(prices, dtype=np.float64).ravel()
+        x = np.asarray(values, dtype=np.float64).ravel()
+        tt = np.broadcast_to(np.asarray(t, dtype=np.float64), p.shape)
+        ok = np.isfinite(p) & (p > 0) & np.isfinite(x) & np.isfinite(tt)
+        if not ok.all():
+            p, x, tt = p[ok], x[ok], tt[ok]
+        if p.size == 0:
+            return
+        k = self.bucket_of(p)
+        self._ensure(int(k.min()), int(k.max()))
+        inside = (k >= self._k0) & (k < self._k0 + self._v.size)
+        if not inside.all():  # only when max_buckets is hit
+            k, x, tt = k[inside], x[inside], tt[inside]
+            if k.size == 0:
+                return
+        if self.half_life_s is None:
+            np.add.at(self._v, k - self._k0, x)
+            return
+        # Epochs as a one-by-one loop would see them: the running max of event times.
+        span = EPOCH_HALF_LIVES * self.half_life_s
+        ep = np.maximum.accumulate(np.floor(tt / span))
+        starts = np.r_[0, np.flatnonzero(np.diff(ep)) + 1]
+        ends = np.r_[starts[1:], k.size]
+        for a, b in zip(starts.tolist(), ends.tolist()):
+            self._rebase_to(float(ep[a]) * span)
+            w = x[a:b] * 2.0 ** ((tt[a:b] - self._t_ref) / self.half_life_s)
+            np.add.at(self._v, k[a:b] - self._k0, w)
+
+    def scale(self, f: float) -> None:
+        """Multiply every bucket by ``f`` (e.g. a share of positions closed)."""
+        self._v *= f
+
+    def values(self, k_lo: int, k_hi: int, t: float) -> np.ndarray:
+        """Actual values at time ``t`` of buckets ``k_lo..k_hi`` inclusive (zeros where empty)."""
+        out = np.zeros(max(k_hi - k_lo + 1, 0), dtype=np.float64)
+        n = self._v.size
+        if not n or out.size == 0:
+            return out
+        a, b = max(k_lo, self._k0), min(k_hi, self._k0 + n - 1)
+        if a <= b:
+            out[a - k_lo : b - k_lo + 1] = self._v[a - self._k0 : b - self._k0 + 1]
+        return out * self.factor(t)
+
+    def take_ge(self, k: int, t: float) -> float:
+        """Remove buckets with index ``>= k``; return their value at time ``t``."""
+        i = min(max(k - self._k0, 0), self._v.size)
+        s = float(self._v[i:].sum())
+        self._v[i:] = 0.0
+        return s * self.factor(t)
+
+    def take_le(self, k: int, t: float) -> float:
+        """Remove buckets with index ``<= k``; return their value at time ``t``."""
+        i = min(max(k - self._k0 + 1, 0), self._v.size)
+        s = float(self._v[:i].sum())
+        self._v[:i] = 0.0
+        return s * self.factor(t)
+
+    def total(self, t: float) -> float:
+        """Sum of all buckets at time ``t``."""
+        return float(self._v.sum()) * self.factor(t)
+
+    def nonzero(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(bucket indices, values at t)`` of the non-empty buckets, ascending."""
+        idx = np.flatnonzero(self._v)
+        return idx + self._k0, self._v[idx] * self.factor(t)

@@ -1,0 +1,197 @@
+"""Book depth near the price, and its thinning against a trailing median.
+
+For a book with bids ``(p_i, q_i)`` sorted best-first (descending prices) and
+asks sorted best-first (ascending), the reference price is the mid
+``m = (best_bid + best_ask) / 2`` (or the only side present), and the resting
+notional within ``b`` basis points is, in quote currency,
+
+    D_bid(b) = sum_{i: p_i >= m (1 - b/1e4)} p_i q_i
+    D_ask(b) = sum_{i: p_i <= m (1 + b/1e4)} p_i q_i
+
+computed with one ``cumsum`` and one ``searchsorted`` per side for all bands.
+
+Thinning: :class:`DepthMonitor` keeps one sample per event-time second (the
+last book seen in that second; seconds without an update repeat the previous
+sample, since the book did not change) in a fixed-size ring buffer, and
+reports
+
+    ratio(b) = D(b) / median(D(b) over the previous window_s seconds)
+
+(the current second excluded). A ratio of 0.4 means the book in front holds
+40 % of its usual notional. It is NaN until ``min_samples`` past seconds exist.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["DepthMonitor", "DepthReadout", "depth_within", "DEFAULT_BANDS_BPS"]
+
+DEFAULT_BANDS_BPS: tuple[int, ...] = (10, 25, 50, 100)
+
+
+def _side(levels) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(levels, dtype=np.float64)
+    if a.size == 0:
+        return np.zeros(0), np.zeros(0)
+    a = a.reshape(-1, 2)
+    return a[:, 0], a[:, 1]
+
+
+def depth_within(bids, asks, bands_bps: Sequence[float] = DEFAULT_BANDS_BPS, ref: float | None = None):
+    """Resting notional within each band of ``ref`` (default: the mid), per side.
+
+    ``bids``/``asks``: ``(n, 2)`` arrays or sequences of ``(price, qty)``, best
+    first. Returns ``(bid_usd, ask_usd, ref)`` with one value per band.
+
+    >>> bids = [(99.95, 1.0), (99.8, 2.0), (99.0, 10.0)]
+    >>> asks = [(100.05, 1.0), (100.3, 3.0)]
+    >>> b, a, mid = depth_within(bids, asks, (10, 25, 100))
+    >>> mid, b.tolist(), a.tolist()
+    (100.0, [99.95, 299.55, 1289.55], [100.05, 100.05, 400.95])
+    """
+    bp, bq = _side(bids)
+    ap, aq = _side(asks)
+    if ref is None:
+        if bp.size and ap.size:
+            ref = 0.5 * (bp[0] + ap[0])
+        elif bp.size:
+            ref = float(bp[0])
+        elif ap.size:
+            ref = float(ap[0])
+        else:
+            ref = math.nan
+    bands = np.asarray(bands_bps, dtype=np.float64) * 1e-4
+    bid_cum = np.concatenate(([0.0], np.cumsum(bp * bq)))
+    ask_cum = np.concatenate(([0.0], np.cumsum(ap * aq)))
+    nb = np.searchsorted(-bp, -(ref * (1.0 - bands)), side="right")
+    na = np.searchsorted(ap, ref * (1.0 + bands), side="right")
+    return bid_cum[nb], ask_cum[na], float(ref)
+
+
+@dataclass(frozen=True, slots=True)
+class DepthReadout:
+    """Depth per band (quote currency) and its ratio to the trailing median (NaN while warming up)."""
+
+    mid: float
+    bands_bps: tuple[int, ...]
+    bid_usd: np.ndarray
+    ask_usd: np.ndarray
+    bid_ratio: np.ndarray
+    ask_ratio: np.ndarray
+    samples: int
+
+    def to_dict(self) -> dict[str, dict[str, float | None]]:
+        """Snapshot keys ``depth_bid_usd``, ``depth_ask_usd``, ``depth_bid_ratio``, ``depth_ask_ratio``."""
+
+        def d(v: np.ndarray) -> dict[str, float | None]:
+            return {str(b): (float(x) if math.isfinite(x) else None) for b, x in zip(self.bands_bps, v.tolist())}
+
+        return {
+            "depth_bid_usd": d(self.bid_usd),
+            "depth_ask_usd": d(self.ask_usd),
+            "depth_bid_ratio": d(self.bid_ratio),
+            "depth_ask_ratio": d(self.ask_ratio),
+        }
+
+
+class DepthMonitor:
+    """Depth within bands of the mid, and its ratio to a trailing per-second median.
+
+    Parameters
+    ----------
+    bands_bps
+        Band half-widths in basis points of the mid.
+    window_s
+        Length of the trailing window, seconds (ring buffer of per-second samples).
+    min_samples
+        Past seconds needed before the ratio is reported.
+
+    Time arguments ``t`` are seconds since the epoch as floats; the sample of
+    second ``floor(t)`` is the last book passed during that second.
+
+    Examples
+    --------
+    >>> dm = DepthMonitor(bands_bps=(10, 100), window_s=60, min_samples=3)
+    >>> thick = ([(99.95, 10.0)], [(100.05, 10.0)])
+    >>> for s in range(5):
+    ...     r = dm.update(*thick, t=float(s))
+    >>> r = dm.update([(99.95, 2.5)], [(100.05, 10.0)], t=5.0)
+    >>> r.bid_ratio.tolist(), r.ask_ratio.tolist()
+    ([0.25, 0.25], [1.0, 1.0])
+    """
+
+    def __init__(self, bands_bps: Sequence[int] = DEFAULT_BANDS_BPS, window_s: int = 600, min_samples: int = 30) -> None:
+        if window_s < 2:
+            raise ValueError("window_s must be >= 2")
+        self.bands_bps = tuple(int(b) for b in bands_bps)
+        self.window_s = int(window_s)
+        self.min_samples = int(min_samples)
+        nb = len(self.bands_bps)
+        self._buf = np.zeros((self.window_s, 2, nb), dtype=np.float64)
+        self._n = 0  # filled slots
+        self._pos = 0  # next slot to write
+        self._sec: int | None = None  # second of the newest slot
+        self._median: np.ndarray | None = None  # median of the slots before the newest
+        self._median_sec: int | None = None
+        self._last: DepthReadout | None = None
+
+    def _push(self, sample: np.ndarray) -> None:
+        self._buf[self._pos] = sample
+        self._pos = (self._pos + 1) % self.window_s
+        self._n = min(self._n + 1, self.window_s)
+
+    def _history_median(self) -> np.ndarray | None:
+        """Median over the filled slots except the newest (the current second), cached per second."""
+        if self._median_sec == self._sec:
+            return self._median
+        k = self._n - 1
+        med = None
+        if k >= max(self.min_samples, 1):
+            newest = (self._pos - 1) % self.window_s
+            idx = (newest - 1 - np.arange(k)) % self.window_s
+            med = np.median(self._buf[idx], axis=0)
+        self._median, self._median_sec = med, self._sec
+        return med
+
+    def update(self, bids, asks, t: float) -> DepthReadout:
+        """Measure the book at time ``t``, record it as the sample of second ``floor(t)``, return the readout."""
+        bid, ask, mid = depth_within(bids, asks, self.bands_bps)
+        sample = np.stack((bid, ask))
+        sec = math.floor(t)
+        if self._sec is None:
+            self._push(sample)
+            self._sec = sec
+        elif sec == self._sec:
+            self._buf[(self._pos - 1) % self.window_s] = sample
+        elif sec > self._sec:
+            prev = self._buf[(self._pos - 1) % self.window_s].copy()
+            for _ in range(min(sec - self._sec - 1, self.window_s)):
+                self._push(prev)
+            self._push(sample)
+            self._sec = sec
+        # an older second than the newest one is measured but not recorded
+        med = self._history_median()
+        if med is None:
+            ratio = np.full_like(sample, np.nan)
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.where(med > 0, sample / np.where(med > 0, med, 1.0), np.nan)
+        self._last = DepthReadout(
+            mid=mid,
+            bands_bps=self.bands_bps,
+            bid_usd=bid,
+            ask_usd=ask,
+            bid_ratio=ratio[0],
+            ask_ratio=ratio[1],
+            samples=max(self._n - 1, 0),
+        )
+        return self._last
+
+    def readout(self) -> DepthReadout | None:
+        """The readout of the last :meth:`update` (``None`` before the first)."""
+        return self._last

@@ -1,0 +1,385 @@
+"""Estimated liquidation map: where open positions would be force-closed.
+
+New positions are inferred from open-interest changes and aggressive flow.
+Between two open-interest observations the aggressive (taker) flow is
+accumulated per entry bucket: buy quantity ``bq_b`` and notional ``bn_b``,
+sell quantity ``sq_b`` and notional ``sn_b``. When open interest (base units)
+rises by ``dOI > 0``, the new positions are assigned to the aggressors:
+
+    new long qty at entry bucket b  = dOI * bq_b / (Bq + Sq)   at entry vwap_b = bn_b / bq_b
+    new short qty at entry bucket b = dOI * sq_b / (Bq + Sq)   at entry vwap_b = sn_b / sq_b
+
+(``Bq``, ``Sq`` the totals; with no flow in between, half long and half short
+at the last known price). Each new position is spread over leverage tiers
+``L_i`` with weights ``w_i`` (sum 1) and a maintenance margin rate ``mmr_i``
+(a fraction of notional, per venue and tier), and its liquidation level is
+
+    long:  P_liq = entry * (1 - 1/L + mmr)
+    short: P_liq = entry * (1 + 1/L - mmr)
+
+The map stores, per log-price bucket of ``P_liq``, the notional that would be
+force-traded there, ``qty * P_liq`` (quote currency). Levels leave the map
+
+- when the mark price crosses them (long levels at or above the mark's bucket,
+  short levels at or below it): their notional moves to ``consumed_*_usd``;
+- when open interest falls by ``dOI < 0``: every level is scaled by
+  ``OI_new / OI_old`` (positions close proportionally on both sides);
+- with time: levels decay with ``half_life_s`` (positions closed unseen).
+
+The map only knows positions opened while it watched; it fills as it runs.
+
+A *dense cluster* is defined on one side of the price (long levels below it
+for ``down``, short levels above for ``up``), within ``+-range_pct``: with
+``x_j`` the bucket notionals ordered outward from the price and
+``s_j = sum of x over a window of cluster_bps centred on j``, bucket ``j`` is
+dense when ``s_j >= max(dense_multiple * mean_j(s_j if uniform), min_cluster_usd)``
+i.e. ``s_j >= max(dense_multiple * w * mean(x), min_cluster_usd)``: the window
+holds ``dense_multiple`` times what a uniform spread of the same notional
+would. The nearest dense cluster is the first run of dense buckets going away
+from the price, widened by half a window each side; its price is the
+notional-weighted centre of its buckets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from connectors.events import MarkPrice, OpenInterest, Trade
+from detectors._grid import DecayingLogGrid
+
+__all__ = ["Cluster", "EstimatedLiquidationMap", "EstimatedMapReadout", "nearest_dense_cluster", "DEFAULT_TIERS"]
+
+DEFAULT_TIERS: tuple[tuple[float, float], ...] = ((5.0, 0.25), (10.0, 0.30), (25.0, 0.25), (50.0, 0.12), (100.0, 0.08))
+"""Default leverage tiers ``(L, weight)``: a guess for retail perpetual flow; weights sum to 1."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    """The nearest dense cluster of liquidation levels in one direction.
+
+    ``price``: notional-weighted centre; ``distance_bps``: ``|price / ref - 1| * 1e4``;
+    ``notional_usd``: levels in the cluster (quote); ``lo_price``/``hi_price``: its
+    lowest/highest non-empty bucket centre.
+    """
+
+    direction: str
+    price: float
+    distance_bps: float
+    notional_usd: float
+    lo_price: float
+    hi_price: float
+
+
+@dataclass(frozen=True, slots=True)
+class EstimatedMapReadout:
+    """The estimated map around ``price`` at time ``t``.
+
+    ``prices[j]`` is the centre of bucket ``k_lo + j``, ``offsets_bps[j]`` its
+    distance from ``price`` in bps; ``long_usd``/``short_usd`` the liquidation
+    notional of longs/shorts with their level in that bucket. Totals are
+    within the range: ``long_total_usd`` below the price (at risk on a move
+    down), ``short_total_usd`` above it. ``consumed_*_usd`` are cumulative.
+    """
+
+    price: float
+    t: float
+    k_lo: int
+    prices: np.ndarray
+    offsets_bps: np.ndarray
+    long_usd: np.ndarray
+    short_usd: np.ndarray
+    long_total_usd: float
+    short_total_usd: float
+    cluster_down: Cluster | None
+    cluster_up: Cluster | None
+    consumed_long_usd: float
+    consumed_short_usd: float
+
+
+def nearest_dense_cluster(
+    centers: np.ndarray,
+    notionals: np.ndarray,
+    price: float,
+    direction: str,
+    window: int = 5,
+    dense_multiple: float = 3.0,
+    min_usd: float = 0.0,
+) -> Cluster | None:
+    """Nearest dense cluster below (``down``) or above (``up``) ``price``.
+
+    ``centers`` are bucket centre prices, ascending, ``notionals`` the bucket
+    notionals; ``window`` the smoothing window in buckets (odd). See the
+    module docstring for the definition of *dense*.
+
+    >>> c = np.array([97.0, 98.0, 99.0, 101.0, 102.0])
+    >>> x = np.array([0.0, 9.0, 1.0, 0.0, 0.0])
+    >>> nearest_dense_cluster(c, x, 100.0, "down", window=1, dense_multiple=2.0).price
+    98.0
+    >>> nearest_dense_cluster(c, x, 100.0, "up", window=1) is None
+    True
+    """
+    centers = np.asarray(centers, dtype=np.float64)
+    notionals = np.asarray(notionals, dtype=np.float64)
+    if direction == "down":
+        sel = np.flatnonzero(centers < price)[::-1]
+    elif direction == "up":
+        sel = np.flatnonzero(centers > price)
+    else:
+        raise ValueError("direction must be 'down' or 'up'")
+    if sel.size == 0:
+        return None
+    x = notionals[sel]
+    total = float(x.sum())
+    if not total > 0:
+        return None
+    w = max(int(window), 1) | 1
+    s = np.convolve(x, np.ones(w), mode="same") if w > 1 else x
+    threshold = max(dense_multiple * w * total / x.size, min_usd, 1e-12)
+    dense = np.flatnonzero(s >= threshold)
+    if dense.size == 0:
+        return None
+    j = int(dense[0])
+    e = j
+    while e + 1 < x.size and s[e + 1] >= threshold:
+        e += 1
+    a, b = max(j - w // 2, 0), min(e + w // 2, x.size - 1)
+    xs = x[a : b + 1]
+    cs = centers[sel[a : b + 1]]
+    nz = xs > 0
+    notional = float(xs.sum())
+    pc = float((cs * xs).sum() / notional)
+    return Cluster(
+        direction=direction,
+        price=pc,
+        distance_bps=abs(pc / price - 1.0) * 1e4,
+        notional_usd=notional,
+        lo_price=float(cs[nz].min()),
+        hi_price=float(cs[nz].max()),
+    )
+
+
+class EstimatedLiquidationMap:
+    """Liquidation levels of positions inferred from open interest and aggressive flow.
+
+    Parameters
+    ----------
+    leverage
+        Leverage tiers as ``(L, weight)`` pairs; weights are normalized to sum 1.
+    mmr
+        Maintenance margin rate (fraction of notional): one value for all tiers or
+        one per tier (venue-specific, e.g. 0.004 for Binance BTCUSDT's first bracket).
+    bucket_bps
+        Bucket width of the log-price grid, in bps.
+    range_pct
+        Half-width of the readout window, percent of price.
+    half_life_s
+        Half-life of a level (positions closed without a visible OI drop), seconds.
+    cluster_bps
+        Width of the window that defines a dense cluster, bps (rounded to an odd
+        number of buckets).
+    dense_multiple
+        A window is dense when it holds this many times the uniform share.
+    min_cluster_usd
+        A cluster must also hold at least this notional (quote).
+
+    Time arguments ``t`` are seconds since the epoch as floats (``event.ts / 1e9``).
+
+    Examples
+    --------
+    One tier (10x, mmr 0.5 %); 10 BTC bought aggressively at 100 while open
+    interest rises by 10: new longs, liquidated at 100 * (1 - 0.1 + 0.005) = 90.5.
+
+    >>> m = EstimatedLiquidationMap(leverage=[(10, 1.0)], mmr=0.005, range_pct=15)
+    >>> m.learn_oi(1000.0, t=0.0)                   # baseline open interest (base units)
+    0.0
+    >>> m.learn_trade(100.0, 10.0, "buy")
+    >>> m.learn_oi(1010.0, t=1.0)                   # returns new notional at entry
+    1000.0
+    >>> r = m.readout(price=100.0, t=1.0)
+    >>> round(r.long_total_usd, 6), round(r.cluster_down.distance_bps)
+    (905.0, 949)
+    >>> [round(x) for x in m.learn_mark(90.4, t=2.0)]   # the mark crosses the level
+    [905, 0]
+    """
+
+    def __init__(
+        self,
+        leverage: Sequence[tuple[float, float]] = DEFAULT_TIERS,
+        mmr: float | Sequence[float] = 0.005,
+        bucket_bps: float = 10.0,
+        range_pct: float = 10.0,
+        half_life_s: float = 8 * 3600.0,
+        cluster_bps: float = 50.0,
+        dense_multiple: float = 3.0,
+        min_cluster_usd: float = 0.0,
+    ) -> None:
+        lev = np.array([float(L) for L, _ in leverage])
+        w = np.array([float(wt) for _, wt in leverage])
+        if lev.size == 0 or (lev <= 1).any() or (w < 0).any() or w.sum() <= 0:
+            raise ValueError("leverage tiers need L > 1 and non-negative weights with a positive sum")
+        self.leverage = lev
+        self.weights = w / w.sum()
+        self.mmr = np.broadcast_to(np.asarray(mmr, dtype=np.float64), lev.shape).copy()
+        self.long_factor = 1.0 - 1.0 / lev + self.mmr
+        self.short_factor = 1.0 + 1.0 / lev - self.mmr
+        self.bucket_bps = float(bucket_bps)
+        self.range_pct = float(range_pct)
+        self.half_life_s = float(half_life_s)
+        self.cluster_buckets = max(int(round(cluster_bps / bucket_bps)), 1) | 1
+        self.dense_multiple = float(dense_multiple)
+        self.min_cluster_usd = float(min_cluster_usd)
+        self._long = DecayingLogGrid(bucket_bps, half_life_s)
+        self._short = DecayingLogGrid(bucket_bps, half_life_s)
+        # pending aggressive flow since the last OI observation, per entry bucket
+        self._bq = DecayingLogGrid(bucket_bps, None)
+        self._bn = DecayingLogGrid(bucket_bps, None)
+        self._sq = DecayingLogGrid(bucket_bps, None)
+        self._sn = DecayingLogGrid(bucket_bps, None)
+        self._oi: float | None = None
+        self._last_price: float | None = None
+        self.consumed_long_usd = 0.0
+        self.consumed_short_usd = 0.0
+
+    # ------------------------------------------------------------------ learn
+    def learn_trades(self, prices, qtys, is_buy) -> None:
+        """Accumulate aggressive flow: arrays of prices, base quantities and ``is_buy`` (aggressor buy)."""
+        p = np.asarray(prices, dtype=np.float64)
+        q = np.asarray(qtys, dtype=np.float64)
+        b = np.asarray(is_buy, dtype=bool)
+        ok = np.isfinite(p) & (p > 0) & np.isfinite(q) & (q > 0)
+        if not ok.all():
+            p, q, b = p[ok], q[ok], b[ok]
+        if p.size == 0:
+            return
+        self._last_price = float(p[-1])
+        if b.any():
+            self._bq.add(p[b], q[b], 0.0)
+            self._bn.add(p[b], p[b] * q[b], 0.0)
+        if (~b).any():
+            s = ~b
+            self._sq.add(p[s], q[s], 0.0)
+            self._sn.add(p[s], p[s] * q[s], 0.0)
+
+    def learn_trade(self, price: float, qty: float, side: str) -> None:
+        """Accumulate one trade; ``side`` is the aggressor, ``"buy"`` or ``"sell"``."""
+        self.learn_trades(np.array([price]), np.array([qty]), np.array([side == "buy"]))
+
+    def _pending(self, q: DecayingLogGrid, n: DecayingLogGrid) -> tuple[np.ndarray, np.ndarray]:
+        """(vwap per bucket, qty per bucket) of the pending flow of one side."""
+        k, qty = q.nonzero(0.0)
+        if k.size == 0:
+            return np.zeros(0), np.zeros(0)
+        notional = n.values(int(k[0]), int(k[-1]), 0.0)[k - k[0]]
+        return notional / qty, qty
+
+    def learn_oi(self, oi_qty: float, t: float, price: float | None = None) -> float:
+        """Observe open interest ``oi_qty`` (base units) at time ``t``; returns new notional opened.
+
+        ``price`` is used only when no trade was seen since the last observation.
+        """
+        if not np.isfinite(oi_qty) or oi_qty < 0:
+            return 0.0
+        added = 0.0
+        if self._oi is not None:
+            d = oi_qty - self._oi
+            if d > 0:
+                bvw, bq = self._pending(self._bq, self._bn)
+                svw, sq = self._pending(self._sq, self._sn)
+                tot = float(bq.sum() + sq.sum())
+                if tot <= 0:
+                    ref = price if price is not None else self._last_price
+                    if ref is None or not ref > 0:
+                        self._oi = float(oi_qty)
+                        return 0.0
+                    bvw = svw = np.array([float(ref)])
+                    bq = sq = np.array([0.5])
+                    tot = 1.0
+                added += self._open(self._long, bvw, d * bq / tot, self.long_factor, t)
+                added += self._open(self._short, svw, d * sq / tot, self.short_factor, t)
+            elif d < 0:
+                f = oi_qty / self._oi if self._oi > 0 else 0.0
+                self._long.scale(f)
+                self._short.scale(f)
+        self._oi = float(oi_qty)
+        for g in (self._bq, self._bn, self._sq, self._sn):
+            g.scale(0.0)
+        return added
+
+    def _open(self, grid: DecayingLogGrid, entry: np.ndarray, qty: np.ndarray, factor: np.ndarray, t: float) -> float:
+        if entry.size == 0:
+            return 0.0
+        levels = entry[:, None] * factor[None, :]
+        tier_qty = qty[:, None] * self.weights[None, :]
+        grid.add(levels.ravel(), (tier_qty * levels).ravel(), t)
+        return float((qty * entry).sum())
+
+    def learn_mark(self, price: float, t: float) -> tuple[float, float]:
+        """Consume the levels the mark price ``price`` has reached; returns ``(long_usd, short_usd)`` consumed."""
+        if not np.isfinite(price) or price <= 0:
+            return 0.0, 0.0
+        k = int(self._long.bucket_of(price))
+        cl = self._long.take_ge(k, t)
+        cs = self._short.take_le(k, t)
+        self.consumed_long_usd += cl
+        self.consumed_short_usd += cs
+        return cl, cs
+
+    def learn_event(self, ev: Trade | OpenInterest | MarkPrice) -> None:
+        """Dispatch a :class:`Trade`, :class:`OpenInterest` or :class:`MarkPrice` event."""
+        if isinstance(ev, Trade):
+            self.learn_trade(ev.price, ev.qty, ev.side)
+        elif isinstance(ev, OpenInterest):
+            self.learn_oi(ev.qty, ev.ts * 1e-9)
+        elif isinstance(ev, MarkPrice):
+            self.learn_mark(ev.price, ev.ts * 1e-9)
+
+    # ---------------------------------------------------------------- readout
+    def _window(self, price: float) -> tuple[int, int]:
+        r = self.range_pct / 100.0
+        return int(self._long.bucket_of(price * (1.0 - r))), int(self._long.bucket_of(price * (1.0 + r)))
+
+    def readout(self, price: float, t: float) -> EstimatedMapReadout:
+        """Levels within ``+-range_pct`` of ``price`` at ``t``, totals and nearest dense clusters."""
+        k_lo, k_hi = self._window(price)
+        ks = np.arange(k_lo, k_hi + 1)
+        centers = self._long.center(ks)
+        lo = self._long.values(k_lo, k_hi, t)
+        sh = self._short.values(k_lo, k_hi, t)
+        below, above = centers < price, centers > price
+        kw = dict(window=self.cluster_buckets, dense_multiple=self.dense_multiple, min_usd=self.min_cluster_usd)
+        return EstimatedMapReadout(
+            price=float(price),
+            t=float(t),
+            k_lo=k_lo,
+            prices=centers,
+            offsets_bps=(centers / price - 1.0) * 1e4,
+            long_usd=lo,
+            short_usd=sh,
+            long_total_usd=float(lo[below].sum()),
+            short_total_usd=float(sh[above].sum()),
+            cluster_down=nearest_dense_cluster(centers, lo, price, "down", **kw),
+            cluster_up=nearest_dense_cluster(centers, sh, price, "up", **kw),
+            consumed_long_usd=self.consumed_long_usd,
+            consumed_short_usd=self.consumed_short_usd,
+        )
+
+    def levels(self, direction: str, price: float, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(level prices, notionals)`` a move ``down`` (long levels) or ``up`` (short levels) would hit.
+
+        Non-empty buckets within the range on that side of ``price``; input for
+        :func:`detectors.reach.cascade_reach`.
+        """
+        k_lo, k_hi = self._window(price)
+        grid = self._long if direction == "down" else self._short
+        x = grid.values(k_lo, k_hi, t)
+        c = grid.center(np.arange(k_lo, k_hi + 1))
+        keep = (x > 0) & ((c < price) if direction == "down" else (c > price))
+        return c[keep], x[keep]
+
+    @property
+    def open_interest(self) -> float | None:
+        """Last open interest seen (base units)."""
+        return self._oi
