@@ -17,7 +17,7 @@ from connectors.venues import binance
 from connectors.venues.base import Catalog, InstrumentInfo, Parsed, ParseError, Verdict
 
 FIXTURES = Path(__file__).parent / "fixtures" / "binance"
-RECORDING = FIXTURES / "binance-usdm-2021-07-22-head.rec"
+RECORDING = FIXTURES.parent / "recordings" / "binance-usdm-2021-07-22-head.rec"
 SAMPLES = FIXTURES / "binance_usdm.jsonl"
 NS = 1_000_000
 RECV = 1_700_000_000_000_000_000
