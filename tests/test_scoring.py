@@ -1,0 +1,133 @@
+"""Known-answer tests of pipelines/scoring.py on hand-made alerts, snapshots and truth."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipelines.scoring import map_error, percentile, score, score_runs
+
+T0 = 1_768_435_200_000  # 2026-01-15T00:00:00Z
+
+
+def s(sec: float) -> int:
+    return T0 + int(sec * 1000)
+
+
+def cascade(asset, direction, start, peak, end):
+    return {"type": "cascade", "asset": asset, "direction": direction, "start": s(start), "peak": s(peak), "end": s(end),
+            "forced_notional": 5e6, "move_bps": 120.0}
+
+
+def alert(ts, direction, asset="BTC-USDT", action="trigger", kind="cascade"):
+    return {"type": "alert", "id": f"{asset}-{direction}-{ts}", "action": action, "kind": kind, "asset": asset,
+            "direction": direction, "ts": s(ts), "severity": "warning"}
+
+
+TRUTH = [
+    {"type": "span", "asset": "BTC-USDT", "start": T0, "end": T0 + 2 * 86_400_000},
+    cascade("BTC-USDT", "down", 1000, 1030, 1060),
+    cascade("BTC-USDT", "down", 5000, 5020, 5090),
+    cascade("BTC-USDT", "up", 9000, 9010, 9040),
+    cascade("ETH-USDT", "down", 1000, 1010, 1020),
+    {"type": "levels", "ts": s(0), "asset": "BTC-USDT", "price": 100.0, "long": [], "short": []},
+]
+
+ALERTS = [
+    alert(760, "down"),  # warns c1 240 s ahead
+    alert(900, "down"),  # a second warning for c1: neither a catch of its own nor a false alarm
+    alert(5010, "down"),  # c2, 10 s after its start and before its peak: caught, lead -10
+    alert(3000, "down"),  # nothing within 300 s: false alarm
+    alert(8800, "up"),  # c3, lead 200
+    alert(1000, "up"),  # no up cascade near: false alarm
+    alert(1050, "down", action="resolve"),  # not a trigger
+    alert(1040, "down", kind="feed"),  # not a cascade alert
+    alert(1055, "down"),  # after c1's peak but before its end: late, not caught, not a false alarm
+]
+
+SNAPSHOTS = [
+    {"type": "snapshot", "ts": s(700), "asset": "BTC-USDT", "prob_down": 0.8, "prob_up": 0.1},
+    {"type": "snapshot", "ts": s(1000), "asset": "BTC-USDT", "prob_down": 0.5, "prob_up": None},
+    {"type": "snapshot", "ts": s(2000), "asset": "BTC-USDT", "prob_down": 0.2, "prob_up": 0.0},
+]
+
+
+def test_hand_made_scores_exact():
+    r = score(ALERTS, SNAPSHOTS, TRUTH, horizon_s=300)
+    down, up, overall = r["down"], r["up"], r["overall"]
+    # down: c1 caught (lead 240), c2 caught (lead -10), ETH c4 missed
+    assert (down["cascades"], down["caught"], down["false_alarms"], down["triggers"]) == (3, 2, 1, 5)
+    assert down["recall"] == pytest.approx(2 / 3, abs=1e-6)
+    assert down["lead_s"] == {"median": 115.0, "p10": 15.0}  # p10 = -10 + 0.1 * (240 - -10)
+    assert down["days"] == 2.0 and down["false_alarms_per_day"] == 0.5
+    assert (up["cascades"], up["caught"], up["false_alarms"]) == (1, 1, 1)
+    assert up["lead_s"] == {"median": 200.0, "p10": 200.0}
+    assert (overall["cascades"], overall["caught"], overall["false_alarms"]) == (4, 3, 2)
+    assert overall["recall"] == 0.75
+    assert overall["lead_s"] == {"median": 200.0, "p10": 32.0}  # -10 + 0.2 * (200 - -10)
+    assert overall["false_alarms_per_day"] == 1.0
+    # Brier, down: (0.8, y=1) (0.5, y=0: the start is not after the snapshot) (0.2, 0)
+    assert down["brier"] == pytest.approx(0.11)
+    assert down["brier_base_rate"] == pytest.approx(2 / 9, abs=1e-6)
+    assert down["forecasts"] == 3
+    # up: (0.1, 0), (0.0, 0); the null forecast is skipped
+    assert up["brier"] == pytest.approx(0.005) and up["brier_base_rate"] == 0.0 and up["brier_skill"] is None
+    assert overall["brier"] == pytest.approx(0.068) and overall["brier_base_rate"] == pytest.approx(0.16)
+    bins = {b["lo"]: b for b in down["reliability"]}
+    assert len(down["reliability"]) == 10
+    assert bins[0.8] == {"lo": 0.8, "hi": 0.9, "n": 1, "mean_prob": 0.8, "observed": 1.0}
+    assert bins[0.5]["observed"] == 0.0 and bins[0.2]["n"] == 1 and bins[0.0]["mean_prob"] is None
+    json.dumps(r)  # plain JSON
+
+
+def test_issue_shape_keys():
+    r = score(ALERTS, SNAPSHOTS, TRUTH)
+    for m in (r["overall"], r["down"], r["up"]):
+        assert {"cascades", "caught", "recall", "lead_s", "false_alarms", "days", "false_alarms_per_day", "brier",
+                "brier_base_rate"} <= set(m)
+        assert set(m["lead_s"]) == {"median", "p10"}
+
+
+def test_empty_inputs_give_nulls_not_errors():
+    r = score([], [], [])
+    m = r["overall"]
+    assert m["cascades"] == 0 and m["recall"] is None and m["lead_s"] == {"median": None, "p10": None}
+    assert m["days"] == 0.0 and m["false_alarms_per_day"] is None and m["brier"] is None
+
+
+def test_days_fall_back_to_snapshot_seconds_and_override():
+    truth = [t for t in TRUTH if t["type"] != "span"]
+    assert score([], SNAPSHOTS, truth)["overall"]["days"] == pytest.approx(3 / 86400, abs=1e-6)
+    assert score([], SNAPSHOTS, TRUTH, days=4.0)["overall"]["days"] == 4.0
+
+
+def test_runs_are_matched_separately_then_pooled():
+    # run 2 has the same timestamps but no cascades: its triggers must not catch run 1's cascades
+    run1 = (ALERTS, SNAPSHOTS, TRUTH)
+    run2 = ([alert(760, "down")], [], [{"type": "span", "asset": "BTC-USDT", "start": T0, "end": T0 + 86_400_000}])
+    r = score_runs([run1, run2])
+    assert r["down"]["cascades"] == 3 and r["down"]["caught"] == 2
+    assert r["down"]["false_alarms"] == 2 and r["down"]["days"] == 3.0
+
+
+def test_percentile_linear():
+    assert percentile([], 50) is None
+    assert percentile([5.0], 10) == 5.0
+    assert percentile([0.0, 10.0], 10) == 1.0
+    assert percentile([3.0, 1.0, 2.0], 50) == 2.0
+
+
+def test_map_error_known_answer():
+    truth = [{"type": "levels", "ts": s(60), "asset": "BTC-USDT", "price": 100.0,
+              "long": [[99.0, 100.0], [98.0, 100.0]], "short": [[101.0, 200.0]]}]
+    # estimate 30 s older: all long notional 100 bps away, no short levels
+    est = [{"ts": s(30), "asset": "BTC-USDT", "liq_map": {"long": [[99.0, 200.0]], "short": []}}]
+    r = map_error(est, truth)
+    # half of the true notional sits 100 bps further out: EMD = 0.5 * 100 bps
+    assert r["long"] == {"n": 1, "emd_bps_mean": 50.0, "emd_bps_median": 50.0, "abs_log2_ratio_median": 0.0}
+    assert r["short"]["n"] == 0 and r["short"]["emd_bps_mean"] is None
+    assert r["overall"]["n"] == 1
+    # top-level shape (the truth's own) works too; a too-old estimate is not used
+    assert map_error([{"ts": s(30), "asset": "BTC-USDT", "long": [[99.0, 400.0]]}], truth)["long"]["abs_log2_ratio_median"] == 1.0
+    assert map_error(est, truth, max_age_s=10)["overall"]["n"] == 0
