@@ -1,0 +1,731 @@
+"""OKX v5 perpetual swaps (``okx-swap``): raw schemas and the frame parser.
+
+Websocket frames are ``{"arg": {"channel": ..., "instId": ...}, "action": ..., "data": [...]}``
+(``arg`` carries ``instType`` instead of ``instId`` for ``liquidation-orders`` and
+``instruments``); ``action`` (``snapshot`` / ``update``) exists on incremental book channels only.
+Dispatch is on ``arg.channel``:
+
+====================== ============================= ============================================
+channel                kind                          events (one per ``data`` element / detail)
+====================== ============================= ============================================
+trades, trades-all     ``trade``                     :class:`Trade` (``px``, ``sz`` contracts,
+                                                     ``side`` = taker side, ``ts``)
+books, books-l2-tbt,   ``book``                      ``action == "snapshot"``: :class:`BookSnapshot`;
+books50-l2-tbt         (``book_heartbeat``, below)   ``"update"``: :class:`BookDelta` (see the rule)
+books5                 ``book``                      :class:`BookSnapshot` of the top 5 levels
+                                                     (every push is a full snapshot; do not mix it
+                                                     with a deep book channel on one instrument)
+liquidation-orders     ``liquidation``               :class:`Liquidation` per ``details`` entry
+mark-price             ``mark_price``                :class:`MarkPrice` (``markPx``; ``funding``
+                                                     = last ``funding-rate`` seen, else ``None``)
+open-interest          ``open_interest``             :class:`OpenInterest`
+funding-rate           ``funding``                   none: the rate is remembered (below)
+instruments            ``instruments``               none: SWAP rows refresh the catalog
+tickers                ``skipped:tickers``           none
+bbo-tbt                ``skipped:bbo``               none (top-of-book only: it would replace the
+                                                     deep book)
+index-tickers,         ``skipped:<channel>``         none
+price-limit,
+estimated-price
+candle*/mark-price-    ``skipped:candle``            none
+candle*/index-candle*
+====================== ============================= ============================================
+
+Any other channel raises ``ParseError("unknown_channel")``.
+
+Control frames (no events): ``{"event": "subscribe" | "unsubscribe" | "login" |
+"channel-conn-count" ...}`` is kind ``control``; ``{"event": "error", "code": "60012", "msg": ...}``
+(a rejected subscription or request) is kind ``control:error`` and ``{"event": "notice", "code":
+"64008", ...}`` (the server will close the connection for an upgrade within ~60 s: reconnect) is
+kind ``control:notice`` -- both still count as control, but get their own label so they show in
+the summary. The text frame ``pong`` (reply to our ``ping``) is ``control``.
+
+Instruments that are not perpetual swaps (``FUTURES`` such as ``BTC-USD-220527``, ``SPOT`` such
+as ``BTC-USDT``, ``MARGIN``/``OPTION`` liquidations) give kind ``skipped:not_swap`` and no events:
+a swap is an ``instId`` ending in ``-SWAP`` (and, for ``liquidation-orders``, ``instType ==
+"SWAP"``). The skipped-channel check comes first, so a ``tickers`` frame of a future is
+``skipped:tickers``.
+
+Contracts and units. Every ``sz`` / ``oi`` is a number of contracts, converted with the catalog's
+contract value (:meth:`InstrumentInfo.to_base`): linear ``BTC-USDT-SWAP`` has ``ctVal`` 0.01 BTC,
+so ``qty = sz * 0.01``; inverse ``BTC-USD-SWAP`` has ``ctVal`` 100 USD, so ``qty = sz * 100 /
+price`` (the trade / level / bankruptcy price of the same row). Trades, books and liquidations of
+a swap missing from the catalog raise ``ParseError("unknown_instrument")``; mark price, open
+interest (when ``oiCcy`` is given) and funding do not need the catalog. The parser starts with the
+bundled catalog (``data/okx_instruments.json``: the main USDT- and USD-margined swaps from the
+recorded 2022-05-13 REST reply) and is refreshed by ``parse_rest`` on
+``/api/v5/public/instruments?instType=SWAP`` (or the ``instruments`` websocket channel). A live
+session must fetch that REST reply at start: ``liquidation-orders`` with ``instType: SWAP``
+carries every swap of the venue, and contract values may have changed since 2022.
+``ctMult`` is 1 for every swap and is not applied. Catalog rows whose ``ctType`` is not
+``linear``/``inverse``, whose ``ctVal`` is not a positive number, or whose ``ctValCcy`` is not the
+base (linear) / quote (inverse) currency are left out (trading them then raises
+``unknown_instrument``). Canonical names come from the ``instId``: ``BTC-USDT-SWAP`` ->
+``BTC-USDT-PERP``, ``BTC-USD-SWAP`` -> ``BTC-USD-PERP``.
+
+Per channel:
+
+- ``trades``: one frame may hold several rows; one row may aggregate several fills of one taker
+  order at one price (``count``). ``side`` is the taker's side. ``ts`` is the trade time.
+- ``liquidation-orders``: ``price = bkPx`` (bankruptcy price), ``qty = to_base(sz)``,
+  ``notional = price * qty``, ``ts`` from the detail. ``side`` is the liquidated position:
+  ``posSide`` ``long``/``short`` (hedge mode) is used as is; with ``posSide == "net"`` (one-way
+  mode) or empty, the liquidation *order* side decides: ``side == "sell"`` means a long was
+  liquidated, ``"buy"`` a short. OKX documents that this channel does not carry every
+  liquidation (at most one order per contract per second) and that rows are not necessarily in
+  time order. If a frame mixes known swaps and swaps missing from the catalog, the known ones
+  are emitted with kind ``liquidation:dropped_unknown_instrument``; if none is known it raises
+  ``unknown_instrument``.
+- ``open-interest``: ``qty = oiCcy`` (already in coin) when present, else ``oi * ctVal`` (linear
+  only; an inverse row without ``oiCcy`` is ``schema``); ``notional = oiUsd`` when present (USD,
+  taken as the quote for USDT/USDC swaps), else ``None``.
+- ``funding-rate``: no event; ``fundingRate`` is remembered per ``instId`` and attached as
+  ``funding`` to every later :class:`MarkPrice` of that swap (this is the parser's only state
+  besides the catalog; a row without ``fundingRate`` keeps the previous value).
+  ``mark-price`` has no index price: ``index = None``.
+- ``checksum`` on book frames is deprecated by OKX and ignored.
+
+Order book sequence rule (OKX v5 docs, "Order book channel" / "Sequence ID"), for the book module.
+It applies to ``books``, ``books-l2-tbt`` and ``books50-l2-tbt``; ``seqId`` is per ``instId``:
+
+1. the first message after subscribing is ``action == "snapshot"`` (``prevSeqId == -1``); it is
+   emitted as :class:`BookSnapshot` with ``seq = seqId``. Replace the book with it (a snapshot
+   may come at any time, e.g. after a resubscribe: it always replaces the book and restarts the
+   chain).
+2. every following ``action == "update"`` is a :class:`BookDelta` with ``seq = seqId`` and
+   ``prev_seq = prevSeqId``. It is in sequence iff ``prev_seq`` equals the ``seq`` of the
+   previous message (snapshot or delta) of that instrument. Otherwise messages were lost: drop
+   the book and resubscribe (OKX resends a snapshot; there is no REST splice for this stream).
+3. heartbeat: after ~60 s without changes OKX sends an update with ``asks == bids == []`` and
+   ``seqId == prevSeqId``, both equal to the previous message's ``seqId``. It is emitted as an
+   empty :class:`BookDelta` (``seq == prev_seq``), kind ``book_heartbeat`` (when every row of
+   the frame is one): it passes rule 2 and changes nothing.
+4. sequence reset: during maintenance OKX may reset the sequence; the reset message is an
+   update whose ``seqId`` is SMALLER than its ``prevSeqId`` (docs example: ``prevSeqId=15,
+   seqId=3``), and its ``prevSeqId`` still equals the previous ``seqId``. Accept it (rule 2
+   holds), apply it, and continue from the new ``seqId`` (the next update has ``prevSeqId ==
+   3``). So: never require ``seq > prev_seq`` or monotonic ``seq``; only the chain
+   ``prev_seq == last seq`` matters. It is worth counting resets (``seq < prev_seq``) apart.
+5. sizes are absolute (contracts converted to base here); ``qty == 0`` deletes the level.
+6. recordings from before OKX added ``seqId`` (e.g. the 2022-05-13 session) have neither field:
+   the snapshot has ``seq = 0`` and updates have ``seq = 0, prev_seq = None``. ``prev_seq is
+   None`` means the delta cannot be gap-checked: apply updates in arrival order. (``seq == 0``
+   alone is not the marker: 0 is a valid ``seqId``.)
+
+OKX does not allow ``books-l2-tbt`` together with ``books`` / ``books50-l2-tbt`` for one
+instrument; the chain is per channel, so a session should use one deep book channel per swap.
+
+``books5`` pushes are full 5-level snapshots (``seq = seqId`` or 0); the REST body of
+``/api/v5/market/books?instId=...`` is a :class:`BookSnapshot` (``seq = seqId`` when the body
+has it, else 0; ``ts`` from the body), useful for bootstrap checks but not spliceable with the
+websocket chain.
+
+REST bodies (``parse_rest``): ``{"code": "0", "msg": "", "data": [...]}``; a ``code`` other than
+``"0"`` raises ``ParseError("rest_error")``. ``/api/v5/public/instruments`` -> kind
+``instruments`` (``skipped:not_swap`` if the query asks another ``instType``);
+``/api/v5/market/books`` -> ``book``; any other path raises ``ParseError("unknown_rest_path")``.
+
+Validation: prices must be finite and > 0 (``bad_price``), quantities finite and >= 0
+(``bad_qty``), numbers parseable (``bad_number`` / ``schema``); malformed JSON is
+``malformed_json``, a frame of the wrong shape ``schema``; an unexpected exception inside the
+parser becomes ``parser_exception``. Numeric strings are decoded to ``float``/``int`` by msgspec
+itself (lax mode), one pass over each frame's ``data``.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from importlib import resources
+from typing import Literal
+from urllib.parse import parse_qs, urlsplit
+
+import msgspec
+
+from connectors.events import BookDelta, BookSnapshot, Liquidation, MarkPrice, OpenInterest, Trade
+from connectors.venues.base import (
+    NS_PER_MS,
+    Catalog,
+    InstrumentInfo,
+    Parsed,
+    ParseError,
+    VenueParser,
+    canonical,
+)
+
+SOURCE = "okx-swap"
+
+_INF = math.inf
+_isfinite = math.isfinite
+
+# --------------------------------------------------------------------------- raw schemas
+
+
+class Arg(msgspec.Struct, frozen=True, kw_only=True):
+    """``arg`` of a push or an event: the subscribed channel."""
+
+    channel: str
+    instId: str = ""
+    instType: str = ""
+
+
+class Envelope(msgspec.Struct, frozen=True, kw_only=True):
+    """Every websocket JSON frame; ``data`` is kept raw and decoded by the channel's schema."""
+
+    arg: Arg | None = None
+    action: str = ""
+    data: msgspec.Raw = msgspec.Raw()
+    event: str = ""
+    code: str | int = ""
+    msg: str = ""
+
+
+class TradeRow(msgspec.Struct, frozen=True, kw_only=True):
+    """``trades`` / ``trades-all`` data row (``count``, ``source``, ``seqId`` ignored)."""
+
+    instId: str = ""
+    tradeId: str = ""
+    px: float
+    sz: float
+    side: Literal["buy", "sell"]
+    ts: int
+
+
+class BookRow(msgspec.Struct, frozen=True, kw_only=True):
+    """Book data row: levels ``[price, size, "0" (deprecated), numOrders]``; checksum ignored."""
+
+    asks: list[list[float]]
+    bids: list[list[float]]
+    ts: int
+    seqId: int | None = None
+    prevSeqId: int | None = None
+
+
+class LiquidationDetail(msgspec.Struct, frozen=True, kw_only=True):
+    """One ``details`` entry of ``liquidation-orders`` (``bkLoss``, ``ccy`` ignored)."""
+
+    bkPx: float
+    sz: float
+    side: str = ""
+    posSide: str = ""
+    ts: int
+
+
+class LiquidationRow(msgspec.Struct, frozen=True, kw_only=True):
+    """``liquidation-orders`` data row: one instrument and its liquidation details."""
+
+    instId: str
+    instType: str = ""
+    details: list[LiquidationDetail]
+
+
+class MarkPriceRow(msgspec.Struct, frozen=True, kw_only=True):
+    instId: str = ""
+    markPx: float
+    ts: int
+
+
+class OpenInterestRow(msgspec.Struct, frozen=True, kw_only=True):
+    """``open-interest`` row; ``oiCcy`` / ``oiUsd`` are optional strings (may be absent)."""
+
+    instId: str = ""
+    oi: float
+    oiCcy: str = ""
+    oiUsd: str = ""
+    ts: int
+
+
+class FundingRow(msgspec.Struct, frozen=True, kw_only=True):
+    """``funding-rate`` row; only ``fundingRate`` is used."""
+
+    instId: str = ""
+    fundingRate: str = ""
+    ts: int = 0
+
+
+class InstrumentRow(msgspec.Struct, frozen=True, kw_only=True):
+    """``/api/v5/public/instruments`` (and ``instruments`` channel) row, fields we use."""
+
+    instId: str
+    instType: str
+    ctType: str = ""
+    ctVal: str = ""
+    ctValCcy: str = ""
+    settleCcy: str = ""
+    tickSz: str = ""
+    state: str = ""
+
+
+class RestEnvelope(msgspec.Struct, frozen=True, kw_only=True):
+    """Every OKX REST body: ``code == "0"`` on success."""
+
+    code: str | int
+    msg: str = ""
+    data: msgspec.Raw = msgspec.Raw()
+
+
+_ENVELOPE = msgspec.json.Decoder(Envelope)
+_REST = msgspec.json.Decoder(RestEnvelope)
+# Lax mode: OKX sends numbers as strings ("42219.9"); msgspec converts them while decoding.
+_TRADES = msgspec.json.Decoder(list[TradeRow], strict=False)
+_BOOKS = msgspec.json.Decoder(list[BookRow], strict=False)
+_LIQUIDATIONS = msgspec.json.Decoder(list[LiquidationRow], strict=False)
+_MARKS = msgspec.json.Decoder(list[MarkPriceRow], strict=False)
+_OPEN_INTEREST = msgspec.json.Decoder(list[OpenInterestRow], strict=False)
+_FUNDING = msgspec.json.Decoder(list[FundingRow], strict=False)
+_INSTRUMENTS = msgspec.json.Decoder(list[InstrumentRow])
+
+_INCREMENTAL_BOOKS = frozenset({"books", "books-l2-tbt", "books50-l2-tbt"})
+_SKIPPED = {
+    "tickers": "skipped:tickers",
+    "bbo-tbt": "skipped:bbo",
+    "index-tickers": "skipped:index-tickers",
+    "price-limit": "skipped:price-limit",
+    "estimated-price": "skipped:estimated-price",
+}
+_SKIPPED_PREFIXES = ("candle", "mark-price-candle", "index-candle")
+_CONTROL_KINDS = {"error": "control:error", "notice": "control:notice"}
+_NOT_SWAP = "skipped:not_swap"
+_SWAP_SUFFIX = "-SWAP"
+_DATA_FILE = "okx_instruments.json"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _decode(decoder: msgspec.json.Decoder, payload: bytes | str | msgspec.Raw, what: str) -> object:
+    try:
+        return decoder.decode(payload)
+    except msgspec.ValidationError as exc:
+        raise ParseError("schema", f"{what}: {exc}"[:200]) from None
+    except msgspec.DecodeError as exc:
+        raise ParseError("malformed_json", f"{what}: {exc}"[:200]) from None
+
+
+def _price(value: float, what: str = "price") -> float:
+    if not 0.0 < value < _INF:  # also false for NaN
+        raise ParseError("bad_price", f"{what}={value!r}")
+    return value
+
+
+def _qty(value: float, what: str = "sz") -> float:
+    if not 0.0 <= value < _INF:
+        raise ParseError("bad_qty", f"{what}={value!r}")
+    return value
+
+
+def _number(text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ParseError("bad_number", f"{what}={text!r}") from None
+    if not _isfinite(value):
+        raise ParseError("bad_number", f"{what}={text!r}")
+    return value
+
+
+def _levels(raw: list[list[float]], info: InstrumentInfo) -> tuple[tuple[float, float], ...]:
+    """OKX levels (contracts) -> ``((price, qty_base), ...)``, validated.
+
+    A plain loop: on CPython 3.11 it beats comprehension + min/sum checks at every book size.
+    """
+    ct_val = info.ct_val
+    out = []
+    append = out.append
+    try:
+        if info.inverse:
+            for entry in raw:
+                price = entry[0]
+                size = entry[1]
+                if not 0.0 < price < _INF:  # also false for NaN
+                    raise ParseError("bad_price", f"level price={price!r}")
+                if not 0.0 <= size < _INF:
+                    raise ParseError("bad_qty", f"level size={size!r}")
+                append((price, size * ct_val / price))
+        else:
+            for entry in raw:
+                price = entry[0]
+                size = entry[1]
+                if not 0.0 < price < _INF:
+                    raise ParseError("bad_price", f"level price={price!r}")
+                if not 0.0 <= size < _INF:
+                    raise ParseError("bad_qty", f"level size={size!r}")
+                append((price, size * ct_val))
+    except IndexError:
+        raise ParseError("bad_level", "level with fewer than 2 fields") from None
+    return tuple(out)
+
+
+def instrument_info(row: InstrumentRow) -> InstrumentInfo | None:
+    """Catalog entry of one SWAP instrument row, or ``None`` if it is unusable (see docstring)."""
+    parts = row.instId.split("-")
+    if row.instType != "SWAP" or len(parts) != 3 or parts[2] != "SWAP" or not parts[0] or not parts[1]:
+        return None
+    base, quote = parts[0], parts[1]
+    if row.ctType == "linear":
+        inverse = False
+        if row.ctValCcy and row.ctValCcy != base:
+            return None
+    elif row.ctType == "inverse":
+        inverse = True
+        if row.ctValCcy and row.ctValCcy != quote:
+            return None
+    else:
+        return None
+    try:
+        ct_val = float(row.ctVal)
+    except ValueError:
+        return None
+    if not 0.0 < ct_val < _INF:
+        return None
+    try:
+        tick = float(row.tickSz) if row.tickSz else 0.0
+    except ValueError:
+        tick = 0.0
+    if not 0.0 <= tick < _INF:
+        tick = 0.0
+    return InstrumentInfo(
+        symbol=row.instId,
+        instrument=canonical(base, quote),
+        base=base,
+        quote=quote,
+        ct_val=ct_val,
+        inverse=inverse,
+        tick=tick,
+    )
+
+
+def _rest_rows(body: bytes | str, decoder: msgspec.json.Decoder, what: str) -> list:
+    envelope = _decode(_REST, body, what)
+    assert isinstance(envelope, RestEnvelope)
+    if str(envelope.code) != "0":
+        raise ParseError("rest_error", f"{what}: code={envelope.code} msg={envelope.msg}"[:200])
+    if not envelope.data:
+        raise ParseError("schema", f"{what}: no data")
+    return _decode(decoder, envelope.data, what)  # type: ignore[return-value]
+
+
+@lru_cache(maxsize=1)
+def _bundled_infos() -> tuple[InstrumentInfo, ...]:
+    body = resources.files("connectors.venues").joinpath("data", _DATA_FILE).read_bytes()
+    rows = _rest_rows(body, _INSTRUMENTS, _DATA_FILE)
+    return tuple(info for info in map(instrument_info, rows) if info is not None)
+
+
+def bundled_catalog() -> Catalog:
+    """A fresh catalog holding the bundled swaps (``data/okx_instruments.json``)."""
+    catalog = Catalog()
+    for info in _bundled_infos():
+        catalog.add(info)
+    return catalog
+
+
+def _canonical_from_inst_id(inst_id: str) -> str:
+    parts = inst_id.split("-")
+    if len(parts) != 3 or not parts[0] or not parts[1]:
+        raise ParseError("schema", f"instId={inst_id!r}")
+    return canonical(parts[0], parts[1])
+
+
+# --------------------------------------------------------------------------- parser
+
+
+class Parser(VenueParser):
+    """OKX v5 swaps: websocket frames and REST bootstrap bodies -> :class:`Parsed`.
+
+    ``catalog=None`` starts from :func:`bundled_catalog`; a given catalog is used as is.
+    """
+
+    SOURCE = SOURCE
+
+    def __init__(self, catalog: Catalog | None = None) -> None:
+        super().__init__(catalog if catalog is not None else bundled_catalog())
+        self.funding: dict[str, float] = {}
+        """Last ``fundingRate`` per ``instId`` (from ``funding-rate``), attached to mark prices."""
+        self._names: dict[str, str] = {}
+        self._handlers = {
+            "trades": self._trades,
+            "trades-all": self._trades,
+            "books": self._books,
+            "books-l2-tbt": self._books,
+            "books50-l2-tbt": self._books,
+            "books5": self._books,
+            "liquidation-orders": self._liquidations,
+            "mark-price": self._mark_price,
+            "open-interest": self._open_interest,
+            "funding-rate": self._funding,
+            "instruments": self._instruments_ws,
+        }
+
+    # ---------------------------------------------------------------- entry points
+
+    def parse_ws(self, payload: bytes | str, recv: int) -> Parsed:
+        try:
+            if payload == b"pong" or payload == "pong":
+                return Parsed("control")
+            envelope = _decode(_ENVELOPE, payload, "frame")
+            assert isinstance(envelope, Envelope)
+            if envelope.event:
+                return Parsed(_CONTROL_KINDS.get(envelope.event, "control"))
+            arg = envelope.arg
+            if arg is None:
+                raise ParseError("schema", "frame without arg or event")
+            channel = arg.channel
+            handler = self._handlers.get(channel)
+            if handler is None:
+                skipped = _SKIPPED.get(channel)
+                if skipped is not None:
+                    return Parsed(skipped)
+                if channel.startswith(_SKIPPED_PREFIXES):
+                    return Parsed("skipped:candle")
+                raise ParseError("unknown_channel", channel[:80])
+            if not envelope.data:
+                raise ParseError("schema", f"{channel}: no data")
+            return handler(envelope, arg, recv)
+        except ParseError:
+            raise
+        except Exception as exc:  # never let anything else escape
+            raise ParseError("parser_exception", f"{type(exc).__name__}: {exc}"[:200]) from None
+
+    def parse_rest(self, path: str, body: bytes, recv: int) -> Parsed:
+        try:
+            url = urlsplit(path)
+            query = parse_qs(url.query)
+            route = url.path.rstrip("/")
+            if route == "/api/v5/public/instruments":
+                inst_type = query.get("instType", [""])[0]
+                if inst_type and inst_type != "SWAP":
+                    return Parsed(_NOT_SWAP)
+                rows = _rest_rows(body, _INSTRUMENTS, route)
+                self._load_instruments(rows)
+                return Parsed("instruments")
+            if route == "/api/v5/market/books":
+                symbol = query.get("instId", [""])[0]
+                if not symbol:
+                    raise ParseError("schema", f"{path}: no instId")
+                if not symbol.endswith(_SWAP_SUFFIX):
+                    return Parsed(_NOT_SWAP)
+                info = self._info(symbol)
+                rows = _rest_rows(body, _BOOKS, route)
+                if not rows:
+                    raise ParseError("schema", f"{route}: empty data")
+                row = rows[0]
+                snapshot = BookSnapshot(
+                    venue=SOURCE,
+                    symbol=symbol,
+                    instrument=info.instrument,
+                    ts=row.ts * NS_PER_MS,
+                    recv=recv,
+                    bids=_levels(row.bids, info),
+                    asks=_levels(row.asks, info),
+                    seq=row.seqId if row.seqId is not None else 0,
+                )
+                return Parsed("book", [snapshot])
+            raise ParseError("unknown_rest_path", path[:120])
+        except ParseError:
+            raise
+        except Exception as exc:
+            raise ParseError("parser_exception", f"{type(exc).__name__}: {exc}"[:200]) from None
+
+    # ---------------------------------------------------------------- catalog
+
+    def _info(self, symbol: str) -> InstrumentInfo:
+        info = self.catalog.by_symbol.get(symbol)
+        if info is None:
+            raise ParseError("unknown_instrument", symbol[:80])
+        return info
+
+    def _name(self, symbol: str) -> str:
+        name = self._names.get(symbol)
+        if name is None:
+            info = self.catalog.by_symbol.get(symbol)
+            name = info.instrument if info is not None else _canonical_from_inst_id(symbol)
+            if len(self._names) >= 100_000:  # bounded even under garbage input
+                self._names.clear()
+            self._names[symbol] = name
+        return name
+
+    def _load_instruments(self, rows: list[InstrumentRow]) -> int:
+        infos = [info for info in map(instrument_info, rows) if info is not None]
+        for info in infos:
+            self.catalog.add(info)
+            self._names.pop(info.symbol, None)
+        return len(infos)
+
+    # ---------------------------------------------------------------- channels
+
+    def _trades(self, envelope: Envelope, arg: Arg, recv: int) -> Parsed:
+        symbol = arg.instId
+        if not symbol.endswith(_SWAP_SUFFIX):
+            return Parsed(_NOT_SWAP)
+        info = self._info(symbol)
+        rows: list[TradeRow] = _decode(_TRADES, envelope.data, "trades")  # type: ignore[assignment]
+        instrument = info.instrument
+        ct_val = info.ct_val
+        inverse = info.inverse
+        events = []
+        for row in rows:
+            price = row.px
+            size = row.sz
+            if not 0.0 < price < _INF:
+                _price(price, "px")
+            if not 0.0 <= size < _INF:
+                _qty(size, "sz")
+            events.append(
+                Trade(
+                    venue=SOURCE,
+                    symbol=symbol,
+                    instrument=instrument,
+                    ts=row.ts * NS_PER_MS,
+                    recv=recv,
+                    price=price,
+                    qty=size * ct_val / price if inverse else size * ct_val,
+                    side=row.side,
+                )
+            )
+        return Parsed("trade", events)
+
+    def _books(self, envelope: Envelope, arg: Arg, recv: int) -> Parsed:
+        symbol = arg.instId
+        if not symbol.endswith(_SWAP_SUFFIX):
+            return Parsed(_NOT_SWAP)
+        info = self._info(symbol)
+        if arg.channel in _INCREMENTAL_BOOKS:
+            if envelope.action == "update":
+                snapshot = False
+            elif envelope.action == "snapshot":
+                snapshot = True
+            else:
+                raise ParseError("schema", f"{arg.channel}: action={envelope.action!r}")
+        else:  # books5: each push is the whole top of book
+            snapshot = True
+        rows: list[BookRow] = _decode(_BOOKS, envelope.data, arg.channel)  # type: ignore[assignment]
+        instrument = info.instrument
+        events: list = []
+        heartbeats = 0
+        for row in rows:
+            bids = _levels(row.bids, info)
+            asks = _levels(row.asks, info)
+            ts = row.ts * NS_PER_MS
+            if snapshot:
+                seq = row.seqId if row.seqId is not None else 0
+                events.append(BookSnapshot(venue=SOURCE, symbol=symbol, instrument=instrument, ts=ts, recv=recv, bids=bids, asks=asks, seq=seq))
+                continue
+            if row.seqId is None:  # recordings from before seqId existed: not gap-checkable
+                seq, prev = 0, None
+            else:
+                seq, prev = row.seqId, row.prevSeqId
+                if not bids and not asks and prev == seq:
+                    heartbeats += 1
+            events.append(BookDelta(venue=SOURCE, symbol=symbol, instrument=instrument, ts=ts, recv=recv, bids=bids, asks=asks, seq=seq, prev_seq=prev))
+        return Parsed("book_heartbeat" if heartbeats and heartbeats == len(events) else "book", events)
+
+    def _liquidations(self, envelope: Envelope, arg: Arg, recv: int) -> Parsed:
+        if arg.instType and arg.instType != "SWAP":
+            return Parsed(_NOT_SWAP)
+        rows: list[LiquidationRow] = _decode(_LIQUIDATIONS, envelope.data, "liquidation-orders")  # type: ignore[assignment]
+        events: list = []
+        unknown: list[str] = []
+        not_swap = 0
+        for row in rows:
+            symbol = row.instId
+            if (row.instType and row.instType != "SWAP") or not symbol.endswith(_SWAP_SUFFIX):
+                not_swap += 1
+                continue
+            info = self.catalog.by_symbol.get(symbol)
+            if info is None:
+                unknown.append(symbol)
+                continue
+            for detail in row.details:
+                price = _price(detail.bkPx, "bkPx")
+                qty = info.to_base(_qty(detail.sz), price)
+                pos_side = detail.posSide
+                if pos_side == "long" or pos_side == "short":
+                    side = pos_side
+                elif detail.side == "sell":  # net mode: a forced sell closes a long
+                    side = "long"
+                elif detail.side == "buy":
+                    side = "short"
+                else:
+                    raise ParseError("schema", f"liquidation posSide={pos_side!r} side={detail.side!r}")
+                events.append(
+                    Liquidation(
+                        venue=SOURCE,
+                        symbol=symbol,
+                        instrument=info.instrument,
+                        ts=detail.ts * NS_PER_MS,
+                        recv=recv,
+                        price=price,
+                        qty=qty,
+                        side=side,
+                        notional=price * qty,
+                    )
+                )
+        if unknown:
+            if not events:
+                raise ParseError("unknown_instrument", ",".join(unknown)[:80])
+            return Parsed("liquidation:dropped_unknown_instrument", events)
+        if not_swap and not events and not_swap == len(rows):
+            return Parsed(_NOT_SWAP)
+        return Parsed("liquidation", events)
+
+    def _mark_price(self, envelope: Envelope, arg: Arg, recv: int) -> Parsed:
+        symbol = arg.instId
+        if not symbol.endswith(_SWAP_SUFFIX):
+            return Parsed(_NOT_SWAP)
+        instrument = self._name(symbol)
+        funding = self.funding.get(symbol)
+        rows: list[MarkPriceRow] = _decode(_MARKS, envelope.data, "mark-price")  # type: ignore[assignment]
+        events = [
+            MarkPrice(
+                venue=SOURCE,
+                symbol=symbol,
+                instrument=instrument,
+                ts=row.ts * NS_PER_MS,
+                recv=recv,
+                price=_price(row.markPx, "markPx"),
+                index=None,
+                funding=funding,
+            )
+            for row in rows
+        ]
+        return Parsed("mark_price", events)
+
+    def _open_interest(self, envelope: Envelope, arg: Arg, recv: int) -> Parsed:
+        symbol = arg.instId
+        if not symbol.endswith(_SWAP_SUFFIX):
+            return Parsed(_NOT_SWAP)
+        rows: list[OpenInterestRow] = _decode(_OPEN_INTEREST, envelope.data, "open-interest")  # type: ignore[assignment]
+        instrument = self._name(symbol)
+        events = []
+        for row in rows:
+            contracts = _qty(row.oi, "oi")
+            if row.oiCcy:
+                qty = _qty(_number(row.oiCcy, "oiCcy"), "oiCcy")
+            else:
+                info = self._info(symbol)
+                if info.inverse:
+                    raise ParseError("schema", f"{symbol}: inverse open interest without oiCcy")
+                qty = contracts * info.ct_val
+            notional = _qty(_number(row.oiUsd, "oiUsd"), "oiUsd") if row.oiUsd else None
+            events.append(
+                OpenInterest(venue=SOURCE, symbol=symbol, instrument=instrument, ts=row.ts * NS_PER_MS, recv=recv, qty=qty, notional=notional)
+            )
+        return Parsed("open_interest", events)
+
+    def _funding(self, envelope: Envelope, arg: Arg, recv: int) -> Parsed:
+        symbol = arg.instId
+        if not symbol.endswith(_SWAP_SUFFIX):
+            return Parsed(_NOT_SWAP)
+        rows: list[FundingRow] = _decode(_FUNDING, envelope.data, "funding-rate")  # type: ignore[assignment]
+        rates = [_number(row.fundingRate, "fundingRate") for row in rows if row.fundingRate]
+        if rates:
+            self.funding[symbol] = rates[-1]
+        return Parsed("funding")
+
+    def _instruments_ws(self, envelope: Envelope, arg: Arg, recv: int) -> Parsed:
+        if arg.instType != "SWAP":
+            return Parsed(_NOT_SWAP)
+        rows: list[InstrumentRow] = _decode(_INSTRUMENTS, envelope.data, "instruments")  # type: ignore[assignment]
+        self._load_instruments(rows)
+        return Parsed("instruments")
