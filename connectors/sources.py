@@ -99,6 +99,8 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
         self._dead: Counter[tuple[str, str]] = state.get("dead", Counter())
         self._instruments: dict[str, list[str]] = state.get("instruments", {})
         self._last_wm = state.get("last_wm", -1)
+        self._connection: dict[str, FeedStatus] = state.get("connection", {})
+        """Last venue-wide connection status per venue, told to instruments announced later."""
         self._reader = RecordingReader(path, start_line=self._line)
         self._lines = self._reader.lines()
         self._done = False
@@ -134,7 +136,7 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
                 frame = parse_line(line, self._path, line_no)
             except RecordingError as exc:
                 self._line = line_no
-                dead.append(self._dead_letter("malformed_line", "?", line, exc.reason, line_no))
+                dead.append(self._dead_letter("malformed_line", "recording", line, exc.reason, line_no))
                 continue
             if frame is None:
                 self._line = line_no
@@ -152,6 +154,7 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
                 continue
             for event in parsed.events:
                 if isinstance(event, FeedStatus) and not event.instrument:
+                    self._connection[event.venue] = event
                     for key in self._instruments.get(event.venue, ()):
                         by_key.setdefault(key, []).append(_for_instrument(event, key))
                     continue
@@ -162,6 +165,9 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
                     venue_keys = self._instruments.setdefault(event.venue, [])
                     if key not in venue_keys:
                         venue_keys.append(key)
+                        connection = self._connection.get(event.venue)
+                        if connection is not None:  # the instrument learns its connection's state
+                            bucket.append(_for_instrument(connection, key))
                 bucket.append(event)
         wm = self._max_recv - self._lag
         if wm // NS > self._last_wm // NS:
@@ -225,6 +231,7 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
             "dead": self._dead,
             "instruments": self._instruments,
             "last_wm": self._last_wm,
+            "connection": self._connection,
         }
 
 

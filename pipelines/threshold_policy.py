@@ -21,7 +21,7 @@ import msgspec
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 
 
-class ThresholdConfig(msgspec.Struct, frozen=True, kw_only=True):
+class ThresholdConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Thresholds in USD of liquidated notional over 60 s."""
 
     enter_usd: float = 1_000_000.0
