@@ -611,3 +611,27 @@ def test_fuzz_rest(path: str, body: bytes) -> None:
 def test_module_shape() -> None:
     assert okx.SOURCE == "okx-swap" and Parser.SOURCE == "okx-swap"
     assert "prevSeqId" in (okx.__doc__ or "") and "reset" in (okx.__doc__ or "")
+
+
+# --- book sequence rule (seqId / prevSeqId) ----------------------------------------------------
+
+
+def _okx_delta(seq: int, prev: int | None) -> "BookDelta":
+    from connectors.events import BookDelta
+
+    return BookDelta(venue="okx-swap", symbol="BTC-USDT-SWAP", instrument="BTC-USDT-PERP", ts=1, recv=1,
+                     bids=(), asks=(), seq=seq, prev_seq=prev)
+
+
+def test_book_sequence_chain_heartbeat_reset_and_gap() -> None:
+    from connectors.events import BookSnapshot
+    from connectors.venues.base import Verdict
+    from connectors.venues.okx import Parser as OkxParser
+
+    rule = OkxParser.sequence_rule()
+    assert rule.check(_okx_delta(15, 10)) is Verdict.SKIP  # before a snapshot
+    rule.on_snapshot(BookSnapshot(venue="okx-swap", symbol="BTC-USDT-SWAP", instrument="BTC-USDT-PERP",
+                                  ts=1, recv=1, bids=(), asks=(), seq=10))
+    assert [rule.check(_okx_delta(s, p)) for s, p in [(15, 10), (15, 15), (3, 15), (5, 3)]] == [Verdict.APPLY] * 4
+    assert rule.check(_okx_delta(9, 7)) is Verdict.GAP
+    assert rule.check(_okx_delta(0, None)) is Verdict.APPLY  # old recordings: unchecked

@@ -149,7 +149,9 @@ from connectors.venues.base import (
     InstrumentInfo,
     Parsed,
     ParseError,
+    SequenceRule,
     VenueParser,
+    Verdict,
     canonical,
 )
 
@@ -427,6 +429,26 @@ def _canonical_from_inst_id(inst_id: str) -> str:
     return canonical(parts[0], parts[1])
 
 
+# --------------------------------------------------------------------------- book sequence
+
+
+class BookSequence(SequenceRule):
+    """The seqId/prevSeqId rule of the module docstring, for :class:`connectors.book.BookKeeper`.
+
+    A delta continues the book iff ``prev_seq == last_seq`` (a heartbeat has ``seq == prev_seq``;
+    a maintenance reset has ``seq < prev_seq`` and still chains). ``prev_seq is None`` (old
+    recordings without seqId) cannot be checked and is applied in arrival order.
+    """
+
+    def check(self, delta: BookDelta) -> Verdict:
+        if self.last_seq is None:
+            return Verdict.SKIP
+        if delta.prev_seq is not None and delta.prev_seq != self.last_seq:
+            return Verdict.GAP
+        self.last_seq = delta.seq
+        return Verdict.APPLY
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -437,6 +459,10 @@ class Parser(VenueParser):
     """
 
     SOURCE = SOURCE
+
+    @classmethod
+    def sequence_rule(cls) -> BookSequence:
+        return BookSequence()
 
     def __init__(self, catalog: Catalog | None = None) -> None:
         super().__init__(catalog if catalog is not None else bundled_catalog())
