@@ -648,3 +648,24 @@ def test_module_shape():
     assert bybit.SOURCE == "bybit-linear" and Parser.SOURCE == SOURCE
     for name in ("publicTrade", "orderbook", "allLiquidation", "liquidation", "tickers", "u == 1"):
         assert name in bybit.__doc__
+
+
+# --- book sequence rule (u steps by one; u == 1 resets via a snapshot) ----------------------------
+
+
+def test_book_sequence_skips_stale_applies_next_and_flags_jumps() -> None:
+    from connectors.events import BookDelta, BookSnapshot
+    from connectors.venues.base import Verdict
+    from connectors.venues.bybit import Parser as BybitParser
+
+    def delta(u: int) -> BookDelta:
+        return BookDelta(venue="bybit-linear", symbol="BTCUSDT", instrument="BTC-USDT-PERP", ts=1, recv=1,
+                         bids=(), asks=(), seq=u)
+
+    rule = BybitParser.sequence_rule()
+    assert rule.check(delta(5)) is Verdict.SKIP
+    rule.on_snapshot(BookSnapshot(venue="bybit-linear", symbol="BTCUSDT", instrument="BTC-USDT-PERP",
+                                  ts=1, recv=1, bids=(), asks=(), seq=100))
+    assert [rule.check(delta(u)) for u in (99, 100, 101, 102)] == [Verdict.SKIP, Verdict.SKIP, Verdict.APPLY, Verdict.APPLY]
+    assert rule.check(delta(105)) is Verdict.GAP
+    assert rule.describe_gap(delta(105)) == "expected u=103, got u=105"

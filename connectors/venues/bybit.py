@@ -136,7 +136,9 @@ from connectors.venues.base import (
     InstrumentInfo,
     ParseError,
     Parsed,
+    SequenceRule,
     VenueParser,
+    Verdict,
     canonical,
     non_negative,
     positive_price,
@@ -353,10 +355,35 @@ def classify_symbol(symbol: str) -> InstrumentInfo | str:
     return InstrumentInfo(symbol=symbol, instrument=canonical(base, quote), base=base, quote=quote)
 
 
+class BookSequence(SequenceRule):
+    """``orderbook.{depth}`` continuity for :class:`connectors.book.BookKeeper`.
+
+    Bybit's update id ``u`` steps by one per message on a depth stream (as every recorded
+    frame does); a delta with ``u <= last`` is stale and skipped, ``u == last + 1`` applies,
+    and a jump is a gap: the book stays invalid until the next snapshot (the live session
+    resubscribes to get one). ``u == 1`` arrives as a snapshot from the parser.
+    """
+
+    def check(self, delta: BookDelta) -> Verdict:
+        if self.last_seq is None or delta.seq <= self.last_seq:
+            return Verdict.SKIP
+        if delta.seq != self.last_seq + 1:
+            return Verdict.GAP
+        self.last_seq = delta.seq
+        return Verdict.APPLY
+
+    def describe_gap(self, delta: BookDelta) -> str:
+        return f"expected u={self.last_seq + 1 if self.last_seq is not None else '?'}, got u={delta.seq}"
+
+
 class Parser(VenueParser):
     """Bybit v5 linear parser. See the module docstring for channels, labels and rules."""
 
     SOURCE = SOURCE
+
+    @classmethod
+    def sequence_rule(cls) -> BookSequence:
+        return BookSequence()
 
     def __init__(self, catalog: Catalog | None = None) -> None:
         super().__init__(catalog)
