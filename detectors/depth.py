@@ -159,8 +159,21 @@ class DepthMonitor:
         return med
 
     def update(self, bids, asks, t: float) -> DepthReadout:
-        """Measure the book at time ``t``, record it as the sample of second ``floor(t)``, return the readout."""
+        """Measure the book at time ``t``, record it as the sample of second ``floor(t)``, return the readout.
+
+        ``bids``/``asks`` as in :func:`depth_within` (best-first).
+        """
         bid, ask, mid = depth_within(bids, asks, self.bands_bps)
+        return self.update_values(bid, ask, mid, t)
+
+    def update_values(self, bid_usd, ask_usd, mid: float, t: float) -> DepthReadout:
+        """Record depth already measured (one value per band and side, quote currency) at time ``t``.
+
+        For an asset on several venues: sum the venues' :func:`depth_within`
+        values and feed the sum here, so the ratio is the asset's thinning.
+        """
+        bid = np.asarray(bid_usd, dtype=np.float64).reshape(len(self.bands_bps))
+        ask = np.asarray(ask_usd, dtype=np.float64).reshape(len(self.bands_bps))
         sample = np.stack((bid, ask))
         sec = math.floor(t)
         if self._sec is None:

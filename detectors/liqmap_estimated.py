@@ -98,6 +98,18 @@ class EstimatedMapReadout:
     consumed_long_usd: float
     consumed_short_usd: float
 
+    def levels(self, direction: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(level prices, notionals)`` of the non-empty buckets a move ``down``/``up`` would hit."""
+        if direction == "down":
+            keep = (self.long_usd > 0) & (self.prices < self.price)
+            return self.prices[keep], self.long_usd[keep]
+        keep = (self.short_usd > 0) & (self.prices > self.price)
+        return self.prices[keep], self.short_usd[keep]
+
+    def cluster(self, direction: str) -> Cluster | None:
+        """The nearest dense cluster in ``direction``."""
+        return self.cluster_down if direction == "down" else self.cluster_up
+
 
 def nearest_dense_cluster(
     centers: np.ndarray,
@@ -364,6 +376,40 @@ class EstimatedLiquidationMap:
             cluster_up=nearest_dense_cluster(centers, sh, price, "up", **kw),
             consumed_long_usd=self.consumed_long_usd,
             consumed_short_usd=self.consumed_short_usd,
+        )
+
+    @staticmethod
+    def combine(maps: Sequence[EstimatedLiquidationMap], price: float, t: float) -> EstimatedMapReadout:
+        """One readout for an asset traded on several venues: the maps' levels summed bucket by bucket.
+
+        The maps must share ``bucket_bps`` and ``range_pct``; the cluster
+        parameters of the first map apply.
+        """
+        if not maps:
+            raise ValueError("no maps")
+        first = maps[0]
+        if any(m.bucket_bps != first.bucket_bps or m.range_pct != first.range_pct for m in maps):
+            raise ValueError("maps must share bucket_bps and range_pct")
+        rs = [m.readout(price, t) for m in maps]
+        lo = np.sum([r.long_usd for r in rs], axis=0)
+        sh = np.sum([r.short_usd for r in rs], axis=0)
+        centers = rs[0].prices
+        below, above = centers < price, centers > price
+        kw = dict(window=first.cluster_buckets, dense_multiple=first.dense_multiple, min_usd=first.min_cluster_usd)
+        return EstimatedMapReadout(
+            price=float(price),
+            t=float(t),
+            k_lo=rs[0].k_lo,
+            prices=centers,
+            offsets_bps=rs[0].offsets_bps,
+            long_usd=lo,
+            short_usd=sh,
+            long_total_usd=float(lo[below].sum()),
+            short_total_usd=float(sh[above].sum()),
+            cluster_down=nearest_dense_cluster(centers, lo, price, "down", **kw),
+            cluster_up=nearest_dense_cluster(centers, sh, price, "up", **kw),
+            consumed_long_usd=sum(r.consumed_long_usd for r in rs),
+            consumed_short_usd=sum(r.consumed_short_usd for r in rs),
         )
 
     def levels(self, direction: str, price: float, t: float) -> tuple[np.ndarray, np.ndarray]:

@@ -112,8 +112,9 @@ def cascade_reach(
     price
         Current price.
     book
-        The side in front, best-first: bids for ``down``, asks for ``up``;
-        ``(n, 2)`` array or sequence of ``(price, qty)`` (qty in base units).
+        The side in front: bids for ``down``, asks for ``up``; ``(n, 2)`` array
+        or sequence of ``(price, qty)`` (qty in base units), any order (it is
+        sorted best-first, so books of several venues can be concatenated).
     levels
         Liquidation levels ``(price, notional)`` (notional in quote): long levels
         for ``down``, short levels for ``up``; any order.
@@ -134,6 +135,9 @@ def cascade_reach(
     """
     bp, bq = _as_levels(book)
     lp, lx = _as_levels(levels)
+    if bp.size > 1:  # best-first whatever the input order (e.g. books of several venues concatenated)
+        order = np.argsort(-bp if direction == "down" else bp, kind="stable")
+        bp, bq = bp[order], bq[order]
     r0 = float(price if start_price is None else start_price)
     if direction == "up":
         f, end, it, ex, conv = _walk_up(price, bp, bp * bq, lp, lx, max(r0, price), max_iter)

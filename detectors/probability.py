@@ -1,0 +1,483 @@
+"""Probability of a cascade per direction within a horizon: structural estimate and online classifier.
+
+Structural estimate. The log-price is taken as a driftless Brownian motion
+with volatility ``sigma`` (per sqrt(second)). By the reflection principle the
+chance that it touches a level at log-distance ``a > 0`` within ``T`` seconds is
+
+    P_touch = P(max_{t<=T} W_t >= a) = 2 * (1 - Phi(a / (sigma sqrt T))) = erfc(a / (sigma sqrt(2 T)))
+
+with ``a = -ln(1 - d/1e4)`` for a level ``d`` bps below the price and
+``a = ln(1 + d/1e4)`` above it. ``sigma`` comes from :class:`RealizedVolatility`,
+an EWMA of squared one-second log returns.
+
+Given a touch of the nearest dense cluster, the cascade carries on when the
+forced flow it triggers overwhelms the book in front. With ``F`` the forced
+notional of the reach walk started at the cluster (:mod:`detectors.reach`)
+and ``D`` the resting notional in front (e.g. within 100 bps), ``rho = F / D``:
+
+    P_carry = rho^k / (rho^k + rho0^k)          (a logistic in ln rho: 1/2 at rho = rho0)
+
+and the structural probability is ``P_struct = P_touch * P_carry``.
+
+Online classifier. :class:`CascadeProbability` keeps a river pipeline
+(``StandardScaler`` then ``LogisticRegression``, trained on log loss, a proper
+scoring rule, so its outputs are calibrated on the stream it learns from) on the
+detectors' features plus ``logit(P_struct)``. Labels are delayed: each
+second's feature vector waits in a deque until its horizon has closed and the
+label source is final for it, then it is learned with label "a cascade
+started in this direction within ``(t, t + horizon]``" (cascade starts are fed
+in by the caller, e.g. from :class:`detectors.labels.CascadeLabeler`). Before
+learning, the model predicts the sample (progressive validation) and log loss
+and Brier score are tracked for the model, the structural estimate and the
+blend. Until ``min_labels`` labels with ``min_positives`` of each class exist
+the output is the structural estimate; then the blend weight of the model ramps
+linearly to ``max_weight`` over ``blend_labels`` more labels:
+
+    p = (1 - w) P_struct + w P_model
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+from river import compose, linear_model, metrics, optim, preprocessing
+
+from detectors.liqmap_estimated import Cluster
+from detectors.reach import Reach, cascade_reach
+
+__all__ = [
+    "CascadeProbability",
+    "RealizedVolatility",
+    "StructuralEstimate",
+    "carry_probability",
+    "cascade_features",
+    "structural_estimate",
+    "structural_probability",
+    "touch_probability",
+]
+
+_EPS = 1e-6
+
+
+def touch_probability(distance_bps: float, sigma: float, horizon_s: float, direction: str = "down") -> float:
+    """Chance a driftless log-price with volatility ``sigma`` (per sqrt s) touches a level within ``horizon_s``.
+
+    ``distance_bps``: distance of the level from the price in bps, below it for
+    ``down``, above for ``up``. ``erfc(a / (sigma sqrt(2 T)))`` (see the module docstring).
+
+    >>> round(touch_probability(100.0, 1e-3, 1.0, "up"), 4)     # a = ln 1.01 ~ 10 sigma
+    0.0
+    >>> round(touch_probability(0.0, 1e-4, 300.0), 4)
+    1.0
+    >>> round(touch_probability(50.0, 1e-4, 300.0, "down"), 4), round(touch_probability(50.0, 1e-4, 3600.0), 4)
+    (0.0038, 0.4035)
+    """
+    if not math.isfinite(distance_bps):
+        return 0.0
+    if distance_bps <= 0:
+        return 1.0
+    if direction == "down":
+        if distance_bps >= 1e4:
+            return 0.0
+        a = -math.log1p(-distance_bps * 1e-4)
+    elif direction == "up":
+        a = math.log1p(distance_bps * 1e-4)
+    else:
+        raise ValueError("direction must be 'down' or 'up'")
+    s = sigma * math.sqrt(horizon_s)
+    if not s > 0:
+        return 0.0
+    return math.erfc(a / (s * math.sqrt(2.0)))
+
+
+def carry_probability(forced_usd: float, depth_usd: float, rho0: float = 1.0, k: float = 2.0) -> float:
+    """``rho^k / (rho^k + rho0^k)`` with ``rho = forced_usd / depth_usd`` (quote currency both).
+
+    >>> carry_probability(1e6, 1e6), carry_probability(0.0, 1e6), carry_probability(2e6, 1e6)
+    (0.5, 0.0, 0.8)
+    """
+    if not forced_usd > 0:
+        return 0.0
+    if not depth_usd > 0:
+        return 1.0
+    rho = forced_usd / depth_usd
+    return 1.0 / (1.0 + (rho0 / rho) ** k)
+
+
+def structural_probability(
+    distance_bps: float,
+    sigma: float,
+    horizon_s: float,
+    forced_usd: float,
+    depth_usd: float,
+    direction: str = "down",
+    rho0: float = 1.0,
+    k: float = 2.0,
+) -> float:
+    """``P_touch(distance_bps) * P_carry(forced_usd / depth_usd)``."""
+    return touch_probability(distance_bps, sigma, horizon_s, direction) * carry_probability(forced_usd, depth_usd, rho0, k)
+
+
+@dataclass(frozen=True, slots=True)
+class StructuralEstimate:
+    """Structural probability of one direction and its parts.
+
+    ``p_touch``: chance to touch the cluster within the horizon; ``p_carry``:
+    chance the reach carries on from there; ``p = p_touch * p_carry``;
+    ``reach``: the walk started at the cluster (at the price when there is no
+    cluster); ``cluster``: the nearest dense cluster or ``None`` (then ``p = 0``).
+    """
+
+    direction: str
+    p_touch: float
+    p_carry: float
+    p: float
+    reach: Reach
+    cluster: Cluster | None
+
+
+def structural_estimate(
+    direction: str,
+    price: float,
+    cluster: Cluster | None,
+    sigma: float,
+    horizon_s: float,
+    book,
+    levels,
+    depth_usd: float,
+    rho0: float = 1.0,
+    k: float = 2.0,
+    max_iter: int = 100,
+) -> StructuralEstimate:
+    """Touch the nearest dense ``cluster``, walk the reach from it, combine.
+
+    ``book``: the side in front (bids for ``down``, asks for ``up``) as ``(price, qty)``;
+    ``levels``: liquidation levels ``(price, notional)`` of that direction (e.g.
+    :meth:`detectors.liqmap_estimated.EstimatedMapReadout.levels`); ``depth_usd``:
+    resting notional in front (e.g. within 100 bps), the ``D`` of ``rho = F / D``.
+
+    >>> from detectors.liqmap_estimated import Cluster
+    >>> c = Cluster("down", 99.0, 100.0, 5e5, 99.0, 99.0)
+    >>> e = structural_estimate("down", 100.0, c, 2e-4, 3600.0,
+    ...                         book=[(99.5, 2000.0), (98.0, 5000.0)], levels=[(99.0, 5e5)], depth_usd=2e5)
+    >>> round(e.p_touch, 4), round(e.p_carry, 4), e.reach.forced_usd, e.reach.end_price
+    (0.4023, 0.8621, 500000.0, 98.0)
+    """
+    start = cluster.price if cluster is not None else None
+    reach = cascade_reach(price, book, levels, direction, start_price=start, max_iter=max_iter)
+    if cluster is None:
+        return StructuralEstimate(direction, 0.0, 0.0, 0.0, reach, None)
+    pt = touch_probability(cluster.distance_bps, sigma, horizon_s, direction)
+    pc = carry_probability(reach.forced_usd, depth_usd, rho0, k)
+    return StructuralEstimate(direction, pt, pc, pt * pc, reach, cluster)
+
+
+class RealizedVolatility:
+    """EWMA realized volatility of one-second log returns, per sqrt(second).
+
+    The price of second ``s`` is the last price seen with ``floor(t) == s``. When
+    second ``s`` closes after the previous closed second ``s'`` (``g = s - s'``
+    seconds earlier), with ``r = ln(P_s / P_s')`` and ``lam = 2^(-1/half_life_s)``:
+
+        v <- lam^g v + (1 - lam^g) r^2 / g,       sigma = sqrt(v)
+
+    starting from ``v = sigma0^2``. Gaps longer than ``max_gap_s`` restart the
+    return chain (no return across them).
+
+    Parameters
+    ----------
+    half_life_s
+        Half-life of the EWMA, seconds.
+    sigma0
+        Prior volatility per sqrt(s) (1e-4 ~ 56 % a year).
+    max_gap_s
+        Longest gap bridged by one return, seconds.
+
+    Examples
+    --------
+    >>> rv = RealizedVolatility(half_life_s=1e9, sigma0=0.0)
+    >>> rv.learn_many([100.0, 101.0, 100.0], [0.5, 1.5, 2.5])   # closes seconds 0 and 1
+    >>> unit = abs(math.log(1.01)) * math.sqrt(math.log(2) / 1e9)   # |r| sqrt(1 - lam)
+    >>> round(rv.sigma / unit, 3)                                   # one return
+    1.0
+    >>> rv.learn_one(100.0, 3.0)                                    # closes second 2
+    >>> round(rv.sigma / unit, 3)                                   # two returns of size |r|
+    1.414
+    """
+
+    def __init__(self, half_life_s: float = 600.0, sigma0: float = 1e-4, max_gap_s: int = 300) -> None:
+        self.half_life_s = float(half_life_s)
+        self.lam = 2.0 ** (-1.0 / self.half_life_s)
+        self.max_gap_s = int(max_gap_s)
+        self._v = float(sigma0) ** 2
+        self._cur_sec: int | None = None
+        self._cur_price = 0.0
+        self._prev_sec: int | None = None
+        self._prev_price = 0.0
+        self.returns = 0
+
+    def _close_second(self) -> None:
+        if self._prev_sec is not None:
+            g = self._cur_sec - self._prev_sec
+            if g <= self.max_gap_s:
+                r = math.log(self._cur_price / self._prev_price)
+                lg = self.lam**g
+                self._v = lg * self._v + (1.0 - lg) * r * r / g
+                self.returns += 1
+        self._prev_sec, self._prev_price = self._cur_sec, self._cur_price
+
+    def _second(self, sec: int, price: float) -> None:
+        if self._cur_sec is None:
+            self._cur_sec, self._cur_price = sec, price
+        elif sec > self._cur_sec:
+            self._close_second()
+            self._cur_sec, self._cur_price = sec, price
+        elif sec == self._cur_sec:
+            self._cur_price = price
+
+    def learn_one(self, price: float, t: float) -> None:
+        """Observe a price at time ``t`` (s); earlier seconds than the current one are ignored."""
+        if price > 0 and math.isfinite(price):
+            self._second(math.floor(t), float(price))
+
+    def learn_many(self, prices, ts) -> None:
+        """Observe a batch of prices with times ``ts`` (s); same result as one by one."""
+        p = np.asarray(prices, dtype=np.float64)
+        tt = np.asarray(ts, dtype=np.float64)
+        ok = np.isfinite(p) & (p > 0) & np.isfinite(tt)
+        p, tt = p[ok], tt[ok]
+        if p.size == 0:
+            return
+        sec = np.floor(tt).astype(np.int64)
+        run = np.maximum.accumulate(sec)
+        if self._cur_sec is not None:
+            run = np.maximum(run, self._cur_sec)
+        keep = sec == run  # events of an earlier second than already seen are ignored
+        sec, p = sec[keep], p[keep]
+        if sec.size == 0:
+            return
+        last = np.r_[sec[1:] != sec[:-1], True]  # the last price of each second
+        for s, q in zip(sec[last].tolist(), p[last].tolist()):
+            self._second(s, q)
+
+    @property
+    def sigma(self) -> float:
+        """Volatility of the log-price per sqrt(second)."""
+        return math.sqrt(self._v)
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, _EPS), 1.0 - _EPS)
+    return math.log(p / (1.0 - p))
+
+
+def cascade_features(
+    *,
+    p_struct: float,
+    p_touch: float,
+    p_carry: float,
+    distance_bps: float | None,
+    cluster_usd: float,
+    forced_usd: float,
+    depth_usd: float,
+    depth_ratio: float | None,
+    branching: float,
+    intensity: float,
+    liq_usd_60s: float,
+    sigma: float,
+    horizon_s: float,
+    in_cascade: bool,
+) -> dict[str, float]:
+    """The feature dict of one direction for :class:`CascadeProbability` (finite floats only).
+
+    Units: bps, quote currency, 1/s; ``depth_ratio`` is the thinning ratio in
+    front (1 when unknown); ``distance_bps`` ``None`` when there is no dense cluster.
+    """
+    d = 1e4 if distance_bps is None or not math.isfinite(distance_bps) else distance_bps
+    dr = 1.0 if depth_ratio is None or not math.isfinite(depth_ratio) else depth_ratio
+    return {
+        "logit_struct": _logit(p_struct),
+        "logit_touch": _logit(p_touch),
+        "logit_carry": _logit(p_carry),
+        "log_distance_bps": math.log1p(max(d, 0.0)),
+        "log_cluster_usd": math.log1p(max(cluster_usd, 0.0)),
+        "log_forced_usd": math.log1p(max(forced_usd, 0.0)),
+        "log_depth_usd": math.log1p(max(depth_usd, 0.0)),
+        "depth_ratio": min(dr, 10.0),
+        "branching": branching if math.isfinite(branching) else 0.0,
+        "log_intensity": math.log1p(max(intensity, 0.0)),
+        "log_liq_usd_60s": math.log1p(max(liq_usd_60s, 0.0)),
+        "vol_bps": sigma * math.sqrt(horizon_s) * 1e4 if math.isfinite(sigma) else 0.0,
+        "in_cascade": 1.0 if in_cascade else 0.0,
+    }
+
+
+@dataclass(slots=True)
+class _Pending:
+    t: float
+    x: dict
+    p_struct: float
+    p_out: float
+
+
+class CascadeProbability:
+    """Online calibrated probability of a cascade in one direction within ``horizon_s``.
+
+    Parameters
+    ----------
+    horizon_s
+        Prediction horizon, seconds (default 300).
+    min_labels
+        Labels needed before the model is used at all.
+    min_positives
+        ... and at least this many labels of each class.
+    blend_labels
+        Labels over which the model weight ramps from 0 to ``max_weight``.
+    max_weight
+        Final weight of the model in the blend.
+    label_delay_s
+        Extra wait after a sample's horizon closes before its label is taken as
+        final (when :meth:`advance` gets no explicit ``final_until``).
+    lr, l2
+        SGD learning rate and L2 penalty of the logistic regression.
+    max_pending
+        Cap on waiting samples (oldest dropped beyond it).
+
+    Time arguments ``t`` are seconds since the epoch as floats.
+
+    Examples
+    --------
+    >>> cp = CascadeProbability(horizon_s=10, min_labels=4, min_positives=1, blend_labels=1)
+    >>> cp.observe(0.0, {"x": 0.0}, structural=0.2)      # no labels yet: structural
+    0.2
+    >>> for s in range(1, 30):
+    ...     _ = cp.observe(float(s), {"x": float(s % 2)}, structural=0.2)
+    >>> cp.add_cascade(25.0)                              # a cascade started at t = 25
+    >>> cp.advance(30.0)                                  # horizons of t <= 20 closed
+    21
+    >>> cp.labels, cp.positives                           # t = 15..20 saw the start in (t, t + 10]
+    (21, 6)
+    >>> 0.0 < cp.predict_one({"x": 1.0}, structural=0.2) < 1.0
+    True
+    """
+
+    def __init__(
+        self,
+        horizon_s: float = 300.0,
+        min_labels: int = 50,
+        min_positives: int = 5,
+        blend_labels: int = 3600,
+        max_weight: float = 1.0,
+        label_delay_s: float = 0.0,
+        lr: float = 0.01,
+        l2: float = 1e-4,
+        max_pending: int = 100_000,
+    ) -> None:
+        self.horizon_s = float(horizon_s)
+        self.min_labels = int(min_labels)
+        self.min_positives = int(min_positives)
+        self.blend_labels = max(int(blend_labels), 1)
+        self.max_weight = float(max_weight)
+        self.label_delay_s = float(label_delay_s)
+        self.model = compose.Pipeline(
+            preprocessing.StandardScaler(),
+            linear_model.LogisticRegression(optimizer=optim.SGD(lr), l2=l2),
+        )
+        self.pending: deque[_Pending] = deque(maxlen=max_pending)
+        self.starts: list[float] = []
+        self.labels = 0
+        self.positives = 0
+        self.metrics = {
+            "model_logloss": metrics.LogLoss(),
+            "struct_logloss": metrics.LogLoss(),
+            "blend_logloss": metrics.LogLoss(),
+            "model_brier": metrics.MSE(),
+            "struct_brier": metrics.MSE(),
+            "blend_brier": metrics.MSE(),
+        }
+
+    # ---------------------------------------------------------------- predict
+    @property
+    def weight(self) -> float:
+        """Current weight of the model in the blend."""
+        neg = self.labels - self.positives
+        if self.labels < self.min_labels or self.positives < self.min_positives or neg < self.min_positives:
+            return 0.0
+        ramp = (self.labels - self.min_labels + 1) / self.blend_labels
+        return self.max_weight * min(ramp, 1.0)
+
+    def _x(self, x: dict, structural: float) -> dict:
+        return {**x, "logit_struct": _logit(structural)}
+
+    def model_probability(self, x: dict, structural: float) -> float:
+        """The classifier alone (0.5 before any learning)."""
+        return float(self.model.predict_proba_one(self._x(x, structural)).get(True, 0.0))
+
+    def predict_one(self, x: dict, structural: float) -> float:
+        """Blended probability for features ``x`` and structural estimate ``structural``."""
+        w = self.weight
+        if w <= 0.0:
+            return float(structural)
+        return (1.0 - w) * float(structural) + w * self.model_probability(x, structural)
+
+    # ------------------------------------------------------------------ learn
+    def observe(self, t: float, x: dict, structural: float) -> float:
+        """Predict for second ``t``, queue the sample for its delayed label, return the probability."""
+        p = self.predict_one(x, structural)
+        self.pending.append(_Pending(float(t), dict(x), float(structural), p))
+        return p
+
+    def add_cascade(self, start_t: float) -> None:
+        """A cascade of this direction started at ``start_t`` (s)."""
+        bisect.insort(self.starts, float(start_t))
+
+    def _label(self, t: float) -> bool:
+        i = bisect.bisect_right(self.starts, t)
+        return i < len(self.starts) and self.starts[i] <= t + self.horizon_s
+
+    def learn_one(self, x: dict, y: bool, structural: float) -> None:
+        """Learn one labelled sample directly (offline pre-training), with progressive metrics."""
+        self._learn(x, bool(y), float(structural), None)
+
+    def _learn(self, x: dict, y: bool, structural: float, p_out: float | None) -> None:
+        xs = self._x(x, structural)
+        pm = float(self.model.predict_proba_one(xs).get(True, 0.0))
+        yf = 1.0 if y else 0.0
+        self.metrics["model_logloss"].update(y, pm)
+        self.metrics["struct_logloss"].update(y, structural)
+        self.metrics["model_brier"].update(yf, pm)
+        self.metrics["struct_brier"].update(yf, structural)
+        if p_out is not None:
+            self.metrics["blend_logloss"].update(y, p_out)
+            self.metrics["blend_brier"].update(yf, p_out)
+        self.model.learn_one(xs, y)
+        self.labels += 1
+        self.positives += int(y)
+
+    def advance(self, t: float, final_until: float | None = None) -> int:
+        """Learn the samples whose label is final; returns how many were learned.
+
+        A sample at ``t_i`` is learned once ``t_i + horizon_s <= final_until``
+        (default ``t - label_delay_s``): the caller passes the time up to which
+        every cascade start has been reported via :meth:`add_cascade`.
+        """
+        until = t - self.label_delay_s if final_until is None else final_until
+        n = 0
+        while self.pending and self.pending[0].t + self.horizon_s <= until:
+            s = self.pending.popleft()
+            self._learn(s.x, self._label(s.t), s.p_struct, s.p_out)
+            n += 1
+        if n:
+            keep_from = self.pending[0].t if self.pending else until - self.horizon_s
+            i = bisect.bisect_right(self.starts, keep_from)
+            if i:
+                del self.starts[:i]
+        return n
+
+    def scores(self) -> dict[str, float]:
+        """Progressive-validation scores (log loss and Brier) of model, structural estimate and blend."""
+        return {k: float(m.get()) for k, m in self.metrics.items()}

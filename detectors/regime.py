@@ -1,0 +1,238 @@
+"""Cascade in progress and its type, per direction, from per-second aggregates.
+
+Fed one row per event-time second: liquidations per liquidated side, aggressive
+(taker) notional per side, the price, the depth ratio in front per side (from
+:class:`detectors.depth.DepthMonitor`, NaN when unknown) and auto-deleveraging
+notional per direction where a venue publishes it. Over the trailing window
+of ``W = window_s`` seconds, for direction ``down`` (``up`` mirrors it: short
+liquidations, buy aggression, ask depth, a rising price):
+
+- ``liq``      = long liquidation notional over W (quote currency);
+- ``typ_liq``  = W * EWMA of the per-second liquidation notional (both sides),
+                 half-life ``typical_half_life_s``, updated only while no
+                 cascade is active (so a cascade does not raise its own bar);
+- ``move_bps`` = 1e4 * (max price over W - price) / max price over W;
+- ``aggr``     = aggressive sell notional over W, ``imbalance = (sell - buy) / (sell + buy)``;
+- ``typ_aggr`` = W * EWMA of per-second aggressive notional (both sides) / 2;
+- the depth collapse second: the first second of W whose bid depth ratio is
+  below ``depth_collapse``; the liquidation onset second: the first second of W
+  at which the cumulative long liquidations reach ``onset_share`` of the
+  liquidation threshold.
+
+Conditions: ``L``: ``liq >= max(liq_multiple * typ_liq, min_liq_usd)``;
+``S``: ``imbalance >= stop_imbalance`` and ``aggr >= max(aggr_multiple * typ_aggr, min_aggr_usd)``;
+``D``: a depth collapse second exists and precedes the liquidation onset (or
+there is none); ``A``: deleveraging notional over W is positive.
+
+A cascade is in progress when ``move_bps >= min_move_bps`` and one of them
+holds; its type, by priority: ``deleveraging`` (A), ``liquidity`` (D: the book
+went first), ``liquidation`` (L), ``stop_run`` (S without L: one-sided
+aggression with no liquidations behind it).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["RegimeDetector", "RegimeState", "KINDS"]
+
+KINDS = ("deleveraging", "liquidity", "liquidation", "stop_run")
+
+# columns of the ring buffer
+_LL, _LS, _BUY, _SELL, _PX, _DB, _DA, _ADLD, _ADLU = range(9)
+
+
+@dataclass(frozen=True, slots=True)
+class RegimeState:
+    """State of one direction: ``active`` and ``kind`` (one of :data:`KINDS` or ``None``),
+    ``since`` (s, first active second of the current episode) and the window measures
+    (quote currency, bps, ratios) that decided it."""
+
+    direction: str
+    active: bool
+    kind: str | None
+    since: float | None
+    liq_usd: float
+    liq_threshold_usd: float
+    aggr_usd: float
+    imbalance: float
+    move_bps: float
+    depth_ratio: float
+
+
+class RegimeDetector:
+    """Cascade in progress and type, both directions, one asset.
+
+    Parameters
+    ----------
+    window_s
+        Trailing window ``W``, seconds.
+    typical_half_life_s
+        Half-life of the typical per-second levels, seconds.
+    liq_multiple, min_liq_usd
+        Liquidation-driven: window liquidations over ``liq_multiple`` typical windows and at least ``min_liq_usd``.
+    min_move_bps
+        Price move in the direction over the window, bps.
+    stop_imbalance, aggr_multiple, min_aggr_usd
+        Stop-run: aggression imbalance and size thresholds.
+    depth_collapse
+        Depth ratio in front below which the book has collapsed.
+    onset_share
+        Share of the liquidation threshold that marks the liquidation onset.
+
+    Time ``t`` is in seconds; one call per second, increasing (gaps are filled
+    with empty seconds; a repeated or older second is ignored).
+
+    Examples
+    --------
+    >>> rd = RegimeDetector(window_s=10, min_liq_usd=1e6, min_move_bps=30)
+    >>> for s in range(30):                      # calm
+    ...     st = rd.update(float(s), 100.0, 1e3, 1e3, 5e4, 5e4)
+    >>> st["down"].active
+    False
+    >>> for s in range(30, 35):                  # longs liquidated, price falls 1 %
+    ...     st = rd.update(float(s), 100.0 - 0.2 * (s - 29), 4e5, 0.0, 5e4, 3e5)
+    >>> st["down"].kind, st["up"].active
+    ('liquidation', False)
+    """
+
+    def __init__(
+        self,
+        window_s: int = 60,
+        typical_half_life_s: float = 3600.0,
+        liq_multiple: float = 5.0,
+        min_liq_usd: float = 250_000.0,
+        min_move_bps: float = 30.0,
+        stop_imbalance: float = 0.6,
+        aggr_multiple: float = 3.0,
+        min_aggr_usd: float = 1_000_000.0,
+        depth_collapse: float = 0.5,
+        onset_share: float = 0.1,
+    ) -> None:
+        self.window_s = int(window_s)
+        self.lam = 2.0 ** (-1.0 / float(typical_half_life_s))
+        self.liq_multiple = float(liq_multiple)
+        self.min_liq_usd = float(min_liq_usd)
+        self.min_move_bps = float(min_move_bps)
+        self.stop_imbalance = float(stop_imbalance)
+        self.aggr_multiple = float(aggr_multiple)
+        self.min_aggr_usd = float(min_aggr_usd)
+        self.depth_collapse = float(depth_collapse)
+        self.onset_share = float(onset_share)
+        self._buf = np.zeros((self.window_s, 9))
+        self._buf[:, _PX] = np.nan
+        self._buf[:, _DB:_DA + 1] = np.nan
+        self._pos = 0
+        self._n = 0
+        self._sec: int | None = None
+        self._typ_liq = 0.0  # per second, both sides
+        self._typ_aggr = 0.0  # per second, both sides
+        self._since: dict[str, float | None] = {"down": None, "up": None}
+        self._state: dict[str, RegimeState] = {}
+
+    def _push(self, row: np.ndarray) -> None:
+        self._buf[self._pos] = row
+        self._pos = (self._pos + 1) % self.window_s
+        self._n = min(self._n + 1, self.window_s)
+
+    def _ordered(self) -> np.ndarray:
+        """Window rows, oldest first."""
+        idx = (self._pos - self._n + np.arange(self._n)) % self.window_s
+        return self._buf[idx]
+
+    def update(
+        self,
+        t: float,
+        price: float,
+        liq_long_usd: float = 0.0,
+        liq_short_usd: float = 0.0,
+        buy_usd: float = 0.0,
+        sell_usd: float = 0.0,
+        depth_ratio_bid: float = math.nan,
+        depth_ratio_ask: float = math.nan,
+        adl_down_usd: float = 0.0,
+        adl_up_usd: float = 0.0,
+    ) -> dict[str, RegimeState]:
+        """Feed second ``floor(t)``; returns ``{"down": RegimeState, "up": RegimeState}``."""
+        sec = math.floor(t)
+        if self._sec is not None and sec <= self._sec:
+            return self._state
+        if self._sec is not None:
+            gap = min(sec - self._sec - 1, self.window_s)
+            if gap > 0:
+                last = self._buf[(self._pos - 1) % self.window_s].copy()
+                last[[_LL, _LS, _BUY, _SELL, _ADLD, _ADLU]] = 0.0
+                for _ in range(gap):
+                    self._push(last)
+                lg = self.lam ** (sec - self._sec - 1)
+                self._typ_liq *= lg
+                self._typ_aggr *= lg
+        self._sec = sec
+        row = np.array(
+            [liq_long_usd, liq_short_usd, buy_usd, sell_usd, price, depth_ratio_bid, depth_ratio_ask, adl_down_usd, adl_up_usd],
+            dtype=np.float64,
+        )
+        self._push(row)
+        w = self._ordered()
+        typ_liq_w = self.window_s * self._typ_liq
+        typ_aggr_w = self.window_s * self._typ_aggr / 2.0
+        liq_thr = max(self.liq_multiple * typ_liq_w, self.min_liq_usd)
+        aggr_thr = max(self.aggr_multiple * typ_aggr_w, self.min_aggr_usd)
+        px = w[:, _PX]
+        hi, lo = np.nanmax(px), np.nanmin(px)
+        out = {}
+        for d, liq_c, mine, other, depth_c, adl_c in (
+            ("down", _LL, _SELL, _BUY, _DB, _ADLD),
+            ("up", _LS, _BUY, _SELL, _DA, _ADLU),
+        ):
+            liq = float(w[:, liq_c].sum())
+            aggr = float(w[:, mine].sum())
+            tot = aggr + float(w[:, other].sum())
+            imb = (aggr - float(w[:, other].sum())) / tot if tot > 0 else 0.0
+            move = (hi - price) / hi * 1e4 if d == "down" else (price - lo) / lo * 1e4
+            dr = w[:, depth_c]
+            collapsed = np.flatnonzero(dr < self.depth_collapse)
+            onset = np.flatnonzero(np.cumsum(w[:, liq_c]) >= self.onset_share * liq_thr)
+            c_liq = liq >= liq_thr
+            c_stop = imb >= self.stop_imbalance and aggr >= aggr_thr
+            c_depth = collapsed.size > 0 and (onset.size == 0 or collapsed[0] < onset[0])
+            c_adl = float(w[:, adl_c].sum()) > 0
+            kind = None
+            if move >= self.min_move_bps:
+                if c_adl:
+                    kind = "deleveraging"
+                elif c_depth:
+                    kind = "liquidity"
+                elif c_liq:
+                    kind = "liquidation"
+                elif c_stop:
+                    kind = "stop_run"
+            active = kind is not None
+            if active and self._since[d] is None:
+                self._since[d] = float(sec)
+            elif not active:
+                self._since[d] = None
+            out[d] = RegimeState(
+                direction=d,
+                active=active,
+                kind=kind,
+                since=self._since[d],
+                liq_usd=liq,
+                liq_threshold_usd=liq_thr,
+                aggr_usd=aggr,
+                imbalance=imb,
+                move_bps=float(move),
+                depth_ratio=float(np.nanmin(dr)) if np.isfinite(dr).any() else math.nan,
+            )
+        if not (out["down"].active or out["up"].active):
+            self._typ_liq = self.lam * self._typ_liq + (1.0 - self.lam) * (liq_long_usd + liq_short_usd)
+            self._typ_aggr = self.lam * self._typ_aggr + (1.0 - self.lam) * (buy_usd + sell_usd)
+        self._state = out
+        return out
+
+    def readout(self) -> dict[str, RegimeState]:
+        """The states of the last :meth:`update` (empty before the first)."""
+        return self._state
