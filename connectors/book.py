@@ -122,28 +122,40 @@ class BookKeeper:
         self.gaps = 0
 
     def apply(self, event: AnyEvent) -> list[FeedStatus]:
+        """Apply any book-related event; other events are ignored."""
         if isinstance(event, BookSnapshot):
-            was_invalid = not self.book.valid and self.gaps > 0
-            self.book.replace(event.bids, event.asks)
-            self.rule.on_snapshot(event)
-            if was_invalid:
-                return [_status(event, "resync", f"snapshot seq={event.seq}")]
-            return []
+            return self.apply_snapshot(event)
         if isinstance(event, BookDelta):
-            verdict = self.rule.check(event)
-            if verdict is Verdict.APPLY:
-                self.book.update(event.bids, event.asks)
-            elif verdict is Verdict.GAP:
-                already_invalid = not self.book.valid
-                self.book.invalidate()
-                if not already_invalid:
-                    self.gaps += 1
-                    return [_status(event, "gap", self.rule.describe_gap(event))]
-            return []
-        if isinstance(event, FeedStatus) and event.state in ("disconnect", "gap"):
+            return self.apply_delta(event)
+        if isinstance(event, FeedStatus):
+            self.apply_status(event)
+        return []
+
+    def apply_snapshot(self, event: BookSnapshot) -> list[FeedStatus]:
+        was_invalid = not self.book.valid and self.gaps > 0
+        self.book.replace(event.bids, event.asks)
+        self.rule.on_snapshot(event)
+        if was_invalid:
+            return [_status(event, "resync", f"snapshot seq={event.seq}")]
+        return []
+
+    def apply_delta(self, event: BookDelta) -> list[FeedStatus]:
+        verdict = self.rule.check(event)
+        if verdict is Verdict.APPLY:
+            self.book.update(event.bids, event.asks)
+        elif verdict is Verdict.GAP and self.book.valid:
+            detail = self.rule.describe_gap(event)
             self.book.invalidate()
             self.rule.reset()
+            self.gaps += 1
+            return [_status(event, "gap", detail)]
         return []
+
+    def apply_status(self, event: FeedStatus) -> None:
+        """A disconnect or an upstream gap: the book waits for its next snapshot."""
+        if event.state in ("disconnect", "gap"):
+            self.book.invalidate()
+            self.rule.reset()
 
 
 def _status(event: AnyEvent, state: str, detail: str) -> FeedStatus:

@@ -11,6 +11,7 @@ Every failure is a :class:`DeadLetter`: counted by venue and reason, kept with i
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
 import msgspec
 
@@ -58,6 +59,14 @@ class FrameDecoder:
     def __init__(self) -> None:
         self.parsers: dict[str, VenueParser] = {}
         self.frames: Counter[tuple[str, str]] = Counter()
+        self._handlers: dict[str | bytes, tuple[str, Callable[[bytes, int], Parsed]]] = {}
+
+    def __getstate__(self) -> dict[str, object]:
+        return {"parsers": self.parsers, "frames": self.frames}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._handlers = {}
 
     def parser(self, venue: str) -> VenueParser:
         parser = self.parsers.get(venue)
@@ -68,20 +77,38 @@ class FrameDecoder:
                 raise ParseError("unknown_source", venue) from None
         return parser
 
-    def decode(self, source: str, payload: bytes, recv: int) -> Parsed:
-        """Parse one frame; raises :class:`ParseError` (never anything else) on bad input."""
-        venue, _, channel = source.partition("!")
-        parser = self.parser(venue)
+    def _handler(self, source: str | bytes) -> tuple[str, Callable[[bytes, int], Parsed]]:
+        """``(venue, parse function)`` for a source token, built once per token."""
+        text = source.decode("ascii", "replace") if isinstance(source, bytes) else source
+        venue, _, channel = text.partition("!")
+
+        def unknown(payload: bytes, recv: int) -> Parsed:
+            raise ParseError("unknown_source", text)
+
         try:
-            if not channel:
-                parsed = parser.parse_ws(payload, recv)
-            elif channel == "rest":
-                envelope = _rest_decoder.decode(payload)
-                parsed = parser.parse_rest(envelope.path, bytes(envelope.body), recv)
-            elif channel == "conn":
-                parsed = _connection_event(venue, _conn_decoder.decode(payload), recv)
-            else:
-                raise ParseError("unknown_source", source)
+            parser = self.parser(venue)
+        except ParseError:
+            return venue, unknown
+        if not channel:
+            return venue, parser.parse_ws
+
+        def rest(payload: bytes, recv: int) -> Parsed:
+            envelope = _rest_decoder.decode(payload)
+            return parser.parse_rest(envelope.path, bytes(envelope.body), recv)
+
+        def conn(payload: bytes, recv: int) -> Parsed:
+            return _connection_event(venue, _conn_decoder.decode(payload), recv)
+
+        return venue, {"rest": rest, "conn": conn}.get(channel, unknown)
+
+    def decode(self, source: str | bytes, payload: bytes, recv: int) -> Parsed:
+        """Parse one frame; raises :class:`ParseError` (never anything else) on bad input."""
+        entry = self._handlers.get(source)
+        if entry is None:
+            entry = self._handlers[source] = self._handler(source)
+        venue, handler = entry
+        try:
+            parsed = handler(payload, recv)
         except ParseError:
             raise
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:

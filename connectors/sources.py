@@ -123,6 +123,9 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
             raise StopIteration()
         by_key: dict[str, list[Any]] = {}
         dead: list[DeadLetter] = []
+        last_instrument: str | None = None
+        last_venue: str | None = None
+        last_bucket: list[Any] = []
         for _ in range(self._batch_size):
             if self._held is not None:
                 line_no, line = self._held
@@ -132,28 +135,34 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
                     line_no, line = next(self._lines)
                 except StopIteration:
                     return self._finish(by_key, dead)
-            try:
-                frame = parse_line(line, self._path, line_no)
-            except RecordingError as exc:
+            parts = line.split(b" ", 2)
+            if len(parts) != 3 or not parts[0].isdigit() or len(parts[2]) < 2:
                 self._line = line_no
-                dead.append(self._dead_letter("malformed_line", "recording", line, exc.reason, line_no))
+                try:
+                    parse_line(line, self._path, line_no)  # metadata, blank, or a clear reason
+                except RecordingError as exc:
+                    dead.append(self._dead_letter("malformed_line", b"recording", line, exc.reason, line_no))
                 continue
-            if frame is None:
-                self._line = line_no
-                continue
-            if not self._due(frame.recv):
-                self._held, self._held_recv = (line_no, line), frame.recv
+            recv_text, source, payload = parts
+            recv = int(recv_text)
+            if self._speed is not None and not self._due(recv):
+                self._held, self._held_recv = (line_no, line), recv
                 break
             self._line = line_no
-            recv = max(frame.recv, self._max_recv)
+            if recv < self._max_recv:
+                recv = self._max_recv
             self._max_recv = recv
             try:
-                parsed = self._decoder.decode(frame.source, frame.payload, recv)
+                parsed = self._decoder.decode(source, payload, recv)
             except ParseError as exc:
-                dead.append(self._dead_letter(exc.reason, frame.source, frame.payload, exc.detail, line_no))
+                dead.append(self._dead_letter(exc.reason, source, payload, exc.detail, line_no))
                 continue
             for event in parsed.events:
-                if isinstance(event, FeedStatus) and not event.instrument:
+                instrument = event.instrument
+                if instrument is last_instrument and event.venue is last_venue:
+                    last_bucket.append(event)  # the common case: same stream as the last event
+                    continue
+                if not instrument:  # a venue-wide connection event
                     self._connection[event.venue] = event
                     for key in self._instruments.get(event.venue, ()):
                         by_key.setdefault(key, []).append(_for_instrument(event, key))
@@ -169,6 +178,7 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
                         if connection is not None:  # the instrument learns its connection's state
                             bucket.append(_for_instrument(connection, key))
                 bucket.append(event)
+                last_instrument, last_venue, last_bucket = instrument, event.venue, bucket
         wm = self._max_recv - self._lag
         if wm // NS > self._last_wm // NS:
             self._mark(by_key, wm)
@@ -203,7 +213,8 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
             items.append((DEAD_LETTER_KEY, dead))
         return items
 
-    def _dead_letter(self, reason: str, source: str, raw: bytes, detail: str, line_no: int) -> DeadLetter:
+    def _dead_letter(self, reason: str, source_token: bytes, raw: bytes, detail: str, line_no: int) -> DeadLetter:
+        source = source_token.decode("ascii", "replace")
         venue = source.partition("!")[0]
         self._dead[(venue, reason)] += 1
         return DeadLetter(

@@ -12,6 +12,7 @@ to a second that has already closed (a late event counts in the open second).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -28,7 +29,7 @@ from connectors.events import (
     asset_of,
 )
 from connectors.frames import DeadLetter
-from connectors.sources import NS, Watermark, effective_time
+from connectors.sources import NS
 from connectors.venues import parser_classes
 from connectors.venues.base import SequenceRule
 from pipelines.model import DEPTH_BANDS_BPS, ContributorMark, InstrumentSecond
@@ -74,20 +75,27 @@ class InstrumentTracker:
         (reason ``sequence_gap``, the offending delta as raw text).
         """
         out: list[InstrumentSecond | ContributorMark | DeadLetter] = []
+        handlers = self._HANDLERS
+        lag = self.lag
         for value in values:
-            if isinstance(value, Watermark):
+            handler = handlers.get(value.__class__)
+            if handler is None:  # a Watermark
                 self._advance(value.wm // NS, out)
                 out.append(ContributorMark(value.partition, self.key, value.wm, value.announced))
                 continue
             if not self.key:
                 self._identify(value)
-            second = max(effective_time(value, self.lag) // NS, self.closed_before)
+            # effective time max(ts, recv - lag), never before a closed second
+            floor = value.recv - lag
+            second = (value.ts if value.ts > floor else floor) // NS
+            if second < self.closed_before:
+                second = self.closed_before
             if self.open_second is None:
                 self.open_second = second
             elif second > self.open_second:
                 self._advance(second, out)
                 self.open_second = second
-            self._apply(value)
+            handler(self, value)
         if self.dead_letters:
             out.extend(self.dead_letters)
             self.dead_letters = []
@@ -109,48 +117,66 @@ class InstrumentTracker:
         if second > self.closed_before:
             self.closed_before = second
 
-    def _apply(self, event: Any) -> None:
-        if isinstance(event, Trade):
-            notional = event.price * event.qty
-            if event.side == "buy":
-                self.buy_usd += notional
-            else:
-                self.sell_usd += notional
-            self.trades += 1
-            self.price = event.price
-        elif isinstance(event, (BookDelta, BookSnapshot)):
-            for status in self.books.apply(event):
-                self.feed.append(f"{status.state}: {status.detail}")
-                if status.state == "gap":
-                    self.dead_letters.append(
-                        DeadLetter(
-                            reason="sequence_gap",
-                            source=self.venue,
-                            raw=msgspec.json.encode(event).decode(),
-                            detail=status.detail,
-                        )
+    def _on_trade(self, event: Trade) -> None:
+        notional = event.price * event.qty
+        if event.side == "buy":
+            self.buy_usd += notional
+        else:
+            self.sell_usd += notional
+        self.trades += 1
+        self.price = event.price
+
+    def _on_book_snapshot(self, event: BookSnapshot) -> None:
+        self._book_statuses(self.books.apply_snapshot(event), event)
+
+    def _on_book_delta(self, event: BookDelta) -> None:
+        self._book_statuses(self.books.apply_delta(event), event)
+
+    def _book_statuses(self, statuses: list[FeedStatus], event: BookDelta | BookSnapshot) -> None:
+        for status in statuses:
+            self.feed.append(f"{status.state}: {status.detail}")
+            if status.state == "gap":
+                self.dead_letters.append(
+                    DeadLetter(
+                        reason="sequence_gap",
+                        source=self.venue,
+                        raw=msgspec.json.encode(event).decode(),
+                        detail=status.detail,
                     )
-        elif isinstance(event, Liquidation):
-            if event.side == "long":
-                self.liq_long_usd += event.notional
-            else:
-                self.liq_short_usd += event.notional
-            self.liquidations += 1
-        elif isinstance(event, MarkPrice):
-            self.mark = event.price
-            if event.index is not None:
-                self.index = event.index
-            if event.funding is not None:
-                self.funding = event.funding
-        elif isinstance(event, OpenInterest):
-            self.oi_qty = event.qty
-            reference = self.mark or self.price
-            self.oi_usd = event.notional if event.notional is not None else (
-                event.qty * reference if reference else None
-            )
-        elif isinstance(event, FeedStatus):
-            self.books.apply(event)
-            self.feed.append(f"{event.state}: {event.detail}" if event.detail else event.state)
+                )
+
+    def _on_liquidation(self, event: Liquidation) -> None:
+        if event.side == "long":
+            self.liq_long_usd += event.notional
+        else:
+            self.liq_short_usd += event.notional
+        self.liquidations += 1
+
+    def _on_mark_price(self, event: MarkPrice) -> None:
+        self.mark = event.price
+        if event.index is not None:
+            self.index = event.index
+        if event.funding is not None:
+            self.funding = event.funding
+
+    def _on_open_interest(self, event: OpenInterest) -> None:
+        self.oi_qty = event.qty
+        reference = self.mark or self.price
+        self.oi_usd = event.notional if event.notional is not None else (event.qty * reference if reference else None)
+
+    def _on_feed_status(self, event: FeedStatus) -> None:
+        self.books.apply_status(event)
+        self.feed.append(f"{event.state}: {event.detail}" if event.detail else event.state)
+
+    _HANDLERS: dict[type, Callable[[InstrumentTracker, Any], None]] = {
+        Trade: _on_trade,
+        BookSnapshot: _on_book_snapshot,
+        BookDelta: _on_book_delta,
+        Liquidation: _on_liquidation,
+        MarkPrice: _on_mark_price,
+        OpenInterest: _on_open_interest,
+        FeedStatus: _on_feed_status,
+    }
 
     def _close(self) -> InstrumentSecond:
         assert self.open_second is not None
