@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -67,20 +66,28 @@ def bare_decode_rate(path: Path) -> float:
     return len(payloads) / (time.perf_counter() - started)
 
 
+_MEASURED_REPLAY = (
+    "import resource, sys\n"
+    "from pipelines.cli import main\n"
+    "code = main(sys.argv[1:])\n"
+    "print('peak_rss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+    "sys.exit(code)\n"
+)
+
+
 def replay_rate(path: Path, frames: int, extra: list[str] | None = None) -> tuple[float, float]:
-    """End-to-end frames/s and peak RSS (MiB) of ``cascadewatch replay`` in a child process."""
+    """End-to-end frames/s and peak RSS (MiB) of ``cascadewatch replay`` in a fresh process."""
     with tempfile.TemporaryDirectory(prefix="cascadewatch-bench-") as scratch:
         command = [
-            sys.executable, "-m", "pipelines.cli", "replay", str(path), "--quiet",
+            sys.executable, "-c", _MEASURED_REPLAY, "replay", str(path), "--quiet",
             "--alerts-out", f"{scratch}/alerts.jsonl", "--snapshots-out", f"{scratch}/snapshots.jsonl",
             *(extra or []),
         ]
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         started = time.perf_counter()
-        subprocess.run(command, check=True)
+        result = subprocess.run(command, check=True, stderr=subprocess.PIPE, text=True)
         elapsed = time.perf_counter() - started
-        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return frames / elapsed, max(peak_kib, before) / 1024.0
+    peak_kib = int(result.stderr.rsplit("peak_rss_kib", 1)[1].split()[0])
+    return frames / elapsed, peak_kib / 1024.0
 
 
 def main(argv: list[str] | None = None) -> int:
