@@ -1,0 +1,182 @@
+"""Configuration of alert delivery and of the risk feed (msgspec Structs).
+
+The integrator embeds :class:`AlertsConfig` under ``[alerts]`` and :class:`RiskFeedConfig`
+under ``[riskfeed]`` of the main TOML config; ``docs/alerts.md`` documents every key.
+Secrets never appear here: a destination names the *environment variable* that holds
+its secret (``secret_env``) or its secret URL (``url_env``, for Slack webhook URLs).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+import msgspec
+
+SEVERITIES = ("info", "warning", "critical")
+DESTINATION_TYPES = ("slack", "pagerduty", "webhook", "console", "jsonl")
+PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
+DEFAULT_RATE_PER_S = {"slack": 1.0, "pagerduty": 5.0, "webhook": 10.0, "console": 100.0, "jsonl": 1000.0}
+
+
+class DestinationConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One place alerts go to, and which alerts go there.
+
+    Routing: an alert goes to this destination when its severity is in ``severities``,
+    its kind in ``kinds`` (empty: any), its asset matches ``assets`` (empty: any; ``"BTC"``
+    matches ``"BTC-USDT"``) and its action in ``actions`` (empty: any). A resolve goes to
+    every destination that received a trigger of the same dedup key.
+    """
+
+    name: str
+    type: Literal["slack", "pagerduty", "webhook", "console", "jsonl"]
+    url: str | None = None
+    """Endpoint (pagerduty default: the Events API v2 enqueue URL)."""
+    url_env: str | None = None
+    """Environment variable holding the URL, for URLs that are secrets (Slack webhooks)."""
+    secret_env: str | None = None
+    """Environment variable holding the PagerDuty routing key or the webhook HMAC secret."""
+    path: str | None = None
+    """jsonl: the file alerts are appended to."""
+    severities: list[str] = msgspec.field(default_factory=lambda: list(SEVERITIES))
+    kinds: list[str] = msgspec.field(default_factory=list)
+    assets: list[str] = msgspec.field(default_factory=list)
+    actions: list[str] = msgspec.field(default_factory=list)
+    rate_per_s: float | None = None
+    """Messages per second at most (default: slack 1, pagerduty 5, webhook 10)."""
+    timeout_s: float = 10.0
+    max_attempts: int = 30
+    """Attempts before a retryable delivery is given up and marked failed."""
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 300.0
+    coalesce: int = 10
+    """slack: at most this many pending alerts are sent together as one message."""
+    severity_map: dict[str, str] = msgspec.field(default_factory=dict)
+    """pagerduty: our severity -> PagerDuty's (critical/error/warning/info); default identity."""
+    source: str = "cascadewatch"
+    """pagerduty: ``payload.source``."""
+
+    def __post_init__(self) -> None:
+        for severity in self.severities:
+            if severity not in SEVERITIES:
+                raise ValueError(f"destination {self.name!r}: unknown severity {severity!r} (use {', '.join(SEVERITIES)})")
+        for action in self.actions:
+            if action not in ("trigger", "resolve"):
+                raise ValueError(f"destination {self.name!r}: unknown action {action!r} (use trigger, resolve)")
+        if self.type == "slack" and not (self.url or self.url_env):
+            raise ValueError(f"destination {self.name!r}: slack needs url_env (the env var holding the webhook URL)")
+        if self.type == "pagerduty" and not self.secret_env:
+            raise ValueError(f"destination {self.name!r}: pagerduty needs secret_env (the env var holding the routing key)")
+        if self.type == "webhook" and not (self.url or self.url_env):
+            raise ValueError(f"destination {self.name!r}: webhook needs url or url_env")
+        if self.type == "jsonl" and not self.path:
+            raise ValueError(f"destination {self.name!r}: jsonl needs path")
+        for theirs in self.severity_map.values():
+            if theirs not in ("critical", "error", "warning", "info"):
+                raise ValueError(f"destination {self.name!r}: severity_map value {theirs!r} is not a PagerDuty severity")
+        if self.rate_per_s is not None and self.rate_per_s <= 0:
+            raise ValueError(f"destination {self.name!r}: rate_per_s must be > 0")
+        if self.max_attempts < 1 or self.coalesce < 1 or self.timeout_s <= 0:
+            raise ValueError(f"destination {self.name!r}: max_attempts, coalesce and timeout_s must be positive")
+
+    @property
+    def rate(self) -> float:
+        return self.rate_per_s if self.rate_per_s is not None else DEFAULT_RATE_PER_S[self.type]
+
+    def resolve_url(self) -> str | None:
+        """The URL: from ``url_env`` if set (an error if that variable is unset), else ``url``."""
+        if self.url_env:
+            value = os.environ.get(self.url_env)
+            if not value:
+                raise SecretMissing(f"destination {self.name!r}: environment variable {self.url_env} (its URL) is not set")
+            return value
+        if self.type == "pagerduty":
+            return self.url or PAGERDUTY_URL
+        return self.url
+
+    def resolve_secret(self) -> str | None:
+        """The secret from ``secret_env`` (an error if that variable is unset)."""
+        if not self.secret_env:
+            return None
+        value = os.environ.get(self.secret_env)
+        if not value:
+            raise SecretMissing(f"destination {self.name!r}: environment variable {self.secret_env} is not set")
+        return value
+
+
+class SecretMissing(RuntimeError):
+    """A destination's secret (or secret URL) environment variable is not set."""
+
+
+class AlertsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[alerts]``: the outbox and the destinations."""
+
+    outbox: str = "cascadewatch-outbox.sqlite"
+    """SQLite file of the durable outbox (created if absent; WAL mode)."""
+    destinations: list[DestinationConfig] = msgspec.field(default_factory=list)
+    poll_s: float = 0.25
+    """How often the delivery worker looks for due deliveries (it is also woken on enqueue)."""
+
+    def __post_init__(self) -> None:
+        names = [d.name for d in self.destinations]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate destination name(s): {', '.join(duplicates)}")
+        if self.poll_s <= 0:
+            raise ValueError("poll_s must be > 0")
+
+    def destination(self, name: str) -> DestinationConfig:
+        for dest in self.destinations:
+            if dest.name == name:
+                return dest
+        known = ", ".join(d.name for d in self.destinations) or "none configured"
+        raise KeyError(f"no destination named {name!r} (known: {known})")
+
+
+class RiskFeedConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[riskfeed]``: the websocket server that broadcasts snapshots and alerts."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8765
+    token_env: str | None = None
+    """Environment variable holding the bearer token clients must send (unset: no token)."""
+    queue_size: int = 256
+    """Messages buffered per client; a client that falls further behind is disconnected."""
+    send_buffer_bytes: int = 262144
+    """Kernel send buffer per client socket (bounds what a stalled client can hold)."""
+    ping_interval_s: float = 20.0
+    ping_timeout_s: float = 20.0
+
+    def __post_init__(self) -> None:
+        if self.queue_size < 1 or not (0 <= self.port <= 65535):
+            raise ValueError("riskfeed: queue_size must be >= 1 and port within 0..65535")
+
+    def resolve_token(self) -> str | None:
+        if not self.token_env:
+            return None
+        value = os.environ.get(self.token_env)
+        if not value:
+            raise SecretMissing(f"riskfeed: environment variable {self.token_env} (the token) is not set")
+        return value
+
+
+def load_alerts_config(path: str | None) -> tuple[AlertsConfig, RiskFeedConfig]:
+    """Read ``[alerts]`` and ``[riskfeed]`` from a TOML file (other sections are ignored).
+
+    For the ``alerts`` commands; the pipeline reads them through ``pipelines.config``.
+    """
+    if path is None:
+        return AlertsConfig(), RiskFeedConfig()
+
+    class _Sections(msgspec.Struct, kw_only=True):
+        alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)
+        riskfeed: RiskFeedConfig = msgspec.field(default_factory=RiskFeedConfig)
+
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    try:
+        sections = msgspec.toml.decode(raw, type=_Sections)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return sections.alerts, sections.riskfeed

@@ -1,0 +1,206 @@
+"""What every destination shares: the outcome of a send, secret redaction, formatting."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from connectors.alerts.config import DestinationConfig
+
+HEADER_KEYS = ("type", "id", "dedup_key", "action", "severity", "kind", "asset", "direction", "ts", "summary")
+"""Alert keys that identify it; every other key is evidence."""
+
+USER_AGENT = "cascadewatch/0.1 (+alert delivery)"
+
+
+class SecretFilter(logging.Filter):
+    """Replaces known secrets by ``***`` in log records of the HTTP libraries and ours.
+
+    httpx logs every request URL at INFO; a webhook URL can be a secret (Slack's always
+    is), so the filter sits on the loggers that could print one.
+    """
+
+    LOGGERS = ("httpx", "httpcore", "slack_sdk", "cascadewatch", "cascadewatch.alerts")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._secrets: set[str] = set()
+        self._lock = threading.Lock()
+        for name in self.LOGGERS:
+            logging.getLogger(name).addFilter(self)
+
+    def add(self, secret: str) -> None:
+        with self._lock:
+            self._secrets.add(secret)
+
+    def redact(self, text: str) -> str:
+        with self._lock:
+            secrets = sorted(self._secrets, key=len, reverse=True)
+        for secret in secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._secrets:
+            message = record.getMessage()
+            redacted = self.redact(message)
+            if redacted != message:
+                record.msg, record.args = redacted, ()
+        return True
+
+
+SECRETS = SecretFilter()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one send: delivered, retry later, or failed for good."""
+
+    kind: Literal["delivered", "retry", "failed"]
+    reason: str = ""
+    retry_after: float | None = None
+    """Seconds the destination asked us to wait (Retry-After), if it did."""
+    status: int | None = None
+
+    @classmethod
+    def delivered(cls, status: int | None = None) -> Outcome:
+        return cls("delivered", status=status)
+
+    @classmethod
+    def retry(cls, reason: str, retry_after: float | None = None, status: int | None = None) -> Outcome:
+        return cls("retry", reason, retry_after, status)
+
+    @classmethod
+    def failed(cls, reason: str, status: int | None = None) -> Outcome:
+        return cls("failed", reason, status=status)
+
+
+class Destination:
+    """Base class: ``send(alerts)`` delivers one message built from one or more alerts.
+
+    Subclasses set :attr:`batch_size` > 1 to coalesce (Slack). ``send`` never raises for
+    a destination's answer or a network error: it returns an :class:`Outcome` whose
+    reason has every secret of the destination replaced by ``***``.
+    """
+
+    batch_size = 1
+
+    def __init__(self, config: DestinationConfig) -> None:
+        self.config = config
+        self.name = config.name
+        self._secrets: list[str] = []
+
+    @property
+    def rate_key(self) -> str:
+        """Destinations with the same key share one rate limit (Slack: the webhook)."""
+        return f"{self.config.type}:{self.name}"
+
+    def add_secret(self, value: str | None) -> str | None:
+        """Remember a secret so it is redacted from outcomes and logs."""
+        if value:
+            self._secrets.append(value)
+            SECRETS.add(value)
+        return value
+
+    def redact(self, text: str) -> str:
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
+
+    def describe(self) -> str:
+        """Where this destination sends, without secrets."""
+        return self.config.type
+
+    def send(self, alerts: list[dict[str, Any]]) -> Outcome:
+        try:
+            outcome = self._send(alerts)
+        except Exception as exc:  # noqa: BLE001 - a destination bug must not kill the worker
+            outcome = Outcome.retry(f"{type(exc).__name__}: {exc}")
+        return Outcome(outcome.kind, self.redact(outcome.reason), outcome.retry_after, outcome.status)
+
+    def _send(self, alerts: list[dict[str, Any]]) -> Outcome:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+def evidence(alert: dict[str, Any]) -> dict[str, Any]:
+    """Every key of the alert that is not part of its identity, in the alert's order."""
+    return {key: value for key, value in alert.items() if key not in HEADER_KEYS}
+
+
+def iso_utc(ts_ms: int | float | None) -> str:
+    """``1700000000000`` -> ``2023-11-14T22:13:20.000Z`` (now if ``None``)."""
+    moment = datetime.now(timezone.utc) if ts_ms is None else datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Parse a Retry-After header: delta seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def http_outcome(status: int, body: str, retry_after: str | None, what: str) -> Outcome:
+    """Classify an HTTP answer: 2xx delivered; 408/429/5xx retry; any other 4xx failed."""
+    if 200 <= status < 300:
+        return Outcome.delivered(status)
+    detail = f"{what} answered {status}: {body.strip()[:500]}" if body.strip() else f"{what} answered {status}"
+    if status in (408, 429) or status >= 500:
+        return Outcome.retry(detail, retry_after_seconds(retry_after), status)
+    return Outcome.failed(detail, status)
+
+
+def human(value: Any) -> str:
+    """Compact rendering of an evidence value for people."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:,.6g}"
+    if isinstance(value, list):
+        return ", ".join(human(v) for v in value) or "-"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {human(v)}" for k, v in value.items()) or "-"
+    return str(value)
+
+
+def usd(value: Any) -> str:
+    if not isinstance(value, (int, float)):
+        return human(value)
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"${value / scale:,.2f}{suffix}"
+    return f"${value:,.0f}"
+
+
+def label(key: str) -> str:
+    """``liquidated_usd_60s`` -> ``Liquidated USD 60s``."""
+    words = [w.upper() if w in ("usd", "bps", "oi") else w for w in key.split("_")]
+    text = " ".join(words)
+    return text[:1].upper() + text[1:]
+
+
+def render_value(key: str, value: Any) -> str:
+    if "usd" in key.split("_") or key.endswith("_usd"):
+        return usd(value)
+    if key.startswith("prob") and isinstance(value, (int, float)):
+        return f"{value:.0%}"
+    return human(value)

@@ -1,0 +1,67 @@
+"""Prometheus metrics of alert delivery and of the per-asset risk readouts.
+
+Alert delivery, per destination:
+
+- ``cascadewatch_alerts_enqueued_total{destination}``: deliveries written to the outbox;
+- ``cascadewatch_alerts_sent_total{destination}``: deliveries accepted by the destination;
+- ``cascadewatch_alerts_failed_total{destination}``: deliveries given up (4xx, too many attempts);
+- ``cascadewatch_alerts_retried_total{destination}``: attempts that will be retried;
+- ``cascadewatch_alerts_pending{destination}``: deliveries not yet finished (gauge);
+- ``cascadewatch_alert_send_seconds{destination}``: time of one send (histogram).
+
+Per asset, from the snapshots (:func:`observe_snapshot`):
+
+- ``cascadewatch_asset_probability{asset,direction}``: cascade probability, when known;
+- ``cascadewatch_asset_state{asset,state}``: 1 for the asset's current state, else 0;
+- ``cascadewatch_asset_price{asset}`` and ``cascadewatch_asset_snapshot_ts_seconds{asset}``.
+
+Everything is registered on ``prometheus_client``'s default registry; the pipeline
+exposes it with ``prometheus_client.start_http_server``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+
+ENQUEUED = Counter("cascadewatch_alerts_enqueued", "Alert deliveries written to the outbox", ["destination"])
+SENT = Counter("cascadewatch_alerts_sent", "Alert deliveries accepted by the destination", ["destination"])
+FAILED = Counter("cascadewatch_alerts_failed", "Alert deliveries given up for good", ["destination"])
+RETRIED = Counter("cascadewatch_alerts_retried", "Alert delivery attempts that will be retried", ["destination"])
+PENDING = Gauge("cascadewatch_alerts_pending", "Alert deliveries not yet finished", ["destination"])
+SEND_SECONDS = Histogram(
+    "cascadewatch_alert_send_seconds", "Duration of one send to a destination", ["destination"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+PROBABILITY = Gauge("cascadewatch_asset_probability", "Cascade probability within the horizon", ["asset", "direction"])
+STATE = Gauge("cascadewatch_asset_state", "1 for the asset's current state", ["asset", "state"])
+PRICE = Gauge("cascadewatch_asset_price", "Last price of the asset", ["asset"])
+SNAPSHOT_TS = Gauge("cascadewatch_asset_snapshot_ts_seconds", "Event time of the asset's latest snapshot", ["asset"])
+
+_states: dict[str, str] = {}
+
+
+def observe_snapshot(snapshot: dict[str, Any]) -> None:
+    """Update the per-asset gauges from one snapshot dict (missing fields are skipped)."""
+    asset = snapshot.get("asset")
+    if not asset:
+        return
+    for direction in ("down", "up"):
+        value = snapshot.get(f"prob_{direction}")
+        if isinstance(value, (int, float)):
+            PROBABILITY.labels(asset, direction).set(value)
+    price = snapshot.get("price")
+    if isinstance(price, (int, float)):
+        PRICE.labels(asset).set(price)
+    ts = snapshot.get("ts")
+    if isinstance(ts, (int, float)):
+        SNAPSHOT_TS.labels(asset).set(ts / 1000)
+    state = snapshot.get("state")
+    if isinstance(state, str) and state:
+        previous = _states.get(asset)
+        if previous is not None and previous != state:
+            STATE.labels(asset, previous).set(0)
+        STATE.labels(asset, state).set(1)
+        _states[asset] = state

@@ -1,0 +1,304 @@
+"""The durable alert outbox: SQLite in WAL mode.
+
+An alert is written once, with one delivery row per destination it is routed to, in one
+transaction, before anything is sent. Enqueueing is idempotent on the alert id (ids are
+derived from content), so a replayed or resumed flow never enqueues an alert twice.
+
+A delivery is ``pending`` (due at ``next_attempt_at``), ``inflight`` (claimed by the
+delivery worker), ``delivered`` or ``failed`` (terminal, with the reason, visible in
+``cascadewatch alerts status``). Deliveries to one destination with the same dedup key go
+out in the order they were enqueued (a resolve never overtakes its trigger).
+
+After a crash (even ``kill -9``) the rows claimed but not finished are still ``inflight``;
+:meth:`Outbox.recover`, called by the one delivery worker that holds the outbox lock when
+it starts, puts them back to ``pending``. So a restart sends what was pending, and at most
+the deliveries that were in flight at the crash once more (PagerDuty deduplicates those on
+their dedup key).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts (
+    id          TEXT PRIMARY KEY,
+    dedup_key   TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    enqueued_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    alert_id        TEXT NOT NULL REFERENCES alerts(id),
+    destination     TEXT NOT NULL,
+    dedup_key       TEXT NOT NULL,
+    action          TEXT NOT NULL,
+    status          TEXT NOT NULL CHECK (status IN ('pending', 'inflight', 'delivered', 'failed')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    last_error      TEXT,
+    updated_at      REAL NOT NULL,
+    UNIQUE (alert_id, destination)
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (destination, status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS deliveries_key ON deliveries (destination, dedup_key, status);
+"""
+
+STATUSES = ("pending", "inflight", "delivered", "failed")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One alert to one destination, as claimed by the worker."""
+
+    seq: int
+    alert_id: str
+    destination: str
+    alert: dict[str, Any]
+    attempts: int
+    """Attempts including the one being made now."""
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    """A delivery as stored (for status listings)."""
+
+    seq: int
+    alert_id: str
+    destination: str
+    dedup_key: str
+    action: str
+    status: str
+    attempts: int
+    next_attempt_at: float
+    last_error: str | None
+    updated_at: float
+
+
+class Outbox:
+    """The outbox at ``path`` (created if absent). Thread-safe: one connection, one lock."""
+
+    def __init__(self, path: str | Path, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        with self._lock:
+            self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db, self._lock)
+
+    def enqueue(
+        self, alerts: Iterable[dict[str, Any]], route: Callable[[dict[str, Any]], Sequence[str]]
+    ) -> list[tuple[str, list[str]]]:
+        """Store ``alerts`` and their deliveries in one transaction.
+
+        Returns ``(alert id, destinations)`` for each alert that was new.
+
+        ``route(alert)`` names the destinations of an alert. A resolve goes to the
+        destinations that got a trigger of its dedup key (when there are any), so a
+        resolve follows its page even if routing changed in between. An alert whose id
+        is already stored is skipped entirely.
+        """
+        now = self._clock()
+        new: list[tuple[str, list[str]]] = []
+        with self._transaction() as db:
+            for alert in alerts:
+                alert_id = str(alert["id"])
+                key = str(alert.get("dedup_key", alert_id))
+                action = str(alert.get("action", "trigger"))
+                inserted = db.execute(
+                    "INSERT OR IGNORE INTO alerts (id, dedup_key, action, body, enqueued_at) VALUES (?, ?, ?, ?, ?)",
+                    (alert_id, key, action, json.dumps(alert, separators=(",", ":")), now),
+                ).rowcount
+                if not inserted:
+                    continue
+                destinations = list(dict.fromkeys(route(alert)))
+                if action == "resolve":
+                    paged = [
+                        row[0]
+                        for row in db.execute(
+                            "SELECT DISTINCT destination FROM deliveries WHERE dedup_key = ? AND action = 'trigger'"
+                            " ORDER BY destination",
+                            (key,),
+                        )
+                    ]
+                    if paged:
+                        destinations = paged
+                db.executemany(
+                    "INSERT INTO deliveries (alert_id, destination, dedup_key, action, status, next_attempt_at,"
+                    " updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+                    [(alert_id, dest, key, action, now, now) for dest in destinations],
+                )
+                new.append((alert_id, destinations))
+        return new
+
+    def claim(self, destination: str, limit: int = 1) -> list[Delivery]:
+        """Claim up to ``limit`` due deliveries for ``destination``, oldest first.
+
+        A delivery is skipped while an earlier one with the same dedup key to the same
+        destination is still pending or in flight (order per alert stream).
+        """
+        now = self._clock()
+        with self._transaction() as db:
+            rows = db.execute(
+                """
+                SELECT d.seq, d.alert_id, a.body, d.attempts FROM deliveries d JOIN alerts a ON a.id = d.alert_id
+                WHERE d.destination = ? AND d.status = 'pending' AND d.next_attempt_at <= ?
+                  AND NOT EXISTS (
+                    SELECT 1 FROM deliveries e
+                    WHERE e.destination = d.destination AND e.dedup_key = d.dedup_key
+                      AND e.seq < d.seq AND e.status IN ('pending', 'inflight'))
+                ORDER BY d.seq LIMIT ?
+                """,
+                (destination, now, limit),
+            ).fetchall()
+            db.executemany(
+                "UPDATE deliveries SET status = 'inflight', attempts = attempts + 1, updated_at = ? WHERE seq = ?",
+                [(now, row[0]) for row in rows],
+            )
+        return [Delivery(seq, alert_id, destination, json.loads(body), attempts + 1) for seq, alert_id, body, attempts in rows]
+
+    def mark_delivered(self, seqs: Iterable[int]) -> None:
+        now = self._clock()
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE deliveries SET status = 'delivered', last_error = NULL, updated_at = ? WHERE seq = ?",
+                [(now, seq) for seq in seqs],
+            )
+
+    def mark_retry(self, seqs: Iterable[int], at: float, reason: str) -> None:
+        """Back to pending, due at ``at`` (epoch seconds), remembering why."""
+        now = self._clock()
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, last_error = ?, updated_at = ? WHERE seq = ?",
+                [(at, reason, now, seq) for seq in seqs],
+            )
+
+    def mark_failed(self, seqs: Iterable[int], reason: str) -> None:
+        """Terminal failure (a 400, a bad key, too many attempts); kept with its reason."""
+        now = self._clock()
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE deliveries SET status = 'failed', last_error = ?, updated_at = ? WHERE seq = ?",
+                [(reason, now, seq) for seq in seqs],
+            )
+
+    def recover(self, destinations: Iterable[str] | None = None) -> int:
+        """Put deliveries left ``inflight`` by a dead worker back to pending; return how many.
+
+        Only the worker holding the outbox lock may call this (see ``worker.OutboxLock``).
+        """
+        now = self._clock()
+        with self._transaction() as db:
+            if destinations is None:
+                return db.execute(
+                    "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, updated_at = ? WHERE status = 'inflight'",
+                    (now, now),
+                ).rowcount
+            return sum(
+                db.execute(
+                    "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, updated_at = ?"
+                    " WHERE status = 'inflight' AND destination = ?",
+                    (now, now, dest),
+                ).rowcount
+                for dest in destinations
+            )
+
+    def requeue_failed(self, destination: str | None = None) -> int:
+        """Make failed deliveries pending again (after fixing a key, say); return how many."""
+        now = self._clock()
+        with self._transaction() as db:
+            sql = "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ? WHERE status = 'failed'"
+            params: tuple[Any, ...] = (now, now)
+            if destination is not None:
+                sql += " AND destination = ?"
+                params += (destination,)
+            return db.execute(sql, params).rowcount
+
+    def next_due(self, destination: str) -> float | None:
+        """When the earliest pending delivery of ``destination`` is due (epoch s), if any."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT MIN(next_attempt_at) FROM deliveries WHERE destination = ? AND status = 'pending'",
+                (destination,),
+            ).fetchone()
+        return row[0]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """``{destination: {status: n}}`` with every status present."""
+        with self._lock:
+            rows = self._db.execute("SELECT destination, status, COUNT(*) FROM deliveries GROUP BY destination, status").fetchall()
+        out: dict[str, dict[str, int]] = {}
+        for destination, status, n in rows:
+            out.setdefault(destination, dict.fromkeys(STATUSES, 0))[status] = n
+        return out
+
+    def pending(self) -> int:
+        """Deliveries not yet finished (pending or in flight), all destinations."""
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'inflight')").fetchone()[0]
+
+    def rows(self, status: str | None = None, limit: int = 100) -> list[DeliveryRow]:
+        """Deliveries, newest first, optionally of one status."""
+        sql = ("SELECT seq, alert_id, destination, dedup_key, action, status, attempts, next_attempt_at, last_error,"
+               " updated_at FROM deliveries")
+        params: tuple[Any, ...] = ()
+        if status is not None:
+            sql += " WHERE status = ?"
+            params = (status,)
+        sql += " ORDER BY seq DESC LIMIT ?"
+        with self._lock:
+            return [DeliveryRow(*row) for row in self._db.execute(sql, (*params, limit)).fetchall()]
+
+    def alert(self, alert_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute("SELECT body FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error), under the outbox lock."""
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.Lock) -> None:
+        self._db = db
+        self._lock = lock
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._lock.acquire()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._lock.release()
+            raise
+        return self._db
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        try:
+            self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        finally:
+            self._lock.release()

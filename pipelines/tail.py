@@ -1,0 +1,338 @@
+"""``cascadewatch tail``: a live terminal view of the risk feed.
+
+A table with the latest snapshot of each asset (price, cascade probability down/up
+coloured by level, nearest liquidation clusters, notional at risk, depth within 50 bps,
+cascade reach, Hawkes branching ratio, state; ``-`` for what the snapshot does not carry)
+and a scrolling log of the latest alerts. Live from the risk feed websocket (reconnecting
+by itself with backoff), or from a snapshots/alerts JSONL file with ``--from FILE``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from connectors.alerts.routing import asset_matches
+
+DEFAULT_URL = "ws://127.0.0.1:8765"
+TOKEN_ENV = "CASCADEWATCH_RISKFEED_TOKEN"
+SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
+STATE_STYLE = {"calm": "green", "normal": "green", "elevated": "yellow", "warning": "yellow", "cascade": "bold red"}
+
+
+# -- reading fields that detectors may or may not publish yet ---------------------------
+
+def pick(snapshot: dict[str, Any], *paths: str) -> Any:
+    """The first present, non-null value among dotted ``paths`` (``"reach.down.bps"``)."""
+    for path in paths:
+        value: Any = snapshot
+        for part in path.split("."):
+            if isinstance(value, dict) and part in value:
+                value = value[part]
+            else:
+                value = None
+                break
+        if value is not None:
+            return value
+    return None
+
+
+def fmt_usd(value: Any) -> str:
+    if not isinstance(value, (int, float)):
+        return "-"
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"${value / scale:,.2f}{suffix}"
+    return f"${value:,.0f}"
+
+
+def fmt_price(value: Any) -> str:
+    return f"{value:,.6g}" if isinstance(value, (int, float)) else "-"
+
+
+def fmt_prob(value: Any) -> Text:
+    if not isinstance(value, (int, float)):
+        return Text("-")
+    style = "bold red" if value >= 0.5 else "yellow" if value >= 0.2 else "green"
+    return Text(f"{value:.0%}", style=style)
+
+
+def fmt_cluster(value: Any, price: Any) -> str:
+    """A cluster is a price, or ``{"price": .., "distance_bps": .., "notional_usd": ..}``."""
+    if isinstance(value, dict):
+        level = value.get("price")
+        distance = value.get("distance_bps")
+        notional = value.get("notional_usd")
+    else:
+        level, distance, notional = value, None, None
+    if not isinstance(level, (int, float)):
+        return "-"
+    if distance is None and isinstance(price, (int, float)) and price:
+        distance = (level - price) / price * 1e4
+    text = fmt_price(level)
+    if isinstance(distance, (int, float)):
+        text += f" ({distance:+.0f}bp)"
+    if isinstance(notional, (int, float)):
+        text += f" {fmt_usd(notional)}"
+    return text
+
+
+def fmt_reach(value: Any) -> str:
+    """Reach is bps, or ``{"bps": .., "forced_usd": ..}``."""
+    if isinstance(value, dict):
+        bps, forced = value.get("bps", value.get("travel_bps")), value.get("forced_usd", value.get("forced_notional"))
+    else:
+        bps, forced = value, None
+    parts = []
+    if isinstance(bps, (int, float)):
+        parts.append(f"{bps:.0f}bp")
+    if isinstance(forced, (int, float)):
+        parts.append(fmt_usd(forced))
+    return " ".join(parts) or "-"
+
+
+def pair(down: str, up: str) -> str:
+    return "-" if down == "-" and up == "-" else f"↓{down} ↑{up}"
+
+
+def utc(ts_ms: Any) -> str:
+    if not isinstance(ts_ms, (int, float)):
+        return "-"
+    return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).strftime("%H:%M:%S")
+
+
+COLUMNS = ("asset", "time", "price", "P(down)", "P(up)", "cluster ↓", "cluster ↑", "at risk",
+           "depth 50bp bid/ask", "reach", "branching", "state")
+
+
+def snapshot_row(snap: dict[str, Any]) -> list[RenderableType]:
+    price = snap.get("price")
+    state = pick(snap, "state", "cascade_state")
+    branching = pick(snap, "hawkes_branching", "branching_ratio", "hawkes.branching", "branching")
+    return [
+        str(snap.get("asset", "?")),
+        utc(snap.get("ts")),
+        fmt_price(price),
+        fmt_prob(snap.get("prob_down")),
+        fmt_prob(snap.get("prob_up")),
+        fmt_cluster(pick(snap, "cluster_down", "nearest_cluster_down", "nearest_cluster.down", "clusters.down"), price),
+        fmt_cluster(pick(snap, "cluster_up", "nearest_cluster_up", "nearest_cluster.up", "clusters.up"), price),
+        pair(fmt_usd(pick(snap, "at_risk_down_usd", "notional_at_risk_down_usd", "notional_at_risk_usd.down", "at_risk_usd.down")),
+             fmt_usd(pick(snap, "at_risk_up_usd", "notional_at_risk_up_usd", "notional_at_risk_usd.up", "at_risk_usd.up"))),
+        f"{fmt_usd(pick(snap, 'depth_bid_usd.50'))}/{fmt_usd(pick(snap, 'depth_ask_usd.50'))}"
+        if pick(snap, "depth_bid_usd.50", "depth_ask_usd.50") is not None else "-",
+        pair(fmt_reach(pick(snap, "reach_down", "reach.down", "reach_down_bps")),
+             fmt_reach(pick(snap, "reach_up", "reach.up", "reach_up_bps"))),
+        f"{branching:.2f}" if isinstance(branching, (int, float)) else "-",
+        Text(str(state), style=STATE_STYLE.get(str(state), "")) if state is not None else "-",
+    ]
+
+
+def alert_line(alert: dict[str, Any]) -> Text:
+    resolve = alert.get("action") == "resolve"
+    style = "green" if resolve else SEVERITY_STYLE.get(str(alert.get("severity")), "")
+    text = Text(f"{utc(alert.get('ts'))} ")
+    text.append(f"{'RESOLVE' if resolve else str(alert.get('severity', '')).upper():8}", style=style)
+    text.append(f" {alert.get('asset', '')} {alert.get('direction', '')}  {alert.get('summary', '')}")
+    return text
+
+
+class TailView:
+    """The state of the screen: latest snapshot per asset, the last alerts, a status line."""
+
+    def __init__(self, assets: Iterable[str] = (), max_alerts: int = 12) -> None:
+        self.assets = list(assets)
+        self.snapshots: dict[str, dict[str, Any]] = {}
+        self.alerts: deque[dict[str, Any]] = deque(maxlen=max_alerts)
+        self.status = ""
+        self.last_message = 0.0
+
+    def apply(self, item: Any) -> bool:
+        """Take one feed message; True if the screen changed."""
+        if not isinstance(item, dict):
+            return False
+        kind = item.get("type")
+        if kind not in ("snapshot", "alert"):
+            return False
+        asset = str(item.get("asset", ""))
+        if not asset_matches(asset, self.assets):
+            return False
+        if kind == "snapshot":
+            previous = self.snapshots.get(asset)
+            if previous is None or item.get("ts", 0) >= previous.get("ts", 0):
+                self.snapshots[asset] = item
+        else:
+            self.alerts.append(item)
+        return True
+
+    def render(self) -> RenderableType:
+        table = Table(title="cascadewatch risk", title_justify="left", expand=False)
+        for column in COLUMNS:
+            table.add_column(column, justify="left" if column in ("asset", "state") else "right", no_wrap=True)
+        for asset in sorted(self.snapshots):
+            table.add_row(*snapshot_row(self.snapshots[asset]))
+        if not self.snapshots:
+            table.add_row("(waiting for snapshots)", *[""] * (len(COLUMNS) - 1))
+        log = Table(title="alerts", title_justify="left", show_header=False, box=None, expand=False)
+        log.add_column("alert", overflow="fold")
+        for alert in reversed(self.alerts):
+            log.add_row(alert_line(alert))
+        if not self.alerts:
+            log.add_row(Text("(no alerts)", style="dim"))
+        parts: list[RenderableType] = [table, log]
+        if self.status:
+            parts.append(Text(self.status, style="dim"))
+        return Group(*parts)
+
+
+def read_file(path: Path, view: TailView) -> int:
+    """Apply every JSON line of ``path``; return how many were bad."""
+    bad = 0
+    with open(path, encoding="utf-8") as lines:
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                view.apply(json.loads(line))
+            except ValueError:
+                bad += 1
+    return bad
+
+
+async def follow(
+    url: str,
+    view: TailView,
+    on_change: Callable[[], None],
+    token: str | None = None,
+    stop: asyncio.Event | None = None,
+    backoff_min: float = 0.5,
+    backoff_max: float = 5.0,
+) -> None:
+    """Read the feed into ``view`` until ``stop`` is set, reconnecting with backoff."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus, WebSocketException
+
+    stop = stop or asyncio.Event()
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    delay = backoff_min
+    query = f"?assets={','.join(view.assets)}" if view.assets else ""
+    while not stop.is_set():
+        try:
+            async with connect(url.rstrip("/") + "/" + query, additional_headers=headers, open_timeout=5,
+                               max_size=2**22) as ws:
+                delay = backoff_min
+                view.status = f"connected to {url}"
+                on_change()
+                reader = asyncio.ensure_future(_read(ws, view, on_change))
+                stopper = asyncio.ensure_future(stop.wait())
+                await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                stopper.cancel()
+                if not reader.done():
+                    reader.cancel()
+                    break
+                reader.result()
+                view.status = f"{url}: connection closed ({ws.close_code} {ws.close_reason}); reconnecting"
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            hint = f" (set ${TOKEN_ENV})" if status == 401 else ""
+            view.status = f"{url}: refused with HTTP {status}{hint}; retrying in {delay:.1f}s"
+        except (OSError, WebSocketException, asyncio.TimeoutError) as exc:
+            view.status = f"{url}: {type(exc).__name__}: {exc}; retrying in {delay:.1f}s"
+        on_change()
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        except asyncio.TimeoutError:
+            pass
+        delay = min(backoff_max, delay * 2)
+
+
+async def _read(ws: Any, view: TailView, on_change: Callable[[], None]) -> None:
+    from websockets.exceptions import ConnectionClosed
+
+    try:
+        async for message in ws:
+            view.last_message = time.monotonic()
+            try:
+                item = json.loads(message)
+            except ValueError:
+                continue
+            if view.apply(item):
+                on_change()
+    except ConnectionClosed:
+        pass
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default=DEFAULT_URL, help=f"risk feed websocket (default {DEFAULT_URL})")
+    parser.add_argument("--asset", action="append", default=[], metavar="ASSET",
+                        help="show only this asset (BTC matches BTC-USDT); repeatable")
+    parser.add_argument("--from", dest="from_file", type=Path, metavar="FILE",
+                        help="render a snapshots/alerts JSONL file instead of the live feed")
+    parser.add_argument("--token-env", default=TOKEN_ENV, metavar="NAME",
+                        help=f"environment variable holding the feed's bearer token (default {TOKEN_ENV})")
+    parser.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: until Ctrl-C)")
+
+
+def run(args: argparse.Namespace, console: Console | None = None) -> int:
+    console = console or Console()
+    view = TailView(args.asset)
+    if args.from_file is not None:
+        bad = read_file(args.from_file, view)
+        view.status = f"{args.from_file}: {len(view.snapshots)} assets, {len(view.alerts)} latest alerts" + (
+            f", {bad} unreadable lines" if bad else "")
+        console.print(view.render())
+        return 0
+    token = os.environ.get(args.token_env) or None
+    try:
+        asyncio.run(_live(args.url, view, console, token, args.duration))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+async def _live(url: str, view: TailView, console: Console, token: str | None, duration: float | None) -> None:
+    stop = asyncio.Event()
+    if duration is not None:
+        asyncio.get_running_loop().call_later(duration, stop.set)
+    with Live(view.render(), console=console, refresh_per_second=4, transient=False) as live:
+        dirty = True
+
+        def changed() -> None:
+            nonlocal dirty
+            dirty = True
+
+        async def refresh() -> None:
+            nonlocal dirty
+            while not stop.is_set():
+                if dirty:
+                    dirty = False
+                    live.update(view.render())
+                await asyncio.sleep(0.25)
+
+        painter = asyncio.ensure_future(refresh())
+        await follow(url, view, changed, token=token, stop=stop)
+        painter.cancel()
+        live.update(view.render())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cascadewatch tail", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

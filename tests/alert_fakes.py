@@ -1,0 +1,192 @@
+"""Fake PagerDuty, Slack and webhook servers on 127.0.0.1 for the alert tests.
+
+Each answers like the real service (bodies and headers as documented by PagerDuty Events
+API v2 and Slack incoming webhooks) unless a test scripts other answers with
+:meth:`FakeServer.script`. Every request is recorded with its exact body and headers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Answer:
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    """Seconds to wait before answering (a timeout when longer than the client's)."""
+
+
+class FakeServer:
+    """An HTTP server in a thread; subclasses define :meth:`default_answer`."""
+
+    def __init__(self) -> None:
+        self.requests: list[Recorded] = []
+        self._script: deque[Answer] = deque()
+        self._lock = threading.Lock()
+        self.received = threading.Condition(self._lock)
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("Content-Length", 0))
+                body = self.rfile.read(length)
+                recorded = Recorded("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic())
+                answer = fake._answer_for(recorded)
+                if answer.delay:
+                    time.sleep(answer.delay)
+                try:
+                    self.send_response(answer.status)
+                    for key, value in answer.headers.items():
+                        self.send_header(key, value)
+                    self.send_header("Content-Length", str(len(answer.body)))
+                    self.end_headers()
+                    self.wfile.write(answer.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def _answer_for(self, recorded: Recorded) -> Answer:
+        with self.received:
+            self.requests.append(recorded)
+            answer = self._script.popleft() if self._script else None
+            self.received.notify_all()
+        return answer if answer is not None else self.default_answer(recorded)
+
+    def default_answer(self, recorded: Recorded) -> Answer:
+        return Answer(200, b"ok")
+
+    def script(self, *answers: Answer) -> None:
+        with self._lock:
+            self._script.extend(answers)
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[Recorded]:
+        deadline = time.monotonic() + timeout
+        with self.received:
+            while len(self.requests) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"expected {count} requests, got {len(self.requests)}")
+                self.received.wait(left)
+            return list(self.requests)
+
+    def __enter__(self) -> FakeServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def pd_accepted(dedup_key: str) -> Answer:
+    body = {"status": "success", "message": "Event processed", "dedup_key": dedup_key}
+    return Answer(202, json.dumps(body).encode(), {"Content-Type": "application/json"})
+
+
+PD_INVALID = Answer(
+    400,
+    json.dumps({"status": "invalid event", "message": "Event object is invalid",
+                "errors": ["Length of 'routing_key' is incorrect (should be 32 characters)"]}).encode(),
+    {"Content-Type": "application/json"},
+)
+PD_THROTTLED = Answer(429, b"", {"Content-Type": "application/json"})
+
+
+class FakePagerDuty(FakeServer):
+    """PagerDuty Events API v2: 202 and dedup (one open incident per dedup_key)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open: set[str] = set()
+        self.incidents_opened: list[str] = []
+        self.resolved: list[str] = []
+
+    def default_answer(self, recorded: Recorded) -> Answer:
+        event = recorded.json()
+        key = event["dedup_key"]
+        with self._lock:
+            if event["event_action"] == "trigger" and key not in self.open:
+                self.open.add(key)
+                self.incidents_opened.append(key)
+            elif event["event_action"] == "resolve" and key in self.open:
+                self.open.discard(key)
+                self.resolved.append(key)
+        return pd_accepted(key)
+
+
+SLACK_OK = Answer(200, b"ok", {"Content-Type": "text/html"})
+SLACK_INVALID = Answer(400, b"invalid_payload", {"Content-Type": "text/html"})
+SLACK_NO_SERVICE = Answer(404, b"no_service", {"Content-Type": "text/html"})
+
+
+def slack_rate_limited(retry_after: int) -> Answer:
+    return Answer(429, b"rate_limited", {"Retry-After": str(retry_after), "Content-Type": "text/html"})
+
+
+class FakeSlack(FakeServer):
+    def default_answer(self, recorded: Recorded) -> Answer:
+        return SLACK_OK
+
+
+class FakeWebhook(FakeServer):
+    """Verifies ``X-Signature`` (HMAC-SHA256 hex of the body); 401 when it does not match."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__()
+        self.secret = secret.encode()
+        self.verified: list[bool] = []
+
+    def default_answer(self, recorded: Recorded) -> Answer:
+        expected = hmac.new(self.secret, recorded.body, hashlib.sha256).hexdigest()
+        ok = hmac.compare_digest(expected, recorded.headers.get("x-signature", ""))
+        with self._lock:
+            self.verified.append(ok)
+        return Answer(204) if ok else Answer(401, b'{"error":"bad signature"}')
+
+
+def make_alert(asset: str = "BTC-USDT", direction: str = "down", action: str = "trigger",
+               severity: str = "critical", ts: int = 1_700_000_000_000, **extra: Any) -> dict[str, Any]:
+    """An alert dict in the README's contract (ids derived like the policy's)."""
+    key = f"{asset}:cascade:{direction}"
+    alert_id = hashlib.sha1(f"{key}|{ts}|{action}|{severity}".encode()).hexdigest()[:16]
+    alert = {
+        "type": "alert", "id": alert_id, "dedup_key": key, "action": action, "severity": severity,
+        "kind": "cascade", "asset": asset, "direction": direction, "ts": ts,
+        "summary": f"{asset} {direction}: $6.20M of longs liquidated in 60 s on binance-usdm, okx-swap at 64000.5",
+        "price": 64000.5, "liquidated_usd_60s": 6_200_000.0, "venues": ["binance-usdm", "okx-swap"],
+    }
+    alert.update(extra)
+    return alert
