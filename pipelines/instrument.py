@@ -32,7 +32,7 @@ from connectors.frames import DeadLetter
 from connectors.sources import NS
 from connectors.venues import parser_classes
 from connectors.venues.base import SequenceRule
-from pipelines.model import DEPTH_BANDS_BPS, ContributorMark, InstrumentSecond
+from pipelines.model import BOOK_RANGE_BPS, DEPTH_BANDS_BPS, ContributorMark, InstrumentSecond
 
 MS = 1_000_000
 
@@ -62,6 +62,9 @@ class InstrumentTracker:
     def _reset_flow(self) -> None:
         self.buy_usd = 0.0
         self.sell_usd = 0.0
+        self.buy_qty = 0.0
+        self.sell_qty = 0.0
+        self.liqs: list[tuple[int, float, float, str]] = []
         self.trades = 0
         self.liq_long_usd = 0.0
         self.liq_short_usd = 0.0
@@ -121,8 +124,10 @@ class InstrumentTracker:
         notional = event.price * event.qty
         if event.side == "buy":
             self.buy_usd += notional
+            self.buy_qty += event.qty
         else:
             self.sell_usd += notional
+            self.sell_qty += event.qty
         self.trades += 1
         self.price = event.price
 
@@ -146,6 +151,7 @@ class InstrumentTracker:
                 )
 
     def _on_liquidation(self, event: Liquidation) -> None:
+        self.liqs.append((event.ts, event.price, event.qty, event.side))
         if event.side == "long":
             self.liq_long_usd += event.notional
         else:
@@ -188,8 +194,11 @@ class InstrumentTracker:
         if reference is not None:
             depth_bid = tuple(depth_within(bids, reference, DEPTH_BANDS_BPS, is_bid=True))
             depth_ask = tuple(depth_within(asks, reference, DEPTH_BANDS_BPS, is_bid=False))
+            near_bids = bids[bids[:, 0] >= reference * (1 - BOOK_RANGE_BPS / 10_000)]
+            near_asks = asks[asks[:, 0] <= reference * (1 + BOOK_RANGE_BPS / 10_000)]
         else:
             depth_bid = depth_ask = (0.0,) * len(DEPTH_BANDS_BPS)
+            near_bids = near_asks = None
         second = InstrumentSecond(
             venue=self.venue,
             instrument=self.instrument,
@@ -213,6 +222,11 @@ class InstrumentTracker:
             depth_bid_usd=depth_bid,
             depth_ask_usd=depth_ask,
             feed=tuple(self.feed),
+            buy_qty=self.buy_qty,
+            sell_qty=self.sell_qty,
+            liqs=tuple(self.liqs),
+            bids=near_bids if book.valid else None,
+            asks=near_asks if book.valid else None,
         )
         self._reset_flow()
         return second

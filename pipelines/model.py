@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
+
+BOOK_RANGE_BPS = 1000
+"""Book levels within this distance of the mid (bps) travel with each instrument second."""
 
 DEPTH_BANDS_BPS = (10, 25, 50, 100)
 """Bands (basis points from the mid) at which resting book notional is measured."""
@@ -38,6 +43,14 @@ class InstrumentSecond(msgspec.Struct, frozen=True, gc=False, tag="instrument_se
     depth_bid_usd: tuple[float, ...]
     depth_ask_usd: tuple[float, ...]
     feed: tuple[str, ...] = ()
+    buy_qty: float = 0.0
+    sell_qty: float = 0.0
+    liqs: tuple[tuple[int, float, float, str], ...] = ()
+    """This second's liquidations: ``(ts_ns, price, qty_base, side)``, side ``long``/``short``."""
+    bids: Any = None
+    asks: Any = None
+    """Book levels within :data:`BOOK_RANGE_BPS` of the mid, ``(n, 2)`` arrays of ``(price, qty)``,
+    best first; ``None`` when the book is invalid."""
 
 
 class ContributorMark(msgspec.Struct, frozen=True, gc=False, tag="contributor_mark"):
