@@ -35,9 +35,9 @@ for ``down``, short levels above for ``up``), within ``+-range_pct``: with
 dense when ``s_j >= max(dense_multiple * mean_j(s_j if uniform), min_cluster_usd)``
 i.e. ``s_j >= max(dense_multiple * w * mean(x), min_cluster_usd)``: the window
 holds ``dense_multiple`` times what a uniform spread of the same notional
-would. The nearest dense cluster is the first run of dense buckets going away
-from the price, widened by half a window each side; its price is the
-notional-weighted centre of its buckets.
+would. The nearest dense cluster is the first run of consecutive dense
+buckets going away from the price; its notional is the sum over the run's
+buckets and its price their notional-weighted centre.
 """
 
 from __future__ import annotations
@@ -157,7 +157,9 @@ def nearest_dense_cluster(
     e = j
     while e + 1 < x.size and s[e + 1] >= threshold:
         e += 1
-    a, b = max(j - w // 2, 0), min(e + w // 2, x.size - 1)
+    a, b = j, e
+    if not x[a : b + 1].sum() > 0:  # dense only through its neighbours: take the windows
+        a, b = max(j - w // 2, 0), min(e + w // 2, x.size - 1)
     xs = x[a : b + 1]
     cs = centers[sel[a : b + 1]]
     nz = xs > 0

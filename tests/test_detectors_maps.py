@@ -1,0 +1,271 @@
+"""Known-answer tests of the observed and estimated liquidation maps."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from connectors.events import Liquidation, MarkPrice, OpenInterest, Trade
+from detectors._grid import EPOCH_HALF_LIVES, DecayingLogGrid
+from detectors.liqmap_estimated import EstimatedLiquidationMap, nearest_dense_cluster
+from detectors.liqmap_observed import ObservedLiquidationMap
+
+DELTA = 10e-4  # 10 bps buckets
+
+
+def bucket(p: float) -> int:
+    return math.floor(math.log(p) / DELTA)
+
+
+# ---------------------------------------------------------------- the grid
+
+
+def test_grid_buckets_are_absolute_log_price():
+    g = DecayingLogGrid(10.0, None)
+    assert g.bucket_of(100.0) == bucket(100.0)
+    assert g.bucket_of(100.0 * math.exp(DELTA)) == bucket(100.0) + 1
+    c = float(g.center(bucket(100.0)))
+    assert math.exp(bucket(100.0) * DELTA) <= c < math.exp((bucket(100.0) + 1) * DELTA)
+
+
+def test_grid_ignores_bad_input():
+    g = DecayingLogGrid(10.0, 60.0)
+    g.add([100.0, -1.0, 0.0, math.nan, 100.0], [1.0, 5.0, 5.0, 5.0, math.inf], 0.0)
+    assert g.total(0.0) == 1.0
+
+
+def test_grid_batch_equals_one_by_one_across_epochs():
+    """Same bits whether deposits come one by one or in batches (epochs, out-of-order times)."""
+    rng = np.random.default_rng(3)
+    h = 10.0
+    t = np.cumsum(rng.exponential(3.0, 400))  # spans several epochs of 16 half-lives
+    t[50], t[51] = t[51], t[50]  # out of order
+    p = 100 * np.exp(np.cumsum(rng.normal(0, 1e-3, 400)))
+    x = rng.exponential(1e4, 400)
+    a, b = DecayingLogGrid(10.0, h), DecayingLogGrid(10.0, h)
+    for i in range(400):
+        a.add(p[i : i + 1], x[i : i + 1], t[i])
+    for s in range(0, 400, 37):
+        b.add(p[s : s + 37], x[s : s + 37], t[s : s + 37])
+    assert t[-1] > 3 * EPOCH_HALF_LIVES * h
+    ka, va = a.nonzero(t[-1])
+    kb, vb = b.nonzero(t[-1])
+    assert np.array_equal(ka, kb) and np.array_equal(va, vb)
+
+
+# ---------------------------------------------------------------- observed
+
+
+def test_observed_halves_after_one_half_life():
+    m = ObservedLiquidationMap(bucket_bps=10, half_life_s=30.0, range_pct=5)
+    m.learn_one(99.0, 1_000_000.0, "long", t=1_700_000_000.0)
+    m.learn_one(101.0, 400_000.0, "short", t=1_700_000_000.0)
+    r0 = m.readout(100.0, 1_700_000_000.0)
+    r1 = m.readout(100.0, 1_700_000_030.0)
+    r2 = m.readout(100.0, 1_700_000_060.0)
+    assert r0.long_total_usd == pytest.approx(1_000_000.0, rel=1e-12)
+    assert r1.long_total_usd == pytest.approx(500_000.0, rel=1e-12)
+    assert r2.long_total_usd == pytest.approx(250_000.0, rel=1e-12)
+    assert r1.short_total_usd == pytest.approx(200_000.0, rel=1e-12)
+    # decay is a readout: reading does not change the state
+    assert m.readout(100.0, 1_700_000_000.0).long_total_usd == pytest.approx(1_000_000.0, rel=1e-12)
+
+
+def test_observed_buckets_stable_as_price_moves():
+    m = ObservedLiquidationMap(bucket_bps=10, half_life_s=600.0, range_pct=5)
+    m.learn_one(99.0, 1000.0, "long", t=0.0)
+    m.learn_one(99.02, 500.0, "long", t=0.0)  # same 10 bps bucket as 99.0
+    assert bucket(99.0) == bucket(99.02)
+    for price in (100.0, 101.3, 98.0):
+        r = m.readout(price, 0.0)
+        j = bucket(99.0) - r.k_lo
+        assert r.long_usd[j] == pytest.approx(1500.0)
+        assert r.long_usd.sum() == pytest.approx(1500.0)
+        centre = math.exp((bucket(99.0) + 0.5) * DELTA)
+        assert r.offsets_bps[j] == pytest.approx((centre / price - 1) * 1e4)
+        assert r.short_usd.sum() == 0.0
+
+
+def test_observed_range_and_events():
+    m = ObservedLiquidationMap(bucket_bps=10, half_life_s=600.0, range_pct=1)
+    ev = Liquidation(venue="binance-usdm", symbol="BTCUSDT", instrument="BTC-USDT-PERP", ts=5_000_000_000, recv=0,
+                     price=99.5, qty=2.0, side="long", notional=199.0)
+    m.learn_event(ev)
+    m.learn_one(90.0, 1e6, "long", t=5.0)  # outside +-1 %
+    r = m.readout(100.0, 5.0)
+    assert r.long_total_usd == pytest.approx(199.0)
+    assert m.total("long", 5.0) == pytest.approx(199.0 + 1e6)
+    with pytest.raises(ValueError):
+        m.learn_one(100.0, 1.0, "buy", 0.0)
+
+
+def test_observed_learn_many_equals_learn_one():
+    a = ObservedLiquidationMap(half_life_s=20.0)
+    b = ObservedLiquidationMap(half_life_s=20.0)
+    p = [100.0, 99.0, 101.0, 98.5]
+    x = [1e4, 2e4, 3e4, 4e4]
+    s = [True, True, False, True]
+    t = [0.0, 1.0, 400.0, 401.0]
+    for i in range(4):
+        a.learn_one(p[i], x[i], "long" if s[i] else "short", t[i])
+    b.learn_many(p, x, s, t)
+    ra, rb = a.readout(100.0, 402.0), b.readout(100.0, 402.0)
+    assert np.array_equal(ra.long_usd, rb.long_usd) and np.array_equal(ra.short_usd, rb.short_usd)
+
+
+# ---------------------------------------------------------------- estimated
+
+
+def test_estimated_levels_known_answer():
+    """Longs from aggressive buys, shorts from sells, spread over tiers at entry*(1 -+ 1/L +- mmr)."""
+    tiers = [(10.0, 0.5), (20.0, 0.5)]
+    m = EstimatedLiquidationMap(leverage=tiers, mmr=0.005, range_pct=20, half_life_s=1e12)
+    m.learn_oi(500.0, t=0.0)
+    m.learn_trades([100.0, 100.0, 102.0], [3.0, 3.0, 4.0], [True, True, False])  # buys 6 @100, sells 4 @102
+    added = m.learn_oi(510.0, t=1.0)  # dOI = 10 = all the flow
+    assert added == pytest.approx(6 * 100.0 + 4 * 102.0)
+    r = m.readout(101.0, 1.0)
+    expected_long = {}
+    expected_short = {}
+    for L, w in tiers:
+        lv = 100.0 * (1 - 1 / L + 0.005)
+        expected_long[bucket(lv)] = expected_long.get(bucket(lv), 0.0) + 6.0 * w * lv
+        sv = 102.0 * (1 + 1 / L - 0.005)
+        expected_short[bucket(sv)] = expected_short.get(bucket(sv), 0.0) + 4.0 * w * sv
+    for k, v in expected_long.items():
+        assert r.long_usd[k - r.k_lo] == pytest.approx(v, rel=1e-9)
+    for k, v in expected_short.items():
+        assert r.short_usd[k - r.k_lo] == pytest.approx(v, rel=1e-9)
+    assert r.long_total_usd == pytest.approx(sum(expected_long.values()), rel=1e-9)
+    assert r.short_total_usd == pytest.approx(sum(expected_short.values()), rel=1e-9)
+    # the levels handed to the reach are the same buckets
+    lp, lx = m.levels("down", 101.0, 1.0)
+    assert sorted(bucket(p) for p in lp) == sorted(expected_long)
+    assert lx.sum() == pytest.approx(sum(expected_long.values()))
+
+
+def test_estimated_split_by_flow_share():
+    """dOI smaller than the flow: each side gets dOI * its share of the aggressive quantity."""
+    m = EstimatedLiquidationMap(leverage=[(10.0, 1.0)], mmr=0.0, range_pct=20, half_life_s=1e12)
+    m.learn_oi(100.0, 0.0)
+    m.learn_trade(100.0, 30.0, "buy")
+    m.learn_trade(100.0, 10.0, "sell")
+    m.learn_oi(104.0, 1.0)  # 4 new: 3 long, 1 short
+    r = m.readout(100.0, 1.0)
+    assert r.long_total_usd == pytest.approx(3.0 * 90.0)
+    assert r.short_total_usd == pytest.approx(1.0 * 110.0)
+
+
+def test_estimated_oi_decrease_and_consumption_and_decay():
+    m = EstimatedLiquidationMap(leverage=[(10.0, 1.0)], mmr=0.005, range_pct=20, half_life_s=100.0)
+    m.learn_oi(0.0, 0.0)
+    m.learn_trade(100.0, 10.0, "buy")
+    m.learn_trade(100.0, 10.0, "sell")
+    m.learn_oi(20.0, 0.0)
+    r = m.readout(100.0, 0.0)
+    long0, short0 = r.long_total_usd, r.short_total_usd
+    assert long0 == pytest.approx(10 * 90.5) and short0 == pytest.approx(10 * 109.5)
+    m.learn_oi(15.0, 0.0)  # a quarter of the positions closed
+    r = m.readout(100.0, 0.0)
+    assert r.long_total_usd == pytest.approx(0.75 * long0) and r.short_total_usd == pytest.approx(0.75 * short0)
+    assert m.readout(100.0, 100.0).long_total_usd == pytest.approx(0.375 * long0)  # one half-life
+    cl, cs = m.learn_mark(91.0, 0.0)  # above the long level: nothing
+    assert (cl, cs) == (0.0, 0.0)
+    cl, cs = m.learn_mark(90.45, 0.0)  # inside the level's bucket: consumed
+    assert cl == pytest.approx(0.75 * long0) and cs == 0.0
+    cl, cs = m.learn_mark(110.0, 0.0)
+    assert cs == pytest.approx(0.75 * short0)
+    r = m.readout(100.0, 0.0)
+    assert r.long_total_usd == 0.0 and r.short_total_usd == 0.0
+    assert r.consumed_long_usd == pytest.approx(0.75 * long0) and r.consumed_short_usd == pytest.approx(0.75 * short0)
+
+
+def test_estimated_no_flow_splits_half_at_price():
+    m = EstimatedLiquidationMap(leverage=[(10.0, 1.0)], mmr=0.0, range_pct=20)
+    m.learn_oi(0.0, 0.0)
+    assert m.learn_oi(2.0, 0.0) == 0.0  # no trade and no price: nothing to place
+    m.learn_oi(4.0, 0.0, price=100.0)
+    r = m.readout(100.0, 0.0)
+    assert r.long_total_usd == pytest.approx(90.0) and r.short_total_usd == pytest.approx(110.0)
+
+
+def test_estimated_events_dispatch():
+    m = EstimatedLiquidationMap(leverage=[(10.0, 1.0)], mmr=0.0, range_pct=20)
+    base = dict(venue="bybit-linear", symbol="BTCUSDT", instrument="BTC-USDT-PERP", recv=0)
+    m.learn_event(OpenInterest(**base, ts=0, qty=100.0))
+    m.learn_event(Trade(**base, ts=1, price=100.0, qty=1.0, side="buy"))
+    m.learn_event(OpenInterest(**base, ts=2_000_000_000, qty=101.0))
+    assert m.readout(100.0, 2.0).long_total_usd == pytest.approx(90.0)
+    m.learn_event(MarkPrice(**base, ts=3_000_000_000, price=89.0))
+    assert m.consumed_long_usd == pytest.approx(90.0, rel=1e-3)
+
+
+def test_dense_cluster_definition():
+    centers = 100.0 * np.exp(DELTA * (np.arange(-20, 21) + 0.5))
+    x = np.full(centers.size, 1.0)
+    # uniform: no cluster
+    assert nearest_dense_cluster(centers, x, 100.0, "down", window=3, dense_multiple=3.0) is None
+    x[5] = 200.0  # far below
+    x[12] = 60.0  # nearer below
+    c = nearest_dense_cluster(centers, x, 100.0, "down", window=1, dense_multiple=3.0)
+    # mean of the 20 buckets below is (18 + 260) / 20 = 13.9: both are dense, the nearer one wins
+    assert c.price == pytest.approx(centers[12]) and c.notional_usd == pytest.approx(60.0)
+    assert c.distance_bps == pytest.approx((1 - centers[12] / 100.0) * 1e4)
+    c = nearest_dense_cluster(centers, x, 100.0, "down", window=1, dense_multiple=3.0, min_usd=100.0)
+    assert c.price == pytest.approx(centers[5])
+    # with a 3-bucket window the peak's neighbours are dense too: the run is 4..6
+    c = nearest_dense_cluster(centers, x, 100.0, "down", window=3, dense_multiple=3.0, min_usd=100.0)
+    assert c.notional_usd == pytest.approx(202.0)
+    assert (c.lo_price, c.hi_price) == (pytest.approx(centers[4]), pytest.approx(centers[6]))
+    assert c.price == pytest.approx((centers[4] + 200 * centers[5] + centers[6]) / 202)
+
+
+def test_estimated_map_tracks_simulated_positions():
+    """Positions opened by aggressors with leverage drawn from the tier weights: the map's levels
+    match the true levels (histogram on the same grid) within a small L1 error."""
+    rng = np.random.default_rng(11)
+    tiers = [(5.0, 0.25), (10.0, 0.30), (25.0, 0.25), (50.0, 0.12), (100.0, 0.08)]
+    lev = np.array([L for L, _ in tiers])
+    w = np.array([x for _, x in tiers])
+    mmr = 0.004
+    m = EstimatedLiquidationMap(leverage=tiers, mmr=mmr, range_pct=30, half_life_s=1e12)
+    wrong = EstimatedLiquidationMap(leverage=[(10.0, 1.0)], mmr=mmr, range_pct=30, half_life_s=1e12)
+    price, oi = 100.0, 1000.0
+    m.learn_oi(oi, 0.0)
+    wrong.learn_oi(oi, 0.0)
+    true_long: dict[int, float] = {}
+    true_short: dict[int, float] = {}
+    for i in range(10_000):
+        price *= math.exp(rng.normal(0, 5e-4))
+        qty = rng.exponential(1.0)
+        L = lev[rng.choice(lev.size, p=w)]
+        is_long = rng.uniform() < 0.5
+        for mm in (m, wrong):
+            mm.learn_trade(price, qty, "buy" if is_long else "sell")
+        oi += qty
+        m.learn_oi(oi, float(i))
+        wrong.learn_oi(oi, float(i))
+        if is_long:
+            lv = price * (1 - 1 / L + mmr)
+            true_long[bucket(lv)] = true_long.get(bucket(lv), 0.0) + qty * lv
+        else:
+            lv = price * (1 + 1 / L - mmr)
+            true_short[bucket(lv)] = true_short.get(bucket(lv), 0.0) + qty * lv
+    def l1_error(mm):
+        r = mm.readout(100.0, 1e4)
+        errs = []
+        for est, true in ((r.long_usd, true_long), (r.short_usd, true_short)):
+            t = np.zeros_like(est)
+            for k, v in true.items():
+                t[k - r.k_lo] += v
+            assert est.sum() == pytest.approx(t.sum(), rel=0.01)
+            # on 50 bps blocks (5 buckets): the map spreads each position over all tiers
+            n = est.size // 5 * 5
+            e5, t5 = est[:n].reshape(-1, 5).sum(1), t[:n].reshape(-1, 5).sum(1)
+            errs.append(np.abs(e5 - t5).sum() / t5.sum())
+        return max(errs)
+
+    assert l1_error(m) < 0.12
+    assert l1_error(wrong) > 1.0  # the error measure does tell a wrong leverage model apart
