@@ -1,0 +1,99 @@
+"""Cascade type on hand-made per-second streams."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from detectors.regime import RegimeDetector
+
+
+def detector() -> RegimeDetector:
+    return RegimeDetector(window_s=10, typical_half_life_s=600, liq_multiple=5.0, min_liq_usd=1e6,
+                          min_move_bps=30, stop_imbalance=0.6, aggr_multiple=3.0, min_aggr_usd=1e6,
+                          depth_collapse=0.5, onset_share=0.1)
+
+
+def calm(rd: RegimeDetector, seconds: int = 60) -> None:
+    for s in range(seconds):
+        st = rd.update(float(s), 100.0, 2e3, 2e3, 1e5, 1e5, 1.0, 1.0)
+        assert not st["down"].active and not st["up"].active
+
+
+def test_liquidation_driven():
+    rd = detector()
+    calm(rd)
+    for i, s in enumerate(range(60, 66)):
+        st = rd.update(float(s), 100.0 - 0.12 * (i + 1), 5e5, 0.0, 1e5, 5e5, 0.9, 1.0)
+    d = st["down"]
+    assert d.active and d.kind == "liquidation" and d.since == 62.0  # 36 bps >= 30 from second 62
+    assert d.liq_usd == pytest.approx(6 * 5e5 + 4 * 2e3)  # window of 10 s: 6 cascade + 4 calm seconds
+    assert d.move_bps == pytest.approx(72.0, rel=1e-9)
+    assert not st["up"].active
+
+
+def test_stop_run_is_one_sided_aggression_without_liquidations():
+    rd = detector()
+    calm(rd)
+    for i, s in enumerate(range(60, 66)):
+        st = rd.update(float(s), 100.0 + 0.1 * (i + 1), 0.0, 0.0, 2e6, 1e5, 1.0, 0.9)
+    u = st["up"]
+    assert u.active and u.kind == "stop_run"
+    assert u.imbalance == pytest.approx((6 * 2e6 + 4 * 1e5 - 6 * 1e5 - 4 * 1e5) / (6 * 2e6 + 4 * 1e5 + 6 * 1e5 + 4 * 1e5))
+    assert not st["down"].active
+
+
+def test_liquidity_when_depth_collapses_before_the_liquidations():
+    rd = detector()
+    calm(rd)
+    rows = [
+        (0.3, 0.0),  # 60: bids collapse, no liquidations yet
+        (0.3, 0.0),
+        (0.3, 6e5),  # 62: liquidations follow
+        (0.4, 6e5),
+        (0.4, 6e5),
+    ]
+    for i, (dr, liq) in enumerate(rows):
+        st = rd.update(60.0 + i, 100.0 - 0.1 * (i + 1), liq, 0.0, 1e5, 3e5, dr, 1.0)
+    assert st["down"].kind == "liquidity" and st["down"].depth_ratio == 0.3
+    # the same liquidations with the book collapsing only after them: liquidation-driven
+    rd = detector()
+    calm(rd)
+    rows = [(1.0, 6e5), (1.0, 6e5), (0.3, 6e5), (0.3, 6e5), (0.3, 0.0)]
+    for i, (dr, liq) in enumerate(rows):
+        st = rd.update(60.0 + i, 100.0 - 0.1 * (i + 1), liq, 0.0, 1e5, 3e5, dr, 1.0)
+    assert st["down"].kind == "liquidation"
+
+
+def test_deleveraging_where_published():
+    rd = detector()
+    calm(rd)
+    for i in range(5):
+        st = rd.update(60.0 + i, 100.0 - 0.1 * (i + 1), 5e5, 0.0, 1e5, 3e5, 1.0, 1.0, adl_down_usd=1e5 if i == 2 else 0.0)
+    assert st["down"].kind == "deleveraging"
+
+
+def test_no_move_no_cascade_and_typical_level_raises_the_bar():
+    rd = detector()
+    calm(rd)
+    for s in range(60, 70):  # heavy liquidations but the price holds: absorbed
+        st = rd.update(float(s), 100.0, 5e5, 0.0, 1e5, 5e5, 1.0, 1.0)
+    assert not st["down"].active
+    # a market where 1e6 per second is normal: the same cascade is not unusual
+    rd = detector()
+    for s in range(3000):
+        rd.update(float(s), 100.0, 5e5, 5e5, 1e5, 1e5, 1.0, 1.0)
+    for i, s in enumerate(range(3000, 3006)):
+        st = rd.update(float(s), 100.0 - 0.1 * (i + 1), 5e5, 0.0, 1e5, 1e5, 1.0, 1.0)
+    assert st["down"].liq_threshold_usd > 5 * 10 * 0.9e6 * 0.99 and not st["down"].active
+
+
+def test_gaps_and_repeated_seconds():
+    rd = detector()
+    calm(rd, 20)
+    st = rd.update(19.0, 50.0, 1e9, 0.0)  # an older second: ignored
+    assert not st["down"].active
+    st = rd.update(100.0, 99.0, 0.0, 0.0, 0.0, 0.0)  # after a long gap: the window is refilled with empty seconds
+    assert st["down"].liq_usd == 0.0 and st["down"].move_bps == pytest.approx(100.0)
+    assert math.isclose(st["down"].depth_ratio, 1.0)
