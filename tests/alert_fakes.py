@@ -44,6 +44,8 @@ class FakeServer:
 
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
+        self.hold: dict[int, float] = {}
+        """Request number (1-based) -> seconds to hold it before answering."""
         self._script: deque[Answer] = deque()
         self._lock = threading.Lock()
         self.received = threading.Condition(self._lock)
@@ -52,13 +54,13 @@ class FakeServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 body = self.rfile.read(length)
                 recorded = Recorded("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic())
-                answer = fake._answer_for(recorded)
-                if answer.delay:
-                    time.sleep(answer.delay)
+                answer, hold = fake._answer_for(recorded)
+                if answer.delay or hold:
+                    time.sleep(answer.delay + hold)
                 try:
                     self.send_response(answer.status)
                     for key, value in answer.headers.items():
@@ -76,14 +78,15 @@ class FakeServer:
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
-    def _answer_for(self, recorded: Recorded) -> Answer:
+    def _answer_for(self, recorded: Recorded) -> tuple[Answer, float]:
         with self.received:
             self.requests.append(recorded)
+            hold = self.hold.get(len(self.requests), 0.0)
             answer = self._script.popleft() if self._script else None
             self.received.notify_all()
-        return answer if answer is not None else self.default_answer(recorded)
+        return (answer if answer is not None else self.default_answer(recorded)), hold
 
     def default_answer(self, recorded: Recorded) -> Answer:
         return Answer(200, b"ok")
@@ -190,3 +193,11 @@ def make_alert(asset: str = "BTC-USDT", direction: str = "down", action: str = "
     }
     alert.update(extra)
     return alert
+
+
+def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(interval)

@@ -241,10 +241,20 @@ class Outbox:
             return db.execute(sql, params).rowcount
 
     def next_due(self, destination: str) -> float | None:
-        """When the earliest pending delivery of ``destination`` is due (epoch s), if any."""
+        """When the earliest claimable pending delivery of ``destination`` is due (epoch s), if any.
+
+        Deliveries waiting behind an earlier one of the same dedup key do not count.
+        """
         with self._lock:
             row = self._db.execute(
-                "SELECT MIN(next_attempt_at) FROM deliveries WHERE destination = ? AND status = 'pending'",
+                """
+                SELECT MIN(d.next_attempt_at) FROM deliveries d
+                WHERE d.destination = ? AND d.status = 'pending'
+                  AND NOT EXISTS (
+                    SELECT 1 FROM deliveries e
+                    WHERE e.destination = d.destination AND e.dedup_key = d.dedup_key
+                      AND e.seq < d.seq AND e.status IN ('pending', 'inflight'))
+                """,
                 (destination,),
             ).fetchone()
         return row[0]
