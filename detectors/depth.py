@@ -38,7 +38,8 @@ def _side(levels) -> tuple[np.ndarray, np.ndarray]:
     a = np.asarray(levels, dtype=np.float64)
     if a.size == 0:
         return np.zeros(0), np.zeros(0)
-    a = a.reshape(-1, 2)
+    if a.ndim != 2 or a.shape[1] != 2:
+        raise ValueError(f"book side must be (n, 2) pairs of (price, qty), got shape {a.shape}")
     return a[:, 0], a[:, 1]
 
 

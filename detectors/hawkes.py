@@ -147,6 +147,21 @@ class HawkesEstimator:
         self.last_t = t
         self.count += 1
 
+    def advance(self, t: float) -> None:
+        """Let time pass to ``t`` (s) without an event; the first call starts the observation.
+
+        Quiet time counts as exposure: call it at the start of the stream and,
+        e.g., at the end of each second, so that the background rate sees the
+        seconds without liquidations (otherwise the clock starts at the first event).
+        """
+        if self.last_t is None:
+            self.last_t = t
+            return
+        if t <= self.last_t:
+            return
+        self._s, self._r = self._advanced(t)
+        self.last_t = t
+
     def learn_many(self, ts) -> None:
         """Observe a batch of event times (s), in order."""
         for t in np.asarray(ts, dtype=np.float64).tolist():

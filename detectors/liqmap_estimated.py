@@ -98,13 +98,15 @@ class EstimatedMapReadout:
     consumed_long_usd: float
     consumed_short_usd: float
 
-    def levels(self, direction: str) -> tuple[np.ndarray, np.ndarray]:
-        """``(level prices, notionals)`` of the non-empty buckets a move ``down``/``up`` would hit."""
+    def levels(self, direction: str) -> np.ndarray:
+        """``(n, 2)`` array of ``(level price, notional)``: the non-empty buckets a move
+        ``down`` (long levels below the price) or ``up`` (short levels above) would hit;
+        the ``levels`` input of :func:`detectors.reach.cascade_reach`."""
         if direction == "down":
             keep = (self.long_usd > 0) & (self.prices < self.price)
-            return self.prices[keep], self.long_usd[keep]
+            return np.column_stack((self.prices[keep], self.long_usd[keep]))
         keep = (self.short_usd > 0) & (self.prices > self.price)
-        return self.prices[keep], self.short_usd[keep]
+        return np.column_stack((self.prices[keep], self.short_usd[keep]))
 
     def cluster(self, direction: str) -> Cluster | None:
         """The nearest dense cluster in ``direction``."""
@@ -414,18 +416,17 @@ class EstimatedLiquidationMap:
             consumed_short_usd=sum(r.consumed_short_usd for r in rs),
         )
 
-    def levels(self, direction: str, price: float, t: float) -> tuple[np.ndarray, np.ndarray]:
-        """``(level prices, notionals)`` a move ``down`` (long levels) or ``up`` (short levels) would hit.
-
-        Non-empty buckets within the range on that side of ``price``; input for
-        :func:`detectors.reach.cascade_reach`.
+    def levels(self, direction: str, price: float, t: float) -> np.ndarray:
+        """``(n, 2)`` array of ``(level price, notional)`` a move ``down`` (long levels) or ``up``
+        (short levels) would hit: non-empty buckets within the range on that side of ``price``;
+        the ``levels`` input of :func:`detectors.reach.cascade_reach`.
         """
         k_lo, k_hi = self._window(price)
         grid = self._long if direction == "down" else self._short
         x = grid.values(k_lo, k_hi, t)
         c = grid.center(np.arange(k_lo, k_hi + 1))
         keep = (x > 0) & ((c < price) if direction == "down" else (c > price))
-        return c[keep], x[keep]
+        return np.column_stack((c[keep], x[keep]))
 
     @property
     def open_interest(self) -> float | None:

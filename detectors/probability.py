@@ -341,7 +341,11 @@ class CascadeProbability:
         Final weight of the model in the blend.
     label_delay_s
         Extra wait after a sample's horizon closes before its label is taken as
-        final (when :meth:`advance` gets no explicit ``final_until``).
+        final, when :meth:`advance` gets no explicit ``final_until``. The default
+        covers the default label definition (60 s window + 60 s merge gap) with
+        slack, but a long cascade is reported only when it closes: for exact
+        labels pass ``final_until`` (the earliest time a not-yet-reported
+        cascade could still start, e.g. an open episode's window start).
     lr, l2
         SGD learning rate and L2 penalty of the logistic regression.
     max_pending
@@ -351,7 +355,7 @@ class CascadeProbability:
 
     Examples
     --------
-    >>> cp = CascadeProbability(horizon_s=10, min_labels=4, min_positives=1, blend_labels=1)
+    >>> cp = CascadeProbability(horizon_s=10, min_labels=4, min_positives=1, blend_labels=1, label_delay_s=0)
     >>> cp.observe(0.0, {"x": 0.0}, structural=0.2)      # no labels yet: structural
     0.2
     >>> for s in range(1, 30):
@@ -372,7 +376,7 @@ class CascadeProbability:
         min_positives: int = 5,
         blend_labels: int = 3600,
         max_weight: float = 1.0,
-        label_delay_s: float = 0.0,
+        label_delay_s: float = 180.0,
         lr: float = 0.01,
         l2: float = 1e-4,
         max_pending: int = 100_000,

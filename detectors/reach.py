@@ -51,10 +51,12 @@ class Reach:
 
 
 def _as_levels(levels) -> tuple[np.ndarray, np.ndarray]:
+    """``(prices, sizes)`` from an ``(n, 2)`` array or a sequence of ``(price, size)`` pairs."""
     a = np.asarray(levels, dtype=np.float64)
     if a.size == 0:
         return np.zeros(0), np.zeros(0)
-    a = a.reshape(-1, 2)
+    if a.ndim != 2 or a.shape[1] != 2:
+        raise ValueError(f"levels must be (n, 2) pairs of (price, size), got shape {a.shape}")
     return a[:, 0], a[:, 1]
 
 

@@ -141,6 +141,8 @@ def test_reach_max_iter_and_class():
     assert out["down"].forced_usd == 11500.0 and out["up"].forced_usd == 0.0
     with pytest.raises(ValueError):
         cascade_reach(PRICE, BOOK_BIDS, LONGS, "sideways")
+    with pytest.raises(ValueError):  # columns instead of pairs: refused, not silently re-paired
+        cascade_reach(PRICE, BOOK_BIDS, (np.array([99.6, 99.5, 99.0]), np.array([1.0, 2.0, 3.0])), "down")
 
 
 def test_reach_matches_a_plain_python_walk():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -78,3 +79,24 @@ def test_phi_matches_quadrature():
         f = np.exp(-a * s - b * (d - s))
         q = float(np.sum((f[1:] + f[:-1]) / 2 * np.diff(s)))
         assert _phi(a, b, d) == pytest.approx(q, rel=1e-8)
+
+
+def test_advance_counts_quiet_time():
+    """The same events after 1000 quiet seconds: a lower background rate once the quiet time counts."""
+    ts = 1000.0 + simulate_hawkes(mu=0.5, n=0.5, beta=1.0, horizon_s=1000.0, seed=8)
+    a, b = HawkesEstimator(beta=1.0, window_s=math.inf), HawkesEstimator(beta=1.0, window_s=math.inf)
+    b.advance(0.0)
+    a.learn_many(ts)
+    b.learn_many(ts)
+    mu_a, _ = a.estimate(2000.0)
+    mu_b, _ = b.estimate(2000.0)
+    assert mu_b < 0.75 * mu_a
+    # advancing in steps equals one step up to rounding, and never goes back
+    c = HawkesEstimator(beta=1.0, window_s=300.0)
+    c.learn_many(ts[:50])
+    d = pickle.loads(pickle.dumps(c))
+    for s in np.arange(ts[49], ts[49] + 10.0, 0.5):
+        c.advance(float(s))
+    c.advance(float(ts[49]))
+    d.advance(float(ts[49] + 9.5))
+    assert c.estimate(ts[49] + 20) == pytest.approx(d.estimate(ts[49] + 20), rel=1e-9)

@@ -141,9 +141,12 @@ def test_estimated_levels_known_answer():
     assert r.long_total_usd == pytest.approx(sum(expected_long.values()), rel=1e-9)
     assert r.short_total_usd == pytest.approx(sum(expected_short.values()), rel=1e-9)
     # the levels handed to the reach are the same buckets
-    lp, lx = m.levels("down", 101.0, 1.0)
-    assert sorted(bucket(p) for p in lp) == sorted(expected_long)
-    assert lx.sum() == pytest.approx(sum(expected_long.values()))
+    lv = m.levels("down", 101.0, 1.0)
+    assert lv.shape == (len(expected_long), 2)
+    assert sorted(bucket(p) for p in lv[:, 0]) == sorted(expected_long)
+    assert lv[:, 1].sum() == pytest.approx(sum(expected_long.values()))
+    assert np.array_equal(r.levels("down"), lv)
+    assert r.levels("up")[:, 1].sum() == pytest.approx(sum(expected_short.values()))
 
 
 def test_estimated_split_by_flow_share():

@@ -104,7 +104,7 @@ def test_realized_vol():
 
 
 def test_cascade_probability_with_river_model():
-    m = CascadeProbability(horizon_s=10, min_labels=5, min_positives=1, blend_labels=5)
+    m = CascadeProbability(horizon_s=10, min_labels=5, min_positives=1, blend_labels=5, label_delay_s=0)
     for i in range(100):
         m.observe(float(i), {"f": float(PRICES[i] - 100)}, 0.2)
     m.add_cascade(50.0)

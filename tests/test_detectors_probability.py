@@ -126,7 +126,7 @@ def test_realized_vol_batch_equals_one_by_one_and_gaps():
 
 
 def test_delayed_labels_wait_for_the_horizon_and_label_by_start():
-    cp = CascadeProbability(horizon_s=60, min_labels=10, min_positives=2, blend_labels=10)
+    cp = CascadeProbability(horizon_s=60, min_labels=10, min_positives=2, blend_labels=10, label_delay_s=0)
     for s in range(200):
         cp.observe(float(s), {"x": 0.0}, structural=0.1)
     assert cp.advance(100.0) == 41  # t = 0..40 have closed horizons
@@ -184,7 +184,7 @@ def test_classifier_learns_and_beats_a_useless_structural_estimate():
 
 
 def test_observe_records_blend_metrics():
-    cp = CascadeProbability(horizon_s=5, min_labels=1, min_positives=0, blend_labels=1)
+    cp = CascadeProbability(horizon_s=5, min_labels=1, min_positives=0, blend_labels=1, label_delay_s=0)
     for s in range(20):
         cp.observe(float(s), {"f": 0.0}, structural=0.3)
     cp.add_cascade(12.0)
