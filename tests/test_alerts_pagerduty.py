@@ -53,8 +53,11 @@ def metric(name: str, destination: str) -> float:
 def test_trigger_and_resolve_bodies_and_headers(tmp_path: Path) -> None:
     alert = make_alert(probability=0.72, nearest_cluster={"price": 63_000.0, "distance_bps": -156.2})
     resolve = make_alert(action="resolve", ts=1_700_000_060_000)
+    sent_before = metric("cascadewatch_alerts_sent_total", "pd")
     with FakePagerDuty() as pd:
         outbox = deliver(pd_config(tmp_path, pd.url), [alert, resolve])
+    assert metric("cascadewatch_alerts_sent_total", "pd") == sent_before + 2
+    assert metric("cascadewatch_alerts_pending", "pd") == 0
     trigger_req, resolve_req = pd.requests
     assert trigger_req.path == "/v2/enqueue"
     assert trigger_req.headers["content-type"] == "application/json"

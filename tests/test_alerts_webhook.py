@@ -74,3 +74,17 @@ def test_retries_like_pagerduty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert hook.requests[2].at - hook.requests[1].at >= 0.95
     [row] = outbox.rows("failed")
     assert (row.attempts, row.last_error) == (3, "webhook answered 422: unprocessable")
+
+
+def test_secret_url_is_redacted_from_http_client_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    with FakeWebhook(SECRET) as hook:
+        monkeypatch.setenv("CW_TEST_HOOK_URL", hook.url + "/hooks/tok-9f8e7d6c5b4a")
+        monkeypatch.setenv("CW_TEST_HOOK_SECRET", SECRET)
+        config = AlertsConfig(outbox=str(tmp_path / "o.sqlite"), poll_s=0.05, destinations=[
+            DestinationConfig(name="hook", type="webhook", url_env="CW_TEST_HOOK_URL", secret_env="CW_TEST_HOOK_SECRET")])
+        deliver(config, [make_alert()])
+    assert hook.requests[0].path == "/hooks/tok-9f8e7d6c5b4a"
+    assert "HTTP Request: POST ***" in caplog.text  # httpx's own INFO line, redacted
+    assert "tok-9f8e7d6c5b4a" not in caplog.text and SECRET not in caplog.text
