@@ -60,7 +60,6 @@ class _OutboxPartition(StatefulSinkPartition[tuple[str, Any], None]):
         for _alert_id, destinations in self.outbox.enqueue(alerts, self.route):
             for name in destinations:
                 metrics.ENQUEUED.labels(name).inc()
-                metrics.PENDING.labels(name).inc()
         if self.worker is not None:
             self.worker.wake()
 
