@@ -118,6 +118,32 @@ COLUMNS = ("asset", "time", "price", "P(down)", "P(up)", "cluster ↓", "cluster
            "depth 50bp bid/ask", "reach", "branching", "state")
 
 
+DROP_ORDER = ("branching", "reach", "cluster ↑", "at risk", "time", "depth 50bp bid/ask", "cluster ↓", "state")
+"""Columns left out first when the terminal is too narrow (asset, price, P(down), P(up) stay)."""
+
+
+def _cell_len(cell: Any) -> int:
+    return cell.cell_len if isinstance(cell, Text) else len(str(cell))
+
+
+def fit_columns(rows: list[list[Any]], width: int | None) -> list[int]:
+    """Indexes of the columns to show so that the table fits ``width`` (all if ``None``)."""
+    shown = list(range(len(COLUMNS)))
+    if width is None:
+        return shown
+    need = {i: max([len(COLUMNS[i])] + [_cell_len(row[i]) for row in rows]) + 3 for i in shown}
+    dropped = []
+    for name in DROP_ORDER:
+        if sum(need[i] for i in shown) + 1 <= width:
+            break
+        shown.remove(COLUMNS.index(name))
+        dropped.append(COLUMNS.index(name))
+    for i in reversed(dropped):  # put back what still fits
+        if sum(need[j] for j in shown) + need[i] + 1 <= width:
+            shown.append(i)
+    return sorted(shown)
+
+
 def snapshot_row(snap: dict[str, Any]) -> list[RenderableType]:
     price = snap.get("price")
     state = pick(snap, "state", "cascade_state")
@@ -178,14 +204,20 @@ class TailView:
             self.alerts.append(item)
         return True
 
-    def render(self) -> RenderableType:
-        table = Table(title="cascadewatch risk", title_justify="left", expand=False)
-        for column in COLUMNS:
+    def render(self, width: int | None = None) -> RenderableType:
+        """The screen; at ``width`` columns, the least important columns are left out."""
+        rows = [snapshot_row(self.snapshots[asset]) for asset in sorted(self.snapshots)]
+        shown = fit_columns(rows, width)
+        hidden = len(COLUMNS) - len(shown)
+        title = "cascadewatch risk" + (f" ({hidden} columns hidden: widen the terminal)" if hidden else "")
+        table = Table(title=title, title_justify="left", expand=False)
+        for i in shown:
+            column = COLUMNS[i]
             table.add_column(column, justify="left" if column in ("asset", "state") else "right", no_wrap=True)
-        for asset in sorted(self.snapshots):
-            table.add_row(*snapshot_row(self.snapshots[asset]))
-        if not self.snapshots:
-            table.add_row("(waiting for snapshots)", *[""] * (len(COLUMNS) - 1))
+        for row in rows:
+            table.add_row(*(row[i] for i in shown))
+        if not rows:
+            table.add_row("(waiting for snapshots)", *[""] * (len(shown) - 1))
         log = Table(title="alerts", title_justify="left", show_header=False, box=None, expand=False)
         log.add_column("alert", overflow="fold")
         for alert in reversed(self.alerts):
@@ -293,7 +325,7 @@ def run(args: argparse.Namespace, console: Console | None = None) -> int:
         bad = read_file(args.from_file, view)
         view.status = f"{args.from_file}: {len(view.snapshots)} assets, {len(view.alerts)} latest alerts" + (
             f", {bad} unreadable lines" if bad else "")
-        console.print(view.render())
+        console.print(view.render(console.width))
         return 0
     token = os.environ.get(args.token_env) or None
     try:
@@ -307,7 +339,7 @@ async def _live(url: str, view: TailView, console: Console, token: str | None, d
     stop = asyncio.Event()
     if duration is not None:
         asyncio.get_running_loop().call_later(duration, stop.set)
-    with Live(view.render(), console=console, refresh_per_second=4, transient=False) as live:
+    with Live(view.render(console.width), console=console, refresh_per_second=4, transient=False) as live:
         dirty = True
 
         def changed() -> None:
@@ -319,13 +351,13 @@ async def _live(url: str, view: TailView, console: Console, token: str | None, d
             while not stop.is_set():
                 if dirty:
                     dirty = False
-                    live.update(view.render())
+                    live.update(view.render(console.width))
                 await asyncio.sleep(0.25)
 
         painter = asyncio.ensure_future(refresh())
         await follow(url, view, changed, token=token, stop=stop)
         painter.cancel()
-        live.update(view.render())
+        live.update(view.render(console.width))
 
 
 def main(argv: list[str] | None = None) -> int:

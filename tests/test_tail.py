@@ -132,3 +132,16 @@ def test_tail_under_tmux_shows_the_live_feed() -> None:
             assert "CRITICAL BTC-USDT down" in screen
         finally:
             subprocess.run([*tmux, "kill-server"], capture_output=True)
+
+
+def test_narrow_terminal_hides_columns_instead_of_squashing(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    path.write_text(json.dumps(BTC) + "\n")
+    console = Console(record=True, width=80, color_system=None)
+    args = argparse.Namespace(from_file=path, asset=[], url=None, token_env="X", duration=None)
+    run(args, console)
+    text = console.export_text()
+    assert "columns hidden: widen the terminal" in text
+    btc = row_of(text, "BTC-USDT")
+    assert "64,000.5" in btc and "72%" in btc and "4%" in btc
+    assert all(len(line) <= 80 for line in text.splitlines())
