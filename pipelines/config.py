@@ -5,10 +5,9 @@ Example (all keys shown with their defaults)::
     [replay]
     allowed_lag_s = 2.0       # how far exchange time may trail receive time (s)
 
-    [policy]                  # placeholder threshold policy, USD liquidated per 60 s
-    enter_usd = 1000000.0
-    critical_usd = 5000000.0
-    exit_usd = 250000.0
+    [detectors]               # see pipelines.assets.DetectorsConfig for every knob
+    horizon_s = 300
+    warn_enter = 0.3
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import msgspec
 
-from pipelines.threshold_policy import ThresholdConfig
+from pipelines.assets import DetectorsConfig
 
 
 class ReplayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -26,7 +25,7 @@ class ReplayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     replay: ReplayConfig = ReplayConfig()
-    policy: ThresholdConfig = ThresholdConfig()
+    detectors: DetectorsConfig = DetectorsConfig()
 
 
 class ConfigError(ValueError):

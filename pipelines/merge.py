@@ -3,7 +3,8 @@
 :class:`RiskMerger` buffers :class:`~pipelines.model.InstrumentSecond` items by second and
 releases a second once the global watermark (:mod:`pipelines.watermarks`) has passed its end.
 For each released second, in ascending order, and each asset in sorted order it emits the
-asset's snapshot, then that asset's alerts. Per-second volume is small (one item per venue
+asset's snapshot (with the detectors' readouts, :mod:`pipelines.assets`), then that asset's
+alerts. Per-second volume is small (one item per venue
 instrument), so one key suffices and the output is totally ordered by ``(ts, asset)``.
 """
 
@@ -15,7 +16,7 @@ from connectors.sources import NS
 from pipelines.config import Config
 from pipelines.model import ContributorMark, InstrumentSecond
 from pipelines.risk import AssetAggregator
-from pipelines.threshold_policy import ThresholdPolicy
+from pipelines.assets import AssetDetectors
 from pipelines.watermarks import WatermarkTracker
 
 
@@ -29,7 +30,7 @@ class RiskMerger:
         self.released_before_ms = -(2**63)
         self.late = 0
         self.assets: dict[str, AssetAggregator] = {}
-        self.policies: dict[str, ThresholdPolicy] = {}
+        self.detectors: dict[str, AssetDetectors] = {}
 
     def process(self, values: list[Any]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -63,8 +64,13 @@ class RiskMerger:
                 aggregator = self.assets.get(asset)
                 if aggregator is None:
                     aggregator = self.assets[asset] = AssetAggregator(asset)
-                    self.policies[asset] = ThresholdPolicy(asset, self.config.policy)
+                    self.detectors[asset] = AssetDetectors(asset, self.config.detectors)
                 snapshot = aggregator.update(second, asset_states)
                 out.append(snapshot)
-                out.extend(self.policies[asset].update(snapshot))
+                if snapshot["price"] is not None:
+                    fields, alerts = self.detectors[asset].update(
+                        second, snapshot["price"], asset_states, aggregator.live(second)
+                    )
+                    snapshot.update(fields)
+                    out.extend(alerts)
         self.released_before_ms = max(self.released_before_ms, before_ms)

@@ -47,6 +47,14 @@ class AssetAggregator:
         self.window: deque[tuple[int, float, float, float]] = deque()
         """Per released second: (second_ms, long liquidations USD, short liquidations USD, traded USD)."""
 
+    def live(self, second_ms: int) -> list[InstrumentSecond]:
+        """Latest state of each venue instrument updated within :data:`STALE_AFTER_MS`, sorted by key."""
+        return [
+            self.latest[key]
+            for key in sorted(self.latest)
+            if self.latest[key].second > second_ms - STALE_AFTER_MS
+        ]
+
     def update(self, second_ms: int, states: list[InstrumentSecond]) -> dict[str, Any]:
         """Fold in this second's instrument states and return the asset snapshot for it."""
         liq_long = liq_short = traded = 0.0
@@ -61,11 +69,7 @@ class AssetAggregator:
         self.window.append((second_ms, liq_long, liq_short, traded))
         while self.window and self.window[0][0] <= second_ms - WINDOW_S * 1000:
             self.window.popleft()
-        live = [
-            self.latest[key]
-            for key in sorted(self.latest)
-            if self.latest[key].second > second_ms - STALE_AFTER_MS
-        ]
+        live = self.live(second_ms)
         prices = [price for price in (_price_of(s) for s in live) if price is not None]
         marks = [s.mark for s in live if s.mark is not None]
         fundings = [s.funding for s in live if s.funding is not None]

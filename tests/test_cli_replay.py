@@ -47,24 +47,25 @@ def test_bad_input_is_counted_and_kept_never_fatal(replayed) -> None:
         assert reason in printed
 
 
-def test_threshold_alerts_trigger_escalate_resolve(replayed) -> None:
+def test_liquidation_burst_pages_critical_then_resolves(replayed) -> None:
     out_dir, _ = replayed
     alerts = _jsonl(out_dir / "alerts.jsonl")
-    assert [(a["action"], a["severity"], a["ts"] - T0, a["liquidated_usd_60s"]) for a in alerts] == [
-        ("trigger", "warning", 3000, 1_096_800.0),
-        ("trigger", "critical", 4000, 5_304_300.0),
-        ("resolve", "critical", 70_000, 0.0),
+    # $1.1M of longs in 60 s with the price 40 bps down: a liquidation cascade in progress
+    assert [(a["action"], a["severity"], a["ts"] - T0, a["cascade"], a["liq_usd_60s"]) for a in alerts] == [
+        ("trigger", "critical", 3000, "liquidation", 1_096_800.0),
+        ("resolve", "critical", 180_000, None, 0.0),
     ]
     assert {a["dedup_key"] for a in alerts} == {"BTC-USDT:cascade:down"}
-    assert len({a["id"] for a in alerts}) == 3
-    assert list(alerts[0]) == ["type", "id", "dedup_key", "action", "severity", "kind", "asset", "direction", "ts",
-                               "summary", "price", "liquidated_usd_60s", "venues"]
+    assert {a["opened_ts"] - T0 for a in alerts} == {3000}
+    assert len({a["id"] for a in alerts}) == 2
+    assert list(alerts[0])[:10] == ["type", "id", "dedup_key", "action", "severity", "kind", "asset", "direction",
+                                    "ts", "summary"]
 
 
 def test_snapshots_show_gap_and_resync(replayed) -> None:
     out_dir, _ = replayed
     snapshots = {s["ts"] - T0: s for s in _jsonl(out_dir / "snapshots.jsonl")}
-    assert sorted(snapshots) == [0, 1000, 2000, 3000, 4000, 70_000]
+    assert sorted(snapshots) == [0, 1000, 2000, 3000, 4000, 70_000, *range(120_000, 480_000, 60_000)]
     first = snapshots[0]
     assert first["books_valid"] == "1/1"
     # after the bridging diff (bid 50000 -> 1.5) and the ask 50001 deletion: mid = (50000 + 50100) / 2
@@ -75,6 +76,8 @@ def test_snapshots_show_gap_and_resync(replayed) -> None:
     assert snapshots[4000]["books_valid"] == "1/1"
     assert snapshots[4000]["feed"] == ["binance-usdm: resync: snapshot seq=300"]
     assert snapshots[4000]["liq_long_usd_60s"] == 5_304_300.0
+    assert snapshots[4000]["down"]["cascade"] == "liquidation"
+    assert snapshots[4000]["observed_long_usd"] > 5_000_000.0
 
 
 def test_missing_recording_is_a_clear_error(tmp_path: Path, capsys) -> None:
@@ -84,7 +87,7 @@ def test_missing_recording_is_a_clear_error(tmp_path: Path, capsys) -> None:
 
 def test_bad_config_key_names_file_and_key(tmp_path: Path, capsys) -> None:
     config = tmp_path / "c.toml"
-    config.write_text("[policy]\nenter_usd = 5\nbogus = 1\n")
+    config.write_text("[detectors]\nwarn_enter = 0.4\nbogus = 1\n")
     assert main(["replay", str(BAD), "--config", str(config)]) == 2
     message = capsys.readouterr().out
     assert str(config) in message and "bogus" in message

@@ -1,0 +1,251 @@
+"""Per-asset detector wiring: one :class:`AssetDetectors` per asset, fed each released second.
+
+Inputs per second: the asset's :class:`~pipelines.model.InstrumentSecond` items of that second
+(flow: trades, liquidations, OI, mark) and the latest live state of every venue instrument
+(books). Outputs: the detector fields of the snapshot and the policy's alerts.
+
+Order of work in a second ``t`` (seconds since the epoch, the second ``[t, t + 1)``):
+
+1. per venue, the estimated liquidation map learns the second's aggressive flow (VWAP and
+   quantity per side), the open interest and the mark (which consumes crossed levels);
+2. the observed map and the Hawkes estimator learn the liquidations, in time order across
+   venues; realized volatility learns the price;
+3. at ``t + 1``: depth of the combined book (venues' near books concatenated) and its
+   thinning, the regime, the combined estimated map and its nearest dense clusters, the
+   structural estimate (touch x carry, reach walked through the combined book) and the
+   online classifier per direction;
+4. the label definition (:mod:`detectors.labels`) sees the second's realized liquidations
+   and price; cascades it closes become delayed labels for the classifier;
+5. the alert policy turns the readout into alerts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from detectors.depth import DepthMonitor
+from detectors.hawkes import HawkesEstimator
+from detectors.labels import CascadeLabeler, LabelConfig
+from detectors.liqmap_estimated import EstimatedLiquidationMap
+from detectors.liqmap_observed import ObservedLiquidationMap
+from detectors.policy import AlertPolicy, AssetReadout, DirectionReadout
+from detectors.probability import CascadeProbability, RealizedVolatility, cascade_features, structural_estimate
+from detectors.regime import RegimeDetector
+from pipelines.model import InstrumentSecond
+
+DIRECTIONS = ("down", "up")
+NS = 1_000_000_000
+
+
+class DetectorsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Detector and policy knobs (``[detectors]`` in the config file); units in the names.
+
+    ``leverage``: ``[[L, weight], ...]`` tiers new positions are spread over; ``mmr``:
+    maintenance margin rate (fraction). Probabilities are per direction within ``horizon_s``.
+    """
+
+    horizon_s: int = 300
+    leverage: tuple[tuple[float, float], ...] = ((5.0, 0.25), (10.0, 0.3), (25.0, 0.25), (50.0, 0.12), (100.0, 0.08))
+    mmr: float = 0.005
+    map_range_pct: float = 10.0
+    map_half_life_s: float = 8 * 3600.0
+    dense_multiple: float = 3.0
+    min_cluster_usd: float = 250_000.0
+    observed_half_life_s: float = 900.0
+    depth_window_s: int = 600
+    vol_half_life_s: float = 600.0
+    hawkes_beta: float = 0.1
+    hawkes_window_s: float = 1800.0
+    regime_window_s: int = 60
+    regime_min_liq_usd: float = 500_000.0
+    regime_min_move_bps: float = 30.0
+    warn_enter: float = 0.3
+    warn_exit: float = 0.15
+    crit_enter: float = 0.6
+    min_hold_s: float = 120.0
+    calm_s: float = 60.0
+    cooldown_s: float = 600.0
+    labels: LabelConfig = LabelConfig()
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return round(float(value), digits)
+
+
+def _stack(books: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(books) if books else np.empty((0, 2))
+
+
+class AssetDetectors:
+    """All detectors of one asset; plain data that pickles (Bytewax recovery)."""
+
+    def __init__(self, asset: str, config: DetectorsConfig) -> None:
+        self.asset = asset
+        self.config = config
+        self.maps: dict[str, EstimatedLiquidationMap] = {}
+        self.observed = ObservedLiquidationMap(half_life_s=config.observed_half_life_s)
+        self.depth = DepthMonitor(window_s=config.depth_window_s)
+        self.vol = RealizedVolatility(half_life_s=config.vol_half_life_s)
+        self.hawkes = HawkesEstimator(beta=config.hawkes_beta, window_s=config.hawkes_window_s)
+        self.regime = RegimeDetector(
+            window_s=config.regime_window_s,
+            min_liq_usd=config.regime_min_liq_usd,
+            min_move_bps=config.regime_min_move_bps,
+        )
+        self.probability = {d: CascadeProbability(horizon_s=config.horizon_s) for d in DIRECTIONS}
+        self.policy = AlertPolicy(
+            warn_enter=config.warn_enter,
+            warn_exit=config.warn_exit,
+            crit_enter=config.crit_enter,
+            min_hold_s=config.min_hold_s,
+            calm_s=config.calm_s,
+            cooldown_s=config.cooldown_s,
+        )
+        self.labeler = CascadeLabeler(asset, config.labels)
+        self.liq_window: dict[str, deque[tuple[int, float]]] = {d: deque() for d in DIRECTIONS}
+        """Per direction: (second_ms, realized liquidation USD) of the last 60 s."""
+
+    def _map(self, venue: str) -> EstimatedLiquidationMap:
+        estimated = self.maps.get(venue)
+        if estimated is None:
+            c = self.config
+            estimated = self.maps[venue] = EstimatedLiquidationMap(
+                leverage=c.leverage, mmr=c.mmr, range_pct=c.map_range_pct, half_life_s=c.map_half_life_s,
+                dense_multiple=c.dense_multiple, min_cluster_usd=c.min_cluster_usd,
+            )
+        return estimated
+
+    def update(
+        self, second_ms: int, price: float, states: list[InstrumentSecond], live: list[InstrumentSecond]
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Feed one released second; return ``(snapshot fields, alerts)``."""
+        t = second_ms / 1000.0
+        end = t + 1.0
+        liqs: list[tuple[int, float, float, str]] = []
+        buy_usd = sell_usd = 0.0
+        for state in states:
+            self._learn_flow(state, t)
+            liqs.extend(state.liqs)
+            buy_usd += state.buy_usd
+            sell_usd += state.sell_usd
+        liq_usd = {"down": 0.0, "up": 0.0}
+        for ts, liq_price, qty, side in sorted(liqs):
+            notional = liq_price * qty
+            self.observed.learn_one(liq_price, notional, side, ts / NS)
+            self.hawkes.learn_one(ts / NS)
+            liq_usd["down" if side == "long" else "up"] += notional
+        self.vol.learn_one(price, t + 0.5)
+        self.hawkes.advance(end)
+
+        bids = _stack([s.bids for s in live if s.bids is not None])
+        asks = _stack([s.asks for s in live if s.asks is not None])
+        depth = self.depth.update(bids, asks, end - 1e-6)
+        hawkes = self.hawkes.readout(end)
+        regime = self.regime.update(
+            t, price, liq_usd["down"], liq_usd["up"], buy_usd, sell_usd, depth.bid_ratio[-1], depth.ask_ratio[-1]
+        )
+        emap = EstimatedLiquidationMap.combine(list(self.maps.values()), price, end) if self.maps else None
+
+        for cascade in self.labeler.update(second_ms, price, liq_usd["down"], liq_usd["up"]):
+            self.probability[cascade["direction"]].add_cascade(cascade["start"] / 1000.0)
+
+        directions: dict[str, DirectionReadout] = {}
+        extra: dict[str, Any] = {}
+        for d, book, depth_usd, ratio in (
+            ("down", bids, depth.bid_usd[-1], depth.bid_ratio[-1]),
+            ("up", asks, depth.ask_usd[-1], depth.ask_ratio[-1]),
+        ):
+            window = self.liq_window[d]
+            window.append((second_ms, liq_usd[d]))
+            while window[0][0] <= second_ms - 60_000:
+                window.popleft()
+            liq_60s = sum(usd for _, usd in window)
+            cluster = emap.cluster(d) if emap is not None else None
+            levels = emap.levels(d) if emap is not None else np.empty((0, 2))
+            estimate = structural_estimate(d, price, cluster, self.vol.sigma, self.config.horizon_s, book, levels, depth_usd)
+            features = cascade_features(
+                p_struct=estimate.p, p_touch=estimate.p_touch, p_carry=estimate.p_carry,
+                distance_bps=cluster.distance_bps if cluster else None,
+                cluster_usd=cluster.notional_usd if cluster else 0.0,
+                forced_usd=estimate.reach.forced_usd, depth_usd=depth_usd, depth_ratio=ratio,
+                branching=hawkes.branching, intensity=hawkes.intensity, liq_usd_60s=liq_60s,
+                sigma=self.vol.sigma, horizon_s=self.config.horizon_s, in_cascade=regime[d].active,
+            )
+            probability = self.probability[d].observe(t, features, estimate.p)
+            self.probability[d].advance(t)
+            at_risk = 0.0
+            if emap is not None:
+                at_risk = emap.long_total_usd if d == "down" else emap.short_total_usd
+            directions[d] = DirectionReadout(
+                prob=probability,
+                cascade=regime[d].kind,
+                cluster_price=cluster.price if cluster else None,
+                cluster_bps=cluster.distance_bps if cluster else None,
+                cluster_usd=cluster.notional_usd if cluster else 0.0,
+                at_risk_usd=at_risk,
+                depth_usd=float(depth_usd),
+                depth_ratio=None if math.isnan(ratio) else float(ratio),
+                reach_usd=estimate.reach.forced_usd,
+                reach_bps=estimate.reach.travel_bps,
+                liq_usd_60s=liq_60s,
+            )
+            extra[d] = {
+                "prob": _round(probability, 4),
+                "p_struct": _round(estimate.p, 4),
+                "p_touch": _round(estimate.p_touch, 4),
+                "cascade": regime[d].kind,
+                "cluster_price": _round(cluster.price, 8) if cluster else None,
+                "cluster_bps": _round(cluster.distance_bps, 1) if cluster else None,
+                "cluster_usd": _round(cluster.notional_usd, 2) if cluster else 0.0,
+                "at_risk_usd": _round(at_risk, 2),
+                "depth_ratio": _round(ratio, 4),
+                "reach_usd": _round(estimate.reach.forced_usd, 2),
+                "reach_bps": _round(estimate.reach.travel_bps, 1),
+            }
+        readout = AssetReadout(
+            asset=self.asset,
+            ts=second_ms,
+            price=price,
+            venues=tuple(sorted({s.venue for s in live})),
+            branching=hawkes.branching,
+            horizon_s=self.config.horizon_s,
+            **directions,
+        )
+        fields = {
+            "prob_down": extra["down"]["prob"],
+            "prob_up": extra["up"]["prob"],
+            "sigma_bps_1s": _round(self.vol.sigma * 1e4, 4),
+            "branching": _round(hawkes.branching, 4),
+            "hawkes_intensity": _round(hawkes.intensity, 6),
+            "observed_long_usd": _round(self.observed.total("long", end), 2),
+            "observed_short_usd": _round(self.observed.total("short", end), 2),
+            "down": extra["down"],
+            "up": extra["up"],
+        }
+        return fields, self.policy.update(readout)
+
+    def _learn_flow(self, state: InstrumentSecond, t: float) -> None:
+        estimated = self._map(state.venue)
+        prices, qtys, is_buy = [], [], []
+        if state.buy_qty > 0:
+            prices.append(state.buy_usd / state.buy_qty)
+            qtys.append(state.buy_qty)
+            is_buy.append(True)
+        if state.sell_qty > 0:
+            prices.append(state.sell_usd / state.sell_qty)
+            qtys.append(state.sell_qty)
+            is_buy.append(False)
+        if prices:
+            estimated.learn_trades(np.array(prices), np.array(qtys), np.array(is_buy))
+        reference = state.mark or state.price
+        if state.oi_qty is not None:
+            estimated.learn_oi(state.oi_qty, t + 0.9, reference)
+        if reference is not None:
+            estimated.learn_mark(reference, t + 0.9)
