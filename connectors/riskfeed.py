@@ -128,6 +128,8 @@ class RiskFeedServer:
         if self._error is not None:
             raise OSError(f"risk feed cannot listen on {self.host}:{self.port}: {self._error}") from self._error
         log.info("risk feed listening on ws://%s:%d%s", self.host, self.port, " (token required)" if self._token else "")
+        if self._token is None and self.host not in ("127.0.0.1", "localhost", "::1"):
+            log.warning("risk feed on %s without a token: anyone who can reach this port can read it", self.host)
         return self
 
     def stop(self) -> None:
@@ -234,6 +236,8 @@ class RiskFeedServer:
         self._clients.discard(client)
         self.stats.clients = len(self._clients)
         self.stats.dropped_slow += 1
+        metrics.FEED_DROPPED.inc()
+        metrics.FEED_CLIENTS.set(len(self._clients))
         log.warning("risk feed: client %s too slow (%d messages queued), disconnected",
                     _peer(client.ws), client.queue.qsize())
         if client.sender is not None:
@@ -263,6 +267,7 @@ class RiskFeedServer:
         self._clients.add(client)
         self.stats.clients = len(self._clients)
         self.stats.connected_total += 1
+        metrics.FEED_CLIENTS.set(len(self._clients))
         self._offer(client, json.dumps({"type": "hello", "server": "cascadewatch-riskfeed", "assets": client.assets}))
         self._send_latest(client)
         client.sender = asyncio.create_task(self._sender(client))
@@ -274,6 +279,7 @@ class RiskFeedServer:
         finally:
             self._clients.discard(client)
             self.stats.clients = len(self._clients)
+            metrics.FEED_CLIENTS.set(len(self._clients))
             if client.sender is not None:
                 client.sender.cancel()
 

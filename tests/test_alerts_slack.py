@@ -171,3 +171,15 @@ def test_unset_url_env_disables_the_destination_clearly(tmp_path: Path, monkeypa
     worker = DeliveryWorker(config)
     assert worker.errors == {"desk": "destination 'desk': environment variable CW_TEST_SLACK_MISSING (its URL) is not set"}
     worker.outbox.close()
+
+
+def test_a_refused_coalesced_message_is_split_so_one_bad_alert_fails_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    alerts = [make_alert(asset=f"A{i}-USDT") for i in range(3)]
+    with FakeSlack() as slack:
+        slack.script(SLACK_INVALID, Answer(200, b"ok"), SLACK_INVALID, Answer(200, b"ok"))
+        outbox = deliver(slack_config(tmp_path, slack.url, monkeypatch, rate_per_s=20.0), alerts)
+    assert [len(r.json()["attachments"]) for r in slack.requests] == [3, 1, 1, 1]
+    assert outbox.counts()["desk"] == {"pending": 0, "inflight": 0, "delivered": 2, "failed": 1}
+    [row] = outbox.rows("failed")
+    assert row.alert_id == alerts[1]["id"] and row.last_error == "Slack answered 400: invalid_payload"

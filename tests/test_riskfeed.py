@@ -161,6 +161,7 @@ def test_100_clients_one_never_reads_is_dropped_others_get_everything_on_time() 
         worst = max(lag for got in results for _, _, lag in got)
         assert worst < 1.0, f"a fast client got a snapshot {worst:.2f}s late"
         assert server.stats.dropped_slow == 1
+        assert (REGISTRY.get_sample_value("cascadewatch_riskfeed_dropped_total") or 0) >= 1
         assert server.stats.connected_total == 100
         assert max(publish_times) < 0.05
         slow.close()

@@ -16,7 +16,7 @@ import msgspec
 SEVERITIES = ("info", "warning", "critical")
 DESTINATION_TYPES = ("slack", "pagerduty", "webhook", "console", "jsonl")
 PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
-DEFAULT_RATE_PER_S = {"slack": 1.0, "pagerduty": 5.0, "webhook": 10.0, "console": 100.0, "jsonl": 1000.0}
+DEFAULT_RATE_PER_S = {"slack": 1.0, "pagerduty": 2.0, "webhook": 10.0, "console": 100.0, "jsonl": 1000.0}
 
 
 class DestinationConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -43,7 +43,7 @@ class DestinationConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     assets: list[str] = msgspec.field(default_factory=list)
     actions: list[str] = msgspec.field(default_factory=list)
     rate_per_s: float | None = None
-    """Messages per second at most (default: slack 1, pagerduty 5, webhook 10)."""
+    """Messages per second at most (default: slack 1, pagerduty 2 (its limit is 120/min per key), webhook 10)."""
     timeout_s: float = 10.0
     max_attempts: int = 30
     """Attempts before a retryable delivery is given up and marked failed."""

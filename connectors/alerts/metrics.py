@@ -15,6 +15,8 @@ Per asset, from the snapshots (:func:`observe_snapshot`):
 - ``cascadewatch_asset_state{asset,state}``: 1 for the asset's current state, else 0;
 - ``cascadewatch_asset_price{asset}`` and ``cascadewatch_asset_snapshot_ts_seconds{asset}``.
 
+Risk feed: ``cascadewatch_riskfeed_clients`` (gauge), ``cascadewatch_riskfeed_dropped_total``.
+
 Everything is registered on ``prometheus_client``'s default registry; the pipeline
 exposes it with ``prometheus_client.start_http_server``.
 """
@@ -38,6 +40,8 @@ SEND_SECONDS = Histogram(
 PROBABILITY = Gauge("cascadewatch_asset_probability", "Cascade probability within the horizon", ["asset", "direction"])
 STATE = Gauge("cascadewatch_asset_state", "1 for the asset's current state", ["asset", "state"])
 PRICE = Gauge("cascadewatch_asset_price", "Last price of the asset", ["asset"])
+FEED_CLIENTS = Gauge("cascadewatch_riskfeed_clients", "Connected risk feed clients")
+FEED_DROPPED = Counter("cascadewatch_riskfeed_dropped", "Risk feed clients disconnected as too slow")
 SNAPSHOT_TS = Gauge("cascadewatch_asset_snapshot_ts_seconds", "Event time of the asset's latest snapshot", ["asset"])
 
 _states: dict[str, str] = {}

@@ -246,6 +246,15 @@ class DeliveryWorker:
             metrics.SENT.labels(name).inc(len(batch))
             log.info("alert %s delivered to %s", ids, name)
             return outcome
+        if outcome.kind == "failed" and len(batch) > 1:
+            # one bad alert must not sink the others it was coalesced with: send each alone
+            log.warning("coalesced message of %d alerts to %s refused (%s); sending them one by one",
+                        len(batch), name, outcome.reason)
+            for delivery in batch:
+                while (wait := limiter.reserve()) > 0:
+                    time.sleep(wait)
+                self._deliver(dest, [delivery], limiter)
+            return outcome
         if outcome.kind == "failed":
             self.outbox.mark_failed(seqs, outcome.reason)
             metrics.FAILED.labels(name).inc(len(batch))
