@@ -17,6 +17,7 @@ from pipelines.config import Config
 from pipelines.model import ContributorMark, InstrumentSecond
 from pipelines.risk import AssetAggregator
 from pipelines.assets import AssetDetectors
+from pipelines.feed_policy import FeedPolicy
 from pipelines.watermarks import WatermarkTracker
 
 
@@ -31,6 +32,7 @@ class RiskMerger:
         self.late = 0
         self.assets: dict[str, AssetAggregator] = {}
         self.detectors: dict[str, AssetDetectors] = {}
+        self.feeds: dict[str, FeedPolicy] = {}
 
     def process(self, values: list[Any]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -65,6 +67,7 @@ class RiskMerger:
                 if aggregator is None:
                     aggregator = self.assets[asset] = AssetAggregator(asset)
                     self.detectors[asset] = AssetDetectors(asset, self.config.detectors)
+                    self.feeds[asset] = FeedPolicy(asset)
                 snapshot = aggregator.update(second, asset_states)
                 out.append(snapshot)
                 if snapshot["price"] is not None:
@@ -73,4 +76,5 @@ class RiskMerger:
                     )
                     snapshot.update(fields)
                     out.extend(alerts)
+                out.extend(self.feeds[asset].update(second, asset_states))
         self.released_before_ms = max(self.released_before_ms, before_ms)

@@ -49,7 +49,7 @@ def test_bad_input_is_counted_and_kept_never_fatal(replayed) -> None:
 
 def test_liquidation_burst_pages_critical_then_resolves(replayed) -> None:
     out_dir, _ = replayed
-    alerts = _jsonl(out_dir / "alerts.jsonl")
+    alerts = [a for a in _jsonl(out_dir / "alerts.jsonl") if a["kind"] == "cascade"]
     # $1.1M of longs in 60 s with the price 40 bps down: a liquidation cascade in progress
     assert [(a["action"], a["severity"], a["ts"] - T0, a["cascade"], a["liq_usd_60s"]) for a in alerts] == [
         ("trigger", "critical", 3000, "liquidation", 1_096_800.0),
@@ -60,6 +60,16 @@ def test_liquidation_burst_pages_critical_then_resolves(replayed) -> None:
     assert len({a["id"] for a in alerts}) == 2
     assert list(alerts[0])[:10] == ["type", "id", "dedup_key", "action", "severity", "kind", "asset", "direction",
                                     "ts", "summary"]
+
+
+def test_book_gap_pages_a_feed_alert_until_resync(replayed) -> None:
+    out_dir, _ = replayed
+    feed = [a for a in _jsonl(out_dir / "alerts.jsonl") if a["kind"] == "feed"]
+    assert [(a["action"], a["ts"] - T0, a["dedup_key"], a["direction"]) for a in feed] == [
+        ("trigger", 1000, "BTC-USDT:feed:binance-usdm", None),
+        ("resolve", 4000, "BTC-USDT:feed:binance-usdm", None),
+    ]
+    assert feed[0]["problem"] == "gap: expected continuation of seq=110, got prev_seq=118 seq=125"
 
 
 def test_snapshots_show_gap_and_resync(replayed) -> None:
