@@ -201,3 +201,26 @@ def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.02) ->
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         time.sleep(interval)
+
+
+def enqueue(config: Any, alerts: list[dict[str, Any]]) -> None:
+    """Put ``alerts`` into the outbox of ``config`` (an ``AlertsConfig``), routed by its rules."""
+    from connectors.alerts.outbox import Outbox
+    from connectors.alerts.routing import Router
+
+    with Outbox(config.outbox) as outbox:
+        outbox.enqueue(alerts, Router(config.destinations))
+
+
+def deliver(config: Any, alerts: list[dict[str, Any]], timeout: float = 10.0) -> Any:
+    """Enqueue ``alerts``, run a delivery worker until nothing is pending; return the outbox."""
+    from connectors.alerts.outbox import Outbox
+    from connectors.alerts.worker import DeliveryWorker
+
+    enqueue(config, alerts)
+    worker = DeliveryWorker(config, seed=7).start()
+    try:
+        wait_until(lambda: worker.unfinished() == 0, timeout)
+    finally:
+        worker.stop()
+    return Outbox(config.outbox)

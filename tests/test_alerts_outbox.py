@@ -6,12 +6,12 @@ import json
 import sqlite3
 from pathlib import Path
 
+import bytewax.operators as op
 import pytest
 from alert_fakes import make_alert
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSource, run_main
 
-import bytewax.operators as op
 from connectors.alerts.config import AlertsConfig, DestinationConfig
 from connectors.alerts.outbox import Outbox
 from connectors.alerts.routing import Router, asset_matches

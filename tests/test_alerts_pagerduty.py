@@ -8,14 +8,20 @@ import socket
 from pathlib import Path
 
 import pytest
-from alert_fakes import PD_INVALID, PD_THROTTLED, Answer, FakePagerDuty, make_alert, pd_accepted, wait_until
+from alert_fakes import (
+    PD_INVALID,
+    PD_THROTTLED,
+    Answer,
+    FakePagerDuty,
+    deliver,
+    make_alert,
+    pd_accepted,
+    wait_until,
+)
 from prometheus_client import REGISTRY
 
 from connectors.alerts.config import AlertsConfig, DestinationConfig
 from connectors.alerts.destinations.pagerduty import SUMMARY_MAX, PagerDutyDestination
-from connectors.alerts.outbox import Outbox
-from connectors.alerts.routing import Router
-from connectors.alerts.worker import DeliveryWorker
 
 KEY = "R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY00"  # 32 characters like a real integration key
 
@@ -34,16 +40,6 @@ def pd_config(tmp_path: Path, url: str, name: str = "pd", **kw) -> AlertsConfig:
                                         secret_env="CW_TEST_PD_KEY", **options)],
     )
 
-
-def deliver(config: AlertsConfig, alerts: list[dict], timeout: float = 10.0) -> Outbox:
-    with Outbox(config.outbox) as outbox:
-        outbox.enqueue(alerts, Router(config.destinations))
-    worker = DeliveryWorker(config, seed=7).start()
-    try:
-        wait_until(lambda: worker.unfinished() == 0, timeout)
-    finally:
-        worker.stop()
-    return Outbox(config.outbox)
 
 
 def metric(name: str, destination: str) -> float:

@@ -12,6 +12,8 @@ from alert_fakes import (
     SLACK_NO_SERVICE,
     Answer,
     FakeSlack,
+    deliver,
+    enqueue,
     make_alert,
     slack_rate_limited,
     wait_until,
@@ -19,8 +21,6 @@ from alert_fakes import (
 
 from connectors.alerts.config import AlertsConfig, DestinationConfig
 from connectors.alerts.destinations.slack import SlackDestination, slack_message
-from connectors.alerts.outbox import Outbox
-from connectors.alerts.routing import Router
 from connectors.alerts.worker import DeliveryWorker
 
 HOOK_PATH = "/services/T0000SECRET/B0000SECRET/XXXXsecretXXXXsecretXXXX"
@@ -35,19 +35,6 @@ def slack_config(tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch, **kw
     )
 
 
-def enqueue(config: AlertsConfig, alerts: list[dict]) -> None:
-    with Outbox(config.outbox) as outbox:
-        outbox.enqueue(alerts, Router(config.destinations))
-
-
-def deliver(config: AlertsConfig, alerts: list[dict], timeout: float = 10.0) -> Outbox:
-    enqueue(config, alerts)
-    worker = DeliveryWorker(config, seed=3).start()
-    try:
-        wait_until(lambda: worker.unfinished() == 0, timeout)
-    finally:
-        worker.stop()
-    return Outbox(config.outbox)
 
 
 def test_block_kit_message_and_headers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

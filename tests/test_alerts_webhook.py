@@ -9,12 +9,9 @@ import logging
 from pathlib import Path
 
 import pytest
-from alert_fakes import Answer, FakeWebhook, make_alert, wait_until
+from alert_fakes import Answer, FakeWebhook, deliver, make_alert
 
 from connectors.alerts.config import AlertsConfig, DestinationConfig
-from connectors.alerts.outbox import Outbox
-from connectors.alerts.routing import Router
-from connectors.alerts.worker import DeliveryWorker
 
 SECRET = "whsec-3f9a0c1d2e4b5a6978"
 
@@ -28,16 +25,6 @@ def hook_config(tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch, secre
                                         secret_env="CW_TEST_HOOK_SECRET", **options)],
     )
 
-
-def deliver(config: AlertsConfig, alerts: list[dict]) -> Outbox:
-    with Outbox(config.outbox) as outbox:
-        outbox.enqueue(alerts, Router(config.destinations))
-    worker = DeliveryWorker(config, seed=5).start()
-    try:
-        wait_until(lambda: worker.unfinished() == 0)
-    finally:
-        worker.stop()
-    return Outbox(config.outbox)
 
 
 def test_body_is_the_alert_and_the_signature_verifies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
