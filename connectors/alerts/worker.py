@@ -226,14 +226,6 @@ class DeliveryWorker:
         counts = self.outbox.counts().get(name, {})
         metrics.PENDING.labels(name).set(counts.get("pending", 0) + counts.get("inflight", 0))
 
-    def deliver_once(self, name: str) -> Outcome | None:
-        """Claim and send one batch for ``name`` now, ignoring the rate limit (tests, CLI)."""
-        dest = self.destinations[name]
-        batch = self.outbox.claim(name, dest.batch_size)
-        if not batch:
-            return None
-        return self._deliver(dest, batch, self._limiter_of[name])
-
     def _deliver(self, dest: Destination, batch: list[Delivery], limiter: RateLimiter) -> Outcome:
         name = dest.name
         started = time.monotonic()
