@@ -563,3 +563,331 @@ class Parser(VenueParser):
             ts=oi.time * NS_PER_MS if oi.time is not None else recv, recv=recv,
             qty=oi.openInterest, notional=None,
         )])
+
+
+# =============================================================================================
+# Live connection: endpoints, subscriptions, symbol discovery, order-book bootstrap.
+# Used by connectors/session.py and connectors/live.py; the parser above does not use it.
+# The names below are the same in every venue module (see connectors/venues/live_common.py).
+#
+# Binance USD-M (2026): market streams (aggTrade, markPrice, forceOrder) are served on the
+# ``/market`` path and book streams (depth, bookTicker) on ``/public``; the old root URL accepts
+# subscriptions and then sends nothing, which the stale watchdog catches. The server pings every
+# 3 minutes (the websockets library answers with pongs); a connection lives at most 24 h, so it
+# is rolled over before; at most 10 incoming messages per second per connection (pongs count),
+# and a connection carries at most 1024 streams (200 on the newer paths: the default here).
+# ``forceOrder`` pushes at most one liquidation per symbol per second (a lower bound).
+# =============================================================================================
+
+from collections.abc import Iterable as _Iterable, Sequence as _Sequence  # noqa: E402
+
+from connectors.venues.live_common import (  # noqa: E402
+    PASS,
+    THIS,
+    Action,
+    BookSync,
+    ConnectionSpec,
+    Emit,
+    Fetch,
+    LiveDefaults,
+    LiveSettings,
+    SeqMark,
+    chunk,
+    plan_connections,
+    rest_frame,
+)
+
+LIVE = LiveDefaults(
+    ws_url="wss://fstream.binance.com/market/stream",
+    ws_book_url="wss://fstream.binance.com/public/stream",
+    rest_url="https://fapi.binance.com",
+    max_lifetime_s=23.5 * 3600,
+    heartbeat_s=0.0,  # the server pings; websockets answers
+    max_topics_per_connection=200,
+    max_topics_per_message=50,
+    subscribe_per_s=4.0,  # of the 10 messages/s allowed, leave room for pongs
+    subscribe_burst=4,
+    poll_s=30.0,  # /fapi/v1/openInterest per symbol (no websocket stream for it)
+    book_depth=1000,
+)
+MARKET_STREAMS = ("aggTrade", "markPrice@1s", "forceOrder")
+BOOK_STREAM = "depth@100ms"
+
+
+def native_symbol(asset: str, quote: str = "USDT") -> str:
+    """``BTC`` -> ``BTCUSDT`` (USD-M perpetual)."""
+    return f"{asset}{quote}".upper()
+
+
+def instruments_paths(symbols: _Sequence[str]) -> list[str]:
+    """REST bodies that bootstrap instrument metadata (the parser reads exchangeInfo)."""
+    return ["/fapi/v1/exchangeInfo"]
+
+
+class _ListedSymbol(msgspec.Struct):
+    symbol: str
+    contractType: str = ""
+    status: str = ""
+
+
+class _ListedBody(msgspec.Struct):
+    symbols: list[_ListedSymbol]
+
+
+def listed_symbols(path: str, body: bytes) -> set[str]:
+    """Perpetuals exchangeInfo lists as trading; raises ``msgspec.DecodeError`` on a bad body."""
+    listed = msgspec.json.decode(body, type=_ListedBody)
+    return {s.symbol for s in listed.symbols if s.contractType == "PERPETUAL" and s.status in ("TRADING", "")}
+
+
+def poll_paths(symbols: _Sequence[str]) -> list[str]:
+    """Open interest has no websocket stream: poll it (every ``poll_s``)."""
+    return [f"/fapi/v1/openInterest?symbol={symbol}" for symbol in symbols]
+
+
+def depth_path(symbol: str, limit: int = 1000) -> str:
+    return f"/fapi/v1/depth?symbol={symbol}&limit={limit}"
+
+
+def book_topic(symbol: str) -> str:
+    return f"{symbol.lower()}@{BOOK_STREAM}"
+
+
+def connections(symbols: _Sequence[str], settings: LiveSettings) -> list[ConnectionSpec]:
+    """Market streams on ``ws_url`` (``/market``), diff depth on ``ws_book_url`` (``/public``)."""
+    market = [f"{symbol.lower()}@{stream}" for symbol in symbols for stream in MARKET_STREAMS]
+    books = [book_topic(symbol) for symbol in symbols]
+    limit = settings.max_topics_per_connection
+    return plan_connections("market", settings.ws_url, market, limit) + plan_connections(
+        "public", settings.ws_book_url, books, limit
+    )
+
+
+def subscribe_messages(topics: _Sequence[str], per_message: int, first_id: int = 1) -> list[str]:
+    """``{"method": "SUBSCRIBE", "params": [...], "id": n}`` frames of at most ``per_message`` streams."""
+    return _requests("SUBSCRIBE", topics, per_message, first_id)
+
+
+def unsubscribe_messages(topics: _Sequence[str], per_message: int, first_id: int = 1) -> list[str]:
+    return _requests("UNSUBSCRIBE", topics, per_message, first_id)
+
+
+def _requests(method: str, topics: _Sequence[str], per_message: int, first_id: int) -> list[str]:
+    return [
+        msgspec.json.encode({"method": method, "params": group, "id": first_id + i}).decode()
+        for i, group in enumerate(chunk(topics, per_message))
+    ]
+
+
+def heartbeat_message() -> str | None:
+    """Binance pings us; nothing to send."""
+    return None
+
+
+def is_data(payload: bytes) -> bool:
+    """An event frame (``{"stream":..., "data": {"e": ...}}`` or a raw ``{"e": ...}``), not an ack."""
+    return b'"e":' in payload[:120]
+
+
+def rollover_hint(payload: bytes) -> bool:
+    """Binance announces nothing before it closes a connection at 24 h."""
+    return False
+
+
+class _KeyData(msgspec.Struct):
+    e: str = ""
+    E: int = 0
+    s: str = ""
+    a: int | None = None
+    u: int | None = None
+
+
+class _KeyFrame(msgspec.Struct):
+    stream: str = ""
+    data: Union[_KeyData, list[msgspec.Raw], None] = None
+
+
+_key_frame_decoder = msgspec.json.Decoder(_KeyFrame, strict=False)
+_key_data_decoder = msgspec.json.Decoder(_KeyData, strict=False)
+_ORDER_BY_E = frozenset({"markPriceUpdate", "forceOrder", "kline"})
+
+
+def frame_key(payload: bytes) -> tuple[str, int] | None:
+    """``(stream, id)`` that grows with each message of a stream: aggTrade ``a``, depthUpdate and
+    bookTicker ``u``, markPrice / forceOrder (one per symbol per second) / kline ``E``."""
+    try:
+        if payload.startswith(b'{"stream"'):
+            frame = _key_frame_decoder.decode(payload)
+            data, stream = frame.data, frame.stream
+        else:
+            data = _key_data_decoder.decode(payload)
+            stream = f"{data.s}@{data.e}"
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if type(data) is not _KeyData:
+        return None
+    event = data.e
+    if event == "aggTrade":
+        order = data.a
+    elif event == "depthUpdate" or event == "bookTicker":
+        order = data.u
+    elif event in _ORDER_BY_E and data.E > 0:
+        order = data.E
+    else:
+        order = None
+    return (stream, order) if order is not None else None
+
+
+class _DepthProbe(msgspec.Struct):
+    e: str = ""
+    s: str = ""
+    U: int = 0
+    u: int = 0
+    pu: int = 0
+
+
+class _CombinedDepthProbe(msgspec.Struct):
+    stream: str = ""
+    data: Union[_DepthProbe, None] = None
+
+
+class _SnapshotProbe(msgspec.Struct):
+    lastUpdateId: int
+
+
+_depth_probe = msgspec.json.Decoder(_DepthProbe, strict=False)
+_combined_depth_probe = msgspec.json.Decoder(_CombinedDepthProbe, strict=False)
+_snapshot_probe = msgspec.json.Decoder(_SnapshotProbe, strict=False)
+
+
+class _DepthBook:
+    __slots__ = ("rule", "waiting", "fetching", "buffer")
+
+    def __init__(self) -> None:
+        self.rule = BookSequence()
+        self.waiting = True  # buffering diffs until a snapshot
+        self.fetching = False  # a snapshot request is in flight
+        self.buffer: list[tuple[int, bytes, SeqMark]] = []
+
+
+class LiveBooks(BookSync):
+    """The USD-M local-book procedure, live side (see "Order book sequence rule" above).
+
+    Per symbol: buffer diffs; at the first buffered diff fetch ``/fapi/v1/depth``; when the
+    snapshot arrives, hand over the snapshot, then the buffered diffs (the dataflow's
+    :class:`BookSequence` drops those already in it and checks the bridge ``U <= lastUpdateId <=
+    u``). A snapshot older than the buffered stream (the first buffered diff with ``u >=
+    lastUpdateId`` has ``U > lastUpdateId``) is not handed over: fetch again. After that every
+    diff goes straight through; one that breaks ``pu == previous u`` is handed over (the
+    dataflow marks the gap) and the symbol starts again from buffering and a new snapshot.
+    A closed connection of the venue also restarts every symbol: the dataflow drops the
+    venue's books on a disconnect.
+    """
+
+    def __init__(self, symbols: _Iterable[str], settings: LiveSettings, max_buffer: int = 10_000) -> None:
+        super().__init__()
+        self._books = {symbol: _DepthBook() for symbol in symbols}
+        self._depth = settings.book_depth
+        self._max_buffer = max_buffer
+        self.stale_snapshots = 0
+        self.overflows = 0
+
+    def path(self, symbol: str) -> str:
+        return depth_path(symbol, self._depth)
+
+    def _restart(self, book: _DepthBook) -> list[Action]:
+        """Back to buffering; frames held so far are handed over (the dataflow skips them)."""
+        held: list[Action] = [Emit(recv, payload) for recv, payload, _ in book.buffer]
+        book.rule.reset()
+        book.waiting = True
+        book.fetching = False
+        book.buffer = []
+        return held
+
+    def on_open(self, topics: _Iterable[str]) -> list[Action]:
+        opened = set(topics)
+        out: list[Action] = []
+        for symbol, book in self._books.items():
+            if book_topic(symbol) in opened:
+                out.extend(self._restart(book))
+        return out
+
+    def on_close(self) -> list[Action]:
+        return self.resync_all()
+
+    def resync_all(self) -> list[Action]:
+        out: list[Action] = []
+        for book in self._books.values():
+            out.extend(self._restart(book))
+        self.resyncs += len(self._books)
+        return out
+
+    def on_frame(self, recv: int, payload: bytes) -> _Sequence[Action]:
+        if b"depthUpdate" not in payload[:200]:
+            return PASS
+        try:
+            if payload.startswith(b'{"stream"'):
+                frame = _combined_depth_probe.decode(payload)
+                if frame.data is None or _is_partial_depth(frame.stream):
+                    return PASS
+                diff = frame.data
+            else:
+                diff = _depth_probe.decode(payload)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return PASS  # the parser makes it a dead letter
+        book = self._books.get(diff.s)
+        if book is None:
+            return PASS
+        mark = SeqMark(diff.u, diff.pu, diff.U)
+        if book.waiting:
+            if len(book.buffer) >= self._max_buffer:  # no snapshot for a long time: keep the newest
+                self.overflows += 1
+                book.buffer.clear()
+            book.buffer.append((recv, payload, mark))
+            if not book.fetching:
+                book.fetching = True
+                return [Fetch(self.path(diff.s))]
+            return ()
+        if book.rule.check(mark) is Verdict.GAP:  # type: ignore[arg-type]
+            self.gaps += 1
+            self.resyncs += 1
+            self._restart(book)
+            book.fetching = True
+            return [THIS, Fetch(self.path(diff.s))]
+        return PASS
+
+    def on_rest(self, path: str, recv: int, body: bytes) -> list[Action] | None:
+        url = urlsplit(path)
+        if url.path.rstrip("/") != "/fapi/v1/depth":
+            return None
+        symbol = parse_qs(url.query).get("symbol", [""])[0]
+        book = self._books.get(symbol)
+        if book is None:
+            return None
+        if not book.waiting:
+            return []  # an unasked-for snapshot would only restart a good book
+        try:
+            last_id = _snapshot_probe.decode(body).lastUpdateId
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            book.fetching = False  # the next diff asks again; the parser dead-letters this body
+            return None
+        bridge = next((mark for _, _, mark in book.buffer if mark.seq >= last_id), None)
+        if bridge is not None and (bridge.first_seq or 0) > last_id:
+            self.stale_snapshots += 1  # older than what we buffered: fetch again
+            return [Fetch(path)]
+        book.rule.on_snapshot(SeqMark(last_id))  # type: ignore[arg-type]
+        out: list[Action] = [Emit(recv, rest_frame(path, body), rest=True)]
+        gap = False
+        for held_recv, held_payload, mark in book.buffer:
+            out.append(Emit(held_recv, held_payload))
+            if not gap and book.rule.check(mark) is Verdict.GAP:  # type: ignore[arg-type]
+                gap = True
+        book.buffer = []
+        book.waiting = book.fetching = False
+        if gap:
+            self.gaps += 1
+            self.resyncs += 1
+            self._restart(book)
+            book.fetching = True
+            out.append(Fetch(path))
+        return out

@@ -668,3 +668,174 @@ class Parser(VenueParser):
             for row in sorted(reply.items, key=lambda r: r.timestamp)
         ]
         return Parsed("open_interest", events)
+
+
+# =============================================================================================
+# Live connection: endpoints, subscriptions, symbol discovery, order-book resync.
+# Used by connectors/session.py and connectors/live.py; the parser above does not use it.
+# The names below are the same in every venue module (see connectors/venues/live_common.py).
+#
+# Bybit v5 public linear (https://bybit-exchange.github.io/docs/v5/ws/connect): one endpoint
+# for every public topic; ``{"op": "subscribe", "args": [...]}`` with at most 10 args per
+# request (the documented spot limit, applied here too; linear caps the args' total length);
+# the client sends ``{"op": "ping"}`` every 20 s (the server answers ``ret_msg: "pong"``) or the
+# connection is cut after 10 minutes of silence. ``orderbook.{depth}`` starts with a snapshot on
+# every subscription, so a gap is repaired by resubscribing the book topic (no REST splice:
+# REST ``u`` matches only the 1000-level websocket book).
+# =============================================================================================
+
+import time as _time  # noqa: E402
+from collections.abc import Sequence as _Sequence  # noqa: E402
+
+from connectors.venues.live_common import (  # noqa: E402
+    BookRow,
+    ConnectionSpec,
+    LiveDefaults,
+    LiveSettings,
+    ResubscribeBooks,
+    chunk,
+    plan_connections,
+)
+
+LIVE = LiveDefaults(
+    ws_url="wss://stream.bybit.com/v5/public/linear",
+    ws_book_url="wss://stream.bybit.com/v5/public/linear",
+    rest_url="https://api.bybit.com",
+    max_lifetime_s=0.0,  # no documented lifetime
+    heartbeat_s=20.0,
+    max_topics_per_connection=200,
+    max_topics_per_message=10,
+    subscribe_per_s=5.0,
+    subscribe_burst=10,
+    poll_s=0.0,  # open interest comes with tickers
+    book_depth=50,
+)
+MARKET_TOPICS = ("publicTrade", "allLiquidation", "tickers")
+
+
+def native_symbol(asset: str, quote: str = "USDT") -> str:
+    """``BTC`` -> ``BTCUSDT``; USDC perpetuals are named ``BTCPERP``."""
+    asset, quote = asset.upper(), quote.upper()
+    return f"{asset}PERP" if quote == "USDC" else f"{asset}{quote}"
+
+
+def instruments_paths(symbols: _Sequence[str]) -> list[str]:
+    return [f"/v5/market/instruments-info?category=linear&symbol={symbol}" for symbol in symbols]
+
+
+class _ListedItem(msgspec.Struct):
+    symbol: str
+    contractType: str = ""
+    status: str = ""
+
+
+class _ListedResult(msgspec.Struct):
+    list: list[_ListedItem] = []
+
+
+class _ListedBody(msgspec.Struct):
+    retCode: int
+    result: _ListedResult | None = None
+
+
+def listed_symbols(path: str, body: bytes) -> set[str]:
+    """Linear perpetuals the reply lists as trading; raises ``msgspec.DecodeError`` on a bad body."""
+    listed = msgspec.json.decode(body, type=_ListedBody)
+    if listed.retCode != 0 or listed.result is None:
+        raise msgspec.DecodeError(f"retCode={listed.retCode}")
+    return {i.symbol for i in listed.result.list if i.contractType == "LinearPerpetual" and i.status in ("Trading", "")}
+
+
+def poll_paths(symbols: _Sequence[str]) -> list[str]:
+    return []
+
+
+def book_topic(symbol: str, depth: int = 50) -> str:
+    return f"orderbook.{depth}.{symbol}"
+
+
+def connections(symbols: _Sequence[str], settings: LiveSettings) -> list[ConnectionSpec]:
+    market = [f"{topic}.{symbol}" for symbol in symbols for topic in MARKET_TOPICS]
+    books = [book_topic(symbol, settings.book_depth) for symbol in symbols]
+    limit = settings.max_topics_per_connection
+    if settings.ws_book_url == settings.ws_url:
+        return plan_connections("public", settings.ws_url, books + market, limit)
+    return plan_connections("public", settings.ws_url, market, limit) + plan_connections(
+        "books", settings.ws_book_url, books, limit
+    )
+
+
+def subscribe_messages(topics: _Sequence[str], per_message: int, first_id: int = 1) -> list[str]:
+    """``{"op": "subscribe", "args": [...], "req_id": "n"}`` of at most ``per_message`` topics."""
+    return _requests("subscribe", topics, per_message, first_id)
+
+
+def unsubscribe_messages(topics: _Sequence[str], per_message: int, first_id: int = 1) -> list[str]:
+    return _requests("unsubscribe", topics, per_message, first_id)
+
+
+def _requests(op: str, topics: _Sequence[str], per_message: int, first_id: int) -> list[str]:
+    return [
+        msgspec.json.encode({"op": op, "args": group, "req_id": str(first_id + i)}).decode()
+        for i, group in enumerate(chunk(topics, per_message))
+    ]
+
+
+def heartbeat_message() -> str | None:
+    return '{"op":"ping"}'
+
+
+def is_data(payload: bytes) -> bool:
+    """A topic push; acks and pongs carry no ``topic``."""
+    return b'"topic"' in payload
+
+
+def rollover_hint(payload: bytes) -> bool:
+    return False
+
+
+class _BookProbeData(msgspec.Struct):
+    u: int = 0
+    s: str = ""
+
+
+class _BookProbe(msgspec.Struct):
+    topic: str = ""
+    type: str = ""
+    data: _BookProbeData | None = None
+
+
+_book_probe = msgspec.json.Decoder(_BookProbe, strict=False)
+
+
+def _probe_book(payload: bytes) -> list[BookRow] | None:
+    if b"orderbook." not in payload[:80]:
+        return None
+    try:
+        frame = _book_probe.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    head, depth, symbol = (frame.topic.split(".", 2) + ["", ""])[:3]
+    if head != "orderbook" or not depth.isdigit() or frame.data is None:
+        return None
+    u = frame.data.u
+    return [(symbol, frame.type == "snapshot" or (frame.type == "delta" and u == 1), u, None)]
+
+
+def frame_key(payload: bytes) -> tuple[str, int] | None:
+    """Book frames: ``(topic, u)``; other topics have no per-message id (``None``)."""
+    rows = _probe_book(payload)
+    if not rows:
+        return None
+    symbol, _, u, _ = rows[0]
+    return f"orderbook|{symbol}", u
+
+
+class LiveBooks(ResubscribeBooks):
+    """Bybit books: on a ``u`` gap (the parser's :class:`BookSequence`), resubscribe the topic."""
+
+    def __init__(self, symbols: _Sequence[str], settings: LiveSettings, clock=_time.monotonic) -> None:
+        depth = settings.book_depth
+        super().__init__(
+            symbols, _probe_book, lambda symbol: book_topic(symbol, depth), BookSequence, settings.resync_timeout_s, clock
+        )

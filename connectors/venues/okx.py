@@ -755,3 +755,190 @@ class Parser(VenueParser):
         rows: list[InstrumentRow] = _decode(_INSTRUMENTS, envelope.data, "instruments")  # type: ignore[assignment]
         self._load_instruments(rows)
         return Parsed("instruments")
+
+
+# =============================================================================================
+# Live connection: endpoints, subscriptions, symbol discovery, order-book resync.
+# Used by connectors/session.py and connectors/live.py; the parser above does not use it.
+# The names below are the same in every venue module (see connectors/venues/live_common.py).
+#
+# OKX v5 public (https://www.okx.com/docs-v5/en/#overview-websocket): ``{"op": "subscribe",
+# "args": [{"channel": ..., "instId": ...}]}`` (args' total length <= 64 KB; 480 subscribe /
+# unsubscribe requests per connection per hour, hence the slow token bucket); the connection is
+# closed after 30 s without traffic, so the text ``ping`` goes out every 20 s (answer: ``pong``).
+# ``books`` restarts with a snapshot on every subscription: a broken seqId chain is repaired by
+# resubscribing. Notice 64008 ("the connection will soon be closed for a service upgrade")
+# triggers an early rollover. Contract values come from REST /api/v5/public/instruments at start.
+# Topics are written ``channel:instId`` (``liquidation-orders:SWAP`` carries an instType).
+# =============================================================================================
+
+import time as _time  # noqa: E402
+from collections.abc import Sequence as _Sequence  # noqa: E402
+
+from connectors.venues.live_common import (  # noqa: E402
+    BookRow,
+    ConnectionSpec,
+    LiveDefaults,
+    LiveSettings,
+    ResubscribeBooks,
+    chunk,
+    plan_connections,
+)
+
+LIVE = LiveDefaults(
+    ws_url="wss://ws.okx.com:8443/ws/v5/public",
+    ws_book_url="wss://ws.okx.com:8443/ws/v5/public",
+    rest_url="https://www.okx.com",
+    max_lifetime_s=0.0,  # no documented lifetime
+    heartbeat_s=20.0,
+    max_topics_per_connection=240,
+    max_topics_per_message=50,
+    subscribe_per_s=480 / 3600,  # 480 requests per hour per connection
+    subscribe_burst=20,
+    poll_s=0.0,  # open-interest and funding-rate channels
+    book_depth=400,
+)
+MARKET_CHANNELS = ("trades", "mark-price", "open-interest", "funding-rate")
+BOOK_CHANNEL = "books"
+LIQUIDATIONS = "liquidation-orders:SWAP"
+
+
+def native_symbol(asset: str, quote: str = "USDT") -> str:
+    """``BTC`` -> ``BTC-USDT-SWAP``."""
+    return f"{asset.upper()}-{quote.upper()}-SWAP"
+
+
+def instruments_paths(symbols: _Sequence[str]) -> list[str]:
+    return ["/api/v5/public/instruments?instType=SWAP"]
+
+
+class _ListedRow(msgspec.Struct):
+    instId: str
+    instType: str = ""
+    state: str = ""
+
+
+class _ListedBody(msgspec.Struct):
+    code: str | int = "0"
+    data: list[_ListedRow] = []
+
+
+def listed_symbols(path: str, body: bytes) -> set[str]:
+    """Swaps the reply lists as live; raises ``msgspec.DecodeError`` on a bad body."""
+    listed = msgspec.json.decode(body, type=_ListedBody)
+    if str(listed.code) != "0":
+        raise msgspec.DecodeError(f"code={listed.code}")
+    return {row.instId for row in listed.data if row.instType == "SWAP" and row.state in ("live", "")}
+
+
+def poll_paths(symbols: _Sequence[str]) -> list[str]:
+    return []
+
+
+def book_topic(symbol: str) -> str:
+    return f"{BOOK_CHANNEL}:{symbol}"
+
+
+def connections(symbols: _Sequence[str], settings: LiveSettings) -> list[ConnectionSpec]:
+    market = [f"{channel}:{symbol}" for symbol in symbols for channel in MARKET_CHANNELS] + [LIQUIDATIONS]
+    books = [book_topic(symbol) for symbol in symbols]
+    limit = settings.max_topics_per_connection
+    if settings.ws_book_url == settings.ws_url:
+        return plan_connections("public", settings.ws_url, books + market, limit)
+    return plan_connections("public", settings.ws_url, market, limit) + plan_connections(
+        "books", settings.ws_book_url, books, limit
+    )
+
+
+def _arg(topic: str) -> dict[str, str]:
+    channel, _, target = topic.partition(":")
+    return {"channel": channel, "instType" if channel == "liquidation-orders" else "instId": target}
+
+
+def subscribe_messages(topics: _Sequence[str], per_message: int, first_id: int = 1) -> list[str]:
+    """``{"op": "subscribe", "args": [{"channel": ..., "instId": ...}, ...]}``."""
+    return _requests("subscribe", topics, per_message)
+
+
+def unsubscribe_messages(topics: _Sequence[str], per_message: int, first_id: int = 1) -> list[str]:
+    return _requests("unsubscribe", topics, per_message)
+
+
+def _requests(op: str, topics: _Sequence[str], per_message: int) -> list[str]:
+    return [
+        msgspec.json.encode({"op": op, "args": [_arg(topic) for topic in group]}).decode()
+        for group in chunk(topics, per_message)
+    ]
+
+
+def heartbeat_message() -> str | None:
+    return "ping"
+
+
+def is_data(payload: bytes) -> bool:
+    """A channel push (``"data": [...]``); acks, errors, notices and ``pong`` are not."""
+    return b'"data":' in payload and not payload.startswith(b'{"event"')
+
+
+def rollover_hint(payload: bytes) -> bool:
+    """Notice 64008: the server will close this connection for an upgrade: move over now."""
+    return payload.startswith(b'{"event":"notice"') and b"64008" in payload
+
+
+class _ProbeArg(msgspec.Struct):
+    channel: str = ""
+    instId: str = ""
+
+
+class _ProbeRow(msgspec.Struct):
+    seqId: int | None = None
+    prevSeqId: int | None = None
+    tradeId: int | None = None
+
+
+class _Probe(msgspec.Struct):
+    arg: _ProbeArg | None = None
+    action: str = ""
+    data: list[_ProbeRow] = []
+
+
+_probe = msgspec.json.Decoder(_Probe, strict=False)
+
+
+def _probe_book(payload: bytes) -> list[BookRow] | None:
+    if b'"channel":"books"' not in payload[:120]:
+        return None
+    try:
+        frame = _probe.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if frame.arg is None or frame.arg.channel != BOOK_CHANNEL:
+        return None
+    snapshot = frame.action == "snapshot"
+    return [(frame.arg.instId, snapshot, row.seqId or 0, None if snapshot else row.prevSeqId) for row in frame.data]
+
+
+def frame_key(payload: bytes) -> tuple[str, int] | None:
+    """``books``: ``seqId`` of the last row; ``trades``: the largest ``tradeId``; else ``None``."""
+    head = payload[:120]
+    if b'"channel":"books"' in head or b'"channel":"trades"' in head:
+        try:
+            frame = _probe.decode(payload)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+        if frame.arg is None or not frame.data:
+            return None
+        if frame.arg.channel == BOOK_CHANNEL:
+            seq = frame.data[-1].seqId
+            return (f"books|{frame.arg.instId}", seq) if seq is not None else None
+        if frame.arg.channel == "trades":
+            ids = [row.tradeId for row in frame.data if row.tradeId is not None]
+            return (f"trades|{frame.arg.instId}", max(ids)) if ids else None
+    return None
+
+
+class LiveBooks(ResubscribeBooks):
+    """OKX books: on a broken ``prevSeqId`` chain (the parser's :class:`BookSequence`), resubscribe."""
+
+    def __init__(self, symbols: _Sequence[str], settings: LiveSettings, clock=_time.monotonic) -> None:
+        super().__init__(symbols, _probe_book, book_topic, BookSequence, settings.resync_timeout_s, clock)

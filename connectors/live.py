@@ -1,0 +1,685 @@
+"""The live Bytewax source: venue websockets -> the same items as the replay source.
+
+::
+
+    partition = one venue (its connections: Binance /market + /public, Bybit, OKX)
+      thread:  asyncio loop -> VenueRunner -> Session per connection (connectors/session.py)
+               REST bootstrap (instruments, book snapshots, polls) as <venue>!rest frames,
+               connection events as <venue>!conn frames, book resyncs (venue LiveBooks)
+               -> FrameQueue (bounded; a full queue drops, counts and reports)
+      worker:  LivePartition.next_batch: drain the queue (never waits), parse with
+               FrameDecoder, group by instrument, append Watermark -> items
+
+Items follow the protocol of :mod:`connectors.sources` exactly: ``(venue|instrument, [events...,
+Watermark])``, dead letters under ``DEAD_LETTER_KEY`` (including ``queue_full``), one
+``PartitionStats`` under ``STATS_KEY`` when the partition ends (``duration_s``).
+
+Watermarks. Every frame's receive time is raised to at least the previous watermark's clock
+reading (and never decreases): ``recv' = max(recv, previous recv', previous now)``. Frames held
+back on purpose (Binance diffs buffered until their snapshot, a rollover's held frames) keep
+their place in the stream and get a ``recv'`` no earlier than what was already promised. The
+watermark after a batch that emptied the queue is ``now - allowed_lag`` (event-time seconds
+close in real time even when a venue is quiet), else ``max recv' - allowed_lag``. The optional
+recording tap (``record``) writes ``recv'``, so replaying it gives the same events, seconds,
+snapshots and alerts as the live run.
+
+A partition that has not seen any instrument yet (a venue down at start) still moves the
+merge step forward: its watermarks also go to a venue-wide key ``"<venue>|"`` that carries
+no events. Such a key's instrument step has no identity, so its marks are forwarded under
+the key ``""``, which every watermark lists in ``announced`` (see
+:mod:`pipelines.watermarks`). Without this, one unreachable venue would hold back every
+snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import msgspec
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+
+from connectors import live_metrics as metrics
+from connectors.events import FeedStatus
+from connectors.frames import DeadLetter, FrameDecoder
+from connectors.live_config import LiveConfig
+from connectors.recorder import RotatingRecorder, insert_before_suffixes
+from connectors.rest import Reply, http_get
+from connectors.session import Backoff, Session, SessionSettings
+from connectors.sources import DEAD_LETTER_KEY, END_OF_TIME, NS, STATS_KEY, PartitionStats, Watermark, instrument_key
+from connectors.venues import binance, bybit, okx
+from connectors.venues.base import ParseError
+from connectors.venues.live_common import THIS, Action, BookSync, Emit, Fetch, LiveSettings, Resubscribe, rest_frame
+
+log = logging.getLogger("cascadewatch.live")
+
+VENUE_MODULES: dict[str, ModuleType] = {"binance": binance, "bybit": bybit, "okx": okx}
+
+
+def venue_module(name: str) -> ModuleType:
+    try:
+        return VENUE_MODULES[name]
+    except KeyError:
+        raise KeyError(f"unknown venue {name!r}; known: {', '.join(VENUE_MODULES)}") from None
+
+
+def resolve_settings(name: str, live: LiveConfig) -> LiveSettings:
+    """The venue module's ``LIVE`` defaults overlaid by ``[live]`` and ``[live.<venue>]``."""
+    defaults = venue_module(name).LIVE
+    override = live.venue(name)
+
+    def pick(field: str, fallback: Any) -> Any:
+        value = getattr(override, field)
+        return fallback if value is None else value
+
+    ws_url = pick("ws_url", defaults.ws_url)
+    book_default = defaults.ws_book_url if override.ws_url is None else (
+        ws_url if defaults.ws_book_url == defaults.ws_url else defaults.ws_book_url
+    )
+    return LiveSettings(
+        ws_url=ws_url,
+        ws_book_url=pick("ws_book_url", book_default),
+        rest_url=pick("rest_url", defaults.rest_url).rstrip("/"),
+        max_lifetime_s=pick("max_lifetime_s", defaults.max_lifetime_s),
+        heartbeat_s=pick("heartbeat_s", defaults.heartbeat_s),
+        max_topics_per_connection=pick("max_topics_per_connection", defaults.max_topics_per_connection),
+        max_topics_per_message=pick("max_topics_per_message", defaults.max_topics_per_message),
+        subscribe_per_s=pick("subscribe_per_s", defaults.subscribe_per_s),
+        subscribe_burst=pick("subscribe_burst", defaults.subscribe_burst),
+        poll_s=pick("poll_s", defaults.poll_s),
+        book_depth=pick("book_depth", defaults.book_depth),
+        staleness_s=pick("staleness_s", live.staleness_s),
+        rollover_overlap_s=pick("rollover_overlap_s", live.rollover_overlap_s),
+        resync_timeout_s=pick("resync_timeout_s", live.resync_timeout_s),
+    )
+
+
+def venue_symbols(name: str, live: LiveConfig) -> list[str]:
+    """Venue-native symbols: ``[live.<venue>] symbols``, else ``[live] symbols`` mapped."""
+    override = live.venue(name).symbols
+    if override is not None:
+        return list(override)
+    module = venue_module(name)
+    return [module.native_symbol(asset, live.quote) for asset in live.symbols]
+
+
+# ------------------------------------------------------------------------------ hand-over
+
+
+Frame = tuple[int, str, bytes]
+"""``(recv_ns, source, payload)`` as handed from the socket thread to the dataflow."""
+
+
+class FrameQueue:
+    """Bounded single-producer single-consumer hand-over (``deque`` operations are atomic).
+
+    A full queue drops the frame, counts it (``dropped``, metric ``dead_letters{reason=
+    queue_full}``) and keeps up to ``keep_dropped`` of them for dead letters.
+    """
+
+    def __init__(self, maxsize: int, venue: str, keep_dropped: int = 1000) -> None:
+        self.maxsize = maxsize
+        self.venue = venue
+        self._frames: deque[Frame] = deque()
+        self._dropped: deque[Frame] = deque(maxlen=keep_dropped)
+        self.dropped = 0
+        self._reported = 0
+        self._m_full = metrics.DEAD_LETTERS.labels(venue, "queue_full")
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def put(self, recv: int, source: str, payload: bytes) -> bool:
+        if len(self._frames) >= self.maxsize:
+            self.dropped += 1
+            self._dropped.append((recv, source, payload))
+            self._m_full.inc()
+            return False
+        self._frames.append((recv, source, payload))
+        return True
+
+    def drain(self, limit: int) -> list[Frame]:
+        frames = self._frames
+        out: list[Frame] = []
+        popleft = frames.popleft
+        for _ in range(min(limit, len(frames))):
+            out.append(popleft())
+        return out
+
+    def take_dropped(self) -> tuple[int, list[Frame]]:
+        """Frames dropped since the last call: their count, and those kept for dead letters."""
+        total = self.dropped
+        count, self._reported = total - self._reported, total
+        kept: list[Frame] = []
+        while self._dropped:
+            kept.append(self._dropped.popleft())
+        return count, kept
+
+
+# ------------------------------------------------------------------------------ venue runner
+
+
+class VenueRunner:
+    """One venue on an asyncio loop: REST bootstrap, sessions, book sync; frames to ``emit``.
+
+    ``emit(recv_ns, source, payload)`` receives, in order: the instrument REST bodies, then
+    websocket frames, REST book snapshots and polls (``<venue>!rest``) and connection events
+    (``<venue>!conn``), as the venue's ``LiveBooks`` orders them.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        live: LiveConfig,
+        emit: Callable[[int, str, bytes], Any],
+        *,
+        rest_get: Callable[[str, float], Reply] = http_get,
+        rng: random.Random | None = None,
+        connect: Callable[..., Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.module = venue_module(name)
+        self.source: str = self.module.SOURCE
+        self.live = live
+        self.settings = resolve_settings(name, live)
+        self.symbols = venue_symbols(name, live)
+        self._emit_frame = emit
+        self._rest_get = rest_get
+        self._rng = rng or random.Random()
+        self._connect = connect
+        self.books: BookSync = BookSync()
+        self.sessions: list[Session] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._reported = {"gaps": 0, "resyncs": 0}
+        self._m_gaps = metrics.GAPS.labels(self.source)
+        self._m_resyncs = metrics.RESYNCS.labels(self.source)
+
+    # -- emission --------------------------------------------------------------------------
+
+    def _emit(self, recv: int, source: str, payload: bytes) -> None:
+        if b"\n" in payload or b"\r" in payload:  # a frame is one line (JSON allows this rewrite)
+            payload = payload.replace(b"\r", b" ").replace(b"\n", b" ")
+        self._emit_frame(recv, source, payload)
+
+    def _apply(self, actions: Sequence[Action], recv: int = 0, payload: bytes = b"") -> None:
+        for action in actions:
+            if action is THIS:
+                self._emit(recv, self.source, payload)
+            elif isinstance(action, Emit):
+                self._emit(action.recv, self.source + "!rest" if action.rest else self.source, action.payload)
+            elif isinstance(action, Fetch):
+                self._spawn(self._fetch_book(action.path))
+            elif isinstance(action, Resubscribe):
+                self._spawn(self._resubscribe(action.topics))
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- SessionHandler --------------------------------------------------------------------
+
+    def frame(self, session: Session, recv: int, payload: bytes) -> None:
+        actions = self.books.on_frame(recv, payload)
+        if len(actions) == 1 and actions[0] is THIS:
+            self._emit(recv, self.source, payload)
+        else:
+            self._apply(actions, recv, payload)
+
+    def conn(self, session: Session, recv: int, event: dict[str, Any], rollover: bool) -> None:
+        self._emit(recv, self.source + "!conn", msgspec.json.encode(event))
+        kind = event.get("event")
+        if kind == "open" and not rollover:
+            self._apply(self.books.on_open(session.spec.topics))
+        elif kind == "close":
+            self._apply(self.books.on_close())
+
+    # -- REST ------------------------------------------------------------------------------
+
+    async def _get(self, path: str, attempts: int | None) -> tuple[int, bytes] | None:
+        """GET with backoff; ``(recv_ns, body)`` of a 200, else ``None`` after ``attempts``.
+
+        A 4xx other than 418/429 is not retried: asking again will not help.
+        """
+        url = self.settings.rest_url + path
+        backoff = Backoff(self.live.backoff, self._rng)
+        tries = 0
+        while self._stop is None or not self._stop.is_set():
+            reply = await asyncio.to_thread(self._rest_get, url, self.live.rest_timeout_s)
+            recv = time.time_ns()
+            outcome = "ok" if reply.status == 200 else (f"http_{reply.status}" if reply.status else "error")
+            metrics.REST.labels(self.source, outcome).inc()
+            if reply.status == 200:
+                return recv, reply.body
+            tries += 1
+            log.warning("%s: GET %s failed: %s %s", self.source, path, outcome, reply.error)
+            if (attempts is not None and tries >= attempts) or (400 <= reply.status < 500 and reply.status not in (418, 429)):
+                return None
+            delay = max(backoff.next_delay(), reply.retry_after or 0.0)
+            if self._stop is not None:
+                try:
+                    await asyncio.wait_for(self._stop.wait(), timeout=delay)
+                except asyncio.TimeoutError:
+                    pass
+            else:
+                await asyncio.sleep(delay)
+        return None
+
+    async def _bootstrap_instruments(self) -> list[str]:
+        """Fetch instrument metadata (emitted as ``!rest`` frames); keep the listed symbols."""
+        listed: set[str] | None = None
+        for path in self.module.instruments_paths(self.symbols):
+            got = await self._get(path, attempts=3)
+            if got is None:
+                continue
+            recv, body = got
+            self._emit(recv, self.source + "!rest", rest_frame(path, body))
+            try:
+                listed = (listed or set()) | self.module.listed_symbols(path, body)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                log.warning("%s: cannot read the instrument list of %s: %s", self.source, path, exc)
+        if listed is None:
+            log.warning("%s: no instrument list; subscribing %s as configured", self.source, self.symbols)
+            return list(self.symbols)
+        missing = [symbol for symbol in self.symbols if symbol not in listed]
+        if missing:
+            log.warning("%s: not listed as trading perpetuals, skipped: %s", self.source, ", ".join(missing))
+        return [symbol for symbol in self.symbols if symbol in listed]
+
+    async def _fetch_book(self, path: str) -> None:
+        got = await self._get(path, attempts=None)
+        if got is None:
+            return
+        recv, body = got
+        actions = self.books.on_rest(path, recv, body)
+        if actions is None:
+            self._emit(recv, self.source + "!rest", rest_frame(path, body))
+        else:
+            self._apply(actions)
+
+    async def _resubscribe(self, topics: Sequence[str]) -> None:
+        for session in self.sessions:
+            mine = [topic for topic in topics if session.carries(topic)]
+            if mine:
+                await session.resubscribe(mine)
+
+    async def _poll_loop(self, stop: asyncio.Event, symbols: list[str]) -> None:
+        paths = self.module.poll_paths(symbols)
+        if not paths or self.settings.poll_s <= 0:
+            return
+        while not stop.is_set():
+            for path in paths:
+                got = await self._get(path, attempts=1)
+                if got is not None:
+                    self._emit(got[0], self.source + "!rest", rest_frame(path, got[1]))
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=self.settings.poll_s)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _tick_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=min(1.0, self.settings.resync_timeout_s / 2))
+            except asyncio.TimeoutError:
+                pass
+            self._apply(self.books.tick(time.monotonic()))
+            self._report_books()
+
+    def _report_books(self) -> None:
+        for name, metric in (("gaps", self._m_gaps), ("resyncs", self._m_resyncs)):
+            value = getattr(self.books, name)
+            if value > self._reported[name]:
+                metric.inc(value - self._reported[name])
+                self._reported[name] = value
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def session_settings(self) -> SessionSettings:
+        s = self.settings
+        return SessionSettings(
+            staleness_s=s.staleness_s,
+            max_lifetime_s=s.max_lifetime_s,
+            heartbeat_s=s.heartbeat_s,
+            rollover_overlap_s=s.rollover_overlap_s,
+            max_topics_per_message=s.max_topics_per_message,
+            subscribe_per_s=s.subscribe_per_s,
+            subscribe_burst=s.subscribe_burst,
+            backoff=self.live.backoff,
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Bootstrap, then keep every connection up until ``stop``."""
+        self._loop = asyncio.get_running_loop()
+        self._stop = stop
+        symbols = await self._bootstrap_instruments()
+        self.books = self.module.LiveBooks(symbols, self.settings)
+        kwargs: dict[str, Any] = {"rng": self._rng}
+        if self._connect is not None:
+            kwargs["connect"] = self._connect
+        settings = self.session_settings()
+        self.sessions = [
+            Session(self.module, self.source, spec, settings, self, **kwargs)
+            for spec in self.module.connections(symbols, self.settings)
+        ]
+        jobs = [session.run(stop) for session in self.sessions]
+        jobs += [self._tick_loop(stop), self._poll_loop(stop, symbols)]
+        try:
+            await asyncio.gather(*jobs)
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            self._report_books()
+
+    def rebootstrap(self) -> None:
+        """Re-send instrument metadata and fresh book snapshots (a new recording file starts)."""
+        if self._loop is None:
+            return
+
+        async def again() -> None:
+            for path in self.module.instruments_paths([s for s in self.symbols]):
+                got = await self._get(path, attempts=3)
+                if got is not None:
+                    self._emit(got[0], self.source + "!rest", rest_frame(path, got[1]))
+            self._apply(self.books.resync_all())
+
+        self._loop.call_soon_threadsafe(lambda: self._spawn(again()))
+
+
+class VenueFeed:
+    """A :class:`VenueRunner` on its own thread and event loop, emitting into a :class:`FrameQueue`."""
+
+    def __init__(self, name: str, live: LiveConfig, queue: FrameQueue, **runner_options: Any) -> None:
+        self.name = name
+        self.queue = queue
+        self.runner = VenueRunner(name, live, queue.put, **runner_options)
+        self._thread = threading.Thread(target=self._main, name=f"cascadewatch-{name}", daemon=True)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self.error: BaseException | None = None
+
+    def _main(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            self._ready.set()
+            await self.runner.run(self._stop)
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # noqa: BLE001 - reported, and the partition ends cleanly
+            self.error = exc
+            log.exception("%s: feed thread stopped", self.name)
+        finally:
+            self._ready.set()
+
+    def start(self) -> VenueFeed:
+        self._thread.start()
+        self._ready.wait(timeout=5.0)
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def request_stop(self) -> None:
+        """Ask the feed to close its connections (non-blocking)."""
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(self._stop.set)
+            except RuntimeError:  # the loop just closed
+                pass
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.request_stop()
+        self._thread.join(timeout)
+
+    def rebootstrap(self) -> None:
+        self.runner.rebootstrap()
+
+
+# ------------------------------------------------------------------------------ Bytewax source
+
+
+def tap_path(path: str | Path, source: str) -> Path:
+    """Recording tap of one partition: ``live.rec.zst`` -> ``live.binance-usdm.rec.zst``."""
+    return insert_before_suffixes(Path(path), source)
+
+
+class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
+    """One venue's frames -> ``(key, [values])`` batches (see the module docstring)."""
+
+    def __init__(
+        self,
+        index: int,
+        name: str,
+        live: LiveConfig,
+        allowed_lag_ns: int,
+        deadline_ns: int | None,
+        record: str | None,
+        feed_options: dict[str, Any],
+    ) -> None:
+        self._index = index
+        self._lag = allowed_lag_ns
+        self._deadline = deadline_ns
+        self._batch_max = live.batch_max
+        self._poll = timedelta(milliseconds=live.poll_ms)
+        self._source = venue_module(name).SOURCE
+        self._queue = FrameQueue(live.queue_size, self._source)
+        self._decoder = FrameDecoder()
+        self._dead: Counter[tuple[str, str]] = Counter()
+        self._instruments: dict[str, list[str]] = {}
+        self._connection: dict[str, FeedStatus] = {}
+        self._idle_key = f"{self._source}|"
+        self._last_wm = -1
+        self._max_recv = 0
+        self._floor = 0
+        self._frames = 0
+        self._idle = False
+        self._stopping = False
+        self._done = False
+        self._m_depth = metrics.QUEUE_DEPTH.labels(self._source)
+        self._m_lag = metrics.LAG.labels(self._source)
+        self._tap: RotatingRecorder | None = None
+        if record:
+            self._tap = RotatingRecorder(
+                tap_path(record, self._source),
+                comment=f"live tap {self._source} partition={index}",
+                rotate_bytes=int(live.record_rotate_mb * 1_000_000),
+                rotate_s=live.record_rotate_hours * 3600.0,
+                on_rotate=self._rebootstrap,
+            )
+        self._feed = VenueFeed(name, live, self._queue, **feed_options).start()
+
+    def _rebootstrap(self) -> None:
+        self._feed.rebootstrap()
+
+    def next_batch(self) -> list[tuple[str, list[Any]]]:
+        if self._done:
+            raise StopIteration()
+        now = time.time_ns()
+        if self._deadline is not None and now >= self._deadline and not self._stopping:
+            self._stopping = True
+            self._feed.request_stop()
+        feed_gone = not self._feed.alive  # read before draining: its last frames are queued
+        frames = self._queue.drain(self._batch_max)
+        drained = not len(self._queue)
+        by_key: dict[str, list[Any]] = {}
+        dead: list[DeadLetter] = []
+        for recv0, source, payload in frames:
+            self._handle(recv0, source, payload, by_key, dead)
+        self._dropped(dead)
+        self._m_depth.set(len(self._queue))
+        if self._tap is not None:
+            self._tap.tick()
+        self._idle = not frames
+        if feed_gone and drained and (self._stopping or self._feed.error is not None):
+            return self._finish(by_key, dead)
+        if drained:
+            self._floor = max(self._floor, now)
+            wm = max(now, self._max_recv) - self._lag
+        else:
+            wm = self._max_recv - self._lag
+        if wm // NS > self._last_wm // NS:
+            self._mark(by_key, wm)
+        return self._items(by_key, dead)
+
+    def _handle(self, recv0: int, source: str, payload: bytes, by_key: dict[str, list[Any]], dead: list[DeadLetter]) -> None:
+        recv = recv0
+        if recv < self._max_recv:
+            recv = self._max_recv
+        if recv < self._floor:
+            recv = self._floor
+        self._max_recv = recv
+        self._frames += 1
+        if self._tap is not None:
+            self._tap.write(recv, source, payload)
+        try:
+            parsed = self._decoder.decode(source, payload, recv)
+        except ParseError as exc:
+            dead.append(self._dead_letter(exc.reason, source, payload, exc.detail))
+            return
+        events = parsed.events
+        if events and "!" not in source:
+            ts = events[0].ts
+            if ts:
+                self._m_lag.observe(max(0.0, (recv0 - ts) / NS))
+        for event in events:
+            if isinstance(event, FeedStatus) and not event.instrument:
+                self._connection[event.venue] = event
+                for key in self._instruments.get(event.venue, ()):
+                    by_key.setdefault(key, []).append(_for_instrument(event, key))
+                continue
+            key = instrument_key(event)
+            bucket = by_key.get(key)
+            if bucket is None:
+                bucket = by_key[key] = []
+                venue_keys = self._instruments.setdefault(event.venue, [])
+                if key not in venue_keys:
+                    venue_keys.append(key)
+                    connection = self._connection.get(event.venue)
+                    if connection is not None:  # the instrument learns its connection's state
+                        bucket.append(_for_instrument(connection, key))
+            bucket.append(event)
+
+    def _dropped(self, dead: list[DeadLetter]) -> None:
+        count, kept = self._queue.take_dropped()
+        if not count:
+            return
+        self._dead[(self._source, "queue_full")] += count
+        detail = f"queue of {self._queue.maxsize} frames full: the dataflow is behind"
+        for _, source, payload in kept:
+            dead.append(DeadLetter("queue_full", source, payload.decode("utf-8", "replace"), detail))
+        if count > len(kept):
+            dead.append(DeadLetter("queue_full", self._source, "", f"{count - len(kept)} more frames dropped; {detail}"))
+        log.warning("%s: %d frames dropped: %s", self._source, count, detail)
+
+    def _dead_letter(self, reason: str, source: str, raw: bytes, detail: str) -> DeadLetter:
+        venue = source.partition("!")[0]
+        self._dead[(venue, reason)] += 1
+        metrics.DEAD_LETTERS.labels(venue, reason).inc()
+        return DeadLetter(reason=reason, source=source, raw=raw.decode("utf-8", "replace"), detail=detail)
+
+    def _mark(self, by_key: dict[str, list[Any]], wm: int) -> None:
+        self._last_wm = wm
+        keys = [key for venue_keys in self._instruments.values() for key in venue_keys]
+        mark = Watermark(self._index, wm, ("", *keys))
+        by_key.setdefault(self._idle_key, []).append(mark)
+        for key in keys:
+            by_key.setdefault(key, []).append(mark)
+
+    @staticmethod
+    def _items(by_key: dict[str, list[Any]], dead: list[DeadLetter]) -> list[tuple[str, list[Any]]]:
+        items = list(by_key.items())
+        if dead:
+            items.append((DEAD_LETTER_KEY, dead))
+        return items
+
+    def _finish(self, by_key: dict[str, list[Any]], dead: list[DeadLetter]) -> list[tuple[str, list[Any]]]:
+        self._done = True
+        self._mark(by_key, END_OF_TIME)
+        items = self._items(by_key, dead)
+        stats = PartitionStats(
+            partition=f"live:{self._source}",
+            frames={f"{venue} {kind}": n for (venue, kind), n in sorted(self._decoder.frames.items())},
+            dead_letters={f"{venue} {reason}": n for (venue, reason), n in sorted(self._dead.items())},
+            lines=self._frames,
+        )
+        items.append((STATS_KEY, [stats]))
+        self._close_tap()
+        return items
+
+    def _close_tap(self) -> None:
+        if self._tap is not None:
+            self._tap.close()
+            self._tap = None
+
+    def next_awake(self) -> datetime | None:
+        """Poll again at once while frames flow, else after ``poll_ms`` (never a long wait)."""
+        if not self._idle:
+            return None
+        return datetime.now(timezone.utc) + self._poll
+
+    def snapshot(self) -> None:
+        return None  # a live feed cannot rewind: nothing to resume from
+
+    def close(self) -> None:
+        self._feed.stop()
+        self._close_tap()
+
+
+def _for_instrument(status: FeedStatus, key: str) -> FeedStatus:
+    venue, _, instrument = key.partition("|")
+    return FeedStatus(
+        venue=venue, symbol=status.symbol, instrument=instrument, ts=status.ts, recv=status.recv,
+        state=status.state, detail=status.detail,
+    )
+
+
+class LiveSource(FixedPartitionedSource[tuple[str, list[Any]], None]):
+    """Live venue feeds as a Bytewax source: one partition per venue in ``live.venues``.
+
+    :param live: the ``[live]`` config (venues, symbols, endpoints, limits).
+    :param allowed_lag_s: must equal the dataflow's (``config.replay.allowed_lag_s``).
+    :param duration_s: end the partitions after this long (``None``: run until stopped).
+    :param record: recording tap path (default ``live.record``); one file per partition.
+    :param feed_options: passed to :class:`VenueRunner` (tests inject ``rng``, ``rest_get``...).
+    """
+
+    def __init__(
+        self,
+        live: LiveConfig,
+        allowed_lag_s: float = 2.0,
+        duration_s: float | None = None,
+        record: str | None = None,
+        feed_options: dict[str, Any] | None = None,
+    ) -> None:
+        if not live.venues:
+            raise ValueError("no venues configured ([live] venues)")
+        self.live = live
+        self.allowed_lag_ns = int(allowed_lag_s * NS)
+        self.duration_s = duration_s
+        self.record = record if record is not None else (live.record or None)
+        self.feed_options = feed_options or {}
+
+    def list_parts(self) -> list[str]:
+        return [f"{index}:{name}" for index, name in enumerate(self.live.venues)]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> LivePartition:
+        index_text, _, name = for_part.partition(":")
+        deadline = None if self.duration_s is None else time.time_ns() + int(self.duration_s * NS)
+        return LivePartition(
+            int(index_text), name, self.live, self.allowed_lag_ns, deadline, self.record, self.feed_options
+        )

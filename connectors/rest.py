@@ -1,0 +1,44 @@
+"""Blocking HTTP GET for REST bootstrap calls (run in a worker thread by the live runner).
+
+Standard library only: bootstrap calls are few (instrument lists, book snapshots, polls), so
+a client library would add a dependency for nothing.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+USER_AGENT = "cascadewatch/0.1 (+https://github.com/cascadewatch)"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """``status`` 0 means no HTTP answer (``error`` says why); ``retry_after`` in seconds if sent."""
+
+    status: int
+    body: bytes = b""
+    retry_after: float | None = None
+    error: str = ""
+
+
+def http_get(url: str, timeout: float) -> Reply:
+    """GET ``url``; never raises: network failures come back as ``Reply(status=0, error=...)``."""
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, "Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - configured URLs
+            return Reply(response.status, response.read())
+    except urllib.error.HTTPError as exc:
+        retry = exc.headers.get("Retry-After") if exc.headers else None
+        try:
+            retry_after = float(retry) if retry is not None else None
+        except ValueError:
+            retry_after = None
+        try:
+            body = exc.read()
+        except Exception:  # noqa: BLE001 - the status is what matters
+            body = b""
+        return Reply(exc.code, body, retry_after)
+    except Exception as exc:  # noqa: BLE001 - URLError, timeouts, resets: all "no answer"
+        return Reply(0, error=f"{type(exc).__name__}: {exc}"[:200])
