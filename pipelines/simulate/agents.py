@@ -1,0 +1,316 @@
+"""The traders: leveraged speculators with liquidation prices, noise, arbitrage, trend and stops.
+
+Every agent acts through market orders ``(offset_ms, side, lots, tag, ref)`` that the runner
+sends into the venue's book in time order; ``side`` is the aggressor (``buy``/``sell``),
+``tag`` says who sent it and ``ref`` carries what is needed once it filled (the leverage of an
+opening position):
+
+- ``noise``: untracked two-sided flow, Poisson arrivals, log-normal sizes;
+- ``open``: leveraged traders opening positions (share of longs, leverage mix and size set by
+  the scenario's phase); a filled opening order becomes a :class:`Positions` entry with its
+  liquidation price and a random holding time;
+- ``close``: positions whose holding time ended, closed at market;
+- ``arb``: arbitrageurs trading the venue's basis to a fair price (half the spot index, half the
+  other venues' mid), linear in the basis beyond 2 bps and capacity-limited;
+- ``hedge``: untracked counterparties meeting part of a crowd's net directional flow;
+- ``trend``: informed flow of a phase; ``shock``: a scenario's exogenous order;
+- ``stop``: resting stop-market orders fired by the last trade crossing their trigger.
+
+:class:`Positions` holds one venue's open leveraged positions. Each has an entry price, a
+leverage ``L`` and the venue's maintenance margin rate ``mmr``, hence a liquidation price
+
+    long:  entry * (1 - 1/L + mmr)        short: entry * (1 + 1/L - mmr)
+
+and a bankruptcy price ``entry * (1 -/+ 1/L)``. Positions are indexed by liquidation-price
+bucket so the liquidation engine finds the crossed ones in ``O(log n)``, and the true
+liquidation levels (the truth file's ``levels`` lines) are the bucket totals.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from bisect import bisect_left
+from dataclasses import dataclass
+
+from sortedcontainers import SortedList
+
+from pipelines.simulate.book import LOT
+
+__all__ = ["Positions", "StopBook", "Traders", "FlowParams", "Order", "poisson", "lognormal_lots", "pick"]
+
+Order = tuple[float, str, int, str, object]
+"""``(offset_ms in the step, aggressor side, lots, tag, ref)``."""
+
+LONG, SHORT = 0, 1
+
+
+def poisson(rng: random.Random, lam: float) -> int:
+    """A Poisson draw by inversion (``lam`` small: a few per step)."""
+    if lam <= 0:
+        return 0
+    if lam > 30:
+        return max(0, int(round(rng.gauss(lam, math.sqrt(lam)))))
+    u = rng.random()
+    p = math.exp(-lam)
+    n, cum = 0, p
+    while u > cum and n < 200:
+        n += 1
+        p *= lam / n
+        cum += p
+    return n
+
+
+def lognormal_lots(rng: random.Random, median_usd: float, sigma: float, price: float) -> int:
+    """Order size in lots for a log-normal USD amount."""
+    usd = median_usd * math.exp(sigma * rng.gauss(0.0, 1.0))
+    return max(1, int(usd / price / LOT))
+
+
+def pick(rng: random.Random, values: tuple[float, ...], cum_weights: list[float] | tuple[float, ...]) -> float:
+    """A weighted choice from precomputed cumulative weights."""
+    return values[min(bisect_left(cum_weights, rng.random() * cum_weights[-1]), len(values) - 1)]
+
+
+class Positions:
+    """Open leveraged positions of one venue (see the module docstring).
+
+    Columns are parallel lists indexed by position id; ``_members[side][bucket]`` lists the ids
+    whose liquidation price falls in ``bucket`` (``bucket_ticks`` wide), ``_lots`` their total,
+    ``_keys`` the non-empty buckets in order.
+    """
+
+    def __init__(self, mmr: float, bucket_ticks: int) -> None:
+        self.mmr = mmr
+        self.bw = bucket_ticks
+        self.side: list[int] = []
+        self.lots: list[int] = []
+        self.entry: list[float] = []
+        self.lev: list[float] = []
+        self.liq: list[float] = []
+        self.alive: list[bool] = []
+        self._bucket: list[int] = []
+        self._members: tuple[dict[int, list[int]], dict[int, list[int]]] = ({}, {})
+        self._lots: tuple[dict[int, int], dict[int, int]] = ({}, {})
+        self._keys = (SortedList(), SortedList())
+        self.open_lots = [0, 0]
+        self._exits: list[tuple[float, int]] = []
+
+    def __len__(self) -> int:
+        return len(self._exits)
+
+    def liquidation_price(self, side: int, entry: float, lev: float) -> float:
+        if side == LONG:
+            return entry * (1.0 - 1.0 / lev + self.mmr)
+        return entry * (1.0 + 1.0 / lev - self.mmr)
+
+    @staticmethod
+    def bankruptcy_price(side: int, entry: float, lev: float) -> float:
+        return entry * (1.0 - 1.0 / lev) if side == LONG else entry * (1.0 + 1.0 / lev)
+
+    def open(self, t: float, side: int, lots: int, entry: float, lev: float, exit_t: float) -> int:
+        """Add a position (``entry`` in ticks); it closes by itself at ``exit_t`` unless liquidated."""
+        pid = len(self.side)
+        liq = self.liquidation_price(side, entry, lev)
+        b = int(liq // self.bw)
+        self.side.append(side)
+        self.lots.append(lots)
+        self.entry.append(entry)
+        self.lev.append(lev)
+        self.liq.append(liq)
+        self.alive.append(True)
+        self._bucket.append(b)
+        members = self._members[side]
+        if b in members:
+            members[b].append(pid)
+            self._lots[side][b] += lots
+        else:
+            members[b] = [pid]
+            self._lots[side][b] = lots
+            self._keys[side].add(b)
+        self.open_lots[side] += lots
+        heapq.heappush(self._exits, (exit_t, pid))
+        return pid
+
+    def _remove(self, pid: int) -> None:
+        side, b = self.side[pid], self._bucket[pid]
+        self.alive[pid] = False
+        members = self._members[side][b]
+        members.remove(pid)
+        self._lots[side][b] -= self.lots[pid]
+        self.open_lots[side] -= self.lots[pid]
+        if not members:
+            del self._members[side][b]
+            del self._lots[side][b]
+            self._keys[side].remove(b)
+
+    def due(self, t_end: float) -> list[tuple[float, int]]:
+        """Positions whose holding time ends before ``t_end``: ``[(exit_t, id)]`` (removed)."""
+        out = []
+        exits = self._exits
+        while exits and exits[0][0] < t_end:
+            exit_t, pid = heapq.heappop(exits)
+            if self.alive[pid]:
+                self._remove(pid)
+                out.append((exit_t, pid))
+        return out
+
+    def crossed(self, mark: float) -> list[int]:
+        """Remove and return the positions the mark price (ticks) has liquidated, nearest first.
+
+        Longs with ``liq >= mark``, shorts with ``liq <= mark``.
+        """
+        out: list[int] = []
+        mb = int(mark // self.bw)
+        keys = self._keys[LONG]
+        while keys and keys[-1] >= mb:
+            b = keys[-1]
+            ids = list(self._members[LONG][b])
+            hit = ids if b > mb else [p for p in ids if self.liq[p] >= mark]
+            for p in sorted(hit, key=lambda p: -self.liq[p]):
+                self._remove(p)
+                out.append(p)
+            if b == mb:
+                break
+        keys = self._keys[SHORT]
+        while keys and keys[0] <= mb:
+            b = keys[0]
+            ids = list(self._members[SHORT][b])
+            hit = ids if b < mb else [p for p in ids if self.liq[p] <= mark]
+            for p in sorted(hit, key=lambda p: self.liq[p]):
+                self._remove(p)
+                out.append(p)
+            if b == mb:
+                break
+        return out
+
+    def bucket_lots(self, side: int) -> dict[int, int]:
+        """Open lots per liquidation bucket of one side (``bucket * bucket_ticks`` = lower edge)."""
+        return self._lots[side]
+
+
+class StopBook:
+    """Resting stop-market orders of one venue: fire when the last trade crosses the trigger."""
+
+    def __init__(self) -> None:
+        self._sell: list[tuple[float, int]] = []  # (trigger ticks, lots), highest trigger last
+        self._buy: list[tuple[float, int]] = []  # lowest trigger last
+
+    def add(self, side: str, trigger: float, lots: int) -> None:
+        if side == "sell":
+            self._sell.append((trigger, lots))
+            self._sell.sort()
+        else:
+            self._buy.append((trigger, lots))
+            self._buy.sort(reverse=True)
+
+    def __len__(self) -> int:
+        return len(self._sell) + len(self._buy)
+
+    def triggered(self, last: float) -> list[tuple[str, int]]:
+        """Stops fired by the last trade price ``last`` (ticks): ``[(side, lots)]``."""
+        out = []
+        while self._sell and self._sell[-1][0] >= last:
+            out.append(("sell", self._sell.pop()[1]))
+        while self._buy and self._buy[-1][0] <= last:
+            out.append(("buy", self._buy.pop()[1]))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class FlowParams:
+    """The traders' behaviour at one moment on one venue (the scenario's phases applied)."""
+
+    open_rate: float = 1.0  # multiplier of the position-opening rate
+    long_share: float = 0.5
+    lev_cum: tuple[float, ...] = ()  # cumulative weights over LEVERAGES
+    size: float = 1.0  # multiplier of opening sizes
+    trend_usd_s: float = 0.0  # informed flow, + buys
+    hedge: float = 0.0  # share of the crowd's net flow met by untracked counterparties
+
+
+class Traders:
+    """All the agents of one venue: they turn a step into market orders (module docstring)."""
+
+    NOISE_USD, NOISE_SIGMA = 6_000.0, 1.1  # median size and log-sd of noise orders
+    OPEN_USD, OPEN_SIGMA = 12_000.0, 1.2  # median size and log-sd of opening orders
+    ARB_USD_S_BPS = 40_000.0  # arbitrage, USD per second per bps of basis beyond ARB_FREE_BPS
+    ARB_FREE_BPS = 2.0
+    ARB_CAP_USD_S = 150_000.0
+
+    def __init__(self, rng: random.Random, scale: float, positions: Positions, noise_rate: float, open_rate: float,
+                 hold_s: float, leverages: tuple[float, ...]) -> None:
+        self.rng = rng
+        self.scale = scale
+        self.positions = positions
+        self.stops = StopBook()
+        self.noise_rate = noise_rate * scale
+        self.open_rate = open_rate * scale
+        self.hold_s = hold_s
+        self.leverages = leverages
+        self._pending: list[Order] = []
+        self._mean_open = math.exp(self.OPEN_SIGMA**2 / 2)  # mean / median of a log-normal size
+
+    def seed(self, price_ticks: float, t: float, lev_cum: list[float], index_vol_bps: float) -> None:
+        """An equilibrium population opened over the past holding time, minus the liquidated."""
+        rng, pos = self.rng, self.positions
+        for _ in range(int(self.open_rate * self.hold_s)):
+            side = LONG if rng.random() < 0.5 else SHORT
+            lev = pick(rng, self.leverages, lev_cum)
+            age = rng.expovariate(1.0 / self.hold_s)
+            entry = price_ticks * math.exp(index_vol_bps * 1e-4 * math.sqrt(age) * rng.gauss(0.0, 1.0))
+            liq = pos.liquidation_price(side, entry, lev)
+            if (side == LONG and liq >= price_ticks * 0.9995) or (side == SHORT and liq <= price_ticks * 1.0005):
+                continue
+            lots = lognormal_lots(rng, self.OPEN_USD, self.OPEN_SIGMA, price_ticks / 10)
+            pos.open(t, side, lots, entry, lev, t + rng.expovariate(1.0 / self.hold_s))
+
+    def orders(self, t_ms: int, step_ms: int, price_usd: float, p: FlowParams, basis_bps: float,
+               shocks: list[tuple[int, float]]) -> list[Order]:
+        """The step's market orders, sorted by time; ``shocks`` are ``(ms, usd)`` exogenous orders."""
+        rng = self.rng
+        dt = step_ms / 1000.0
+        out: list[Order] = []
+
+        def lots_of(usd: float) -> int:
+            return max(1, int(abs(usd) / price_usd / LOT))
+
+        for _ in range(poisson(rng, self.noise_rate * dt)):
+            out.append((rng.random() * step_ms, "buy" if rng.random() < 0.5 else "sell",
+                        lognormal_lots(rng, self.NOISE_USD, self.NOISE_SIGMA, price_usd), "noise", None))
+        for _ in range(poisson(rng, self.open_rate * p.open_rate * dt)):
+            side = "buy" if rng.random() < p.long_share else "sell"
+            out.append((rng.random() * step_ms, side, lognormal_lots(rng, self.OPEN_USD * p.size, self.OPEN_SIGMA, price_usd),
+                        "open", pick(rng, self.leverages, p.lev_cum)))
+        for exit_t, pid in self.positions.due((t_ms + step_ms) / 1000.0):
+            side = "sell" if self.positions.side[pid] == LONG else "buy"
+            out.append((max(0.0, exit_t * 1000 - t_ms), side, self.positions.lots[pid], "close", pid))
+        if abs(basis_bps) > self.ARB_FREE_BPS:
+            usd = min(self.ARB_USD_S_BPS * (abs(basis_bps) - self.ARB_FREE_BPS), self.ARB_CAP_USD_S) * self.scale * dt
+            out.append((rng.random() * step_ms, "sell" if basis_bps > 0 else "buy", lots_of(usd), "arb", None))
+        if p.hedge:
+            net = self.open_rate * p.open_rate * (2.0 * p.long_share - 1.0) * self.OPEN_USD * p.size * self._mean_open
+            usd = p.hedge * net * dt * (0.5 + rng.random())
+            if abs(usd) > 1.0:
+                out.append((rng.random() * step_ms, "sell" if usd > 0 else "buy", lots_of(usd), "hedge", None))
+        if p.trend_usd_s:
+            usd = p.trend_usd_s * self.scale * dt * (0.5 + rng.random())
+            out.append((rng.random() * step_ms, "buy" if usd > 0 else "sell", lots_of(usd), "trend", None))
+        for at, usd in shocks:
+            out.append((float(at - t_ms), "buy" if usd > 0 else "sell", lots_of(usd), "shock", None))
+        out.extend(self._pending)
+        self._pending = []
+        out.sort(key=lambda o: o[0])
+        return out
+
+    def filled(self, ms: int, order: Order, lots: int, avg_tick: float) -> None:
+        """An order of theirs traded ``lots`` at ``avg_tick``: an opening order becomes a position."""
+        if order[3] == "open":
+            side = LONG if order[1] == "buy" else SHORT
+            self.positions.open(ms / 1000.0, side, lots, avg_tick, order[4], ms / 1000.0 + self.rng.expovariate(1.0 / self.hold_s))
+
+    def after_trades(self, last_tick: float) -> None:
+        """Stops fired by the last trade go out early in the next step."""
+        for side, lots in self.stops.triggered(last_tick):
+            self._pending.append((1.0 + self.rng.random() * 20, side, lots, "stop", None))

@@ -1,0 +1,270 @@
+"""The simulator: deterministic, cascades from the mechanism where the scenario says, none on a
+calm day, and every frame exactly what the real venue parsers and book rules accept."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+
+from connectors.recording import RecordingReader
+from detectors.labels import label_series
+from pipelines.simulate import SCENARIOS, simulate
+from pipelines.simulate.runner import run_scenario
+
+T0 = SCENARIOS["calm"].start_ms
+VENUES = ("binance-usdm", "bybit-linear", "okx-swap")
+
+
+def read_truth(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def cascades(truth: list[dict], direction: str | None = None) -> list[dict]:
+    return [t for t in truth if t["type"] == "cascade" and (direction is None or t["direction"] == direction)]
+
+
+@pytest.fixture(scope="module")
+def squeeze(tmp_path_factory):
+    """A 10-minute long squeeze with faults (disconnects, lost book frames) and a trace."""
+    d = tmp_path_factory.mktemp("squeeze")
+    trace: list[dict] = []
+    sc = SCENARIOS["long-squeeze"].with_duration(600)
+    result = run_scenario(sc, 3, d / "ls.rec", d / "ls.truth.jsonl", faults=True, trace=trace)
+    return result, trace
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
+    for name in ("a", "b"):
+        simulate("short-squeeze", 11, 240, tmp_path / f"{name}.rec.zst", tmp_path / f"{name}.truth.jsonl")
+    simulate("short-squeeze", 12, 240, tmp_path / "c.rec.zst", tmp_path / "c.truth.jsonl")
+    assert (tmp_path / "a.rec.zst").read_bytes() == (tmp_path / "b.rec.zst").read_bytes()
+    assert (tmp_path / "a.truth.jsonl").read_bytes() == (tmp_path / "b.truth.jsonl").read_bytes()
+    assert (tmp_path / "a.rec.zst").read_bytes() != (tmp_path / "c.rec.zst").read_bytes()
+
+
+def test_calm_has_no_cascade(tmp_path):
+    r = simulate("calm", 1, 1200, tmp_path / "calm.rec", tmp_path / "calm.truth.jsonl")
+    truth = read_truth(tmp_path / "calm.truth.jsonl")
+    assert r.cascades == [] and cascades(truth) == []
+    assert truth[0]["type"] == "scenario" and truth[0]["name"] == "calm"
+    assert truth[1] == {"type": "span", "asset": "BTC-USDT", "start": T0, "end": T0 + 1_200_000}
+    levels = [t for t in truth if t["type"] == "levels"]
+    assert len(levels) == 20 and all(lv["long"] and lv["short"] for lv in levels)
+    # long levels below the price, short levels above it (none is already crossed)
+    for lv in levels:
+        assert max(p for p, _ in lv["long"]) < lv["price"] * 1.001
+        assert min(p for p, _ in lv["short"]) > lv["price"] * 0.999
+
+
+def test_long_squeeze_has_a_down_cascade_after_the_shock(squeeze):
+    result, _ = squeeze
+    truth = read_truth(result.truth)
+    shock = next(t["ts"] for t in truth if t["type"] == "shock")
+    down = cascades(truth, "down")
+    assert down and not cascades(truth, "up")
+    c = down[-1]
+    assert shock - 120_000 <= c["start"] <= shock + 60_000
+    assert c["start"] <= c["peak"] <= c["end"]
+    assert c["move_bps"] >= 50 and c["forced_notional"] >= 1_000_000
+    # the liquidations were longs on every venue
+    for v in VENUES:
+        assert result.venues[v]["liquidated_long_usd"] > 10 * result.venues[v]["liquidated_short_usd"]
+
+
+def test_short_squeeze_has_an_up_cascade(tmp_path):
+    simulate("short-squeeze", 2, 600, tmp_path / "ss.rec", tmp_path / "ss.truth.jsonl")
+    truth = read_truth(tmp_path / "ss.truth.jsonl")
+    up = cascades(truth, "up")
+    assert up and not cascades(truth, "down")
+    assert up[0]["move_bps"] >= 50
+
+
+def test_multi_venue_cascade_starts_on_bybit(tmp_path):
+    r = simulate("multi-venue", 4, None, tmp_path / "mv.rec", tmp_path / "mv.truth.jsonl")
+    assert cascades(read_truth(tmp_path / "mv.truth.jsonl"), "down")
+    first = {v: r.venues[v]["first_large_liquidation_ms"] for v in VENUES}
+    assert all(first.values())
+    assert first["bybit-linear"] < first["binance-usdm"] and first["bybit-linear"] < first["okx-swap"]
+
+
+def test_truth_is_the_label_of_the_true_series(squeeze):
+    result, trace = squeeze
+    got = label_series([r["ts"] for r in trace], [r["price"] for r in trace], [r["forced_long"] for r in trace],
+                       [r["forced_short"] for r in trace], asset="BTC-USDT")
+    assert got == cascades(read_truth(result.truth))
+
+
+def test_every_frame_parses_with_the_real_venue_parsers(squeeze):
+    venues = pytest.importorskip("connectors.venues")
+    for mod in ("binance", "bybit", "okx"):
+        pytest.importorskip(f"connectors.venues.{mod}")
+    from connectors.venues.base import ParseError
+
+    result, _ = squeeze
+    parsers = {}
+    kinds: Counter = Counter()
+    errors: list[tuple[str, str, bytes]] = []
+    for fr in RecordingReader(result.out):
+        if fr.channel == "conn":
+            event = json.loads(fr.payload)
+            assert event["event"] in ("open", "close") and event["url"].startswith("wss://")
+            kinds[(fr.venue, "conn:" + event["event"])] += 1
+            continue
+        parser = parsers.get(fr.venue) or parsers.setdefault(fr.venue, venues.parser_for(fr.venue))
+        try:
+            if fr.channel == "rest":
+                obj = json.loads(fr.payload)
+                parsed = parser.parse_rest(obj["path"], json.dumps(obj["body"]).encode(), fr.recv)
+            else:
+                parsed = parser.parse_ws(fr.payload, fr.recv)
+        except ParseError as exc:
+            errors.append((fr.venue, exc.reason, fr.payload[:200]))
+            continue
+        kinds[(fr.venue, parsed.kind)] += 1
+    assert errors == []
+    for v in VENUES:
+        for kind in ("trade", "book", "liquidation", "instruments", "control", "conn:open", "conn:close"):
+            assert kinds[(v, kind)] > 0, (v, kind)
+        assert kinds[(v, "conn:open")] == 2 and kinds[(v, "conn:close")] == 1  # one disconnect each
+    assert kinds[("binance-usdm", "mark_price")] and kinds[("okx-swap", "mark_price")]
+    assert kinds[("bybit-linear", "ticker")] and kinds[("okx-swap", "open_interest")]
+    assert kinds[("binance-usdm", "open_interest")]
+
+
+def _okx_checksum(bids: dict, asks: dict) -> int:
+    b = sorted(bids.items(), key=lambda kv: -kv[0])[:25]
+    a = sorted(asks.items(), key=lambda kv: kv[0])[:25]
+    parts = []
+    for i in range(max(len(b), len(a))):
+        if i < len(b):
+            parts.append("%s:%s" % b[i][1])
+        if i < len(a):
+            parts.append("%s:%s" % a[i][1])
+    crc = zlib.crc32(":".join(parts).encode())
+    return crc - (1 << 32) if crc >= 1 << 31 else crc
+
+
+def test_books_follow_the_venue_sequence_rules_and_match_the_market(squeeze):
+    """Rebuild every venue's book from the recording with the venue's own sequence rule: gaps
+    only where a book frame was lost on purpose, resyncs after them, never a crossed book, the
+    mid equal to the simulated market's at every second, and OKX checksums that verify."""
+    pytest.importorskip("connectors.venues.binance")
+    from connectors.book import BookKeeper
+    from connectors.events import BookDelta, BookSnapshot
+    from connectors.venues import parser_for
+
+    result, trace = squeeze
+    parsers = {v: parser_for(v) for v in VENUES}
+    keepers = {v: BookKeeper(type(parsers[v]).sequence_rule()) for v in VENUES}
+    statuses: Counter = Counter()
+    mids: dict[str, list[tuple[int, float | None]]] = defaultdict(list)
+    okx_bids: dict[float, tuple[str, str]] = {}
+    okx_asks: dict[float, tuple[str, str]] = {}
+    checked = 0
+    for fr in RecordingReader(result.out):
+        v = fr.venue
+        keeper = keepers[v]
+        if fr.channel == "conn":
+            if json.loads(fr.payload)["event"] == "close":
+                keeper.book.invalidate()
+                keeper.rule.reset()
+                mids[v].append((fr.recv // 1_000_000, None))
+            continue
+        if fr.channel == "rest":
+            obj = json.loads(fr.payload)
+            events = parsers[v].parse_rest(obj["path"], json.dumps(obj["body"]).encode(), fr.recv).events
+        else:
+            events = parsers[v].parse_ws(fr.payload, fr.recv).events
+        for ev in events:
+            if not isinstance(ev, (BookSnapshot, BookDelta)):
+                continue
+            for st in keeper.apply(ev):
+                statuses[(v, st.state)] += 1
+            book = keeper.book
+            if book.valid and book.bids and book.asks:
+                assert book.best_bid() < book.best_ask(), (v, ev.ts)
+            mids[v].append((ev.ts // 1_000_000, book.mid()))
+            if v == "okx-swap":
+                data = json.loads(fr.payload)["data"][0]
+                if json.loads(fr.payload)["action"] == "snapshot":
+                    okx_bids.clear()
+                    okx_asks.clear()
+                for side, store in (("bids", okx_bids), ("asks", okx_asks)):
+                    for px, sz, _, _ in data[side]:
+                        if float(sz) == 0:
+                            store.pop(float(px), None)
+                        else:
+                            store[float(px)] = (px, sz)
+                if book.valid:
+                    assert _okx_checksum(okx_bids, okx_asks) == data["checksum"]
+                    checked += 1
+    assert checked > 1000
+    # faults: one lost book frame per venue (a gap, then a resync), and one disconnect
+    for v in VENUES:
+        assert statuses[(v, "gap")] == 1, (v, statuses)
+        assert statuses[(v, "resync")] == 1, (v, statuses)
+    # the rebuilt mid equals the simulated mid at every whole second where the book is valid
+    compared = 0
+    for v in VENUES:
+        series = mids[v]
+        i = 0
+        for row in trace:
+            t = row["ts"] + 1000
+            while i < len(series) and series[i][0] <= t:
+                i += 1
+            if i == 0 or series[i - 1][1] is None:
+                continue
+            assert series[i - 1][1] == pytest.approx(row[f"{v}.mid"], abs=1e-6), (v, row["ts"])
+            compared += 1
+    assert compared > 0.9 * 3 * len(trace)
+
+
+def test_liquidation_feeds_keep_the_venues_limits(squeeze):
+    result, _ = squeeze
+    binance_per_second: Counter = Counter()
+    okx_per_second: Counter = Counter()
+    bybit_rows = 0
+    bybit_pushes = []
+    sides: Counter = Counter()
+    for fr in RecordingReader(result.out):
+        if fr.channel != "ws":
+            continue
+        msg = json.loads(fr.payload)
+        if "event" in msg or "result" in msg or "op" in msg:
+            continue  # subscription acknowledgements
+        if b"forceOrder" in fr.payload:
+            o = msg["data"]["o"]
+            binance_per_second[o["T"] // 1000] += 1
+            sides[("binance", o["S"])] += 1
+        elif b"liquidation-orders" in fr.payload:
+            detail = msg["data"][0]["details"][0]
+            okx_per_second[int(detail["ts"]) // 1000] += 1
+            assert (detail["posSide"], detail["side"]) in (("long", "sell"), ("short", "buy"))
+            sides[("okx", detail["posSide"])] += 1
+        elif b"allLiquidation" in fr.payload:
+            bybit_rows += len(msg["data"])
+            bybit_pushes.append(msg["ts"])
+            sides.update(("bybit", row["S"]) for row in msg["data"])
+    assert max(binance_per_second.values()) == 1 and max(okx_per_second.values()) == 1
+    # a long squeeze: forced sells of longs (Binance SELL, OKX posSide long, Bybit S "Buy")
+    assert sides[("binance", "SELL")] > 5 * sides[("binance", "BUY")]
+    assert sides[("okx", "long")] > 5 * sides[("okx", "short")]
+    assert sides[("bybit", "Buy")] > 5 * sides[("bybit", "Sell")]
+    frames = result.venues
+    # Binance and OKX hide all but one per second; Bybit publishes every liquidation (bar the
+    # ones that happened while disconnected) in pushes on 500 ms boundaries
+    assert sum(binance_per_second.values()) < frames["binance-usdm"]["liquidations"]
+    assert frames["binance-usdm"]["frames"]["liquidation_hidden"] > 0
+    assert bybit_rows >= 0.9 * frames["bybit-linear"]["liquidations"]
+    assert all(ts % 500 == 0 for ts in bybit_pushes)
+
+
+def test_unknown_scenario_and_bad_duration(tmp_path):
+    with pytest.raises(ValueError):
+        simulate("nope", 1, 10, tmp_path / "x.rec")
+    with pytest.raises(ValueError):
+        simulate("calm", 1, 0, tmp_path / "x.rec")
