@@ -2,7 +2,9 @@
 
 A table with the latest snapshot of each asset (price, cascade probability down/up
 coloured by level, nearest liquidation clusters, notional at risk, depth within 50 bps,
-cascade reach, Hawkes branching ratio, state; ``-`` for what the snapshot does not carry)
+cascade reach, Hawkes branching ratio, state: ``calm`` or the cascade in progress; ``-``
+for what the snapshot does not carry; the least important columns are left out when
+the terminal is too narrow)
 and a scrolling log of the latest alerts. Live from the risk feed websocket (reconnecting
 by itself with backoff), or from a snapshots/alerts JSONL file with ``--from FILE``.
 """
@@ -30,7 +32,6 @@ from connectors.alerts.routing import asset_matches
 DEFAULT_URL = "ws://127.0.0.1:8765"
 TOKEN_ENV = "CASCADEWATCH_RISKFEED_TOKEN"
 SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
-STATE_STYLE = {"calm": "green", "normal": "green", "elevated": "yellow", "warning": "yellow", "cascade": "bold red"}
 
 
 # -- reading fields that detectors may or may not publish yet ---------------------------
@@ -70,38 +71,37 @@ def fmt_prob(value: Any) -> Text:
     return Text(f"{value:.0%}", style=style)
 
 
-def fmt_cluster(value: Any, price: Any) -> str:
-    """A cluster is a price, or ``{"price": .., "distance_bps": .., "notional_usd": ..}``."""
-    if isinstance(value, dict):
-        level = value.get("price")
-        distance = value.get("distance_bps")
-        notional = value.get("notional_usd")
-    else:
-        level, distance, notional = value, None, None
+def fmt_cluster(side: dict[str, Any]) -> str:
+    """``63,000 (-156bp) $48.00M`` from a direction's ``cluster_price/_bps/_usd``."""
+    level = side.get("cluster_price")
     if not isinstance(level, (int, float)):
         return "-"
-    if distance is None and isinstance(price, (int, float)) and price:
-        distance = (level - price) / price * 1e4
     text = fmt_price(level)
-    if isinstance(distance, (int, float)):
-        text += f" ({distance:+.0f}bp)"
-    if isinstance(notional, (int, float)):
-        text += f" {fmt_usd(notional)}"
+    if isinstance(side.get("cluster_bps"), (int, float)):
+        text += f" ({side['cluster_bps']:+.0f}bp)"
+    if isinstance(side.get("cluster_usd"), (int, float)):
+        text += f" {fmt_usd(side['cluster_usd'])}"
     return text
 
 
-def fmt_reach(value: Any) -> str:
-    """Reach is bps, or ``{"bps": .., "forced_usd": ..}``."""
-    if isinstance(value, dict):
-        bps, forced = value.get("bps", value.get("travel_bps")), value.get("forced_usd", value.get("forced_notional"))
-    else:
-        bps, forced = value, None
+def fmt_reach(side: dict[str, Any]) -> str:
+    """``310bp $91.00M`` from a direction's ``reach_bps`` and ``reach_usd``."""
     parts = []
-    if isinstance(bps, (int, float)):
-        parts.append(f"{bps:.0f}bp")
-    if isinstance(forced, (int, float)):
-        parts.append(fmt_usd(forced))
+    if isinstance(side.get("reach_bps"), (int, float)):
+        parts.append(f"{side['reach_bps']:.0f}bp")
+    if isinstance(side.get("reach_usd"), (int, float)):
+        parts.append(fmt_usd(side["reach_usd"]))
     return " ".join(parts) or "-"
+
+
+def fmt_state(snap: dict[str, Any]) -> Text | str:
+    """``calm``, or the cascade in progress per direction (``down: liquidation``)."""
+    down, up = snap.get("down"), snap.get("up")
+    if not isinstance(down, dict) and not isinstance(up, dict):
+        return "-"
+    active = [f"{d}: {side['cascade']}" for d, side in (("down", down), ("up", up))
+              if isinstance(side, dict) and side.get("cascade")]
+    return Text(", ".join(active), style="bold red") if active else Text("calm", style="green")
 
 
 def pair(down: str, up: str) -> str:
@@ -145,25 +145,23 @@ def fit_columns(rows: list[list[Any]], width: int | None) -> list[int]:
 
 
 def snapshot_row(snap: dict[str, Any]) -> list[RenderableType]:
-    price = snap.get("price")
-    state = pick(snap, "state", "cascade_state")
-    branching = pick(snap, "hawkes_branching", "branching_ratio", "hawkes.branching", "branching")
+    down = snap.get("down") if isinstance(snap.get("down"), dict) else {}
+    up = snap.get("up") if isinstance(snap.get("up"), dict) else {}
+    branching = snap.get("branching")
+    bid, ask = pick(snap, "depth_bid_usd.50"), pick(snap, "depth_ask_usd.50")
     return [
         str(snap.get("asset", "?")),
         utc(snap.get("ts")),
-        fmt_price(price),
+        fmt_price(snap.get("price")),
         fmt_prob(snap.get("prob_down")),
         fmt_prob(snap.get("prob_up")),
-        fmt_cluster(pick(snap, "cluster_down", "nearest_cluster_down", "nearest_cluster.down", "clusters.down"), price),
-        fmt_cluster(pick(snap, "cluster_up", "nearest_cluster_up", "nearest_cluster.up", "clusters.up"), price),
-        pair(fmt_usd(pick(snap, "at_risk_down_usd", "notional_at_risk_down_usd", "notional_at_risk_usd.down", "at_risk_usd.down")),
-             fmt_usd(pick(snap, "at_risk_up_usd", "notional_at_risk_up_usd", "notional_at_risk_usd.up", "at_risk_usd.up"))),
-        f"{fmt_usd(pick(snap, 'depth_bid_usd.50'))}/{fmt_usd(pick(snap, 'depth_ask_usd.50'))}"
-        if pick(snap, "depth_bid_usd.50", "depth_ask_usd.50") is not None else "-",
-        pair(fmt_reach(pick(snap, "reach_down", "reach.down", "reach_down_bps")),
-             fmt_reach(pick(snap, "reach_up", "reach.up", "reach_up_bps"))),
+        fmt_cluster(down),
+        fmt_cluster(up),
+        pair(fmt_usd(down.get("at_risk_usd")), fmt_usd(up.get("at_risk_usd"))),
+        f"{fmt_usd(bid)}/{fmt_usd(ask)}" if bid is not None or ask is not None else "-",
+        pair(fmt_reach(down), fmt_reach(up)),
         f"{branching:.2f}" if isinstance(branching, (int, float)) else "-",
-        Text(str(state), style=STATE_STYLE.get(str(state), "")) if state is not None else "-",
+        fmt_state(snap),
     ]
 
 

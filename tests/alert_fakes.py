@@ -182,14 +182,17 @@ class FakeWebhook(FakeServer):
 
 def make_alert(asset: str = "BTC-USDT", direction: str = "down", action: str = "trigger",
                severity: str = "critical", ts: int = 1_700_000_000_000, **extra: Any) -> dict[str, Any]:
-    """An alert dict in the README's contract (ids derived like the policy's)."""
+    """An alert dict shaped like the alert policy's (detectors/policy.py), ids derived from content."""
     key = f"{asset}:cascade:{direction}"
     alert_id = hashlib.sha1(f"{key}|{ts}|{action}|{severity}".encode()).hexdigest()[:16]
     alert = {
         "type": "alert", "id": alert_id, "dedup_key": key, "action": action, "severity": severity,
         "kind": "cascade", "asset": asset, "direction": direction, "ts": ts,
-        "summary": f"{asset} {direction}: $6.20M of longs liquidated in 60 s on binance-usdm, okx-swap at 64000.5",
-        "price": 64000.5, "liquidated_usd_60s": 6_200_000.0, "venues": ["binance-usdm", "okx-swap"],
+        "summary": f"{asset} {direction.upper()}: 72% cascade risk in 5m · $48.0M longs at 63,000 (-156 bps below)",
+        "opened_ts": ts, "probability": 0.72, "price": 64000.5, "level": 63000.0, "distance_bps": -156.3,
+        "cluster_usd": 48_000_000.0, "notional_at_risk_usd": 52_000_000.0, "depth_usd": 4_200_000.0,
+        "depth_ratio": 0.41, "reach_usd": 91_000_000.0, "reach_bps": 310.0, "branching": 0.87,
+        "liq_usd_60s": 6_200_000.0, "cascade": None, "venues": ["binance-usdm", "okx-swap"],
     }
     alert.update(extra)
     return alert

@@ -47,7 +47,7 @@ def metric(name: str, destination: str) -> float:
 
 
 def test_trigger_and_resolve_bodies_and_headers(tmp_path: Path) -> None:
-    alert = make_alert(probability=0.72, nearest_cluster={"price": 63_000.0, "distance_bps": -156.2})
+    alert = make_alert()
     resolve = make_alert(action="resolve", ts=1_700_000_060_000)
     sent_before = metric("cascadewatch_alerts_sent_total", "pd")
     with FakePagerDuty() as pd:
@@ -71,9 +71,11 @@ def test_trigger_and_resolve_bodies_and_headers(tmp_path: Path) -> None:
             "group": "cascade",
             "class": "cascade down",
             "custom_details": {
-                "alert_id": alert["id"], "ts": "2023-11-14T22:13:20.000Z", "price": 64000.5,
-                "liquidated_usd_60s": 6_200_000.0, "venues": ["binance-usdm", "okx-swap"], "probability": 0.72,
-                "nearest_cluster": {"price": 63_000.0, "distance_bps": -156.2},
+                "alert_id": alert["id"], "ts": "2023-11-14T22:13:20.000Z", "opened_ts": 1_700_000_000_000,
+                "probability": 0.72, "price": 64000.5, "level": 63000.0, "distance_bps": -156.3,
+                "cluster_usd": 48_000_000.0, "notional_at_risk_usd": 52_000_000.0, "depth_usd": 4_200_000.0,
+                "depth_ratio": 0.41, "reach_usd": 91_000_000.0, "reach_bps": 310.0, "branching": 0.87,
+                "liq_usd_60s": 6_200_000.0, "cascade": None, "venues": ["binance-usdm", "okx-swap"],
             },
         },
         "client": "cascadewatch",

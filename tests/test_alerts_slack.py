@@ -38,7 +38,7 @@ def slack_config(tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch, **kw
 
 
 def test_block_kit_message_and_headers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    alert = make_alert(probability=0.72)
+    alert = make_alert(cascade="liquidation")
     with FakeSlack() as slack:
         outbox = deliver(slack_config(tmp_path, slack.url, monkeypatch), [alert])
     [request] = slack.requests
@@ -58,10 +58,15 @@ def test_block_kit_message_and_headers(tmp_path: Path, monkeypatch: pytest.Monke
                     {"type": "mrkdwn", "text": "*Severity*\ncritical"},
                     {"type": "mrkdwn", "text": "*Probability*\n72%"},
                     {"type": "mrkdwn", "text": "*Price*\n64,000.5"},
-                    {"type": "mrkdwn", "text": "*Liquidated USD 60s*\n$6.20M"},
-                    {"type": "mrkdwn", "text": "*Venues*\nbinance-usdm, okx-swap"},
+                    {"type": "mrkdwn", "text": "*Nearest cluster*\n63,000 (-156 bps) · $48.00M"},
+                    {"type": "mrkdwn", "text": "*Notional at risk*\n$52.00M"},
+                    {"type": "mrkdwn", "text": "*Depth in front*\n$4.20M (×0.41 of usual)"},
+                    {"type": "mrkdwn", "text": "*Cascade reach*\n310 bps · $91.00M forced"},
+                    {"type": "mrkdwn", "text": "*Hawkes branching*\n0.87"},
                 ]},
-                {"type": "context", "elements": [{"type": "mrkdwn", "text": f"`BTC-USDT:cascade:down` · alert {alert['id']} · 2023-11-14T22:13:20.000Z"}]},
+                {"type": "context", "elements": [{"type": "mrkdwn", "text":
+                    f"`BTC-USDT:cascade:down` · alert {alert['id']} · 2023-11-14T22:13:20.000Z"
+                    " · cascade in progress: liquidation · venues: binance-usdm, okx-swap"}]},
             ],
         }],
     }
@@ -170,3 +175,11 @@ def test_a_refused_coalesced_message_is_split_so_one_bad_alert_fails_alone(
     assert outbox.counts()["desk"] == {"pending": 0, "inflight": 0, "delivered": 2, "failed": 1}
     [row] = outbox.rows("failed")
     assert row.alert_id == alerts[1]["id"] and row.last_error == "Slack answered 400: invalid_payload"
+
+
+def test_other_evidence_is_shown_after_the_policys_fields() -> None:
+    old_style = {k: v for k, v in make_alert().items() if k in (
+        "type", "id", "dedup_key", "action", "severity", "kind", "asset", "direction", "ts", "summary", "price")}
+    old_style["liquidated_usd_60s"] = 6_200_000.0
+    fields = slack_message([old_style])["attachments"][0]["blocks"][2]["fields"]
+    assert [f["text"] for f in fields[3:]] == ["*Probability*\n-", "*Price*\n64,000.5", "*Liquidated USD 60s*\n$6.20M"]

@@ -172,10 +172,10 @@ def test_100_clients_one_never_reads_is_dropped_others_get_everything_on_time() 
 
 def test_sink_in_a_flow_publishes_snapshots_and_alerts_and_sets_gauges() -> None:
     items = [
-        to_stream("snapshots", snapshot("BTC-USDT", 1000, prob_down=0.42, prob_up=0.05, state="elevated")),
+        to_stream("snapshots", snapshot("BTC-USDT", 1000, prob_down=0.42, prob_up=0.05, down={"cascade": None})),
         to_stream("alerts", alert("BTC-USDT", 1000)),
         to_stream("dead_letters", {"reason": "schema"}),
-        to_stream("snapshots", snapshot("BTC-USDT", 2000, prob_down=0.61, state="cascade")),
+        to_stream("snapshots", snapshot("BTC-USDT", 2000, prob_down=0.61, down={"cascade": "liquidation"})),
     ]
     with RiskFeedServer(port=0, ping_interval_s=None) as server:
         received: list[dict[str, Any]] = []
@@ -188,8 +188,9 @@ def test_sink_in_a_flow_publishes_snapshots_and_alerts_and_sets_gauges() -> None
                 received.append(json.loads(ws.recv(timeout=5)))
     assert [(m["type"], m["ts"]) for m in received] == [("snapshot", 1000), ("alert", 1000), ("snapshot", 2000)]
     assert REGISTRY.get_sample_value("cascadewatch_asset_probability", {"asset": "BTC-USDT", "direction": "down"}) == 0.61
-    assert REGISTRY.get_sample_value("cascadewatch_asset_state", {"asset": "BTC-USDT", "state": "cascade"}) == 1
-    assert REGISTRY.get_sample_value("cascadewatch_asset_state", {"asset": "BTC-USDT", "state": "elevated"}) == 0
+    state = {"asset": "BTC-USDT", "direction": "down"}
+    assert REGISTRY.get_sample_value("cascadewatch_asset_state", {**state, "state": "liquidation"}) == 1
+    assert REGISTRY.get_sample_value("cascadewatch_asset_state", {**state, "state": "calm"}) == 0
 
 
 def test_sink_can_own_its_server() -> None:

@@ -25,10 +25,13 @@ BTC = {
     "type": "snapshot", "ts": 1_700_000_001_000, "asset": "BTC-USDT", "price": 64000.5,
     "venues": ["binance-usdm", "okx-swap"], "depth_bid_usd": {"10": 1e6, "25": 2e6, "50": 4_200_000.0, "100": 9e6},
     "depth_ask_usd": {"10": 1e6, "25": 2e6, "50": 3_100_000.0, "100": 8e6}, "prob_down": 0.72, "prob_up": 0.04,
-    "cluster_down": {"price": 63000.0, "distance_bps": -156.3, "notional_usd": 48_000_000.0}, "cluster_up": 66500.0,
-    "at_risk_down_usd": 48_000_000.0, "at_risk_up_usd": 12_500_000.0,
-    "reach_down": {"bps": 310.0, "forced_usd": 91_000_000.0}, "reach_up": {"bps": 40.0},
-    "hawkes_branching": 0.87, "state": "elevated",
+    "branching": 0.87, "hawkes_intensity": 0.4,
+    "down": {"prob": 0.72, "p_struct": 0.7, "p_touch": 0.8, "cascade": "liquidation", "cluster_price": 63000.0,
+             "cluster_bps": -156.3, "cluster_usd": 48_000_000.0, "at_risk_usd": 48_000_000.0, "depth_ratio": 0.4,
+             "reach_usd": 91_000_000.0, "reach_bps": 310.0},
+    "up": {"prob": 0.04, "p_struct": 0.04, "p_touch": 0.1, "cascade": None, "cluster_price": 66500.0,
+           "cluster_bps": 390.6, "cluster_usd": 5_000_000.0, "at_risk_usd": 12_500_000.0, "depth_ratio": 1.1,
+           "reach_usd": None, "reach_bps": 40.0},
 }
 ETH = {"type": "snapshot", "ts": 1_700_000_001_000, "asset": "ETH-USDT", "price": 3150.25, "venues": ["bybit-linear"],
        "prob_down": None, "prob_up": None}
@@ -51,16 +54,19 @@ def row_of(text: str, asset: str) -> str:
 def test_from_file_renders_known_values(tmp_path: Path) -> None:
     path = tmp_path / "out.jsonl"
     old_btc = {**BTC, "ts": BTC["ts"] - 1000, "price": 1.0}
-    path.write_text("".join(json.dumps(x) + "\n" for x in (old_btc, BTC, ETH, ALERT)) + "not json\n")
+    sol = {"type": "snapshot", "ts": BTC["ts"], "asset": "SOL-USDT", "price": 150.0,
+           "down": {**BTC["up"], "cascade": None}, "up": {**BTC["up"], "cascade": None}}
+    path.write_text("".join(json.dumps(x) + "\n" for x in (old_btc, BTC, ETH, sol, ALERT)) + "not json\n")
     text = render_file(path)
     btc = row_of(text, "BTC-USDT")
-    for shown in ("22:13:21", "64,000.5", "72%", "4%", "63,000 (-156bp) $48.00M", "66,500 (+391bp)",
-                  "↓$48.00M ↑$12.50M", "$4.20M/$3.10M", "↓310bp $91.00M ↑40bp", "0.87", "elevated"):
+    for shown in ("22:13:21", "64,000.5", "72%", "4%", "63,000 (-156bp) $48.00M", "66,500 (+391bp) $5.00M",
+                  "↓$48.00M ↑$12.50M", "$4.20M/$3.10M", "↓310bp $91.00M ↑40bp", "0.87", "down: liquidation"):
         assert shown in btc, shown
     eth = row_of(text, "ETH-USDT")
     cells = [c.strip() for c in eth.split("│")[1:-1]]
     assert cells[:3] == ["ETH-USDT", "22:13:21", "3,150.25"]
     assert cells[3:] == ["-"] * 9  # nothing the snapshot does not carry
+    assert row_of(text, "SOL-USDT").rstrip("│ ").endswith("calm")
     assert "CRITICAL BTC-USDT down  BTC-USDT down: $48M of longs within 1.6%, book thin" in text
     assert "1 unreadable lines" in text
     only_eth = render_file(path, "ETH")
@@ -123,11 +129,11 @@ def test_tail_under_tmux_shows_the_live_feed() -> None:
                 time.sleep(0.5)
                 screen = subprocess.run([*tmux, "capture-pane", "-p", "-t", "tail"], capture_output=True,
                                         text=True).stdout
-                if "CRITICAL" in screen and "elevated" in screen:
+                if "CRITICAL" in screen and "liquidation" in screen:
                     break
             assert "connected to ws://127.0.0.1" in screen, screen
             btc = row_of(screen, "BTC-USDT")
-            assert "64,000.5" in btc and "72%" in btc and "0.87" in btc and "elevated" in btc, screen
+            assert "64,000.5" in btc and "72%" in btc and "0.87" in btc and "down: liquidation" in btc, screen
             assert "3,150.25" in row_of(screen, "ETH-USDT")
             assert "CRITICAL BTC-USDT down" in screen
         finally:

@@ -12,7 +12,9 @@ Alert delivery, per destination:
 Per asset, from the snapshots (:func:`observe_snapshot`):
 
 - ``cascadewatch_asset_probability{asset,direction}``: cascade probability, when known;
-- ``cascadewatch_asset_state{asset,state}``: 1 for the asset's current state, else 0;
+- ``cascadewatch_asset_state{asset,direction,state}``: 1 for the current state of each
+  direction (``calm`` or the cascade in progress: ``liquidation``, ``stop_run``,
+  ``liquidity``, ``deleveraging``), 0 for the states it left;
 - ``cascadewatch_asset_price{asset}`` and ``cascadewatch_asset_snapshot_ts_seconds{asset}``.
 
 Risk feed: ``cascadewatch_riskfeed_clients`` (gauge), ``cascadewatch_riskfeed_dropped_total``.
@@ -38,13 +40,13 @@ SEND_SECONDS = Histogram(
 )
 
 PROBABILITY = Gauge("cascadewatch_asset_probability", "Cascade probability within the horizon", ["asset", "direction"])
-STATE = Gauge("cascadewatch_asset_state", "1 for the asset's current state", ["asset", "state"])
+STATE = Gauge("cascadewatch_asset_state", "1 for the current state of a direction", ["asset", "direction", "state"])
 PRICE = Gauge("cascadewatch_asset_price", "Last price of the asset", ["asset"])
 FEED_CLIENTS = Gauge("cascadewatch_riskfeed_clients", "Connected risk feed clients")
 FEED_DROPPED = Counter("cascadewatch_riskfeed_dropped", "Risk feed clients disconnected as too slow")
 SNAPSHOT_TS = Gauge("cascadewatch_asset_snapshot_ts_seconds", "Event time of the asset's latest snapshot", ["asset"])
 
-_states: dict[str, str] = {}
+_states: dict[tuple[str, str], str] = {}
 
 
 def observe_snapshot(snapshot: dict[str, Any]) -> None:
@@ -62,10 +64,13 @@ def observe_snapshot(snapshot: dict[str, Any]) -> None:
     ts = snapshot.get("ts")
     if isinstance(ts, (int, float)):
         SNAPSHOT_TS.labels(asset).set(ts / 1000)
-    state = snapshot.get("state")
-    if isinstance(state, str) and state:
-        previous = _states.get(asset)
+    for direction in ("down", "up"):
+        side = snapshot.get(direction)
+        if not isinstance(side, dict):
+            continue
+        state = side.get("cascade") or "calm"
+        previous = _states.get((asset, direction))
         if previous is not None and previous != state:
-            STATE.labels(asset, previous).set(0)
-        STATE.labels(asset, state).set(1)
-        _states[asset] = state
+            STATE.labels(asset, direction, previous).set(0)
+        STATE.labels(asset, direction, state).set(1)
+        _states[(asset, direction)] = state

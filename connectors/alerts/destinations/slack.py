@@ -1,8 +1,10 @@
 """Slack incoming webhook (slack-sdk ``WebhookClient``) with Block Kit messages.
 
 One alert is one attachment coloured by severity (resolves are green) holding Block Kit
-blocks: a header (title), the summary, fields (asset, direction, severity, probability,
-then the alert's evidence) and a context line (dedup key, alert id, time). When several
+blocks: a header (title), the summary, up to ten fields (asset, direction, severity,
+probability, price, nearest cluster, notional at risk, depth in front, cascade reach,
+Hawkes branching; any other evidence after those) and a context line (dedup key, alert
+id, time, cascade in progress, venues). When several
 alerts are due at once (a burst), they are coalesced into one message, one attachment
 each, rather than dropped or sent one per second. The worker holds the rate limit (one
 message per second per webhook by default) and retries 429 after Retry-After, 5xx and
@@ -30,6 +32,7 @@ from connectors.alerts.destinations.base import (
     iso_utc,
     label,
     render_value,
+    usd,
 )
 
 COLOUR = {"critical": "#D00000", "warning": "#F2A900", "info": "#2F80ED"}
@@ -58,6 +61,46 @@ def slack_title(alert: dict[str, Any]) -> str:
     return f"{ICON.get(severity, '')} {severity.upper()}: {asset} {kind} risk {direction}".strip()
 
 
+def _num(alert: dict[str, Any], key: str) -> float | None:
+    value = alert.get(key)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def evidence_fields(alert: dict[str, Any]) -> list[tuple[str, str]]:
+    """The key evidence as (label, text), the policy's fields first, then any others."""
+    fields: list[tuple[str, str]] = []
+    used = {"probability", "prob", "opened_ts", "venues", "cascade"}
+    if (price := _num(alert, "price")) is not None:
+        fields.append(("Price", f"{price:,.6g}"))
+    used.add("price")
+    if (level := _num(alert, "level")) is not None:
+        text = f"{level:,.6g}"
+        if (bps := _num(alert, "distance_bps")) is not None:
+            text += f" ({bps:+.0f} bps)"
+        if (cluster := _num(alert, "cluster_usd")) is not None:
+            text += f" · {usd(cluster)}"
+        fields.append(("Nearest cluster", text))
+    used.update(("level", "distance_bps", "cluster_usd"))
+    if (at_risk := _num(alert, "notional_at_risk_usd")) is not None:
+        fields.append(("Notional at risk", usd(at_risk)))
+    used.add("notional_at_risk_usd")
+    if (depth := _num(alert, "depth_usd")) is not None:
+        ratio = _num(alert, "depth_ratio")
+        fields.append(("Depth in front", usd(depth) + (f" (×{ratio:.2f} of usual)" if ratio is not None else "")))
+    used.update(("depth_usd", "depth_ratio"))
+    if (reach := _num(alert, "reach_bps")) is not None:
+        forced = _num(alert, "reach_usd")
+        fields.append(("Cascade reach", f"{reach:.0f} bps" + (f" · {usd(forced)} forced" if forced is not None else "")))
+    used.update(("reach_bps", "reach_usd"))
+    if (branching := _num(alert, "branching")) is not None:
+        fields.append(("Hawkes branching", f"{branching:.2f}"))
+    used.add("branching")
+    for key, value in evidence(alert).items():
+        if key not in used:
+            fields.append((label(key), render_value(key, value)))
+    return fields
+
+
 def slack_attachment(alert: dict[str, Any]) -> dict[str, Any]:
     """One alert as a coloured attachment with Block Kit blocks."""
     resolve = alert.get("action") == "resolve"
@@ -67,12 +110,13 @@ def slack_attachment(alert: dict[str, Any]) -> dict[str, Any]:
         ("Direction", DIRECTION.get(str(alert.get("direction")), str(alert.get("direction", "-")))),
         ("Severity", "resolved" if resolve else severity),
         ("Probability", _probability(alert)),
-    ]
-    for key, value in evidence(alert).items():
-        if key in ("probability", "prob") or len(fields) >= MAX_FIELDS:
-            continue
-        fields.append((label(key), render_value(key, value)))
-    context = f"`{alert.get('dedup_key', '')}` · alert {alert.get('id', '')} · {iso_utc(alert.get('ts'))}"
+        *evidence_fields(alert),
+    ][:MAX_FIELDS]
+    context = [f"`{alert.get('dedup_key', '')}`", f"alert {alert.get('id', '')}", iso_utc(alert.get("ts"))]
+    if alert.get("cascade"):
+        context.append(f"cascade in progress: {alert['cascade']}")
+    if alert.get("venues"):
+        context.append("venues: " + ", ".join(str(v) for v in alert["venues"]))
     return {
         "color": RESOLVED_COLOUR if resolve else COLOUR.get(severity, COLOUR["warning"]),
         "fallback": str(alert.get("summary", "")),
@@ -80,7 +124,7 @@ def slack_attachment(alert: dict[str, Any]) -> dict[str, Any]:
             {"type": "header", "text": {"type": "plain_text", "text": slack_title(alert)[:150], "emoji": True}},
             {"type": "section", "text": {"type": "mrkdwn", "text": str(alert.get("summary", "")) or " "}},
             {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{name}*\n{value}"} for name, value in fields]},
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(context)}]},
         ],
     }
 
