@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from pipelines import alerts_cli
 from pipelines.config import ConfigError, load_config
 
 DESCRIPTION = """\
@@ -75,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="run as one process of a Bytewax cluster: every process's address, in process-id order",
     )
     replay.add_argument("--process-id", type=int, default=0, metavar="I", help="this process's index in --addresses")
+    replay.add_argument(
+        "--deliver", action="store_true",
+        help="also send alerts through the outbox to the [alerts] destinations of --config (default: JSONL only)",
+    )
+    replay.add_argument(
+        "--riskfeed", action="store_true",
+        help="serve the websocket risk feed ([riskfeed] of --config) while replaying, e.g. with --speed 10",
+    )
     replay.add_argument("--quiet", action="store_true", help="print nothing (exit status only)")
 
     demo = commands.add_parser(
@@ -84,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         "liquidation cascade) and show the replay summary, the alerts and the per-asset risk table.",
     )
     demo.add_argument("--out", type=Path, metavar="DIR", help="keep alerts/snapshots JSONL in DIR")
+    alerts_cli.add_commands(commands)
     return parser
 
 
@@ -95,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             return _replay(args, console)
         if args.command == "demo":
             return _demo(args, console)
+        if args.command in alerts_cli.COMMANDS:
+            return alerts_cli.run(args, console)
     except (ConfigError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/] {exc}")
         return 2
@@ -117,6 +129,8 @@ def _replay(args: argparse.Namespace, console: Console) -> int:
         speed=args.speed,
         addresses=args.addresses.split(",") if args.addresses else None,
         process_id=args.process_id,
+        deliver_alerts=args.deliver,
+        serve_riskfeed=args.riskfeed,
     )
     if not args.quiet:
         print_summary(console, summary)

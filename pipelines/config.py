@@ -8,6 +8,9 @@ Example (all keys shown with their defaults)::
     [detectors]               # see pipelines.assets.DetectorsConfig for every knob
     horizon_s = 300
     warn_enter = 0.3
+
+    [alerts]                  # delivery: see docs/alerts.md
+    [riskfeed]                # the websocket risk feed: see docs/alerts.md
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 
 import msgspec
 
+from connectors.alerts.config import AlertsConfig, RiskFeedConfig
 from pipelines.assets import DetectorsConfig
 
 
@@ -26,6 +30,8 @@ class ReplayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     replay: ReplayConfig = ReplayConfig()
     detectors: DetectorsConfig = DetectorsConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    riskfeed: RiskFeedConfig = RiskFeedConfig()
 
 
 class ConfigError(ValueError):

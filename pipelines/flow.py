@@ -9,7 +9,7 @@
       -> re-key everything to one merge key
       -> stateful_batch "merge": watermark over all partitions, per-asset snapshot each
          second, alert policy -> ordered snapshot and alert dicts
-      -> JSONL sink (alerts, snapshots)
+      -> JSONL sink (alerts, snapshots); alert outbox -> Slack/PagerDuty/webhook; risk feed
     dead letters (source parse errors, book sequence gaps) -> JSONL sink
     partition stats + gap dead letters -> summary sink
 """
@@ -25,7 +25,9 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 
+from connectors.alerts.sink import AlertOutboxSink
 from connectors.frames import DeadLetter
+from connectors.riskfeed import RiskFeedSink
 from connectors.sinks import JsonlSink, to_stream
 from connectors.sources import DEAD_LETTER_KEY, NS, STATS_KEY
 from pipelines.config import Config
@@ -80,8 +82,15 @@ def build_flow(
     snapshots_out: Path | None,
     dead_letters_out: Path | None,
     summary_out: Path,
+    deliver_alerts: bool = False,
+    serve_riskfeed: bool = False,
 ) -> Dataflow:
-    """Wire the dataflow. ``n_partitions``: how many source partitions feed watermarks."""
+    """Wire the dataflow. ``n_partitions``: how many source partitions feed watermarks.
+
+    ``deliver_alerts``: also write alerts to the outbox and deliver them to the configured
+    destinations (``[alerts]``). ``serve_riskfeed``: broadcast snapshots and alerts on the
+    websocket risk feed (``[riskfeed]``).
+    """
     lag_ns = int(config.replay.allowed_lag_s * NS)
     flow = Dataflow("cascadewatch")
     batches = op.input("frames", flow, source)
@@ -104,6 +113,10 @@ def build_flow(
     source_dead = op.flat_map("source_dead_letters", control.falses, lambda key_value: key_value[1])
     dead = op.merge("all_dead_letters", source_dead, op.map("gap_dead_letters", gaps.trues, lambda kv: kv[1]))
     op.output("jsonl_out", ordered, JsonlSink({"alerts": alerts_out, "snapshots": snapshots_out}))
+    if deliver_alerts:
+        op.output("alert_outbox", ordered, AlertOutboxSink(config.alerts))
+    if serve_riskfeed:
+        op.output("riskfeed", ordered, RiskFeedSink(config.riskfeed))
     op.output("dead_letters_out", op.map("dead_stream", dead, lambda d: to_stream("dead_letters", d)),
               JsonlSink({"dead_letters": dead_letters_out}))
     stats = op.flat_map("stats", control.trues, lambda key_value: key_value[1])

@@ -63,12 +63,16 @@ def run_replay(
     speed: float | None = None,
     addresses: list[str] | None = None,
     process_id: int = 0,
+    deliver_alerts: bool = False,
+    serve_riskfeed: bool = False,
 ) -> ReplaySummary:
     """Replay ``recordings`` (one source partition each) and write the JSONL outputs.
 
     Outputs that are not asked for go to a temporary directory. ``dead_letters_out``
     defaults to ``deadletters.jsonl`` beside ``alerts_out`` when that is given.
     ``addresses``/``process_id`` run this process as one member of a Bytewax cluster.
+    ``deliver_alerts`` sends alerts through the outbox to ``config.alerts`` destinations;
+    ``serve_riskfeed`` broadcasts on the risk feed (``config.riskfeed``) while replaying.
     """
     config = config or Config()
     with tempfile.TemporaryDirectory(prefix="cascadewatch-") as scratch:
@@ -83,7 +87,10 @@ def run_replay(
         source = ReplaySource(
             recordings, batch_size=batch_size, allowed_lag_s=config.replay.allowed_lag_s, speed=speed
         )
-        flow = build_flow(source, len(source.paths), config, alerts, snapshots, dead, summary_path)
+        flow = build_flow(
+            source, len(source.paths), config, alerts, snapshots, dead, summary_path,
+            deliver_alerts=deliver_alerts, serve_riskfeed=serve_riskfeed,
+        )
         epoch = timedelta(seconds=1) if speed is not None else None
         if addresses:
             cluster_main(flow, addresses, process_id, epoch_interval=epoch, worker_count_per_proc=workers)
