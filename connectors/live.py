@@ -173,7 +173,8 @@ class VenueRunner:
 
     ``emit(recv_ns, source, payload)`` receives, in order: the instrument REST bodies, then
     websocket frames, REST book snapshots and polls (``<venue>!rest``) and connection events
-    (``<venue>!conn``), as the venue's ``LiveBooks`` orders them.
+    (``<venue>!conn``), as the venue's ``LiveBooks`` orders them. ``emit_shutdown=False`` leaves
+    out the ``close`` events of our own shutdown (the pipeline must not page for them).
     """
 
     def __init__(
@@ -185,8 +186,10 @@ class VenueRunner:
         rest_get: Callable[[str, float], Reply] = http_get,
         rng: random.Random | None = None,
         connect: Callable[..., Any] | None = None,
+        emit_shutdown: bool = True,
     ) -> None:
         self.name = name
+        self.emit_shutdown = emit_shutdown
         self.module = venue_module(name)
         self.source: str = self.module.SOURCE
         self.live = live
@@ -238,8 +241,10 @@ class VenueRunner:
             self._apply(actions, recv, payload)
 
     def conn(self, session: Session, recv: int, event: dict[str, Any], rollover: bool) -> None:
-        self._emit(recv, self.source + "!conn", msgspec.json.encode(event))
         kind = event.get("event")
+        if kind == "close" and event.get("reason") == "shutdown" and not self.emit_shutdown:
+            return  # our own stop: not a feed problem (the recorder keeps it, the pipeline does not)
+        self._emit(recv, self.source + "!conn", msgspec.json.encode(event))
         if kind == "open" and not rollover:
             self._apply(self.books.on_open(session.spec.topics))
         elif kind == "close":
@@ -287,7 +292,7 @@ class VenueRunner:
             self._emit(recv, self.source + "!rest", rest_frame(path, body))
             try:
                 listed = (listed or set()) | self.module.listed_symbols(path, body)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            except Exception as exc:  # noqa: BLE001 - a bad body must not stop the feed
                 log.warning("%s: cannot read the instrument list of %s: %s", self.source, path, exc)
         if listed is None:
             log.warning("%s: no instrument list; subscribing %s as configured", self.source, self.symbols)
@@ -501,7 +506,7 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
                 rotate_s=live.record_rotate_hours * 3600.0,
                 on_rotate=self._rebootstrap,
             )
-        self._feed = VenueFeed(name, live, self._queue, **feed_options).start()
+        self._feed = VenueFeed(name, live, self._queue, **{"emit_shutdown": False, **feed_options}).start()
 
     def _rebootstrap(self) -> None:
         self._feed.rebootstrap()

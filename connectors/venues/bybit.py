@@ -730,7 +730,7 @@ class _ListedItem(msgspec.Struct):
 
 
 class _ListedResult(msgspec.Struct):
-    list: list[_ListedItem] = []
+    items: list[_ListedItem] = msgspec.field(default_factory=list, name="list")
 
 
 class _ListedBody(msgspec.Struct):
@@ -743,7 +743,7 @@ def listed_symbols(path: str, body: bytes) -> set[str]:
     listed = msgspec.json.decode(body, type=_ListedBody)
     if listed.retCode != 0 or listed.result is None:
         raise msgspec.DecodeError(f"retCode={listed.retCode}")
-    return {i.symbol for i in listed.result.list if i.contractType == "LinearPerpetual" and i.status in ("Trading", "")}
+    return {i.symbol for i in listed.result.items if i.contractType == "LinearPerpetual" and i.status in ("Trading", "")}
 
 
 def poll_paths(symbols: _Sequence[str]) -> list[str]:
