@@ -144,22 +144,21 @@ class Book:
     def levels(self, side: str, limit: int = 100_000, max_scan: int = 4000) -> list[tuple[int, int]]:
         """Non-empty levels best-first as ``[(cell, lots)]``: at most ``limit`` of them, looking at
         most ``max_scan`` cells away from the best."""
-        out: list[tuple[int, int]] = []
-        if side == "bid":
-            arr, c = self.bids, self.bb
-            end = max(c - max_scan, -1)
-            while c > end and len(out) < limit:
-                if arr[c] > 0:
-                    out.append((c, arr[c]))
-                c -= 1
-        else:
-            arr, c = self.asks, self.ba
-            end = min(c + max_scan, self.n)
-            while c < end and len(out) < limit:
-                if arr[c] > 0:
-                    out.append((c, arr[c]))
-                c += 1
-        return out
+        window = min(max_scan, 2 * limit + 8)
+        while True:
+            if side == "bid":
+                hi = self.bb
+                lo = max(hi - window, -1)
+                arr = self.bids
+                out = [(c, arr[c]) for c in range(hi, lo, -1) if arr[c] > 0]
+            else:
+                lo = self.ba
+                hi = min(lo + window, self.n)
+                arr = self.asks
+                out = [(c, arr[c]) for c in range(lo, hi) if arr[c] > 0]
+            if len(out) >= limit or window >= max_scan:
+                return out[:limit]
+            window = min(max_scan, window * 4)
 
 
 class MarketMaker:

@@ -12,7 +12,7 @@ at any length (a 15-minute test run or a 2-hour evaluation run).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 __all__ = ["Phase", "Shock", "StopCluster", "Scenario", "SCENARIOS", "LEVERAGES", "CALM_LEVERAGE", "CROWDED_LEVERAGE",
            "LOW_LEVERAGE"]
@@ -113,7 +113,6 @@ class Scenario:
     depth_usd_bps: float = 220_000.0  # market makers' resting USD per bps of distance (Binance scale)
     step_s: float = 0.25  # simulation step (and book update interval)
     levels_every_s: int = 60  # truth "levels" line interval
-    extra: dict = field(default_factory=dict)
 
     def with_duration(self, duration_s: float) -> Scenario:
         return replace(self, duration_s=duration_s)

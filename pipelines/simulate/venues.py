@@ -475,6 +475,7 @@ class OkxFeed(Feed):
         self._conn_id = "%08x" % rng.getrandbits(32)
         self.px = _Strings(book, px1)
         self._top = (-1, -1, 0, 0, 0)  # best bid, best ask, 25th bid and ask cells, checksum
+        self._parts: tuple[dict[int, str], dict[int, str]] = ({}, {})  # cell -> "px:sz" of bids, asks
 
     def _on_connect(self, ms: int) -> None:
         if self.connections == 1:
@@ -506,6 +507,11 @@ class OkxFeed(Feed):
         Recomputed only when a change can have touched the top 25 levels.
         """
         book = self.book
+        parts_b, parts_a = self._parts
+        for c in book.changed_bids:
+            parts_b.pop(c, None)
+        for c in book.changed_asks:
+            parts_a.pop(c, None)
         bb, ba, deep_b, deep_a, crc = self._top
         if (bb == book.bb and ba == book.ba and all(c < deep_b for c in book.changed_bids)
                 and all(c > deep_a for c in book.changed_asks)):
@@ -516,9 +522,20 @@ class OkxFeed(Feed):
         parts = []
         for i in range(max(len(bids), len(asks))):
             if i < len(bids):
-                parts.append("%s:%s" % (px(bids[i][0]), contracts(bids[i][1])))
+                c = bids[i][0]
+                part = parts_b.get(c)
+                if part is None:
+                    part = parts_b[c] = "%s:%s" % (px(c), contracts(bids[i][1]))
+                parts.append(part)
             if i < len(asks):
-                parts.append("%s:%s" % (px(asks[i][0]), contracts(asks[i][1])))
+                c = asks[i][0]
+                part = parts_a.get(c)
+                if part is None:
+                    part = parts_a[c] = "%s:%s" % (px(c), contracts(asks[i][1]))
+                parts.append(part)
+        if len(parts_b) > 2000 or len(parts_a) > 2000:
+            parts_b.clear()
+            parts_a.clear()
         crc = zlib.crc32(":".join(parts).encode())
         crc = crc - (1 << 32) if crc >= 1 << 31 else crc
         self._top = (book.bb, book.ba, bids[-1][0] if len(bids) == 25 else -1, asks[-1][0] if len(asks) == 25 else book.n, crc)
@@ -541,6 +558,8 @@ class OkxFeed(Feed):
         self.seq_id += 1 + self.rng.randrange(3 * (len(book.changed_bids) + len(book.changed_asks)) + 1)
         if not send:
             self._top = (-2, -2, 0, 0, 0)  # changes we do not look at: the cached checksum is stale
+            self._parts[0].clear()
+            self._parts[1].clear()
             return
         asks = ",".join(self._levels("ask", [(c, book.asks[c]) for c in sorted(book.changed_asks)]))
         bids = ",".join(self._levels("bid", [(c, book.bids[c]) for c in sorted(book.changed_bids, reverse=True)]))
