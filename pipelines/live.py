@@ -65,12 +65,20 @@ def run_live(
     record: str | None = None,
     feed_options: dict[str, Any] | None = None,
     serve_metrics: bool = True,
+    deliver_alerts: bool | None = None,
+    serve_riskfeed: bool | None = None,
 ) -> ReplaySummary:
     """Run the dataflow on live feeds (``duration_s=None``: until interrupted).
 
     Outputs default to ``[live] alerts_out``, ``snapshots_out``, ``dead_letters_out``; ``record``
     (default ``[live] record``) also writes what the dataflow consumed, one file per venue.
+    ``deliver_alerts`` (default: when ``[alerts]`` has destinations) pages through the outbox;
+    ``serve_riskfeed`` (default: ``[riskfeed] enabled``) broadcasts on the risk feed.
     """
+    if deliver_alerts is None:
+        deliver_alerts = bool(config.alerts.destinations)
+    if serve_riskfeed is None:
+        serve_riskfeed = config.riskfeed.enabled
     if serve_metrics:
         live_metrics.serve(live.metrics_port, live.metrics_addr)
     alerts = Path(alerts_out or live.alerts_out)
@@ -85,7 +93,10 @@ def run_live(
     )
     with tempfile.TemporaryDirectory(prefix="cascadewatch-live-") as scratch:
         summary_path = Path(scratch) / "summary.json"
-        flow = build_flow(source, len(source.list_parts()), config, alerts, snapshots, dead, summary_path)
+        flow = build_flow(
+            source, len(source.list_parts()), config, alerts, snapshots, dead, summary_path,
+            deliver_alerts=deliver_alerts, serve_riskfeed=serve_riskfeed,
+        )
         run_main(flow, epoch_interval=timedelta(seconds=1))
         return ReplaySummary.read(summary_path, alerts, snapshots)
 

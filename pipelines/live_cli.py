@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -106,12 +107,19 @@ def _with_overrides(live: LiveConfig, args: argparse.Namespace) -> LiveConfig:
     return msgspec.structs.replace(live, **changes) if changes else live
 
 
-def _stop_on_signals() -> threading.Event:
+def _stop_on_signals() -> tuple[threading.Event, Callable[[], None]]:
+    """An event set by SIGTERM/SIGINT, and a function that restores the previous handlers."""
     stop = threading.Event()
+    previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
-    return stop
+            previous[sig] = signal.signal(sig, lambda *_: stop.set())
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return stop, restore
 
 
 def _record(args: argparse.Namespace, console: Console) -> int:
@@ -122,14 +130,18 @@ def _record(args: argparse.Namespace, console: Console) -> int:
     if not args.quiet:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
         console.print(f"recording {', '.join(live.venues)} ({', '.join(live.symbols)}) to [bold]{args.out}[/] ...")
-    summary = record(
-        live,
-        args.out,
-        duration_s=args.duration,
-        rotate_mb=args.rotate_mb or 0.0,
-        rotate_hours=args.rotate_hours or 0.0,
-        stop=_stop_on_signals(),
-    )
+    stop, restore = _stop_on_signals()
+    try:
+        summary = record(
+            live,
+            args.out,
+            duration_s=args.duration,
+            rotate_mb=args.rotate_mb or 0.0,
+            rotate_hours=args.rotate_hours or 0.0,
+            stop=stop,
+        )
+    finally:
+        restore()
     if not args.quiet:
         for source, count in sorted(summary.frames.items()):
             console.print(f"  {source:24} {count:>10} frames")
