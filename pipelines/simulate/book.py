@@ -51,6 +51,11 @@ class Book:
         """Price (ticks) of the level of ``cell``."""
         return self.ticks[cell]
 
+    def avg_tick(self, fills: list[tuple[int, int]]) -> float:
+        """Volume-weighted price (ticks) of ``fills`` ``[(cell, lots)]``."""
+        ticks = self.ticks
+        return sum(ticks[c] * q for c, q in fills) / sum(q for _, q in fills)
+
     def cell_of(self, ticks: float) -> int:
         return int(ticks // self.cell_ticks)
 
@@ -103,38 +108,27 @@ class Book:
         fills: list[tuple[int, int]] = []
         if lots <= 0:
             return fills
-        if side == "sell":
-            levels, changed = self.bids, self.changed_bids
-            c = self.bb
+        if side == "sell":  # walk the bids down
+            levels, changed, c, step = self.bids, self.changed_bids, self.bb, -1
             stop = max(c - max_cells, -1)
-            while lots > 0 and c > stop:
-                q = levels[c]
-                if q > 0:
-                    f = q if q < lots else lots
-                    levels[c] = q - f
-                    changed.add(c)
-                    fills.append((c, f))
-                    lots -= f
-                    if q > f:
-                        break
-                c -= 1
+        else:  # walk the asks up
+            levels, changed, c, step = self.asks, self.changed_asks, self.ba, 1
+            stop = min(c + max_cells, self.n)
+        while lots > 0 and c != stop:
+            q = levels[c]
+            if q > 0:
+                f = q if q < lots else lots
+                levels[c] = q - f
+                changed.add(c)
+                fills.append((c, f))
+                lots -= f
+                if q > f:
+                    break
+            c += step
+        if side == "sell":
             self.bb = c
             self._fix_bb()
         else:
-            levels, changed = self.asks, self.changed_asks
-            c = self.ba
-            stop = min(c + max_cells, self.n)
-            while lots > 0 and c < stop:
-                q = levels[c]
-                if q > 0:
-                    f = q if q < lots else lots
-                    levels[c] = q - f
-                    changed.add(c)
-                    fills.append((c, f))
-                    lots -= f
-                    if q > f:
-                        break
-                c += 1
             self.ba = c
             self._fix_ba()
         if fills:

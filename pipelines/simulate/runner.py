@@ -171,7 +171,7 @@ class _Venue:
             lots = sum(q for _, q in fills)
             self.mm.note_flow(lots * LOT * price_usd * (1 if order[1] == "buy" else -1))
             self.last_tick = book.tick(fills[-1][0])
-            self.traders.filled(ms, order, lots, sum(book.tick(c) * q for c, q in fills) / lots)
+            self.traders.filled(ms, order, lots, book.avg_tick(fills))
         self.traders.after_trades(self.last_tick)
         self.engine.update_mark(index, self.mid(), step_ms / 1000.0)
         self._liquidate(max(t_ms + step_ms - 12, last_ms), t_ms + step_ms - 1, forced)

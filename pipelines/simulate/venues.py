@@ -210,11 +210,6 @@ class Feed:
         raise NotImplementedError
 
 
-def _avg_ticks(book: Book, fills: list[tuple[int, int]]) -> float:
-    lots = sum(q for _, q in fills)
-    return sum(book.tick(c) * q for c, q in fills) / lots
-
-
 class BinanceFeed(Feed):
     """Binance USD-M futures, combined stream, BTCUSDT (see the module docstring)."""
 
@@ -305,7 +300,7 @@ class BinanceFeed(Feed):
             '{"stream":"btcusdt@forceOrder","data":{"e":"forceOrder","E":%%d,"o":{"s":"BTCUSDT","S":"%s","o":"LIMIT",'
             '"f":"IOC","q":"%s","p":"%s","ap":"%.2f","X":"%s","l":"%s","z":"%s","T":%d}}}'
             % ("SELL" if position == "long" else "BUY", qty3(lots), px2(bankruptcy),
-               _avg_ticks(self.book, fills) / 10.0 if fills else 0.0, "FILLED" if filled == lots else "EXPIRED",
+               self.book.avg_tick(fills) / 10.0 if fills else 0.0, "FILLED" if filled == lots else "EXPIRED",
                qty3(fills[-1][1] if fills else 0), qty3(filled), ms)
         )
 
