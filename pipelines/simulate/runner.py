@@ -23,7 +23,7 @@ import math
 import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from itertools import accumulate
 from pathlib import Path
 
@@ -223,10 +223,18 @@ class _Venue:
         }
 
 
+_DEFAULT_PHASE = Phase(0.0, 1.0)
+_PHASE_FIELDS = [f.name for f in fields(Phase) if f.name not in ("start", "end")]
+
+
 def _schedule(sc: Scenario, venues: list[_Venue], t0: int, duration_ms: int, step_ms: int, faults: bool,
               truth_lines: list[dict]) -> list[tuple[int, str, str, float]]:
     """Place the scenario's shocks, stops and (optionally) faults; returns the shocks in time order
-    as ``(ms, venue or "", kind, amount)`` and records them in the truth."""
+    as ``(ms, venue or "", kind, amount)`` and records them, and the phases, in the truth."""
+    for ph in sc.phases:
+        changed = {k: getattr(ph, k) for k in _PHASE_FIELDS if getattr(ph, k) != getattr(_DEFAULT_PHASE, k)}
+        truth_lines.append({"type": "phase", "ts": t0 + int(ph.start * duration_ms), "end": t0 + int(ph.end * duration_ms),
+                            **changed})
     shocks: list[tuple[int, str, str, float]] = []
     for sh in sc.shocks:
         at = t0 + int(sh.at * duration_ms)
