@@ -30,18 +30,20 @@ Definitions, per asset and direction ``d`` (``down`` / ``up``):
 Undefined ratios are ``None`` (JSON ``null``): recall without cascades, lead times without
 catches, rates without days, Brier without forecasts.
 
-:func:`map_error` scores an estimated liquidation map against the truth's ``levels`` lines.
+:func:`map_error` scores a full estimated liquidation map against the truth's ``levels`` lines;
+:func:`map_summary_error` scores what the snapshots carry of it (the notional at risk and the
+nearest dense cluster, per direction).
 """
 
 from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["score", "score_runs", "map_error", "percentile", "DIRECTIONS"]
+__all__ = ["score", "score_runs", "map_error", "map_summary_error", "percentile", "DIRECTIONS"]
 
 DIRECTIONS = ("down", "up")
 DAY_MS = 86_400_000
@@ -316,4 +318,98 @@ def map_error(
         "long": summary(emd["long"], ratio["long"]),
         "short": summary(emd["short"], ratio["short"]),
         "overall": summary(emd["long"] + emd["short"], ratio["long"] + ratio["short"]),
+    }
+
+
+def map_summary_error(
+    snapshots: Sequence[dict],
+    truth: Sequence[dict],
+    *,
+    window: int = 5,
+    dense_multiple: float = 3.0,
+    max_age_s: float = 5.0,
+) -> dict:
+    """Error of the snapshots' liquidation-map summary against the truth's ``levels`` lines.
+
+    Per direction ``d`` a snapshot carries ``d: {"at_risk_usd", "cluster_bps", ...}``: the
+    estimated liquidation notional on that side of the price (long levels below it for
+    ``down``, short levels above for ``up``, within the map's range) and the distance of the
+    nearest dense cluster. For each truth line (``{"type": "levels", "ts", "asset", "price",
+    "long", "short"}``, levels within 10 % of the price) and the latest snapshot of its asset at
+    most ``max_age_s`` older:
+
+    - ``at_risk_log2_ratio`` = ``log2(estimated / true notional on that side)``;
+    - the true nearest dense cluster is found on the true levels with the detectors' own rule
+      (:func:`detectors.liqmap_estimated.nearest_dense_cluster`, ``window`` buckets,
+      ``dense_multiple``); ``cluster_error_bps`` = ``|estimated - true distance|`` when both
+      exist, else it counts as ``cluster_missed`` (true only) or ``cluster_spurious``
+      (estimated only).
+
+    Returns ``{"down": S, "up": S, "overall": S}``, ``S = {"n", "at_risk_abs_log2_ratio_median",
+    "cluster_error_bps_median", "cluster_error_bps_mean", "cluster_found", "cluster_missed",
+    "cluster_spurious"}`` (``None`` where nothing was comparable).
+    """
+    import numpy as np
+
+    from detectors.liqmap_estimated import nearest_dense_cluster
+
+    by_asset: dict[str, list[tuple[int, dict]]] = defaultdict(list)
+    for snap in snapshots:
+        if snap.get("type", "snapshot") == "snapshot":
+            by_asset[snap["asset"]].append((int(snap["ts"]), snap))
+    for v in by_asset.values():
+        v.sort(key=lambda x: x[0])
+    stamps = {a: [t for t, _ in v] for a, v in by_asset.items()}
+    ratios: dict[str, list[float]] = {"down": [], "up": []}
+    errors: dict[str, list[float]] = {"down": [], "up": []}
+    counts = {d: Counter() for d in DIRECTIONS}
+    max_age = int(max_age_s * 1000)
+    for line in truth:
+        if line.get("type") != "levels" or "price" not in line:
+            continue
+        asset, ts, price = line["asset"], int(line["ts"]), float(line["price"])
+        i = bisect_right(stamps.get(asset, []), ts) - 1
+        if i < 0 or ts - stamps[asset][i] > max_age:
+            continue
+        snap = by_asset[asset][i][1]
+        for d, side in (("down", "long"), ("up", "short")):
+            est = snap.get(d)
+            if not isinstance(est, dict):
+                continue
+            levels = sorted((float(p), float(u)) for p, u in line.get(side, []))
+            on_side = [(p, u) for p, u in levels if (p < price if d == "down" else p > price)]
+            true_total = sum(u for _, u in on_side)
+            est_total = est.get("at_risk_usd")
+            counts[d]["n"] += 1
+            if est_total and est_total > 0 and true_total > 0:
+                ratios[d].append(math.log2(est_total / true_total))
+            true_cluster = None
+            if levels:
+                c = nearest_dense_cluster(np.array([p for p, _ in levels]), np.array([u for _, u in levels]), price, d,
+                                          window=window, dense_multiple=dense_multiple)
+                true_cluster = c.distance_bps if c is not None else None
+            est_cluster = est.get("cluster_bps")
+            if true_cluster is not None and est_cluster is not None:
+                counts[d]["cluster_found"] += 1
+                errors[d].append(abs(float(est_cluster) - true_cluster))
+            elif true_cluster is not None:
+                counts[d]["cluster_missed"] += 1
+            elif est_cluster is not None:
+                counts[d]["cluster_spurious"] += 1
+
+    def summary(r: list[float], e: list[float], c: Counter) -> dict:
+        return {
+            "n": c["n"],
+            "at_risk_abs_log2_ratio_median": _r(percentile([abs(x) for x in r], 50), 4),
+            "cluster_error_bps_median": _r(percentile(e, 50), 3),
+            "cluster_error_bps_mean": _r(sum(e) / len(e), 3) if e else None,
+            "cluster_found": c["cluster_found"],
+            "cluster_missed": c["cluster_missed"],
+            "cluster_spurious": c["cluster_spurious"],
+        }
+
+    return {
+        "down": summary(ratios["down"], errors["down"], counts["down"]),
+        "up": summary(ratios["up"], errors["up"], counts["up"]),
+        "overall": summary(ratios["down"] + ratios["up"], errors["down"] + errors["up"], counts["down"] + counts["up"]),
     }

@@ -185,3 +185,11 @@ def test_config_validation():
         LabelConfig(onset_share=0.0)
     with pytest.raises(ValueError):
         LabelConfig(window_s=0)
+
+
+def test_docstring_example_runs():
+    import doctest
+
+    import detectors.labels
+
+    assert doctest.testmod(detectors.labels).failed == 0

@@ -131,3 +131,22 @@ def test_map_error_known_answer():
     # top-level shape (the truth's own) works too; a too-old estimate is not used
     assert map_error([{"ts": s(30), "asset": "BTC-USDT", "long": [[99.0, 400.0]]}], truth)["long"]["abs_log2_ratio_median"] == 1.0
     assert map_error(est, truth, max_age_s=10)["overall"]["n"] == 0
+
+
+def test_map_summary_error_known_answer():
+    pytest.importorskip("detectors.liqmap_estimated")
+    from pipelines.scoring import map_summary_error
+
+    truth = [{"type": "levels", "ts": s(60), "asset": "BTC-USDT", "price": 100.0,
+              "long": [[97.0, 10.0], [98.0, 100.0], [99.0, 10.0]], "short": [[101.0, 5.0], [103.0, 5.0]]}]
+    snaps = [{"type": "snapshot", "ts": s(59), "asset": "BTC-USDT",
+              "down": {"at_risk_usd": 240.0, "cluster_bps": 150.0}, "up": {"at_risk_usd": 10.0, "cluster_bps": 300.0}}]
+    # window 1, 2x the uniform share (120 / 3 = 40 -> 80): the 98 bucket is the true cluster, 200 bps away;
+    # the short side has no dense bucket (5 < 2 * 5)
+    r = map_summary_error(snaps, truth, window=1, dense_multiple=2.0)
+    assert r["down"] == {"n": 1, "at_risk_abs_log2_ratio_median": 1.0, "cluster_error_bps_median": 50.0,
+                         "cluster_error_bps_mean": 50.0, "cluster_found": 1, "cluster_missed": 0, "cluster_spurious": 0}
+    assert r["up"]["at_risk_abs_log2_ratio_median"] == 0.0 and r["up"]["cluster_spurious"] == 1
+    assert r["overall"]["n"] == 2 and r["overall"]["at_risk_abs_log2_ratio_median"] == 0.5
+    # a snapshot older than max_age_s is not compared
+    assert map_summary_error(snaps, truth, max_age_s=0.5)["overall"]["n"] == 0
