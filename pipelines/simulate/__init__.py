@@ -10,6 +10,25 @@ included, runs on it as on a live feed, plus a truth file (JSONL) with the casca
 label of :mod:`detectors.labels`, from the *true* forced notional) and the true liquidation
 levels over time.
 
+The truth file, one JSON object per line, times in UTC epoch milliseconds; first the
+``scenario`` line, then ``span``, then the rest in time order:
+
+- ``{"type": "scenario", "name", "seed", "duration_s", "venues", "description", "faults"}``;
+- ``{"type": "span", "asset", "start", "end"}``: the simulated time (what "days" are counted on);
+- ``{"type": "cascade", "asset", "direction", "start", "peak", "end", "forced_notional",
+  "move_bps"}``: by :mod:`detectors.labels` (default :class:`~detectors.labels.LabelConfig`)
+  from the true per-second forced notional of all venues (every liquidation, including those
+  the venues do not publish) and the scale-weighted mean mid price;
+- ``{"type": "levels", "ts", "asset", "price", "long": [[price, usd], ...], "short": [...]}``
+  every ``levels_every_s`` (60 s): liquidation notional of all open positions by liquidation
+  price, 100-USDT buckets (centre price), within 10 % of the price, summed over venues;
+- ``{"type": "phase", "ts", "end", ...}``: a scenario phase and the parameters it changes
+  (crowding, leverage, liquidity withdrawal, informed flow, index drift);
+- ``{"type": "shock", "ts", "kind": "index", "bps"}`` / ``{"type": "shock", "ts", "kind":
+  "market", "venue", "usd", "over_s"}``: exogenous triggers; ``{"type": "stops", "side",
+  "price", "usd"}``: a cluster of stop orders; ``{"type": "fault", "ts", "venue", "kind":
+  "disconnect" | "gap", ...}`` with ``--faults``.
+
 >>> from pipelines.simulate import simulate, SCENARIOS      # doctest: +SKIP
 >>> result = simulate("long-squeeze", seed=1, duration_s=900, out="ls.rec.zst", truth="ls.truth.jsonl")  # doctest: +SKIP
 
