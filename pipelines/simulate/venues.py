@@ -89,7 +89,6 @@ class FrameSink:
         self.writer = writer
         self._heap: list[tuple[int, int, str, str]] = []
         self._n = 0
-        self.counts: Counter[str] = Counter()
 
     def push(self, recv_ns: int, source: str, payload: str) -> None:
         self._n += 1
@@ -227,7 +226,6 @@ class BinanceFeed(Feed):
         self.agg_id = 2_900_000_000 + rng.randrange(10_000_000)
         self.trade_id = 6_300_000_000 + rng.randrange(10_000_000)
         self._liq: str | None = None
-        self._hidden = 0
 
     def _on_connect(self, ms: int) -> None:
         if self.connections == 1:
@@ -293,7 +291,6 @@ class BinanceFeed(Feed):
 
     def liquidation(self, ms: int, position: str, lots: int, fills: list[tuple[int, int]], bankruptcy: int) -> None:
         if self._liq is not None:
-            self._hidden += 1
             self.counts["liquidation_hidden"] += 1
         filled = sum(q for _, q in fills)
         self._liq = (
