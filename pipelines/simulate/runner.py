@@ -34,7 +34,7 @@ from detectors.labels import CascadeLabeler, LabelConfig
 from pipelines.simulate.agents import LONG, SHORT, FlowParams, Positions, Traders
 from pipelines.simulate.book import LOT, Book, MarketMaker
 from pipelines.simulate.liquidation import LiquidationEngine
-from pipelines.simulate.scenarios import LEVERAGES, Phase, Scenario
+from pipelines.simulate.scenarios import LEVERAGES, Phase, Scenario, StopCluster
 from pipelines.simulate.venues import FEEDS, BinanceFeed, BybitFeed, Feed, FrameSink
 
 __all__ = ["SimulationResult", "run_scenario", "VENUE_SPECS", "ASSET"]
@@ -85,23 +85,34 @@ class SimulationResult:
     wall_s: float = 0.0
 
 
-def _phase_weight(ph: Phase, f: float) -> float:
-    """How much of phase ``ph`` applies at fraction ``f`` of the run (ramps at both ends)."""
-    if not ph.start <= f < ph.end:
-        return 0.0
-    if ph.ramp <= 0:
-        return 1.0
-    span = (ph.end - ph.start) * ph.ramp
-    return max(0.0, min(1.0, (f - ph.start) / span, (ph.end - f) / span))
+class _Window:
+    """A phase placed in the run: absolute ``[start_ms, end_ms)`` and its ramp length (ms)."""
+
+    __slots__ = ("phase", "start_ms", "end_ms", "ramp_ms")
+
+    def __init__(self, phase: Phase, anchor_ms: int, t0: int, t_end: int) -> None:
+        self.phase = phase
+        self.start_ms = max(t0, anchor_ms + int(phase.start_s * 1000))
+        self.end_ms = min(t_end, anchor_ms + int(phase.end_s * 1000))
+        self.ramp_ms = (phase.end_s - phase.start_s) * 1000 * phase.ramp
+
+    def weight(self, t_ms: int) -> float:
+        """How much of the phase applies at ``t_ms`` (ramps at both ends)."""
+        if not self.start_ms <= t_ms < self.end_ms:
+            return 0.0
+        if self.ramp_ms <= 0:
+            return 1.0
+        return max(0.0, min(1.0, (t_ms - self.start_ms) / self.ramp_ms, (self.end_ms - t_ms) / self.ramp_ms))
 
 
-def _conditions(sc: Scenario, venue: str, f: float, base_cum: tuple[float, ...]) -> tuple[FlowParams, float]:
-    """The traders' parameters and the market makers' liquidity factor at ``f`` on ``venue``."""
+def _conditions(windows: list[_Window], venue: str, t_ms: int, base_cum: tuple[float, ...]) -> tuple[FlowParams, float]:
+    """The traders' parameters and the market makers' liquidity factor at ``t_ms`` on ``venue``."""
     open_rate, long_share, lev_cum, size, trend, hedge, liquidity = 1.0, 0.5, base_cum, 1.0, 0.0, 0.0, 1.0
-    for ph in sc.phases:
+    for win in windows:
+        ph = win.phase
         if ph.venues is not None and venue not in ph.venues:
             continue
-        w = _phase_weight(ph, f)
+        w = win.weight(t_ms)
         if w <= 0:
             continue
         open_rate *= ph.open_rate
@@ -224,20 +235,21 @@ class _Venue:
 
 
 _DEFAULT_PHASE = Phase(0.0, 1.0)
-_PHASE_FIELDS = [f.name for f in fields(Phase) if f.name not in ("start", "end")]
+_PHASE_FIELDS = [f.name for f in fields(Phase) if f.name not in ("start_s", "end_s")]
 
 
-def _schedule(sc: Scenario, venues: list[_Venue], t0: int, duration_ms: int, step_ms: int, faults: bool,
-              truth_lines: list[dict]) -> list[tuple[int, str, str, float]]:
-    """Place the scenario's shocks, stops and (optionally) faults; returns the shocks in time order
-    as ``(ms, venue or "", kind, amount)`` and records them, and the phases, in the truth."""
-    for ph in sc.phases:
+def _schedule(sc: Scenario, venues: list[_Venue], windows: list[_Window], anchor_ms: int, t0: int, duration_ms: int,
+              step_ms: int, faults: bool, truth_lines: list[dict]) -> tuple[list[tuple[int, str, str, float]], list[tuple[int, int]]]:
+    """Place the scenario's shocks, stops and (optionally) faults. Returns the shocks in time
+    order as ``(ms, venue or "", kind, amount)`` and the stop placements ``(ms, cluster index)``,
+    and records them, and the phases, in the truth."""
+    for win in windows:
+        ph = win.phase
         changed = {k: getattr(ph, k) for k in _PHASE_FIELDS if getattr(ph, k) != getattr(_DEFAULT_PHASE, k)}
-        truth_lines.append({"type": "phase", "ts": t0 + int(ph.start * duration_ms), "end": t0 + int(ph.end * duration_ms),
-                            **changed})
+        truth_lines.append({"type": "phase", "ts": win.start_ms, "end": win.end_ms, **changed})
     shocks: list[tuple[int, str, str, float]] = []
     for sh in sc.shocks:
-        at = t0 + int(sh.at * duration_ms)
+        at = max(t0, anchor_ms + int(sh.at_s * 1000))
         if sh.kind == "index":
             shocks.append((at, "", "index", sh.bps))
             truth_lines.append({"type": "shock", "ts": at, "kind": "index", "bps": sh.bps})
@@ -248,15 +260,7 @@ def _schedule(sc: Scenario, venues: list[_Venue], t0: int, duration_ms: int, ste
                 shocks.extend((at + int(i * sh.over_s * 1000 / sh.slices), v.name, "market", per) for i in range(sh.slices))
                 truth_lines.append({"type": "shock", "ts": at, "kind": "market", "venue": v.name, "usd": sh.usd * v.scale,
                                     "over_s": sh.over_s})
-    for st in sc.stops:
-        center = sc.price * 10 * (1 + st.at_bps * 1e-4)
-        for v in venues:
-            if st.venues is None or v.name in st.venues:
-                for i in range(st.count):
-                    trig = center * (1 + (i / max(st.count - 1, 1) - 0.5) * st.width_bps * 1e-4)
-                    v.traders.stops.add(st.side, trig, max(1, int(st.usd * v.scale / st.count / (trig / 10) / LOT)))
-        truth_lines.append({"type": "stops", "side": st.side, "price": round(center / 10, 1),
-                            "usd": st.usd * sum(v.scale for v in venues)})
+    placements = sorted((max(t0, anchor_ms + int(st.placed_s * 1000)), i) for i, st in enumerate(sc.stops))
     if faults:
         for i, v in enumerate(venues):
             d_at = t0 + (int((0.3 + 0.07 * i) * duration_ms) // 1000) * 1000
@@ -265,7 +269,20 @@ def _schedule(sc: Scenario, venues: list[_Venue], t0: int, duration_ms: int, ste
             truth_lines.append({"type": "fault", "ts": d_at, "venue": v.name, "kind": "disconnect", "until": d_at + 3000})
             truth_lines.append({"type": "fault", "ts": g_at, "venue": v.name, "kind": "gap"})
     shocks.sort()
-    return shocks
+    return shocks, placements
+
+
+def _place_stops(st: StopCluster, venues: list[_Venue], t_ms: int, truth_lines: list[dict]) -> None:
+    """Rest a stop cluster around each venue's current price."""
+    for v in venues:
+        if st.venues is None or v.name in st.venues:
+            center = v.mid() * (1 + st.at_bps * 1e-4)
+            for i in range(st.count):
+                trig = center * (1 + (i / max(st.count - 1, 1) - 0.5) * st.width_bps * 1e-4)
+                v.traders.stops.add(st.side, trig, max(1, int(st.usd * v.scale / st.count / (trig / 10) / LOT)))
+    mid = sum(v.mid() * v.scale for v in venues) / sum(v.scale for v in venues)
+    truth_lines.append({"type": "stops", "ts": t_ms, "side": st.side, "price": round(mid * (1 + st.at_bps * 1e-4) / 10, 1),
+                        "usd": st.usd * sum(v.scale for v in venues)})
 
 
 def run_scenario(
@@ -309,7 +326,9 @@ def run_scenario(
          "description": sc.description, "faults": faults},
         {"type": "span", "asset": ASSET, "start": t0, "end": t0 + duration_ms},
     ]
-    shocks = _schedule(sc, venues, t0, duration_ms, step_ms, faults, truth_lines)
+    anchor_ms = t0 + int(sc.anchor * duration_ms)
+    windows = [_Window(ph, anchor_ms, t0, t0 + duration_ms) for ph in sc.phases]
+    shocks, placements = _schedule(sc, venues, windows, anchor_ms, t0, duration_ms, step_ms, faults, truth_lines)
     for v in venues:
         v.feed.connect(t0)
 
@@ -344,14 +363,15 @@ def run_scenario(
         if progress and step % report_every == 0:
             print(f"simulate {sc.name}: {100 * step // n_steps:3d}%  t={(t_ms - t0) / 1000:.0f}s  "
                   f"price={index / 10:.1f}  cascades={len(cascades)}", file=sys.stderr, flush=True)
-        f = (t_ms - t0) / duration_ms
         end_ms = t_ms + step_ms
         for v in venues:
             v.apply_faults(t_ms)
+        while placements and placements[0][0] <= t_ms:
+            _place_stops(sc.stops[placements.pop(0)[1]], venues, t_ms, truth_lines)
 
         # the spot index: own random walk and drift, pulled toward the perpetuals, jumps
         mids = [v.mid() for v in venues]
-        drift = sum(ph.index_bps_s for ph in sc.phases if ph.index_bps_s and ph.start <= f < ph.end)
+        drift = sum(w.phase.index_bps_s for w in windows if w.phase.index_bps_s and w.start_ms <= t_ms < w.end_ms)
         index *= math.exp(index_sd * rng.gauss(0.0, 1.0) + drift * 1e-4 * dt)
         index += INDEX_PULL_S * dt * (sum(m * w for m, w in zip(mids, weights)) / total_scale - index)
         step_shocks: list[tuple[int, str, float]] = []
@@ -364,7 +384,7 @@ def run_scenario(
                 step_shocks.append((at, vname, amount))
 
         for i, v in enumerate(venues):
-            params, liquidity = _conditions(sc, v.name, f, base_cum)
+            params, liquidity = _conditions(windows, v.name, t_ms, base_cum)
             # the arbitrageurs' fair price: half the spot index, half the other venues' mid
             others = total_scale - v.scale
             fair = index if others <= 0 else 0.5 * index + 0.5 * sum(

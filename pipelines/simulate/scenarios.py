@@ -6,8 +6,10 @@ an index jump, market makers withdrawing, a cluster of stop orders). Whether a c
 is up to the mechanism: positions with liquidation prices, a liquidation engine that sends
 market orders into the book, market makers that pull back when volatility rises.
 
-Times of phases and shocks are fractions of the run's duration, so a scenario keeps its shape
-at any length (a 15-minute test run or a 2-hour evaluation run).
+Each scenario has an *anchor*, the moment of its event, at ``anchor`` (a fraction) of the run;
+phases, shocks and stop placements are given in seconds relative to it. A longer run is a
+longer calm market around the same episode (a crowd builds up for the same 8 minutes before
+the shock whether the run lasts 15 minutes or a day), so the episode keeps its shape.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ LOW_LEVERAGE: tuple[float, ...] = (0.2, 0.2, 0.25, 0.25, 0.1, 0.0, 0.0, 0.0, 0.0
 
 @dataclass(frozen=True)
 class Phase:
-    """A window ``[start, end)`` (fractions of the duration) that modifies the traders.
+    """A window ``[start_s, end_s)`` (seconds from the scenario's anchor) that modifies the market.
 
     - ``open_rate``: multiplier of the leveraged traders' position-opening rate;
     - ``long_share``: share of new positions that are longs (``None``: the default 0.5);
@@ -45,8 +47,8 @@ class Phase:
     - ``venues``: the venues affected (``None``: all).
     """
 
-    start: float
-    end: float
+    start_s: float
+    end_s: float
     open_rate: float = 1.0
     long_share: float | None = None
     leverage: tuple[float, ...] | None = None
@@ -61,7 +63,7 @@ class Phase:
 
 @dataclass(frozen=True)
 class Shock:
-    """An exogenous trigger at ``at`` (fraction of the duration).
+    """An exogenous trigger ``at_s`` seconds from the scenario's anchor.
 
     - ``kind == "market"``: market orders of ``usd`` in total (+ buy, - sell), per unit of venue
       scale, spread over ``over_s`` seconds in ``slices`` orders, on ``venues`` (``None``: all);
@@ -69,7 +71,7 @@ class Shock:
       arbitrage.
     """
 
-    at: float
+    at_s: float
     kind: str
     usd: float = 0.0
     bps: float = 0.0
@@ -80,13 +82,15 @@ class Shock:
 
 @dataclass(frozen=True)
 class StopCluster:
-    """Resting stop-market orders: ``side`` ``"sell"`` (stop-losses of longs, below the price)
-    or ``"buy"``, around ``at_bps`` from the initial price, spread over ``width_bps``, ``usd``
-    per unit of venue scale. A stop fires when the venue's last trade crosses it."""
+    """Resting stop-market orders placed ``placed_s`` seconds from the anchor: ``side`` ``"sell"``
+    (stop-losses of longs, below the price) or ``"buy"``, around ``at_bps`` from each venue's
+    price at placement, spread over ``width_bps``, ``usd`` per unit of venue scale. A stop fires
+    when the venue's last trade crosses it."""
 
     side: str
     at_bps: float
     usd: float
+    placed_s: float = -120.0
     width_bps: float = 10.0
     count: int = 40
     venues: tuple[str, ...] | None = None
@@ -99,6 +103,7 @@ class Scenario:
     name: str
     description: str
     duration_s: float = 900.0
+    anchor: float = 0.6  # the scenario's event, as a fraction of the run
     venues: tuple[str, ...] = ("binance-usdm", "bybit-linear", "okx-swap")
     phases: tuple[Phase, ...] = ()
     shocks: tuple[Shock, ...] = ()
@@ -131,12 +136,12 @@ def _squeeze(direction: str) -> Scenario:
             "jump push the mark through their liquidation prices: an upward squeeze."
         ),
         phases=(
-            Phase(0.05, 0.6, open_rate=3.0, long_share=0.75 if down else 0.25, leverage=CROWDED_LEVERAGE, size=1.4,
+            Phase(-495, 0, open_rate=3.0, long_share=0.75 if down else 0.25, leverage=CROWDED_LEVERAGE, size=1.4,
                   hedge=0.7),
         ),
         shocks=(
-            Shock(0.6, "index", bps=-sign * 50.0),
-            Shock(0.6, "market", usd=-sign * 5_000_000.0, over_s=6.0, slices=12),
+            Shock(0, "index", bps=-sign * 50.0),
+            Shock(0, "market", usd=-sign * 5_000_000.0, over_s=6.0, slices=12),
         ),
     )
 
@@ -157,9 +162,9 @@ SCENARIOS: dict[str, Scenario] = {
             "selling walks through the thin book into the long liquidation levels."
         ),
         phases=(
-            Phase(0.05, 0.55, open_rate=2.5, long_share=0.75, leverage=CROWDED_LEVERAGE, size=1.3, hedge=0.7),
-            Phase(0.5, 0.8, liquidity=0.25, ramp=0.25),
-            Phase(0.6, 0.63, trend_usd_s=-60_000.0, index_bps_s=-1.5),
+            Phase(-495, -45, open_rate=2.5, long_share=0.75, leverage=CROWDED_LEVERAGE, size=1.3, hedge=0.7),
+            Phase(-90, 180, liquidity=0.25, ramp=0.25),
+            Phase(0, 27, trend_usd_s=-60_000.0, index_bps_s=-1.5),
         ),
     ),
     "stop-run": Scenario(
@@ -169,7 +174,7 @@ SCENARIOS: dict[str, Scenario] = {
             "seller runs the stops: one-sided aggression without liquidations."
         ),
         leverage=LOW_LEVERAGE,
-        phases=(Phase(0.55, 0.6, trend_usd_s=-80_000.0, index_bps_s=-1.6),),
+        phases=(Phase(-45, 0, trend_usd_s=-80_000.0, index_bps_s=-1.6),),
         stops=(StopCluster("sell", at_bps=-40.0, usd=6_000_000.0, width_bps=15.0),),
     ),
     "multi-venue": Scenario(
@@ -180,8 +185,8 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         duration_s=720.0,
         phases=(
-            Phase(0.05, 0.6, open_rate=3.0, long_share=0.75, leverage=CROWDED_LEVERAGE, size=1.4, hedge=0.7),
+            Phase(-396, 0, open_rate=3.0, long_share=0.75, leverage=CROWDED_LEVERAGE, size=1.4, hedge=0.7),
         ),
-        shocks=(Shock(0.6, "market", usd=-9_000_000.0, over_s=8.0, slices=16, venues=("bybit-linear",)),),
+        shocks=(Shock(0, "market", usd=-9_000_000.0, over_s=8.0, slices=16, venues=("bybit-linear",)),),
     ),
 }
