@@ -66,19 +66,18 @@ class Frame:
         return tail or "ws"
 
 
-def _open_binary(path: Path, mode: str) -> IO[bytes]:
-    """Open ``path`` for binary streaming, (de)compressing by suffix."""
+def _open_binary(path: Path, mode: str, raw: IO[bytes] | None = None) -> IO[bytes]:
+    """Open ``path`` (or the already open file ``raw``) for binary streaming, (de)compressing by suffix."""
+    raw = raw if raw is not None else open(path, mode + "b")
     if path.suffix == ".gz":
-        return gzip.open(path, mode + "b")  # type: ignore[return-value]
+        return gzip.GzipFile(fileobj=raw, mode=mode + "b")  # type: ignore[return-value]
     if path.suffix == ".zst":
         if mode == "r":
-            raw = open(path, "rb")
             return zstandard.ZstdDecompressor().stream_reader(  # type: ignore[return-value]
                 raw, read_across_frames=True, closefd=True
             )
-        raw = open(path, mode + "b")
         return zstandard.ZstdCompressor(level=3).stream_writer(raw, closefd=True)  # type: ignore[return-value]
-    return open(path, mode + "b")
+    return raw
 
 
 def parse_line(line: bytes, path: str | os.PathLike[str], line_no: int) -> Frame | None:
@@ -118,7 +117,8 @@ class RecordingReader:
         writer), ends the iteration and sets :attr:`truncated`.
         """
         self.truncated = False
-        with _open_binary(self.path, "r") as raw:
+        self._file = open(self.path, "rb")
+        with self._file, _open_binary(self.path, "r", self._file) as raw:
             # GzipFile buffers itself and keeps what it decoded before a cut-off stream.
             stream = raw if isinstance(raw, gzip.GzipFile) else io.BufferedReader(raw, buffer_size=1 << 20)  # type: ignore[arg-type]
             line_no = 0
@@ -136,6 +136,11 @@ class RecordingReader:
                     return
                 if line_no > self.start_line:
                     yield line_no, line
+
+    def position(self) -> int:
+        """Bytes of the (possibly compressed) file consumed so far: progress against its size."""
+        file = getattr(self, "_file", None)
+        return 0 if file is None or file.closed else file.tell()
 
     def __iter__(self) -> Iterator[Frame]:
         for line_no, line in self.lines():

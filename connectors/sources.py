@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,10 @@ def effective_time(event: AnyEvent, allowed_lag_ns: int) -> int:
     return event.ts if event.ts > floor else floor
 
 
+ProgressCallback = Callable[[str, int], None]
+"""Called after each batch with a recording's path and the bytes of it consumed so far."""
+
+
 class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
     """Reads one recording from a line offset, parses, batches by instrument."""
 
@@ -86,8 +90,10 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
         allowed_lag_ns: int,
         speed: float | None,
         resume_state: Any,
+        progress: ProgressCallback | None = None,
     ) -> None:
         self._path = path
+        self._progress = progress
         self._index = index
         self._batch_size = batch_size
         self._lag = allowed_lag_ns
@@ -182,10 +188,14 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
         wm = self._max_recv - self._lag
         if wm // NS > self._last_wm // NS:
             self._mark(by_key, wm)
+        if self._progress is not None:
+            self._progress(str(self._path), self._reader.position())
         return self._items(by_key, dead)
 
     def _finish(self, by_key: dict[str, list[Any]], dead: list[DeadLetter]) -> list[tuple[str, list[Any]]]:
         self._done = True
+        if self._progress is not None:
+            self._progress(str(self._path), self._path.stat().st_size)
         self._mark(by_key, END_OF_TIME)
         items = self._items(by_key, dead)
         stats = PartitionStats(
@@ -267,6 +277,7 @@ class ReplaySource(FixedPartitionedSource[tuple[str, list[Any]], Any]):
     :param allowed_lag_s: how far (s) an event's exchange time may trail its receive time
         before it is assigned to a later second (see :func:`effective_time`).
     :param speed: ``None`` for as fast as possible, else N times real time by receive time.
+    :param progress: optional :data:`ProgressCallback` (e.g. a progress bar); in-process only.
     """
 
     def __init__(
@@ -275,6 +286,7 @@ class ReplaySource(FixedPartitionedSource[tuple[str, list[Any]], Any]):
         batch_size: int = 1000,
         allowed_lag_s: float = 2.0,
         speed: float | None = None,
+        progress: ProgressCallback | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
@@ -287,6 +299,7 @@ class ReplaySource(FixedPartitionedSource[tuple[str, list[Any]], Any]):
         self.batch_size = batch_size
         self.allowed_lag_ns = int(allowed_lag_s * NS)
         self.speed = speed
+        self.progress = progress
 
     def list_parts(self) -> list[str]:
         return [f"{index}:{path}" for index, path in enumerate(self.paths)]
@@ -294,5 +307,5 @@ class ReplaySource(FixedPartitionedSource[tuple[str, list[Any]], Any]):
     def build_part(self, step_id: str, for_part: str, resume_state: Any) -> ReplayPartition:
         index = int(for_part.split(":", 1)[0])
         return ReplayPartition(
-            self.paths[index], index, self.batch_size, self.allowed_lag_ns, self.speed, resume_state
+            self.paths[index], index, self.batch_size, self.allowed_lag_ns, self.speed, resume_state, self.progress
         )

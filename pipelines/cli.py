@@ -13,6 +13,7 @@ from rich.console import Console
 
 from pipelines import alerts_cli
 from pipelines.config import ConfigError, load_config
+from pipelines.simulate import cli as simulate_cli
 
 DESCRIPTION = """\
 cascadewatch: real-time early warning for liquidation cascades on crypto derivatives venues.
@@ -93,6 +94,26 @@ def build_parser() -> argparse.ArgumentParser:
         "liquidation cascade) and show the replay summary, the alerts and the per-asset risk table.",
     )
     demo.add_argument("--out", type=Path, metavar="DIR", help="keep alerts/snapshots JSONL in DIR")
+    simulate = commands.add_parser(
+        "simulate",
+        help="simulate a market with leveraged traders and liquidation engines; write a recording and its truth",
+        description=simulate_cli.DESCRIPTION,
+    )
+    simulate_cli.add_arguments(simulate)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="replay recordings and score alerts and probabilities against the truth",
+        description="Replay each recording through the pipeline and score it against its truth file "
+        "(cascadewatch simulate --truth): cascades caught, lead time, false alarms per day, Brier score, "
+        "and the liquidation map's error. A table by default; --json prints one JSON object.",
+    )
+    evaluate.add_argument("recordings", nargs="+", type=Path, metavar="RECORDING")
+    evaluate.add_argument("--truth", nargs="+", type=Path, required=True, metavar="T",
+                          help="truth JSONL files, one per recording, in the same order")
+    evaluate.add_argument("--config", type=Path, metavar="F", help="TOML config (detector and policy knobs)")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
     alerts_cli.add_commands(commands)
     return parser
 
@@ -105,9 +126,13 @@ def main(argv: list[str] | None = None) -> int:
             return _replay(args, console)
         if args.command == "demo":
             return _demo(args, console)
+        if args.command == "simulate":
+            return simulate_cli.run(args)
+        if args.command == "evaluate":
+            return _evaluate(args, console)
         if args.command in alerts_cli.COMMANDS:
             return alerts_cli.run(args, console)
-    except (ConfigError, FileNotFoundError) as exc:
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
         console.print(f"[red]error:[/] {exc}")
         return 2
     return 0  # pragma: no cover - argparse enforces a command
@@ -136,6 +161,18 @@ def _replay(args: argparse.Namespace, console: Console) -> int:
         print_summary(console, summary)
         if summary.alerts:
             console.print(alert_table(summary.alerts))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace, console: Console) -> int:
+    from pipelines.evaluate import evaluate, score_table
+
+    config = load_config(args.config)
+    result = evaluate(args.recordings, args.truth, config, progress_console=Console(stderr=True))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        console.print(score_table(result))
     return 0
 
 

@@ -50,46 +50,66 @@ def dead_letter_table(summary: ReplaySummary) -> Table:
 
 
 def alert_table(alerts: Iterable[dict[str, Any]]) -> Table:
-    table = Table(title="Alerts", title_justify="left")
-    for column in ("time (UTC)", "action", "severity", "asset", "dir", "summary"):
-        table.add_column(column)
+    table = Table(title="Alerts", title_justify="left", expand=True)
+    table.add_column("time (UTC)", no_wrap=True)
+    table.add_column("action")
+    table.add_column("severity")
+    table.add_column("summary", ratio=1)
     for alert in alerts:
         style = SEVERITY_STYLE.get(alert["severity"], "")
         table.add_row(
             utc(alert["ts"]),
             alert["action"],
             f"[{style}]{alert['severity']}[/]" if style else alert["severity"],
-            alert["asset"],
-            alert["direction"],
             alert["summary"],
         )
     return table
 
 
+def _cluster(side: dict[str, Any] | None) -> str:
+    if not side or side.get("cluster_price") is None:
+        return "-"
+    return f"{usd(side['cluster_usd'])} at {side['cluster_price']:,.6g} ({side['cluster_bps']:.0f} bps)"
+
+
+def _side(snapshot: dict[str, Any], direction: str, field: str) -> Any:
+    return (snapshot.get(direction) or {}).get(field)
+
+
+RISK_ROWS: list[tuple[str, Any]] = [
+    ("time (UTC)", lambda s: utc(s["ts"])),
+    ("price", lambda s: "-" if s["price"] is None else f"{s['price']:,.6g}"),
+    ("venues", lambda s: ", ".join(s["venues"])),
+    ("P(cascade down)", lambda s: _probability(s.get("prob_down"))),
+    ("P(cascade up)", lambda s: _probability(s.get("prob_up"))),
+    ("cascade in progress", lambda s: _side(s, "down", "cascade") or _side(s, "up", "cascade") or "-"),
+    ("nearest longs below", lambda s: _cluster(s.get("down"))),
+    ("nearest shorts above", lambda s: _cluster(s.get("up"))),
+    ("longs at risk", lambda s: usd(_side(s, "down", "at_risk_usd"))),
+    ("shorts at risk", lambda s: usd(_side(s, "up", "at_risk_usd"))),
+    ("reach down / up", lambda s: f"{_bps(_side(s, 'down', 'reach_bps'))} / {_bps(_side(s, 'up', 'reach_bps'))}"),
+    ("bids / asks within 50 bps", lambda s: f"{usd(s['depth_bid_usd']['50'])} / {usd(s['depth_ask_usd']['50'])}"),
+    ("liquidated 60 s longs / shorts", lambda s: f"{usd(s['liq_long_usd_60s'])} / {usd(s['liq_short_usd_60s'])}"),
+    ("Hawkes branching", lambda s: "-" if s.get("branching") is None else f"{s['branching']:.2f}"),
+    ("books valid", lambda s: s["books_valid"]),
+]
+
+
+def _bps(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} bps"
+
+
 def risk_table(snapshots: Iterable[dict[str, Any]]) -> Table:
-    """The latest snapshot of each asset."""
+    """The latest snapshot of each asset, one column per asset."""
     latest: dict[str, dict[str, Any]] = {}
     for snapshot in snapshots:
         latest[snapshot["asset"]] = snapshot
     table = Table(title="Risk (latest second per asset)", title_justify="left")
-    for column in ("asset", "time (UTC)", "price", "venues", "liq longs 60s", "liq shorts 60s",
-                   "bid depth 50bps", "ask depth 50bps", "books", "P(down)", "P(up)"):
-        table.add_column(column, justify="right" if column not in ("asset", "venues") else "left")
+    table.add_column("")
     for asset in sorted(latest):
-        snap = latest[asset]
-        table.add_row(
-            asset,
-            utc(snap["ts"]),
-            "-" if snap["price"] is None else f"{snap['price']:,.6g}",
-            ",".join(snap["venues"]),
-            usd(snap["liq_long_usd_60s"]),
-            usd(snap["liq_short_usd_60s"]),
-            usd(snap["depth_bid_usd"]["50"]),
-            usd(snap["depth_ask_usd"]["50"]),
-            snap["books_valid"],
-            _probability(snap.get("prob_down")),
-            _probability(snap.get("prob_up")),
-        )
+        table.add_column(asset, justify="right")
+    for label, render in RISK_ROWS:
+        table.add_row(label, *(render(latest[asset]) for asset in sorted(latest)))
     return table
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from bytewax.testing import cluster_main, run_main
 
-from connectors.sources import ReplaySource
+from connectors.sources import ProgressCallback, ReplaySource
 from pipelines.config import Config
 from pipelines.flow import build_flow
 
@@ -65,6 +65,7 @@ def run_replay(
     process_id: int = 0,
     deliver_alerts: bool = False,
     serve_riskfeed: bool = False,
+    progress: ProgressCallback | None = None,
 ) -> ReplaySummary:
     """Replay ``recordings`` (one source partition each) and write the JSONL outputs.
 
@@ -73,6 +74,7 @@ def run_replay(
     ``addresses``/``process_id`` run this process as one member of a Bytewax cluster.
     ``deliver_alerts`` sends alerts through the outbox to ``config.alerts`` destinations;
     ``serve_riskfeed`` broadcasts on the risk feed (``config.riskfeed``) while replaying.
+    ``progress(path, bytes_consumed)`` is called as the recordings are read.
     """
     config = config or Config()
     with tempfile.TemporaryDirectory(prefix="cascadewatch-") as scratch:
@@ -85,7 +87,7 @@ def run_replay(
             dead = alerts.parent / "deadletters.jsonl" if alerts_out else scratch_dir / "deadletters.jsonl"
         summary_path = scratch_dir / "summary.json"
         source = ReplaySource(
-            recordings, batch_size=batch_size, allowed_lag_s=config.replay.allowed_lag_s, speed=speed
+            recordings, batch_size=batch_size, allowed_lag_s=config.replay.allowed_lag_s, speed=speed, progress=progress
         )
         flow = build_flow(
             source, len(source.paths), config, alerts, snapshots, dead, summary_path,
