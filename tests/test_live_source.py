@@ -20,7 +20,7 @@ from connectors.rest import Reply
 from connectors.sources import DEAD_LETTER_KEY, END_OF_TIME, STATS_KEY, PartitionStats, Watermark
 from live_fakes import FakeBinance, FakeOkx, SimBook
 from live_support import FAST_BACKOFF
-from pipelines.config import Config
+from pipelines.config import Config, ReplayConfig
 from pipelines.live import run_live
 from pipelines.replay import run_replay
 
@@ -223,8 +223,9 @@ def test_a_venue_down_from_the_start_does_not_hold_back_the_others(tmp_path: Pat
 
         market = binance.spawn(trades())
         started = time.monotonic()
-        runner = threading.Thread(target=run_live, args=(Config(), live), kwargs={
-            "duration_s": 3.5, "alerts_out": tmp_path / "alerts.jsonl", "snapshots_out": snapshots,
+        config = Config(replay=ReplayConfig(allowed_lag_s=0.5))  # a second closes 0.5 s after it ends
+        runner = threading.Thread(target=run_live, args=(config, live), kwargs={
+            "duration_s": 4.0, "alerts_out": tmp_path / "alerts.jsonl", "snapshots_out": snapshots,
             "dead_letters_out": tmp_path / "dead.jsonl", "serve_metrics": False, "serve_riskfeed": False,
         })
         runner.start()
@@ -237,7 +238,7 @@ def test_a_venue_down_from_the_start_does_not_hold_back_the_others(tmp_path: Pat
         runner.join(10)
         market.cancel()
 
-    assert seen_at is not None and seen_at < 3.0  # well before the 3.5 s run ends
+    assert seen_at is not None and seen_at < 3.2  # well before the 4 s run ends (about 2 s expected)
     lines = [json.loads(line) for line in snapshots.read_text().splitlines()]
     assert {line["asset"] for line in lines} == {"BTC-USDT"}
     assert all(line["venues"] == ["binance-usdm"] for line in lines)
