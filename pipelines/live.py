@@ -130,7 +130,7 @@ def record(
         live_metrics.serve(live.metrics_port, live.metrics_addr)
     stop = stop or threading.Event()
     queues = [FrameQueue(live.queue_size, venue_module(name).SOURCE) for name in live.venues]
-    feeds = [VenueFeed(name, live, queue, **(feed_options or {})) for name, queue in zip(live.venues, queues)]
+    feeds = [VenueFeed(name, live, queue, **(feed_options or {})) for name, queue in zip(live.venues, queues, strict=True)]
     recorder = RotatingRecorder(
         out,
         comment=f"cascadewatch record venues={','.join(live.venues)} symbols={','.join(live.symbols)}",

@@ -87,16 +87,3 @@ def rebuild_books(frames: list[Frame], stop_at_shutdown: bool = True) -> tuple[d
                     keeper = books[event.symbol] = BookKeeper(parser_classes()[event.venue].sequence_rule())
                 statuses.extend(status.state for status in keeper.apply(event))
     return books, statuses
-
-
-def levels_of(keeper: BookKeeper, scale: float = 1.0) -> tuple[dict[float, float], dict[float, float]]:
-    return dict(keeper.book.bids), dict(keeper.book.asks)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()

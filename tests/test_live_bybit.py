@@ -49,7 +49,7 @@ def test_ping_pong_and_a_u_jump_resubscribes_the_book_which_then_matches_the_ser
         pings = list(fake.pings)
 
     assert len(pings) >= 3
-    gaps = [b - a for a, b in zip(pings, pings[1:])]
+    gaps = [b - a for a, b in zip(pings, pings[1:], strict=False)]
     assert all(0.1 < gap < 0.4 for gap in gaps)
     assert any(b'"pong"' in p for p in ws_payloads(frames))  # pongs reach the parser (control)
     requests = [json.loads(text) for text in sent]
@@ -89,7 +89,7 @@ def test_dropped_connections_reconnect_within_the_backoff_bound() -> None:
     assert kinds[:6] == ["open", "close", "open", "close", "open", "close"][: len(kinds[:6])]
     assert connections >= 4
     times = [(recv, json.loads(p)["event"]) for recv, s, p in frames if s.endswith("!conn")]
-    for (t_close, kind), (t_open, next_kind) in zip(times, times[1:]):
+    for (t_close, kind), (t_open, next_kind) in zip(times, times[1:], strict=False):
         if kind == "close" and next_kind == "open":
             assert (t_open - t_close) / 1e9 < 0.2 * 1.2 + 0.3  # backoff max_s (1 + jitter) + connect
     decoder = FrameDecoder()
@@ -98,7 +98,7 @@ def test_dropped_connections_reconnect_within_the_backoff_bound() -> None:
     # trades flow on every connection
     trade_positions = [i for i, (_, s, p) in enumerate(frames) if b"publicTrade" in p]
     opens = [i for i, (_, s, p) in enumerate(frames) if s.endswith("!conn") and b'"open"' in p]
-    for start, end in zip(opens, opens[1:]):
+    for start, end in zip(opens, opens[1:], strict=False):
         assert any(start < i < end for i in trade_positions)
 
 

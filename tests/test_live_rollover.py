@@ -4,7 +4,6 @@ before the old one closes, and nothing is lost or repeated across the switch."""
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from typing import Any
 

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from connectors.frames import DeadLetter
-from connectors.live import LivePartition, LiveSource
+from connectors.live import LivePartition
 from connectors.live_config import LiveConfig, VenueConfig
 from connectors.recording import RecordingWriter
 from connectors.rest import Reply
