@@ -159,7 +159,11 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     if not args.quiet:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
         console.print(f"live: {', '.join(live.venues)} ({', '.join(live.symbols)}); alerts -> {live.alerts_out}")
-    summary = run_live(config, live, duration_s=args.duration)
+    try:
+        summary = run_live(config, live, duration_s=args.duration)
+    except KeyboardInterrupt:  # outputs are flushed batch by batch; the tap every second
+        console.print("interrupted")
+        return 130
     if not args.quiet:
         print_summary(console, summary)
         if summary.alerts:

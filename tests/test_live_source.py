@@ -92,8 +92,11 @@ def test_items_follow_the_replay_protocol_and_watermarks_follow_the_clock() -> N
         assert abs(mark.wm - (time.time_ns() - 2_000_000_000)) < 1_000_000_000
         now_ms = time.time_ns() // 1_000_000
         partition._queue.put(time.time_ns(), "okx-swap", TRADE % (1, now_ms))
+        partition._queue.put(time.time_ns(), "okx-swap", b'{"arg":{"channel":"trades"')  # garbage
         time.sleep(1.05)  # the next second: a new watermark is due
         second = dict(partition.next_batch())
+        (garbage,) = second[DEAD_LETTER_KEY]
+        assert garbage.reason == "malformed_json" and garbage.raw == '{"arg":{"channel":"trades"'
         values = second["okx-swap|BTC-USDT-PERP"]
         assert values[0].__class__.__name__ == "Trade" and isinstance(values[-1], Watermark)
         assert values[-1].announced == ("", "okx-swap|BTC-USDT-PERP")
@@ -107,6 +110,7 @@ def test_items_follow_the_replay_protocol_and_watermarks_follow_the_clock() -> N
             time.sleep(0.01)
         assert end["okx-swap|BTC-USDT-PERP"][-1].wm == END_OF_TIME
         assert end[STATS_KEY][0].frames["okx-swap trade"] == 1
+        assert end[STATS_KEY][0].dead_letters == {"okx-swap malformed_json": 1}
     finally:
         release.set()
         partition.close()
@@ -242,3 +246,42 @@ def test_a_venue_down_from_the_start_does_not_hold_back_the_others(tmp_path: Pat
     lines = [json.loads(line) for line in snapshots.read_text().splitlines()]
     assert {line["asset"] for line in lines} == {"BTC-USDT"}
     assert all(line["venues"] == ["binance-usdm"] for line in lines)
+
+
+def test_run_command_writes_the_outputs_named_in_the_config(tmp_path: Path) -> None:
+    from pipelines.live_cli import main as live_main
+
+    with FakeBinance() as binance:
+        binance.books["BTCUSDT"] = SimBook(seed=51)
+        config = tmp_path / "live.toml"
+        config.write_text(f"""
+[replay]
+allowed_lag_s = 0.5
+[riskfeed]
+enabled = false
+[live]
+venues = ["binance"]
+symbols = ["BTC"]
+alerts_out = "{tmp_path / 'out' / 'alerts.jsonl'}"
+snapshots_out = "{tmp_path / 'out' / 'snapshots.jsonl'}"
+dead_letters_out = "{tmp_path / 'out' / 'dead.jsonl'}"
+[live.binance]
+ws_url = "{binance.ws_url('/market/stream')}"
+ws_book_url = "{binance.ws_url('/public/stream')}"
+rest_url = "{binance.rest_url}"
+""")
+
+        async def trades() -> None:
+            while not any(c.topics for c in binance.clients):
+                await asyncio.sleep(0.01)
+            for _ in range(150):
+                await binance.agg_trade("BTCUSDT")
+                await binance.depth_diff("BTCUSDT")
+                await asyncio.sleep(0.01)
+
+        market = binance.spawn(trades())
+        assert live_main(["run", str(config), "--duration", "2.5", "--quiet"]) == 0
+        market.result(5)
+    snapshots = [json.loads(line) for line in (tmp_path / "out" / "snapshots.jsonl").read_text().splitlines()]
+    assert snapshots and {s["asset"] for s in snapshots} == {"BTC-USDT"}
+    assert (tmp_path / "out" / "alerts.jsonl").exists()
