@@ -22,6 +22,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pipelines.bench
+	$(BIN)/python -m pipelines.live_bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -150,6 +150,7 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
                     dead.append(self._dead_letter("malformed_line", b"recording", line, exc.reason, line_no))
                 continue
             recv_text, source, payload = parts
+            payload = payload.rstrip(b"\r\n")  # text frames ("pong") must arrive exactly as sent
             recv = int(recv_text)
             if self._speed is not None and not self._due(recv):
                 self._held, self._held_recv = (line_no, line), recv

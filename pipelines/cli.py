@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from pipelines import alerts_cli
+from pipelines import alerts_cli, live_cli
 from pipelines.config import ConfigError, load_config
 from pipelines.simulate import cli as simulate_cli
 
@@ -115,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     alerts_cli.add_commands(commands)
+    live_cli.add_commands(commands)
     return parser
 
 
@@ -132,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
             return _evaluate(args, console)
         if args.command in alerts_cli.COMMANDS:
             return alerts_cli.run(args, console)
+        if args.command in live_cli.COMMANDS:
+            return live_cli.handle(args, console)
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         console.print(f"[red]error:[/] {exc}")
         return 2

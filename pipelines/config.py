@@ -11,6 +11,7 @@ Example (all keys shown with their defaults)::
 
     [alerts]                  # delivery: see docs/alerts.md
     [riskfeed]                # the websocket risk feed: see docs/alerts.md
+    [live]                    # venues, symbols, endpoints, metrics: see docs/live.md
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import msgspec
 
 from connectors.alerts.config import AlertsConfig, RiskFeedConfig
+from connectors.live_config import LiveConfig
 from pipelines.assets import DetectorsConfig
 
 
@@ -32,6 +34,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     detectors: DetectorsConfig = DetectorsConfig()
     alerts: AlertsConfig = AlertsConfig()
     riskfeed: RiskFeedConfig = RiskFeedConfig()
+    live: LiveConfig = LiveConfig()
 
 
 class ConfigError(ValueError):

@@ -183,19 +183,15 @@ def test_live_run_and_the_replay_of_its_recording_give_the_same_snapshots_and_al
     assert live_snapshots.count(b"\n") >= 3
     assert (replay_out / "snapshots.jsonl").read_bytes() == live_snapshots
     assert (replay_out / "alerts.jsonl").read_bytes() == (live_out / "alerts.jsonl").read_bytes()
-    # Every frame kind counts the same, except OKX's text "pong" (see the xfail test below).
-    pong = ("okx-swap", "control")
-    assert {k: v for k, v in replayed.frames.items() if k != pong} == {k: v for k, v in summary.frames.items() if k != pong}
+    assert replayed.frames == summary.frames
     assert not summary.dead_letters
-    assert set(replayed.dead_letters) <= {("okx-swap", "malformed_json")}
+    assert not replayed.dead_letters
     kinds = {kind for _, kind in summary.frames}
     assert {"trade", "book", "liquidation", "conn:open", "conn:close"} <= kinds
     feed_alerts = [a for a in summary.alerts if a["kind"] == "feed"]
     assert any(a["action"] == "trigger" for a in feed_alerts)  # the dropped connection paged
 
 
-@pytest.mark.xfail(strict=True, reason="replay hands the line's trailing newline to the parser: b'pong\\n' != b'pong' "
-                   "(connectors/sources.py fast line split); reported to the integrator")
 def test_replay_reads_a_recorded_okx_pong_as_control(tmp_path: Path) -> None:
     """``cascadewatch record`` keeps OKX's text ``pong`` frames; a replay must count them as control."""
     path = tmp_path / "pong.rec"
