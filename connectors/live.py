@@ -55,7 +55,16 @@ from connectors.live_config import LiveConfig
 from connectors.recorder import RotatingRecorder, insert_before_suffixes
 from connectors.rest import Reply, http_get
 from connectors.session import Backoff, Session, SessionSettings
-from connectors.sources import DEAD_LETTER_KEY, END_OF_TIME, NS, STATS_KEY, PartitionStats, Watermark, instrument_key
+from connectors.sources import (
+    DEAD_LETTER_KEY,
+    END_OF_TIME,
+    NS,
+    PARTITION_KEY,
+    STATS_KEY,
+    PartitionStats,
+    Watermark,
+    instrument_key,
+)
 from connectors.venues import binance, bybit, okx
 from connectors.venues.base import ParseError
 from connectors.venues.live_common import THIS, Action, BookSync, Emit, Fetch, LiveSettings, Resubscribe, rest_frame
@@ -487,7 +496,6 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
         self._dead: Counter[tuple[str, str]] = Counter()
         self._instruments: dict[str, list[str]] = {}
         self._connection: dict[str, FeedStatus] = {}
-        self._idle_key = f"{self._source}|"
         self._last_wm = -1
         self._max_recv = 0
         self._floor = 0
@@ -600,8 +608,8 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
     def _mark(self, by_key: dict[str, list[Any]], wm: int) -> None:
         self._last_wm = wm
         keys = [key for venue_keys in self._instruments.values() for key in venue_keys]
-        mark = Watermark(self._index, wm, ("", *keys))
-        by_key.setdefault(self._idle_key, []).append(mark)
+        mark = Watermark(self._index, wm, (PARTITION_KEY, *keys))
+        by_key.setdefault(PARTITION_KEY, []).append(mark)  # reaches the merge even with no instrument
         for key in keys:
             by_key.setdefault(key, []).append(mark)
 

@@ -5,7 +5,8 @@ Every partition emits items ``(key, [values])``:
 - ``(instrument_key, [events..., Watermark])`` where ``instrument_key = "<venue>|<instrument>"``;
   events keep their order within the partition;
 - ``(DEAD_LETTER_KEY, [DeadLetter, ...])`` for frames that could not be parsed;
-- ``(STATS_KEY, [PartitionStats])`` once, at the end of the partition.
+- ``(STATS_KEY, [PartitionStats])`` once, at the end of the partition;
+- ``(PARTITION_KEY, [Watermark])``: the partition's own progress (live sources).
 
 Watermarks make the output depend on event time only. A partition promises that every
 event it emits later is assigned to a second ``>= wm`` (ns), where
@@ -35,6 +36,10 @@ from connectors.venues.base import ParseError
 
 DEAD_LETTER_KEY = "!dead"
 STATS_KEY = "!stats"
+PARTITION_KEY = "!partition"
+"""Key of a partition's own watermarks, routed straight to the merge step. A live partition
+sends them so that a venue with no instrument yet (down since the start) cannot hold the
+merge back; its instruments' keys are in ``announced``, so the merge still waits for them."""
 END_OF_TIME = 2**63 - 1
 NS = 1_000_000_000
 

@@ -29,10 +29,11 @@ from connectors.alerts.sink import AlertOutboxSink
 from connectors.frames import DeadLetter
 from connectors.riskfeed import RiskFeedSink
 from connectors.sinks import JsonlSink, to_stream
-from connectors.sources import DEAD_LETTER_KEY, NS, STATS_KEY
+from connectors.sources import NS, PARTITION_KEY, STATS_KEY
 from pipelines.config import Config
 from pipelines.instrument import InstrumentTracker
 from pipelines.merge import RiskMerger
+from pipelines.model import ContributorMark
 from pipelines.summary import SummarySink
 
 MERGE_KEY = "merge"
@@ -95,7 +96,15 @@ def build_flow(
     flow = Dataflow("cascadewatch")
     batches = op.input("frames", flow, source)
     split = op.branch("split_control", batches, lambda item: not item[0].startswith("!"))
-    control = op.branch("split_stats", split.falses, lambda item: item[0] == STATS_KEY)
+    marks = op.branch("split_partition_marks", split.falses, lambda item: item[0] == PARTITION_KEY)
+    control = op.branch("split_stats", marks.falses, lambda item: item[0] == STATS_KEY)
+    partition_marks = op.flat_map(
+        "partition_marks",
+        marks.trues,
+        lambda key_value: [
+            (MERGE_KEY, ContributorMark(mark.partition, PARTITION_KEY, mark.wm, mark.announced)) for mark in key_value[1]
+        ],
+    )
 
     per_instrument = op.stateful_batch(
         "instrument_state",
@@ -103,7 +112,11 @@ def build_flow(
         lambda resume: InstrumentLogic(resume or InstrumentTracker(lag_ns)),
     )
     gaps = op.branch("split_gaps", per_instrument, lambda key_value: isinstance(key_value[1], DeadLetter))
-    to_merge = op.map("to_merge_key", gaps.falses, lambda key_value: (MERGE_KEY, key_value[1]))
+    to_merge = op.merge(
+        "to_merge_key",
+        op.map("instrument_items", gaps.falses, lambda key_value: (MERGE_KEY, key_value[1])),
+        partition_marks,
+    )
     merged = op.stateful_batch(
         "merge_assets",
         to_merge,

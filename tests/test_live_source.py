@@ -17,7 +17,7 @@ from connectors.live import LivePartition
 from connectors.live_config import LiveConfig, VenueConfig
 from connectors.recording import RecordingWriter
 from connectors.rest import Reply
-from connectors.sources import DEAD_LETTER_KEY, END_OF_TIME, STATS_KEY, PartitionStats, Watermark
+from connectors.sources import DEAD_LETTER_KEY, END_OF_TIME, PARTITION_KEY, STATS_KEY, PartitionStats, Watermark
 from live_fakes import FakeBinance, FakeOkx, SimBook
 from live_support import FAST_BACKOFF
 from pipelines.config import Config, ReplayConfig
@@ -73,7 +73,7 @@ def test_a_full_queue_is_counted_and_reported_never_silent() -> None:
 
 
 def test_items_follow_the_replay_protocol_and_watermarks_follow_the_clock() -> None:
-    """Keys ``venue|instrument`` with events then a Watermark; the venue-wide key carries only
+    """Keys ``venue|instrument`` with events then a Watermark; PARTITION_KEY carries only
     watermarks (so a venue with no instrument yet does not hold the merge back); watermarks
     are ``now - allowed_lag`` when the queue is empty; the end is END_OF_TIME plus stats."""
     release = threading.Event()
@@ -86,9 +86,9 @@ def test_items_follow_the_replay_protocol_and_watermarks_follow_the_clock() -> N
     partition = LivePartition(3, "okx", live, 2_000_000_000, None, None, {"rest_get": blocked_rest})
     try:
         first = dict(partition.next_batch())
-        assert list(first) == ["okx-swap|"]
-        mark = first["okx-swap|"][0]
-        assert mark.partition == 3 and mark.announced == ("",)
+        assert list(first) == [PARTITION_KEY]
+        mark = first[PARTITION_KEY][0]
+        assert mark.partition == 3 and mark.announced == (PARTITION_KEY,)
         assert abs(mark.wm - (time.time_ns() - 2_000_000_000)) < 1_000_000_000
         now_ms = time.time_ns() // 1_000_000
         partition._queue.put(time.time_ns(), "okx-swap", TRADE % (1, now_ms))
@@ -99,8 +99,8 @@ def test_items_follow_the_replay_protocol_and_watermarks_follow_the_clock() -> N
         assert garbage.reason == "malformed_json" and garbage.raw == '{"arg":{"channel":"trades"'
         values = second["okx-swap|BTC-USDT-PERP"]
         assert values[0].__class__.__name__ == "Trade" and isinstance(values[-1], Watermark)
-        assert values[-1].announced == ("", "okx-swap|BTC-USDT-PERP")
-        assert isinstance(second["okx-swap|"][0], Watermark)
+        assert values[-1].announced == (PARTITION_KEY, "okx-swap|BTC-USDT-PERP")
+        assert isinstance(second[PARTITION_KEY][0], Watermark)
         partition._deadline = 0
         release.set()
         end: dict = {}
