@@ -77,16 +77,25 @@ class OrderBook:
         if not self.valid:
             empty = np.empty((0, 2))
             return empty, empty
-        bids = np.array(sorted(self.bids.items(), reverse=True), dtype=float).reshape(-1, 2)
-        asks = np.array(sorted(self.asks.items()), dtype=float).reshape(-1, 2)
-        return bids, asks
+        return _sorted_side(self.bids, descending=True), _sorted_side(self.asks, descending=False)
+
+
+def _sorted_side(levels: dict[float, float], descending: bool) -> np.ndarray:
+    """``(n, 2)`` float array of ``(price, qty)`` sorted by price (prices are unique dict keys)."""
+    prices = sorted(levels, reverse=descending)
+    side = np.empty((len(prices), 2))
+    side[:, 0] = np.array(prices, dtype=float)
+    side[:, 1] = np.array(list(map(levels.__getitem__, prices)), dtype=float)
+    return side
 
 
 def depth_within(side: np.ndarray, reference: float, bands_bps: Sequence[float], is_bid: bool) -> list[float]:
     """Resting notional (quote units) within each band of ``reference`` on one side.
 
     A bid level at price p counts in band b when ``p >= reference * (1 - b/10_000)``; an ask
-    when ``p <= reference * (1 + b/10_000)``. Notional is ``sum(price * qty)``.
+    when ``p <= reference * (1 + b/10_000)``. Notional is ``sum(price * qty)``. ``side`` is
+    sorted best-first (as :meth:`OrderBook.sides` gives it): one ``cumsum`` and one
+    ``searchsorted`` for all bands.
 
     >>> asks = np.array([[100.0, 1.0], [100.2, 2.0], [101.0, 1.0]])
     >>> depth_within(asks, 100.0, [10, 25, 100], is_bid=False)
@@ -94,18 +103,15 @@ def depth_within(side: np.ndarray, reference: float, bands_bps: Sequence[float],
     """
     if side.size == 0:
         return [0.0] * len(bands_bps)
-    notional = np.cumsum(side[:, 0] * side[:, 1])
     prices = side[:, 0]
-    out = []
-    for band in bands_bps:
-        if is_bid:
-            limit = reference * (1.0 - band / 10_000.0)
-            count = int(np.searchsorted(-prices, -limit, side="right"))
-        else:
-            limit = reference * (1.0 + band / 10_000.0)
-            count = int(np.searchsorted(prices, limit, side="right"))
-        out.append(float(notional[count - 1]) if count else 0.0)
-    return out
+    notional = np.cumsum(prices * side[:, 1]).tolist()
+    if is_bid:
+        limits = [-(reference * (1.0 - band / 10_000.0)) for band in bands_bps]
+        counts = np.searchsorted(-prices, limits, side="right").tolist()
+    else:
+        limits = [reference * (1.0 + band / 10_000.0) for band in bands_bps]
+        counts = np.searchsorted(prices, limits, side="right").tolist()
+    return [notional[count - 1] if count else 0.0 for count in counts]
 
 
 class BookKeeper:

@@ -21,6 +21,13 @@ and only moves forward; the state after a sequence of deposits is therefore
 the same whether they came one by one or in batches (the epoch of every
 deposit is decided by the running maximum of the event times, as it would be
 one event at a time). Readouts do not mutate the state.
+
+Speed. Bucket indices of single prices take ``math.log`` (no array) unless
+``ln(price) / delta`` lies within a relative ``1e-9`` of an integer, where NumPy's
+``log`` (which may differ from ``math.log`` in the last bit) decides, so a
+bucket is always the one :meth:`DecayingLogGrid.bucket_of` gives. The grid
+keeps bounds ``[lo, hi]`` outside which every bucket is zero, so taking or
+clearing buckets that are known to be empty touches no array.
 """
 
 from __future__ import annotations
@@ -33,6 +40,12 @@ EPOCH_HALF_LIVES = 16.0
 """Length of an epoch of ``t_ref``, in half-lives (inflation factor at most 2**16)."""
 
 _PAD = 64
+
+_EDGE = 1e-9
+"""Relative distance of ``ln(price) / delta`` from an integer below which NumPy decides the bucket."""
+
+_EMPTY = (1 << 62, -(1 << 62))
+"""``(lo, hi)`` bounds of a grid with no non-zero bucket."""
 
 
 class DecayingLogGrid:
@@ -49,6 +62,9 @@ class DecayingLogGrid:
         buckets farthest from the newest deposits are dropped.
     """
 
+    _lo, _hi = -_EMPTY[0], -_EMPTY[1]
+    """Non-zero bounds of a state pickled before they existed: any bucket may be non-zero."""
+
     def __init__(self, bucket_bps: float, half_life_s: float | None, max_buckets: int = 1 << 16) -> None:
         if bucket_bps <= 0:
             raise ValueError("bucket_bps must be > 0")
@@ -61,11 +77,21 @@ class DecayingLogGrid:
         self._k0 = 0
         self._v = np.zeros(0, dtype=np.float64)
         self._t_ref: float | None = None
+        self._lo, self._hi = _EMPTY  # buckets outside [lo, hi] are zero
 
     # ------------------------------------------------------------------ grid
     def bucket_of(self, prices: np.ndarray | float) -> np.ndarray:
         """Bucket index ``floor(ln(price) / delta)`` (vectorized, int64)."""
         return np.floor(np.log(np.asarray(prices, dtype=np.float64)) / self.delta).astype(np.int64)
+
+    def bucket_of_one(self, price: float) -> int:
+        """:meth:`bucket_of` of one positive finite price, as an ``int`` (the same bucket, faster)."""
+        q = math.log(price) / self.delta
+        k = math.floor(q)
+        edge = _EDGE * max(abs(q), 1.0)
+        if edge < q - k < 1.0 - edge:
+            return k
+        return int(self.bucket_of(price))
 
     def center(self, k: np.ndarray | int) -> np.ndarray:
         """Geometric centre price ``exp((k + 0.5) * delta)`` of bucket(s) ``k``."""
@@ -108,6 +134,13 @@ class DecayingLogGrid:
                 new[a - lo : b - lo + 1] = self._v[a - self._k0 : b - self._k0 + 1]
         self._k0, self._v = lo, new
 
+    def _touch(self, k_lo: int, k_hi: int) -> None:
+        """Widen the non-zero bounds to cover buckets ``k_lo..k_hi``."""
+        if k_lo < self._lo:
+            self._lo = k_lo
+        if k_hi > self._hi:
+            self._hi = k_hi
+
     def add(self, prices: np.ndarray, values: np.ndarray, t: np.ndarray | float) -> None:
         """Deposit ``values[i]`` at the bucket of ``prices[i]`` at time ``t`` (scalar or per item).
 
@@ -115,6 +148,9 @@ class DecayingLogGrid:
         """
         p = np.asarray(prices, dtype=np.float64).ravel()
         x = np.asarray(values, dtype=np.float64).ravel()
+        if np.ndim(t) == 0:
+            self._add_at(p, x, float(t))
+            return
         tt = np.broadcast_to(np.asarray(t, dtype=np.float64), p.shape)
         ok = np.isfinite(p) & (p > 0) & np.isfinite(x) & np.isfinite(tt)
         if not ok.all():
@@ -128,6 +164,7 @@ class DecayingLogGrid:
             k, x, tt = k[inside], x[inside], tt[inside]
             if k.size == 0:
                 return
+        self._touch(int(k.min()), int(k.max()))
         if self.half_life_s is None:
             np.add.at(self._v, k - self._k0, x)
             return
@@ -141,9 +178,65 @@ class DecayingLogGrid:
             w = x[a:b] * 2.0 ** ((tt[a:b] - self._t_ref) / self.half_life_s)
             np.add.at(self._v, k[a:b] - self._k0, w)
 
+    def _add_at(self, p: np.ndarray, x: np.ndarray, t: float) -> None:
+        """:meth:`add` with one time ``t`` for all deposits: a single epoch, the loop's single run."""
+        if not math.isfinite(t):
+            return
+        ok = np.isfinite(p) & (p > 0) & np.isfinite(x)
+        if not ok.all():
+            p, x = p[ok], x[ok]
+        if p.size == 0:
+            return
+        k = self.bucket_of(p)
+        k_lo, k_hi = int(k.min()), int(k.max())
+        self._ensure(k_lo, k_hi)
+        if k_lo < self._k0 or k_hi >= self._k0 + self._v.size:  # only when max_buckets is hit
+            inside = (k >= self._k0) & (k < self._k0 + self._v.size)
+            k, x = k[inside], x[inside]
+            if k.size == 0:
+                return
+            k_lo, k_hi = int(k.min()), int(k.max())
+        self._touch(k_lo, k_hi)
+        if self.half_life_s is not None:
+            self._rebase_to(self._epoch(t))
+            x = x * self._inflation(t)
+        np.add.at(self._v, k - self._k0, x)
+
+    def _epoch(self, t: float) -> float:
+        """Start of the epoch of time ``t``: ``floor(t / span) * span``, ``span`` = EPOCH_HALF_LIVES half-lives."""
+        span = EPOCH_HALF_LIVES * self.half_life_s
+        return float(math.floor(t / span)) * span
+
+    def _inflation(self, t: float) -> np.float64:
+        """``2 ** ((t - t_ref) / half_life_s)``, by NumPy's ``power`` like the batched path."""
+        return np.power(2.0, (t - self._t_ref) / self.half_life_s)
+
+    def add_one(self, price: float, value: float, t: float) -> None:
+        """:meth:`add` of a single deposit (the same state), without building arrays."""
+        price, value, t = float(price), float(value), float(t)
+        if not (math.isfinite(price) and price > 0 and math.isfinite(value) and math.isfinite(t)):
+            return
+        k = self.bucket_of_one(price)
+        self._ensure(k, k)
+        i = k - self._k0
+        if not 0 <= i < self._v.size:  # only when max_buckets is hit
+            return
+        self._touch(k, k)
+        if self.half_life_s is None:
+            self._v[i] += value
+            return
+        self._rebase_to(self._epoch(t))
+        self._v[i] += value * self._inflation(t)
+
     def scale(self, f: float) -> None:
         """Multiply every bucket by ``f`` (e.g. a share of positions closed)."""
+        if self._lo > self._hi and math.isfinite(f):  # all zero, and stays so
+            return
         self._v *= f
+        if f == 0:
+            self._lo, self._hi = _EMPTY
+        elif not math.isfinite(f):
+            self._lo, self._hi = -_EMPTY[0], -_EMPTY[1]
 
     def values(self, k_lo: int, k_hi: int, t: float) -> np.ndarray:
         """Actual values at time ``t`` of buckets ``k_lo..k_hi`` inclusive (zeros where empty)."""
@@ -158,20 +251,28 @@ class DecayingLogGrid:
 
     def take_ge(self, k: int, t: float) -> float:
         """Remove buckets with index ``>= k``; return their value at time ``t``."""
+        if k > self._hi:  # nothing there
+            return 0.0 * self.factor(t)
         i = min(max(k - self._k0, 0), self._v.size)
         s = float(self._v[i:].sum())
         self._v[i:] = 0.0
+        self._hi = min(self._hi, k - 1)
         return s * self.factor(t)
 
     def take_le(self, k: int, t: float) -> float:
         """Remove buckets with index ``<= k``; return their value at time ``t``."""
+        if k < self._lo:  # nothing there
+            return 0.0 * self.factor(t)
         i = min(max(k - self._k0 + 1, 0), self._v.size)
         s = float(self._v[:i].sum())
         self._v[:i] = 0.0
+        self._lo = max(self._lo, k + 1)
         return s * self.factor(t)
 
     def total(self, t: float) -> float:
         """Sum of all buckets at time ``t``."""
+        if self._lo > self._hi:  # all zero
+            return 0.0 * self.factor(t)
         return float(self._v.sum()) * self.factor(t)
 
     def nonzero(self, t: float) -> tuple[np.ndarray, np.ndarray]:

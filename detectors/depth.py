@@ -19,10 +19,17 @@ reports
 
 (the current second excluded). A ratio of 0.4 means the book in front holds
 40 % of its usual notional. It is NaN until ``min_samples`` past seconds exist.
+
+The median is kept incrementally: one sorted list per side and band holds the
+history (a sample enters when the next second starts and leaves when the ring
+buffer overwrites it), so a readout is O(1) and equals ``numpy.median`` of the
+history: the middle value, or ``(a + b) / 2`` of the two middle values; NaN
+when a NaN is in the history.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -100,6 +107,14 @@ class DepthReadout:
         }
 
 
+def _sorted_median(values: list[float]) -> float:
+    """Median of an ascending list, as ``numpy.median`` computes it."""
+    n = len(values)
+    if n % 2:
+        return values[n // 2]
+    return (values[n // 2 - 1] + values[n // 2]) / 2
+
+
 class DepthMonitor:
     """Depth within bands of the mid, and its ratio to a trailing per-second median.
 
@@ -126,6 +141,10 @@ class DepthMonitor:
     ([0.25, 0.25], [1.0, 1.0])
     """
 
+    _hist: tuple[list[list[float]], list[int]] | None = None
+    """History per side and band: ``2 * bands`` ascending lists without NaN, and the NaN count of
+    each; ``None`` (a state pickled without it): rebuilt from the buffer."""
+
     def __init__(self, bands_bps: Sequence[int] = DEFAULT_BANDS_BPS, window_s: int = 600, min_samples: int = 30) -> None:
         if window_s < 2:
             raise ValueError("window_s must be >= 2")
@@ -140,8 +159,39 @@ class DepthMonitor:
         self._median: np.ndarray | None = None  # median of the slots before the newest
         self._median_sec: int | None = None
         self._last: DepthReadout | None = None
+        self._hist = ([[] for _ in range(2 * nb)], [0] * (2 * nb))
+
+    def _history_slots(self) -> np.ndarray:
+        """Buffer slots of the history: the filled slots except the newest (the current second)."""
+        newest = (self._pos - 1) % self.window_s
+        return (newest - 1 - np.arange(max(self._n - 1, 0))) % self.window_s
+
+    def _history(self) -> tuple[list[list[float]], list[int]]:
+        """The sorted history lists and NaN counts (see ``_hist``)."""
+        if self._hist is None:
+            columns = self._buf[self._history_slots()].reshape(-1, 2 * len(self.bands_bps)).T.tolist()
+            self._hist = (
+                [sorted(x for x in col if not math.isnan(x)) for col in columns],
+                [sum(math.isnan(x) for x in col) for col in columns],
+            )
+        return self._hist
+
+    def _history_change(self, slot: int, add: bool) -> None:
+        """Insert the sample of ``slot`` into the history (``add``) or remove it."""
+        lists, nans = self._history()
+        for j, (values, x) in enumerate(zip(lists, self._buf[slot].ravel().tolist())):
+            if math.isnan(x):
+                nans[j] += 1 if add else -1
+            elif add:
+                bisect.insort(values, x)
+            else:
+                del values[bisect.bisect_left(values, x)]
 
     def _push(self, sample: np.ndarray) -> None:
+        if self._n:  # the newest sample becomes history
+            self._history_change((self._pos - 1) % self.window_s, add=True)
+            if self._n == self.window_s:  # the oldest leaves it (window_s >= 2: not the newest)
+                self._history_change(self._pos, add=False)
         self._buf[self._pos] = sample
         self._pos = (self._pos + 1) % self.window_s
         self._n = min(self._n + 1, self.window_s)
@@ -153,9 +203,9 @@ class DepthMonitor:
         k = self._n - 1
         med = None
         if k >= max(self.min_samples, 1):
-            newest = (self._pos - 1) % self.window_s
-            idx = (newest - 1 - np.arange(k)) % self.window_s
-            med = np.median(self._buf[idx], axis=0)
+            lists, nans = self._history()
+            med = np.array([_sorted_median(v) if not nan else math.nan for v, nan in zip(lists, nans)])
+            med = med.reshape(2, len(self.bands_bps))
         self._median, self._median_sec = med, self._sec
         return med
 

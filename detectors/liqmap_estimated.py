@@ -42,6 +42,7 @@ buckets and its price their notional-weighted centre.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -280,8 +281,17 @@ class EstimatedLiquidationMap:
             self._sn.add(p[s], p[s] * q[s], 0.0)
 
     def learn_trade(self, price: float, qty: float, side: str) -> None:
-        """Accumulate one trade; ``side`` is the aggressor, ``"buy"`` or ``"sell"``."""
-        self.learn_trades(np.array([price]), np.array([qty]), np.array([side == "buy"]))
+        """Accumulate one trade; ``side`` is the aggressor, ``"buy"`` or ``"sell"``.
+
+        The same state as :meth:`learn_trades` with one-element arrays, without the arrays.
+        """
+        p, q = float(price), float(qty)
+        if not (math.isfinite(p) and p > 0 and math.isfinite(q) and q > 0):
+            return
+        self._last_price = p
+        qty_grid, notional_grid = (self._bq, self._bn) if side == "buy" else (self._sq, self._sn)
+        qty_grid.add_one(p, q, 0.0)
+        notional_grid.add_one(p, p * q, 0.0)
 
     def _pending(self, q: DecayingLogGrid, n: DecayingLogGrid) -> tuple[np.ndarray, np.ndarray]:
         """(vwap per bucket, qty per bucket) of the pending flow of one side."""
@@ -296,7 +306,7 @@ class EstimatedLiquidationMap:
 
         ``price`` is used only when no trade was seen since the last observation.
         """
-        if not np.isfinite(oi_qty) or oi_qty < 0:
+        if not math.isfinite(oi_qty) or oi_qty < 0:
             return 0.0
         added = 0.0
         if self._oi is not None:
@@ -334,9 +344,9 @@ class EstimatedLiquidationMap:
 
     def learn_mark(self, price: float, t: float) -> tuple[float, float]:
         """Consume the levels the mark price ``price`` has reached; returns ``(long_usd, short_usd)`` consumed."""
-        if not np.isfinite(price) or price <= 0:
+        if not math.isfinite(price) or price <= 0:
             return 0.0, 0.0
-        k = int(self._long.bucket_of(price))
+        k = self._long.bucket_of_one(price)
         cl = self._long.take_ge(k, t)
         cs = self._short.take_le(k, t)
         self.consumed_long_usd += cl
@@ -355,15 +365,22 @@ class EstimatedLiquidationMap:
     # ---------------------------------------------------------------- readout
     def _window(self, price: float) -> tuple[int, int]:
         r = self.range_pct / 100.0
-        return int(self._long.bucket_of(price * (1.0 - r))), int(self._long.bucket_of(price * (1.0 + r)))
+        return self._long.bucket_of_one(price * (1.0 - r)), self._long.bucket_of_one(price * (1.0 + r))
 
     def readout(self, price: float, t: float) -> EstimatedMapReadout:
         """Levels within ``+-range_pct`` of ``price`` at ``t``, totals and nearest dense clusters."""
         k_lo, k_hi = self._window(price)
-        ks = np.arange(k_lo, k_hi + 1)
-        centers = self._long.center(ks)
-        lo = self._long.values(k_lo, k_hi, t)
-        sh = self._short.values(k_lo, k_hi, t)
+        return self._readout(
+            price, t, k_lo, k_hi, self._long.values(k_lo, k_hi, t), self._short.values(k_lo, k_hi, t),
+            self.consumed_long_usd, self.consumed_short_usd,
+        )
+
+    def _readout(
+        self, price: float, t: float, k_lo: int, k_hi: int, lo: np.ndarray, sh: np.ndarray,
+        consumed_long_usd: float, consumed_short_usd: float,
+    ) -> EstimatedMapReadout:
+        """The readout of the level notionals ``lo``/``sh`` of buckets ``k_lo..k_hi`` (this map's cluster parameters)."""
+        centers = self._long.center(np.arange(k_lo, k_hi + 1))
         below, above = centers < price, centers > price
         kw = dict(window=self.cluster_buckets, dense_multiple=self.dense_multiple, min_usd=self.min_cluster_usd)
         return EstimatedMapReadout(
@@ -378,8 +395,8 @@ class EstimatedLiquidationMap:
             short_total_usd=float(sh[above].sum()),
             cluster_down=nearest_dense_cluster(centers, lo, price, "down", **kw),
             cluster_up=nearest_dense_cluster(centers, sh, price, "up", **kw),
-            consumed_long_usd=self.consumed_long_usd,
-            consumed_short_usd=self.consumed_short_usd,
+            consumed_long_usd=consumed_long_usd,
+            consumed_short_usd=consumed_short_usd,
         )
 
     @staticmethod
@@ -387,33 +404,21 @@ class EstimatedLiquidationMap:
         """One readout for an asset traded on several venues: the maps' levels summed bucket by bucket.
 
         The maps must share ``bucket_bps`` and ``range_pct``; the cluster
-        parameters of the first map apply.
+        parameters of the first map apply. Only the sum is clustered (the maps'
+        own readouts are not built).
         """
         if not maps:
             raise ValueError("no maps")
         first = maps[0]
         if any(m.bucket_bps != first.bucket_bps or m.range_pct != first.range_pct for m in maps):
             raise ValueError("maps must share bucket_bps and range_pct")
-        rs = [m.readout(price, t) for m in maps]
-        lo = np.sum([r.long_usd for r in rs], axis=0)
-        sh = np.sum([r.short_usd for r in rs], axis=0)
-        centers = rs[0].prices
-        below, above = centers < price, centers > price
-        kw = dict(window=first.cluster_buckets, dense_multiple=first.dense_multiple, min_usd=first.min_cluster_usd)
-        return EstimatedMapReadout(
-            price=float(price),
-            t=float(t),
-            k_lo=rs[0].k_lo,
-            prices=centers,
-            offsets_bps=rs[0].offsets_bps,
-            long_usd=lo,
-            short_usd=sh,
-            long_total_usd=float(lo[below].sum()),
-            short_total_usd=float(sh[above].sum()),
-            cluster_down=nearest_dense_cluster(centers, lo, price, "down", **kw),
-            cluster_up=nearest_dense_cluster(centers, sh, price, "up", **kw),
-            consumed_long_usd=sum(r.consumed_long_usd for r in rs),
-            consumed_short_usd=sum(r.consumed_short_usd for r in rs),
+        k_lo, k_hi = first._window(price)
+        return first._readout(
+            price, t, k_lo, k_hi,
+            np.sum([m._long.values(k_lo, k_hi, t) for m in maps], axis=0),
+            np.sum([m._short.values(k_lo, k_hi, t) for m in maps], axis=0),
+            sum(m.consumed_long_usd for m in maps),
+            sum(m.consumed_short_usd for m in maps),
         )
 
     def levels(self, direction: str, price: float, t: float) -> np.ndarray:

@@ -88,7 +88,7 @@ class ObservedLiquidationMap:
         grid = self._long if side == "long" else self._short if side == "short" else None
         if grid is None:
             raise ValueError(f"side must be 'long' or 'short', not {side!r}")
-        grid.add(np.array([price]), np.array([notional]), t)
+        grid.add_one(price, notional, t)
 
     def learn_many(self, prices, notionals, is_long, t) -> None:
         """Add a batch: arrays of prices, notionals, a boolean ``is_long`` and times ``t`` (or a scalar)."""

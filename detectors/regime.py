@@ -28,6 +28,10 @@ A cascade is in progress when ``move_bps >= min_move_bps`` and one of them
 holds; its type, by priority: ``deleveraging`` (A), ``liquidity`` (D: the book
 went first), ``liquidation`` (L), ``stop_run`` (S without L: one-sided
 aggression with no liquidations behind it).
+
+The window lives in a column-major ring written twice (slots ``i`` and ``i + W``),
+so the window is one contiguous slice per column and its sums are NumPy's
+(pairwise) sums of the oldest-first column, one reduction for all columns.
 """
 
 from __future__ import annotations
@@ -43,6 +47,16 @@ KINDS = ("deleveraging", "liquidity", "liquidation", "stop_run")
 
 # columns of the ring buffer
 _LL, _LS, _BUY, _SELL, _PX, _DB, _DA, _ADLD, _ADLU = range(9)
+_FLOWS = [_LL, _LS, _BUY, _SELL, _ADLD, _ADLU]
+"""Columns that are zero in a second without data (the others repeat the last second)."""
+
+
+def _window_min(dr: np.ndarray) -> float:
+    """``nanmin`` of the finite-containing ``dr``, else NaN (as ``RegimeState.depth_ratio``)."""
+    m = float(np.fmin.reduce(dr))  # the minimum ignoring NaN
+    if math.isfinite(m):
+        return m
+    return float(np.nanmin(dr)) if np.isfinite(dr).any() else math.nan
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,9 +136,8 @@ class RegimeDetector:
         self.min_aggr_usd = float(min_aggr_usd)
         self.depth_collapse = float(depth_collapse)
         self.onset_share = float(onset_share)
-        self._buf = np.zeros((self.window_s, 9))
-        self._buf[:, _PX] = np.nan
-        self._buf[:, _DB:_DA + 1] = np.nan
+        self._cols = np.zeros((9, 2 * self.window_s))  # column-major, each row written at pos and pos + W
+        self._cols[[_PX, _DB, _DA]] = np.nan
         self._pos = 0
         self._n = 0
         self._sec: int | None = None
@@ -133,15 +146,23 @@ class RegimeDetector:
         self._since: dict[str, float | None] = {"down": None, "up": None}
         self._state: dict[str, RegimeState] = {}
 
-    def _push(self, row: np.ndarray) -> None:
-        self._buf[self._pos] = row
+    def __setstate__(self, state: dict) -> None:
+        """Unpickle; a state with the older row-major ring ``_buf`` is converted."""
+        if "_buf" in state:
+            buf = state.pop("_buf")
+            state["_cols"] = np.ascontiguousarray(np.concatenate((buf.T, buf.T), axis=1))  # C order: pairwise row sums
+        self.__dict__.update(state)
+
+    def _push(self, row: np.ndarray | list[float]) -> None:
+        self._cols[:, self._pos] = row
+        self._cols[:, self._pos + self.window_s] = row
         self._pos = (self._pos + 1) % self.window_s
         self._n = min(self._n + 1, self.window_s)
 
-    def _ordered(self) -> np.ndarray:
-        """Window rows, oldest first."""
-        idx = (self._pos - self._n + np.arange(self._n)) % self.window_s
-        return self._buf[idx]
+    def _window(self) -> np.ndarray:
+        """Window as ``(9, n)`` columns, oldest first (a view)."""
+        end = self._pos + self.window_s
+        return self._cols[:, end - self._n : end]
 
     def update(
         self,
@@ -163,43 +184,39 @@ class RegimeDetector:
         if self._sec is not None:
             gap = min(sec - self._sec - 1, self.window_s)
             if gap > 0:
-                last = self._buf[(self._pos - 1) % self.window_s].copy()
-                last[[_LL, _LS, _BUY, _SELL, _ADLD, _ADLU]] = 0.0
+                last = self._cols[:, self._pos + self.window_s - 1].copy()
+                last[_FLOWS] = 0.0
                 for _ in range(gap):
                     self._push(last)
                 lg = self.lam ** (sec - self._sec - 1)
                 self._typ_liq *= lg
                 self._typ_aggr *= lg
         self._sec = sec
-        row = np.array(
-            [liq_long_usd, liq_short_usd, buy_usd, sell_usd, price, depth_ratio_bid, depth_ratio_ask, adl_down_usd, adl_up_usd],
-            dtype=np.float64,
-        )
+        row = [liq_long_usd, liq_short_usd, buy_usd, sell_usd, price, depth_ratio_bid, depth_ratio_ask, adl_down_usd, adl_up_usd]
         self._push(row)
-        w = self._ordered()
+        w = self._window()
+        sums = np.add.reduce(w, axis=1).tolist()  # per column, as w[c].sum()
         typ_liq_w = self.window_s * self._typ_liq
         typ_aggr_w = self.window_s * self._typ_aggr / 2.0
         liq_thr = max(self.liq_multiple * typ_liq_w, self.min_liq_usd)
         aggr_thr = max(self.aggr_multiple * typ_aggr_w, self.min_aggr_usd)
-        px = w[:, _PX]
-        hi, lo = np.nanmax(px), np.nanmin(px)
+        px = w[_PX]
+        hi, lo = np.fmax.reduce(px), np.fmin.reduce(px)  # nanmax, nanmin
         out = {}
         for d, liq_c, mine, other, depth_c, adl_c in (
             ("down", _LL, _SELL, _BUY, _DB, _ADLD),
             ("up", _LS, _BUY, _SELL, _DA, _ADLU),
         ):
-            liq = float(w[:, liq_c].sum())
-            aggr = float(w[:, mine].sum())
-            tot = aggr + float(w[:, other].sum())
-            imb = (aggr - float(w[:, other].sum())) / tot if tot > 0 else 0.0
+            liq = sums[liq_c]
+            aggr = sums[mine]
+            tot = aggr + sums[other]
+            imb = (aggr - sums[other]) / tot if tot > 0 else 0.0
             move = (hi - price) / hi * 1e4 if d == "down" else (price - lo) / lo * 1e4
-            dr = w[:, depth_c]
-            collapsed = np.flatnonzero(dr < self.depth_collapse)
-            onset = np.flatnonzero(np.cumsum(w[:, liq_c]) >= self.onset_share * liq_thr)
+            dr = w[depth_c]
             c_liq = liq >= liq_thr
             c_stop = imb >= self.stop_imbalance and aggr >= aggr_thr
-            c_depth = collapsed.size > 0 and (onset.size == 0 or collapsed[0] < onset[0])
-            c_adl = float(w[:, adl_c].sum()) > 0
+            c_depth = self._depth_first(dr, w[liq_c], liq_thr)
+            c_adl = sums[adl_c] > 0
             kind = None
             if move >= self.min_move_bps:
                 if c_adl:
@@ -225,13 +242,21 @@ class RegimeDetector:
                 aggr_usd=aggr,
                 imbalance=imb,
                 move_bps=float(move),
-                depth_ratio=float(np.nanmin(dr)) if np.isfinite(dr).any() else math.nan,
+                depth_ratio=_window_min(dr),
             )
         if not (out["down"].active or out["up"].active):
             self._typ_liq = self.lam * self._typ_liq + (1.0 - self.lam) * (liq_long_usd + liq_short_usd)
             self._typ_aggr = self.lam * self._typ_aggr + (1.0 - self.lam) * (buy_usd + sell_usd)
         self._state = out
         return out
+
+    def _depth_first(self, depth_ratio: np.ndarray, liq: np.ndarray, liq_thr: float) -> bool:
+        """Condition ``D``: a second of the window has collapsed depth, before the liquidation onset (if any)."""
+        collapsed = np.flatnonzero(depth_ratio < self.depth_collapse)
+        if collapsed.size == 0:
+            return False
+        onset = np.flatnonzero(np.cumsum(liq) >= self.onset_share * liq_thr)
+        return onset.size == 0 or collapsed[0] < onset[0]
 
     def readout(self) -> dict[str, RegimeState]:
         """The states of the last :meth:`update` (empty before the first)."""

@@ -233,17 +233,11 @@ class AssetDetectors:
 
     def _learn_flow(self, state: InstrumentSecond, t: float) -> None:
         estimated = self._map(state.venue)
-        prices, qtys, is_buy = [], [], []
+        # the second's aggressive flow per side at its VWAP, buys first
         if state.buy_qty > 0:
-            prices.append(state.buy_usd / state.buy_qty)
-            qtys.append(state.buy_qty)
-            is_buy.append(True)
+            estimated.learn_trade(state.buy_usd / state.buy_qty, state.buy_qty, "buy")
         if state.sell_qty > 0:
-            prices.append(state.sell_usd / state.sell_qty)
-            qtys.append(state.sell_qty)
-            is_buy.append(False)
-        if prices:
-            estimated.learn_trades(np.array(prices), np.array(qtys), np.array(is_buy))
+            estimated.learn_trade(state.sell_usd / state.sell_qty, state.sell_qty, "sell")
         reference = state.mark or state.price
         if state.oi_qty is not None:
             estimated.learn_oi(state.oi_qty, t + 0.9, reference)

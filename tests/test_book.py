@@ -73,3 +73,26 @@ def test_disconnect_invalidates_book() -> None:
     keeper.apply(FeedStatus(venue="v", symbol="", instrument="S-USDT-PERP", ts=2, recv=2, state="disconnect"))
     assert keeper.book.valid is False
     assert keeper.apply(delta(2, 1)) == []  # rule reset: skipped until a snapshot
+
+
+def test_sides_and_depth_equal_the_plain_definitions() -> None:
+    """Sorted sides, all bands in one ``searchsorted``: the same values as sorting the items and
+    counting band by band."""
+    rng = np.random.default_rng(5)
+    book = OrderBook()
+    book.replace([(round(100 - 0.01 * i, 2), float(q)) for i, q in enumerate(rng.exponential(2, 400), 1)],
+                 [(round(100 + 0.01 * i, 2), float(q)) for i, q in enumerate(rng.exponential(2, 300), 1)])
+    book.update([(99.5, 0.0), (99.505, 1.5)], [(100.25, 0.0)])
+    bids, asks = book.sides()
+    assert bids.tolist() == [list(x) for x in sorted(book.bids.items(), reverse=True)]
+    assert asks.tolist() == [list(x) for x in sorted(book.asks.items())]
+    assert bids.flags.c_contiguous and bids.dtype == np.float64
+    bands = (1, 10, 25, 50, 100, 400)
+    for side, is_bid in ((bids, True), (asks, False)):
+        notional = np.cumsum(side[:, 0] * side[:, 1])
+        want = []
+        for b in bands:
+            limit = 100.0 * (1.0 - b / 10_000.0) if is_bid else 100.0 * (1.0 + b / 10_000.0)
+            n = int((side[:, 0] >= limit).sum()) if is_bid else int((side[:, 0] <= limit).sum())
+            want.append(float(notional[n - 1]) if n else 0.0)
+        assert depth_within(side, 100.0, bands, is_bid) == want

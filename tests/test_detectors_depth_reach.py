@@ -67,6 +67,41 @@ def test_depth_ratio_against_trailing_median():
     assert d["depth_bid_usd"]["10"] == pytest.approx(50.0) and d["depth_ask_ratio"]["100"] == 1.0
 
 
+def test_depth_incremental_median_equals_numpy_median():
+    """The sorted-list median is ``np.median`` of the history, bit for bit: gaps, repeated seconds,
+    NaN samples, a full ring, and a state pickled without the lists (rebuilt from the buffer)."""
+    import pickle
+
+    rng = np.random.default_rng(31)
+    dm = DepthMonitor(bands_bps=(10, 100), window_s=7, min_samples=2)
+    history: list[np.ndarray] = []  # one sample per second, as the ring holds them
+    sec = 0
+    for i in range(400):
+        step = int(rng.choice([0, 1, 1, 1, 3]))
+        sample = rng.choice([1.0, 2.0, 3.0, 7.5, 1e6], size=(2, 2)) * rng.uniform(0.5, 2.0)
+        if rng.uniform() < 0.03:
+            sample[0, 1] = math.nan
+        if i and step == 0:
+            history[-1] = sample
+        else:
+            if i:
+                history.extend([history[-1]] * min(step - 1, 7))
+                sec += step
+            history.append(sample)
+        r = dm.update_values(sample[0], sample[1], 100.0, sec + 0.5)
+        past = history[-7:-1]
+        if len(past) >= 2:
+            med = np.median(np.array(past), axis=0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                want = np.where(med > 0, sample / np.where(med > 0, med, 1.0), np.nan)
+            assert np.array_equal(np.stack((r.bid_ratio, r.ask_ratio)), want, equal_nan=True)
+        if i == 200:
+            state = dm.__dict__.copy()
+            state["_hist"] = None  # as pickled before the sorted lists existed
+            dm = pickle.loads(pickle.dumps(dm))
+            dm.__dict__.update(state)
+
+
 def test_depth_update_values_sums_venues():
     dm = DepthMonitor(bands_bps=(10, 25), window_s=10, min_samples=1)
     b1, a1, _ = depth_within(BIDS, ASKS, (10, 25))

@@ -272,3 +272,70 @@ def test_estimated_map_tracks_simulated_positions():
 
     assert l1_error(m) < 0.12
     assert l1_error(wrong) > 1.0  # the error measure does tell a wrong leverage model apart
+
+
+# ---------------------------------------------------------------- fast paths give the same bits
+
+
+def test_grid_bucket_of_one_equals_bucket_of():
+    """The scalar bucket (``math.log`` away from bucket edges) is NumPy's bucket, edges included."""
+    rng = np.random.default_rng(21)
+    g = DecayingLogGrid(10.0, None)
+    prices = np.concatenate((
+        np.exp(rng.uniform(-12, 14, 20_000)),
+        g.center(np.arange(11_000, 11_600)) * np.exp(-0.5 * g.delta),  # bucket edges
+        np.nextafter(np.exp(np.arange(11_000, 11_600) * g.delta), 0),
+    ))
+    assert [g.bucket_of_one(p) for p in prices.tolist()] == g.bucket_of(prices).tolist()
+
+
+def test_grid_add_one_and_empty_takes_equal_the_batched_path():
+    """``add_one``, one-time batches and the take/scale shortcuts on empty ranges leave the same bits."""
+    rng = np.random.default_rng(22)
+    a, b = DecayingLogGrid(10.0, 60.0), DecayingLogGrid(10.0, 60.0)
+    t = np.cumsum(rng.exponential(20.0, 300))
+    p = 100 * np.exp(np.cumsum(rng.normal(0, 2e-3, 300)))
+    x = rng.exponential(1e4, 300)
+    for i in range(300):
+        a.add_one(p[i], x[i], t[i])
+        b.add(p[i : i + 1], x[i : i + 1], np.full(1, t[i]))  # the per-item path
+        if i % 7 == 0:
+            k = int(b.bucket_of(p[i] * rng.uniform(0.97, 1.03)))
+            assert a.take_ge(k, t[i]) == b.take_ge(k, t[i]) and a.take_le(k - 3, t[i]) == b.take_le(k - 3, t[i])
+        if i % 50 == 0:
+            a.scale(0.0)
+            b.scale(0.0)
+            assert a.take_ge(0, t[i]) == 0.0 and a.total(t[i]) == b.total(t[i]) == 0.0
+    for g in (a, b):
+        g.add([99.0, -1.0, 101.0], [5.0, 1.0, math.nan], t[-1])
+    assert np.array_equal(a._v, b._v) and a._k0 == b._k0 and a.total(t[-1]) == b.total(t[-1])
+
+
+def test_estimated_learn_trade_and_combine_equal_the_array_paths():
+    """One trade at a time equals ``learn_trades``; ``combine`` equals the sum of the maps' readouts."""
+    rng = np.random.default_rng(23)
+    maps = [EstimatedLiquidationMap(dense_multiple=2.0) for _ in range(3)]
+    twins = [EstimatedLiquidationMap(dense_multiple=2.0) for _ in range(3)]
+    price = 100.0
+    for s in range(400):
+        price *= math.exp(rng.normal(0, 2e-3))
+        for m, w in zip(maps, twins):
+            q = rng.exponential(1.0, 2)
+            m.learn_trade(price * 1.0001, q[0], "buy")
+            m.learn_trade(price * 0.9999, q[1], "sell")
+            w.learn_trades(np.array([price * 1.0001, price * 0.9999]), q, np.array([True, False]))
+            oi = 1000.0 + 20 * math.sin(s / 17) + s * 0.1
+            assert m.learn_oi(oi, s + 0.9, price) == w.learn_oi(oi, s + 0.9, price)
+            assert m.learn_mark(price, s + 0.9) == w.learn_mark(price, s + 0.9)
+    t = 400.0
+    r = EstimatedLiquidationMap.combine(maps, price, t)
+    rs = [w.readout(price, t) for w in twins]
+    lo = np.sum([x.long_usd for x in rs], axis=0)
+    sh = np.sum([x.short_usd for x in rs], axis=0)
+    assert np.array_equal(r.long_usd, lo) and np.array_equal(r.short_usd, sh)
+    assert np.array_equal(r.prices, rs[0].prices) and r.k_lo == rs[0].k_lo
+    assert r.cluster_down == nearest_dense_cluster(r.prices, lo, price, "down", 5, 2.0)
+    assert r.cluster_up == nearest_dense_cluster(r.prices, sh, price, "up", 5, 2.0)
+    assert r.cluster_down is not None and r.cluster_up is not None
+    assert r.long_total_usd == float(lo[r.prices < price].sum())
+    assert r.consumed_long_usd == sum(x.consumed_long_usd for x in rs)

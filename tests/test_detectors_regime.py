@@ -97,3 +97,31 @@ def test_gaps_and_repeated_seconds():
     st = rd.update(100.0, 99.0, 0.0, 0.0, 0.0, 0.0)  # after a long gap: the window is refilled with empty seconds
     assert st["down"].liq_usd == 0.0 and st["down"].move_bps == pytest.approx(100.0)
     assert math.isclose(st["down"].depth_ratio, 1.0)
+
+
+def test_window_sums_are_numpy_column_sums_and_old_state_converts():
+    """The doubled column ring gives the same window (oldest first) as the row ring it replaced,
+    and a pickled row-ring state (``_buf``) is converted."""
+    import pickle
+
+    import numpy as np
+
+    rng = np.random.default_rng(41)
+    rd = detector()
+    rows = []
+    for s in range(200):
+        row = [rng.exponential(1e5), rng.exponential(1e5), rng.exponential(1e6), rng.exponential(1e6),
+               100 + rng.normal(), rng.uniform(0.3, 2.0), rng.uniform(0.3, 2.0), 0.0, 0.0]
+        rows.append(row)
+        st = rd.update(float(s), row[4], *row[0:4], *row[5:9])
+        w = np.array(rows[-10:])
+        assert st["down"].liq_usd == float(w[:, 0].sum()) and st["up"].aggr_usd == float(w[:, 2].sum())
+        assert st["down"].depth_ratio == float(np.nanmin(w[:, 5]))
+    old = pickle.loads(pickle.dumps(rd))
+    cols = old.__dict__.pop("_cols")
+    pos = old._pos
+    old.__dict__["_buf"] = cols[:, :10].T.copy()  # the row ring: slot i holds row i
+    restored = pickle.loads(pickle.dumps(old))
+    assert np.array_equal(restored._cols, cols) and restored._pos == pos
+    a, b = rd.update(200.0, 99.0, 1e6), restored.update(200.0, 99.0, 1e6)
+    assert a == b
