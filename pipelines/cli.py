@@ -85,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--riskfeed", action="store_true",
         help="serve the websocket risk feed ([riskfeed] of --config) while replaying, e.g. with --speed 10",
     )
+    replay.add_argument(
+        "--recovery-dir", type=Path, metavar="DIR",
+        help="Bytewax recovery store (created when absent): a killed replay resumes from its last snapshot",
+    )
     replay.add_argument("--quiet", action="store_true", help="print nothing (exit status only)")
 
     demo = commands.add_parser(
@@ -159,6 +163,7 @@ def _replay(args: argparse.Namespace, console: Console) -> int:
         process_id=args.process_id,
         deliver_alerts=args.deliver,
         serve_riskfeed=args.riskfeed,
+        recovery_dir=args.recovery_dir,
     )
     if not args.quiet:
         print_summary(console, summary)

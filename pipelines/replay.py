@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import cluster_main, run_main
 
 from connectors.sources import ProgressCallback, ReplaySource
@@ -52,6 +53,14 @@ class ReplaySummary:
         )
 
 
+def recovery_store(directory: Path) -> RecoveryConfig:
+    """The Bytewax recovery config for ``directory``, initialised (one partition) when empty."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if not any(directory.glob("part-*.sqlite3")):
+        init_db_dir(directory, 1)
+    return RecoveryConfig(directory)
+
+
 def run_replay(
     recordings: Sequence[str | Path],
     alerts_out: str | Path | None = None,
@@ -66,6 +75,7 @@ def run_replay(
     deliver_alerts: bool = False,
     serve_riskfeed: bool = False,
     progress: ProgressCallback | None = None,
+    recovery_dir: str | Path | None = None,
 ) -> ReplaySummary:
     """Replay ``recordings`` (one source partition each) and write the JSONL outputs.
 
@@ -75,6 +85,9 @@ def run_replay(
     ``deliver_alerts`` sends alerts through the outbox to ``config.alerts`` destinations;
     ``serve_riskfeed`` broadcasts on the risk feed (``config.riskfeed``) while replaying.
     ``progress(path, bytes_consumed)`` is called as the recordings are read.
+    ``recovery_dir``: Bytewax recovery store (created when absent); a replay killed at any
+    point resumes from its last snapshot there, and the JSONL outputs continue exactly where
+    the snapshot left them (no line lost or written twice).
     """
     config = config or Config()
     with tempfile.TemporaryDirectory(prefix="cascadewatch-") as scratch:
@@ -93,11 +106,15 @@ def run_replay(
             source, len(source.paths), config, alerts, snapshots, dead, summary_path,
             deliver_alerts=deliver_alerts, serve_riskfeed=serve_riskfeed,
         )
-        epoch = timedelta(seconds=1) if speed is not None else None
+        recovery = recovery_store(Path(recovery_dir)) if recovery_dir else None
+        epoch = timedelta(seconds=1) if speed is not None or recovery is not None else None
         if addresses:
-            cluster_main(flow, addresses, process_id, epoch_interval=epoch, worker_count_per_proc=workers)
+            cluster_main(
+                flow, addresses, process_id, epoch_interval=epoch, recovery_config=recovery,
+                worker_count_per_proc=workers,
+            )
         elif workers > 1:
-            cluster_main(flow, [], 0, epoch_interval=epoch, worker_count_per_proc=workers)
+            cluster_main(flow, [], 0, epoch_interval=epoch, recovery_config=recovery, worker_count_per_proc=workers)
         else:
-            run_main(flow, epoch_interval=epoch)
+            run_main(flow, epoch_interval=epoch, recovery_config=recovery)
         return ReplaySummary.read(summary_path, alerts, snapshots)
