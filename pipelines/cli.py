@@ -12,6 +12,7 @@ from pathlib import Path
 from rich.console import Console
 
 from pipelines import alerts_cli, live_cli
+from pipelines.cluster import add_cluster_arguments, positive_int
 from pipelines.config import ConfigError, load_config
 from pipelines.simulate import cli as simulate_cli
 
@@ -35,16 +36,6 @@ def _speed(text: str) -> float | None:
     return value
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cascadewatch", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -65,18 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--dead-letters-out", type=Path, metavar="F",
         help="write dead letters here (default: deadletters.jsonl beside --alerts-out)",
     )
-    replay.add_argument("--batch-size", type=_positive_int, default=1000, metavar="N", help="frames per source batch (default 1000)")
-    replay.add_argument("--workers", type=_positive_int, default=1, metavar="N", help="Bytewax workers in this process (default 1)")
+    replay.add_argument("--batch-size", type=positive_int, default=1000, metavar="N", help="frames per source batch (default 1000)")
     replay.add_argument(
         "--speed", type=_speed, default=None, metavar="max|N",
         help="'max' (default): as fast as possible; N: N times real time, by receive time",
     )
     replay.add_argument("--config", type=Path, metavar="F", help="TOML config (see README, 'Configuration')")
-    replay.add_argument(
-        "--addresses", metavar="HOST:PORT,...",
-        help="run as one process of a Bytewax cluster: every process's address, in process-id order",
-    )
-    replay.add_argument("--process-id", type=int, default=0, metavar="I", help="this process's index in --addresses")
     replay.add_argument(
         "--deliver", action="store_true",
         help="also send alerts through the outbox to the [alerts] destinations of --config (default: JSONL only)",
@@ -85,10 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--riskfeed", action="store_true",
         help="serve the websocket risk feed ([riskfeed] of --config) while replaying, e.g. with --speed 10",
     )
-    replay.add_argument(
-        "--recovery-dir", type=Path, metavar="DIR",
-        help="Bytewax recovery store (created when absent): a killed replay resumes from its last snapshot",
-    )
+    add_cluster_arguments(replay)
     replay.add_argument("--quiet", action="store_true", help="print nothing (exit status only)")
 
     demo = commands.add_parser(

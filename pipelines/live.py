@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from bytewax.testing import run_main
+from pipelines.cluster import execute
 
 from connectors import live_metrics
 from connectors.live import FrameQueue, LiveSource, VenueFeed, venue_module
@@ -67,6 +67,10 @@ def run_live(
     serve_metrics: bool = True,
     deliver_alerts: bool | None = None,
     serve_riskfeed: bool | None = None,
+    workers: int = 1,
+    addresses: list[str] | None = None,
+    process_id: int = 0,
+    recovery_dir: str | Path | None = None,
 ) -> ReplaySummary:
     """Run the dataflow on live feeds (``duration_s=None``: until interrupted).
 
@@ -74,6 +78,7 @@ def run_live(
     (default ``[live] record``) also writes what the dataflow consumed, one file per venue.
     ``deliver_alerts`` (default: when ``[alerts]`` has destinations) pages through the outbox;
     ``serve_riskfeed`` (default: ``[riskfeed] enabled``) broadcasts on the risk feed.
+    ``workers``, ``addresses``/``process_id``, ``recovery_dir``: see :mod:`pipelines.cluster`.
     """
     if deliver_alerts is None:
         deliver_alerts = bool(config.alerts.destinations)
@@ -97,7 +102,14 @@ def run_live(
             source, len(source.list_parts()), config, alerts, snapshots, dead, summary_path,
             deliver_alerts=deliver_alerts, serve_riskfeed=serve_riskfeed,
         )
-        run_main(flow, epoch_interval=timedelta(seconds=1))
+        execute(
+            flow,
+            workers=workers,
+            addresses=addresses,
+            process_id=process_id,
+            epoch_interval=timedelta(seconds=1),
+            recovery_dir=recovery_dir,
+        )
         return ReplaySummary.read(summary_path, alerts, snapshots)
 
 

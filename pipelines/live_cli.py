@@ -19,6 +19,7 @@ from typing import Any
 from rich.console import Console
 
 from connectors.live_config import VENUE_NAMES, LiveConfig
+from pipelines.cluster import add_cluster_arguments
 from pipelines.config import ConfigError
 
 COMMANDS = ("record", "run")
@@ -79,6 +80,7 @@ def add_commands(subparsers: Any) -> None:
     )
     run.add_argument("config", type=Path, metavar="CONFIG", help="TOML config")
     run.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds (default: until interrupted)")
+    add_cluster_arguments(run)
     run.add_argument("--quiet", action="store_true", help="print nothing (exit status only)")
 
 
@@ -160,7 +162,11 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
         console.print(f"live: {', '.join(live.venues)} ({', '.join(live.symbols)}); alerts -> {live.alerts_out}")
     try:
-        summary = run_live(config, live, duration_s=args.duration)
+        summary = run_live(
+            config, live, duration_s=args.duration, workers=args.workers,
+            addresses=args.addresses.split(",") if args.addresses else None,
+            process_id=args.process_id, recovery_dir=args.recovery_dir,
+        )
     except KeyboardInterrupt:  # outputs are flushed batch by batch; the tap every second
         console.print("interrupted")
         return 130

@@ -15,10 +15,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bytewax.recovery import RecoveryConfig, init_db_dir
-from bytewax.testing import cluster_main, run_main
 
 from connectors.sources import ProgressCallback, ReplaySource
+from pipelines.cluster import execute
 from pipelines.config import Config
 from pipelines.flow import build_flow
 
@@ -51,14 +50,6 @@ class ReplaySummary:
             alerts=alerts,
             snapshots=snapshots,
         )
-
-
-def recovery_store(directory: Path) -> RecoveryConfig:
-    """The Bytewax recovery config for ``directory``, initialised (one partition) when empty."""
-    directory.mkdir(parents=True, exist_ok=True)
-    if not any(directory.glob("part-*.sqlite3")):
-        init_db_dir(directory, 1)
-    return RecoveryConfig(directory)
 
 
 def run_replay(
@@ -106,15 +97,12 @@ def run_replay(
             source, len(source.paths), config, alerts, snapshots, dead, summary_path,
             deliver_alerts=deliver_alerts, serve_riskfeed=serve_riskfeed,
         )
-        recovery = recovery_store(Path(recovery_dir)) if recovery_dir else None
-        epoch = timedelta(seconds=1) if speed is not None or recovery is not None else None
-        if addresses:
-            cluster_main(
-                flow, addresses, process_id, epoch_interval=epoch, recovery_config=recovery,
-                worker_count_per_proc=workers,
-            )
-        elif workers > 1:
-            cluster_main(flow, [], 0, epoch_interval=epoch, recovery_config=recovery, worker_count_per_proc=workers)
-        else:
-            run_main(flow, epoch_interval=epoch, recovery_config=recovery)
+        execute(
+            flow,
+            workers=workers,
+            addresses=addresses,
+            process_id=process_id,
+            epoch_interval=timedelta(seconds=1) if speed is not None else None,
+            recovery_dir=recovery_dir,
+        )
         return ReplaySummary.read(summary_path, alerts, snapshots)

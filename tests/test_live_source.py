@@ -9,7 +9,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 from prometheus_client import REGISTRY
 
 from connectors.frames import DeadLetter

@@ -1,0 +1,79 @@
+"""Running a dataflow: one worker, several workers, one process of a cluster, with recovery.
+
+The same flags serve ``replay`` and ``run``: ``--workers N`` (Bytewax workers in this
+process), ``--addresses host:port,...`` with ``--process-id I`` (this process in a cluster of
+one process per address: start them all with the same arguments but ``--process-id``), and
+``--recovery-dir DIR`` (Bytewax recovery store, created when absent: a killed run resumes
+from its last snapshot, one per epoch).
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import timedelta
+from pathlib import Path
+
+from bytewax.dataflow import Dataflow
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.testing import cluster_main, run_main
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--workers``, ``--addresses``, ``--process-id``, ``--recovery-dir``."""
+    parser.add_argument("--workers", type=positive_int, default=1, metavar="N", help="Bytewax workers in this process (default 1)")
+    parser.add_argument(
+        "--addresses", metavar="HOST:PORT,...",
+        help="run as one process of a Bytewax cluster: every process's address, in process-id order",
+    )
+    parser.add_argument("--process-id", type=int, default=0, metavar="I", help="this process's index in --addresses")
+    parser.add_argument(
+        "--recovery-dir", type=Path, metavar="DIR",
+        help="Bytewax recovery store (created when absent): a killed run resumes from its last snapshot",
+    )
+
+
+def recovery_store(directory: Path) -> RecoveryConfig:
+    """The Bytewax recovery config for ``directory``, initialised (one partition) when empty."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if not any(directory.glob("part-*.sqlite3")):
+        init_db_dir(directory, 1)
+    return RecoveryConfig(directory)
+
+
+def execute(
+    flow: Dataflow,
+    *,
+    workers: int = 1,
+    addresses: list[str] | None = None,
+    process_id: int = 0,
+    epoch_interval: timedelta | None = None,
+    recovery_dir: str | Path | None = None,
+) -> None:
+    """Run ``flow`` to completion in this process (see the module docstring).
+
+    With a recovery directory the epoch is at most 1 s, so a resume repeats at most about a
+    second of work.
+    """
+    recovery = recovery_store(Path(recovery_dir)) if recovery_dir else None
+    if recovery is not None and (epoch_interval is None or epoch_interval > timedelta(seconds=1)):
+        epoch_interval = timedelta(seconds=1)
+    if addresses:
+        cluster_main(
+            flow, addresses, process_id, epoch_interval=epoch_interval, recovery_config=recovery,
+            worker_count_per_proc=workers,
+        )
+    elif workers > 1:
+        cluster_main(flow, [], 0, epoch_interval=epoch_interval, recovery_config=recovery, worker_count_per_proc=workers)
+    else:
+        run_main(flow, epoch_interval=epoch_interval, recovery_config=recovery)
