@@ -13,8 +13,12 @@ import pytest
 from pipelines.replay import run_replay
 
 
+DEMO = Path(__file__).parents[1] / "pipelines" / "data" / "demo.rec.zst"
+
+
 def _recordings(okx_session: Path, binance_session: Path) -> list[Path]:
-    return [okx_session, binance_session]
+    """Two real sessions (one partition each) and the simulated multi-venue cascade."""
+    return [okx_session, binance_session, DEMO]
 
 
 def _replay(tmp_path: Path, name: str, recordings: list[Path], **kwargs) -> tuple[bytes, bytes]:
@@ -26,7 +30,8 @@ def _replay(tmp_path: Path, name: str, recordings: list[Path], **kwargs) -> tupl
 @pytest.fixture
 def reference(tmp_path: Path, okx_session: Path, binance_session: Path) -> tuple[bytes, bytes]:
     alerts, snapshots = _replay(tmp_path, "reference", _recordings(okx_session, binance_session), batch_size=1000)
-    assert snapshots.count(b"\n") > 20  # the real sessions give per-second snapshots
+    assert snapshots.count(b"\n") > 700  # per-second snapshots of the real sessions and the demo
+    assert alerts.count(b'"kind":"cascade"') >= 2  # the demo's cascade pages and resolves
     return alerts, snapshots
 
 
@@ -49,19 +54,20 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-def test_two_process_cluster_on_loopback_gives_the_same_output(tmp_path, okx_session, binance_session, reference) -> None:
-    addresses = ",".join(f"127.0.0.1:{port}" for port in _free_ports(2))
+@pytest.mark.parametrize("processes", [2, 3])
+def test_cluster_on_loopback_gives_the_same_output(tmp_path, okx_session, binance_session, reference, processes) -> None:
+    addresses = ",".join(f"127.0.0.1:{port}" for port in _free_ports(processes))
     out = tmp_path / "cluster"
     command = [
-        sys.executable, "-m", "pipelines.cli", "replay", str(okx_session), str(binance_session),
+        sys.executable, "-m", "pipelines.cli", "replay", *map(str, _recordings(okx_session, binance_session)),
         "--alerts-out", str(out / "alerts.jsonl"), "--snapshots-out", str(out / "snapshots.jsonl"),
         "--addresses", addresses, "--quiet",
     ]
-    processes = [subprocess.Popen([*command, "--process-id", str(i)]) for i in range(2)]
+    children = [subprocess.Popen([*command, "--process-id", str(i)]) for i in range(processes)]
     try:
-        codes = [p.wait(timeout=120) for p in processes]
+        codes = [p.wait(timeout=120) for p in children]
     finally:
-        for p in processes:
+        for p in children:
             p.kill()
-    assert codes == [0, 0]
+    assert codes == [0] * processes
     assert ((out / "alerts.jsonl").read_bytes(), (out / "snapshots.jsonl").read_bytes()) == reference
