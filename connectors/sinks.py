@@ -17,6 +17,8 @@ from typing import Any
 import msgspec
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
+from connectors.alerts.metrics import observe_snapshot
+
 _encoder = msgspec.json.Encoder()
 
 
@@ -28,6 +30,39 @@ def to_stream(stream: str, value: Any) -> tuple[str, tuple[str, Any]]:
 def encode_line(value: Any) -> bytes:
     """One JSON object and a newline; dict key order is kept."""
     return _encoder.encode(value) + b"\n"
+
+
+class SnapshotMetricsSink(FixedPartitionedSink[tuple[str, Any], None]):
+    """Update the per-asset Prometheus gauges from every snapshot (one partition)."""
+
+    def list_parts(self) -> list[str]:
+        return ["metrics"]
+
+    def part_fn(self, item_key: str) -> int:
+        return 0
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _MetricsPartition:
+        return _MetricsPartition()
+
+
+class _MetricsPartition(StatefulSinkPartition[tuple[str, Any], None]):
+    def write_batch(self, items: list[tuple[str, Any]]) -> None:
+        for stream, value in items:
+            if stream == "snapshots":
+                observe_snapshot(value)
+
+    def snapshot(self) -> None:
+        return None
+
+
+def held_elsewhere(sink: FixedPartitionedSink[Any, Any]) -> FixedPartitionedSink[Any, Any]:
+    """Make this process list none of ``sink``'s partitions, so they live on process 0.
+
+    Single-partition outputs (files, outbox, risk feed, metrics) belong to one known process:
+    the one whose volume and Service the deployment points at.
+    """
+    sink.list_parts = list  # type: ignore[method-assign]
+    return sink
 
 
 class _JsonlPartition(StatefulSinkPartition[tuple[str, Any], dict[str, int]]):

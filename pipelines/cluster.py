@@ -10,6 +10,8 @@ from its last snapshot, one per epoch).
 from __future__ import annotations
 
 import argparse
+import shutil
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -43,11 +45,18 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def recovery_store(directory: Path) -> RecoveryConfig:
-    """The Bytewax recovery config for ``directory``, initialised (one partition) when empty."""
+def recovery_store(directory: Path, processes: int = 1, process_id: int = 0) -> RecoveryConfig:
+    """The Bytewax recovery config for ``directory``, initialised when it holds no partition.
+
+    A cluster of ``processes`` has one recovery partition per process; process ``i`` creates
+    only ``part-i`` in its own directory (its own volume, or a directory shared by all).
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    if not any(directory.glob("part-*.sqlite3")):
-        init_db_dir(directory, 1)
+    mine = directory / f"part-{process_id}.sqlite3"
+    if not mine.exists() and (processes > 1 or not any(directory.glob("part-*.sqlite3"))):
+        with tempfile.TemporaryDirectory(dir=directory, prefix=".init-") as scratch:
+            init_db_dir(Path(scratch), processes)
+            shutil.move(str(Path(scratch) / mine.name), mine)
     return RecoveryConfig(directory)
 
 
@@ -65,7 +74,8 @@ def execute(
     With a recovery directory the epoch is at most 1 s, so a resume repeats at most about a
     second of work.
     """
-    recovery = recovery_store(Path(recovery_dir)) if recovery_dir else None
+    processes = len(addresses) if addresses else 1
+    recovery = recovery_store(Path(recovery_dir), processes, process_id) if recovery_dir else None
     if recovery is not None and (epoch_interval is None or epoch_interval > timedelta(seconds=1)):
         epoch_interval = timedelta(seconds=1)
     if addresses:

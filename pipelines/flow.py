@@ -28,7 +28,7 @@ from bytewax.operators import StatefulBatchLogic
 from connectors.alerts.sink import AlertOutboxSink
 from connectors.frames import DeadLetter
 from connectors.riskfeed import RiskFeedSink
-from connectors.sinks import JsonlSink, to_stream
+from connectors.sinks import JsonlSink, SnapshotMetricsSink, held_elsewhere, to_stream
 from connectors.sources import NS, PARTITION_KEY, STATS_KEY
 from pipelines.config import Config
 from pipelines.instrument import InstrumentTracker
@@ -85,13 +85,21 @@ def build_flow(
     summary_out: Path,
     deliver_alerts: bool = False,
     serve_riskfeed: bool = False,
+    export_metrics: bool = False,
+    primary: bool = True,
 ) -> Dataflow:
     """Wire the dataflow. ``n_partitions``: how many source partitions feed watermarks.
 
     ``deliver_alerts``: also write alerts to the outbox and deliver them to the configured
     destinations (``[alerts]``). ``serve_riskfeed``: broadcast snapshots and alerts on the
-    websocket risk feed (``[riskfeed]``).
+    websocket risk feed (``[riskfeed]``). ``export_metrics``: per-asset Prometheus gauges.
+    ``primary``: whether this process holds the single-partition outputs (process 0 of a
+    cluster); the others hold none.
     """
+
+    def output(step_id: str, stream: Any, sink: Any) -> None:
+        op.output(step_id, stream, sink if primary else held_elsewhere(sink))
+
     lag_ns = int(config.replay.allowed_lag_s * NS)
     flow = Dataflow("cascadewatch")
     batches = op.input("frames", flow, source)
@@ -125,14 +133,16 @@ def build_flow(
     ordered = op.flat_map("to_lines", merged, lambda key_value: [to_stream(STREAM_OF[item["type"]], item) for item in key_value[1]])
     source_dead = op.flat_map("source_dead_letters", control.falses, lambda key_value: key_value[1])
     dead = op.merge("all_dead_letters", source_dead, op.map("gap_dead_letters", gaps.trues, lambda kv: kv[1]))
-    op.output("jsonl_out", ordered, JsonlSink({"alerts": alerts_out, "snapshots": snapshots_out}))
+    output("jsonl_out", ordered, JsonlSink({"alerts": alerts_out, "snapshots": snapshots_out}))
     if deliver_alerts:
-        op.output("alert_outbox", ordered, AlertOutboxSink(config.alerts))
+        output("alert_outbox", ordered, AlertOutboxSink(config.alerts))
     if serve_riskfeed:
-        op.output("riskfeed", ordered, RiskFeedSink(config.riskfeed))
-    op.output("dead_letters_out", op.map("dead_stream", dead, lambda d: to_stream("dead_letters", d)),
+        output("riskfeed", ordered, RiskFeedSink(config.riskfeed, observe_metrics=False))
+    if export_metrics:
+        output("asset_metrics", ordered, SnapshotMetricsSink())
+    output("dead_letters_out", op.map("dead_stream", dead, lambda d: to_stream("dead_letters", d)),
               JsonlSink({"dead_letters": dead_letters_out}))
     stats = op.flat_map("stats", control.trues, lambda key_value: key_value[1])
     counted = op.merge("stats_and_gaps", stats, op.filter("gap_letters", dead, lambda d: d.reason == "sequence_gap"))
-    op.output("summary_out", op.map("summary_key", counted, lambda item: (STATS_KEY, item)), SummarySink(summary_out))
+    output("summary_out", op.map("summary_key", counted, lambda item: (STATS_KEY, item)), SummarySink(summary_out))
     return flow

@@ -101,6 +101,7 @@ def run_live(
         flow = build_flow(
             source, len(source.list_parts()), config, alerts, snapshots, dead, summary_path,
             deliver_alerts=deliver_alerts, serve_riskfeed=serve_riskfeed,
+            export_metrics=serve_metrics, primary=process_id == 0,
         )
         execute(
             flow,

@@ -95,7 +95,7 @@ def run_replay(
         )
         flow = build_flow(
             source, len(source.paths), config, alerts, snapshots, dead, summary_path,
-            deliver_alerts=deliver_alerts, serve_riskfeed=serve_riskfeed,
+            deliver_alerts=deliver_alerts, serve_riskfeed=serve_riskfeed, primary=process_id == 0,
         )
         execute(
             flow,

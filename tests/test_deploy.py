@@ -6,9 +6,7 @@
   metric is read back through ``/api/v1/query``, a shipped alert rule fires, and every
   dashboard expression evaluates. Needs Debian's ``prometheus`` package (promtool and the
   server); skipped with the reason when it is absent.
-- Grafana: the dashboard uses only metrics that the code registers, or the per-asset metrics
-  listed in docs/deploy.md as still to be added (:data:`NEEDED_METRICS`); alert rules use only
-  registered ones.
+- Grafana: the dashboard uses only metrics that the code registers, as do the alert rules.
 - Compose, Kubernetes: the YAML parses (PyYAML), mounted files exist, ports match the
   container ports and the config, the configs load, the Secret holds every variable the config
   names, the Dockerfile's entry point is a console script and its COPY sources are in the build
@@ -46,19 +44,6 @@ PROMTOOL = shutil.which("promtool")
 PROMETHEUS = shutil.which("prometheus")
 NO_PROMTOOL = "promtool not installed (Debian package 'prometheus': apt-get install -y prometheus)"
 NO_PROMETHEUS = "prometheus server not installed (Debian package 'prometheus': apt-get install -y prometheus)"
-
-NEEDED_METRICS = {
-    # Per-asset gauges the dashboard shows that the code does not register yet; each is a
-    # snapshot field (README "Snapshot fields", docs/alerts.md) and is listed in docs/deploy.md.
-    "cascadewatch_asset_at_risk_usd",  # {asset, direction}: down/up.at_risk_usd
-    "cascadewatch_asset_cluster_usd",  # {asset, direction}: down/up.cluster_usd
-    "cascadewatch_asset_cluster_distance_bps",  # {asset, direction}: down/up.cluster_bps
-    "cascadewatch_asset_reach_bps",  # {asset, direction}: down/up.reach_bps
-    "cascadewatch_asset_liquidated_usd_60s",  # {asset, direction}: liq_long_usd_60s (down), liq_short_usd_60s (up)
-    "cascadewatch_asset_depth_usd",  # {asset, side=bid|ask, band_bps=10|25|50|100}: depth_bid_usd / depth_ask_usd
-    "cascadewatch_asset_depth_ratio",  # {asset, direction}: down/up.depth_ratio
-    "cascadewatch_asset_branching_ratio",  # {asset}: branching
-}
 
 PROMQL_NAME = re.compile(r"\b(cascadewatch_[a-z0-9_]+)")
 
@@ -180,11 +165,8 @@ def test_rules_use_only_registered_metrics() -> None:
 def test_dashboard_uses_registered_or_listed_metrics() -> None:
     registered = registered_metric_names()
     used = {name for expr in dashboard_exprs() for name in PROMQL_NAME.findall(expr)}
-    unknown = used - registered - NEEDED_METRICS
-    assert not unknown, f"dashboard uses metrics that neither exist nor are listed as needed: {sorted(unknown)}"
-    deploy_doc = (ROOT / "docs" / "deploy.md").read_text()
-    for name in NEEDED_METRICS:
-        assert name in deploy_doc, f"{name} is needed by the dashboard but not listed in docs/deploy.md"
+    unknown = used - registered
+    assert not unknown, f"dashboard uses metrics the code does not register: {sorted(unknown)}"
 
 
 def test_dashboard_structure() -> None:
@@ -651,15 +633,11 @@ def test_cluster_entrypoint_addresses_and_process_id(tmp_path: Path) -> None:
 def test_deploy_commands_match_the_cli() -> None:
     """The flags the deployment passes to ``cascadewatch run`` are the CLI's.
 
-    xfail (with the flags) until ``run`` takes ``--addresses``, ``--process-id`` and ``--recovery-dir``.
     """
     yaml = _yaml()
     from pipelines.cli import build_parser
 
     parser = build_parser()
-    commands = next(action for action in parser._actions if action.__class__.__name__ == "_SubParsersAction")
-    if "run" not in commands.choices:
-        pytest.skip("`cascadewatch run` is not wired into pipelines/cli.py yet (pipelines/live_cli.py)")
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     instructions = dockerfile_instructions()
     (cmd,) = [json.loads(rest) for word, rest in instructions if word == "CMD"]
@@ -673,8 +651,7 @@ def test_deploy_commands_match_the_cli() -> None:
             args = parser.parse_args(argv)
         except SystemExit:
             missing = [flag for flag in ("--addresses", "--process-id", "--recovery-dir") if flag in argv]
-            pytest.xfail(f"`cascadewatch run` does not take {' '.join(missing)} yet (issue 8: recovery and "
-                         f"scale-out flags); the deployment passes: {' '.join(argv)}")
+            pytest.fail(f"`cascadewatch run` does not take {' '.join(missing)}; the deployment passes: {' '.join(argv)}")
         assert args.command == "run"
 
 
