@@ -96,6 +96,28 @@ def parse_line(line: bytes, path: str | os.PathLike[str], line_no: int) -> Frame
     return Frame(int(recv_text), source.decode("ascii", "replace"), payload, line_no)
 
 
+def _readlines(stream: IO[bytes], size_hint: int) -> list[bytes]:
+    return stream.readlines(size_hint)
+
+
+def _gzip_block(stream: IO[bytes], size_hint: int) -> list[bytes]:
+    """Lines up to ``size_hint`` bytes; a truncated stream raises only after the whole lines."""
+    block: list[bytes] = []
+    size = 0
+    while size < size_hint:
+        try:
+            line = stream.readline()
+        except EOFError:
+            if block:
+                return block  # the next call raises again, with nothing to lose
+            raise
+        if not line:
+            break
+        block.append(line)
+        size += len(line)
+    return block
+
+
 class RecordingReader:
     """Iterate the frames of one recording, streaming.
 
@@ -110,32 +132,49 @@ class RecordingReader:
         if not self.path.exists():
             raise FileNotFoundError(f"recording not found: {self.path}")
 
-    def lines(self) -> Iterator[tuple[int, bytes]]:
-        """Yield ``(line_no, raw line)`` for every whole line (1-based numbers).
+    def blocks(self, size_hint: int = 1 << 18) -> Iterator[list[bytes]]:
+        """Yield the whole lines after ``start_line`` in blocks of about ``size_hint`` bytes.
 
-        A final line without a newline, or a compressed stream cut short (a killed
-        writer), ends the iteration and sets :attr:`truncated`.
+        Line ``n`` of the file is the ``n - start_line``-th line yielded (1-based ``n``). A final
+        line without a newline, or a compressed stream cut short (a killed writer), ends the
+        iteration and sets :attr:`truncated`.
         """
         self.truncated = False
         self._file = open(self.path, "rb")
+        skip = self.start_line
         with self._file, _open_binary(self.path, "r", self._file) as raw:
             # GzipFile buffers itself and keeps what it decoded before a cut-off stream.
             stream = raw if isinstance(raw, gzip.GzipFile) else io.BufferedReader(raw, buffer_size=1 << 20)  # type: ignore[arg-type]
-            line_no = 0
+            # A cut-off gzip stream raises on the read that reaches its end, losing what that
+            # read decoded, so gzip goes line by line (still in blocks).
+            read_block = _gzip_block if isinstance(stream, gzip.GzipFile) else _readlines
             while True:
                 try:
-                    line = stream.readline()
+                    block = read_block(stream, size_hint)
                 except (EOFError, zstandard.ZstdError):
                     self.truncated = True
                     return
-                if not line:
+                if not block:
                     return
-                line_no += 1
-                if not line.endswith(b"\n"):
+                if not block[-1].endswith(b"\n"):
                     self.truncated = True
+                    block.pop()
+                if skip:
+                    dropped = min(skip, len(block))
+                    del block[:dropped]
+                    skip -= dropped
+                if block:
+                    yield block
+                if self.truncated:
                     return
-                if line_no > self.start_line:
-                    yield line_no, line
+
+    def lines(self) -> Iterator[tuple[int, bytes]]:
+        """Yield ``(line_no, raw line)`` for every whole line (1-based numbers), see :meth:`blocks`."""
+        line_no = self.start_line
+        for block in self.blocks():
+            for line in block:
+                line_no += 1
+                yield line_no, line
 
     def position(self) -> int:
         """Bytes of the (possibly compressed) file consumed so far: progress against its size."""

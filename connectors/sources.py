@@ -113,11 +113,13 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
         self._connection: dict[str, FeedStatus] = state.get("connection", {})
         """Last venue-wide connection status per venue, told to instruments announced later."""
         self._reader = RecordingReader(path, start_line=self._line)
-        self._lines = self._reader.lines()
+        self._blocks = self._reader.blocks()
+        self._block: list[bytes] = []
+        self._block_at = 0
         self._done = False
         self._pace_origin: tuple[float, int] | None = None
-        self._held: tuple[int, bytes] | None = None
         self._held_recv: int | None = None
+        """Receive time of the first line not yet due (``--speed N``), else ``None``."""
 
     def _due(self, recv: int) -> bool:
         """Pacing for ``--speed N``: has wall time caught up with this receive time?"""
@@ -129,6 +131,25 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
         wall0, recv0 = self._pace_origin
         return (recv - recv0) / NS / self._speed <= now - wall0
 
+    def _take(self, count: int) -> list[bytes]:
+        """Up to ``count`` next lines (fewer only at the end of the recording)."""
+        taken: list[bytes] = []
+        while len(taken) < count:
+            if self._block_at >= len(self._block):
+                block = next(self._blocks, None)
+                if block is None:
+                    break
+                self._block, self._block_at = block, 0
+            end = self._block_at + count - len(taken)
+            taken.extend(self._block[self._block_at : end])
+            self._block_at = min(end, len(self._block))
+        return taken
+
+    def _give_back(self, lines: list[bytes]) -> None:
+        """Return unread lines (pacing stopped early) to the front of the buffer."""
+        self._block = lines + self._block[self._block_at :]
+        self._block_at = 0
+
     def next_batch(self) -> list[tuple[str, list[Any]]]:
         if self._done:
             raise StopIteration()
@@ -137,37 +158,34 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
         last_instrument: str | None = None
         last_venue: str | None = None
         last_bucket: list[Any] = []
-        for _ in range(self._batch_size):
-            if self._held is not None:
-                line_no, line = self._held
-                self._held = self._held_recv = None
-            else:
-                try:
-                    line_no, line = next(self._lines)
-                except StopIteration:
-                    return self._finish(by_key, dead)
+        decode = self._decoder.decode
+        max_recv = self._max_recv
+        line_no = self._line
+        lines = self._take(self._batch_size)
+        for index, line in enumerate(lines):
             parts = line.split(b" ", 2)
             if len(parts) != 3 or not parts[0].isdigit() or len(parts[2]) < 2:
-                self._line = line_no
+                line_no += 1
                 try:
                     parse_line(line, self._path, line_no)  # metadata, blank, or a clear reason
                 except RecordingError as exc:
                     dead.append(self._dead_letter("malformed_line", b"recording", line, exc.reason, line_no))
                 continue
             recv_text, source, payload = parts
-            payload = payload.rstrip(b"\r\n")  # text frames ("pong") must arrive exactly as sent
             recv = int(recv_text)
             if self._speed is not None and not self._due(recv):
-                self._held, self._held_recv = (line_no, line), recv
+                self._give_back(lines[index:])
+                self._held_recv = recv
                 break
-            self._line = line_no
-            if recv < self._max_recv:
-                recv = self._max_recv
-            self._max_recv = recv
+            line_no += 1
+            if recv < max_recv:
+                recv = max_recv
+            max_recv = recv
             try:
-                parsed = self._decoder.decode(source, payload, recv)
+                # text frames ("pong") must arrive exactly as sent: without the line ending
+                parsed = decode(source, payload.rstrip(b"\r\n"), recv)
             except ParseError as exc:
-                dead.append(self._dead_letter(exc.reason, source, payload, exc.detail, line_no))
+                dead.append(self._dead_letter(exc.reason, source, payload.rstrip(b"\r\n"), exc.detail, line_no))
                 continue
             for event in parsed.events:
                 instrument = event.instrument
@@ -191,7 +209,13 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
                             bucket.append(_for_instrument(connection, key))
                 bucket.append(event)
                 last_instrument, last_venue, last_bucket = instrument, event.venue, bucket
-        wm = self._max_recv - self._lag
+        else:
+            self._held_recv = None
+            if len(lines) < self._batch_size:
+                self._line, self._max_recv = line_no, max_recv
+                return self._finish(by_key, dead)
+        self._line, self._max_recv = line_no, max_recv
+        wm = max_recv - self._lag
         if wm // NS > self._last_wm // NS:
             self._mark(by_key, wm)
         if self._progress is not None:
