@@ -6,10 +6,12 @@
    BTCUSDT. Recordings of at least 1,000,000 and 4,000,000 frames.
 2. Decodes every payload of the 1M recording with a bare ``msgspec.json.decode`` (in memory,
    no I/O): the ceiling for any Python consumer of these frames.
-3. Replays each recording end to end (``cascadewatch replay --speed max``: read, decompress,
+3. Runs the replay source alone (read, decompress, parse, batch by instrument) in process:
+   the per-frame path without the per-second work (books, detectors, snapshots).
+4. Replays each recording end to end (``cascadewatch replay --speed max``: read, decompress,
    parse, books, per-second state, merge, detectors, snapshots, alerts, JSONL) in a fresh
    process; reports frames/s and the process's peak RSS.
-4. Scale-out: the 1M recording split by venue (three source partitions), replayed by one
+5. Scale-out: the 1M recording split by venue (three source partitions), replayed by one
    process and by a 2-process Bytewax cluster on loopback.
 
 Figures are ratios measured in one run, since machines here are noisy. Targets: end to end
@@ -87,6 +89,21 @@ def bare_decode_rate(path: Path) -> float:
     return len(payloads) / (time.perf_counter() - started)
 
 
+def source_rate(path: Path) -> float:
+    """Frames per second of the replay source alone: read, decompress, parse, batch by instrument."""
+    from connectors.sources import ReplayPartition
+
+    partition = ReplayPartition(path, 0, 1000, 2_000_000_000, None, None)
+    frames = sum(1 for _ in RecordingReader(path))
+    started = time.perf_counter()
+    try:
+        while True:
+            partition.next_batch()
+    except StopIteration:
+        pass
+    return frames / (time.perf_counter() - started)
+
+
 _MEASURED_REPLAY = (
     "import resource, sys\n"
     "from pipelines.cli import main\n"
@@ -144,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     small, small_frames = bench_recording(args.frames)
     large, large_frames = bench_recording(args.memory_frames)
     bare = bare_decode_rate(small)
+    source = source_rate(small)
     e2e, rss_small = replay_rate([small], small_frames)
     _, rss_large = replay_rate([large], large_frames)
     parts = split_by_venue(small)
@@ -154,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bare msgspec.json.decode     : {bare:12,.0f} frames/s")
     print(f"replay end to end (1 worker) : {e2e:12,.0f} frames/s")
     print(f"ratio end-to-end / bare      : {e2e / bare:12.3f}   (target >= 0.25)")
+    print(f"source alone (read+parse)    : {source:12,.0f} frames/s   (ratio to bare {source / bare:.3f})")
     print(f"peak RSS {small_frames:>10,} frames : {rss_small:8.1f} MiB")
     print(f"peak RSS {large_frames:>10,} frames : {rss_large:8.1f} MiB   (ratio {rss_large / rss_small:.2f}, flat is 1.0)")
     print(f"split by venue, 1 process    : {one:12,.0f} frames/s")
