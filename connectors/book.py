@@ -1,7 +1,8 @@
 """Order-book state of one venue instrument, kept correct by the venue's sequence rule.
 
 Levels live in two plain dicts (price -> qty): a delta costs one dict operation per level.
-Sorting happens only on readout (once per event-time second in the dataflow), never per update.
+Sorting happens only on readout (once per event-time second in the dataflow), never per update;
+a readout re-sorts only the prices changed since the previous one (the sorted array is kept).
 
 Integrity: every delta is checked by the venue's :class:`~connectors.venues.base.SequenceRule`.
 A gap marks the book invalid until the next snapshot and yields ``FeedStatus(state="gap")``;
@@ -10,6 +11,7 @@ readouts of an invalid book are empty.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -21,6 +23,9 @@ from connectors.venues.base import SequenceRule, Verdict
 class OrderBook:
     """One instrument's book: bids and asks as ``{price: qty}``, plus an integrity flag.
 
+    Change the levels through :meth:`replace`, :meth:`update` and :meth:`invalidate` only
+    (:meth:`sides` keeps the sorted sides between readouts).
+
     >>> book = OrderBook()
     >>> book.replace([(99.0, 2.0), (98.0, 1.0)], [(101.0, 3.0)])
     >>> book.update([(99.0, 0.0)], [(100.5, 1.0)])
@@ -28,12 +33,21 @@ class OrderBook:
     (98.0, 100.5, 99.25)
     """
 
-    __slots__ = ("bids", "asks", "valid")
+    __slots__ = ("bids", "asks", "valid", "_sorted")
 
     def __init__(self) -> None:
         self.bids: dict[float, float] = {}
         self.asks: dict[float, float] = {}
         self.valid = False
+        self._sorted = (_SortedSide(), _SortedSide())  # bids, asks; derived, not pickled
+
+    def __getstate__(self) -> tuple[None, dict]:
+        return None, {"bids": self.bids, "asks": self.asks, "valid": self.valid}
+
+    def __setstate__(self, state: tuple[None, dict]) -> None:
+        for name, value in state[1].items():
+            setattr(self, name, value)
+        self._sorted = (_SortedSide(), _SortedSide())
 
     def replace(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
         """Install a full snapshot (zero quantities are dropped) and mark the book valid."""
@@ -43,18 +57,20 @@ class OrderBook:
 
     def update(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
         """Apply changed levels; ``qty == 0`` deletes the level."""
-        for side, changes in ((self.bids, bids), (self.asks, asks)):
+        for side, changes, changed in ((self.bids, bids, self._sorted[0].changed), (self.asks, asks, self._sorted[1].changed)):
             for price, qty in changes:
                 if qty > 0:
                     side[price] = qty
                 else:
                     side.pop(price, None)
+                changed.add(price)
 
     def invalidate(self) -> None:
         """Forget the levels: the book cannot be trusted until the next snapshot."""
         self.bids.clear()
         self.asks.clear()
         self.valid = False
+        self._sorted = (_SortedSide(), _SortedSide())
 
     def best_bid(self) -> float | None:
         return max(self.bids) if self.valid and self.bids else None
@@ -77,7 +93,7 @@ class OrderBook:
         if not self.valid:
             empty = np.empty((0, 2))
             return empty, empty
-        return _sorted_side(self.bids, descending=True), _sorted_side(self.asks, descending=False)
+        return self._sorted[0].read(self.bids, descending=True), self._sorted[1].read(self.asks, descending=False)
 
 
 def _sorted_side(levels: dict[float, float], descending: bool) -> np.ndarray:
@@ -87,6 +103,57 @@ def _sorted_side(levels: dict[float, float], descending: bool) -> np.ndarray:
     side[:, 0] = np.array(prices, dtype=float)
     side[:, 1] = np.array(list(map(levels.__getitem__, prices)), dtype=float)
     return side
+
+
+class _SortedSide:
+    """One side's levels kept sorted from one readout to the next.
+
+    ``prices`` (ascending) and ``flat`` (``[p0, q0, p1, q1, ...]`` in the same order) mirror
+    the dict ``levels``; ``changed`` collects the prices :meth:`OrderBook.update` touched, and a
+    readout moves only those (bisect, list insert/delete) unless they are many or the dict was
+    replaced. With a NaN price there is no order to keep: every readout sorts from scratch
+    (:func:`_sorted_side`), so the arrays are always the sorted dict.
+    """
+
+    __slots__ = ("levels", "prices", "flat", "changed")
+
+    def __init__(self) -> None:
+        self.levels: dict[float, float] | None = None  # the dict mirrored
+        self.prices: list[float] = []
+        self.flat: list[float] = []
+        self.changed: set[float] = set()
+
+    def read(self, levels: dict[float, float], descending: bool) -> np.ndarray:
+        """``levels`` sorted best-first: a new ``(n, 2)`` array."""
+        changed, self.changed = self.changed, set()
+        if self.levels is not levels or 4 * len(changed) > len(levels) or any(p != p for p in changed):
+            self.prices = sorted(levels)
+            self.flat = [x for p in self.prices for x in (p, levels[p])]
+            self.levels = levels
+        else:
+            self._apply(levels, sorted(changed))
+        side = np.array(self.flat, dtype=float).reshape(-1, 2)
+        if np.isnan(side[:, 0]).any():  # not sortable: nothing to keep
+            self.levels = None
+            return _sorted_side(levels, descending)
+        return side[::-1].copy() if descending else side
+
+    def _apply(self, levels: dict[float, float], changed: list[float]) -> None:
+        """Bring ``prices`` and ``flat`` up to date at the ``changed`` prices."""
+        prices, flat = self.prices, self.flat
+        for p in changed:
+            i = bisect.bisect_left(prices, p)
+            there = i < len(prices) and prices[i] == p
+            qty = levels.get(p)
+            if qty is None:
+                if there:
+                    del prices[i]
+                    del flat[2 * i : 2 * i + 2]
+            elif there:
+                flat[2 * i + 1] = qty
+            else:
+                prices.insert(i, p)
+                flat[2 * i : 2 * i] = [p, qty]
 
 
 def depth_within(side: np.ndarray, reference: float, bands_bps: Sequence[float], is_bid: bool) -> list[float]:
@@ -104,14 +171,14 @@ def depth_within(side: np.ndarray, reference: float, bands_bps: Sequence[float],
     if side.size == 0:
         return [0.0] * len(bands_bps)
     prices = side[:, 0]
-    notional = np.cumsum(prices * side[:, 1]).tolist()
+    notional = np.cumsum(prices * side[:, 1])
     if is_bid:
         limits = [-(reference * (1.0 - band / 10_000.0)) for band in bands_bps]
         counts = np.searchsorted(-prices, limits, side="right").tolist()
     else:
         limits = [reference * (1.0 + band / 10_000.0) for band in bands_bps]
         counts = np.searchsorted(prices, limits, side="right").tolist()
-    return [notional[count - 1] if count else 0.0 for count in counts]
+    return [float(notional[count - 1]) if count else 0.0 for count in counts]
 
 
 class BookKeeper:

@@ -240,6 +240,9 @@ class DecayingLogGrid:
 
     def values(self, k_lo: int, k_hi: int, t: float) -> np.ndarray:
         """Actual values at time ``t`` of buckets ``k_lo..k_hi`` inclusive (zeros where empty)."""
+        i, j = k_lo - self._k0, k_hi - self._k0 + 1
+        if 0 <= i < j <= self._v.size:  # all inside the array
+            return self._v[i:j] * self.factor(t)
         out = np.zeros(max(k_hi - k_lo + 1, 0), dtype=np.float64)
         n = self._v.size
         if not n or out.size == 0:

@@ -240,11 +240,9 @@ class DepthMonitor:
             self._sec = sec
         # an older second than the newest one is measured but not recorded
         med = self._history_median()
-        if med is None:
-            ratio = np.full_like(sample, np.nan)
-        else:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ratio = np.where(med > 0, sample / np.where(med > 0, med, 1.0), np.nan)
+        ratio = np.full_like(sample, np.nan)
+        if med is not None:
+            np.divide(sample, med, out=ratio, where=med > 0)
         self._last = DepthReadout(
             mid=mid,
             bands_bps=self.bands_bps,

@@ -156,26 +156,31 @@ def nearest_dense_cluster(
     dense = np.flatnonzero(s >= threshold)
     if dense.size == 0:
         return None
-    j = int(dense[0])
-    e = j
-    while e + 1 < x.size and s[e + 1] >= threshold:
-        e += 1
+    j, e = _first_run(dense.tolist())
     a, b = j, e
     if not x[a : b + 1].sum() > 0:  # dense only through its neighbours: take the windows
         a, b = max(j - w // 2, 0), min(e + w // 2, x.size - 1)
     xs = x[a : b + 1]
     cs = centers[sel[a : b + 1]]
-    nz = xs > 0
     notional = float(xs.sum())
     pc = float((cs * xs).sum() / notional)
+    filled = cs[xs > 0].tolist()
     return Cluster(
         direction=direction,
         price=pc,
         distance_bps=abs(pc / price - 1.0) * 1e4,
         notional_usd=notional,
-        lo_price=float(cs[nz].min()),
-        hi_price=float(cs[nz].max()),
+        lo_price=min(filled),
+        hi_price=max(filled),
     )
+
+
+def _first_run(indices: list[int]) -> tuple[int, int]:
+    """First and last index of the leading run of consecutive integers in ascending ``indices``."""
+    e = 0
+    while e + 1 < len(indices) and indices[e + 1] == indices[e] + 1:
+        e += 1
+    return indices[0], indices[e]
 
 
 class EstimatedLiquidationMap:
@@ -250,11 +255,9 @@ class EstimatedLiquidationMap:
         self.min_cluster_usd = float(min_cluster_usd)
         self._long = DecayingLogGrid(bucket_bps, half_life_s)
         self._short = DecayingLogGrid(bucket_bps, half_life_s)
-        # pending aggressive flow since the last OI observation, per entry bucket
-        self._bq = DecayingLogGrid(bucket_bps, None)
-        self._bn = DecayingLogGrid(bucket_bps, None)
-        self._sq = DecayingLogGrid(bucket_bps, None)
-        self._sn = DecayingLogGrid(bucket_bps, None)
+        # pending aggressive flow since the last OI observation, per aggressor side and
+        # entry bucket (of the same grid): [qty, notional], summed in arrival order
+        self._flow: dict[str, dict[int, list[float]]] = {"buy": {}, "sell": {}}
         self._oi: float | None = None
         self._last_price: float | None = None
         self.consumed_long_usd = 0.0
@@ -272,13 +275,8 @@ class EstimatedLiquidationMap:
         if p.size == 0:
             return
         self._last_price = float(p[-1])
-        if b.any():
-            self._bq.add(p[b], q[b], 0.0)
-            self._bn.add(p[b], p[b] * q[b], 0.0)
-        if (~b).any():
-            s = ~b
-            self._sq.add(p[s], q[s], 0.0)
-            self._sn.add(p[s], p[s] * q[s], 0.0)
+        for price, qty, buy in zip(p.tolist(), q.tolist(), b.tolist()):
+            self._add_flow("buy" if buy else "sell", price, qty)
 
     def learn_trade(self, price: float, qty: float, side: str) -> None:
         """Accumulate one trade; ``side`` is the aggressor, ``"buy"`` or ``"sell"``.
@@ -289,17 +287,37 @@ class EstimatedLiquidationMap:
         if not (math.isfinite(p) and p > 0 and math.isfinite(q) and q > 0):
             return
         self._last_price = p
-        qty_grid, notional_grid = (self._bq, self._bn) if side == "buy" else (self._sq, self._sn)
-        qty_grid.add_one(p, q, 0.0)
-        notional_grid.add_one(p, p * q, 0.0)
+        self._add_flow("buy" if side == "buy" else "sell", p, q)
 
-    def _pending(self, q: DecayingLogGrid, n: DecayingLogGrid) -> tuple[np.ndarray, np.ndarray]:
-        """(vwap per bucket, qty per bucket) of the pending flow of one side."""
-        k, qty = q.nonzero(0.0)
-        if k.size == 0:
+    def _add_flow(self, side: str, price: float, qty: float) -> None:
+        """Add a valid trade to the pending flow of its aggressor ``side``."""
+        k = self._long.bucket_of_one(price)
+        cell = self._flow[side].get(k)
+        if cell is None:
+            self._flow[side][k] = [qty, price * qty]
+        else:
+            cell[0] += qty
+            cell[1] += price * qty
+
+    def _pending(self, side: str) -> tuple[np.ndarray, np.ndarray]:
+        """(vwap per bucket, qty per bucket) of the pending flow of one side, buckets ascending."""
+        flow = self._flow[side]
+        if not flow:
             return np.zeros(0), np.zeros(0)
-        notional = n.values(int(k[0]), int(k[-1]), 0.0)[k - k[0]]
-        return notional / qty, qty
+        cells = [flow[k] for k in sorted(flow)]
+        qty = np.array([c[0] for c in cells])
+        return np.array([c[1] for c in cells]) / qty, qty
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickle; a state with the pending flow in four grids (``_bq``, ``_bn``, ``_sq``, ``_sn``) is converted."""
+        if "_bq" in state:
+            state["_flow"] = {}
+            for side, q, n in (("buy", "_bq", "_bn"), ("sell", "_sq", "_sn")):
+                qty_grid, notional_grid = state.pop(q), state.pop(n)
+                ks, qty = qty_grid.nonzero(0.0)
+                notional = notional_grid.values(int(ks[0]), int(ks[-1]), 0.0)[ks - ks[0]] if ks.size else qty
+                state["_flow"][side] = {k: [x, y] for k, x, y in zip(ks.tolist(), qty.tolist(), notional.tolist())}
+        self.__dict__.update(state)
 
     def learn_oi(self, oi_qty: float, t: float, price: float | None = None) -> float:
         """Observe open interest ``oi_qty`` (base units) at time ``t``; returns new notional opened.
@@ -312,8 +330,8 @@ class EstimatedLiquidationMap:
         if self._oi is not None:
             d = oi_qty - self._oi
             if d > 0:
-                bvw, bq = self._pending(self._bq, self._bn)
-                svw, sq = self._pending(self._sq, self._sn)
+                bvw, bq = self._pending("buy")
+                svw, sq = self._pending("sell")
                 tot = float(bq.sum() + sq.sum())
                 if tot <= 0:
                     ref = price if price is not None else self._last_price
@@ -330,8 +348,8 @@ class EstimatedLiquidationMap:
                 self._long.scale(f)
                 self._short.scale(f)
         self._oi = float(oi_qty)
-        for g in (self._bq, self._bn, self._sq, self._sn):
-            g.scale(0.0)
+        for flow in self._flow.values():
+            flow.clear()
         return added
 
     def _open(self, grid: DecayingLogGrid, entry: np.ndarray, qty: np.ndarray, factor: np.ndarray, t: float) -> float:

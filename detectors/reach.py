@@ -66,22 +66,24 @@ def _walk_up(price, ap, an, lp, lx, r0, max_iter):
     ``ap`` ascending book prices and ``an`` their notionals; ``lp``/``lx`` the levels.
     Returns ``(forced, end, iterations, exhausted, converged)``.
     """
-    cum = np.cumsum(an)
+    cum = an.cumsum()
     total_book = float(cum[-1]) if cum.size else 0.0
-    n0 = int(np.searchsorted(ap, r0, side="left"))  # book levels strictly before r0
+    n0 = int(ap.searchsorted(r0, side="left"))  # book levels strictly before r0
     b0 = float(cum[n0 - 1]) if n0 > 0 else 0.0
     keep = lp >= price
-    order = np.argsort(lp[keep], kind="stable")
-    lps = lp[keep][order]
-    lcum = np.concatenate(([0.0], np.cumsum(lx[keep][order])))
+    if not keep.all():
+        lp, lx = lp[keep], lx[keep]
+    order = lp.argsort(kind="stable")
+    lps = lp[order]
+    lcum = np.concatenate(([0.0], lx[order].cumsum()))
 
     def forced(r: float) -> float:
-        return float(lcum[np.searchsorted(lps, r, side="right")])
+        return float(lcum[lps.searchsorted(r, side="right")])
 
     def walk(x: float) -> float:
         if x <= 0 or cum.size == 0:
             return r0
-        i = min(int(np.searchsorted(cum, x, side="left")), cum.size - 1)
+        i = min(int(cum.searchsorted(x, side="left")), cum.size - 1)
         return float(ap[i])
 
     r = r0

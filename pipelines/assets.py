@@ -111,6 +111,8 @@ class AssetDetectors:
         self.labeler = CascadeLabeler(asset, config.labels)
         self.liq_window: dict[str, deque[tuple[int, float]]] = {d: deque() for d in DIRECTIONS}
         """Per direction: (second_ms, realized liquidation USD) of the last 60 s."""
+        self.liq_window_usd: dict[str, deque[float]] = {d: deque() for d in DIRECTIONS}
+        """The USD column of ``liq_window`` (summed every second, oldest first)."""
 
     def _map(self, venue: str) -> EstimatedLiquidationMap:
         estimated = self.maps.get(venue)
@@ -162,11 +164,7 @@ class AssetDetectors:
             ("down", bids, depth.bid_usd[-1], depth.bid_ratio[-1]),
             ("up", asks, depth.ask_usd[-1], depth.ask_ratio[-1]),
         ):
-            window = self.liq_window[d]
-            window.append((second_ms, liq_usd[d]))
-            while window[0][0] <= second_ms - 60_000:
-                window.popleft()
-            liq_60s = sum(usd for _, usd in window)
+            liq_60s = self._liq_60s(d, second_ms, liq_usd[d])
             cluster = emap.cluster(d) if emap is not None else None
             levels = emap.levels(d) if emap is not None else np.empty((0, 2))
             estimate = structural_estimate(d, price, cluster, self.vol.sigma, self.config.horizon_s, book, levels, depth_usd)
@@ -230,6 +228,22 @@ class AssetDetectors:
             "up": extra["up"],
         }
         return fields, self.policy.update(readout)
+
+    def _liq_60s(self, direction: str, second_ms: int, usd: float) -> float:
+        """Add this second's realized liquidations of ``direction``; their sum over the last 60 s (oldest first)."""
+        window, window_usd = self.liq_window[direction], self._window_usd(direction)
+        window.append((second_ms, usd))
+        window_usd.append(usd)
+        while window[0][0] <= second_ms - 60_000:
+            window.popleft()
+            window_usd.popleft()
+        return sum(window_usd)
+
+    def _window_usd(self, direction: str) -> deque[float]:
+        """``liq_window_usd[direction]``, rebuilt for a state pickled without it."""
+        if "liq_window_usd" not in self.__dict__:
+            self.liq_window_usd = {d: deque(usd for _, usd in self.liq_window[d]) for d in DIRECTIONS}
+        return self.liq_window_usd[direction]
 
     def _learn_flow(self, state: InstrumentSecond, t: float) -> None:
         estimated = self._map(state.venue)

@@ -96,3 +96,44 @@ def test_sides_and_depth_equal_the_plain_definitions() -> None:
             n = int((side[:, 0] >= limit).sum()) if is_bid else int((side[:, 0] <= limit).sum())
             want.append(float(notional[n - 1]) if n else 0.0)
         assert depth_within(side, 100.0, bands, is_bid) == want
+
+
+def test_sides_kept_between_readouts_equal_a_fresh_sort() -> None:
+    """Random deltas (new, changed, deleted and absent levels), snapshots, gaps, a pickle round
+    trip and a NaN price: every readout equals sorting the dicts from scratch."""
+    import copy
+    import math
+    import pickle
+    import random
+
+    rnd = random.Random(7)
+    book = OrderBook()
+    book.replace([(round(100 - 0.5 * i, 1), 1.0) for i in range(1, 40)], [(round(100 + 0.5 * i, 1), 1.0) for i in range(40)])
+
+    def check(b: OrderBook) -> None:
+        bids, asks = b.sides()
+        if not b.valid:
+            assert bids.shape == asks.shape == (0, 2)
+            return
+        assert bids.tolist() == [list(x) for x in sorted(b.bids.items(), reverse=True)]
+        assert asks.tolist() == [list(x) for x in sorted(b.asks.items())]
+        assert bids.flags.c_contiguous and asks.flags.c_contiguous
+
+    for step in range(600):
+        n = rnd.choice([0, 1, 3, 8, 60])
+        levels = [(round(rnd.uniform(70, 130), 1), rnd.choice([0.0, 0.0, rnd.uniform(0.1, 5)])) for _ in range(2 * n)]
+        book.update(levels[:n], levels[n:])
+        if step % 97 == 0:
+            book.replace([(99.0, 1.0), (98.5, 2.0)], [(101.0, 1.0)])
+        if step % 151 == 0:
+            book.invalidate()
+            check(book)
+            book.replace([(99.0, 1.0)], [(101.0, 1.0)])
+        if step % 50 == 0:
+            book = pickle.loads(pickle.dumps(book)) if step % 100 else copy.deepcopy(book)
+        check(book)
+        bids, _ = book.sides()
+        bids[:] = 0.0  # readouts are the caller's
+    book.update([(math.nan, 1.0)], [])
+    bids, asks = book.sides()
+    assert len(bids) == len(book.bids) and np.isnan(bids[:, 0]).any()

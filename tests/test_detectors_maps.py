@@ -339,3 +339,27 @@ def test_estimated_learn_trade_and_combine_equal_the_array_paths():
     assert r.cluster_down is not None and r.cluster_up is not None
     assert r.long_total_usd == float(lo[r.prices < price].sum())
     assert r.consumed_long_usd == sum(x.consumed_long_usd for x in rs)
+
+
+def test_estimated_state_with_pending_flow_grids_converts():
+    """A map pickled when the pending flow lived in four grids opens the same positions."""
+    import pickle
+
+    m, twin = EstimatedLiquidationMap(), EstimatedLiquidationMap()
+    for x in (m, twin):
+        x.learn_oi(1000.0, 0.0)
+        x.learn_trade(100.0, 2.0, "buy")
+        x.learn_trade(100.02, 1.0, "buy")
+        x.learn_trade(99.0, 3.0, "sell")
+    old = pickle.loads(pickle.dumps(m))
+    flow = old.__dict__.pop("_flow")
+    for name, side, col in (("_bq", "buy", 0), ("_bn", "buy", 1), ("_sq", "sell", 0), ("_sn", "sell", 1)):
+        g = DecayingLogGrid(10.0, None)
+        for k, cell in flow[side].items():
+            g.add(float(g.center(k)), cell[col], 0.0)
+        old.__dict__[name] = g
+    restored = pickle.loads(pickle.dumps(old))
+    assert restored._flow == twin._flow
+    assert restored.learn_oi(1010.0, 1.0) == twin.learn_oi(1010.0, 1.0)
+    a, b = restored.readout(100.0, 2.0), twin.readout(100.0, 2.0)
+    assert np.array_equal(a.long_usd, b.long_usd) and np.array_equal(a.short_usd, b.short_usd)
