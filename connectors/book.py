@@ -12,6 +12,7 @@ readouts of an invalid book are empty.
 from __future__ import annotations
 
 import bisect
+from array import array
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -108,11 +109,12 @@ def _sorted_side(levels: dict[float, float], descending: bool) -> np.ndarray:
 class _SortedSide:
     """One side's levels kept sorted from one readout to the next.
 
-    ``prices`` (ascending) and ``flat`` (``[p0, q0, p1, q1, ...]`` in the same order) mirror
-    the dict ``levels``; ``changed`` collects the prices :meth:`OrderBook.update` touched, and a
-    readout moves only those (bisect, list insert/delete) unless they are many or the dict was
-    replaced. With a NaN price there is no order to keep: every readout sorts from scratch
-    (:func:`_sorted_side`), so the arrays are always the sorted dict.
+    ``prices`` (ascending) and ``flat`` (doubles ``p0, q0, p1, q1, ...`` in the same order, the
+    readout's buffer) mirror the dict ``levels``; ``changed`` collects the prices
+    :meth:`OrderBook.update` touched, and a readout moves only those (bisect, insert/delete)
+    unless they are many or the dict was replaced. With a NaN price there is no order to
+    keep: every readout sorts from scratch (:func:`_sorted_side`), so the arrays are always
+    the sorted dict.
     """
 
     __slots__ = ("levels", "prices", "flat", "changed")
@@ -120,23 +122,25 @@ class _SortedSide:
     def __init__(self) -> None:
         self.levels: dict[float, float] | None = None  # the dict mirrored
         self.prices: list[float] = []
-        self.flat: list[float] = []
+        self.flat = array("d")
         self.changed: set[float] = set()
 
     def read(self, levels: dict[float, float], descending: bool) -> np.ndarray:
         """``levels`` sorted best-first: a new ``(n, 2)`` array."""
         changed, self.changed = self.changed, set()
-        if self.levels is not levels or 4 * len(changed) > len(levels) or any(p != p for p in changed):
-            self.prices = sorted(levels)
-            self.flat = [x for p in self.prices for x in (p, levels[p])]
-            self.levels = levels
-        else:
+        if self.levels is levels and 4 * len(changed) <= len(levels) and not any(p != p for p in changed):
             self._apply(levels, sorted(changed))
-        side = np.array(self.flat, dtype=float).reshape(-1, 2)
-        if np.isnan(side[:, 0]).any():  # not sortable: nothing to keep
-            self.levels = None
-            return _sorted_side(levels, descending)
-        return side[::-1].copy() if descending else side
+        else:
+            prices = sorted(levels)
+            if any(p != p for p in prices):  # a NaN price: no order to keep
+                self.levels = None
+                return _sorted_side(levels, descending)
+            self.prices, self.levels = prices, levels
+            self.flat = array("d", [x for p in prices for x in (p, levels[p])])
+        view = np.frombuffer(self.flat, dtype=np.float64).reshape(-1, 2)
+        side = (view[::-1] if descending else view).copy()
+        del view  # release the buffer (``flat`` changes size later)
+        return side
 
     def _apply(self, levels: dict[float, float], changed: list[float]) -> None:
         """Bring ``prices`` and ``flat`` up to date at the ``changed`` prices."""
@@ -153,7 +157,7 @@ class _SortedSide:
                 flat[2 * i + 1] = qty
             else:
                 prices.insert(i, p)
-                flat[2 * i : 2 * i] = [p, qty]
+                flat[2 * i : 2 * i] = array("d", (p, qty))
 
 
 def depth_within(side: np.ndarray, reference: float, bands_bps: Sequence[float], is_bid: bool) -> list[float]:

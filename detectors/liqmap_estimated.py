@@ -139,9 +139,9 @@ def nearest_dense_cluster(
     centers = np.asarray(centers, dtype=np.float64)
     notionals = np.asarray(notionals, dtype=np.float64)
     if direction == "down":
-        sel = np.flatnonzero(centers < price)[::-1]
+        sel = (centers < price).nonzero()[0][::-1]
     elif direction == "up":
-        sel = np.flatnonzero(centers > price)
+        sel = (centers > price).nonzero()[0]
     else:
         raise ValueError("direction must be 'down' or 'up'")
     if sel.size == 0:
@@ -153,7 +153,7 @@ def nearest_dense_cluster(
     w = max(int(window), 1) | 1
     s = np.convolve(x, np.ones(w), mode="same") if w > 1 else x
     threshold = max(dense_multiple * w * total / x.size, min_usd, 1e-12)
-    dense = np.flatnonzero(s >= threshold)
+    dense = (s >= threshold).nonzero()[0]
     if dense.size == 0:
         return None
     j, e = _first_run(dense.tolist())

@@ -139,15 +139,17 @@ def cascade_reach(
     """
     bp, bq = _as_levels(book)
     lp, lx = _as_levels(levels)
+    # the walk runs upwards: a move down walks negated prices
+    ap = -bp if direction == "down" else bp
     if bp.size > 1:  # best-first whatever the input order (e.g. books of several venues concatenated)
-        order = np.argsort(-bp if direction == "down" else bp, kind="stable")
-        bp, bq = bp[order], bq[order]
+        order = ap.argsort(kind="stable")
+        ap, bp, bq = ap[order], bp[order], bq[order]
     r0 = float(price if start_price is None else start_price)
     if direction == "up":
-        f, end, it, ex, conv = _walk_up(price, bp, bp * bq, lp, lx, max(r0, price), max_iter)
+        f, end, it, ex, conv = _walk_up(price, ap, bp * bq, lp, lx, max(r0, price), max_iter)
         travel = (end / price - 1.0) * 1e4
     elif direction == "down":
-        f, end, it, ex, conv = _walk_up(-price, -bp, bp * bq, -lp, lx, -min(r0, price), max_iter)
+        f, end, it, ex, conv = _walk_up(-price, ap, bp * bq, -lp, lx, -min(r0, price), max_iter)
         end = -end
         travel = (1.0 - end / price) * 1e4
     else:
