@@ -165,8 +165,8 @@ def depth_within(side: np.ndarray, reference: float, bands_bps: Sequence[float],
 
     A bid level at price p counts in band b when ``p >= reference * (1 - b/10_000)``; an ask
     when ``p <= reference * (1 + b/10_000)``. Notional is ``sum(price * qty)``. ``side`` is
-    sorted best-first (as :meth:`OrderBook.sides` gives it): one ``cumsum`` and one
-    ``searchsorted`` for all bands.
+    sorted best-first (as :meth:`OrderBook.sides` gives it): one ``cumsum``, and a
+    ``searchsorted`` per band.
 
     >>> asks = np.array([[100.0, 1.0], [100.2, 2.0], [101.0, 1.0]])
     >>> depth_within(asks, 100.0, [10, 25, 100], is_bid=False)
@@ -175,13 +175,12 @@ def depth_within(side: np.ndarray, reference: float, bands_bps: Sequence[float],
     if side.size == 0:
         return [0.0] * len(bands_bps)
     prices = side[:, 0]
-    notional = np.cumsum(prices * side[:, 1])
+    notional = (prices * side[:, 1]).cumsum()
     if is_bid:
-        limits = [-(reference * (1.0 - band / 10_000.0)) for band in bands_bps]
-        counts = np.searchsorted(-prices, limits, side="right").tolist()
+        keys = -prices
+        counts = [int(keys.searchsorted(-(reference * (1.0 - band / 10_000.0)), side="right")) for band in bands_bps]
     else:
-        limits = [reference * (1.0 + band / 10_000.0) for band in bands_bps]
-        counts = np.searchsorted(prices, limits, side="right").tolist()
+        counts = [int(prices.searchsorted(reference * (1.0 + band / 10_000.0), side="right")) for band in bands_bps]
     return [float(notional[count - 1]) if count else 0.0 for count in counts]
 
 

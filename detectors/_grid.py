@@ -238,19 +238,24 @@ class DecayingLogGrid:
         elif not math.isfinite(f):
             self._lo, self._hi = -_EMPTY[0], -_EMPTY[1]
 
-    def values(self, k_lo: int, k_hi: int, t: float) -> np.ndarray:
-        """Actual values at time ``t`` of buckets ``k_lo..k_hi`` inclusive (zeros where empty)."""
-        i, j = k_lo - self._k0, k_hi - self._k0 + 1
-        if 0 <= i < j <= self._v.size:  # all inside the array
-            return self._v[i:j] * self.factor(t)
-        out = np.zeros(max(k_hi - k_lo + 1, 0), dtype=np.float64)
+    def values(self, k_lo: int, k_hi: int, t: float, out: np.ndarray | None = None) -> np.ndarray:
+        """Actual values at time ``t`` of buckets ``k_lo..k_hi`` inclusive (zeros where empty).
+
+        ``out``: a zero-filled array of ``k_hi - k_lo + 1`` to write them into (returned).
+        """
         n = self._v.size
+        if out is None:
+            out = np.zeros(max(k_hi - k_lo + 1, 0), dtype=np.float64)
         if not n or out.size == 0:
             return out
+        f = self.factor(t)
         a, b = max(k_lo, self._k0), min(k_hi, self._k0 + n - 1)
-        if a <= b:
-            out[a - k_lo : b - k_lo + 1] = self._v[a - self._k0 : b - self._k0 + 1]
-        return out * self.factor(t)
+        if not math.isfinite(f):  # zeros times f are not zeros
+            out[a - k_lo : b - k_lo + 1] = self._v[a - self._k0 : b - self._k0 + 1] if a <= b else 0.0
+            out *= f
+        elif a <= b:  # (zeros times a finite factor stay zeros)
+            np.multiply(self._v[a - self._k0 : b - self._k0 + 1], f, out=out[a - k_lo : b - k_lo + 1])
+        return out
 
     def take_ge(self, k: int, t: float) -> float:
         """Remove buckets with index ``>= k``; return their value at time ``t``."""

@@ -74,10 +74,10 @@ def depth_within(bids, asks, bands_bps: Sequence[float] = DEFAULT_BANDS_BPS, ref
         else:
             ref = math.nan
     bands = np.asarray(bands_bps, dtype=np.float64) * 1e-4
-    bid_cum = np.concatenate(([0.0], np.cumsum(bp * bq)))
-    ask_cum = np.concatenate(([0.0], np.cumsum(ap * aq)))
-    nb = np.searchsorted(-bp, -(ref * (1.0 - bands)), side="right")
-    na = np.searchsorted(ap, ref * (1.0 + bands), side="right")
+    bid_cum = np.concatenate(([0.0], (bp * bq).cumsum()))
+    ask_cum = np.concatenate(([0.0], (ap * aq).cumsum()))
+    nb = (-bp).searchsorted(-(ref * (1.0 - bands)), side="right")
+    na = ap.searchsorted(ref * (1.0 + bands), side="right")
     return bid_cum[nb], ask_cum[na], float(ref)
 
 
@@ -223,9 +223,10 @@ class DepthMonitor:
         For an asset on several venues: sum the venues' :func:`depth_within`
         values and feed the sum here, so the ratio is the asset's thinning.
         """
-        bid = np.asarray(bid_usd, dtype=np.float64).reshape(len(self.bands_bps))
-        ask = np.asarray(ask_usd, dtype=np.float64).reshape(len(self.bands_bps))
-        sample = np.stack((bid, ask))
+        nb = len(self.bands_bps)
+        bid = np.asarray(bid_usd, dtype=np.float64).reshape(nb)
+        ask = np.asarray(ask_usd, dtype=np.float64).reshape(nb)
+        sample = np.array((bid, ask))
         sec = math.floor(t)
         if self._sec is None:
             self._push(sample)
@@ -240,7 +241,8 @@ class DepthMonitor:
             self._sec = sec
         # an older second than the newest one is measured but not recorded
         med = self._history_median()
-        ratio = np.full_like(sample, np.nan)
+        ratio = np.empty((2, nb))
+        ratio.fill(math.nan)
         if med is not None:
             np.divide(sample, med, out=ratio, where=med > 0)
         self._last = DepthReadout(

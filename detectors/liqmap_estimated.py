@@ -104,10 +104,13 @@ class EstimatedMapReadout:
         ``down`` (long levels below the price) or ``up`` (short levels above) would hit;
         the ``levels`` input of :func:`detectors.reach.cascade_reach`."""
         if direction == "down":
-            keep = (self.long_usd > 0) & (self.prices < self.price)
-            return np.column_stack((self.prices[keep], self.long_usd[keep]))
-        keep = (self.short_usd > 0) & (self.prices > self.price)
-        return np.column_stack((self.prices[keep], self.short_usd[keep]))
+            notional, keep = self.long_usd, (self.long_usd > 0) & (self.prices < self.price)
+        else:
+            notional, keep = self.short_usd, (self.short_usd > 0) & (self.prices > self.price)
+        out = np.empty((int(keep.sum()), 2))
+        out[:, 0] = self.prices[keep]
+        out[:, 1] = notional[keep]
+        return out
 
     def cluster(self, direction: str) -> Cluster | None:
         """The nearest dense cluster in ``direction``."""
@@ -431,10 +434,14 @@ class EstimatedLiquidationMap:
         if any(m.bucket_bps != first.bucket_bps or m.range_pct != first.range_pct for m in maps):
             raise ValueError("maps must share bucket_bps and range_pct")
         k_lo, k_hi = first._window(price)
+        rows = np.zeros((2, len(maps), max(k_hi - k_lo + 1, 0)))  # long and short levels per map
+        for i, m in enumerate(maps):
+            m._long.values(k_lo, k_hi, t, out=rows[0, i])
+            m._short.values(k_lo, k_hi, t, out=rows[1, i])
         return first._readout(
             price, t, k_lo, k_hi,
-            np.sum([m._long.values(k_lo, k_hi, t) for m in maps], axis=0),
-            np.sum([m._short.values(k_lo, k_hi, t) for m in maps], axis=0),
+            np.add.reduce(rows[0], axis=0),  # np.sum of the maps' arrays, map by map
+            np.add.reduce(rows[1], axis=0),
             sum(m.consumed_long_usd for m in maps),
             sum(m.consumed_short_usd for m in maps),
         )

@@ -52,7 +52,7 @@ class Reach:
 
 def _as_levels(levels) -> tuple[np.ndarray, np.ndarray]:
     """``(prices, sizes)`` from an ``(n, 2)`` array or a sequence of ``(price, size)`` pairs."""
-    a = np.asarray(levels, dtype=np.float64)
+    a = levels if type(levels) is np.ndarray and levels.dtype == np.float64 else np.asarray(levels, dtype=np.float64)
     if a.size == 0:
         return np.zeros(0), np.zeros(0)
     if a.ndim != 2 or a.shape[1] != 2:
@@ -76,24 +76,18 @@ def _walk_up(price, ap, an, lp, lx, r0, max_iter):
     order = lp.argsort(kind="stable")
     lps = lp[order]
     lcum = np.concatenate(([0.0], lx[order].cumsum()))
-
-    def forced(r: float) -> float:
-        return float(lcum[lps.searchsorted(r, side="right")])
-
-    def walk(x: float) -> float:
-        if x <= 0 or cum.size == 0:
-            return r0
-        i = min(int(cum.searchsorted(x, side="left")), cum.size - 1)
-        return float(ap[i])
+    last = cum.size - 1
 
     r = r0
-    f = forced(r)
+    f = float(lcum[lps.searchsorted(r, side="right")])  # F(r)
     iterations = 0
     converged = False
     while iterations < max_iter:
         iterations += 1
-        r = max(r, walk(b0 + f))
-        f_new = forced(r)
+        x = b0 + f  # walk the book by x: B(x)
+        if cum.size and not x <= 0:  # else B(x) = r0 <= r
+            r = max(r, float(ap[min(int(cum.searchsorted(x, side="left")), last)]))
+        f_new = float(lcum[lps.searchsorted(r, side="right")])
         if f_new == f:
             converged = True
             break

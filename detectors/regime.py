@@ -51,9 +51,9 @@ _FLOWS = [_LL, _LS, _BUY, _SELL, _ADLD, _ADLU]
 """Columns that are zero in a second without data (the others repeat the last second)."""
 
 
-def _window_min(dr: np.ndarray) -> float:
-    """``nanmin`` of the finite-containing ``dr``, else NaN (as ``RegimeState.depth_ratio``)."""
-    m = float(np.fmin.reduce(dr))  # the minimum ignoring NaN
+def _window_min(dr: np.ndarray, m: float) -> float:
+    """``nanmin(dr)`` if ``dr`` has a finite value, else NaN (``RegimeState.depth_ratio``), given
+    ``m = fmin.reduce(dr)`` (the minimum ignoring NaN)."""
     if math.isfinite(m):
         return m
     return float(np.nanmin(dr)) if np.isfinite(dr).any() else math.nan
@@ -202,6 +202,10 @@ class RegimeDetector:
         aggr_thr = max(self.aggr_multiple * typ_aggr_w, self.min_aggr_usd)
         px = w[_PX]
         hi, lo = np.fmax.reduce(px), np.fmin.reduce(px)  # nanmax, nanmin
+        depth = w[_DB : _DA + 1]  # bid and ask depth ratios
+        depth_min = np.fmin.reduce(depth, axis=1).tolist()
+        collapsed = depth < self.depth_collapse
+        first_collapse = [i if c else None for i, c in zip(collapsed.argmax(axis=1).tolist(), collapsed.any(axis=1).tolist())]
         out = {}
         for d, liq_c, mine, other, depth_c, adl_c in (
             ("down", _LL, _SELL, _BUY, _DB, _ADLD),
@@ -212,10 +216,9 @@ class RegimeDetector:
             tot = aggr + sums[other]
             imb = (aggr - sums[other]) / tot if tot > 0 else 0.0
             move = (hi - price) / hi * 1e4 if d == "down" else (price - lo) / lo * 1e4
-            dr = w[depth_c]
             c_liq = liq >= liq_thr
             c_stop = imb >= self.stop_imbalance and aggr >= aggr_thr
-            c_depth = self._depth_first(dr, w[liq_c], liq_thr)
+            c_depth = self._depth_first(first_collapse[depth_c - _DB], w[liq_c], liq_thr)
             c_adl = sums[adl_c] > 0
             kind = None
             if move >= self.min_move_bps:
@@ -242,7 +245,7 @@ class RegimeDetector:
                 aggr_usd=aggr,
                 imbalance=imb,
                 move_bps=float(move),
-                depth_ratio=_window_min(dr),
+                depth_ratio=_window_min(w[depth_c], depth_min[depth_c - _DB]),
             )
         if not (out["down"].active or out["up"].active):
             self._typ_liq = self.lam * self._typ_liq + (1.0 - self.lam) * (liq_long_usd + liq_short_usd)
@@ -250,13 +253,13 @@ class RegimeDetector:
         self._state = out
         return out
 
-    def _depth_first(self, depth_ratio: np.ndarray, liq: np.ndarray, liq_thr: float) -> bool:
-        """Condition ``D``: a second of the window has collapsed depth, before the liquidation onset (if any)."""
-        collapsed = np.flatnonzero(depth_ratio < self.depth_collapse)
-        if collapsed.size == 0:
+    def _depth_first(self, collapse: int | None, liq: np.ndarray, liq_thr: float) -> bool:
+        """Condition ``D``: the first second of the window with collapsed depth (``collapse``,
+        ``None`` if none) comes before the liquidation onset (if any)."""
+        if collapse is None:
             return False
-        onset = np.flatnonzero(np.cumsum(liq) >= self.onset_share * liq_thr)
-        return onset.size == 0 or collapsed[0] < onset[0]
+        onset = np.cumsum(liq) >= self.onset_share * liq_thr
+        return not onset.any() or collapse < int(onset.argmax())
 
     def readout(self) -> dict[str, RegimeState]:
         """The states of the last :meth:`update` (empty before the first)."""

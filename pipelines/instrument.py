@@ -15,10 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import math
-
 import msgspec
-import numpy as np
 
 from connectors.book import BookKeeper, depth_within
 from connectors.events import (
@@ -197,8 +194,8 @@ class InstrumentTracker:
         if reference is not None:
             depth_bid = tuple(depth_within(bids, reference, DEPTH_BANDS_BPS, is_bid=True))
             depth_ask = tuple(depth_within(asks, reference, DEPTH_BANDS_BPS, is_bid=False))
-            near_bids = _within(bids, reference * (1 - BOOK_RANGE_BPS / 10_000), is_bid=True)
-            near_asks = _within(asks, reference * (1 + BOOK_RANGE_BPS / 10_000), is_bid=False)
+            near_bids = bids[bids[:, 0] >= reference * (1 - BOOK_RANGE_BPS / 10_000)]
+            near_asks = asks[asks[:, 0] <= reference * (1 + BOOK_RANGE_BPS / 10_000)]
         else:
             depth_bid = depth_ask = (0.0,) * len(DEPTH_BANDS_BPS)
             near_bids = near_asks = None
@@ -233,17 +230,3 @@ class InstrumentTracker:
         )
         self._reset_flow()
         return second
-
-
-def _within(side: np.ndarray, limit: float, is_bid: bool) -> np.ndarray:
-    """The levels of a best-first ``side`` at or better than ``limit`` (bids ``>= limit``, asks ``<= limit``), a copy.
-
-    Best-first, they are a prefix: its length is one ``searchsorted``.
-    """
-    if math.isnan(limit):
-        return side[:0].copy()
-    if is_bid:
-        count = int(np.searchsorted(-side[:, 0], -limit, side="right"))
-    else:
-        count = int(np.searchsorted(side[:, 0], limit, side="right"))
-    return side[:count].copy()
