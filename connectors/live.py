@@ -49,21 +49,20 @@ import msgspec
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from connectors import live_metrics as metrics
-from connectors.events import FeedStatus
 from connectors.frames import DeadLetter, FrameDecoder
 from connectors.live_config import LiveConfig
 from connectors.recorder import RotatingRecorder, insert_before_suffixes
 from connectors.rest import Reply, http_get
 from connectors.session import Backoff, Session, SessionSettings
 from connectors.sources import (
-    DEAD_LETTER_KEY,
     END_OF_TIME,
     NS,
     PARTITION_KEY,
     STATS_KEY,
+    InstrumentRouter,
     PartitionStats,
     Watermark,
-    instrument_key,
+    items_of,
 )
 from connectors.venues import binance, bybit, okx
 from connectors.venues.base import ParseError
@@ -494,8 +493,7 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
         self._queue = FrameQueue(live.queue_size, self._source)
         self._decoder = FrameDecoder()
         self._dead: Counter[tuple[str, str]] = Counter()
-        self._instruments: dict[str, list[str]] = {}
-        self._connection: dict[str, FeedStatus] = {}
+        self._router = InstrumentRouter()
         self._last_wm = -1
         self._max_recv = 0
         self._floor = 0
@@ -547,7 +545,7 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
             wm = self._max_recv - self._lag
         if wm // NS > self._last_wm // NS:
             self._mark(by_key, wm)
-        return self._items(by_key, dead)
+        return items_of(by_key, dead)
 
     def _handle(self, recv0: int, source: str, payload: bytes, by_key: dict[str, list[Any]], dead: list[DeadLetter]) -> None:
         recv = recv0
@@ -570,22 +568,7 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
             if ts:
                 self._m_lag.observe(max(0.0, (recv0 - ts) / NS))
         for event in events:
-            if isinstance(event, FeedStatus) and not event.instrument:
-                self._connection[event.venue] = event
-                for key in self._instruments.get(event.venue, ()):
-                    by_key.setdefault(key, []).append(_for_instrument(event, key))
-                continue
-            key = instrument_key(event)
-            bucket = by_key.get(key)
-            if bucket is None:
-                bucket = by_key[key] = []
-                venue_keys = self._instruments.setdefault(event.venue, [])
-                if key not in venue_keys:
-                    venue_keys.append(key)
-                    connection = self._connection.get(event.venue)
-                    if connection is not None:  # the instrument learns its connection's state
-                        bucket.append(_for_instrument(connection, key))
-            bucket.append(event)
+            self._router.route(event, by_key)
 
     def _dropped(self, dead: list[DeadLetter]) -> None:
         count, kept = self._queue.take_dropped()
@@ -607,23 +590,14 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
 
     def _mark(self, by_key: dict[str, list[Any]], wm: int) -> None:
         self._last_wm = wm
-        keys = [key for venue_keys in self._instruments.values() for key in venue_keys]
-        mark = Watermark(self._index, wm, (PARTITION_KEY, *keys))
+        mark = Watermark(self._index, wm, (PARTITION_KEY, *self._router.announced()))
         by_key.setdefault(PARTITION_KEY, []).append(mark)  # reaches the merge even with no instrument
-        for key in keys:
-            by_key.setdefault(key, []).append(mark)
-
-    @staticmethod
-    def _items(by_key: dict[str, list[Any]], dead: list[DeadLetter]) -> list[tuple[str, list[Any]]]:
-        items = list(by_key.items())
-        if dead:
-            items.append((DEAD_LETTER_KEY, dead))
-        return items
+        self._router.mark(by_key, mark)
 
     def _finish(self, by_key: dict[str, list[Any]], dead: list[DeadLetter]) -> list[tuple[str, list[Any]]]:
         self._done = True
         self._mark(by_key, END_OF_TIME)
-        items = self._items(by_key, dead)
+        items = items_of(by_key, dead)
         stats = PartitionStats(
             partition=f"live:{self._source}",
             frames={f"{venue} {kind}": n for (venue, kind), n in sorted(self._decoder.frames.items())},
@@ -651,14 +625,6 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
     def close(self) -> None:
         self._feed.stop()
         self._close_tap()
-
-
-def _for_instrument(status: FeedStatus, key: str) -> FeedStatus:
-    venue, _, instrument = key.partition("|")
-    return FeedStatus(
-        venue=venue, symbol=status.symbol, instrument=instrument, ts=status.ts, recv=status.recv,
-        state=status.state, detail=status.detail,
-    )
 
 
 class LiveSource(FixedPartitionedSource[tuple[str, list[Any]], None]):

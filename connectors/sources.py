@@ -80,6 +80,60 @@ def effective_time(event: AnyEvent, allowed_lag_ns: int) -> int:
     return event.ts if event.ts > floor else floor
 
 
+class InstrumentRouter:
+    """Per source partition: which instruments it has announced, and where each event goes.
+
+    ``instruments``: venue -> announced ``venue|instrument`` keys, in order of appearance;
+    ``connection``: venue -> its last venue-wide :class:`FeedStatus`. Plain data (pickles).
+    """
+
+    def __init__(self, instruments: dict[str, list[str]] | None = None,
+                 connection: dict[str, FeedStatus] | None = None) -> None:
+        self.instruments: dict[str, list[str]] = instruments if instruments is not None else {}
+        self.connection: dict[str, FeedStatus] = connection if connection is not None else {}
+
+    def route(self, event: AnyEvent, by_key: dict[str, list[Any]]) -> list[Any] | None:
+        """Append ``event`` to its instrument's list in ``by_key`` and return that list.
+
+        A venue-wide connection event (``instrument == ""``) goes to every announced instrument
+        of its venue (returns ``None``); a new instrument first learns its connection's state.
+        """
+        if not event.instrument:
+            self.connection[event.venue] = event  # type: ignore[assignment]
+            for key in self.instruments.get(event.venue, ()):
+                by_key.setdefault(key, []).append(_for_instrument(event, key))  # type: ignore[arg-type]
+            return None
+        key = instrument_key(event)
+        bucket = by_key.get(key)
+        if bucket is None:
+            bucket = by_key[key] = []
+            venue_keys = self.instruments.setdefault(event.venue, [])
+            if key not in venue_keys:
+                venue_keys.append(key)
+                connection = self.connection.get(event.venue)
+                if connection is not None:
+                    bucket.append(_for_instrument(connection, key))
+        bucket.append(event)
+        return bucket
+
+    def announced(self) -> list[str]:
+        """Every announced instrument key."""
+        return [key for keys in self.instruments.values() for key in keys]
+
+    def mark(self, by_key: dict[str, list[Any]], mark: Watermark) -> None:
+        """Append ``mark`` to every announced instrument's list."""
+        for key in self.announced():
+            by_key.setdefault(key, []).append(mark)
+
+
+def items_of(by_key: dict[str, list[Any]], dead: list[DeadLetter]) -> list[tuple[str, list[Any]]]:
+    """A batch's items: the instrument lists, then the dead letters (if any)."""
+    items = list(by_key.items())
+    if dead:
+        items.append((DEAD_LETTER_KEY, dead))
+    return items
+
+
 ProgressCallback = Callable[[str, int], None]
 """Called after each batch with a recording's path and the bytes of it consumed so far."""
 
@@ -108,10 +162,8 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
         self._max_recv = state.get("max_recv", 0)
         self._decoder: FrameDecoder = state.get("decoder") or FrameDecoder()
         self._dead: Counter[tuple[str, str]] = state.get("dead", Counter())
-        self._instruments: dict[str, list[str]] = state.get("instruments", {})
+        self._router = InstrumentRouter(state.get("instruments"), state.get("connection"))
         self._last_wm = state.get("last_wm", -1)
-        self._connection: dict[str, FeedStatus] = state.get("connection", {})
-        """Last venue-wide connection status per venue, told to instruments announced later."""
         self._reader = RecordingReader(path, start_line=self._line)
         self._blocks = self._reader.blocks()
         self._block: list[bytes] = []
@@ -159,6 +211,7 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
         last_venue: str | None = None
         last_bucket: list[Any] = []
         decode = self._decoder.decode
+        route = self._router.route
         max_recv = self._max_recv
         line_no = self._line
         lines = self._take(self._batch_size)
@@ -192,23 +245,9 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
                 if instrument is last_instrument and event.venue is last_venue:
                     last_bucket.append(event)  # the common case: same stream as the last event
                     continue
-                if not instrument:  # a venue-wide connection event
-                    self._connection[event.venue] = event
-                    for key in self._instruments.get(event.venue, ()):
-                        by_key.setdefault(key, []).append(_for_instrument(event, key))
-                    continue
-                key = instrument_key(event)
-                bucket = by_key.get(key)
-                if bucket is None:
-                    bucket = by_key[key] = []
-                    venue_keys = self._instruments.setdefault(event.venue, [])
-                    if key not in venue_keys:
-                        venue_keys.append(key)
-                        connection = self._connection.get(event.venue)
-                        if connection is not None:  # the instrument learns its connection's state
-                            bucket.append(_for_instrument(connection, key))
-                bucket.append(event)
-                last_instrument, last_venue, last_bucket = instrument, event.venue, bucket
+                bucket = route(event, by_key)
+                if bucket is not None:
+                    last_instrument, last_venue, last_bucket = instrument, event.venue, bucket
         else:
             self._held_recv = None
             if len(lines) < self._batch_size:
@@ -220,14 +259,14 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
             self._mark(by_key, wm)
         if self._progress is not None:
             self._progress(str(self._path), self._reader.position())
-        return self._items(by_key, dead)
+        return items_of(by_key, dead)
 
     def _finish(self, by_key: dict[str, list[Any]], dead: list[DeadLetter]) -> list[tuple[str, list[Any]]]:
         self._done = True
         if self._progress is not None:
             self._progress(str(self._path), self._path.stat().st_size)
         self._mark(by_key, END_OF_TIME)
-        items = self._items(by_key, dead)
+        items = items_of(by_key, dead)
         stats = PartitionStats(
             partition=str(self._path),
             frames={f"{venue} {kind}": n for (venue, kind), n in sorted(self._decoder.frames.items())},
@@ -241,17 +280,7 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
     def _mark(self, by_key: dict[str, list[Any]], wm: int) -> None:
         """Append the partition watermark to every instrument it has announced."""
         self._last_wm = wm
-        mark = Watermark(self._index, wm, tuple(key for keys in self._instruments.values() for key in keys))
-        for keys in self._instruments.values():
-            for key in keys:
-                by_key.setdefault(key, []).append(mark)
-
-    @staticmethod
-    def _items(by_key: dict[str, list[Any]], dead: list[DeadLetter]) -> list[tuple[str, list[Any]]]:
-        items = list(by_key.items())
-        if dead:
-            items.append((DEAD_LETTER_KEY, dead))
-        return items
+        self._router.mark(by_key, Watermark(self._index, wm, tuple(self._router.announced())))
 
     def _dead_letter(self, reason: str, source_token: bytes, raw: bytes, detail: str, line_no: int) -> DeadLetter:
         source = source_token.decode("ascii", "replace")
@@ -280,9 +309,9 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
             "max_recv": self._max_recv,
             "decoder": self._decoder,
             "dead": self._dead,
-            "instruments": self._instruments,
+            "instruments": self._router.instruments,
             "last_wm": self._last_wm,
-            "connection": self._connection,
+            "connection": self._router.connection,
         }
 
 
