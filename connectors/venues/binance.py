@@ -80,12 +80,21 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Iterable as _Iterable
+from collections.abc import Sequence as _Sequence
 from typing import Annotated, Any, Union
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
-from connectors.events import BookDelta, BookSnapshot, Liquidation, MarkPrice, OpenInterest, Trade
+from connectors.events import (
+    BookDelta,
+    BookSnapshot,
+    Liquidation,
+    MarkPrice,
+    OpenInterest,
+    Trade,
+)
 from connectors.venues.base import (
     NS_PER_MS,
     Catalog,
@@ -99,6 +108,21 @@ from connectors.venues.base import (
     non_negative,
     positive_price,
     split_concatenated,
+)
+from connectors.venues.live_common import (
+    PASS,
+    THIS,
+    Action,
+    BookSync,
+    ConnectionSpec,
+    Emit,
+    Fetch,
+    LiveDefaults,
+    LiveSettings,
+    SeqMark,
+    chunk,
+    plan_connections,
+    rest_frame,
 )
 
 SOURCE = "binance-usdm"
@@ -579,23 +603,6 @@ class Parser(VenueParser):
 # ``forceOrder`` pushes at most one liquidation per symbol per second (a lower bound).
 # =============================================================================================
 
-from collections.abc import Iterable as _Iterable, Sequence as _Sequence  # noqa: E402
-
-from connectors.venues.live_common import (  # noqa: E402
-    PASS,
-    THIS,
-    Action,
-    BookSync,
-    ConnectionSpec,
-    Emit,
-    Fetch,
-    LiveDefaults,
-    LiveSettings,
-    SeqMark,
-    chunk,
-    plan_connections,
-    rest_frame,
-)
 
 LIVE = LiveDefaults(
     ws_url="wss://fstream.binance.com/market/stream",

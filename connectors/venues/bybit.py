@@ -115,6 +115,8 @@ from __future__ import annotations
 
 import math
 import re
+import time as _time
+from collections.abc import Sequence as _Sequence
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -134,8 +136,8 @@ from connectors.venues.base import (
     NS_PER_MS,
     Catalog,
     InstrumentInfo,
-    ParseError,
     Parsed,
+    ParseError,
     SequenceRule,
     VenueParser,
     Verdict,
@@ -143,6 +145,15 @@ from connectors.venues.base import (
     non_negative,
     positive_price,
     split_concatenated,
+)
+from connectors.venues.live_common import (
+    BookRow,
+    ConnectionSpec,
+    LiveDefaults,
+    LiveSettings,
+    ResubscribeBooks,
+    chunk,
+    plan_connections,
 )
 
 SOURCE = "bybit-linear"
@@ -684,18 +695,6 @@ class Parser(VenueParser):
 # REST ``u`` matches only the 1000-level websocket book).
 # =============================================================================================
 
-import time as _time  # noqa: E402
-from collections.abc import Sequence as _Sequence  # noqa: E402
-
-from connectors.venues.live_common import (  # noqa: E402
-    BookRow,
-    ConnectionSpec,
-    LiveDefaults,
-    LiveSettings,
-    ResubscribeBooks,
-    chunk,
-    plan_connections,
-)
 
 LIVE = LiveDefaults(
     ws_url="wss://stream.bybit.com/v5/public/linear",

@@ -135,6 +135,8 @@ itself (lax mode), one pass over each frame's ``data``.
 from __future__ import annotations
 
 import math
+import time as _time
+from collections.abc import Sequence as _Sequence
 from functools import lru_cache
 from importlib import resources
 from typing import Literal
@@ -142,7 +144,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
-from connectors.events import BookDelta, BookSnapshot, Liquidation, MarkPrice, OpenInterest, Trade
+from connectors.events import (
+    BookDelta,
+    BookSnapshot,
+    Liquidation,
+    MarkPrice,
+    OpenInterest,
+    Trade,
+)
 from connectors.venues.base import (
     NS_PER_MS,
     Catalog,
@@ -153,6 +162,15 @@ from connectors.venues.base import (
     VenueParser,
     Verdict,
     canonical,
+)
+from connectors.venues.live_common import (
+    BookRow as LiveBookRow,
+    ConnectionSpec,
+    LiveDefaults,
+    LiveSettings,
+    ResubscribeBooks,
+    chunk,
+    plan_connections,
 )
 
 SOURCE = "okx-swap"
@@ -772,18 +790,6 @@ class Parser(VenueParser):
 # Topics are written ``channel:instId`` (``liquidation-orders:SWAP`` carries an instType).
 # =============================================================================================
 
-import time as _time  # noqa: E402
-from collections.abc import Sequence as _Sequence  # noqa: E402
-
-from connectors.venues.live_common import (  # noqa: E402
-    BookRow,
-    ConnectionSpec,
-    LiveDefaults,
-    LiveSettings,
-    ResubscribeBooks,
-    chunk,
-    plan_connections,
-)
 
 LIVE = LiveDefaults(
     ws_url="wss://ws.okx.com:8443/ws/v5/public",
@@ -905,7 +911,7 @@ class _Probe(msgspec.Struct):
 _probe = msgspec.json.Decoder(_Probe, strict=False)
 
 
-def _probe_book(payload: bytes) -> list[BookRow] | None:
+def _probe_book(payload: bytes) -> list[LiveBookRow] | None:
     if b'"channel":"books"' not in payload[:120]:
         return None
     try:
