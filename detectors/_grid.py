@@ -180,15 +180,16 @@ class DecayingLogGrid:
 
     def _add_at(self, p: np.ndarray, x: np.ndarray, t: float) -> None:
         """:meth:`add` with one time ``t`` for all deposits: a single epoch, the loop's single run."""
-        if not math.isfinite(t):
+        if not math.isfinite(t) or p.size == 0:
             return
-        ok = np.isfinite(p) & (p > 0) & np.isfinite(x)
-        if not ok.all():
+        if not (0 < p.min() and p.max() < math.inf and np.isfinite(x).all()):  # (a NaN fails the comparisons)
+            ok = np.isfinite(p) & (p > 0) & np.isfinite(x)
             p, x = p[ok], x[ok]
-        if p.size == 0:
-            return
+            if p.size == 0:
+                return
         k = self.bucket_of(p)
-        k_lo, k_hi = int(k.min()), int(k.max())
+        ks = k.tolist()
+        k_lo, k_hi = min(ks), max(ks)
         self._ensure(k_lo, k_hi)
         if k_lo < self._k0 or k_hi >= self._k0 + self._v.size:  # only when max_buckets is hit
             inside = (k >= self._k0) & (k < self._k0 + self._v.size)
