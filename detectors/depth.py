@@ -176,22 +176,28 @@ class DepthMonitor:
             )
         return self._hist
 
-    def _history_change(self, slot: int, add: bool) -> None:
-        """Insert the sample of ``slot`` into the history (``add``) or remove it."""
+    def _history_shift(self, enter: int, leave: int | None) -> None:
+        """The sample of slot ``enter`` joins the history; that of slot ``leave`` (if any) leaves it."""
         lists, nans = self._history()
-        for j, (values, x) in enumerate(zip(lists, self._buf[slot].ravel().tolist())):
+        entering = self._buf[enter].ravel().tolist()
+        leaving = self._buf[leave].ravel().tolist() if leave is not None else None
+        for j, values in enumerate(lists):
+            x = entering[j]
             if math.isnan(x):
-                nans[j] += 1 if add else -1
-            elif add:
-                bisect.insort(values, x)
+                nans[j] += 1
             else:
-                del values[bisect.bisect_left(values, x)]
+                bisect.insort(values, x)
+            if leaving is not None:
+                x = leaving[j]
+                if math.isnan(x):
+                    nans[j] -= 1
+                else:
+                    del values[bisect.bisect_left(values, x)]
 
     def _push(self, sample: np.ndarray) -> None:
-        if self._n:  # the newest sample becomes history
-            self._history_change((self._pos - 1) % self.window_s, add=True)
-            if self._n == self.window_s:  # the oldest leaves it (window_s >= 2: not the newest)
-                self._history_change(self._pos, add=False)
+        if self._n:  # the newest sample becomes history; the oldest leaves it when the ring is full
+            full = self._n == self.window_s  # (window_s >= 2: the oldest is not the newest)
+            self._history_shift((self._pos - 1) % self.window_s, self._pos if full else None)
         self._buf[self._pos] = sample
         self._pos = (self._pos + 1) % self.window_s
         self._n = min(self._n + 1, self.window_s)

@@ -311,6 +311,11 @@ class EstimatedLiquidationMap:
         qty = np.array([c[0] for c in cells])
         return np.array([c[1] for c in cells]) / qty, qty
 
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_centers_cache", None)  # derived (and read-only)
+        return state
+
     def __setstate__(self, state: dict) -> None:
         """Unpickle; a state with the pending flow in four grids (``_bq``, ``_bn``, ``_sq``, ``_sn``) is converted."""
         if "_bq" in state:
@@ -401,7 +406,7 @@ class EstimatedLiquidationMap:
         consumed_long_usd: float, consumed_short_usd: float,
     ) -> EstimatedMapReadout:
         """The readout of the level notionals ``lo``/``sh`` of buckets ``k_lo..k_hi`` (this map's cluster parameters)."""
-        centers = self._long.center(np.arange(k_lo, k_hi + 1))
+        centers = self._centers(k_lo, k_hi)
         below, above = centers < price, centers > price
         kw = dict(window=self.cluster_buckets, dense_multiple=self.dense_multiple, min_usd=self.min_cluster_usd)
         return EstimatedMapReadout(
@@ -419,6 +424,17 @@ class EstimatedLiquidationMap:
             consumed_long_usd=consumed_long_usd,
             consumed_short_usd=consumed_short_usd,
         )
+
+    _centers_cache: tuple[int, int, np.ndarray] | None = None
+
+    def _centers(self, k_lo: int, k_hi: int) -> np.ndarray:
+        """Centre prices of buckets ``k_lo..k_hi``, kept while the window stays (read-only: readouts share it)."""
+        cached = self._centers_cache
+        if cached is None or cached[0] != k_lo or cached[1] != k_hi:
+            centers = self._long.center(np.arange(k_lo, k_hi + 1))
+            centers.flags.writeable = False
+            cached = self._centers_cache = (k_lo, k_hi, centers)
+        return cached[2]
 
     @staticmethod
     def combine(maps: Sequence[EstimatedLiquidationMap], price: float, t: float) -> EstimatedMapReadout:
