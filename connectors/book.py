@@ -12,6 +12,7 @@ readouts of an invalid book are empty.
 from __future__ import annotations
 
 import bisect
+import math
 from array import array
 from collections.abc import Iterable, Sequence
 
@@ -117,7 +118,7 @@ class _SortedSide:
     the sorted dict.
     """
 
-    __slots__ = ("levels", "prices", "flat", "changed")
+    __slots__ = ("changed", "flat", "levels", "prices")
 
     def __init__(self) -> None:
         self.levels: dict[float, float] | None = None  # the dict mirrored
@@ -128,11 +129,11 @@ class _SortedSide:
     def read(self, levels: dict[float, float], descending: bool) -> np.ndarray:
         """``levels`` sorted best-first: a new ``(n, 2)`` array."""
         changed, self.changed = self.changed, set()
-        if self.levels is levels and 4 * len(changed) <= len(levels) and not any(p != p for p in changed):
+        if self.levels is levels and 4 * len(changed) <= len(levels) and not any(map(math.isnan, changed)):
             self._apply(levels, sorted(changed))
         else:
             prices = sorted(levels)
-            if any(p != p for p in prices):  # a NaN price: no order to keep
+            if any(map(math.isnan, prices)):  # a NaN price: no order to keep
                 self.levels = None
                 return _sorted_side(levels, descending)
             self.prices, self.levels = prices, levels

@@ -136,10 +136,8 @@ class DecayingLogGrid:
 
     def _touch(self, k_lo: int, k_hi: int) -> None:
         """Widen the non-zero bounds to cover buckets ``k_lo..k_hi``."""
-        if k_lo < self._lo:
-            self._lo = k_lo
-        if k_hi > self._hi:
-            self._hi = k_hi
+        self._lo = min(self._lo, k_lo)
+        self._hi = max(self._hi, k_hi)
 
     def add(self, prices: np.ndarray, values: np.ndarray, t: np.ndarray | float) -> None:
         """Deposit ``values[i]`` at the bucket of ``prices[i]`` at time ``t`` (scalar or per item).

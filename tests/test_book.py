@@ -135,5 +135,5 @@ def test_sides_kept_between_readouts_equal_a_fresh_sort() -> None:
         bids, _ = book.sides()
         bids[:] = 0.0  # readouts are the caller's
     book.update([(math.nan, 1.0)], [])
-    bids, asks = book.sides()
+    bids, _ = book.sides()
     assert len(bids) == len(book.bids) and np.isnan(bids[:, 0]).any()
