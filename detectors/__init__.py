@@ -8,6 +8,7 @@ works in event-time milliseconds, like the output contract.
 - :class:`ObservedLiquidationMap`: realized liquidations by price bucket and side, decaying.
 - :class:`EstimatedLiquidationMap`: liquidation levels of positions inferred from OI and flow.
 - :class:`DepthMonitor` / :func:`depth_within`: resting notional near the mid and its thinning.
+- :class:`CrowdingMonitor`: leverage build-up per direction from open interest and aggressor flow.
 - :func:`cascade_reach` / :class:`CascadeReach`: forced notional and travel of a cascade walk.
 - :class:`HawkesEstimator`: Hawkes intensity and branching ratio of liquidations.
 - :func:`touch_probability`, :class:`RealizedVolatility`, :func:`structural_estimate`,
@@ -22,11 +23,12 @@ from typing import TYPE_CHECKING
 # Public names and their modules. Imported on first access (PEP 562), so that
 # ``import detectors.labels`` does not pay for river.
 _EXPORTS = {
+    "crowding": ("CrowdingMonitor", "CrowdingReadout"),
     "depth": ("DepthMonitor", "DepthReadout", "depth_within"),
     "hawkes": ("HawkesEstimator", "HawkesReadout", "simulate_hawkes"),
     "liqmap_estimated": ("Cluster", "EstimatedLiquidationMap", "EstimatedMapReadout", "nearest_dense_cluster"),
     "liqmap_observed": ("ObservedLiquidationMap", "ObservedMapReadout"),
-    "policy": ("AlertPolicy", "AssetReadout", "DirectionReadout"),
+    "policy": ("AlertPolicy", "AssetReadout", "DirectionReadout", "PAGE_KINDS"),
     "probability": (
         "CascadeProbability",
         "RealizedVolatility",
@@ -43,6 +45,7 @@ _EXPORTS = {
 _MODULE_OF = {name: mod for mod, names in _EXPORTS.items() for name in names}
 
 if TYPE_CHECKING:  # pragma: no cover
+    from detectors.crowding import CrowdingMonitor, CrowdingReadout  # noqa: F401
     from detectors.depth import DepthMonitor, DepthReadout, depth_within  # noqa: F401
     from detectors.hawkes import HawkesEstimator, HawkesReadout, simulate_hawkes  # noqa: F401
     from detectors.liqmap_estimated import (  # noqa: F401
@@ -52,7 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover
         nearest_dense_cluster,
     )
     from detectors.liqmap_observed import ObservedLiquidationMap, ObservedMapReadout  # noqa: F401
-    from detectors.policy import AlertPolicy, AssetReadout, DirectionReadout  # noqa: F401
+    from detectors.policy import PAGE_KINDS, AlertPolicy, AssetReadout, DirectionReadout  # noqa: F401
     from detectors.probability import (  # noqa: F401
         CascadeProbability,
         RealizedVolatility,
@@ -86,6 +89,8 @@ __all__ = [
     "CascadeProbability",
     "CascadeReach",
     "Cluster",
+    "CrowdingMonitor",
+    "CrowdingReadout",
     "DepthMonitor",
     "DepthReadout",
     "DirectionReadout",
@@ -93,6 +98,7 @@ __all__ = [
     "EstimatedMapReadout",
     "HawkesEstimator",
     "HawkesReadout",
+    "PAGE_KINDS",
     "ObservedLiquidationMap",
     "ObservedMapReadout",
     "Reach",

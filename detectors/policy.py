@@ -6,7 +6,9 @@ dicts in the contract of the output JSONL (keys in this order: ``type``,
 ``direction``, ``ts``, ``summary``, then the evidence).
 
 Per direction, with ``p`` the cascade probability (``None`` counts as 0) and
-``cascade`` the type of a cascade in progress (``None`` if none):
+``cascade`` the type of a cascade in progress if it is one of ``page_kinds`` (``None``
+otherwise: by default a stop run, one-sided aggression with no liquidations behind it,
+is not a liquidation cascade and pages only through ``p``):
 
 - wanted severity: ``critical`` if ``cascade`` or ``p >= crit_enter``;
   ``warning`` if ``p >= warn_enter``; else none.
@@ -36,9 +38,11 @@ from dataclasses import dataclass
 
 import msgspec
 
-__all__ = ["AlertPolicy", "AssetReadout", "DirectionReadout"]
+__all__ = ["PAGE_KINDS", "AlertPolicy", "AssetReadout", "DirectionReadout"]
 
 DIRECTIONS = ("down", "up")
+PAGE_KINDS = ("deleveraging", "liquidity", "liquidation")
+"""Types of cascade in progress that page by themselves (``stop_run`` does not: no liquidations)."""
 
 
 class DirectionReadout(msgspec.Struct, frozen=True, kw_only=True):
@@ -158,6 +162,9 @@ class AlertPolicy:
         After a resolve, no new trigger for this long, seconds (see ``critical_bypasses_cooldown``).
     critical_bypasses_cooldown
         Whether a critical trigger may open an incident during the cooldown.
+    page_kinds
+        Types of cascade in progress (:data:`detectors.regime.KINDS`) that page by
+        themselves; the others still show in the evidence of an incident ``p`` opened.
 
     Examples
     --------
@@ -169,6 +176,8 @@ class AlertPolicy:
     [('trigger', 'warning', 1000), ('trigger', 'critical', 2000), ('resolve', 'critical', 4000)]
     """
 
+    page_kinds: tuple[str, ...] = PAGE_KINDS  # also for a policy pickled before it existed
+
     def __init__(
         self,
         kind: str = "cascade",
@@ -179,6 +188,7 @@ class AlertPolicy:
         calm_s: float = 60.0,
         cooldown_s: float = 600.0,
         critical_bypasses_cooldown: bool = True,
+        page_kinds: tuple[str, ...] = PAGE_KINDS,
     ) -> None:
         if not 0.0 <= warn_exit < warn_enter <= crit_enter:
             raise ValueError("need 0 <= warn_exit < warn_enter <= crit_enter")
@@ -190,6 +200,7 @@ class AlertPolicy:
         self.calm_ms = int(round(calm_s * 1000))
         self.cooldown_ms = int(round(cooldown_s * 1000))
         self.critical_bypasses_cooldown = bool(critical_bypasses_cooldown)
+        self.page_kinds = tuple(page_kinds)
         self._open: dict[str, _Incident] = {}
         self._cool_until: dict[str, int] = {}
 
@@ -208,7 +219,7 @@ class AlertPolicy:
             d: DirectionReadout = getattr(r, direction)
             key = self.dedup_key(r.asset, direction)
             p = _finite(d.prob) or 0.0
-            in_cascade = d.cascade is not None
+            in_cascade = d.cascade is not None and d.cascade in self.page_kinds
             if in_cascade or p >= self.crit_enter:
                 want = "critical"
             elif p >= self.warn_enter:

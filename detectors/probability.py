@@ -41,6 +41,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -291,19 +292,48 @@ def cascade_features(
     sigma: float,
     horizon_s: float,
     in_cascade: bool,
+    direction: str = "down",
+    crowding: Mapping[str, float] | None = None,
 ) -> dict[str, float]:
     """The feature dict of one direction for :class:`CascadeProbability` (finite floats only).
 
     Units: bps, quote currency, 1/s; ``depth_ratio`` is the thinning ratio in
-    front (1 when unknown); ``distance_bps`` ``None`` when there is no dense cluster.
+    front (1 when unknown); ``distance_bps`` ``None`` when there is no dense cluster
+    (then 1e4 bps). Besides the raw readouts (``log_*_usd`` depend on the market's size),
+    scale-free ones that carry from one asset to another:
+
+    - ``log_z_cluster`` = ``ln(1 + a / (sigma sqrt(horizon_s)))``: the log-distance ``a`` to
+      the cluster (as in :func:`touch_probability`) in standard deviations of the move over
+      the horizon;
+    - ``log_cluster_depth`` = ``ln(1 + cluster_usd / D)``, ``log_reach_depth`` =
+      ``ln(1 + forced_usd / D)``, ``log_liq_depth`` = ``ln(1 + 100 liq_usd_60s / D)``, with
+      ``D = max(depth_usd, 1)`` the depth in front: cluster, reach and the last minute's
+      liquidations against the book that has to absorb them;
+    - ``crowding``: passed through (e.g. :meth:`detectors.crowding.CrowdingReadout.features`).
+
+    >>> f = cascade_features(p_struct=0.0, p_touch=0.0, p_carry=0.5, distance_bps=100.0, cluster_usd=2e6,
+    ...                      forced_usd=4e6, depth_usd=1e6, depth_ratio=0.5, branching=0.2, intensity=0.1,
+    ...                      liq_usd_60s=0.0, sigma=1e-4, horizon_s=100.0, in_cascade=False, direction="up",
+    ...                      crowding={"crowding_300_bps": 12.5})
+    >>> round(f["log_z_cluster"], 4), round(f["log_cluster_depth"], 4), f["crowding_300_bps"]   # a = ln 1.01: 9.95 sd
+    (2.3934, 1.0986, 12.5)
     """
-    d = 1e4 if distance_bps is None or not math.isfinite(distance_bps) else distance_bps
+    d = 1e4 if distance_bps is None or not math.isfinite(distance_bps) else max(distance_bps, 0.0)
     dr = 1.0 if depth_ratio is None or not math.isfinite(depth_ratio) else depth_ratio
-    return {
+    if direction == "down":
+        a = -math.log1p(-min(d, 9999.0) * 1e-4)
+    elif direction == "up":
+        a = math.log1p(d * 1e-4)
+    else:
+        raise ValueError("direction must be 'down' or 'up'")
+    spread = sigma * math.sqrt(horizon_s) if math.isfinite(sigma) and sigma > 0 else 0.0
+    z = a / spread if spread > 0 else 1e4
+    floor_depth = max(depth_usd, 1.0) if math.isfinite(depth_usd) else 1.0
+    out = {
         "logit_struct": _logit(p_struct),
         "logit_touch": _logit(p_touch),
         "logit_carry": _logit(p_carry),
-        "log_distance_bps": math.log1p(max(d, 0.0)),
+        "log_distance_bps": math.log1p(d),
         "log_cluster_usd": math.log1p(max(cluster_usd, 0.0)),
         "log_forced_usd": math.log1p(max(forced_usd, 0.0)),
         "log_depth_usd": math.log1p(max(depth_usd, 0.0)),
@@ -313,7 +343,14 @@ def cascade_features(
         "log_liq_usd_60s": math.log1p(max(liq_usd_60s, 0.0)),
         "vol_bps": sigma * math.sqrt(horizon_s) * 1e4 if math.isfinite(sigma) else 0.0,
         "in_cascade": 1.0 if in_cascade else 0.0,
+        "log_z_cluster": math.log1p(min(z, 1e4)),
+        "log_cluster_depth": math.log1p(max(cluster_usd, 0.0) / floor_depth),
+        "log_reach_depth": math.log1p(max(forced_usd, 0.0) / floor_depth),
+        "log_liq_depth": math.log1p(100.0 * max(liq_usd_60s, 0.0) / floor_depth),
     }
+    for name, value in (crowding or {}).items():
+        out[name] = float(value) if math.isfinite(value) else 0.0
+    return out
 
 
 @dataclass(slots=True)
@@ -350,8 +387,15 @@ class CascadeProbability:
         SGD learning rate and L2 penalty of the logistic regression.
     max_pending
         Cap on waiting samples (oldest dropped beyond it).
+    features
+        Names of the features the model uses (``logit_struct`` included or not), in
+        this order; a missing one counts as 0. ``None``: every key it is given.
 
     Time arguments ``t`` are seconds since the epoch as floats.
+
+    Pre-training: :meth:`fit` fits the same model on a batch of labelled samples
+    (e.g. replayed recordings, ``cascadewatch train``) by Newton's method and installs
+    it, scaler statistics included, so online learning continues from there.
 
     Examples
     --------
@@ -380,8 +424,12 @@ class CascadeProbability:
         lr: float = 0.01,
         l2: float = 1e-4,
         max_pending: int = 100_000,
+        features: Sequence[str] | None = None,
     ) -> None:
         self.horizon_s = float(horizon_s)
+        self.features: tuple[str, ...] | None = None if features is None else tuple(features)
+        self.lr = float(lr)
+        self.l2 = float(l2)
         self.min_labels = int(min_labels)
         self.min_positives = int(min_positives)
         self.blend_labels = max(int(blend_labels), 1)
@@ -414,8 +462,16 @@ class CascadeProbability:
         ramp = (self.labels - self.min_labels + 1) / self.blend_labels
         return self.max_weight * min(ramp, 1.0)
 
+    def __setstate__(self, state: dict) -> None:
+        """Unpickle; a state from before ``features`` existed uses every feature."""
+        state.setdefault("features", None)
+        self.__dict__.update(state)
+
     def _x(self, x: dict, structural: float) -> dict:
-        return {**x, "logit_struct": _logit(structural)}
+        full = {**x, "logit_struct": _logit(structural)}
+        if self.features is None:
+            return full
+        return {name: full.get(name, 0.0) for name in self.features}
 
     def model_probability(self, x: dict, structural: float) -> float:
         """The classifier alone (0.5 before any learning)."""
@@ -461,6 +517,97 @@ class CascadeProbability:
         self.model.learn_one(xs, y)
         self.labels += 1
         self.positives += int(y)
+
+    def fit(
+        self,
+        xs: Sequence[dict],
+        ys: Sequence[bool],
+        structural: Sequence[float],
+        l2: float = 1e-3,
+        max_iter: int = 100,
+        tol: float = 1e-10,
+    ) -> dict[str, float]:
+        """Fit the model on a batch of labelled samples and install it (pre-training).
+
+        The model is the online one, ``StandardScaler`` then logistic regression: the
+        features (:attr:`features`, or every key of the samples plus ``logit_struct``) are
+        standardised with the batch mean and population variance ``z = (x - mean) / sd``
+        (0 where ``sd = 0``), then ``beta`` and the intercept ``b`` minimise
+
+            mean_i [ln(1 + e^(u_i)) - y_i u_i] + l2 / 2 * |beta|^2,     u_i = beta . z_i + b
+
+        by Newton's method (deterministic; the penalty keeps it finite on separable data).
+        The scaler keeps the batch statistics as if it had seen the samples, the labels
+        count toward :attr:`labels` and :attr:`positives`, and online learning (SGD at ``lr``)
+        continues from the fitted weights. Returns the in-sample ``logloss``, ``brier``,
+        ``base_rate``, ``iterations`` and ``n``.
+
+        >>> rng = np.random.default_rng(0)
+        >>> f = rng.normal(size=4000)
+        >>> y = rng.uniform(size=4000) < 1 / (1 + np.exp(-(2 * f - 1)))
+        >>> cp = CascadeProbability(features=("f",))
+        >>> fit = cp.fit([{"f": v} for v in f], y, [0.0] * 4000)
+        >>> round(cp.model_probability({"f": 0.5}, 0.0), 1), cp.labels, cp.weight    # true: 1 / (1 + e^0) = 0.5
+        (0.5, 4000, 1.0)
+        """
+        if not (len(xs) == len(ys) == len(structural)) or not len(xs):
+            raise ValueError("xs, ys and structural must have the same, non-zero length")
+        rows = [self._x(x, float(p)) for x, p in zip(xs, structural)]
+        names = list(self.features) if self.features is not None else sorted({k for r in rows for k in r})
+        X = np.array([[r.get(k, 0.0) for k in names] for r in rows], dtype=np.float64)
+        y = np.array([1.0 if v else 0.0 for v in ys])
+        n, k = X.shape
+        mean = X.mean(axis=0)
+        var = X.var(axis=0)
+        sd = np.sqrt(var)
+        Z = np.where(sd > 0, (X - mean) / np.where(sd > 0, sd, 1.0), 0.0)
+        A = np.column_stack([Z, np.ones(n)])
+        penalty = np.r_[np.full(k, float(l2)), 0.0]
+        theta = np.zeros(k + 1)
+
+        def objective(th: np.ndarray) -> float:
+            u = A @ th
+            return float(np.mean(np.logaddexp(0.0, u) - y * u) + 0.5 * float(l2) * float(th[:k] @ th[:k]))
+
+        loss = objective(theta)
+        it = 0
+        for it in range(1, max_iter + 1):
+            p = 1.0 / (1.0 + np.exp(-(A @ theta)))
+            grad = A.T @ (p - y) / n + penalty * theta
+            hess = (A * (p * (1.0 - p))[:, None]).T @ A / n + np.diag(penalty + 1e-12)
+            step = np.linalg.solve(hess, grad)
+            scale = 1.0
+            while True:  # backtracking: Newton steps can overshoot on near-separable data
+                trial = theta - scale * step
+                new_loss = objective(trial)
+                if new_loss <= loss or scale < 1e-6:
+                    break
+                scale *= 0.5
+            theta, done = trial, loss - new_loss < tol
+            loss = new_loss
+            if done:
+                break
+        scaler = preprocessing.StandardScaler._from_state(
+            counts={name: n for name in names},
+            means={name: float(m) for name, m in zip(names, mean)},
+            vars={name: float(v) for name, v in zip(names, var)},
+        )
+        regression = linear_model.LogisticRegression(optimizer=optim.SGD(self.lr), l2=self.l2)
+        for name, w, spread in zip(names, theta[:k], sd):
+            regression._weights[name] = float(w) if spread > 0 else 0.0  # a constant feature has no weight
+        regression.intercept = float(theta[k])
+        self.model = compose.Pipeline(scaler, regression)
+        self.features = tuple(names)
+        self.labels += n
+        self.positives += int(y.sum())
+        p = 1.0 / (1.0 + np.exp(-(A @ theta)))
+        return {
+            "logloss": float(np.mean(np.logaddexp(0.0, A @ theta) - y * (A @ theta))),
+            "brier": float(np.mean((p - y) ** 2)),
+            "base_rate": float(y.mean()),
+            "iterations": float(it),
+            "n": float(n),
+        }
 
     def advance(self, t: float, final_until: float | None = None) -> int:
         """Learn the samples whose label is final; returns how many were learned.

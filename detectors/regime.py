@@ -21,12 +21,14 @@ liquidations, buy aggression, ask depth, a rising price):
 
 Conditions: ``L``: ``liq >= max(liq_multiple * typ_liq, min_liq_usd)``;
 ``S``: ``imbalance >= stop_imbalance`` and ``aggr >= max(aggr_multiple * typ_aggr, min_aggr_usd)``;
-``D``: a depth collapse second exists and precedes the liquidation onset (or
-there is none); ``A``: deleveraging notional over W is positive.
+``D``: ``L`` holds and a depth collapse second exists and precedes the liquidation
+onset (a thin book that lets the price move without that side's liquidations reaching
+``L``, e.g. the rebound after a crash, is no liquidation cascade); ``A``: deleveraging
+notional over W is positive.
 
 A cascade is in progress when ``move_bps >= min_move_bps`` and one of them
 holds; its type, by priority: ``deleveraging`` (A), ``liquidity`` (D: the book
-went first), ``liquidation`` (L), ``stop_run`` (S without L: one-sided
+went first, then the liquidations), ``liquidation`` (L), ``stop_run`` (S without L: one-sided
 aggression with no liquidations behind it).
 
 The window lives in a column-major ring written twice (slots ``i`` and ``i + W``),
@@ -218,7 +220,7 @@ class RegimeDetector:
             move = (hi - price) / hi * 1e4 if d == "down" else (price - lo) / lo * 1e4
             c_liq = liq >= liq_thr
             c_stop = imb >= self.stop_imbalance and aggr >= aggr_thr
-            c_depth = self._depth_first(first_collapse[depth_c - _DB], w[liq_c], liq_thr)
+            c_depth = c_liq and self._depth_first(first_collapse[depth_c - _DB], w[liq_c], liq_thr)
             c_adl = sums[adl_c] > 0
             kind = None
             if move >= self.min_move_bps:
@@ -255,11 +257,11 @@ class RegimeDetector:
 
     def _depth_first(self, collapse: int | None, liq: np.ndarray, liq_thr: float) -> bool:
         """Condition ``D``: the first second of the window with collapsed depth (``collapse``,
-        ``None`` if none) comes before the liquidation onset (if any)."""
+        ``None`` if none) comes before the liquidation onset, which must exist."""
         if collapse is None:
             return False
         onset = np.cumsum(liq) >= self.onset_share * liq_thr
-        return not onset.any() or collapse < int(onset.argmax())
+        return bool(onset.any()) and collapse < int(onset.argmax())
 
     def readout(self) -> dict[str, RegimeState]:
         """The states of the last :meth:`update` (empty before the first)."""

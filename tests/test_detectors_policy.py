@@ -159,3 +159,25 @@ def test_same_input_same_alerts_and_pickled_policy_continues_identically():
 def test_invalid_thresholds():
     with pytest.raises(ValueError):
         AlertPolicy(warn_enter=0.3, warn_exit=0.4)
+
+
+def test_a_stop_run_alone_does_not_page_unless_configured():
+    def r(s, p, kind):
+        return AssetReadout(asset=ASSET, ts=s * 1000, price=100.0, down=DirectionReadout(prob=p, cascade=kind))
+
+    pol = make_policy()
+    assert [a for s in range(5) for a in pol.update(r(s, 0.1, "stop_run"))] == []
+    # the probability still pages, and the stop run shows as evidence
+    alerts = pol.update(r(5, 0.4, "stop_run"))
+    assert [(a["action"], a["severity"], a["cascade"]) for a in alerts] == [("trigger", "warning", "stop_run")]
+    # a liquidation cascade in progress pages by itself
+    pol = make_policy()
+    assert [a["severity"] for a in pol.update(r(0, 0.0, "liquidation"))] == ["critical"]
+    # stop runs page when listed
+    pol = AlertPolicy(warn_enter=0.3, warn_exit=0.2, page_kinds=("liquidation", "stop_run"))
+    assert [a["severity"] for a in pol.update(r(0, 0.0, "stop_run"))] == ["critical"]
+    # a policy pickled before page_kinds existed pages as the default
+    old = make_policy()
+    del old.__dict__["page_kinds"]
+    old = pickle.loads(pickle.dumps(old))
+    assert old.page_kinds == ("deleveraging", "liquidity", "liquidation")

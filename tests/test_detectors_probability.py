@@ -4,6 +4,7 @@ carry, the structural combination and the delayed-label online classifier."""
 from __future__ import annotations
 
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -201,3 +202,40 @@ def test_cascade_features_are_finite():
     )
     assert all(math.isfinite(v) for v in f.values())
     assert f["in_cascade"] == 1.0 and f["depth_ratio"] == 1.0 and f["log_distance_bps"] == pytest.approx(math.log1p(1e4))
+
+
+def test_fit_recovers_a_known_logistic_model_and_installs_it():
+    """Pre-training by Newton's method: the fitted probabilities match the generating model,
+    the river pipeline predicts exactly the fitted logistic, and online learning continues."""
+    rng = np.random.default_rng(3)
+    n = 50_000
+    a, b = rng.normal(2.0, 3.0, n), rng.normal(-1.0, 0.5, n)
+    za, zb = (a - a.mean()) / a.std(), (b - b.mean()) / b.std()
+    y = rng.uniform(size=n) < 1 / (1 + np.exp(-(1.5 * za - 0.8 * zb - 2.0)))
+    cp = CascadeProbability(horizon_s=60, features=("a", "b", "unused"))
+    fit = cp.fit([{"a": x, "b": v} for x, v in zip(a, b)], y, [0.1] * n, l2=1e-6)
+    lr = cp.model["LogisticRegression"]
+    assert lr.weights["a"] == pytest.approx(1.5, abs=0.08) and lr.weights["b"] == pytest.approx(-0.8, abs=0.06)
+    assert lr.intercept == pytest.approx(-2.0, abs=0.06) and lr.weights["unused"] == 0.0
+    x = {"a": 5.0, "b": -1.2}
+    u = lr.weights["a"] * (5.0 - a.mean()) / a.std() + lr.weights["b"] * (-1.2 - b.mean()) / b.std() + lr.intercept
+    assert cp.model_probability(x, 0.1) == pytest.approx(1 / (1 + math.exp(-u)), rel=1e-12)
+    assert cp.labels == n and cp.positives == int(y.sum()) and cp.weight == 1.0
+    assert cp.predict_one(x, 0.1) == cp.model_probability(x, 0.1)
+    assert fit["n"] == n and fit["brier"] < fit["base_rate"] * (1 - fit["base_rate"])
+    before = cp.model_probability(x, 0.1)
+    for _ in range(50):
+        cp.learn_one(x, True, 0.1)
+    assert cp.model_probability(x, 0.1) > before
+    with pytest.raises(ValueError):
+        cp.fit([], [], [])
+
+
+def test_feature_subset_and_a_state_pickled_before_it():
+    cp = CascadeProbability(features=("f", "logit_struct"))
+    assert cp._x({"f": 2.0, "g": 3.0}, 0.5) == {"f": 2.0, "logit_struct": 0.0}
+    assert cp._x({}, 0.5) == {"f": 0.0, "logit_struct": 0.0}
+    old = CascadeProbability()
+    del old.__dict__["features"]
+    old = pickle.loads(pickle.dumps(old))
+    assert old.features is None and set(old._x({"f": 1.0}, 0.5)) == {"f", "logit_struct"}

@@ -125,3 +125,14 @@ def test_window_sums_are_numpy_column_sums_and_old_state_converts():
     assert np.array_equal(restored._cols, cols) and restored._pos == pos
     a, b = rd.update(200.0, 99.0, 1e6), restored.update(200.0, 99.0, 1e6)
     assert a == b
+
+
+def test_a_thin_book_moving_without_liquidations_is_no_cascade():
+    """The rebound after a crash: depth collapsed on both sides, the price moves 50 bps, but no
+    liquidations of that side reach the threshold: not a liquidity cascade (nor any other)."""
+    rd = detector()
+    calm(rd)
+    for i in range(5):
+        st = rd.update(60.0 + i, 100.0 + 0.1 * (i + 1), 0.0, 2e5 if i == 2 else 0.0, 2e5, 2e5, 0.2, 0.2)
+    assert st["up"].move_bps >= 30 and st["up"].depth_ratio == 0.2
+    assert not st["up"].active and st["up"].kind is None
