@@ -8,12 +8,16 @@ Order of work in a second ``t`` (seconds since the epoch, the second ``[t, t + 1
 
 1. per venue, the estimated liquidation map learns the second's aggressive flow (VWAP and
    quantity per side), the open interest and the mark (which consumes crossed levels);
+   the crowding monitor learns the latest open interest of every live venue instrument and
+   the second's aggressive flow summed over venues;
 2. the observed map and the Hawkes estimator learn the liquidations, in time order across
-   venues; realized volatility learns the price;
+   venues; realized volatility (a fast and a slow EWMA) learns the price;
 3. at ``t + 1``: depth of the combined book (venues' near books concatenated) and its
    thinning, the regime, the combined estimated map and its nearest dense clusters, the
-   structural estimate (touch x carry, reach walked through the combined book) and the
-   online classifier per direction;
+   structural estimate (touch x carry, reach walked through the combined book; the touch
+   uses the larger of the fast and slow volatility) and the classifier per direction on
+   the features of :func:`detectors.probability.cascade_features`, crowding included;
+   with ``[detectors] model`` the classifiers start pre-trained (``cascadewatch train``);
 4. the label definition (:mod:`detectors.labels`) sees the second's realized liquidations
    and price; cascades it closes become delayed labels for the classifier;
 5. the alert policy turns the readout into alerts.
@@ -23,19 +27,22 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 import numpy as np
 
+from detectors.crowding import CrowdingMonitor
 from detectors.depth import DepthMonitor
 from detectors.hawkes import HawkesEstimator
 from detectors.labels import CascadeLabeler, LabelConfig
 from detectors.liqmap_estimated import EstimatedLiquidationMap
 from detectors.liqmap_observed import ObservedLiquidationMap
-from detectors.policy import AlertPolicy, AssetReadout, DirectionReadout
+from detectors.policy import PAGE_KINDS, AlertPolicy, AssetReadout, DirectionReadout
 from detectors.probability import CascadeProbability, RealizedVolatility, cascade_features, structural_estimate
 from detectors.regime import RegimeDetector
+from pipelines.cascade_model import model_classifiers
 from pipelines.model import InstrumentSecond
 
 DIRECTIONS = ("down", "up")
@@ -47,6 +54,11 @@ class DetectorsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 
     ``leverage``: ``[[L, weight], ...]`` tiers new positions are spread over; ``mmr``:
     maintenance margin rate (fraction). Probabilities are per direction within ``horizon_s``.
+    ``vol_slow_half_life_s``: half-life of the slow volatility EWMA (the touch probability
+    uses the larger of the two); ``crowding_windows_s``: windows of the crowding monitor;
+    ``model``: path of a pre-trained classifier file (``cascadewatch train``), ``None``: the
+    classifiers start empty and the probability is the structural estimate until they have
+    labels; ``page_kinds``: cascade types in progress that page by themselves.
     """
 
     horizon_s: int = 300
@@ -59,6 +71,9 @@ class DetectorsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     observed_half_life_s: float = 900.0
     depth_window_s: int = 600
     vol_half_life_s: float = 600.0
+    vol_slow_half_life_s: float = 4 * 3600.0
+    crowding_windows_s: tuple[int, ...] = (60, 300, 900)
+    model: str | None = None
     hawkes_beta: float = 0.1
     hawkes_window_s: float = 1800.0
     regime_window_s: int = 60
@@ -70,6 +85,7 @@ class DetectorsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     min_hold_s: float = 120.0
     calm_s: float = 60.0
     cooldown_s: float = 600.0
+    page_kinds: tuple[str, ...] = PAGE_KINDS
     labels: LabelConfig = LabelConfig()
 
 
@@ -86,20 +102,29 @@ def _stack(books: list[np.ndarray]) -> np.ndarray:
 class AssetDetectors:
     """All detectors of one asset; plain data that pickles (Bytewax recovery)."""
 
-    def __init__(self, asset: str, config: DetectorsConfig) -> None:
+    def __init__(self, asset: str, config: DetectorsConfig, on_sample: Callable[[dict], None] | None = None) -> None:
+        """``on_sample``: called with every classifier sample (``{"type": "sample", "asset",
+        "direction", "t", "x", "p_struct"}``) and every cascade the online labeller closes
+        (its dict), for ``cascadewatch train``; keep it ``None`` where the state must pickle."""
         self.asset = asset
         self.config = config
+        self.on_sample = on_sample
         self.maps: dict[str, EstimatedLiquidationMap] = {}
         self.observed = ObservedLiquidationMap(half_life_s=config.observed_half_life_s)
         self.depth = DepthMonitor(window_s=config.depth_window_s)
         self.vol = RealizedVolatility(half_life_s=config.vol_half_life_s)
+        self.vol_slow = RealizedVolatility(half_life_s=config.vol_slow_half_life_s)
+        self.crowding = CrowdingMonitor(windows_s=config.crowding_windows_s)
         self.hawkes = HawkesEstimator(beta=config.hawkes_beta, window_s=config.hawkes_window_s)
         self.regime = RegimeDetector(
             window_s=config.regime_window_s,
             min_liq_usd=config.regime_min_liq_usd,
             min_move_bps=config.regime_min_move_bps,
         )
-        self.probability = {d: CascadeProbability(horizon_s=config.horizon_s) for d in DIRECTIONS}
+        if config.model is not None:
+            self.probability = model_classifiers(config.model, config.horizon_s)
+        else:
+            self.probability = {d: CascadeProbability(horizon_s=config.horizon_s) for d in DIRECTIONS}
         self.policy = AlertPolicy(
             warn_enter=config.warn_enter,
             warn_exit=config.warn_exit,
@@ -107,6 +132,7 @@ class AssetDetectors:
             min_hold_s=config.min_hold_s,
             calm_s=config.calm_s,
             cooldown_s=config.cooldown_s,
+            page_kinds=config.page_kinds,
         )
         self.labeler = CascadeLabeler(asset, config.labels)
         self.liq_window: dict[str, deque[tuple[int, float]]] = {d: deque() for d in DIRECTIONS}
@@ -123,6 +149,15 @@ class AssetDetectors:
                 dense_multiple=c.dense_multiple, min_cluster_usd=c.min_cluster_usd,
             )
         return estimated
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickle; a state from before the crowding monitor and the slow volatility gets fresh ones."""
+        self.__dict__.update(state)
+        self.__dict__.setdefault("on_sample", None)
+        if "crowding" not in state:
+            self.crowding = CrowdingMonitor(windows_s=self.config.crowding_windows_s)
+        if "vol_slow" not in state:
+            self.vol_slow = RealizedVolatility(half_life_s=self.config.vol_slow_half_life_s)
 
     def update(
         self, second_ms: int, price: float, states: list[InstrumentSecond], live: list[InstrumentSecond]
@@ -144,7 +179,10 @@ class AssetDetectors:
             self.hawkes.learn_one(ts / NS)
             liq_usd["down" if side == "long" else "up"] += notional
         self.vol.learn_one(price, t + 0.5)
+        self.vol_slow.learn_one(price, t + 0.5)
         self.hawkes.advance(end)
+        crowding = self.crowding.update(t, {f"{s.venue}|{s.instrument}": s.oi_qty for s in live}, buy_usd, sell_usd)
+        sigma = max(self.vol.sigma, self.vol_slow.sigma)
 
         bids = _stack([s.bids for s in live if s.bids is not None])
         asks = _stack([s.asks for s in live if s.asks is not None])
@@ -157,6 +195,8 @@ class AssetDetectors:
 
         for cascade in self.labeler.update(second_ms, price, liq_usd["down"], liq_usd["up"]):
             self.probability[cascade["direction"]].add_cascade(cascade["start"] / 1000.0)
+            if self.on_sample is not None:
+                self.on_sample(cascade)
 
         directions: dict[str, DirectionReadout] = {}
         extra: dict[str, Any] = {}
@@ -167,15 +207,19 @@ class AssetDetectors:
             liq_60s = self._liq_60s(d, second_ms, liq_usd[d])
             cluster = emap.cluster(d) if emap is not None else None
             levels = emap.levels(d) if emap is not None else np.empty((0, 2))
-            estimate = structural_estimate(d, price, cluster, self.vol.sigma, self.config.horizon_s, book, levels, depth_usd)
+            estimate = structural_estimate(d, price, cluster, sigma, self.config.horizon_s, book, levels, depth_usd)
             features = cascade_features(
                 p_struct=estimate.p, p_touch=estimate.p_touch, p_carry=estimate.p_carry,
                 distance_bps=cluster.distance_bps if cluster else None,
                 cluster_usd=cluster.notional_usd if cluster else 0.0,
                 forced_usd=estimate.reach.forced_usd, depth_usd=depth_usd, depth_ratio=ratio,
                 branching=hawkes.branching, intensity=hawkes.intensity, liq_usd_60s=liq_60s,
-                sigma=self.vol.sigma, horizon_s=self.config.horizon_s, in_cascade=regime[d].active,
+                sigma=sigma, horizon_s=self.config.horizon_s, in_cascade=regime[d].active,
+                direction=d, crowding=crowding.features(d),
             )
+            if self.on_sample is not None:
+                self.on_sample({"type": "sample", "asset": self.asset, "direction": d, "t": t, "x": features,
+                                "p_struct": estimate.p})
             probability = self.probability[d].observe(t, features, estimate.p)
             self.probability[d].advance(t)
             at_risk = 0.0

@@ -100,6 +100,23 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--config", type=Path, metavar="F", help="TOML config (detector and policy knobs)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
+    train = commands.add_parser(
+        "train",
+        help="pre-train the cascade classifier from recordings; [detectors] model loads it",
+        description="Replay recordings through the pipeline, label every asset-second per direction "
+        "(a cascade starts within the horizon: from --truth files, else from the online labeller on the "
+        "published liquidations) and fit the classifier on the detectors' features. Writes MODEL; "
+        "'[detectors] model = \"MODEL\"' in a --config makes replay, evaluate and run start from it.",
+    )
+    train.add_argument("recordings", nargs="+", type=Path, metavar="RECORDING")
+    train.add_argument("--truth", nargs="+", type=Path, metavar="T",
+                       help="truth JSONL files (cascadewatch simulate --truth), one per recording, in the same order")
+    train.add_argument("--out", type=Path, required=True, metavar="MODEL", help="model file to write")
+    train.add_argument("--config", type=Path, metavar="F", help="TOML config (detector knobs, horizon)")
+    train.add_argument("--features", metavar="A,B,...",
+                       help="comma-separated feature names (default: the scale-free set of pipelines.train)")
+    train.add_argument("--l2", type=float, default=1e-3, help="L2 penalty on the standardised weights (default 0.001)")
+
     alerts_cli.add_commands(commands)
     live_cli.add_commands(commands)
     return parser
@@ -117,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             return simulate_cli.run(args)
         if args.command == "evaluate":
             return _evaluate(args, console)
+        if args.command == "train":
+            return _train(args)
         if args.command in alerts_cli.COMMANDS:
             return alerts_cli.run(args, console)
         if args.command in live_cli.COMMANDS:
@@ -163,6 +182,15 @@ def _evaluate(args: argparse.Namespace, console: Console) -> int:
         print(json.dumps(result))
     else:
         console.print(score_table(result))
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from pipelines.train import DEFAULT_FEATURES, train
+
+    config = load_config(args.config)
+    features = tuple(f.strip() for f in args.features.split(",") if f.strip()) if args.features else DEFAULT_FEATURES
+    train(args.recordings, args.truth, config, args.out, features=features, l2=args.l2)
     return 0
 
 

@@ -16,6 +16,7 @@ Example (all keys shown with their defaults)::
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import msgspec
@@ -23,6 +24,7 @@ import msgspec
 from connectors.alerts.config import AlertsConfig, RiskFeedConfig
 from connectors.live_config import LiveConfig
 from pipelines.assets import DetectorsConfig
+from pipelines.cascade_model import model_classifiers
 
 
 class ReplayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -42,13 +44,29 @@ class ConfigError(ValueError):
 
 
 def load_config(path: str | Path | None) -> Config:
-    """Read a TOML config; ``None`` gives the defaults."""
+    """Read a TOML config; ``None`` gives the defaults.
+
+    ``[detectors] model``, a relative path, is taken relative to the config file's directory;
+    the model file is read and checked here, so a bad one fails before any replay or run.
+    """
     if path is None:
         return Config()
     path = Path(path)
     try:
-        return msgspec.toml.decode(path.read_bytes(), type=Config)
+        config = msgspec.toml.decode(path.read_bytes(), type=Config)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    model = config.detectors.model
+    if model is not None:
+        model_path = Path(model).expanduser()
+        if not model_path.is_absolute():
+            model_path = path.parent / model_path
+        try:
+            model_classifiers(model_path, config.detectors.horizon_s)
+        except (OSError, ValueError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
+            raise ConfigError(f"{path}: [detectors] model: {exc}") from None
+        detectors = msgspec.structs.replace(config.detectors, model=str(model_path))
+        config = msgspec.structs.replace(config, detectors=detectors)
+    return config

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,7 @@ def build_flow(
     serve_riskfeed: bool = False,
     export_metrics: bool = False,
     primary: bool = True,
+    on_sample: Callable[[dict], None] | None = None,
 ) -> Dataflow:
     """Wire the dataflow. ``n_partitions``: how many source partitions feed watermarks.
 
@@ -94,7 +96,8 @@ def build_flow(
     destinations (``[alerts]``). ``serve_riskfeed``: broadcast snapshots and alerts on the
     websocket risk feed (``[riskfeed]``). ``export_metrics``: per-asset Prometheus gauges.
     ``primary``: whether this process holds the single-partition outputs (process 0 of a
-    cluster); the others hold none.
+    cluster); the others hold none. ``on_sample``: the detectors' classifier samples and
+    online labels go to it (``cascadewatch train``, one worker in this process, no recovery).
     """
 
     def output(step_id: str, stream: Any, sink: Any) -> None:
@@ -128,7 +131,7 @@ def build_flow(
     merged = op.stateful_batch(
         "merge_assets",
         to_merge,
-        lambda resume: MergeLogic(resume or RiskMerger(n_partitions, config)),
+        lambda resume: MergeLogic(resume or RiskMerger(n_partitions, config, on_sample)),
     )
     ordered = op.flat_map("to_lines", merged, lambda key_value: [to_stream(STREAM_OF[item["type"]], item) for item in key_value[1]])
     source_dead = op.flat_map("source_dead_letters", control.falses, lambda key_value: key_value[1])

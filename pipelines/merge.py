@@ -10,6 +10,7 @@ instrument), so one key suffices and the output is totally ordered by ``(ts, ass
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from connectors.sources import NS
@@ -24,8 +25,11 @@ from pipelines.watermarks import WatermarkTracker
 class RiskMerger:
     """Merge venues per asset at each second; run the alert policy; emit output dicts."""
 
-    def __init__(self, n_partitions: int, config: Config) -> None:
+    def __init__(self, n_partitions: int, config: Config, on_sample: Callable[[dict], None] | None = None) -> None:
+        """``on_sample``: passed to every asset's detectors (``cascadewatch train``; see
+        :class:`~pipelines.assets.AssetDetectors`)."""
         self.config = config
+        self.on_sample = on_sample
         self.watermarks = WatermarkTracker(n_partitions)
         self.pending: dict[int, list[InstrumentSecond]] = {}
         self.released_before_ms = -(2**63)
@@ -66,7 +70,7 @@ class RiskMerger:
                 aggregator = self.assets.get(asset)
                 if aggregator is None:
                     aggregator = self.assets[asset] = AssetAggregator(asset)
-                    self.detectors[asset] = AssetDetectors(asset, self.config.detectors)
+                    self.detectors[asset] = AssetDetectors(asset, self.config.detectors, self.__dict__.get("on_sample"))
                     self.feeds[asset] = FeedPolicy(asset)
                 snapshot = aggregator.update(second, asset_states)
                 out.append(snapshot)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -67,6 +67,7 @@ def run_replay(
     serve_riskfeed: bool = False,
     progress: ProgressCallback | None = None,
     recovery_dir: str | Path | None = None,
+    on_sample: Callable[[dict], None] | None = None,
 ) -> ReplaySummary:
     """Replay ``recordings`` (one source partition each) and write the JSONL outputs.
 
@@ -79,7 +80,11 @@ def run_replay(
     ``recovery_dir``: Bytewax recovery store (created when absent); a replay killed at any
     point resumes from its last snapshot there, and the JSONL outputs continue exactly where
     the snapshot left them (no line lost or written twice).
+    ``on_sample``: receives the detectors' classifier samples and online labels
+    (``cascadewatch train``; in-process, so only with one worker and no cluster).
     """
+    if on_sample is not None and (workers != 1 or addresses or recovery_dir):
+        raise ValueError("on_sample needs one worker in this process and no recovery")
     config = config or Config()
     with tempfile.TemporaryDirectory(prefix="cascadewatch-") as scratch:
         scratch_dir = Path(scratch)
@@ -96,6 +101,7 @@ def run_replay(
         flow = build_flow(
             source, len(source.paths), config, alerts, snapshots, dead, summary_path,
             deliver_alerts=deliver_alerts, serve_riskfeed=serve_riskfeed, primary=process_id == 0,
+            on_sample=on_sample,
         )
         execute(
             flow,
