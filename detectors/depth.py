@@ -74,8 +74,9 @@ def depth_within(bids, asks, bands_bps: Sequence[float] = DEFAULT_BANDS_BPS, ref
         else:
             ref = math.nan
     bands = np.asarray(bands_bps, dtype=np.float64) * 1e-4
-    bid_cum = np.concatenate(([0.0], (bp * bq).cumsum()))
-    ask_cum = np.concatenate(([0.0], (ap * aq).cumsum()))
+    bid_cum, ask_cum = np.zeros(bp.size + 1), np.zeros(ap.size + 1)  # 0, then the cumulative notional
+    np.cumsum(bp * bq, out=bid_cum[1:])
+    np.cumsum(ap * aq, out=ask_cum[1:])
     nb = (-bp).searchsorted(-(ref * (1.0 - bands)), side="right")
     na = ap.searchsorted(ref * (1.0 + bands), side="right")
     return bid_cum[nb], ask_cum[na], float(ref)

@@ -75,7 +75,8 @@ def _walk_up(price, ap, an, lp, lx, r0, max_iter):
         lp, lx = lp[keep], lx[keep]
     order = lp.argsort(kind="stable")
     lps = lp[order]
-    lcum = np.concatenate(([0.0], lx[order].cumsum()))
+    lcum = np.zeros(lps.size + 1)  # F at each level: 0, then the cumulative notional
+    np.cumsum(lx[order], out=lcum[1:])
     last = cum.size - 1
 
     r = r0
