@@ -31,6 +31,7 @@ _EXPORTS = {
     "policy": ("AlertPolicy", "AssetReadout", "DirectionReadout", "PAGE_KINDS"),
     "probability": (
         "CascadeProbability",
+        "DEFAULT_FEATURES",
         "RealizedVolatility",
         "StructuralEstimate",
         "carry_probability",
@@ -57,6 +58,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from detectors.liqmap_observed import ObservedLiquidationMap, ObservedMapReadout  # noqa: F401
     from detectors.policy import PAGE_KINDS, AlertPolicy, AssetReadout, DirectionReadout  # noqa: F401
     from detectors.probability import (  # noqa: F401
+        DEFAULT_FEATURES,
         CascadeProbability,
         RealizedVolatility,
         StructuralEstimate,
@@ -89,6 +91,7 @@ __all__ = [
     "CascadeProbability",
     "CascadeReach",
     "Cluster",
+    "DEFAULT_FEATURES",
     "CrowdingMonitor",
     "CrowdingReadout",
     "DepthMonitor",

@@ -52,6 +52,7 @@ from detectors.reach import Reach, cascade_reach
 
 __all__ = [
     "CascadeProbability",
+    "DEFAULT_FEATURES",
     "RealizedVolatility",
     "StructuralEstimate",
     "carry_probability",
@@ -351,6 +352,27 @@ def cascade_features(
     for name, value in (crowding or {}).items():
         out[name] = float(value) if math.isfinite(value) else 0.0
     return out
+
+
+DEFAULT_FEATURES: tuple[str, ...] = (
+    "oi_growth_60_pct",
+    "oi_growth_300_pct",
+    "oi_growth_900_pct",
+    "imbalance_300",
+    "crowding_300_bps",
+    "crowding_900_bps",
+    "depth_ratio",
+    "log_z_cluster",
+    "log_cluster_depth",
+    "log_reach_depth",
+    "log_liq_depth",
+    "in_cascade",
+    "branching",
+    "logit_struct",
+)
+"""The classifier's default features: scale-free (percent, bps, ratios, logs of ratios), so a
+model trained on one market's size carries to another; the crowding ones come from
+:meth:`detectors.crowding.CrowdingReadout.features` with windows 60, 300 and 900 s."""
 
 
 @dataclass(slots=True)

@@ -40,7 +40,13 @@ from detectors.labels import CascadeLabeler, LabelConfig
 from detectors.liqmap_estimated import EstimatedLiquidationMap
 from detectors.liqmap_observed import ObservedLiquidationMap
 from detectors.policy import PAGE_KINDS, AlertPolicy, AssetReadout, DirectionReadout
-from detectors.probability import CascadeProbability, RealizedVolatility, cascade_features, structural_estimate
+from detectors.probability import (
+    DEFAULT_FEATURES,
+    CascadeProbability,
+    RealizedVolatility,
+    cascade_features,
+    structural_estimate,
+)
 from detectors.regime import RegimeDetector
 from pipelines.cascade_model import model_classifiers
 from pipelines.model import InstrumentSecond
@@ -124,7 +130,9 @@ class AssetDetectors:
         if config.model is not None:
             self.probability = model_classifiers(config.model, config.horizon_s)
         else:
-            self.probability = {d: CascadeProbability(horizon_s=config.horizon_s) for d in DIRECTIONS}
+            self.probability = {
+                d: CascadeProbability(horizon_s=config.horizon_s, features=DEFAULT_FEATURES) for d in DIRECTIONS
+            }
         self.policy = AlertPolicy(
             warn_enter=config.warn_enter,
             warn_exit=config.warn_exit,

@@ -26,33 +26,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from detectors.probability import CascadeProbability
+from detectors.probability import DEFAULT_FEATURES, CascadeProbability
 from pipelines.cascade_model import save_model
 from pipelines.config import Config
 from pipelines.evaluate import read_jsonl
 from pipelines.replay import run_replay
 
 __all__ = ["DEFAULT_FEATURES", "collect_samples", "label_samples", "train"]
-
-DEFAULT_FEATURES: tuple[str, ...] = (
-    "oi_growth_60_pct",
-    "oi_growth_300_pct",
-    "oi_growth_900_pct",
-    "imbalance_300",
-    "crowding_300_bps",
-    "crowding_900_bps",
-    "depth_ratio",
-    "log_z_cluster",
-    "log_cluster_depth",
-    "log_reach_depth",
-    "log_liq_depth",
-    "in_cascade",
-    "branching",
-    "logit_struct",
-)
-"""Features of the default model: scale-free (percent, bps, ratios, logs of ratios), so a
-model trained on one market's size carries to another (see
-:func:`detectors.probability.cascade_features` and :mod:`detectors.crowding`)."""
 
 Sample = tuple[str, str, float, tuple[float, ...], float]
 """``(asset, direction, t, feature values in the order of the feature list, p_struct)``."""
