@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench quality clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python 3.11 or 3.12 is required (bytewax==0.21.1)"; exit 1; }
@@ -28,6 +28,25 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pipelines.bench
 	$(BIN)/python -m pipelines.live_bench
+
+# Detection quality (README, "Detection quality"): simulate the tuning set (seeds 1-5 of every
+# scenario, calm days 1 and 2) and the held-out set (seeds 101-105, calm day 101), train the
+# classifier on the tuning set only, evaluate on the held-out set. Recordings are kept in
+# $(QUALITY) and not simulated again; about 15 minutes from scratch.
+QUALITY := .quality
+SCENARIOS := long-squeeze short-squeeze liquidity-drain stop-run multi-venue
+TRAIN := $(foreach s,1 2 3 4 5,$(foreach n,$(SCENARIOS),$(n)-$(s))) calm-1 calm-2
+TEST := $(foreach s,101 102 103 104 105,$(foreach n,$(SCENARIOS),$(n)-$(s)))
+quality: $(STAMP)
+	@mkdir -p $(QUALITY)
+	@for run in $(TRAIN) $(TEST) calm-101; do \
+		test -f $(QUALITY)/$$run.truth.jsonl || $(BIN)/cascadewatch simulate --scenario $${run%-*} --seed $${run##*-} \
+			--out $(QUALITY)/$$run.rec.zst --truth $(QUALITY)/$$run.truth.jsonl --quiet || exit 1; done
+	cd $(QUALITY) && ../$(BIN)/cascadewatch train $(TRAIN:%=%.rec.zst) --truth $(TRAIN:%=%.truth.jsonl) --out model.pkl
+	cd $(QUALITY) && ../$(BIN)/cascadewatch evaluate $(TEST:%=%.rec.zst) --truth $(TEST:%=%.truth.jsonl) \
+		--config ../docs/detection-quality.toml
+	cd $(QUALITY) && ../$(BIN)/cascadewatch evaluate calm-101.rec.zst --truth calm-101.truth.jsonl \
+		--config ../docs/detection-quality.toml
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
