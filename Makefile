@@ -34,18 +34,19 @@ bench: $(STAMP)
 # classifier on the tuning set only, evaluate on the held-out set. Recordings are kept in
 # $(QUALITY) and not simulated again; about 15 minutes from scratch.
 QUALITY := .quality
+CW = $(abspath $(BIN))/cascadewatch
 SCENARIOS := long-squeeze short-squeeze liquidity-drain stop-run multi-venue
 TRAIN := $(foreach s,1 2 3 4 5,$(foreach n,$(SCENARIOS),$(n)-$(s))) calm-1 calm-2
 TEST := $(foreach s,101 102 103 104 105,$(foreach n,$(SCENARIOS),$(n)-$(s)))
 quality: $(STAMP)
 	@mkdir -p $(QUALITY)
 	@for run in $(TRAIN) $(TEST) calm-101; do \
-		test -f $(QUALITY)/$$run.truth.jsonl || $(BIN)/cascadewatch simulate --scenario $${run%-*} --seed $${run##*-} \
+		test -f $(QUALITY)/$$run.truth.jsonl || $(CW) simulate --scenario $${run%-*} --seed $${run##*-} \
 			--out $(QUALITY)/$$run.rec.zst --truth $(QUALITY)/$$run.truth.jsonl --quiet || exit 1; done
-	cd $(QUALITY) && ../$(BIN)/cascadewatch train $(TRAIN:%=%.rec.zst) --truth $(TRAIN:%=%.truth.jsonl) --out model.pkl
-	cd $(QUALITY) && ../$(BIN)/cascadewatch evaluate $(TEST:%=%.rec.zst) --truth $(TEST:%=%.truth.jsonl) \
+	cd $(QUALITY) && $(CW) train $(TRAIN:%=%.rec.zst) --truth $(TRAIN:%=%.truth.jsonl) --out model.pkl
+	cd $(QUALITY) && $(CW) evaluate $(TEST:%=%.rec.zst) --truth $(TEST:%=%.truth.jsonl) \
 		--config ../docs/detection-quality.toml
-	cd $(QUALITY) && ../$(BIN)/cascadewatch evaluate calm-101.rec.zst --truth calm-101.truth.jsonl \
+	cd $(QUALITY) && $(CW) evaluate calm-101.rec.zst --truth calm-101.truth.jsonl \
 		--config ../docs/detection-quality.toml
 
 clean:
