@@ -69,20 +69,10 @@ class LiveDefaults:
 
 
 @dataclass(frozen=True)
-class LiveSettings:
-    """Resolved settings of one venue: :class:`LiveDefaults` overlaid by the config."""
+class LiveSettings(LiveDefaults):
+    """Resolved settings of one venue: :class:`LiveDefaults` overlaid by the config, plus the
+    session timings that are not venue facts."""
 
-    ws_url: str
-    ws_book_url: str
-    rest_url: str
-    max_lifetime_s: float
-    heartbeat_s: float
-    max_topics_per_connection: int
-    max_topics_per_message: int
-    subscribe_per_s: float
-    subscribe_burst: int
-    poll_s: float
-    book_depth: int
     staleness_s: float = 30.0
     rollover_overlap_s: float = 5.0
     resync_timeout_s: float = 10.0
