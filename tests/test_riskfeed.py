@@ -163,7 +163,11 @@ def test_100_clients_one_never_reads_is_dropped_others_get_everything_on_time() 
         assert server.stats.dropped_slow == 1
         assert (REGISTRY.get_sample_value("cascadewatch_riskfeed_dropped_total") or 0) >= 1
         assert server.stats.connected_total == 100
-        assert max(publish_times) < 0.05
+        # publish only enqueues: it never waits on a client (a publish blocked behind the
+        # never-reading client would take until the end of the test). The bound is loose because
+        # the event loop thread shares the GIL with 100 clients on a loaded 2-core machine.
+        assert sorted(publish_times)[len(publish_times) // 2] < 0.01
+        assert max(publish_times) < 0.5
         slow.close()
 
     with server:
