@@ -244,6 +244,28 @@ def _profile(levels: Iterable[Sequence[float]], price: float, side: str, range_b
     return out
 
 
+def _levels_with_latest(
+    timed: Iterable[tuple[str, int, dict]], truth: Iterable[dict], max_age_s: float
+) -> Iterable[tuple[dict, float, dict]]:
+    """For each truth ``levels`` line: ``(line, its price, the latest estimate of its asset)``,
+    skipping lines with no estimate at most ``max_age_s`` older. ``timed``: ``(asset, ts_ms, estimate)``."""
+    by_asset: dict[str, list[tuple[int, dict]]] = defaultdict(list)
+    for asset, ts, estimate in timed:
+        by_asset[asset].append((ts, estimate))
+    for rows in by_asset.values():
+        rows.sort(key=lambda row: row[0])
+    stamps = {asset: [t for t, _ in rows] for asset, rows in by_asset.items()}
+    max_age = int(max_age_s * 1000)
+    for line in truth:
+        if line.get("type") != "levels" or "price" not in line:
+            continue
+        asset, ts = line["asset"], int(line["ts"])
+        i = bisect_right(stamps.get(asset, []), ts) - 1
+        if i < 0 or ts - stamps[asset][i] > max_age:
+            continue
+        yield line, float(line["price"]), by_asset[asset][i][1]
+
+
 def map_error(
     estimates: Sequence[dict],
     truth: Sequence[dict],
@@ -271,26 +293,14 @@ def map_error(
     "emd_bps_median", "abs_log2_ratio_median"}`` (``None`` where nothing was comparable:
     a side is comparable when both totals are positive).
     """
-    by_asset: dict[str, list[tuple[int, dict]]] = defaultdict(list)
+    timed: list[tuple[str, int, dict]] = []
     for e in estimates:
         levels = e.get(key) if key in e else e
-        if not isinstance(levels, dict):
-            continue
-        by_asset[e["asset"]].append((int(e["ts"]), levels))
-    for v in by_asset.values():
-        v.sort(key=lambda x: x[0])
-    stamps = {a: [t for t, _ in v] for a, v in by_asset.items()}
+        if isinstance(levels, dict):
+            timed.append((e["asset"], int(e["ts"]), levels))
     emd: dict[str, list[float]] = {"long": [], "short": []}
     ratio: dict[str, list[float]] = {"long": [], "short": []}
-    max_age = int(max_age_s * 1000)
-    for line in truth:
-        if line.get("type") != "levels" or "price" not in line:
-            continue
-        asset, ts, price = line["asset"], int(line["ts"]), float(line["price"])
-        i = bisect_right(stamps.get(asset, []), ts) - 1
-        if i < 0 or ts - stamps[asset][i] > max_age:
-            continue
-        est = by_asset[asset][i][1]
+    for line, price, est in _levels_with_latest(timed, truth, max_age_s):
         for side in ("long", "short"):
             tp = _profile(line.get(side, []), price, side, range_bps, bin_bps)
             ep = _profile(est.get(side, []) or [], price, side, range_bps, bin_bps)
@@ -353,25 +363,11 @@ def map_summary_error(
 
     from detectors.liqmap_estimated import nearest_dense_cluster
 
-    by_asset: dict[str, list[tuple[int, dict]]] = defaultdict(list)
-    for snap in snapshots:
-        if snap.get("type", "snapshot") == "snapshot":
-            by_asset[snap["asset"]].append((int(snap["ts"]), snap))
-    for v in by_asset.values():
-        v.sort(key=lambda x: x[0])
-    stamps = {a: [t for t, _ in v] for a, v in by_asset.items()}
+    timed = [(snap["asset"], int(snap["ts"]), snap) for snap in snapshots if snap.get("type", "snapshot") == "snapshot"]
     ratios: dict[str, list[float]] = {"down": [], "up": []}
     errors: dict[str, list[float]] = {"down": [], "up": []}
     counts = {d: Counter() for d in DIRECTIONS}
-    max_age = int(max_age_s * 1000)
-    for line in truth:
-        if line.get("type") != "levels" or "price" not in line:
-            continue
-        asset, ts, price = line["asset"], int(line["ts"]), float(line["price"])
-        i = bisect_right(stamps.get(asset, []), ts) - 1
-        if i < 0 or ts - stamps[asset][i] > max_age:
-            continue
-        snap = by_asset[asset][i][1]
+    for line, price, snap in _levels_with_latest(timed, truth, max_age_s):
         for d, side in (("down", "long"), ("up", "short")):
             est = snap.get(d)
             if not isinstance(est, dict):
