@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from pathlib import Path
 import msgspec
 
 from connectors.recording import RecordingReader, RecordingWriter
+from pipelines.cluster import loopback_addresses
 
 BENCH_DIR = Path(".bench")
 SEED = 7
@@ -126,7 +126,7 @@ def replay_rate(paths: list[Path], frames: int, processes: int = 1) -> tuple[flo
         if processes == 1:
             commands = [_replay_command(paths, scratch, [])]
         else:
-            addresses = ",".join(f"127.0.0.1:{port}" for port in _free_ports(processes))
+            addresses = loopback_addresses(processes)
             commands = [
                 _replay_command(paths, scratch, ["--addresses", addresses, "--process-id", str(i)])
                 for i in range(processes)
@@ -139,16 +139,6 @@ def replay_rate(paths: list[Path], frames: int, processes: int = 1) -> tuple[flo
         raise RuntimeError(f"replay failed: {outputs}")
     peak_kib = max(int(err.rsplit("peak_rss_kib", 1)[1].split()[0]) for err in outputs)
     return frames / elapsed, peak_kib / 1024.0
-
-
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import socket
 import tempfile
 from datetime import timedelta
 from pathlib import Path
@@ -43,6 +44,18 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
         "--recovery-dir", type=Path, metavar="DIR",
         help="Bytewax recovery store (created when absent): a killed run resumes from its last snapshot",
     )
+
+
+def loopback_addresses(processes: int) -> str:
+    """``--addresses`` for a cluster of ``processes`` on 127.0.0.1, on ports free right now."""
+    sockets = [socket.socket() for _ in range(processes)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return ",".join(f"127.0.0.1:{sock.getsockname()[1]}" for sock in sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def recovery_store(directory: Path, processes: int = 1, process_id: int = 0) -> RecoveryConfig:

@@ -3,13 +3,13 @@ the number of workers, or the number of processes."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from pipelines.cluster import loopback_addresses
 from pipelines.replay import run_replay
 
 
@@ -44,19 +44,9 @@ def test_two_workers_give_the_same_output(tmp_path, okx_session, binance_session
     assert _replay(tmp_path, "w2", _recordings(okx_session, binance_session), workers=2, batch_size=13) == reference
 
 
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 @pytest.mark.parametrize("processes", [2, 3])
 def test_cluster_on_loopback_gives_the_same_output(tmp_path, okx_session, binance_session, reference, processes) -> None:
-    addresses = ",".join(f"127.0.0.1:{port}" for port in _free_ports(processes))
+    addresses = loopback_addresses(processes)
     out = tmp_path / "cluster"
     command = [
         sys.executable, "-m", "pipelines.cli", "replay", *map(str, _recordings(okx_session, binance_session)),
