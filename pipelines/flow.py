@@ -2,16 +2,23 @@
 
 ::
 
-    ReplaySource partitions (one per recording): parse in the source, batch by instrument
-      -> (venue|instrument, [events..., Watermark])
-      -> stateful_batch per venue-instrument: book, trades, liquidations, OI, mark
-         -> InstrumentSecond per closed event-time second, ContributorMark per watermark
-      -> re-key everything to one merge key
-      -> stateful_batch "merge": watermark over all partitions, per-asset snapshot each
-         second, alert policy -> ordered snapshot and alert dicts
+    source partitions (one per recording or live venue): parse, batch by instrument, and
+    per venue-instrument in the partition that reads it (pipelines.tracked_source): book,
+    trades, liquidations, OI, mark -> InstrumentSecond per closed event-time second,
+    ContributorMark per watermark
+      -> ("merge", [InstrumentSecond | ContributorMark, ...])
+      -> stateful_batch "merge": watermark over all partitions -> per released second an
+         AssetSecond per asset (keyed by asset) and a SecondManifest (to the ordering key)
+      -> stateful_batch per asset: venue merge, detectors, alert policies
+         -> AssetOutput (snapshot, alerts) to the ordering key
+      -> stateful_batch "order": seconds in order, assets sorted -> snapshot and alert dicts
       -> JSONL sink (alerts, snapshots); alert outbox -> Slack/PagerDuty/webhook; risk feed
     dead letters (source parse errors, book sequence gaps) -> JSONL sink
     partition stats + gap dead letters -> summary sink
+
+Only per-second items cross workers: events stay in the partition that parsed them, each
+asset's analytics run on the worker its key is placed on, and the ordering step restores
+one output order, so the output is the same for any batch size, worker or process count.
 """
 
 from __future__ import annotations
@@ -27,53 +34,76 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 
 from connectors.alerts.sink import AlertOutboxSink
-from connectors.frames import DeadLetter
 from connectors.riskfeed import RiskFeedSink
 from connectors.sinks import JsonlSink, SnapshotMetricsSink, held_elsewhere, to_stream
-from connectors.sources import NS, PARTITION_KEY, STATS_KEY
+from connectors.sources import NS, STATS_KEY
+from pipelines.asset_risk import AssetRisk
 from pipelines.config import Config
-from pipelines.instrument import InstrumentTracker
-from pipelines.merge import RiskMerger
-from pipelines.model import ContributorMark
+from pipelines.merge import SecondReleaser
+from pipelines.model import AssetOutput, AssetSecond, SecondManifest
+from pipelines.ordering import OutputOrderer
 from pipelines.summary import SummarySink
+from pipelines.tracked_source import MERGE_KEY, TrackedSource
 
-MERGE_KEY = "merge"
+ORDER_KEY = "order"
 STREAM_OF = {"snapshot": "snapshots", "alert": "alerts"}
 """Output item type -> the JSONL stream (file) it is written to."""
 
 
-class InstrumentLogic(StatefulBatchLogic[list[Any], Any, InstrumentTracker]):
-    """Bytewax wrapper of :class:`InstrumentTracker`; emits everything to the merge key."""
+class MergeLogic(StatefulBatchLogic[Any, AssetSecond | SecondManifest, SecondReleaser]):
+    """Bytewax wrapper of :class:`SecondReleaser`; releases everything at end of input."""
 
-    def __init__(self, tracker: InstrumentTracker) -> None:
-        self.tracker = tracker
+    def __init__(self, releaser: SecondReleaser) -> None:
+        self.releaser = releaser
 
-    def on_batch(self, values: list[list[Any]]) -> tuple[list[Any], bool]:
-        out: list[Any] = []
+    def on_batch(self, values: list[list[Any]]) -> tuple[list[AssetSecond | SecondManifest], bool]:
+        out: list[AssetSecond | SecondManifest] = []
         for batch in values:
-            out.extend(self.tracker.process(batch))
+            out.extend(self.releaser.process(batch))
         return out, StatefulBatchLogic.RETAIN
 
-    def snapshot(self) -> InstrumentTracker:
-        return copy.deepcopy(self.tracker)
+    def on_eof(self) -> tuple[list[AssetSecond | SecondManifest], bool]:
+        return self.releaser.flush(), StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> SecondReleaser:
+        return copy.deepcopy(self.releaser)
 
 
-class MergeLogic(StatefulBatchLogic[Any, list[dict[str, Any]], RiskMerger]):
-    """Bytewax wrapper of :class:`RiskMerger`; flushes at end of input."""
+class AssetLogic(StatefulBatchLogic[AssetSecond, AssetOutput, AssetRisk]):
+    """Bytewax wrapper of :class:`AssetRisk`: one asset's seconds, in order."""
 
-    def __init__(self, merger: RiskMerger) -> None:
-        self.merger = merger
+    def __init__(self, risk: AssetRisk) -> None:
+        self.risk = risk
+
+    def on_batch(self, values: list[AssetSecond]) -> tuple[list[AssetOutput], bool]:
+        return [self.risk.update(value) for value in values], StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> AssetRisk:
+        return copy.deepcopy(self.risk)
+
+
+class OrderLogic(StatefulBatchLogic[Any, list[dict[str, Any]], OutputOrderer]):
+    """Bytewax wrapper of :class:`OutputOrderer`; at end of input nothing may be left waiting."""
+
+    def __init__(self, orderer: OutputOrderer) -> None:
+        self.orderer = orderer
 
     def on_batch(self, values: list[Any]) -> tuple[list[list[dict[str, Any]]], bool]:
-        out = self.merger.process(values)
+        out = self.orderer.process(values)
         return ([out] if out else []), StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[list[dict[str, Any]]], bool]:
-        out = self.merger.flush()
-        return ([out] if out else []), StatefulBatchLogic.RETAIN
+        self.orderer.check_complete()
+        return [], StatefulBatchLogic.RETAIN
 
-    def snapshot(self) -> RiskMerger:
-        return copy.deepcopy(self.merger)
+    def snapshot(self) -> OutputOrderer:
+        return copy.deepcopy(self.orderer)
+
+
+def _route_released(key_value: tuple[str, AssetSecond | SecondManifest]) -> tuple[str, AssetSecond | SecondManifest]:
+    """An asset's second goes to the asset's key, a manifest to the ordering key."""
+    item = key_value[1]
+    return (item.asset, item) if isinstance(item, AssetSecond) else (ORDER_KEY, item)
 
 
 def build_flow(
@@ -103,39 +133,29 @@ def build_flow(
     def output(step_id: str, stream: Any, sink: Any) -> None:
         op.output(step_id, stream, sink if primary else held_elsewhere(sink))
 
-    lag_ns = int(config.replay.allowed_lag_s * NS)
     flow = Dataflow("cascadewatch")
-    batches = op.input("frames", flow, source)
-    split = op.branch("split_control", batches, lambda item: not item[0].startswith("!"))
-    marks = op.branch("split_partition_marks", split.falses, lambda item: item[0] == PARTITION_KEY)
-    control = op.branch("split_stats", marks.falses, lambda item: item[0] == STATS_KEY)
-    partition_marks = op.flat_map(
-        "partition_marks",
-        marks.trues,
-        lambda key_value: [
-            (MERGE_KEY, ContributorMark(mark.partition, PARTITION_KEY, mark.wm, mark.announced)) for mark in key_value[1]
-        ],
+    batches = op.input("frames", flow, TrackedSource(source, int(config.replay.allowed_lag_s * NS)))
+    to_merge = op.branch("split_control", batches, lambda item: item[0] == MERGE_KEY)
+    control = op.branch("split_stats", to_merge.falses, lambda item: item[0] == STATS_KEY)
+    released = op.map("route_released", op.stateful_batch(
+        "merge_seconds",
+        to_merge.trues,
+        lambda resume: MergeLogic(resume or SecondReleaser(n_partitions)),
+    ), _route_released)
+    by_asset = op.branch("split_manifests", released, lambda key_value: key_value[0] != ORDER_KEY)
+    asset_outputs = op.stateful_batch(
+        "asset_risk",
+        by_asset.trues,
+        lambda resume: AssetLogic(resume or AssetRisk(config.detectors, on_sample)),
     )
-
-    per_instrument = op.stateful_batch(
-        "instrument_state",
-        split.trues,
-        lambda resume: InstrumentLogic(resume or InstrumentTracker(lag_ns)),
+    to_order = op.merge(
+        "to_order_key",
+        op.map("asset_outputs", asset_outputs, lambda key_value: (ORDER_KEY, key_value[1])),
+        by_asset.falses,
     )
-    gaps = op.branch("split_gaps", per_instrument, lambda key_value: isinstance(key_value[1], DeadLetter))
-    to_merge = op.merge(
-        "to_merge_key",
-        op.map("instrument_items", gaps.falses, lambda key_value: (MERGE_KEY, key_value[1])),
-        partition_marks,
-    )
-    merged = op.stateful_batch(
-        "merge_assets",
-        to_merge,
-        lambda resume: MergeLogic(resume or RiskMerger(n_partitions, config, on_sample)),
-    )
+    merged = op.stateful_batch("order_outputs", to_order, lambda resume: OrderLogic(resume or OutputOrderer()))
     ordered = op.flat_map("to_lines", merged, lambda key_value: [to_stream(STREAM_OF[item["type"]], item) for item in key_value[1]])
-    source_dead = op.flat_map("source_dead_letters", control.falses, lambda key_value: key_value[1])
-    dead = op.merge("all_dead_letters", source_dead, op.map("gap_dead_letters", gaps.trues, lambda kv: kv[1]))
+    dead = op.flat_map("dead_letters", control.falses, lambda key_value: key_value[1])
     output("jsonl_out", ordered, JsonlSink({"alerts": alerts_out, "snapshots": snapshots_out}))
     if deliver_alerts:
         output("alert_outbox", ordered, AlertOutboxSink(config.alerts))

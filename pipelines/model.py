@@ -64,3 +64,29 @@ class ContributorMark(msgspec.Struct, frozen=True, gc=False, tag="contributor_ma
     key: str
     wm: int
     announced: tuple[str, ...]
+
+
+class AssetSecond(msgspec.Struct, frozen=True, gc=False, tag="asset_second"):
+    """One released event-time second of one asset: its venue instruments' states, sorted by
+    ``(venue, instrument)``. The merge step sends it to the asset's own step."""
+
+    second: int
+    asset: str
+    states: tuple[InstrumentSecond, ...]
+
+
+class SecondManifest(msgspec.Struct, frozen=True, gc=False, tag="second_manifest"):
+    """The merge step released ``second`` for ``assets`` (sorted): the ordering step emits the
+    second once it holds the output of every one of them."""
+
+    second: int
+    assets: tuple[str, ...]
+
+
+class AssetOutput(msgspec.Struct, frozen=True, gc=False, tag="asset_output"):
+    """What an asset's step produced for one second: the snapshot, then its alerts (dicts of
+    the output contract, in order)."""
+
+    second: int
+    asset: str
+    items: tuple[dict[str, Any], ...]
