@@ -24,11 +24,9 @@ recording tap (``record``) writes ``recv'``, so replaying it gives the same even
 snapshots and alerts as the live run.
 
 A partition that has not seen any instrument yet (a venue down at start) still moves the
-merge step forward: its watermarks also go to a venue-wide key ``"<venue>|"`` that carries
-no events. Such a key's instrument step has no identity, so its marks are forwarded under
-the key ``""``, which every watermark lists in ``announced`` (see
-:mod:`pipelines.watermarks`). Without this, one unreachable venue would hold back every
-snapshot.
+merge step forward: its watermarks also go out under ``PARTITION_KEY``, which every one of
+its watermarks lists in ``announced`` (see :mod:`pipelines.watermarks`). Without this, one
+unreachable venue would hold back every snapshot.
 """
 
 from __future__ import annotations

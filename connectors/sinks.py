@@ -3,8 +3,8 @@
 Items are ``(stream, (stream, value))`` (see :func:`to_stream`): ``stream`` names the output
 file (``"alerts"``, ``"snapshots"``, ``"dead_letters"``...), ``value`` is a dict or a
 msgspec Struct. All
-streams go to one partition, so lines keep the order in which the single merge step
-produced them. As in Bytewax's own file sink, the resume state is the byte offset of each
+streams go to one partition, so lines keep the order in which the dataflow's single
+ordering step produced them. As in Bytewax's own file sink, the resume state is the byte offset of each
 file, and a resumed run truncates to it before appending: no line is written twice.
 """
 

@@ -37,7 +37,7 @@ from connectors.venues.base import ParseError
 DEAD_LETTER_KEY = "!dead"
 STATS_KEY = "!stats"
 PARTITION_KEY = "!partition"
-"""Key of a partition's own watermarks, routed straight to the merge step. A live partition
+"""Key of a partition's own watermarks, passed straight to the merge step. A live partition
 sends them so that a venue with no instrument yet (down since the start) cannot hold the
 merge back; its instruments' keys are in ``announced``, so the merge still waits for them."""
 END_OF_TIME = 2**63 - 1
@@ -66,7 +66,7 @@ class PartitionStats(msgspec.Struct):
 
 
 def instrument_key(event: AnyEvent) -> str:
-    """The routing key of the per venue-instrument step: ``"okx-swap|BTC-USDT-PERP"``."""
+    """The key of an instrument's state (book, per-second flow): ``"okx-swap|BTC-USDT-PERP"``."""
     return f"{event.venue}|{event.instrument}"
 
 

@@ -1,8 +1,8 @@
 """The merge step's view of progress: which event-time seconds every partition has finished.
 
-Partition ``p``'s watermarks reach the merge step only through its instrument steps, as
-:class:`~pipelines.model.ContributorMark` items, so they can never overtake the data they
-follow. Partition ``p`` is complete before::
+Partition ``p``'s watermarks reach the merge step only through its instruments' trackers,
+as :class:`~pipelines.model.ContributorMark` items in the same ordered lists as the seconds
+they follow (:mod:`pipelines.tracked_source`), so they can never overtake that data. Partition ``p`` is complete before::
 
     done(p) = min(forwarded wm of k for k in announced(p))
 
