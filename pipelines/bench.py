@@ -10,7 +10,8 @@
    the per-frame path without the per-second work (books, detectors, snapshots).
 4. Replays each recording end to end (``cascadewatch replay --speed max``: read, decompress,
    parse, books, per-second state, merge, detectors, snapshots, alerts, JSONL) in a fresh
-   process; reports frames/s and the process's peak RSS.
+   process; reports frames/s over the whole run and while processing (see :class:`ReplayRun`)
+   and the process's peak RSS.
 5. Scale-out, each replayed by one process and by a 2-process Bytewax cluster on loopback:
    a desk's market, four assets (BTC, ETH, SOL, XRP) on the three venues, one recording
    per venue (three source partitions, as the live connectors run), about 1M frames in
