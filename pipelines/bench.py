@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -70,21 +71,30 @@ def bench_recording(min_frames: int, out_dir: Path = BENCH_DIR, seed: int = SEED
         duration *= min_frames / max(count, 1) * 1.05
 
 
-def split_by_venue(path: Path) -> list[Path]:
-    """Write one recording per venue next to ``path`` (three source partitions); return them."""
+def write_by_venue(frames: Iterable[tuple[int, str, bytes]], stem: Path, of: str) -> tuple[list[Path], int]:
+    """Write ``(recv, source, payload)`` frames to one recording per venue, ``<stem>.<venue>.rec.zst``
+    (comment: ``<venue> frames of <of>``); return the paths, sorted by venue, and the frame count."""
     outputs: dict[str, Path] = {}
     writers: dict[str, RecordingWriter] = {}
+    count = 0
     try:
-        for frame in RecordingReader(path):
-            venue = frame.venue
+        for recv, source, payload in frames:
+            venue = source.partition("!")[0]
             if venue not in writers:
-                outputs[venue] = path.with_name(f"{path.name.split('.')[0]}.{venue}.rec.zst")
-                writers[venue] = RecordingWriter(outputs[venue], comment=f"{venue} frames of {path.name}")
-            writers[venue].write(frame.recv, frame.source, frame.payload)
+                outputs[venue] = stem.with_name(f"{stem.name}.{venue}.rec.zst")
+                writers[venue] = RecordingWriter(outputs[venue], comment=f"{venue} frames of {of}")
+            writers[venue].write(recv, source, payload)
+            count += 1
     finally:
         for writer in writers.values():
             writer.close()
-    return [outputs[venue] for venue in sorted(outputs)]
+    return [outputs[venue] for venue in sorted(outputs)], count
+
+
+def split_by_venue(path: Path) -> list[Path]:
+    """Write one recording per venue next to ``path`` (three source partitions); return them."""
+    frames = ((frame.recv, frame.source, frame.payload) for frame in RecordingReader(path))
+    return write_by_venue(frames, path.with_name(path.name.split(".")[0]), path.name)[0]
 
 
 def desk_recordings(min_frames: int, assets: tuple[str, ...] = DESK_ASSETS, out_dir: Path = BENCH_DIR) -> tuple[list[Path], int]:
@@ -103,26 +113,12 @@ def desk_recordings(min_frames: int, assets: tuple[str, ...] = DESK_ASSETS, out_
     merged = heapq.merge(
         *(_renamed(RecordingReader(path), asset) for path, asset in zip(per_asset, assets)), key=lambda f: f[0]
     )
-    outputs: dict[str, Path] = {}
-    writers: dict[str, RecordingWriter] = {}
-    frames = 0
-    try:
-        for recv, source, payload in merged:
-            venue = source.partition("!")[0]
-            if venue not in writers:
-                outputs[venue] = out_dir / f"desk-{min_frames}.{venue}.rec.zst"
-                writers[venue] = RecordingWriter(outputs[venue], comment=f"{venue} frames of the desk market {assets}")
-            writers[venue].write(recv, source, payload)
-            frames += 1
-    finally:
-        for writer in writers.values():
-            writer.close()
-    paths = [outputs[venue] for venue in sorted(outputs)]
+    paths, frames = write_by_venue(merged, out_dir / f"desk-{min_frames}", f"the desk market {assets}")
     meta.write_text(json.dumps({"frames": frames, "paths": [str(p) for p in paths]}))
     return paths, frames
 
 
-def _renamed(reader: RecordingReader, asset: str):
+def _renamed(reader: RecordingReader, asset: str) -> Iterator[tuple[int, str, bytes]]:
     """``reader``'s frames as ``(recv, source, payload)`` with BTC renamed to ``asset``."""
     upper, lower = asset.encode(), asset.lower().encode()
     for frame in reader:

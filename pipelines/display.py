@@ -29,24 +29,23 @@ def usd(value: float | None) -> str:
     return f"${value:,.0f}"
 
 
-def summary_table(summary: ReplaySummary) -> Table:
-    table = Table(title="Frames by venue and kind", title_justify="left")
+def _counts_table(title: str, detail: str, count: str, counts: dict[tuple[str, str], int]) -> Table:
+    """Counts by ``(venue, detail)``, sorted, one row each."""
+    table = Table(title=title, title_justify="left")
     table.add_column("venue")
-    table.add_column("kind")
-    table.add_column("frames", justify="right")
-    for (venue, kind), count in sorted(summary.frames.items()):
-        table.add_row(venue, kind, f"{count:,}")
+    table.add_column(detail)
+    table.add_column(count, justify="right")
+    for (venue, what), n in sorted(counts.items()):
+        table.add_row(venue, what, f"{n:,}")
     return table
+
+
+def summary_table(summary: ReplaySummary) -> Table:
+    return _counts_table("Frames by venue and kind", "kind", "frames", summary.frames)
 
 
 def dead_letter_table(summary: ReplaySummary) -> Table:
-    table = Table(title="Dead letters by venue and reason", title_justify="left")
-    table.add_column("venue")
-    table.add_column("reason")
-    table.add_column("count", justify="right")
-    for (venue, reason), count in sorted(summary.dead_letters.items()):
-        table.add_row(venue, reason, f"{count:,}")
-    return table
+    return _counts_table("Dead letters by venue and reason", "reason", "count", summary.dead_letters)
 
 
 def alert_table(alerts: Iterable[dict[str, Any]]) -> Table:
