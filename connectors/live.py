@@ -24,9 +24,9 @@ recording tap (``record``) writes ``recv'``, so replaying it gives the same even
 snapshots and alerts as the live run.
 
 A partition that has not seen any instrument yet (a venue down at start) still moves the
-merge step forward: its watermarks also go out under ``PARTITION_KEY``, which every one of
-its watermarks lists in ``announced`` (see :mod:`pipelines.watermarks`). Without this, one
-unreachable venue would hold back every snapshot.
+merge step forward: its watermarks also go out under ``PARTITION_KEY`` (see
+:mod:`pipelines.watermarks`). Without this, one unreachable venue would hold back every
+snapshot.
 """
 
 from __future__ import annotations
@@ -588,7 +588,7 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
 
     def _mark(self, by_key: dict[str, list[Any]], wm: int) -> None:
         self._last_wm = wm
-        mark = Watermark(self._index, wm, (PARTITION_KEY, *self._router.announced()))
+        mark = Watermark(self._index, wm)
         by_key.setdefault(PARTITION_KEY, []).append(mark)  # reaches the merge even with no instrument
         self._router.mark(by_key, mark)
 

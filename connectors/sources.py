@@ -12,9 +12,9 @@ Watermarks make the output depend on event time only. A partition promises that 
 event it emits later is assigned to a second ``>= wm`` (ns), where
 ``wm = max_recv - allowed_lag`` and ``max_recv`` is the largest receive time read so far;
 events are assigned by the *effective time* ``max(ts, recv - allowed_lag)`` (see
-:func:`effective_time`). ``Watermark.announced`` lists the instruments the partition has
-announced so far, so the merge step can wait for an instrument whose first events are
-still in flight. At the end of a recording the watermark jumps to :data:`END_OF_TIME`.
+:func:`effective_time`). A partition appends its watermark, last, to the list of every
+instrument it has announced (emitted events for), so each instrument's state can close its
+seconds. At the end of a recording the watermark jumps to :data:`END_OF_TIME`.
 """
 
 from __future__ import annotations
@@ -39,20 +39,16 @@ STATS_KEY = "!stats"
 PARTITION_KEY = "!partition"
 """Key of a partition's own watermarks, passed straight to the merge step. A live partition
 sends them so that a venue with no instrument yet (down since the start) cannot hold the
-merge back; its instruments' keys are in ``announced``, so the merge still waits for them."""
+merge back."""
 END_OF_TIME = 2**63 - 1
 NS = 1_000_000_000
 
 
 class Watermark(msgspec.Struct, frozen=True, gc=False, tag="watermark"):
-    """Partition ``partition`` will emit nothing more before ``wm`` (ns, effective time).
-
-    ``announced``: every instrument key the partition had emitted events for at that point.
-    """
+    """Partition ``partition`` will emit nothing more before ``wm`` (ns, effective time)."""
 
     partition: int
     wm: int
-    announced: tuple[str, ...]
 
 
 class PartitionStats(msgspec.Struct):
@@ -280,7 +276,7 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
     def _mark(self, by_key: dict[str, list[Any]], wm: int) -> None:
         """Append the partition watermark to every instrument it has announced."""
         self._last_wm = wm
-        self._router.mark(by_key, Watermark(self._index, wm, tuple(self._router.announced())))
+        self._router.mark(by_key, Watermark(self._index, wm))
 
     def _dead_letter(self, reason: str, source_token: bytes, raw: bytes, detail: str, line_no: int) -> DeadLetter:
         source = source_token.decode("ascii", "replace")

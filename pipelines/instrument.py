@@ -2,8 +2,7 @@
 
 :class:`InstrumentTracker` consumes one instrument's events and watermarks, in order, and
 emits one :class:`~pipelines.model.InstrumentSecond` for every event-time second in which
-the instrument had events, when that second closes, followed by a
-:class:`~pipelines.model.ContributorMark` for every watermark it passes on.
+the instrument had events, when that second closes.
 
 A second closes when an event of a later second arrives or a watermark passes its end.
 Events are assigned by effective time (:func:`connectors.sources.effective_time`) and never
@@ -32,7 +31,7 @@ from connectors.frames import DeadLetter
 from connectors.sources import NS
 from connectors.venues import parser_classes
 from connectors.venues.base import SequenceRule
-from pipelines.model import BOOK_RANGE_BPS, DEPTH_BANDS_BPS, ContributorMark, InstrumentSecond
+from pipelines.model import BOOK_RANGE_BPS, DEPTH_BANDS_BPS, InstrumentSecond
 
 MS = 1_000_000
 
@@ -40,8 +39,8 @@ MS = 1_000_000
 class InstrumentTracker:
     """State of one ``venue|instrument`` key; pickles for Bytewax recovery.
 
-    Bytewax builds the state without telling its key, so the identity comes from the first
-    event (a key's first item is always an event: watermarks only go to announced keys).
+    The identity comes from the first event (a key's first item is always an event:
+    watermarks only go to announced keys).
     """
 
     def __init__(self, allowed_lag_ns: int) -> None:
@@ -71,20 +70,19 @@ class InstrumentTracker:
         self.liquidations = 0
         self.feed: list[str] = []
 
-    def process(self, values: list[Any]) -> list[InstrumentSecond | ContributorMark | DeadLetter]:
-        """Apply a batch of events and watermarks; return closed seconds, marks and dead letters.
+    def process(self, values: list[Any]) -> list[InstrumentSecond | DeadLetter]:
+        """Apply a batch of events and watermarks; return closed seconds and dead letters.
 
-        Closed seconds and marks keep their order; a sequence gap adds a ``DeadLetter``
-        (reason ``sequence_gap``, the offending delta as raw text).
+        Closed seconds keep their order; a sequence gap adds a ``DeadLetter`` (reason
+        ``sequence_gap``, the offending delta as raw text).
         """
-        out: list[InstrumentSecond | ContributorMark | DeadLetter] = []
+        out: list[InstrumentSecond | DeadLetter] = []
         handlers = self._HANDLERS
         lag = self.lag
         for value in values:
             handler = handlers.get(value.__class__)
             if handler is None:  # a Watermark
                 self._advance(value.wm // NS, out)
-                out.append(ContributorMark(value.partition, self.key, value.wm, value.announced))
                 continue
             if not self.key:
                 self._identify(value)

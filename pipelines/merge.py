@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from connectors.sources import NS
-from pipelines.model import AssetSecond, ContributorMark, InstrumentSecond, SecondManifest
+from connectors.sources import NS, Watermark
+from pipelines.model import AssetSecond, InstrumentSecond, SecondManifest
 from pipelines.watermarks import WatermarkTracker
 
 
@@ -31,10 +31,10 @@ class SecondReleaser:
         oldest open second; the watermark contract makes this 0)."""
 
     def process(self, values: list[Any]) -> list[AssetSecond | SecondManifest]:
-        """Take instrument seconds and marks; return what the watermark released, in order."""
+        """Take instrument seconds and partition watermarks; return what was released, in order."""
         out: list[AssetSecond | SecondManifest] = []
         for value in values:
-            if isinstance(value, ContributorMark):
+            if isinstance(value, Watermark):
                 wm = self.watermarks.observe(value)
                 if wm > self.released_before_ms * 1_000_000:
                     self._release(wm // NS * 1000, out)

@@ -53,19 +53,6 @@ class InstrumentSecond(msgspec.Struct, frozen=True, gc=False, tag="instrument_se
     best first; ``None`` when the book is invalid."""
 
 
-class ContributorMark(msgspec.Struct, frozen=True, gc=False, tag="contributor_mark"):
-    """An instrument step has emitted everything of partition ``partition`` before ``wm`` (ns).
-
-    ``announced`` lists every instrument key the partition had announced when it emitted
-    the watermark (see :mod:`connectors.sources`).
-    """
-
-    partition: int
-    key: str
-    wm: int
-    announced: tuple[str, ...]
-
-
 class AssetSecond(msgspec.Struct, frozen=True, gc=False, tag="asset_second"):
     """One released event-time second of one asset: its venue instruments' states, sorted by
     ``(venue, instrument)``. The merge step sends it to the asset's own step."""

@@ -1,7 +1,8 @@
 """What a replay read: frames by venue and kind, dead letters by venue and reason.
 
 Each source partition reports a :class:`~connectors.sources.PartitionStats` at its end, and
-the instrument steps report sequence gaps as dead letters; :class:`SummarySink` adds them up in one partition and writes the total as JSON on close.
+its instruments' books report sequence gaps as dead letters; :class:`SummarySink` adds them
+up in one partition and writes the total as JSON on close.
 """
 
 from __future__ import annotations

@@ -5,8 +5,11 @@
 :class:`~pipelines.instrument.InstrumentTracker` of every instrument it reads, right after
 parsing, and emits per-second state instead of raw events:
 
-- ``(MERGE_KEY, [InstrumentSecond | ContributorMark, ...])``: closed seconds and watermark
-  marks, in order, one item per batch, for the merge step;
+- ``(MERGE_KEY, [InstrumentSecond, ..., Watermark])``: the seconds the batch closed, then
+  the batch's watermark (the source appends it last to each instrument's list, and live
+  partitions also under ``PARTITION_KEY``), one item per batch, for the merge step. Every
+  instrument has closed its seconds before ``wm`` when the watermark is sent, so the merge
+  needs only the partitions' latest watermarks (:mod:`pipelines.watermarks`);
 - ``(DEAD_LETTER_KEY, [DeadLetter, ...])``: the source's dead letters, then the books'
   sequence gaps;
 - ``(STATS_KEY, [PartitionStats])``: passed through.
@@ -27,9 +30,9 @@ from typing import Any
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from connectors.frames import DeadLetter
-from connectors.sources import DEAD_LETTER_KEY, PARTITION_KEY, STATS_KEY
+from connectors.sources import DEAD_LETTER_KEY, PARTITION_KEY, STATS_KEY, Watermark
 from pipelines.instrument import InstrumentTracker
-from pipelines.model import ContributorMark, InstrumentSecond
+from pipelines.model import InstrumentSecond
 
 MERGE_KEY = "merge"
 
@@ -44,22 +47,27 @@ class TrackedPartition(StatefulSourcePartition[tuple[str, list[Any]], dict[str, 
         self.trackers: dict[str, InstrumentTracker] = trackers or {}
 
     def next_batch(self) -> list[tuple[str, list[Any]]]:
-        to_merge: list[InstrumentSecond | ContributorMark] = []
+        to_merge: list[InstrumentSecond | Watermark] = []
         dead: list[DeadLetter] = []
         out: list[tuple[str, list[Any]]] = []
+        mark: Watermark | None = None
         for key, values in self.inner.next_batch():
             if key == DEAD_LETTER_KEY:
                 dead.extend(values)
             elif key == STATS_KEY:
                 out.append((key, values))
-            elif key == PARTITION_KEY:
-                to_merge.extend(ContributorMark(mark.partition, PARTITION_KEY, mark.wm, mark.announced) for mark in values)
             else:
-                tracker = self.trackers.get(key)
-                if tracker is None:
-                    tracker = self.trackers[key] = InstrumentTracker(self.lag)
-                for item in tracker.process(values):
-                    (dead if isinstance(item, DeadLetter) else to_merge).append(item)
+                if key != PARTITION_KEY:
+                    tracker = self.trackers.get(key)
+                    if tracker is None:
+                        tracker = self.trackers[key] = InstrumentTracker(self.lag)
+                    for item in tracker.process(values):
+                        (dead if isinstance(item, DeadLetter) else to_merge).append(item)
+                last = values[-1]
+                if isinstance(last, Watermark) and (mark is None or last.wm > mark.wm):
+                    mark = last
+        if mark is not None:
+            to_merge.append(mark)
         if to_merge:
             out.insert(0, (MERGE_KEY, to_merge))
         if dead:

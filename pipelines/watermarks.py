@@ -1,54 +1,41 @@
 """The merge step's view of progress: which event-time seconds every partition has finished.
 
-Partition ``p``'s watermarks reach the merge step only through its instruments' trackers,
-as :class:`~pipelines.model.ContributorMark` items in the same ordered lists as the seconds
-they follow (:mod:`pipelines.tracked_source`), so they can never overtake that data. Partition ``p`` is complete before::
+A source partition keeps the state of every instrument it reads
+(:mod:`pipelines.tracked_source`): when its watermark ``wm`` arrives, each instrument closes
+its seconds before ``wm``, and the partition sends those seconds and then the watermark to the
+merge step in one ordered list. So partition ``p`` is complete before the latest watermark
+it has sent, and the global watermark is::
 
-    done(p) = min(forwarded wm of k for k in announced(p))
-
-where ``announced(p)`` is the union of the ``announced`` lists of ``p``'s forwarded marks and
-an announced key that has not forwarded yet counts as ``-inf``. An instrument that is not yet
-in ``announced(p)`` was announced after every forwarded mark, so its events lie at or after
-those marks. The global watermark is ``min(done(p))`` over all ``n_partitions``.
+    min(latest wm of p) over all n_partitions   (-inf until every partition has sent one)
 """
 
 from __future__ import annotations
 
-from pipelines.model import ContributorMark
+from connectors.sources import Watermark
 
 NEVER = -(2**63)
 
 
 class WatermarkTracker:
-    """Combine forwarded marks into the global watermark (ns).
+    """Combine the partitions' watermarks into the global watermark (ns).
 
-    >>> tracker = WatermarkTracker(n_partitions=1)
-    >>> tracker.observe(ContributorMark(0, "a", 5_000, ("a", "b")))
+    >>> tracker = WatermarkTracker(n_partitions=2)
+    >>> tracker.observe(Watermark(0, 5_000))
     -9223372036854775808
-    >>> tracker.observe(ContributorMark(0, "b", 4_000, ("a", "b")))
+    >>> tracker.observe(Watermark(1, 4_000))
+    4000
+    >>> tracker.observe(Watermark(1, 3_000))  # never goes back
     4000
     """
 
     def __init__(self, n_partitions: int) -> None:
         self.n_partitions = n_partitions
-        self.forwarded: dict[int, dict[str, int]] = {}
-        self.announced: dict[int, set[str]] = {}
+        self.latest: dict[int, int] = {}
 
-    def observe(self, mark: ContributorMark) -> int:
-        """Record one mark; return the global watermark after it."""
-        forwarded = self.forwarded.setdefault(mark.partition, {})
-        if mark.wm > forwarded.get(mark.key, NEVER):
-            forwarded[mark.key] = mark.wm
-        self.announced.setdefault(mark.partition, set()).update(mark.announced)
-        return self.global_watermark()
-
-    def partition_done(self, partition: int) -> int:
-        forwarded = self.forwarded.get(partition)
-        if not forwarded:
+    def observe(self, mark: Watermark) -> int:
+        """Record one partition watermark; return the global watermark after it."""
+        if mark.wm > self.latest.get(mark.partition, NEVER):
+            self.latest[mark.partition] = mark.wm
+        if len(self.latest) < self.n_partitions:
             return NEVER
-        return min(forwarded.get(key, NEVER) for key in self.announced[partition])
-
-    def global_watermark(self) -> int:
-        if len(self.forwarded) < self.n_partitions:
-            return NEVER
-        return min(self.partition_done(p) for p in self.forwarded)
+        return min(self.latest.values())

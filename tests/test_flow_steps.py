@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from connectors.frames import DeadLetter
-from connectors.sources import DEAD_LETTER_KEY, END_OF_TIME, STATS_KEY, ReplaySource
+from connectors.sources import DEAD_LETTER_KEY, END_OF_TIME, STATS_KEY, ReplaySource, Watermark
 from pipelines.instrument import InstrumentTracker
 from pipelines.merge import SecondReleaser
-from pipelines.model import AssetOutput, AssetSecond, ContributorMark, InstrumentSecond, SecondManifest
+from pipelines.model import AssetOutput, AssetSecond, InstrumentSecond, SecondManifest
 from pipelines.ordering import IncompleteOutput, OutputOrderer
 from pipelines.tracked_source import MERGE_KEY, TrackedSource
 
@@ -33,10 +33,10 @@ def test_merge_releases_a_second_only_when_every_partition_has_passed_it() -> No
     releaser = SecondReleaser(n_partitions=2)
     btc_a, eth_a = second("a", "ETH-USDT-PERP", 1000), second("a", "BTC-USDT-PERP", 1000)
     btc_b = second("b", "BTC-USDT-PERP", 1000)
-    assert releaser.process([btc_a, eth_a, ContributorMark(0, "a|x", 3 * S, ("a|x",))]) == []
-    # partition 1 announced two instruments and only one has passed 3 s: still nothing
-    assert releaser.process([btc_b, ContributorMark(1, "b|x", 3 * S, ("b|x", "b|y"))]) == []
-    out = releaser.process([ContributorMark(1, "b|y", 2 * S, ("b|x", "b|y"))])
+    assert releaser.process([btc_a, eth_a, Watermark(0, 3 * S)]) == []
+    # partition 1 has not passed 2 s yet: still nothing
+    assert releaser.process([btc_b, Watermark(1, 1 * S + 999_999_999)]) == []
+    out = releaser.process([Watermark(1, 2 * S)])
     assert out == [
         AssetSecond(1000, "BTC-USDT", (eth_a, btc_b)),  # sorted by (asset, venue, instrument)
         AssetSecond(1000, "ETH-USDT", (btc_a,)),
@@ -70,33 +70,48 @@ def _bytes(items: list) -> list[bytes]:
     return [pickle.dumps(item) for item in items]
 
 
-def _drain(partition) -> list[tuple[str, list]]:
-    items = []
+def _batches(partition) -> list[list[tuple[str, list]]]:
+    batches = []
     while True:
         try:
-            items.extend(partition.next_batch())
+            batches.append(partition.next_batch())
         except StopIteration:
-            return items
+            return batches
+
+
+def _drain(partition) -> list[tuple[str, list]]:
+    return [item for batch in _batches(partition) for item in batch]
 
 
 def test_tracked_partition_emits_what_keyed_trackers_would(binance_session: Path) -> None:
     """Per-second state from the partition equals running one tracker per instrument key on
-    the raw batches (the former keyed step), item for item, in order per instrument."""
-    raw = _drain(ReplaySource([binance_session], batch_size=50).build_part("s", f"0:{binance_session}", None))
+    the raw batches (the former keyed step), item for item, in order per instrument; each
+    batch's list for the merge ends with that batch's watermark."""
+    raw_batches = _batches(ReplaySource([binance_session], batch_size=50).build_part("s", f"0:{binance_session}", None))
+    raw = [item for batch in raw_batches for item in batch]
     trackers: dict[str, InstrumentTracker] = {}
     expected: dict[str, list] = {}
     for key, values in raw:
         if not key.startswith("!"):
             tracker = trackers.setdefault(key, InstrumentTracker(LAG_NS))
             expected.setdefault(key, []).extend(item for item in tracker.process(values))
-    tracked = _drain(TrackedSource(ReplaySource([binance_session], batch_size=50), LAG_NS).build_part(
+    tracked_batches = _batches(TrackedSource(ReplaySource([binance_session], batch_size=50), LAG_NS).build_part(
         "s", f"0:{binance_session}", None))
+    tracked = [item for batch in tracked_batches for item in batch]
+    marks = [
+        [values[-1] for key, values in batch if key == MERGE_KEY and isinstance(values[-1], Watermark)]
+        for batch in tracked_batches
+    ]
+    raw_marks = [[values[-1] for key, values in batch if isinstance(values[-1], Watermark)][:1] for batch in raw_batches]
+    assert marks == raw_marks and marks[-1] == [Watermark(0, END_OF_TIME)]
     got: dict[str, list] = {}
     for key, values in tracked:
         if key == MERGE_KEY:
             for item in values:
-                got.setdefault(f"{item.venue}|{item.instrument}" if isinstance(item, InstrumentSecond) else item.key,
-                               []).append(item)
+                if isinstance(item, InstrumentSecond):
+                    got.setdefault(f"{item.venue}|{item.instrument}", []).append(item)
+                else:
+                    assert item is values[-1]  # a watermark only closes the list
         elif key == DEAD_LETTER_KEY:
             got.setdefault("dead", []).extend(values)
     sequence_gaps = [item for items in expected.values() for item in items if isinstance(item, DeadLetter)]
@@ -105,7 +120,6 @@ def test_tracked_partition_emits_what_keyed_trackers_would(binance_session: Path
     assert got.keys() == expected.keys()
     assert all(_bytes(got[key]) == _bytes(expected[key]) for key in got)
     assert sum(isinstance(i, InstrumentSecond) for items in got.values() for i in items) > 3
-    assert all(items[-1].wm == END_OF_TIME for items in got.values())
     assert [key for key, _ in tracked].count(STATS_KEY) == 1
 
 
