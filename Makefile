@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench quality clean
+.PHONY: demo test lint deps bench quality clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python 3.11 or 3.12 is required (bytewax==0.21.1)"; exit 1; }
@@ -17,17 +17,28 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/cascadewatch demo
 
-# The deployment tests run the real promtool and Prometheus server (Debian's prometheus
-# package); installed here when missing and possible, else those tests skip with the reason.
+# Tests that need a system program (promtool and Prometheus) skip with the reason when it is
+# absent; `make deps` installs them (Debian, as root).
 test: $(STAMP)
-	@command -v promtool >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
-		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } \
-		|| echo "promtool/prometheus absent: tests/test_deploy.py skips the Prometheus checks"
 	$(BIN)/python -m pytest -q
 
+# House rules: ruff (lint and format) and mypy on the installed layout, cascadewatch.* (a tree
+# of symlinks in build/typecheck: the three folders are subpackages of cascadewatch).
+TYPECHECK := build/typecheck/cascadewatch
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	@mkdir -p $(TYPECHECK) && for d in connectors detectors pipelines; do ln -sfn ../../../$$d $(TYPECHECK)/$$d; done
+	cd build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml -p cascadewatch
+
+# System packages some tests use (Debian, as root): Prometheus and promtool for the deploy files.
+deps:
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+
 bench: $(STAMP)
-	$(BIN)/python -m pipelines.bench
-	$(BIN)/python -m pipelines.live_bench
+	$(BIN)/python -m cascadewatch.pipelines.bench.replay
+	$(BIN)/python -m cascadewatch.pipelines.bench.live
 
 # Detection quality (README, "Detection quality"): simulate the tuning set (seeds 1-5 of every
 # scenario, calm days 1 and 2) and the held-out set (seeds 101-105, calm day 101), train the

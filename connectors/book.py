@@ -4,7 +4,7 @@ Levels live in two plain dicts (price -> qty): a delta costs one dict operation 
 Sorting happens only on readout (once per event-time second in the dataflow), never per update;
 a readout re-sorts only the prices changed since the previous one (the sorted array is kept).
 
-Integrity: every delta is checked by the venue's :class:`~connectors.venues.base.SequenceRule`.
+Integrity: every delta is checked by the venue's :class:`~cascadewatch.connectors.venues.base.SequenceRule`.
 A gap marks the book invalid until the next snapshot and yields ``FeedStatus(state="gap")``;
 readouts of an invalid book are empty.
 """
@@ -18,8 +18,14 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from connectors.events import AnyEvent, BookDelta, BookSnapshot, FeedStatus, Level
-from connectors.venues.base import SequenceRule, Verdict
+from cascadewatch.connectors.events import (
+    AnyEvent,
+    BookDelta,
+    BookSnapshot,
+    FeedStatus,
+    Level,
+)
+from cascadewatch.connectors.venues.base import SequenceRule, Verdict
 
 
 class OrderBook:
@@ -59,7 +65,10 @@ class OrderBook:
 
     def update(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
         """Apply changed levels; ``qty == 0`` deletes the level."""
-        for side, changes, changed in ((self.bids, bids, self._sorted[0].changed), (self.asks, asks, self._sorted[1].changed)):
+        for side, changes, changed in (
+            (self.bids, bids, self._sorted[0].changed),
+            (self.asks, asks, self._sorted[1].changed),
+        ):
             for price, qty in changes:
                 if qty > 0:
                     side[price] = qty

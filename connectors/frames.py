@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 import msgspec
 
-from connectors.events import FeedStatus
-from connectors.venues import parser_for
-from connectors.venues.base import Parsed, ParseError, VenueParser
+from cascadewatch.connectors.events import FeedStatus
+from cascadewatch.connectors.venues import parser_for
+from cascadewatch.connectors.venues.base import Parsed, ParseError, VenueParser
 
 
 class DeadLetter(msgspec.Struct, frozen=True):
@@ -123,6 +123,8 @@ def _connection_event(venue: str, event: _ConnEvent, recv: int) -> Parsed:
     state = _CONN_STATES.get(event.event)
     if state is None:
         raise ParseError("unknown_conn_event", event.event)
-    detail = " ".join(part for part in (event.url, event.reason, "" if event.code is None else f"code={event.code}") if part)
+    detail = " ".join(
+        part for part in (event.url, event.reason, "" if event.code is None else f"code={event.code}") if part
+    )
     status = FeedStatus(venue=venue, symbol="", instrument="", ts=recv, recv=recv, state=state, detail=detail)  # type: ignore[arg-type]
     return Parsed(kind=f"conn:{event.event}", events=[status])

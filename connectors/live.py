@@ -10,7 +10,7 @@
       worker:  LivePartition.next_batch: drain the queue (never waits), parse with
                FrameDecoder, group by instrument, append Watermark -> items
 
-Items follow the protocol of :mod:`connectors.sources` exactly: ``(venue|instrument, [events...,
+Items follow the protocol of :mod:`cascadewatch.connectors.sources` exactly: ``(venue|instrument, [events...,
 Watermark])``, dead letters under ``DEAD_LETTER_KEY`` (including ``queue_full``), one
 ``PartitionStats`` under ``STATS_KEY`` when the partition ends (``duration_s``).
 
@@ -25,7 +25,7 @@ snapshots and alerts as the live run.
 
 A partition that has not seen any instrument yet (a venue down at start) still moves the
 merge step forward: its watermarks also go out under ``PARTITION_KEY`` (see
-:mod:`pipelines.watermarks`). Without this, one unreachable venue would hold back every
+:mod:`cascadewatch.pipelines.steps.watermarks`). Without this, one unreachable venue would hold back every
 snapshot.
 """
 
@@ -38,7 +38,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -46,13 +46,13 @@ from typing import Any
 import msgspec
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from connectors import live_metrics as metrics
-from connectors.frames import DeadLetter, FrameDecoder
-from connectors.live_config import LiveConfig
-from connectors.recorder import RotatingRecorder, insert_before_suffixes
-from connectors.rest import Reply, http_get
-from connectors.session import Backoff, Session, SessionSettings
-from connectors.sources import (
+from cascadewatch.connectors import live_metrics as metrics
+from cascadewatch.connectors.frames import DeadLetter, FrameDecoder
+from cascadewatch.connectors.live_config import LiveConfig
+from cascadewatch.connectors.recorder import RotatingRecorder, insert_before_suffixes
+from cascadewatch.connectors.rest import Reply, http_get
+from cascadewatch.connectors.session import Backoff, Session, SessionSettings
+from cascadewatch.connectors.sources import (
     END_OF_TIME,
     NS,
     PARTITION_KEY,
@@ -62,9 +62,18 @@ from connectors.sources import (
     Watermark,
     items_of,
 )
-from connectors.venues import binance, bybit, okx
-from connectors.venues.base import ParseError
-from connectors.venues.live_common import THIS, Action, BookSync, Emit, Fetch, LiveSettings, Resubscribe, rest_frame
+from cascadewatch.connectors.venues import binance, bybit, okx
+from cascadewatch.connectors.venues.base import ParseError
+from cascadewatch.connectors.venues.live_common import (
+    THIS,
+    Action,
+    BookSync,
+    Emit,
+    Fetch,
+    LiveSettings,
+    Resubscribe,
+    rest_frame,
+)
 
 log = logging.getLogger("cascadewatch.live")
 
@@ -88,8 +97,10 @@ def resolve_settings(name: str, live: LiveConfig) -> LiveSettings:
         return fallback if value is None else value
 
     ws_url = pick("ws_url", defaults.ws_url)
-    book_default = defaults.ws_book_url if override.ws_url is None else (
-        ws_url if defaults.ws_book_url == defaults.ws_url else defaults.ws_book_url
+    book_default = (
+        defaults.ws_book_url
+        if override.ws_url is None
+        else (ws_url if defaults.ws_book_url == defaults.ws_url else defaults.ws_book_url)
     )
     return LiveSettings(
         ws_url=ws_url,
@@ -275,13 +286,15 @@ class VenueRunner:
                 return recv, reply.body
             tries += 1
             log.warning("%s: GET %s failed: %s %s", self.source, path, outcome, reply.error)
-            if (attempts is not None and tries >= attempts) or (400 <= reply.status < 500 and reply.status not in (418, 429)):
+            if (attempts is not None and tries >= attempts) or (
+                400 <= reply.status < 500 and reply.status not in (418, 429)
+            ):
                 return None
             delay = max(backoff.next_delay(), reply.retry_after or 0.0)
             if self._stop is not None:
                 try:
                     await asyncio.wait_for(self._stop.wait(), timeout=delay)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             else:
                 await asyncio.sleep(delay)
@@ -298,7 +311,7 @@ class VenueRunner:
             self._emit(recv, self.source + "!rest", rest_frame(path, body))
             try:
                 listed = (listed or set()) | self.module.listed_symbols(path, body)
-            except Exception as exc:  # noqa: BLE001 - a bad body must not stop the feed
+            except Exception as exc:
                 log.warning("%s: cannot read the instrument list of %s: %s", self.source, path, exc)
         if listed is None:
             log.warning("%s: no instrument list; subscribing %s as configured", self.source, self.symbols)
@@ -336,14 +349,14 @@ class VenueRunner:
                     self._emit(got[0], self.source + "!rest", rest_frame(path, got[1]))
             try:
                 await asyncio.wait_for(stop.wait(), timeout=self.settings.poll_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _tick_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), timeout=min(1.0, self.settings.resync_timeout_s / 2))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._apply(self.books.tick(time.monotonic()))
             self._report_books()
@@ -430,7 +443,7 @@ class VenueFeed:
 
         try:
             asyncio.run(main())
-        except BaseException as exc:  # noqa: BLE001 - reported, and the partition ends cleanly
+        except BaseException as exc:
             self.error = exc
             log.exception("%s: feed thread stopped", self.name)
         finally:
@@ -545,7 +558,9 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
             self._mark(by_key, wm)
         return items_of(by_key, dead)
 
-    def _handle(self, recv0: int, source: str, payload: bytes, by_key: dict[str, list[Any]], dead: list[DeadLetter]) -> None:
+    def _handle(
+        self, recv0: int, source: str, payload: bytes, by_key: dict[str, list[Any]], dead: list[DeadLetter]
+    ) -> None:
         recv = recv0
         if recv < self._max_recv:
             recv = self._max_recv
@@ -577,7 +592,9 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
         for _, source, payload in kept:
             dead.append(DeadLetter("queue_full", source, payload.decode("utf-8", "replace"), detail))
         if count > len(kept):
-            dead.append(DeadLetter("queue_full", self._source, "", f"{count - len(kept)} more frames dropped; {detail}"))
+            dead.append(
+                DeadLetter("queue_full", self._source, "", f"{count - len(kept)} more frames dropped; {detail}")
+            )
         log.warning("%s: %d frames dropped: %s", self._source, count, detail)
 
     def _dead_letter(self, reason: str, source: str, raw: bytes, detail: str) -> DeadLetter:
@@ -615,7 +632,7 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
         """Poll again at once while frames flow, else after ``poll_ms`` (never a long wait)."""
         if not self._idle:
             return None
-        return datetime.now(timezone.utc) + self._poll
+        return datetime.now(UTC) + self._poll
 
     def snapshot(self) -> None:
         return None  # a live feed cannot rewind: nothing to resume from

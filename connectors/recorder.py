@@ -1,6 +1,6 @@
 """A recording that rotates files by size or age and is safe to kill at any time.
 
-Built on :class:`~connectors.recording.RecordingWriter`: lines are flushed at least every
+Built on :class:`~cascadewatch.connectors.recording.RecordingWriter`: lines are flushed at least every
 ``flush_interval_s`` (a zstd frame boundary for ``.zst``), so a killed recorder leaves files
 readable up to their last flushed line (``RecordingReader`` reports the cut as truncated).
 
@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from connectors.recording import RecordingWriter
+from cascadewatch.connectors.recording import RecordingWriter
 
 
 def insert_before_suffixes(path: Path, label: str) -> Path:

@@ -41,9 +41,9 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from connectors.alerts import metrics
-from connectors.alerts.config import RiskFeedConfig
-from connectors.alerts.routing import asset_matches
+from cascadewatch.connectors.alerts import metrics
+from cascadewatch.connectors.alerts.config import RiskFeedConfig
+from cascadewatch.connectors.alerts.routing import asset_matches
 
 log = logging.getLogger("cascadewatch.riskfeed")
 _encoder = msgspec.json.Encoder()
@@ -114,8 +114,15 @@ class RiskFeedServer:
 
     @classmethod
     def from_config(cls, config: RiskFeedConfig) -> RiskFeedServer:
-        return cls(config.host, config.port, config.resolve_token(), config.queue_size, config.send_buffer_bytes,
-                   config.ping_interval_s, config.ping_timeout_s)
+        return cls(
+            config.host,
+            config.port,
+            config.resolve_token(),
+            config.queue_size,
+            config.send_buffer_bytes,
+            config.ping_interval_s,
+            config.ping_timeout_s,
+        )
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -127,7 +134,9 @@ class RiskFeedServer:
             raise RuntimeError("risk feed did not start in time")
         if self._error is not None:
             raise OSError(f"risk feed cannot listen on {self.host}:{self.port}: {self._error}") from self._error
-        log.info("risk feed listening on ws://%s:%d%s", self.host, self.port, " (token required)" if self._token else "")
+        log.info(
+            "risk feed listening on ws://%s:%d%s", self.host, self.port, " (token required)" if self._token else ""
+        )
         if self._token is None and self.host not in ("127.0.0.1", "localhost", "::1"):
             log.warning("risk feed on %s without a token: anyone who can reach this port can read it", self.host)
         return self
@@ -158,7 +167,7 @@ class RiskFeedServer:
         self._loop = loop
         try:
             loop.run_until_complete(self._serve())
-        except BaseException as exc:  # noqa: BLE001 - reported to start()
+        except BaseException as exc:
             self._error = exc
         finally:
             self._ready.set()
@@ -238,8 +247,9 @@ class RiskFeedServer:
         self.stats.dropped_slow += 1
         metrics.FEED_DROPPED.inc()
         metrics.FEED_CLIENTS.set(len(self._clients))
-        log.warning("risk feed: client %s too slow (%d messages queued), disconnected",
-                    _peer(client.ws), client.queue.qsize())
+        log.warning(
+            "risk feed: client %s too slow (%d messages queued), disconnected", _peer(client.ws), client.queue.qsize()
+        )
         if client.sender is not None:
             client.sender.cancel()
         asyncio.get_running_loop().create_task(_close_slow(client.ws))
@@ -293,7 +303,11 @@ class RiskFeedServer:
             request = json.loads(message)
         except ValueError:
             request = None
-        if not isinstance(request, dict) or request.get("op") != "subscribe" or not isinstance(request.get("assets"), list):
+        if (
+            not isinstance(request, dict)
+            or request.get("op") != "subscribe"
+            or not isinstance(request.get("assets"), list)
+        ):
             self._offer(client, json.dumps({"type": "error", "error": 'expected {"op": "subscribe", "assets": [...]}'}))
             return
         client.assets = [str(a) for a in request["assets"]]
@@ -320,7 +334,7 @@ class RiskFeedServer:
 async def _close_slow(ws: ServerConnection) -> None:
     try:
         await asyncio.wait_for(ws.close(code=1008, reason="too slow: queue full"), timeout=2.0)
-    except (asyncio.TimeoutError, ConnectionClosed, OSError):
+    except (TimeoutError, ConnectionClosed, OSError):
         pass
     finally:
         ws.transport.abort()
@@ -384,4 +398,6 @@ class RiskFeedSink(FixedPartitionedSink[tuple[str, Any], None]):
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _RiskFeedPartition:
         if isinstance(self.feed, RiskFeedServer):
             return _RiskFeedPartition(self.feed, owned=False, observe=self.observe_metrics)
-        return _RiskFeedPartition(RiskFeedServer.from_config(self.feed).start(), owned=True, observe=self.observe_metrics)
+        return _RiskFeedPartition(
+            RiskFeedServer.from_config(self.feed).start(), owned=True, observe=self.observe_metrics
+        )

@@ -1,6 +1,6 @@
 """One websocket connection to a venue, kept alive for weeks (websockets, asyncio).
 
-A :class:`Session` owns one :class:`~connectors.venues.live_common.ConnectionSpec` (a URL and
+A :class:`Session` owns one :class:`~cascadewatch.connectors.venues.live_common.ConnectionSpec` (a URL and
 its topics) and keeps it connected:
 
 - **subscribe** after every (re)connect, in frames of at most ``max_topics_per_message``
@@ -18,7 +18,7 @@ its topics) and keeps it connected:
   venue announces a close (OKX notice 64008): open and subscribe a new connection, keep
   reading the old one for ``rollover_overlap_s``, then switch; the new connection's frames
   are held meanwhile and de-duplicated against what the old one delivered
-  (:class:`~connectors.venues.live_common.Overlap`), so nothing is lost or repeated.
+  (:class:`~cascadewatch.connectors.venues.live_common.Overlap`), so nothing is lost or repeated.
 
 Every connection event goes to the handler as the payload of a ``<venue>!conn`` frame
 (``{"event": "open"|"close"|"error"|"stale", "url", "conn", "reason", "code"}``), so a
@@ -42,9 +42,9 @@ from typing import Any, Protocol
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from connectors import live_metrics as metrics
-from connectors.live_config import BackoffConfig
-from connectors.venues.live_common import ConnectionSpec, Overlap
+from cascadewatch.connectors import live_metrics as metrics
+from cascadewatch.connectors.live_config import BackoffConfig
+from cascadewatch.connectors.venues.live_common import ConnectionSpec, Overlap
 
 log = logging.getLogger("cascadewatch.live")
 
@@ -253,7 +253,7 @@ class Session:
             return
         try:
             await asyncio.wait_for(stop.wait(), timeout=seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     def _event(self, event: str, rollover: bool = False, **fields: Any) -> None:
@@ -272,7 +272,7 @@ class Session:
                 max_size=self.settings.max_frame_bytes,
                 max_queue=1024,
             )
-        except Exception as exc:  # noqa: BLE001 - every failure means: back off and retry
+        except Exception as exc:
             if isinstance(exc, InvalidStatus):
                 retry = exc.response.headers.get("Retry-After")
                 try:
@@ -341,7 +341,7 @@ class Session:
                 self._route(conn, recv, payload)
         except ConnectionClosed:
             return
-        except Exception:  # noqa: BLE001 - a handler bug must not kill the connection silently
+        except Exception:
             log.exception("%s/%s: reader stopped", self.source, self.name)
             await ws.close()
 
@@ -371,12 +371,12 @@ class Session:
     async def _close(self, conn: _Conn) -> None:
         try:
             await conn.ws.close()
-        except Exception:  # noqa: BLE001 - closing a broken socket
+        except Exception:
             pass
         if conn.reader is not None:
             try:
                 await asyncio.wait_for(conn.reader, timeout=self.settings.close_timeout_s + 1.0)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
+            except (TimeoutError, asyncio.CancelledError):
                 conn.reader.cancel()
 
     def _close_event(self, conn: _Conn, reason: str) -> None:
@@ -462,6 +462,8 @@ class Session:
         self._m_rollovers.inc()
         log.info(
             "%s/%s: rolled over to a new connection (%d repeated frames dropped so far)",
-            self.source, self.name, duplicates,
+            self.source,
+            self.name,
+            duplicates,
         )
         return new

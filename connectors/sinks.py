@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from connectors.alerts.metrics import observe_snapshot
+from cascadewatch.connectors.alerts.metrics import observe_snapshot
 
 _encoder = msgspec.json.Encoder()
 

@@ -22,17 +22,21 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import msgspec
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from connectors.events import AnyEvent, FeedStatus
-from connectors.frames import DeadLetter, FrameDecoder
-from connectors.recording import RecordingError, RecordingReader, parse_line
-from connectors.venues.base import ParseError
+from cascadewatch.connectors.events import AnyEvent, FeedStatus
+from cascadewatch.connectors.frames import DeadLetter, FrameDecoder
+from cascadewatch.connectors.recording import (
+    RecordingError,
+    RecordingReader,
+    parse_line,
+)
+from cascadewatch.connectors.venues.base import ParseError
 
 DEAD_LETTER_KEY = "!dead"
 STATS_KEY = "!stats"
@@ -83,8 +87,9 @@ class InstrumentRouter:
     ``connection``: venue -> its last venue-wide :class:`FeedStatus`. Plain data (pickles).
     """
 
-    def __init__(self, instruments: dict[str, list[str]] | None = None,
-                 connection: dict[str, FeedStatus] | None = None) -> None:
+    def __init__(
+        self, instruments: dict[str, list[str]] | None = None, connection: dict[str, FeedStatus] | None = None
+    ) -> None:
         self.instruments: dict[str, list[str]] = instruments if instruments is not None else {}
         self.connection: dict[str, FeedStatus] = connection if connection is not None else {}
 
@@ -297,7 +302,7 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
             return None
         wall0, recv0 = self._pace_origin
         delay = wall0 + (self._held_recv - recv0) / NS / self._speed - time.monotonic()
-        return datetime.now(timezone.utc) + timedelta(seconds=max(0.0, delay))
+        return datetime.now(UTC) + timedelta(seconds=max(0.0, delay))
 
     def snapshot(self) -> Any:
         return {

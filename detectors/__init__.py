@@ -21,7 +21,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING
 
 # Public names and their modules. Imported on first access (PEP 562), so that
-# ``import detectors.labels`` does not pay for river.
+# ``import cascadewatch.detectors.labels`` does not pay for river.
 _EXPORTS = {
     "crowding": ("CrowdingMonitor", "CrowdingReadout"),
     "depth": ("DepthMonitor", "DepthReadout", "depth_within"),
@@ -46,18 +46,30 @@ _EXPORTS = {
 _MODULE_OF = {name: mod for mod, names in _EXPORTS.items() for name in names}
 
 if TYPE_CHECKING:  # pragma: no cover
-    from detectors.crowding import CrowdingMonitor, CrowdingReadout  # noqa: F401
-    from detectors.depth import DepthMonitor, DepthReadout, depth_within  # noqa: F401
-    from detectors.hawkes import HawkesEstimator, HawkesReadout, simulate_hawkes  # noqa: F401
-    from detectors.liqmap_estimated import (  # noqa: F401
+    from cascadewatch.detectors.crowding import CrowdingMonitor, CrowdingReadout
+    from cascadewatch.detectors.depth import DepthMonitor, DepthReadout, depth_within
+    from cascadewatch.detectors.hawkes import (
+        HawkesEstimator,
+        HawkesReadout,
+        simulate_hawkes,
+    )
+    from cascadewatch.detectors.liqmap_estimated import (
         Cluster,
         EstimatedLiquidationMap,
         EstimatedMapReadout,
         nearest_dense_cluster,
     )
-    from detectors.liqmap_observed import ObservedLiquidationMap, ObservedMapReadout  # noqa: F401
-    from detectors.policy import PAGE_KINDS, AlertPolicy, AssetReadout, DirectionReadout  # noqa: F401
-    from detectors.probability import (  # noqa: F401
+    from cascadewatch.detectors.liqmap_observed import (
+        ObservedLiquidationMap,
+        ObservedMapReadout,
+    )
+    from cascadewatch.detectors.policy import (
+        PAGE_KINDS,
+        AlertPolicy,
+        AssetReadout,
+        DirectionReadout,
+    )
+    from cascadewatch.detectors.probability import (
         DEFAULT_FEATURES,
         CascadeProbability,
         RealizedVolatility,
@@ -68,8 +80,8 @@ if TYPE_CHECKING:  # pragma: no cover
         structural_probability,
         touch_probability,
     )
-    from detectors.reach import CascadeReach, Reach, cascade_reach  # noqa: F401
-    from detectors.regime import RegimeDetector, RegimeState  # noqa: F401
+    from cascadewatch.detectors.reach import CascadeReach, Reach, cascade_reach
+    from cascadewatch.detectors.regime import RegimeDetector, RegimeState
 
 
 def __getattr__(name: str):

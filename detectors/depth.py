@@ -146,7 +146,9 @@ class DepthMonitor:
     """History per side and band: ``2 * bands`` ascending lists without NaN, and the NaN count of
     each; ``None`` (a state pickled without it): rebuilt from the buffer."""
 
-    def __init__(self, bands_bps: Sequence[int] = DEFAULT_BANDS_BPS, window_s: int = 600, min_samples: int = 30) -> None:
+    def __init__(
+        self, bands_bps: Sequence[int] = DEFAULT_BANDS_BPS, window_s: int = 600, min_samples: int = 30
+    ) -> None:
         if window_s < 2:
             raise ValueError("window_s must be >= 2")
         self.bands_bps = tuple(int(b) for b in bands_bps)

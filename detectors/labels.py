@@ -168,7 +168,9 @@ class CascadeLabeler:
         return sum(self._fl), sum(self._fs)
 
     # ------------------------------------------------------------------ feeding
-    def update(self, ts_ms: int, price: float | None, forced_long: float = 0.0, forced_short: float = 0.0) -> list[dict]:
+    def update(
+        self, ts_ms: int, price: float | None, forced_long: float = 0.0, forced_short: float = 0.0
+    ) -> list[dict]:
         """Feed one second; returns the cascades closed by it (see class docstring)."""
         ts_ms = int(ts_ms)
         if ts_ms % _MS:
@@ -313,7 +315,9 @@ def label_series(
     return label_rows(zip(ts_ms, price, forced_long, forced_short), asset=asset, config=config)
 
 
-def label_rows(rows: Iterable[tuple[int, float, float, float]], *, asset: str, config: LabelConfig | None = None) -> list[dict]:
+def label_rows(
+    rows: Iterable[tuple[int, float, float, float]], *, asset: str, config: LabelConfig | None = None
+) -> list[dict]:
     """Like :func:`label_series` from ``(ts_ms, price, forced_long, forced_short)`` rows."""
     labeler = CascadeLabeler(asset, config)
     out: list[dict] = []

@@ -48,8 +48,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from connectors.events import MarkPrice, OpenInterest, Trade
-from detectors._grid import DecayingLogGrid
+from cascadewatch.connectors.events import MarkPrice, OpenInterest, Trade
+from cascadewatch.detectors._grid import DecayingLogGrid
 
 __all__ = ["Cluster", "EstimatedLiquidationMap", "EstimatedMapReadout", "nearest_dense_cluster", "DEFAULT_TIERS"]
 
@@ -102,7 +102,7 @@ class EstimatedMapReadout:
     def levels(self, direction: str) -> np.ndarray:
         """``(n, 2)`` array of ``(level price, notional)``: the non-empty buckets a move
         ``down`` (long levels below the price) or ``up`` (short levels above) would hit;
-        the ``levels`` input of :func:`detectors.reach.cascade_reach`."""
+        the ``levels`` input of :func:`cascadewatch.detectors.reach.cascade_reach`."""
         if direction == "down":
             notional, keep = self.long_usd, (self.long_usd > 0) & (self.prices < self.price)
         else:
@@ -397,13 +397,26 @@ class EstimatedLiquidationMap:
         """Levels within ``+-range_pct`` of ``price`` at ``t``, totals and nearest dense clusters."""
         k_lo, k_hi = self._window(price)
         return self._readout(
-            price, t, k_lo, k_hi, self._long.values(k_lo, k_hi, t), self._short.values(k_lo, k_hi, t),
-            self.consumed_long_usd, self.consumed_short_usd,
+            price,
+            t,
+            k_lo,
+            k_hi,
+            self._long.values(k_lo, k_hi, t),
+            self._short.values(k_lo, k_hi, t),
+            self.consumed_long_usd,
+            self.consumed_short_usd,
         )
 
     def _readout(
-        self, price: float, t: float, k_lo: int, k_hi: int, lo: np.ndarray, sh: np.ndarray,
-        consumed_long_usd: float, consumed_short_usd: float,
+        self,
+        price: float,
+        t: float,
+        k_lo: int,
+        k_hi: int,
+        lo: np.ndarray,
+        sh: np.ndarray,
+        consumed_long_usd: float,
+        consumed_short_usd: float,
     ) -> EstimatedMapReadout:
         """The readout of the level notionals ``lo``/``sh`` of buckets ``k_lo..k_hi`` (this map's cluster parameters)."""
         centers = self._centers(k_lo, k_hi)
@@ -455,7 +468,10 @@ class EstimatedLiquidationMap:
             m._long.values(k_lo, k_hi, t, out=rows[0, i])
             m._short.values(k_lo, k_hi, t, out=rows[1, i])
         return first._readout(
-            price, t, k_lo, k_hi,
+            price,
+            t,
+            k_lo,
+            k_hi,
             np.add.reduce(rows[0], axis=0),  # np.sum of the maps' arrays, map by map
             np.add.reduce(rows[1], axis=0),
             sum(m.consumed_long_usd for m in maps),
@@ -465,7 +481,7 @@ class EstimatedLiquidationMap:
     def levels(self, direction: str, price: float, t: float) -> np.ndarray:
         """``(n, 2)`` array of ``(level price, notional)`` a move ``down`` (long levels) or ``up``
         (short levels) would hit: non-empty buckets within the range on that side of ``price``;
-        the ``levels`` input of :func:`detectors.reach.cascade_reach`.
+        the ``levels`` input of :func:`cascadewatch.detectors.reach.cascade_reach`.
         """
         k_lo, k_hi = self._window(price)
         grid = self._long if direction == "down" else self._short

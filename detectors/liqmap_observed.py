@@ -1,6 +1,6 @@
 """Observed liquidation map: realized liquidation notional by price bucket and side, decaying.
 
-Every :class:`~connectors.events.Liquidation` deposits its notional (quote
+Every :class:`~cascadewatch.connectors.events.Liquidation` deposits its notional (quote
 currency, e.g. USD) in the bucket of its price on an absolute log-price grid
 (bucket ``k`` covers ``[exp(k*delta), exp((k+1)*delta))`` with
 ``delta = bucket_bps * 1e-4``), separately for liquidated longs and shorts.
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from connectors.events import Liquidation
-from detectors._grid import DecayingLogGrid
+from cascadewatch.connectors.events import Liquidation
+from cascadewatch.detectors._grid import DecayingLogGrid
 
 __all__ = ["ObservedLiquidationMap", "ObservedMapReadout"]
 
@@ -102,7 +102,7 @@ class ObservedLiquidationMap:
             self._short.add(p[~lg], x[~lg], tt[~lg])
 
     def learn_event(self, ev: Liquidation) -> None:
-        """Add a :class:`~connectors.events.Liquidation` (time from ``ev.ts``, ns)."""
+        """Add a :class:`~cascadewatch.connectors.events.Liquidation` (time from ``ev.ts``, ns)."""
         self.learn_one(ev.price, ev.notional, ev.side, ev.ts * 1e-9)
 
     # ---------------------------------------------------------------- readout

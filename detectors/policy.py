@@ -49,7 +49,7 @@ class DirectionReadout(msgspec.Struct, frozen=True, kw_only=True):
     """What the detectors say about one direction of one asset at one second.
 
     - ``prob``: probability of a cascade starting within the horizon (0..1), ``None`` if unknown;
-    - ``cascade``: type of the cascade in progress (:data:`detectors.regime.KINDS`), ``None`` if none;
+    - ``cascade``: type of the cascade in progress (:data:`cascadewatch.detectors.regime.KINDS`), ``None`` if none;
     - ``cluster_price``: nearest dense liquidation cluster in this direction (quote per base);
     - ``cluster_bps``: its distance from the price, bps; ``cluster_usd``: its notional (quote);
     - ``at_risk_usd``: estimated liquidation notional within the map range in this direction (quote);
@@ -163,7 +163,7 @@ class AlertPolicy:
     critical_bypasses_cooldown
         Whether a critical trigger may open an incident during the cooldown.
     page_kinds
-        Types of cascade in progress (:data:`detectors.regime.KINDS`) that page by
+        Types of cascade in progress (:data:`cascadewatch.detectors.regime.KINDS`) that page by
         themselves; the others still show in the evidence of an incident ``p`` opened.
 
     Examples
@@ -252,7 +252,9 @@ class AlertPolicy:
         return out
 
     # ---------------------------------------------------------------- output
-    def _alert(self, r: AssetReadout, direction: str, d: DirectionReadout, key: str, action: str, inc: _Incident) -> dict:
+    def _alert(
+        self, r: AssetReadout, direction: str, d: DirectionReadout, key: str, action: str, inc: _Incident
+    ) -> dict:
         aid = hashlib.sha1(f"{key}|{inc.opened_ts}|{action}|{inc.severity}".encode()).hexdigest()[:20]
         return {
             "type": "alert",
@@ -292,7 +294,9 @@ class AlertPolicy:
         book = "bids" if direction == "down" else "asks"
         parts = []
         if d.cascade is not None:
-            parts.append(f"{head}: {d.cascade.replace('_', '-')} cascade IN PROGRESS, {_usd(d.liq_usd_60s)} {side} liquidated in 60s")
+            parts.append(
+                f"{head}: {d.cascade.replace('_', '-')} cascade IN PROGRESS, {_usd(d.liq_usd_60s)} {side} liquidated in 60s"
+            )
         else:
             parts.append(f"{head}: {pct} cascade risk in {max(r.horizon_s // 60, 1)}m")
         if d.cluster_price is not None and d.cluster_bps is not None:

@@ -12,7 +12,7 @@ an EWMA of squared one-second log returns.
 
 Given a touch of the nearest dense cluster, the cascade carries on when the
 forced flow it triggers overwhelms the book in front. With ``F`` the forced
-notional of the reach walk started at the cluster (:mod:`detectors.reach`)
+notional of the reach walk started at the cluster (:mod:`cascadewatch.detectors.reach`)
 and ``D`` the resting notional in front (e.g. within 100 bps), ``rho = F / D``:
 
     P_carry = rho^k / (rho^k + rho0^k)          (a logistic in ln rho: 1/2 at rho = rho0)
@@ -26,7 +26,7 @@ detectors' features plus ``logit(P_struct)``. Labels are delayed: each
 second's feature vector waits in a deque until its horizon has closed and the
 label source is final for it, then it is learned with label "a cascade
 started in this direction within ``(t, t + horizon]``" (cascade starts are fed
-in by the caller, e.g. from :class:`detectors.labels.CascadeLabeler`). Before
+in by the caller, e.g. from :class:`cascadewatch.detectors.labels.CascadeLabeler`). Before
 learning, the model predicts the sample (progressive validation) and log loss
 and Brier score are tracked for the model, the structural estimate and the
 blend. Until ``min_labels`` labels with ``min_positives`` of each class exist
@@ -47,8 +47,8 @@ from dataclasses import dataclass
 import numpy as np
 from river import compose, linear_model, metrics, optim, preprocessing
 
-from detectors.liqmap_estimated import Cluster
-from detectors.reach import Reach, cascade_reach
+from cascadewatch.detectors.liqmap_estimated import Cluster
+from cascadewatch.detectors.reach import Reach, cascade_reach
 
 __all__ = [
     "CascadeProbability",
@@ -121,7 +121,9 @@ def structural_probability(
     k: float = 2.0,
 ) -> float:
     """``P_touch(distance_bps) * P_carry(forced_usd / depth_usd)``."""
-    return touch_probability(distance_bps, sigma, horizon_s, direction) * carry_probability(forced_usd, depth_usd, rho0, k)
+    return touch_probability(distance_bps, sigma, horizon_s, direction) * carry_probability(
+        forced_usd, depth_usd, rho0, k
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,10 +161,10 @@ def structural_estimate(
 
     ``book``: the side in front (bids for ``down``, asks for ``up``) as ``(price, qty)``;
     ``levels``: liquidation levels ``(price, notional)`` of that direction (e.g.
-    :meth:`detectors.liqmap_estimated.EstimatedMapReadout.levels`); ``depth_usd``:
+    :meth:`cascadewatch.detectors.liqmap_estimated.EstimatedMapReadout.levels`); ``depth_usd``:
     resting notional in front (e.g. within 100 bps), the ``D`` of ``rho = F / D``.
 
-    >>> from detectors.liqmap_estimated import Cluster
+    >>> from cascadewatch.detectors.liqmap_estimated import Cluster
     >>> c = Cluster("down", 99.0, 100.0, 5e5, 99.0, 99.0)
     >>> e = structural_estimate("down", 100.0, c, 2e-4, 3600.0,
     ...                         book=[(99.5, 2000.0), (98.0, 5000.0)], levels=[(99.0, 5e5)], depth_usd=2e5)
@@ -310,7 +312,7 @@ def cascade_features(
       ``ln(1 + forced_usd / D)``, ``log_liq_depth`` = ``ln(1 + 100 liq_usd_60s / D)``, with
       ``D = max(depth_usd, 1)`` the depth in front: cluster, reach and the last minute's
       liquidations against the book that has to absorb them;
-    - ``crowding``: passed through (e.g. :meth:`detectors.crowding.CrowdingReadout.features`).
+    - ``crowding``: passed through (e.g. :meth:`cascadewatch.detectors.crowding.CrowdingReadout.features`).
 
     >>> f = cascade_features(p_struct=0.0, p_touch=0.0, p_carry=0.5, distance_bps=100.0, cluster_usd=2e6,
     ...                      forced_usd=4e6, depth_usd=1e6, depth_ratio=0.5, branching=0.2, intensity=0.1,
@@ -372,7 +374,7 @@ DEFAULT_FEATURES: tuple[str, ...] = (
 )
 """The classifier's default features: scale-free (percent, bps, ratios, logs of ratios), so a
 model trained on one market's size carries to another; the crowding ones come from
-:meth:`detectors.crowding.CrowdingReadout.features` with windows 60, 300 and 900 s."""
+:meth:`cascadewatch.detectors.crowding.CrowdingReadout.features` with windows 60, 300 and 900 s."""
 
 
 @dataclass(slots=True)

@@ -2,7 +2,7 @@
 
 Fed one row per event-time second: liquidations per liquidated side, aggressive
 (taker) notional per side, the price, the depth ratio in front per side (from
-:class:`detectors.depth.DepthMonitor`, NaN when unknown) and auto-deleveraging
+:class:`cascadewatch.detectors.depth.DepthMonitor`, NaN when unknown) and auto-deleveraging
 notional per direction where a venue publishes it. Over the trailing window
 of ``W = window_s`` seconds, for direction ``down`` (``up`` mirrors it: short
 liquidations, buy aggression, ask depth, a rising price):
@@ -194,7 +194,17 @@ class RegimeDetector:
                 self._typ_liq *= lg
                 self._typ_aggr *= lg
         self._sec = sec
-        row = [liq_long_usd, liq_short_usd, buy_usd, sell_usd, price, depth_ratio_bid, depth_ratio_ask, adl_down_usd, adl_up_usd]
+        row = [
+            liq_long_usd,
+            liq_short_usd,
+            buy_usd,
+            sell_usd,
+            price,
+            depth_ratio_bid,
+            depth_ratio_ask,
+            adl_down_usd,
+            adl_up_usd,
+        ]
         self._push(row)
         w = self._window()
         sums = np.add.reduce(w, axis=1).tolist()  # per column, as w[c].sum()
@@ -207,7 +217,9 @@ class RegimeDetector:
         depth = w[_DB : _DA + 1]  # bid and ask depth ratios
         depth_min = np.fmin.reduce(depth, axis=1).tolist()
         collapsed = depth < self.depth_collapse
-        first_collapse = [i if c else None for i, c in zip(collapsed.argmax(axis=1).tolist(), collapsed.any(axis=1).tolist())]
+        first_collapse = [
+            i if c else None for i, c in zip(collapsed.argmax(axis=1).tolist(), collapsed.any(axis=1).tolist())
+        ]
         out = {}
         for d, liq_c, mine, other, depth_c, adl_c in (
             ("down", _LL, _SELL, _BUY, _DB, _ADLD),

@@ -5,7 +5,7 @@ Example (all keys shown with their defaults)::
     [replay]
     allowed_lag_s = 2.0       # how far exchange time may trail receive time (s)
 
-    [detectors]               # see pipelines.assets.DetectorsConfig for every knob
+    [detectors]               # see DetectorsConfig below for every knob
     horizon_s = 300
     warn_enter = 0.3
 
@@ -21,10 +21,51 @@ from pathlib import Path
 
 import msgspec
 
-from connectors.alerts.config import AlertsConfig, RiskFeedConfig
-from connectors.live_config import LiveConfig
-from pipelines.assets import DetectorsConfig
-from pipelines.cascade_model import model_classifiers
+from cascadewatch.connectors.alerts.config import AlertsConfig, RiskFeedConfig
+from cascadewatch.connectors.live_config import LiveConfig
+from cascadewatch.detectors.labels import LabelConfig
+from cascadewatch.detectors.policy import PAGE_KINDS
+from cascadewatch.pipelines.model_file import model_classifiers
+
+
+class DetectorsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Detector and policy knobs (``[detectors]`` in the config file); units in the names.
+
+    ``leverage``: ``[[L, weight], ...]`` tiers new positions are spread over; ``mmr``:
+    maintenance margin rate (fraction). Probabilities are per direction within ``horizon_s``.
+    ``vol_slow_half_life_s``: half-life of the slow volatility EWMA (the touch probability
+    uses the larger of the two); ``crowding_windows_s``: windows of the crowding monitor;
+    ``model``: path of a pre-trained classifier file (``cascadewatch train``), ``None``: the
+    classifiers start empty and the probability is the structural estimate until they have
+    labels; ``page_kinds``: cascade types in progress that page by themselves.
+    """
+
+    horizon_s: int = 300
+    leverage: tuple[tuple[float, float], ...] = ((5.0, 0.25), (10.0, 0.3), (25.0, 0.25), (50.0, 0.12), (100.0, 0.08))
+    mmr: float = 0.005
+    map_range_pct: float = 10.0
+    map_half_life_s: float = 8 * 3600.0
+    dense_multiple: float = 3.0
+    min_cluster_usd: float = 250_000.0
+    observed_half_life_s: float = 900.0
+    depth_window_s: int = 600
+    vol_half_life_s: float = 600.0
+    vol_slow_half_life_s: float = 4 * 3600.0
+    crowding_windows_s: tuple[int, ...] = (60, 300, 900)
+    model: str | None = None
+    hawkes_beta: float = 0.1
+    hawkes_window_s: float = 1800.0
+    regime_window_s: int = 60
+    regime_min_liq_usd: float = 500_000.0
+    regime_min_move_bps: float = 30.0
+    warn_enter: float = 0.3
+    warn_exit: float = 0.15
+    crit_enter: float = 0.6
+    min_hold_s: float = 120.0
+    calm_s: float = 60.0
+    cooldown_s: float = 600.0
+    page_kinds: tuple[str, ...] = PAGE_KINDS
+    labels: LabelConfig = LabelConfig()
 
 
 class ReplayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

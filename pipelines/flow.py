@@ -3,7 +3,7 @@
 ::
 
     source partitions (one per recording or live venue): parse, batch by instrument, and
-    per venue-instrument in the partition that reads it (pipelines.tracked_source): book,
+    per venue-instrument in the partition that reads it (cascadewatch.pipelines.steps.tracked_source): book,
     trades, liquidations, OI, mark -> InstrumentSecond per closed event-time second
       -> ("merge", [InstrumentSecond, ..., Watermark]) per batch
       -> stateful_batch "merge": watermark over all partitions -> per released second an
@@ -32,17 +32,22 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 
-from connectors.alerts.sink import AlertOutboxSink
-from connectors.riskfeed import RiskFeedSink
-from connectors.sinks import JsonlSink, SnapshotMetricsSink, held_elsewhere, to_stream
-from connectors.sources import NS, STATS_KEY
-from pipelines.asset_risk import AssetRisk
-from pipelines.config import Config
-from pipelines.merge import SecondReleaser
-from pipelines.model import AssetOutput, AssetSecond, SecondManifest
-from pipelines.ordering import OutputOrderer
-from pipelines.summary import SummarySink
-from pipelines.tracked_source import MERGE_KEY, TrackedSource
+from cascadewatch.connectors.alerts.sink import AlertOutboxSink
+from cascadewatch.connectors.riskfeed import RiskFeedSink
+from cascadewatch.connectors.sinks import (
+    JsonlSink,
+    SnapshotMetricsSink,
+    held_elsewhere,
+    to_stream,
+)
+from cascadewatch.connectors.sources import NS, STATS_KEY
+from cascadewatch.pipelines.config import Config
+from cascadewatch.pipelines.steps.asset_risk import AssetRisk
+from cascadewatch.pipelines.steps.items import AssetOutput, AssetSecond, SecondManifest
+from cascadewatch.pipelines.steps.output_ordering import OutputOrderer
+from cascadewatch.pipelines.steps.second_release import SecondReleaser
+from cascadewatch.pipelines.steps.summary import SummarySink
+from cascadewatch.pipelines.steps.tracked_source import MERGE_KEY, TrackedSource
 
 ORDER_KEY = "order"
 STREAM_OF = {"snapshot": "snapshots", "alert": "alerts"}
@@ -136,11 +141,15 @@ def build_flow(
     batches = op.input("frames", flow, TrackedSource(source, int(config.replay.allowed_lag_s * NS)))
     to_merge = op.branch("split_control", batches, lambda item: item[0] == MERGE_KEY)
     control = op.branch("split_stats", to_merge.falses, lambda item: item[0] == STATS_KEY)
-    released = op.map("route_released", op.stateful_batch(
-        "merge_seconds",
-        to_merge.trues,
-        lambda resume: MergeLogic(resume or SecondReleaser(n_partitions)),
-    ), _route_released)
+    released = op.map(
+        "route_released",
+        op.stateful_batch(
+            "merge_seconds",
+            to_merge.trues,
+            lambda resume: MergeLogic(resume or SecondReleaser(n_partitions)),
+        ),
+        _route_released,
+    )
     by_asset = op.branch("split_manifests", released, lambda key_value: key_value[0] != ORDER_KEY)
     asset_outputs = op.stateful_batch(
         "asset_risk",
@@ -153,7 +162,9 @@ def build_flow(
         by_asset.falses,
     )
     merged = op.stateful_batch("order_outputs", to_order, lambda resume: OrderLogic(resume or OutputOrderer()))
-    ordered = op.flat_map("to_lines", merged, lambda key_value: [to_stream(STREAM_OF[item["type"]], item) for item in key_value[1]])
+    ordered = op.flat_map(
+        "to_lines", merged, lambda key_value: [to_stream(STREAM_OF[item["type"]], item) for item in key_value[1]]
+    )
     dead = op.flat_map("dead_letters", control.falses, lambda key_value: key_value[1])
     output("jsonl_out", ordered, JsonlSink({"alerts": alerts_out, "snapshots": snapshots_out}))
     if deliver_alerts:
@@ -162,8 +173,11 @@ def build_flow(
         output("riskfeed", ordered, RiskFeedSink(config.riskfeed, observe_metrics=False))
     if export_metrics:
         output("asset_metrics", ordered, SnapshotMetricsSink())
-    output("dead_letters_out", op.map("dead_stream", dead, lambda d: to_stream("dead_letters", d)),
-              JsonlSink({"dead_letters": dead_letters_out}))
+    output(
+        "dead_letters_out",
+        op.map("dead_stream", dead, lambda d: to_stream("dead_letters", d)),
+        JsonlSink({"dead_letters": dead_letters_out}),
+    )
     stats = op.flat_map("stats", control.trues, lambda key_value: key_value[1])
     counted = op.merge("stats_and_gaps", stats, op.filter("gap_letters", dead, lambda d: d.reason == "sequence_gap"))
     output("summary_out", op.map("summary_key", counted, lambda item: (STATS_KEY, item)), SummarySink(summary_out))

@@ -57,7 +57,9 @@ class FakeServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 body = self.rfile.read(length)
-                recorded = Recorded("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic())
+                recorded = Recorded(
+                    "POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic()
+                )
                 answer, hold = fake._answer_for(recorded)
                 if answer.delay or hold:
                     time.sleep(answer.delay + hold)
@@ -121,8 +123,13 @@ def pd_accepted(dedup_key: str) -> Answer:
 
 PD_INVALID = Answer(
     400,
-    json.dumps({"status": "invalid event", "message": "Event object is invalid",
-                "errors": ["Length of 'routing_key' is incorrect (should be 32 characters)"]}).encode(),
+    json.dumps(
+        {
+            "status": "invalid event",
+            "message": "Event object is invalid",
+            "errors": ["Length of 'routing_key' is incorrect (should be 32 characters)"],
+        }
+    ).encode(),
     {"Content-Type": "application/json"},
 )
 PD_THROTTLED = Answer(429, b"", {"Content-Type": "application/json"})
@@ -180,19 +187,43 @@ class FakeWebhook(FakeServer):
         return Answer(204) if ok else Answer(401, b'{"error":"bad signature"}')
 
 
-def make_alert(asset: str = "BTC-USDT", direction: str = "down", action: str = "trigger",
-               severity: str = "critical", ts: int = 1_700_000_000_000, **extra: Any) -> dict[str, Any]:
+def make_alert(
+    asset: str = "BTC-USDT",
+    direction: str = "down",
+    action: str = "trigger",
+    severity: str = "critical",
+    ts: int = 1_700_000_000_000,
+    **extra: Any,
+) -> dict[str, Any]:
     """An alert dict shaped like the alert policy's (detectors/policy.py), ids derived from content."""
     key = f"{asset}:cascade:{direction}"
     alert_id = hashlib.sha1(f"{key}|{ts}|{action}|{severity}".encode()).hexdigest()[:16]
     alert = {
-        "type": "alert", "id": alert_id, "dedup_key": key, "action": action, "severity": severity,
-        "kind": "cascade", "asset": asset, "direction": direction, "ts": ts,
+        "type": "alert",
+        "id": alert_id,
+        "dedup_key": key,
+        "action": action,
+        "severity": severity,
+        "kind": "cascade",
+        "asset": asset,
+        "direction": direction,
+        "ts": ts,
         "summary": f"{asset} {direction.upper()}: 72% cascade risk in 5m · $48.0M longs at 63,000 (-156 bps below)",
-        "opened_ts": ts, "probability": 0.72, "price": 64000.5, "level": 63000.0, "distance_bps": -156.3,
-        "cluster_usd": 48_000_000.0, "notional_at_risk_usd": 52_000_000.0, "depth_usd": 4_200_000.0,
-        "depth_ratio": 0.41, "reach_usd": 91_000_000.0, "reach_bps": 310.0, "branching": 0.87,
-        "liq_usd_60s": 6_200_000.0, "cascade": None, "venues": ["binance-usdm", "okx-swap"],
+        "opened_ts": ts,
+        "probability": 0.72,
+        "price": 64000.5,
+        "level": 63000.0,
+        "distance_bps": -156.3,
+        "cluster_usd": 48_000_000.0,
+        "notional_at_risk_usd": 52_000_000.0,
+        "depth_usd": 4_200_000.0,
+        "depth_ratio": 0.41,
+        "reach_usd": 91_000_000.0,
+        "reach_bps": 310.0,
+        "branching": 0.87,
+        "liq_usd_60s": 6_200_000.0,
+        "cascade": None,
+        "venues": ["binance-usdm", "okx-swap"],
     }
     alert.update(extra)
     return alert
@@ -208,8 +239,8 @@ def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.02) ->
 
 def enqueue(config: Any, alerts: list[dict[str, Any]]) -> None:
     """Put ``alerts`` into the outbox of ``config`` (an ``AlertsConfig``), routed by its rules."""
-    from connectors.alerts.outbox import Outbox
-    from connectors.alerts.routing import Router
+    from cascadewatch.connectors.alerts.outbox import Outbox
+    from cascadewatch.connectors.alerts.routing import Router
 
     with Outbox(config.outbox) as outbox:
         outbox.enqueue(alerts, Router(config.destinations))
@@ -217,8 +248,8 @@ def enqueue(config: Any, alerts: list[dict[str, Any]]) -> None:
 
 def deliver(config: Any, alerts: list[dict[str, Any]], timeout: float = 10.0) -> Any:
     """Enqueue ``alerts``, run a delivery worker until nothing is pending; return the outbox."""
-    from connectors.alerts.outbox import Outbox
-    from connectors.alerts.worker import DeliveryWorker
+    from cascadewatch.connectors.alerts.outbox import Outbox
+    from cascadewatch.connectors.alerts.worker import DeliveryWorker
 
     enqueue(config, alerts)
     worker = DeliveryWorker(config, seed=7).start()

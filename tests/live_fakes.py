@@ -57,7 +57,9 @@ class SimBook:
         for side, sign in ((self.bids, -1), (self.asks, 1)):
             best = max(self.bids) if sign < 0 else min(self.asks)
             price = round(best + sign * self.step * self.rng.randint(0, 10), 1)
-            qty = 0.0 if (price in side and self.rng.random() < 0.3 and len(side) > 5) else float(self.rng.randint(1, 80))
+            qty = (
+                0.0 if (price in side and self.rng.random() < 0.3 and len(side) > 5) else float(self.rng.randint(1, 80))
+            )
             if qty:
                 side[price] = qty
             else:
@@ -100,7 +102,7 @@ class FakeVenue:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
+            def do_GET(self) -> None:
                 fake.rest_log.append(self.path)
                 status, body = fake.rest(self.path)
                 self.send_response(status)
@@ -118,7 +120,9 @@ class FakeVenue:
         return self
 
     async def _start_ws(self) -> Any:
-        return await serve(self._handler, "127.0.0.1", 0, ping_interval=self.ping_interval, ping_timeout=self.ping_interval)
+        return await serve(
+            self._handler, "127.0.0.1", 0, ping_interval=self.ping_interval, ping_timeout=self.ping_interval
+        )
 
     def stop(self) -> None:
         async def shutdown() -> None:
@@ -159,7 +163,11 @@ class FakeVenue:
         killers = []
         for limit in (self.lifetime_s, self.drop_after_s):
             if limit is not None:
-                killers.append(asyncio.get_running_loop().call_later(limit, lambda: asyncio.ensure_future(ws.close(1000, "lifetime"))))
+                killers.append(
+                    asyncio.get_running_loop().call_later(
+                        limit, lambda: asyncio.ensure_future(ws.close(1000, "lifetime"))
+                    )
+                )
         try:
             async for message in ws:
                 text = message if isinstance(message, str) else message.decode()
@@ -253,7 +261,9 @@ class FakeBinance(FakeVenue):
             pending[0].extend(bids)
             pending[1].extend(asks)
             levels_bids, levels_asks = book.levels()
-            return json.dumps({"lastUpdateId": book.u, "E": _ms(), "T": _ms(), "bids": levels_bids, "asks": levels_asks}).encode()
+            return json.dumps(
+                {"lastUpdateId": book.u, "E": _ms(), "T": _ms(), "bids": levels_bids, "asks": levels_asks}
+            ).encode()
 
     async def depth_diff(self, symbol: str, skip: bool = False) -> None:
         """One diff of ``symbol``'s simulated book; ``skip``: apply it but do not send it (a gap)."""
@@ -264,8 +274,17 @@ class FakeBinance(FakeVenue):
             book.u += 3
             pending_bids, pending_asks = self._pending.pop(symbol, ([], []))
             self._published[symbol] = book.u
-            data = {"e": "depthUpdate", "E": _ms(), "T": _ms(), "s": symbol, "U": previous + 1, "u": book.u,
-                    "pu": previous, "b": pending_bids + bids, "a": pending_asks + asks}
+            data = {
+                "e": "depthUpdate",
+                "E": _ms(),
+                "T": _ms(),
+                "s": symbol,
+                "U": previous + 1,
+                "u": book.u,
+                "pu": previous,
+                "b": pending_bids + bids,
+                "a": pending_asks + asks,
+            }
         if skip:
             return
         stream = f"{symbol.lower()}@depth@100ms"
@@ -274,17 +293,41 @@ class FakeBinance(FakeVenue):
     async def agg_trade(self, symbol: str, price: float = 30000.0, qty: float = 0.01) -> str:
         self.agg_id += 1
         stream = f"{symbol.lower()}@aggTrade"
-        data = {"e": "aggTrade", "E": _ms(), "a": self.agg_id, "s": symbol, "p": f"{price:.1f}", "q": f"{qty}",
-                "f": self.agg_id, "l": self.agg_id, "T": _ms(), "m": False}
+        data = {
+            "e": "aggTrade",
+            "E": _ms(),
+            "a": self.agg_id,
+            "s": symbol,
+            "p": f"{price:.1f}",
+            "q": f"{qty}",
+            "f": self.agg_id,
+            "l": self.agg_id,
+            "T": _ms(),
+            "m": False,
+        }
         frame = json.dumps({"stream": stream, "data": data}, separators=(",", ":"))
         await self.publish(stream, frame)
         return frame
 
     async def force_order(self, symbol: str, price: float, qty: float, side: str = "SELL") -> None:
         stream = f"{symbol.lower()}@forceOrder"
-        order = {"s": symbol, "S": side, "o": "LIMIT", "f": "IOC", "q": f"{qty}", "p": f"{price:.1f}", "ap": f"{price:.1f}",
-                 "X": "FILLED", "l": f"{qty}", "z": f"{qty}", "T": _ms()}
-        await self.publish(stream, json.dumps({"stream": stream, "data": {"e": "forceOrder", "E": _ms(), "o": order}}, separators=(",", ":")))
+        order = {
+            "s": symbol,
+            "S": side,
+            "o": "LIMIT",
+            "f": "IOC",
+            "q": f"{qty}",
+            "p": f"{price:.1f}",
+            "ap": f"{price:.1f}",
+            "X": "FILLED",
+            "l": f"{qty}",
+            "z": f"{qty}",
+            "T": _ms(),
+        }
+        await self.publish(
+            stream,
+            json.dumps({"stream": stream, "data": {"e": "forceOrder", "E": _ms(), "o": order}}, separators=(",", ":")),
+        )
 
 
 def _binance_exchange_info() -> bytes:
@@ -329,15 +372,31 @@ class FakeBybit(FakeVenue):
         conn_id = f"conn-{id(client) % 10000}"
         if op == "ping":
             self.pings.append(time.monotonic())
-            await client.ws.send(json.dumps({"success": True, "ret_msg": "pong", "conn_id": conn_id, "req_id": "", "op": "ping"}))
+            await client.ws.send(
+                json.dumps({"success": True, "ret_msg": "pong", "conn_id": conn_id, "req_id": "", "op": "ping"})
+            )
             return
         if op in ("subscribe", "unsubscribe"):
             args = request.get("args", [])
             if op in self.refuse:
-                await client.ws.send(json.dumps({"success": False, "ret_msg": "error:handler not found", "conn_id": conn_id, "req_id": request.get("req_id", ""), "op": op}))
+                await client.ws.send(
+                    json.dumps(
+                        {
+                            "success": False,
+                            "ret_msg": "error:handler not found",
+                            "conn_id": conn_id,
+                            "req_id": request.get("req_id", ""),
+                            "op": op,
+                        }
+                    )
+                )
                 return
             (client.topics.update if op == "subscribe" else client.topics.difference_update)(args)
-            await client.ws.send(json.dumps({"success": True, "ret_msg": "", "conn_id": conn_id, "req_id": request.get("req_id", ""), "op": op}))
+            await client.ws.send(
+                json.dumps(
+                    {"success": True, "ret_msg": "", "conn_id": conn_id, "req_id": request.get("req_id", ""), "op": op}
+                )
+            )
             if op == "subscribe":
                 for topic in args:
                     if topic.startswith("orderbook.") and client.path not in self.silent_paths:
@@ -350,7 +409,10 @@ class FakeBybit(FakeVenue):
         if kind == "snapshot":
             bids, asks = book.levels()
         data = {"s": symbol, "b": bids, "a": asks, "u": book.u, "seq": book.u * 10}
-        return json.dumps({"topic": f"orderbook.50.{symbol}", "type": kind, "ts": _ms(), "data": data, "cts": _ms()}, separators=(",", ":"))
+        return json.dumps(
+            {"topic": f"orderbook.50.{symbol}", "type": kind, "ts": _ms(), "data": data, "cts": _ms()},
+            separators=(",", ":"),
+        )
 
     async def book_delta(self, symbol: str, jump: bool = False) -> None:
         book = self.books[symbol]
@@ -359,8 +421,21 @@ class FakeBybit(FakeVenue):
         await self.publish(f"orderbook.50.{symbol}", self.book_frame(symbol, "delta", bids, asks))
 
     async def trade(self, symbol: str, n: int, price: float = 30000.0) -> str:
-        data = [{"T": _ms(), "s": symbol, "S": "Buy", "v": "0.010", "p": f"{price:.2f}", "L": "PlusTick", "i": f"trade-{n}", "BT": False}]
-        frame = json.dumps({"topic": f"publicTrade.{symbol}", "type": "snapshot", "ts": _ms(), "data": data}, separators=(",", ":"))
+        data = [
+            {
+                "T": _ms(),
+                "s": symbol,
+                "S": "Buy",
+                "v": "0.010",
+                "p": f"{price:.2f}",
+                "L": "PlusTick",
+                "i": f"trade-{n}",
+                "BT": False,
+            }
+        ]
+        frame = json.dumps(
+            {"topic": f"publicTrade.{symbol}", "type": "snapshot", "ts": _ms(), "data": data}, separators=(",", ":")
+        )
         await self.publish(f"publicTrade.{symbol}", frame)
         return frame
 
@@ -372,7 +447,9 @@ class FakeBybit(FakeVenue):
                 entry = json.loads(line)
                 if entry["path"].startswith("/v5/market/instruments-info") and "linear" in entry["path"]:
                     body = entry["body"]
-                    body["result"]["list"] = [dict(item, symbol=symbol, baseCoin=symbol[:-4]) for item in body["result"]["list"][:1]]
+                    body["result"]["list"] = [
+                        dict(item, symbol=symbol, baseCoin=symbol[:-4]) for item in body["result"]["list"][:1]
+                    ]
                     return 200, json.dumps(body, separators=(",", ":")).encode()
         return 404, b'{"retCode":10001,"retMsg":"not found"}'
 
@@ -419,10 +496,16 @@ class FakeOkx(FakeVenue):
         if action == "snapshot":
             bids, asks = book.levels()
         row = {
-            "asks": [[p, q, "0", "1"] for p, q in asks], "bids": [[p, q, "0", "1"] for p, q in bids],
-            "ts": str(_ms()), "checksum": 0, "seqId": book.u, "prevSeqId": -1 if action == "snapshot" else prev,
+            "asks": [[p, q, "0", "1"] for p, q in asks],
+            "bids": [[p, q, "0", "1"] for p, q in bids],
+            "ts": str(_ms()),
+            "checksum": 0,
+            "seqId": book.u,
+            "prevSeqId": -1 if action == "snapshot" else prev,
         }
-        return json.dumps({"arg": {"channel": "books", "instId": symbol}, "action": action, "data": [row]}, separators=(",", ":"))
+        return json.dumps(
+            {"arg": {"channel": "books", "instId": symbol}, "action": action, "data": [row]}, separators=(",", ":")
+        )
 
     async def book_update(self, symbol: str, break_chain: bool = False) -> None:
         book = self.books[symbol]
@@ -434,7 +517,14 @@ class FakeOkx(FakeVenue):
 
     async def trade(self, symbol: str, price: float = 30000.0) -> str:
         self.trade_id += 1
-        row = {"instId": symbol, "tradeId": str(self.trade_id), "px": f"{price:.1f}", "sz": "3", "side": "buy", "ts": str(_ms())}
+        row = {
+            "instId": symbol,
+            "tradeId": str(self.trade_id),
+            "px": f"{price:.1f}",
+            "sz": "3",
+            "side": "buy",
+            "ts": str(_ms()),
+        }
         frame = json.dumps({"arg": {"channel": "trades", "instId": symbol}, "data": [row]}, separators=(",", ":"))
         await self.publish(f"trades:{symbol}", frame)
         return frame
@@ -442,7 +532,9 @@ class FakeOkx(FakeVenue):
     def rest(self, path: str) -> tuple[int, bytes]:
         url = urlsplit(path)
         if url.path == "/api/v5/public/instruments":
-            body = (Path(__file__).parent.parent / "connectors" / "venues" / "data" / "okx_instruments.json").read_bytes()
+            body = (
+                Path(__file__).parent.parent / "connectors" / "venues" / "data" / "okx_instruments.json"
+            ).read_bytes()
             return 200, body
         return 404, b'{"code":"51000","msg":"not found","data":[]}'
 

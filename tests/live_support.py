@@ -7,17 +7,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from connectors.book import BookKeeper
-from connectors.events import BookDelta, BookSnapshot, FeedStatus
-from connectors.frames import FrameDecoder
-from connectors.live import Frame, FrameQueue, VenueFeed, venue_module
-from connectors.live_config import BackoffConfig, LiveConfig, VenueConfig
-from connectors.venues import parser_classes
+from cascadewatch.connectors.book import BookKeeper
+from cascadewatch.connectors.events import BookDelta, BookSnapshot, FeedStatus
+from cascadewatch.connectors.frames import FrameDecoder
+from cascadewatch.connectors.live import Frame, FrameQueue, VenueFeed, venue_module
+from cascadewatch.connectors.live_config import BackoffConfig, LiveConfig, VenueConfig
+from cascadewatch.connectors.venues import parser_classes
 
 FAST_BACKOFF = BackoffConfig(initial_s=0.05, max_s=0.2, factor=2.0, jitter=0.2, reset_after_s=5.0)
 
 
-def make_live(venue: str, fake: Any, symbols: list[str], ws_path: str, book_path: str | None = None, **overrides: Any) -> LiveConfig:
+def make_live(
+    venue: str, fake: Any, symbols: list[str], ws_path: str, book_path: str | None = None, **overrides: Any
+) -> LiveConfig:
     """A one-venue ``LiveConfig`` whose endpoints are the fake's."""
     venue_fields = {k: overrides.pop(k) for k in list(overrides) if k in VenueConfig.__struct_fields__}
     settings = VenueConfig(

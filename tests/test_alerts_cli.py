@@ -9,10 +9,14 @@ import pytest
 from alert_fakes import PD_INVALID, FakePagerDuty, FakeSlack, FakeWebhook, make_alert
 from rich.console import Console
 
-from connectors.alerts.config import AlertsConfig, DestinationConfig, load_alerts_config
-from connectors.alerts.outbox import Outbox
-from connectors.alerts.routing import Router
-from pipelines.alerts_cli import main, run
+from cascadewatch.connectors.alerts.config import (
+    AlertsConfig,
+    DestinationConfig,
+    load_alerts_config,
+)
+from cascadewatch.connectors.alerts.outbox import Outbox
+from cascadewatch.connectors.alerts.routing import Router
+from cascadewatch.pipelines.cli.alerts import main, run
 
 KEY = "R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY00"
 SLACK_PATH = "/services/T0SECRET/B0SECRET/zzzzSECRETzzzz"
@@ -21,7 +25,7 @@ SLACK_PATH = "/services/T0SECRET/B0SECRET/zzzzSECRETzzzz"
 def cli(argv: list[str]) -> tuple[int, str]:
     import argparse
 
-    from pipelines.alerts_cli import add_commands
+    from cascadewatch.pipelines.cli.alerts import add_commands
 
     parser = argparse.ArgumentParser(prog="cascadewatch")
     add_commands(parser.add_subparsers(dest="command", required=True))
@@ -30,15 +34,19 @@ def cli(argv: list[str]) -> tuple[int, str]:
     return code, console.export_text()
 
 
-def write_config(tmp_path: Path, pd_url: str = "http://127.0.0.1:9", slack_url_env: str = "CW_SLACK",
-                 hook_url: str = "http://127.0.0.1:9") -> Path:
+def write_config(
+    tmp_path: Path,
+    pd_url: str = "http://127.0.0.1:9",
+    slack_url_env: str = "CW_SLACK",
+    hook_url: str = "http://127.0.0.1:9",
+) -> Path:
     path = tmp_path / "cascadewatch.toml"
     path.write_text(f"""
 [replay]
 allowed_lag_s = 2.0
 
 [alerts]
-outbox = "{tmp_path / 'outbox.sqlite'}"
+outbox = "{tmp_path / "outbox.sqlite"}"
 
 [[alerts.destinations]]
 name = "pager"

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from alert_fakes import FakePagerDuty, make_alert
 
-from connectors.alerts.config import load_alerts_config
-from connectors.alerts.outbox import Outbox
-from connectors.alerts.routing import Router
+from cascadewatch.connectors.alerts.config import load_alerts_config
+from cascadewatch.connectors.alerts.outbox import Outbox
+from cascadewatch.connectors.alerts.routing import Router
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = "R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY00"
@@ -23,9 +23,22 @@ KEY = "R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY00"
 def _deliver_process(config: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "CW_TEST_PD_KEY": KEY}
     return subprocess.Popen(
-        [sys.executable, "-m", "pipelines.alerts_cli", "alerts", "deliver", "--config", str(config),
-         "--until-empty", "--timeout", "30"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "cascadewatch.pipelines.cli.alerts",
+            "alerts",
+            "deliver",
+            "--config",
+            str(config),
+            "--until-empty",
+            "--timeout",
+            "30",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -70,7 +83,7 @@ backoff_base_s = 0.05
         output, _ = second.communicate(timeout=30)
         assert second.returncode == 0, output.decode()
         assert "1 deliveries were in flight" in output.decode()
-        after_restart = [r.json() for r in pd.requests[len(before_kill):]]
+        after_restart = [r.json() for r in pd.requests[len(before_kill) :]]
 
     with Outbox(outbox_path) as outbox:
         assert outbox.counts()["pd"] == {"pending": 0, "inflight": 0, "delivered": len(alerts), "failed": 0}

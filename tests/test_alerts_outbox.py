@@ -12,11 +12,11 @@ from alert_fakes import make_alert
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSource, run_main
 
-from connectors.alerts.config import AlertsConfig, DestinationConfig
-from connectors.alerts.outbox import Outbox
-from connectors.alerts.routing import Router, asset_matches
-from connectors.alerts.sink import AlertOutboxSink
-from connectors.sinks import to_stream
+from cascadewatch.connectors.alerts.config import AlertsConfig, DestinationConfig
+from cascadewatch.connectors.alerts.outbox import Outbox
+from cascadewatch.connectors.alerts.routing import Router, asset_matches
+from cascadewatch.connectors.alerts.sink import AlertOutboxSink
+from cascadewatch.connectors.sinks import to_stream
 
 
 class Clock:
@@ -38,7 +38,9 @@ def test_enqueue_is_idempotent_on_alert_id_across_reopen(tmp_path: Path) -> None
         assert [d for _, d in outbox.enqueue(alerts, route)] == [["a", "b"], ["a", "b"]]
         assert outbox.enqueue(alerts, route) == []
     with Outbox(tmp_path / "o.sqlite") as outbox:  # a resumed or replayed flow
-        assert outbox.enqueue([*alerts, make_alert(asset="ETH-USDT")], route) == [(make_alert(asset="ETH-USDT")["id"], ["a", "b"])]
+        assert outbox.enqueue([*alerts, make_alert(asset="ETH-USDT")], route) == [
+            (make_alert(asset="ETH-USDT")["id"], ["a", "b"])
+        ]
         assert outbox.counts() == {n: {"pending": 3, "inflight": 0, "delivered": 0, "failed": 0} for n in ("a", "b")}
     db = sqlite3.connect(tmp_path / "o.sqlite")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -58,12 +60,14 @@ def test_enqueue_is_one_transaction(tmp_path: Path) -> None:
 
 
 def test_routing_rules() -> None:
-    route = Router([
-        dest("pager", severities=["critical"], assets=["BTC", "ETH-USDT"]),
-        dest("desk", severities=["warning", "critical"], kinds=["cascade"]),
-        dest("triggers-only", actions=["trigger"]),
-        dest("other-kind", kinds=["stop_run"]),
-    ])
+    route = Router(
+        [
+            dest("pager", severities=["critical"], assets=["BTC", "ETH-USDT"]),
+            dest("desk", severities=["warning", "critical"], kinds=["cascade"]),
+            dest("triggers-only", actions=["trigger"]),
+            dest("other-kind", kinds=["stop_run"]),
+        ]
+    )
     assert route(make_alert(severity="critical")) == ["pager", "desk", "triggers-only"]
     assert route(make_alert(severity="warning")) == ["desk", "triggers-only"]
     assert route(make_alert(asset="ETH-USDT", severity="critical")) == ["pager", "desk", "triggers-only"]
@@ -78,10 +82,14 @@ def test_resolve_follows_the_destinations_of_its_trigger(tmp_path: Path) -> None
     with Outbox(tmp_path / "o.sqlite") as outbox:
         outbox.enqueue([make_alert(severity="critical")], route)
         # the policy resolves at "warning": routing alone would send it to the desk only
-        [(_, destinations)] = outbox.enqueue([make_alert(action="resolve", severity="warning", ts=1_700_000_060_000)], route)
+        [(_, destinations)] = outbox.enqueue(
+            [make_alert(action="resolve", severity="warning", ts=1_700_000_060_000)], route
+        )
         assert destinations == ["pager"]
         # a resolve whose trigger is unknown (outbox wiped) is routed by the rules
-        [(_, destinations)] = outbox.enqueue([make_alert(asset="SOL-USDT", action="resolve", severity="warning")], route)
+        [(_, destinations)] = outbox.enqueue(
+            [make_alert(asset="SOL-USDT", action="resolve", severity="warning")], route
+        )
         assert destinations == ["desk"]
 
 
@@ -145,7 +153,8 @@ def test_sink_enqueues_alerts_once_and_ignores_snapshots(tmp_path: Path) -> None
 def test_sink_runs_the_delivery_worker_and_drains_at_the_end(tmp_path: Path) -> None:
     out = tmp_path / "delivered.jsonl"
     config = AlertsConfig(
-        outbox=str(tmp_path / "o.sqlite"), poll_s=0.05,
+        outbox=str(tmp_path / "o.sqlite"),
+        poll_s=0.05,
         destinations=[DestinationConfig(name="file", type="jsonl", path=str(out))],
     )
     alerts = [make_alert(), make_alert(direction="up")]

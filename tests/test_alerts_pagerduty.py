@@ -20,8 +20,11 @@ from alert_fakes import (
 )
 from prometheus_client import REGISTRY
 
-from connectors.alerts.config import AlertsConfig, DestinationConfig
-from connectors.alerts.destinations.pagerduty import SUMMARY_MAX, PagerDutyDestination
+from cascadewatch.connectors.alerts.config import AlertsConfig, DestinationConfig
+from cascadewatch.connectors.alerts.destinations.pagerduty import (
+    SUMMARY_MAX,
+    PagerDutyDestination,
+)
 
 KEY = "R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY00"  # 32 characters like a real integration key
 
@@ -35,11 +38,14 @@ def routing_key(monkeypatch: pytest.MonkeyPatch) -> str:
 def pd_config(tmp_path: Path, url: str, name: str = "pd", **kw) -> AlertsConfig:
     options = {"backoff_base_s": 0.05, "backoff_max_s": 0.2, "rate_per_s": 50.0, "timeout_s": 2.0, **kw}
     return AlertsConfig(
-        outbox=str(tmp_path / "outbox.sqlite"), poll_s=0.05,
-        destinations=[DestinationConfig(name=name, type="pagerduty", url=url + "/v2/enqueue",
-                                        secret_env="CW_TEST_PD_KEY", **options)],
+        outbox=str(tmp_path / "outbox.sqlite"),
+        poll_s=0.05,
+        destinations=[
+            DestinationConfig(
+                name=name, type="pagerduty", url=url + "/v2/enqueue", secret_env="CW_TEST_PD_KEY", **options
+            )
+        ],
     )
-
 
 
 def metric(name: str, destination: str) -> float:
@@ -71,11 +77,23 @@ def test_trigger_and_resolve_bodies_and_headers(tmp_path: Path) -> None:
             "group": "cascade",
             "class": "cascade down",
             "custom_details": {
-                "alert_id": alert["id"], "ts": "2023-11-14T22:13:20.000Z", "opened_ts": 1_700_000_000_000,
-                "probability": 0.72, "price": 64000.5, "level": 63000.0, "distance_bps": -156.3,
-                "cluster_usd": 48_000_000.0, "notional_at_risk_usd": 52_000_000.0, "depth_usd": 4_200_000.0,
-                "depth_ratio": 0.41, "reach_usd": 91_000_000.0, "reach_bps": 310.0, "branching": 0.87,
-                "liq_usd_60s": 6_200_000.0, "cascade": None, "venues": ["binance-usdm", "okx-swap"],
+                "alert_id": alert["id"],
+                "ts": "2023-11-14T22:13:20.000Z",
+                "opened_ts": 1_700_000_000_000,
+                "probability": 0.72,
+                "price": 64000.5,
+                "level": 63000.0,
+                "distance_bps": -156.3,
+                "cluster_usd": 48_000_000.0,
+                "notional_at_risk_usd": 52_000_000.0,
+                "depth_usd": 4_200_000.0,
+                "depth_ratio": 0.41,
+                "reach_usd": 91_000_000.0,
+                "reach_bps": 310.0,
+                "branching": 0.87,
+                "liq_usd_60s": 6_200_000.0,
+                "cascade": None,
+                "venues": ["binance-usdm", "okx-swap"],
             },
         },
         "client": "cascadewatch",
@@ -86,9 +104,14 @@ def test_trigger_and_resolve_bodies_and_headers(tmp_path: Path) -> None:
 
 
 def test_summary_is_cut_to_1024_and_severity_mapped() -> None:
-    config = DestinationConfig(name="pd", type="pagerduty", url="http://127.0.0.1:9/x", secret_env="CW_TEST_PD_KEY",
-                               severity_map={"warning": "error"})
-    from connectors.alerts.destinations.pagerduty import pagerduty_event
+    config = DestinationConfig(
+        name="pd",
+        type="pagerduty",
+        url="http://127.0.0.1:9/x",
+        secret_env="CW_TEST_PD_KEY",
+        severity_map={"warning": "error"},
+    )
+    from cascadewatch.connectors.alerts.destinations.pagerduty import pagerduty_event
 
     event = pagerduty_event(make_alert(severity="warning", summary="x" * 5000), KEY, config.severity_map, "cw")
     assert len(event["payload"]["summary"]) == SUMMARY_MAX and event["payload"]["summary"].endswith("…")
@@ -105,8 +128,10 @@ def test_400_is_never_retried_and_stays_failed_with_the_reason(tmp_path: Path) -
     assert len(pd.requests) == 1
     [row] = outbox.rows("failed")
     assert row.attempts == 1
-    assert row.last_error == ("PagerDuty rejected the event (400): invalid event: Event object is invalid: "
-                              "Length of 'routing_key' is incorrect (should be 32 characters)")
+    assert row.last_error == (
+        "PagerDuty rejected the event (400): invalid event: Event object is invalid: "
+        "Length of 'routing_key' is incorrect (should be 32 characters)"
+    )
     assert metric("cascadewatch_alerts_failed_total", "pd400") == before + 1
     assert metric("cascadewatch_alerts_pending", "pd400") == 0
 
@@ -151,8 +176,9 @@ def test_unreachable_is_retried_then_given_up_after_max_attempts(tmp_path: Path)
 
 def test_routing_key_never_in_logs_errors_or_outbox(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    echo = json.dumps({"status": "invalid event", "message": "Event object is invalid",
-                       "errors": [f"Unknown routing key {KEY}"]}).encode()
+    echo = json.dumps(
+        {"status": "invalid event", "message": "Event object is invalid", "errors": [f"Unknown routing key {KEY}"]}
+    ).encode()
     with FakePagerDuty() as pd:
         pd.script(Answer(503, f"upstream said {KEY}".encode()), Answer(400, echo))
         outbox = deliver(pd_config(tmp_path, pd.url), [make_alert()])
@@ -165,7 +191,9 @@ def test_routing_key_never_in_logs_errors_or_outbox(tmp_path: Path, caplog: pyte
 
 def test_direct_send_outcomes() -> None:
     with FakePagerDuty() as pd:
-        dest = PagerDutyDestination(DestinationConfig(name="pd", type="pagerduty", url=pd.url, secret_env="CW_TEST_PD_KEY"))
+        dest = PagerDutyDestination(
+            DestinationConfig(name="pd", type="pagerduty", url=pd.url, secret_env="CW_TEST_PD_KEY")
+        )
         pd.script(pd_accepted("BTC-USDT:cascade:down"))
         outcome = dest.send([make_alert()])
         dest.close()

@@ -19,9 +19,12 @@ from alert_fakes import (
     wait_until,
 )
 
-from connectors.alerts.config import AlertsConfig, DestinationConfig
-from connectors.alerts.destinations.slack import SlackDestination, slack_message
-from connectors.alerts.worker import DeliveryWorker
+from cascadewatch.connectors.alerts.config import AlertsConfig, DestinationConfig
+from cascadewatch.connectors.alerts.destinations.slack import (
+    SlackDestination,
+    slack_message,
+)
+from cascadewatch.connectors.alerts.worker import DeliveryWorker
 
 HOOK_PATH = "/services/T0000SECRET/B0000SECRET/XXXXsecretXXXXsecretXXXX"
 
@@ -30,11 +33,10 @@ def slack_config(tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch, **kw
     monkeypatch.setenv("CW_TEST_SLACK_URL", url + HOOK_PATH)
     options = {"backoff_base_s": 0.05, "backoff_max_s": 0.2, "timeout_s": 2.0, **kw}
     return AlertsConfig(
-        outbox=str(tmp_path / "outbox.sqlite"), poll_s=0.05,
+        outbox=str(tmp_path / "outbox.sqlite"),
+        poll_s=0.05,
         destinations=[DestinationConfig(name="desk", type="slack", url_env="CW_TEST_SLACK_URL", **options)],
     )
-
-
 
 
 def test_block_kit_message_and_headers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -46,29 +48,48 @@ def test_block_kit_message_and_headers(tmp_path: Path, monkeypatch: pytest.Monke
     assert request.headers["content-type"] == "application/json;charset=utf-8"
     assert request.json() == {
         "text": alert["summary"],
-        "attachments": [{
-            "color": "#D00000",
-            "fallback": alert["summary"],
-            "blocks": [
-                {"type": "header", "text": {"type": "plain_text", "text": ":red_circle: CRITICAL: BTC-USDT cascade risk down", "emoji": True}},
-                {"type": "section", "text": {"type": "mrkdwn", "text": alert["summary"]}},
-                {"type": "section", "fields": [
-                    {"type": "mrkdwn", "text": "*Asset*\nBTC-USDT"},
-                    {"type": "mrkdwn", "text": "*Direction*\ndown (longs liquidated)"},
-                    {"type": "mrkdwn", "text": "*Severity*\ncritical"},
-                    {"type": "mrkdwn", "text": "*Probability*\n72%"},
-                    {"type": "mrkdwn", "text": "*Price*\n64,000.5"},
-                    {"type": "mrkdwn", "text": "*Nearest cluster*\n63,000 (-156 bps) · $48.00M"},
-                    {"type": "mrkdwn", "text": "*Notional at risk*\n$52.00M"},
-                    {"type": "mrkdwn", "text": "*Depth in front*\n$4.20M (×0.41 of usual)"},
-                    {"type": "mrkdwn", "text": "*Cascade reach*\n310 bps · $91.00M forced"},
-                    {"type": "mrkdwn", "text": "*Hawkes branching*\n0.87"},
-                ]},
-                {"type": "context", "elements": [{"type": "mrkdwn", "text":
-                    f"`BTC-USDT:cascade:down` · alert {alert['id']} · 2023-11-14T22:13:20.000Z"
-                    " · cascade in progress: liquidation · venues: binance-usdm, okx-swap"}]},
-            ],
-        }],
+        "attachments": [
+            {
+                "color": "#D00000",
+                "fallback": alert["summary"],
+                "blocks": [
+                    {
+                        "type": "header",
+                        "text": {
+                            "type": "plain_text",
+                            "text": ":red_circle: CRITICAL: BTC-USDT cascade risk down",
+                            "emoji": True,
+                        },
+                    },
+                    {"type": "section", "text": {"type": "mrkdwn", "text": alert["summary"]}},
+                    {
+                        "type": "section",
+                        "fields": [
+                            {"type": "mrkdwn", "text": "*Asset*\nBTC-USDT"},
+                            {"type": "mrkdwn", "text": "*Direction*\ndown (longs liquidated)"},
+                            {"type": "mrkdwn", "text": "*Severity*\ncritical"},
+                            {"type": "mrkdwn", "text": "*Probability*\n72%"},
+                            {"type": "mrkdwn", "text": "*Price*\n64,000.5"},
+                            {"type": "mrkdwn", "text": "*Nearest cluster*\n63,000 (-156 bps) · $48.00M"},
+                            {"type": "mrkdwn", "text": "*Notional at risk*\n$52.00M"},
+                            {"type": "mrkdwn", "text": "*Depth in front*\n$4.20M (×0.41 of usual)"},
+                            {"type": "mrkdwn", "text": "*Cascade reach*\n310 bps · $91.00M forced"},
+                            {"type": "mrkdwn", "text": "*Hawkes branching*\n0.87"},
+                        ],
+                    },
+                    {
+                        "type": "context",
+                        "elements": [
+                            {
+                                "type": "mrkdwn",
+                                "text": f"`BTC-USDT:cascade:down` · alert {alert['id']} · 2023-11-14T22:13:20.000Z"
+                                " · cascade in progress: liquidation · venues: binance-usdm, okx-swap",
+                            }
+                        ],
+                    },
+                ],
+            }
+        ],
     }
     assert outbox.counts()["desk"]["delivered"] == 1
 
@@ -93,12 +114,17 @@ def test_429_waits_for_retry_after(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert outbox.counts()["desk"]["delivered"] == 1
 
 
-@pytest.mark.parametrize(("answer", "reason"), [
-    (SLACK_INVALID, "Slack answered 400: invalid_payload"),
-    (SLACK_NO_SERVICE, "Slack answered 404: no_service"),
-    (Answer(403, b"invalid_token"), "Slack answered 403: invalid_token"),
-])
-def test_4xx_is_failed_not_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, answer: Answer, reason: str) -> None:
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        (SLACK_INVALID, "Slack answered 400: invalid_payload"),
+        (SLACK_NO_SERVICE, "Slack answered 404: no_service"),
+        (Answer(403, b"invalid_token"), "Slack answered 403: invalid_token"),
+    ],
+)
+def test_4xx_is_failed_not_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, answer: Answer, reason: str
+) -> None:
     with FakeSlack() as slack:
         slack.script(answer)
         outbox = deliver(slack_config(tmp_path, slack.url, monkeypatch), [make_alert()])
@@ -138,11 +164,13 @@ def test_one_message_per_second_and_bursts_coalesced(tmp_path: Path, monkeypatch
     assert len(coalesced["attachments"]) == 5
     assert coalesced["text"].startswith("5 cascadewatch alerts: A0-USDT down critical; A1-USDT down critical")
     assert [a["blocks"][0]["text"]["text"] for a in coalesced["attachments"]] == [
-        f":red_circle: CRITICAL: A{i}-USDT cascade risk down" for i in range(5)]
+        f":red_circle: CRITICAL: A{i}-USDT cascade risk down" for i in range(5)
+    ]
 
 
-def test_webhook_url_never_in_logs_or_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_webhook_url_never_in_logs_or_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -158,15 +186,20 @@ def test_webhook_url_never_in_logs_or_errors(tmp_path: Path, monkeypatch: pytest
 
 def test_unset_url_env_disables_the_destination_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CW_TEST_SLACK_MISSING", raising=False)
-    config = AlertsConfig(outbox=str(tmp_path / "o.sqlite"),
-                          destinations=[DestinationConfig(name="desk", type="slack", url_env="CW_TEST_SLACK_MISSING")])
+    config = AlertsConfig(
+        outbox=str(tmp_path / "o.sqlite"),
+        destinations=[DestinationConfig(name="desk", type="slack", url_env="CW_TEST_SLACK_MISSING")],
+    )
     worker = DeliveryWorker(config)
-    assert worker.errors == {"desk": "destination 'desk': environment variable CW_TEST_SLACK_MISSING (its URL) is not set"}
+    assert worker.errors == {
+        "desk": "destination 'desk': environment variable CW_TEST_SLACK_MISSING (its URL) is not set"
+    }
     worker.outbox.close()
 
 
 def test_a_refused_coalesced_message_is_split_so_one_bad_alert_fails_alone(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     alerts = [make_alert(asset=f"A{i}-USDT") for i in range(3)]
     with FakeSlack() as slack:
         slack.script(SLACK_INVALID, Answer(200, b"ok"), SLACK_INVALID, Answer(200, b"ok"))
@@ -178,8 +211,12 @@ def test_a_refused_coalesced_message_is_split_so_one_bad_alert_fails_alone(
 
 
 def test_other_evidence_is_shown_after_the_policys_fields() -> None:
-    old_style = {k: v for k, v in make_alert().items() if k in (
-        "type", "id", "dedup_key", "action", "severity", "kind", "asset", "direction", "ts", "summary", "price")}
+    old_style = {
+        k: v
+        for k, v in make_alert().items()
+        if k
+        in ("type", "id", "dedup_key", "action", "severity", "kind", "asset", "direction", "ts", "summary", "price")
+    }
     old_style["liquidated_usd_60s"] = 6_200_000.0
     fields = slack_message([old_style])["attachments"][0]["blocks"][2]["fields"]
     assert [f["text"] for f in fields[3:]] == ["*Probability*\n-", "*Price*\n64,000.5", "*Liquidated USD 60s*\n$6.20M"]

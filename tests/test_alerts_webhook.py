@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from alert_fakes import Answer, FakeWebhook, deliver, make_alert
 
-from connectors.alerts.config import AlertsConfig, DestinationConfig
+from cascadewatch.connectors.alerts.config import AlertsConfig, DestinationConfig
 
 SECRET = "whsec-3f9a0c1d2e4b5a6978"
 
@@ -20,11 +20,14 @@ def hook_config(tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch, secre
     monkeypatch.setenv("CW_TEST_HOOK_SECRET", secret)
     options = {"backoff_base_s": 0.05, "backoff_max_s": 0.2, "rate_per_s": 50.0, "timeout_s": 2.0, **kw}
     return AlertsConfig(
-        outbox=str(tmp_path / "outbox.sqlite"), poll_s=0.05,
-        destinations=[DestinationConfig(name="hook", type="webhook", url=url + "/cascadewatch",
-                                        secret_env="CW_TEST_HOOK_SECRET", **options)],
+        outbox=str(tmp_path / "outbox.sqlite"),
+        poll_s=0.05,
+        destinations=[
+            DestinationConfig(
+                name="hook", type="webhook", url=url + "/cascadewatch", secret_env="CW_TEST_HOOK_SECRET", **options
+            )
+        ],
     )
-
 
 
 def test_body_is_the_alert_and_the_signature_verifies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -42,8 +45,9 @@ def test_body_is_the_alert_and_the_signature_verifies(tmp_path: Path, monkeypatc
     assert outbox.counts()["hook"]["delivered"] == 2
 
 
-def test_wrong_secret_is_refused_and_not_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_wrong_secret_is_refused_and_not_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     with FakeWebhook(SECRET) as hook:
         outbox = deliver(hook_config(tmp_path, hook.url, monkeypatch, secret="not-the-shared-secret"), [make_alert()])
@@ -63,14 +67,22 @@ def test_retries_like_pagerduty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert (row.attempts, row.last_error) == (3, "webhook answered 422: unprocessable")
 
 
-def test_secret_url_is_redacted_from_http_client_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_secret_url_is_redacted_from_http_client_logs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     with FakeWebhook(SECRET) as hook:
         monkeypatch.setenv("CW_TEST_HOOK_URL", hook.url + "/hooks/tok-9f8e7d6c5b4a")
         monkeypatch.setenv("CW_TEST_HOOK_SECRET", SECRET)
-        config = AlertsConfig(outbox=str(tmp_path / "o.sqlite"), poll_s=0.05, destinations=[
-            DestinationConfig(name="hook", type="webhook", url_env="CW_TEST_HOOK_URL", secret_env="CW_TEST_HOOK_SECRET")])
+        config = AlertsConfig(
+            outbox=str(tmp_path / "o.sqlite"),
+            poll_s=0.05,
+            destinations=[
+                DestinationConfig(
+                    name="hook", type="webhook", url_env="CW_TEST_HOOK_URL", secret_env="CW_TEST_HOOK_SECRET"
+                )
+            ],
+        )
         deliver(config, [make_alert()])
     assert hook.requests[0].path == "/hooks/tok-9f8e7d6c5b4a"
     assert "HTTP Request: POST ***" in caplog.text  # httpx's own INFO line, redacted

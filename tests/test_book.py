@@ -3,17 +3,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from connectors.book import BookKeeper, OrderBook, depth_within
-from connectors.events import BookDelta, BookSnapshot, FeedStatus
-from connectors.venues.base import SequenceRule, Verdict
+from cascadewatch.connectors.book import BookKeeper, OrderBook, depth_within
+from cascadewatch.connectors.events import BookDelta, BookSnapshot, FeedStatus
+from cascadewatch.connectors.venues.base import SequenceRule, Verdict
 
 
 def snap(seq: int, bids=((100.0, 1.0),), asks=((101.0, 1.0),)) -> BookSnapshot:
-    return BookSnapshot(venue="v", symbol="S", instrument="S-USDT-PERP", ts=seq, recv=seq, bids=bids, asks=asks, seq=seq)
+    return BookSnapshot(
+        venue="v", symbol="S", instrument="S-USDT-PERP", ts=seq, recv=seq, bids=bids, asks=asks, seq=seq
+    )
 
 
 def delta(seq: int, prev: int | None, bids=(), asks=()) -> BookDelta:
-    return BookDelta(venue="v", symbol="S", instrument="S-USDT-PERP", ts=seq, recv=seq, bids=bids, asks=asks, seq=seq, prev_seq=prev)
+    return BookDelta(
+        venue="v", symbol="S", instrument="S-USDT-PERP", ts=seq, recv=seq, bids=bids, asks=asks, seq=seq, prev_seq=prev
+    )
 
 
 class PrevSeqRule(SequenceRule):
@@ -80,8 +84,10 @@ def test_sides_and_depth_equal_the_plain_definitions() -> None:
     counting band by band."""
     rng = np.random.default_rng(5)
     book = OrderBook()
-    book.replace([(round(100 - 0.01 * i, 2), float(q)) for i, q in enumerate(rng.exponential(2, 400), 1)],
-                 [(round(100 + 0.01 * i, 2), float(q)) for i, q in enumerate(rng.exponential(2, 300), 1)])
+    book.replace(
+        [(round(100 - 0.01 * i, 2), float(q)) for i, q in enumerate(rng.exponential(2, 400), 1)],
+        [(round(100 + 0.01 * i, 2), float(q)) for i, q in enumerate(rng.exponential(2, 300), 1)],
+    )
     book.update([(99.5, 0.0), (99.505, 1.5)], [(100.25, 0.0)])
     bids, asks = book.sides()
     assert bids.tolist() == [list(x) for x in sorted(book.bids.items(), reverse=True)]
@@ -108,7 +114,9 @@ def test_sides_kept_between_readouts_equal_a_fresh_sort() -> None:
 
     rnd = random.Random(7)
     book = OrderBook()
-    book.replace([(round(100 - 0.5 * i, 1), 1.0) for i in range(1, 40)], [(round(100 + 0.5 * i, 1), 1.0) for i in range(40)])
+    book.replace(
+        [(round(100 - 0.5 * i, 1), 1.0) for i in range(1, 40)], [(round(100 + 0.5 * i, 1), 1.0) for i in range(40)]
+    )
 
     def check(b: OrderBook) -> None:
         bids, asks = b.sides()

@@ -7,16 +7,42 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipelines.cli import main
+from cascadewatch.pipelines.cli.main import main
 
-KEYS = {"cascades", "caught", "recall", "lead_s", "false_alarms", "days", "false_alarms_per_day", "brier",
-        "brier_base_rate"}
+KEYS = {
+    "cascades",
+    "caught",
+    "recall",
+    "lead_s",
+    "false_alarms",
+    "days",
+    "false_alarms_per_day",
+    "brier",
+    "brier_base_rate",
+}
 
 
 def test_simulate_then_evaluate_json(tmp_path: Path, capsys) -> None:
     rec, truth = tmp_path / "sq.rec.zst", tmp_path / "sq.truth.jsonl"
-    assert main(["simulate", "--scenario", "long-squeeze", "--seed", "11", "--duration", "900",
-                 "--out", str(rec), "--truth", str(truth), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--scenario",
+                "long-squeeze",
+                "--seed",
+                "11",
+                "--duration",
+                "900",
+                "--out",
+                str(rec),
+                "--truth",
+                str(truth),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     true_cascades = [json.loads(line) for line in truth.read_text().splitlines() if '"type":"cascade"' in line]
     assert [c["direction"] for c in true_cascades] == ["down"]
@@ -34,9 +60,18 @@ def test_simulate_then_evaluate_json(tmp_path: Path, capsys) -> None:
 def test_evaluate_table_and_progress_bar(tmp_path: Path) -> None:
     data = Path(__file__).parents[1] / "pipelines" / "data"
     done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "evaluate", str(data / "demo.rec.zst"),
-         "--truth", str(data / "demo.truth.jsonl")],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "cascadewatch.pipelines.cli.main",
+            "evaluate",
+            str(data / "demo.rec.zst"),
+            "--truth",
+            str(data / "demo.truth.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert "replaying demo.rec.zst" in done.stderr
@@ -46,6 +81,16 @@ def test_evaluate_table_and_progress_bar(tmp_path: Path) -> None:
 
 def test_evaluate_needs_one_truth_per_recording(tmp_path: Path, capsys) -> None:
     data = Path(__file__).parents[1] / "pipelines" / "data"
-    assert main(["evaluate", str(data / "demo.rec.zst"), str(data / "demo.rec.zst"),
-                 "--truth", str(data / "demo.truth.jsonl")]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                str(data / "demo.rec.zst"),
+                str(data / "demo.rec.zst"),
+                "--truth",
+                str(data / "demo.truth.jsonl"),
+            ]
+        )
+        == 2
+    )
     assert "give one --truth per recording" in capsys.readouterr().out

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import main
+from cascadewatch.pipelines.cli.main import main
 
 BAD = Path(__file__).parent / "fixtures" / "bad" / "hand-made.rec"
 T0 = 1_767_225_600_000
@@ -21,8 +21,16 @@ def _jsonl(path: Path) -> list[dict]:
 
 @pytest.fixture
 def replayed(tmp_path: Path, capsys) -> tuple[Path, str]:
-    code = main(["replay", str(BAD), "--alerts-out", str(tmp_path / "alerts.jsonl"),
-                 "--snapshots-out", str(tmp_path / "snapshots.jsonl")])
+    code = main(
+        [
+            "replay",
+            str(BAD),
+            "--alerts-out",
+            str(tmp_path / "alerts.jsonl"),
+            "--snapshots-out",
+            str(tmp_path / "snapshots.jsonl"),
+        ]
+    )
     assert code == 0
     return tmp_path, capsys.readouterr().out
 
@@ -58,8 +66,18 @@ def test_liquidation_burst_pages_critical_then_resolves(replayed) -> None:
     assert {a["dedup_key"] for a in alerts} == {"BTC-USDT:cascade:down"}
     assert {a["opened_ts"] - T0 for a in alerts} == {3000}
     assert len({a["id"] for a in alerts}) == 2
-    assert list(alerts[0])[:10] == ["type", "id", "dedup_key", "action", "severity", "kind", "asset", "direction",
-                                    "ts", "summary"]
+    assert list(alerts[0])[:10] == [
+        "type",
+        "id",
+        "dedup_key",
+        "action",
+        "severity",
+        "kind",
+        "asset",
+        "direction",
+        "ts",
+        "summary",
+    ]
 
 
 def test_book_gap_pages_a_feed_alert_until_resync(replayed) -> None:
@@ -104,7 +122,9 @@ def test_bad_config_key_names_file_and_key(tmp_path: Path, capsys) -> None:
 
 
 def test_help_explains_each_command() -> None:
-    result = subprocess.run([sys.executable, "-m", "pipelines.cli", "replay", "--help"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "cascadewatch.pipelines.cli.main", "replay", "--help"], capture_output=True, text=True
+    )
     assert result.returncode == 0
     for option in ("--alerts-out", "--snapshots-out", "--batch-size", "--workers", "--speed", "--config"):
         assert option in result.stdout

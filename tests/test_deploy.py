@@ -52,7 +52,9 @@ PROMQL_NAME = re.compile(r"\b(cascadewatch_[a-z0-9_]+)")
 
 
 def _yaml() -> Any:
-    return pytest.importorskip("yaml", reason="PyYAML is needed to parse the YAML files (add pyyaml to the test extras)")
+    return pytest.importorskip(
+        "yaml", reason="PyYAML is needed to parse the YAML files (add pyyaml to the test extras)"
+    )
 
 
 def _load_yaml_all(path: Path) -> list[dict[str, Any]]:
@@ -64,10 +66,12 @@ def registered_metric_names() -> set[str]:
     """Sample names (as Prometheus sees them) of every cascadewatch metric the code registers."""
     from prometheus_client import REGISTRY
 
-    import connectors.alerts.metrics
-    import connectors.live_metrics
+    import cascadewatch.connectors.alerts.metrics
+    import cascadewatch.connectors.live_metrics
 
-    assert connectors.alerts.metrics.PROBABILITY and connectors.live_metrics.MESSAGES  # registered on import
+    assert (
+        cascadewatch.connectors.alerts.metrics.PROBABILITY and cascadewatch.connectors.live_metrics.MESSAGES
+    )  # registered on import
 
     suffixes = {
         "counter": ("_total", "_created"),
@@ -96,17 +100,23 @@ def rule_exprs() -> dict[str, str]:
 
 def concrete(expr: str) -> str:
     """A dashboard expression with Grafana's variables replaced, for Prometheus's query API."""
-    for variable, value in (("$__rate_interval", "1m"), ("$__interval", "15s"), ("$__range", "5m"),
-                            ("$asset", ".*"), ("$venue", ".*"), ("$band", "50")):
+    for variable, value in (
+        ("$__rate_interval", "1m"),
+        ("$__interval", "15s"),
+        ("$__range", "5m"),
+        ("$asset", ".*"),
+        ("$venue", ".*"),
+        ("$band", "50"),
+    ):
         expr = expr.replace(variable, value)
     return expr
 
 
 def load_any_config(path: Path) -> None:
-    """Load a TOML config the way the program does: ``pipelines.config.load_config`` when
+    """Load a TOML config the way the program does: ``cascadewatch.pipelines.config.load_config`` when
     ``Config`` embeds ``[live]``, else the live loader that validates both parts."""
-    from pipelines.config import Config, load_config
-    from pipelines.live import load_live_config
+    from cascadewatch.pipelines.config import Config, load_config
+    from cascadewatch.pipelines.run.live import load_live_config
 
     if "live" in Config.__struct_fields__:
         load_config(path)
@@ -129,29 +139,49 @@ def http_json(url: str, timeout: float = 2.0) -> Any:
 
 @pytest.mark.skipif(PROMTOOL is None, reason=NO_PROMTOOL)
 def test_promtool_check_config() -> None:
-    result = subprocess.run([PROMTOOL, "check", "config", str(PROMETHEUS_DIR / "prometheus.yml")],
-                            check=False, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [PROMTOOL, "check", "config", str(PROMETHEUS_DIR / "prometheus.yml")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.skipif(PROMTOOL is None, reason=NO_PROMTOOL)
 def test_promtool_check_rules() -> None:
-    result = subprocess.run([PROMTOOL, "check", "rules", str(PROMETHEUS_DIR / "rules.yml")],
-                            check=False, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [PROMTOOL, "check", "rules", str(PROMETHEUS_DIR / "rules.yml")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.skipif(PROMTOOL is None, reason=NO_PROMTOOL)
 def test_promtool_rule_unit_tests() -> None:
-    result = subprocess.run([PROMTOOL, "test", "rules", str(PROMETHEUS_DIR / "rules.test.yml")],
-                            check=False, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [PROMTOOL, "test", "rules", str(PROMETHEUS_DIR / "rules.test.yml")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_every_alert_rule_fires_in_a_unit_test() -> None:
     yaml = _yaml()
     tests = yaml.safe_load((PROMETHEUS_DIR / "rules.test.yml").read_text())
-    fired = {case["alertname"] for test in tests["tests"] for case in test.get("alert_rule_test", []) if case.get("exp_alerts")}
+    fired = {
+        case["alertname"]
+        for test in tests["tests"]
+        for case in test.get("alert_rule_test", [])
+        if case.get("exp_alerts")
+    }
     assert set(rule_exprs()) - fired == set()
 
 
@@ -235,8 +265,8 @@ def test_real_prometheus_scrapes_cascadewatch_metrics(tmp_path: Path) -> None:
     """Prometheus, configured from the shipped prometheus.yml and rules.yml, scrapes the real
     metric objects; the values come back through the HTTP API and a shipped rule fires."""
     yaml = _yaml()
-    from connectors import live_metrics
-    from connectors.alerts import metrics as alert_metrics
+    from cascadewatch.connectors import live_metrics
+    from cascadewatch.connectors.alerts import metrics as alert_metrics
 
     deadline = time.monotonic() + 30.0
     # Test-only label values, so counts from other tests in this process do not matter.
@@ -245,9 +275,17 @@ def test_real_prometheus_scrapes_cascadewatch_metrics(tmp_path: Path) -> None:
     live_metrics.CONNECTED.labels(venue, "market").set(1)
     live_metrics.LAG.labels(venue).observe(0.03)
     failed = alert_metrics.FAILED.labels("deploy-test")  # starts at 0: the rule needs an increase
-    alert_metrics.observe_snapshot({"asset": "DEPLOYTEST-USDT", "ts": 1_768_435_920_000, "price": 93735.0,
-                                    "prob_down": 0.42, "prob_up": 0.01,
-                                    "down": {"cascade": "liquidation"}, "up": {"cascade": None}})
+    alert_metrics.observe_snapshot(
+        {
+            "asset": "DEPLOYTEST-USDT",
+            "ts": 1_768_435_920_000,
+            "price": 93735.0,
+            "prob_down": 0.42,
+            "prob_up": 0.01,
+            "down": {"cascade": "liquidation"},
+            "up": {"cascade": None},
+        }
+    )
 
     metrics_server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _MetricsHandler)
     threading.Thread(target=metrics_server.serve_forever, daemon=True).start()
@@ -266,13 +304,21 @@ def test_real_prometheus_scrapes_cascadewatch_metrics(tmp_path: Path) -> None:
     log = tmp_path / "prometheus.log"
     with open(log, "wb") as log_file:
         proc = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-            stdout=log_file, stderr=subprocess.STDOUT, cwd=tmp_path,
+            [
+                PROMETHEUS,
+                f"--config.file={tmp_path / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp_path / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
         )
     try:
-        _wait_for("/-/ready", lambda: urllib.request.urlopen(f"{base}/-/ready", timeout=1).status == 200,
-                  deadline, proc, log)
+        _wait_for(
+            "/-/ready", lambda: urllib.request.urlopen(f"{base}/-/ready", timeout=1).status == 200, deadline, proc, log
+        )
 
         def value_of(expr: str) -> float | None:
             result = _query(base, expr)["data"]["result"]
@@ -281,7 +327,9 @@ def test_real_prometheus_scrapes_cascadewatch_metrics(tmp_path: Path) -> None:
         reconnects = f'cascadewatch_feed_reconnects_total{{venue="{venue}", connection="market"}}'
         assert _wait_for("the reconnects counter", lambda: value_of(reconnects), deadline, proc, log) == 3.0
         assert value_of('cascadewatch_asset_probability{asset="DEPLOYTEST-USDT", direction="down"}') == 0.42
-        assert value_of('cascadewatch_asset_state{asset="DEPLOYTEST-USDT", direction="down", state="liquidation"}') == 1.0
+        assert (
+            value_of('cascadewatch_asset_state{asset="DEPLOYTEST-USDT", direction="down", state="liquidation"}') == 1.0
+        )
         assert value_of(f'up{{job="cascadewatch", instance="{target}"}}') == 1.0
 
         # A delivery given up after Prometheus saw the counter at 0: CascadewatchAlertDeliveryFailed fires.
@@ -291,8 +339,12 @@ def test_real_prometheus_scrapes_cascadewatch_metrics(tmp_path: Path) -> None:
 
         def firing() -> bool:
             alerts = http_json(f"{base}/api/v1/alerts")["data"]["alerts"]
-            return any(a["labels"].get("alertname") == "CascadewatchAlertDeliveryFailed"
-                       and a["labels"].get("destination") == "deploy-test" and a["state"] == "firing" for a in alerts)
+            return any(
+                a["labels"].get("alertname") == "CascadewatchAlertDeliveryFailed"
+                and a["labels"].get("destination") == "deploy-test"
+                and a["state"] == "firing"
+                for a in alerts
+            )
 
         _wait_for("CascadewatchAlertDeliveryFailed to fire", firing, deadline, proc, log)
 
@@ -414,13 +466,22 @@ def test_compose_references_exist() -> None:
     assert home == f"{provider['options']['path']}/{DASHBOARD.name}"
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None,
-                    reason="docker-compose not installed (optional compose schema check: Debian package docker-compose)")
+@pytest.mark.skipif(
+    shutil.which("docker-compose") is None,
+    reason="docker-compose not installed (optional compose schema check: Debian package docker-compose)",
+)
 def test_compose_file_validates() -> None:
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("CASCADEWATCH_", "GRAFANA_", "PYTHON"))}  # its own Python, compose's defaults
-    result = subprocess.run(["docker-compose", "-f", str(DEPLOY / "compose.yaml"), "config", "-q"],
-                            check=False, capture_output=True, text=True, timeout=60, env=env)
+    env = {
+        key: value for key, value in os.environ.items() if not key.startswith(("CASCADEWATCH_", "GRAFANA_", "PYTHON"))
+    }  # its own Python, compose's defaults
+    result = subprocess.run(
+        ["docker-compose", "-f", str(DEPLOY / "compose.yaml"), "config", "-q"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -503,7 +564,9 @@ def test_k8s_manifests_are_consistent() -> None:
 
     # The Secret holds every variable the config names, and the pod gets it.
     secret = resources[("Secret", "cascadewatch-secrets")]
-    named = {dest[key] for dest in raw["alerts"].get("destinations", []) for key in ("url_env", "secret_env") if key in dest}
+    named = {
+        dest[key] for dest in raw["alerts"].get("destinations", []) for key in ("url_env", "secret_env") if key in dest
+    }
     if raw["riskfeed"].get("token_env"):
         named.add(raw["riskfeed"]["token_env"])
     assert named <= set(secret["stringData"])
@@ -546,8 +609,11 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 
 def _dockerignore_allows(path: str) -> bool:
     """Docker's rule: the last matching pattern wins; a pattern matching a parent directory matches."""
-    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     parts = path.split("/")
     candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
     included = True
@@ -603,11 +669,22 @@ def _run_entrypoint(tmp_path: Path, hostname: str, processes: str, *args: str) -
     fake.mkdir(exist_ok=True)
     (fake / "cascadewatch").write_text('#!/bin/sh\nfor a in "$@"; do echo "$a"; done\n')
     (fake / "cascadewatch").chmod(0o755)
-    env = {"PATH": f"{fake}:{os.environ['PATH']}", "HOSTNAME": hostname, "CASCADEWATCH_PROCESSES": processes,
-           "CASCADEWATCH_PEER_DOMAIN": "trading.svc", "CASCADEWATCH_DNS_WAIT_S": "0",
-           "CASCADEWATCH_RECOVERY_DIR": str(tmp_path / "recovery")}
-    return subprocess.run(["sh", str(DEPLOY / "cluster-entrypoint.sh"), *args], env=env,
-                          check=False, capture_output=True, text=True, timeout=30)
+    env = {
+        "PATH": f"{fake}:{os.environ['PATH']}",
+        "HOSTNAME": hostname,
+        "CASCADEWATCH_PROCESSES": processes,
+        "CASCADEWATCH_PEER_DOMAIN": "trading.svc",
+        "CASCADEWATCH_DNS_WAIT_S": "0",
+        "CASCADEWATCH_RECOVERY_DIR": str(tmp_path / "recovery"),
+    }
+    return subprocess.run(
+        ["sh", str(DEPLOY / "cluster-entrypoint.sh"), *args],
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def test_cluster_entrypoint_addresses_and_process_id(tmp_path: Path) -> None:
@@ -615,8 +692,15 @@ def test_cluster_entrypoint_addresses_and_process_id(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     peers = ",".join(f"cascadewatch-{i}.cascadewatch-headless.trading.svc:9999" for i in range(3))
     assert result.stdout.split("\n")[:-1] == [
-        "run", "/etc/cascadewatch/config.toml", "--addresses", peers, "--process-id", "2",
-        "--recovery-dir", str(tmp_path / "recovery"), "--quiet",
+        "run",
+        "/etc/cascadewatch/config.toml",
+        "--addresses",
+        peers,
+        "--process-id",
+        "2",
+        "--recovery-dir",
+        str(tmp_path / "recovery"),
+        "--quiet",
     ]
     assert (tmp_path / "recovery").is_dir()
 
@@ -624,18 +708,21 @@ def test_cluster_entrypoint_addresses_and_process_id(tmp_path: Path) -> None:
     assert single.returncode == 0, single.stderr
     assert "--addresses" not in single.stdout and "--recovery-dir" in single.stdout
 
-    for hostname, processes in (("cascadewatch-3", "3"), ("cascadewatch", "3"), ("cascadewatch-0", ""), ("cascadewatch-0", "x")):
+    for hostname, processes in (
+        ("cascadewatch-3", "3"),
+        ("cascadewatch", "3"),
+        ("cascadewatch-0", ""),
+        ("cascadewatch-0", "x"),
+    ):
         bad = _run_entrypoint(tmp_path, hostname, processes)
         assert bad.returncode == 64 and bad.stdout == "", (hostname, processes, bad.stderr)
         assert bad.stderr.startswith("cascadewatch-cluster: ")
 
 
 def test_deploy_commands_match_the_cli() -> None:
-    """The flags the deployment passes to ``cascadewatch run`` are the CLI's.
-
-    """
+    """The flags the deployment passes to ``cascadewatch run`` are the CLI's."""
     yaml = _yaml()
-    from pipelines.cli import build_parser
+    from cascadewatch.pipelines.cli.main import build_parser
 
     parser = build_parser()
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
@@ -644,14 +731,24 @@ def test_deploy_commands_match_the_cli() -> None:
     for argv in (
         compose["services"]["cascadewatch"]["command"],
         cmd,
-        ["run", "/etc/cascadewatch/config.toml", "--addresses", "a:9999,b:9999", "--process-id", "1",
-         "--recovery-dir", "/var/lib/cascadewatch/recovery"],
+        [
+            "run",
+            "/etc/cascadewatch/config.toml",
+            "--addresses",
+            "a:9999,b:9999",
+            "--process-id",
+            "1",
+            "--recovery-dir",
+            "/var/lib/cascadewatch/recovery",
+        ],
     ):
         try:
             args = parser.parse_args(argv)
         except SystemExit:
             missing = [flag for flag in ("--addresses", "--process-id", "--recovery-dir") if flag in argv]
-            pytest.fail(f"`cascadewatch run` does not take {' '.join(missing)}; the deployment passes: {' '.join(argv)}")
+            pytest.fail(
+                f"`cascadewatch run` does not take {' '.join(missing)}; the deployment passes: {' '.join(argv)}"
+            )
         assert args.command == "run"
 
 

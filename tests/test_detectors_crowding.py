@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from detectors.crowding import CrowdingMonitor
+from cascadewatch.detectors.crowding import CrowdingMonitor
 
 
 def test_growth_and_imbalance_over_full_and_partial_windows():
@@ -48,7 +48,9 @@ def test_gaps_unknown_oi_late_venue_and_old_seconds():
 
 def test_one_by_one_equals_pickled_and_resumed():
     a = CrowdingMonitor()
-    stream = [(float(s), {"x": 1e3 + (s % 7) - s * 0.01, "y": 2e3 + s * 0.1}, 1e5 * (1 + s % 3), 1e5) for s in range(2000)]
+    stream = [
+        (float(s), {"x": 1e3 + (s % 7) - s * 0.01, "y": 2e3 + s * 0.1}, 1e5 * (1 + s % 3), 1e5) for s in range(2000)
+    ]
     for s, oi, b, v in stream[:1200]:
         a.update(s, oi, b, v)
     b = pickle.loads(pickle.dumps(a))

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from detectors.depth import DepthMonitor, depth_within
-from detectors.reach import CascadeReach, cascade_reach
+from cascadewatch.detectors.depth import DepthMonitor, depth_within
+from cascadewatch.detectors.reach import CascadeReach, cascade_reach
 
 # ---------------------------------------------------------------- depth
 

@@ -7,15 +7,15 @@ import pytest
 
 MODULES = [
     "detectors",
-    "detectors._grid",
-    "detectors.liqmap_observed",
-    "detectors.liqmap_estimated",
-    "detectors.depth",
-    "detectors.reach",
-    "detectors.hawkes",
-    "detectors.probability",
-    "detectors.regime",
-    "detectors.policy",
+    "cascadewatch.detectors._grid",
+    "cascadewatch.detectors.liqmap_observed",
+    "cascadewatch.detectors.liqmap_estimated",
+    "cascadewatch.detectors.depth",
+    "cascadewatch.detectors.reach",
+    "cascadewatch.detectors.hawkes",
+    "cascadewatch.detectors.probability",
+    "cascadewatch.detectors.regime",
+    "cascadewatch.detectors.policy",
 ]
 
 
@@ -31,11 +31,11 @@ def test_has_examples(name):
     """Each detector module documents at least one runnable example (the grid helper excepted)."""
     mod = importlib.import_module(name)
     n = sum(len(t.examples) for t in doctest.DocTestFinder().find(mod))
-    assert name == "detectors._grid" or n > 0
+    assert name == "cascadewatch.detectors._grid" or n > 0
 
 
 def test_detectors_import_rules():
-    """No I/O, no clock, no bytewax, nothing from pipelines, only connectors.events from connectors."""
+    """No I/O, no clock, no bytewax, nothing from pipelines, only cascadewatch.connectors.events from connectors."""
     import ast
     import pathlib
 
@@ -51,6 +51,9 @@ def test_detectors_import_rules():
                 names = [node.module]
             for n in names:
                 top = n.split(".")[0]
-                assert top not in {"bytewax", "pipelines", "time", "datetime", "socket", "asyncio", "os", "io"}, (stem, n)
+                assert top not in {"bytewax", "pipelines", "time", "datetime", "socket", "asyncio", "os", "io"}, (
+                    stem,
+                    n,
+                )
                 if top == "connectors":
-                    assert n == "connectors.events", (stem, n)
+                    assert n == "cascadewatch.connectors.events", (stem, n)

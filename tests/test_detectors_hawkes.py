@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
-from detectors.hawkes import HawkesEstimator, simulate_hawkes
+from cascadewatch.detectors.hawkes import HawkesEstimator, simulate_hawkes
 
 
 @pytest.mark.parametrize(
@@ -72,7 +72,7 @@ def test_batch_equals_one_by_one_and_readout_is_pure():
 
 
 def test_phi_matches_quadrature():
-    from detectors.hawkes import _phi
+    from cascadewatch.detectors.hawkes import _phi
 
     for a, b, d in [(1.0, 0.0, 2.0), (0.0, 0.001, 5.0), (2.0, 2.0, 1.5), (0.3, 1e-13 + 0.3, 4.0), (0.0, 0.0, 3.0)]:
         s = np.linspace(0.0, d, 200_001)

@@ -7,10 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from connectors.events import Liquidation, MarkPrice, OpenInterest, Trade
-from detectors._grid import EPOCH_HALF_LIVES, DecayingLogGrid
-from detectors.liqmap_estimated import EstimatedLiquidationMap, nearest_dense_cluster
-from detectors.liqmap_observed import ObservedLiquidationMap
+from cascadewatch.connectors.events import Liquidation, MarkPrice, OpenInterest, Trade
+from cascadewatch.detectors._grid import EPOCH_HALF_LIVES, DecayingLogGrid
+from cascadewatch.detectors.liqmap_estimated import (
+    EstimatedLiquidationMap,
+    nearest_dense_cluster,
+)
+from cascadewatch.detectors.liqmap_observed import ObservedLiquidationMap
 
 DELTA = 10e-4  # 10 bps buckets
 
@@ -90,8 +93,17 @@ def test_observed_buckets_stable_as_price_moves():
 
 def test_observed_range_and_events():
     m = ObservedLiquidationMap(bucket_bps=10, half_life_s=600.0, range_pct=1)
-    ev = Liquidation(venue="binance-usdm", symbol="BTCUSDT", instrument="BTC-USDT-PERP", ts=5_000_000_000, recv=0,
-                     price=99.5, qty=2.0, side="long", notional=199.0)
+    ev = Liquidation(
+        venue="binance-usdm",
+        symbol="BTCUSDT",
+        instrument="BTC-USDT-PERP",
+        ts=5_000_000_000,
+        recv=0,
+        price=99.5,
+        qty=2.0,
+        side="long",
+        notional=199.0,
+    )
     m.learn_event(ev)
     m.learn_one(90.0, 1e6, "long", t=5.0)  # outside +-1 %
     r = m.readout(100.0, 5.0)
@@ -256,6 +268,7 @@ def test_estimated_map_tracks_simulated_positions():
         else:
             lv = price * (1 + 1 / L - mmr)
             true_short[bucket(lv)] = true_short.get(bucket(lv), 0.0) + qty * lv
+
     def l1_error(mm):
         r = mm.readout(100.0, 1e4)
         errs = []
@@ -281,11 +294,13 @@ def test_grid_bucket_of_one_equals_bucket_of():
     """The scalar bucket (``math.log`` away from bucket edges) is NumPy's bucket, edges included."""
     rng = np.random.default_rng(21)
     g = DecayingLogGrid(10.0, None)
-    prices = np.concatenate((
-        np.exp(rng.uniform(-12, 14, 20_000)),
-        g.center(np.arange(11_000, 11_600)) * np.exp(-0.5 * g.delta),  # bucket edges
-        np.nextafter(np.exp(np.arange(11_000, 11_600) * g.delta), 0),
-    ))
+    prices = np.concatenate(
+        (
+            np.exp(rng.uniform(-12, 14, 20_000)),
+            g.center(np.arange(11_000, 11_600)) * np.exp(-0.5 * g.delta),  # bucket edges
+            np.nextafter(np.exp(np.arange(11_000, 11_600) * g.delta), 0),
+        )
+    )
     assert [g.bucket_of_one(p) for p in prices.tolist()] == g.bucket_of(prices).tolist()
 
 

@@ -8,7 +8,7 @@ import pickle
 
 import numpy as np
 
-from detectors import (
+from cascadewatch.detectors import (
     AlertPolicy,
     AssetReadout,
     CascadeProbability,

@@ -9,7 +9,7 @@ import pickle
 import msgspec
 import pytest
 
-from detectors.policy import AlertPolicy, AssetReadout, DirectionReadout
+from cascadewatch.detectors.policy import AlertPolicy, AssetReadout, DirectionReadout
 
 ASSET = "BTC-USDT"
 KEY = "BTC-USDT:cascade:down"
@@ -103,7 +103,18 @@ def test_hysteresis_hold_cooldown_escalate_resolve_sequence():
 
 def test_alert_shape_key_order_and_evidence():
     a = run(make_policy())[0]
-    assert list(a)[:10] == ["type", "id", "dedup_key", "action", "severity", "kind", "asset", "direction", "ts", "summary"]
+    assert list(a)[:10] == [
+        "type",
+        "id",
+        "dedup_key",
+        "action",
+        "severity",
+        "kind",
+        "asset",
+        "direction",
+        "ts",
+        "summary",
+    ]
     assert a["probability"] == 0.35
     assert a["level"] == 64_150.0 and a["distance_bps"] == 130.8
     assert a["notional_at_risk_usd"] == 123_400_000.0 and a["cluster_usd"] == 48_200_000.0
@@ -134,14 +145,25 @@ def test_directions_and_assets_are_independent():
     ]
     eth = msgspec.structs.replace(readout(0, 0.5, None), asset="ETH-USDT")
     assert [a["dedup_key"] for a in pol.update(eth)] == ["ETH-USDT:cascade:down"]
-    assert pol.open_incidents() == {KEY: "warning", "BTC-USDT:cascade:up": "critical", "ETH-USDT:cascade:down": "warning"}
+    assert pol.open_incidents() == {
+        KEY: "warning",
+        "BTC-USDT:cascade:up": "critical",
+        "ETH-USDT:cascade:down": "warning",
+    }
 
 
 def test_unknown_probability_never_triggers_and_cooldown_without_bypass():
     pol = make_policy()
     assert pol.update(readout(0, None, None, up_p=None)) == []
-    pol = AlertPolicy(warn_enter=0.3, warn_exit=0.2, crit_enter=0.6, min_hold_s=0, calm_s=0, cooldown_s=10,
-                      critical_bypasses_cooldown=False)
+    pol = AlertPolicy(
+        warn_enter=0.3,
+        warn_exit=0.2,
+        crit_enter=0.6,
+        min_hold_s=0,
+        calm_s=0,
+        cooldown_s=10,
+        critical_bypasses_cooldown=False,
+    )
     series = [(0, 0.4, None), (1, 0.1, None), (2, 0.9, None), (11, 0.9, None)]
     got = [(a["ts"], a["action"], a["severity"]) for a in run(pol, series)]
     assert got == [(0, "trigger", "warning"), (1000, "resolve", "warning"), (11000, "trigger", "critical")]

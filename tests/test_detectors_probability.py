@@ -9,8 +9,8 @@ import pickle
 import numpy as np
 import pytest
 
-from detectors.liqmap_estimated import Cluster
-from detectors.probability import (
+from cascadewatch.detectors.liqmap_estimated import Cluster
+from cascadewatch.detectors.probability import (
     CascadeProbability,
     RealizedVolatility,
     carry_probability,
@@ -197,11 +197,25 @@ def test_observe_records_blend_metrics():
 
 def test_cascade_features_are_finite():
     f = cascade_features(
-        p_struct=0.0, p_touch=1.0, p_carry=0.5, distance_bps=None, cluster_usd=0.0, forced_usd=1e6, depth_usd=0.0,
-        depth_ratio=math.nan, branching=math.nan, intensity=0.2, liq_usd_60s=5e5, sigma=1e-4, horizon_s=300, in_cascade=True,
+        p_struct=0.0,
+        p_touch=1.0,
+        p_carry=0.5,
+        distance_bps=None,
+        cluster_usd=0.0,
+        forced_usd=1e6,
+        depth_usd=0.0,
+        depth_ratio=math.nan,
+        branching=math.nan,
+        intensity=0.2,
+        liq_usd_60s=5e5,
+        sigma=1e-4,
+        horizon_s=300,
+        in_cascade=True,
     )
     assert all(math.isfinite(v) for v in f.values())
-    assert f["in_cascade"] == 1.0 and f["depth_ratio"] == 1.0 and f["log_distance_bps"] == pytest.approx(math.log1p(1e4))
+    assert (
+        f["in_cascade"] == 1.0 and f["depth_ratio"] == 1.0 and f["log_distance_bps"] == pytest.approx(math.log1p(1e4))
+    )
 
 
 def test_fit_recovers_a_known_logistic_model_and_installs_it():

@@ -6,13 +6,22 @@ import math
 
 import pytest
 
-from detectors.regime import RegimeDetector
+from cascadewatch.detectors.regime import RegimeDetector
 
 
 def detector() -> RegimeDetector:
-    return RegimeDetector(window_s=10, typical_half_life_s=600, liq_multiple=5.0, min_liq_usd=1e6,
-                          min_move_bps=30, stop_imbalance=0.6, aggr_multiple=3.0, min_aggr_usd=1e6,
-                          depth_collapse=0.5, onset_share=0.1)
+    return RegimeDetector(
+        window_s=10,
+        typical_half_life_s=600,
+        liq_multiple=5.0,
+        min_liq_usd=1e6,
+        min_move_bps=30,
+        stop_imbalance=0.6,
+        aggr_multiple=3.0,
+        min_aggr_usd=1e6,
+        depth_collapse=0.5,
+        onset_share=0.1,
+    )
 
 
 def calm(rd: RegimeDetector, seconds: int = 60) -> None:
@@ -40,7 +49,9 @@ def test_stop_run_is_one_sided_aggression_without_liquidations():
         st = rd.update(float(s), 100.0 + 0.1 * (i + 1), 0.0, 0.0, 2e6, 1e5, 1.0, 0.9)
     u = st["up"]
     assert u.active and u.kind == "stop_run"
-    assert u.imbalance == pytest.approx((6 * 2e6 + 4 * 1e5 - 6 * 1e5 - 4 * 1e5) / (6 * 2e6 + 4 * 1e5 + 6 * 1e5 + 4 * 1e5))
+    assert u.imbalance == pytest.approx(
+        (6 * 2e6 + 4 * 1e5 - 6 * 1e5 - 4 * 1e5) / (6 * 2e6 + 4 * 1e5 + 6 * 1e5 + 4 * 1e5)
+    )
     assert not st["down"].active
 
 
@@ -70,7 +81,9 @@ def test_deleveraging_where_published():
     rd = detector()
     calm(rd)
     for i in range(5):
-        st = rd.update(60.0 + i, 100.0 - 0.1 * (i + 1), 5e5, 0.0, 1e5, 3e5, 1.0, 1.0, adl_down_usd=1e5 if i == 2 else 0.0)
+        st = rd.update(
+            60.0 + i, 100.0 - 0.1 * (i + 1), 5e5, 0.0, 1e5, 3e5, 1.0, 1.0, adl_down_usd=1e5 if i == 2 else 0.0
+        )
     assert st["down"].kind == "deleveraging"
 
 
@@ -110,8 +123,17 @@ def test_window_sums_are_numpy_column_sums_and_old_state_converts():
     rd = detector()
     rows = []
     for s in range(200):
-        row = [rng.exponential(1e5), rng.exponential(1e5), rng.exponential(1e6), rng.exponential(1e6),
-               100 + rng.normal(), rng.uniform(0.3, 2.0), rng.uniform(0.3, 2.0), 0.0, 0.0]
+        row = [
+            rng.exponential(1e5),
+            rng.exponential(1e5),
+            rng.exponential(1e6),
+            rng.exponential(1e6),
+            100 + rng.normal(),
+            rng.uniform(0.3, 2.0),
+            rng.uniform(0.3, 2.0),
+            0.0,
+            0.0,
+        ]
         rows.append(row)
         st = rd.update(float(s), row[4], *row[0:4], *row[5:9])
         w = np.array(rows[-10:])

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from detectors import (
+from cascadewatch.detectors import (
     AlertPolicy,
     AssetReadout,
     CascadeProbability,
@@ -32,15 +32,18 @@ class AssetDetectors:
     """One asset on one venue: what the stateful step of the flow holds."""
 
     def __init__(self) -> None:
-        self.est = EstimatedLiquidationMap(leverage=[(25.0, 0.5), (100.0, 0.5)], mmr=0.005, range_pct=5,
-                                           dense_multiple=3.0, min_cluster_usd=1e5)
+        self.est = EstimatedLiquidationMap(
+            leverage=[(25.0, 0.5), (100.0, 0.5)], mmr=0.005, range_pct=5, dense_multiple=3.0, min_cluster_usd=1e5
+        )
         self.obs = ObservedLiquidationMap(half_life_s=300)
         self.depth = DepthMonitor(window_s=120, min_samples=10)
         self.vol = RealizedVolatility(half_life_s=120, sigma0=1e-4)
         self.hawkes = HawkesEstimator(beta=0.5, window_s=600)
         self.regime = RegimeDetector(window_s=30, min_liq_usd=2e5, min_move_bps=30)
         self.prob = {d: CascadeProbability(horizon_s=HORIZON) for d in ("down", "up")}
-        self.policy = AlertPolicy(warn_enter=0.2, warn_exit=0.1, crit_enter=0.6, min_hold_s=30, calm_s=30, cooldown_s=300)
+        self.policy = AlertPolicy(
+            warn_enter=0.2, warn_exit=0.1, crit_enter=0.6, min_hold_s=30, calm_s=30, cooldown_s=300
+        )
         self.liq60 = {"down": [], "up": []}
 
     def second(self, t: int, trades, oi, mark, bids, asks, liqs) -> tuple[AssetReadout, list[dict]]:
@@ -62,8 +65,16 @@ class AssetDetectors:
         price = float(p[-1])
         dep = self.depth.update(bids, asks, end - 1e-6)
         hk = self.hawkes.readout(end)
-        reg = self.regime.update(float(t), price, liq_long, liq_short, float((p * q)[is_buy].sum()),
-                                 float((p * q)[~is_buy].sum()), dep.bid_ratio[-1], dep.ask_ratio[-1])
+        reg = self.regime.update(
+            float(t),
+            price,
+            liq_long,
+            liq_short,
+            float((p * q)[is_buy].sum()),
+            float((p * q)[~is_buy].sum()),
+            dep.bid_ratio[-1],
+            dep.ask_ratio[-1],
+        )
         emap = self.est.readout(price, end)
         dirs = {}
         for d, book, depth_usd, ratio, liq in (
@@ -74,24 +85,45 @@ class AssetDetectors:
             cl = emap.cluster(d)
             se = structural_estimate(d, price, cl, self.vol.sigma, HORIZON, book, emap.levels(d), depth_usd)
             x = cascade_features(
-                p_struct=se.p, p_touch=se.p_touch, p_carry=se.p_carry,
-                distance_bps=cl.distance_bps if cl else None, cluster_usd=cl.notional_usd if cl else 0.0,
-                forced_usd=se.reach.forced_usd, depth_usd=depth_usd, depth_ratio=ratio, branching=hk.branching,
-                intensity=hk.intensity, liq_usd_60s=sum(self.liq60[d]), sigma=self.vol.sigma, horizon_s=HORIZON,
+                p_struct=se.p,
+                p_touch=se.p_touch,
+                p_carry=se.p_carry,
+                distance_bps=cl.distance_bps if cl else None,
+                cluster_usd=cl.notional_usd if cl else 0.0,
+                forced_usd=se.reach.forced_usd,
+                depth_usd=depth_usd,
+                depth_ratio=ratio,
+                branching=hk.branching,
+                intensity=hk.intensity,
+                liq_usd_60s=sum(self.liq60[d]),
+                sigma=self.vol.sigma,
+                horizon_s=HORIZON,
                 in_cascade=reg[d].active,
             )
             prob = self.prob[d].observe(float(t), x, se.p)
             self.prob[d].advance(float(t))
             dirs[d] = DirectionReadout(
-                prob=prob, cascade=reg[d].kind,
-                cluster_price=cl.price if cl else None, cluster_bps=cl.distance_bps if cl else None,
+                prob=prob,
+                cascade=reg[d].kind,
+                cluster_price=cl.price if cl else None,
+                cluster_bps=cl.distance_bps if cl else None,
                 cluster_usd=cl.notional_usd if cl else 0.0,
                 at_risk_usd=emap.long_total_usd if d == "down" else emap.short_total_usd,
-                depth_usd=float(depth_usd), depth_ratio=None if math.isnan(ratio) else float(ratio),
-                reach_usd=se.reach.forced_usd, reach_bps=se.reach.travel_bps, liq_usd_60s=sum(self.liq60[d]),
+                depth_usd=float(depth_usd),
+                depth_ratio=None if math.isnan(ratio) else float(ratio),
+                reach_usd=se.reach.forced_usd,
+                reach_bps=se.reach.travel_bps,
+                liq_usd_60s=sum(self.liq60[d]),
             )
-        r = AssetReadout(asset="BTC-USDT", ts=t * 1000, price=price, venues=("binance-usdm",),
-                         branching=hk.branching, horizon_s=int(HORIZON), **dirs)
+        r = AssetReadout(
+            asset="BTC-USDT",
+            ts=t * 1000,
+            price=price,
+            venues=("binance-usdm",),
+            branching=hk.branching,
+            horizon_s=int(HORIZON),
+            **dirs,
+        )
         return r, self.policy.update(r)
 
 
@@ -135,7 +167,9 @@ def test_chain_from_positions_to_pages():
     assert a.est.consumed_long_usd > 1e6  # the mark went through the estimated levels
     assert readouts[-1].down.cascade == "liquidation"
     assert readouts[-1].branching > 0.3
-    assert any(a_["severity"] == "critical" and a_["action"] == "trigger" and a_["direction"] == "down" for a_ in alerts)
+    assert any(
+        a_["severity"] == "critical" and a_["action"] == "trigger" and a_["direction"] == "down" for a_ in alerts
+    )
     # calm again: everything resolves
     for t in range(660, 1300):
         p = np.full(5, price)

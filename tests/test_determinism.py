@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cluster import loopback_addresses
-from pipelines.replay import run_replay
-
+from cascadewatch.pipelines.run.cluster import loopback_addresses
+from cascadewatch.pipelines.run.replay import run_replay
 
 DEMO = Path(__file__).parents[1] / "pipelines" / "data" / "demo.rec.zst"
 
@@ -37,7 +36,10 @@ def reference(tmp_path: Path, okx_session: Path, binance_session: Path) -> tuple
 
 @pytest.mark.parametrize("batch_size", [1, 7])
 def test_batch_size_does_not_change_output(tmp_path, okx_session, binance_session, reference, batch_size) -> None:
-    assert _replay(tmp_path, f"b{batch_size}", _recordings(okx_session, binance_session), batch_size=batch_size) == reference
+    assert (
+        _replay(tmp_path, f"b{batch_size}", _recordings(okx_session, binance_session), batch_size=batch_size)
+        == reference
+    )
 
 
 def test_two_workers_give_the_same_output(tmp_path, okx_session, binance_session, reference) -> None:
@@ -45,13 +47,24 @@ def test_two_workers_give_the_same_output(tmp_path, okx_session, binance_session
 
 
 @pytest.mark.parametrize("processes", [2, 3])
-def test_cluster_on_loopback_gives_the_same_output(tmp_path, okx_session, binance_session, reference, processes) -> None:
+def test_cluster_on_loopback_gives_the_same_output(
+    tmp_path, okx_session, binance_session, reference, processes
+) -> None:
     addresses = loopback_addresses(processes)
     out = tmp_path / "cluster"
     command = [
-        sys.executable, "-m", "pipelines.cli", "replay", *map(str, _recordings(okx_session, binance_session)),
-        "--alerts-out", str(out / "alerts.jsonl"), "--snapshots-out", str(out / "snapshots.jsonl"),
-        "--addresses", addresses, "--quiet",
+        sys.executable,
+        "-m",
+        "cascadewatch.pipelines.cli.main",
+        "replay",
+        *map(str, _recordings(okx_session, binance_session)),
+        "--alerts-out",
+        str(out / "alerts.jsonl"),
+        "--snapshots-out",
+        str(out / "snapshots.jsonl"),
+        "--addresses",
+        addresses,
+        "--quiet",
     ]
     children = [subprocess.Popen([*command, "--process-id", str(i)]) for i in range(processes)]
     try:

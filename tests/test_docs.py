@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pipelines.config import load_config
+from cascadewatch.pipelines.config import load_config
 
 ROOT = Path(__file__).parents[1]
 
 
 def test_readme_config_example_loads(tmp_path: Path) -> None:
     readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Configuration"):]
+    section = readme[readme.index("## Configuration") :]
     example = re.search(r"```toml\n(.*?)```", section, re.S).group(1)
     path = tmp_path / "config.toml"
     path.write_text(example)

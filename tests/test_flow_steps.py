@@ -8,13 +8,24 @@ from pathlib import Path
 
 import pytest
 
-from connectors.frames import DeadLetter
-from connectors.sources import DEAD_LETTER_KEY, END_OF_TIME, STATS_KEY, ReplaySource, Watermark
-from pipelines.instrument import InstrumentTracker
-from pipelines.merge import SecondReleaser
-from pipelines.model import AssetOutput, AssetSecond, InstrumentSecond, SecondManifest
-from pipelines.ordering import IncompleteOutput, OutputOrderer
-from pipelines.tracked_source import MERGE_KEY, TrackedSource
+from cascadewatch.connectors.frames import DeadLetter
+from cascadewatch.connectors.sources import (
+    DEAD_LETTER_KEY,
+    END_OF_TIME,
+    STATS_KEY,
+    ReplaySource,
+    Watermark,
+)
+from cascadewatch.pipelines.steps.instrument_tracker import InstrumentTracker
+from cascadewatch.pipelines.steps.items import (
+    AssetOutput,
+    AssetSecond,
+    InstrumentSecond,
+    SecondManifest,
+)
+from cascadewatch.pipelines.steps.output_ordering import IncompleteOutput, OutputOrderer
+from cascadewatch.pipelines.steps.second_release import SecondReleaser
+from cascadewatch.pipelines.steps.tracked_source import MERGE_KEY, TrackedSource
 
 LAG_NS = 2_000_000_000
 S = 1_000_000_000
@@ -22,10 +33,27 @@ S = 1_000_000_000
 
 def second(venue: str, instrument: str, second_ms: int) -> InstrumentSecond:
     return InstrumentSecond(
-        venue=venue, instrument=instrument, asset=instrument.removesuffix("-PERP"), second=second_ms,
-        price=100.0, mark=None, index=None, funding=None, oi_qty=None, oi_usd=None, buy_usd=0.0, sell_usd=0.0,
-        trades=0, liq_long_usd=0.0, liq_short_usd=0.0, liquidations=0, book_valid=False, best_bid=None,
-        best_ask=None, depth_bid_usd=(), depth_ask_usd=(),
+        venue=venue,
+        instrument=instrument,
+        asset=instrument.removesuffix("-PERP"),
+        second=second_ms,
+        price=100.0,
+        mark=None,
+        index=None,
+        funding=None,
+        oi_qty=None,
+        oi_usd=None,
+        buy_usd=0.0,
+        sell_usd=0.0,
+        trades=0,
+        liq_long_usd=0.0,
+        liq_short_usd=0.0,
+        liquidations=0,
+        book_valid=False,
+        best_bid=None,
+        best_ask=None,
+        depth_bid_usd=(),
+        depth_ask_usd=(),
     )
 
 
@@ -52,12 +80,22 @@ def test_ordering_waits_for_every_asset_of_a_second_and_keeps_seconds_in_order()
     orderer = OutputOrderer()
     snap = lambda ts, asset: {"type": "snapshot", "ts": ts, "asset": asset}  # noqa: E731
     # second 2000 completes before 1000: nothing may overtake 1000
-    assert orderer.process([
-        SecondManifest(1000, ("BTC", "ETH")), SecondManifest(2000, ("BTC",)),
-        AssetOutput(2000, "BTC", (snap(2000, "BTC"),)), AssetOutput(1000, "ETH", (snap(1000, "ETH"),)),
-    ]) == []
+    assert (
+        orderer.process(
+            [
+                SecondManifest(1000, ("BTC", "ETH")),
+                SecondManifest(2000, ("BTC",)),
+                AssetOutput(2000, "BTC", (snap(2000, "BTC"),)),
+                AssetOutput(1000, "ETH", (snap(1000, "ETH"),)),
+            ]
+        )
+        == []
+    )
     assert orderer.process([AssetOutput(1000, "BTC", (snap(1000, "BTC"), {"type": "alert"}))]) == [
-        snap(1000, "BTC"), {"type": "alert"}, snap(1000, "ETH"), snap(2000, "BTC"),
+        snap(1000, "BTC"),
+        {"type": "alert"},
+        snap(1000, "ETH"),
+        snap(2000, "BTC"),
     ]
     orderer.check_complete()
     orderer.process([SecondManifest(3000, ("BTC", "ETH")), AssetOutput(3000, "ETH", ())])
@@ -95,14 +133,19 @@ def test_tracked_partition_emits_what_keyed_trackers_would(binance_session: Path
         if not key.startswith("!"):
             tracker = trackers.setdefault(key, InstrumentTracker(LAG_NS))
             expected.setdefault(key, []).extend(item for item in tracker.process(values))
-    tracked_batches = _batches(TrackedSource(ReplaySource([binance_session], batch_size=50), LAG_NS).build_part(
-        "s", f"0:{binance_session}", None))
+    tracked_batches = _batches(
+        TrackedSource(ReplaySource([binance_session], batch_size=50), LAG_NS).build_part(
+            "s", f"0:{binance_session}", None
+        )
+    )
     tracked = [item for batch in tracked_batches for item in batch]
     marks = [
         [values[-1] for key, values in batch if key == MERGE_KEY and isinstance(values[-1], Watermark)]
         for batch in tracked_batches
     ]
-    raw_marks = [[values[-1] for key, values in batch if isinstance(values[-1], Watermark)][:1] for batch in raw_batches]
+    raw_marks = [
+        [values[-1] for key, values in batch if isinstance(values[-1], Watermark)][:1] for batch in raw_batches
+    ]
     assert marks == raw_marks and marks[-1] == [Watermark(0, END_OF_TIME)]
     got: dict[str, list] = {}
     for key, values in tracked:
@@ -136,7 +179,9 @@ def test_tracked_partition_resumes_from_its_snapshot(okx_session: Path) -> None:
     assert _bytes(head + tail) == _bytes(whole)
 
 
-@pytest.mark.parametrize("name", ["pipelines.ordering", "pipelines.watermarks"])
+@pytest.mark.parametrize(
+    "name", ["cascadewatch.pipelines.steps.output_ordering", "cascadewatch.pipelines.steps.watermarks"]
+)
 def test_step_doctests(name: str) -> None:
     import doctest
     import importlib

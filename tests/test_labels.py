@@ -6,7 +6,12 @@ import pickle
 
 import pytest
 
-from detectors.labels import CascadeLabeler, LabelConfig, label_rows, label_series
+from cascadewatch.detectors.labels import (
+    CascadeLabeler,
+    LabelConfig,
+    label_rows,
+    label_series,
+)
 
 T0 = 1_768_435_200_000  # 2026-01-15T00:00:00Z, minute-aligned
 CFG = LabelConfig(floor_usd=1_000_000.0, min_move_bps=50.0, window_s=60, merge_gap_s=60)
@@ -190,6 +195,6 @@ def test_config_validation():
 def test_docstring_example_runs():
     import doctest
 
-    import detectors.labels
+    import cascadewatch.detectors.labels
 
-    assert doctest.testmod(detectors.labels).failed == 0
+    assert doctest.testmod(cascadewatch.detectors.labels).failed == 0

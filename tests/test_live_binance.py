@@ -78,7 +78,9 @@ def test_pu_break_resyncs_from_a_new_rest_snapshot_and_the_book_matches_the_serv
             finished.append(fake.books["BTCUSDT"].u)
 
         done = fake.spawn(script())
-        frames = capture("binance", live, lambda f: bool(finished) and any(b'"u":%d,' % finished[0] in p for p in ws_payloads(f)))
+        frames = capture(
+            "binance", live, lambda f: bool(finished) and any(b'"u":%d,' % finished[0] in p for p in ws_payloads(f))
+        )
         done.result(1)
         depth_requests = [path for path in fake.rest_log if path.startswith("/fapi/v1/depth")]
         server_bids, server_asks = dict(fake.books["BTCUSDT"].bids), dict(fake.books["BTCUSDT"].asks)
@@ -99,7 +101,8 @@ def test_old_url_that_accepts_and_stays_silent_raises_a_stale_alarm_and_reconnec
     with FakeBinance() as fake:
         live = make_live("binance", fake, ["BTCUSDT"], "/stream", "/stream", staleness_s=0.4)
         frames = capture(
-            "binance", live,
+            "binance",
+            live,
             lambda f: sum(1 for e in conn_events(f) if e["event"] == "open") >= 4,
             timeout=5.0,
         )

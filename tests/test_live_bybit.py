@@ -6,11 +6,11 @@ import asyncio
 import json
 
 import pytest
-
-from connectors.frames import FrameDecoder
-from connectors.venues.base import ParseError
 from live_fakes import FakeBybit, SimBook
 from live_support import capture, conn_events, make_live, rebuild_books, ws_payloads
+
+from cascadewatch.connectors.frames import FrameDecoder
+from cascadewatch.connectors.venues.base import ParseError
 
 
 def _refusal(payload: bytes) -> bool:

@@ -12,14 +12,15 @@ import sys
 import time
 from pathlib import Path
 
-from connectors.frames import FrameDecoder
-from connectors.recorder import RotatingRecorder, insert_before_suffixes
-from connectors.recording import RecordingReader
 from live_fakes import FakeBinance, FakeOkx, SimBook
 from live_support import FAST_BACKOFF, rebuild_books
-from pipelines.live import record
-from pipelines.live_cli import main as live_main
-from pipelines.replay import run_replay
+
+from cascadewatch.connectors.frames import FrameDecoder
+from cascadewatch.connectors.recorder import RotatingRecorder, insert_before_suffixes
+from cascadewatch.connectors.recording import RecordingReader
+from cascadewatch.pipelines.cli.live import main as live_main
+from cascadewatch.pipelines.run.live import record
+from cascadewatch.pipelines.run.replay import run_replay
 
 ROOT = Path(__file__).parent.parent
 
@@ -35,12 +36,12 @@ rest_timeout_s = 2.0
 initial_s = {b.initial_s}
 max_s = {b.max_s}
 [live.binance]
-ws_url = "{binance.ws_url('/market/stream')}"
-ws_book_url = "{binance.ws_url('/public/stream')}"
+ws_url = "{binance.ws_url("/market/stream")}"
+ws_book_url = "{binance.ws_url("/public/stream")}"
 rest_url = "{binance.rest_url}"
 poll_s = 0.5
 [live.okx]
-ws_url = "{okx.ws_url('/ws/v5/public')}"
+ws_url = "{okx.ws_url("/ws/v5/public")}"
 rest_url = "{okx.rest_url}"
 heartbeat_s = 0.3
 """)
@@ -92,14 +93,35 @@ def test_record_command_writes_a_recording_that_replays(tmp_path: Path) -> None:
         market = Market(binance, okx).start()
         out = tmp_path / "capture.rec.zst"
         # the websockets close on the recorder's shutdown; trades after it are not expected
-        code = live_main(["record", "--venues", "binance,okx", "--symbols", "BTC", "--duration", "1.5",
-                          "--out", str(out), "--config", str(config), "--quiet"])
+        code = live_main(
+            [
+                "record",
+                "--venues",
+                "binance,okx",
+                "--symbols",
+                "BTC",
+                "--duration",
+                "1.5",
+                "--out",
+                str(out),
+                "--config",
+                str(config),
+                "--quiet",
+            ]
+        )
         market.running = False
         market.stop()
     assert code == 0
     frames = _frames(out)
     sources = {source for _, source, _ in frames}
-    assert sources == {"binance-usdm", "binance-usdm!rest", "binance-usdm!conn", "okx-swap", "okx-swap!rest", "okx-swap!conn"}
+    assert sources == {
+        "binance-usdm",
+        "binance-usdm!rest",
+        "binance-usdm!conn",
+        "okx-swap",
+        "okx-swap!rest",
+        "okx-swap!conn",
+    }
     rest = [json.loads(p)["path"] for _, s, p in frames if s.endswith("!rest")]
     assert "/fapi/v1/exchangeInfo" in rest and "/fapi/v1/depth?symbol=BTCUSDT&limit=1000" in rest
     assert "/api/v5/public/instruments?instType=SWAP" in rest
@@ -118,7 +140,7 @@ def test_record_command_writes_a_recording_that_replays(tmp_path: Path) -> None:
     for recv, source, payload in frames:
         try:
             decoder.decode(source, payload, recv)
-        except Exception:  # noqa: BLE001 - counted below
+        except Exception:
             pass
     expected = {k: v for k, v in decoder.frames.items() if k != ("okx-swap", "control")}
     assert {k: v for k, v in summary.frames.items() if k != ("okx-swap", "control")} == expected
@@ -129,7 +151,7 @@ def test_rotated_files_each_replay_on_their_own(tmp_path: Path) -> None:
     """Every rotated file starts with the venue's instrument list and fresh book snapshots."""
     with FakeBinance() as binance, FakeOkx() as okx:
         _config(tmp_path / "live.toml", binance, okx)
-        from pipelines.live import load_live_config
+        from cascadewatch.pipelines.run.live import load_live_config
 
         _, live = load_live_config(tmp_path / "live.toml")
         market = Market(binance, okx).start()
@@ -155,8 +177,19 @@ def test_a_recorder_killed_with_sigkill_leaves_a_file_readable_to_its_last_whole
         out = tmp_path / "killed.rec.zst"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         process = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.live_cli", "record", "--out", str(out), "--config", str(config), "--quiet"],
-            cwd=ROOT, env=env,
+            [
+                sys.executable,
+                "-m",
+                "cascadewatch.pipelines.cli.live",
+                "record",
+                "--out",
+                str(out),
+                "--config",
+                str(config),
+                "--quiet",
+            ],
+            cwd=ROOT,
+            env=env,
         )
         try:
             deadline = time.monotonic() + 15
@@ -179,7 +212,9 @@ def test_a_recorder_killed_with_sigkill_leaves_a_file_readable_to_its_last_whole
 def test_rotating_recorder_rotates_by_age_and_size(tmp_path: Path) -> None:
     now = [0.0]
     rotations: list[int] = []
-    by_age = RotatingRecorder(tmp_path / "a.rec", rotate_s=10, on_rotate=lambda: rotations.append(1), clock=lambda: now[0])
+    by_age = RotatingRecorder(
+        tmp_path / "a.rec", rotate_s=10, on_rotate=lambda: rotations.append(1), clock=lambda: now[0]
+    )
     for second in range(25):
         now[0] = float(second)
         by_age.write(second, "okx-swap", b"{}")

@@ -8,22 +8,36 @@ import re
 from typing import Any
 
 import pytest
-from prometheus_client import REGISTRY
-
 from live_fakes import FakeBinance, FakeBybit, FakeOkx, SimBook
 from live_support import capture, conn_events, make_live, rebuild_books, ws_payloads
+from prometheus_client import REGISTRY
 
 SERVER_LIFETIME_S = 1.0  # the fake closes every connection at this age, like Binance at 24 h
 CLIENT_LIFETIME_S = 0.45  # the connector rolls over before it
 RUN_S = 2.0
 
 VENUES: dict[str, dict[str, Any]] = {
-    "binance": {"fake": FakeBinance, "symbol": "BTCUSDT", "path": "/market/stream", "book_path": "/public/stream",
-                "trade_id": re.compile(rb'"a":(\d+)')},
-    "bybit": {"fake": FakeBybit, "symbol": "BTCUSDT", "path": "/v5/public/linear", "book_path": None,
-              "trade_id": re.compile(rb'"i":"trade-(\d+)"')},
-    "okx": {"fake": FakeOkx, "symbol": "BTC-USDT-SWAP", "path": "/ws/v5/public", "book_path": None,
-            "trade_id": re.compile(rb'"tradeId":"(\d+)"')},
+    "binance": {
+        "fake": FakeBinance,
+        "symbol": "BTCUSDT",
+        "path": "/market/stream",
+        "book_path": "/public/stream",
+        "trade_id": re.compile(rb'"a":(\d+)'),
+    },
+    "bybit": {
+        "fake": FakeBybit,
+        "symbol": "BTCUSDT",
+        "path": "/v5/public/linear",
+        "book_path": None,
+        "trade_id": re.compile(rb'"i":"trade-(\d+)"'),
+    },
+    "okx": {
+        "fake": FakeOkx,
+        "symbol": "BTC-USDT-SWAP",
+        "path": "/ws/v5/public",
+        "book_path": None,
+        "trade_id": re.compile(rb'"tradeId":"(\d+)"'),
+    },
 }
 
 
@@ -51,8 +65,14 @@ def test_rollover_loses_and_repeats_nothing(venue: str) -> None:
         if venue != "binance":
             fake.books[symbol] = SimBook(seed=17)
         live = make_live(
-            venue, fake, [symbol], spec["path"], spec["book_path"],
-            max_lifetime_s=CLIENT_LIFETIME_S, rollover_overlap_s=0.15, heartbeat_s=0.1 if venue != "binance" else None,
+            venue,
+            fake,
+            [symbol],
+            spec["path"],
+            spec["book_path"],
+            max_lifetime_s=CLIENT_LIFETIME_S,
+            rollover_overlap_s=0.15,
+            heartbeat_s=0.1 if venue != "binance" else None,
         )
         published: list[int] = []
         finished: list[bool] = []

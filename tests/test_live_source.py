@@ -9,19 +9,26 @@ import threading
 import time
 from pathlib import Path
 
-from prometheus_client import REGISTRY
-
-from connectors.frames import DeadLetter
-from connectors.live import LivePartition
-from connectors.live_config import LiveConfig, VenueConfig
-from connectors.recording import RecordingWriter
-from connectors.rest import Reply
-from connectors.sources import DEAD_LETTER_KEY, END_OF_TIME, PARTITION_KEY, STATS_KEY, PartitionStats, Watermark
 from live_fakes import FakeBinance, FakeOkx, SimBook
 from live_support import FAST_BACKOFF
-from pipelines.config import Config, ReplayConfig
-from pipelines.live import run_live
-from pipelines.replay import run_replay
+from prometheus_client import REGISTRY
+
+from cascadewatch.connectors.frames import DeadLetter
+from cascadewatch.connectors.live import LivePartition
+from cascadewatch.connectors.live_config import LiveConfig, VenueConfig
+from cascadewatch.connectors.recording import RecordingWriter
+from cascadewatch.connectors.rest import Reply
+from cascadewatch.connectors.sources import (
+    DEAD_LETTER_KEY,
+    END_OF_TIME,
+    PARTITION_KEY,
+    STATS_KEY,
+    PartitionStats,
+    Watermark,
+)
+from cascadewatch.pipelines.config import Config, ReplayConfig
+from cascadewatch.pipelines.run.live import run_live
+from cascadewatch.pipelines.run.replay import run_replay
 
 TRADE = (
     b'{"arg":{"channel":"trades","instId":"BTC-USDT-SWAP"},"data":[{"instId":"BTC-USDT-SWAP",'
@@ -31,7 +38,10 @@ UNREACHABLE = VenueConfig(ws_url="ws://127.0.0.1:9/ws", rest_url="http://127.0.0
 
 
 def _queue_full_total(venue: str) -> float:
-    return REGISTRY.get_sample_value("cascadewatch_feed_dead_letters_total", {"venue": venue, "reason": "queue_full"}) or 0.0
+    return (
+        REGISTRY.get_sample_value("cascadewatch_feed_dead_letters_total", {"venue": venue, "reason": "queue_full"})
+        or 0.0
+    )
 
 
 def test_a_full_queue_is_counted_and_reported_never_silent() -> None:
@@ -119,9 +129,16 @@ def _okx_binance_live(binance: FakeBinance, okx: FakeOkx, **overrides) -> LiveCo
         venues=["binance", "okx"],
         backoff=FAST_BACKOFF,
         rest_timeout_s=2.0,
-        binance=VenueConfig(ws_url=binance.ws_url("/market/stream"), ws_book_url=binance.ws_url("/public/stream"),
-                            rest_url=binance.rest_url, symbols=["BTCUSDT"], poll_s=0.5),
-        okx=VenueConfig(ws_url=okx.ws_url("/ws/v5/public"), rest_url=okx.rest_url, symbols=["BTC-USDT-SWAP"], heartbeat_s=0.5),
+        binance=VenueConfig(
+            ws_url=binance.ws_url("/market/stream"),
+            ws_book_url=binance.ws_url("/public/stream"),
+            rest_url=binance.rest_url,
+            symbols=["BTCUSDT"],
+            poll_s=0.5,
+        ),
+        okx=VenueConfig(
+            ws_url=okx.ws_url("/ws/v5/public"), rest_url=okx.rest_url, symbols=["BTC-USDT-SWAP"], heartbeat_s=0.5
+        ),
         **overrides,
     )
 
@@ -166,9 +183,15 @@ def test_live_run_and_the_replay_of_its_recording_give_the_same_snapshots_and_al
         markets = [binance.spawn(_binance_market(binance, 3.0)), okx.spawn(_okx_market(okx, 3.0))]
         live_out = tmp_path / "live"
         summary = run_live(
-            Config(), live, duration_s=3.5,
-            alerts_out=live_out / "alerts.jsonl", snapshots_out=live_out / "snapshots.jsonl",
-            dead_letters_out=live_out / "dead.jsonl", record=str(tmp_path / "tap.rec.zst"), serve_metrics=False, serve_riskfeed=False,
+            Config(),
+            live,
+            duration_s=3.5,
+            alerts_out=live_out / "alerts.jsonl",
+            snapshots_out=live_out / "snapshots.jsonl",
+            dead_letters_out=live_out / "dead.jsonl",
+            record=str(tmp_path / "tap.rec.zst"),
+            serve_metrics=False,
+            serve_riskfeed=False,
         )
         for market in markets:
             market.result(5)
@@ -205,9 +228,15 @@ def test_a_venue_down_from_the_start_does_not_hold_back_the_others(tmp_path: Pat
     with FakeBinance() as binance:
         binance.books["BTCUSDT"] = SimBook(seed=31)
         live = LiveConfig(
-            venues=["binance", "okx"], backoff=FAST_BACKOFF, rest_timeout_s=0.5,
-            binance=VenueConfig(ws_url=binance.ws_url("/market/stream"), ws_book_url=binance.ws_url("/public/stream"),
-                                rest_url=binance.rest_url, symbols=["BTCUSDT"]),
+            venues=["binance", "okx"],
+            backoff=FAST_BACKOFF,
+            rest_timeout_s=0.5,
+            binance=VenueConfig(
+                ws_url=binance.ws_url("/market/stream"),
+                ws_book_url=binance.ws_url("/public/stream"),
+                rest_url=binance.rest_url,
+                symbols=["BTCUSDT"],
+            ),
             okx=UNREACHABLE,
         )
         snapshots = tmp_path / "snapshots.jsonl"
@@ -222,10 +251,18 @@ def test_a_venue_down_from_the_start_does_not_hold_back_the_others(tmp_path: Pat
         market = binance.spawn(trades())
         started = time.monotonic()
         config = Config(replay=ReplayConfig(allowed_lag_s=0.5))  # a second closes 0.5 s after it ends
-        runner = threading.Thread(target=run_live, args=(config, live), kwargs={
-            "duration_s": 4.0, "alerts_out": tmp_path / "alerts.jsonl", "snapshots_out": snapshots,
-            "dead_letters_out": tmp_path / "dead.jsonl", "serve_metrics": False, "serve_riskfeed": False,
-        })
+        runner = threading.Thread(
+            target=run_live,
+            args=(config, live),
+            kwargs={
+                "duration_s": 4.0,
+                "alerts_out": tmp_path / "alerts.jsonl",
+                "snapshots_out": snapshots,
+                "dead_letters_out": tmp_path / "dead.jsonl",
+                "serve_metrics": False,
+                "serve_riskfeed": False,
+            },
+        )
         runner.start()
         seen_at = None
         while runner.is_alive():
@@ -243,7 +280,7 @@ def test_a_venue_down_from_the_start_does_not_hold_back_the_others(tmp_path: Pat
 
 
 def test_run_command_writes_the_outputs_named_in_the_config(tmp_path: Path) -> None:
-    from pipelines.live_cli import main as live_main
+    from cascadewatch.pipelines.cli.live import main as live_main
 
     with FakeBinance() as binance:
         binance.books["BTCUSDT"] = SimBook(seed=51)
@@ -256,12 +293,12 @@ enabled = false
 [live]
 venues = ["binance"]
 symbols = ["BTC"]
-alerts_out = "{tmp_path / 'out' / 'alerts.jsonl'}"
-snapshots_out = "{tmp_path / 'out' / 'snapshots.jsonl'}"
-dead_letters_out = "{tmp_path / 'out' / 'dead.jsonl'}"
+alerts_out = "{tmp_path / "out" / "alerts.jsonl"}"
+snapshots_out = "{tmp_path / "out" / "snapshots.jsonl"}"
+dead_letters_out = "{tmp_path / "out" / "dead.jsonl"}"
 [live.binance]
-ws_url = "{binance.ws_url('/market/stream')}"
-ws_book_url = "{binance.ws_url('/public/stream')}"
+ws_url = "{binance.ws_url("/market/stream")}"
+ws_book_url = "{binance.ws_url("/public/stream")}"
 rest_url = "{binance.rest_url}"
 """)
 

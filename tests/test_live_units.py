@@ -11,13 +11,19 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from connectors.live import resolve_settings, venue_symbols
-from connectors.live_config import BackoffConfig, LiveConfig, VenueConfig
-from connectors.session import Backoff, TokenBucket
-from connectors.venues import binance, bybit, okx
-from connectors.venues.live_common import THIS, Emit, Fetch, Overlap, Resubscribe
-from pipelines.config import ConfigError
-from pipelines.live import load_live_config
+from cascadewatch.connectors.live import resolve_settings, venue_symbols
+from cascadewatch.connectors.live_config import BackoffConfig, LiveConfig, VenueConfig
+from cascadewatch.connectors.session import Backoff, TokenBucket
+from cascadewatch.connectors.venues import binance, bybit, okx
+from cascadewatch.connectors.venues.live_common import (
+    THIS,
+    Emit,
+    Fetch,
+    Overlap,
+    Resubscribe,
+)
+from cascadewatch.pipelines.config import ConfigError
+from cascadewatch.pipelines.run.live import load_live_config
 
 ROOT = Path(__file__).parent.parent
 
@@ -66,7 +72,13 @@ def test_overlap_drops_what_the_old_connection_delivered_and_keeps_the_rest() ->
     for a in (10, 11, 12):
         overlap.note_old(agg(a))
     overlap.note_old(b'{"stream":"x@kline_1m","data":{"e":"unknown"}}')
-    for payload in (agg(11), agg(12), agg(13), b'{"stream":"x@kline_1m","data":{"e":"unknown"}}', b'{"result":null,"id":1}'):
+    for payload in (
+        agg(11),
+        agg(12),
+        agg(13),
+        b'{"stream":"x@kline_1m","data":{"e":"unknown"}}',
+        b'{"result":null,"id":1}',
+    ):
         overlap.hold_new(5, payload)
     released = [payload for _, payload in overlap.release()]
     assert released == [agg(13), b'{"result":null,"id":1}']
@@ -122,8 +134,10 @@ def test_data_and_control_frames_are_told_apart_for_the_stale_watchdog() -> None
 
 
 def _depth(u_first: int, u: int, pu: int) -> bytes:
-    return (b'{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"T":1,"s":"BTCUSDT",'
-            b'"U":%d,"u":%d,"pu":%d,"b":[],"a":[]}}' % (u_first, u, pu))
+    return (
+        b'{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"T":1,"s":"BTCUSDT",'
+        b'"U":%d,"u":%d,"pu":%d,"b":[],"a":[]}}' % (u_first, u, pu)
+    )
 
 
 def test_binance_books_buffer_fetch_bridge_and_refetch_a_stale_snapshot() -> None:
@@ -147,8 +161,10 @@ def test_resubscribe_books_ask_once_per_gap_and_again_after_the_timeout() -> Non
     books = bybit.LiveBooks(["BTCUSDT"], settings, clock=lambda: now[0])
 
     def frame(kind: str, u: int) -> bytes:
-        return (b'{"topic":"orderbook.50.BTCUSDT","type":"%s","ts":1,"data":{"s":"BTCUSDT","b":[],"a":[],"u":%d}}'
-                % (kind.encode(), u))
+        return b'{"topic":"orderbook.50.BTCUSDT","type":"%s","ts":1,"data":{"s":"BTCUSDT","b":[],"a":[],"u":%d}}' % (
+            kind.encode(),
+            u,
+        )
 
     assert books.on_frame(1, frame("snapshot", 10)) == (THIS,)
     assert books.on_frame(2, frame("delta", 11)) == (THIS,)

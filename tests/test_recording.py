@@ -4,13 +4,21 @@ from pathlib import Path
 
 import pytest
 
-from connectors.recording import Frame, RecordingError, RecordingReader, RecordingWriter, parse_line
+from cascadewatch.connectors.recording import (
+    Frame,
+    RecordingError,
+    RecordingReader,
+    RecordingWriter,
+    parse_line,
+)
 
 
 @pytest.mark.parametrize("suffix", ["", ".gz", ".zst"])
 def test_round_trip_keeps_every_frame_exactly(tmp_path: Path, suffix: str) -> None:
     path = tmp_path / f"r.rec{suffix}"
-    frames = [(1_700_000_000_000_000_000 + i, "okx-swap", '{"arg":{"channel":"trades"},"i":%d}' % i) for i in range(2500)]
+    frames = [
+        (1_700_000_000_000_000_000 + i, "okx-swap", '{"arg":{"channel":"trades"},"i":%d}' % i) for i in range(2500)
+    ]
     with RecordingWriter(path, comment="test", flush_every=100) as writer:
         for recv, source, payload in frames:
             writer.write(recv, source, payload)
@@ -37,7 +45,7 @@ def test_killed_writer_reads_up_to_last_whole_line(tmp_path: Path, suffix: str) 
 
 def test_cut_mid_line_is_dropped_and_flagged(tmp_path: Path) -> None:
     path = tmp_path / "r.rec"
-    path.write_bytes(b"# cascadewatch-recording v1\n1 okx-swap {}\n2 okx-swap {\"partial")
+    path.write_bytes(b'# cascadewatch-recording v1\n1 okx-swap {}\n2 okx-swap {"partial')
     reader = RecordingReader(path)
     assert [f.recv for f in reader] == [1]
     assert reader.truncated is True
@@ -55,7 +63,7 @@ def test_malformed_line_names_file_and_line(tmp_path: Path) -> None:
 def test_parse_line_rules() -> None:
     assert parse_line(b"# meta\n", "f", 1) is None
     assert parse_line(b"\n", "f", 1) is None
-    assert parse_line(b"5 binance-usdm!rest {\"a\": 1}\n", "f", 9) == Frame(5, "binance-usdm!rest", b'{"a": 1}', 9)
+    assert parse_line(b'5 binance-usdm!rest {"a": 1}\n', "f", 9) == Frame(5, "binance-usdm!rest", b'{"a": 1}', 9)
     with pytest.raises(RecordingError, match="f:4: expected"):
         parse_line(b"5 binance-usdm\n", "f", 4)
 

@@ -13,14 +13,29 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import main
+from cascadewatch.pipelines.cli.main import main
 
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("rec") / "mv.rec.zst"
-    assert main(["simulate", "--scenario", "multi-venue", "--seed", "5", "--duration", "2400",
-                 "--out", str(path), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--scenario",
+                "multi-venue",
+                "--seed",
+                "5",
+                "--duration",
+                "2400",
+                "--out",
+                str(path),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     return path
 
 
@@ -34,9 +49,23 @@ def _config(directory: Path) -> Path:
 
 
 def _command(recording: Path, directory: Path) -> list[str]:
-    return [sys.executable, "-m", "pipelines.cli", "replay", str(recording), "--quiet", "--deliver",
-            "--config", str(_config(directory)), "--recovery-dir", str(directory / "recovery"),
-            "--alerts-out", str(directory / "alerts.jsonl"), "--snapshots-out", str(directory / "snapshots.jsonl")]
+    return [
+        sys.executable,
+        "-m",
+        "cascadewatch.pipelines.cli.main",
+        "replay",
+        str(recording),
+        "--quiet",
+        "--deliver",
+        "--config",
+        str(_config(directory)),
+        "--recovery-dir",
+        str(directory / "recovery"),
+        "--alerts-out",
+        str(directory / "alerts.jsonl"),
+        "--snapshots-out",
+        str(directory / "snapshots.jsonl"),
+    ]
 
 
 def test_sigkill_then_resume_equals_uninterrupted(recording: Path, tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipelines.cli import main
+from cascadewatch.pipelines.cli.main import main
 
 BAD = Path(__file__).parent / "fixtures" / "bad" / "hand-made.rec"
 
@@ -19,8 +19,21 @@ def test_replayed_alerts_are_delivered_once_even_when_replayed_twice(tmp_path: P
     )
     for run in range(2):
         out = tmp_path / f"run{run}"
-        assert main(["replay", str(BAD), "--config", str(config), "--deliver", "--quiet",
-                     "--alerts-out", str(out / "alerts.jsonl")]) == 0
+        assert (
+            main(
+                [
+                    "replay",
+                    str(BAD),
+                    "--config",
+                    str(config),
+                    "--deliver",
+                    "--quiet",
+                    "--alerts-out",
+                    str(out / "alerts.jsonl"),
+                ]
+            )
+            == 0
+        )
     produced = [json.loads(line) for line in (tmp_path / "run0" / "alerts.jsonl").read_text().splitlines()]
     assert (tmp_path / "run1" / "alerts.jsonl").read_text() == (tmp_path / "run0" / "alerts.jsonl").read_text()
     sent = [json.loads(line) for line in delivered.read_text().splitlines()]

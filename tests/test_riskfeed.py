@@ -20,9 +20,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as sync_connect
 
-from connectors.alerts.config import RiskFeedConfig
-from connectors.riskfeed import RiskFeedServer, RiskFeedSink
-from connectors.sinks import to_stream
+from cascadewatch.connectors.alerts.config import RiskFeedConfig
+from cascadewatch.connectors.riskfeed import RiskFeedServer, RiskFeedSink
+from cascadewatch.connectors.sinks import to_stream
 
 
 def snapshot(asset: str, ts: int, **extra: Any) -> dict[str, Any]:
@@ -30,8 +30,18 @@ def snapshot(asset: str, ts: int, **extra: Any) -> dict[str, Any]:
 
 
 def alert(asset: str, ts: int) -> dict[str, Any]:
-    return {"type": "alert", "id": f"{asset}{ts}", "dedup_key": f"{asset}:cascade:down", "action": "trigger",
-            "severity": "warning", "kind": "cascade", "asset": asset, "direction": "down", "ts": ts, "summary": "s"}
+    return {
+        "type": "alert",
+        "id": f"{asset}{ts}",
+        "dedup_key": f"{asset}:cascade:down",
+        "action": "trigger",
+        "severity": "warning",
+        "kind": "cascade",
+        "asset": asset,
+        "direction": "down",
+        "ts": ts,
+        "summary": "s",
+    }
 
 
 async def recv_json(ws: Any, timeout: float = 5.0) -> dict[str, Any]:
@@ -57,11 +67,22 @@ def test_subscriptions_hello_and_latest_snapshot() -> None:
             assert await recv_json(btc) == snapshot("BTC-USDT", 1000)
             assert (await recv_json(everyone))["assets"] == []
             assert await recv_json(everyone) == snapshot("BTC-USDT", 1000)
-            server.publish_many([snapshot("ETH-USDT", 2000), snapshot("BTC-USDT", 2000), alert("ETH-USDT", 2000),
-                                 alert("BTC-USDT", 2000), {"type": "dead_letter", "reason": "x"}])
+            server.publish_many(
+                [
+                    snapshot("ETH-USDT", 2000),
+                    snapshot("BTC-USDT", 2000),
+                    alert("ETH-USDT", 2000),
+                    alert("BTC-USDT", 2000),
+                    {"type": "dead_letter", "reason": "x"},
+                ]
+            )
             assert [await recv_json(btc) for _ in range(2)] == [snapshot("BTC-USDT", 2000), alert("BTC-USDT", 2000)]
             assert [await recv_json(everyone) for _ in range(4)] == [
-                snapshot("ETH-USDT", 2000), snapshot("BTC-USDT", 2000), alert("ETH-USDT", 2000), alert("BTC-USDT", 2000)]
+                snapshot("ETH-USDT", 2000),
+                snapshot("BTC-USDT", 2000),
+                alert("ETH-USDT", 2000),
+                alert("BTC-USDT", 2000),
+            ]
             await btc.send(json.dumps({"op": "subscribe", "assets": ["ETH-USDT"]}))
             assert await recv_json(btc) == {"type": "subscribed", "assets": ["ETH-USDT"]}
             assert await recv_json(btc) == snapshot("ETH-USDT", 2000)
@@ -108,8 +129,10 @@ def _never_reading_client(port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", port))
     key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(f"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+    sock.sendall(
+        f"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
     head = b""
     while b"\r\n\r\n" not in head:
         head += sock.recv(1)
@@ -191,7 +214,9 @@ def test_sink_in_a_flow_publishes_snapshots_and_alerts_and_sets_gauges() -> None
             while len(received) < 3:
                 received.append(json.loads(ws.recv(timeout=5)))
     assert [(m["type"], m["ts"]) for m in received] == [("snapshot", 1000), ("alert", 1000), ("snapshot", 2000)]
-    assert REGISTRY.get_sample_value("cascadewatch_asset_probability", {"asset": "BTC-USDT", "direction": "down"}) == 0.61
+    assert (
+        REGISTRY.get_sample_value("cascadewatch_asset_probability", {"asset": "BTC-USDT", "direction": "down"}) == 0.61
+    )
     state = {"asset": "BTC-USDT", "direction": "down"}
     assert REGISTRY.get_sample_value("cascadewatch_asset_state", {**state, "state": "liquidation"}) == 1
     assert REGISTRY.get_sample_value("cascadewatch_asset_state", {**state, "state": "calm"}) == 0

@@ -1,4 +1,4 @@
-"""Known-answer tests of pipelines/scoring.py on hand-made alerts, snapshots and truth."""
+"""Known-answer tests of pipelines/evaluation/scoring.py on hand-made alerts, snapshots and truth."""
 
 from __future__ import annotations
 
@@ -6,7 +6,12 @@ import json
 
 import pytest
 
-from pipelines.scoring import map_error, percentile, score, score_runs
+from cascadewatch.pipelines.evaluation.scoring import (
+    map_error,
+    percentile,
+    score,
+    score_runs,
+)
 
 T0 = 1_768_435_200_000  # 2026-01-15T00:00:00Z
 
@@ -16,13 +21,29 @@ def s(sec: float) -> int:
 
 
 def cascade(asset, direction, start, peak, end):
-    return {"type": "cascade", "asset": asset, "direction": direction, "start": s(start), "peak": s(peak), "end": s(end),
-            "forced_notional": 5e6, "move_bps": 120.0}
+    return {
+        "type": "cascade",
+        "asset": asset,
+        "direction": direction,
+        "start": s(start),
+        "peak": s(peak),
+        "end": s(end),
+        "forced_notional": 5e6,
+        "move_bps": 120.0,
+    }
 
 
 def alert(ts, direction, asset="BTC-USDT", action="trigger", kind="cascade"):
-    return {"type": "alert", "id": f"{asset}-{direction}-{ts}", "action": action, "kind": kind, "asset": asset,
-            "direction": direction, "ts": s(ts), "severity": "warning"}
+    return {
+        "type": "alert",
+        "id": f"{asset}-{direction}-{ts}",
+        "action": action,
+        "kind": kind,
+        "asset": asset,
+        "direction": direction,
+        "ts": s(ts),
+        "severity": "warning",
+    }
 
 
 TRUTH = [
@@ -84,8 +105,17 @@ def test_hand_made_scores_exact():
 def test_issue_shape_keys():
     r = score(ALERTS, SNAPSHOTS, TRUTH)
     for m in (r["overall"], r["down"], r["up"]):
-        assert {"cascades", "caught", "recall", "lead_s", "false_alarms", "days", "false_alarms_per_day", "brier",
-                "brier_base_rate"} <= set(m)
+        assert {
+            "cascades",
+            "caught",
+            "recall",
+            "lead_s",
+            "false_alarms",
+            "days",
+            "false_alarms_per_day",
+            "brier",
+            "brier_base_rate",
+        } <= set(m)
         assert set(m["lead_s"]) == {"median", "p10"}
 
 
@@ -119,8 +149,16 @@ def test_percentile_linear():
 
 
 def test_map_error_known_answer():
-    truth = [{"type": "levels", "ts": s(60), "asset": "BTC-USDT", "price": 100.0,
-              "long": [[99.0, 100.0], [98.0, 100.0]], "short": [[101.0, 200.0]]}]
+    truth = [
+        {
+            "type": "levels",
+            "ts": s(60),
+            "asset": "BTC-USDT",
+            "price": 100.0,
+            "long": [[99.0, 100.0], [98.0, 100.0]],
+            "short": [[101.0, 200.0]],
+        }
+    ]
     # estimate 30 s older: all long notional 100 bps away, no short levels
     est = [{"ts": s(30), "asset": "BTC-USDT", "liq_map": {"long": [[99.0, 200.0]], "short": []}}]
     r = map_error(est, truth)
@@ -129,23 +167,48 @@ def test_map_error_known_answer():
     assert r["short"]["n"] == 0 and r["short"]["emd_bps_mean"] is None
     assert r["overall"]["n"] == 1
     # top-level shape (the truth's own) works too; a too-old estimate is not used
-    assert map_error([{"ts": s(30), "asset": "BTC-USDT", "long": [[99.0, 400.0]]}], truth)["long"]["abs_log2_ratio_median"] == 1.0
+    assert (
+        map_error([{"ts": s(30), "asset": "BTC-USDT", "long": [[99.0, 400.0]]}], truth)["long"]["abs_log2_ratio_median"]
+        == 1.0
+    )
     assert map_error(est, truth, max_age_s=10)["overall"]["n"] == 0
 
 
 def test_map_summary_error_known_answer():
-    pytest.importorskip("detectors.liqmap_estimated")
-    from pipelines.scoring import map_summary_error
+    pytest.importorskip("cascadewatch.detectors.liqmap_estimated")
+    from cascadewatch.pipelines.evaluation.scoring import map_summary_error
 
-    truth = [{"type": "levels", "ts": s(60), "asset": "BTC-USDT", "price": 100.0,
-              "long": [[97.0, 10.0], [98.0, 100.0], [99.0, 10.0]], "short": [[101.0, 5.0], [103.0, 5.0]]}]
-    snaps = [{"type": "snapshot", "ts": s(59), "asset": "BTC-USDT",
-              "down": {"at_risk_usd": 240.0, "cluster_bps": 150.0}, "up": {"at_risk_usd": 10.0, "cluster_bps": 300.0}}]
+    truth = [
+        {
+            "type": "levels",
+            "ts": s(60),
+            "asset": "BTC-USDT",
+            "price": 100.0,
+            "long": [[97.0, 10.0], [98.0, 100.0], [99.0, 10.0]],
+            "short": [[101.0, 5.0], [103.0, 5.0]],
+        }
+    ]
+    snaps = [
+        {
+            "type": "snapshot",
+            "ts": s(59),
+            "asset": "BTC-USDT",
+            "down": {"at_risk_usd": 240.0, "cluster_bps": 150.0},
+            "up": {"at_risk_usd": 10.0, "cluster_bps": 300.0},
+        }
+    ]
     # window 1, 2x the uniform share (120 / 3 = 40 -> 80): the 98 bucket is the true cluster, 200 bps away;
     # the short side has no dense bucket (5 < 2 * 5)
     r = map_summary_error(snaps, truth, window=1, dense_multiple=2.0)
-    assert r["down"] == {"n": 1, "at_risk_abs_log2_ratio_median": 1.0, "cluster_error_bps_median": 50.0,
-                         "cluster_error_bps_mean": 50.0, "cluster_found": 1, "cluster_missed": 0, "cluster_spurious": 0}
+    assert r["down"] == {
+        "n": 1,
+        "at_risk_abs_log2_ratio_median": 1.0,
+        "cluster_error_bps_median": 50.0,
+        "cluster_error_bps_mean": 50.0,
+        "cluster_found": 1,
+        "cluster_missed": 0,
+        "cluster_spurious": 0,
+    }
     assert r["up"]["at_risk_abs_log2_ratio_median"] == 0.0 and r["up"]["cluster_spurious"] == 1
     assert r["overall"]["n"] == 2 and r["overall"]["at_risk_abs_log2_ratio_median"] == 0.5
     # a snapshot older than max_age_s is not compared

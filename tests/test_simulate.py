@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from connectors.recording import RecordingReader
-from detectors.labels import label_series
-from pipelines.simulate import SCENARIOS, simulate
-from pipelines.simulate.runner import run_scenario
+from cascadewatch.connectors.recording import RecordingReader
+from cascadewatch.detectors.labels import label_series
+from cascadewatch.pipelines.simulate import SCENARIOS, simulate
+from cascadewatch.pipelines.simulate.runner import run_scenario
 
 T0 = SCENARIOS["calm"].start_ms
 VENUES = ("binance-usdm", "bybit-linear", "okx-swap")
@@ -93,16 +93,21 @@ def test_multi_venue_cascade_starts_on_bybit(tmp_path):
 
 def test_truth_is_the_label_of_the_true_series(squeeze):
     result, trace = squeeze
-    got = label_series([r["ts"] for r in trace], [r["price"] for r in trace], [r["forced_long"] for r in trace],
-                       [r["forced_short"] for r in trace], asset="BTC-USDT")
+    got = label_series(
+        [r["ts"] for r in trace],
+        [r["price"] for r in trace],
+        [r["forced_long"] for r in trace],
+        [r["forced_short"] for r in trace],
+        asset="BTC-USDT",
+    )
     assert got == cascades(read_truth(result.truth))
 
 
 def test_every_frame_parses_with_the_real_venue_parsers(squeeze):
-    venues = pytest.importorskip("connectors.venues")
+    venues = pytest.importorskip("cascadewatch.connectors.venues")
     for mod in ("binance", "bybit", "okx"):
-        pytest.importorskip(f"connectors.venues.{mod}")
-    from connectors.venues.base import ParseError
+        pytest.importorskip(f"cascadewatch.connectors.venues.{mod}")
+    from cascadewatch.connectors.venues.base import ParseError
 
     result, _ = squeeze
     parsers = {}
@@ -152,10 +157,10 @@ def test_books_follow_the_venue_sequence_rules_and_match_the_market(squeeze):
     """Rebuild every venue's book from the recording with the venue's own sequence rule: gaps
     only where a book frame was lost on purpose, resyncs after them, never a crossed book, the
     mid equal to the simulated market's at every second, and OKX checksums that verify."""
-    pytest.importorskip("connectors.venues.binance")
-    from connectors.book import BookKeeper
-    from connectors.events import BookDelta, BookSnapshot
-    from connectors.venues import parser_for
+    pytest.importorskip("cascadewatch.connectors.venues.binance")
+    from cascadewatch.connectors.book import BookKeeper
+    from cascadewatch.connectors.events import BookDelta, BookSnapshot
+    from cascadewatch.connectors.venues import parser_for
 
     result, trace = squeeze
     parsers = {v: parser_for(v) for v in VENUES}

@@ -16,28 +16,71 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from connectors.riskfeed import RiskFeedServer
-from pipelines.tail import TailView, follow, run
+from cascadewatch.connectors.riskfeed import RiskFeedServer
+from cascadewatch.pipelines.cli.tail import TailView, follow, run
 
 REPO = Path(__file__).resolve().parent.parent
 
 BTC = {
-    "type": "snapshot", "ts": 1_700_000_001_000, "asset": "BTC-USDT", "price": 64000.5,
-    "venues": ["binance-usdm", "okx-swap"], "depth_bid_usd": {"10": 1e6, "25": 2e6, "50": 4_200_000.0, "100": 9e6},
-    "depth_ask_usd": {"10": 1e6, "25": 2e6, "50": 3_100_000.0, "100": 8e6}, "prob_down": 0.72, "prob_up": 0.04,
-    "branching": 0.87, "hawkes_intensity": 0.4,
-    "down": {"prob": 0.72, "p_struct": 0.7, "p_touch": 0.8, "cascade": "liquidation", "cluster_price": 63000.0,
-             "cluster_bps": -156.3, "cluster_usd": 48_000_000.0, "at_risk_usd": 48_000_000.0, "depth_ratio": 0.4,
-             "reach_usd": 91_000_000.0, "reach_bps": 310.0},
-    "up": {"prob": 0.04, "p_struct": 0.04, "p_touch": 0.1, "cascade": None, "cluster_price": 66500.0,
-           "cluster_bps": 390.6, "cluster_usd": 5_000_000.0, "at_risk_usd": 12_500_000.0, "depth_ratio": 1.1,
-           "reach_usd": None, "reach_bps": 40.0},
+    "type": "snapshot",
+    "ts": 1_700_000_001_000,
+    "asset": "BTC-USDT",
+    "price": 64000.5,
+    "venues": ["binance-usdm", "okx-swap"],
+    "depth_bid_usd": {"10": 1e6, "25": 2e6, "50": 4_200_000.0, "100": 9e6},
+    "depth_ask_usd": {"10": 1e6, "25": 2e6, "50": 3_100_000.0, "100": 8e6},
+    "prob_down": 0.72,
+    "prob_up": 0.04,
+    "branching": 0.87,
+    "hawkes_intensity": 0.4,
+    "down": {
+        "prob": 0.72,
+        "p_struct": 0.7,
+        "p_touch": 0.8,
+        "cascade": "liquidation",
+        "cluster_price": 63000.0,
+        "cluster_bps": -156.3,
+        "cluster_usd": 48_000_000.0,
+        "at_risk_usd": 48_000_000.0,
+        "depth_ratio": 0.4,
+        "reach_usd": 91_000_000.0,
+        "reach_bps": 310.0,
+    },
+    "up": {
+        "prob": 0.04,
+        "p_struct": 0.04,
+        "p_touch": 0.1,
+        "cascade": None,
+        "cluster_price": 66500.0,
+        "cluster_bps": 390.6,
+        "cluster_usd": 5_000_000.0,
+        "at_risk_usd": 12_500_000.0,
+        "depth_ratio": 1.1,
+        "reach_usd": None,
+        "reach_bps": 40.0,
+    },
 }
-ETH = {"type": "snapshot", "ts": 1_700_000_001_000, "asset": "ETH-USDT", "price": 3150.25, "venues": ["bybit-linear"],
-       "prob_down": None, "prob_up": None}
-ALERT = {"type": "alert", "id": "a1", "dedup_key": "BTC-USDT:cascade:down", "action": "trigger", "severity": "critical",
-         "kind": "cascade", "asset": "BTC-USDT", "direction": "down", "ts": 1_700_000_001_000,
-         "summary": "BTC-USDT down: $48M of longs within 1.6%, book thin"}
+ETH = {
+    "type": "snapshot",
+    "ts": 1_700_000_001_000,
+    "asset": "ETH-USDT",
+    "price": 3150.25,
+    "venues": ["bybit-linear"],
+    "prob_down": None,
+    "prob_up": None,
+}
+ALERT = {
+    "type": "alert",
+    "id": "a1",
+    "dedup_key": "BTC-USDT:cascade:down",
+    "action": "trigger",
+    "severity": "critical",
+    "kind": "cascade",
+    "asset": "BTC-USDT",
+    "direction": "down",
+    "ts": 1_700_000_001_000,
+    "summary": "BTC-USDT down: $48M of longs within 1.6%, book thin",
+}
 
 
 def render_file(path: Path, *assets: str) -> str:
@@ -54,13 +97,30 @@ def row_of(text: str, asset: str) -> str:
 def test_from_file_renders_known_values(tmp_path: Path) -> None:
     path = tmp_path / "out.jsonl"
     old_btc = {**BTC, "ts": BTC["ts"] - 1000, "price": 1.0}
-    sol = {"type": "snapshot", "ts": BTC["ts"], "asset": "SOL-USDT", "price": 150.0,
-           "down": {**BTC["up"], "cascade": None}, "up": {**BTC["up"], "cascade": None}}
+    sol = {
+        "type": "snapshot",
+        "ts": BTC["ts"],
+        "asset": "SOL-USDT",
+        "price": 150.0,
+        "down": {**BTC["up"], "cascade": None},
+        "up": {**BTC["up"], "cascade": None},
+    }
     path.write_text("".join(json.dumps(x) + "\n" for x in (old_btc, BTC, ETH, sol, ALERT)) + "not json\n")
     text = render_file(path)
     btc = row_of(text, "BTC-USDT")
-    for shown in ("22:13:21", "64,000.5", "72%", "4%", "63,000 (-156bp) $48.00M", "66,500 (+391bp) $5.00M",
-                  "↓$48.00M ↑$12.50M", "$4.20M/$3.10M", "↓310bp $91.00M ↑40bp", "0.87", "down: liquidation"):
+    for shown in (
+        "22:13:21",
+        "64,000.5",
+        "72%",
+        "4%",
+        "63,000 (-156bp) $48.00M",
+        "66,500 (+391bp) $5.00M",
+        "↓$48.00M ↑$12.50M",
+        "$4.20M/$3.10M",
+        "↓310bp $91.00M ↑40bp",
+        "0.87",
+        "down: liquidation",
+    ):
         assert shown in btc, shown
     eth = row_of(text, "ETH-USDT")
     cells = [c.strip() for c in eth.split("│")[1:-1]]
@@ -118,17 +178,19 @@ def test_tail_under_tmux_shows_the_live_feed() -> None:
     socket_name = f"cwtail-{uuid.uuid4().hex[:8]}"  # a private tmux server, killed at the end
     tmux = ["tmux", "-L", socket_name, "-f", "/dev/null"]
     with RiskFeedServer(port=0, ping_interval_s=None) as server:
-        command = f"env -u COLUMNS -u LINES {sys.executable} -m pipelines.tail --url {server.url} --duration 20"
-        subprocess.run([*tmux, "new-session", "-d", "-s", "tail", "-x", "220", "-y", "40", "-c", str(REPO), command],
-                       check=True)
+        command = f"env -u COLUMNS -u LINES {sys.executable} -m cascadewatch.pipelines.cli.tail --url {server.url} --duration 20"
+        subprocess.run(
+            [*tmux, "new-session", "-d", "-s", "tail", "-x", "220", "-y", "40", "-c", str(REPO), command], check=True
+        )
         try:
             screen = ""
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline:
                 server.publish_many([BTC, ETH, ALERT])
                 time.sleep(0.5)
-                screen = subprocess.run([*tmux, "capture-pane", "-p", "-t", "tail"], capture_output=True,
-                                        text=True).stdout
+                screen = subprocess.run(
+                    [*tmux, "capture-pane", "-p", "-t", "tail"], capture_output=True, text=True
+                ).stdout
                 if "CRITICAL" in screen and "liquidation" in screen:
                     break
             assert "connected to ws://127.0.0.1" in screen, screen

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cascade_model import FORMAT, load_model, model_classifiers
-from pipelines.cli import bundled_demo_recording, main
-from pipelines.config import load_config
-from pipelines.evaluate import evaluate
-from pipelines.replay import run_replay
+from cascadewatch.pipelines.cli.main import bundled_demo_recording, main
+from cascadewatch.pipelines.config import load_config
+from cascadewatch.pipelines.evaluation.evaluate import evaluate
+from cascadewatch.pipelines.model_file import FORMAT, load_model, model_classifiers
+from cascadewatch.pipelines.run.replay import run_replay
 
 DEMO = bundled_demo_recording()
 DEMO_TRUTH = DEMO.with_name("demo.truth.jsonl")
@@ -91,9 +91,15 @@ def test_with_a_model_the_output_does_not_depend_on_batch_size_or_workers(model,
     config_path.write_text(f'[detectors]\nmodel = "{model}"\n')  # default thresholds: the blend weight is 0.39 here
     config = load_config(config_path)
     outputs = []
-    for name, kwargs in (("b1000", {"batch_size": 1000}), ("b7", {"batch_size": 7}), ("w2", {"batch_size": 13, "workers": 2})):
+    for name, kwargs in (
+        ("b1000", {"batch_size": 1000}),
+        ("b7", {"batch_size": 7}),
+        ("w2", {"batch_size": 13, "workers": 2}),
+    ):
         out = tmp_path / name
-        run_replay([DEMO], alerts_out=out / "alerts.jsonl", snapshots_out=out / "snapshots.jsonl", config=config, **kwargs)
+        run_replay(
+            [DEMO], alerts_out=out / "alerts.jsonl", snapshots_out=out / "snapshots.jsonl", config=config, **kwargs
+        )
         outputs.append(((out / "alerts.jsonl").read_bytes(), (out / "snapshots.jsonl").read_bytes()))
     assert outputs[0] == outputs[1] == outputs[2]
     alerts = [json.loads(line) for line in outputs[0][0].splitlines()]

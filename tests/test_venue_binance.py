@@ -11,10 +11,23 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.book import BookKeeper
-from connectors.events import BookDelta, BookSnapshot, Liquidation, MarkPrice, OpenInterest, Trade
-from connectors.venues import binance
-from connectors.venues.base import Catalog, InstrumentInfo, Parsed, ParseError, Verdict
+from cascadewatch.connectors.book import BookKeeper
+from cascadewatch.connectors.events import (
+    BookDelta,
+    BookSnapshot,
+    Liquidation,
+    MarkPrice,
+    OpenInterest,
+    Trade,
+)
+from cascadewatch.connectors.venues import binance
+from cascadewatch.connectors.venues.base import (
+    Catalog,
+    InstrumentInfo,
+    Parsed,
+    ParseError,
+    Verdict,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "binance"
 RECORDING = FIXTURES.parent / "recordings" / "binance-usdm-2021-07-22-head.rec"
@@ -74,7 +87,11 @@ def test_recording_counts_by_kind(session):
     _, parsed = session
     # 72 depthUpdate + 4 REST snapshots; counted independently with the json module.
     assert Counter(p.kind for _, _, p in parsed) == {
-        "book": 76, "skipped:bookTicker": 15, "skipped:kline": 5, "trade": 3, "instruments": 1,
+        "book": 76,
+        "skipped:bookTicker": 15,
+        "skipped:kline": 5,
+        "trade": 3,
+        "instruments": 1,
     }
     events = [e for _, _, p in parsed for e in p.events]
     assert Counter(type(e).__name__ for e in events) == {"BookDelta": 72, "BookSnapshot": 4, "Trade": 3}
@@ -107,8 +124,11 @@ def test_recording_first_sushi_snapshot_and_sync(session):
     assert snap.ts == 1626992741264 * NS and snap.recv == recv == 1626992741301402000
     assert snap.bids[0] == (7.611, 6.0) and snap.asks[0] == (7.612, 297.0)
     assert len(snap.bids) == len(snap.asks) == 1000
-    diffs = [p.events[0] for r, src, p in parsed if src == "ws" and p.kind == "book" and r > recv
-             and p.events[0].symbol == "SUSHIUSDT"]
+    diffs = [
+        p.events[0]
+        for r, src, p in parsed
+        if src == "ws" and p.kind == "book" and r > recv and p.events[0].symbol == "SUSHIUSDT"
+    ]
     # The first diff received after the snapshot is older than it: dropped by the book rule.
     assert (diffs[0].first_seq, diffs[0].seq, diffs[0].prev_seq) == (600859601193, 600859602861, 600859600917)
     assert diffs[0].seq < snap.seq
@@ -126,8 +146,11 @@ def test_recording_every_snapshot_syncs_by_the_documented_rule(session):
     for recv, snap in books:
         if not isinstance(snap, BookSnapshot):
             continue
-        kept = [d for r, d in books if isinstance(d, BookDelta) and r > recv and d.symbol == snap.symbol
-                and d.seq >= snap.seq]
+        kept = [
+            d
+            for r, d in books
+            if isinstance(d, BookDelta) and r > recv and d.symbol == snap.symbol and d.seq >= snap.seq
+        ]
         assert kept, snap.symbol
         assert kept[0].first_seq <= snap.seq <= kept[0].seq, snap.symbol
         assert all(b.prev_seq == a.seq for a, b in zip(kept, kept[1:])), snap.symbol
@@ -144,20 +167,39 @@ def test_recording_books_sync_under_the_venue_rule(session):
                 statuses += keeper.apply(event)
     assert statuses == []
     assert {i: (k.book.valid, k.gaps, k.rule.synced) for i, k in keepers.items()} == {
-        i: (True, 0, True) for i in ("SUSHI-USDT-PERP", "AKRO-USDT-PERP", "KEEP-USDT-PERP", "CTK-USDT-PERP")}
+        i: (True, 0, True) for i in ("SUSHI-USDT-PERP", "AKRO-USDT-PERP", "KEEP-USDT-PERP", "CTK-USDT-PERP")
+    }
     assert keepers["SUSHI-USDT-PERP"].rule.last_seq == 600859652903  # u of the last SUSHIUSDT diff
     sushi = keepers["SUSHI-USDT-PERP"].book
     assert sushi.best_bid() < sushi.best_ask()
 
 
 def _delta(first: int, final: int, prev: int) -> BookDelta:
-    return BookDelta(venue="binance-usdm", symbol="BTCUSDT", instrument="BTC-USDT-PERP", ts=0, recv=0,
-                     bids=(), asks=(), seq=final, prev_seq=prev, first_seq=first)
+    return BookDelta(
+        venue="binance-usdm",
+        symbol="BTCUSDT",
+        instrument="BTC-USDT-PERP",
+        ts=0,
+        recv=0,
+        bids=(),
+        asks=(),
+        seq=final,
+        prev_seq=prev,
+        first_seq=first,
+    )
 
 
 def _snapshot(last_update_id: int) -> BookSnapshot:
-    return BookSnapshot(venue="binance-usdm", symbol="BTCUSDT", instrument="BTC-USDT-PERP", ts=0, recv=0,
-                        bids=(), asks=(), seq=last_update_id)
+    return BookSnapshot(
+        venue="binance-usdm",
+        symbol="BTCUSDT",
+        instrument="BTC-USDT-PERP",
+        ts=0,
+        recv=0,
+        bids=(),
+        asks=(),
+        seq=last_update_id,
+    )
 
 
 def test_book_sequence_rule_steps():
@@ -182,15 +224,27 @@ def test_recording_first_depth_diff_and_trade(session):
     _, parsed = session
     first = next(p.events[0] for _, _, p in parsed if p.kind == "book")
     assert first == BookDelta(
-        venue="binance-usdm", symbol="SUSHIUSDT", instrument="SUSHI-USDT-PERP",
-        ts=1626992741037 * NS, recv=1626992741081672000,
-        bids=((7.504, 813.0), (7.609, 0.0), (7.611, 2.0)), asks=((7.615, 1563.0), (7.622, 3284.0)),
-        seq=600859600917, prev_seq=600859598061, first_seq=600859599090,
+        venue="binance-usdm",
+        symbol="SUSHIUSDT",
+        instrument="SUSHI-USDT-PERP",
+        ts=1626992741037 * NS,
+        recv=1626992741081672000,
+        bids=((7.504, 813.0), (7.609, 0.0), (7.611, 2.0)),
+        asks=((7.615, 1563.0), (7.622, 3284.0)),
+        seq=600859600917,
+        prev_seq=600859598061,
+        first_seq=600859599090,
     )
     trade = next(p.events[0] for _, _, p in parsed if p.kind == "trade")
     assert trade == Trade(
-        venue="binance-usdm", symbol="CTKUSDT", instrument="CTK-USDT-PERP",
-        ts=1626992741421 * NS, recv=1626992742289739000, price=1.011, qty=10.0, side="buy",
+        venue="binance-usdm",
+        symbol="CTKUSDT",
+        instrument="CTK-USDT-PERP",
+        ts=1626992741421 * NS,
+        recv=1626992742289739000,
+        price=1.011,
+        qty=10.0,
+        side="buy",
     )
 
 
@@ -208,26 +262,75 @@ def test_samples_all_parse_or_fail_cleanly():
         except ParseError as exc:
             errors[exc.reason] += 1
     assert kinds == {
-        "trade": 63, "book": 62, "skipped:bookTicker": 62, "skipped:kline": 60, "liquidation": 4,
-        "mark_price": 2, "skipped:ticker": 2, "skipped:nonmarket_trade": 1, "skipped:not_perpetual": 1,
+        "trade": 63,
+        "book": 62,
+        "skipped:bookTicker": 62,
+        "skipped:kline": 60,
+        "liquidation": 4,
+        "mark_price": 2,
+        "skipped:ticker": 2,
+        "skipped:nonmarket_trade": 1,
+        "skipped:not_perpetual": 1,
     }
     # tardis' generated "depthSnapshot" / "openInterest" wrappers are not Binance frames
     assert errors == {"unknown_channel": 2}
 
 
 def test_claimed_live_frames_wrapped_and_raw():
-    wrapped = {"stream": "!forceOrder@arr", "data": {"e": "forceOrder", "E": 1791565603055, "o": {
-        "s": "BTCUSDT", "S": "SELL", "o": "LIMIT", "f": "IOC", "q": "0.190", "p": "82338.30", "ap": "82651.90",
-        "X": "FILLED", "l": "0.155", "z": "0.190", "T": 1791565602120, "ps": "BTCUSDT", "st": 1}}}
+    wrapped = {
+        "stream": "!forceOrder@arr",
+        "data": {
+            "e": "forceOrder",
+            "E": 1791565603055,
+            "o": {
+                "s": "BTCUSDT",
+                "S": "SELL",
+                "o": "LIMIT",
+                "f": "IOC",
+                "q": "0.190",
+                "p": "82338.30",
+                "ap": "82651.90",
+                "X": "FILLED",
+                "l": "0.155",
+                "z": "0.190",
+                "T": 1791565602120,
+                "ps": "BTCUSDT",
+                "st": 1,
+            },
+        },
+    }
     liq = only(parse(wrapped))
     assert liq == Liquidation(
-        venue="binance-usdm", symbol="BTCUSDT", instrument="BTC-USDT-PERP", ts=1791565602120 * NS, recv=RECV,
-        price=82651.9, qty=0.19, side="long", notional=pytest.approx(82651.9 * 0.19),
+        venue="binance-usdm",
+        symbol="BTCUSDT",
+        instrument="BTC-USDT-PERP",
+        ts=1791565602120 * NS,
+        recv=RECV,
+        price=82651.9,
+        qty=0.19,
+        side="long",
+        notional=pytest.approx(82651.9 * 0.19),
     )
     assert only(parse(wrapped["data"])) == liq  # the same frame unwrapped
-    raw = {"e": "forceOrder", "E": 1791091027107, "o": {
-        "s": "MANTAUSDT", "S": "SELL", "o": "LIMIT", "f": "IOC", "q": "2049.1", "p": "0.0711500",
-        "ap": "0.0722187", "X": "FILLED", "l": "245.9", "z": "2049.1", "T": 1791091026103, "ps": "MANTAUSDT", "st": 1}}
+    raw = {
+        "e": "forceOrder",
+        "E": 1791091027107,
+        "o": {
+            "s": "MANTAUSDT",
+            "S": "SELL",
+            "o": "LIMIT",
+            "f": "IOC",
+            "q": "2049.1",
+            "p": "0.0711500",
+            "ap": "0.0722187",
+            "X": "FILLED",
+            "l": "245.9",
+            "z": "2049.1",
+            "T": 1791091026103,
+            "ps": "MANTAUSDT",
+            "st": 1,
+        },
+    }
     manta = only(parse(raw))
     assert (manta.instrument, manta.side, manta.price, manta.qty) == ("MANTA-USDT-PERP", "long", 0.0722187, 2049.1)
 
@@ -235,25 +338,69 @@ def test_claimed_live_frames_wrapped_and_raw():
 # --- frames from the official docs (developers.binance.com, USD-M futures) -----------------------
 
 DOC_FORCE_ORDER = {  # Liquidation Order Streams, response example
-    "e": "forceOrder", "E": 1568014460893, "o": {
-        "s": "BTCUSDT", "S": "SELL", "o": "LIMIT", "f": "IOC", "q": "0.014", "p": "9910", "ap": "9910",
-        "X": "FILLED", "l": "0.014", "z": "0.014", "T": 1568014460893}}
+    "e": "forceOrder",
+    "E": 1568014460893,
+    "o": {
+        "s": "BTCUSDT",
+        "S": "SELL",
+        "o": "LIMIT",
+        "f": "IOC",
+        "q": "0.014",
+        "p": "9910",
+        "ap": "9910",
+        "X": "FILLED",
+        "l": "0.014",
+        "z": "0.014",
+        "T": 1568014460893,
+    },
+}
 DOC_MARK_PRICE = {  # Mark Price Stream, response example
-    "e": "markPriceUpdate", "E": 1562305380000, "s": "BTCUSDT", "p": "11794.15000000", "i": "11784.62659091",
-    "P": "11784.25641265", "r": "0.00038167", "T": 1562306400000}
+    "e": "markPriceUpdate",
+    "E": 1562305380000,
+    "s": "BTCUSDT",
+    "p": "11794.15000000",
+    "i": "11784.62659091",
+    "P": "11784.25641265",
+    "r": "0.00038167",
+    "T": 1562306400000,
+}
 DOC_AGG_TRADE = {  # Aggregate Trade Streams, response example
-    "e": "aggTrade", "E": 123456789, "s": "BTCUSDT", "a": 5933014, "p": "0.001", "q": "100", "f": 100, "l": 105,
-    "T": 123456785, "m": True}
+    "e": "aggTrade",
+    "E": 123456789,
+    "s": "BTCUSDT",
+    "a": 5933014,
+    "p": "0.001",
+    "q": "100",
+    "f": 100,
+    "l": 105,
+    "T": 123456785,
+    "m": True,
+}
 DOC_DEPTH = {  # Diff. Book Depth Streams, response example
-    "e": "depthUpdate", "E": 123456789, "T": 123456788, "s": "BTCUSDT", "U": 157, "u": 160, "pu": 149,
-    "b": [["0.0024", "10"]], "a": [["0.0026", "100"]]}
+    "e": "depthUpdate",
+    "E": 123456789,
+    "T": 123456788,
+    "s": "BTCUSDT",
+    "U": 157,
+    "u": 160,
+    "pu": 149,
+    "b": [["0.0024", "10"]],
+    "a": [["0.0026", "100"]],
+}
 
 
 def test_doc_force_order_sell_is_long_liquidated():
     liq = only(parse({"stream": "btcusdt@forceOrder", "data": DOC_FORCE_ORDER}))
     assert liq == Liquidation(
-        venue="binance-usdm", symbol="BTCUSDT", instrument="BTC-USDT-PERP", ts=1568014460893 * NS, recv=RECV,
-        price=9910.0, qty=0.014, side="long", notional=pytest.approx(138.74),
+        venue="binance-usdm",
+        symbol="BTCUSDT",
+        instrument="BTC-USDT-PERP",
+        ts=1568014460893 * NS,
+        recv=RECV,
+        price=9910.0,
+        qty=0.014,
+        side="long",
+        notional=pytest.approx(138.74),
     )
 
 
@@ -272,8 +419,14 @@ def test_force_order_buy_fallbacks():
 def test_doc_mark_price():
     mark = only(parse({"stream": "btcusdt@markPrice@1s", "data": DOC_MARK_PRICE}))
     assert mark == MarkPrice(
-        venue="binance-usdm", symbol="BTCUSDT", instrument="BTC-USDT-PERP", ts=1562305380000 * NS, recv=RECV,
-        price=11794.15, index=11784.62659091, funding=0.00038167,
+        venue="binance-usdm",
+        symbol="BTCUSDT",
+        instrument="BTC-USDT-PERP",
+        ts=1562305380000 * NS,
+        recv=RECV,
+        price=11794.15,
+        index=11784.62659091,
+        funding=0.00038167,
     )
     bare = only(parse({k: v for k, v in DOC_MARK_PRICE.items() if k not in ("i", "r")}))
     assert (bare.index, bare.funding) == (None, None)
@@ -284,16 +437,30 @@ def test_doc_mark_price():
 def test_doc_agg_trade_buyer_maker_is_sell():
     trade = only(parse(DOC_AGG_TRADE))
     assert trade == Trade(
-        venue="binance-usdm", symbol="BTCUSDT", instrument="BTC-USDT-PERP", ts=123456785 * NS, recv=RECV,
-        price=0.001, qty=100.0, side="sell",
+        venue="binance-usdm",
+        symbol="BTCUSDT",
+        instrument="BTC-USDT-PERP",
+        ts=123456785 * NS,
+        recv=RECV,
+        price=0.001,
+        qty=100.0,
+        side="sell",
     )
 
 
 def test_doc_depth_update_sequence_fields():
     delta = only(parse({"stream": "btcusdt@depth@100ms", "data": DOC_DEPTH}))
     assert delta == BookDelta(
-        venue="binance-usdm", symbol="BTCUSDT", instrument="BTC-USDT-PERP", ts=123456789 * NS, recv=RECV,
-        bids=((0.0024, 10.0),), asks=((0.0026, 100.0),), seq=160, prev_seq=149, first_seq=157,
+        venue="binance-usdm",
+        symbol="BTCUSDT",
+        instrument="BTC-USDT-PERP",
+        ts=123456789 * NS,
+        recv=RECV,
+        bids=((0.0024, 10.0),),
+        asks=((0.0026, 100.0),),
+        seq=160,
+        prev_seq=149,
+        first_seq=157,
     )
     assert only(parse(DOC_DEPTH)) == delta
     assert only(parse({"stream": "btcusdt@depth", "data": DOC_DEPTH})) == delta
@@ -305,8 +472,17 @@ def test_partial_depth_streams_are_not_diffs():
 
 
 def test_plain_trade_stream():
-    trade = {"e": "trade", "E": 1596240000596, "T": 1596240000519, "s": "BTCUSDT", "t": 173525189,
-             "p": "11343.67", "q": "0.467", "X": "MARKET", "m": True}
+    trade = {
+        "e": "trade",
+        "E": 1596240000596,
+        "T": 1596240000519,
+        "s": "BTCUSDT",
+        "t": 173525189,
+        "p": "11343.67",
+        "q": "0.467",
+        "X": "MARKET",
+        "m": True,
+    }
     assert only(parse(trade)).side == "sell"
     assert only(parse({k: v for k, v in trade.items() if k != "X"})).price == 11343.67
     for kind in ("INSURANCE_FUND", "ADL", "NA"):
@@ -314,8 +490,17 @@ def test_plain_trade_stream():
 
 
 def test_skipped_channels_and_control():
-    book_ticker = {"e": "bookTicker", "u": 400900217, "E": 1568014460893, "T": 1568014460891, "s": "BNBUSDT",
-                   "b": "25.35190000", "B": "31.21000000", "a": "25.36520000", "A": "40.66000000"}
+    book_ticker = {
+        "e": "bookTicker",
+        "u": 400900217,
+        "E": 1568014460893,
+        "T": 1568014460891,
+        "s": "BNBUSDT",
+        "b": "25.35190000",
+        "B": "31.21000000",
+        "a": "25.36520000",
+        "A": "40.66000000",
+    }
     assert parse(book_ticker) == Parsed("skipped:bookTicker")
     kline = {"e": "kline", "E": 1, "s": "BNBUSDT", "k": {}}
     assert parse({"stream": "bnbusdt@kline_1m", "data": kline}).kind == "skipped:kline"
@@ -334,7 +519,11 @@ def test_dated_contracts_are_skipped():
 
 
 def test_array_data():
-    marks = [DOC_MARK_PRICE, dict(DOC_MARK_PRICE, s="BTCUSDT_240628", r=""), dict(DOC_MARK_PRICE, s="ETHUSDT", p="2000")]
+    marks = [
+        DOC_MARK_PRICE,
+        dict(DOC_MARK_PRICE, s="BTCUSDT_240628", r=""),
+        dict(DOC_MARK_PRICE, s="ETHUSDT", p="2000"),
+    ]
     parsed = parse({"stream": "!markPrice@arr@1s", "data": marks})
     assert parsed.kind == "mark_price"
     assert [(e.instrument, e.price) for e in parsed.events] == [("BTC-USDT-PERP", 11794.15), ("ETH-USDT-PERP", 2000.0)]
@@ -390,27 +579,30 @@ def test_venue_error_reply():
     assert info.value.reason == "venue_error" and "Invalid request" in info.value.detail
 
 
-@pytest.mark.parametrize(("frame", "expected"), [
-    (dict(DOC_AGG_TRADE, p="-1"), "bad_price"),
-    (dict(DOC_AGG_TRADE, p="0"), "bad_price"),
-    (dict(DOC_AGG_TRADE, p="NaN"), "bad_price"),
-    (dict(DOC_AGG_TRADE, p="inf"), "bad_price"),
-    (dict(DOC_AGG_TRADE, p="abc"), "bad_number"),
-    (dict(DOC_AGG_TRADE, q="-0.5"), "bad_qty"),
-    (dict(DOC_AGG_TRADE, q="nan"), "bad_qty"),
-    (dict(DOC_AGG_TRADE, q="Infinity"), "bad_qty"),
-    (dict(DOC_DEPTH, b=[["-0.0024", "10"]]), "bad_price"),
-    (dict(DOC_DEPTH, a=[["0.0026", "nan"]]), "bad_qty"),
-    (dict(DOC_DEPTH, a=[["1e999", "1"]]), "bad_number"),  # beyond float range: msgspec does not say which field
-    (dict(DOC_MARK_PRICE, p="-5"), "bad_price"),
-    (dict(DOC_MARK_PRICE, i="0"), "bad_price"),
-    (dict(DOC_MARK_PRICE, r="nan"), "bad_number"),
-    (dict(DOC_FORCE_ORDER, o=dict(DOC_FORCE_ORDER["o"], ap="0", p="-1")), "bad_price"),
-    (dict(DOC_FORCE_ORDER, o=dict(DOC_FORCE_ORDER["o"], z="-1")), "bad_qty"),
-    (dict(DOC_FORCE_ORDER, o=dict(DOC_FORCE_ORDER["o"], ap="x")), "bad_number"),
-    (dict(DOC_AGG_TRADE, s="FOOBAR"), "unknown_instrument"),
-    (dict(DOC_AGG_TRADE, s=""), "unknown_instrument"),
-])
+@pytest.mark.parametrize(
+    ("frame", "expected"),
+    [
+        (dict(DOC_AGG_TRADE, p="-1"), "bad_price"),
+        (dict(DOC_AGG_TRADE, p="0"), "bad_price"),
+        (dict(DOC_AGG_TRADE, p="NaN"), "bad_price"),
+        (dict(DOC_AGG_TRADE, p="inf"), "bad_price"),
+        (dict(DOC_AGG_TRADE, p="abc"), "bad_number"),
+        (dict(DOC_AGG_TRADE, q="-0.5"), "bad_qty"),
+        (dict(DOC_AGG_TRADE, q="nan"), "bad_qty"),
+        (dict(DOC_AGG_TRADE, q="Infinity"), "bad_qty"),
+        (dict(DOC_DEPTH, b=[["-0.0024", "10"]]), "bad_price"),
+        (dict(DOC_DEPTH, a=[["0.0026", "nan"]]), "bad_qty"),
+        (dict(DOC_DEPTH, a=[["1e999", "1"]]), "bad_number"),  # beyond float range: msgspec does not say which field
+        (dict(DOC_MARK_PRICE, p="-5"), "bad_price"),
+        (dict(DOC_MARK_PRICE, i="0"), "bad_price"),
+        (dict(DOC_MARK_PRICE, r="nan"), "bad_number"),
+        (dict(DOC_FORCE_ORDER, o=dict(DOC_FORCE_ORDER["o"], ap="0", p="-1")), "bad_price"),
+        (dict(DOC_FORCE_ORDER, o=dict(DOC_FORCE_ORDER["o"], z="-1")), "bad_qty"),
+        (dict(DOC_FORCE_ORDER, o=dict(DOC_FORCE_ORDER["o"], ap="x")), "bad_number"),
+        (dict(DOC_AGG_TRADE, s="FOOBAR"), "unknown_instrument"),
+        (dict(DOC_AGG_TRADE, s=""), "unknown_instrument"),
+    ],
+)
 def test_bad_values(frame, expected):
     assert reason(frame) == expected
     assert reason({"stream": "s@x", "data": frame}) == expected
@@ -433,19 +625,38 @@ def rest_reason(path: str, body: dict | bytes) -> str:
 def test_rest_open_interest():
     body = {"openInterest": "10659.509", "symbol": "BTCUSDT", "time": 1589437530011}
     oi = only(rest("/fapi/v1/openInterest?symbol=BTCUSDT", body))
-    assert oi == OpenInterest(venue="binance-usdm", symbol="BTCUSDT", instrument="BTC-USDT-PERP",
-                              ts=1589437530011 * NS, recv=RECV, qty=10659.509, notional=None)
+    assert oi == OpenInterest(
+        venue="binance-usdm",
+        symbol="BTCUSDT",
+        instrument="BTC-USDT-PERP",
+        ts=1589437530011 * NS,
+        recv=RECV,
+        qty=10659.509,
+        notional=None,
+    )
     assert only(rest("/fapi/v1/openInterest", {"openInterest": "1", "symbol": "ETHUSDT"})).ts == RECV
     assert rest_reason("/fapi/v1/openInterest", {"openInterest": "-1", "symbol": "BTCUSDT", "time": 1}) == "bad_qty"
 
 
 def test_rest_depth_snapshot():
-    body = {"lastUpdateId": 1027024, "E": 1589436922972, "T": 1589436922959,
-            "bids": [["4.00000000", "431.00000000"]], "asks": [["4.00000200", "12.00000000"]]}
+    body = {
+        "lastUpdateId": 1027024,
+        "E": 1589436922972,
+        "T": 1589436922959,
+        "bids": [["4.00000000", "431.00000000"]],
+        "asks": [["4.00000200", "12.00000000"]],
+    }
     snap = only(rest("https://fapi.binance.com/fapi/v1/depth?symbol=BTCUSDT&limit=1000", body))
-    assert snap == BookSnapshot(venue="binance-usdm", symbol="BTCUSDT", instrument="BTC-USDT-PERP",
-                                ts=1589436922972 * NS, recv=RECV, bids=((4.0, 431.0),), asks=((4.000002, 12.0),),
-                                seq=1027024)
+    assert snap == BookSnapshot(
+        venue="binance-usdm",
+        symbol="BTCUSDT",
+        instrument="BTC-USDT-PERP",
+        ts=1589436922972 * NS,
+        recv=RECV,
+        bids=((4.0, 431.0),),
+        asks=((4.000002, 12.0),),
+        seq=1027024,
+    )
     no_time = {k: v for k, v in body.items() if k not in ("E", "T")}
     assert only(rest("/fapi/v1/depth?limit=5&symbol=ETHUSDT", no_time)).ts == RECV
     assert rest("/fapi/v1/depth?symbol=BTCUSDT_240628", body) == Parsed("skipped:not_perpetual")
@@ -455,11 +666,27 @@ def test_rest_depth_snapshot():
 
 
 def test_rest_exchange_info_and_unknown_path():
-    body = {"symbols": [
-        {"symbol": "BTCUSDT", "baseAsset": "BTC", "quoteAsset": "USDT", "contractType": "PERPETUAL",
-         "filters": [{"filterType": "LOT_SIZE", "stepSize": "0.001"}, {"filterType": "PRICE_FILTER", "tickSize": "0.10"}]},
-        {"symbol": "XAUUSDT", "baseAsset": "XAU", "quoteAsset": "USDT", "contractType": "TRADIFI_PERPETUAL", "filters": []},
-    ]}
+    body = {
+        "symbols": [
+            {
+                "symbol": "BTCUSDT",
+                "baseAsset": "BTC",
+                "quoteAsset": "USDT",
+                "contractType": "PERPETUAL",
+                "filters": [
+                    {"filterType": "LOT_SIZE", "stepSize": "0.001"},
+                    {"filterType": "PRICE_FILTER", "tickSize": "0.10"},
+                ],
+            },
+            {
+                "symbol": "XAUUSDT",
+                "baseAsset": "XAU",
+                "quoteAsset": "USDT",
+                "contractType": "TRADIFI_PERPETUAL",
+                "filters": [],
+            },
+        ]
+    }
     parser = binance.Parser()
     assert rest("/fapi/v1/exchangeInfo", body, parser) == Parsed("instruments")
     assert parser.catalog.get("BTCUSDT").tick == 0.1
@@ -487,13 +714,31 @@ def _frame(event: str) -> st.SearchStrategy:
         "e": st.just(event) | st.sampled_from(["aggTrade", "nope", ""]) | _values,
         "E": st.integers(min_value=-(2**63), max_value=2**64) | _values,
         "T": st.integers(min_value=0, max_value=2**62) | _values,
-        "s": _symbols | _values, "p": _numbers | _values, "q": _numbers | _values, "m": st.booleans() | _values,
-        "U": st.integers() | _values, "u": st.integers() | _values, "pu": st.integers() | _values,
-        "b": _levels | _values, "a": _levels | _values, "X": st.sampled_from(["MARKET", "ADL"]) | _values,
-        "i": _numbers | _values, "r": _numbers | _values,
-        "o": st.fixed_dictionaries({}, optional={
-            "s": _symbols, "S": st.sampled_from(["BUY", "SELL", "x"]), "q": _numbers, "p": _numbers,
-            "ap": _numbers, "z": _numbers, "T": st.integers() | _values}) | _values,
+        "s": _symbols | _values,
+        "p": _numbers | _values,
+        "q": _numbers | _values,
+        "m": st.booleans() | _values,
+        "U": st.integers() | _values,
+        "u": st.integers() | _values,
+        "pu": st.integers() | _values,
+        "b": _levels | _values,
+        "a": _levels | _values,
+        "X": st.sampled_from(["MARKET", "ADL"]) | _values,
+        "i": _numbers | _values,
+        "r": _numbers | _values,
+        "o": st.fixed_dictionaries(
+            {},
+            optional={
+                "s": _symbols,
+                "S": st.sampled_from(["BUY", "SELL", "x"]),
+                "q": _numbers,
+                "p": _numbers,
+                "ap": _numbers,
+                "z": _numbers,
+                "T": st.integers() | _values,
+            },
+        )
+        | _values,
     }
     return st.fixed_dictionaries({}, optional=fields)
 
@@ -502,8 +747,11 @@ _event_types = st.sampled_from(["aggTrade", "trade", "depthUpdate", "forceOrder"
 _events = _event_types.flatmap(_frame)
 _frames = st.one_of(
     _events,
-    st.builds(lambda d, s: {"stream": s, "data": d}, _events | st.lists(_events, max_size=3) | _values,
-              st.sampled_from(["btcusdt@depth@100ms", "btcusdt@depth5", "x"]) | _values),
+    st.builds(
+        lambda d, s: {"stream": s, "data": d},
+        _events | st.lists(_events, max_size=3) | _values,
+        st.sampled_from(["btcusdt@depth@100ms", "btcusdt@depth5", "x"]) | _values,
+    ),
     st.fixed_dictionaries({}, optional={"result": _values, "id": _values, "error": _values}),
 )
 
@@ -535,13 +783,29 @@ def test_fuzz_arbitrary_payloads(payload):
 
 _paths = st.sampled_from(["/fapi/v1/depth?symbol=BTCUSDT", "/fapi/v1/openInterest", "/fapi/v1/exchangeInfo", "/x"])
 _filter = st.fixed_dictionaries({"filterType": st.just("PRICE_FILTER") | _values, "tickSize": _numbers | _values})
-_symbol_info = st.fixed_dictionaries({}, optional={
-    "symbol": _symbols, "baseAsset": _values, "quoteAsset": _values,
-    "contractType": st.just("PERPETUAL") | _values, "filters": st.lists(_filter, max_size=2)})
-_rest_bodies = st.fixed_dictionaries({}, optional={
-    "lastUpdateId": st.integers() | _values, "bids": _levels | _values, "asks": _levels | _values,
-    "E": _values, "symbol": _symbols | _values, "openInterest": _numbers | _values, "time": _values,
-    "symbols": st.lists(_symbol_info, max_size=3) | _values})
+_symbol_info = st.fixed_dictionaries(
+    {},
+    optional={
+        "symbol": _symbols,
+        "baseAsset": _values,
+        "quoteAsset": _values,
+        "contractType": st.just("PERPETUAL") | _values,
+        "filters": st.lists(_filter, max_size=2),
+    },
+)
+_rest_bodies = st.fixed_dictionaries(
+    {},
+    optional={
+        "lastUpdateId": st.integers() | _values,
+        "bids": _levels | _values,
+        "asks": _levels | _values,
+        "E": _values,
+        "symbol": _symbols | _values,
+        "openInterest": _numbers | _values,
+        "time": _values,
+        "symbols": st.lists(_symbol_info, max_size=3) | _values,
+    },
+)
 
 
 @settings(max_examples=200, deadline=None)

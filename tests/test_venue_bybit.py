@@ -18,10 +18,22 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.events import BookDelta, BookSnapshot, Liquidation, MarkPrice, OpenInterest, Trade
-from connectors.venues import bybit
-from connectors.venues.base import Catalog, InstrumentInfo, ParseError, Parsed
-from connectors.venues.bybit import SOURCE, Parser, classify_symbol
+from cascadewatch.connectors.events import (
+    BookDelta,
+    BookSnapshot,
+    Liquidation,
+    MarkPrice,
+    OpenInterest,
+    Trade,
+)
+from cascadewatch.connectors.venues import bybit
+from cascadewatch.connectors.venues.base import (
+    Catalog,
+    InstrumentInfo,
+    Parsed,
+    ParseError,
+)
+from cascadewatch.connectors.venues.bybit import SOURCE, Parser, classify_symbol
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bybit"
 MS = 1_000_000
@@ -40,9 +52,7 @@ DOCS_REST = _lines("docs_rest.jsonl")
 
 def _msg(rows: list[dict], topic: str, nth: int = 0, **match) -> bytes:
     found = [
-        r["msg"]
-        for r in rows
-        if r["msg"].get("topic") == topic and all(r["msg"].get(k) == v for k, v in match.items())
+        r["msg"] for r in rows if r["msg"].get("topic") == topic and all(r["msg"].get(k) == v for k, v in match.items())
     ]
     return json.dumps(found[nth]).encode()
 
@@ -70,8 +80,14 @@ def test_trade_tardis_ltcusdt_known_answer():
     assert out.kind == "trade"
     assert out.events == [
         Trade(
-            venue=SOURCE, symbol="LTCUSDT", instrument="LTC-USDT-PERP", ts=1680688979983 * MS, recv=RECV,
-            price=94.53, qty=0.4, side="buy",
+            venue=SOURCE,
+            symbol="LTCUSDT",
+            instrument="LTC-USDT-PERP",
+            ts=1680688979983 * MS,
+            recv=RECV,
+            price=94.53,
+            qty=0.4,
+            side="buy",
         )
     ]
 
@@ -80,10 +96,15 @@ def test_trade_docs_example_and_sell_side():
     out = parse(_msg(DOCS_WS, "publicTrade.BTCUSDT"))
     (t,) = out.events
     assert (t.price, t.qty, t.side, t.ts, t.instrument) == (16578.5, 0.001, "buy", 1672304486865 * MS, "BTC-USDT-PERP")
-    sell = {"topic": "publicTrade.ETHPERP", "type": "snapshot", "ts": 5, "data": [
-        {"T": 4, "s": "ETHPERP", "S": "Sell", "v": "1.25", "p": "3000.5", "L": "MinusTick", "i": "x", "BT": True},
-        {"T": 5, "s": "ETHPERP", "S": "Buy", "v": "0.5", "p": "3000.6", "L": "PlusTick", "i": "y", "BT": False},
-    ]}
+    sell = {
+        "topic": "publicTrade.ETHPERP",
+        "type": "snapshot",
+        "ts": 5,
+        "data": [
+            {"T": 4, "s": "ETHPERP", "S": "Sell", "v": "1.25", "p": "3000.5", "L": "MinusTick", "i": "x", "BT": True},
+            {"T": 5, "s": "ETHPERP", "S": "Buy", "v": "0.5", "p": "3000.6", "L": "PlusTick", "i": "y", "BT": False},
+        ],
+    }
     a, b = parse(sell).events
     assert (a.side, a.qty, a.price, a.ts, a.instrument) == ("sell", 1.25, 3000.5, 4 * MS, "ETH-USDC-PERP")
     assert (b.side, b.qty, b.price, b.ts) == ("buy", 0.5, 3000.6, 5 * MS)
@@ -96,20 +117,36 @@ def test_trade_inverse_is_skipped_without_events():
 
 @pytest.mark.parametrize(
     "price,size,reason",
-    [("0", "1", "bad_price"), ("-1", "1", "bad_price"), ("NaN", "1", "bad_price"), ("inf", "1", "bad_price"),
-     ("1", "-0.1", "bad_qty"), ("1", "nan", "bad_qty"), ("1", "Infinity", "bad_qty"), ("abc", "1", "schema")],
+    [
+        ("0", "1", "bad_price"),
+        ("-1", "1", "bad_price"),
+        ("NaN", "1", "bad_price"),
+        ("inf", "1", "bad_price"),
+        ("1", "-0.1", "bad_qty"),
+        ("1", "nan", "bad_qty"),
+        ("1", "Infinity", "bad_qty"),
+        ("abc", "1", "schema"),
+    ],
 )
 def test_trade_bad_numbers(price, size, reason):
-    frame = {"topic": "publicTrade.BTCUSDT", "type": "snapshot", "ts": 1,
-             "data": [{"T": 1, "s": "BTCUSDT", "S": "Buy", "v": size, "p": price}]}
+    frame = {
+        "topic": "publicTrade.BTCUSDT",
+        "type": "snapshot",
+        "ts": 1,
+        "data": [{"T": 1, "s": "BTCUSDT", "S": "Buy", "v": size, "p": price}],
+    }
     with pytest.raises(ParseError) as err:
         parse(frame)
     assert err.value.reason == reason
 
 
 def test_trade_bad_side_and_symbol_mismatch():
-    frame = {"topic": "publicTrade.BTCUSDT", "type": "snapshot", "ts": 1,
-             "data": [{"T": 1, "s": "BTCUSDT", "S": "buy", "v": "1", "p": "1"}]}
+    frame = {
+        "topic": "publicTrade.BTCUSDT",
+        "type": "snapshot",
+        "ts": 1,
+        "data": [{"T": 1, "s": "BTCUSDT", "S": "buy", "v": "1", "p": "1"}],
+    }
     with pytest.raises(ParseError, match="schema"):
         parse(frame)
     frame["data"][0].update(S="Buy", s="ETHUSDT")
@@ -126,15 +163,29 @@ def test_book_snapshot_then_delta_tardis_btcusdt():
     assert snap.kind == "book"
     assert snap.events == [
         BookSnapshot(
-            venue=SOURCE, symbol="BTCUSDT", instrument="BTC-USDT-PERP", ts=1680673820717 * MS, recv=RECV,
-            bids=((28552.0, 0.047),), asks=((28552.1, 25.433),), seq=7003305,
+            venue=SOURCE,
+            symbol="BTCUSDT",
+            instrument="BTC-USDT-PERP",
+            ts=1680673820717 * MS,
+            recv=RECV,
+            bids=((28552.0, 0.047),),
+            asks=((28552.1, 25.433),),
+            seq=7003305,
         )
     ]
     delta = parse(_msg(SAMPLES, "orderbook.1.BTCUSDT", type="delta"), p)
     assert delta.events == [
         BookDelta(
-            venue=SOURCE, symbol="BTCUSDT", instrument="BTC-USDT-PERP", ts=1680673821137 * MS, recv=RECV,
-            bids=((28552.0, 0.012),), asks=(), seq=7003306, prev_seq=None, first_seq=None,
+            venue=SOURCE,
+            symbol="BTCUSDT",
+            instrument="BTC-USDT-PERP",
+            ts=1680673821137 * MS,
+            recv=RECV,
+            bids=((28552.0, 0.012),),
+            asks=(),
+            seq=7003306,
+            prev_seq=None,
+            first_seq=None,
         )
     ]
 
@@ -169,8 +220,14 @@ def test_book_docs_frames_and_restart_rule():
     assert restart.kind == "book"
     assert restart.events == [
         BookSnapshot(
-            venue=SOURCE, symbol="BTCUSDT", instrument="BTC-USDT-PERP", ts=1672304499000 * MS, recv=RECV,
-            bids=((16490.0, 1.5),), asks=((16491.0, 2.5),), seq=1,
+            venue=SOURCE,
+            symbol="BTCUSDT",
+            instrument="BTC-USDT-PERP",
+            ts=1672304499000 * MS,
+            recv=RECV,
+            bids=((16490.0, 1.5),),
+            asks=((16491.0, 2.5),),
+            seq=1,
         )
     ]
 
@@ -182,21 +239,36 @@ def test_book_level1_with_string_ts():
 
 @pytest.mark.parametrize(
     "bids,asks,reason",
-    [([["-1", "1"]], [], "bad_price"), ([["0", "1"]], [], "bad_price"), ([], [["nan", "1"]], "bad_price"),
-     ([], [["1", "-2"]], "bad_qty"), ([["1", "inf"]], [], "bad_qty"), ([["1"]], [], "schema"),
-     ([["1", "2", "3"]], [], "schema"), ([["", "2"]], [], "schema")],
+    [
+        ([["-1", "1"]], [], "bad_price"),
+        ([["0", "1"]], [], "bad_price"),
+        ([], [["nan", "1"]], "bad_price"),
+        ([], [["1", "-2"]], "bad_qty"),
+        ([["1", "inf"]], [], "bad_qty"),
+        ([["1"]], [], "schema"),
+        ([["1", "2", "3"]], [], "schema"),
+        ([["", "2"]], [], "schema"),
+    ],
 )
 def test_book_bad_levels(bids, asks, reason):
-    frame = {"topic": "orderbook.50.BTCUSDT", "type": "delta", "ts": 1,
-             "data": {"s": "BTCUSDT", "b": bids, "a": asks, "u": 5, "seq": 9}}
+    frame = {
+        "topic": "orderbook.50.BTCUSDT",
+        "type": "delta",
+        "ts": 1,
+        "data": {"s": "BTCUSDT", "b": bids, "a": asks, "u": 5, "seq": 9},
+    }
     with pytest.raises(ParseError) as err:
         parse(frame)
     assert err.value.reason == reason
 
 
 def test_book_bad_type_missing_ts_symbol_mismatch():
-    base = {"topic": "orderbook.50.BTCUSDT", "type": "partial", "ts": 1,
-            "data": {"s": "BTCUSDT", "b": [], "a": [], "u": 5, "seq": 9}}
+    base = {
+        "topic": "orderbook.50.BTCUSDT",
+        "type": "partial",
+        "ts": 1,
+        "data": {"s": "BTCUSDT", "b": [], "a": [], "u": 5, "seq": 9},
+    }
     for change in ({}, {"type": "delta", "ts": None}, {"type": "delta", "data": {**base["data"], "s": "ETHUSDT"}}):
         with pytest.raises(ParseError) as err:
             parse({**base, **change})
@@ -204,8 +276,13 @@ def test_book_bad_type_missing_ts_symbol_mismatch():
 
 
 def test_other_book_topics():
-    assert parse({"topic": "orderbook.rpi.BTCUSDT", "type": "delta", "ts": 1, "data": {}}).kind == "skipped:orderbook_rpi"
-    assert parse({"topic": "orderbook.full.BTCUSDT", "type": "delta", "ts": 1, "data": {}}).kind == "skipped:orderbook_full"
+    assert (
+        parse({"topic": "orderbook.rpi.BTCUSDT", "type": "delta", "ts": 1, "data": {}}).kind == "skipped:orderbook_rpi"
+    )
+    assert (
+        parse({"topic": "orderbook.full.BTCUSDT", "type": "delta", "ts": 1, "data": {}}).kind
+        == "skipped:orderbook_full"
+    )
     with pytest.raises(ParseError, match="unknown_channel"):
         parse({"topic": "orderbook.x.BTCUSDT", "type": "delta", "ts": 1, "data": {}})
 
@@ -218,8 +295,15 @@ def test_all_liquidation_tardis_sell_is_short():
     assert out.kind == "liquidation"
     assert out.events == [
         Liquidation(
-            venue=SOURCE, symbol="PIPPINUSDT", instrument="PIPPIN-USDT-PERP", ts=1740480207110 * MS, recv=RECV,
-            price=0.02456, qty=2846.0, side="short", notional=0.02456 * 2846.0,
+            venue=SOURCE,
+            symbol="PIPPINUSDT",
+            instrument="PIPPIN-USDT-PERP",
+            ts=1740480207110 * MS,
+            recv=RECV,
+            price=0.02456,
+            qty=2846.0,
+            side="short",
+            notional=0.02456 * 2846.0,
         )
     ]
 
@@ -235,22 +319,38 @@ def test_all_liquidation_batch_buy_is_long():
 def test_all_liquidation_docs_example():
     (liq,) = parse(_msg(DOCS_WS, "allLiquidation.ROSEUSDT")).events
     assert (liq.side, liq.price, liq.qty, liq.ts, liq.instrument) == (
-        "short", 0.04499, 20000.0, 1739502302929 * MS, "ROSE-USDT-PERP")
+        "short",
+        0.04499,
+        20000.0,
+        1739502302929 * MS,
+        "ROSE-USDT-PERP",
+    )
     assert math.isclose(liq.notional, 899.8)
 
 
 def test_legacy_v5_liquidation():
     (gala,) = parse(_msg(SAMPLES, "liquidation.GALAUSDT")).events
     assert gala == Liquidation(
-        venue=SOURCE, symbol="GALAUSDT", instrument="GALA-USDT-PERP", ts=1673251091822 * MS, recv=RECV,
-        price=0.03803, qty=1637.0, side="long", notional=0.03803 * 1637.0,
+        venue=SOURCE,
+        symbol="GALAUSDT",
+        instrument="GALA-USDT-PERP",
+        ts=1673251091822 * MS,
+        recv=RECV,
+        price=0.03803,
+        qty=1637.0,
+        side="long",
+        notional=0.03803 * 1637.0,
     )
     (doc,) = parse(_doc(DOCS_WS, "docs response example (page removed")["msg"]).events
     assert (doc.side, doc.price, doc.qty, doc.ts) == ("short", 43511.7, 0.003, 1703485237953 * MS)
     (alt,) = parse(_doc(DOCS_WS, "updateTime")["msg"]).events
     assert (alt.side, alt.ts) == ("long", 1703485237953 * MS)
-    no_time = {"topic": "liquidation.BTCUSDT", "type": "snapshot", "ts": 77,
-               "data": {"symbol": "BTCUSDT", "side": "Buy", "size": "1", "price": "2"}}
+    no_time = {
+        "topic": "liquidation.BTCUSDT",
+        "type": "snapshot",
+        "ts": 77,
+        "data": {"symbol": "BTCUSDT", "side": "Buy", "size": "1", "price": "2"},
+    }
     assert parse(no_time).events[0].ts == 77 * MS
 
 
@@ -261,14 +361,21 @@ def test_pre_v5_liquidation_shapes():
     assert err.value.reason == "schema"
     for topic in ("liquidation.BTCUSD", "liquidation.ETHUSD", "liquidation.XRPUSD"):
         assert parse(_msg(SAMPLES, topic)).kind == "skipped:not_linear"
-    v2_list = {"topic": "liquidation.BTCUSDT", "data": [{"id": 1, "qty": 1, "side": "Buy", "time": 1, "symbol": "BTCUSDT", "price": 1}]}
+    v2_list = {
+        "topic": "liquidation.BTCUSDT",
+        "data": [{"id": 1, "qty": 1, "side": "Buy", "time": 1, "symbol": "BTCUSDT", "price": 1}],
+    }
     with pytest.raises(ParseError, match="schema"):
         parse(v2_list)
 
 
 def test_liquidation_bad_values():
-    frame = {"topic": "allLiquidation.BTCUSDT", "type": "snapshot", "ts": 1,
-             "data": [{"T": 1, "s": "BTCUSDT", "S": "Buy", "v": "1", "p": "-5"}]}
+    frame = {
+        "topic": "allLiquidation.BTCUSDT",
+        "type": "snapshot",
+        "ts": 1,
+        "data": [{"T": 1, "s": "BTCUSDT", "S": "Buy", "v": "1", "p": "-5"}],
+    }
     with pytest.raises(ParseError, match="bad_price"):
         parse(frame)
     frame["data"][0].update(p="5", v="-1")
@@ -287,18 +394,41 @@ def test_ticker_tardis_snapshot():
     assert out.kind == "ticker"
     ts = 1680673821770 * MS
     assert out.events == [
-        MarkPrice(venue=SOURCE, symbol="BTCUSDT", instrument="BTC-USDT-PERP", ts=ts, recv=RECV,
-                  price=28552.81, index=28562.25, funding=0.0001),
-        OpenInterest(venue=SOURCE, symbol="BTCUSDT", instrument="BTC-USDT-PERP", ts=ts, recv=RECV,
-                     qty=52774.528, notional=1506861070.82),
+        MarkPrice(
+            venue=SOURCE,
+            symbol="BTCUSDT",
+            instrument="BTC-USDT-PERP",
+            ts=ts,
+            recv=RECV,
+            price=28552.81,
+            index=28562.25,
+            funding=0.0001,
+        ),
+        OpenInterest(
+            venue=SOURCE,
+            symbol="BTCUSDT",
+            instrument="BTC-USDT-PERP",
+            ts=ts,
+            recv=RECV,
+            qty=52774.528,
+            notional=1506861070.82,
+        ),
     ]
 
 
 def test_ticker_deltas_fill_from_last_known_values():
     p = Parser()
     snap = parse(_doc(DOCS_WS, "docs linear response example")["msg"], p).events
-    assert snap[0] == MarkPrice(venue=SOURCE, symbol="BTCUSDT", instrument="BTC-USDT-PERP", ts=1673272861686 * MS,
-                                recv=RECV, price=17217.33, index=17227.36, funding=-0.000212)
+    assert snap[0] == MarkPrice(
+        venue=SOURCE,
+        symbol="BTCUSDT",
+        instrument="BTC-USDT-PERP",
+        ts=1673272861686 * MS,
+        recv=RECV,
+        price=17217.33,
+        index=17227.36,
+        funding=-0.000212,
+    )
     assert (snap[1].qty, snap[1].notional) == (68744.761, 1183601235.91)
     (mark,) = parse(_doc(DOCS_WS, "only changed fields (markPrice)")["msg"], p).events
     assert (mark.price, mark.index, mark.funding, mark.ts) == (17218.0, 17227.36, -0.000212, 1673272861786 * MS)
@@ -307,8 +437,12 @@ def test_ticker_deltas_fill_from_last_known_values():
     # a delta with nothing we use: no events
     assert parse(_msg(SAMPLES, "tickers.BTCUSDT", type="delta"), p) == Parsed("ticker", [])
     # a new snapshot resets the remembered values
-    reset = {"topic": "tickers.BTCUSDT", "type": "snapshot", "ts": 9,
-             "data": {"symbol": "BTCUSDT", "markPrice": "1.5", "fundingRate": ""}}
+    reset = {
+        "topic": "tickers.BTCUSDT",
+        "type": "snapshot",
+        "ts": 9,
+        "data": {"symbol": "BTCUSDT", "markPrice": "1.5", "fundingRate": ""},
+    }
     (m,) = parse(reset, p).events
     assert (m.price, m.index, m.funding) == (1.5, None, None)
     # state is per parser and per symbol
@@ -320,12 +454,17 @@ def test_ticker_deltas_fill_from_last_known_values():
 def test_ticker_bad_frame_leaves_state_untouched():
     p = Parser()
     parse(_doc(DOCS_WS, "docs linear response example")["msg"], p)
-    bad = {"topic": "tickers.BTCUSDT", "type": "delta", "ts": 9,
-           "data": {"symbol": "BTCUSDT", "indexPrice": "1", "markPrice": "-3"}}
+    bad = {
+        "topic": "tickers.BTCUSDT",
+        "type": "delta",
+        "ts": 9,
+        "data": {"symbol": "BTCUSDT", "indexPrice": "1", "markPrice": "-3"},
+    }
     with pytest.raises(ParseError, match="bad_price"):
         parse(bad, p)
-    (m,) = parse({"topic": "tickers.BTCUSDT", "type": "delta", "ts": 10,
-                  "data": {"symbol": "BTCUSDT", "markPrice": "3"}}, p).events
+    (m,) = parse(
+        {"topic": "tickers.BTCUSDT", "type": "delta", "ts": 10, "data": {"symbol": "BTCUSDT", "markPrice": "3"}}, p
+    ).events
     assert m.index == 17227.36
 
 
@@ -333,8 +472,12 @@ def test_ticker_non_linear_and_bad_values():
     assert parse(_msg(SAMPLES, "tickers.BTCUSDU23", type="snapshot")).kind == "skipped:not_linear"
     assert parse(_msg(SAMPLES, "tickers.BTCUSD", type="delta")).kind == "skipped:not_linear"
     base = {"topic": "tickers.BTCUSDT", "type": "delta", "ts": 1, "data": {"symbol": "BTCUSDT"}}
-    for field, value, reason in [("fundingRate", "nan", "bad_number"), ("openInterest", "-1", "bad_qty"),
-                                 ("openInterestValue", "x", "bad_number"), ("indexPrice", "0", "bad_price")]:
+    for field, value, reason in [
+        ("fundingRate", "nan", "bad_number"),
+        ("openInterest", "-1", "bad_qty"),
+        ("openInterestValue", "x", "bad_number"),
+        ("indexPrice", "0", "bad_price"),
+    ]:
         with pytest.raises(ParseError) as err:
             parse({**base, "data": {"symbol": "BTCUSDT", field: value}})
         assert err.value.reason == reason
@@ -350,7 +493,14 @@ def test_control_frames():
         assert parse(row["msg"]) == Parsed("control", []), row["note"]
     assert parse({"ret_msg": "pong"}).kind == "control"
     with pytest.raises(ParseError) as err:
-        parse({"success": False, "ret_msg": "error:handler not found,topic:foo.BTCUSDT", "conn_id": "x", "op": "subscribe"})
+        parse(
+            {
+                "success": False,
+                "ret_msg": "error:handler not found,topic:foo.BTCUSDT",
+                "conn_id": "x",
+                "op": "subscribe",
+            }
+        )
     assert err.value.reason == "control_error"
 
 
@@ -378,12 +528,20 @@ def test_every_sample_parses_or_raises_parse_error():
 
 @pytest.mark.parametrize(
     "payload,reason",
-    [(b"", "malformed_json"), (b"{", "malformed_json"), (b"\xff\xfe", "malformed_json"), ("[]", "schema"),
-     ("42", "schema"), ("{}", "unknown_channel"), ('{"topic": 5}', "schema"),
-     ('{"topic": "trade.BTCUSDT", "data": []}', "unknown_channel"), ('{"topic": "nope"}', "unknown_channel"),
-     ('{"topic": "publicTrade.BTCUSDT", "data": {}}', "schema"),
-     ('{"topic": "publicTrade.BTCUSDT"}', "schema"),
-     ('{"topic": "publicTrade.FOO"}', "unknown_instrument")],
+    [
+        (b"", "malformed_json"),
+        (b"{", "malformed_json"),
+        (b"\xff\xfe", "malformed_json"),
+        ("[]", "schema"),
+        ("42", "schema"),
+        ("{}", "unknown_channel"),
+        ('{"topic": 5}', "schema"),
+        ('{"topic": "trade.BTCUSDT", "data": []}', "unknown_channel"),
+        ('{"topic": "nope"}', "unknown_channel"),
+        ('{"topic": "publicTrade.BTCUSDT", "data": {}}', "schema"),
+        ('{"topic": "publicTrade.BTCUSDT"}', "schema"),
+        ('{"topic": "publicTrade.FOO"}', "unknown_instrument"),
+    ],
 )
 def test_malformed_and_unknown(payload, reason):
     with pytest.raises(ParseError) as err:
@@ -402,9 +560,17 @@ def test_known_unused_topics_are_skipped():
 
 @pytest.mark.parametrize(
     "symbol,expected",
-    [("BTCUSDT", "BTC-USDT-PERP"), ("1000PEPEUSDT", "1000PEPE-USDT-PERP"), ("BTCPERP", "BTC-USDC-PERP"),
-     ("ETHUSDC", "ETH-USDC-PERP"), ("BTCUSD", "skipped:not_linear"), ("BTCUSDU23", "skipped:not_linear"),
-     ("ETHUSDH24", "skipped:not_linear"), ("BTCUSDT-26DEC25", "skipped:not_perp"), ("BTC-26DEC25", "skipped:not_perp")],
+    [
+        ("BTCUSDT", "BTC-USDT-PERP"),
+        ("1000PEPEUSDT", "1000PEPE-USDT-PERP"),
+        ("BTCPERP", "BTC-USDC-PERP"),
+        ("ETHUSDC", "ETH-USDC-PERP"),
+        ("BTCUSD", "skipped:not_linear"),
+        ("BTCUSDU23", "skipped:not_linear"),
+        ("ETHUSDH24", "skipped:not_linear"),
+        ("BTCUSDT-26DEC25", "skipped:not_perp"),
+        ("BTC-26DEC25", "skipped:not_perp"),
+    ],
 )
 def test_classify_symbol(symbol, expected):
     got = classify_symbol(symbol)
@@ -422,8 +588,12 @@ def test_catalog_wins_over_name():
     catalog.add(InstrumentInfo(symbol="XYZUSDT", instrument="XYZ2-USDT-PERP", base="XYZ2", quote="USDT"))
     catalog.add(InstrumentInfo(symbol="INVUSDT", instrument="INV-USDT-PERP", base="INV", quote="USDT", inverse=True))
     p = Parser(catalog)
-    frame = {"topic": "publicTrade.XYZUSDT", "type": "snapshot", "ts": 1,
-             "data": [{"T": 1, "s": "XYZUSDT", "S": "Buy", "v": "1", "p": "1"}]}
+    frame = {
+        "topic": "publicTrade.XYZUSDT",
+        "type": "snapshot",
+        "ts": 1,
+        "data": [{"T": 1, "s": "XYZUSDT", "S": "Buy", "v": "1", "p": "1"}],
+    }
     assert parse(frame, p).events[0].instrument == "XYZ2-USDT-PERP"
     assert parse({"topic": "publicTrade.INVUSDT", "data": []}, p).kind == "skipped:not_linear"
 
@@ -435,8 +605,9 @@ def test_rest_instruments_builds_catalog():
     p = Parser()
     assert rest(DOCS_REST[0], p) == Parsed("instruments", [])
     btc = p.catalog.get("BTCUSDT")
-    assert btc == InstrumentInfo(symbol="BTCUSDT", instrument="BTC-USDT-PERP", base="BTC", quote="USDT", ct_val=1.0,
-                                 inverse=False, tick=0.1)
+    assert btc == InstrumentInfo(
+        symbol="BTCUSDT", instrument="BTC-USDT-PERP", base="BTC", quote="USDT", ct_val=1.0, inverse=False, tick=0.1
+    )
     assert p.catalog.get("BIOUSDT").tick == 0.0001
     assert rest(DOCS_REST[1], p).kind == "instruments"
     assert p.catalog.get("ETHPERP").instrument == "ETH-USDC-PERP"
@@ -447,13 +618,41 @@ def test_rest_instruments_builds_catalog():
 
 def test_rest_instruments_ignores_spot_reply_and_rejects_bad_tick():
     p = Parser()
-    spot = {"retCode": 0, "retMsg": "OK", "result": {"category": "spot", "list": [
-        {"symbol": "BTCUSDT", "baseCoin": "BTC", "quoteCoin": "USDT", "status": "Trading", "priceFilter": {"tickSize": "0.1"}}]}}
-    assert p.parse_rest("/v5/market/instruments-info?category=spot", json.dumps(spot).encode(), RECV).kind == "instruments"
+    spot = {
+        "retCode": 0,
+        "retMsg": "OK",
+        "result": {
+            "category": "spot",
+            "list": [
+                {
+                    "symbol": "BTCUSDT",
+                    "baseCoin": "BTC",
+                    "quoteCoin": "USDT",
+                    "status": "Trading",
+                    "priceFilter": {"tickSize": "0.1"},
+                }
+            ],
+        },
+    }
+    assert (
+        p.parse_rest("/v5/market/instruments-info?category=spot", json.dumps(spot).encode(), RECV).kind == "instruments"
+    )
     assert p.catalog.get("BTCUSDT") is None
-    bad = {"retCode": 0, "result": {"category": "linear", "list": [
-        {"symbol": "BTCUSDT", "baseCoin": "BTC", "quoteCoin": "USDT", "contractType": "LinearPerpetual",
-         "priceFilter": {"tickSize": "-1"}}]}}
+    bad = {
+        "retCode": 0,
+        "result": {
+            "category": "linear",
+            "list": [
+                {
+                    "symbol": "BTCUSDT",
+                    "baseCoin": "BTC",
+                    "quoteCoin": "USDT",
+                    "contractType": "LinearPerpetual",
+                    "priceFilter": {"tickSize": "-1"},
+                }
+            ],
+        },
+    }
     with pytest.raises(ParseError, match="bad_price"):
         p.parse_rest("/v5/market/instruments-info", json.dumps(bad).encode(), RECV)
     assert p.catalog.get("BTCUSDT") is None
@@ -463,8 +662,16 @@ def test_rest_orderbook_docs_example():
     out = rest(DOCS_REST[2])
     assert out.kind == "book"
     assert out.events == [
-        BookSnapshot(venue=SOURCE, symbol="BTCUSDT", instrument="BTC-USDT-PERP", ts=1716863719031 * MS, recv=RECV,
-                     bids=((65485.47, 47.081829),), asks=((65557.7, 16.606555),), seq=230704)
+        BookSnapshot(
+            venue=SOURCE,
+            symbol="BTCUSDT",
+            instrument="BTC-USDT-PERP",
+            ts=1716863719031 * MS,
+            recv=RECV,
+            bids=((65485.47, 47.081829),),
+            asks=((65557.7, 16.606555),),
+            seq=230704,
+        )
     ]
 
 
@@ -473,10 +680,24 @@ def test_rest_open_interest():
     out = rest(DOCS_REST[4])
     assert out.kind == "open_interest"
     assert out.events == [
-        OpenInterest(venue=SOURCE, symbol="BTCUSDT", instrument="BTC-USDT-PERP", ts=1680673500000 * MS, recv=RECV,
-                     qty=52770.01, notional=None),
-        OpenInterest(venue=SOURCE, symbol="BTCUSDT", instrument="BTC-USDT-PERP", ts=1680673800000 * MS, recv=RECV,
-                     qty=52774.528, notional=None),
+        OpenInterest(
+            venue=SOURCE,
+            symbol="BTCUSDT",
+            instrument="BTC-USDT-PERP",
+            ts=1680673500000 * MS,
+            recv=RECV,
+            qty=52770.01,
+            notional=None,
+        ),
+        OpenInterest(
+            venue=SOURCE,
+            symbol="BTCUSDT",
+            instrument="BTC-USDT-PERP",
+            ts=1680673800000 * MS,
+            recv=RECV,
+            qty=52774.528,
+            notional=None,
+        ),
     ]
 
 
@@ -492,7 +713,11 @@ def test_rest_errors():
     with pytest.raises(ParseError, match="schema"):
         p.parse_rest("/v5/market/orderbook", b'{"retCode":0,"retMsg":"OK"}', RECV)
     with pytest.raises(ParseError, match="schema"):
-        p.parse_rest("/v5/market/open-interest", b'{"retCode":0,"result":{"symbol":"BTCUSDT","list":[{"openInterest":"1"}]}}', RECV)
+        p.parse_rest(
+            "/v5/market/open-interest",
+            b'{"retCode":0,"result":{"symbol":"BTCUSDT","list":[{"openInterest":"1"}]}}',
+            RECV,
+        )
 
 
 def test_events_are_serializable():
@@ -525,32 +750,72 @@ def test_fuzz_arbitrary_input(payload):
 
 
 _json_leaf = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=8),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=8),
     st.sampled_from(["0", "-1", "1.5", "nan", "inf", "-inf", "1e400", "", "Buy", "Sell", "BTCUSDT", "1680673820717"]),
 )
-_json = st.recursive(_json_leaf, lambda kids: st.one_of(st.lists(kids, max_size=4),
-                                                        st.dictionaries(st.text(max_size=6), kids, max_size=4)),
-                     max_leaves=12)
+_json = st.recursive(
+    _json_leaf,
+    lambda kids: st.one_of(st.lists(kids, max_size=4), st.dictionaries(st.text(max_size=6), kids, max_size=4)),
+    max_leaves=12,
+)
 _num = st.one_of(_json_leaf, st.floats().map(str))
 _symbol = st.sampled_from(["BTCUSDT", "BTCPERP", "BTCUSD", "BTCUSDU23", "BTCUSDT-26DEC25", "FOO", "", "ETHUSDT"])
 _level = st.lists(_num, min_size=0, max_size=3)
 _entry = st.fixed_dictionaries(
     {},
-    optional={"T": _num, "s": _symbol, "S": st.sampled_from(["Buy", "Sell", "buy", "", 1]), "v": _num, "p": _num,
-              "symbol": _symbol, "side": st.sampled_from(["Buy", "Sell", "x"]), "size": _num, "price": _num,
-              "updatedTime": _num, "markPrice": _num, "indexPrice": _num, "fundingRate": _num,
-              "openInterest": _num, "openInterestValue": _num},
+    optional={
+        "T": _num,
+        "s": _symbol,
+        "S": st.sampled_from(["Buy", "Sell", "buy", "", 1]),
+        "v": _num,
+        "p": _num,
+        "symbol": _symbol,
+        "side": st.sampled_from(["Buy", "Sell", "x"]),
+        "size": _num,
+        "price": _num,
+        "updatedTime": _num,
+        "markPrice": _num,
+        "indexPrice": _num,
+        "fundingRate": _num,
+        "openInterest": _num,
+        "openInterestValue": _num,
+    },
 )
 _book_data = st.fixed_dictionaries(
-    {}, optional={"s": _symbol, "b": st.lists(_level, max_size=3), "a": st.lists(_level, max_size=3),
-                  "u": st.one_of(st.just(1), _num), "seq": _num})
+    {},
+    optional={
+        "s": _symbol,
+        "b": st.lists(_level, max_size=3),
+        "a": st.lists(_level, max_size=3),
+        "u": st.one_of(st.just(1), _num),
+        "seq": _num,
+    },
+)
 
 
 @st.composite
 def _frames(draw):
-    head = draw(st.sampled_from(["publicTrade", "orderbook.50", "orderbook.1", "orderbook.rpi", "allLiquidation",
-                                 "liquidation", "tickers", "kline.1", "trade", "orderBookL2_25", "x"]))
+    head = draw(
+        st.sampled_from(
+            [
+                "publicTrade",
+                "orderbook.50",
+                "orderbook.1",
+                "orderbook.rpi",
+                "allLiquidation",
+                "liquidation",
+                "tickers",
+                "kline.1",
+                "trade",
+                "orderBookL2_25",
+                "x",
+            ]
+        )
+    )
     frame = {"topic": f"{head}.{draw(_symbol)}"}
     if draw(st.booleans()):
         frame["type"] = draw(st.sampled_from(["snapshot", "delta", "other", 3]))
@@ -558,12 +823,19 @@ def _frames(draw):
         frame["ts"] = draw(_num)
     frame["data"] = draw(st.one_of(st.lists(_entry, max_size=3), _entry, _book_data, _json))
     if draw(st.booleans()):
-        frame = draw(st.sampled_from([
-            {"op": draw(st.sampled_from(["subscribe", "ping", "pong", 5])), "success": draw(_json_leaf),
-             "ret_msg": draw(_json_leaf)},
-            {"ret_msg": draw(_json_leaf)},
-            frame,
-        ]))
+        frame = draw(
+            st.sampled_from(
+                [
+                    {
+                        "op": draw(st.sampled_from(["subscribe", "ping", "pong", 5])),
+                        "success": draw(_json_leaf),
+                        "ret_msg": draw(_json_leaf),
+                    },
+                    {"ret_msg": draw(_json_leaf)},
+                    frame,
+                ]
+            )
+        )
     return frame
 
 
@@ -577,7 +849,8 @@ def test_fuzz_plausible_frames(frame):
 
 _numstr = st.one_of(
     st.sampled_from(["0", "-0", "-1", "1.5", "nan", "NaN", "inf", "-inf", "1e400", "1e-400", "", "x", "0.001"]),
-    st.floats().map(str), st.integers(min_value=-(2**64), max_value=2**64).map(str),
+    st.floats().map(str),
+    st.integers(min_value=-(2**64), max_value=2**64).map(str),
 )
 _ts = st.one_of(st.integers(min_value=-(2**63), max_value=2**63 - 1), st.integers().map(str), _numstr)
 
@@ -590,26 +863,59 @@ def _shaped_frames(draw):
     channel = draw(st.sampled_from(["trade", "book", "allliq", "liq", "ticker"]))
     ts = draw(_ts)
     if channel == "trade":
-        data = [{"T": draw(_ts), "s": symbol, "S": side, "v": draw(_numstr), "p": draw(_numstr)}
-                for _ in range(draw(st.integers(0, 3)))]
+        data = [
+            {"T": draw(_ts), "s": symbol, "S": side, "v": draw(_numstr), "p": draw(_numstr)}
+            for _ in range(draw(st.integers(0, 3)))
+        ]
         return {"topic": f"publicTrade.{symbol}", "type": "snapshot", "ts": ts, "data": data}
     if channel == "book":
         lv = st.lists(st.tuples(_numstr, _numstr).map(list), max_size=3)
-        return {"topic": f"orderbook.{draw(st.sampled_from([1, 50, 200]))}.{symbol}",
-                "type": draw(st.sampled_from(["snapshot", "delta"])), "ts": ts,
-                "data": {"s": symbol, "b": draw(lv), "a": draw(lv), "u": draw(st.one_of(st.just(1), _ts)), "seq": draw(_ts)}}
+        return {
+            "topic": f"orderbook.{draw(st.sampled_from([1, 50, 200]))}.{symbol}",
+            "type": draw(st.sampled_from(["snapshot", "delta"])),
+            "ts": ts,
+            "data": {
+                "s": symbol,
+                "b": draw(lv),
+                "a": draw(lv),
+                "u": draw(st.one_of(st.just(1), _ts)),
+                "seq": draw(_ts),
+            },
+        }
     if channel == "allliq":
-        data = [{"T": draw(_ts), "s": symbol, "S": side, "v": draw(_numstr), "p": draw(_numstr)}
-                for _ in range(draw(st.integers(0, 3)))]
+        data = [
+            {"T": draw(_ts), "s": symbol, "S": side, "v": draw(_numstr), "p": draw(_numstr)}
+            for _ in range(draw(st.integers(0, 3)))
+        ]
         return {"topic": f"allLiquidation.{symbol}", "type": "snapshot", "ts": ts, "data": data}
     if channel == "liq":
-        return {"topic": f"liquidation.{symbol}", "type": "snapshot", "ts": ts,
-                "data": {"symbol": symbol, "side": side, "size": draw(_numstr), "price": draw(_numstr),
-                         "updatedTime": draw(_ts)}}
-    fields = draw(st.dictionaries(st.sampled_from(["markPrice", "indexPrice", "fundingRate", "openInterest",
-                                                   "openInterestValue", "bid1Price"]), _numstr, max_size=6))
-    return {"topic": f"tickers.{symbol}", "type": draw(st.sampled_from(["snapshot", "delta"])), "ts": ts,
-            "data": {"symbol": symbol, **fields}}
+        return {
+            "topic": f"liquidation.{symbol}",
+            "type": "snapshot",
+            "ts": ts,
+            "data": {
+                "symbol": symbol,
+                "side": side,
+                "size": draw(_numstr),
+                "price": draw(_numstr),
+                "updatedTime": draw(_ts),
+            },
+        }
+    fields = draw(
+        st.dictionaries(
+            st.sampled_from(
+                ["markPrice", "indexPrice", "fundingRate", "openInterest", "openInterestValue", "bid1Price"]
+            ),
+            _numstr,
+            max_size=6,
+        )
+    )
+    return {
+        "topic": f"tickers.{symbol}",
+        "type": draw(st.sampled_from(["snapshot", "delta"])),
+        "ts": ts,
+        "data": {"symbol": symbol, **fields},
+    }
 
 
 @_FUZZ
@@ -622,17 +928,47 @@ def test_fuzz_shaped_frames(frames):
 
 @st.composite
 def _rest_bodies(draw):
-    path = draw(st.sampled_from(["/v5/market/instruments-info?category=linear", "/v5/market/orderbook?symbol=BTCUSDT",
-                                 "/v5/market/open-interest?symbol=BTCUSDT", "/v5/market/tickers", "::bad::"]))
-    result = draw(st.one_of(
-        _book_data,
-        st.fixed_dictionaries({}, optional={"category": _json_leaf, "symbol": _symbol, "list": st.lists(st.fixed_dictionaries(
-            {}, optional={"symbol": _symbol, "baseCoin": _json_leaf, "quoteCoin": _json_leaf,
-                          "contractType": st.sampled_from(["LinearPerpetual", "LinearFutures", "InversePerpetual", "", 4]),
-                          "priceFilter": st.one_of(_json, st.fixed_dictionaries({"tickSize": _num})),
-                          "openInterest": _num, "timestamp": _num}), max_size=3)}),
-        _json,
-    ))
+    path = draw(
+        st.sampled_from(
+            [
+                "/v5/market/instruments-info?category=linear",
+                "/v5/market/orderbook?symbol=BTCUSDT",
+                "/v5/market/open-interest?symbol=BTCUSDT",
+                "/v5/market/tickers",
+                "::bad::",
+            ]
+        )
+    )
+    result = draw(
+        st.one_of(
+            _book_data,
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "category": _json_leaf,
+                    "symbol": _symbol,
+                    "list": st.lists(
+                        st.fixed_dictionaries(
+                            {},
+                            optional={
+                                "symbol": _symbol,
+                                "baseCoin": _json_leaf,
+                                "quoteCoin": _json_leaf,
+                                "contractType": st.sampled_from(
+                                    ["LinearPerpetual", "LinearFutures", "InversePerpetual", "", 4]
+                                ),
+                                "priceFilter": st.one_of(_json, st.fixed_dictionaries({"tickSize": _num})),
+                                "openInterest": _num,
+                                "timestamp": _num,
+                            },
+                        ),
+                        max_size=3,
+                    ),
+                },
+            ),
+            _json,
+        )
+    )
     body = {"retCode": draw(st.one_of(st.just(0), _json_leaf)), "retMsg": draw(_json_leaf), "result": result}
     return path, json.dumps(body).encode()
 
@@ -654,18 +990,27 @@ def test_module_shape():
 
 
 def test_book_sequence_skips_stale_applies_next_and_flags_jumps() -> None:
-    from connectors.events import BookDelta, BookSnapshot
-    from connectors.venues.base import Verdict
-    from connectors.venues.bybit import Parser as BybitParser
+    from cascadewatch.connectors.events import BookDelta, BookSnapshot
+    from cascadewatch.connectors.venues.base import Verdict
+    from cascadewatch.connectors.venues.bybit import Parser as BybitParser
 
     def delta(u: int) -> BookDelta:
-        return BookDelta(venue="bybit-linear", symbol="BTCUSDT", instrument="BTC-USDT-PERP", ts=1, recv=1,
-                         bids=(), asks=(), seq=u)
+        return BookDelta(
+            venue="bybit-linear", symbol="BTCUSDT", instrument="BTC-USDT-PERP", ts=1, recv=1, bids=(), asks=(), seq=u
+        )
 
     rule = BybitParser.sequence_rule()
     assert rule.check(delta(5)) is Verdict.SKIP
-    rule.on_snapshot(BookSnapshot(venue="bybit-linear", symbol="BTCUSDT", instrument="BTC-USDT-PERP",
-                                  ts=1, recv=1, bids=(), asks=(), seq=100))
-    assert [rule.check(delta(u)) for u in (99, 100, 101, 102)] == [Verdict.SKIP, Verdict.SKIP, Verdict.APPLY, Verdict.APPLY]
+    rule.on_snapshot(
+        BookSnapshot(
+            venue="bybit-linear", symbol="BTCUSDT", instrument="BTC-USDT-PERP", ts=1, recv=1, bids=(), asks=(), seq=100
+        )
+    )
+    assert [rule.check(delta(u)) for u in (99, 100, 101, 102)] == [
+        Verdict.SKIP,
+        Verdict.SKIP,
+        Verdict.APPLY,
+        Verdict.APPLY,
+    ]
     assert rule.check(delta(105)) is Verdict.GAP
     assert rule.describe_gap(delta(105)) == "expected u=103, got u=105"

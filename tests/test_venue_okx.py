@@ -14,10 +14,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.events import BookDelta, BookSnapshot, Liquidation, MarkPrice, OpenInterest, Trade
-from connectors.venues import okx
-from connectors.venues.base import Catalog, Parsed, ParseError
-from connectors.venues.okx import SOURCE, Parser, bundled_catalog
+from cascadewatch.connectors.events import (
+    BookDelta,
+    BookSnapshot,
+    Liquidation,
+    MarkPrice,
+    OpenInterest,
+    Trade,
+)
+from cascadewatch.connectors.venues import okx
+from cascadewatch.connectors.venues.base import Catalog, Parsed, ParseError
+from cascadewatch.connectors.venues.okx import SOURCE, Parser, bundled_catalog
 
 FIXTURES = Path(__file__).parent / "fixtures" / "okx"
 RECORDING = FIXTURES / "okx-2022-05-13.rec"
@@ -76,7 +83,12 @@ def test_bundled_catalog_contract_values() -> None:
     btc_usd = catalog.get("BTC-USD-SWAP")
     assert btc_usd is not None
     assert (btc_usd.instrument, btc_usd.base, btc_usd.quote, btc_usd.ct_val, btc_usd.inverse, btc_usd.tick) == (
-        "BTC-USD-PERP", "BTC", "USD", 100.0, True, 0.1,
+        "BTC-USD-PERP",
+        "BTC",
+        "USD",
+        100.0,
+        True,
+        0.1,
     )
     btc_usdt = catalog.get("BTC-USDT-SWAP")
     assert btc_usdt is not None
@@ -105,7 +117,14 @@ def test_given_catalog_is_used_as_is() -> None:
 
 def test_instrument_rows_that_cannot_convert_are_left_out() -> None:
     rows = [
-        {"instId": "AAA-USDT-SWAP", "instType": "SWAP", "ctType": "linear", "ctVal": "10", "ctValCcy": "AAA", "tickSz": "0.01"},
+        {
+            "instId": "AAA-USDT-SWAP",
+            "instType": "SWAP",
+            "ctType": "linear",
+            "ctVal": "10",
+            "ctValCcy": "AAA",
+            "tickSz": "0.01",
+        },
         {"instId": "BBB-USDT-SWAP", "instType": "SWAP", "ctType": "linear", "ctVal": "", "ctValCcy": "BBB"},
         {"instId": "CCC-USDT-SWAP", "instType": "SWAP", "ctType": "linear", "ctVal": "1", "ctValCcy": "USDT"},
         {"instId": "DDD-USD-SWAP", "instType": "SWAP", "ctType": "inverse", "ctVal": "10", "ctValCcy": "USD"},
@@ -163,14 +182,23 @@ def test_recording_exact_events() -> None:
     # inverse, ctVal 10 USD: 100 contracts = 1000 USD = 1000 / 5.123 UNI
     assert trades == [
         Trade(
-            venue="okx-swap", symbol="UNI-USD-SWAP", instrument="UNI-USD-PERP", ts=1652459215150 * MS,
-            recv=1652459225507172000, price=5.123, qty=100 * 10.0 / 5.123, side="sell",
+            venue="okx-swap",
+            symbol="UNI-USD-SWAP",
+            instrument="UNI-USD-PERP",
+            ts=1652459215150 * MS,
+            recv=1652459225507172000,
+            price=5.123,
+            qty=100 * 10.0 / 5.123,
+            side="sell",
         )
     ]
     snapshot = books[0]
     assert isinstance(snapshot, BookSnapshot)
     assert (snapshot.symbol, snapshot.instrument, snapshot.seq, snapshot.recv) == (
-        "UNI-USD-SWAP", "UNI-USD-PERP", 0, 1652459225696300300,
+        "UNI-USD-SWAP",
+        "UNI-USD-PERP",
+        0,
+        1652459225696300300,
     )
     assert snapshot.asks[0] == (5.148, 60 * 10.0 / 5.148)
     assert snapshot.asks[1] == (5.149, 192 * 10.0 / 5.149)
@@ -184,10 +212,15 @@ def test_recording_exact_events() -> None:
     #  "bids":[["5.14","427","0","4"],["5.138","26","0","2"],["5.117","0","0","0"]],"ts":"1652459225464"}
     delta = books[1]
     assert delta == BookDelta(
-        venue="okx-swap", symbol="UNI-USD-SWAP", instrument="UNI-USD-PERP", ts=1652459225464 * MS, recv=1652459225709162700,
+        venue="okx-swap",
+        symbol="UNI-USD-SWAP",
+        instrument="UNI-USD-PERP",
+        ts=1652459225464 * MS,
+        recv=1652459225709162700,
         asks=((5.158, 129 * 10.0 / 5.158), (5.233, 240 * 10.0 / 5.233)),
         bids=((5.14, 427 * 10.0 / 5.14), (5.138, 26 * 10.0 / 5.138), (5.117, 0.0)),
-        seq=0, prev_seq=None,  # 2022 recording: no seqId, cannot be gap-checked
+        seq=0,
+        prev_seq=None,  # 2022 recording: no seqId, cannot be gap-checked
     )
     assert all(isinstance(b, BookDelta) and b.seq == 0 and b.prev_seq is None for b in books[1:])
 
@@ -237,30 +270,78 @@ def test_samples_exact_events_after_refresh() -> None:
         by_type.setdefault(type(event).__name__, []).append(event)
     # tardis: {"instId":"BTC-USDT-SWAP","tradeId":"148266905","px":"48938.5","sz":"5","side":"buy","ts":"1640131236050"}
     assert by_type["Trade"][-1] == Trade(
-        venue="okx-swap", symbol="BTC-USDT-SWAP", instrument="BTC-USDT-PERP", ts=1640131236050 * MS, recv=99,
-        price=48938.5, qty=5 * 0.01, side="buy",
+        venue="okx-swap",
+        symbol="BTC-USDT-SWAP",
+        instrument="BTC-USDT-PERP",
+        ts=1640131236050 * MS,
+        recv=99,
+        price=48938.5,
+        qty=5 * 0.01,
+        side="buy",
     )
     # tardis funding-rate WNCG 0.00048105 arrives before its mark price -> attached
     assert by_type["MarkPrice"] == [
-        MarkPrice(venue="okx-swap", symbol="WNCG-USDT-SWAP", instrument="WNCG-USDT-PERP", ts=1640131259180 * MS, recv=99,
-                  price=2.1729, index=None, funding=0.00048105)
+        MarkPrice(
+            venue="okx-swap",
+            symbol="WNCG-USDT-SWAP",
+            instrument="WNCG-USDT-PERP",
+            ts=1640131259180 * MS,
+            recv=99,
+            price=2.1729,
+            index=None,
+            funding=0.00048105,
+        )
     ]
     assert by_type["OpenInterest"] == [
-        OpenInterest(venue="okx-swap", symbol="WNCG-USDT-SWAP", instrument="WNCG-USDT-PERP", ts=1640131258756 * MS, recv=99,
-                     qty=644195.0, notional=None)
+        OpenInterest(
+            venue="okx-swap",
+            symbol="WNCG-USDT-SWAP",
+            instrument="WNCG-USDT-PERP",
+            ts=1640131258756 * MS,
+            recv=99,
+            qty=644195.0,
+            notional=None,
+        )
     ]
     # tardis books-l2-tbt update for REN-USDT-SWAP (ctVal 10 REN), no seqId
     ren = [e for e in by_type["BookDelta"] if e.symbol == "REN-USDT-SWAP"]
     assert ren == [
-        BookDelta(venue="okx-swap", symbol="REN-USDT-SWAP", instrument="REN-USDT-PERP", ts=1640131236035 * MS, recv=99,
-                  asks=((0.65442, 140.0),), bids=((0.65441, 10.0), (0.65418, 0.0)), seq=0, prev_seq=None)
+        BookDelta(
+            venue="okx-swap",
+            symbol="REN-USDT-SWAP",
+            instrument="REN-USDT-PERP",
+            ts=1640131236035 * MS,
+            recv=99,
+            asks=((0.65442, 140.0),),
+            bids=((0.65441, 10.0), (0.65418, 0.0)),
+            seq=0,
+            prev_seq=None,
+        )
     ]
     # claimed live captures (provenance unverified; schema examples): posSide long / short
     assert by_type["Liquidation"] == [
-        Liquidation(venue="okx-swap", symbol="BTC-USDT-SWAP", instrument="BTC-USDT-PERP", ts=1791565600771 * MS, recv=99,
-                    price=82655.7, qty=8.55 * 0.01, side="long", notional=82655.7 * (8.55 * 0.01)),
-        Liquidation(venue="okx-swap", symbol="CELO-USDT-SWAP", instrument="CELO-USDT-PERP", ts=1791565462608 * MS, recv=99,
-                    price=0.09583, qty=19979.0, side="short", notional=0.09583 * 19979.0),
+        Liquidation(
+            venue="okx-swap",
+            symbol="BTC-USDT-SWAP",
+            instrument="BTC-USDT-PERP",
+            ts=1791565600771 * MS,
+            recv=99,
+            price=82655.7,
+            qty=8.55 * 0.01,
+            side="long",
+            notional=82655.7 * (8.55 * 0.01),
+        ),
+        Liquidation(
+            venue="okx-swap",
+            symbol="CELO-USDT-SWAP",
+            instrument="CELO-USDT-PERP",
+            ts=1791565462608 * MS,
+            recv=99,
+            price=0.09583,
+            qty=19979.0,
+            side="short",
+            notional=0.09583 * 19979.0,
+        ),
     ]
 
 
@@ -271,10 +352,21 @@ def test_docs_books_snapshot_update_and_spot() -> None:
     parser = Parser()
     assert ws(parser, DOCS["books_snapshot_verbatim"]) == Parsed("skipped:not_swap")
     snap = ws(parser, DOCS["books_snapshot_swap"])
-    assert snap == Parsed("book", [BookSnapshot(
-        venue="okx-swap", symbol="BTC-USDT-SWAP", instrument="BTC-USDT-PERP", ts=1597026383085 * MS, recv=7,
-        asks=((8476.98, 415 * 0.01), (8477.0, 7 * 0.01)), bids=((8476.97, 256 * 0.01), (8475.55, 101 * 0.01)), seq=123456,
-    )])
+    assert snap == Parsed(
+        "book",
+        [
+            BookSnapshot(
+                venue="okx-swap",
+                symbol="BTC-USDT-SWAP",
+                instrument="BTC-USDT-PERP",
+                ts=1597026383085 * MS,
+                recv=7,
+                asks=((8476.98, 415 * 0.01), (8477.0, 7 * 0.01)),
+                bids=((8476.97, 256 * 0.01), (8475.55, 101 * 0.01)),
+                seq=123456,
+            )
+        ],
+    )
     update = ws(parser, DOCS["books_update_swap"])
     assert update.kind == "book"
     (delta,) = update.events
@@ -309,14 +401,28 @@ def test_docs_liquidations() -> None:
     parser = full_parser()
     (liq,) = ws(parser, DOCS["liquidation_verbatim"]).events
     # IOST-USDT-SWAP ctVal 1000 IOST (2022 catalog); posSide short
-    assert liq == Liquidation(venue="okx-swap", symbol="IOST-USDT-SWAP", instrument="IOST-USDT-PERP", ts=1692266434010 * MS,
-                              recv=7, price=0.007831, qty=13000.0, side="short", notional=0.007831 * 13000.0)
+    assert liq == Liquidation(
+        venue="okx-swap",
+        symbol="IOST-USDT-SWAP",
+        instrument="IOST-USDT-PERP",
+        ts=1692266434010 * MS,
+        recv=7,
+        price=0.007831,
+        qty=13000.0,
+        side="short",
+        notional=0.007831 * 13000.0,
+    )
     net = ws(parser, DOCS["liquidation_net_mode"])
     assert net.kind == "liquidation"
     long_liq, short_liq = net.events
     assert isinstance(long_liq, Liquidation) and isinstance(short_liq, Liquidation)
     # net mode: order side sell -> a long was liquidated; inverse: 40 contracts * 100 USD / bkPx
-    assert (long_liq.side, long_liq.price, long_liq.qty, long_liq.ts) == ("long", 25000.0, 40 * 100.0 / 25000.0, 1692266434010 * MS)
+    assert (long_liq.side, long_liq.price, long_liq.qty, long_liq.ts) == (
+        "long",
+        25000.0,
+        40 * 100.0 / 25000.0,
+        1692266434010 * MS,
+    )
     assert long_liq.notional == pytest.approx(4000.0)
     assert (short_liq.side, short_liq.qty) == ("short", 2 * 100.0 / 25100.0)
     assert short_liq.notional == pytest.approx(200.0)
@@ -326,18 +432,34 @@ def test_liquidation_frames_skip_other_instrument_types_and_mixed_unknowns() -> 
     parser = Parser()
     futures = {"arg": {"channel": "liquidation-orders", "instType": "FUTURES"}, "data": []}
     assert ws(parser, futures) == Parsed("skipped:not_swap")
-    mixed = {"arg": {"channel": "liquidation-orders", "instType": "SWAP"}, "data": [
-        {"instId": "BTC-USDT-SWAP", "instType": "SWAP", "details": [
-            {"bkPx": "30000", "sz": "100", "posSide": "long", "side": "sell", "ts": "1700000000000"}]},
-        {"instId": "ZZZ-USDT-SWAP", "instType": "SWAP", "details": [
-            {"bkPx": "1", "sz": "1", "posSide": "short", "side": "buy", "ts": "1700000000000"}]},
-    ]}
+    mixed = {
+        "arg": {"channel": "liquidation-orders", "instType": "SWAP"},
+        "data": [
+            {
+                "instId": "BTC-USDT-SWAP",
+                "instType": "SWAP",
+                "details": [{"bkPx": "30000", "sz": "100", "posSide": "long", "side": "sell", "ts": "1700000000000"}],
+            },
+            {
+                "instId": "ZZZ-USDT-SWAP",
+                "instType": "SWAP",
+                "details": [{"bkPx": "1", "sz": "1", "posSide": "short", "side": "buy", "ts": "1700000000000"}],
+            },
+        ],
+    }
     parsed = ws(parser, mixed)
     assert parsed.kind == "liquidation:dropped_unknown_instrument"
     assert [(e.symbol, e.side, e.qty) for e in parsed.events] == [("BTC-USDT-SWAP", "long", 1.0)]
-    bad_side = {"arg": {"channel": "liquidation-orders", "instType": "SWAP"}, "data": [
-        {"instId": "BTC-USDT-SWAP", "instType": "SWAP", "details": [
-            {"bkPx": "30000", "sz": "1", "posSide": "net", "side": "", "ts": "1700000000000"}]}]}
+    bad_side = {
+        "arg": {"channel": "liquidation-orders", "instType": "SWAP"},
+        "data": [
+            {
+                "instId": "BTC-USDT-SWAP",
+                "instType": "SWAP",
+                "details": [{"bkPx": "30000", "sz": "1", "posSide": "net", "side": "", "ts": "1700000000000"}],
+            }
+        ],
+    }
     with pytest.raises(ParseError) as err:
         ws(parser, bad_side)
     assert err.value.reason == "schema"
@@ -346,33 +468,65 @@ def test_liquidation_frames_skip_other_instrument_types_and_mixed_unknowns() -> 
 def test_docs_open_interest_funding_mark_price_trades() -> None:
     parser = Parser()
     (oi,) = ws(parser, DOCS["open_interest_verbatim"]).events
-    assert oi == OpenInterest(venue="okx-swap", symbol="BTC-USDT-SWAP", instrument="BTC-USDT-PERP", ts=1743041250440 * MS, recv=7,
-                              qty=22161.1301000000309, notional=1939251795.54769270396321)
+    assert oi == OpenInterest(
+        venue="okx-swap",
+        symbol="BTC-USDT-SWAP",
+        instrument="BTC-USDT-PERP",
+        ts=1743041250440 * MS,
+        recv=7,
+        qty=22161.1301000000309,
+        notional=1939251795.54769270396321,
+    )
     # mark price before any funding-rate: funding None
     (mark,) = ws(parser, DOCS["mark_price_swap"]).events
     assert isinstance(mark, MarkPrice) and (mark.price, mark.index, mark.funding) == (42310.6, None, None)
     assert ws(parser, DOCS["funding_verbatim"]) == Parsed("funding")
     assert parser.funding == {"BTC-USD-SWAP": 0.0001875391284828}
     (mark,) = ws(parser, DOCS["mark_price_swap"], recv=8).events
-    assert mark == MarkPrice(venue="okx-swap", symbol="BTC-USD-SWAP", instrument="BTC-USD-PERP", ts=1630049139746 * MS,
-                             recv=8, price=42310.6, index=None, funding=0.0001875391284828)
+    assert mark == MarkPrice(
+        venue="okx-swap",
+        symbol="BTC-USD-SWAP",
+        instrument="BTC-USD-PERP",
+        ts=1630049139746 * MS,
+        recv=8,
+        price=42310.6,
+        index=None,
+        funding=0.0001875391284828,
+    )
     # a funding row without fundingRate keeps the remembered value
-    ws(parser, {"arg": {"channel": "funding-rate", "instId": "BTC-USD-SWAP"},
-                "data": [{"instId": "BTC-USD-SWAP", "instType": "SWAP", "nextFundingRate": "0.0003"}]})
+    ws(
+        parser,
+        {
+            "arg": {"channel": "funding-rate", "instId": "BTC-USD-SWAP"},
+            "data": [{"instId": "BTC-USD-SWAP", "instType": "SWAP", "nextFundingRate": "0.0003"}],
+        },
+    )
     assert parser.funding == {"BTC-USD-SWAP": 0.0001875391284828}
     (trade,) = ws(parser, DOCS["trades_swap"]).events
-    assert trade == Trade(venue="okx-swap", symbol="BTC-USDT-SWAP", instrument="BTC-USDT-PERP", ts=1630048897897 * MS,
-                          recv=7, price=42219.9, qty=12 * 0.01, side="buy")
+    assert trade == Trade(
+        venue="okx-swap",
+        symbol="BTC-USDT-SWAP",
+        instrument="BTC-USDT-PERP",
+        ts=1630048897897 * MS,
+        recv=7,
+        price=42219.9,
+        qty=12 * 0.01,
+        side="buy",
+    )
 
 
 def test_open_interest_without_oi_ccy() -> None:
     parser = Parser()
-    linear = {"arg": {"channel": "open-interest", "instId": "ETH-USDT-SWAP"},
-              "data": [{"instId": "ETH-USDT-SWAP", "instType": "SWAP", "oi": "1500", "ts": "1700000000000"}]}
+    linear = {
+        "arg": {"channel": "open-interest", "instId": "ETH-USDT-SWAP"},
+        "data": [{"instId": "ETH-USDT-SWAP", "instType": "SWAP", "oi": "1500", "ts": "1700000000000"}],
+    }
     (oi,) = ws(parser, linear).events
     assert (oi.qty, oi.notional) == (1500 * 0.1, None)
-    inverse = {"arg": {"channel": "open-interest", "instId": "ETH-USD-SWAP"},
-               "data": [{"instId": "ETH-USD-SWAP", "instType": "SWAP", "oi": "1500", "ts": "1700000000000"}]}
+    inverse = {
+        "arg": {"channel": "open-interest", "instId": "ETH-USD-SWAP"},
+        "data": [{"instId": "ETH-USD-SWAP", "instType": "SWAP", "oi": "1500", "ts": "1700000000000"}],
+    }
     with pytest.raises(ParseError) as err:
         ws(parser, inverse)
     assert err.value.reason == "schema"
@@ -381,7 +535,9 @@ def test_open_interest_without_oi_ccy() -> None:
 def test_control_frames() -> None:
     parser = Parser()
     assert ws(parser, DOCS["subscribe_ack_verbatim"]) == Parsed("control")
-    assert ws(parser, {"event": "unsubscribe", "arg": {"channel": "trades", "instId": "BTC-USDT-SWAP"}}) == Parsed("control")
+    assert ws(parser, {"event": "unsubscribe", "arg": {"channel": "trades", "instId": "BTC-USDT-SWAP"}}) == Parsed(
+        "control"
+    )
     assert ws(parser, DOCS["error_verbatim"]) == Parsed("control:error")
     assert ws(parser, DOCS["notice"]) == Parsed("control:notice")
     assert parser.parse_ws(b"pong", 1) == Parsed("control")
@@ -390,18 +546,33 @@ def test_control_frames() -> None:
 
 def test_skipped_channels() -> None:
     parser = Parser()
-    assert ws(parser, {"arg": {"channel": "tickers", "instId": "BTC-USDT-SWAP"}, "data": [{}]}).kind == "skipped:tickers"
+    assert (
+        ws(parser, {"arg": {"channel": "tickers", "instId": "BTC-USDT-SWAP"}, "data": [{}]}).kind == "skipped:tickers"
+    )
     assert ws(parser, {"arg": {"channel": "bbo-tbt", "instId": "BTC-USDT-SWAP"}, "data": [{}]}).kind == "skipped:bbo"
-    assert ws(parser, {"arg": {"channel": "candle1m", "instId": "BTC-USDT-SWAP"}, "data": [[]]}).kind == "skipped:candle"
-    assert ws(parser, {"arg": {"channel": "trades", "instId": "BTC-USD-220527"}, "data": [{}]}).kind == "skipped:not_swap"
+    assert (
+        ws(parser, {"arg": {"channel": "candle1m", "instId": "BTC-USDT-SWAP"}, "data": [[]]}).kind == "skipped:candle"
+    )
+    assert (
+        ws(parser, {"arg": {"channel": "trades", "instId": "BTC-USD-220527"}, "data": [{}]}).kind == "skipped:not_swap"
+    )
     assert ws(parser, {"arg": {"channel": "mark-price", "instId": "BTC-USDT"}, "data": [{}]}).kind == "skipped:not_swap"
 
 
 def test_books5_is_a_snapshot_and_bad_actions() -> None:
     parser = Parser()
-    frame = {"arg": {"channel": "books5", "instId": "ETH-USDT-SWAP"},
-             "data": [{"asks": [["2000.1", "30", "0", "2"]], "bids": [["2000", "10", "0", "1"]], "instId": "ETH-USDT-SWAP",
-                       "ts": "1700000000000", "seqId": 77}]}
+    frame = {
+        "arg": {"channel": "books5", "instId": "ETH-USDT-SWAP"},
+        "data": [
+            {
+                "asks": [["2000.1", "30", "0", "2"]],
+                "bids": [["2000", "10", "0", "1"]],
+                "instId": "ETH-USDT-SWAP",
+                "ts": "1700000000000",
+                "seqId": 77,
+            }
+        ],
+    }
     (snap,) = ws(parser, frame).events
     assert isinstance(snap, BookSnapshot)
     assert (snap.seq, snap.asks, snap.bids) == (77, ((2000.1, 3.0),), ((2000.0, 1.0),))
@@ -413,8 +584,19 @@ def test_books5_is_a_snapshot_and_bad_actions() -> None:
 
 def test_ws_instruments_channel_refreshes_catalog() -> None:
     parser = Parser()
-    frame = {"arg": {"channel": "instruments", "instType": "SWAP"}, "data": [
-        {"instId": "NEW-USDT-SWAP", "instType": "SWAP", "ctType": "linear", "ctVal": "5", "ctValCcy": "NEW", "tickSz": "0.1"}]}
+    frame = {
+        "arg": {"channel": "instruments", "instType": "SWAP"},
+        "data": [
+            {
+                "instId": "NEW-USDT-SWAP",
+                "instType": "SWAP",
+                "ctType": "linear",
+                "ctVal": "5",
+                "ctValCcy": "NEW",
+                "tickSz": "0.1",
+            }
+        ],
+    }
     assert ws(parser, frame) == Parsed("instruments")
     assert parser.catalog.by_symbol["NEW-USDT-SWAP"].ct_val == 5.0
     assert ws(parser, {"arg": {"channel": "instruments", "instType": "SPOT"}, "data": []}) == Parsed("skipped:not_swap")
@@ -425,13 +607,35 @@ def test_ws_instruments_channel_refreshes_catalog() -> None:
 
 def test_rest_books_snapshot() -> None:
     parser = Parser()
-    body = json.dumps({"code": "0", "msg": "", "data": [{
-        "asks": [["41006.8", "0.60038921", "0", "1"]], "bids": [["41006.3", "0.30178218", "0", "2"]], "ts": "1629966436396"}]}).encode()
+    body = json.dumps(
+        {
+            "code": "0",
+            "msg": "",
+            "data": [
+                {
+                    "asks": [["41006.8", "0.60038921", "0", "1"]],
+                    "bids": [["41006.3", "0.30178218", "0", "2"]],
+                    "ts": "1629966436396",
+                }
+            ],
+        }
+    ).encode()
     parsed = parser.parse_rest("/api/v5/market/books?instId=BTC-USDT-SWAP&sz=1", body, 5)
-    assert parsed == Parsed("book", [BookSnapshot(
-        venue="okx-swap", symbol="BTC-USDT-SWAP", instrument="BTC-USDT-PERP", ts=1629966436396 * MS, recv=5,
-        asks=((41006.8, 0.60038921 * 0.01),), bids=((41006.3, 0.30178218 * 0.01),), seq=0,
-    )])
+    assert parsed == Parsed(
+        "book",
+        [
+            BookSnapshot(
+                venue="okx-swap",
+                symbol="BTC-USDT-SWAP",
+                instrument="BTC-USDT-PERP",
+                ts=1629966436396 * MS,
+                recv=5,
+                asks=((41006.8, 0.60038921 * 0.01),),
+                bids=((41006.3, 0.30178218 * 0.01),),
+                seq=0,
+            )
+        ],
+    )
     with_seq = json.dumps({"code": "0", "msg": "", "data": [{"asks": [], "bids": [], "ts": "1", "seqId": 42}]}).encode()
     assert parser.parse_rest("/api/v5/market/books?instId=BTC-USDT-SWAP", with_seq, 5).events[0].seq == 42  # type: ignore[union-attr]
     assert parser.parse_rest("/api/v5/market/books?instId=BTC-USDT", body, 5) == Parsed("skipped:not_swap")
@@ -440,8 +644,16 @@ def test_rest_books_snapshot() -> None:
 @pytest.mark.parametrize(
     ("path", "body", "reason"),
     [
-        ("/api/v5/public/instruments?instType=SWAP", b'{"code":"50011","msg":"Rate limit reached","data":[]}', "rest_error"),
-        ("/api/v5/market/books?instId=BTC-USDT-SWAP", b'{"code":"51001","msg":"Instrument ID does not exist","data":[]}', "rest_error"),
+        (
+            "/api/v5/public/instruments?instType=SWAP",
+            b'{"code":"50011","msg":"Rate limit reached","data":[]}',
+            "rest_error",
+        ),
+        (
+            "/api/v5/market/books?instId=BTC-USDT-SWAP",
+            b'{"code":"51001","msg":"Instrument ID does not exist","data":[]}',
+            "rest_error",
+        ),
         ("/api/v5/public/instruments?instType=SWAP", b'{"code":"0","data":', "malformed_json"),
         ("/api/v5/public/instruments?instType=SWAP", b'{"code":"0","data":{"a":1}}', "schema"),
         ("/api/v5/market/books?instId=BTC-USDT-SWAP", b'{"code":"0","data":[]}', "schema"),
@@ -467,13 +679,18 @@ def test_rest_instruments_of_another_type_are_skipped() -> None:
 
 
 def trade_frame(px: str = "100", sz: str = "1", side: str = "buy", ts: str = "1700000000000") -> dict:
-    return {"arg": {"channel": "trades", "instId": "BTC-USDT-SWAP"},
-            "data": [{"instId": "BTC-USDT-SWAP", "tradeId": "1", "px": px, "sz": sz, "side": side, "ts": ts}]}
+    return {
+        "arg": {"channel": "trades", "instId": "BTC-USDT-SWAP"},
+        "data": [{"instId": "BTC-USDT-SWAP", "tradeId": "1", "px": px, "sz": sz, "side": side, "ts": ts}],
+    }
 
 
 def book_frame(asks: list, bids: list | None = None) -> dict:
-    return {"arg": {"channel": "books", "instId": "BTC-USD-SWAP"}, "action": "update",
-            "data": [{"asks": asks, "bids": bids or [], "ts": "1700000000000", "seqId": 2, "prevSeqId": 1}]}
+    return {
+        "arg": {"channel": "books", "instId": "BTC-USD-SWAP"},
+        "action": "update",
+        "data": [{"asks": asks, "bids": bids or [], "ts": "1700000000000", "seqId": 2, "prevSeqId": 1}],
+    }
 
 
 @pytest.mark.parametrize(
@@ -498,7 +715,10 @@ def book_frame(asks: list, bids: list | None = None) -> dict:
         (json.dumps(trade_frame(px="abc")).encode(), "schema"),
         (json.dumps(trade_frame(side="BUY")).encode(), "schema"),
         (json.dumps(trade_frame(ts="")).encode(), "schema"),
-        (json.dumps({**trade_frame(), "arg": {"channel": "trades", "instId": "ZZZ-USDT-SWAP"}}).encode(), "unknown_instrument"),
+        (
+            json.dumps({**trade_frame(), "arg": {"channel": "trades", "instId": "ZZZ-USDT-SWAP"}}).encode(),
+            "unknown_instrument",
+        ),
         (json.dumps(book_frame([["-5", "1", "0", "1"]])).encode(), "bad_price"),
         (json.dumps(book_frame([["5", "-1", "0", "1"]])).encode(), "bad_qty"),
         (json.dumps(book_frame([], [["5", "nan", "0", "1"]])).encode(), "bad_qty"),
@@ -506,7 +726,10 @@ def book_frame(asks: list, bids: list | None = None) -> dict:
         (json.dumps(book_frame([["5", "x", "0", "1"]])).encode(), "schema"),
         (b'{"arg":{"channel":"funding-rate","instId":"BTC-USDT-SWAP"},"data":[{"fundingRate":"abc"}]}', "bad_number"),
         (b'{"arg":{"channel":"mark-price","instId":"BTC-USDT-SWAP"},"data":[{"markPx":"0","ts":"1"}]}', "bad_price"),
-        (b'{"arg":{"channel":"open-interest","instId":"BTC-USDT-SWAP"},"data":[{"oi":"1","oiCcy":"-3","ts":"1"}]}', "bad_qty"),
+        (
+            b'{"arg":{"channel":"open-interest","instId":"BTC-USDT-SWAP"},"data":[{"oi":"1","oiCcy":"-3","ts":"1"}]}',
+            "bad_qty",
+        ),
         (b'{"arg":{"channel":"mark-price","instId":"X-SWAP"},"data":[{"markPx":"1","ts":"1"}]}', "schema"),
     ],
 )
@@ -527,47 +750,110 @@ def test_parser_pickles_with_its_state() -> None:
 
 # --------------------------------------------------------------------------- fuzz
 
-SYMBOLS = ["BTC-USDT-SWAP", "BTC-USD-SWAP", "UNI-USD-SWAP", "BTC-USDT", "BTC-USD-220527", "ZZZ-USDT-SWAP", "", "X-SWAP", "-SWAP"]
-CHANNELS = ["trades", "trades-all", "books", "books5", "books-l2-tbt", "books50-l2-tbt", "liquidation-orders", "mark-price",
-            "open-interest", "funding-rate", "instruments", "tickers", "bbo-tbt", "candle1m", "nope"]
+SYMBOLS = [
+    "BTC-USDT-SWAP",
+    "BTC-USD-SWAP",
+    "UNI-USD-SWAP",
+    "BTC-USDT",
+    "BTC-USD-220527",
+    "ZZZ-USDT-SWAP",
+    "",
+    "X-SWAP",
+    "-SWAP",
+]
+CHANNELS = [
+    "trades",
+    "trades-all",
+    "books",
+    "books5",
+    "books-l2-tbt",
+    "books50-l2-tbt",
+    "liquidation-orders",
+    "mark-price",
+    "open-interest",
+    "funding-rate",
+    "instruments",
+    "tickers",
+    "bbo-tbt",
+    "candle1m",
+    "nope",
+]
 NUMBERS = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
-    st.integers(-10**20, 10**20).map(str),
+    st.integers(-(10**20), 10**20).map(str),
     st.sampled_from(["", "0", "-0", "nan", "inf", "-inf", "1e400", "1e-400", "abc", "0.0001", "30000.5"]),
 )
-VALUES = st.one_of(NUMBERS, st.floats(allow_nan=False, allow_infinity=False), st.integers(), st.none(), st.booleans(), st.text(max_size=5))
+VALUES = st.one_of(
+    NUMBERS,
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.integers(),
+    st.none(),
+    st.booleans(),
+    st.text(max_size=5),
+)
 LEVEL = st.lists(VALUES, min_size=0, max_size=5)
 ROW = st.fixed_dictionaries(
     {},
     optional={
-        "instId": st.sampled_from(SYMBOLS), "instType": st.sampled_from(["SWAP", "FUTURES", "SPOT", "", 3]),
-        "px": VALUES, "sz": VALUES, "side": st.sampled_from(["buy", "sell", "", "BUY", None]), "ts": VALUES,
-        "tradeId": VALUES, "asks": st.lists(LEVEL, max_size=4), "bids": st.lists(LEVEL, max_size=4),
-        "seqId": st.one_of(st.integers(-5, 2**63), st.none(), NUMBERS), "prevSeqId": st.one_of(st.integers(-5, 2**63), st.none()),
-        "markPx": VALUES, "oi": VALUES, "oiCcy": VALUES, "oiUsd": VALUES, "fundingRate": VALUES,
-        "ctType": st.sampled_from(["linear", "inverse", "", None]), "ctVal": VALUES, "ctValCcy": st.sampled_from(["BTC", "USD", "USDT", ""]),
-        "details": st.lists(st.fixed_dictionaries({}, optional={
-            "bkPx": VALUES, "sz": VALUES, "posSide": st.sampled_from(["long", "short", "net", "", None]),
-            "side": st.sampled_from(["buy", "sell", "", None]), "ts": VALUES}), max_size=3),
+        "instId": st.sampled_from(SYMBOLS),
+        "instType": st.sampled_from(["SWAP", "FUTURES", "SPOT", "", 3]),
+        "px": VALUES,
+        "sz": VALUES,
+        "side": st.sampled_from(["buy", "sell", "", "BUY", None]),
+        "ts": VALUES,
+        "tradeId": VALUES,
+        "asks": st.lists(LEVEL, max_size=4),
+        "bids": st.lists(LEVEL, max_size=4),
+        "seqId": st.one_of(st.integers(-5, 2**63), st.none(), NUMBERS),
+        "prevSeqId": st.one_of(st.integers(-5, 2**63), st.none()),
+        "markPx": VALUES,
+        "oi": VALUES,
+        "oiCcy": VALUES,
+        "oiUsd": VALUES,
+        "fundingRate": VALUES,
+        "ctType": st.sampled_from(["linear", "inverse", "", None]),
+        "ctVal": VALUES,
+        "ctValCcy": st.sampled_from(["BTC", "USD", "USDT", ""]),
+        "details": st.lists(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "bkPx": VALUES,
+                    "sz": VALUES,
+                    "posSide": st.sampled_from(["long", "short", "net", "", None]),
+                    "side": st.sampled_from(["buy", "sell", "", None]),
+                    "ts": VALUES,
+                },
+            ),
+            max_size=3,
+        ),
     },
 )
 FRAME = st.fixed_dictionaries(
     {},
     optional={
-        "arg": st.one_of(st.fixed_dictionaries({"channel": st.sampled_from(CHANNELS)},
-                                               optional={"instId": st.sampled_from(SYMBOLS), "instType": st.sampled_from(["SWAP", "FUTURES", ""])}),
-                         VALUES),
+        "arg": st.one_of(
+            st.fixed_dictionaries(
+                {"channel": st.sampled_from(CHANNELS)},
+                optional={"instId": st.sampled_from(SYMBOLS), "instType": st.sampled_from(["SWAP", "FUTURES", ""])},
+            ),
+            VALUES,
+        ),
         "action": st.sampled_from(["snapshot", "update", "", None]),
         "data": st.one_of(st.lists(ROW, max_size=3), VALUES),
         "event": st.sampled_from(["subscribe", "error", "notice", "", None]),
         "code": VALUES,
     },
 )
-FUZZ = settings(max_examples=int(os.environ.get("OKX_FUZZ_EXAMPLES", "300")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=int(os.environ.get("OKX_FUZZ_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 _PARSER = full_parser()
 
 
-def check(parse) -> None:  # noqa: ANN001
+def check(parse) -> None:
     try:
         parsed = parse()
     except ParseError as err:
@@ -597,11 +883,28 @@ def test_fuzz_plausible_frames(frame: dict) -> None:
 
 @FUZZ
 @given(
-    st.sampled_from(["/api/v5/public/instruments?instType=SWAP", "/api/v5/public/instruments", "/api/v5/market/books?instId=BTC-USD-SWAP",
-                     "/api/v5/market/books?instId=ZZZ-USDT-SWAP", "/nope", "", "?instId=&&"]),
-    st.one_of(st.binary(max_size=100),
-              st.fixed_dictionaries({}, optional={"code": st.sampled_from(["0", 0, "1", None]), "msg": VALUES,
-                                                  "data": st.one_of(st.lists(ROW, max_size=3), VALUES)}).map(lambda d: json.dumps(d).encode())),
+    st.sampled_from(
+        [
+            "/api/v5/public/instruments?instType=SWAP",
+            "/api/v5/public/instruments",
+            "/api/v5/market/books?instId=BTC-USD-SWAP",
+            "/api/v5/market/books?instId=ZZZ-USDT-SWAP",
+            "/nope",
+            "",
+            "?instId=&&",
+        ]
+    ),
+    st.one_of(
+        st.binary(max_size=100),
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "code": st.sampled_from(["0", 0, "1", None]),
+                "msg": VALUES,
+                "data": st.one_of(st.lists(ROW, max_size=3), VALUES),
+            },
+        ).map(lambda d: json.dumps(d).encode()),
+    ),
 )
 def test_fuzz_rest(path: str, body: bytes) -> None:
     parser = Parser()
@@ -616,22 +919,34 @@ def test_module_shape() -> None:
 # --- book sequence rule (seqId / prevSeqId) ----------------------------------------------------
 
 
-def _okx_delta(seq: int, prev: int | None) -> "BookDelta":
-    from connectors.events import BookDelta
+def _okx_delta(seq: int, prev: int | None) -> BookDelta:
+    from cascadewatch.connectors.events import BookDelta
 
-    return BookDelta(venue="okx-swap", symbol="BTC-USDT-SWAP", instrument="BTC-USDT-PERP", ts=1, recv=1,
-                     bids=(), asks=(), seq=seq, prev_seq=prev)
+    return BookDelta(
+        venue="okx-swap",
+        symbol="BTC-USDT-SWAP",
+        instrument="BTC-USDT-PERP",
+        ts=1,
+        recv=1,
+        bids=(),
+        asks=(),
+        seq=seq,
+        prev_seq=prev,
+    )
 
 
 def test_book_sequence_chain_heartbeat_reset_and_gap() -> None:
-    from connectors.events import BookSnapshot
-    from connectors.venues.base import Verdict
-    from connectors.venues.okx import Parser as OkxParser
+    from cascadewatch.connectors.events import BookSnapshot
+    from cascadewatch.connectors.venues.base import Verdict
+    from cascadewatch.connectors.venues.okx import Parser as OkxParser
 
     rule = OkxParser.sequence_rule()
     assert rule.check(_okx_delta(15, 10)) is Verdict.SKIP  # before a snapshot
-    rule.on_snapshot(BookSnapshot(venue="okx-swap", symbol="BTC-USDT-SWAP", instrument="BTC-USDT-PERP",
-                                  ts=1, recv=1, bids=(), asks=(), seq=10))
+    rule.on_snapshot(
+        BookSnapshot(
+            venue="okx-swap", symbol="BTC-USDT-SWAP", instrument="BTC-USDT-PERP", ts=1, recv=1, bids=(), asks=(), seq=10
+        )
+    )
     assert [rule.check(_okx_delta(s, p)) for s, p in [(15, 10), (15, 15), (3, 15), (5, 3)]] == [Verdict.APPLY] * 4
     assert rule.check(_okx_delta(9, 7)) is Verdict.GAP
     assert rule.check(_okx_delta(0, None)) is Verdict.APPLY  # old recordings: unchecked

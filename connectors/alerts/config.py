@@ -59,21 +59,27 @@ class DestinationConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     def __post_init__(self) -> None:
         for severity in self.severities:
             if severity not in SEVERITIES:
-                raise ValueError(f"destination {self.name!r}: unknown severity {severity!r} (use {', '.join(SEVERITIES)})")
+                raise ValueError(
+                    f"destination {self.name!r}: unknown severity {severity!r} (use {', '.join(SEVERITIES)})"
+                )
         for action in self.actions:
             if action not in ("trigger", "resolve"):
                 raise ValueError(f"destination {self.name!r}: unknown action {action!r} (use trigger, resolve)")
         if self.type == "slack" and not (self.url or self.url_env):
             raise ValueError(f"destination {self.name!r}: slack needs url_env (the env var holding the webhook URL)")
         if self.type == "pagerduty" and not self.secret_env:
-            raise ValueError(f"destination {self.name!r}: pagerduty needs secret_env (the env var holding the routing key)")
+            raise ValueError(
+                f"destination {self.name!r}: pagerduty needs secret_env (the env var holding the routing key)"
+            )
         if self.type == "webhook" and not (self.url or self.url_env):
             raise ValueError(f"destination {self.name!r}: webhook needs url or url_env")
         if self.type == "jsonl" and not self.path:
             raise ValueError(f"destination {self.name!r}: jsonl needs path")
         for theirs in self.severity_map.values():
             if theirs not in ("critical", "error", "warning", "info"):
-                raise ValueError(f"destination {self.name!r}: severity_map value {theirs!r} is not a PagerDuty severity")
+                raise ValueError(
+                    f"destination {self.name!r}: severity_map value {theirs!r} is not a PagerDuty severity"
+                )
         if self.rate_per_s is not None and self.rate_per_s <= 0:
             raise ValueError(f"destination {self.name!r}: rate_per_s must be > 0")
         if self.max_attempts < 1 or self.coalesce < 1 or self.timeout_s <= 0:
@@ -88,7 +94,9 @@ class DestinationConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
         if self.url_env:
             value = os.environ.get(self.url_env)
             if not value:
-                raise SecretMissing(f"destination {self.name!r}: environment variable {self.url_env} (its URL) is not set")
+                raise SecretMissing(
+                    f"destination {self.name!r}: environment variable {self.url_env} (its URL) is not set"
+                )
             return value
         if self.type == "pagerduty":
             return self.url or PAGERDUTY_URL
@@ -164,7 +172,7 @@ class RiskFeedConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 def load_alerts_config(path: str | None) -> tuple[AlertsConfig, RiskFeedConfig]:
     """Read ``[alerts]`` and ``[riskfeed]`` from a TOML file (other sections are ignored).
 
-    For the ``alerts`` commands; the pipeline reads them through ``pipelines.config``.
+    For the ``alerts`` commands; the pipeline reads them through ``cascadewatch.pipelines.config``.
     """
     if path is None:
         return AlertsConfig(), RiskFeedConfig()

@@ -41,7 +41,9 @@ FAILED = Counter("cascadewatch_alerts_failed", "Alert deliveries given up for go
 RETRIED = Counter("cascadewatch_alerts_retried", "Alert delivery attempts that will be retried", ["destination"])
 PENDING = Gauge("cascadewatch_alerts_pending", "Alert deliveries not yet finished", ["destination"])
 SEND_SECONDS = Histogram(
-    "cascadewatch_alert_send_seconds", "Duration of one send to a destination", ["destination"],
+    "cascadewatch_alert_send_seconds",
+    "Duration of one send to a destination",
+    ["destination"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 
@@ -52,8 +54,12 @@ FEED_CLIENTS = Gauge("cascadewatch_riskfeed_clients", "Connected risk feed clien
 FEED_DROPPED = Counter("cascadewatch_riskfeed_dropped", "Risk feed clients disconnected as too slow")
 SNAPSHOT_TS = Gauge("cascadewatch_asset_snapshot_ts_seconds", "Event time of the asset's latest snapshot", ["asset"])
 
-AT_RISK = Gauge("cascadewatch_asset_at_risk_usd", "Estimated liquidation notional on the side (USD)", ["asset", "direction"])
-CLUSTER_USD = Gauge("cascadewatch_asset_cluster_usd", "Notional of the nearest dense cluster (USD)", ["asset", "direction"])
+AT_RISK = Gauge(
+    "cascadewatch_asset_at_risk_usd", "Estimated liquidation notional on the side (USD)", ["asset", "direction"]
+)
+CLUSTER_USD = Gauge(
+    "cascadewatch_asset_cluster_usd", "Notional of the nearest dense cluster (USD)", ["asset", "direction"]
+)
 CLUSTER_BPS = Gauge(
     "cascadewatch_asset_cluster_distance_bps", "Distance of the nearest dense cluster (bps)", ["asset", "direction"]
 )
@@ -62,7 +68,9 @@ DEPTH_RATIO = Gauge("cascadewatch_asset_depth_ratio", "Depth in front over its t
 LIQUIDATED_60S = Gauge(
     "cascadewatch_asset_liquidated_usd_60s", "Realized liquidations over 60 s (USD)", ["asset", "direction"]
 )
-DEPTH_USD = Gauge("cascadewatch_asset_depth_usd", "Resting notional within a band of the mid (USD)", ["asset", "side", "band_bps"])
+DEPTH_USD = Gauge(
+    "cascadewatch_asset_depth_usd", "Resting notional within a band of the mid (USD)", ["asset", "side", "band_bps"]
+)
 BRANCHING = Gauge("cascadewatch_asset_branching_ratio", "Hawkes branching ratio of liquidations", ["asset"])
 
 _DIRECTION_GAUGES = (

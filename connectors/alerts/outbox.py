@@ -180,7 +180,10 @@ class Outbox:
                 "UPDATE deliveries SET status = 'inflight', attempts = attempts + 1, updated_at = ? WHERE seq = ?",
                 [(now, row[0]) for row in rows],
             )
-        return [Delivery(seq, alert_id, destination, json.loads(body), attempts + 1) for seq, alert_id, body, attempts in rows]
+        return [
+            Delivery(seq, alert_id, destination, json.loads(body), attempts + 1)
+            for seq, alert_id, body, attempts in rows
+        ]
 
     def mark_delivered(self, seqs: Iterable[int]) -> None:
         now = self._clock()
@@ -262,7 +265,9 @@ class Outbox:
     def counts(self) -> dict[str, dict[str, int]]:
         """``{destination: {status: n}}`` with every status present."""
         with self._lock:
-            rows = self._db.execute("SELECT destination, status, COUNT(*) FROM deliveries GROUP BY destination, status").fetchall()
+            rows = self._db.execute(
+                "SELECT destination, status, COUNT(*) FROM deliveries GROUP BY destination, status"
+            ).fetchall()
         out: dict[str, dict[str, int]] = {}
         for destination, status, n in rows:
             out.setdefault(destination, dict.fromkeys(STATUSES, 0))[status] = n
@@ -271,12 +276,16 @@ class Outbox:
     def pending(self) -> int:
         """Deliveries not yet finished (pending or in flight), all destinations."""
         with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'inflight')").fetchone()[0]
+            return self._db.execute(
+                "SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'inflight')"
+            ).fetchone()[0]
 
     def rows(self, status: str | None = None, limit: int = 100) -> list[DeliveryRow]:
         """Deliveries, newest first, optionally of one status."""
-        sql = ("SELECT seq, alert_id, destination, dedup_key, action, status, attempts, next_attempt_at, last_error,"
-               " updated_at FROM deliveries")
+        sql = (
+            "SELECT seq, alert_id, destination, dedup_key, action, status, attempts, next_attempt_at, last_error,"
+            " updated_at FROM deliveries"
+        )
         params: tuple[Any, ...] = ()
         if status is not None:
             sql += " WHERE status = ?"

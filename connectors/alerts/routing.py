@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from connectors.alerts.config import DestinationConfig
+from cascadewatch.connectors.alerts.config import DestinationConfig
 
 
 def asset_matches(asset: str, patterns: Sequence[str]) -> bool:

@@ -1,6 +1,6 @@
 """The Bytewax sink that puts alerts into the outbox (and runs the delivery worker).
 
-Items are ``(stream, (stream, value))`` as for :class:`connectors.sinks.JsonlSink`; only
+Items are ``(stream, (stream, value))`` as for :class:`cascadewatch.connectors.sinks.JsonlSink`; only
 ``value``s that are alerts (``stream == "alerts"`` or ``value["type"] == "alert"``) are
 kept, so the sink can sit on the same ordered stream as the JSONL sink. Each batch is
 written in one SQLite transaction; enqueueing is idempotent on the alert id, so a resumed
@@ -20,11 +20,11 @@ from typing import Any
 import msgspec
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from connectors.alerts import metrics
-from connectors.alerts.config import AlertsConfig
-from connectors.alerts.outbox import Outbox
-from connectors.alerts.routing import Router
-from connectors.alerts.worker import DeliveryWorker, WorkerLocked
+from cascadewatch.connectors.alerts import metrics
+from cascadewatch.connectors.alerts.config import AlertsConfig
+from cascadewatch.connectors.alerts.outbox import Outbox
+from cascadewatch.connectors.alerts.routing import Router
+from cascadewatch.connectors.alerts.worker import DeliveryWorker, WorkerLocked
 
 log = logging.getLogger("cascadewatch.alerts")
 

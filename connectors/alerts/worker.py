@@ -24,10 +24,14 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from connectors.alerts import metrics
-from connectors.alerts.config import AlertsConfig, SecretMissing
-from connectors.alerts.destinations import Destination, Outcome, build_destination
-from connectors.alerts.outbox import Delivery, Outbox
+from cascadewatch.connectors.alerts import metrics
+from cascadewatch.connectors.alerts.config import AlertsConfig, SecretMissing
+from cascadewatch.connectors.alerts.destinations import (
+    Destination,
+    Outcome,
+    build_destination,
+)
+from cascadewatch.connectors.alerts.outbox import Delivery, Outbox
 
 log = logging.getLogger("cascadewatch.alerts")
 
@@ -140,8 +144,11 @@ class DeliveryWorker:
         self._lock.acquire()
         recovered = self.outbox.recover()
         if recovered:
-            log.warning("outbox %s: %d deliveries were in flight at the last stop; sending them again",
-                        self.config.outbox, recovered)
+            log.warning(
+                "outbox %s: %d deliveries were in flight at the last stop; sending them again",
+                self.config.outbox,
+                recovered,
+            )
         for name in self.destinations:
             thread = threading.Thread(target=self._loop, args=(name,), name=f"alerts-{name}", daemon=True)
             thread.start()
@@ -164,8 +171,10 @@ class DeliveryWorker:
 
     def unfinished(self) -> int:
         counts = self.outbox.counts()
-        return sum(counts.get(name, {}).get("pending", 0) + counts.get(name, {}).get("inflight", 0)
-                   for name in self.destinations)
+        return sum(
+            counts.get(name, {}).get("pending", 0) + counts.get(name, {}).get("inflight", 0)
+            for name in self.destinations
+        )
 
     def stop(self, drain_s: float = 0.0) -> None:
         """Stop after at most ``drain_s`` seconds of trying to empty the outbox."""
@@ -212,7 +221,7 @@ class DeliveryWorker:
                     break
                 self._deliver(dest, batch, limiter)
                 self._refresh_pending(name)
-            except Exception:  # noqa: BLE001 - keep delivering whatever went wrong once
+            except Exception:
                 log.exception("alert delivery loop for %s", name)
                 self._stop.wait(1.0)
 
@@ -240,8 +249,12 @@ class DeliveryWorker:
             return outcome
         if outcome.kind == "failed" and len(batch) > 1:
             # one bad alert must not sink the others it was coalesced with: send each alone
-            log.warning("coalesced message of %d alerts to %s refused (%s); sending them one by one",
-                        len(batch), name, outcome.reason)
+            log.warning(
+                "coalesced message of %d alerts to %s refused (%s); sending them one by one",
+                len(batch),
+                name,
+                outcome.reason,
+            )
             for delivery in batch:
                 while (wait := limiter.reserve()) > 0:
                     time.sleep(wait)
@@ -266,6 +279,12 @@ class DeliveryWorker:
             delay = max(delay, outcome.retry_after or 0.0)
             self.outbox.mark_retry([delivery.seq], now + delay, outcome.reason)
             metrics.RETRIED.labels(name).inc()
-            log.warning("alert %s to %s: %s; retry %d in %.1fs", delivery.alert_id, name, outcome.reason,
-                        delivery.attempts + 1, delay)
+            log.warning(
+                "alert %s to %s: %s; retry %d in %.1fs",
+                delivery.alert_id,
+                name,
+                outcome.reason,
+                delivery.attempts + 1,
+                delay,
+            )
         return outcome

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from connectors.venues.base import VenueParser
+from cascadewatch.connectors.venues.base import VenueParser
 
 
 def parser_classes() -> dict[str, type[VenueParser]]:
     """Source token -> parser class, for every supported venue."""
-    from connectors.venues import binance, bybit, okx
+    from cascadewatch.connectors.venues import binance, bybit, okx
 
     return {module.SOURCE: module.Parser for module in (binance, bybit, okx)}
 

@@ -20,7 +20,12 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from connectors.events import PERP_SUFFIX, AnyEvent, BookDelta, BookSnapshot
+from cascadewatch.connectors.events import (
+    PERP_SUFFIX,
+    AnyEvent,
+    BookDelta,
+    BookSnapshot,
+)
 
 NS_PER_MS = 1_000_000
 
@@ -121,7 +126,9 @@ def non_negative(value: str | float, what: str = "qty") -> float:
     return number
 
 
-def levels(raw: list[list[str]] | list[tuple[str, ...]], info: InstrumentInfo | None = None) -> tuple[tuple[float, float], ...]:
+def levels(
+    raw: list[list[str]] | list[tuple[str, ...]], info: InstrumentInfo | None = None
+) -> tuple[tuple[float, float], ...]:
     """Venue ``[[price, size, ...], ...]`` -> ``((price, qty_base), ...)``, validated."""
     out = []
     for entry in raw:

@@ -87,7 +87,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
-from connectors.events import (
+from cascadewatch.connectors.events import (
     BookDelta,
     BookSnapshot,
     Liquidation,
@@ -95,7 +95,7 @@ from connectors.events import (
     OpenInterest,
     Trade,
 )
-from connectors.venues.base import (
+from cascadewatch.connectors.venues.base import (
     NS_PER_MS,
     Catalog,
     InstrumentInfo,
@@ -109,7 +109,7 @@ from connectors.venues.base import (
     positive_price,
     split_concatenated,
 )
-from connectors.venues.live_common import (
+from cascadewatch.connectors.venues.live_common import (
     PASS,
     THIS,
     Action,
@@ -238,7 +238,7 @@ class CombinedFrame(msgspec.Struct, frozen=True, gc=False):
     """``/stream?streams=...`` wrapper."""
 
     stream: str
-    data: Union[WsData, list[WsData]]
+    data: WsData | list[WsData]
 
 
 # REST bodies.
@@ -359,7 +359,7 @@ def _decode_slow(payload: bytes) -> CombinedFrame | WsData | Parsed:
 
 
 class BookSequence(SequenceRule):
-    """The USD-M diff-depth rule of the module docstring, for :class:`connectors.book.BookKeeper`.
+    """The USD-M diff-depth rule of the module docstring, for :class:`cascadewatch.connectors.book.BookKeeper`.
 
     ``last_seq`` is the snapshot's ``lastUpdateId``, then the ``u`` of the last applied diff;
     ``synced`` says whether a diff has been applied since the snapshot.
@@ -463,20 +463,44 @@ class Parser(VenueParser):
             instrument = self._instrument(data.s)
             if not instrument:
                 return Parsed("skipped:not_perpetual")
-            return Parsed("book", [BookDelta(
-                venue=SOURCE, symbol=data.s, instrument=instrument, ts=data.E * NS_PER_MS, recv=recv,
-                bids=data.b, asks=data.a, seq=data.u, prev_seq=data.pu, first_seq=data.U,
-            )])
+            return Parsed(
+                "book",
+                [
+                    BookDelta(
+                        venue=SOURCE,
+                        symbol=data.s,
+                        instrument=instrument,
+                        ts=data.E * NS_PER_MS,
+                        recv=recv,
+                        bids=data.b,
+                        asks=data.a,
+                        seq=data.u,
+                        prev_seq=data.pu,
+                        first_seq=data.U,
+                    )
+                ],
+            )
         if cls is AggTradeMsg or cls is TradeMsg:
             if cls is TradeMsg and data.X != "MARKET":
                 return Parsed("skipped:nonmarket_trade")
             instrument = self._instrument(data.s)
             if not instrument:
                 return Parsed("skipped:not_perpetual")
-            return Parsed("trade", [Trade(
-                venue=SOURCE, symbol=data.s, instrument=instrument, ts=data.T * NS_PER_MS, recv=recv,
-                price=data.p, qty=data.q, side="sell" if data.m else "buy",
-            )])
+            return Parsed(
+                "trade",
+                [
+                    Trade(
+                        venue=SOURCE,
+                        symbol=data.s,
+                        instrument=instrument,
+                        ts=data.T * NS_PER_MS,
+                        recv=recv,
+                        price=data.p,
+                        qty=data.q,
+                        side="sell" if data.m else "buy",
+                    )
+                ],
+            )
         if cls is MarkPriceMsg:
             return self._mark_price(data, recv)
         if cls is ForceOrderMsg:
@@ -487,12 +511,21 @@ class Parser(VenueParser):
         instrument = self._instrument(data.s)
         if not instrument:
             return Parsed("skipped:not_perpetual")
-        return Parsed("mark_price", [MarkPrice(
-            venue=SOURCE, symbol=data.s, instrument=instrument, ts=data.E * NS_PER_MS, recv=recv,
-            price=positive_price(data.p, "p"),
-            index=positive_price(data.i, "i") if data.i else None,
-            funding=_finite(data.r, "r") if data.r else None,
-        )])
+        return Parsed(
+            "mark_price",
+            [
+                MarkPrice(
+                    venue=SOURCE,
+                    symbol=data.s,
+                    instrument=instrument,
+                    ts=data.E * NS_PER_MS,
+                    recv=recv,
+                    price=positive_price(data.p, "p"),
+                    index=positive_price(data.i, "i") if data.i else None,
+                    funding=_finite(data.r, "r") if data.r else None,
+                )
+            ],
+        )
 
     def _liquidation(self, order: ForceOrderBody, recv: int) -> Parsed:
         instrument = self._instrument(order.s)
@@ -505,10 +538,22 @@ class Parser(VenueParser):
         price = average if average > 0 else positive_price(order.p, "p")
         filled = non_negative(order.z, "z") if order.z is not None else 0.0
         qty = filled if filled > 0 else non_negative(order.q, "q")
-        return Parsed("liquidation", [Liquidation(
-            venue=SOURCE, symbol=order.s, instrument=instrument, ts=order.T * NS_PER_MS, recv=recv,
-            price=price, qty=qty, side=side, notional=price * qty,
-        )])
+        return Parsed(
+            "liquidation",
+            [
+                Liquidation(
+                    venue=SOURCE,
+                    symbol=order.s,
+                    instrument=instrument,
+                    ts=order.T * NS_PER_MS,
+                    recv=recv,
+                    price=price,
+                    qty=qty,
+                    side=side,
+                    notional=price * qty,
+                )
+            ],
+        )
 
     # -- symbols -------------------------------------------------------------------------------
 
@@ -555,10 +600,15 @@ class Parser(VenueParser):
                 continue
             tick = next((f.tickSize for f in entry.filters if f.filterType == "PRICE_FILTER"), None)
             instrument = canonical(entry.baseAsset, entry.quoteAsset)
-            self.catalog.add(InstrumentInfo(
-                symbol=entry.symbol, instrument=instrument, base=entry.baseAsset, quote=entry.quoteAsset,
-                tick=positive_price(tick, "tickSize") if tick is not None else 0.0,
-            ))
+            self.catalog.add(
+                InstrumentInfo(
+                    symbol=entry.symbol,
+                    instrument=instrument,
+                    base=entry.baseAsset,
+                    quote=entry.quoteAsset,
+                    tick=positive_price(tick, "tickSize") if tick is not None else 0.0,
+                )
+            )
             self._instruments[entry.symbol] = instrument
         return Parsed("instruments")
 
@@ -571,22 +621,41 @@ class Parser(VenueParser):
         instrument = self._instrument(symbol)
         if not instrument:
             return Parsed("skipped:not_perpetual")
-        return Parsed("book", [BookSnapshot(
-            venue=SOURCE, symbol=symbol, instrument=instrument,
-            ts=depth.E * NS_PER_MS if depth.E is not None else recv, recv=recv,
-            bids=depth.bids, asks=depth.asks, seq=depth.lastUpdateId,
-        )])
+        return Parsed(
+            "book",
+            [
+                BookSnapshot(
+                    venue=SOURCE,
+                    symbol=symbol,
+                    instrument=instrument,
+                    ts=depth.E * NS_PER_MS if depth.E is not None else recv,
+                    recv=recv,
+                    bids=depth.bids,
+                    asks=depth.asks,
+                    seq=depth.lastUpdateId,
+                )
+            ],
+        )
 
     def _open_interest(self, body: bytes, recv: int) -> Parsed:
         oi = _open_interest_decoder.decode(body)
         instrument = self._instrument(oi.symbol)
         if not instrument:
             return Parsed("skipped:not_perpetual")
-        return Parsed("open_interest", [OpenInterest(
-            venue=SOURCE, symbol=oi.symbol, instrument=instrument,
-            ts=oi.time * NS_PER_MS if oi.time is not None else recv, recv=recv,
-            qty=oi.openInterest, notional=None,
-        )])
+        return Parsed(
+            "open_interest",
+            [
+                OpenInterest(
+                    venue=SOURCE,
+                    symbol=oi.symbol,
+                    instrument=instrument,
+                    ts=oi.time * NS_PER_MS if oi.time is not None else recv,
+                    recv=recv,
+                    qty=oi.openInterest,
+                    notional=None,
+                )
+            ],
+        )
 
 
 # =============================================================================================
@@ -711,7 +780,7 @@ class _KeyData(msgspec.Struct):
 
 class _KeyFrame(msgspec.Struct):
     stream: str = ""
-    data: Union[_KeyData, list[msgspec.Raw], None] = None
+    data: _KeyData | list[msgspec.Raw] | None = None
 
 
 _key_frame_decoder = msgspec.json.Decoder(_KeyFrame, strict=False)
@@ -755,7 +824,7 @@ class _DepthProbe(msgspec.Struct):
 
 class _CombinedDepthProbe(msgspec.Struct):
     stream: str = ""
-    data: Union[_DepthProbe, None] = None
+    data: _DepthProbe | None = None
 
 
 class _SnapshotProbe(msgspec.Struct):

@@ -122,7 +122,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from connectors.events import (
+from cascadewatch.connectors.events import (
     AnyEvent,
     BookDelta,
     BookSnapshot,
@@ -132,7 +132,7 @@ from connectors.events import (
     OpenInterest,
     Trade,
 )
-from connectors.venues.base import (
+from cascadewatch.connectors.venues.base import (
     NS_PER_MS,
     Catalog,
     InstrumentInfo,
@@ -146,7 +146,7 @@ from connectors.venues.base import (
     positive_price,
     split_concatenated,
 )
-from connectors.venues.live_common import (
+from cascadewatch.connectors.venues.live_common import (
     BookRow,
     ConnectionSpec,
     LiveDefaults,
@@ -367,7 +367,7 @@ def classify_symbol(symbol: str) -> InstrumentInfo | str:
 
 
 class BookSequence(SequenceRule):
-    """``orderbook.{depth}`` continuity for :class:`connectors.book.BookKeeper`.
+    """``orderbook.{depth}`` continuity for :class:`cascadewatch.connectors.book.BookKeeper`.
 
     Bybit's update id ``u`` steps by one per message on a depth stream (as every recorded
     frame does); a delta with ``u <= last`` is stale and skipped, ``u == last + 1`` applies,
@@ -502,13 +502,25 @@ class Parser(VenueParser):
         kind = env.type
         if kind == "snapshot" or (kind == "delta" and book.u == 1):
             event: AnyEvent = BookSnapshot(
-                venue=SOURCE, symbol=symbol, instrument=info.instrument, ts=env.ts * NS_PER_MS,
-                recv=recv, bids=bids, asks=asks, seq=book.u,
+                venue=SOURCE,
+                symbol=symbol,
+                instrument=info.instrument,
+                ts=env.ts * NS_PER_MS,
+                recv=recv,
+                bids=bids,
+                asks=asks,
+                seq=book.u,
             )
         elif kind == "delta":
             event = BookDelta(
-                venue=SOURCE, symbol=symbol, instrument=info.instrument, ts=env.ts * NS_PER_MS,
-                recv=recv, bids=bids, asks=asks, seq=book.u,
+                venue=SOURCE,
+                symbol=symbol,
+                instrument=info.instrument,
+                ts=env.ts * NS_PER_MS,
+                recv=recv,
+                bids=bids,
+                asks=asks,
+                seq=book.u,
             )
         else:
             raise ParseError("schema", f"orderbook type={kind!r}")
@@ -548,8 +560,15 @@ class Parser(VenueParser):
         if not math.isfinite(notional):
             raise ParseError("bad_qty", f"notional overflow {price!r}*{qty!r}")
         return Liquidation(
-            venue=SOURCE, symbol=info.symbol, instrument=info.instrument, ts=ms * NS_PER_MS, recv=recv,
-            price=price, qty=qty, side=_LIQUIDATED[side], notional=notional,
+            venue=SOURCE,
+            symbol=info.symbol,
+            instrument=info.instrument,
+            ts=ms * NS_PER_MS,
+            recv=recv,
+            price=price,
+            qty=qty,
+            side=_LIQUIDATED[side],
+            notional=notional,
         )
 
     def _ticker(self, env: WsEnvelope, symbol: str, recv: int) -> Parsed:
@@ -585,15 +604,26 @@ class Parser(VenueParser):
         if mark is not None:
             events.append(
                 MarkPrice(
-                    venue=SOURCE, symbol=symbol, instrument=info.instrument, ts=ts, recv=recv,
-                    price=mark, index=state[0], funding=state[1],
+                    venue=SOURCE,
+                    symbol=symbol,
+                    instrument=info.instrument,
+                    ts=ts,
+                    recv=recv,
+                    price=mark,
+                    index=state[0],
+                    funding=state[1],
                 )
             )
         if oi is not None:
             events.append(
                 OpenInterest(
-                    venue=SOURCE, symbol=symbol, instrument=info.instrument, ts=ts, recv=recv,
-                    qty=oi, notional=oi_value,
+                    venue=SOURCE,
+                    symbol=symbol,
+                    instrument=info.instrument,
+                    ts=ts,
+                    recv=recv,
+                    qty=oi,
+                    notional=oi_value,
                 )
             )
         return Parsed("ticker", events)
@@ -639,8 +669,13 @@ class Parser(VenueParser):
                 raise ParseError("schema", f"instrument without symbol/baseCoin/quoteCoin: {item.symbol!r}")
             infos.append(
                 InstrumentInfo(
-                    symbol=item.symbol, instrument=canonical(item.baseCoin, item.quoteCoin),
-                    base=item.baseCoin, quote=item.quoteCoin, ct_val=1.0, inverse=False, tick=tick,
+                    symbol=item.symbol,
+                    instrument=canonical(item.baseCoin, item.quoteCoin),
+                    base=item.baseCoin,
+                    quote=item.quoteCoin,
+                    ct_val=1.0,
+                    inverse=False,
+                    tick=tick,
                 )
             )
         # Apply only once the whole page is valid.
@@ -661,8 +696,14 @@ class Parser(VenueParser):
         if book.ts is None:
             raise ParseError("schema", "rest orderbook without ts")
         event = BookSnapshot(
-            venue=SOURCE, symbol=book.s, instrument=info.instrument, ts=book.ts * NS_PER_MS, recv=recv,
-            bids=_levels(book.b, "bid"), asks=_levels(book.a, "ask"), seq=book.u,
+            venue=SOURCE,
+            symbol=book.s,
+            instrument=info.instrument,
+            ts=book.ts * NS_PER_MS,
+            recv=recv,
+            bids=_levels(book.b, "bid"),
+            asks=_levels(book.a, "ask"),
+            seq=book.u,
         )
         return Parsed("book", [event])
 
@@ -673,8 +714,13 @@ class Parser(VenueParser):
             return Parsed(info)
         events: list[AnyEvent] = [
             OpenInterest(
-                venue=SOURCE, symbol=info.symbol, instrument=info.instrument, ts=row.timestamp * NS_PER_MS,
-                recv=recv, qty=_check_qty(row.openInterest, "openInterest"), notional=None,
+                venue=SOURCE,
+                symbol=info.symbol,
+                instrument=info.instrument,
+                ts=row.timestamp * NS_PER_MS,
+                recv=recv,
+                qty=_check_qty(row.openInterest, "openInterest"),
+                notional=None,
             )
             for row in sorted(reply.items, key=lambda r: r.timestamp)
         ]
@@ -742,7 +788,9 @@ def listed_symbols(path: str, body: bytes) -> set[str]:
     listed = msgspec.json.decode(body, type=_ListedBody)
     if listed.retCode != 0 or listed.result is None:
         raise msgspec.DecodeError(f"retCode={listed.retCode}")
-    return {i.symbol for i in listed.result.items if i.contractType == "LinearPerpetual" and i.status in ("Trading", "")}
+    return {
+        i.symbol for i in listed.result.items if i.contractType == "LinearPerpetual" and i.status in ("Trading", "")
+    }
 
 
 def poll_paths(symbols: _Sequence[str]) -> list[str]:
@@ -836,5 +884,10 @@ class LiveBooks(ResubscribeBooks):
     def __init__(self, symbols: _Sequence[str], settings: LiveSettings, clock=_time.monotonic) -> None:
         depth = settings.book_depth
         super().__init__(
-            symbols, _probe_book, lambda symbol: book_topic(symbol, depth), BookSequence, settings.resync_timeout_s, clock
+            symbols,
+            _probe_book,
+            lambda symbol: book_topic(symbol, depth),
+            BookSequence,
+            settings.resync_timeout_s,
+            clock,
         )

@@ -23,7 +23,7 @@ this frame now (:data:`THIS`), emit another frame (:class:`Emit`), fetch a REST 
 (:class:`Fetch`), resubscribe topics (:class:`Resubscribe`). The I/O is done by
 ``connectors/live.py``; a BookSync never blocks and never touches the network.
 
-Its sequence checks are the *same* :class:`~connectors.venues.base.SequenceRule` objects the
+Its sequence checks are the *same* :class:`~cascadewatch.connectors.venues.base.SequenceRule` objects the
 dataflow's books use, so the live side and the dataflow agree on what a gap is.
 """
 
@@ -36,7 +36,7 @@ from typing import Any, Union
 
 import msgspec
 
-from connectors.venues.base import SequenceRule, Verdict
+from cascadewatch.connectors.venues.base import SequenceRule, Verdict
 
 
 @dataclass(frozen=True)

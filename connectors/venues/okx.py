@@ -144,7 +144,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
-from connectors.events import (
+from cascadewatch.connectors.events import (
     BookDelta,
     BookSnapshot,
     Liquidation,
@@ -152,7 +152,7 @@ from connectors.events import (
     OpenInterest,
     Trade,
 )
-from connectors.venues.base import (
+from cascadewatch.connectors.venues.base import (
     NS_PER_MS,
     Catalog,
     InstrumentInfo,
@@ -163,8 +163,10 @@ from connectors.venues.base import (
     Verdict,
     canonical,
 )
-from connectors.venues.live_common import (
+from cascadewatch.connectors.venues.live_common import (
     BookRow as LiveBookRow,
+)
+from cascadewatch.connectors.venues.live_common import (
     ConnectionSpec,
     LiveDefaults,
     LiveSettings,
@@ -427,7 +429,7 @@ def _rest_rows(body: bytes | str, decoder: msgspec.json.Decoder, what: str) -> l
 
 @lru_cache(maxsize=1)
 def _bundled_infos() -> tuple[InstrumentInfo, ...]:
-    body = resources.files("connectors.venues").joinpath("data", _DATA_FILE).read_bytes()
+    body = resources.files("cascadewatch.connectors.venues").joinpath("data", _DATA_FILE).read_bytes()
     rows = _rest_rows(body, _INSTRUMENTS, _DATA_FILE)
     return tuple(info for info in map(instrument_info, rows) if info is not None)
 
@@ -451,7 +453,7 @@ def _canonical_from_inst_id(inst_id: str) -> str:
 
 
 class BookSequence(SequenceRule):
-    """The seqId/prevSeqId rule of the module docstring, for :class:`connectors.book.BookKeeper`.
+    """The seqId/prevSeqId rule of the module docstring, for :class:`cascadewatch.connectors.book.BookKeeper`.
 
     A delta continues the book iff ``prev_seq == last_seq`` (a heartbeat has ``seq == prev_seq``;
     a maintenance reset has ``seq < prev_seq`` and still chains). ``prev_seq is None`` (old
@@ -653,7 +655,18 @@ class Parser(VenueParser):
             ts = row.ts * NS_PER_MS
             if snapshot:
                 seq = row.seqId if row.seqId is not None else 0
-                events.append(BookSnapshot(venue=SOURCE, symbol=symbol, instrument=instrument, ts=ts, recv=recv, bids=bids, asks=asks, seq=seq))
+                events.append(
+                    BookSnapshot(
+                        venue=SOURCE,
+                        symbol=symbol,
+                        instrument=instrument,
+                        ts=ts,
+                        recv=recv,
+                        bids=bids,
+                        asks=asks,
+                        seq=seq,
+                    )
+                )
                 continue
             if row.seqId is None:  # recordings from before seqId existed: not gap-checkable
                 seq, prev = 0, None
@@ -661,7 +674,19 @@ class Parser(VenueParser):
                 seq, prev = row.seqId, row.prevSeqId
                 if not bids and not asks and prev == seq:
                     heartbeats += 1
-            events.append(BookDelta(venue=SOURCE, symbol=symbol, instrument=instrument, ts=ts, recv=recv, bids=bids, asks=asks, seq=seq, prev_seq=prev))
+            events.append(
+                BookDelta(
+                    venue=SOURCE,
+                    symbol=symbol,
+                    instrument=instrument,
+                    ts=ts,
+                    recv=recv,
+                    bids=bids,
+                    asks=asks,
+                    seq=seq,
+                    prev_seq=prev,
+                )
+            )
         return Parsed("book_heartbeat" if heartbeats and heartbeats == len(events) else "book", events)
 
     def _liquidations(self, envelope: Envelope, arg: Arg, recv: int) -> Parsed:
@@ -753,7 +778,15 @@ class Parser(VenueParser):
                 qty = contracts * info.ct_val
             notional = _qty(_number(row.oiUsd, "oiUsd"), "oiUsd") if row.oiUsd else None
             events.append(
-                OpenInterest(venue=SOURCE, symbol=symbol, instrument=instrument, ts=row.ts * NS_PER_MS, recv=recv, qty=qty, notional=notional)
+                OpenInterest(
+                    venue=SOURCE,
+                    symbol=symbol,
+                    instrument=instrument,
+                    ts=row.ts * NS_PER_MS,
+                    recv=recv,
+                    qty=qty,
+                    notional=notional,
+                )
             )
         return Parsed("open_interest", events)
 

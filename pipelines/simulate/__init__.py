@@ -7,7 +7,7 @@ crossed positions with market orders into the book. Cascades arise from that mec
 scenarios only set the conditions and an exogenous trigger. The output is a recording in
 exchange-native frames (Binance USD-M, Bybit v5, OKX v5), so the whole pipeline, parsers
 included, runs on it as on a live feed, plus a truth file (JSONL) with the cascades (by the
-label of :mod:`detectors.labels`, from the *true* forced notional) and the true liquidation
+label of :mod:`cascadewatch.detectors.labels`, from the *true* forced notional) and the true liquidation
 levels over time.
 
 The truth file, one JSON object per line, times in UTC epoch milliseconds; first the
@@ -16,7 +16,7 @@ The truth file, one JSON object per line, times in UTC epoch milliseconds; first
 - ``{"type": "scenario", "name", "seed", "duration_s", "venues", "description", "faults"}``;
 - ``{"type": "span", "asset", "start", "end"}``: the simulated time (what "days" are counted on);
 - ``{"type": "cascade", "asset", "direction", "start", "peak", "end", "forced_notional",
-  "move_bps"}``: by :mod:`detectors.labels` (default :class:`~detectors.labels.LabelConfig`)
+  "move_bps"}``: by :mod:`cascadewatch.detectors.labels` (default :class:`~cascadewatch.detectors.labels.LabelConfig`)
   from the true per-second forced notional of all venues (every liquidation, including those
   the venues do not publish) and the scale-weighted mean mid price;
 - ``{"type": "levels", "ts", "asset", "price", "long": [[price, usd], ...], "short": [...]}``
@@ -29,23 +29,23 @@ The truth file, one JSON object per line, times in UTC epoch milliseconds; first
   "price", "usd"}``: a cluster of stop orders; ``{"type": "fault", "ts", "venue", "kind":
   "disconnect" | "gap", ...}`` with ``--faults``.
 
->>> from pipelines.simulate import simulate, SCENARIOS      # doctest: +SKIP
+>>> from cascadewatch.pipelines.simulate import simulate, SCENARIOS      # doctest: +SKIP
 >>> result = simulate("long-squeeze", seed=1, duration_s=900, out="ls.rec.zst", truth="ls.truth.jsonl")  # doctest: +SKIP
 
-Modules: :mod:`~pipelines.simulate.scenarios` (named runs), :mod:`~pipelines.simulate.book`
-(order book and market makers), :mod:`~pipelines.simulate.agents` (traders and positions),
-:mod:`~pipelines.simulate.liquidation` (mark price and liquidation engine),
-:mod:`~pipelines.simulate.venues` (frame writers), :mod:`~pipelines.simulate.runner` (the loop),
-:mod:`~pipelines.simulate.cli` (the command line).
+Modules: :mod:`~cascadewatch.pipelines.simulate.scenarios` (named runs), :mod:`~cascadewatch.pipelines.simulate.book`
+(order book and market makers), :mod:`~cascadewatch.pipelines.simulate.agents` (traders and positions),
+:mod:`~cascadewatch.pipelines.simulate.liquidation` (mark price and liquidation engine),
+:mod:`~cascadewatch.pipelines.simulate.venues` (frame writers), :mod:`~cascadewatch.pipelines.simulate.runner` (the loop),
+:mod:`~cascadewatch.pipelines.cli.simulate` (the command line).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from detectors.labels import LabelConfig
-from pipelines.simulate.runner import SimulationResult, run_scenario
-from pipelines.simulate.scenarios import SCENARIOS, Scenario
+from cascadewatch.detectors.labels import LabelConfig
+from cascadewatch.pipelines.simulate.runner import SimulationResult, run_scenario
+from cascadewatch.pipelines.simulate.scenarios import SCENARIOS, Scenario
 
 __all__ = ["simulate", "SCENARIOS", "Scenario", "SimulationResult"]
 

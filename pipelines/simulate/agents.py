@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 from sortedcontainers import SortedList
 
-from pipelines.simulate.book import LOT
+from cascadewatch.pipelines.simulate.book import LOT
 
 __all__ = ["Positions", "StopBook", "Traders", "FlowParams", "Order", "poisson", "lognormal_lots", "pick"]
 
@@ -239,8 +239,16 @@ class Traders:
     ARB_FREE_BPS = 2.0
     ARB_CAP_USD_S = 150_000.0
 
-    def __init__(self, rng: random.Random, scale: float, positions: Positions, noise_rate: float, open_rate: float,
-                 hold_s: float, leverages: tuple[float, ...]) -> None:
+    def __init__(
+        self,
+        rng: random.Random,
+        scale: float,
+        positions: Positions,
+        noise_rate: float,
+        open_rate: float,
+        hold_s: float,
+        leverages: tuple[float, ...],
+    ) -> None:
         self.rng = rng
         self.scale = scale
         self.positions = positions
@@ -266,8 +274,15 @@ class Traders:
             lots = lognormal_lots(rng, self.OPEN_USD, self.OPEN_SIGMA, price_ticks / 10)
             pos.open(t, side, lots, entry, lev, t + rng.expovariate(1.0 / self.hold_s))
 
-    def orders(self, t_ms: int, step_ms: int, price_usd: float, p: FlowParams, basis_bps: float,
-               shocks: list[tuple[int, float]]) -> list[Order]:
+    def orders(
+        self,
+        t_ms: int,
+        step_ms: int,
+        price_usd: float,
+        p: FlowParams,
+        basis_bps: float,
+        shocks: list[tuple[int, float]],
+    ) -> list[Order]:
         """The step's market orders, sorted by time; ``shocks`` are ``(ms, usd)`` exogenous orders."""
         rng = self.rng
         dt = step_ms / 1000.0
@@ -277,12 +292,26 @@ class Traders:
             return max(1, int(abs(usd) / price_usd / LOT))
 
         for _ in range(poisson(rng, self.noise_rate * dt)):
-            out.append((rng.random() * step_ms, "buy" if rng.random() < 0.5 else "sell",
-                        lognormal_lots(rng, self.NOISE_USD, self.NOISE_SIGMA, price_usd), "noise", None))
+            out.append(
+                (
+                    rng.random() * step_ms,
+                    "buy" if rng.random() < 0.5 else "sell",
+                    lognormal_lots(rng, self.NOISE_USD, self.NOISE_SIGMA, price_usd),
+                    "noise",
+                    None,
+                )
+            )
         for _ in range(poisson(rng, self.open_rate * p.open_rate * dt)):
             side = "buy" if rng.random() < p.long_share else "sell"
-            out.append((rng.random() * step_ms, side, lognormal_lots(rng, self.OPEN_USD * p.size, self.OPEN_SIGMA, price_usd),
-                        "open", pick(rng, self.leverages, p.lev_cum)))
+            out.append(
+                (
+                    rng.random() * step_ms,
+                    side,
+                    lognormal_lots(rng, self.OPEN_USD * p.size, self.OPEN_SIGMA, price_usd),
+                    "open",
+                    pick(rng, self.leverages, p.lev_cum),
+                )
+            )
         for exit_t, pid in self.positions.due((t_ms + step_ms) / 1000.0):
             side = "sell" if self.positions.side[pid] == LONG else "buy"
             out.append((max(0.0, exit_t * 1000 - t_ms), side, self.positions.lots[pid], "close", pid))
@@ -308,7 +337,9 @@ class Traders:
         """An order of theirs traded ``lots`` at ``avg_tick``: an opening order becomes a position."""
         if order[3] == "open":
             side = LONG if order[1] == "buy" else SHORT
-            self.positions.open(ms / 1000.0, side, lots, avg_tick, order[4], ms / 1000.0 + self.rng.expovariate(1.0 / self.hold_s))
+            self.positions.open(
+                ms / 1000.0, side, lots, avg_tick, order[4], ms / 1000.0 + self.rng.expovariate(1.0 / self.hold_s)
+            )
 
     def after_trades(self, last_tick: float) -> None:
         """Stops fired by the last trade go out early in the next step."""

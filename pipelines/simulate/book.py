@@ -171,8 +171,9 @@ class MarketMaker:
     FRONT = 4  # cells next to the last trade kept filled every step
     REFRESH = 6  # random cells refreshed per side per step
 
-    def __init__(self, book: Book, price: float, depth_usd_bps: float, range_bps: float, rng: random.Random,
-                 step_s: float) -> None:
+    def __init__(
+        self, book: Book, price: float, depth_usd_bps: float, range_bps: float, rng: random.Random, step_s: float
+    ) -> None:
         self.book = book
         self.rng = rng
         self.range_cells = int(range_bps * 1e-4 * price * 10 / book.cell_ticks)

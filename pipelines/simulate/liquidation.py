@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from pipelines.simulate.agents import LONG, Positions
+from cascadewatch.pipelines.simulate.agents import LONG, Positions
 
 __all__ = ["LiquidationEngine", "LiquidationOrder"]
 

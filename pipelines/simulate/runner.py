@@ -13,7 +13,7 @@ then, on every venue in turn:
 A cascade on one venue drags the index and, through arbitrage, the other venues. At every
 whole second the writers publish mark price, open interest and the throttled liquidation feeds,
 and the true per-second forced notional (every liquidation, published or not) and price go
-through :class:`detectors.labels.CascadeLabeler`: the truth file's ``cascade`` lines come from
+through :class:`cascadewatch.detectors.labels.CascadeLabeler`: the truth file's ``cascade`` lines come from
 the same label definition the evaluator uses.
 """
 
@@ -29,13 +29,30 @@ from pathlib import Path
 
 import msgspec
 
-from connectors.recording import RecordingWriter
-from detectors.labels import CascadeLabeler, LabelConfig
-from pipelines.simulate.agents import LONG, SHORT, FlowParams, Positions, Traders
-from pipelines.simulate.book import LOT, Book, MarketMaker
-from pipelines.simulate.liquidation import LiquidationEngine
-from pipelines.simulate.scenarios import LEVERAGES, Phase, Scenario, StopCluster
-from pipelines.simulate.venues import FEEDS, BinanceFeed, BybitFeed, Feed, FrameSink
+from cascadewatch.connectors.recording import RecordingWriter
+from cascadewatch.detectors.labels import CascadeLabeler, LabelConfig
+from cascadewatch.pipelines.simulate.agents import (
+    LONG,
+    SHORT,
+    FlowParams,
+    Positions,
+    Traders,
+)
+from cascadewatch.pipelines.simulate.book import LOT, Book, MarketMaker
+from cascadewatch.pipelines.simulate.liquidation import LiquidationEngine
+from cascadewatch.pipelines.simulate.scenarios import (
+    LEVERAGES,
+    Phase,
+    Scenario,
+    StopCluster,
+)
+from cascadewatch.pipelines.simulate.venues import (
+    FEEDS,
+    BinanceFeed,
+    BybitFeed,
+    Feed,
+    FrameSink,
+)
 
 __all__ = ["SimulationResult", "run_scenario", "VENUE_SPECS", "ASSET"]
 
@@ -147,7 +164,9 @@ class _Venue:
         step_ms = int(round(sc.step_s * 1000))
         self.feed: Feed
         if name == "binance-usdm":
-            self.feed = BinanceFeed(sink, self.book, rng, spec.latency_ms, depth_ms=step_ms if step_ms in (100, 250, 500) else 100)
+            self.feed = BinanceFeed(
+                sink, self.book, rng, spec.latency_ms, depth_ms=step_ms if step_ms in (100, 250, 500) else 100
+            )
         else:
             self.feed = FEEDS[name](sink, self.book, rng, spec.latency_ms)
         self.oi_base = int(OI_BASE_BTC * spec.scale / LOT)
@@ -165,8 +184,17 @@ class _Venue:
     def oi_lots(self) -> int:
         return self.oi_base + self.positions.open_lots[LONG] + self.positions.open_lots[SHORT]
 
-    def step(self, t_ms: int, step_ms: int, index: float, fair: float, p: FlowParams, liquidity: float,
-             shocks: list[tuple[int, float]], forced: list[float]) -> None:
+    def step(
+        self,
+        t_ms: int,
+        step_ms: int,
+        index: float,
+        fair: float,
+        p: FlowParams,
+        liquidity: float,
+        shocks: list[tuple[int, float]],
+        forced: list[float],
+    ) -> None:
         """One step of this venue (module docstring); adds its liquidated notional to ``forced``."""
         book, feed = self.book, self.feed
         self.mm.step(liquidity)
@@ -238,8 +266,17 @@ _DEFAULT_PHASE = Phase(0.0, 1.0)
 _PHASE_FIELDS = [f.name for f in fields(Phase) if f.name not in ("start_s", "end_s")]
 
 
-def _schedule(sc: Scenario, venues: list[_Venue], windows: list[_Window], anchor_ms: int, t0: int, duration_ms: int,
-              step_ms: int, faults: bool, truth_lines: list[dict]) -> tuple[list[tuple[int, str, str, float]], list[tuple[int, int]]]:
+def _schedule(
+    sc: Scenario,
+    venues: list[_Venue],
+    windows: list[_Window],
+    anchor_ms: int,
+    t0: int,
+    duration_ms: int,
+    step_ms: int,
+    faults: bool,
+    truth_lines: list[dict],
+) -> tuple[list[tuple[int, str, str, float]], list[tuple[int, int]]]:
     """Place the scenario's shocks, stops and (optionally) faults. Returns the shocks in time
     order as ``(ms, venue or "", kind, amount)`` and the stop placements ``(ms, cluster index)``,
     and records them, and the phases, in the truth."""
@@ -257,16 +294,28 @@ def _schedule(sc: Scenario, venues: list[_Venue], windows: list[_Window], anchor
         for v in venues:
             if sh.venues is None or v.name in sh.venues:
                 per = sh.usd * v.scale / sh.slices
-                shocks.extend((at + int(i * sh.over_s * 1000 / sh.slices), v.name, "market", per) for i in range(sh.slices))
-                truth_lines.append({"type": "shock", "ts": at, "kind": "market", "venue": v.name, "usd": sh.usd * v.scale,
-                                    "over_s": sh.over_s})
+                shocks.extend(
+                    (at + int(i * sh.over_s * 1000 / sh.slices), v.name, "market", per) for i in range(sh.slices)
+                )
+                truth_lines.append(
+                    {
+                        "type": "shock",
+                        "ts": at,
+                        "kind": "market",
+                        "venue": v.name,
+                        "usd": sh.usd * v.scale,
+                        "over_s": sh.over_s,
+                    }
+                )
     placements = sorted((max(t0, anchor_ms + int(st.placed_s * 1000)), i) for i, st in enumerate(sc.stops))
     if faults:
         for i, v in enumerate(venues):
             d_at = t0 + (int((0.3 + 0.07 * i) * duration_ms) // 1000) * 1000
             g_at = t0 + (int((0.75 + 0.05 * i) * duration_ms) // step_ms) * step_ms
             v.faults = sorted([(d_at, "disconnect"), (d_at + 3000, "reconnect"), (g_at, "gap")])
-            truth_lines.append({"type": "fault", "ts": d_at, "venue": v.name, "kind": "disconnect", "until": d_at + 3000})
+            truth_lines.append(
+                {"type": "fault", "ts": d_at, "venue": v.name, "kind": "disconnect", "until": d_at + 3000}
+            )
             truth_lines.append({"type": "fault", "ts": g_at, "venue": v.name, "kind": "gap"})
     shocks.sort()
     return shocks, placements
@@ -281,8 +330,15 @@ def _place_stops(st: StopCluster, venues: list[_Venue], t_ms: int, truth_lines: 
                 trig = center * (1 + (i / max(st.count - 1, 1) - 0.5) * st.width_bps * 1e-4)
                 v.traders.stops.add(st.side, trig, max(1, int(st.usd * v.scale / st.count / (trig / 10) / LOT)))
     mid = sum(v.mid() * v.scale for v in venues) / sum(v.scale for v in venues)
-    truth_lines.append({"type": "stops", "ts": t_ms, "side": st.side, "price": round(mid * (1 + st.at_bps * 1e-4) / 10, 1),
-                        "usd": st.usd * sum(v.scale for v in venues)})
+    truth_lines.append(
+        {
+            "type": "stops",
+            "ts": t_ms,
+            "side": st.side,
+            "price": round(mid * (1 + st.at_bps * 1e-4) / 10, 1),
+            "usd": st.usd * sum(v.scale for v in venues),
+        }
+    )
 
 
 def run_scenario(
@@ -309,8 +365,11 @@ def run_scenario(
     n_steps = int(sc.duration_s * 1000) // step_ms
     duration_ms = n_steps * step_ms
     out = Path(out)
-    writer = RecordingWriter(out, comment=f"simulated scenario={sc.name} seed={seed} duration_s={sc.duration_s:g}"
-                                          f" venues={','.join(sc.venues)} faults={int(faults)}")
+    writer = RecordingWriter(
+        out,
+        comment=f"simulated scenario={sc.name} seed={seed} duration_s={sc.duration_s:g}"
+        f" venues={','.join(sc.venues)} faults={int(faults)}",
+    )
     sink = FrameSink(writer)
     venues = [_Venue(name, sc, random.Random(rng.getrandbits(64)), sink) for name in sc.venues]
     weights = [v.scale for v in venues]
@@ -322,8 +381,15 @@ def run_scenario(
     labeler = CascadeLabeler(ASSET, label_config or LabelConfig())
     cascades: list[dict] = []
     truth_lines: list[dict] = [
-        {"type": "scenario", "name": sc.name, "seed": seed, "duration_s": sc.duration_s, "venues": list(sc.venues),
-         "description": sc.description, "faults": faults},
+        {
+            "type": "scenario",
+            "name": sc.name,
+            "seed": seed,
+            "duration_s": sc.duration_s,
+            "venues": list(sc.venues),
+            "description": sc.description,
+            "faults": faults,
+        },
         {"type": "span", "asset": ASSET, "start": t0, "end": t0 + duration_ms},
     ]
     anchor_ms = t0 + int(sc.anchor * duration_ms)
@@ -361,8 +427,12 @@ def run_scenario(
         if step == n_steps:
             break
         if progress and step % report_every == 0:
-            print(f"simulate {sc.name}: {100 * step // n_steps:3d}%  t={(t_ms - t0) / 1000:.0f}s  "
-                  f"price={index / 10:.1f}  cascades={len(cascades)}", file=sys.stderr, flush=True)
+            print(
+                f"simulate {sc.name}: {100 * step // n_steps:3d}%  t={(t_ms - t0) / 1000:.0f}s  "
+                f"price={index / 10:.1f}  cascades={len(cascades)}",
+                file=sys.stderr,
+                flush=True,
+            )
         end_ms = t_ms + step_ms
         for v in venues:
             v.apply_faults(t_ms)
@@ -387,10 +457,21 @@ def run_scenario(
             params, liquidity = _conditions(windows, v.name, t_ms, base_cum)
             # the arbitrageurs' fair price: half the spot index, half the other venues' mid
             others = total_scale - v.scale
-            fair = index if others <= 0 else 0.5 * index + 0.5 * sum(
-                m * w for j, (m, w) in enumerate(zip(mids, weights)) if j != i) / others
-            v.step(t_ms, step_ms, index, fair, params, liquidity,
-                   [(at, usd) for at, name, usd in step_shocks if name == v.name], forced)
+            fair = (
+                index
+                if others <= 0
+                else 0.5 * index + 0.5 * sum(m * w for j, (m, w) in enumerate(zip(mids, weights)) if j != i) / others
+            )
+            v.step(
+                t_ms,
+                step_ms,
+                index,
+                fair,
+                params,
+                liquidity,
+                [(at, usd) for at, name, usd in step_shocks if name == v.name],
+                forced,
+            )
 
     cascades.extend(labeler.flush())
     sink.close()
@@ -463,6 +544,14 @@ def _levels_line(t_ms: int, mid_ticks: float, venues: list[_Venue]) -> dict:
                 edge = b * BUCKET_TICKS
                 if lo <= edge <= hi and lots > 0:
                     acc[b // ratio] = acc.get(b // ratio, 0.0) + lots * LOT * (edge + BUCKET_TICKS / 2) / 10
-        out[key] = [[round((k * LEVELS_TICKS + LEVELS_TICKS / 2) / 10, 1), round(usd, 2)] for k, usd in sorted(acc.items())]
-    return {"type": "levels", "ts": t_ms, "asset": ASSET, "price": round(mid_ticks / 10, 2), "long": out["long"],
-            "short": out["short"]}
+        out[key] = [
+            [round((k * LEVELS_TICKS + LEVELS_TICKS / 2) / 10, 1), round(usd, 2)] for k, usd in sorted(acc.items())
+        ]
+    return {
+        "type": "levels",
+        "ts": t_ms,
+        "asset": ASSET,
+        "price": round(mid_ticks / 10, 2),
+        "long": out["long"],
+        "short": out["short"],
+    }

@@ -16,8 +16,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-__all__ = ["Phase", "Shock", "StopCluster", "Scenario", "SCENARIOS", "LEVERAGES", "CALM_LEVERAGE", "CROWDED_LEVERAGE",
-           "LOW_LEVERAGE"]
+__all__ = [
+    "Phase",
+    "Shock",
+    "StopCluster",
+    "Scenario",
+    "SCENARIOS",
+    "LEVERAGES",
+    "CALM_LEVERAGE",
+    "CROWDED_LEVERAGE",
+    "LOW_LEVERAGE",
+]
 
 LEVERAGES: tuple[float, ...] = (2, 3, 5, 10, 20, 25, 50, 75, 100)
 CALM_LEVERAGE: tuple[float, ...] = (0.09, 0.09, 0.18, 0.26, 0.19, 0.11, 0.05, 0.015, 0.015)
@@ -136,8 +145,15 @@ def _squeeze(direction: str) -> Scenario:
             "jump push the mark through their liquidation prices: an upward squeeze."
         ),
         phases=(
-            Phase(-495, 0, open_rate=3.0, long_share=0.75 if down else 0.25, leverage=CROWDED_LEVERAGE, size=1.4,
-                  hedge=0.7),
+            Phase(
+                -495,
+                0,
+                open_rate=3.0,
+                long_share=0.75 if down else 0.25,
+                leverage=CROWDED_LEVERAGE,
+                size=1.4,
+                hedge=0.7,
+            ),
         ),
         shocks=(
             Shock(0, "index", bps=-sign * 50.0),
@@ -184,9 +200,7 @@ SCENARIOS: dict[str, Scenario] = {
             "liquidations start the cascade; arbitrage and the spot index carry it to Binance and OKX."
         ),
         duration_s=720.0,
-        phases=(
-            Phase(-396, 0, open_rate=3.0, long_share=0.75, leverage=CROWDED_LEVERAGE, size=1.4, hedge=0.7),
-        ),
+        phases=(Phase(-396, 0, open_rate=3.0, long_share=0.75, leverage=CROWDED_LEVERAGE, size=1.4, hedge=0.7),),
         shocks=(Shock(0, "market", usd=-9_000_000.0, over_s=8.0, slices=16, venues=("bybit-linear",)),),
     ),
 }

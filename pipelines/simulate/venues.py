@@ -2,7 +2,7 @@
 
 Each writer turns the simulated market of its venue into the exact text frames of the venue's
 public feeds, with the venue's real limits, and hands them to a :class:`FrameSink` that writes
-them in receive-time order into a recording (``connectors.recording`` format):
+them in receive-time order into a recording (``cascadewatch.connectors.recording`` format):
 
 - Binance USD-M, combined stream ``/stream?streams=...``: ``aggTrade`` (one per price level of a
   taker order), ``depthUpdate`` (``U``/``u``/``pu``), ``forceOrder`` (at most ONE per symbol per
@@ -35,8 +35,8 @@ import random
 import zlib
 from collections import Counter
 
-from connectors.recording import RecordingWriter
-from pipelines.simulate.book import Book
+from cascadewatch.connectors.recording import RecordingWriter
+from cascadewatch.pipelines.simulate.book import Book
 
 __all__ = ["FrameSink", "BinanceFeed", "BybitFeed", "OkxFeed", "FEEDS"]
 
@@ -201,11 +201,15 @@ class Feed:
     def trade(self, ms: int, side: str, fills: list[tuple[int, int]]) -> None:  # pragma: no cover
         raise NotImplementedError
 
-    def liquidation(self, ms: int, position: str, lots: int, fills: list[tuple[int, int]], bankruptcy: int) -> None:  # pragma: no cover
+    def liquidation(
+        self, ms: int, position: str, lots: int, fills: list[tuple[int, int]], bankruptcy: int
+    ) -> None:  # pragma: no cover
         """A forced close of ``lots`` (``fills``: what traded in the book, possibly nothing)."""
         raise NotImplementedError
 
-    def second(self, ms: int, mark: float, index: float, funding: float, oi_lots: int, last: int) -> None:  # pragma: no cover
+    def second(
+        self, ms: int, mark: float, index: float, funding: float, oi_lots: int, last: int
+    ) -> None:  # pragma: no cover
         raise NotImplementedError
 
 
@@ -274,8 +278,12 @@ class BinanceFeed(Feed):
         px = self.px
         b = ",".join('["%s","%s"]' % (px(c), qty3(book.bids[c])) for c in sorted(book.changed_bids))
         a = ",".join('["%s","%s"]' % (px(c), qty3(book.asks[c])) for c in sorted(book.changed_asks))
-        self._ws(ms, '{"stream":"%s","data":{"e":"depthUpdate","E":%d,"T":%d,"s":"BTCUSDT","U":%d,"u":%d,"pu":%d,'
-                 '"b":[%s],"a":[%s]}}' % (self.depth_stream, ms, ms - 2, first, self.u, pu, b, a), "book")
+        self._ws(
+            ms,
+            '{"stream":"%s","data":{"e":"depthUpdate","E":%d,"T":%d,"s":"BTCUSDT","U":%d,"u":%d,"pu":%d,'
+            '"b":[%s],"a":[%s]}}' % (self.depth_stream, ms, ms - 2, first, self.u, pu, b, a),
+            "book",
+        )
 
     def trade(self, ms: int, side: str, fills: list[tuple[int, int]]) -> None:
         m = "true" if side == "sell" else "false"
@@ -285,9 +293,13 @@ class BinanceFeed(Feed):
             f = self.trade_id + 1
             self.trade_id += n
             self.agg_id += 1
-            self._ws(ms + 1, '{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":%d,"a":%d,"s":"BTCUSDT","p":"%s",'
-                     '"q":"%s","f":%d,"l":%d,"T":%d,"m":%s}}' % (ms + 1, self.agg_id, px(c), qty3(q), f, self.trade_id, ms, m),
-                     "trade")
+            self._ws(
+                ms + 1,
+                '{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":%d,"a":%d,"s":"BTCUSDT","p":"%s",'
+                '"q":"%s","f":%d,"l":%d,"T":%d,"m":%s}}'
+                % (ms + 1, self.agg_id, px(c), qty3(q), f, self.trade_id, ms, m),
+                "trade",
+            )
 
     def liquidation(self, ms: int, position: str, lots: int, fills: list[tuple[int, int]], bankruptcy: int) -> None:
         if self._liq is not None:
@@ -296,9 +308,16 @@ class BinanceFeed(Feed):
         self._liq = (
             '{"stream":"btcusdt@forceOrder","data":{"e":"forceOrder","E":%%d,"o":{"s":"BTCUSDT","S":"%s","o":"LIMIT",'
             '"f":"IOC","q":"%s","p":"%s","ap":"%.2f","X":"%s","l":"%s","z":"%s","T":%d}}}'
-            % ("SELL" if position == "long" else "BUY", qty3(lots), px2(bankruptcy),
-               self.book.avg_tick(fills) / 10.0 if fills else 0.0, "FILLED" if filled == lots else "EXPIRED",
-               qty3(fills[-1][1] if fills else 0), qty3(filled), ms)
+            % (
+                "SELL" if position == "long" else "BUY",
+                qty3(lots),
+                px2(bankruptcy),
+                self.book.avg_tick(fills) / 10.0 if fills else 0.0,
+                "FILLED" if filled == lots else "EXPIRED",
+                qty3(fills[-1][1] if fills else 0),
+                qty3(filled),
+                ms,
+            )
         )
 
     def second(self, ms: int, mark: float, index: float, funding: float, oi_lots: int, last: int) -> None:
@@ -306,12 +325,18 @@ class BinanceFeed(Feed):
             self._ws(ms + 4, self._liq % (ms + 4), "liquidation")
             self._liq = None
         next_funding = (ms // 28_800_000 + 1) * 28_800_000
-        self._ws(ms, '{"stream":"btcusdt@markPrice@1s","data":{"e":"markPriceUpdate","E":%d,"s":"BTCUSDT","p":"%.8f",'
-                 '"P":"%.8f","i":"%.8f","r":"%.8f","T":%d}}' % (ms, mark / 10, mark / 10, index / 10, funding, next_funding),
-                 "mark_price")
+        self._ws(
+            ms,
+            '{"stream":"btcusdt@markPrice@1s","data":{"e":"markPriceUpdate","E":%d,"s":"BTCUSDT","p":"%.8f",'
+            '"P":"%.8f","i":"%.8f","r":"%.8f","T":%d}}' % (ms, mark / 10, mark / 10, index / 10, funding, next_funding),
+            "mark_price",
+        )
         if ms % 5000 == 0 and self.connected:
-            self._rest(ms, "/fapi/v1/openInterest?symbol=BTCUSDT",
-                       '{"symbol":"BTCUSDT","openInterest":"%s","time":%d}' % (qty3(oi_lots), ms))
+            self._rest(
+                ms,
+                "/fapi/v1/openInterest?symbol=BTCUSDT",
+                '{"symbol":"BTCUSDT","openInterest":"%s","time":%d}' % (qty3(oi_lots), ms),
+            )
 
 
 class BybitFeed(Feed):
@@ -342,18 +367,25 @@ class BybitFeed(Feed):
 
     def _on_connect(self, ms: int) -> None:
         if self.connections == 1:
-            self._rest(ms, "/v5/market/instruments-info?category=linear&symbol=BTCUSDT",
-                       '{"retCode":0,"retMsg":"OK","result":{"category":"linear","list":[{"symbol":"BTCUSDT",'
-                       '"contractType":"LinearPerpetual","status":"Trading","baseCoin":"BTC","quoteCoin":"USDT",'
-                       '"launchTime":"1585526400000","deliveryTime":"0","deliveryFeeRate":"","priceScale":"2",'
-                       '"leverageFilter":{"minLeverage":"1","maxLeverage":"100.00","leverageStep":"0.01"},'
-                       '"priceFilter":{"minPrice":"0.10","maxPrice":"1999999.80","tickSize":"0.10"},'
-                       '"lotSizeFilter":{"maxOrderQty":"1190.000","minOrderQty":"0.001","qtyStep":"0.001",'
-                       '"postOnlyMaxOrderQty":"1190.000","maxMktOrderQty":"119.000","minNotionalValue":"5"},'
-                       '"unifiedMarginTrade":true,"fundingInterval":480,"settleCoin":"USDT","copyTrading":"both",'
-                       '"upperFundingRate":"0.005","lowerFundingRate":"-0.005","isPreListing":false}],'
-                       '"nextPageCursor":""},"retExtInfo":{},"time":%d}' % ms)
-        self._ws(ms + 1, '{"success":true,"ret_msg":"","conn_id":"%s","req_id":"","op":"subscribe"}' % self._conn_id, "control")
+            self._rest(
+                ms,
+                "/v5/market/instruments-info?category=linear&symbol=BTCUSDT",
+                '{"retCode":0,"retMsg":"OK","result":{"category":"linear","list":[{"symbol":"BTCUSDT",'
+                '"contractType":"LinearPerpetual","status":"Trading","baseCoin":"BTC","quoteCoin":"USDT",'
+                '"launchTime":"1585526400000","deliveryTime":"0","deliveryFeeRate":"","priceScale":"2",'
+                '"leverageFilter":{"minLeverage":"1","maxLeverage":"100.00","leverageStep":"0.01"},'
+                '"priceFilter":{"minPrice":"0.10","maxPrice":"1999999.80","tickSize":"0.10"},'
+                '"lotSizeFilter":{"maxOrderQty":"1190.000","minOrderQty":"0.001","qtyStep":"0.001",'
+                '"postOnlyMaxOrderQty":"1190.000","maxMktOrderQty":"119.000","minNotionalValue":"5"},'
+                '"unifiedMarginTrade":true,"fundingInterval":480,"settleCoin":"USDT","copyTrading":"both",'
+                '"upperFundingRate":"0.005","lowerFundingRate":"-0.005","isPreListing":false}],'
+                '"nextPageCursor":""},"retExtInfo":{},"time":%d}' % ms,
+            )
+        self._ws(
+            ms + 1,
+            '{"success":true,"ret_msg":"","conn_id":"%s","req_id":"","op":"subscribe"}' % self._conn_id,
+            "control",
+        )
         self._snapshot(ms + 2)
         self._ticker_snapshot = True
 
@@ -361,7 +393,12 @@ class BybitFeed(Feed):
         book = self.book
         b = dict(book.levels("bid", self.DEPTH, 400))
         a = dict(book.levels("ask", self.DEPTH, 400))
-        self._pub_edge = (book.bb, book.ba, min(b) if len(b) >= self.DEPTH else -1, max(a) if len(a) >= self.DEPTH else book.n)
+        self._pub_edge = (
+            book.bb,
+            book.ba,
+            min(b) if len(b) >= self.DEPTH else -1,
+            max(a) if len(a) >= self.DEPTH else book.n,
+        )
         return b, a
 
     def _snapshot(self, ms: int) -> None:
@@ -371,8 +408,12 @@ class BybitFeed(Feed):
         a = ",".join('["%s","%s"]' % (px(c), qty3(q)) for c, q in self._pub_a.items())
         self.u += 1
         self.seq += 1 + self.rng.randrange(50)
-        self._ws(ms, '{"topic":"orderbook.50.BTCUSDT","type":"snapshot","ts":%d,"data":{"s":"BTCUSDT","b":[%s],"a":[%s],'
-                 '"u":%d,"seq":%d},"cts":%d}' % (ms, b, a, self.u, self.seq, ms - 2), "book")
+        self._ws(
+            ms,
+            '{"topic":"orderbook.50.BTCUSDT","type":"snapshot","ts":%d,"data":{"s":"BTCUSDT","b":[%s],"a":[%s],'
+            '"u":%d,"seq":%d},"cts":%d}' % (ms, b, a, self.u, self.seq, ms - 2),
+            "book",
+        )
 
     def _resync(self, ms: int) -> None:
         self._snapshot(ms)
@@ -380,8 +421,12 @@ class BybitFeed(Feed):
     def _book_frame(self, ms: int, send: bool) -> None:
         book = self.book
         bb, ba, deep_b, deep_a = self._pub_edge
-        if (bb == book.bb and ba == book.ba and all(c < deep_b for c in book.changed_bids)
-                and all(c > deep_a for c in book.changed_asks)):
+        if (
+            bb == book.bb
+            and ba == book.ba
+            and all(c < deep_b for c in book.changed_bids)
+            and all(c > deep_a for c in book.changed_asks)
+        ):
             return  # nothing changed inside the published top 50
         new_b, new_a = self._view()
         old_b, old_a = self._pub_b, self._pub_a
@@ -399,8 +444,12 @@ class BybitFeed(Feed):
         da.sort()
         b = ",".join('["%s","%s"]' % (px(c), qty3(q)) for c, q in db)
         a = ",".join('["%s","%s"]' % (px(c), qty3(q)) for c, q in da)
-        self._ws(ms, '{"topic":"orderbook.50.BTCUSDT","type":"delta","ts":%d,"data":{"s":"BTCUSDT","b":[%s],"a":[%s],'
-                 '"u":%d,"seq":%d},"cts":%d}' % (ms, b, a, self.u, self.seq, ms - 2), "book")
+        self._ws(
+            ms,
+            '{"topic":"orderbook.50.BTCUSDT","type":"delta","ts":%d,"data":{"s":"BTCUSDT","b":[%s],"a":[%s],'
+            '"u":%d,"seq":%d},"cts":%d}' % (ms, b, a, self.u, self.seq, ms - 2),
+            "book",
+        )
 
     def trade(self, ms: int, side: str, fills: list[tuple[int, int]]) -> None:
         s = "Buy" if side == "buy" else "Sell"
@@ -409,22 +458,40 @@ class BybitFeed(Feed):
         for c, q in fills:
             t = tick(c)
             last = self._last_px
-            direction = ("PlusTick" if t > last else "MinusTick" if t < last else
-                         "ZeroPlusTick" if side == "buy" else "ZeroMinusTick")
+            direction = (
+                "PlusTick"
+                if t > last
+                else "MinusTick"
+                if t < last
+                else "ZeroPlusTick"
+                if side == "buy"
+                else "ZeroMinusTick"
+            )
             self._last_px = t
-            rows.append('{"T":%d,"s":"BTCUSDT","S":"%s","v":"%s","p":"%s","L":"%s","i":"%s","BT":false}'
-                        % (ms, s, qty3(q), px2(t), direction, self._uuid()))
-        self._ws(ms + 2, '{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":%d,"data":[%s]}' % (ms + 2, ",".join(rows)), "trade")
+            rows.append(
+                '{"T":%d,"s":"BTCUSDT","S":"%s","v":"%s","p":"%s","L":"%s","i":"%s","BT":false}'
+                % (ms, s, qty3(q), px2(t), direction, self._uuid())
+            )
+        self._ws(
+            ms + 2,
+            '{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":%d,"data":[%s]}' % (ms + 2, ",".join(rows)),
+            "trade",
+        )
 
     def liquidation(self, ms: int, position: str, lots: int, fills: list[tuple[int, int]], bankruptcy: int) -> None:
-        self._liqs.append('{"T":%d,"s":"BTCUSDT","S":"%s","v":"%s","p":"%s"}'
-                          % (ms, "Buy" if position == "long" else "Sell", qty3(lots), px2(bankruptcy)))
+        self._liqs.append(
+            '{"T":%d,"s":"BTCUSDT","S":"%s","v":"%s","p":"%s"}'
+            % (ms, "Buy" if position == "long" else "Sell", qty3(lots), px2(bankruptcy))
+        )
 
     def half_second(self, ms: int) -> None:
         """``allLiquidation`` pushes every 500 ms what was liquidated since the last push."""
         if self._liqs:
-            self._ws(ms, '{"topic":"allLiquidation.BTCUSDT","type":"snapshot","ts":%d,"data":[%s]}' % (ms, ",".join(self._liqs)),
-                     "liquidation")
+            self._ws(
+                ms,
+                '{"topic":"allLiquidation.BTCUSDT","type":"snapshot","ts":%d,"data":[%s]}' % (ms, ",".join(self._liqs)),
+                "liquidation",
+            )
             self._liqs = []
 
     def second(self, ms: int, mark: float, index: float, funding: float, oi_lots: int, last: int) -> None:
@@ -435,21 +502,49 @@ class BybitFeed(Feed):
         bb, ba = (book.bb, book.ba) if 0 <= book.bb and book.ba < book.n else (book.last_cell, book.last_cell + 1)
         oi_value = oi_lots * 0.001 * mark / 10
         next_funding = (ms // 28_800_000 + 1) * 28_800_000
-        common = ('"markPrice":"%s","indexPrice":"%s","openInterest":"%s","openInterestValue":"%.2f","fundingRate":"%.6f",'
-                  '"lastPrice":"%s","bid1Price":"%s","bid1Size":"%s","ask1Price":"%s","ask1Size":"%s"'
-                  % (px2(mark_t), px2(index_t), qty3(oi_lots), oi_value, funding, px2(last),
-                     px2(book.tick(bb)), qty3(book.bids[bb]), px2(book.tick(ba)), qty3(book.asks[ba])))
+        common = (
+            '"markPrice":"%s","indexPrice":"%s","openInterest":"%s","openInterestValue":"%.2f","fundingRate":"%.6f",'
+            '"lastPrice":"%s","bid1Price":"%s","bid1Size":"%s","ask1Price":"%s","ask1Size":"%s"'
+            % (
+                px2(mark_t),
+                px2(index_t),
+                qty3(oi_lots),
+                oi_value,
+                funding,
+                px2(last),
+                px2(book.tick(bb)),
+                qty3(book.bids[bb]),
+                px2(book.tick(ba)),
+                qty3(book.asks[ba]),
+            )
+        )
         if self._ticker_snapshot:
             self._ticker_snapshot = False
-            self._ws(ms, '{"topic":"tickers.BTCUSDT","type":"snapshot","data":{"symbol":"BTCUSDT","tickDirection":"ZeroPlusTick",'
-                     '"price24hPcnt":"0.004120","prevPrice24h":"%s","highPrice24h":"%s","lowPrice24h":"%s","prevPrice1h":"%s",'
-                     '"nextFundingTime":"%d","turnover24h":"4893217761.2011","volume24h":"50712.430",'
-                     '"curPreListingPhase":"",%s},"cs":%d,"ts":%d}'
-                     % (px2(last), px2(int(last * 1.012)), px2(int(last * 0.987)), px2(last), next_funding, common, self.cs, ms),
-                     "ticker")
+            self._ws(
+                ms,
+                '{"topic":"tickers.BTCUSDT","type":"snapshot","data":{"symbol":"BTCUSDT","tickDirection":"ZeroPlusTick",'
+                '"price24hPcnt":"0.004120","prevPrice24h":"%s","highPrice24h":"%s","lowPrice24h":"%s","prevPrice1h":"%s",'
+                '"nextFundingTime":"%d","turnover24h":"4893217761.2011","volume24h":"50712.430",'
+                '"curPreListingPhase":"",%s},"cs":%d,"ts":%d}'
+                % (
+                    px2(last),
+                    px2(int(last * 1.012)),
+                    px2(int(last * 0.987)),
+                    px2(last),
+                    next_funding,
+                    common,
+                    self.cs,
+                    ms,
+                ),
+                "ticker",
+            )
         else:
-            self._ws(ms, '{"topic":"tickers.BTCUSDT","type":"delta","data":{"symbol":"BTCUSDT",%s},"cs":%d,"ts":%d}'
-                     % (common, self.cs, ms), "ticker")
+            self._ws(
+                ms,
+                '{"topic":"tickers.BTCUSDT","type":"delta","data":{"symbol":"BTCUSDT",%s},"cs":%d,"ts":%d}'
+                % (common, self.cs, ms),
+                "ticker",
+            )
 
 
 class OkxFeed(Feed):
@@ -471,27 +566,40 @@ class OkxFeed(Feed):
 
     def _on_connect(self, ms: int) -> None:
         if self.connections == 1:
-            self._rest(ms, "/api/v5/public/instruments?instType=SWAP",
-                       '{"code":"0","msg":"","data":[{"alias":"","auctionEndTime":"","baseCcy":"","category":"1",'
-                       '"ctMult":"1","ctType":"linear","ctVal":"0.01","ctValCcy":"BTC","expTime":"","instFamily":"BTC-USDT",'
-                       '"instId":"BTC-USDT-SWAP","instType":"SWAP","lever":"100","listTime":"1611916828000","lotSz":"0.01",'
-                       '"maxIcebergSz":"100000000.0000000000000000","maxLmtAmt":"20000000","maxLmtSz":"100000000",'
-                       '"maxMktAmt":"","maxMktSz":"12000","maxStopSz":"12000","maxTriggerSz":"100000000.0000000000000000",'
-                       '"maxTwapSz":"100000000.0000000000000000","minSz":"0.01","optType":"","quoteCcy":"","ruleType":"normal",'
-                       '"settleCcy":"USDT","state":"live","stk":"","tickSz":"0.1","uly":"BTC-USDT"}]}')
+            self._rest(
+                ms,
+                "/api/v5/public/instruments?instType=SWAP",
+                '{"code":"0","msg":"","data":[{"alias":"","auctionEndTime":"","baseCcy":"","category":"1",'
+                '"ctMult":"1","ctType":"linear","ctVal":"0.01","ctValCcy":"BTC","expTime":"","instFamily":"BTC-USDT",'
+                '"instId":"BTC-USDT-SWAP","instType":"SWAP","lever":"100","listTime":"1611916828000","lotSz":"0.01",'
+                '"maxIcebergSz":"100000000.0000000000000000","maxLmtAmt":"20000000","maxLmtSz":"100000000",'
+                '"maxMktAmt":"","maxMktSz":"12000","maxStopSz":"12000","maxTriggerSz":"100000000.0000000000000000",'
+                '"maxTwapSz":"100000000.0000000000000000","minSz":"0.01","optType":"","quoteCcy":"","ruleType":"normal",'
+                '"settleCcy":"USDT","state":"live","stk":"","tickSz":"0.1","uly":"BTC-USDT"}]}',
+            )
         ack = 1
         for ch in self.CHANNELS:
-            self._ws(ms + ack, '{"event":"subscribe","arg":{"channel":"%s","instId":"BTC-USDT-SWAP"},"connId":"%s"}'
-                     % (ch, self._conn_id), "control")
+            self._ws(
+                ms + ack,
+                '{"event":"subscribe","arg":{"channel":"%s","instId":"BTC-USDT-SWAP"},"connId":"%s"}'
+                % (ch, self._conn_id),
+                "control",
+            )
             ack += 1
-        self._ws(ms + ack, '{"event":"subscribe","arg":{"channel":"liquidation-orders","instType":"SWAP"},"connId":"%s"}'
-                 % self._conn_id, "control")
+        self._ws(
+            ms + ack,
+            '{"event":"subscribe","arg":{"channel":"liquidation-orders","instType":"SWAP"},"connId":"%s"}'
+            % self._conn_id,
+            "control",
+        )
         self._snapshot(ms + ack + 1)
 
     def _levels(self, side: str, levels: list[tuple[int, int]]) -> list[str]:
         px = self.px
-        return ['["%s","%s","0","%d"]' % (px(c), contracts(q), 1 + q // 400) if q else
-                '["%s","0","0","0"]' % px(c) for c, q in levels]
+        return [
+            '["%s","%s","0","%d"]' % (px(c), contracts(q), 1 + q // 400) if q else '["%s","0","0","0"]' % px(c)
+            for c, q in levels
+        ]
 
     def _checksum(self) -> int:
         """CRC32 (signed) of ``bid:sz:ask:sz:...`` over the top 25 levels, as OKX defines it.
@@ -505,8 +613,12 @@ class OkxFeed(Feed):
         for c in book.changed_asks:
             parts_a.pop(c, None)
         bb, ba, deep_b, deep_a, crc = self._top
-        if (bb == book.bb and ba == book.ba and all(c < deep_b for c in book.changed_bids)
-                and all(c > deep_a for c in book.changed_asks)):
+        if (
+            bb == book.bb
+            and ba == book.ba
+            and all(c < deep_b for c in book.changed_bids)
+            and all(c > deep_a for c in book.changed_asks)
+        ):
             return crc
         px = self.px
         bids = book.levels("bid", 25)
@@ -530,7 +642,13 @@ class OkxFeed(Feed):
             parts_a.clear()
         crc = zlib.crc32(":".join(parts).encode())
         crc = crc - (1 << 32) if crc >= 1 << 31 else crc
-        self._top = (book.bb, book.ba, bids[-1][0] if len(bids) == 25 else -1, asks[-1][0] if len(asks) == 25 else book.n, crc)
+        self._top = (
+            book.bb,
+            book.ba,
+            bids[-1][0] if len(bids) == 25 else -1,
+            asks[-1][0] if len(asks) == 25 else book.n,
+            crc,
+        )
         return crc
 
     def _snapshot(self, ms: int) -> None:
@@ -538,8 +656,12 @@ class OkxFeed(Feed):
         bids = ",".join(self._levels("bid", book.levels("bid", 400)))
         asks = ",".join(self._levels("ask", book.levels("ask", 400)))
         self.seq_id += 1 + self.rng.randrange(20)
-        self._ws(ms, '{"arg":{"channel":"books","instId":"BTC-USDT-SWAP"},"action":"snapshot","data":[{"asks":[%s],"bids":[%s],'
-                 '"ts":"%d","checksum":%d,"prevSeqId":-1,"seqId":%d}]}' % (asks, bids, ms, self._checksum(), self.seq_id), "book")
+        self._ws(
+            ms,
+            '{"arg":{"channel":"books","instId":"BTC-USDT-SWAP"},"action":"snapshot","data":[{"asks":[%s],"bids":[%s],'
+            '"ts":"%d","checksum":%d,"prevSeqId":-1,"seqId":%d}]}' % (asks, bids, ms, self._checksum(), self.seq_id),
+            "book",
+        )
 
     def _resync(self, ms: int) -> None:
         self._snapshot(ms)
@@ -555,17 +677,23 @@ class OkxFeed(Feed):
             return
         asks = ",".join(self._levels("ask", [(c, book.asks[c]) for c in sorted(book.changed_asks)]))
         bids = ",".join(self._levels("bid", [(c, book.bids[c]) for c in sorted(book.changed_bids, reverse=True)]))
-        self._ws(ms, '{"arg":{"channel":"books","instId":"BTC-USDT-SWAP"},"action":"update","data":[{"asks":[%s],"bids":[%s],'
-                 '"ts":"%d","checksum":%d,"prevSeqId":%d,"seqId":%d}]}' % (asks, bids, ms, self._checksum(), prev, self.seq_id),
-                 "book")
+        self._ws(
+            ms,
+            '{"arg":{"channel":"books","instId":"BTC-USDT-SWAP"},"action":"update","data":[{"asks":[%s],"bids":[%s],'
+            '"ts":"%d","checksum":%d,"prevSeqId":%d,"seqId":%d}]}'
+            % (asks, bids, ms, self._checksum(), prev, self.seq_id),
+            "book",
+        )
 
     def trade(self, ms: int, side: str, fills: list[tuple[int, int]]) -> None:
         px = self.px
         rows = []
         for c, q in fills:
             self.trade_id += 1
-            rows.append('{"instId":"BTC-USDT-SWAP","tradeId":"%d","px":"%s","sz":"%s","side":"%s","ts":"%d","count":"%d"}'
-                        % (self.trade_id, px(c), contracts(q), side, ms, 1 + q // 300))
+            rows.append(
+                '{"instId":"BTC-USDT-SWAP","tradeId":"%d","px":"%s","sz":"%s","side":"%s","ts":"%d","count":"%d"}'
+                % (self.trade_id, px(c), contracts(q), side, ms, 1 + q // 300)
+            )
         self._ws(ms + 3, '{"arg":{"channel":"trades","instId":"BTC-USDT-SWAP"},"data":[%s]}' % ",".join(rows), "trade")
 
     def liquidation(self, ms: int, position: str, lots: int, fills: list[tuple[int, int]], bankruptcy: int) -> None:
@@ -582,19 +710,31 @@ class OkxFeed(Feed):
         if self._liq is not None:
             self._ws(ms + 7, self._liq, "liquidation")
             self._liq = None
-        self._ws(ms + 2, '{"arg":{"channel":"mark-price","instId":"BTC-USDT-SWAP"},"data":[{"instId":"BTC-USDT-SWAP",'
-                 '"instType":"SWAP","markPx":"%s","ts":"%d"}]}' % (px1(int(round(mark))), ms), "mark_price")
+        self._ws(
+            ms + 2,
+            '{"arg":{"channel":"mark-price","instId":"BTC-USDT-SWAP"},"data":[{"instId":"BTC-USDT-SWAP",'
+            '"instType":"SWAP","markPx":"%s","ts":"%d"}]}' % (px1(int(round(mark))), ms),
+            "mark_price",
+        )
         if ms % 3000 == 0:
-            self._ws(ms + 5, '{"arg":{"channel":"open-interest","instId":"BTC-USDT-SWAP"},"data":[{"instId":"BTC-USDT-SWAP",'
-                     '"instType":"SWAP","oi":"%s","oiCcy":"%s","oiUsd":"%.4f","ts":"%d"}]}'
-                     % (contracts(oi_lots), qty3(oi_lots), oi_lots * 0.001 * mark / 10, ms), "open_interest")
+            self._ws(
+                ms + 5,
+                '{"arg":{"channel":"open-interest","instId":"BTC-USDT-SWAP"},"data":[{"instId":"BTC-USDT-SWAP",'
+                '"instType":"SWAP","oi":"%s","oiCcy":"%s","oiUsd":"%.4f","ts":"%d"}]}'
+                % (contracts(oi_lots), qty3(oi_lots), oi_lots * 0.001 * mark / 10, ms),
+                "open_interest",
+            )
         if ms % 60_000 == 0:
             next_funding = (ms // 28_800_000 + 1) * 28_800_000
-            self._ws(ms + 6, '{"arg":{"channel":"funding-rate","instId":"BTC-USDT-SWAP"},"data":[{"fundingRate":"%.10f",'
-                     '"fundingTime":"%d","instId":"BTC-USDT-SWAP","instType":"SWAP","method":"current_period",'
-                     '"maxFundingRate":"0.0075","minFundingRate":"-0.0075","nextFundingRate":"","nextFundingTime":"%d",'
-                     '"premium":"%.10f","settFundingRate":"0.0001","settState":"settled","ts":"%d"}]}'
-                     % (funding, next_funding, next_funding + 28_800_000, funding - 0.0001, ms), "funding")
+            self._ws(
+                ms + 6,
+                '{"arg":{"channel":"funding-rate","instId":"BTC-USDT-SWAP"},"data":[{"fundingRate":"%.10f",'
+                '"fundingTime":"%d","instId":"BTC-USDT-SWAP","instType":"SWAP","method":"current_period",'
+                '"maxFundingRate":"0.0075","minFundingRate":"-0.0075","nextFundingRate":"","nextFundingTime":"%d",'
+                '"premium":"%.10f","settFundingRate":"0.0001","settState":"settled","ts":"%d"}]}'
+                % (funding, next_funding, next_funding + 28_800_000, funding - 0.0001, ms),
+                "funding",
+            )
 
 
 FEEDS = {"binance-usdm": BinanceFeed, "bybit-linear": BybitFeed, "okx-swap": OkxFeed}

@@ -7,10 +7,10 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from connectors.alerts.config import DestinationConfig
+from cascadewatch.connectors.alerts.config import DestinationConfig
 
 HEADER_KEYS = ("type", "id", "dedup_key", "action", "severity", "kind", "asset", "direction", "ts", "summary")
 """Alert keys that identify it; every other key is evidence."""
@@ -119,7 +119,7 @@ class Destination:
     def send(self, alerts: list[dict[str, Any]]) -> Outcome:
         try:
             outcome = self._send(alerts)
-        except Exception as exc:  # noqa: BLE001 - a destination bug must not kill the worker
+        except Exception as exc:
             outcome = Outcome.retry(f"{type(exc).__name__}: {exc}")
         return Outcome(outcome.kind, self.redact(outcome.reason), outcome.retry_after, outcome.status)
 
@@ -137,7 +137,7 @@ def evidence(alert: dict[str, Any]) -> dict[str, Any]:
 
 def iso_utc(ts_ms: int | float | None) -> str:
     """``1700000000000`` -> ``2023-11-14T22:13:20.000Z`` (now if ``None``)."""
-    moment = datetime.now(timezone.utc) if ts_ms is None else datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc)
+    moment = datetime.now(UTC) if ts_ms is None else datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 

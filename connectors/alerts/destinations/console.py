@@ -7,8 +7,12 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from connectors.alerts.config import DestinationConfig
-from connectors.alerts.destinations.base import Destination, Outcome, iso_utc
+from cascadewatch.connectors.alerts.config import DestinationConfig
+from cascadewatch.connectors.alerts.destinations.base import (
+    Destination,
+    Outcome,
+    iso_utc,
+)
 
 STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -18,8 +22,10 @@ def console_line(alert: dict[str, Any]) -> str:
     resolve = alert.get("action") == "resolve"
     style = "green" if resolve else STYLE.get(str(alert.get("severity")), "")
     head = f"{str(alert.get('action', '')).upper()} {alert.get('severity', '')}"
-    return (f"{iso_utc(alert.get('ts'))} [{style}]{escape(head)}[/] {escape(str(alert.get('asset', '')))} "
-            f"{escape(str(alert.get('direction', '')))}  {escape(str(alert.get('summary', '')))}")
+    return (
+        f"{iso_utc(alert.get('ts'))} [{style}]{escape(head)}[/] {escape(str(alert.get('asset', '')))} "
+        f"{escape(str(alert.get('direction', '')))}  {escape(str(alert.get('summary', '')))}"
+    )
 
 
 class ConsoleDestination(Destination):

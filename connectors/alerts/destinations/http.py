@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import httpx
 
-from connectors.alerts.destinations.base import USER_AGENT, Outcome, http_outcome
+from cascadewatch.connectors.alerts.destinations.base import (
+    USER_AGENT,
+    Outcome,
+    http_outcome,
+)
 
 
 def make_client(timeout_s: float) -> httpx.Client:
@@ -12,7 +16,9 @@ def make_client(timeout_s: float) -> httpx.Client:
     return httpx.Client(timeout=httpx.Timeout(timeout_s), follow_redirects=False, headers={"User-Agent": USER_AGENT})
 
 
-def post_json(client: httpx.Client, url: str, body: bytes, headers: dict[str, str], what: str) -> tuple[Outcome, httpx.Response | None]:
+def post_json(
+    client: httpx.Client, url: str, body: bytes, headers: dict[str, str], what: str
+) -> tuple[Outcome, httpx.Response | None]:
     """POST ``body``; network errors and timeouts are retryable outcomes."""
     try:
         response = client.post(url, content=body, headers={"Content-Type": "application/json", **headers})

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from connectors.alerts.config import DestinationConfig
-from connectors.alerts.destinations.base import Destination, Outcome
+from cascadewatch.connectors.alerts.config import DestinationConfig
+from cascadewatch.connectors.alerts.destinations.base import Destination, Outcome
 
 
 class JsonlDestination(Destination):

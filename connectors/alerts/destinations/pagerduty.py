@@ -21,14 +21,21 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
-from connectors.alerts.config import DestinationConfig
-from connectors.alerts.destinations.base import Destination, Outcome, evidence, iso_utc
-from connectors.alerts.destinations.http import make_client, post_json
+from cascadewatch.connectors.alerts.config import DestinationConfig
+from cascadewatch.connectors.alerts.destinations.base import (
+    Destination,
+    Outcome,
+    evidence,
+    iso_utc,
+)
+from cascadewatch.connectors.alerts.destinations.http import make_client, post_json
 
 SUMMARY_MAX = 1024
 
 
-def pagerduty_event(alert: dict[str, Any], routing_key: str, severity_map: dict[str, str], source: str) -> dict[str, Any]:
+def pagerduty_event(
+    alert: dict[str, Any], routing_key: str, severity_map: dict[str, str], source: str
+) -> dict[str, Any]:
     """The Events API v2 body for one alert."""
     action = "resolve" if alert.get("action") == "resolve" else "trigger"
     event: dict[str, Any] = {"routing_key": routing_key, "event_action": action, "dedup_key": alert["dedup_key"]}
@@ -42,7 +49,9 @@ def pagerduty_event(alert: dict[str, Any], routing_key: str, severity_map: dict[
     event["payload"] = {
         "summary": summary,
         "source": source,
-        "severity": severity_map.get(severity, severity if severity in ("critical", "error", "warning", "info") else "warning"),
+        "severity": severity_map.get(
+            severity, severity if severity in ("critical", "error", "warning", "info") else "warning"
+        ),
         "timestamp": iso_utc(alert.get("ts")),
         "component": alert.get("asset"),
         "group": alert.get("kind"),

@@ -23,8 +23,8 @@ from typing import Any
 
 from slack_sdk.webhook import WebhookClient
 
-from connectors.alerts.config import DestinationConfig
-from connectors.alerts.destinations.base import (
+from cascadewatch.connectors.alerts.config import DestinationConfig
+from cascadewatch.connectors.alerts.destinations.base import (
     Destination,
     Outcome,
     evidence,
@@ -90,7 +90,9 @@ def evidence_fields(alert: dict[str, Any]) -> list[tuple[str, str]]:
     used.update(("depth_usd", "depth_ratio"))
     if (reach := _num(alert, "reach_bps")) is not None:
         forced = _num(alert, "reach_usd")
-        fields.append(("Cascade reach", f"{reach:.0f} bps" + (f" · {usd(forced)} forced" if forced is not None else "")))
+        fields.append(
+            ("Cascade reach", f"{reach:.0f} bps" + (f" · {usd(forced)} forced" if forced is not None else ""))
+        )
     used.update(("reach_bps", "reach_usd"))
     if (branching := _num(alert, "branching")) is not None:
         fields.append(("Hawkes branching", f"{branching:.2f}"))
@@ -171,5 +173,7 @@ class SlackDestination(Destination):
         headers = {k.lower(): v for k, v in (response.headers or {}).items()}
         outcome = http_outcome(response.status_code, response.body or "", headers.get("retry-after"), "Slack")
         if outcome.kind == "delivered" and (response.body or "").strip() not in ("ok", ""):
-            return Outcome.failed(f"Slack answered {response.status_code}: {response.body.strip()[:200]}", response.status_code)
+            return Outcome.failed(
+                f"Slack answered {response.status_code}: {response.body.strip()[:200]}", response.status_code
+            )
         return outcome

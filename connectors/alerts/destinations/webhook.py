@@ -17,9 +17,9 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
-from connectors.alerts.config import DestinationConfig
-from connectors.alerts.destinations.base import Destination, Outcome
-from connectors.alerts.destinations.http import make_client, post_json
+from cascadewatch.connectors.alerts.config import DestinationConfig
+from cascadewatch.connectors.alerts.destinations.base import Destination, Outcome
+from cascadewatch.connectors.alerts.destinations.http import make_client, post_json
 
 
 def signature(secret: str, body: bytes) -> str:

@@ -1,0 +1,106 @@
+"""``cascadewatch simulate``: the argparse pair the main CLI mounts.
+
+    cascadewatch simulate --scenario NAME --seed N --duration S --out REC [--truth T] [--faults]
+
+``pipelines/cli/main.py`` adds a ``simulate`` sub-command with :func:`add_arguments` and calls
+:func:`run` with the parsed namespace; ``python -m cascadewatch.pipelines.cli.simulate`` runs it alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from cascadewatch.pipelines.simulate import SCENARIOS, simulate
+
+__all__ = ["add_arguments", "run", "main", "DESCRIPTION"]
+
+DESCRIPTION = (
+    "Simulate leveraged traders, market makers and liquidation engines on Binance, Bybit and OKX; "
+    "write a recording in the venues' own frames and, with --truth, the true cascades and liquidation levels."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``simulate`` options to ``parser``."""
+    names = ", ".join(f"{n} ({sc.duration_s:g} s)" for n, sc in SCENARIOS.items())
+    parser.add_argument(
+        "--scenario",
+        required=True,
+        choices=sorted(SCENARIOS),
+        metavar="NAME",
+        help=f"scenario (default duration): {names}",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
+    parser.add_argument(
+        "--duration", type=float, default=None, metavar="S", help="simulated seconds (default: the scenario's)"
+    )
+    parser.add_argument("--out", required=True, metavar="REC", help="recording to write (.gz/.zst compress)")
+    parser.add_argument("--truth", default=None, metavar="T", help="truth JSONL: cascades, liquidation levels, shocks")
+    parser.add_argument(
+        "--faults",
+        action="store_true",
+        help="add one disconnect (with reconnect and fresh snapshot) and one lost book frame per venue",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    parser.add_argument("--json", action="store_true", help="print the result summary as one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a simulation from parsed arguments; prints a summary; returns the exit code."""
+    result = simulate(
+        args.scenario, args.seed, args.duration, args.out, args.truth, progress=not args.quiet, faults=args.faults
+    )
+    summary = {
+        "scenario": result.scenario,
+        "seed": result.seed,
+        "duration_s": result.duration_s,
+        "out": str(result.out),
+        "truth": str(result.truth) if result.truth else None,
+        "frames": result.frames,
+        "cascades": result.cascades,
+        "price": {
+            "start": round(result.price_start, 2),
+            "end": round(result.price_end, 2),
+            "min": round(result.price_min, 2),
+            "max": round(result.price_max, 2),
+        },
+        "venues": result.venues,
+        "wall_s": round(result.wall_s, 2),
+    }
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    print(
+        f"{result.scenario} seed={result.seed}: {result.duration_s:g} s simulated in {result.wall_s:.1f} s, "
+        f"{result.frames} frames -> {result.out}"
+    )
+    print(
+        f"price {result.price_start:.1f} -> {result.price_end:.1f} (low {result.price_min:.1f}, high {result.price_max:.1f})"
+    )
+    for name, v in result.venues.items():
+        print(
+            f"  {name:13s} liquidations {v['liquidations']:5d}  longs {v['liquidated_long_usd'] / 1e6:8.2f} M$  "
+            f"shorts {v['liquidated_short_usd'] / 1e6:8.2f} M$"
+        )
+    if not result.cascades:
+        print("no cascade")
+    for c in result.cascades:
+        print(
+            f"  cascade {c['direction']:4s} start {c['start']} peak +{(c['peak'] - c['start']) / 1000:.0f}s "
+            f"end +{(c['end'] - c['start']) / 1000:.0f}s  forced {c['forced_notional'] / 1e6:.1f} M$  move {c['move_bps']:.0f} bps"
+        )
+    if result.truth:
+        print(f"truth -> {result.truth}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cascadewatch simulate", description=DESCRIPTION)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

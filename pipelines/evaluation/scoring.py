@@ -1,0 +1,421 @@
+"""Scoring alerts and probabilities against the truth: the part of ``evaluate`` after the replay.
+
+Pure functions over plain dicts (the JSONL lines of the replay outputs and of the simulator's
+truth file); no I/O. All times are UTC epoch milliseconds; ``H = horizon_s``.
+
+Definitions, per asset and direction ``d`` (``down`` / ``up``):
+
+- *triggers*: alerts with ``action == "trigger"``, ``kind == "cascade"`` and ``direction == d``.
+- *caught*: a truth cascade ``c`` is caught when a trigger of its asset and direction has
+  ``c.start - H <= ts <= c.peak`` (an early warning, or a warning while it is still falling).
+- *lead* of a caught cascade = ``(c.start - ts_first) / 1000`` seconds, ``ts_first`` the first
+  such trigger (negative when the first warning came after the start). Summarised by the median
+  and the 10th percentile (linear interpolation between order statistics): 90 % of caught
+  cascades had at least ``p10`` seconds of warning.
+- *false alarm*: a trigger with no cascade of its asset and direction within the horizon, i.e.
+  no cascade overlapping ``[ts, ts + H]``: none with ``start - H <= ts <= end``. (A trigger
+  before a start counts as a warning for it; one during a cascade is not a false alarm.)
+- *days*: the time covered by the evaluation, in days of 86400 s: the ``days`` argument when
+  given, else the union of the truth's ``span`` lines (``{"type": "span", "asset", "start",
+  "end"}``, written by the simulator), else the number of distinct snapshot seconds / 86400.
+- *Brier*: over snapshots whose ``prob_<d>`` is not null, ``mean((p - y)^2)`` with ``y = 1``
+  when a cascade of that asset and direction starts within the horizon after the snapshot,
+  ``ts < start <= ts + H``. ``brier_base_rate`` is the Brier score of always forecasting the
+  observed base rate ``ybar`` of the same snapshots, ``ybar * (1 - ybar)``; a useful forecast
+  scores below it (``brier_skill = 1 - brier / brier_base_rate`` > 0).
+- *reliability*: ``bins`` equal-width probability bins; per bin the number of forecasts, their
+  mean probability and the observed frequency of ``y`` (``null`` for an empty bin).
+
+``overall`` pools both directions (cascades, catches, leads, false alarms and forecasts).
+Undefined ratios are ``None`` (JSON ``null``): recall without cascades, lead times without
+catches, rates without days, Brier without forecasts.
+
+:func:`map_error` scores a full estimated liquidation map against the truth's ``levels`` lines;
+:func:`map_summary_error` scores what the snapshots carry of it (the notional at risk and the
+nearest dense cluster, per direction).
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, bisect_right
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+__all__ = ["score", "score_runs", "map_error", "map_summary_error", "percentile", "DIRECTIONS"]
+
+DIRECTIONS = ("down", "up")
+DAY_MS = 86_400_000
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """``q``-th percentile (0..100) with linear interpolation between order statistics."""
+    if not values:
+        return None
+    xs = sorted(values)
+    pos = (len(xs) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+@dataclass
+class _Tally:
+    """Counts of one direction (or both pooled), additive across runs."""
+
+    cascades: int = 0
+    caught: int = 0
+    leads: list[float] = field(default_factory=list)
+    false_alarms: int = 0
+    triggers: int = 0
+    forecasts: list[tuple[float, int]] = field(default_factory=list)
+
+    def add(self, other: _Tally) -> None:
+        self.cascades += other.cascades
+        self.caught += other.caught
+        self.leads.extend(other.leads)
+        self.false_alarms += other.false_alarms
+        self.triggers += other.triggers
+        self.forecasts.extend(other.forecasts)
+
+
+def _r(x: float | None, nd: int) -> float | None:
+    return None if x is None else round(x, nd)
+
+
+def _finish(t: _Tally, days: float, bins: int) -> dict:
+    n = len(t.forecasts)
+    brier = base = ybar = None
+    if n:
+        brier = sum((p - y) ** 2 for p, y in t.forecasts) / n
+        ybar = sum(y for _, y in t.forecasts) / n
+        base = ybar * (1.0 - ybar)
+    table = []
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        members = [(p, y) for p, y in t.forecasts if min(int(p * bins), bins - 1) == b]
+        table.append(
+            {
+                "lo": round(lo, 6),
+                "hi": round(hi, 6),
+                "n": len(members),
+                "mean_prob": _r(sum(p for p, _ in members) / len(members), 6) if members else None,
+                "observed": _r(sum(y for _, y in members) / len(members), 6) if members else None,
+            }
+        )
+    return {
+        "cascades": t.cascades,
+        "caught": t.caught,
+        "recall": _r(t.caught / t.cascades, 6) if t.cascades else None,
+        "lead_s": {"median": _r(percentile(t.leads, 50), 3), "p10": _r(percentile(t.leads, 10), 3)},
+        "false_alarms": t.false_alarms,
+        "triggers": t.triggers,
+        "days": round(days, 6),
+        "false_alarms_per_day": _r(t.false_alarms / days, 6) if days > 0 else None,
+        "brier": _r(brier, 6),
+        "brier_base_rate": _r(base, 6),
+        "brier_skill": _r(1.0 - brier / base, 6) if brier is not None and base else None,
+        "forecasts": n,
+        "base_rate": _r(ybar, 6),
+        "reliability": table,
+    }
+
+
+def _days(snapshots: Iterable[dict], truth: Sequence[dict]) -> float:
+    spans = sorted((int(s["start"]), int(s["end"])) for s in truth if s.get("type") == "span")
+    if spans:
+        covered, cur_lo, cur_hi = 0, None, None
+        for lo, hi in spans:
+            if cur_hi is None or lo > cur_hi:
+                if cur_hi is not None:
+                    covered += cur_hi - cur_lo
+                cur_lo, cur_hi = lo, hi
+            else:
+                cur_hi = max(cur_hi, hi)
+        covered += cur_hi - cur_lo
+        return covered / DAY_MS
+    seconds = {int(s["ts"]) // 1000 for s in snapshots if s.get("type", "snapshot") == "snapshot"}
+    return len(seconds) / 86_400.0
+
+
+def _tally(
+    alerts: Sequence[dict], snapshots: Sequence[dict], truth: Sequence[dict], horizon_s: float
+) -> dict[str, _Tally]:
+    h = int(round(horizon_s * 1000))
+    cascades: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for c in truth:
+        if c.get("type") == "cascade" and c.get("direction") in DIRECTIONS:
+            cascades[(c["asset"], c["direction"])].append(c)
+    triggers: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for a in alerts:
+        if a.get("action") == "trigger" and a.get("kind") == "cascade" and a.get("direction") in DIRECTIONS:
+            triggers[(a["asset"], a["direction"])].append(int(a["ts"]))
+    out = {d: _Tally() for d in DIRECTIONS}
+    for key in set(cascades) | set(triggers):
+        _, d = key
+        tally = out[d]
+        cs = sorted(cascades.get(key, []), key=lambda c: int(c["start"]))
+        ts = sorted(triggers.get(key, []))
+        tally.cascades += len(cs)
+        tally.triggers += len(ts)
+        for c in cs:
+            start, peak = int(c["start"]), int(c["peak"])
+            i = bisect_left(ts, start - h)
+            if i < len(ts) and ts[i] <= peak:
+                tally.caught += 1
+                tally.leads.append((start - ts[i]) / 1000.0)
+        windows = [(int(c["start"]) - h, int(c["end"])) for c in cs]
+        for t in ts:
+            if not any(lo <= t <= hi for lo, hi in windows):
+                tally.false_alarms += 1
+    starts: dict[tuple[str, str], list[int]] = {k: sorted(int(c["start"]) for c in v) for k, v in cascades.items()}
+    for s in snapshots:
+        if s.get("type", "snapshot") != "snapshot":
+            continue
+        ts0 = int(s["ts"])
+        for d in DIRECTIONS:
+            p = s.get(f"prob_{d}")
+            if p is None or not math.isfinite(p):
+                continue
+            st = starts.get((s["asset"], d), [])
+            y = 1 if bisect_right(st, ts0 + h) > bisect_right(st, ts0) else 0
+            out[d].forecasts.append((min(max(float(p), 0.0), 1.0), y))
+    return out
+
+
+def score_runs(
+    runs: Iterable[tuple[Sequence[dict], Sequence[dict], Sequence[dict]]],
+    horizon_s: float = 300,
+    *,
+    days: float | None = None,
+    bins: int = 10,
+) -> dict:
+    """Score several independent runs ``(alerts, snapshots, truth)`` pooled together.
+
+    Each run is matched on its own (recordings may share timestamps, e.g. two seeds of one
+    scenario), then counts, lead times, forecasts and days are pooled. ``days`` overrides the
+    total covered time.
+    """
+    totals = {d: _Tally() for d in DIRECTIONS}
+    covered = 0.0
+    for alerts, snapshots, truth in runs:
+        for d, t in _tally(alerts, snapshots, truth, horizon_s).items():
+            totals[d].add(t)
+        covered += _days(snapshots, truth)
+    if days is not None:
+        covered = float(days)
+    overall = _Tally()
+    for d in DIRECTIONS:
+        overall.add(totals[d])
+    result = {"overall": _finish(overall, covered, bins)}
+    for d in DIRECTIONS:
+        result[d] = _finish(totals[d], covered, bins)
+    result["horizon_s"] = horizon_s
+    return result
+
+
+def score(
+    alerts: Sequence[dict],
+    snapshots: Sequence[dict],
+    truth: Sequence[dict],
+    horizon_s: float = 300,
+    *,
+    days: float | None = None,
+    bins: int = 10,
+) -> dict:
+    """Score one run: ``{"overall": M, "down": M, "up": M, "horizon_s": H}`` (module docstring).
+
+    Each ``M`` holds ``cascades``, ``caught``, ``recall``, ``lead_s`` (``median``, ``p10``),
+    ``false_alarms``, ``triggers``, ``days``, ``false_alarms_per_day``, ``brier``,
+    ``brier_base_rate``, ``brier_skill``, ``forecasts``, ``base_rate`` and ``reliability``.
+    """
+    return score_runs([(alerts, snapshots, truth)], horizon_s, days=days, bins=bins)
+
+
+# ---------------------------------------------------------------------------- map error
+def _profile(
+    levels: Iterable[Sequence[float]], price: float, side: str, range_bps: float, bin_bps: float
+) -> list[float]:
+    """Notional per distance bin from ``price`` (long levels below it, short levels above)."""
+    n = int(math.ceil(range_bps / bin_bps))
+    out = [0.0] * n
+    for lvl in levels:
+        p, usd = float(lvl[0]), float(lvl[1])
+        dist = (price - p) / price * 1e4 if side == "long" else (p - price) / price * 1e4
+        if 0.0 <= dist < range_bps and usd > 0:
+            out[min(int(dist / bin_bps), n - 1)] += usd
+    return out
+
+
+def _levels_with_latest(
+    timed: Iterable[tuple[str, int, dict]], truth: Iterable[dict], max_age_s: float
+) -> Iterable[tuple[dict, float, dict]]:
+    """For each truth ``levels`` line: ``(line, its price, the latest estimate of its asset)``,
+    skipping lines with no estimate at most ``max_age_s`` older. ``timed``: ``(asset, ts_ms, estimate)``."""
+    by_asset: dict[str, list[tuple[int, dict]]] = defaultdict(list)
+    for asset, ts, estimate in timed:
+        by_asset[asset].append((ts, estimate))
+    for rows in by_asset.values():
+        rows.sort(key=lambda row: row[0])
+    stamps = {asset: [t for t, _ in rows] for asset, rows in by_asset.items()}
+    max_age = int(max_age_s * 1000)
+    for line in truth:
+        if line.get("type") != "levels" or "price" not in line:
+            continue
+        asset, ts = line["asset"], int(line["ts"])
+        i = bisect_right(stamps.get(asset, []), ts) - 1
+        if i < 0 or ts - stamps[asset][i] > max_age:
+            continue
+        yield line, float(line["price"]), by_asset[asset][i][1]
+
+
+def map_error(
+    estimates: Sequence[dict],
+    truth: Sequence[dict],
+    *,
+    key: str = "liq_map",
+    range_bps: float = 500.0,
+    bin_bps: float = 10.0,
+    max_age_s: float = 60.0,
+) -> dict:
+    """Error of an estimated liquidation map against the truth's ``levels`` lines.
+
+    ``estimates``: dicts with ``ts``, ``asset`` and the levels either at top level
+    (``"long": [[price, usd], ...], "short": [...]``, the truth's own shape) or under ``key``
+    (e.g. a snapshot carrying ``{"liq_map": {"long": ..., "short": ...}}``). Each truth line
+    (``{"type": "levels", "ts", "asset", "price", "long", "short"}``) is compared with the
+    latest estimate of its asset at most ``max_age_s`` older. Per side, both maps become
+    notional profiles over the distance from the truth's ``price`` (bins of ``bin_bps`` up to
+    ``range_bps``; long levels below the price, short levels above), and:
+
+    - ``emd_bps``: earth mover's distance between the two normalised profiles, in bps of
+      distance: how far, on average, estimated notional must move to match the true shape;
+    - ``log2_ratio``: ``log2(estimated total / true total)`` within the range: the scale error.
+
+    Returns ``{"long": S, "short": S, "overall": S}`` with ``S = {"n", "emd_bps_mean",
+    "emd_bps_median", "abs_log2_ratio_median"}`` (``None`` where nothing was comparable:
+    a side is comparable when both totals are positive).
+    """
+    timed: list[tuple[str, int, dict]] = []
+    for e in estimates:
+        levels = e.get(key) if key in e else e
+        if isinstance(levels, dict):
+            timed.append((e["asset"], int(e["ts"]), levels))
+    emd: dict[str, list[float]] = {"long": [], "short": []}
+    ratio: dict[str, list[float]] = {"long": [], "short": []}
+    for line, price, est in _levels_with_latest(timed, truth, max_age_s):
+        for side in ("long", "short"):
+            tp = _profile(line.get(side, []), price, side, range_bps, bin_bps)
+            ep = _profile(est.get(side, []) or [], price, side, range_bps, bin_bps)
+            tt, et = sum(tp), sum(ep)
+            if tt <= 0 or et <= 0:
+                continue
+            cum_t = cum_e = 0.0
+            dist = 0.0
+            for a, b in zip(tp, ep):
+                cum_t += a / tt
+                cum_e += b / et
+                dist += abs(cum_t - cum_e) * bin_bps
+            emd[side].append(dist)
+            ratio[side].append(math.log2(et / tt))
+
+    def summary(e: list[float], r: list[float]) -> dict:
+        return {
+            "n": len(e),
+            "emd_bps_mean": _r(sum(e) / len(e), 3) if e else None,
+            "emd_bps_median": _r(percentile(e, 50), 3),
+            "abs_log2_ratio_median": _r(percentile([abs(x) for x in r], 50), 4),
+        }
+
+    return {
+        "long": summary(emd["long"], ratio["long"]),
+        "short": summary(emd["short"], ratio["short"]),
+        "overall": summary(emd["long"] + emd["short"], ratio["long"] + ratio["short"]),
+    }
+
+
+def map_summary_error(
+    snapshots: Sequence[dict],
+    truth: Sequence[dict],
+    *,
+    window: int = 5,
+    dense_multiple: float = 3.0,
+    max_age_s: float = 5.0,
+) -> dict:
+    """Error of the snapshots' liquidation-map summary against the truth's ``levels`` lines.
+
+    Per direction ``d`` a snapshot carries ``d: {"at_risk_usd", "cluster_bps", ...}``: the
+    estimated liquidation notional on that side of the price (long levels below it for
+    ``down``, short levels above for ``up``, within the map's range) and the distance of the
+    nearest dense cluster. For each truth line (``{"type": "levels", "ts", "asset", "price",
+    "long", "short"}``, levels within 10 % of the price) and the latest snapshot of its asset at
+    most ``max_age_s`` older:
+
+    - ``at_risk_log2_ratio`` = ``log2(estimated / true notional on that side)``;
+    - the true nearest dense cluster is found on the true levels with the detectors' own rule
+      (:func:`cascadewatch.detectors.liqmap_estimated.nearest_dense_cluster`, ``window`` buckets,
+      ``dense_multiple``); ``cluster_error_bps`` = ``|estimated - true distance|`` when both
+      exist, else it counts as ``cluster_missed`` (true only) or ``cluster_spurious``
+      (estimated only).
+
+    Returns ``{"down": S, "up": S, "overall": S}``, ``S = {"n", "at_risk_abs_log2_ratio_median",
+    "cluster_error_bps_median", "cluster_error_bps_mean", "cluster_found", "cluster_missed",
+    "cluster_spurious"}`` (``None`` where nothing was comparable).
+    """
+    import numpy as np
+
+    from cascadewatch.detectors.liqmap_estimated import nearest_dense_cluster
+
+    timed = [(snap["asset"], int(snap["ts"]), snap) for snap in snapshots if snap.get("type", "snapshot") == "snapshot"]
+    ratios: dict[str, list[float]] = {"down": [], "up": []}
+    errors: dict[str, list[float]] = {"down": [], "up": []}
+    counts = {d: Counter() for d in DIRECTIONS}
+    for line, price, snap in _levels_with_latest(timed, truth, max_age_s):
+        for d, side in (("down", "long"), ("up", "short")):
+            est = snap.get(d)
+            if not isinstance(est, dict):
+                continue
+            levels = sorted((float(p), float(u)) for p, u in line.get(side, []))
+            on_side = [(p, u) for p, u in levels if (p < price if d == "down" else p > price)]
+            true_total = sum(u for _, u in on_side)
+            est_total = est.get("at_risk_usd")
+            counts[d]["n"] += 1
+            if est_total and est_total > 0 and true_total > 0:
+                ratios[d].append(math.log2(est_total / true_total))
+            true_cluster = None
+            if levels:
+                c = nearest_dense_cluster(
+                    np.array([p for p, _ in levels]),
+                    np.array([u for _, u in levels]),
+                    price,
+                    d,
+                    window=window,
+                    dense_multiple=dense_multiple,
+                )
+                true_cluster = c.distance_bps if c is not None else None
+            est_cluster = est.get("cluster_bps")
+            if true_cluster is not None and est_cluster is not None:
+                counts[d]["cluster_found"] += 1
+                errors[d].append(abs(float(est_cluster) - true_cluster))
+            elif true_cluster is not None:
+                counts[d]["cluster_missed"] += 1
+            elif est_cluster is not None:
+                counts[d]["cluster_spurious"] += 1
+
+    def summary(r: list[float], e: list[float], c: Counter) -> dict:
+        return {
+            "n": c["n"],
+            "at_risk_abs_log2_ratio_median": _r(percentile([abs(x) for x in r], 50), 4),
+            "cluster_error_bps_median": _r(percentile(e, 50), 3),
+            "cluster_error_bps_mean": _r(sum(e) / len(e), 3) if e else None,
+            "cluster_found": c["cluster_found"],
+            "cluster_missed": c["cluster_missed"],
+            "cluster_spurious": c["cluster_spurious"],
+        }
+
+    return {
+        "down": summary(ratios["down"], errors["down"], counts["down"]),
+        "up": summary(ratios["up"], errors["up"], counts["up"]),
+        "overall": summary(ratios["down"] + ratios["up"], errors["down"] + errors["up"], counts["down"] + counts["up"]),
+    }

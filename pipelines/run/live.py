@@ -1,0 +1,197 @@
+"""Live runs from Python: the pipeline on live feeds, and the recorder.
+
+>>> config, live = load_live_config("deploy/config.example.toml")     # doctest: +SKIP
+>>> run_live(config, live, duration_s=60)                             # doctest: +SKIP
+>>> record(live, "capture.rec.zst", duration_s=3600, rotate_hours=1)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from cascadewatch.connectors import live_metrics
+from cascadewatch.connectors.live import FrameQueue, LiveSource, VenueFeed, venue_module
+from cascadewatch.connectors.live_config import LiveConfig
+from cascadewatch.connectors.recorder import RotatingRecorder
+from cascadewatch.pipelines.config import Config, ConfigError
+from cascadewatch.pipelines.flow import build_flow
+from cascadewatch.pipelines.run.cluster import execute
+from cascadewatch.pipelines.run.replay import ReplaySummary
+
+log = logging.getLogger("cascadewatch.live")
+
+
+def load_live_config(path: str | Path | None) -> tuple[Config, LiveConfig]:
+    """Read a TOML config: the pipeline :class:`Config` and its ``[live]`` table.
+
+    Works whether or not ``Config`` already embeds ``live`` (the integrator's step).
+    """
+    if path is None:
+        return Config(), LiveConfig()
+    path = Path(path)
+    try:
+        raw = msgspec.toml.decode(path.read_bytes())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    try:
+        if "live" in getattr(Config, "__struct_fields__", ()):
+            config = msgspec.convert(raw, Config)
+            return config, config.live  # type: ignore[attr-defined]
+        live_table = raw.pop("live", {})
+        return msgspec.convert(raw, Config), msgspec.convert(live_table, LiveConfig)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def run_live(
+    config: Config,
+    live: LiveConfig,
+    duration_s: float | None = None,
+    alerts_out: str | Path | None = None,
+    snapshots_out: str | Path | None = None,
+    dead_letters_out: str | Path | None = None,
+    record: str | None = None,
+    feed_options: dict[str, Any] | None = None,
+    serve_metrics: bool = True,
+    deliver_alerts: bool | None = None,
+    serve_riskfeed: bool | None = None,
+    workers: int = 1,
+    addresses: list[str] | None = None,
+    process_id: int = 0,
+    recovery_dir: str | Path | None = None,
+) -> ReplaySummary:
+    """Run the dataflow on live feeds (``duration_s=None``: until interrupted).
+
+    Outputs default to ``[live] alerts_out``, ``snapshots_out``, ``dead_letters_out``; ``record``
+    (default ``[live] record``) also writes what the dataflow consumed, one file per venue.
+    ``deliver_alerts`` (default: when ``[alerts]`` has destinations) pages through the outbox;
+    ``serve_riskfeed`` (default: ``[riskfeed] enabled``) broadcasts on the risk feed.
+    ``workers``, ``addresses``/``process_id``, ``recovery_dir``: see :mod:`cascadewatch.pipelines.run.cluster`.
+    """
+    if deliver_alerts is None:
+        deliver_alerts = bool(config.alerts.destinations)
+    if serve_riskfeed is None:
+        serve_riskfeed = config.riskfeed.enabled
+    if serve_metrics:
+        live_metrics.serve(live.metrics_port, live.metrics_addr)
+    alerts = Path(alerts_out or live.alerts_out)
+    snapshots = Path(snapshots_out or live.snapshots_out)
+    dead = Path(dead_letters_out or live.dead_letters_out)
+    source = LiveSource(
+        live,
+        allowed_lag_s=config.replay.allowed_lag_s,
+        duration_s=duration_s,
+        record=record,
+        feed_options=feed_options,
+    )
+    with tempfile.TemporaryDirectory(prefix="cascadewatch-live-") as scratch:
+        summary_path = Path(scratch) / "summary.json"
+        flow = build_flow(
+            source,
+            len(source.list_parts()),
+            config,
+            alerts,
+            snapshots,
+            dead,
+            summary_path,
+            deliver_alerts=deliver_alerts,
+            serve_riskfeed=serve_riskfeed,
+            export_metrics=serve_metrics,
+            primary=process_id == 0,
+        )
+        execute(
+            flow,
+            workers=workers,
+            addresses=addresses,
+            process_id=process_id,
+            epoch_interval=timedelta(seconds=1),
+            recovery_dir=recovery_dir,
+        )
+        return ReplaySummary.read(summary_path, alerts, snapshots)
+
+
+@dataclass
+class RecordSummary:
+    """What :func:`record` wrote: files, frames per source token, frames dropped (queue full)."""
+
+    paths: list[Path] = field(default_factory=list)
+    frames: Counter[str] = field(default_factory=Counter)
+    dropped: int = 0
+
+
+def record(
+    live: LiveConfig,
+    out: str | Path,
+    duration_s: float | None = None,
+    rotate_mb: float = 0.0,
+    rotate_hours: float = 0.0,
+    stop: threading.Event | None = None,
+    feed_options: dict[str, Any] | None = None,
+    serve_metrics: bool = True,
+) -> RecordSummary:
+    """Record the venues of ``live`` to ``out`` until ``duration_s`` passes or ``stop`` is set.
+
+    Writes REST bootstraps, websocket frames and connection events in the recording format,
+    flushing every second (safe to kill). With rotation, each new file starts with fresh
+    instrument metadata and book snapshots, so it replays on its own.
+    """
+    if serve_metrics:
+        live_metrics.serve(live.metrics_port, live.metrics_addr)
+    stop = stop or threading.Event()
+    queues = [FrameQueue(live.queue_size, venue_module(name).SOURCE) for name in live.venues]
+    feeds = [
+        VenueFeed(name, live, queue, **(feed_options or {})) for name, queue in zip(live.venues, queues, strict=True)
+    ]
+    recorder = RotatingRecorder(
+        out,
+        comment=f"cascadewatch record venues={','.join(live.venues)} symbols={','.join(live.symbols)}",
+        rotate_bytes=int(rotate_mb * 1_000_000),
+        rotate_s=rotate_hours * 3600.0,
+        on_rotate=lambda: [feed.rebootstrap() for feed in feeds],
+    )
+    summary = RecordSummary()
+    deadline = None if duration_s is None else time.monotonic() + duration_s
+
+    def drain() -> int:
+        written = 0
+        for queue in queues:
+            for recv, source, payload in queue.drain(live.batch_max):
+                recorder.write(recv, source, payload)
+                summary.frames[source] += 1
+                written += 1
+            dropped, _ = queue.take_dropped()
+            if dropped:
+                summary.dropped += dropped
+                log.warning("%s: %d frames dropped (queue full): the recorder is behind", queue.venue, dropped)
+        return written
+
+    try:
+        for feed in feeds:
+            feed.start()
+        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            if not drain():
+                stop.wait(live.poll_ms / 1000.0)
+            recorder.tick()
+    finally:
+        for feed in feeds:
+            feed.request_stop()
+        end = time.monotonic() + 5.0
+        while any(feed.alive for feed in feeds) and time.monotonic() < end:
+            drain()
+            time.sleep(0.01)
+        drain()  # the close events of the shutdown
+        recorder.close()
+        summary.paths = list(recorder.paths)
+    return summary

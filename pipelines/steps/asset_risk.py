@@ -1,0 +1,51 @@
+"""One asset's step: venue merge, detectors and alert policies, second by second.
+
+:class:`AssetRisk` receives the asset's :class:`~cascadewatch.pipelines.steps.items.AssetSecond` items in
+ascending order (the merge step releases seconds in order, over one channel) and returns, per
+second, the snapshot (:class:`~cascadewatch.pipelines.steps.asset_aggregator.AssetAggregator`) with the detectors' readouts
+(:class:`~cascadewatch.pipelines.steps.asset_detectors.AssetDetectors`), then the detectors' alerts, then the feed alerts
+(:class:`~cascadewatch.pipelines.steps.feed_policy.FeedPolicy`). Its state is the asset's whole analytic state
+and pickles for Bytewax recovery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from cascadewatch.pipelines.config import DetectorsConfig
+from cascadewatch.pipelines.steps.asset_aggregator import AssetAggregator
+from cascadewatch.pipelines.steps.asset_detectors import AssetDetectors
+from cascadewatch.pipelines.steps.feed_policy import FeedPolicy
+from cascadewatch.pipelines.steps.items import AssetOutput, AssetSecond
+
+
+class AssetRisk:
+    """State of one asset key. Bytewax builds it without telling the key, so the asset's
+    parts are created with its first second."""
+
+    def __init__(self, config: DetectorsConfig, on_sample: Callable[[dict], None] | None = None) -> None:
+        """``on_sample``: passed to the detectors (``cascadewatch train``, see
+        :class:`~cascadewatch.pipelines.steps.asset_detectors.AssetDetectors`)."""
+        self.config = config
+        self.on_sample = on_sample
+        self.aggregator: AssetAggregator | None = None
+        self.detectors: AssetDetectors | None = None
+        self.feeds: FeedPolicy | None = None
+
+    def update(self, item: AssetSecond) -> AssetOutput:
+        """Fold in one released second; return its snapshot and alerts."""
+        if self.aggregator is None or self.detectors is None or self.feeds is None:
+            self.aggregator = AssetAggregator(item.asset)
+            self.detectors = AssetDetectors(item.asset, self.config, self.on_sample)
+            self.feeds = FeedPolicy(item.asset)
+        states = list(item.states)
+        snapshot = self.aggregator.update(item.second, states)
+        out = [snapshot]
+        if snapshot["price"] is not None:
+            fields, alerts = self.detectors.update(
+                item.second, snapshot["price"], states, self.aggregator.live(item.second)
+            )
+            snapshot.update(fields)
+            out.extend(alerts)
+        out.extend(self.feeds.update(item.second, states))
+        return AssetOutput(item.second, item.asset, tuple(out))

@@ -1,0 +1,77 @@
+"""Feed alerts: a venue instrument whose data cannot be trusted pages like a cascade does.
+
+Per venue instrument, from the ``feed`` entries of its :class:`~cascadewatch.pipelines.steps.items.InstrumentSecond`:
+
+- trigger (``warning``) on the first ``gap``, ``disconnect``, ``stale`` or ``error``;
+- resolve at the first later second with no such entry whose book is valid again (or, for a
+  stream that never had a valid book, that simply has data again).
+
+``dedup_key = "<asset>:feed:<venue>"``; ``direction`` is ``null``: a feed problem has none.
+Ids come from content (``sha1(dedup_key|opened_ts|action|severity)``), as for cascade alerts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from cascadewatch.pipelines.steps.items import InstrumentSecond
+
+PROBLEM_STATES = ("gap", "disconnect", "stale", "error")
+
+
+def _problems(state: InstrumentSecond) -> list[str]:
+    return [entry for entry in state.feed if entry.split(":", 1)[0] in PROBLEM_STATES]
+
+
+class FeedPolicy:
+    """Open/resolve feed incidents for every venue instrument of one asset."""
+
+    def __init__(self, asset: str) -> None:
+        self.asset = asset
+        self.open: dict[str, tuple[int, str]] = {}
+        """venue|instrument -> (opened_ts ms, first problem)."""
+        self.had_book: set[str] = set()
+
+    def update(self, second_ms: int, states: list[InstrumentSecond]) -> list[dict[str, Any]]:
+        alerts = []
+        for state in states:
+            key = f"{state.venue}|{state.instrument}"
+            problems = _problems(state)
+            if state.book_valid:
+                self.had_book.add(key)
+            incident = self.open.get(key)
+            if problems and incident is None:
+                self.open[key] = (second_ms, problems[0])
+                alerts.append(self._alert(state, second_ms, "trigger", second_ms, problems[0]))
+            elif incident is not None and not problems and (state.book_valid or key not in self.had_book):
+                del self.open[key]
+                opened_ts, problem = incident
+                alerts.append(self._alert(state, second_ms, "resolve", opened_ts, problem))
+        return alerts
+
+    def _alert(self, state: InstrumentSecond, ts: int, action: str, opened_ts: int, problem: str) -> dict[str, Any]:
+        dedup_key = f"{self.asset}:feed:{state.venue}"
+        severity = "warning"
+        if action == "trigger":
+            summary = f"{state.venue} {state.instrument}: feed problem, {problem}"
+        else:
+            summary = (
+                f"{state.venue} {state.instrument}: feed healthy again after {(ts - opened_ts) / 1000:.0f}s ({problem})"
+            )
+        return {
+            "type": "alert",
+            "id": hashlib.sha1(f"{dedup_key}|{opened_ts}|{action}|{severity}".encode()).hexdigest()[:20],
+            "dedup_key": dedup_key,
+            "action": action,
+            "severity": severity,
+            "kind": "feed",
+            "asset": self.asset,
+            "direction": None,
+            "ts": ts,
+            "summary": summary,
+            "opened_ts": opened_ts,
+            "venue": state.venue,
+            "instrument": state.instrument,
+            "problem": problem,
+        }

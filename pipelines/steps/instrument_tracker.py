@@ -1,0 +1,234 @@
+"""Per venue-instrument state: the book, last trade, mark, open interest, per-second flow.
+
+:class:`InstrumentTracker` consumes one instrument's events and watermarks, in order, and
+emits one :class:`~cascadewatch.pipelines.steps.items.InstrumentSecond` for every event-time second in which
+the instrument had events, when that second closes.
+
+A second closes when an event of a later second arrives or a watermark passes its end.
+Events are assigned by effective time (:func:`cascadewatch.connectors.sources.effective_time`) and never
+to a second that has already closed (a late event counts in the open second).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from cascadewatch.connectors.book import BookKeeper, depth_within
+from cascadewatch.connectors.events import (
+    BookDelta,
+    BookSnapshot,
+    FeedStatus,
+    Liquidation,
+    MarkPrice,
+    OpenInterest,
+    Trade,
+    asset_of,
+)
+from cascadewatch.connectors.frames import DeadLetter
+from cascadewatch.connectors.sources import NS
+from cascadewatch.connectors.venues import parser_classes
+from cascadewatch.connectors.venues.base import SequenceRule
+from cascadewatch.pipelines.steps.items import (
+    BOOK_RANGE_BPS,
+    DEPTH_BANDS_BPS,
+    InstrumentSecond,
+)
+
+MS = 1_000_000
+
+
+class InstrumentTracker:
+    """State of one ``venue|instrument`` key; pickles for Bytewax recovery.
+
+    The identity comes from the first event (a key's first item is always an event:
+    watermarks only go to announced keys).
+    """
+
+    def __init__(self, allowed_lag_ns: int) -> None:
+        self.lag = allowed_lag_ns
+        self.key = self.venue = self.instrument = self.asset = ""
+        self.books = BookKeeper(SequenceRule())
+        self.dead_letters: list[DeadLetter] = []
+        self.open_second: int | None = None
+        self.closed_before = -(2**63)
+        self.price: float | None = None
+        self.mark: float | None = None
+        self.index: float | None = None
+        self.funding: float | None = None
+        self.oi_qty: float | None = None
+        self.oi_usd: float | None = None
+        self._reset_flow()
+
+    def _reset_flow(self) -> None:
+        self.buy_usd = 0.0
+        self.sell_usd = 0.0
+        self.buy_qty = 0.0
+        self.sell_qty = 0.0
+        self.liqs: list[tuple[int, float, float, str]] = []
+        self.trades = 0
+        self.liq_long_usd = 0.0
+        self.liq_short_usd = 0.0
+        self.liquidations = 0
+        self.feed: list[str] = []
+
+    def process(self, values: list[Any]) -> list[InstrumentSecond | DeadLetter]:
+        """Apply a batch of events and watermarks; return closed seconds and dead letters.
+
+        Closed seconds keep their order; a sequence gap adds a ``DeadLetter`` (reason
+        ``sequence_gap``, the offending delta as raw text).
+        """
+        out: list[InstrumentSecond | DeadLetter] = []
+        handlers = self._HANDLERS
+        lag = self.lag
+        for value in values:
+            handler = handlers.get(value.__class__)
+            if handler is None:  # a Watermark
+                self._advance(value.wm // NS, out)
+                continue
+            if not self.key:
+                self._identify(value)
+            # effective time max(ts, recv - lag), never before a closed second
+            floor = value.recv - lag
+            second = (value.ts if value.ts > floor else floor) // NS
+            if second < self.closed_before:
+                second = self.closed_before
+            if self.open_second is None:
+                self.open_second = second
+            elif second > self.open_second:
+                self._advance(second, out)
+                self.open_second = second
+            handler(self, value)
+        if self.dead_letters:
+            out.extend(self.dead_letters)
+            self.dead_letters = []
+        return out
+
+    def _identify(self, event: Any) -> None:
+        self.venue, self.instrument = event.venue, event.instrument
+        self.key = f"{event.venue}|{event.instrument}"
+        self.asset = asset_of(event.instrument)
+        parser_class = parser_classes().get(event.venue)
+        if parser_class is not None:
+            self.books = BookKeeper(parser_class.sequence_rule())
+
+    def _advance(self, second: int, out: list[Any]) -> None:
+        """Close the open second if it ends at or before ``second``."""
+        if self.open_second is not None and self.open_second < second:
+            out.append(self._close())
+            self.open_second = None
+        if second > self.closed_before:
+            self.closed_before = second
+
+    def _on_trade(self, event: Trade) -> None:
+        notional = event.price * event.qty
+        if event.side == "buy":
+            self.buy_usd += notional
+            self.buy_qty += event.qty
+        else:
+            self.sell_usd += notional
+            self.sell_qty += event.qty
+        self.trades += 1
+        self.price = event.price
+
+    def _on_book_snapshot(self, event: BookSnapshot) -> None:
+        self._book_statuses(self.books.apply_snapshot(event), event)
+
+    def _on_book_delta(self, event: BookDelta) -> None:
+        self._book_statuses(self.books.apply_delta(event), event)
+
+    def _book_statuses(self, statuses: list[FeedStatus], event: BookDelta | BookSnapshot) -> None:
+        for status in statuses:
+            self.feed.append(f"{status.state}: {status.detail}")
+            if status.state == "gap":
+                self.dead_letters.append(
+                    DeadLetter(
+                        reason="sequence_gap",
+                        source=self.venue,
+                        raw=msgspec.json.encode(event).decode(),
+                        detail=status.detail,
+                    )
+                )
+
+    def _on_liquidation(self, event: Liquidation) -> None:
+        self.liqs.append((event.ts, event.price, event.qty, event.side))
+        if event.side == "long":
+            self.liq_long_usd += event.notional
+        else:
+            self.liq_short_usd += event.notional
+        self.liquidations += 1
+
+    def _on_mark_price(self, event: MarkPrice) -> None:
+        self.mark = event.price
+        if event.index is not None:
+            self.index = event.index
+        if event.funding is not None:
+            self.funding = event.funding
+
+    def _on_open_interest(self, event: OpenInterest) -> None:
+        self.oi_qty = event.qty
+        reference = self.mark or self.price
+        self.oi_usd = event.notional if event.notional is not None else (event.qty * reference if reference else None)
+
+    def _on_feed_status(self, event: FeedStatus) -> None:
+        self.books.apply_status(event)
+        self.feed.append(f"{event.state}: {event.detail}" if event.detail else event.state)
+
+    _HANDLERS: dict[type, Callable[[InstrumentTracker, Any], None]] = {
+        Trade: _on_trade,
+        BookSnapshot: _on_book_snapshot,
+        BookDelta: _on_book_delta,
+        Liquidation: _on_liquidation,
+        MarkPrice: _on_mark_price,
+        OpenInterest: _on_open_interest,
+        FeedStatus: _on_feed_status,
+    }
+
+    def _close(self) -> InstrumentSecond:
+        assert self.open_second is not None
+        book = self.books.book
+        bids, asks = book.sides()
+        best_bid = float(bids[0, 0]) if len(bids) else None
+        best_ask = float(asks[0, 0]) if len(asks) else None
+        reference = (best_bid + best_ask) / 2.0 if best_bid is not None and best_ask is not None else self.price
+        if reference is not None:
+            depth_bid = tuple(depth_within(bids, reference, DEPTH_BANDS_BPS, is_bid=True))
+            depth_ask = tuple(depth_within(asks, reference, DEPTH_BANDS_BPS, is_bid=False))
+            near_bids = bids[bids[:, 0] >= reference * (1 - BOOK_RANGE_BPS / 10_000)]
+            near_asks = asks[asks[:, 0] <= reference * (1 + BOOK_RANGE_BPS / 10_000)]
+        else:
+            depth_bid = depth_ask = (0.0,) * len(DEPTH_BANDS_BPS)
+            near_bids = near_asks = None
+        second = InstrumentSecond(
+            venue=self.venue,
+            instrument=self.instrument,
+            asset=self.asset,
+            second=self.open_second * 1000,
+            price=self.price,
+            mark=self.mark,
+            index=self.index,
+            funding=self.funding,
+            oi_qty=self.oi_qty,
+            oi_usd=self.oi_usd,
+            buy_usd=self.buy_usd,
+            sell_usd=self.sell_usd,
+            trades=self.trades,
+            liq_long_usd=self.liq_long_usd,
+            liq_short_usd=self.liq_short_usd,
+            liquidations=self.liquidations,
+            book_valid=book.valid,
+            best_bid=best_bid,
+            best_ask=best_ask,
+            depth_bid_usd=depth_bid,
+            depth_ask_usd=depth_ask,
+            feed=tuple(self.feed),
+            buy_qty=self.buy_qty,
+            sell_qty=self.sell_qty,
+            liqs=tuple(self.liqs),
+            bids=near_bids if book.valid else None,
+            asks=near_asks if book.valid else None,
+        )
+        self._reset_flow()
+        return second

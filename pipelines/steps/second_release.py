@@ -1,0 +1,67 @@
+"""The merge step: every instrument second meets here and is released in event-time order.
+
+:class:`SecondReleaser` buffers :class:`~cascadewatch.pipelines.steps.items.InstrumentSecond` items by second and
+releases a second once the global watermark (:mod:`cascadewatch.pipelines.steps.watermarks`) has passed its end.
+For each released second, in ascending order, it emits one
+:class:`~cascadewatch.pipelines.steps.items.AssetSecond` per asset (sorted) that goes to that asset's step
+(:mod:`cascadewatch.pipelines.steps.asset_risk`), and one :class:`~cascadewatch.pipelines.steps.items.SecondManifest` that tells the
+ordering step (:mod:`cascadewatch.pipelines.steps.output_ordering`) which assets to wait for. Its own work is small
+(buffering and grouping, one item per venue instrument and second), so one key suffices; the
+per-asset work runs wherever the assets' keys are placed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cascadewatch.connectors.sources import NS, Watermark
+from cascadewatch.pipelines.steps.items import (
+    AssetSecond,
+    InstrumentSecond,
+    SecondManifest,
+)
+from cascadewatch.pipelines.steps.watermarks import WatermarkTracker
+
+
+class SecondReleaser:
+    """Hold instrument seconds until every partition has passed them; release them per asset."""
+
+    def __init__(self, n_partitions: int) -> None:
+        self.watermarks = WatermarkTracker(n_partitions)
+        self.pending: dict[int, list[InstrumentSecond]] = {}
+        self.released_before_ms = -(2**63)
+        self.late = 0
+        """Instrument seconds that arrived after their second was released (counted in the
+        oldest open second; the watermark contract makes this 0)."""
+
+    def process(self, values: list[Any]) -> list[AssetSecond | SecondManifest]:
+        """Take instrument seconds and partition watermarks; return what was released, in order."""
+        out: list[AssetSecond | SecondManifest] = []
+        for value in values:
+            if isinstance(value, Watermark):
+                wm = self.watermarks.observe(value)
+                if wm > self.released_before_ms * 1_000_000:
+                    self._release(wm // NS * 1000, out)
+            else:
+                second = value.second
+                if second < self.released_before_ms:
+                    self.late += 1
+                    second = self.released_before_ms
+                self.pending.setdefault(second, []).append(value)
+        return out
+
+    def flush(self) -> list[AssetSecond | SecondManifest]:
+        """Release everything (end of input)."""
+        out: list[AssetSecond | SecondManifest] = []
+        if self.pending:
+            self._release(max(self.pending) + 1000, out)
+        return out
+
+    def _release(self, before_ms: int, out: list[AssetSecond | SecondManifest]) -> None:
+        for second in sorted(s for s in self.pending if s < before_ms):
+            by_asset: dict[str, list[InstrumentSecond]] = {}
+            for state in sorted(self.pending.pop(second), key=lambda s: (s.asset, s.venue, s.instrument)):
+                by_asset.setdefault(state.asset, []).append(state)
+            out.extend(AssetSecond(second, asset, tuple(states)) for asset, states in by_asset.items())
+            out.append(SecondManifest(second, tuple(by_asset)))
+        self.released_before_ms = max(self.released_before_ms, before_ms)
