@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint deps bench quality clean
+.PHONY: demo test lint deps bench model quality clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python 3.11 or 3.12 is required (bytewax==0.21.1)"; exit 1; }
@@ -40,25 +40,20 @@ bench: $(STAMP)
 	$(BIN)/python -m cascadewatch.pipelines.bench.replay
 	$(BIN)/python -m cascadewatch.pipelines.bench.live
 
-# Detection quality (README, "Detection quality"): simulate the tuning set (seeds 1-5 of every
-# scenario, calm days 1 and 2) and the held-out set (seeds 101-105, calm day 101), train the
-# classifier on the tuning set only, evaluate on the held-out set. Recordings are kept in
-# $(QUALITY) and not simulated again; about 15 minutes from scratch.
-QUALITY := .quality
-CW = $(abspath $(BIN))/cascadewatch
-SCENARIOS := long-squeeze short-squeeze liquidity-drain stop-run multi-venue
-TRAIN := $(foreach s,1 2 3 4 5,$(foreach n,$(SCENARIOS),$(n)-$(s))) calm-1 calm-2
-TEST := $(foreach s,101 102 103 104 105,$(foreach n,$(SCENARIOS),$(n)-$(s)))
+# The model shipped in the package (README, "The shipped model"): simulate seeds 1-8 of every
+# scenario family and calm days 1-2 (each seed its own market), train the classifier on them,
+# write pipelines/data/model/cascade-model.pkl and manifest.json. Recordings are kept in
+# $(CORPUS) and not simulated again. Deterministic: the same code gives the same model bytes.
+CORPUS := .corpus
+model: $(STAMP)
+	$(BIN)/python -m cascadewatch.pipelines.evaluation.default_model --dir $(CORPUS)
+
+# Detection quality (README, "Detection quality"), shipped defaults and no config file: per
+# scenario family a model trained as `make model` but without that family, evaluated on all its
+# seeds (leave one family out); the shipped model on held-out seeds 101-103 of every family and
+# held-out calm days 101-102. Shares $(CORPUS) with `make model`.
 quality: $(STAMP)
-	@mkdir -p $(QUALITY)
-	@for run in $(TRAIN) $(TEST) calm-101; do \
-		test -f $(QUALITY)/$$run.truth.jsonl || $(CW) simulate --scenario $${run%-*} --seed $${run##*-} \
-			--out $(QUALITY)/$$run.rec.zst --truth $(QUALITY)/$$run.truth.jsonl --quiet || exit 1; done
-	cd $(QUALITY) && $(CW) train $(TRAIN:%=%.rec.zst) --truth $(TRAIN:%=%.truth.jsonl) --out model.pkl
-	cd $(QUALITY) && $(CW) evaluate $(TEST:%=%.rec.zst) --truth $(TEST:%=%.truth.jsonl) \
-		--config ../docs/detection-quality.toml
-	cd $(QUALITY) && $(CW) evaluate calm-101.rec.zst --truth calm-101.truth.jsonl \
-		--config ../docs/detection-quality.toml
+	$(BIN)/python -m cascadewatch.pipelines.evaluation.quality --dir $(CORPUS) --json $(CORPUS)/quality.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 
 import msgspec
 
+from cascadewatch.detectors.drivers import Driver, usd
+
 __all__ = ["PAGE_KINDS", "AlertPolicy", "AssetReadout", "DirectionReadout"]
 
 DIRECTIONS = ("down", "up")
@@ -57,7 +59,9 @@ class DirectionReadout(msgspec.Struct, frozen=True, kw_only=True):
     - ``depth_ratio``: that depth over its trailing median (thinning), ``None`` if unknown;
     - ``reach_usd``: forced notional of the reach walk from the cluster (quote);
     - ``reach_bps``: price travel of that walk from the current price, bps;
-    - ``liq_usd_60s``: realized liquidations of this direction's side over the last 60 s (quote).
+    - ``liq_usd_60s``: realized liquidations of this direction's side over the last 60 s (quote);
+    - ``drivers``: the feature families that raised ``prob`` most, largest first
+      (:class:`cascadewatch.detectors.drivers.Driver`; empty without a fitted model).
     """
 
     prob: float | None = None
@@ -71,6 +75,7 @@ class DirectionReadout(msgspec.Struct, frozen=True, kw_only=True):
     reach_usd: float | None = None
     reach_bps: float | None = None
     liq_usd_60s: float = 0.0
+    drivers: tuple[Driver, ...] = ()
 
 
 class AssetReadout(msgspec.Struct, frozen=True, kw_only=True):
@@ -82,6 +87,7 @@ class AssetReadout(msgspec.Struct, frozen=True, kw_only=True):
     - ``venues``: venues contributing to this second, sorted;
     - ``branching``: Hawkes branching ratio of liquidations (0..1), ``None`` if unknown;
     - ``horizon_s``: horizon of ``prob``, seconds;
+    - ``model``: version of the pre-trained model behind ``prob`` (12 hex), ``None`` without one;
     - ``down``/``up``: :class:`DirectionReadout` per direction.
     """
 
@@ -91,6 +97,7 @@ class AssetReadout(msgspec.Struct, frozen=True, kw_only=True):
     venues: tuple[str, ...] = ()
     branching: float | None = None
     horizon_s: int = 300
+    model: str | None = None
     down: DirectionReadout = msgspec.field(default_factory=DirectionReadout)
     up: DirectionReadout = msgspec.field(default_factory=DirectionReadout)
 
@@ -114,17 +121,6 @@ def _sig(x: float | None, digits: int = 8) -> float | None:
 def _rnd(x: float | None, nd: int) -> float | None:
     x = _finite(x)
     return None if x is None else round(x, nd)
-
-
-def _usd(x: float | None) -> str:
-    x = _finite(x)
-    if x is None:
-        return "?"
-    a = abs(x)
-    for div, suf in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if a >= div:
-            return f"${x / div:.1f}{suf}"
-    return f"${x:.0f}"
 
 
 def _dur(ms: int) -> str:
@@ -269,6 +265,8 @@ class AlertPolicy:
             "summary": self._summary(r, direction, d, action, inc),
             "opened_ts": inc.opened_ts,
             "probability": _rnd(d.prob, 4),
+            "model": r.model,
+            "drivers": [{"family": x.family, "logit": _rnd(x.logit, 3), "text": x.text} for x in d.drivers],
             "price": _sig(r.price),
             "level": _sig(d.cluster_price),
             "distance_bps": _rnd(d.cluster_bps, 1),
@@ -295,15 +293,17 @@ class AlertPolicy:
         parts = []
         if d.cascade is not None:
             parts.append(
-                f"{head}: {d.cascade.replace('_', '-')} cascade IN PROGRESS, {_usd(d.liq_usd_60s)} {side} liquidated in 60s"
+                f"{head}: {d.cascade.replace('_', '-')} cascade IN PROGRESS, {usd(d.liq_usd_60s)} {side} liquidated in 60s"
             )
         else:
-            parts.append(f"{head}: {pct} cascade risk in {max(r.horizon_s // 60, 1)}m")
-        if d.cluster_price is not None and d.cluster_bps is not None:
+            why = "; ".join(x.text for x in d.drivers)
+            parts.append(f"{head}: {pct} cascade risk in {max(r.horizon_s // 60, 1)}m" + (f": {why}" if why else ""))
+        shown = d.cascade is None and any(x.family == "levels" for x in d.drivers)
+        if d.cluster_price is not None and d.cluster_bps is not None and not shown:
             where = "below" if direction == "down" else "above"
-            parts.append(f"{_usd(d.cluster_usd)} {side} at {_price(d.cluster_price)} ({d.cluster_bps:.0f} bps {where})")
+            parts.append(f"{usd(d.cluster_usd)} {side} at {_price(d.cluster_price)} ({d.cluster_bps:.0f} bps {where})")
         if d.depth_usd is not None:
-            parts.append(f"{book} {_usd(d.depth_usd)} within 1%")
+            parts.append(f"{book} {usd(d.depth_usd)} within 1%")
         if d.reach_bps is not None:
             parts.append(f"reach {d.reach_bps:.0f} bps")
         if r.branching is not None:

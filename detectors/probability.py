@@ -47,6 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 from river import compose, linear_model, metrics, optim, preprocessing
 
+from cascadewatch.detectors.evidence import EvidenceModel, fit_evidence_model
 from cascadewatch.detectors.liqmap_estimated import Cluster
 from cascadewatch.detectors.reach import Reach, cascade_reach
 
@@ -57,6 +58,7 @@ __all__ = [
     "StructuralEstimate",
     "carry_probability",
     "cascade_features",
+    "feature_names",
     "structural_estimate",
     "structural_probability",
     "touch_probability",
@@ -159,17 +161,18 @@ def structural_estimate(
 ) -> StructuralEstimate:
     """Touch the nearest dense ``cluster``, walk the reach from it, combine.
 
-    ``book``: the side in front (bids for ``down``, asks for ``up``) as ``(price, qty)``;
-    ``levels``: liquidation levels ``(price, notional)`` of that direction (e.g.
-    :meth:`cascadewatch.detectors.liqmap_estimated.EstimatedMapReadout.levels`); ``depth_usd``:
-    resting notional in front (e.g. within 100 bps), the ``D`` of ``rho = F / D``.
+        ``book``: the side in front (bids for ``down``, asks for ``up``) as ``(price, qty)``;
+        ``levels``: liquidation levels ``(price, notional)`` of that direction (e.g.
+        :meth:`cascadewatch.detectors.liqmap_estimated.EstimatedMapReadout.levels`); ``depth_usd``:
+        resting notional in front (e.g. within 100 bps), the ``D`` of ``rho = F / D``.
 
-    >>> from cascadewatch.detectors.liqmap_estimated import Cluster
-    >>> c = Cluster("down", 99.0, 100.0, 5e5, 99.0, 99.0)
-    >>> e = structural_estimate("down", 100.0, c, 2e-4, 3600.0,
-    ...                         book=[(99.5, 2000.0), (98.0, 5000.0)], levels=[(99.0, 5e5)], depth_usd=2e5)
-    >>> round(e.p_touch, 4), round(e.p_carry, 4), e.reach.forced_usd, e.reach.end_price
-    (0.4023, 0.8621, 500000.0, 98.0)
+        >>> from cascadewatch.detectors.evidence import EvidenceModel, fit_evidence_model
+    from cascadewatch.detectors.liqmap_estimated import Cluster
+        >>> c = Cluster("down", 99.0, 100.0, 5e5, 99.0, 99.0)
+        >>> e = structural_estimate("down", 100.0, c, 2e-4, 3600.0,
+        ...                         book=[(99.5, 2000.0), (98.0, 5000.0)], levels=[(99.0, 5e5)], depth_usd=2e5)
+        >>> round(e.p_touch, 4), round(e.p_carry, 4), e.reach.forced_usd, e.reach.end_price
+        (0.4023, 0.8621, 500000.0, 98.0)
     """
     start = cluster.price if cluster is not None else None
     reach = cascade_reach(price, book, levels, direction, start_price=start, max_iter=max_iter)
@@ -297,6 +300,7 @@ def cascade_features(
     in_cascade: bool,
     direction: str = "down",
     crowding: Mapping[str, float] | None = None,
+    vol_ratio: float = 1.0,
 ) -> dict[str, float]:
     """The feature dict of one direction for :class:`CascadeProbability` (finite floats only).
 
@@ -312,6 +316,8 @@ def cascade_features(
       ``ln(1 + forced_usd / D)``, ``log_liq_depth`` = ``ln(1 + 100 liq_usd_60s / D)``, with
       ``D = max(depth_usd, 1)`` the depth in front: cluster, reach and the last minute's
       liquidations against the book that has to absorb them;
+    - ``log_vol_ratio`` = ``ln(vol_ratio)``, the fast over the slow realized volatility (0 when
+      unknown): volatility picking up against its own recent norm;
     - ``crowding``: passed through (e.g. :meth:`cascadewatch.detectors.crowding.CrowdingReadout.features`).
 
     >>> f = cascade_features(p_struct=0.0, p_touch=0.0, p_carry=0.5, distance_bps=100.0, cluster_usd=2e6,
@@ -350,16 +356,46 @@ def cascade_features(
         "log_cluster_depth": math.log1p(max(cluster_usd, 0.0) / floor_depth),
         "log_reach_depth": math.log1p(max(forced_usd, 0.0) / floor_depth),
         "log_liq_depth": math.log1p(100.0 * max(liq_usd_60s, 0.0) / floor_depth),
+        "log_vol_ratio": math.log(min(max(vol_ratio, 1e-3), 1e3)) if math.isfinite(vol_ratio) else 0.0,
     }
     for name, value in (crowding or {}).items():
         out[name] = float(value) if math.isfinite(value) else 0.0
     return out
 
 
+def feature_names(crowding_windows_s: Sequence[int] = (60, 300, 900)) -> frozenset[str]:
+    """Every feature name :func:`cascade_features` gives with crowding windows ``crowding_windows_s``
+    (what a model file may use).
+
+    >>> sorted(n for n in feature_names((300,)) if n.startswith("oi_"))
+    ['oi_growth_300_pct']
+    """
+    base = cascade_features(
+        p_struct=0.0,
+        p_touch=0.0,
+        p_carry=0.0,
+        distance_bps=None,
+        cluster_usd=0.0,
+        forced_usd=0.0,
+        depth_usd=0.0,
+        depth_ratio=None,
+        branching=0.0,
+        intensity=0.0,
+        liq_usd_60s=0.0,
+        sigma=0.0,
+        horizon_s=1.0,
+        in_cascade=False,
+    )
+    crowd = {
+        f"{p}_{w}{u}"
+        for w in crowding_windows_s
+        for p, u in (("oi_growth", "_pct"), ("imbalance", ""), ("crowding", "_bps"))
+    }
+    return frozenset(base) | frozenset(crowd)
+
+
 DEFAULT_FEATURES: tuple[str, ...] = (
-    "oi_growth_60_pct",
     "oi_growth_300_pct",
-    "oi_growth_900_pct",
     "imbalance_300",
     "crowding_300_bps",
     "crowding_900_bps",
@@ -367,14 +403,19 @@ DEFAULT_FEATURES: tuple[str, ...] = (
     "log_z_cluster",
     "log_cluster_depth",
     "log_reach_depth",
+    "logit_struct",
     "log_liq_depth",
     "in_cascade",
-    "branching",
-    "logit_struct",
+    "log_vol_ratio",
 )
-"""The classifier's default features: scale-free (percent, bps, ratios, logs of ratios), so a
-model trained on one market's size carries to another; the crowding ones come from
-:meth:`cascadewatch.detectors.crowding.CrowdingReadout.features` with windows 60, 300 and 900 s."""
+"""The classifier's default features, few and scale-free (percent, bps, ratios, logs of ratios) so
+a model trained on one market carries to another, one or more per mechanism
+(:data:`cascadewatch.detectors.evidence.FAMILIES`): crowding (from
+:meth:`cascadewatch.detectors.crowding.CrowdingReadout.features`, windows 300 and 900 s), levels
+(distance to the nearest dense cluster in standard deviations of the move, cluster and reach
+against the depth in front, the structural estimate), liquidity (depth thinning), liquidations
+(the last minute's against the depth, a cascade in progress) and volatility (fast over slow).
+The Hawkes branching ratio is left out: it carries no information at either end."""
 
 
 @dataclass(slots=True)
@@ -417,9 +458,9 @@ class CascadeProbability:
 
     Time arguments ``t`` are seconds since the epoch as floats.
 
-    Pre-training: :meth:`fit` fits the same model on a batch of labelled samples
-    (e.g. replayed recordings, ``cascadewatch train``) by Newton's method and installs
-    it, scaler statistics included, so online learning continues from there.
+    Pre-training: :meth:`fit` fits a frozen :class:`cascadewatch.detectors.evidence.EvidenceModel`
+    on a batch of labelled samples (e.g. replayed recordings, ``cascadewatch train``); from then
+    on it gives the probability (weight :attr:`max_weight`) and nothing is learned online.
 
     Examples
     --------
@@ -463,6 +504,8 @@ class CascadeProbability:
             preprocessing.StandardScaler(),
             linear_model.LogisticRegression(optimizer=optim.SGD(lr), l2=l2),
         )
+        self.fitted: EvidenceModel | None = None
+        """The pre-trained model (:meth:`fit`), frozen; ``None``: the online river pipeline."""
         self.pending: deque[_Pending] = deque(maxlen=max_pending)
         self.starts: list[float] = []
         self.labels = 0
@@ -480,6 +523,8 @@ class CascadeProbability:
     @property
     def weight(self) -> float:
         """Current weight of the model in the blend."""
+        if self.fitted is not None:
+            return self.max_weight
         neg = self.labels - self.positives
         if self.labels < self.min_labels or self.positives < self.min_positives or neg < self.min_positives:
             return 0.0
@@ -487,8 +532,10 @@ class CascadeProbability:
         return self.max_weight * min(ramp, 1.0)
 
     def __setstate__(self, state: dict) -> None:
-        """Unpickle; a state from before ``features`` existed uses every feature."""
+        """Unpickle; a state from before ``features`` (or ``fitted``) existed uses every feature
+        (and learns online)."""
         state.setdefault("features", None)
+        state.setdefault("fitted", None)
         self.__dict__.update(state)
 
     def _x(self, x: dict, structural: float) -> dict:
@@ -498,7 +545,9 @@ class CascadeProbability:
         return {name: full.get(name, 0.0) for name in self.features}
 
     def model_probability(self, x: dict, structural: float) -> float:
-        """The classifier alone (0.5 before any learning)."""
+        """The classifier alone (0.5 before any learning): the fitted model when there is one."""
+        if self.fitted is not None:
+            return self.fitted.predict(self._x(x, structural))
         return float(self.model.predict_proba_one(self._x(x, structural)).get(True, 0.0))
 
     def predict_one(self, x: dict, structural: float) -> float:
@@ -529,7 +578,7 @@ class CascadeProbability:
 
     def _learn(self, x: dict, y: bool, structural: float, p_out: float | None) -> None:
         xs = self._x(x, structural)
-        pm = float(self.model.predict_proba_one(xs).get(True, 0.0))
+        pm = self.model_probability(x, structural)
         yf = 1.0 if y else 0.0
         self.metrics["model_logloss"].update(y, pm)
         self.metrics["struct_logloss"].update(y, structural)
@@ -538,7 +587,8 @@ class CascadeProbability:
         if p_out is not None:
             self.metrics["blend_logloss"].update(y, p_out)
             self.metrics["blend_brier"].update(yf, p_out)
-        self.model.learn_one(xs, y)
+        if self.fitted is None:
+            self.model.learn_one(xs, y)
         self.labels += 1
         self.positives += int(y)
 
@@ -548,23 +598,17 @@ class CascadeProbability:
         ys: Sequence[bool],
         structural: Sequence[float],
         l2: float = 1e-3,
-        max_iter: int = 100,
-        tol: float = 1e-10,
+        cap: float = math.inf,
     ) -> dict[str, float]:
         """Fit the model on a batch of labelled samples and install it (pre-training).
 
-        The model is the online one, ``StandardScaler`` then logistic regression: the
-        features (:attr:`features`, or every key of the samples plus ``logit_struct``) are
-        standardised with the batch mean and population variance ``z = (x - mean) / sd``
-        (0 where ``sd = 0``), then ``beta`` and the intercept ``b`` minimise
-
-            mean_i [ln(1 + e^(u_i)) - y_i u_i] + l2 / 2 * |beta|^2,     u_i = beta . z_i + b
-
-        by Newton's method (deterministic; the penalty keeps it finite on separable data).
-        The scaler keeps the batch statistics as if it had seen the samples, the labels
-        count toward :attr:`labels` and :attr:`positives`, and online learning (SGD at ``lr``,
-        without the ``l2`` shrinkage: the batch penalty already regularises) continues from
-        the fitted weights. Returns the in-sample ``logloss``, ``brier``,
+        The features (:attr:`features`, or every key of the samples plus ``logit_struct``) are
+        fitted by :func:`cascadewatch.detectors.evidence.fit_evidence_model` (standardised,
+        L2-penalised logistic regression with penalty ``l2``, each feature family's evidence
+        capped at ``cap`` log-odds, then recalibrated). The fitted model is frozen: it predicts
+        from then on without learning online (its outputs are what was evaluated, and the model
+        version names them); progressive scores are still kept. The labels count toward
+        :attr:`labels` and :attr:`positives`. Returns the in-sample ``logloss``, ``brier``,
         ``base_rate``, ``iterations`` and ``n``.
 
         >>> rng = np.random.default_rng(0)
@@ -580,61 +624,26 @@ class CascadeProbability:
         rows = [self._x(x, float(p)) for x, p in zip(xs, structural)]
         names = list(self.features) if self.features is not None else sorted({k for r in rows for k in r})
         X = np.array([[r.get(k, 0.0) for k in names] for r in rows], dtype=np.float64)
-        y = np.array([1.0 if v else 0.0 for v in ys])
-        n, k = X.shape
-        mean = X.mean(axis=0)
-        var = X.var(axis=0)
-        sd = np.sqrt(var)
-        Z = np.where(sd > 0, (X - mean) / np.where(sd > 0, sd, 1.0), 0.0)
-        A = np.column_stack([Z, np.ones(n)])
-        penalty = np.r_[np.full(k, float(l2)), 0.0]
-        theta = np.zeros(k + 1)
+        y = np.array([bool(v) for v in ys])
+        return self.fit_matrix(X, y, names, l2=l2, cap=cap)
 
-        def objective(th: np.ndarray) -> float:
-            u = A @ th
-            return float(np.mean(np.logaddexp(0.0, u) - y * u) + 0.5 * float(l2) * float(th[:k] @ th[:k]))
-
-        loss = objective(theta)
-        it = 0
-        for it in range(1, max_iter + 1):
-            p = 1.0 / (1.0 + np.exp(-(A @ theta)))
-            grad = A.T @ (p - y) / n + penalty * theta
-            hess = (A * (p * (1.0 - p))[:, None]).T @ A / n + np.diag(penalty + 1e-12)
-            step = np.linalg.solve(hess, grad)
-            scale = 1.0
-            while True:  # backtracking: Newton steps can overshoot on near-separable data
-                trial = theta - scale * step
-                new_loss = objective(trial)
-                if new_loss <= loss or scale < 1e-6:
-                    break
-                scale *= 0.5
-            theta, done = trial, loss - new_loss < tol
-            loss = new_loss
-            if done:
-                break
-        scaler = preprocessing.StandardScaler._from_state(
-            counts={name: n for name in names},
-            means={name: float(m) for name, m in zip(names, mean)},
-            vars={name: float(v) for name, v in zip(names, var)},
-        )
-        # online steps from here on add no L2 shrinkage: it would erode the fitted weights by a
-        # factor (1 - lr l2) per label, about 8 % a day at one label a second with the defaults
-        regression = linear_model.LogisticRegression(optimizer=optim.SGD(self.lr), l2=0.0)
-        for name, w, spread in zip(names, theta[:k], sd):
-            regression._weights[name] = float(w) if spread > 0 else 0.0  # a constant feature has no weight
-        regression.intercept = float(theta[k])
-        self.model = compose.Pipeline(scaler, regression)
+    def fit_matrix(
+        self, X: np.ndarray, y: np.ndarray, names: Sequence[str], l2: float = 1e-3, cap: float = math.inf
+    ) -> dict[str, float]:
+        """:meth:`fit` on a matrix ``X`` whose columns are the features ``names`` (any order)."""
+        fitted, stats = fit_evidence_model(X, y, names, l2=l2, cap=cap)
+        self.fitted = fitted
         self.features = tuple(names)
-        self.labels += n
-        self.positives += int(y.sum())
-        p = 1.0 / (1.0 + np.exp(-(A @ theta)))
-        return {
-            "logloss": float(np.mean(np.logaddexp(0.0, A @ theta) - y * (A @ theta))),
-            "brier": float(np.mean((p - y) ** 2)),
-            "base_rate": float(y.mean()),
-            "iterations": float(it),
-            "n": float(n),
-        }
+        self.labels += int(stats["n"])
+        self.positives += int(np.sum(y))
+        return stats
+
+    def drivers(self, x: dict, structural: float, n: int = 3) -> list[tuple[str, float]]:
+        """The feature families that raise the fitted model's probability most, ``(family, log-odds)``
+        (:meth:`cascadewatch.detectors.evidence.EvidenceModel.drivers`); empty without a fitted model."""
+        if self.fitted is None:
+            return []
+        return self.fitted.drivers(self._x(x, structural), n=n)
 
     def advance(self, t: float, final_until: float | None = None) -> int:
         """Learn the samples whose label is final; returns how many were learned.

@@ -16,7 +16,6 @@ Example (all keys shown with their defaults)::
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import msgspec
@@ -25,7 +24,7 @@ from cascadewatch.connectors.alerts.config import AlertsConfig, RiskFeedConfig
 from cascadewatch.connectors.live_config import LiveConfig
 from cascadewatch.detectors.labels import LabelConfig
 from cascadewatch.detectors.policy import PAGE_KINDS
-from cascadewatch.pipelines.model_file import model_classifiers
+from cascadewatch.pipelines.model_file import NO_MODEL, model_classifiers, resolve_model
 
 
 class DetectorsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -35,9 +34,9 @@ class DetectorsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     maintenance margin rate (fraction). Probabilities are per direction within ``horizon_s``.
     ``vol_slow_half_life_s``: half-life of the slow volatility EWMA (the touch probability
     uses the larger of the two); ``crowding_windows_s``: windows of the crowding monitor;
-    ``model``: path of a pre-trained classifier file (``cascadewatch train``), ``None``: the
-    classifiers start empty and the probability is the structural estimate until they have
-    labels; ``page_kinds``: cascade types in progress that page by themselves.
+    ``model``: path of a pre-trained classifier file (``cascadewatch train``); not set: the model
+    shipped in the package (``make model``); ``"none"``: no model, the classifiers start empty and
+    the probability is the structural estimate until they have labels; ``page_kinds``: cascade types in progress that page by themselves.
     """
 
     horizon_s: int = 300
@@ -84,14 +83,31 @@ class ConfigError(ValueError):
     """A config file that cannot be used; the message names the file and the problem."""
 
 
+def check_model(config: Config, where: str) -> None:
+    """Read and check the model file ``config`` names (the bundled one when not set); a missing,
+    corrupt or incompatible one raises :class:`ConfigError` naming ``where`` and the problem."""
+    d = config.detectors
+    model_path = resolve_model(d.model)
+    if model_path is None:
+        return
+    try:
+        model_classifiers(model_path, d.horizon_s, d.crowding_windows_s)
+    except (OSError, ValueError) as exc:
+        hint = ' (set [detectors] model = "none" to run without one)' if d.model is None else ""
+        raise ConfigError(f"{where}: [detectors] model: {exc}{hint}") from None
+
+
 def load_config(path: str | Path | None) -> Config:
     """Read a TOML config; ``None`` gives the defaults.
 
     ``[detectors] model``, a relative path, is taken relative to the config file's directory;
-    the model file is read and checked here, so a bad one fails before any replay or run.
+    the model file (the bundled one when not set) is read and checked here, so a missing,
+    corrupt or incompatible one fails before any replay or run.
     """
     if path is None:
-        return Config()
+        config = Config()
+        check_model(config, "default configuration")
+        return config
     path = Path(path)
     try:
         config = msgspec.toml.decode(path.read_bytes(), type=Config)
@@ -100,14 +116,11 @@ def load_config(path: str | Path | None) -> Config:
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
     model = config.detectors.model
-    if model is not None:
+    if model is not None and model != NO_MODEL:
         model_path = Path(model).expanduser()
         if not model_path.is_absolute():
             model_path = path.parent / model_path
-        try:
-            model_classifiers(model_path, config.detectors.horizon_s)
-        except (OSError, ValueError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
-            raise ConfigError(f"{path}: [detectors] model: {exc}") from None
         detectors = msgspec.structs.replace(config.detectors, model=str(model_path))
         config = msgspec.structs.replace(config, detectors=detectors)
+    check_model(config, str(path))
     return config

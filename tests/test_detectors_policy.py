@@ -9,6 +9,7 @@ import pickle
 import msgspec
 import pytest
 
+from cascadewatch.detectors.drivers import Driver
 from cascadewatch.detectors.policy import AlertPolicy, AssetReadout, DirectionReadout
 
 ASSET = "BTC-USDT"
@@ -126,6 +127,34 @@ def test_alert_shape_key_order_and_evidence():
         "bids $12.1M within 1% · reach 212 bps · n=0.71"
     )
     json.dumps(a)  # plain JSON types only
+
+
+def test_a_warning_names_its_drivers_and_the_model():
+    """The families that raised the probability lead the summary in the desk's words, and the
+    evidence lists them with their log-odds; the cluster is not repeated when it is a driver."""
+    drivers = (
+        Driver("crowding", 1.9, "longs crowding: OI +1.9 % in 5 min on net buying"),
+        Driver("levels", 0.8, "$48.2M of long liquidation levels 131 bps below"),
+    )
+    r = AssetReadout(
+        asset=ASSET,
+        ts=1000,
+        price=65_000.0,
+        model="0123456789ab",
+        down=DirectionReadout(
+            prob=0.42, cluster_price=64_150.0, cluster_bps=130.77, cluster_usd=48.2e6, drivers=drivers
+        ),
+    )
+    (a,) = make_policy().update(r)
+    assert a["summary"] == (
+        "BTC-USDT DOWN: 42% cascade risk in 5m: longs crowding: OI +1.9 % in 5 min on net buying; "
+        "$48.2M of long liquidation levels 131 bps below"
+    )
+    assert a["model"] == "0123456789ab"
+    assert a["drivers"] == [
+        {"family": "crowding", "logit": 1.9, "text": "longs crowding: OI +1.9 % in 5 min on net buying"},
+        {"family": "levels", "logit": 0.8, "text": "$48.2M of long liquidation levels 131 bps below"},
+    ]
 
 
 def test_summaries_of_cascade_and_resolve():

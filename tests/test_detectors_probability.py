@@ -218,9 +218,9 @@ def test_cascade_features_are_finite():
     )
 
 
-def test_fit_recovers_a_known_logistic_model_and_installs_it():
-    """Pre-training by Newton's method: the fitted probabilities match the generating model,
-    the river pipeline predicts exactly the fitted logistic, and online learning continues."""
+def test_fit_recovers_a_known_logistic_model_and_installs_it_frozen():
+    """Pre-training by Newton's method: without a cap the fitted model is the generating
+    logistic (calibration scale 1, intercept as generated), and it no longer learns online."""
     rng = np.random.default_rng(3)
     n = 50_000
     a, b = rng.normal(2.0, 3.0, n), rng.normal(-1.0, 0.5, n)
@@ -228,21 +228,45 @@ def test_fit_recovers_a_known_logistic_model_and_installs_it():
     y = rng.uniform(size=n) < 1 / (1 + np.exp(-(1.5 * za - 0.8 * zb - 2.0)))
     cp = CascadeProbability(horizon_s=60, features=("a", "b", "unused"))
     fit = cp.fit([{"a": x, "b": v} for x, v in zip(a, b)], y, [0.1] * n, l2=1e-6)
-    lr = cp.model["LogisticRegression"]
-    assert lr.weights["a"] == pytest.approx(1.5, abs=0.08) and lr.weights["b"] == pytest.approx(-0.8, abs=0.06)
-    assert lr.intercept == pytest.approx(-2.0, abs=0.06) and lr.weights["unused"] == 0.0
+    m = cp.fitted
+    weights = dict(zip(m.names, m.weights))
+    assert weights["a"] == pytest.approx(1.5, abs=0.08) and weights["b"] == pytest.approx(-0.8, abs=0.06)
+    assert weights["unused"] == 0.0 and m.scale == pytest.approx(1.0, abs=1e-4)
+    assert m.intercept == pytest.approx(-2.0, abs=0.06)
     x = {"a": 5.0, "b": -1.2}
-    u = lr.weights["a"] * (5.0 - a.mean()) / a.std() + lr.weights["b"] * (-1.2 - b.mean()) / b.std() + lr.intercept
-    assert cp.model_probability(x, 0.1) == pytest.approx(1 / (1 + math.exp(-u)), rel=1e-12)
+    e = weights["a"] * (5.0 - a.mean()) / a.std() + weights["b"] * (-1.2 - b.mean()) / b.std()
+    u = m.intercept + m.scale * e  # c + a * (sum of the families' evidence)
+    assert cp.model_probability(x, 0.1) == pytest.approx(1 / (1 + math.exp(-u)), rel=1e-9)
     assert cp.labels == n and cp.positives == int(y.sum()) and cp.weight == 1.0
     assert cp.predict_one(x, 0.1) == cp.model_probability(x, 0.1)
     assert fit["n"] == n and fit["brier"] < fit["base_rate"] * (1 - fit["base_rate"])
     before = cp.model_probability(x, 0.1)
     for _ in range(50):
         cp.learn_one(x, True, 0.1)
-    assert cp.model_probability(x, 0.1) > before
+    assert cp.model_probability(x, 0.1) == before and cp.labels == n + 50  # frozen, still scored
     with pytest.raises(ValueError):
         cp.fit([], [], [])
+
+
+def test_family_cap_bounds_one_family_and_drivers_name_the_families():
+    """Two families (crowding, liquidity); each one's evidence is capped at 1 log-odds (before
+    the calibration scale), so one family alone cannot reach what both together do."""
+    rng = np.random.default_rng(5)
+    n = 40_000
+    crowd, depth = rng.normal(size=n), rng.normal(size=n)
+    y = rng.uniform(size=n) < 1 / (1 + np.exp(-(2.0 * crowd - 2.0 * depth - 3.0)))
+    X = np.column_stack([crowd, depth])
+    cp = CascadeProbability(features=("crowding_300_bps", "depth_ratio"))
+    cp.fit_matrix(X, y, ("crowding_300_bps", "depth_ratio"), l2=1e-6, cap=1.0)
+    m = cp.fitted
+    assert m.families == ("crowding", "liquidity") and m.cap == 1.0
+    top = 1 / (1 + math.exp(-(m.intercept + m.scale)))  # one family at its cap, the other average
+    both = 1 / (1 + math.exp(-(m.intercept + 2 * m.scale)))
+    one = {"crowding_300_bps": 4.0, "depth_ratio": float(depth.mean())}
+    assert cp.model_probability(one, 0.0) == pytest.approx(top, rel=1e-9)
+    assert cp.model_probability({"crowding_300_bps": 4.0, "depth_ratio": -4.0}, 0.0) == pytest.approx(both, rel=1e-9)
+    assert [f for f, _ in cp.drivers({"crowding_300_bps": 1.0, "depth_ratio": -0.3}, 0.0)] == ["crowding", "liquidity"]
+    assert cp.drivers({"crowding_300_bps": -2.0, "depth_ratio": 2.0}, 0.0) == []  # nothing raises it
 
 
 def test_feature_subset_and_a_state_pickled_before_it():

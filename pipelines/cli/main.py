@@ -15,6 +15,7 @@ from rich.markup import escape
 from cascadewatch.pipelines.cli import alerts as alerts_cli
 from cascadewatch.pipelines.cli import live as live_cli
 from cascadewatch.pipelines.cli import simulate as simulate_cli
+from cascadewatch.detectors.evidence import DEFAULT_CAP, DEFAULT_L2
 from cascadewatch.pipelines.config import ConfigError, load_config
 from cascadewatch.pipelines.run.cluster import add_cluster_arguments, positive_int
 
@@ -110,12 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--truth",
         nargs="+",
         type=Path,
-        required=True,
         metavar="T",
-        help="truth JSONL files, one per recording, in the same order",
+        help="truth JSONL files, one per recording, in the same order (default: the cascades the "
+        "online labeller finds in each recording's published liquidations)",
     )
     evaluate.add_argument("--config", type=Path, metavar="F", help="TOML config (detector and policy knobs)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    evaluate.add_argument(
+        "--by-family",
+        action="store_true",
+        help="also score each scenario family (the truth's scenario name) on its own",
+    )
 
     train = commands.add_parser(
         "train",
@@ -140,7 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="A,B,...",
         help="comma-separated feature names (default: the scale-free set of cascadewatch.pipelines.evaluation.train)",
     )
-    train.add_argument("--l2", type=float, default=1e-3, help="L2 penalty on the standardised weights (default 0.001)")
+    train.add_argument(
+        "--l2", type=float, default=DEFAULT_L2, help=f"L2 penalty on the standardised weights (default {DEFAULT_L2:g})"
+    )
+    train.add_argument(
+        "--cap",
+        type=float,
+        default=DEFAULT_CAP,
+        help=f"bound of each feature family's evidence, log-odds (default {DEFAULT_CAP:g}; inf: none)",
+    )
 
     alerts_cli.add_commands(commands)
     live_cli.add_commands(commands)
@@ -202,11 +216,15 @@ def _evaluate(args: argparse.Namespace, console: Console) -> int:
     from cascadewatch.pipelines.evaluation.evaluate import evaluate, score_table
 
     config = load_config(args.config)
-    result = evaluate(args.recordings, args.truth, config, progress_console=Console(stderr=True))
+    result = evaluate(
+        args.recordings, args.truth, config, progress_console=Console(stderr=True), by_family=args.by_family
+    )
     if args.json:
         print(json.dumps(result))
     else:
         console.print(score_table(result))
+        for name, family in result.get("families", {}).items():
+            console.print(score_table(family, title=name))
     return 0
 
 
@@ -215,13 +233,41 @@ def _train(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     features = tuple(f.strip() for f in args.features.split(",") if f.strip()) if args.features else DEFAULT_FEATURES
-    train(args.recordings, args.truth, config, args.out, features=features, l2=args.l2)
+    train(args.recordings, args.truth, config, args.out, features=features, l2=args.l2, cap=args.cap)
     return 0
 
 
 def bundled_demo_recording() -> Path:
     """Path of the recording shipped in the package (``pipelines/data/demo.rec.zst``)."""
     return Path(str(resources.files("cascadewatch.pipelines") / "data" / "demo.rec.zst"))
+
+
+def demo_lead_line(alerts: list[dict], truth: list[dict]) -> str:
+    """How far ahead of the truth's first labelled cascade start its first warning came.
+
+    >>> truth = [{"type": "cascade", "asset": "BTC-USDT", "direction": "down", "start": 100_000}]
+    >>> demo_lead_line([{"action": "trigger", "asset": "BTC-USDT", "direction": "down", "ts": 40_000,
+    ...                  "severity": "warning"}], truth)
+    'first warning 60 s before the labelled cascade start (BTC-USDT down)'
+    >>> demo_lead_line([], truth)
+    'no alert for the labelled cascade (BTC-USDT down)'
+    """
+    cascades = sorted((c for c in truth if c.get("type") == "cascade"), key=lambda c: int(c["start"]))
+    if not cascades:
+        return "the demo's truth holds no labelled cascade"
+    c = cascades[0]
+    what = f"({c['asset']} {c['direction']})"
+    triggers = [
+        a
+        for a in alerts
+        if a.get("action") == "trigger" and (a.get("asset"), a.get("direction")) == (c["asset"], c["direction"])
+    ]
+    if not triggers:
+        return f"no alert for the labelled cascade {what}"
+    lead = (int(c["start"]) - int(triggers[0]["ts"])) / 1000.0
+    when = "before" if lead >= 0 else "after"
+    kind = "warning" if triggers[0].get("severity") == "warning" else f"alert ({triggers[0].get('severity')})"
+    return f"first {kind} {abs(lead):.0f} s {when} the labelled cascade start {what}"
 
 
 def _demo(args: argparse.Namespace, console: Console) -> int:
@@ -233,13 +279,19 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
     from cascadewatch.pipelines.run.replay import run_replay
 
     recording = bundled_demo_recording()
+    config = load_config(None)
     with tempfile.TemporaryDirectory(prefix="cascadewatch-demo-") as scratch:
         out = args.out or Path(scratch)
         out.mkdir(parents=True, exist_ok=True)
         console.print(f"replaying [bold]{recording.name}[/] ...")
-        summary = run_replay([recording], alerts_out=out / "alerts.jsonl", snapshots_out=out / "snapshots.jsonl")
+        summary = run_replay(
+            [recording], alerts_out=out / "alerts.jsonl", snapshots_out=out / "snapshots.jsonl", config=config
+        )
         print_summary(console, summary)
         console.print(alert_table(summary.alerts))
+        with open(recording.with_name("demo.truth.jsonl")) as lines:
+            truth = [json.loads(line) for line in lines if line.strip()]
+        console.print(demo_lead_line(summary.alerts, truth))
         with open(out / "snapshots.jsonl") as lines:
             console.print(risk_table(json.loads(line) for line in lines))
         if args.out:

@@ -35,33 +35,60 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in lines if line.strip()]
 
 
+def scenario_name(truth: Sequence[dict[str, Any]]) -> str:
+    """The family of a run: the ``name`` of its truth's ``scenario`` line (``unknown`` without one)."""
+    return next((str(line.get("name")) for line in truth if line.get("type") == "scenario"), "unknown")
+
+
 def evaluate(
-    recordings: Sequence[Path], truths: Sequence[Path], config: Config, progress_console: Console | None = None
+    recordings: Sequence[Path],
+    truths: Sequence[Path] | None,
+    config: Config,
+    progress_console: Console | None = None,
+    by_family: bool = False,
 ) -> dict[str, Any]:
-    """Replay each recording, score all runs pooled; returns the ``--json`` object."""
-    if len(recordings) != len(truths):
+    """Replay each recording, score all runs pooled; returns the ``--json`` object.
+
+    ``by_family``: also score the runs of each scenario family (:func:`scenario_name`) on their
+    own, under ``"families"``. ``truths`` ``None``: each recording is scored against the cascades
+    the online labeller finds in its published liquidations (a desk's own recordings).
+    """
+    if truths is not None and len(recordings) != len(truths):
         raise ValueError(f"{len(recordings)} recordings but {len(truths)} truth files: give one --truth per recording")
     runs = []
     maps = []
     with tempfile.TemporaryDirectory(prefix="cascadewatch-eval-") as scratch, _progress(progress_console) as bar:
-        for index, (recording, truth_path) in enumerate(zip(recordings, truths)):
+        for index, recording in enumerate(recordings):
             task = bar.add_task(recording.name, total=recording.stat().st_size)
             out = Path(scratch) / str(index)
+            online: list[dict[str, Any]] = []
             run_replay(
                 [recording],
                 alerts_out=out / "alerts.jsonl",
                 snapshots_out=out / "snapshots.jsonl",
                 config=config,
                 progress=lambda _path, done, task=task: bar.update(task, completed=done),
+                on_sample=None if truths is not None else lambda item: _keep_cascade(online, item),
             )
             alerts = read_jsonl(out / "alerts.jsonl")
             snapshots = read_jsonl(out / "snapshots.jsonl")
-            truth = read_jsonl(truth_path)
+            truth = read_jsonl(truths[index]) if truths is not None else online
             runs.append((alerts, snapshots, truth))
             maps.append({"recording": str(recording), **map_summary_error(snapshots, truth)})
     result = score_runs(runs, horizon_s=config.detectors.horizon_s)
     result["map"] = maps
+    if by_family:
+        names = [scenario_name(truth) for _, _, truth in runs]
+        result["families"] = {
+            name: score_runs([r for r, n in zip(runs, names) if n == name], horizon_s=config.detectors.horizon_s)
+            for name in sorted(set(names))
+        }
     return result
+
+
+def _keep_cascade(into: list[dict[str, Any]], item: dict[str, Any]) -> None:
+    if item.get("type") == "cascade":
+        into.append(item)
 
 
 def _progress(console: Console | None) -> Progress:
@@ -81,9 +108,9 @@ def _fmt(value: Any, spec: str = ".3f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def score_table(result: dict[str, Any]) -> Table:
+def score_table(result: dict[str, Any], title: str = "Evaluation") -> Table:
     """The readable per-direction table of an :func:`evaluate` result."""
-    table = Table(title=f"Evaluation (horizon {result['horizon_s']} s)", title_justify="left")
+    table = Table(title=f"{title} (horizon {result['horizon_s']} s)", title_justify="left")
     table.add_column("")
     for column in ("overall", "down", "up"):
         table.add_column(column, justify="right")

@@ -20,19 +20,23 @@ file (:mod:`cascadewatch.pipelines.model_file`) is loaded by ``[detectors] model
 from __future__ import annotations
 
 import copy
+import math
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
+from cascadewatch.detectors.evidence import DEFAULT_CAP, DEFAULT_L2
 from cascadewatch.detectors.probability import DEFAULT_FEATURES, CascadeProbability
 from cascadewatch.pipelines.config import Config
 from cascadewatch.pipelines.evaluation.evaluate import read_jsonl
-from cascadewatch.pipelines.model_file import save_model
+from cascadewatch.pipelines.model_file import NO_MODEL, save_model
 from cascadewatch.pipelines.run.replay import run_replay
 
-__all__ = ["DEFAULT_FEATURES", "collect_samples", "label_samples", "train"]
+__all__ = ["DEFAULT_CAP", "DEFAULT_FEATURES", "DEFAULT_L2", "collect_samples", "label_samples", "train"]
 
 Sample = tuple[str, str, float, tuple[float, ...], float]
 """``(asset, direction, t, feature values in the order of the feature list, p_struct)``."""
@@ -41,7 +45,9 @@ Sample = tuple[str, str, float, tuple[float, ...], float]
 def collect_samples(
     recording: Path, config: Config, features: Sequence[str]
 ) -> tuple[list[Sample], list[dict[str, Any]]]:
-    """Replay ``recording``; its classifier samples (time order) and the online labeller's cascades."""
+    """Replay ``recording`` (without a model: the features do not depend on one); its classifier
+    samples (time order) and the online labeller's cascades."""
+    config = msgspec.structs.replace(config, detectors=msgspec.structs.replace(config.detectors, model=NO_MODEL))
     samples: list[Sample] = []
     cascades: list[dict[str, Any]] = []
     names = tuple(features)
@@ -83,10 +89,12 @@ def train(
     config: Config,
     out: Path,
     features: Sequence[str] = DEFAULT_FEATURES,
-    l2: float = 1e-3,
+    l2: float = DEFAULT_L2,
+    cap: float = DEFAULT_CAP,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Replay, label, fit and write the model file ``out``; returns its ``info``."""
+    """Replay, label, fit (penalty ``l2``, family evidence capped at ``cap`` log-odds: see
+    :mod:`cascadewatch.detectors.evidence`) and write the model file ``out``; returns its ``info``."""
     if truths is not None and len(truths) != len(recordings):
         raise ValueError(f"{len(recordings)} recordings but {len(truths)} truth files: give one --truth per recording")
     log = log or (lambda line: print(line, file=sys.stderr))
@@ -114,12 +122,13 @@ def train(
     if not xs or not any(ys) or all(ys):
         raise ValueError("training needs samples of both classes: recordings with and without a cascade ahead")
     model = CascadeProbability(horizon_s=horizon, features=names)
-    fit = model.fit(xs, ys, structural, l2=l2)
+    fit = model.fit(xs, ys, structural, l2=l2, cap=cap)
     info = {
         "recordings": per_recording,
         "labels": "truth" if truths is not None else "online",
         "features": list(names),
         "l2": l2,
+        "cap": cap if math.isfinite(cap) else None,
         "fit": fit,
     }
     save_model(out, {"down": model, "up": copy.deepcopy(model)}, horizon, info)

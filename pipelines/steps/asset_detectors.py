@@ -34,6 +34,7 @@ import numpy as np
 
 from cascadewatch.detectors.crowding import CrowdingMonitor
 from cascadewatch.detectors.depth import DepthMonitor
+from cascadewatch.detectors.drivers import Driver, describe
 from cascadewatch.detectors.hawkes import HawkesEstimator
 from cascadewatch.detectors.labels import CascadeLabeler
 from cascadewatch.detectors.liqmap_estimated import EstimatedLiquidationMap
@@ -52,7 +53,7 @@ from cascadewatch.detectors.probability import (
 )
 from cascadewatch.detectors.regime import RegimeDetector
 from cascadewatch.pipelines.config import DetectorsConfig
-from cascadewatch.pipelines.model_file import model_classifiers
+from cascadewatch.pipelines.model_file import model_classifiers, model_version, resolve_model
 from cascadewatch.pipelines.steps.items import InstrumentSecond
 
 DIRECTIONS = ("down", "up")
@@ -91,8 +92,12 @@ class AssetDetectors:
             min_liq_usd=config.regime_min_liq_usd,
             min_move_bps=config.regime_min_move_bps,
         )
-        if config.model is not None:
-            self.probability = model_classifiers(config.model, config.horizon_s)
+        model_path = resolve_model(config.model)
+        self.model_version: str | None = None
+        """First 12 hex of the model file's SHA-256 (:func:`~cascadewatch.pipelines.model_file.model_version`)."""
+        if model_path is not None:
+            self.probability = model_classifiers(model_path, config.horizon_s, config.crowding_windows_s)
+            self.model_version = model_version(model_path)
         else:
             self.probability = {
                 d: CascadeProbability(horizon_s=config.horizon_s, features=DEFAULT_FEATURES) for d in DIRECTIONS
@@ -130,6 +135,7 @@ class AssetDetectors:
         """Unpickle; a state from before the crowding monitor and the slow volatility gets fresh ones."""
         self.__dict__.update(state)
         self.__dict__.setdefault("on_sample", None)
+        self.__dict__.setdefault("model_version", None)
         if "crowding" not in state:
             self.crowding = CrowdingMonitor(windows_s=self.config.crowding_windows_s)
         if "vol_slow" not in state:
@@ -201,6 +207,7 @@ class AssetDetectors:
                 in_cascade=regime[d].active,
                 direction=d,
                 crowding=crowding.features(d),
+                vol_ratio=self.vol.sigma / self.vol_slow.sigma if self.vol_slow.sigma > 0 else 1.0,
             )
             if self.on_sample is not None:
                 self.on_sample(
@@ -218,6 +225,18 @@ class AssetDetectors:
             at_risk = 0.0
             if emap is not None:
                 at_risk = emap.long_total_usd if d == "down" else emap.short_total_usd
+            drivers: tuple[Driver, ...] = ()
+            if probability >= self.config.warn_exit:  # only an open or opening incident shows them
+                values = {
+                    "cluster_usd": cluster.notional_usd if cluster else None,
+                    "cluster_bps": cluster.distance_bps if cluster else None,
+                    "reach_usd": estimate.reach.forced_usd,
+                    "liq_usd_60s": liq_60s,
+                }
+                drivers = tuple(
+                    Driver(family, round(logit, 3), describe(family, d, features, values))
+                    for family, logit in self.probability[d].drivers(features, estimate.p)
+                )
             directions[d] = DirectionReadout(
                 prob=probability,
                 cascade=regime[d].kind,
@@ -230,6 +249,7 @@ class AssetDetectors:
                 reach_usd=estimate.reach.forced_usd,
                 reach_bps=estimate.reach.travel_bps,
                 liq_usd_60s=liq_60s,
+                drivers=drivers,
             )
             extra[d] = {
                 "prob": _round(probability, 4),
@@ -251,11 +271,13 @@ class AssetDetectors:
             venues=tuple(sorted({s.venue for s in live})),
             branching=hawkes.branching,
             horizon_s=self.config.horizon_s,
+            model=self.model_version,
             **directions,
         )
         fields = {
             "prob_down": extra["down"]["prob"],
             "prob_up": extra["up"]["prob"],
+            "model": self.model_version,
             "sigma_bps_1s": _round(self.vol.sigma * 1e4, 4),
             "branching": _round(hawkes.branching, 4),
             "hawkes_intensity": _round(hawkes.intensity, 6),

@@ -1,0 +1,154 @@
+"""A simulated training and evaluation corpus: many seeds of every scenario family, calm days.
+
+A *family* is a scenario of :data:`cascadewatch.pipelines.simulate.SCENARIOS` (every one but
+``calm``, whose seeds are the calm days). Each seed is its own market (the simulator draws the
+market from the seed). :func:`simulate_runs` writes ``<family>-<seed>.rec.zst`` and
+``<family>-<seed>.truth.jsonl`` into a directory, skipping runs already there (same arguments,
+same bytes), in ``workers`` processes. :func:`collect_runs` replays them (no model: the features
+do not depend on it) and labels every asset-second per direction from the truth, as
+``cascadewatch train`` does, returning a feature matrix per run.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import numpy as np
+
+from cascadewatch.detectors.probability import CascadeProbability
+from cascadewatch.pipelines.config import Config
+from cascadewatch.pipelines.evaluation.evaluate import read_jsonl
+from cascadewatch.pipelines.evaluation.train import collect_samples, label_samples
+from cascadewatch.pipelines.simulate import SCENARIOS, simulate
+
+__all__ = [
+    "CALM",
+    "Run",
+    "RunSamples",
+    "collect_runs",
+    "event_families",
+    "feature_order",
+    "fit_runs",
+    "make_runs",
+    "simulate_runs",
+]
+
+CALM = "calm"
+
+
+def event_families() -> tuple[str, ...]:
+    """Every scenario but ``calm``, sorted."""
+    return tuple(sorted(name for name in SCENARIOS if name != CALM))
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One simulated run: its family (scenario), seed, duration (``None``: the scenario's) and files."""
+
+    family: str
+    seed: int
+    duration_s: float | None
+    recording: Path
+    truth: Path
+
+
+def make_runs(
+    directory: Path,
+    families: Iterable[str],
+    seeds: Iterable[int],
+    calm_seeds: Iterable[int] = (),
+    calm_s: float = 86_400.0,
+) -> list[Run]:
+    """Runs ``<family>-<seed>`` for every family and seed, then ``calm-<seed>`` of ``calm_s`` seconds."""
+    directory = Path(directory)
+    seeds = list(seeds)
+    out = []
+    for family in families:
+        for seed in seeds:
+            stem = directory / f"{family}-{seed}"
+            out.append(Run(family, seed, None, stem.with_suffix(".rec.zst"), stem.with_suffix(".truth.jsonl")))
+    for seed in calm_seeds:
+        stem = directory / f"{CALM}-{seed}"
+        out.append(Run(CALM, seed, calm_s, stem.with_suffix(".rec.zst"), stem.with_suffix(".truth.jsonl")))
+    return out
+
+
+def _simulate(run: Run) -> str:
+    if not run.truth.exists():
+        scratch = run.truth.with_name(run.truth.name + ".tmp")
+        simulate(run.family, run.seed, run.duration_s, run.recording, scratch)
+        scratch.replace(run.truth)  # the truth is written last: its presence marks a finished run
+    return run.recording.name
+
+
+def simulate_runs(runs: Sequence[Run], workers: int = 2, log=print) -> None:
+    """Simulate the runs whose truth file is missing, in ``workers`` processes."""
+    todo = [r for r in runs if not r.truth.exists()]
+    for r in todo:
+        r.recording.parent.mkdir(parents=True, exist_ok=True)
+    if workers <= 1:
+        for name in map(_simulate, todo):
+            log(f"simulated {name}")
+        return
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        for name in pool.imap(_simulate, todo):
+            log(f"simulated {name}")
+
+
+@dataclass(frozen=True, slots=True)
+class RunSamples:
+    """The labelled samples of one run: ``X`` (rows in the order of ``features``), ``y``, its cascades."""
+
+    run: Run
+    X: np.ndarray
+    y: np.ndarray
+    cascades: int
+
+
+def _collect(job: tuple[Run, tuple[str, ...], bytes]) -> RunSamples:
+    run, features, config_bytes = job
+    config = msgspec.json.decode(config_bytes, type=Config)
+    samples, _ = collect_samples(run.recording, config, features)
+    cascades = [c for c in read_jsonl(run.truth) if c.get("type") == "cascade"]
+    labels = label_samples(samples, cascades, float(config.detectors.horizon_s))
+    names = [n for n in features if n != "logit_struct"]
+    X = np.array([s[3] for s in samples], dtype=np.float64).reshape(len(samples), len(names))
+    if "logit_struct" in features:  # the classifier's own input: logit of the structural estimate
+        eps = 1e-6
+        p = np.clip(np.array([s[4] for s in samples], dtype=np.float64), eps, 1 - eps)
+        X = np.column_stack([X, np.log(p / (1 - p))])
+    return RunSamples(run, X, np.array(labels, dtype=bool), len(cascades))
+
+
+def feature_order(features: Sequence[str]) -> tuple[str, ...]:
+    """The column order of :class:`RunSamples` ``X``: ``features`` with ``logit_struct`` moved last."""
+    names = tuple(n for n in features if n != "logit_struct")
+    return names + (("logit_struct",) if "logit_struct" in features else ())
+
+
+def collect_runs(runs: Sequence[Run], features: Sequence[str], config: Config, workers: int = 2) -> list[RunSamples]:
+    """Replay every run (with ``[detectors] model = "none"``) and label its samples from its truth."""
+    detectors = msgspec.structs.replace(config.detectors, model="none")
+    config_bytes = msgspec.json.encode(msgspec.structs.replace(config, detectors=detectors))
+    jobs = [(run, tuple(features), config_bytes) for run in runs]
+    if workers <= 1:
+        return [_collect(job) for job in jobs]
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        return pool.map(_collect, jobs)
+
+
+def fit_runs(
+    samples: Sequence[RunSamples], features: Sequence[str], horizon_s: float, *, l2: float, cap: float
+) -> tuple[CascadeProbability, dict[str, float]]:
+    """Fit one classifier (both directions pooled, as ``cascadewatch train``) on the runs' samples."""
+    X = np.vstack([s.X for s in samples])
+    y = np.concatenate([s.y for s in samples])
+    if not y.any() or y.all():
+        raise ValueError("training needs samples of both classes: runs with and without a cascade ahead")
+    model = CascadeProbability(horizon_s=horizon_s, features=feature_order(features))
+    stats = model.fit_matrix(X, y, feature_order(features), l2=l2, cap=cap)
+    return model, stats
