@@ -13,6 +13,8 @@ works in event-time milliseconds, like the output contract.
 - :class:`HawkesEstimator`: Hawkes intensity and branching ratio of liquidations.
 - :func:`touch_probability`, :class:`RealizedVolatility`, :func:`structural_estimate`,
   :class:`CascadeProbability`: structural and learned cascade probability.
+- :class:`EvidenceModel` / :func:`fit_evidence_model`: the pre-trained model, each feature
+  family's evidence capped; :class:`Driver` / :func:`describe`: why, in the desk's words.
 - :class:`RegimeDetector`: cascade in progress and its type.
 - :class:`AlertPolicy` with :class:`AssetReadout`: when to page, escalate, resolve.
 """
@@ -25,6 +27,8 @@ from typing import TYPE_CHECKING
 _EXPORTS = {
     "crowding": ("CrowdingMonitor", "CrowdingReadout"),
     "depth": ("DepthMonitor", "DepthReadout", "depth_within"),
+    "drivers": ("Driver", "describe"),
+    "evidence": ("EvidenceModel", "fit_evidence_model"),
     "hawkes": ("HawkesEstimator", "HawkesReadout", "simulate_hawkes"),
     "liqmap_estimated": ("Cluster", "EstimatedLiquidationMap", "EstimatedMapReadout", "nearest_dense_cluster"),
     "liqmap_observed": ("ObservedLiquidationMap", "ObservedMapReadout"),
@@ -48,6 +52,8 @@ _MODULE_OF = {name: mod for mod, names in _EXPORTS.items() for name in names}
 if TYPE_CHECKING:  # pragma: no cover
     from cascadewatch.detectors.crowding import CrowdingMonitor, CrowdingReadout
     from cascadewatch.detectors.depth import DepthMonitor, DepthReadout, depth_within
+    from cascadewatch.detectors.drivers import Driver, describe
+    from cascadewatch.detectors.evidence import EvidenceModel, fit_evidence_model
     from cascadewatch.detectors.hawkes import (
         HawkesEstimator,
         HawkesReadout,
@@ -109,8 +115,10 @@ __all__ = [
     "DepthMonitor",
     "DepthReadout",
     "DirectionReadout",
+    "Driver",
     "EstimatedLiquidationMap",
     "EstimatedMapReadout",
+    "EvidenceModel",
     "HawkesEstimator",
     "HawkesReadout",
     "PAGE_KINDS",
@@ -125,6 +133,8 @@ __all__ = [
     "cascade_features",
     "cascade_reach",
     "depth_within",
+    "describe",
+    "fit_evidence_model",
     "nearest_dense_cluster",
     "simulate_hawkes",
     "structural_estimate",

@@ -89,12 +89,7 @@ def describe(family: str, direction: str, x: Mapping[str, float], readout: Mappi
     if family == "liquidity":
         book = "bids" if direction == "down" else "asks"
         ratio = x.get("depth_ratio", 1.0)
-        verb = "thinned" if ratio < 1 else "at"
-        return (
-            f"{book} within 100 bps {verb} to {ratio:.1f}x normal"
-            if ratio < 1
-            else f"{book} within 100 bps {verb} {ratio:.1f}x normal"
-        )
+        return f"{book} within 100 bps {'thinned to' if ratio < 1 else 'at'} {ratio:.1f}x normal"
     if family == "liquidations":
         return f"{usd(readout.get('liq_usd_60s'))} of {long_short}s liquidated in 60 s"
     if family == "volatility":

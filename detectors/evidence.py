@@ -12,13 +12,15 @@ With ``z_i = clip((x_i - m_i) / s_i, -z_max, z_max)`` the standardised (and wins
 ``w_i`` its weight and ``F(i)`` its family:
 
     e_f     = sum_{i : F(i) = f} w_i z_i                     (a family's evidence, log-odds)
-    logit p = c + a * sum_f clip(e_f, -cap, cap)
+    logit p = c + a * sum_f clip(e_f, -cap, cap),            a <= 1
 
 ``e_f`` is measured from the training average (``z = 0``), so ``a * clip(e_f)`` is how far the
 family moves the log-odds away from an average second: what :meth:`EvidenceModel.drivers`
 reports. Fitting (:func:`fit_evidence_model`): ``w`` by L2-penalised logistic regression on the
 standardised features (Newton's method, deterministic), then ``a`` and ``c`` by a second logistic
-fit of the labels on the capped sum (Platt scaling), which recalibrates after the cap.
+fit of the labels on the capped sum (Platt scaling), which recalibrates after the cap; a fit
+with ``a > 1`` (the cap bit into the evidence of the positives) is refitted with ``a = 1`` and
+``c`` alone, so no family ever moves the log-odds by more than ``cap``.
 """
 
 from __future__ import annotations
@@ -41,8 +43,8 @@ __all__ = [
 
 DEFAULT_L2 = 1e-2
 """L2 penalty on the standardised weights (strong: generalisation over in-sample fit)."""
-DEFAULT_CAP = 2.5
-"""Bound of each feature family's evidence, log-odds (one family alone cannot page)."""
+DEFAULT_CAP = 3.0
+"""Bound of each feature family's contribution to the log-odds (one family alone cannot page)."""
 
 FAMILIES: dict[str, tuple[str, ...]] = {
     "crowding": ("oi_growth_", "imbalance_", "crowding_"),
@@ -76,23 +78,31 @@ def family_of(name: str) -> str:
     return name
 
 
-def newton_logistic(A: np.ndarray, y: np.ndarray, penalty: np.ndarray, max_iter: int = 100, tol: float = 1e-10):
-    """Minimise ``mean(ln(1 + e^u) - y u) + 1/2 sum(penalty theta^2)``, ``u = A theta``.
+def newton_logistic(
+    A: np.ndarray,
+    y: np.ndarray,
+    penalty: np.ndarray,
+    max_iter: int = 100,
+    tol: float = 1e-10,
+    offset: np.ndarray | None = None,
+):
+    """Minimise ``mean(ln(1 + e^u) - y u) + 1/2 sum(penalty theta^2)``, ``u = A theta + offset``.
 
     Newton's method with backtracking (steps can overshoot on near-separable data); returns
     ``(theta, iterations)``. Deterministic for given inputs.
     """
     n, k = A.shape
     theta = np.zeros(k)
+    base = np.zeros(n) if offset is None else np.asarray(offset, dtype=np.float64)
 
     def objective(th: np.ndarray) -> float:
-        u = A @ th
+        u = A @ th + base
         return float(np.mean(np.logaddexp(0.0, u) - y * u) + 0.5 * float(np.sum(penalty * th * th)))
 
     loss = objective(theta)
-    it = 0
-    for it in range(1, max_iter + 1):
-        p = 1.0 / (1.0 + np.exp(-(A @ theta)))
+    iterations = 0
+    for iterations in range(1, max_iter + 1):  # noqa: B007 - the count is returned
+        p = 1.0 / (1.0 + np.exp(-(A @ theta + base)))
         grad = A.T @ (p - y) / n + penalty * theta
         hess = (A * (p * (1.0 - p))[:, None]).T @ A / n + np.diag(penalty + 1e-12)
         step = np.linalg.solve(hess, grad)
@@ -107,7 +117,7 @@ def newton_logistic(A: np.ndarray, y: np.ndarray, penalty: np.ndarray, max_iter:
         loss = new_loss
         if done:
             break
-    return theta, it
+    return theta, iterations
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +142,7 @@ class EvidenceModel:
     def family_evidence(self, x: Mapping[str, float]) -> dict[str, float]:
         """``a * clip(e_f, -cap, cap)`` per family (a missing feature counts as 0), log-odds."""
         out: dict[str, float] = {}
-        for name, fam, m, s, w in zip(self.names, self.families, self.mean, self.sd, self.weights):
+        for name, fam, m, s, w in zip(self.names, self.families, self.mean, self.sd, self.weights, strict=True):
             if s <= 0:
                 continue
             z = min(max((float(x.get(name, 0.0)) - m) / s, -self.z_max), self.z_max)
@@ -189,24 +199,24 @@ def fit_evidence_model(
     theta, it = newton_logistic(A, yv, np.r_[np.full(k, float(l2)), 0.0])
     weights = np.where(sd > 0, theta[:k], 0.0)
     families = tuple(family_of(name) for name in names)
-    raw = EvidenceModel(
+    summed = np.zeros(n)
+    for fam in sorted(set(families)):
+        cols = [i for i, f in enumerate(families) if f == fam]
+        summed += np.clip(Z[:, cols] @ weights[cols], -cap, cap)
+    platt, _ = newton_logistic(np.column_stack([summed, np.ones(n)]), yv, np.array([1e-6, 0.0]))
+    if platt[0] > 1.0:  # a scale above 1 would lift a family past the cap: keep a = 1, refit c
+        shift, _ = newton_logistic(np.ones((n, 1)), yv, np.zeros(1), offset=summed)
+        platt = np.array([1.0, shift[0]])
+    model = EvidenceModel(
         tuple(names),
         families,
         tuple(mean.tolist()),
         tuple(sd.tolist()),
         tuple(weights.tolist()),
         cap=float(cap),
-        scale=1.0,
-        intercept=0.0,
+        scale=float(platt[0]),
+        intercept=float(platt[1]),
         z_max=z_max,
-    )
-    summed = np.zeros(n)
-    for fam in sorted(set(families)):
-        cols = [i for i, f in enumerate(families) if f == fam]
-        summed += np.clip(Z[:, cols] @ weights[cols], -cap, cap)
-    platt, _ = newton_logistic(np.column_stack([summed, np.ones(n)]), yv, np.array([1e-6, 0.0]))
-    model = EvidenceModel(
-        raw.names, families, raw.mean, raw.sd, raw.weights, float(cap), float(platt[0]), float(platt[1]), z_max
     )
     u = platt[0] * summed + platt[1]
     p = 1.0 / (1.0 + np.exp(-u))

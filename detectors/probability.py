@@ -161,18 +161,17 @@ def structural_estimate(
 ) -> StructuralEstimate:
     """Touch the nearest dense ``cluster``, walk the reach from it, combine.
 
-        ``book``: the side in front (bids for ``down``, asks for ``up``) as ``(price, qty)``;
-        ``levels``: liquidation levels ``(price, notional)`` of that direction (e.g.
-        :meth:`cascadewatch.detectors.liqmap_estimated.EstimatedMapReadout.levels`); ``depth_usd``:
-        resting notional in front (e.g. within 100 bps), the ``D`` of ``rho = F / D``.
+    ``book``: the side in front (bids for ``down``, asks for ``up``) as ``(price, qty)``;
+    ``levels``: liquidation levels ``(price, notional)`` of that direction (e.g.
+    :meth:`cascadewatch.detectors.liqmap_estimated.EstimatedMapReadout.levels`); ``depth_usd``:
+    resting notional in front (e.g. within 100 bps), the ``D`` of ``rho = F / D``.
 
-        >>> from cascadewatch.detectors.evidence import EvidenceModel, fit_evidence_model
-    from cascadewatch.detectors.liqmap_estimated import Cluster
-        >>> c = Cluster("down", 99.0, 100.0, 5e5, 99.0, 99.0)
-        >>> e = structural_estimate("down", 100.0, c, 2e-4, 3600.0,
-        ...                         book=[(99.5, 2000.0), (98.0, 5000.0)], levels=[(99.0, 5e5)], depth_usd=2e5)
-        >>> round(e.p_touch, 4), round(e.p_carry, 4), e.reach.forced_usd, e.reach.end_price
-        (0.4023, 0.8621, 500000.0, 98.0)
+    >>> from cascadewatch.detectors.liqmap_estimated import Cluster
+    >>> c = Cluster("down", 99.0, 100.0, 5e5, 99.0, 99.0)
+    >>> e = structural_estimate("down", 100.0, c, 2e-4, 3600.0,
+    ...                         book=[(99.5, 2000.0), (98.0, 5000.0)], levels=[(99.0, 5e5)], depth_usd=2e5)
+    >>> round(e.p_touch, 4), round(e.p_carry, 4), e.reach.forced_usd, e.reach.end_price
+    (0.4023, 0.8621, 500000.0, 98.0)
     """
     start = cluster.price if cluster is not None else None
     reach = cascade_reach(price, book, levels, direction, start_price=start, max_iter=max_iter)

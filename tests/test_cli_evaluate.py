@@ -94,3 +94,22 @@ def test_evaluate_needs_one_truth_per_recording(tmp_path: Path, capsys) -> None:
         == 2
     )
     assert "give one --truth per recording" in capsys.readouterr().out
+
+
+def test_evaluate_by_family_and_without_truth(capsys) -> None:
+    """``--by-family`` scores each scenario of the truth on its own; without ``--truth`` the online
+    labeller's cascades (from the published liquidations) are the truth."""
+    data = Path(__file__).parents[1] / "pipelines" / "data"
+    rec, truth = str(data / "demo.rec.zst"), str(data / "demo.truth.jsonl")
+    assert main(["evaluate", rec, "--truth", truth, "--json", "--by-family"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    name = json.loads(Path(truth).read_text().splitlines()[0])["name"]
+    assert list(result["families"]) == [name]
+    family = result["families"][name]
+    assert family["overall"] == result["overall"] and family["down"] == result["down"]
+    assert main(["evaluate", rec, "--json"]) == 0
+    online = json.loads(capsys.readouterr().out)
+    true_starts = [json.loads(line) for line in Path(truth).read_text().splitlines() if '"type":"cascade"' in line]
+    # no span lines without a truth file: the days are the snapshot seconds (both directions forecast each)
+    assert online["overall"]["days"] == round(online["overall"]["forecasts"] / 2 / 86400, 6)
+    assert online["down"]["cascades"] == sum(c["direction"] == "down" for c in true_starts)

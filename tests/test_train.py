@@ -55,7 +55,9 @@ def test_the_flow_starts_from_the_model(model, tmp_path):
     config_path = tmp_path / "config.toml"
     config_path.write_text(f'[detectors]\nmodel = "{model}"\n')
     with_model = evaluate([DEMO], [DEMO_TRUTH], load_config(config_path))
-    without = evaluate([DEMO], [DEMO_TRUTH], load_config(None))
+    none_path = tmp_path / "none.toml"
+    none_path.write_text('[detectors]\nmodel = "none"\n')
+    without = evaluate([DEMO], [DEMO_TRUTH], load_config(none_path))
     # in sample, so only a check of the wiring: the trained model beats the base rate, the
     # structural estimate alone does not
     assert with_model["overall"]["brier"] < with_model["overall"]["brier_base_rate"]
@@ -88,7 +90,7 @@ def test_online_labels_and_bad_arguments(tmp_path, capsys):
 
 def test_with_a_model_the_output_does_not_depend_on_batch_size_or_workers(model, tmp_path):
     config_path = tmp_path / "config.toml"
-    config_path.write_text(f'[detectors]\nmodel = "{model}"\n')  # default thresholds: the blend weight is 0.39 here
+    config_path.write_text(f'[detectors]\nmodel = "{model}"\n')  # default thresholds, the fitted model frozen
     config = load_config(config_path)
     outputs = []
     for name, kwargs in (

@@ -12,10 +12,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from cascadewatch.detectors.evidence import DEFAULT_CAP, DEFAULT_L2
 from cascadewatch.pipelines.cli import alerts as alerts_cli
 from cascadewatch.pipelines.cli import live as live_cli
 from cascadewatch.pipelines.cli import simulate as simulate_cli
-from cascadewatch.detectors.evidence import DEFAULT_CAP, DEFAULT_L2
 from cascadewatch.pipelines.config import ConfigError, load_config
 from cascadewatch.pipelines.run.cluster import add_cluster_arguments, positive_int
 

@@ -11,6 +11,7 @@ do not depend on it) and labels every asset-second per direction from the truth,
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -87,7 +88,7 @@ def _simulate(run: Run) -> str:
 
 def simulate_runs(runs: Sequence[Run], workers: int = 2, log=print) -> None:
     """Simulate the runs whose truth file is missing, in ``workers`` processes."""
-    todo = [r for r in runs if not r.truth.exists()]
+    todo = sorted((r for r in runs if not r.truth.exists()), key=lambda r: -_duration(r))
     for r in todo:
         r.recording.parent.mkdir(parents=True, exist_ok=True)
     if workers <= 1:
@@ -95,7 +96,7 @@ def simulate_runs(runs: Sequence[Run], workers: int = 2, log=print) -> None:
             log(f"simulated {name}")
         return
     with multiprocessing.get_context("fork").Pool(workers) as pool:
-        for name in pool.imap(_simulate, todo):
+        for name in pool.imap_unordered(_simulate, todo):
             log(f"simulated {name}")
 
 
@@ -130,15 +131,29 @@ def feature_order(features: Sequence[str]) -> tuple[str, ...]:
     return names + (("logit_struct",) if "logit_struct" in features else ())
 
 
-def collect_runs(runs: Sequence[Run], features: Sequence[str], config: Config, workers: int = 2) -> list[RunSamples]:
+def collect_runs(
+    runs: Sequence[Run], features: Sequence[str], config: Config, workers: int = 2, log=print
+) -> list[RunSamples]:
     """Replay every run (with ``[detectors] model = "none"``) and label its samples from its truth."""
     detectors = msgspec.structs.replace(config.detectors, model="none")
     config_bytes = msgspec.json.encode(msgspec.structs.replace(config, detectors=detectors))
-    jobs = [(run, tuple(features), config_bytes) for run in runs]
-    if workers <= 1:
-        return [_collect(job) for job in jobs]
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        return pool.map(_collect, jobs)
+    # longest runs first, one at a time, so that the workers finish together; results in input order
+    order = sorted(range(len(runs)), key=lambda i: (-_duration(runs[i]), i))
+    jobs = [(runs[i], tuple(features), config_bytes) for i in order]
+    out: dict[int, RunSamples] = {}
+    with contextlib.ExitStack() as stack:
+        if workers <= 1:
+            results: Iterable[RunSamples] = map(_collect, jobs)
+        else:
+            results = stack.enter_context(multiprocessing.get_context("fork").Pool(workers)).imap(_collect, jobs)
+        for i, done in zip(order, results, strict=True):
+            out[i] = done
+            log(f"replayed {done.run.recording.name}: {done.y.size} samples, {int(done.y.sum())} positive")
+    return [out[i] for i in range(len(runs))]
+
+
+def _duration(run: Run) -> float:
+    return run.duration_s if run.duration_s is not None else SCENARIOS[run.family].duration_s
 
 
 def fit_runs(

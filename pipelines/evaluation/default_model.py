@@ -66,7 +66,7 @@ def build_default_model(
     families = event_families()
     runs = make_runs(corpus_dir, families, seeds, calm_seeds, CALM_S)
     simulate_runs(runs, workers, log=log)
-    samples = collect_runs(runs, DEFAULT_FEATURES, config, workers)
+    samples = collect_runs(runs, DEFAULT_FEATURES, config, workers, log=log)
     model, stats = fit_runs(samples, DEFAULT_FEATURES, horizon, l2=DEFAULT_L2, cap=DEFAULT_CAP)
     info = {
         "recordings": [

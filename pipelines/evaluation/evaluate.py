@@ -2,7 +2,8 @@
 
 Each recording is replayed on its own (recordings of several seeds share timestamps) with a
 progress bar on stderr; its alerts and snapshots are scored against its truth file with
-:func:`cascadewatch.pipelines.evaluation.scoring.score_runs` (definitions in :mod:`cascadewatch.pipelines.evaluation.scoring`), pooled over
+:func:`cascadewatch.pipelines.evaluation.scoring.score_runs` (definitions in
+:mod:`cascadewatch.pipelines.evaluation.scoring`), pooled over
 all runs, plus the liquidation-map summary error per run.
 """
 
@@ -31,6 +32,7 @@ from cascadewatch.pipelines.run.replay import run_replay
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a JSONL file, blank lines skipped."""
     with open(path) as lines:
         return [json.loads(line) for line in lines if line.strip()]
 
@@ -68,7 +70,7 @@ def evaluate(
                 snapshots_out=out / "snapshots.jsonl",
                 config=config,
                 progress=lambda _path, done, task=task: bar.update(task, completed=done),
-                on_sample=None if truths is not None else lambda item: _keep_cascade(online, item),
+                on_sample=None if truths is not None else lambda item, into=online: _keep_cascade(into, item),
             )
             alerts = read_jsonl(out / "alerts.jsonl")
             snapshots = read_jsonl(out / "snapshots.jsonl")
@@ -80,7 +82,9 @@ def evaluate(
     if by_family:
         names = [scenario_name(truth) for _, _, truth in runs]
         result["families"] = {
-            name: score_runs([r for r, n in zip(runs, names) if n == name], horizon_s=config.detectors.horizon_s)
+            name: score_runs(
+                [r for r, n in zip(runs, names, strict=True) if n == name], horizon_s=config.detectors.horizon_s
+            )
             for name in sorted(set(names))
         }
     return result

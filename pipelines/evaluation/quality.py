@@ -69,7 +69,7 @@ def measure(corpus_dir: Path, workers: int = 2, log=print) -> dict[str, dict[str
     train = make_runs(corpus_dir, families, TRAIN_SEEDS, TRAIN_CALM_SEEDS, CALM_S)
     held = make_runs(corpus_dir, families, HELD_OUT_SEEDS, HELD_OUT_CALM_SEEDS, CALM_S)
     simulate_runs(train + held, workers, log=log)
-    samples = collect_runs(train, DEFAULT_FEATURES, Config(), workers)
+    samples = collect_runs(train, DEFAULT_FEATURES, Config(), workers, log=log)
     horizon = float(Config().detectors.horizon_s)
     jobs: list[tuple[str, list[Run], str | None]] = []
     with tempfile.TemporaryDirectory(prefix="cascadewatch-quality-") as scratch:
@@ -87,8 +87,8 @@ def measure(corpus_dir: Path, workers: int = 2, log=print) -> dict[str, dict[str
             jobs.append((f"{family} (left out)", unseen, str(path)))
         jobs.append(("held-out seeds, all families", [r for r in held if r.family != CALM], None))
         jobs.append(("held-out calm days", [r for r in held if r.family == CALM], None))
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            results = dict(pool.imap(_evaluate, jobs))
+        with multiprocessing.get_context("fork").Pool(workers) as pool:  # the calm days, longest, first
+            results = dict(pool.imap_unordered(_evaluate, jobs[::-1]))
     for name, _, _ in jobs:
         log(f"{name}: {json.dumps(_row(results[name]))}")
     return {name: results[name] for name, _, _ in jobs}
@@ -125,12 +125,12 @@ def markdown_table(results: dict[str, dict[str, Any]]) -> str:
     for name, result in results.items():
         r = _row(result)
         brier = " · ".join(
-            f"{_fmt(b, '.4f')} ({_fmt(base, '.4f')})" for b, base in zip(r["brier"], r["brier_base_rate"])
+            f"{_fmt(b, '.4f')} ({_fmt(base, '.4f')})" for b, base in zip(r["brier"], r["brier_base_rate"], strict=True)
         )
+        lead = f"{_fmt(r['lead_median_s'], '.0f')} | {_fmt(r['lead_p10_s'], '.0f')}"
         lines.append(
-            f"| {name} | {r['cascades']} | {r['caught']} | {_fmt(r['recall'], '.2f')} | {_fmt(r['lead_median_s'], '.0f')} "
-            f"| {_fmt(r['lead_p10_s'], '.0f')} | {r['false_alarms']} | {_fmt(r['days'], '.2f')} "
-            f"| {_fmt(r['false_alarms_per_day'], '.1f')} | {brier} |"
+            f"| {name} | {r['cascades']} | {r['caught']} | {_fmt(r['recall'], '.2f')} | {lead} "
+            f"| {r['false_alarms']} | {_fmt(r['days'], '.2f')} | {_fmt(r['false_alarms_per_day'], '.1f')} | {brier} |"
         )
     return "\n".join(lines)
 
