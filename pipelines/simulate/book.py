@@ -175,7 +175,7 @@ class MarketMaker:
 
     ``depth_usd_bps`` is the resting notional per bps of distance far from the touch; near it
     the profile is thinner (``0.35 + 0.65 * (1 - exp(-d / 12 bps))``). The liquidity factor
-    multiplies it: ``scenario factor * max(0.35, 1 / (1 + nerve * (0.3 * max(0, drift / 10 bps - 1)
+    multiplies it: ``scenario factor * max(0.5, 1 / (1 + nerve * (0.3 * max(0, drift / 10 bps - 1)
     + forced / (5 * depth_usd_bps))))`` with ``drift`` the distance of the mid from its 10-second
     moving average and ``forced`` the 10-second EWMA of the liquidation flow they see (USD/s):
     market makers withdraw when the price runs away or liquidations hit the book; they withdraw
@@ -263,7 +263,7 @@ class MarketMaker:
         self._forced_rate += self._a_forced * (self._forced / self._step_s - self._forced_rate)
         self._forced = 0.0
         stress = 0.3 * max(0.0, drift / 10.0 - 1.0) + self._forced_rate / (5.0 * self._depth)
-        want = scenario_liquidity * max(0.35, 1.0 / (1.0 + self.nerve * stress))
+        want = scenario_liquidity * max(0.5, 1.0 / (1.0 + self.nerve * stress))
         pulled = want < self.liquidity * 0.97
         liq = want if want < self.liquidity else self.liquidity + self._a_back * (want - self.liquidity)
         self.liquidity = liq
@@ -295,25 +295,9 @@ class MarketMaker:
                 c = ref + d
                 if c > book.bb:
                     self._post_ask(c, int(lots * ask_k) + 1)
-        # rebuild the profile behind a move: a rolling sweep over the range posts on empty cells
-        for _ in range(self.SWEEP):
-            d = self._sweep = self._sweep % rc + 1
-            c = ref - d
-            if 0 <= c < book.ba and book.bids[c] == 0:
-                self._post_bid(c, int(target[d] * liq * bid_k * (0.6 + 0.8 * rng.random())) + 1)
-            c = ref + d
-            if book.bb < c < book.n and book.asks[c] == 0:
-                self._post_ask(c, int(target[d] * liq * ask_k * (0.6 + 0.8 * rng.random())) + 1)
-        # under stress, market makers pull the near levels down to the thinner target at once
+        self._rebuild(ref, liq, bid_k, ask_k)
         if pulled or lean > 0.3:
-            for d in range(1, min(40, rc)):
-                cap = target[d] * liq * 1.2
-                c = ref - d
-                if 0 <= c < book.n and book.bids[c] > cap * bid_k + 1:
-                    book.set_bid(c, int(cap * bid_k) + 1)
-                c = ref + d
-                if 0 <= c < book.n and book.asks[c] > cap * ask_k + 1:
-                    book.set_ask(c, int(cap * ask_k) + 1)
+            self._pull(ref, liq, bid_k, ask_k)
         # cancel what drifted beyond the quoting range
         lo_keep = ref - rc
         while self._lo < lo_keep:
@@ -325,3 +309,27 @@ class MarketMaker:
             if book.asks[self._hi] > 0:
                 book.set_ask(self._hi, 0)
             self._hi -= 1
+
+    def _rebuild(self, ref: int, liq: float, bid_k: float, ask_k: float) -> None:
+        """Rebuild the profile behind a move: a rolling sweep over the range posts on empty cells."""
+        book, rng, target, rc = self.book, self.rng, self._target, self.range_cells
+        for _ in range(self.SWEEP):
+            d = self._sweep = self._sweep % rc + 1
+            c = ref - d
+            if 0 <= c < book.ba and book.bids[c] == 0:
+                self._post_bid(c, int(target[d] * liq * bid_k * (0.6 + 0.8 * rng.random())) + 1)
+            c = ref + d
+            if book.bb < c < book.n and book.asks[c] == 0:
+                self._post_ask(c, int(target[d] * liq * ask_k * (0.6 + 0.8 * rng.random())) + 1)
+
+    def _pull(self, ref: int, liq: float, bid_k: float, ask_k: float) -> None:
+        """Under stress, pull the near levels down to the thinner target at once."""
+        book, target, rc = self.book, self._target, self.range_cells
+        for d in range(1, min(40, rc)):
+            cap = target[d] * liq * 1.2
+            c = ref - d
+            if 0 <= c < book.n and book.bids[c] > cap * bid_k + 1:
+                book.set_bid(c, int(cap * bid_k) + 1)
+            c = ref + d
+            if 0 <= c < book.n and book.asks[c] > cap * ask_k + 1:
+                book.set_ask(c, int(cap * ask_k) + 1)

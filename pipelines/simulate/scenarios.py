@@ -130,6 +130,7 @@ class Scenario:
     start_ms: int = 1_768_435_200_000  # 2026-01-15T00:00:00Z
     step_s: float = 0.25  # simulation step (and book update interval)
     levels_every_s: int = 60  # truth "levels" line interval
+    activity: float = 1.0  # multiplier of the untracked two-sided flow (a busier market)
 
     def with_duration(self, duration_s: float) -> Scenario:
         """The same family over ``duration_s`` seconds."""
@@ -160,7 +161,7 @@ def _crowd(rng: random.Random, sign: float, start_s: float, end_s: float = 0.0, 
     return Phase(
         start_s,
         end_s,
-        open_rate=_u(rng, 1.5, 3.0) * strength,
+        open_rate=_u(rng, 1.2, 2.4) * strength,
         long_share=share if sign > 0 else 1.0 - share,
         leverage="crowd",
         size=_u(rng, 1.1, 1.4),
@@ -177,7 +178,7 @@ def _squeeze(fixed: str | None) -> Callable[[random.Random], Plan]:
             direction=d,
             phases=(_crowd(rng, sign, -_u(rng, 300, 600)),),
             shocks=(
-                Shock(0, "index", bps=-sign * 50.0 * k, over_s=_u(rng, 3, 20), slices=8),
+                Shock(0, "index", bps=-sign * 50.0 * k, over_s=_u(rng, 5, 60), slices=12),
                 Shock(0, "market", usd=-sign * 5_000_000.0 * k, over_s=_u(rng, 4, 12), slices=12),
             ),
         )
@@ -262,7 +263,7 @@ def _surprise_shock(rng: random.Random) -> Plan:
         anchor=_u(rng, 0.3, 0.85),
         direction=d,
         shocks=(
-            Shock(0, "index", bps=-sign * 90.0 * k, over_s=_u(rng, 5, 40), slices=10),
+            Shock(0, "index", bps=-sign * 90.0 * k, over_s=_u(rng, 10, 90), slices=12),
             Shock(0, "market", usd=-sign * 3_000_000.0 * k, over_s=_u(rng, 3, 10), slices=10),
         ),
     )

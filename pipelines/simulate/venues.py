@@ -749,13 +749,16 @@ class NullFeed(Feed):
         return None
 
     def publish_book(self, ms: int) -> None:
+        """Drop the step's book changes."""
         self.book.changed_bids.clear()
         self.book.changed_asks.clear()
 
     def trade(self, ms: int, side: str, fills: list[tuple[int, int]]) -> None:
+        """Nothing to publish."""
         return None
 
     def liquidation(self, ms: int, position: str, lots: int, fills: list[tuple[int, int]], bankruptcy: int) -> None:
+        """Nothing to publish."""
         return None
 
     def half_second(self, ms: int) -> None:
@@ -763,6 +766,7 @@ class NullFeed(Feed):
         return None
 
     def second(self, ms: int, mark: float, index: float, funding: float, oi_lots: int, last: int) -> None:
+        """Nothing to publish."""
         return None
 
 
