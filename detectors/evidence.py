@@ -17,7 +17,9 @@ With ``z_i = clip((x_i - m_i) / s_i, -z_max, z_max)`` the standardised (and wins
 ``e_f`` is measured from the training average (``z = 0``), so ``a * clip(e_f)`` is how far the
 family moves the log-odds away from an average second: what :meth:`EvidenceModel.drivers`
 reports. Fitting (:func:`fit_evidence_model`): ``w`` by L2-penalised logistic regression on the
-standardised features (Newton's method, deterministic), then ``a`` and ``c`` by a second logistic
+standardised features (Newton's method, deterministic), each weight held to the sign its
+mechanism gives it (:data:`SIGNS`: a feature fitted with the wrong sign is dropped and the rest
+refitted), then ``a`` and ``c`` by a second logistic
 fit of the labels on the capped sum (Platt scaling), which recalibrates after the cap; a fit
 with ``a > 1`` (the cap bit into the evidence of the positives) is refitted with ``a = 1`` and
 ``c`` alone, so no family ever moves the log-odds by more than ``cap``.
@@ -36,8 +38,10 @@ __all__ = [
     "DEFAULT_L2",
     "EvidenceModel",
     "FAMILIES",
+    "SIGNS",
     "family_of",
     "fit_evidence_model",
+    "sign_of",
     "newton_logistic",
 ]
 
@@ -64,6 +68,37 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "volatility": ("vol_bps", "log_vol_ratio"),
 }
 """Feature families by name prefix: what mechanism each feature measures."""
+
+
+SIGNS: dict[str, int] = {
+    "oi_growth_": 1,
+    "imbalance_": 1,
+    "crowding_": 1,
+    "depth_ratio": -1,
+    "log_z_cluster": -1,
+    "log_distance_bps": -1,
+    "log_cluster_depth": 1,
+    "log_reach_depth": 1,
+    "logit_struct": 1,
+    "logit_touch": 1,
+    "logit_carry": 1,
+    "log_liq_depth": 1,
+    "log_vol_ratio": 1,
+}
+"""The direction in which each feature (by name prefix) raises the risk, by mechanism: more crowd,
+a thinner book, a nearer and larger cluster, more forced flow, rising volatility. A fitted weight
+of the other sign is set to 0 (the feature is dropped and the rest refitted): the model learns
+how much each mechanism matters, never that it works backwards (which would not carry to another
+market). Features not listed (``in_cascade``, ``branching``, ...) are free."""
+
+
+def sign_of(name: str) -> int:
+    """The sign :data:`SIGNS` gives feature ``name`` (0: free).
+
+    >>> sign_of("crowding_900_bps"), sign_of("depth_ratio"), sign_of("in_cascade")
+    (1, -1, 0)
+    """
+    return next((v for prefix, v in SIGNS.items() if name.startswith(prefix)), 0)
 
 
 def family_of(name: str) -> str:
@@ -173,11 +208,13 @@ def fit_evidence_model(
     l2: float = 1e-2,
     cap: float = math.inf,
     z_max: float = 4.0,
+    signed: bool = True,
 ) -> tuple[EvidenceModel, dict[str, float]]:
     """Fit an :class:`EvidenceModel` on rows ``X`` (features in the order of ``names``) and labels ``y``.
 
     ``l2``: penalty on the standardised weights; ``cap``: bound of each family's evidence (``inf``:
-    a plain logistic regression). Returns the model and its in-sample ``logloss``, ``brier``,
+    a plain logistic regression); ``signed``: weights of the wrong sign (:data:`SIGNS`) are
+    dropped. Returns the model and its in-sample ``logloss``, ``brier``,
     ``base_rate``, ``iterations`` and ``n``.
 
     >>> rng = np.random.default_rng(0)
@@ -195,9 +232,19 @@ def fit_evidence_model(
     mean = X.mean(axis=0)
     sd = X.std(axis=0)
     Z = np.clip(np.where(sd > 0, (X - mean) / np.where(sd > 0, sd, 1.0), 0.0), -z_max, z_max)
-    A = np.column_stack([Z, np.ones(n)])
-    theta, it = newton_logistic(A, yv, np.r_[np.full(k, float(l2)), 0.0])
-    weights = np.where(sd > 0, theta[:k], 0.0)
+    signs = np.array([sign_of(name) for name in names]) if signed else np.zeros(k, dtype=int)
+    active = sd > 0
+    it = 0
+    while True:  # drop the features whose weight has the wrong sign, refit the rest
+        cols = np.flatnonzero(active)
+        A = np.column_stack([Z[:, cols], np.ones(n)])
+        theta, it = newton_logistic(A, yv, np.r_[np.full(cols.size, float(l2)), 0.0])
+        weights = np.zeros(k)
+        weights[cols] = theta[: cols.size]
+        wrong = active & (signs * weights < 0)
+        if not wrong.any():
+            break
+        active &= ~wrong
     families = tuple(family_of(name) for name in names)
     summed = np.zeros(n)
     for fam in sorted(set(families)):

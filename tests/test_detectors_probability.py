@@ -9,6 +9,7 @@ import pickle
 import numpy as np
 import pytest
 
+from cascadewatch.detectors.evidence import fit_evidence_model
 from cascadewatch.detectors.liqmap_estimated import Cluster
 from cascadewatch.detectors.probability import (
     CascadeProbability,
@@ -277,3 +278,17 @@ def test_feature_subset_and_a_state_pickled_before_it():
     del old.__dict__["features"]
     old = pickle.loads(pickle.dumps(old))
     assert old.features is None and set(old._x({"f": 1.0}, 0.5)) == {"f", "logit_struct"}
+
+
+def test_a_weight_against_its_mechanism_is_dropped():
+    """Data in which a thicker book goes with more cascades: the fit keeps depth_ratio at 0
+    (a thinner book never lowers the risk) and still learns crowding; unsigned, it would not."""
+    rng = np.random.default_rng(11)
+    n = 30_000
+    crowd, depth = rng.normal(size=n), rng.normal(size=n)
+    y = rng.uniform(size=n) < 1 / (1 + np.exp(-(1.5 * crowd + 1.0 * depth - 2.0)))
+    names = ("crowding_300_bps", "depth_ratio")
+    signed, _ = fit_evidence_model(np.column_stack([crowd, depth]), y, names, l2=1e-6)
+    free, _ = fit_evidence_model(np.column_stack([crowd, depth]), y, names, l2=1e-6, signed=False)
+    assert signed.weights[1] == 0.0 and signed.weights[0] == pytest.approx(1.4, abs=0.15)
+    assert free.weights[1] == pytest.approx(1.0, abs=0.1)

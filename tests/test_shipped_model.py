@@ -58,6 +58,19 @@ def test_every_alert_and_snapshot_names_the_model(tmp_path):
     assert all(a["drivers"] == [] for a in alerts)  # no fitted model: nothing to explain
 
 
+def test_a_warning_names_its_drivers_within_the_cap(tmp_path):
+    """With a lower warning threshold the shipped model warns on the demo's build-up: each warning
+    names its drivers, largest first, none above the family cap, the first one in the summary."""
+    alerts, _ = _replay(tmp_path, "[detectors]\nwarn_enter = 0.1\nwarn_exit = 0.05\n")
+    warnings = [a for a in alerts if a["action"] == "trigger" and a["cascade"] is None]
+    assert warnings
+    for a in warnings:
+        logits = [d["logit"] for d in a["drivers"]]
+        assert logits and logits == sorted(logits, reverse=True) and max(logits) <= MANIFEST["cap"] + 1e-9
+        assert {d["family"] for d in a["drivers"]} <= {"crowding", "levels", "liquidity", "liquidations", "volatility"}
+        assert a["drivers"][0]["text"] in a["summary"]
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
