@@ -84,7 +84,7 @@ def test_short_squeeze_has_an_up_cascade(tmp_path):
 
 
 def test_multi_venue_cascade_starts_on_bybit(tmp_path):
-    r = simulate("multi-venue", 2, None, tmp_path / "mv.rec", tmp_path / "mv.truth.jsonl")
+    r = simulate("multi-venue", 1, None, tmp_path / "mv.rec", tmp_path / "mv.truth.jsonl")
     assert cascades(read_truth(tmp_path / "mv.truth.jsonl"), "down")
     first = {v: r.venues[v]["first_large_liquidation_ms"] for v in VENUES}
     assert all(first.values())

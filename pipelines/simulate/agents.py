@@ -306,7 +306,7 @@ class Traders:
         self.arb_cap_usd_s = market.arb_cap_usd_s
         self.value_usd_s_bps = market.value_usd_s_bps
         self.value_free_bps = market.value_free_bps
-        self.value_cap_usd_s = 80.0 * market.value_usd_s_bps
+        self.value_cap_usd_s = 150.0 * market.value_usd_s_bps
         self.leverages = leverages
         self._pending: list[Order] = []
         self._mean_open = math.exp(self.OPEN_SIGMA**2 / 2)  # mean / median of a log-normal size

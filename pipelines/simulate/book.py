@@ -175,7 +175,7 @@ class MarketMaker:
 
     ``depth_usd_bps`` is the resting notional per bps of distance far from the touch; near it
     the profile is thinner (``0.35 + 0.65 * (1 - exp(-d / 12 bps))``). The liquidity factor
-    multiplies it: ``scenario factor * max(0.5, 1 / (1 + nerve * (0.3 * max(0, drift / 10 bps - 1)
+    multiplies it: ``scenario factor * max(0.35, 1 / (1 + nerve * (0.3 * max(0, drift / 10 bps - 1)
     + forced / (5 * depth_usd_bps))))`` with ``drift`` the distance of the mid from its 10-second
     moving average and ``forced`` the 10-second EWMA of the liquidation flow they see (USD/s):
     market makers withdraw when the price runs away or liquidations hit the book; they withdraw
@@ -263,11 +263,11 @@ class MarketMaker:
         self._forced_rate += self._a_forced * (self._forced / self._step_s - self._forced_rate)
         self._forced = 0.0
         stress = 0.3 * max(0.0, drift / 10.0 - 1.0) + self._forced_rate / (5.0 * self._depth)
-        want = scenario_liquidity * max(0.5, 1.0 / (1.0 + self.nerve * stress))
+        want = scenario_liquidity * max(0.35, 1.0 / (1.0 + self.nerve * stress))
         pulled = want < self.liquidity * 0.97
         liq = want if want < self.liquidity else self.liquidity + self._a_back * (want - self.liquidity)
         self.liquidity = liq
-        ref = book.last_cell
+        ref = book.cell_of(mid)  # quote around the mid (the last trade when one side is empty)
         # close the spread behind a sweep: the first cells next to the last trade
         front_b = max(1, int(self.FRONT * bid_k + 0.5))
         front_a = max(1, int(self.FRONT * ask_k + 0.5))
