@@ -6,11 +6,13 @@ OKX contracts of 0.01 BTC) is exact. The book has at most one level per *cell* o
 ``cell_ticks`` ticks; the level's price inside its cell is a fixed irregular offset, so prices
 look like a real book's and stay strictly ordered.
 
-Market makers quote around the last trade price: every step they keep the first cells next to
-it filled (the spread closes behind a sweep), refresh a few random cells toward their target
-depth profile, and cancel levels beyond ``range_cells``. The target profile scales with a
-liquidity factor: market makers pull back when volatility rises (and when a scenario tells them
-to), which is the amplifier of a cascade.
+Market makers quote around the mid (the last trade price while one side is empty): every step
+they refill, after a random wait, the cells next to it that a sweep emptied (the book
+replenishes with a lag), refresh a few random cells toward their target depth profile, post on
+empty cells of the range in a rolling sweep (the profile is rebuilt behind a move), and cancel
+levels beyond ``range_cells``. The target profile scales with a liquidity factor: market makers
+pull back at once when the price runs or liquidations hit the book (and when a scenario tells
+them to) and come back slowly, which is the amplifier of a cascade.
 """
 
 from __future__ import annotations
@@ -268,7 +270,7 @@ class MarketMaker:
         liq = want if want < self.liquidity else self.liquidity + self._a_back * (want - self.liquidity)
         self.liquidity = liq
         ref = book.cell_of(mid)  # quote around the mid (the last trade when one side is empty)
-        # close the spread behind a sweep: the first cells next to the last trade
+        # close the spread behind a sweep: the first cells next to the mid, after a random wait
         front_b = max(1, int(self.FRONT * bid_k + 0.5))
         front_a = max(1, int(self.FRONT * ask_k + 0.5))
         p_refill = self._p_refill

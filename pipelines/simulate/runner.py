@@ -1,20 +1,23 @@
 """The simulation loop: a spot index, one market per venue, a recording and its truth.
 
-Per step (``scenario.step_s``) the spot index moves (its own random walk, a slow pull toward
-the perpetuals' mid prices since perpetuals lead price discovery, scenario drifts and jumps),
-then, on every venue in turn:
+The seed draws the market (:func:`.market.draw_market`) and the family's plan; then per step
+(``scenario.step_s``) the spot index moves (:class:`_Index`: stochastic volatility, news moves
+spread over tens of seconds whose rate and side liquidations excite, a slow pull toward the
+perpetuals' mid prices, the plan's drifts and shocks), then, on every venue in turn:
 
-1. market makers quote (close the spread, refresh, cancel, pull back under stress);
-2. the traders' market orders of the step are executed in time order (:mod:`.agents`);
-3. the mark price moves (index + smoothed basis) and the liquidation engine takes over every
-   position it crossed, sending forced orders into the book (:mod:`.liquidation`);
+1. market makers quote (refill, refresh, rebuild, pull back under stress; :mod:`.book`);
+2. the traders' market orders of the step are executed in time order (:mod:`.agents`:
+   noise, openings and closes, lagging arbitrage, value traders, the plan's flows);
+3. the mark price moves (index + smoothed basis), the liquidation engine takes over every
+   position it crossed and works its inventory into the book, the insurance fund settles each
+   fill and auto-deleveraging closes what it cannot cover (:mod:`.liquidation`);
 4. the venue writer publishes the book changes (:mod:`.venues`).
 
 A cascade on one venue drags the index and, through arbitrage, the other venues. At every
 whole second the writers publish mark price, open interest and the throttled liquidation feeds,
-and the true per-second forced notional (every liquidation, published or not) and price go
-through :class:`cascadewatch.detectors.labels.CascadeLabeler`: the truth file's ``cascade`` lines come from
-the same label definition the evaluator uses.
+and the true per-second forced notional (every engine fill and ADL close, published or not)
+and price go through :class:`cascadewatch.detectors.labels.CascadeLabeler`: the truth file's
+``cascade`` lines come from the same label definition the evaluator uses.
 """
 
 from __future__ import annotations
@@ -553,7 +556,7 @@ def run_scenario(
         sink.release(t_ms * 1_000_000)
         if step and t_ms % 1000 == 0:
             _second(t_ms, venues, index, ctx, out_s)
-            if (t_ms - t0) % (sc.levels_every_s * 1000) == 0:
+            if truth is not None and (t_ms - t0) % (sc.levels_every_s * 1000) == 0:
                 truth_lines.append(_levels_line(t_ms, out_s.prices[-1] * 10, venues, levels_ticks))
         elif t_ms % 1000 == 500:
             _half_second(venues, t_ms)
