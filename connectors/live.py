@@ -54,7 +54,6 @@ from cascadewatch.connectors.rest import Reply, http_get
 from cascadewatch.connectors.session import Backoff, Session, SessionSettings
 from cascadewatch.connectors.sources import (
     END_OF_TIME,
-    NS,
     PARTITION_KEY,
     STATS_KEY,
     InstrumentRouter,
@@ -62,6 +61,7 @@ from cascadewatch.connectors.sources import (
     Watermark,
     items_of,
 )
+from cascadewatch.connectors.units import NS_PER_S, ns_to_s, s_to_ns
 from cascadewatch.connectors.venues import binance, bybit, okx
 from cascadewatch.connectors.venues.base import ParseError
 from cascadewatch.connectors.venues.live_common import (
@@ -554,7 +554,7 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
             wm = max(now, self._max_recv) - self._lag
         else:
             wm = self._max_recv - self._lag
-        if wm // NS > self._last_wm // NS:
+        if wm // NS_PER_S > self._last_wm // NS_PER_S:
             self._mark(by_key, wm)
         return items_of(by_key, dead)
 
@@ -579,7 +579,7 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
         if events and "!" not in source:
             ts = events[0].ts
             if ts:
-                self._m_lag.observe(max(0.0, (recv0 - ts) / NS))
+                self._m_lag.observe(max(0.0, ns_to_s(recv0 - ts)))
         for event in events:
             self._router.route(event, by_key)
 
@@ -663,7 +663,7 @@ class LiveSource(FixedPartitionedSource[tuple[str, list[Any]], None]):
         if not live.venues:
             raise ValueError("no venues configured ([live] venues)")
         self.live = live
-        self.allowed_lag_ns = int(allowed_lag_s * NS)
+        self.allowed_lag_ns = s_to_ns(allowed_lag_s)
         self.duration_s = duration_s
         self.record = record if record is not None else (live.record or None)
         self.feed_options = feed_options or {}
@@ -673,7 +673,7 @@ class LiveSource(FixedPartitionedSource[tuple[str, list[Any]], None]):
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> LivePartition:
         index_text, _, name = for_part.partition(":")
-        deadline = None if self.duration_s is None else time.time_ns() + int(self.duration_s * NS)
+        deadline = None if self.duration_s is None else time.time_ns() + s_to_ns(self.duration_s)
         return LivePartition(
             int(index_text), name, self.live, self.allowed_lag_ns, deadline, self.record, self.feed_options
         )

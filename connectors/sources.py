@@ -36,6 +36,7 @@ from cascadewatch.connectors.recording import (
     RecordingReader,
     parse_line,
 )
+from cascadewatch.connectors.units import NS_PER_S, s_to_ns
 from cascadewatch.connectors.venues.base import ParseError
 
 DEAD_LETTER_KEY = "!dead"
@@ -45,7 +46,6 @@ PARTITION_KEY = "!partition"
 sends them so that a venue with no instrument yet (down since the start) cannot hold the
 merge back."""
 END_OF_TIME = 2**63 - 1
-NS = 1_000_000_000
 
 
 class Watermark(msgspec.Struct, frozen=True, gc=False, tag="watermark"):
@@ -182,7 +182,7 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
         if self._pace_origin is None:
             self._pace_origin = (now, recv)
         wall0, recv0 = self._pace_origin
-        return (recv - recv0) / NS / self._speed <= now - wall0
+        return (recv - recv0) / NS_PER_S / self._speed <= now - wall0
 
     def _take(self, count: int) -> list[bytes]:
         """Up to ``count`` next lines (fewer only at the end of the recording)."""
@@ -256,7 +256,7 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
                 return self._finish(by_key, dead)
         self._line, self._max_recv = line_no, max_recv
         wm = max_recv - self._lag
-        if wm // NS > self._last_wm // NS:
+        if wm // NS_PER_S > self._last_wm // NS_PER_S:
             self._mark(by_key, wm)
         if self._progress is not None:
             self._progress(str(self._path), self._reader.position())
@@ -301,7 +301,7 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
         if self._held_recv is None or self._pace_origin is None or self._speed is None:
             return None
         wall0, recv0 = self._pace_origin
-        delay = wall0 + (self._held_recv - recv0) / NS / self._speed - time.monotonic()
+        delay = wall0 + (self._held_recv - recv0) / NS_PER_S / self._speed - time.monotonic()
         return datetime.now(UTC) + timedelta(seconds=max(0.0, delay))
 
     def snapshot(self) -> Any:
@@ -357,7 +357,7 @@ class ReplaySource(FixedPartitionedSource[tuple[str, list[Any]], Any]):
             if not path.is_file():
                 raise FileNotFoundError(f"recording not found: {path}")
         self.batch_size = batch_size
-        self.allowed_lag_ns = int(allowed_lag_s * NS)
+        self.allowed_lag_ns = s_to_ns(allowed_lag_s)
         self.speed = speed
         self.progress = progress
 

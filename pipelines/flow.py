@@ -40,7 +40,8 @@ from cascadewatch.connectors.sinks import (
     held_elsewhere,
     to_stream,
 )
-from cascadewatch.connectors.sources import NS, STATS_KEY
+from cascadewatch.connectors.sources import STATS_KEY
+from cascadewatch.connectors.units import s_to_ns
 from cascadewatch.pipelines.config import Config
 from cascadewatch.pipelines.steps.asset_risk import AssetRisk
 from cascadewatch.pipelines.steps.items import AssetOutput, AssetSecond, SecondManifest
@@ -138,7 +139,7 @@ def build_flow(
         op.output(step_id, stream, sink if primary else held_elsewhere(sink))
 
     flow = Dataflow("cascadewatch")
-    batches = op.input("frames", flow, TrackedSource(source, int(config.replay.allowed_lag_s * NS)))
+    batches = op.input("frames", flow, TrackedSource(source, s_to_ns(config.replay.allowed_lag_s)))
     to_merge = op.branch("split_control", batches, lambda item: item[0] == MERGE_KEY)
     control = op.branch("split_stats", to_merge.falses, lambda item: item[0] == STATS_KEY)
     released = op.map(

@@ -22,6 +22,7 @@ from cascadewatch.connectors.events import (
     OpenInterest,
     Trade,
 )
+from cascadewatch.connectors.units import NS_PER_MS
 from cascadewatch.connectors.venues import okx
 from cascadewatch.connectors.venues.base import Catalog, Parsed, ParseError
 from cascadewatch.connectors.venues.okx import SOURCE, Parser, bundled_catalog
@@ -30,7 +31,6 @@ FIXTURES = Path(__file__).parent / "fixtures" / "okx"
 RECORDING = FIXTURES / "okx-2022-05-13.rec"
 SAMPLES = FIXTURES / "okx.jsonl"
 DOCS = {f["name"]: f["frame"] for f in json.loads((FIXTURES / "docs_frames.json").read_text())["frames"]}
-MS = 1_000_000
 
 
 class _Rest(msgspec.Struct):
@@ -185,7 +185,7 @@ def test_recording_exact_events() -> None:
             venue="okx-swap",
             symbol="UNI-USD-SWAP",
             instrument="UNI-USD-PERP",
-            ts=1652459215150 * MS,
+            ts=1652459215150 * NS_PER_MS,
             recv=1652459225507172000,
             price=5.123,
             qty=100 * 10.0 / 5.123,
@@ -203,7 +203,7 @@ def test_recording_exact_events() -> None:
     assert snapshot.asks[0] == (5.148, 60 * 10.0 / 5.148)
     assert snapshot.asks[1] == (5.149, 192 * 10.0 / 5.149)
     assert snapshot.bids[0] == (5.14, 251 * 10.0 / 5.14)
-    assert snapshot.ts == 1652459225363 * MS
+    assert snapshot.ts == 1652459225363 * NS_PER_MS
     assert (len(snapshot.asks), len(snapshot.bids)) == (119, 121)  # a thin book: all of it fits in 400 levels
     assert all(a[0] < b[0] for a, b in zip(snapshot.asks, snapshot.asks[1:]))
     assert all(a[0] > b[0] for a, b in zip(snapshot.bids, snapshot.bids[1:]))
@@ -215,7 +215,7 @@ def test_recording_exact_events() -> None:
         venue="okx-swap",
         symbol="UNI-USD-SWAP",
         instrument="UNI-USD-PERP",
-        ts=1652459225464 * MS,
+        ts=1652459225464 * NS_PER_MS,
         recv=1652459225709162700,
         asks=((5.158, 129 * 10.0 / 5.158), (5.233, 240 * 10.0 / 5.233)),
         bids=((5.14, 427 * 10.0 / 5.14), (5.138, 26 * 10.0 / 5.138), (5.117, 0.0)),
@@ -273,7 +273,7 @@ def test_samples_exact_events_after_refresh() -> None:
         venue="okx-swap",
         symbol="BTC-USDT-SWAP",
         instrument="BTC-USDT-PERP",
-        ts=1640131236050 * MS,
+        ts=1640131236050 * NS_PER_MS,
         recv=99,
         price=48938.5,
         qty=5 * 0.01,
@@ -285,7 +285,7 @@ def test_samples_exact_events_after_refresh() -> None:
             venue="okx-swap",
             symbol="WNCG-USDT-SWAP",
             instrument="WNCG-USDT-PERP",
-            ts=1640131259180 * MS,
+            ts=1640131259180 * NS_PER_MS,
             recv=99,
             price=2.1729,
             index=None,
@@ -297,7 +297,7 @@ def test_samples_exact_events_after_refresh() -> None:
             venue="okx-swap",
             symbol="WNCG-USDT-SWAP",
             instrument="WNCG-USDT-PERP",
-            ts=1640131258756 * MS,
+            ts=1640131258756 * NS_PER_MS,
             recv=99,
             qty=644195.0,
             notional=None,
@@ -310,7 +310,7 @@ def test_samples_exact_events_after_refresh() -> None:
             venue="okx-swap",
             symbol="REN-USDT-SWAP",
             instrument="REN-USDT-PERP",
-            ts=1640131236035 * MS,
+            ts=1640131236035 * NS_PER_MS,
             recv=99,
             asks=((0.65442, 140.0),),
             bids=((0.65441, 10.0), (0.65418, 0.0)),
@@ -324,7 +324,7 @@ def test_samples_exact_events_after_refresh() -> None:
             venue="okx-swap",
             symbol="BTC-USDT-SWAP",
             instrument="BTC-USDT-PERP",
-            ts=1791565600771 * MS,
+            ts=1791565600771 * NS_PER_MS,
             recv=99,
             price=82655.7,
             qty=8.55 * 0.01,
@@ -335,7 +335,7 @@ def test_samples_exact_events_after_refresh() -> None:
             venue="okx-swap",
             symbol="CELO-USDT-SWAP",
             instrument="CELO-USDT-PERP",
-            ts=1791565462608 * MS,
+            ts=1791565462608 * NS_PER_MS,
             recv=99,
             price=0.09583,
             qty=19979.0,
@@ -359,7 +359,7 @@ def test_docs_books_snapshot_update_and_spot() -> None:
                 venue="okx-swap",
                 symbol="BTC-USDT-SWAP",
                 instrument="BTC-USDT-PERP",
-                ts=1597026383085 * MS,
+                ts=1597026383085 * NS_PER_MS,
                 recv=7,
                 asks=((8476.98, 415 * 0.01), (8477.0, 7 * 0.01)),
                 bids=((8476.97, 256 * 0.01), (8475.55, 101 * 0.01)),
@@ -405,7 +405,7 @@ def test_docs_liquidations() -> None:
         venue="okx-swap",
         symbol="IOST-USDT-SWAP",
         instrument="IOST-USDT-PERP",
-        ts=1692266434010 * MS,
+        ts=1692266434010 * NS_PER_MS,
         recv=7,
         price=0.007831,
         qty=13000.0,
@@ -421,7 +421,7 @@ def test_docs_liquidations() -> None:
         "long",
         25000.0,
         40 * 100.0 / 25000.0,
-        1692266434010 * MS,
+        1692266434010 * NS_PER_MS,
     )
     assert long_liq.notional == pytest.approx(4000.0)
     assert (short_liq.side, short_liq.qty) == ("short", 2 * 100.0 / 25100.0)
@@ -472,7 +472,7 @@ def test_docs_open_interest_funding_mark_price_trades() -> None:
         venue="okx-swap",
         symbol="BTC-USDT-SWAP",
         instrument="BTC-USDT-PERP",
-        ts=1743041250440 * MS,
+        ts=1743041250440 * NS_PER_MS,
         recv=7,
         qty=22161.1301000000309,
         notional=1939251795.54769270396321,
@@ -487,7 +487,7 @@ def test_docs_open_interest_funding_mark_price_trades() -> None:
         venue="okx-swap",
         symbol="BTC-USD-SWAP",
         instrument="BTC-USD-PERP",
-        ts=1630049139746 * MS,
+        ts=1630049139746 * NS_PER_MS,
         recv=8,
         price=42310.6,
         index=None,
@@ -507,7 +507,7 @@ def test_docs_open_interest_funding_mark_price_trades() -> None:
         venue="okx-swap",
         symbol="BTC-USDT-SWAP",
         instrument="BTC-USDT-PERP",
-        ts=1630048897897 * MS,
+        ts=1630048897897 * NS_PER_MS,
         recv=7,
         price=42219.9,
         qty=12 * 0.01,
@@ -628,7 +628,7 @@ def test_rest_books_snapshot() -> None:
                 venue="okx-swap",
                 symbol="BTC-USDT-SWAP",
                 instrument="BTC-USDT-PERP",
-                ts=1629966436396 * MS,
+                ts=1629966436396 * NS_PER_MS,
                 recv=5,
                 asks=((41006.8, 0.60038921 * 0.01),),
                 bids=((41006.3, 0.30178218 * 0.01),),

@@ -27,8 +27,6 @@ from cascadewatch.connectors.events import (
     BookSnapshot,
 )
 
-NS_PER_MS = 1_000_000
-
 
 class ParseError(Exception):
     """A frame that cannot become events. ``reason`` is a short token counted per venue."""

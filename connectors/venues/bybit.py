@@ -132,8 +132,8 @@ from cascadewatch.connectors.events import (
     OpenInterest,
     Trade,
 )
+from cascadewatch.connectors.units import NS_PER_MS
 from cascadewatch.connectors.venues.base import (
-    NS_PER_MS,
     Catalog,
     InstrumentInfo,
     Parsed,

@@ -36,11 +36,10 @@ import zlib
 from collections import Counter
 
 from cascadewatch.connectors.recording import RecordingWriter
+from cascadewatch.connectors.units import NS_PER_MS
 from cascadewatch.pipelines.simulate.book import Book
 
 __all__ = ["FrameSink", "BinanceFeed", "BybitFeed", "OkxFeed", "FEEDS"]
-
-NS = 1_000_000
 
 
 def px2(t: int) -> str:
@@ -133,7 +132,7 @@ class Feed:
     def _ws(self, ms: int, payload: str, kind: str) -> None:
         if not self.connected:
             return
-        recv = ms * NS + int((self.latency_ms + self.rng.random() * 6.0) * NS)
+        recv = ms * NS_PER_MS + int((self.latency_ms + self.rng.random() * 6.0) * NS_PER_MS)
         if recv <= self._last_ws:
             recv = self._last_ws + 1_000
         self._last_ws = recv
@@ -141,13 +140,13 @@ class Feed:
         self.counts[kind] += 1
 
     def _rest(self, ms: int, path: str, body: str) -> None:
-        recv = max(ms * NS + 2 * NS + int(self.rng.random() * NS), self._last_rest + 1_000)
+        recv = max(ms * NS_PER_MS + 2 * NS_PER_MS + int(self.rng.random() * NS_PER_MS), self._last_rest + 1_000)
         self._last_rest = recv
         self.sink.push(recv, self.source + "!rest", '{"path":"%s","body":%s}' % (path, body))
         self.counts["rest"] += 1
 
     def _conn(self, ms: int, event: str, extra: str = "") -> None:
-        recv = max(ms * NS, self._last_ws + 1_000)
+        recv = max(ms * NS_PER_MS, self._last_ws + 1_000)
         self._last_ws = recv
         self.sink.push(recv, self.source + "!conn", '{"event":"%s","url":"%s"%s}' % (event, self.url, extra))
         self.counts["conn"] += 1

@@ -28,7 +28,7 @@ from cascadewatch.connectors.events import (
     asset_of,
 )
 from cascadewatch.connectors.frames import DeadLetter
-from cascadewatch.connectors.sources import NS
+from cascadewatch.connectors.units import NS_PER_S
 from cascadewatch.connectors.venues import parser_classes
 from cascadewatch.connectors.venues.base import SequenceRule
 from cascadewatch.pipelines.steps.items import (
@@ -36,8 +36,6 @@ from cascadewatch.pipelines.steps.items import (
     DEPTH_BANDS_BPS,
     InstrumentSecond,
 )
-
-MS = 1_000_000
 
 
 class InstrumentTracker:
@@ -86,13 +84,13 @@ class InstrumentTracker:
         for value in values:
             handler = handlers.get(value.__class__)
             if handler is None:  # a Watermark
-                self._advance(value.wm // NS, out)
+                self._advance(value.wm // NS_PER_S, out)
                 continue
             if not self.key:
                 self._identify(value)
             # effective time max(ts, recv - lag), never before a closed second
             floor = value.recv - lag
-            second = (value.ts if value.ts > floor else floor) // NS
+            second = (value.ts if value.ts > floor else floor) // NS_PER_S
             if second < self.closed_before:
                 second = self.closed_before
             if self.open_second is None:
