@@ -49,6 +49,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from cascadewatch.connectors import live_metrics as metrics
 from cascadewatch.connectors.frames import DeadLetter, FrameDecoder
 from cascadewatch.connectors.live_config import LiveConfig
+from cascadewatch.connectors.reasons import Reason
 from cascadewatch.connectors.recorder import RotatingRecorder, insert_before_suffixes
 from cascadewatch.connectors.rest import Reply, http_get
 from cascadewatch.connectors.session import Backoff, Session, SessionSettings
@@ -503,7 +504,7 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
         self._source = venue_module(name).SOURCE
         self._queue = FrameQueue(live.queue_size, self._source)
         self._decoder = FrameDecoder()
-        self._dead: Counter[tuple[str, str]] = Counter()
+        self._dead: Counter[tuple[str, Reason]] = Counter()
         self._router = InstrumentRouter()
         self._last_wm = -1
         self._max_recv = 0
@@ -587,17 +588,17 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
         count, kept = self._queue.take_dropped()
         if not count:
             return
-        self._dead[(self._source, "queue_full")] += count
+        self._dead[(self._source, Reason.QUEUE_FULL)] += count
         detail = f"queue of {self._queue.maxsize} frames full: the dataflow is behind"
         for _, source, payload in kept:
-            dead.append(DeadLetter("queue_full", source, payload.decode("utf-8", "replace"), detail))
+            dead.append(DeadLetter(Reason.QUEUE_FULL, source, payload.decode("utf-8", "replace"), detail))
         if count > len(kept):
             dead.append(
-                DeadLetter("queue_full", self._source, "", f"{count - len(kept)} more frames dropped; {detail}")
+                DeadLetter(Reason.QUEUE_FULL, self._source, "", f"{count - len(kept)} more frames dropped; {detail}")
             )
         log.warning("%s: %d frames dropped: %s", self._source, count, detail)
 
-    def _dead_letter(self, reason: str, source: str, raw: bytes, detail: str) -> DeadLetter:
+    def _dead_letter(self, reason: Reason, source: str, raw: bytes, detail: str) -> DeadLetter:
         venue = source.partition("!")[0]
         self._dead[(venue, reason)] += 1
         metrics.DEAD_LETTERS.labels(venue, reason).inc()

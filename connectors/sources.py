@@ -31,6 +31,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from cascadewatch.connectors.events import AnyEvent, FeedStatus
 from cascadewatch.connectors.frames import DeadLetter, FrameDecoder
+from cascadewatch.connectors.reasons import Reason
 from cascadewatch.connectors.recording import (
     RecordingError,
     RecordingReader,
@@ -162,7 +163,7 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
         self._line = state.get("line", 0)
         self._max_recv = state.get("max_recv", 0)
         self._decoder: FrameDecoder = state.get("decoder") or FrameDecoder()
-        self._dead: Counter[tuple[str, str]] = state.get("dead", Counter())
+        self._dead: Counter[tuple[str, Reason]] = state.get("dead", Counter())
         self._router = InstrumentRouter(state.get("instruments"), state.get("connection"))
         self._last_wm = state.get("last_wm", -1)
         self._reader = RecordingReader(path, start_line=self._line)
@@ -223,7 +224,7 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
                 try:
                     parse_line(line, self._path, line_no)  # metadata, blank, or a clear reason
                 except RecordingError as exc:
-                    dead.append(self._dead_letter("malformed_line", b"recording", line, exc.reason, line_no))
+                    dead.append(self._dead_letter(Reason.MALFORMED_LINE, b"recording", line, exc.reason, line_no))
                 continue
             recv_text, source, payload = parts
             recv = int(recv_text)
@@ -283,7 +284,7 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
         self._last_wm = wm
         self._router.mark(by_key, Watermark(self._index, wm))
 
-    def _dead_letter(self, reason: str, source_token: bytes, raw: bytes, detail: str, line_no: int) -> DeadLetter:
+    def _dead_letter(self, reason: Reason, source_token: bytes, raw: bytes, detail: str, line_no: int) -> DeadLetter:
         source = source_token.decode("ascii", "replace")
         venue = source.partition("!")[0]
         self._dead[(venue, reason)] += 1

@@ -33,6 +33,7 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 
 from cascadewatch.connectors.alerts.sink import AlertOutboxSink
+from cascadewatch.connectors.reasons import Reason
 from cascadewatch.connectors.riskfeed import RiskFeedSink
 from cascadewatch.connectors.sinks import (
     JsonlSink,
@@ -180,6 +181,8 @@ def build_flow(
         JsonlSink({"dead_letters": dead_letters_out}),
     )
     stats = op.flat_map("stats", control.trues, lambda key_value: key_value[1])
-    counted = op.merge("stats_and_gaps", stats, op.filter("gap_letters", dead, lambda d: d.reason == "sequence_gap"))
+    counted = op.merge(
+        "stats_and_gaps", stats, op.filter("gap_letters", dead, lambda d: d.reason == Reason.SEQUENCE_GAP)
+    )
     output("summary_out", op.map("summary_key", counted, lambda item: (STATS_KEY, item)), SummarySink(summary_out))
     return flow

@@ -26,6 +26,7 @@ from cascadewatch.connectors.events import (
     OpenInterest,
     Trade,
 )
+from cascadewatch.connectors.reasons import Reason
 from cascadewatch.connectors.units import NS_PER_MS
 from cascadewatch.connectors.venues import bybit
 from cascadewatch.connectors.venues.base import (
@@ -740,7 +741,7 @@ def _outcome(fn, *args) -> None:
     try:
         result = fn(*args)
     except ParseError as exc:
-        assert exc.reason != "internal", exc  # "internal" would mean an unexpected exception was wrapped
+        assert isinstance(exc.reason, Reason) and exc.reason != Reason.PARSER_EXCEPTION, exc  # a bug escapes as itself
         return
     assert isinstance(result, Parsed)
     for event in result.events:

@@ -22,6 +22,7 @@ from cascadewatch.connectors.events import (
     OpenInterest,
     Trade,
 )
+from cascadewatch.connectors.reasons import Reason
 from cascadewatch.connectors.units import NS_PER_MS
 from cascadewatch.connectors.venues import okx
 from cascadewatch.connectors.venues.base import Catalog, Parsed, ParseError
@@ -857,7 +858,7 @@ def check(parse) -> None:
     try:
         parsed = parse()
     except ParseError as err:
-        assert err.reason != "parser_exception", err  # the catch-all is for bugs: fuzzing must not reach it
+        assert isinstance(err.reason, Reason) and err.reason != Reason.PARSER_EXCEPTION, err  # a bug escapes as itself
         return
     assert isinstance(parsed, Parsed)
     for event in parsed.events:

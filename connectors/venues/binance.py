@@ -95,6 +95,7 @@ from cascadewatch.connectors.events import (
     OpenInterest,
     Trade,
 )
+from cascadewatch.connectors.reasons import Reason
 from cascadewatch.connectors.units import NS_PER_MS
 from cascadewatch.connectors.venues.base import (
     Catalog,
@@ -288,15 +289,11 @@ _SKIPPED = {BookTickerMsg: "skipped:bookTicker", KlineMsg: "skipped:kline", Tick
 _LIQUIDATED = {"SELL": "long", "BUY": "short"}
 
 
-def _parse_error(exc: Exception) -> ParseError:
-    """Any exception raised while parsing -> the :class:`ParseError` to raise instead."""
-    if isinstance(exc, ParseError):
-        return exc
+def _decode_error(exc: msgspec.DecodeError) -> ParseError:
+    """A msgspec decoding error raised while parsing -> the :class:`ParseError` to raise instead."""
     if isinstance(exc, msgspec.ValidationError):  # a DecodeError subclass: test it first
         return _validation_error(str(exc))
-    if isinstance(exc, msgspec.DecodeError):
-        return ParseError("malformed_json", str(exc)[:200])
-    return ParseError("internal", f"{type(exc).__name__}: {exc}"[:200])
+    return ParseError(Reason.MALFORMED_JSON, str(exc)[:200])
 
 
 def _validation_error(message: str) -> ParseError:
@@ -306,12 +303,12 @@ def _validation_error(message: str) -> ParseError:
     so it is ``bad_number``.
     """
     if message.startswith("Expected `float` >= ") or message.startswith("Expected `float` < "):
-        return ParseError("bad_qty", message[:200])
+        return ParseError(Reason.BAD_QTY, message[:200])
     if message.startswith("Expected `float` > ") or message.startswith("Expected `float` <= "):
-        return ParseError("bad_price", message[:200])
+        return ParseError(Reason.BAD_PRICE, message[:200])
     if message.startswith("Expected `float`, got") or message.startswith("Number out of range"):
-        return ParseError("bad_number", message[:200])
-    return ParseError("schema", message[:200])
+        return ParseError(Reason.BAD_NUMBER, message[:200])
+    return ParseError(Reason.SCHEMA, message[:200])
 
 
 def _finite(value: str, what: str) -> float:
@@ -319,9 +316,9 @@ def _finite(value: str, what: str) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ParseError("bad_number", f"{what}={value!r}") from None
+        raise ParseError(Reason.BAD_NUMBER, f"{what}={value!r}") from None
     if not math.isfinite(number):
-        raise ParseError("bad_number", f"{what}={value!r}")
+        raise ParseError(Reason.BAD_NUMBER, f"{what}={value!r}")
     return number
 
 
@@ -333,16 +330,16 @@ def _is_partial_depth(stream: str) -> bool:
 
 def _check_event_type(item: Any) -> None:
     if not isinstance(item, dict):
-        raise ParseError("schema", f"expected an event object, got {type(item).__name__}")
+        raise ParseError(Reason.SCHEMA, f"expected an event object, got {type(item).__name__}")
     if item.get("e") not in KNOWN_EVENTS:
-        raise ParseError("unknown_channel", f"e={item.get('e')!r}"[:200])
+        raise ParseError(Reason.UNKNOWN_CHANNEL, f"e={item.get('e')!r}"[:200])
 
 
 def _decode_slow(payload: bytes) -> CombinedFrame | WsData | Parsed:
     """Control replies, non-compact JSON, and telling apart why a fast-path decode failed."""
     obj = _any_decoder.decode(payload)
     if not isinstance(obj, dict):
-        raise ParseError("schema", f"expected a JSON object, got {type(obj).__name__}")
+        raise ParseError(Reason.SCHEMA, f"expected a JSON object, got {type(obj).__name__}")
     if "stream" in obj and "data" in obj:
         data = obj["data"]
         for item in data if isinstance(data, list) else (data,):
@@ -352,10 +349,10 @@ def _decode_slow(payload: bytes) -> CombinedFrame | WsData | Parsed:
         _check_event_type(obj)
         return msgspec.convert(obj, WsData, strict=False)
     if "error" in obj:
-        raise ParseError("venue_error", msgspec.json.encode(obj["error"]).decode()[:200])
+        raise ParseError(Reason.VENUE_ERROR, msgspec.json.encode(obj["error"]).decode()[:200])
     if "result" in obj and "id" in obj:
         return Parsed("control")
-    raise ParseError("unknown_channel", f"keys {sorted(obj)[:8]}"[:200])
+    raise ParseError(Reason.UNKNOWN_CHANNEL, f"keys {sorted(obj)[:8]}"[:200])
 
 
 class BookSequence(SequenceRule):
@@ -439,8 +436,8 @@ class Parser(VenueParser):
             if type(data) is list:
                 return self._parse_list(data, recv)
             return self._parse_data(data, recv)
-        except Exception as exc:  # nothing but ParseError escapes
-            raise _parse_error(exc) from None
+        except msgspec.DecodeError as exc:  # other exceptions are bugs: the frame decoder counts them
+            raise _decode_error(exc) from None
 
     def _parse_list(self, items: list, recv: int) -> Parsed:
         """``data`` arrays (``!markPrice@arr``): the events of all elements; the kind of the first
@@ -533,7 +530,7 @@ class Parser(VenueParser):
             return Parsed("skipped:not_perpetual")
         side = _LIQUIDATED.get(order.S)
         if side is None:
-            raise ParseError("schema", f"forceOrder side S={order.S!r}")
+            raise ParseError(Reason.SCHEMA, f"forceOrder side S={order.S!r}")
         average = non_negative(order.ap, "ap")
         price = average if average > 0 else positive_price(order.p, "p")
         filled = non_negative(order.z, "z") if order.z is not None else 0.0
@@ -570,7 +567,7 @@ class Parser(VenueParser):
             if pair is None:
                 if "_" in symbol:  # dated delivery contract, BTCUSDT_240628
                     return _NOT_PERP
-                raise ParseError("unknown_instrument", repr(symbol)[:80])
+                raise ParseError(Reason.UNKNOWN_INSTRUMENT, repr(symbol)[:80])
             instrument = canonical(*pair)
         self._instruments[symbol] = instrument
         return instrument
@@ -587,9 +584,9 @@ class Parser(VenueParser):
                 return self._open_interest(body, recv)
             if route == "/fapi/v1/exchangeInfo":
                 return self._exchange_info(body)
-            raise ParseError("unknown_rest_path", path[:200])
-        except Exception as exc:  # nothing but ParseError escapes
-            raise _parse_error(exc) from None
+            raise ParseError(Reason.UNKNOWN_REST_PATH, path[:200])
+        except msgspec.DecodeError as exc:  # other exceptions are bugs: the frame decoder counts them
+            raise _decode_error(exc) from None
 
     def _exchange_info(self, body: bytes) -> Parsed:
         info = _exchange_info_decoder.decode(body)
@@ -615,7 +612,7 @@ class Parser(VenueParser):
     def _depth_snapshot(self, query: str, body: bytes, recv: int) -> Parsed:
         symbols = parse_qs(query).get("symbol")
         if not symbols:
-            raise ParseError("schema", "depth path without symbol=")
+            raise ParseError(Reason.SCHEMA, "depth path without symbol=")
         symbol = symbols[0]
         depth = _depth_decoder.decode(body)
         instrument = self._instrument(symbol)

@@ -132,6 +132,7 @@ from cascadewatch.connectors.events import (
     OpenInterest,
     Trade,
 )
+from cascadewatch.connectors.reasons import Reason
 from cascadewatch.connectors.units import NS_PER_MS
 from cascadewatch.connectors.venues.base import (
     Catalog,
@@ -301,34 +302,34 @@ _MAX_CACHED_SYMBOLS = 10_000
 
 def _decode(decoder: msgspec.json.Decoder, payload: bytes | str | msgspec.Raw, what: str) -> object:
     if type(payload) is msgspec.Raw and not payload:
-        raise ParseError("schema", f"{what}: missing data")
+        raise ParseError(Reason.SCHEMA, f"{what}: missing data")
     try:
         return decoder.decode(payload)
     except msgspec.ValidationError as exc:
-        raise ParseError("schema", f"{what}: {exc}"[:200]) from None
+        raise ParseError(Reason.SCHEMA, f"{what}: {exc}"[:200]) from None
     except msgspec.DecodeError as exc:
-        raise ParseError("malformed_json", str(exc)[:200]) from None
+        raise ParseError(Reason.MALFORMED_JSON, str(exc)[:200]) from None
 
 
 def _levels(raw: list[tuple[float, float]], side: str) -> tuple[Level, ...]:
     """Validate decoded ``[(price, size), ...]``: price finite > 0, size finite >= 0."""
     for price, size in raw:
         if not 0.0 < price < _INF:
-            raise ParseError("bad_price", f"{side} price={price!r}")
+            raise ParseError(Reason.BAD_PRICE, f"{side} price={price!r}")
         if not 0.0 <= size < _INF:
-            raise ParseError("bad_qty", f"{side} size={size!r}")
+            raise ParseError(Reason.BAD_QTY, f"{side} size={size!r}")
     return tuple(raw)
 
 
 def _check_price(value: float, what: str = "price") -> float:
     if not 0.0 < value < _INF:
-        raise ParseError("bad_price", f"{what}={value!r}")
+        raise ParseError(Reason.BAD_PRICE, f"{what}={value!r}")
     return value
 
 
 def _check_qty(value: float, what: str = "qty") -> float:
     if not 0.0 <= value < _INF:
-        raise ParseError("bad_qty", f"{what}={value!r}")
+        raise ParseError(Reason.BAD_QTY, f"{what}={value!r}")
     return value
 
 
@@ -336,9 +337,9 @@ def _finite(value: str, what: str) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ParseError("bad_number", f"{what}={value!r}") from None
+        raise ParseError(Reason.BAD_NUMBER, f"{what}={value!r}") from None
     if not math.isfinite(number):
-        raise ParseError("bad_number", f"{what}={value!r}")
+        raise ParseError(Reason.BAD_NUMBER, f"{what}={value!r}")
     return number
 
 
@@ -349,7 +350,7 @@ def classify_symbol(symbol: str) -> InstrumentInfo | str:
     raises ``ParseError("unknown_instrument")`` for a name it cannot read.
     """
     if not symbol:
-        raise ParseError("unknown_instrument", "empty symbol")
+        raise ParseError(Reason.UNKNOWN_INSTRUMENT, "empty symbol")
     if "-" in symbol:  # BTCUSDT-26DEC25 (USDT futures), BTC-26DEC25 (USDC futures)
         return _NOT_PERP
     if symbol.endswith("PERP") and len(symbol) > 4:  # BTCPERP: USDC perpetual
@@ -359,7 +360,7 @@ def classify_symbol(symbol: str) -> InstrumentInfo | str:
         return _NOT_LINEAR
     split = split_concatenated(symbol)
     if split is None:
-        raise ParseError("unknown_instrument", symbol[:80])
+        raise ParseError(Reason.UNKNOWN_INSTRUMENT, symbol[:80])
     base, quote = split
     if quote == "USD":  # BTCUSD: inverse perpetual (sizes in USD contracts)
         return _NOT_LINEAR
@@ -422,14 +423,6 @@ class Parser(VenueParser):
 
     # ------------------------------------------------------------------ websocket
     def parse_ws(self, payload: bytes | str, recv: int) -> Parsed:
-        try:
-            return self._parse_ws(payload, recv)
-        except ParseError:
-            raise
-        except Exception as exc:  # never let anything else escape
-            raise ParseError("internal", f"{type(exc).__name__}: {exc}"[:200]) from None
-
-    def _parse_ws(self, payload: bytes | str, recv: int) -> Parsed:
         env = _decode(_ENVELOPE, payload, "envelope")
         topic = env.topic
         if topic is None:
@@ -444,7 +437,7 @@ class Parser(VenueParser):
             label = _SKIPPED_BOOKS.get(depth)
             if label is not None:
                 return Parsed(label)
-            raise ParseError("unknown_channel", topic[:80])
+            raise ParseError(Reason.UNKNOWN_CHANNEL, topic[:80])
         if head == "allLiquidation":
             return self._all_liquidation(env, rest, recv)
         if head == "liquidation":
@@ -454,14 +447,14 @@ class Parser(VenueParser):
         label = _SKIPPED_TOPICS.get(head)
         if label is not None:
             return Parsed(label)
-        raise ParseError("unknown_channel", topic[:80])
+        raise ParseError(Reason.UNKNOWN_CHANNEL, topic[:80])
 
     @staticmethod
     def _control(env: WsEnvelope) -> Parsed:
         if env.op is None and env.success is None and env.ret_msg != "pong":
-            raise ParseError("unknown_channel", "frame without topic or op")
+            raise ParseError(Reason.UNKNOWN_CHANNEL, "frame without topic or op")
         if env.success is False:
-            raise ParseError("control_error", f"op={env.op} ret_msg={env.ret_msg}"[:200])
+            raise ParseError(Reason.CONTROL_ERROR, f"op={env.op} ret_msg={env.ret_msg}"[:200])
         return Parsed("control")
 
     def _trades(self, env: WsEnvelope, symbol: str, recv: int) -> Parsed:
@@ -473,7 +466,7 @@ class Parser(VenueParser):
         events: list[AnyEvent] = []
         for row in rows:
             if row.s != symbol:
-                raise ParseError("schema", f"trade symbol {row.s!r} in topic {symbol!r}")
+                raise ParseError(Reason.SCHEMA, f"trade symbol {row.s!r} in topic {symbol!r}")
             events.append(
                 Trade(
                     venue=SOURCE,
@@ -493,10 +486,10 @@ class Parser(VenueParser):
         if isinstance(info, str):
             return Parsed(info)
         if env.ts is None:
-            raise ParseError("schema", "orderbook frame without ts")
+            raise ParseError(Reason.SCHEMA, "orderbook frame without ts")
         book = _decode(_BOOK, env.data, "orderbook")
         if book.s != symbol:
-            raise ParseError("schema", f"book symbol {book.s!r} in topic {symbol!r}")
+            raise ParseError(Reason.SCHEMA, f"book symbol {book.s!r} in topic {symbol!r}")
         bids = _levels(book.b, "bid")
         asks = _levels(book.a, "ask")
         kind = env.type
@@ -523,7 +516,7 @@ class Parser(VenueParser):
                 seq=book.u,
             )
         else:
-            raise ParseError("schema", f"orderbook type={kind!r}")
+            raise ParseError(Reason.SCHEMA, f"orderbook type={kind!r}")
         return Parsed("book", [event])
 
     def _all_liquidation(self, env: WsEnvelope, symbol: str, recv: int) -> Parsed:
@@ -534,7 +527,7 @@ class Parser(VenueParser):
         events: list[AnyEvent] = []
         for row in rows:
             if row.s != symbol:
-                raise ParseError("schema", f"liquidation symbol {row.s!r} in topic {symbol!r}")
+                raise ParseError(Reason.SCHEMA, f"liquidation symbol {row.s!r} in topic {symbol!r}")
             events.append(self._liq_event(info, row.T, row.p, row.v, row.S, recv))
         return Parsed("liquidation", events)
 
@@ -544,12 +537,12 @@ class Parser(VenueParser):
             return Parsed(info)
         row = _decode(_LIQ, env.data, "liquidation")
         if row.symbol != symbol:
-            raise ParseError("schema", f"liquidation symbol {row.symbol!r} in topic {symbol!r}")
+            raise ParseError(Reason.SCHEMA, f"liquidation symbol {row.symbol!r} in topic {symbol!r}")
         when = row.updatedTime if row.updatedTime is not None else row.updateTime
         if when is None:
             when = env.ts
         if when is None:
-            raise ParseError("schema", "liquidation without time")
+            raise ParseError(Reason.SCHEMA, "liquidation without time")
         return Parsed("liquidation", [self._liq_event(info, when, row.price, row.size, row.side, recv)])
 
     @staticmethod
@@ -558,7 +551,7 @@ class Parser(VenueParser):
         qty = info.to_base(_check_qty(size, "size"), price)
         notional = price * qty
         if not math.isfinite(notional):
-            raise ParseError("bad_qty", f"notional overflow {price!r}*{qty!r}")
+            raise ParseError(Reason.BAD_QTY, f"notional overflow {price!r}*{qty!r}")
         return Liquidation(
             venue=SOURCE,
             symbol=info.symbol,
@@ -576,12 +569,12 @@ class Parser(VenueParser):
         if isinstance(info, str):
             return Parsed(info)
         if env.ts is None:
-            raise ParseError("schema", "tickers frame without ts")
+            raise ParseError(Reason.SCHEMA, "tickers frame without ts")
         if env.type not in ("snapshot", "delta"):
-            raise ParseError("schema", f"tickers type={env.type!r}")
+            raise ParseError(Reason.SCHEMA, f"tickers type={env.type!r}")
         tick = _decode(_TICKER, env.data, "tickers")
         if tick.symbol != symbol:
-            raise ParseError("schema", f"ticker symbol {tick.symbol!r} in topic {symbol!r}")
+            raise ParseError(Reason.SCHEMA, f"ticker symbol {tick.symbol!r} in topic {symbol!r}")
         # Validate everything before touching the state, so a bad frame changes nothing.
         mark = positive_price(tick.markPrice, "markPrice") if tick.markPrice else None
         index = positive_price(tick.indexPrice, "indexPrice") if tick.indexPrice else None
@@ -630,22 +623,14 @@ class Parser(VenueParser):
 
     # ------------------------------------------------------------------ REST
     def parse_rest(self, path: str, body: bytes, recv: int) -> Parsed:
-        try:
-            return self._parse_rest(path, body, recv)
-        except ParseError:
-            raise
-        except Exception as exc:  # never let anything else escape
-            raise ParseError("internal", f"{type(exc).__name__}: {exc}"[:200]) from None
-
-    def _parse_rest(self, path: str, body: bytes, recv: int) -> Parsed:
         route = urlsplit(path).path.rstrip("/")
         if route not in ("/v5/market/instruments-info", "/v5/market/orderbook", "/v5/market/open-interest"):
-            raise ParseError("unknown_channel", f"rest {path[:80]}")
+            raise ParseError(Reason.UNKNOWN_CHANNEL, f"rest {path[:80]}")
         env = _decode(_REST, body, "rest envelope")
         if env.retCode != 0:
-            raise ParseError("rest_error", f"retCode={env.retCode} retMsg={env.retMsg}"[:200])
+            raise ParseError(Reason.REST_ERROR, f"retCode={env.retCode} retMsg={env.retMsg}"[:200])
         if not env.result:
-            raise ParseError("schema", "rest reply without result")
+            raise ParseError(Reason.SCHEMA, "rest reply without result")
         if route == "/v5/market/instruments-info":
             return self._instruments(env.result)
         if route == "/v5/market/orderbook":
@@ -666,7 +651,7 @@ class Parser(VenueParser):
             tick_text = item.priceFilter.tickSize if item.priceFilter is not None else ""
             tick = positive_price(tick_text, f"{item.symbol} tickSize") if tick_text else 0.0
             if not item.symbol or not item.baseCoin or not item.quoteCoin:
-                raise ParseError("schema", f"instrument without symbol/baseCoin/quoteCoin: {item.symbol!r}")
+                raise ParseError(Reason.SCHEMA, f"instrument without symbol/baseCoin/quoteCoin: {item.symbol!r}")
             infos.append(
                 InstrumentInfo(
                     symbol=item.symbol,
@@ -694,7 +679,7 @@ class Parser(VenueParser):
         if isinstance(info, str):
             return Parsed(info)
         if book.ts is None:
-            raise ParseError("schema", "rest orderbook without ts")
+            raise ParseError(Reason.SCHEMA, "rest orderbook without ts")
         event = BookSnapshot(
             venue=SOURCE,
             symbol=book.s,

@@ -152,6 +152,7 @@ from cascadewatch.connectors.events import (
     OpenInterest,
     Trade,
 )
+from cascadewatch.connectors.reasons import Reason
 from cascadewatch.connectors.units import NS_PER_MS
 from cascadewatch.connectors.venues.base import (
     Catalog,
@@ -319,20 +320,20 @@ def _decode(decoder: msgspec.json.Decoder, payload: bytes | str | msgspec.Raw, w
     try:
         return decoder.decode(payload)
     except msgspec.ValidationError as exc:
-        raise ParseError("schema", f"{what}: {exc}"[:200]) from None
+        raise ParseError(Reason.SCHEMA, f"{what}: {exc}"[:200]) from None
     except msgspec.DecodeError as exc:
-        raise ParseError("malformed_json", f"{what}: {exc}"[:200]) from None
+        raise ParseError(Reason.MALFORMED_JSON, f"{what}: {exc}"[:200]) from None
 
 
 def _price(value: float, what: str = "price") -> float:
     if not 0.0 < value < _INF:  # also false for NaN
-        raise ParseError("bad_price", f"{what}={value!r}")
+        raise ParseError(Reason.BAD_PRICE, f"{what}={value!r}")
     return value
 
 
 def _qty(value: float, what: str = "sz") -> float:
     if not 0.0 <= value < _INF:
-        raise ParseError("bad_qty", f"{what}={value!r}")
+        raise ParseError(Reason.BAD_QTY, f"{what}={value!r}")
     return value
 
 
@@ -340,9 +341,9 @@ def _number(text: str, what: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise ParseError("bad_number", f"{what}={text!r}") from None
+        raise ParseError(Reason.BAD_NUMBER, f"{what}={text!r}") from None
     if not _isfinite(value):
-        raise ParseError("bad_number", f"{what}={text!r}")
+        raise ParseError(Reason.BAD_NUMBER, f"{what}={text!r}")
     return value
 
 
@@ -360,21 +361,21 @@ def _levels(raw: list[list[float]], info: InstrumentInfo) -> tuple[tuple[float, 
                 price = entry[0]
                 size = entry[1]
                 if not 0.0 < price < _INF:  # also false for NaN
-                    raise ParseError("bad_price", f"level price={price!r}")
+                    raise ParseError(Reason.BAD_PRICE, f"level price={price!r}")
                 if not 0.0 <= size < _INF:
-                    raise ParseError("bad_qty", f"level size={size!r}")
+                    raise ParseError(Reason.BAD_QTY, f"level size={size!r}")
                 append((price, size * ct_val / price))
         else:
             for entry in raw:
                 price = entry[0]
                 size = entry[1]
                 if not 0.0 < price < _INF:
-                    raise ParseError("bad_price", f"level price={price!r}")
+                    raise ParseError(Reason.BAD_PRICE, f"level price={price!r}")
                 if not 0.0 <= size < _INF:
-                    raise ParseError("bad_qty", f"level size={size!r}")
+                    raise ParseError(Reason.BAD_QTY, f"level size={size!r}")
                 append((price, size * ct_val))
     except IndexError:
-        raise ParseError("bad_level", "level with fewer than 2 fields") from None
+        raise ParseError(Reason.BAD_LEVEL, "level with fewer than 2 fields") from None
     return tuple(out)
 
 
@@ -421,9 +422,9 @@ def _rest_rows(body: bytes | str, decoder: msgspec.json.Decoder, what: str) -> l
     envelope = _decode(_REST, body, what)
     assert isinstance(envelope, RestEnvelope)
     if str(envelope.code) != "0":
-        raise ParseError("rest_error", f"{what}: code={envelope.code} msg={envelope.msg}"[:200])
+        raise ParseError(Reason.REST_ERROR, f"{what}: code={envelope.code} msg={envelope.msg}"[:200])
     if not envelope.data:
-        raise ParseError("schema", f"{what}: no data")
+        raise ParseError(Reason.SCHEMA, f"{what}: no data")
     return _decode(decoder, envelope.data, what)  # type: ignore[return-value]
 
 
@@ -445,7 +446,7 @@ def bundled_catalog() -> Catalog:
 def _canonical_from_inst_id(inst_id: str) -> str:
     parts = inst_id.split("-")
     if len(parts) != 3 or not parts[0] or not parts[1]:
-        raise ParseError("schema", f"instId={inst_id!r}")
+        raise ParseError(Reason.SCHEMA, f"instId={inst_id!r}")
     return canonical(parts[0], parts[1])
 
 
@@ -506,79 +507,69 @@ class Parser(VenueParser):
     # ---------------------------------------------------------------- entry points
 
     def parse_ws(self, payload: bytes | str, recv: int) -> Parsed:
-        try:
-            if payload == b"pong" or payload == "pong":
-                return Parsed("control")
-            envelope = _decode(_ENVELOPE, payload, "frame")
-            assert isinstance(envelope, Envelope)
-            if envelope.event:
-                return Parsed(_CONTROL_KINDS.get(envelope.event, "control"))
-            arg = envelope.arg
-            if arg is None:
-                raise ParseError("schema", "frame without arg or event")
-            channel = arg.channel
-            handler = self._handlers.get(channel)
-            if handler is None:
-                skipped = _SKIPPED.get(channel)
-                if skipped is not None:
-                    return Parsed(skipped)
-                if channel.startswith(_SKIPPED_PREFIXES):
-                    return Parsed("skipped:candle")
-                raise ParseError("unknown_channel", channel[:80])
-            if not envelope.data:
-                raise ParseError("schema", f"{channel}: no data")
-            return handler(envelope, arg, recv)
-        except ParseError:
-            raise
-        except Exception as exc:  # never let anything else escape
-            raise ParseError("parser_exception", f"{type(exc).__name__}: {exc}"[:200]) from None
+        if payload == b"pong" or payload == "pong":
+            return Parsed("control")
+        envelope = _decode(_ENVELOPE, payload, "frame")
+        assert isinstance(envelope, Envelope)
+        if envelope.event:
+            return Parsed(_CONTROL_KINDS.get(envelope.event, "control"))
+        arg = envelope.arg
+        if arg is None:
+            raise ParseError(Reason.SCHEMA, "frame without arg or event")
+        channel = arg.channel
+        handler = self._handlers.get(channel)
+        if handler is None:
+            skipped = _SKIPPED.get(channel)
+            if skipped is not None:
+                return Parsed(skipped)
+            if channel.startswith(_SKIPPED_PREFIXES):
+                return Parsed("skipped:candle")
+            raise ParseError(Reason.UNKNOWN_CHANNEL, channel[:80])
+        if not envelope.data:
+            raise ParseError(Reason.SCHEMA, f"{channel}: no data")
+        return handler(envelope, arg, recv)
 
     def parse_rest(self, path: str, body: bytes, recv: int) -> Parsed:
-        try:
-            url = urlsplit(path)
-            query = parse_qs(url.query)
-            route = url.path.rstrip("/")
-            if route == "/api/v5/public/instruments":
-                inst_type = query.get("instType", [""])[0]
-                if inst_type and inst_type != "SWAP":
-                    return Parsed(_NOT_SWAP)
-                rows = _rest_rows(body, _INSTRUMENTS, route)
-                self._load_instruments(rows)
-                return Parsed("instruments")
-            if route == "/api/v5/market/books":
-                symbol = query.get("instId", [""])[0]
-                if not symbol:
-                    raise ParseError("schema", f"{path}: no instId")
-                if not symbol.endswith(_SWAP_SUFFIX):
-                    return Parsed(_NOT_SWAP)
-                info = self._info(symbol)
-                rows = _rest_rows(body, _BOOKS, route)
-                if not rows:
-                    raise ParseError("schema", f"{route}: empty data")
-                row = rows[0]
-                snapshot = BookSnapshot(
-                    venue=SOURCE,
-                    symbol=symbol,
-                    instrument=info.instrument,
-                    ts=row.ts * NS_PER_MS,
-                    recv=recv,
-                    bids=_levels(row.bids, info),
-                    asks=_levels(row.asks, info),
-                    seq=row.seqId if row.seqId is not None else 0,
-                )
-                return Parsed("book", [snapshot])
-            raise ParseError("unknown_rest_path", path[:120])
-        except ParseError:
-            raise
-        except Exception as exc:
-            raise ParseError("parser_exception", f"{type(exc).__name__}: {exc}"[:200]) from None
+        url = urlsplit(path)
+        query = parse_qs(url.query)
+        route = url.path.rstrip("/")
+        if route == "/api/v5/public/instruments":
+            inst_type = query.get("instType", [""])[0]
+            if inst_type and inst_type != "SWAP":
+                return Parsed(_NOT_SWAP)
+            rows = _rest_rows(body, _INSTRUMENTS, route)
+            self._load_instruments(rows)
+            return Parsed("instruments")
+        if route == "/api/v5/market/books":
+            symbol = query.get("instId", [""])[0]
+            if not symbol:
+                raise ParseError(Reason.SCHEMA, f"{path}: no instId")
+            if not symbol.endswith(_SWAP_SUFFIX):
+                return Parsed(_NOT_SWAP)
+            info = self._info(symbol)
+            rows = _rest_rows(body, _BOOKS, route)
+            if not rows:
+                raise ParseError(Reason.SCHEMA, f"{route}: empty data")
+            row = rows[0]
+            snapshot = BookSnapshot(
+                venue=SOURCE,
+                symbol=symbol,
+                instrument=info.instrument,
+                ts=row.ts * NS_PER_MS,
+                recv=recv,
+                bids=_levels(row.bids, info),
+                asks=_levels(row.asks, info),
+                seq=row.seqId if row.seqId is not None else 0,
+            )
+            return Parsed("book", [snapshot])
+        raise ParseError(Reason.UNKNOWN_REST_PATH, path[:120])
 
     # ---------------------------------------------------------------- catalog
 
     def _info(self, symbol: str) -> InstrumentInfo:
         info = self.catalog.by_symbol.get(symbol)
         if info is None:
-            raise ParseError("unknown_instrument", symbol[:80])
+            raise ParseError(Reason.UNKNOWN_INSTRUMENT, symbol[:80])
         return info
 
     def _name(self, symbol: str) -> str:
@@ -642,7 +633,7 @@ class Parser(VenueParser):
             elif envelope.action == "snapshot":
                 snapshot = True
             else:
-                raise ParseError("schema", f"{arg.channel}: action={envelope.action!r}")
+                raise ParseError(Reason.SCHEMA, f"{arg.channel}: action={envelope.action!r}")
         else:  # books5: each push is the whole top of book
             snapshot = True
         rows: list[BookRow] = _decode(_BOOKS, envelope.data, arg.channel)  # type: ignore[assignment]
@@ -716,7 +707,7 @@ class Parser(VenueParser):
                 elif detail.side == "buy":
                     side = "short"
                 else:
-                    raise ParseError("schema", f"liquidation posSide={pos_side!r} side={detail.side!r}")
+                    raise ParseError(Reason.SCHEMA, f"liquidation posSide={pos_side!r} side={detail.side!r}")
                 events.append(
                     Liquidation(
                         venue=SOURCE,
@@ -732,7 +723,7 @@ class Parser(VenueParser):
                 )
         if unknown:
             if not events:
-                raise ParseError("unknown_instrument", ",".join(unknown)[:80])
+                raise ParseError(Reason.UNKNOWN_INSTRUMENT, ",".join(unknown)[:80])
             return Parsed("liquidation:dropped_unknown_instrument", events)
         if not_swap and not events and not_swap == len(rows):
             return Parsed(_NOT_SWAP)
@@ -774,7 +765,7 @@ class Parser(VenueParser):
             else:
                 info = self._info(symbol)
                 if info.inverse:
-                    raise ParseError("schema", f"{symbol}: inverse open interest without oiCcy")
+                    raise ParseError(Reason.SCHEMA, f"{symbol}: inverse open interest without oiCcy")
                 qty = contracts * info.ct_val
             notional = _qty(_number(row.oiUsd, "oiUsd"), "oiUsd") if row.oiUsd else None
             events.append(

@@ -28,6 +28,7 @@ from cascadewatch.connectors.events import (
     asset_of,
 )
 from cascadewatch.connectors.frames import DeadLetter
+from cascadewatch.connectors.reasons import Reason
 from cascadewatch.connectors.units import NS_PER_S
 from cascadewatch.connectors.venues import parser_classes
 from cascadewatch.connectors.venues.base import SequenceRule
@@ -143,7 +144,7 @@ class InstrumentTracker:
             if status.state == "gap":
                 self.dead_letters.append(
                     DeadLetter(
-                        reason="sequence_gap",
+                        reason=Reason.SEQUENCE_GAP,
                         source=self.venue,
                         raw=msgspec.json.encode(event).decode(),
                         detail=status.detail,
