@@ -18,8 +18,8 @@ import msgspec
 
 from cascadewatch.connectors.events import FeedStatus
 from cascadewatch.connectors.reasons import Reason
-from cascadewatch.connectors.venues import parser_for
 from cascadewatch.connectors.venues.base import Parsed, ParseError, VenueParser
+from cascadewatch.connectors.venues.registry import parser_for
 
 
 class DeadLetter(msgspec.Struct, frozen=True):

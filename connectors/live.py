@@ -40,7 +40,6 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import msgspec
@@ -63,7 +62,6 @@ from cascadewatch.connectors.sources import (
     items_of,
 )
 from cascadewatch.connectors.units import NS_PER_S, ns_to_s, s_to_ns
-from cascadewatch.connectors.venues import binance, bybit, okx
 from cascadewatch.connectors.venues.base import ParseError
 from cascadewatch.connectors.venues.live_common import (
     THIS,
@@ -75,17 +73,9 @@ from cascadewatch.connectors.venues.live_common import (
     Resubscribe,
     rest_frame,
 )
+from cascadewatch.connectors.venues.registry import VenueModule, venue_module
 
 log = logging.getLogger("cascadewatch.live")
-
-VENUE_MODULES: dict[str, ModuleType] = {"binance": binance, "bybit": bybit, "okx": okx}
-
-
-def venue_module(name: str) -> ModuleType:
-    try:
-        return VENUE_MODULES[name]
-    except KeyError:
-        raise KeyError(f"unknown venue {name!r}; known: {', '.join(VENUE_MODULES)}") from None
 
 
 def resolve_settings(name: str, live: LiveConfig) -> LiveSettings:
@@ -208,7 +198,7 @@ class VenueRunner:
     ) -> None:
         self.name = name
         self.emit_shutdown = emit_shutdown
-        self.module = venue_module(name)
+        self.module: VenueModule = venue_module(name)
         self.source: str = self.module.SOURCE
         self.live = live
         self.settings = resolve_settings(name, live)

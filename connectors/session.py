@@ -44,7 +44,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from cascadewatch.connectors import live_metrics as metrics
 from cascadewatch.connectors.live_config import BackoffConfig
-from cascadewatch.connectors.venues.live_common import ConnectionSpec, Overlap
+from cascadewatch.connectors.venues.live_common import ConnectionSpec, Overlap, VenueLive
 
 log = logging.getLogger("cascadewatch.live")
 
@@ -115,17 +115,6 @@ class SessionSettings:
     max_frame_bytes: int = 1 << 24
 
 
-class VenueLive(Protocol):
-    """The live-section functions of a venue module that a session uses."""
-
-    def subscribe_messages(self, topics: Sequence[str], per_message: int, first_id: int = 1) -> list[str]: ...
-    def unsubscribe_messages(self, topics: Sequence[str], per_message: int, first_id: int = 1) -> list[str]: ...
-    def heartbeat_message(self) -> str | None: ...
-    def is_data(self, payload: bytes) -> bool: ...
-    def rollover_hint(self, payload: bytes) -> bool: ...
-    def frame_key(self, payload: bytes) -> tuple[str, int] | None: ...
-
-
 class SessionHandler(Protocol):
     def frame(self, session: Session, recv: int, payload: bytes) -> None:
         """A frame to hand to the dataflow (after rollover de-duplication)."""
@@ -157,7 +146,7 @@ class Session:
 
     def __init__(
         self,
-        venue: Any,
+        venue: VenueLive,
         source: str,
         spec: ConnectionSpec,
         settings: SessionSettings,

@@ -10,9 +10,9 @@ from typing import Any
 from cascadewatch.connectors.book import BookKeeper
 from cascadewatch.connectors.events import BookDelta, BookSnapshot, FeedStatus
 from cascadewatch.connectors.frames import FrameDecoder
-from cascadewatch.connectors.live import Frame, FrameQueue, VenueFeed, venue_module
+from cascadewatch.connectors.live import Frame, FrameQueue, VenueFeed
 from cascadewatch.connectors.live_config import BackoffConfig, LiveConfig, VenueConfig
-from cascadewatch.connectors.venues import parser_classes
+from cascadewatch.connectors.venues.registry import PARSERS, venue_module
 
 FAST_BACKOFF = BackoffConfig(initial_s=0.05, max_s=0.2, factor=2.0, jitter=0.2, reset_after_s=5.0)
 
@@ -86,6 +86,6 @@ def rebuild_books(frames: list[Frame], stop_at_shutdown: bool = True) -> tuple[d
             elif isinstance(event, (BookSnapshot, BookDelta)):
                 keeper = books.get(event.symbol)
                 if keeper is None:
-                    keeper = books[event.symbol] = BookKeeper(parser_classes()[event.venue].sequence_rule())
+                    keeper = books[event.symbol] = BookKeeper(PARSERS[event.venue].sequence_rule())
                 statuses.extend(status.state for status in keeper.apply(event))
     return books, statuses

@@ -28,7 +28,6 @@ from cascadewatch.connectors.events import (
 )
 from cascadewatch.connectors.reasons import Reason
 from cascadewatch.connectors.units import NS_PER_MS
-from cascadewatch.connectors.venues import bybit
 from cascadewatch.connectors.venues.base import (
     Catalog,
     InstrumentInfo,
@@ -985,12 +984,6 @@ def _rest_bodies(draw):
 def test_fuzz_rest_bodies(case):
     path, body = case
     _outcome(Parser().parse_rest, path, body, RECV)
-
-
-def test_module_shape():
-    assert bybit.SOURCE == "bybit-linear" and Parser.SOURCE == SOURCE
-    for name in ("publicTrade", "orderbook", "allLiquidation", "liquidation", "tickers", "u == 1"):
-        assert name in bybit.__doc__
 
 
 # --- book sequence rule (u steps by one; u == 1 resets via a snapshot) ----------------------------

@@ -24,7 +24,6 @@ from cascadewatch.connectors.events import (
 )
 from cascadewatch.connectors.reasons import Reason
 from cascadewatch.connectors.units import NS_PER_MS
-from cascadewatch.connectors.venues import okx
 from cascadewatch.connectors.venues.base import Catalog, Parsed, ParseError
 from cascadewatch.connectors.venues.okx import SOURCE, Parser, bundled_catalog
 
@@ -910,11 +909,6 @@ def test_fuzz_plausible_frames(frame: dict) -> None:
 def test_fuzz_rest(path: str, body: bytes) -> None:
     parser = Parser()
     check(lambda: parser.parse_rest(path, body, 1))
-
-
-def test_module_shape() -> None:
-    assert okx.SOURCE == "okx-swap" and Parser.SOURCE == "okx-swap"
-    assert "prevSeqId" in (okx.__doc__ or "") and "reset" in (okx.__doc__ or "")
 
 
 # --- book sequence rule (seqId / prevSeqId) ----------------------------------------------------

@@ -37,9 +37,10 @@ from collections import Counter
 
 from cascadewatch.connectors.recording import RecordingWriter
 from cascadewatch.connectors.units import NS_PER_MS
+from cascadewatch.connectors.venues.registry import venue_module, venue_name
 from cascadewatch.pipelines.simulate.book import Book
 
-__all__ = ["FrameSink", "BinanceFeed", "BybitFeed", "OkxFeed", "FEEDS"]
+__all__ = ["FrameSink", "BinanceFeed", "BybitFeed", "OkxFeed", "FRAME_WRITERS", "frame_writer"]
 
 
 def px2(t: int) -> str:
@@ -112,10 +113,12 @@ class Feed:
     whole second (mark price, open interest, throttled liquidation feeds).
     """
 
-    source = ""
+    venue = ""
+    """The venue written: its name in the venue registry (``connectors/venues/registry.py``)."""
     url = ""
 
     def __init__(self, sink: FrameSink, book: Book, rng: random.Random, latency_ms: float) -> None:
+        self.source = venue_module(self.venue).SOURCE
         self.sink = sink
         self.book = book
         self.rng = rng
@@ -215,7 +218,7 @@ class Feed:
 class BinanceFeed(Feed):
     """Binance USD-M futures, combined stream, BTCUSDT (see the module docstring)."""
 
-    source = "binance-usdm"
+    venue = "binance"
 
     def __init__(self, sink: FrameSink, book: Book, rng: random.Random, latency_ms: float, depth_ms: int) -> None:
         super().__init__(sink, book, rng, latency_ms)
@@ -341,7 +344,7 @@ class BinanceFeed(Feed):
 class BybitFeed(Feed):
     """Bybit v5 public linear, BTCUSDT (see the module docstring)."""
 
-    source = "bybit-linear"
+    venue = "bybit"
     url = "wss://stream.bybit.com/v5/public/linear"
     DEPTH = 50
 
@@ -549,7 +552,7 @@ class BybitFeed(Feed):
 class OkxFeed(Feed):
     """OKX v5 public, BTC-USDT-SWAP (see the module docstring)."""
 
-    source = "okx-swap"
+    venue = "okx"
     url = "wss://ws.okx.com:8443/ws/v5/public"
     CHANNELS = ("trades", "books", "mark-price", "open-interest", "funding-rate")
 
@@ -736,4 +739,14 @@ class OkxFeed(Feed):
             )
 
 
-FEEDS = {"binance-usdm": BinanceFeed, "bybit-linear": BybitFeed, "okx-swap": OkxFeed}
+FRAME_WRITERS: dict[str, type[Feed]] = {writer.venue: writer for writer in (BinanceFeed, BybitFeed, OkxFeed)}
+"""Venue registry name -> its frame writer (a venue without one cannot be simulated)."""
+
+
+def frame_writer(source: str) -> type[Feed]:
+    """The frame writer of the venue whose source token is ``source`` (``okx-swap``)."""
+    name = venue_name(source)
+    try:
+        return FRAME_WRITERS[name]
+    except KeyError:
+        raise KeyError(f"venue {name!r} has no frame writer; simulated: {', '.join(FRAME_WRITERS)}") from None

@@ -30,8 +30,8 @@ from cascadewatch.connectors.events import (
 from cascadewatch.connectors.frames import DeadLetter
 from cascadewatch.connectors.reasons import Reason
 from cascadewatch.connectors.units import NS_PER_S
-from cascadewatch.connectors.venues import parser_classes
 from cascadewatch.connectors.venues.base import SequenceRule
+from cascadewatch.connectors.venues.registry import PARSERS
 from cascadewatch.pipelines.steps.items import (
     BOOK_RANGE_BPS,
     DEPTH_BANDS_BPS,
@@ -109,7 +109,7 @@ class InstrumentTracker:
         self.venue, self.instrument = event.venue, event.instrument
         self.key = f"{event.venue}|{event.instrument}"
         self.asset = asset_of(event.instrument)
-        parser_class = parser_classes().get(event.venue)
+        parser_class = PARSERS.get(event.venue)
         if parser_class is not None:
             self.books = BookKeeper(parser_class.sequence_rule())
 
