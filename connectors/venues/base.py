@@ -3,7 +3,8 @@
 A venue module (``binance.py``, ``bybit.py``, ``okx.py``) is shaped alike:
 
 - ``SOURCE``: the recording source token (``binance-usdm``...);
-- raw schemas: ``msgspec.Struct`` classes mirroring the venue's JSON, decoded in one pass;
+- raw schemas: ``msgspec.Struct`` classes mirroring the venue's JSON, decoded in one pass,
+  named ``Raw<Venue><Thing>`` (``RawBinanceAggTrade``, ``RawBybitBook``, ``RawOkxEnvelope``);
 - ``class Parser(VenueParser)``: ``parse_ws(payload, recv)`` for a websocket text frame and
   ``parse_rest(path, body, recv)`` for a REST bootstrap body, both returning :class:`Parsed`
   or raising :class:`ParseError` with a :class:`~cascadewatch.connectors.reasons.Reason`; any

@@ -82,7 +82,7 @@ import math
 import sys
 from collections.abc import Iterable as _Iterable
 from collections.abc import Sequence as _Sequence
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, get_args
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
@@ -134,7 +134,7 @@ SOURCE = "binance-usdm"
 _MAX = sys.float_info.max
 Price = Annotated[float, msgspec.Meta(gt=0.0, le=_MAX)]
 Qty = Annotated[float, msgspec.Meta(ge=0.0, lt=_MAX)]
-RawLevels = tuple[tuple[Price, Qty], ...]
+RawBinanceLevels = tuple[tuple[Price, Qty], ...]
 """``[["price", "qty"], ...]`` decoded straight to the event model's ``((price, qty), ...)``."""
 
 
@@ -143,7 +143,7 @@ RawLevels = tuple[tuple[Price, Qty], ...]
 # other documented fields are optional so that a frame without them still parses.
 
 
-class AggTradeMsg(msgspec.Struct, tag_field="e", tag="aggTrade", frozen=True, gc=False):
+class RawBinanceAggTrade(msgspec.Struct, tag_field="e", tag="aggTrade", frozen=True, gc=False):
     """``<symbol>@aggTrade``: market trades aggregated by price and taker order."""
 
     E: int  # event time, ms
@@ -157,7 +157,7 @@ class AggTradeMsg(msgspec.Struct, tag_field="e", tag="aggTrade", frozen=True, gc
     l: int | None = None  # noqa: E741 - last trade id
 
 
-class TradeMsg(msgspec.Struct, tag_field="e", tag="trade", frozen=True, gc=False):
+class RawBinanceTrade(msgspec.Struct, tag_field="e", tag="trade", frozen=True, gc=False):
     """``<symbol>@trade``: one trade; ``X`` is ``MARKET``, ``INSURANCE_FUND``, ``ADL`` or ``NA``."""
 
     E: int
@@ -170,7 +170,7 @@ class TradeMsg(msgspec.Struct, tag_field="e", tag="trade", frozen=True, gc=False
     X: str = "MARKET"
 
 
-class DepthUpdateMsg(msgspec.Struct, tag_field="e", tag="depthUpdate", frozen=True, gc=False):
+class RawBinanceDepthUpdate(msgspec.Struct, tag_field="e", tag="depthUpdate", frozen=True, gc=False):
     """``<symbol>@depth[@100ms|@500ms]`` diff: ``U`` first, ``u`` final, ``pu`` previous final id."""
 
     E: int
@@ -178,12 +178,12 @@ class DepthUpdateMsg(msgspec.Struct, tag_field="e", tag="depthUpdate", frozen=Tr
     U: int
     u: int
     pu: int
-    b: RawLevels
-    a: RawLevels
+    b: RawBinanceLevels
+    a: RawBinanceLevels
     T: int | None = None  # transaction time, ms
 
 
-class ForceOrderBody(msgspec.Struct, frozen=True, gc=False):
+class RawBinanceForceOrderDetail(msgspec.Struct, frozen=True, gc=False):
     """The ``o`` object of a ``forceOrder`` event (numbers as the venue's strings)."""
 
     s: str
@@ -200,14 +200,14 @@ class ForceOrderBody(msgspec.Struct, frozen=True, gc=False):
     ps: str | None = None  # pair
 
 
-class ForceOrderMsg(msgspec.Struct, tag_field="e", tag="forceOrder", frozen=True, gc=False):
+class RawBinanceForceOrder(msgspec.Struct, tag_field="e", tag="forceOrder", frozen=True, gc=False):
     """``<symbol>@forceOrder`` / ``!forceOrder@arr``: latest liquidation per symbol per second."""
 
     E: int
-    o: ForceOrderBody
+    o: RawBinanceForceOrderDetail
 
 
-class MarkPriceMsg(msgspec.Struct, tag_field="e", tag="markPriceUpdate", frozen=True, gc=False):
+class RawBinanceMarkPrice(msgspec.Struct, tag_field="e", tag="markPriceUpdate", frozen=True, gc=False):
     """``<symbol>@markPrice[@1s]`` / ``!markPrice@arr[@1s]``; ``r`` is ``""`` for dated contracts."""
 
     E: int
@@ -219,73 +219,86 @@ class MarkPriceMsg(msgspec.Struct, tag_field="e", tag="markPriceUpdate", frozen=
     T: int | None = None  # next funding time, ms
 
 
-class BookTickerMsg(msgspec.Struct, tag_field="e", tag="bookTicker", frozen=True, gc=False):
+class RawBinanceBookTicker(msgspec.Struct, tag_field="e", tag="bookTicker", frozen=True, gc=False):
     """``<symbol>@bookTicker``: not used (the depth diffs carry the top of book); not decoded."""
 
 
-class KlineMsg(msgspec.Struct, tag_field="e", tag="kline", frozen=True, gc=False):
+class RawBinanceKline(msgspec.Struct, tag_field="e", tag="kline", frozen=True, gc=False):
     """``<symbol>@kline_<interval>``: not used; not decoded."""
 
 
-class TickerMsg(msgspec.Struct, tag_field="e", tag="24hrTicker", frozen=True, gc=False):
+class RawBinanceTicker(msgspec.Struct, tag_field="e", tag="24hrTicker", frozen=True, gc=False):
     """``<symbol>@ticker`` / ``!ticker@arr``: not used; not decoded."""
 
 
-WsData = Union[AggTradeMsg, TradeMsg, DepthUpdateMsg, ForceOrderMsg, MarkPriceMsg, BookTickerMsg, KlineMsg, TickerMsg]
-KNOWN_EVENTS = frozenset(cls.__struct_config__.tag for cls in WsData.__args__)
+RawBinanceData = (
+    RawBinanceAggTrade
+    | RawBinanceTrade
+    | RawBinanceDepthUpdate
+    | RawBinanceForceOrder
+    | RawBinanceMarkPrice
+    | RawBinanceBookTicker
+    | RawBinanceKline
+    | RawBinanceTicker
+)
+KNOWN_EVENTS = frozenset(cls.__struct_config__.tag for cls in get_args(RawBinanceData))
 
 
-class CombinedFrame(msgspec.Struct, frozen=True, gc=False):
+class RawBinanceCombinedFrame(msgspec.Struct, frozen=True, gc=False):
     """``/stream?streams=...`` wrapper."""
 
     stream: str
-    data: WsData | list[WsData]
+    data: RawBinanceData | list[RawBinanceData]
 
 
 # REST bodies.
 
 
-class SymbolFilter(msgspec.Struct, frozen=True, gc=False):
+class RawBinanceSymbolFilter(msgspec.Struct, frozen=True, gc=False):
     filterType: str
     tickSize: str | None = None
 
 
-class SymbolInfo(msgspec.Struct, frozen=True, gc=False):
+class RawBinanceSymbol(msgspec.Struct, frozen=True, gc=False):
     symbol: str
     baseAsset: str
     quoteAsset: str
     contractType: str = ""
     status: str = ""
-    filters: list[SymbolFilter] = []
+    filters: list[RawBinanceSymbolFilter] = []
 
 
-class ExchangeInfoBody(msgspec.Struct, frozen=True, gc=False):
-    symbols: list[SymbolInfo]
+class RawBinanceExchangeInfo(msgspec.Struct, frozen=True, gc=False):
+    symbols: list[RawBinanceSymbol]
 
 
-class DepthBody(msgspec.Struct, frozen=True, gc=False):
+class RawBinanceDepth(msgspec.Struct, frozen=True, gc=False):
     lastUpdateId: int
-    bids: RawLevels
-    asks: RawLevels
+    bids: RawBinanceLevels
+    asks: RawBinanceLevels
     E: int | None = None  # message output time, ms
     T: int | None = None  # transaction time, ms
 
 
-class OpenInterestBody(msgspec.Struct, frozen=True, gc=False):
+class RawBinanceOpenInterest(msgspec.Struct, frozen=True, gc=False):
     symbol: str
     openInterest: Qty
     time: int | None = None
 
 
-_combined_decoder = msgspec.json.Decoder(CombinedFrame, strict=False)
-_data_decoder = msgspec.json.Decoder(WsData, strict=False)
-_exchange_info_decoder = msgspec.json.Decoder(ExchangeInfoBody, strict=False)
-_depth_decoder = msgspec.json.Decoder(DepthBody, strict=False)
-_open_interest_decoder = msgspec.json.Decoder(OpenInterestBody, strict=False)
+_combined_decoder = msgspec.json.Decoder(RawBinanceCombinedFrame, strict=False)
+_data_decoder = msgspec.json.Decoder(RawBinanceData, strict=False)
+_exchange_info_decoder = msgspec.json.Decoder(RawBinanceExchangeInfo, strict=False)
+_depth_decoder = msgspec.json.Decoder(RawBinanceDepth, strict=False)
+_open_interest_decoder = msgspec.json.Decoder(RawBinanceOpenInterest, strict=False)
 _any_decoder = msgspec.json.Decoder()
 
 _NOT_PERP = ""  # instrument cache value for a symbol that is not a perpetual swap
-_SKIPPED = {BookTickerMsg: "skipped:bookTicker", KlineMsg: "skipped:kline", TickerMsg: "skipped:ticker"}
+_SKIPPED = {
+    RawBinanceBookTicker: "skipped:bookTicker",
+    RawBinanceKline: "skipped:kline",
+    RawBinanceTicker: "skipped:ticker",
+}
 _LIQUIDATED = {"SELL": "long", "BUY": "short"}
 
 
@@ -335,7 +348,7 @@ def _check_event_type(item: Any) -> None:
         raise ParseError(Reason.UNKNOWN_CHANNEL, f"e={item.get('e')!r}"[:200])
 
 
-def _decode_slow(payload: bytes) -> CombinedFrame | WsData | Parsed:
+def _decode_slow(payload: bytes) -> RawBinanceCombinedFrame | RawBinanceData | Parsed:
     """Control replies, non-compact JSON, and telling apart why a fast-path decode failed."""
     obj = _any_decoder.decode(payload)
     if not isinstance(obj, dict):
@@ -344,10 +357,10 @@ def _decode_slow(payload: bytes) -> CombinedFrame | WsData | Parsed:
         data = obj["data"]
         for item in data if isinstance(data, list) else (data,):
             _check_event_type(item)
-        return msgspec.convert(obj, CombinedFrame, strict=False)
+        return msgspec.convert(obj, RawBinanceCombinedFrame, strict=False)
     if "e" in obj:
         _check_event_type(obj)
-        return msgspec.convert(obj, WsData, strict=False)
+        return msgspec.convert(obj, RawBinanceData, strict=False)
     if "error" in obj:
         raise ParseError(Reason.VENUE_ERROR, msgspec.json.encode(obj["error"]).decode()[:200])
     if "result" in obj and "id" in obj:
@@ -425,9 +438,9 @@ class Parser(VenueParser):
                 pass  # _decode_slow says why
             if frame is None:
                 frame = _decode_slow(payload)
-            if type(frame) is CombinedFrame:
+            if type(frame) is RawBinanceCombinedFrame:
                 data = frame.data
-                if type(data) is DepthUpdateMsg and _is_partial_depth(frame.stream):
+                if type(data) is RawBinanceDepthUpdate and _is_partial_depth(frame.stream):
                     return Parsed("skipped:partial_depth")
             elif type(frame) is Parsed:
                 return frame
@@ -456,7 +469,7 @@ class Parser(VenueParser):
 
     def _parse_data(self, data: Any, recv: int) -> Parsed:
         cls = type(data)
-        if cls is DepthUpdateMsg:
+        if cls is RawBinanceDepthUpdate:
             instrument = self._instrument(data.s)
             if not instrument:
                 return Parsed("skipped:not_perpetual")
@@ -477,8 +490,8 @@ class Parser(VenueParser):
                     )
                 ],
             )
-        if cls is AggTradeMsg or cls is TradeMsg:
-            if cls is TradeMsg and data.X != "MARKET":
+        if cls is RawBinanceAggTrade or cls is RawBinanceTrade:
+            if cls is RawBinanceTrade and data.X != "MARKET":
                 return Parsed("skipped:nonmarket_trade")
             instrument = self._instrument(data.s)
             if not instrument:
@@ -498,13 +511,13 @@ class Parser(VenueParser):
                     )
                 ],
             )
-        if cls is MarkPriceMsg:
+        if cls is RawBinanceMarkPrice:
             return self._mark_price(data, recv)
-        if cls is ForceOrderMsg:
+        if cls is RawBinanceForceOrder:
             return self._liquidation(data.o, recv)
         return Parsed(_SKIPPED[cls])
 
-    def _mark_price(self, data: MarkPriceMsg, recv: int) -> Parsed:
+    def _mark_price(self, data: RawBinanceMarkPrice, recv: int) -> Parsed:
         instrument = self._instrument(data.s)
         if not instrument:
             return Parsed("skipped:not_perpetual")
@@ -524,7 +537,7 @@ class Parser(VenueParser):
             ],
         )
 
-    def _liquidation(self, order: ForceOrderBody, recv: int) -> Parsed:
+    def _liquidation(self, order: RawBinanceForceOrderDetail, recv: int) -> Parsed:
         instrument = self._instrument(order.s)
         if not instrument:
             return Parsed("skipped:not_perpetual")

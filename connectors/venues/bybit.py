@@ -168,7 +168,7 @@ _INF = math.inf
 BybitSide = Literal["Buy", "Sell"]
 
 
-class WsEnvelope(msgspec.Struct):
+class RawBybitEnvelope(msgspec.Struct):
     """Any v5 public frame: a topic push, or a control frame (op/success/ret_msg)."""
 
     topic: str | None = None
@@ -180,7 +180,7 @@ class WsEnvelope(msgspec.Struct):
     ret_msg: str | None = None
 
 
-class RawTrade(msgspec.Struct):
+class RawBybitTrade(msgspec.Struct):
     """``publicTrade`` entry."""
 
     T: int
@@ -190,7 +190,7 @@ class RawTrade(msgspec.Struct):
     p: float
 
 
-class RawBook(msgspec.Struct):
+class RawBybitBook(msgspec.Struct):
     """``orderbook.{depth}`` data, also the REST ``/v5/market/orderbook`` result."""
 
     s: str
@@ -202,7 +202,7 @@ class RawBook(msgspec.Struct):
     cts: int | None = None
 
 
-class RawAllLiquidation(msgspec.Struct):
+class RawBybitAllLiquidation(msgspec.Struct):
     """``allLiquidation`` entry."""
 
     T: int
@@ -212,7 +212,7 @@ class RawAllLiquidation(msgspec.Struct):
     p: float
 
 
-class RawLiquidation(msgspec.Struct):
+class RawBybitLiquidation(msgspec.Struct):
     """Older v5 ``liquidation`` data object."""
 
     symbol: str
@@ -223,7 +223,7 @@ class RawLiquidation(msgspec.Struct):
     updateTime: int | None = None
 
 
-class RawTicker(msgspec.Struct):
+class RawBybitTicker(msgspec.Struct):
     """``tickers`` data (linear): only the fields we use; all optional on deltas."""
 
     symbol: str
@@ -234,52 +234,52 @@ class RawTicker(msgspec.Struct):
     openInterestValue: str | None = None
 
 
-class RestEnvelope(msgspec.Struct):
+class RawBybitRestEnvelope(msgspec.Struct):
     retCode: int
     retMsg: str = ""
     result: msgspec.Raw = msgspec.Raw()
 
 
-class RawPriceFilter(msgspec.Struct):
+class RawBybitPriceFilter(msgspec.Struct):
     tickSize: str = ""
 
 
-class RawInstrument(msgspec.Struct):
+class RawBybitInstrument(msgspec.Struct):
     symbol: str
     baseCoin: str
     quoteCoin: str
     contractType: str = ""
     status: str = ""
     settleCoin: str = ""
-    priceFilter: RawPriceFilter | None = None
+    priceFilter: RawBybitPriceFilter | None = None
 
 
-class RawInstruments(msgspec.Struct):
+class RawBybitInstruments(msgspec.Struct):
     category: str = ""
-    items: list[RawInstrument] = msgspec.field(default_factory=list, name="list")
+    items: list[RawBybitInstrument] = msgspec.field(default_factory=list, name="list")
     nextPageCursor: str = ""
 
 
-class RawOpenInterestEntry(msgspec.Struct):
+class RawBybitOpenInterestEntry(msgspec.Struct):
     openInterest: float
     timestamp: int
 
 
-class RawOpenInterest(msgspec.Struct):
+class RawBybitOpenInterest(msgspec.Struct):
     symbol: str
-    items: list[RawOpenInterestEntry] = msgspec.field(default_factory=list, name="list")
+    items: list[RawBybitOpenInterestEntry] = msgspec.field(default_factory=list, name="list")
     category: str = ""
 
 
-_ENVELOPE = msgspec.json.Decoder(WsEnvelope, strict=False)
-_TRADES = msgspec.json.Decoder(list[RawTrade], strict=False)
-_BOOK = msgspec.json.Decoder(RawBook, strict=False)
-_ALL_LIQ = msgspec.json.Decoder(list[RawAllLiquidation], strict=False)
-_LIQ = msgspec.json.Decoder(RawLiquidation, strict=False)
-_TICKER = msgspec.json.Decoder(RawTicker, strict=False)
-_REST = msgspec.json.Decoder(RestEnvelope, strict=False)
-_INSTRUMENTS = msgspec.json.Decoder(RawInstruments, strict=False)
-_OPEN_INTEREST = msgspec.json.Decoder(RawOpenInterest, strict=False)
+_ENVELOPE = msgspec.json.Decoder(RawBybitEnvelope, strict=False)
+_TRADES = msgspec.json.Decoder(list[RawBybitTrade], strict=False)
+_BOOK = msgspec.json.Decoder(RawBybitBook, strict=False)
+_ALL_LIQ = msgspec.json.Decoder(list[RawBybitAllLiquidation], strict=False)
+_LIQ = msgspec.json.Decoder(RawBybitLiquidation, strict=False)
+_TICKER = msgspec.json.Decoder(RawBybitTicker, strict=False)
+_REST = msgspec.json.Decoder(RawBybitRestEnvelope, strict=False)
+_INSTRUMENTS = msgspec.json.Decoder(RawBybitInstruments, strict=False)
+_OPEN_INTEREST = msgspec.json.Decoder(RawBybitOpenInterest, strict=False)
 
 _AGGRESSOR = {"Buy": "buy", "Sell": "sell"}
 _LIQUIDATED = {"Buy": "long", "Sell": "short"}  # Bybit: "Buy" = a long position was liquidated
@@ -450,14 +450,14 @@ class Parser(VenueParser):
         raise ParseError(Reason.UNKNOWN_CHANNEL, topic[:80])
 
     @staticmethod
-    def _control(env: WsEnvelope) -> Parsed:
+    def _control(env: RawBybitEnvelope) -> Parsed:
         if env.op is None and env.success is None and env.ret_msg != "pong":
             raise ParseError(Reason.UNKNOWN_CHANNEL, "frame without topic or op")
         if env.success is False:
             raise ParseError(Reason.CONTROL_ERROR, f"op={env.op} ret_msg={env.ret_msg}"[:200])
         return Parsed("control")
 
-    def _trades(self, env: WsEnvelope, symbol: str, recv: int) -> Parsed:
+    def _trades(self, env: RawBybitEnvelope, symbol: str, recv: int) -> Parsed:
         info = self.resolve(symbol)
         if isinstance(info, str):
             return Parsed(info)
@@ -481,7 +481,7 @@ class Parser(VenueParser):
             )
         return Parsed("trade", events)
 
-    def _book(self, env: WsEnvelope, symbol: str, recv: int) -> Parsed:
+    def _book(self, env: RawBybitEnvelope, symbol: str, recv: int) -> Parsed:
         info = self.resolve(symbol)
         if isinstance(info, str):
             return Parsed(info)
@@ -519,7 +519,7 @@ class Parser(VenueParser):
             raise ParseError(Reason.SCHEMA, f"orderbook type={kind!r}")
         return Parsed("book", [event])
 
-    def _all_liquidation(self, env: WsEnvelope, symbol: str, recv: int) -> Parsed:
+    def _all_liquidation(self, env: RawBybitEnvelope, symbol: str, recv: int) -> Parsed:
         info = self.resolve(symbol)
         if isinstance(info, str):
             return Parsed(info)
@@ -531,7 +531,7 @@ class Parser(VenueParser):
             events.append(self._liq_event(info, row.T, row.p, row.v, row.S, recv))
         return Parsed("liquidation", events)
 
-    def _liquidation(self, env: WsEnvelope, symbol: str, recv: int) -> Parsed:
+    def _liquidation(self, env: RawBybitEnvelope, symbol: str, recv: int) -> Parsed:
         info = self.resolve(symbol)
         if isinstance(info, str):
             return Parsed(info)
@@ -564,7 +564,7 @@ class Parser(VenueParser):
             notional=notional,
         )
 
-    def _ticker(self, env: WsEnvelope, symbol: str, recv: int) -> Parsed:
+    def _ticker(self, env: RawBybitEnvelope, symbol: str, recv: int) -> Parsed:
         info = self.resolve(symbol)
         if isinstance(info, str):
             return Parsed(info)

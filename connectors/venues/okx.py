@@ -165,9 +165,7 @@ from cascadewatch.connectors.venues.base import (
     canonical,
 )
 from cascadewatch.connectors.venues.live_common import (
-    BookRow as LiveBookRow,
-)
-from cascadewatch.connectors.venues.live_common import (
+    BookRow,
     ConnectionSpec,
     LiveDefaults,
     LiveSettings,
@@ -184,7 +182,7 @@ _isfinite = math.isfinite
 # --------------------------------------------------------------------------- raw schemas
 
 
-class Arg(msgspec.Struct, frozen=True, kw_only=True):
+class RawOkxArg(msgspec.Struct, frozen=True, kw_only=True):
     """``arg`` of a push or an event: the subscribed channel."""
 
     channel: str
@@ -192,10 +190,10 @@ class Arg(msgspec.Struct, frozen=True, kw_only=True):
     instType: str = ""
 
 
-class Envelope(msgspec.Struct, frozen=True, kw_only=True):
+class RawOkxEnvelope(msgspec.Struct, frozen=True, kw_only=True):
     """Every websocket JSON frame; ``data`` is kept raw and decoded by the channel's schema."""
 
-    arg: Arg | None = None
+    arg: RawOkxArg | None = None
     action: str = ""
     data: msgspec.Raw = msgspec.Raw()
     event: str = ""
@@ -203,7 +201,7 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True):
     msg: str = ""
 
 
-class TradeRow(msgspec.Struct, frozen=True, kw_only=True):
+class RawOkxTrade(msgspec.Struct, frozen=True, kw_only=True):
     """``trades`` / ``trades-all`` data row (``count``, ``source``, ``seqId`` ignored)."""
 
     instId: str = ""
@@ -214,7 +212,7 @@ class TradeRow(msgspec.Struct, frozen=True, kw_only=True):
     ts: int
 
 
-class BookRow(msgspec.Struct, frozen=True, kw_only=True):
+class RawOkxBook(msgspec.Struct, frozen=True, kw_only=True):
     """Book data row: levels ``[price, size, "0" (deprecated), numOrders]``; checksum ignored."""
 
     asks: list[list[float]]
@@ -224,7 +222,7 @@ class BookRow(msgspec.Struct, frozen=True, kw_only=True):
     prevSeqId: int | None = None
 
 
-class LiquidationDetail(msgspec.Struct, frozen=True, kw_only=True):
+class RawOkxLiquidationDetail(msgspec.Struct, frozen=True, kw_only=True):
     """One ``details`` entry of ``liquidation-orders`` (``bkLoss``, ``ccy`` ignored)."""
 
     bkPx: float
@@ -234,21 +232,21 @@ class LiquidationDetail(msgspec.Struct, frozen=True, kw_only=True):
     ts: int
 
 
-class LiquidationRow(msgspec.Struct, frozen=True, kw_only=True):
+class RawOkxLiquidation(msgspec.Struct, frozen=True, kw_only=True):
     """``liquidation-orders`` data row: one instrument and its liquidation details."""
 
     instId: str
     instType: str = ""
-    details: list[LiquidationDetail]
+    details: list[RawOkxLiquidationDetail]
 
 
-class MarkPriceRow(msgspec.Struct, frozen=True, kw_only=True):
+class RawOkxMarkPrice(msgspec.Struct, frozen=True, kw_only=True):
     instId: str = ""
     markPx: float
     ts: int
 
 
-class OpenInterestRow(msgspec.Struct, frozen=True, kw_only=True):
+class RawOkxOpenInterest(msgspec.Struct, frozen=True, kw_only=True):
     """``open-interest`` row; ``oiCcy`` / ``oiUsd`` are optional strings (may be absent)."""
 
     instId: str = ""
@@ -258,7 +256,7 @@ class OpenInterestRow(msgspec.Struct, frozen=True, kw_only=True):
     ts: int
 
 
-class FundingRow(msgspec.Struct, frozen=True, kw_only=True):
+class RawOkxFunding(msgspec.Struct, frozen=True, kw_only=True):
     """``funding-rate`` row; only ``fundingRate`` is used."""
 
     instId: str = ""
@@ -266,7 +264,7 @@ class FundingRow(msgspec.Struct, frozen=True, kw_only=True):
     ts: int = 0
 
 
-class InstrumentRow(msgspec.Struct, frozen=True, kw_only=True):
+class RawOkxInstrument(msgspec.Struct, frozen=True, kw_only=True):
     """``/api/v5/public/instruments`` (and ``instruments`` channel) row, fields we use."""
 
     instId: str
@@ -279,7 +277,7 @@ class InstrumentRow(msgspec.Struct, frozen=True, kw_only=True):
     state: str = ""
 
 
-class RestEnvelope(msgspec.Struct, frozen=True, kw_only=True):
+class RawOkxRestEnvelope(msgspec.Struct, frozen=True, kw_only=True):
     """Every OKX REST body: ``code == "0"`` on success."""
 
     code: str | int
@@ -287,16 +285,16 @@ class RestEnvelope(msgspec.Struct, frozen=True, kw_only=True):
     data: msgspec.Raw = msgspec.Raw()
 
 
-_ENVELOPE = msgspec.json.Decoder(Envelope)
-_REST = msgspec.json.Decoder(RestEnvelope)
+_ENVELOPE = msgspec.json.Decoder(RawOkxEnvelope)
+_REST = msgspec.json.Decoder(RawOkxRestEnvelope)
 # Lax mode: OKX sends numbers as strings ("42219.9"); msgspec converts them while decoding.
-_TRADES = msgspec.json.Decoder(list[TradeRow], strict=False)
-_BOOKS = msgspec.json.Decoder(list[BookRow], strict=False)
-_LIQUIDATIONS = msgspec.json.Decoder(list[LiquidationRow], strict=False)
-_MARKS = msgspec.json.Decoder(list[MarkPriceRow], strict=False)
-_OPEN_INTEREST = msgspec.json.Decoder(list[OpenInterestRow], strict=False)
-_FUNDING = msgspec.json.Decoder(list[FundingRow], strict=False)
-_INSTRUMENTS = msgspec.json.Decoder(list[InstrumentRow])
+_TRADES = msgspec.json.Decoder(list[RawOkxTrade], strict=False)
+_BOOKS = msgspec.json.Decoder(list[RawOkxBook], strict=False)
+_LIQUIDATIONS = msgspec.json.Decoder(list[RawOkxLiquidation], strict=False)
+_MARKS = msgspec.json.Decoder(list[RawOkxMarkPrice], strict=False)
+_OPEN_INTEREST = msgspec.json.Decoder(list[RawOkxOpenInterest], strict=False)
+_FUNDING = msgspec.json.Decoder(list[RawOkxFunding], strict=False)
+_INSTRUMENTS = msgspec.json.Decoder(list[RawOkxInstrument])
 
 _INCREMENTAL_BOOKS = frozenset({"books", "books-l2-tbt", "books50-l2-tbt"})
 _SKIPPED = {
@@ -379,7 +377,7 @@ def _levels(raw: list[list[float]], info: InstrumentInfo) -> tuple[tuple[float, 
     return tuple(out)
 
 
-def instrument_info(row: InstrumentRow) -> InstrumentInfo | None:
+def instrument_info(row: RawOkxInstrument) -> InstrumentInfo | None:
     """Catalog entry of one SWAP instrument row, or ``None`` if it is unusable (see docstring)."""
     parts = row.instId.split("-")
     if row.instType != "SWAP" or len(parts) != 3 or parts[2] != "SWAP" or not parts[0] or not parts[1]:
@@ -420,7 +418,7 @@ def instrument_info(row: InstrumentRow) -> InstrumentInfo | None:
 
 def _rest_rows(body: bytes | str, decoder: msgspec.json.Decoder, what: str) -> list:
     envelope = _decode(_REST, body, what)
-    assert isinstance(envelope, RestEnvelope)
+    assert isinstance(envelope, RawOkxRestEnvelope)
     if str(envelope.code) != "0":
         raise ParseError(Reason.REST_ERROR, f"{what}: code={envelope.code} msg={envelope.msg}"[:200])
     if not envelope.data:
@@ -510,7 +508,7 @@ class Parser(VenueParser):
         if payload == b"pong" or payload == "pong":
             return Parsed("control")
         envelope = _decode(_ENVELOPE, payload, "frame")
-        assert isinstance(envelope, Envelope)
+        assert isinstance(envelope, RawOkxEnvelope)
         if envelope.event:
             return Parsed(_CONTROL_KINDS.get(envelope.event, "control"))
         arg = envelope.arg
@@ -582,7 +580,7 @@ class Parser(VenueParser):
             self._names[symbol] = name
         return name
 
-    def _load_instruments(self, rows: list[InstrumentRow]) -> int:
+    def _load_instruments(self, rows: list[RawOkxInstrument]) -> int:
         infos = [info for info in map(instrument_info, rows) if info is not None]
         for info in infos:
             self.catalog.add(info)
@@ -591,12 +589,12 @@ class Parser(VenueParser):
 
     # ---------------------------------------------------------------- channels
 
-    def _trades(self, envelope: Envelope, arg: Arg, recv: int) -> Parsed:
+    def _trades(self, envelope: RawOkxEnvelope, arg: RawOkxArg, recv: int) -> Parsed:
         symbol = arg.instId
         if not symbol.endswith(_SWAP_SUFFIX):
             return Parsed(_NOT_SWAP)
         info = self._info(symbol)
-        rows: list[TradeRow] = _decode(_TRADES, envelope.data, "trades")  # type: ignore[assignment]
+        rows: list[RawOkxTrade] = _decode(_TRADES, envelope.data, "trades")  # type: ignore[assignment]
         instrument = info.instrument
         ct_val = info.ct_val
         inverse = info.inverse
@@ -622,7 +620,7 @@ class Parser(VenueParser):
             )
         return Parsed("trade", events)
 
-    def _books(self, envelope: Envelope, arg: Arg, recv: int) -> Parsed:
+    def _books(self, envelope: RawOkxEnvelope, arg: RawOkxArg, recv: int) -> Parsed:
         symbol = arg.instId
         if not symbol.endswith(_SWAP_SUFFIX):
             return Parsed(_NOT_SWAP)
@@ -636,7 +634,7 @@ class Parser(VenueParser):
                 raise ParseError(Reason.SCHEMA, f"{arg.channel}: action={envelope.action!r}")
         else:  # books5: each push is the whole top of book
             snapshot = True
-        rows: list[BookRow] = _decode(_BOOKS, envelope.data, arg.channel)  # type: ignore[assignment]
+        rows: list[RawOkxBook] = _decode(_BOOKS, envelope.data, arg.channel)  # type: ignore[assignment]
         instrument = info.instrument
         events: list = []
         heartbeats = 0
@@ -680,10 +678,10 @@ class Parser(VenueParser):
             )
         return Parsed("book_heartbeat" if heartbeats and heartbeats == len(events) else "book", events)
 
-    def _liquidations(self, envelope: Envelope, arg: Arg, recv: int) -> Parsed:
+    def _liquidations(self, envelope: RawOkxEnvelope, arg: RawOkxArg, recv: int) -> Parsed:
         if arg.instType and arg.instType != "SWAP":
             return Parsed(_NOT_SWAP)
-        rows: list[LiquidationRow] = _decode(_LIQUIDATIONS, envelope.data, "liquidation-orders")  # type: ignore[assignment]
+        rows: list[RawOkxLiquidation] = _decode(_LIQUIDATIONS, envelope.data, "liquidation-orders")  # type: ignore[assignment]
         events: list = []
         unknown: list[str] = []
         not_swap = 0
@@ -729,13 +727,13 @@ class Parser(VenueParser):
             return Parsed(_NOT_SWAP)
         return Parsed("liquidation", events)
 
-    def _mark_price(self, envelope: Envelope, arg: Arg, recv: int) -> Parsed:
+    def _mark_price(self, envelope: RawOkxEnvelope, arg: RawOkxArg, recv: int) -> Parsed:
         symbol = arg.instId
         if not symbol.endswith(_SWAP_SUFFIX):
             return Parsed(_NOT_SWAP)
         instrument = self._name(symbol)
         funding = self.funding.get(symbol)
-        rows: list[MarkPriceRow] = _decode(_MARKS, envelope.data, "mark-price")  # type: ignore[assignment]
+        rows: list[RawOkxMarkPrice] = _decode(_MARKS, envelope.data, "mark-price")  # type: ignore[assignment]
         events = [
             MarkPrice(
                 venue=SOURCE,
@@ -751,11 +749,11 @@ class Parser(VenueParser):
         ]
         return Parsed("mark_price", events)
 
-    def _open_interest(self, envelope: Envelope, arg: Arg, recv: int) -> Parsed:
+    def _open_interest(self, envelope: RawOkxEnvelope, arg: RawOkxArg, recv: int) -> Parsed:
         symbol = arg.instId
         if not symbol.endswith(_SWAP_SUFFIX):
             return Parsed(_NOT_SWAP)
-        rows: list[OpenInterestRow] = _decode(_OPEN_INTEREST, envelope.data, "open-interest")  # type: ignore[assignment]
+        rows: list[RawOkxOpenInterest] = _decode(_OPEN_INTEREST, envelope.data, "open-interest")  # type: ignore[assignment]
         instrument = self._name(symbol)
         events = []
         for row in rows:
@@ -781,20 +779,20 @@ class Parser(VenueParser):
             )
         return Parsed("open_interest", events)
 
-    def _funding(self, envelope: Envelope, arg: Arg, recv: int) -> Parsed:
+    def _funding(self, envelope: RawOkxEnvelope, arg: RawOkxArg, recv: int) -> Parsed:
         symbol = arg.instId
         if not symbol.endswith(_SWAP_SUFFIX):
             return Parsed(_NOT_SWAP)
-        rows: list[FundingRow] = _decode(_FUNDING, envelope.data, "funding-rate")  # type: ignore[assignment]
+        rows: list[RawOkxFunding] = _decode(_FUNDING, envelope.data, "funding-rate")  # type: ignore[assignment]
         rates = [_number(row.fundingRate, "fundingRate") for row in rows if row.fundingRate]
         if rates:
             self.funding[symbol] = rates[-1]
         return Parsed("funding")
 
-    def _instruments_ws(self, envelope: Envelope, arg: Arg, recv: int) -> Parsed:
+    def _instruments_ws(self, envelope: RawOkxEnvelope, arg: RawOkxArg, recv: int) -> Parsed:
         if arg.instType != "SWAP":
             return Parsed(_NOT_SWAP)
-        rows: list[InstrumentRow] = _decode(_INSTRUMENTS, envelope.data, "instruments")  # type: ignore[assignment]
+        rows: list[RawOkxInstrument] = _decode(_INSTRUMENTS, envelope.data, "instruments")  # type: ignore[assignment]
         self._load_instruments(rows)
         return Parsed("instruments")
 
@@ -935,7 +933,7 @@ class _Probe(msgspec.Struct):
 _probe = msgspec.json.Decoder(_Probe, strict=False)
 
 
-def _probe_book(payload: bytes) -> list[LiveBookRow] | None:
+def _probe_book(payload: bytes) -> list[BookRow] | None:
     if b'"channel":"books"' not in payload[:120]:
         return None
     try:
