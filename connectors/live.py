@@ -183,6 +183,8 @@ class VenueRunner:
     websocket frames, REST book snapshots and polls (``<venue>!rest``) and connection events
     (``<venue>!conn``), as the venue's ``LiveBooks`` orders them. ``emit_shutdown=False`` leaves
     out the ``close`` events of our own shutdown (the pipeline must not page for them).
+    ``clock`` is the sessions' monotonic clock in seconds (staleness, heartbeats, lifetimes,
+    backoff resets); tests pass a fake one to move time without waiting.
     """
 
     def __init__(
@@ -195,6 +197,7 @@ class VenueRunner:
         rng: random.Random | None = None,
         connect: Callable[..., Any] | None = None,
         emit_shutdown: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
         self.emit_shutdown = emit_shutdown
@@ -207,6 +210,7 @@ class VenueRunner:
         self._rest_get = rest_get
         self._rng = rng or random.Random()
         self._connect = connect
+        self._clock = clock
         self.books: BookSync = BookSync()
         self.sessions: list[Session] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -380,7 +384,7 @@ class VenueRunner:
         self._stop = stop
         symbols = await self._bootstrap_instruments()
         self.books = self.module.LiveBooks(symbols, self.settings)
-        kwargs: dict[str, Any] = {"rng": self._rng}
+        kwargs: dict[str, Any] = {"rng": self._rng, "clock": self._clock}
         if self._connect is not None:
             kwargs["connect"] = self._connect
         settings = self.session_settings()
@@ -474,7 +478,11 @@ def tap_path(path: str | Path, source: str) -> Path:
 
 
 class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
-    """One venue's frames -> ``(key, [values])`` batches (see the module docstring)."""
+    """One venue's frames -> ``(key, [values])`` batches (see the module docstring).
+
+    ``clock`` is the wall clock, integer nanoseconds since the epoch (default ``time.time_ns``):
+    it sets the watermark of an emptied queue and the end of the run (``deadline_ns``).
+    """
 
     def __init__(
         self,
@@ -485,8 +493,10 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
         deadline_ns: int | None,
         record: str | None,
         feed_options: dict[str, Any],
+        clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self._index = index
+        self._clock = clock
         self._lag = allowed_lag_ns
         self._deadline = deadline_ns
         self._batch_max = live.batch_max
@@ -522,7 +532,7 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
     def next_batch(self) -> list[tuple[str, list[Any]]]:
         if self._done:
             raise StopIteration()
-        now = time.time_ns()
+        now = self._clock()
         if self._deadline is not None and now >= self._deadline and not self._stopping:
             self._stopping = True
             self._feed.request_stop()
@@ -641,6 +651,7 @@ class LiveSource(FixedPartitionedSource[tuple[str, list[Any]], None]):
     :param duration_s: end the partitions after this long (``None``: run until stopped).
     :param record: recording tap path (default ``live.record``); one file per partition.
     :param feed_options: passed to :class:`VenueRunner` (tests inject ``rng``, ``rest_get``...).
+    :param clock: the partitions' wall clock, integer nanoseconds (see :class:`LivePartition`).
     """
 
     def __init__(
@@ -650,6 +661,7 @@ class LiveSource(FixedPartitionedSource[tuple[str, list[Any]], None]):
         duration_s: float | None = None,
         record: str | None = None,
         feed_options: dict[str, Any] | None = None,
+        clock: Callable[[], int] = time.time_ns,
     ) -> None:
         if not live.venues:
             raise ValueError("no venues configured ([live] venues)")
@@ -658,13 +670,14 @@ class LiveSource(FixedPartitionedSource[tuple[str, list[Any]], None]):
         self.duration_s = duration_s
         self.record = record if record is not None else (live.record or None)
         self.feed_options = feed_options or {}
+        self.clock = clock
 
     def list_parts(self) -> list[str]:
         return [f"{index}:{name}" for index, name in enumerate(self.live.venues)]
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> LivePartition:
         index_text, _, name = for_part.partition(":")
-        deadline = None if self.duration_s is None else time.time_ns() + s_to_ns(self.duration_s)
+        deadline = None if self.duration_s is None else self.clock() + s_to_ns(self.duration_s)
         return LivePartition(
-            int(index_text), name, self.live, self.allowed_lag_ns, deadline, self.record, self.feed_options
+            int(index_text), name, self.live, self.allowed_lag_ns, deadline, self.record, self.feed_options, self.clock
         )
