@@ -17,6 +17,19 @@ from cascadewatch.connectors.venues.registry import PARSERS, venue_module
 FAST_BACKOFF = BackoffConfig(initial_s=0.05, max_s=0.2, factor=2.0, jitter=0.2, reset_after_s=5.0)
 
 
+class FakeMonotonic:
+    """The sessions' monotonic clock (``capture(..., clock=...)``), in seconds; it moves only
+    when the test moves it, so staleness and heartbeats happen when the test says."""
+
+    START_S = 1000.0
+
+    def __init__(self) -> None:
+        self.now = self.START_S
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def make_live(
     venue: str, fake: Any, symbols: list[str], ws_path: str, book_path: str | None = None, **overrides: Any
 ) -> LiveConfig:

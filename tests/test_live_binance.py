@@ -6,20 +6,9 @@ import asyncio
 import json
 
 from live_fakes import FakeBinance, binance_fixture_frames
-from live_support import capture, conn_events, make_live, rebuild_books, ws_payloads
+from live_support import FakeMonotonic, capture, conn_events, make_live, rebuild_books, ws_payloads
 
 RECORDED_SYMBOLS = ["SUSHIUSDT", "AKROUSDT", "KEEPUSDT", "CTKUSDT"]
-START_S = 1000.0
-
-
-class FakeMonotonic:
-    """A monotonic clock in seconds that moves only when the test moves it."""
-
-    def __init__(self) -> None:
-        self.now = START_S
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _subscribed(fake: FakeBinance, n_connections: int = 2) -> bool:
@@ -114,7 +103,7 @@ def test_old_url_that_accepts_and_stays_silent_raises_a_stale_alarm_and_reconnec
 
     def until(frames: list) -> bool:
         acks = sum(1 for p in ws_payloads(frames) if p.startswith(b'{"result"'))
-        if acks >= 2 and clock.now == START_S:  # both connections subscribed: now stay silent 30.5 s
+        if acks >= 2 and clock.now == clock.START_S:  # both connections subscribed: now stay silent 30.5 s
             clock.now += 30.5
         return sum(1 for e in conn_events(frames) if e["event"] == "open") >= 4
 
