@@ -171,7 +171,7 @@ class DecayingLogGrid:
         ep = np.maximum.accumulate(np.floor(tt / span))
         starts = np.r_[0, np.flatnonzero(np.diff(ep)) + 1]
         ends = np.r_[starts[1:], k.size]
-        for a, b in zip(starts.tolist(), ends.tolist()):
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
             self._rebase_to(float(ep[a]) * span)
             w = x[a:b] * 2.0 ** ((tt[a:b] - self._t_ref) / self.half_life_s)
             np.add.at(self._v, k[a:b] - self._k0, w)

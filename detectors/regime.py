@@ -218,7 +218,8 @@ class RegimeDetector:
         depth_min = np.fmin.reduce(depth, axis=1).tolist()
         collapsed = depth < self.depth_collapse
         first_collapse = [
-            i if c else None for i, c in zip(collapsed.argmax(axis=1).tolist(), collapsed.any(axis=1).tolist())
+            i if c else None
+            for i, c in zip(collapsed.argmax(axis=1).tolist(), collapsed.any(axis=1).tolist(), strict=True)
         ]
         out = {}
         for d, liq_c, mine, other, depth_c, adl_c in (

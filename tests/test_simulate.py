@@ -146,9 +146,9 @@ def _okx_checksum(bids: dict, asks: dict) -> int:
     parts = []
     for i in range(max(len(b), len(a))):
         if i < len(b):
-            parts.append("%s:%s" % b[i][1])
+            parts.append("{}:{}".format(*b[i][1]))
         if i < len(a):
-            parts.append("%s:%s" % a[i][1])
+            parts.append("{}:{}".format(*a[i][1]))
     crc = zlib.crc32(":".join(parts).encode())
     return crc - (1 << 32) if crc >= 1 << 31 else crc
 

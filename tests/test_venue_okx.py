@@ -205,8 +205,8 @@ def test_recording_exact_events() -> None:
     assert snapshot.bids[0] == (5.14, 251 * 10.0 / 5.14)
     assert snapshot.ts == 1652459225363 * MS
     assert (len(snapshot.asks), len(snapshot.bids)) == (119, 121)  # a thin book: all of it fits in 400 levels
-    assert all(a[0] < b[0] for a, b in zip(snapshot.asks, snapshot.asks[1:]))
-    assert all(a[0] > b[0] for a, b in zip(snapshot.bids, snapshot.bids[1:]))
+    assert all(a[0] < b[0] for a, b in zip(snapshot.asks, snapshot.asks[1:], strict=False))
+    assert all(a[0] > b[0] for a, b in zip(snapshot.bids, snapshot.bids[1:], strict=False))
     assert snapshot.bids[0][0] < snapshot.asks[0][0]
     # {"asks":[["5.158","129","0","2"],["5.233","240","0","1"]],
     #  "bids":[["5.14","427","0","4"],["5.138","26","0","2"],["5.117","0","0","0"]],"ts":"1652459225464"}
@@ -670,7 +670,10 @@ def test_rest_errors(path: str, body: bytes, reason: str) -> None:
 
 def test_rest_instruments_of_another_type_are_skipped() -> None:
     parser = Parser()
-    body = b'{"code":"0","msg":"","data":[{"instId":"BTC-USD-220527","instType":"FUTURES","ctType":"inverse","ctVal":"100"}]}'
+    body = (
+        b'{"code":"0","msg":"","data":[{"instId":"BTC-USD-220527","instType":"FUTURES",'
+        b'"ctType":"inverse","ctVal":"100"}]}'
+    )
     assert parser.parse_rest("/api/v5/public/instruments?instType=FUTURES", body, 1) == Parsed("skipped:not_swap")
     assert len(parser.catalog.by_symbol) == 35
 

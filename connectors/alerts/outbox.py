@@ -198,7 +198,8 @@ class Outbox:
         now = self._clock()
         with self._transaction() as db:
             db.executemany(
-                "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, last_error = ?, updated_at = ? WHERE seq = ?",
+                "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, last_error = ?, updated_at = ?"
+                " WHERE seq = ?",
                 [(at, reason, now, seq) for seq in seqs],
             )
 
@@ -220,7 +221,8 @@ class Outbox:
         with self._transaction() as db:
             if destinations is None:
                 return db.execute(
-                    "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, updated_at = ? WHERE status = 'inflight'",
+                    "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, updated_at = ?"
+                    " WHERE status = 'inflight'",
                     (now, now),
                 ).rowcount
             return sum(
@@ -236,7 +238,10 @@ class Outbox:
         """Make failed deliveries pending again (after fixing a key, say); return how many."""
         now = self._clock()
         with self._transaction() as db:
-            sql = "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ? WHERE status = 'failed'"
+            sql = (
+                "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?"
+                " WHERE status = 'failed'"
+            )
             params: tuple[Any, ...] = (now, now)
             if destination is not None:
                 sql += " AND destination = ?"

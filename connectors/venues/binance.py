@@ -51,9 +51,9 @@ Venue semantics worth knowing:
   ``depthUpdate`` is taken as a diff: subscribe partial depth only through ``/stream``.
 
 Order book sequence rule (Binance "How to manage a local order book correctly", USD-M futures),
-implemented by :class:`BookSequence` (``Parser.sequence_rule()``). A diff has ``first_seq = U`` (first update id in the event),
-``seq = u`` (final update id) and ``prev_seq = pu`` (the ``u`` of the previous event on this
-stream); a snapshot (REST ``/fapi/v1/depth``) has ``seq = lastUpdateId``:
+implemented by :class:`BookSequence` (``Parser.sequence_rule()``). A diff has ``first_seq = U``
+(first update id in the event), ``seq = u`` (final update id) and ``prev_seq = pu`` (the ``u`` of
+the previous event on this stream); a snapshot (REST ``/fapi/v1/depth``) has ``seq = lastUpdateId``:
 
 1. buffer diffs from the stream, then fetch the snapshot;
 2. drop every diff with ``u < lastUpdateId``;
@@ -82,7 +82,7 @@ import math
 import sys
 from collections.abc import Iterable as _Iterable
 from collections.abc import Sequence as _Sequence
-from typing import Annotated, Any, Union
+from typing import Annotated, Any
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
@@ -230,7 +230,7 @@ class TickerMsg(msgspec.Struct, tag_field="e", tag="24hrTicker", frozen=True, gc
     """``<symbol>@ticker`` / ``!ticker@arr``: not used; not decoded."""
 
 
-WsData = Union[AggTradeMsg, TradeMsg, DepthUpdateMsg, ForceOrderMsg, MarkPriceMsg, BookTickerMsg, KlineMsg, TickerMsg]
+WsData = AggTradeMsg | TradeMsg | DepthUpdateMsg | ForceOrderMsg | MarkPriceMsg | BookTickerMsg | KlineMsg | TickerMsg
 KNOWN_EVENTS = frozenset(cls.__struct_config__.tag for cls in WsData.__args__)
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import msgspec
 
@@ -131,7 +131,7 @@ class Resubscribe:
     topics: tuple[str, ...]
 
 
-Action = Union[str, Emit, Fetch, Resubscribe]
+Action = str | Emit | Fetch | Resubscribe
 PASS: tuple[Action, ...] = (THIS,)
 """The common answer: nothing to do but hand the frame over."""
 

@@ -2,8 +2,8 @@
 
 Each recording is replayed on its own (recordings of several seeds share timestamps) with a
 progress bar on stderr; its alerts and snapshots are scored against its truth file with
-:func:`cascadewatch.pipelines.evaluation.scoring.score_runs` (definitions in :mod:`cascadewatch.pipelines.evaluation.scoring`), pooled over
-all runs, plus the liquidation-map summary error per run.
+:func:`cascadewatch.pipelines.evaluation.scoring.score_runs` (definitions in
+:mod:`cascadewatch.pipelines.evaluation.scoring`), pooled over all runs, plus the liquidation-map summary error per run.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def evaluate(
     runs = []
     maps = []
     with tempfile.TemporaryDirectory(prefix="cascadewatch-eval-") as scratch, _progress(progress_console) as bar:
-        for index, (recording, truth_path) in enumerate(zip(recordings, truths)):
+        for index, (recording, truth_path) in enumerate(zip(recordings, truths, strict=True)):
             task = bar.add_task(recording.name, total=recording.stat().st_size)
             out = Path(scratch) / str(index)
             run_replay(

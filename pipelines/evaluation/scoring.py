@@ -313,7 +313,7 @@ def map_error(
                 continue
             cum_t = cum_e = 0.0
             dist = 0.0
-            for a, b in zip(tp, ep):
+            for a, b in zip(tp, ep, strict=True):
                 cum_t += a / tt
                 cum_e += b / et
                 dist += abs(cum_t - cum_e) * bin_bps

@@ -103,8 +103,8 @@ def train(
             [c for c in read_jsonl(Path(truths[i])) if c.get("type") == "cascade"] if truths is not None else online
         )
         labels = label_samples(samples, cascades, horizon)
-        for (_, _, _, values, p_struct), y in zip(samples, labels):
-            xs.append(dict(zip(value_names, values)))
+        for (_, _, _, values, p_struct), y in zip(samples, labels, strict=True):
+            xs.append(dict(zip(value_names, values, strict=True)))
             ys.append(y)
             structural.append(p_struct)
         per_recording.append(

@@ -443,7 +443,7 @@ def run_scenario(
         mids = [v.mid() for v in venues]
         drift = sum(w.phase.index_bps_s for w in windows if w.phase.index_bps_s and w.start_ms <= t_ms < w.end_ms)
         index *= math.exp(index_sd * rng.gauss(0.0, 1.0) + drift * 1e-4 * dt)
-        index += INDEX_PULL_S * dt * (sum(m * w for m, w in zip(mids, weights)) / total_scale - index)
+        index += INDEX_PULL_S * dt * (sum(m * w for m, w in zip(mids, weights, strict=True)) / total_scale - index)
         step_shocks: list[tuple[int, str, float]] = []
         while next_shock < len(shocks) and shocks[next_shock][0] < end_ms:
             at, vname, kind, amount = shocks[next_shock]
@@ -460,7 +460,8 @@ def run_scenario(
             fair = (
                 index
                 if others <= 0
-                else 0.5 * index + 0.5 * sum(m * w for j, (m, w) in enumerate(zip(mids, weights)) if j != i) / others
+                else 0.5 * index
+                + 0.5 * sum(m * w for j, (m, w) in enumerate(zip(mids, weights, strict=True)) if j != i) / others
             )
             v.step(
                 t_ms,
