@@ -27,7 +27,7 @@ from rich.table import Table
 
 from cascadewatch.pipelines.config import Config
 from cascadewatch.pipelines.evaluation.scoring import map_summary_error, score_runs
-from cascadewatch.pipelines.run.replay import run_replay
+from cascadewatch.pipelines.run.replay import ReplayOptions, run_replay
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -49,10 +49,12 @@ def evaluate(
             out = Path(scratch) / str(index)
             run_replay(
                 [recording],
-                alerts_out=out / "alerts.jsonl",
-                snapshots_out=out / "snapshots.jsonl",
-                config=config,
-                progress=lambda _path, done, task=task: bar.update(task, completed=done),
+                config,
+                ReplayOptions(
+                    alerts_out=out / "alerts.jsonl",
+                    snapshots_out=out / "snapshots.jsonl",
+                    progress=lambda _path, done, task=task: bar.update(task, completed=done),
+                ),
             )
             alerts = read_jsonl(out / "alerts.jsonl")
             snapshots = read_jsonl(out / "snapshots.jsonl")
