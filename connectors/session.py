@@ -155,7 +155,7 @@ class Session:
     :param handler: receives frames and connection events, synchronously, on the loop thread.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - five parameters plus keyword-only test seams (rng, clocks, sleep, connect)
         self,
         venue: Any,
         source: str,

@@ -178,7 +178,7 @@ class AlertPolicy:
 
     page_kinds: tuple[str, ...] = PAGE_KINDS  # also for a policy pickled before it existed
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - river-style estimator: each hyperparameter is a constructor keyword with a default
         self,
         kind: str = "cascade",
         warn_enter: float = 0.3,

@@ -144,7 +144,7 @@ class StructuralEstimate:
     cluster: Cluster | None
 
 
-def structural_estimate(
+def structural_estimate(  # noqa: PLR0913 - the formula's inputs (market state) and its three constants
     direction: str,
     price: float,
     cluster: Cluster | None,
@@ -279,7 +279,7 @@ def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
-def cascade_features(
+def cascade_features(  # noqa: PLR0913 - keyword-only, one keyword per named feature input of the model
     *,
     p_struct: float,
     p_touch: float,
@@ -437,7 +437,7 @@ class CascadeProbability:
     True
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - river-style estimator: each hyperparameter is a constructor keyword with a default
         self,
         horizon_s: float = 300.0,
         min_labels: int = 50,
