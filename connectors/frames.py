@@ -69,6 +69,7 @@ class FrameDecoder:
         self._handlers = {}
 
     def parser(self, venue: str) -> VenueParser:
+        """The parser of ``venue`` (made on first use); ``KeyError`` for an unknown venue."""
         parser = self.parsers.get(venue)
         if parser is None:
             try:

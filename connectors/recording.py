@@ -227,6 +227,7 @@ class RecordingWriter:
         self._pending = 0
 
     def close(self) -> None:
+        """Flush and close the file."""
         self.flush()
         self._out.close()
 

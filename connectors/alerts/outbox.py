@@ -99,6 +99,7 @@ class Outbox:
             self._db.executescript(SCHEMA)
 
     def close(self) -> None:
+        """Close the database."""
         with self._lock:
             self._db.close()
 
@@ -186,6 +187,7 @@ class Outbox:
         ]
 
     def mark_delivered(self, seqs: Iterable[int]) -> None:
+        """Mark the deliveries ``seqs`` delivered."""
         now = self._clock()
         with self._transaction() as db:
             db.executemany(
@@ -300,6 +302,7 @@ class Outbox:
             return [DeliveryRow(*row) for row in self._db.execute(sql, (*params, limit)).fetchall()]
 
     def alert(self, alert_id: str) -> dict[str, Any] | None:
+        """The stored alert with id ``alert_id``, or ``None``."""
         with self._lock:
             row = self._db.execute("SELECT body FROM alerts WHERE id = ?", (alert_id,)).fetchone()
         return json.loads(row[0]) if row else None

@@ -77,9 +77,11 @@ class Catalog:
     by_symbol: dict[str, InstrumentInfo] = field(default_factory=dict)
 
     def add(self, info: InstrumentInfo) -> None:
+        """Add or replace the instrument ``info.symbol``."""
         self.by_symbol[info.symbol] = info
 
     def get(self, symbol: str) -> InstrumentInfo | None:
+        """The instrument with venue symbol ``symbol``, or ``None`` if it is not known."""
         return self.by_symbol.get(symbol)
 
 
@@ -149,9 +151,11 @@ class VenueParser:
         self.catalog = catalog if catalog is not None else Catalog()
 
     def parse_ws(self, payload: bytes | str, recv: int) -> Parsed:  # pragma: no cover - abstract
+        """Parse one websocket text frame received at ``recv`` (ns) into events or a skip reason."""
         raise NotImplementedError
 
     def parse_rest(self, path: str, body: bytes, recv: int) -> Parsed:  # pragma: no cover - abstract
+        """Parse the REST response ``body`` of ``path`` received at ``recv`` (ns) into events or a skip reason."""
         raise NotImplementedError
 
     @classmethod
@@ -192,13 +196,16 @@ class SequenceRule:
         self.last_seq = None
 
     def on_snapshot(self, snapshot: BookSnapshot) -> None:
+        """Start the sequence from the snapshot's ``seq``."""
         self.last_seq = snapshot.seq
 
     def check(self, delta: BookDelta) -> Verdict:
+        """The default rule: skip deltas until a snapshot, then apply every delta."""
         if self.last_seq is None:
             return Verdict.SKIP
         self.last_seq = delta.seq
         return Verdict.APPLY
 
     def describe_gap(self, delta: BookDelta) -> str:
+        """A human description of the gap ``delta`` opens, for the feed status."""
         return f"expected continuation of seq={self.last_seq}, got prev_seq={delta.prev_seq} seq={delta.seq}"

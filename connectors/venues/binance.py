@@ -245,11 +245,15 @@ class CombinedFrame(msgspec.Struct, frozen=True, gc=False):
 
 
 class SymbolFilter(msgspec.Struct, frozen=True, gc=False):
+    """An entry of a symbol's ``filters`` in ``/fapi/v1/exchangeInfo`` (the price filter has ``tickSize``)."""
+
     filterType: str
     tickSize: str | None = None
 
 
 class SymbolInfo(msgspec.Struct, frozen=True, gc=False):
+    """A symbol of ``/fapi/v1/exchangeInfo``."""
+
     symbol: str
     baseAsset: str
     quoteAsset: str
@@ -259,10 +263,14 @@ class SymbolInfo(msgspec.Struct, frozen=True, gc=False):
 
 
 class ExchangeInfoBody(msgspec.Struct, frozen=True, gc=False):
+    """The body of ``/fapi/v1/exchangeInfo`` (only the symbols are read)."""
+
     symbols: list[SymbolInfo]
 
 
 class DepthBody(msgspec.Struct, frozen=True, gc=False):
+    """The body of ``/fapi/v1/depth``: a book snapshot at ``lastUpdateId``."""
+
     lastUpdateId: int
     bids: RawLevels
     asks: RawLevels
@@ -271,6 +279,8 @@ class DepthBody(msgspec.Struct, frozen=True, gc=False):
 
 
 class OpenInterestBody(msgspec.Struct, frozen=True, gc=False):
+    """The body of ``/fapi/v1/openInterest`` (quantity in base units, time in ms)."""
+
     symbol: str
     openInterest: Qty
     time: int | None = None
@@ -370,14 +380,20 @@ class BookSequence(SequenceRule):
         self.synced = False
 
     def reset(self) -> None:
+        """Forget the sequence; the next diffs are skipped until a snapshot."""
         super().reset()
         self.synced = False
 
     def on_snapshot(self, snapshot: BookSnapshot) -> None:
+        """Start from the snapshot's ``lastUpdateId``; the first diff must straddle it."""
         super().on_snapshot(snapshot)
         self.synced = False
 
     def check(self, delta: BookDelta) -> Verdict:
+        """Binance's rule: skip diffs before the snapshot, sync on the one that straddles it.
+
+        After that, each diff's ``pu`` must equal the last ``u``.
+        """
         if self.last_seq is None:
             return Verdict.SKIP
         if not self.synced:
@@ -392,6 +408,7 @@ class BookSequence(SequenceRule):
         return Verdict.APPLY
 
     def describe_gap(self, delta: BookDelta) -> str:
+        """Which rule the diff broke: the sync after the snapshot or the ``pu`` continuation."""
         if not self.synced:
             return f"first diff after snapshot lastUpdateId={self.last_seq} starts at U={delta.first_seq}"
         return super().describe_gap(delta)
@@ -404,6 +421,7 @@ class Parser(VenueParser):
 
     @classmethod
     def sequence_rule(cls) -> BookSequence:
+        """Binance's sequence rule (:class:`BookSequence`)."""
         return BookSequence()
 
     def __init__(self, catalog: Catalog | None = None) -> None:
@@ -414,6 +432,7 @@ class Parser(VenueParser):
     # -- websocket -----------------------------------------------------------------------------
 
     def parse_ws(self, payload: bytes | str, recv: int) -> Parsed:
+        """Parse one combined-stream (or raw) websocket frame into events or a skip reason."""
         try:
             if isinstance(payload, str):
                 payload = payload.encode()
@@ -578,6 +597,7 @@ class Parser(VenueParser):
     # -- REST ----------------------------------------------------------------------------------
 
     def parse_rest(self, path: str, body: bytes, recv: int) -> Parsed:
+        """Parse a REST response (exchange info, depth snapshot, open interest) into events or a skip reason."""
         try:
             url = urlsplit(path)
             route = url.path.rstrip("/")
@@ -722,10 +742,12 @@ def poll_paths(symbols: _Sequence[str]) -> list[str]:
 
 
 def depth_path(symbol: str, limit: int = 1000) -> str:
+    """The REST path of the depth snapshot of ``symbol`` with ``limit`` levels."""
     return f"/fapi/v1/depth?symbol={symbol}&limit={limit}"
 
 
 def book_topic(symbol: str) -> str:
+    """The stream name of ``symbol``'s diff book."""
     return f"{symbol.lower()}@{BOOK_STREAM}"
 
 
@@ -745,6 +767,7 @@ def subscribe_messages(topics: _Sequence[str], per_message: int, first_id: int =
 
 
 def unsubscribe_messages(topics: _Sequence[str], per_message: int, first_id: int = 1) -> list[str]:
+    """The ``UNSUBSCRIBE`` messages for ``topics``, at most ``per_message`` streams each, ids from ``first_id``."""
     return _requests("UNSUBSCRIBE", topics, per_message, first_id)
 
 
@@ -869,6 +892,7 @@ class LiveBooks(BookSync):
         self.overflows = 0
 
     def path(self, symbol: str) -> str:
+        """The depth snapshot REST path of ``symbol`` at the configured depth."""
         return depth_path(symbol, self._depth)
 
     def _restart(self, book: _DepthBook) -> list[Action]:
@@ -881,6 +905,7 @@ class LiveBooks(BookSync):
         return held
 
     def on_open(self, topics: _Iterable[str]) -> list[Action]:
+        """A fresh subscription: buffer the diffs of the opened books and fetch their snapshots."""
         opened = set(topics)
         out: list[Action] = []
         for symbol, book in self._books.items():
@@ -889,9 +914,11 @@ class LiveBooks(BookSync):
         return out
 
     def on_close(self) -> list[Action]:
+        """The connection closed: every book needs a new snapshot."""
         return self.resync_all()
 
     def resync_all(self) -> list[Action]:
+        """Restart every book (buffer diffs, fetch a snapshot); returns the fetches."""
         out: list[Action] = []
         for book in self._books.values():
             out.extend(self._restart(book))
@@ -899,6 +926,7 @@ class LiveBooks(BookSync):
         return out
 
     def on_frame(self, recv: int, payload: bytes) -> _Sequence[Action]:
+        """Check a diff against its book's sequence: hand it over, or buffer and refetch on a gap."""
         if b"depthUpdate" not in payload[:200]:
             return PASS
         try:
@@ -933,6 +961,7 @@ class LiveBooks(BookSync):
         return PASS
 
     def on_rest(self, path: str, recv: int, body: bytes) -> list[Action] | None:
+        """A depth snapshot arrived: the actions that sync its book, or ``None`` if the path is not a depth snapshot."""
         url = urlsplit(path)
         if url.path.rstrip("/") != "/fapi/v1/depth":
             return None

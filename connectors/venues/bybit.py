@@ -234,16 +234,22 @@ class RawTicker(msgspec.Struct):
 
 
 class RestEnvelope(msgspec.Struct):
+    """The envelope of every v5 REST response: ``retCode`` 0 is success, ``result`` is decoded per route."""
+
     retCode: int
     retMsg: str = ""
     result: msgspec.Raw = msgspec.Raw()
 
 
 class RawPriceFilter(msgspec.Struct):
+    """An instrument's ``priceFilter`` (the tick size)."""
+
     tickSize: str = ""
 
 
 class RawInstrument(msgspec.Struct):
+    """An instrument of ``/v5/market/instruments-info``."""
+
     symbol: str
     baseCoin: str
     quoteCoin: str
@@ -254,17 +260,23 @@ class RawInstrument(msgspec.Struct):
 
 
 class RawInstruments(msgspec.Struct):
+    """The ``result`` of ``/v5/market/instruments-info``: instruments and the next page's cursor."""
+
     category: str = ""
     items: list[RawInstrument] = msgspec.field(default_factory=list, name="list")
     nextPageCursor: str = ""
 
 
 class RawOpenInterestEntry(msgspec.Struct):
+    """One open-interest reading: contracts (base units) at ``timestamp`` (ms)."""
+
     openInterest: float
     timestamp: int
 
 
 class RawOpenInterest(msgspec.Struct):
+    """The ``result`` of ``/v5/market/open-interest``."""
+
     symbol: str
     items: list[RawOpenInterestEntry] = msgspec.field(default_factory=list, name="list")
     category: str = ""
@@ -376,6 +388,7 @@ class BookSequence(SequenceRule):
     """
 
     def check(self, delta: BookDelta) -> Verdict:
+        """Bybit's rule: after a snapshot, each delta's ``u`` is the last one plus 1; older ones are skipped."""
         if self.last_seq is None or delta.seq <= self.last_seq:
             return Verdict.SKIP
         if delta.seq != self.last_seq + 1:
@@ -384,6 +397,7 @@ class BookSequence(SequenceRule):
         return Verdict.APPLY
 
     def describe_gap(self, delta: BookDelta) -> str:
+        """The ``u`` that was expected and the one that came."""
         return f"expected u={self.last_seq + 1 if self.last_seq is not None else '?'}, got u={delta.seq}"
 
 
@@ -394,6 +408,7 @@ class Parser(VenueParser):
 
     @classmethod
     def sequence_rule(cls) -> BookSequence:
+        """Bybit's sequence rule (:class:`BookSequence`)."""
         return BookSequence()
 
     def __init__(self, catalog: Catalog | None = None) -> None:
@@ -422,6 +437,7 @@ class Parser(VenueParser):
 
     # ------------------------------------------------------------------ websocket
     def parse_ws(self, payload: bytes | str, recv: int) -> Parsed:
+        """Parse one websocket frame into events or a skip reason; unexpected errors become a ``ParseError``."""
         try:
             return self._parse_ws(payload, recv)
         except ParseError:
@@ -630,6 +646,7 @@ class Parser(VenueParser):
 
     # ------------------------------------------------------------------ REST
     def parse_rest(self, path: str, body: bytes, recv: int) -> Parsed:
+        """Parse a REST response into events or a skip reason; unexpected errors become a ``ParseError``."""
         try:
             return self._parse_rest(path, body, recv)
         except ParseError:
@@ -765,6 +782,7 @@ def native_symbol(asset: str, quote: str = "USDT") -> str:
 
 
 def instruments_paths(symbols: _Sequence[str]) -> list[str]:
+    """The instruments-info REST paths, one per symbol."""
     return [f"/v5/market/instruments-info?category=linear&symbol={symbol}" for symbol in symbols]
 
 
@@ -794,14 +812,17 @@ def listed_symbols(path: str, body: bytes) -> set[str]:
 
 
 def poll_paths(symbols: _Sequence[str]) -> list[str]:
+    """The REST paths polled while live: none (open interest comes with the tickers)."""
     return []
 
 
 def book_topic(symbol: str, depth: int = 50) -> str:
+    """The order book topic of ``symbol`` at ``depth`` levels."""
     return f"orderbook.{depth}.{symbol}"
 
 
 def connections(symbols: _Sequence[str], settings: LiveSettings) -> list[ConnectionSpec]:
+    """The websocket connections for ``symbols``: books and market topics, split by ``max_topics_per_connection``."""
     market = [f"{topic}.{symbol}" for symbol in symbols for topic in MARKET_TOPICS]
     books = [book_topic(symbol, settings.book_depth) for symbol in symbols]
     limit = settings.max_topics_per_connection
@@ -818,6 +839,7 @@ def subscribe_messages(topics: _Sequence[str], per_message: int, first_id: int =
 
 
 def unsubscribe_messages(topics: _Sequence[str], per_message: int, first_id: int = 1) -> list[str]:
+    """The ``unsubscribe`` messages for ``topics``, at most ``per_message`` topics each."""
     return _requests("unsubscribe", topics, per_message, first_id)
 
 
@@ -829,6 +851,7 @@ def _requests(op: str, topics: _Sequence[str], per_message: int, first_id: int) 
 
 
 def heartbeat_message() -> str | None:
+    """Bybit's application ping, ``{"op":"ping"}``."""
     return '{"op":"ping"}'
 
 
@@ -838,6 +861,7 @@ def is_data(payload: bytes) -> bool:
 
 
 def rollover_hint(payload: bytes) -> bool:
+    """Always ``False``: Bybit does not announce a close."""
     return False
 
 

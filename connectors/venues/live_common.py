@@ -174,6 +174,7 @@ class BookSync:
         return []
 
     def on_frame(self, recv: int, payload: bytes) -> Sequence[Action]:
+        """Hand every frame over (a venue with no book logic)."""
         return PASS
 
     def on_rest(self, path: str, recv: int, body: bytes) -> list[Action] | None:
@@ -233,6 +234,7 @@ class ResubscribeBooks(BookSync):
         self._clock = clock
 
     def on_open(self, topics: Iterable[str]) -> list[Action]:
+        """The subscription of these books (re)opened: each starts again with the snapshot it sends."""
         opened = set(topics)
         for symbol, book in self._books.items():
             if self._topic(symbol) in opened:
@@ -241,9 +243,11 @@ class ResubscribeBooks(BookSync):
         return []
 
     def on_close(self) -> list[Action]:
+        """The connection closed: every book is resyncing."""
         return self.resync_all()
 
     def resync_all(self) -> list[Action]:
+        """Mark every book resyncing and resubscribe them all."""
         now = self._clock()
         for book in self._books.values():
             book.resyncing_since = now
@@ -251,6 +255,7 @@ class ResubscribeBooks(BookSync):
         return [Resubscribe(tuple(self._topic(symbol) for symbol in self._books))] if self._books else []
 
     def on_frame(self, recv: int, payload: bytes) -> Sequence[Action]:
+        """Check the book frame's sequence; on a gap, resubscribe the book (the frame is still handed over)."""
         rows = self._probe(payload)
         if not rows:
             return PASS
@@ -273,6 +278,7 @@ class ResubscribeBooks(BookSync):
         return actions or PASS
 
     def tick(self, now: float) -> list[Action]:
+        """Resubscribe the books whose resync took longer than the timeout (``now`` in seconds)."""
         late: list[str] = []
         for symbol, book in self._books.items():
             if book.resyncing_since is not None and now - book.resyncing_since >= self._timeout:

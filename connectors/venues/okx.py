@@ -242,6 +242,8 @@ class LiquidationRow(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class MarkPriceRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A row of the ``mark-price`` channel (price in quote currency, ``ts`` in ms)."""
+
     instId: str = ""
     markPx: float
     ts: int
@@ -461,6 +463,7 @@ class BookSequence(SequenceRule):
     """
 
     def check(self, delta: BookDelta) -> Verdict:
+        """OKX's rule: each update's ``prevSeqId`` equals the last ``seqId``."""
         if self.last_seq is None:
             return Verdict.SKIP
         if delta.prev_seq is not None and delta.prev_seq != self.last_seq:
@@ -482,6 +485,7 @@ class Parser(VenueParser):
 
     @classmethod
     def sequence_rule(cls) -> BookSequence:
+        """OKX's sequence rule (:class:`BookSequence`)."""
         return BookSequence()
 
     def __init__(self, catalog: Catalog | None = None) -> None:
@@ -506,6 +510,7 @@ class Parser(VenueParser):
     # ---------------------------------------------------------------- entry points
 
     def parse_ws(self, payload: bytes | str, recv: int) -> Parsed:
+        """Parse one websocket frame (or a ``pong``) into events or a skip reason."""
         try:
             if payload == b"pong" or payload == "pong":
                 return Parsed("control")
@@ -534,6 +539,7 @@ class Parser(VenueParser):
             raise ParseError("parser_exception", f"{type(exc).__name__}: {exc}"[:200]) from None
 
     def parse_rest(self, path: str, body: bytes, recv: int) -> Parsed:
+        """Parse a REST response (instruments, book snapshot) into events or a skip reason."""
         try:
             url = urlsplit(path)
             query = parse_qs(url.query)
@@ -848,6 +854,7 @@ def native_symbol(asset: str, quote: str = "USDT") -> str:
 
 
 def instruments_paths(symbols: _Sequence[str]) -> list[str]:
+    """The instruments REST path (all swaps; one request covers every symbol)."""
     return ["/api/v5/public/instruments?instType=SWAP"]
 
 
@@ -871,14 +878,20 @@ def listed_symbols(path: str, body: bytes) -> set[str]:
 
 
 def poll_paths(symbols: _Sequence[str]) -> list[str]:
+    """The REST paths polled while live: none (every channel is pushed)."""
     return []
 
 
 def book_topic(symbol: str) -> str:
+    """The order book topic of ``symbol`` (``books:<instId>``)."""
     return f"{BOOK_CHANNEL}:{symbol}"
 
 
 def connections(symbols: _Sequence[str], settings: LiveSettings) -> list[ConnectionSpec]:
+    """The websocket connections for ``symbols``: books, market channels and liquidations.
+
+    Split into connections of at most ``max_topics_per_connection`` topics.
+    """
     market = [f"{channel}:{symbol}" for symbol in symbols for channel in MARKET_CHANNELS] + [LIQUIDATIONS]
     books = [book_topic(symbol) for symbol in symbols]
     limit = settings.max_topics_per_connection
@@ -900,6 +913,7 @@ def subscribe_messages(topics: _Sequence[str], per_message: int, first_id: int =
 
 
 def unsubscribe_messages(topics: _Sequence[str], per_message: int, first_id: int = 1) -> list[str]:
+    """The ``unsubscribe`` messages for ``topics``, at most ``per_message`` channels each."""
     return _requests("unsubscribe", topics, per_message)
 
 
@@ -911,6 +925,7 @@ def _requests(op: str, topics: _Sequence[str], per_message: int) -> list[str]:
 
 
 def heartbeat_message() -> str | None:
+    """OKX's application ping, the text ``ping``."""
     return "ping"
 
 
