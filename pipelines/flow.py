@@ -62,15 +62,18 @@ class MergeLogic(StatefulBatchLogic[Any, AssetSecond | SecondManifest, SecondRel
         self.releaser = releaser
 
     def on_batch(self, values: list[list[Any]]) -> tuple[list[AssetSecond | SecondManifest], bool]:
+        """Release the seconds that the batches' watermarks close."""
         out: list[AssetSecond | SecondManifest] = []
         for batch in values:
             out.extend(self.releaser.process(batch))
         return out, StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[AssetSecond | SecondManifest], bool]:
+        """At end of input, release every second still held."""
         return self.releaser.flush(), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> SecondReleaser:
+        """A copy of the releaser, for recovery."""
         return copy.deepcopy(self.releaser)
 
 
@@ -81,9 +84,11 @@ class AssetLogic(StatefulBatchLogic[AssetSecond, AssetOutput, AssetRisk]):
         self.risk = risk
 
     def on_batch(self, values: list[AssetSecond]) -> tuple[list[AssetOutput], bool]:
+        """The asset's outputs of each released second, in order."""
         return [self.risk.update(value) for value in values], StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> AssetRisk:
+        """A copy of the asset's risk state, for recovery."""
         return copy.deepcopy(self.risk)
 
 
@@ -94,14 +99,17 @@ class OrderLogic(StatefulBatchLogic[Any, list[dict[str, Any]], OutputOrderer]):
         self.orderer = orderer
 
     def on_batch(self, values: list[Any]) -> tuple[list[list[dict[str, Any]]], bool]:
+        """The outputs that are complete, in output order, as one list (none if nothing is ready)."""
         out = self.orderer.process(values)
         return ([out] if out else []), StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[list[dict[str, Any]]], bool]:
+        """Check that nothing is left waiting at end of input."""
         self.orderer.check_complete()
         return [], StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> OutputOrderer:
+        """A copy of the orderer, for recovery."""
         return copy.deepcopy(self.orderer)
 
 

@@ -227,6 +227,7 @@ def measure_replay(paths: list[Path], frames: int, processes: int = 1) -> Replay
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the replay benchmark (``python -m cascadewatch.pipelines.bench.replay``); returns the exit status."""
     parser = argparse.ArgumentParser(
         prog="python -m cascadewatch.pipelines.bench.replay",
         description=__doc__,

@@ -191,6 +191,10 @@ def _run(args: argparse.Namespace, console: Console) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``record`` or ``run`` from ``argv`` (``python -m cascadewatch.pipelines.cli.live``).
+
+    Returns the exit status.
+    """
     parser = argparse.ArgumentParser(prog="cascadewatch")
     add_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     return handle(parser.parse_args(argv))

@@ -39,6 +39,7 @@ def _speed(text: str) -> float | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``cascadewatch`` argument parser with every command."""
     parser = argparse.ArgumentParser(
         prog="cascadewatch", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -148,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``cascadewatch`` command line; returns the exit status."""
     args = build_parser().parse_args(argv)
     console = Console()
     try:

@@ -99,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``cascadewatch simulate`` from ``argv``; returns the exit status."""
     parser = argparse.ArgumentParser(prog="cascadewatch simulate", description=DESCRIPTION)
     add_arguments(parser)
     return run(parser.parse_args(argv))

@@ -31,6 +31,7 @@ from cascadewatch.pipelines.run.replay import ReplayOptions, run_replay
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a JSONL file, blank lines skipped."""
     with open(path) as lines:
         return [json.loads(line) for line in lines if line.strip()]
 

@@ -34,6 +34,7 @@ class ReplaySummary:
 
     @classmethod
     def read(cls, summary_path: Path, alerts_path: Path | None, snapshots_path: Path | None) -> ReplaySummary:
+        """Read a run's summary file and its JSONL outputs (missing files count as empty)."""
         raw = json.loads(summary_path.read_text()) if summary_path.exists() else {}
 
         def pairs(table: dict[str, int]) -> Counter[tuple[str, str]]:

@@ -101,12 +101,18 @@ class Positions:
         return len(self._exits)
 
     def liquidation_price(self, side: int, entry: float, lev: float) -> float:
+        """The liquidation price of a ``side`` position opened at ``entry`` with leverage ``lev``.
+
+        ``entry * (1 - 1/lev + mmr)`` for a long, ``entry * (1 + 1/lev - mmr)`` for a short
+        (``mmr``: maintenance margin rate).
+        """
         if side == LONG:
             return entry * (1.0 - 1.0 / lev + self.mmr)
         return entry * (1.0 + 1.0 / lev - self.mmr)
 
     @staticmethod
     def bankruptcy_price(side: int, entry: float, lev: float) -> float:
+        """The price at which the position's margin is gone: ``entry * (1 -/+ 1/lev)``."""
         return entry * (1.0 - 1.0 / lev) if side == LONG else entry * (1.0 + 1.0 / lev)
 
     def open(self, t: float, side: int, lots: int, entry: float, lev: float, exit_t: float) -> int:
@@ -198,6 +204,7 @@ class StopBook:
         self._buy: list[tuple[float, int]] = []  # lowest trigger last
 
     def add(self, side: str, trigger: float, lots: int) -> None:
+        """Add a ``side`` stop order of ``lots`` that triggers at ``trigger`` (ticks)."""
         if side == "sell":
             self._sell.append((trigger, lots))
             self._sell.sort()

@@ -57,15 +57,18 @@ class Book:
         return sum(ticks[c] * q for c, q in fills) / sum(q for _, q in fills)
 
     def cell_of(self, ticks: float) -> int:
+        """The cell holding price ``ticks``."""
         return int(ticks // self.cell_ticks)
 
     def mid_ticks(self) -> float:
+        """The mid in ticks (the last trade's cell when a side is empty)."""
         if 0 <= self.bb and self.ba < self.n:
             return (self.ticks[self.bb] + self.ticks[self.ba]) / 2.0
         return float(self.ticks[self.last_cell])
 
     # --------------------------------------------------------------- edits
     def set_bid(self, cell: int, lots: int) -> None:
+        """Set the bid lots of ``cell`` (ignored at or above the best ask, or outside the grid)."""
         if cell >= self.ba or cell < 0:
             return
         if self.bids[cell] != lots:
@@ -77,6 +80,7 @@ class Book:
                 self._fix_bb()
 
     def set_ask(self, cell: int, lots: int) -> None:
+        """Set the ask lots of ``cell`` (ignored at or below the best bid, or outside the grid)."""
         if cell <= self.bb or cell >= self.n:
             return
         if self.asks[cell] != lots:
