@@ -22,6 +22,7 @@ from cascadewatch.connectors.events import (
     AnyEvent,
     BookDelta,
     BookSnapshot,
+    FeedState,
     FeedStatus,
     Level,
 )
@@ -248,13 +249,13 @@ class BookKeeper:
             self.rule.reset()
 
 
-def _status(event: AnyEvent, state: str, detail: str) -> FeedStatus:
+def _status(event: AnyEvent, state: FeedState, detail: str) -> FeedStatus:
     return FeedStatus(
         venue=event.venue,
         symbol=event.symbol,
         instrument=event.instrument,
         ts=event.ts,
         recv=event.recv,
-        state=state,  # type: ignore[arg-type]
+        state=state,
         detail=detail,
     )

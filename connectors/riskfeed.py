@@ -210,13 +210,13 @@ class RiskFeedServer:
     def publish_many(self, items: Iterable[Any]) -> None:
         """Broadcast several items in order with one hand-over to the server loop."""
         loop = self._loop
-        encoded = []
+        encoded: list[tuple[str, str | None, str]] = []
         for item in items:
             if not isinstance(item, dict):
                 item = msgspec.to_builtins(item)
             if not isinstance(item, dict) or item.get("type") not in ("snapshot", "alert"):
                 continue
-            encoded.append((item.get("type"), item.get("asset"), _encoder.encode(item).decode()))
+            encoded.append((item["type"], item.get("asset"), _encoder.encode(item).decode()))
         if not encoded or loop is None or loop.is_closed():
             return
         self.stats.published += len(encoded)

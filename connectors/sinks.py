@@ -64,7 +64,7 @@ def held_elsewhere(sink: FixedPartitionedSink[Any, Any]) -> FixedPartitionedSink
     Single-partition outputs (files, outbox, risk feed, metrics) belong to one known process:
     the one whose volume and Service the deployment points at.
     """
-    sink.list_parts = list  # type: ignore[method-assign]
+    sink.list_parts = list  # type: ignore[method-assign]  # on this instance only: this process lists none of its parts
     return sink
 
 

@@ -99,10 +99,10 @@ class InstrumentRouter:
         A venue-wide connection event (``instrument == ""``) goes to every announced instrument
         of its venue (returns ``None``); a new instrument first learns its connection's state.
         """
-        if not event.instrument:
-            self.connection[event.venue] = event  # type: ignore[assignment]
+        if not event.instrument and isinstance(event, FeedStatus):
+            self.connection[event.venue] = event
             for key in self.instruments.get(event.venue, ()):
-                by_key.setdefault(key, []).append(_for_instrument(event, key))  # type: ignore[arg-type]
+                by_key.setdefault(key, []).append(_for_instrument(event, key))
             return None
         key = instrument_key(event)
         bucket = by_key.get(key)

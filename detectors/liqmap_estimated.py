@@ -45,6 +45,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -426,7 +427,9 @@ class EstimatedLiquidationMap:
         """
         centers = self._centers(k_lo, k_hi)
         below, above = centers < price, centers > price
-        kw = dict(window=self.cluster_buckets, dense_multiple=self.dense_multiple, min_usd=self.min_cluster_usd)
+        kw: dict[str, Any] = dict(
+            window=self.cluster_buckets, dense_multiple=self.dense_multiple, min_usd=self.min_cluster_usd
+        )
         return EstimatedMapReadout(
             price=float(price),
             t=float(t),

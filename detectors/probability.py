@@ -225,6 +225,7 @@ class RealizedVolatility:
         self.returns = 0
 
     def _close_second(self) -> None:
+        assert self._cur_sec is not None  # called only once a second is open
         if self._prev_sec is not None:
             g = self._cur_sec - self._prev_sec
             if g <= self.max_gap_s:

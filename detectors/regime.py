@@ -219,7 +219,7 @@ class RegimeDetector:
         collapsed = depth < self.depth_collapse
         first_collapse = [
             i if c else None
-            for i, c in zip(collapsed.argmax(axis=1).tolist(), collapsed.any(axis=1).tolist(), strict=True)
+            for i, c in zip(collapsed.argmax(axis=1).tolist(), np.any(collapsed, axis=1).tolist(), strict=True)
         ]
         out = {}
         for d, liq_c, mine, other, depth_c, adl_c in (

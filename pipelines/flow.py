@@ -26,11 +26,11 @@ import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
-from bytewax.inputs import Source
+from bytewax.inputs import FixedPartitionedSource
 from bytewax.operators import StatefulBatchLogic
 
 from cascadewatch.connectors.alerts.sink import AlertOutboxSink
@@ -144,7 +144,16 @@ class FlowOptions:
     on_sample: Callable[[dict], None] | None = None
 
 
-def build_flow(source: Source[Any], n_partitions: int, config: Config, options: FlowOptions) -> Dataflow:
+def _is_asset_second(
+    key_value: tuple[str, AssetSecond | SecondManifest],
+) -> TypeGuard[tuple[str, AssetSecond]]:
+    """Whether a released item goes to its asset's key (a manifest goes to the ordering key)."""
+    return key_value[0] != ORDER_KEY
+
+
+def build_flow(
+    source: FixedPartitionedSource[Any, Any], n_partitions: int, config: Config, options: FlowOptions
+) -> Dataflow:
     """Wire the dataflow. ``n_partitions``: how many source partitions feed watermarks.
 
     ``options``: outputs and services (:class:`FlowOptions`).
@@ -166,7 +175,7 @@ def build_flow(source: Source[Any], n_partitions: int, config: Config, options: 
         ),
         _route_released,
     )
-    by_asset = op.branch("split_manifests", released, lambda key_value: key_value[0] != ORDER_KEY)
+    by_asset = op.branch("split_manifests", released, _is_asset_second)
     asset_outputs = op.stateful_batch(
         "asset_risk",
         by_asset.trues,

@@ -82,7 +82,7 @@ import math
 import sys
 from collections.abc import Iterable as _Iterable
 from collections.abc import Sequence as _Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
@@ -101,6 +101,8 @@ from cascadewatch.connectors.venues.base import (
     InstrumentInfo,
     Parsed,
     ParseError,
+    SeqStart,
+    SeqStep,
     SequenceRule,
     VenueParser,
     Verdict,
@@ -295,7 +297,7 @@ _any_decoder = msgspec.json.Decoder()
 
 _NOT_PERP = ""  # instrument cache value for a symbol that is not a perpetual swap
 _SKIPPED = {BookTickerMsg: "skipped:bookTicker", KlineMsg: "skipped:kline", TickerMsg: "skipped:ticker"}
-_LIQUIDATED = {"SELL": "long", "BUY": "short"}
+_LIQUIDATED: dict[str, Literal["long", "short"]] = {"SELL": "long", "BUY": "short"}
 
 
 def _parse_error(exc: Exception) -> ParseError:
@@ -384,12 +386,12 @@ class BookSequence(SequenceRule):
         super().reset()
         self.synced = False
 
-    def on_snapshot(self, snapshot: BookSnapshot) -> None:
+    def on_snapshot(self, snapshot: SeqStart) -> None:
         """Start from the snapshot's ``lastUpdateId``; the first diff must straddle it."""
         super().on_snapshot(snapshot)
         self.synced = False
 
-    def check(self, delta: BookDelta) -> Verdict:
+    def check(self, delta: SeqStep) -> Verdict:
         """Binance's rule: skip diffs before the snapshot, sync on the one that straddles it.
 
         After that, each diff's ``pu`` must equal the last ``u``.
@@ -407,7 +409,7 @@ class BookSequence(SequenceRule):
         self.last_seq = delta.seq
         return Verdict.APPLY
 
-    def describe_gap(self, delta: BookDelta) -> str:
+    def describe_gap(self, delta: SeqStep) -> str:
         """Which rule the diff broke: the sync after the snapshot or the ``pu`` continuation."""
         if not self.synced:
             return f"first diff after snapshot lastUpdateId={self.last_seq} starts at U={delta.first_seq}"
@@ -437,7 +439,7 @@ class Parser(VenueParser):
             if isinstance(payload, str):
                 payload = payload.encode()
             head = payload[:9]
-            frame = None
+            frame: CombinedFrame | WsData | Parsed | None = None
             try:  # one-pass decoders for Binance's compact frames
                 if head == b'{"stream"':
                     frame = _combined_decoder.decode(payload)
@@ -447,11 +449,11 @@ class Parser(VenueParser):
                 pass  # _decode_slow says why
             if frame is None:
                 frame = _decode_slow(payload)
-            if type(frame) is CombinedFrame:
+            if isinstance(frame, CombinedFrame):
                 data = frame.data
                 if type(data) is DepthUpdateMsg and _is_partial_depth(frame.stream):
                     return Parsed("skipped:partial_depth")
-            elif type(frame) is Parsed:
+            elif isinstance(frame, Parsed):
                 return frame
             else:
                 data = frame
@@ -952,7 +954,7 @@ class LiveBooks(BookSync):
                 book.fetching = True
                 return [Fetch(self.path(diff.s))]
             return ()
-        if book.rule.check(mark) is Verdict.GAP:  # type: ignore[arg-type]
+        if book.rule.check(mark) is Verdict.GAP:
             self.gaps += 1
             self.resyncs += 1
             self._restart(book)
@@ -980,12 +982,12 @@ class LiveBooks(BookSync):
         if bridge is not None and (bridge.first_seq or 0) > last_id:
             self.stale_snapshots += 1  # older than what we buffered: fetch again
             return [Fetch(path)]
-        book.rule.on_snapshot(SeqMark(last_id))  # type: ignore[arg-type]
+        book.rule.on_snapshot(SeqMark(last_id))
         out: list[Action] = [Emit(recv, rest_frame(path, body), rest=True)]
         gap = False
         for held_recv, held_payload, mark in book.buffer:
             out.append(Emit(held_recv, held_payload))
-            if not gap and book.rule.check(mark) is Verdict.GAP:  # type: ignore[arg-type]
+            if not gap and book.rule.check(mark) is Verdict.GAP:
                 gap = True
         book.buffer = []
         book.waiting = book.fetching = False

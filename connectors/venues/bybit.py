@@ -117,7 +117,7 @@ import math
 import re
 import time as _time
 from collections.abc import Sequence as _Sequence
-from typing import Literal
+from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
 import msgspec
@@ -138,6 +138,7 @@ from cascadewatch.connectors.venues.base import (
     InstrumentInfo,
     Parsed,
     ParseError,
+    SeqStep,
     SequenceRule,
     VenueParser,
     Verdict,
@@ -292,8 +293,9 @@ _REST = msgspec.json.Decoder(RestEnvelope, strict=False)
 _INSTRUMENTS = msgspec.json.Decoder(RawInstruments, strict=False)
 _OPEN_INTEREST = msgspec.json.Decoder(RawOpenInterest, strict=False)
 
-_AGGRESSOR = {"Buy": "buy", "Sell": "sell"}
-_LIQUIDATED = {"Buy": "long", "Sell": "short"}  # Bybit: "Buy" = a long position was liquidated
+_AGGRESSOR: dict[str, Literal["buy", "sell"]] = {"Buy": "buy", "Sell": "sell"}
+# Bybit: "Buy" = a long position was liquidated
+_LIQUIDATED: dict[str, Literal["long", "short"]] = {"Buy": "long", "Sell": "short"}
 
 # Known v5 public topics that carry nothing we use.
 _SKIPPED_TOPICS = {
@@ -311,7 +313,10 @@ _INVERSE_FUTURE = re.compile(r"^[A-Z0-9]+USD[FGHJKMNQUVXZ]\d{2}$")
 _MAX_CACHED_SYMBOLS = 10_000
 
 
-def _decode(decoder: msgspec.json.Decoder, payload: bytes | str | msgspec.Raw, what: str) -> object:
+_T = TypeVar("_T")
+
+
+def _decode(decoder: msgspec.json.Decoder[_T], payload: bytes | str | msgspec.Raw, what: str) -> _T:
     if type(payload) is msgspec.Raw and not payload:
         raise ParseError("schema", f"{what}: missing data")
     try:
@@ -387,7 +392,7 @@ class BookSequence(SequenceRule):
     resubscribes to get one). ``u == 1`` arrives as a snapshot from the parser.
     """
 
-    def check(self, delta: BookDelta) -> Verdict:
+    def check(self, delta: SeqStep) -> Verdict:
         """Bybit's rule: after a snapshot, each delta's ``u`` is the last one plus 1; older ones are skipped."""
         if self.last_seq is None or delta.seq <= self.last_seq:
             return Verdict.SKIP
@@ -396,7 +401,7 @@ class BookSequence(SequenceRule):
         self.last_seq = delta.seq
         return Verdict.APPLY
 
-    def describe_gap(self, delta: BookDelta) -> str:
+    def describe_gap(self, delta: SeqStep) -> str:
         """The ``u`` that was expected and the one that came."""
         return f"expected u={self.last_seq + 1 if self.last_seq is not None else '?'}, got u={delta.seq}"
 

@@ -265,10 +265,10 @@ class ResubscribeBooks(BookSync):
             if book is None:
                 continue
             if snapshot:
-                book.rule.on_snapshot(SeqMark(seq))  # type: ignore[arg-type]
+                book.rule.on_snapshot(SeqMark(seq))
                 book.resyncing_since = None
                 continue
-            if book.rule.check(SeqMark(seq, prev)) is Verdict.GAP and book.resyncing_since is None:  # type: ignore[arg-type]
+            if book.rule.check(SeqMark(seq, prev)) is Verdict.GAP and book.resyncing_since is None:
                 self.gaps += 1
                 self.resyncs += 1
                 book.resyncing_since = self._clock()

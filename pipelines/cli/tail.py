@@ -167,8 +167,9 @@ def fit_columns(rows: list[list[Any]], width: int | None) -> list[int]:
 
 def snapshot_row(snap: dict[str, Any]) -> list[RenderableType]:
     """The table row of an asset's snapshot: price, probabilities, distances, depth, branching."""
-    down = snap.get("down") if isinstance(snap.get("down"), dict) else {}
-    up = snap.get("up") if isinstance(snap.get("up"), dict) else {}
+    raw_down, raw_up = snap.get("down"), snap.get("up")
+    down: dict[str, Any] = raw_down if isinstance(raw_down, dict) else {}
+    up: dict[str, Any] = raw_up if isinstance(raw_up, dict) else {}
     branching = snap.get("branching")
     bid, ask = pick(snap, "depth_bid_usd.50"), pick(snap, "depth_ask_usd.50")
     return [

@@ -19,6 +19,7 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -48,13 +49,17 @@ def evaluate(
         for index, (recording, truth_path) in enumerate(zip(recordings, truths, strict=True)):
             task = bar.add_task(recording.name, total=recording.stat().st_size)
             out = Path(scratch) / str(index)
+
+            def advance(_path: str, done: int, task: TaskID = task) -> None:
+                bar.update(task, completed=done)
+
             run_replay(
                 [recording],
                 config,
                 ReplayOptions(
                     alerts_out=out / "alerts.jsonl",
                     snapshots_out=out / "snapshots.jsonl",
-                    progress=lambda _path, done, task=task: bar.update(task, completed=done),
+                    progress=advance,
                 ),
             )
             alerts = read_jsonl(out / "alerts.jsonl")

@@ -32,10 +32,7 @@ log = logging.getLogger("cascadewatch.live")
 
 
 def load_live_config(path: str | Path | None) -> tuple[Config, LiveConfig]:
-    """Read a TOML config: the pipeline :class:`Config` and its ``[live]`` table.
-
-    Works whether or not ``Config`` already embeds ``live`` (the integrator's step).
-    """
+    """Read a TOML config: the pipeline :class:`Config` and its ``[live]`` table (``config.live``)."""
     if path is None:
         return Config(), LiveConfig()
     path = Path(path)
@@ -46,13 +43,10 @@ def load_live_config(path: str | Path | None) -> tuple[Config, LiveConfig]:
     except msgspec.DecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     try:
-        if "live" in getattr(Config, "__struct_fields__", ()):
-            config = msgspec.convert(raw, Config)
-            return config, config.live  # type: ignore[attr-defined]
-        live_table = raw.pop("live", {})
-        return msgspec.convert(raw, Config), msgspec.convert(live_table, LiveConfig)
+        config = msgspec.convert(raw, Config)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    return config, config.live
 
 
 @dataclass(frozen=True)
@@ -166,12 +160,17 @@ def record(
     feeds = [
         VenueFeed(name, live, queue, **(feed_options or {})) for name, queue in zip(live.venues, queues, strict=True)
     ]
+
+    def rebootstrap_all() -> None:
+        for feed in feeds:
+            feed.rebootstrap()
+
     recorder = RotatingRecorder(
         out,
         comment=f"cascadewatch record venues={','.join(live.venues)} symbols={','.join(live.symbols)}",
         rotate_bytes=int(rotate_mb * 1_000_000),
         rotate_s=rotate_hours * 3600.0,
-        on_rotate=lambda: [feed.rebootstrap() for feed in feeds],
+        on_rotate=rebootstrap_all,
     )
     summary = RecordSummary()
     deadline = None if duration_s is None else time.monotonic() + duration_s

@@ -38,7 +38,8 @@ class ReplaySummary:
         raw = json.loads(summary_path.read_text()) if summary_path.exists() else {}
 
         def pairs(table: dict[str, int]) -> Counter[tuple[str, str]]:
-            return Counter({tuple(key.split(" ", 1)): n for key, n in table.items()})  # type: ignore[misc]
+            """``{"venue kind": n}`` -> ``{(venue, kind): n}``."""
+            return Counter({_split_pair(key): n for key, n in table.items()})
 
         alerts = [json.loads(line) for line in alerts_path.open()] if alerts_path and alerts_path.exists() else []
         snapshots = sum(1 for _ in snapshots_path.open()) if snapshots_path and snapshots_path.exists() else 0
@@ -84,6 +85,12 @@ class ReplayOptions:
     progress: ProgressCallback | None = None
     recovery_dir: str | Path | None = None
     on_sample: Callable[[dict], None] | None = None
+
+
+def _split_pair(key: str) -> tuple[str, str]:
+    """``"okx-swap trade"`` -> ``("okx-swap", "trade")``: the key of a summary count."""
+    first, _, second = key.partition(" ")
+    return first, second
 
 
 def run_replay(

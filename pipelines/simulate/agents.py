@@ -40,8 +40,9 @@ from cascadewatch.pipelines.simulate.book import LOT
 
 __all__ = ["Positions", "StopBook", "Traders", "FlowParams", "Order", "poisson", "lognormal_lots", "pick"]
 
-Order = tuple[float, str, int, str, object]
-"""``(offset_ms in the step, aggressor side, lots, tag, ref)``."""
+Order = tuple[float, str, int, str, float | int | None]
+"""``(offset_ms in the step, aggressor side, lots, tag, ref)``: ``ref`` is the leverage of an
+``open``, the position id of a ``close``, else ``None``."""
 
 LONG, SHORT = 0, 1
 
@@ -344,8 +345,10 @@ class Traders:
         """An order of theirs traded ``lots`` at ``avg_tick``: an opening order becomes a position."""
         if order[3] == "open":
             side = LONG if order[1] == "buy" else SHORT
+            lev = order[4]
+            assert lev is not None  # an opening order carries its leverage
             self.positions.open(
-                ms / 1000.0, side, lots, avg_tick, order[4], ms / 1000.0 + self.rng.expovariate(1.0 / self.hold_s)
+                ms / 1000.0, side, lots, avg_tick, lev, ms / 1000.0 + self.rng.expovariate(1.0 / self.hold_s)
             )
 
     def after_trades(self, last_tick: float) -> None:

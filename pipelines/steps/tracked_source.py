@@ -69,7 +69,10 @@ class TrackedPartition(StatefulSourcePartition[tuple[str, list[Any]], dict[str, 
                     if tracker is None:
                         tracker = self.trackers[key] = InstrumentTracker(self.lag)
                     for item in tracker.process(values):
-                        (dead if isinstance(item, DeadLetter) else to_merge).append(item)
+                        if isinstance(item, DeadLetter):
+                            dead.append(item)
+                        else:
+                            to_merge.append(item)
                 last = values[-1]
                 if isinstance(last, Watermark) and (mark is None or last.wm > mark.wm):
                     mark = last
@@ -97,7 +100,7 @@ class TrackedPartition(StatefulSourcePartition[tuple[str, list[Any]], dict[str, 
 class TrackedSource(FixedPartitionedSource[tuple[str, list[Any]], dict[str, Any]]):
     """``inner``'s partitions, each with its instruments' trackers (see the module docstring)."""
 
-    def __init__(self, inner: FixedPartitionedSource, allowed_lag_ns: int) -> None:
+    def __init__(self, inner: FixedPartitionedSource[Any, Any], allowed_lag_ns: int) -> None:
         self.inner = inner
         self.allowed_lag_ns = allowed_lag_ns
 

@@ -8,7 +8,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from cascadewatch.connectors.alerts.config import DestinationConfig
 
@@ -106,8 +106,12 @@ class Destination:
         """Destinations with the same key share one rate limit (Slack: the webhook)."""
         return f"{self.config.type}:{self.name}"
 
+    @overload
+    def add_secret(self, value: str) -> str: ...
+    @overload
+    def add_secret(self, value: None) -> None: ...
     def add_secret(self, value: str | None) -> str | None:
-        """Remember a secret so it is redacted from outcomes and logs."""
+        """Remember a secret so it is redacted from outcomes and logs; returns it."""
         if value:
             self._secrets.append(value)
             SECRETS.add(value)

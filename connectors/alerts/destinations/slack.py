@@ -155,7 +155,12 @@ class SlackDestination(Destination):
             where = f"${config.url_env}" if config.url_env else "url"
             raise ValueError(f"destination {config.name!r}: the Slack webhook URL ({where}) must start with https://")
         self.batch_size = config.coalesce
-        self._client = WebhookClient(self.url, timeout=config.timeout_s, retry_handlers=[], logger=_quiet)
+        self._client = WebhookClient(
+            self.url,
+            timeout=config.timeout_s,  # type: ignore[arg-type]  # slack_sdk annotates int; urllib takes float seconds
+            retry_handlers=[],
+            logger=_quiet,
+        )
 
     @property
     def rate_key(self) -> str:
