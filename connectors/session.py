@@ -63,12 +63,14 @@ class Backoff:
         self.attempt = 0
 
     def next_delay(self) -> float:
+        """The next reconnect delay in seconds: ``min(max_s, initial_s * factor**attempt)`` with +/- ``jitter``."""
         c = self.config
         base = min(c.max_s, c.initial_s * c.factor**self.attempt)
         self.attempt += 1
         return max(0.0, base * (1.0 + c.jitter * (2.0 * self.rng.random() - 1.0)))
 
     def reset(self) -> None:
+        """Start over from ``initial_s`` (after a connection that worked)."""
         self.attempt = 0
 
     def connected_for(self, seconds: float) -> None:
@@ -88,6 +90,7 @@ class TokenBucket:
         self.stamp = clock()
 
     async def acquire(self, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
+        """Wait (with ``sleep``) until a token is available, then take it."""
         while True:
             now = self.clock()
             self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
@@ -116,6 +119,8 @@ class SessionSettings:
 
 
 class SessionHandler(Protocol):
+    """Receives a session's frames and connection events (the venue runner)."""
+
     def frame(self, session: Session, recv: int, payload: bytes) -> None:
         """A frame to hand to the dataflow (after rollover de-duplication)."""
 
@@ -144,7 +149,7 @@ class Session:
     :param handler: receives frames and connection events, synchronously, on the loop thread.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - five parameters plus keyword-only test seams (rng, clocks, sleep, connect)
         self,
         venue: VenueLive,
         source: str,
@@ -195,10 +200,12 @@ class Session:
 
     @property
     def alive(self) -> bool:
+        """Whether a connection is open and its reader is running."""
         conn = self._current
         return conn is not None and conn.reader is not None and not conn.reader.done()
 
     def carries(self, topic: str) -> bool:
+        """Whether this session's connection subscribes ``topic``."""
         return topic in self._topics
 
     def request_rollover(self) -> None:

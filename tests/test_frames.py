@@ -11,6 +11,7 @@ from cascadewatch.connectors.frames import DeadLetter, FrameDecoder
 from cascadewatch.connectors.reasons import Reason
 from cascadewatch.connectors.recording import RecordingReader
 from cascadewatch.connectors.venues.base import Parsed, ParseError
+from cascadewatch.connectors.venues.okx import Parser as OkxParser
 
 OKX_SESSION = Path(__file__).parent / "fixtures" / "recordings" / "okx-2022-05-13.rec"
 
@@ -53,17 +54,17 @@ def test_decoder_failures_carry_their_reason(source: str, payload: bytes, reason
     assert caught.value.reason is reason
 
 
-class _BuggyParser:
-    """A parser with a bug: every websocket frame divides by zero."""
+class _BuggyParser(OkxParser):
+    """The OKX parser with a bug: every websocket frame divides by zero."""
 
-    def parse_ws(self, payload: bytes, recv: int) -> Parsed:
-        return Parsed("trade", [recv // 0])  # type: ignore[list-item]  # the bug under test
+    def parse_ws(self, payload: bytes | str, recv: int) -> Parsed:
+        return Parsed(f"trade:{recv // (recv - recv)}")
 
 
 def test_the_one_catch_all_names_the_exception_type() -> None:
     source, payload, recv = _first_okx_trade()
     decoder = FrameDecoder()
-    decoder.parsers["okx-swap"] = _BuggyParser()  # type: ignore[assignment]  # a stand-in with a bug
+    decoder.parsers["okx-swap"] = _BuggyParser()
     with pytest.raises(ParseError) as caught:
         decoder.decode(source, payload, recv)
     assert caught.value.reason is Reason.PARSER_EXCEPTION

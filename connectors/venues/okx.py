@@ -127,8 +127,8 @@ REST bodies (``parse_rest``): ``{"code": "0", "msg": "", "data": [...]}``; a ``c
 
 Validation: prices must be finite and > 0 (``bad_price``), quantities finite and >= 0
 (``bad_qty``), numbers parseable (``bad_number`` / ``schema``); malformed JSON is
-``malformed_json``, a frame of the wrong shape ``schema``; an unexpected exception inside the
-parser becomes ``parser_exception``. Numeric strings are decoded to ``float``/``int`` by msgspec
+``malformed_json``, a frame of the wrong shape ``schema``; any other exception is a parser bug
+(the frame decoder counts it as ``parser_exception``). Numeric strings are decoded to ``float``/``int`` by msgspec
 itself (lax mode), one pass over each frame's ``data``.
 """
 
@@ -139,12 +139,13 @@ import time as _time
 from collections.abc import Sequence as _Sequence
 from functools import lru_cache
 from importlib import resources
-from typing import Literal
+from typing import Literal, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
 from cascadewatch.connectors.events import (
+    AnyEvent,
     BookDelta,
     BookSnapshot,
     Liquidation,
@@ -159,6 +160,7 @@ from cascadewatch.connectors.venues.base import (
     InstrumentInfo,
     Parsed,
     ParseError,
+    SeqStep,
     SequenceRule,
     VenueParser,
     Verdict,
@@ -241,6 +243,8 @@ class RawOkxLiquidation(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RawOkxMarkPrice(msgspec.Struct, frozen=True, kw_only=True):
+    """A row of the ``mark-price`` channel (price in quote currency, ``ts`` in ms)."""
+
     instId: str = ""
     markPx: float
     ts: int
@@ -314,7 +318,11 @@ _DATA_FILE = "okx_instruments.json"
 # --------------------------------------------------------------------------- helpers
 
 
-def _decode(decoder: msgspec.json.Decoder, payload: bytes | str | msgspec.Raw, what: str) -> object:
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def _decode(decoder: msgspec.json.Decoder[_T], payload: bytes | str | msgspec.Raw, what: str) -> _T:
     try:
         return decoder.decode(payload)
     except msgspec.ValidationError as exc:
@@ -351,7 +359,7 @@ def _levels(raw: list[list[float]], info: InstrumentInfo) -> tuple[tuple[float, 
     A plain loop: on CPython 3.11 it beats comprehension + min/sum checks at every book size.
     """
     ct_val = info.ct_val
-    out = []
+    out: list[tuple[float, float]] = []
     append = out.append
     try:
         if info.inverse:
@@ -416,14 +424,14 @@ def instrument_info(row: RawOkxInstrument) -> InstrumentInfo | None:
     )
 
 
-def _rest_rows(body: bytes | str, decoder: msgspec.json.Decoder, what: str) -> list:
+def _rest_rows(body: bytes | str, decoder: msgspec.json.Decoder[list[_R]], what: str) -> list[_R]:
     envelope = _decode(_REST, body, what)
     assert isinstance(envelope, RawOkxRestEnvelope)
     if str(envelope.code) != "0":
         raise ParseError(Reason.REST_ERROR, f"{what}: code={envelope.code} msg={envelope.msg}"[:200])
     if not envelope.data:
         raise ParseError(Reason.SCHEMA, f"{what}: no data")
-    return _decode(decoder, envelope.data, what)  # type: ignore[return-value]
+    return _decode(decoder, envelope.data, what)
 
 
 @lru_cache(maxsize=1)
@@ -459,7 +467,8 @@ class BookSequence(SequenceRule):
     recordings without seqId) cannot be checked and is applied in arrival order.
     """
 
-    def check(self, delta: BookDelta) -> Verdict:
+    def check(self, delta: SeqStep) -> Verdict:
+        """OKX's rule: each update's ``prevSeqId`` equals the last ``seqId``."""
         if self.last_seq is None:
             return Verdict.SKIP
         if delta.prev_seq is not None and delta.prev_seq != self.last_seq:
@@ -481,6 +490,7 @@ class Parser(VenueParser):
 
     @classmethod
     def sequence_rule(cls) -> BookSequence:
+        """OKX's sequence rule (:class:`BookSequence`)."""
         return BookSequence()
 
     def __init__(self, catalog: Catalog | None = None) -> None:
@@ -505,6 +515,7 @@ class Parser(VenueParser):
     # ---------------------------------------------------------------- entry points
 
     def parse_ws(self, payload: bytes | str, recv: int) -> Parsed:
+        """Parse one websocket frame (or a ``pong``) into events or a skip reason."""
         if payload == b"pong" or payload == "pong":
             return Parsed("control")
         envelope = _decode(_ENVELOPE, payload, "frame")
@@ -528,6 +539,7 @@ class Parser(VenueParser):
         return handler(envelope, arg, recv)
 
     def parse_rest(self, path: str, body: bytes, recv: int) -> Parsed:
+        """Parse a REST response (instruments, book snapshot) into events or a skip reason."""
         url = urlsplit(path)
         query = parse_qs(url.query)
         route = url.path.rstrip("/")
@@ -545,10 +557,10 @@ class Parser(VenueParser):
             if not symbol.endswith(_SWAP_SUFFIX):
                 return Parsed(_NOT_SWAP)
             info = self._info(symbol)
-            rows = _rest_rows(body, _BOOKS, route)
-            if not rows:
+            book_rows = _rest_rows(body, _BOOKS, route)
+            if not book_rows:
                 raise ParseError(Reason.SCHEMA, f"{route}: empty data")
-            row = rows[0]
+            row = book_rows[0]
             snapshot = BookSnapshot(
                 venue=SOURCE,
                 symbol=symbol,
@@ -594,11 +606,11 @@ class Parser(VenueParser):
         if not symbol.endswith(_SWAP_SUFFIX):
             return Parsed(_NOT_SWAP)
         info = self._info(symbol)
-        rows: list[RawOkxTrade] = _decode(_TRADES, envelope.data, "trades")  # type: ignore[assignment]
+        rows: list[RawOkxTrade] = _decode(_TRADES, envelope.data, "trades")
         instrument = info.instrument
         ct_val = info.ct_val
         inverse = info.inverse
-        events = []
+        events: list[AnyEvent] = []
         for row in rows:
             price = row.px
             size = row.sz
@@ -634,7 +646,7 @@ class Parser(VenueParser):
                 raise ParseError(Reason.SCHEMA, f"{arg.channel}: action={envelope.action!r}")
         else:  # books5: each push is the whole top of book
             snapshot = True
-        rows: list[RawOkxBook] = _decode(_BOOKS, envelope.data, arg.channel)  # type: ignore[assignment]
+        rows: list[RawOkxBook] = _decode(_BOOKS, envelope.data, arg.channel)
         instrument = info.instrument
         events: list = []
         heartbeats = 0
@@ -681,7 +693,7 @@ class Parser(VenueParser):
     def _liquidations(self, envelope: RawOkxEnvelope, arg: RawOkxArg, recv: int) -> Parsed:
         if arg.instType and arg.instType != "SWAP":
             return Parsed(_NOT_SWAP)
-        rows: list[RawOkxLiquidation] = _decode(_LIQUIDATIONS, envelope.data, "liquidation-orders")  # type: ignore[assignment]
+        rows: list[RawOkxLiquidation] = _decode(_LIQUIDATIONS, envelope.data, "liquidation-orders")
         events: list = []
         unknown: list[str] = []
         not_swap = 0
@@ -698,8 +710,11 @@ class Parser(VenueParser):
                 price = _price(detail.bkPx, "bkPx")
                 qty = info.to_base(_qty(detail.sz), price)
                 pos_side = detail.posSide
-                if pos_side == "long" or pos_side == "short":
-                    side = pos_side
+                side: Literal["long", "short"]
+                if pos_side == "long":
+                    side = "long"
+                elif pos_side == "short":
+                    side = "short"
                 elif detail.side == "sell":  # net mode: a forced sell closes a long
                     side = "long"
                 elif detail.side == "buy":
@@ -733,8 +748,8 @@ class Parser(VenueParser):
             return Parsed(_NOT_SWAP)
         instrument = self._name(symbol)
         funding = self.funding.get(symbol)
-        rows: list[RawOkxMarkPrice] = _decode(_MARKS, envelope.data, "mark-price")  # type: ignore[assignment]
-        events = [
+        rows: list[RawOkxMarkPrice] = _decode(_MARKS, envelope.data, "mark-price")
+        events: list[AnyEvent] = [
             MarkPrice(
                 venue=SOURCE,
                 symbol=symbol,
@@ -753,9 +768,9 @@ class Parser(VenueParser):
         symbol = arg.instId
         if not symbol.endswith(_SWAP_SUFFIX):
             return Parsed(_NOT_SWAP)
-        rows: list[RawOkxOpenInterest] = _decode(_OPEN_INTEREST, envelope.data, "open-interest")  # type: ignore[assignment]
+        rows: list[RawOkxOpenInterest] = _decode(_OPEN_INTEREST, envelope.data, "open-interest")
         instrument = self._name(symbol)
-        events = []
+        events: list[AnyEvent] = []
         for row in rows:
             contracts = _qty(row.oi, "oi")
             if row.oiCcy:
@@ -783,7 +798,7 @@ class Parser(VenueParser):
         symbol = arg.instId
         if not symbol.endswith(_SWAP_SUFFIX):
             return Parsed(_NOT_SWAP)
-        rows: list[RawOkxFunding] = _decode(_FUNDING, envelope.data, "funding-rate")  # type: ignore[assignment]
+        rows: list[RawOkxFunding] = _decode(_FUNDING, envelope.data, "funding-rate")
         rates = [_number(row.fundingRate, "fundingRate") for row in rows if row.fundingRate]
         if rates:
             self.funding[symbol] = rates[-1]
@@ -792,7 +807,7 @@ class Parser(VenueParser):
     def _instruments_ws(self, envelope: RawOkxEnvelope, arg: RawOkxArg, recv: int) -> Parsed:
         if arg.instType != "SWAP":
             return Parsed(_NOT_SWAP)
-        rows: list[RawOkxInstrument] = _decode(_INSTRUMENTS, envelope.data, "instruments")  # type: ignore[assignment]
+        rows: list[RawOkxInstrument] = _decode(_INSTRUMENTS, envelope.data, "instruments")
         self._load_instruments(rows)
         return Parsed("instruments")
 
@@ -837,6 +852,7 @@ def native_symbol(asset: str, quote: str = "USDT") -> str:
 
 
 def instruments_paths(symbols: _Sequence[str]) -> list[str]:
+    """The instruments REST path (all swaps; one request covers every symbol)."""
     return ["/api/v5/public/instruments?instType=SWAP"]
 
 
@@ -860,14 +876,20 @@ def listed_symbols(path: str, body: bytes) -> set[str]:
 
 
 def poll_paths(symbols: _Sequence[str]) -> list[str]:
+    """The REST paths polled while live: none (every channel is pushed)."""
     return []
 
 
 def book_topic(symbol: str) -> str:
+    """The order book topic of ``symbol`` (``books:<instId>``)."""
     return f"{BOOK_CHANNEL}:{symbol}"
 
 
 def connections(symbols: _Sequence[str], settings: LiveSettings) -> list[ConnectionSpec]:
+    """The websocket connections for ``symbols``: books, market channels and liquidations.
+
+    Split into connections of at most ``max_topics_per_connection`` topics.
+    """
     market = [f"{channel}:{symbol}" for symbol in symbols for channel in MARKET_CHANNELS] + [LIQUIDATIONS]
     books = [book_topic(symbol) for symbol in symbols]
     limit = settings.max_topics_per_connection
@@ -889,6 +911,7 @@ def subscribe_messages(topics: _Sequence[str], per_message: int, first_id: int =
 
 
 def unsubscribe_messages(topics: _Sequence[str], per_message: int, first_id: int = 1) -> list[str]:
+    """The ``unsubscribe`` messages for ``topics``, at most ``per_message`` channels each."""
     return _requests("unsubscribe", topics, per_message)
 
 
@@ -900,6 +923,7 @@ def _requests(op: str, topics: _Sequence[str], per_message: int) -> list[str]:
 
 
 def heartbeat_message() -> str | None:
+    """OKX's application ping, the text ``ping``."""
     return "ping"
 
 
