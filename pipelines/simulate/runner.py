@@ -39,7 +39,7 @@ from cascadewatch.pipelines.simulate.book import LOT, Book, MarketMaker, Quoting
 from cascadewatch.pipelines.simulate.liquidation import LiquidationEngine
 from cascadewatch.pipelines.simulate.market import LEVERAGES, Market, VenueMarket, draw_market
 from cascadewatch.pipelines.simulate.scenarios import LOW_LEVERAGE, Phase, Plan, Scenario, StopCluster
-from cascadewatch.pipelines.simulate.venues import FEEDS, BinanceFeed, BybitFeed, Feed, FrameSink, NullFeed
+from cascadewatch.pipelines.simulate.venues import BinanceFeed, BybitFeed, Feed, FrameSink, NullFeed, frame_writer
 
 __all__ = ["SimulationResult", "run_scenario", "ASSET"]
 
@@ -224,14 +224,15 @@ class _Venue:
         )
         step_ms = int(round(sc.step_s * 1000))
         self.feed: Feed
+        writer = frame_writer(vm.name)
         if sink.writer is None:
             self.feed = NullFeed(sink, self.book, rng, vm.latency_ms)
-        elif vm.name == "binance-usdm":
+        elif writer is BinanceFeed:
             self.feed = BinanceFeed(
                 sink, self.book, rng, vm.latency_ms, depth_ms=step_ms if step_ms in (100, 250, 500) else 100
             )
         else:
-            self.feed = FEEDS[vm.name](sink, self.book, rng, vm.latency_ms)
+            self.feed = writer(sink, self.book, rng, vm.latency_ms)
         self.oi_base = int(OI_BASE_USD * self.scale / m.price / LOT)
         self.last_tick = self.book.tick(self.book.last_cell)
         self.premium = 0.0

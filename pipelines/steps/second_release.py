@@ -4,8 +4,9 @@
 releases a second once the global watermark (:mod:`cascadewatch.pipelines.steps.watermarks`) has passed its end.
 For each released second, in ascending order, it emits one
 :class:`~cascadewatch.pipelines.steps.items.AssetSecond` per asset (sorted) that goes to that asset's step
-(:mod:`cascadewatch.pipelines.steps.asset_risk`), and one :class:`~cascadewatch.pipelines.steps.items.SecondManifest` that tells the
-ordering step (:mod:`cascadewatch.pipelines.steps.output_ordering`) which assets to wait for. Its own work is small
+(:mod:`cascadewatch.pipelines.steps.asset_risk`), and one
+:class:`~cascadewatch.pipelines.steps.items.SecondManifest` that tells the ordering step
+(:mod:`cascadewatch.pipelines.steps.output_ordering`) which assets to wait for. Its own work is small
 (buffering and grouping, one item per venue instrument and second), so one key suffices; the
 per-asset work runs wherever the assets' keys are placed.
 """
@@ -14,7 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from cascadewatch.connectors.sources import NS, Watermark
+from cascadewatch.connectors.sources import Watermark
+from cascadewatch.connectors.units import MS_PER_S, NS_PER_MS, NS_PER_S
 from cascadewatch.pipelines.steps.items import (
     AssetSecond,
     InstrumentSecond,
@@ -40,8 +42,8 @@ class SecondReleaser:
         for value in values:
             if isinstance(value, Watermark):
                 wm = self.watermarks.observe(value)
-                if wm > self.released_before_ms * 1_000_000:
-                    self._release(wm // NS * 1000, out)
+                if wm > self.released_before_ms * NS_PER_MS:
+                    self._release(wm // NS_PER_S * MS_PER_S, out)
             else:
                 second = value.second
                 if second < self.released_before_ms:
