@@ -47,8 +47,9 @@ The truth file, one JSON object per line, times in UTC epoch milliseconds; first
 
 Modules: :mod:`~cascadewatch.pipelines.simulate.market` (the seed's market),
 :mod:`~cascadewatch.pipelines.simulate.scenarios` (families),
-:mod:`~cascadewatch.pipelines.simulate.facts` (stylized facts beside the real figures), :mod:`~cascadewatch.pipelines.simulate.book`
-(order book and market makers), :mod:`~cascadewatch.pipelines.simulate.agents` (traders and positions),
+:mod:`~cascadewatch.pipelines.simulate.facts` (stylized facts beside the real figures),
+:mod:`~cascadewatch.pipelines.simulate.book` (order book and market makers),
+:mod:`~cascadewatch.pipelines.simulate.agents` (traders and positions),
 :mod:`~cascadewatch.pipelines.simulate.liquidation` (mark price and liquidation engine),
 :mod:`~cascadewatch.pipelines.simulate.venues` (frame writers),
 :mod:`~cascadewatch.pipelines.simulate.runner` (the loop),

@@ -8,8 +8,9 @@ opening position):
 - ``noise``: untracked two-sided flow, Poisson arrivals, log-normal sizes;
 - ``open``: leveraged traders opening positions (share of longs, leverage mix and size set by
   the scenario's phase); in a market far from its slow average they cut their leverage to at
-  most ``100 * 30 / |distance in bps|`` (at least 5x): nobody opens at 100x in a crash; a filled opening order becomes a :class:`Positions` entry with its
-  liquidation price and a random holding time;
+  most ``100 * 30 / |distance in bps|`` (at least 5x): nobody opens at 100x in a crash; a
+  filled opening order becomes a :class:`Positions` entry with its liquidation price and a
+  random holding time;
 - ``close``: positions whose holding time ended, closed at market;
 - ``arb``: arbitrageurs trading the venue's basis to a fair price (half the spot index, half the
   other venues' mid) as they saw it ``arb_lag_s`` ago, linear in the basis beyond 2 bps and
