@@ -50,7 +50,7 @@ CELL_BPS = 0.5  # one book level per ~0.5 bps of price (a round number of ticks)
 OI_BASE_USD = 7.7e8  # open interest of positions the simulation does not track, per unit of scale
 BURST_USD = 250_000.0  # a venue's first liquidation burst: this much filled within 10 s
 ADL_AFTER_S = 20.0  # the engine works its inventory at least this long before auto-deleveraging
-MAX_VOL_X = 1.5  # the volatility state is capped here (diffusion x2.1, news rate x20)
+MAX_VOL_X = 1.5  # the volatility state is capped here (diffusion x2.1, news rate x90)
 _PLAN_MIX = 0x9A1D_77E3_0C5B
 _RUN_MIX = 0x3C6E_F372_FE94
 
@@ -151,7 +151,7 @@ class _Index:
     ``I += pull * dt * (perp mid - I)`` (perpetuals lead price discovery). ``sigma = vol_bps *
     exp(x / 2)``; per second ``x += -x / revert + vol_of_vol * sqrt(2 / revert) * Z + excite * 100 *
     liquidated / open interest`` (capped at :data:`MAX_VOL_X`): liquidations excite volatility.
-    News arrives at ``jump_rate_h * exp(2 x)`` per hour, each a move of an exponential size
+    News arrives at ``jump_rate_h * exp(3 x)`` per hour, each a move of an exponential size
     (mean ``jump_bps``) spread over about ``jump_over_s``; it is bad news (down) with probability
     ``0.5 + 0.4 * tanh(s)``, ``s`` the 30-minute EWMA of the signed liquidated notional (longs +,
     shorts -) over 0.5 % of the open interest: a cascade is news too, and its side persists.
@@ -177,7 +177,7 @@ class _Index:
             self.x += m.excite * 100.0 * (forced[0] + forced[1]) / oi_usd
             self.side += (forced[0] - forced[1]) / (0.005 * oi_usd)
         self.x = min(self.x, MAX_VOL_X)
-        for _ in range(poisson(rng, m.jump_rate_h / 3600.0 * math.exp(2.0 * self.x))):
+        for _ in range(poisson(rng, m.jump_rate_h / 3600.0 * math.exp(3.0 * self.x))):
             down = rng.random() < 0.5 + 0.4 * math.tanh(self.side)
             bps = rng.expovariate(1.0 / m.jump_bps) * (-1.0 if down else 1.0)
             over = m.jump_over_s * (0.5 + rng.random())
@@ -226,7 +226,7 @@ class _Venue:
         self.feed: Feed
         writer = frame_writer(vm.name)
         if sink.writer is None:
-            self.feed = NullFeed(sink, self.book, rng, vm.latency_ms)
+            self.feed = NullFeed(sink, self.book, rng, vm.latency_ms, writer.venue)
         elif writer is BinanceFeed:
             self.feed = BinanceFeed(
                 sink, self.book, rng, vm.latency_ms, depth_ms=step_ms if step_ms in (100, 250, 500) else 100

@@ -390,8 +390,8 @@ SCENARIOS: dict[str, Scenario] = {
     "surprise-shock": Scenario(
         name="surprise-shock",
         description=(
-            "No build-up: ordinary leverage and flow, then news moves the spot index by 60-150 bps "
-            "within seconds; whatever leverage sits in the way is liquidated."
+            "No build-up: ordinary leverage and flow, then news moves the spot index by 80-190 bps "
+            "within 10-90 s; whatever leverage sits in the way is liquidated."
         ),
         build=_surprise_shock,
     ),

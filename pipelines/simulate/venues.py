@@ -762,7 +762,12 @@ class OkxFeed(Feed):
 
 class NullFeed(Feed):
     """A venue that publishes nothing (a run without a recording: market facts only). Book
-    changes are dropped at every step, as a writer would after publishing them."""
+    changes are dropped at every step, as a writer would after publishing them; ``venue`` is the
+    registry name of the venue it stands for."""
+
+    def __init__(self, sink: FrameSink, book: Book, rng: random.Random, latency_ms: float, venue: str) -> None:
+        self.venue = venue
+        super().__init__(sink, book, rng, latency_ms)
 
     def _on_connect(self, ms: int) -> None:
         return None
