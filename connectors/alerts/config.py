@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from typing import Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -17,6 +18,32 @@ SEVERITIES = ("info", "warning", "critical")
 DESTINATION_TYPES = ("slack", "pagerduty", "webhook", "console", "jsonl")
 PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
 DEFAULT_RATE_PER_S = {"slack": 1.0, "pagerduty": 2.0, "webhook": 10.0, "console": 100.0, "jsonl": 1000.0}
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a destination URL, or None when it can.
+
+    It must be ``http://`` or ``https://`` with a host, and hold no whitespace or control
+    characters. The answer never quotes the URL (it may be a secret).
+
+    >>> url_problem("https://hooks.slack.com/services/T0/B0/x")
+    >>> url_problem("ftp://example.com/x")
+    "must be an http:// or https:// URL (scheme 'ftp')"
+    >>> url_problem("not a url")
+    'contains whitespace or control characters'
+    """
+    if any(char.isspace() or ord(char) < 32 or ord(char) == 127 for char in url):
+        return "contains whitespace or control characters"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - a port that is not a number raises here
+    except ValueError:
+        return "is not a URL"
+    if parts.scheme.lower() not in ("http", "https"):
+        return f"must be an http:// or https:// URL (scheme {parts.scheme!r})" if parts.scheme else "is not a URL"
+    if not parts.hostname:
+        return "has no host"
+    return None
 
 
 class DestinationConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -84,6 +111,12 @@ class DestinationConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
             raise ValueError(f"destination {self.name!r}: rate_per_s must be > 0")
         if self.max_attempts < 1 or self.coalesce < 1 or self.timeout_s <= 0:
             raise ValueError(f"destination {self.name!r}: max_attempts, coalesce and timeout_s must be positive")
+        if self.backoff_base_s <= 0 or self.backoff_max_s < self.backoff_base_s:
+            raise ValueError(
+                f"destination {self.name!r}: backoff_base_s must be > 0 and backoff_max_s >= backoff_base_s"
+            )
+        if self.url is not None and (problem := url_problem(self.url)):
+            raise ValueError(f"destination {self.name!r}: url {problem}")
 
     @property
     def rate(self) -> float:
@@ -97,6 +130,8 @@ class DestinationConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
                 raise SecretMissing(
                     f"destination {self.name!r}: environment variable {self.url_env} (its URL) is not set"
                 )
+            if problem := url_problem(value):
+                raise ValueError(f"destination {self.name!r}: environment variable {self.url_env} (its URL) {problem}")
             return value
         if self.type == "pagerduty":
             return self.url or PAGERDUTY_URL

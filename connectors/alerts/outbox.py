@@ -7,7 +7,11 @@ derived from content), so a replayed or resumed flow never enqueues an alert twi
 A delivery is ``pending`` (due at ``next_attempt_at``), ``inflight`` (claimed by the
 delivery worker), ``delivered`` or ``failed`` (terminal, with the reason, visible in
 ``cascadewatch alerts status``). Deliveries to one destination with the same dedup key go
-out in the order they were enqueued (a resolve never overtakes its trigger).
+out in the order they were enqueued: a delivery waits while an earlier one of its dedup key
+to that destination is pending or in flight (a resolve never overtakes a trigger still being
+retried). A delivery that failed for good does not hold the later ones back; it is
+*superseded* by them, and ``retry-failed`` does not resend it (see :meth:`Outbox.requeue_failed`),
+so each destination ends in the state of the latest alert of each key.
 
 After a crash (even ``kill -9``) the rows claimed but not finished are still ``inflight``;
 :meth:`Outbox.recover`, called by the one delivery worker that holds the outbox lock when
@@ -53,6 +57,18 @@ CREATE INDEX IF NOT EXISTS deliveries_key ON deliveries (destination, dedup_key,
 """
 
 STATUSES = ("pending", "inflight", "delivered", "failed")
+SUPERSEDED = "superseded by alert"
+"""Prefix of the reason of a failed delivery that a later one of its dedup key supersedes."""
+
+
+@dataclass(frozen=True)
+class Requeued:
+    """What :meth:`Outbox.requeue_failed` did."""
+
+    pending: int
+    """Failed deliveries made pending again."""
+    superseded: int
+    """Failed deliveries left failed because a later delivery of their dedup key supersedes them."""
 
 
 @dataclass(frozen=True)
@@ -232,16 +248,44 @@ class Outbox:
                 for dest in destinations
             )
 
-    def requeue_failed(self, destination: str | None = None) -> int:
-        """Make failed deliveries pending again (after fixing a key, say); return how many."""
+    def requeue_failed(self, destination: str | None = None) -> Requeued:
+        """Make failed deliveries pending again (after fixing a key, say), unless superseded.
+
+        A failed delivery is *superseded* when a later delivery of the same dedup key to the
+        same destination exists (whatever its status): the later one carries the pipeline's
+        newer state of that key, so resending the old one after it would leave the
+        destination in a state the pipeline has left (an incident open that it resolved). A
+        superseded delivery stays ``failed``, its reason prefixed with ``superseded by alert
+        <id> (<action>)``, and is never resent.
+        """
         now = self._clock()
+        where, params = "", ()
+        if destination is not None:
+            where, params = " AND d.destination = ?", (destination,)
         with self._transaction() as db:
-            sql = "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ? WHERE status = 'failed'"
-            params: tuple[Any, ...] = (now, now)
-            if destination is not None:
-                sql += " AND destination = ?"
-                params += (destination,)
-            return db.execute(sql, params).rowcount
+            failed = db.execute(
+                f"""
+                SELECT d.seq, d.last_error, (
+                    SELECT e.alert_id || ' (' || e.action || ')' FROM deliveries e
+                    WHERE e.destination = d.destination AND e.dedup_key = d.dedup_key AND e.seq > d.seq
+                    ORDER BY e.seq DESC LIMIT 1)
+                FROM deliveries d WHERE d.status = 'failed'{where} ORDER BY d.seq
+                """,
+                params,
+            ).fetchall()
+            requeue = [(now, now, seq) for seq, _, later in failed if later is None]
+            supersede = [
+                (f"{SUPERSEDED} {later}: {reason or ''}", now, seq)
+                for seq, reason, later in failed
+                if later is not None and not (reason or "").startswith(SUPERSEDED)
+            ]
+            db.executemany(
+                "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?"
+                " WHERE seq = ?",
+                requeue,
+            )
+            db.executemany("UPDATE deliveries SET last_error = ?, updated_at = ? WHERE seq = ?", supersede)
+        return Requeued(len(requeue), len(failed) - len(requeue))
 
     def next_due(self, destination: str) -> float | None:
         """When the earliest claimable pending delivery of ``destination`` is due (epoch s), if any.

@@ -242,8 +242,13 @@ def _retry_failed(args: argparse.Namespace, console: Console) -> int:
 
     config = _config(args)
     with Outbox(config.outbox) as outbox:
-        n = outbox.requeue_failed(args.destination)
-    console.print(f"{n} failed deliveries are pending again")
+        done = outbox.requeue_failed(args.destination)
+    console.print(f"{done.pending} failed deliveries are pending again")
+    if done.superseded:
+        console.print(
+            f"{done.superseded} failed deliveries are superseded by a later alert of their dedup key"
+            " and are not resent (see alerts status)"
+        )
     return 0
 
 
