@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from cascadewatch.connectors.alerts.secrets import SECRETS
+
 SEVERITIES = ("info", "warning", "critical")
 DESTINATION_TYPES = ("slack", "pagerduty", "webhook", "console", "jsonl")
 PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
@@ -196,12 +198,13 @@ class RiskFeedConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             raise ValueError("riskfeed: queue_size must be >= 1 and port within 0..65535")
 
     def resolve_token(self) -> str | None:
+        """The token from ``token_env`` (None without one), registered as a secret; an error if unset."""
         if not self.token_env:
             return None
         value = os.environ.get(self.token_env)
         if not value:
             raise SecretMissing(f"riskfeed: environment variable {self.token_env} (the token) is not set")
-        return value
+        return SECRETS.add(value)
 
 
 def load_alerts_config(path: str | None) -> tuple[AlertsConfig, RiskFeedConfig]:
@@ -216,8 +219,11 @@ def load_alerts_config(path: str | None) -> tuple[AlertsConfig, RiskFeedConfig]:
         alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)
         riskfeed: RiskFeedConfig = msgspec.field(default_factory=RiskFeedConfig)
 
-    with open(path, "rb") as handle:
-        raw = handle.read()
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
     try:
         sections = msgspec.toml.decode(raw, type=_Sections)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:

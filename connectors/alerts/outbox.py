@@ -22,6 +22,7 @@ their dedup key).
 
 from __future__ import annotations
 
+import errno
 import json
 import sqlite3
 import threading
@@ -104,15 +105,14 @@ class Outbox:
 
     def __init__(self, path: str | Path, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        with self._lock:
-            self._db.executescript(SCHEMA)
+        self._db = _open(self.path)
+
+    @staticmethod
+    def check(path: str | Path) -> None:
+        """Open (creating if absent) and close the outbox at ``path``, or raise :class:`OutboxError`."""
+        Outbox(path).close()
 
     def close(self) -> None:
         with self._lock:
@@ -342,6 +342,82 @@ class Outbox:
         with self._lock:
             row = self._db.execute("SELECT body FROM alerts WHERE id = ?", (alert_id,)).fetchone()
         return json.loads(row[0]) if row else None
+
+
+class OutboxError(OSError):
+    """The outbox file cannot be used; the message names the file and why, in one line."""
+
+
+TABLES = {
+    "alerts": ["id", "dedup_key", "action", "body", "enqueued_at"],
+    "deliveries": [
+        "seq",
+        "alert_id",
+        "destination",
+        "dedup_key",
+        "action",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "last_error",
+        "updated_at",
+    ],
+}
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    """Connect to the outbox, create its tables if the file is new, and check that it is one.
+
+    Every failure is an :class:`OutboxError` naming ``path``: a directory that cannot be
+    created or written, a full disk, a file that is not SQLite (corrupt, truncated, another
+    program's), an SQLite file of another program, an outbox of another layout.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutboxError(f"outbox {path}: cannot create its directory: {exc.strerror or exc}") from None
+    if path.is_dir():
+        raise OutboxError(f"outbox {path}: is a directory, not a file")
+    db: sqlite3.Connection | None = None
+    try:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        existing = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        foreign = existing - set(TABLES) - {"sqlite_sequence"}
+        if foreign and not existing & set(TABLES):
+            raise OutboxError(
+                f"outbox {path}: an SQLite file of another program (tables {', '.join(sorted(foreign))}), "
+                "not a cascadewatch outbox"
+            )
+        for table in sorted(existing & set(TABLES)):
+            found = [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
+            if found != TABLES[table]:
+                raise OutboxError(f"outbox {path}: table {table} has columns {', '.join(found)}, not an outbox's")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=ON")
+        db.executescript(SCHEMA)
+        db.execute("SELECT COUNT(*) FROM deliveries").fetchone()
+        if (check := db.execute("PRAGMA quick_check").fetchone()[0]) != "ok":
+            raise OutboxError(f"outbox {path}: damaged ({check})")
+    except (sqlite3.Error, OSError) as exc:
+        if db is not None:
+            db.close()
+        if isinstance(exc, OutboxError):
+            raise
+        raise OutboxError(f"outbox {path}: {_sqlite_reason(exc)}") from None
+    return db
+
+
+def _sqlite_reason(exc: BaseException) -> str:
+    """One line for an SQLite or OS error on the outbox."""
+    text = str(exc)
+    if "not a database" in text or "malformed" in text:
+        return f"not a readable outbox ({text}): corrupt, truncated or another program's file"
+    if "disk is full" in text or getattr(exc, "errno", None) == errno.ENOSPC:
+        return f"the disk is full ({text})"
+    if "readonly" in text or "unable to open" in text:
+        return f"cannot write it or its directory ({text})"
+    return text
 
 
 class _Transaction:

@@ -99,7 +99,7 @@ def run(args: argparse.Namespace, console: Console | None = None) -> int:
         return int(args._alerts_handler(args, console))
     except (ValueError, KeyError, OSError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        console.print(f"[red]error:[/] {escape(str(message))}")
+        console.print(f"[red]error:[/] {escape(str(message))}", soft_wrap=True)
         return 2
 
 

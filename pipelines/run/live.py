@@ -26,6 +26,7 @@ from cascadewatch.connectors.recorder import RotatingRecorder
 from cascadewatch.pipelines.config import Config, ConfigError
 from cascadewatch.pipelines.flow import build_flow
 from cascadewatch.pipelines.run.cluster import execute
+from cascadewatch.pipelines.run.preflight import check_startup
 from cascadewatch.pipelines.run.replay import ReplaySummary
 
 log = logging.getLogger("cascadewatch.live")
@@ -43,6 +44,8 @@ def load_live_config(path: str | Path | None) -> tuple[Config, LiveConfig]:
         raw = msgspec.toml.decode(path.read_bytes())
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
     except msgspec.DecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     try:
@@ -84,11 +87,14 @@ def run_live(
         deliver_alerts = bool(config.alerts.destinations)
     if serve_riskfeed is None:
         serve_riskfeed = config.riskfeed.enabled
-    if serve_metrics:
-        live_metrics.serve(live.metrics_port, live.metrics_addr)
     alerts = Path(alerts_out or live.alerts_out)
     snapshots = Path(snapshots_out or live.snapshots_out)
     dead = Path(dead_letters_out or live.dead_letters_out)
+    check_startup(
+        config, deliver_alerts=deliver_alerts, serve_riskfeed=serve_riskfeed, outputs=(alerts, snapshots, dead)
+    )
+    if serve_metrics:
+        live_metrics.serve(live.metrics_port, live.metrics_addr)
     source = LiveSource(
         live,
         allowed_lag_s=config.replay.allowed_lag_s,

@@ -19,6 +19,7 @@ from cascadewatch.connectors.sources import ProgressCallback, ReplaySource
 from cascadewatch.pipelines.config import Config
 from cascadewatch.pipelines.flow import build_flow
 from cascadewatch.pipelines.run.cluster import execute
+from cascadewatch.pipelines.run.preflight import check_startup
 
 
 @dataclass
@@ -94,6 +95,9 @@ def run_replay(
         else:
             dead = alerts.parent / "deadletters.jsonl" if alerts_out else scratch_dir / "deadletters.jsonl"
         summary_path = scratch_dir / "summary.json"
+        check_startup(
+            config, deliver_alerts=deliver_alerts, serve_riskfeed=serve_riskfeed, outputs=(alerts, snapshots, dead)
+        )
         source = ReplaySource(
             recordings, batch_size=batch_size, allowed_lag_s=config.replay.allowed_lag_s, speed=speed, progress=progress
         )
