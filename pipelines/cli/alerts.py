@@ -73,7 +73,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
         "(a running pipeline) holds the outbox.",
     )
     deliver.add_argument("--config", type=Path, metavar="F", help="TOML config with [alerts]")
-    deliver.add_argument("--until-empty", action="store_true", help="exit once nothing is pending")
+    deliver.add_argument(
+        "--until-empty",
+        action="store_true",
+        help="exit once nothing is pending (exit 1 if deliveries are left pending, e.g. for a disabled destination)",
+    )
     deliver.add_argument("--timeout", type=float, metavar="S", help="exit after S seconds at most")
     deliver.set_defaults(_alerts_handler=_deliver)
 
@@ -233,7 +237,17 @@ def _deliver(args: argparse.Namespace, console: Console) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        left = {
+            name: counts["pending"] + counts["inflight"]
+            for name, counts in worker.outbox.counts().items()
+            if counts["pending"] + counts["inflight"]
+        }
         worker.stop()
+    if args.until_empty and left:
+        for name, n in sorted(left.items()):
+            why = worker.errors.get(name, "not delivered in time" if name in worker.destinations else "not configured")
+            console.print(f"[red]{n} deliveries to {escape(name)} still pending:[/] {escape(why)}", soft_wrap=True)
+        return 1
     return 0
 
 
