@@ -3,7 +3,9 @@
 :class:`FrameDecoder` owns one parser per venue and dispatches on the source token:
 ``<venue>`` websocket frames go to ``parse_ws``; ``<venue>!rest`` bodies to ``parse_rest``;
 ``<venue>!conn`` connection events become venue-wide :class:`FeedStatus` events
-(``instrument == ""``), which the source fans out to that venue's instruments.
+(``instrument == ""``), which the source fans out to that venue's instruments; an
+``oversize`` event (a frame over ``[live] max_frame_bytes``) is an ``oversize`` dead letter
+whose raw text holds the frame's size and head.
 
 Every failure is a :class:`DeadLetter`: counted by venue and reason, kept with its raw text.
 """
@@ -17,7 +19,7 @@ import msgspec
 
 from cascadewatch.connectors.events import FeedStatus
 from cascadewatch.connectors.venues import parser_for
-from cascadewatch.connectors.venues.base import Parsed, ParseError, VenueParser
+from cascadewatch.connectors.venues.base import Parsed, ParseError, VenueParser, nesting_error
 
 
 class DeadLetter(msgspec.Struct, frozen=True):
@@ -41,6 +43,8 @@ class _ConnEvent(msgspec.Struct, frozen=True):
     url: str = ""
     reason: str = ""
     code: int | None = None
+    size: int | None = None
+    limit: int | None = None
 
 
 _CONN_STATES = {"open": "connect", "close": "disconnect", "error": "error", "stale": "stale"}
@@ -113,6 +117,8 @@ class FrameDecoder:
             raise
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise ParseError("malformed_envelope", str(exc)[:200]) from None
+        except RecursionError as exc:
+            raise nesting_error(exc) from None
         except Exception as exc:  # a parser bug must not stop the flow: count it
             raise ParseError("parser_exception", f"{type(exc).__name__}: {exc}"[:200]) from None
         self.frames[(venue, parsed.kind)] += 1
@@ -120,6 +126,10 @@ class FrameDecoder:
 
 
 def _connection_event(venue: str, event: _ConnEvent, recv: int) -> Parsed:
+    if event.event == "oversize":  # a frame the session would not hand over (its head is in raw)
+        size = "?" if event.size is None else event.size
+        why = f" ({event.reason})" if event.reason else ""
+        raise ParseError("oversize", f"frame of {size} bytes over max_frame_bytes {event.limit}{why}")
     state = _CONN_STATES.get(event.event)
     if state is None:
         raise ParseError("unknown_conn_event", event.event)

@@ -371,6 +371,7 @@ class VenueRunner:
     # -- lifecycle -------------------------------------------------------------------------
 
     def session_settings(self) -> SessionSettings:
+        """What each websocket session of this venue needs: venue settings and ``[live]`` limits."""
         s = self.settings
         return SessionSettings(
             staleness_s=s.staleness_s,
@@ -381,6 +382,8 @@ class VenueRunner:
             subscribe_per_s=s.subscribe_per_s,
             subscribe_burst=s.subscribe_burst,
             backoff=self.live.backoff,
+            open_timeout_s=self.live.connect_timeout_s,
+            max_frame_bytes=self.live.max_frame_bytes,
         )
 
     async def run(self, stop: asyncio.Event) -> None:

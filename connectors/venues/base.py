@@ -167,6 +167,13 @@ class VenueParser:
             raise ParseError("schema", str(exc)[:200]) from None
         except msgspec.DecodeError as exc:
             raise ParseError("malformed_json", str(exc)[:200]) from None
+        except RecursionError as exc:
+            raise nesting_error(exc) from None
+
+
+def nesting_error(exc: RecursionError) -> ParseError:
+    """JSON nested deeper than the decoder can follow (``[[[[...]]]]``): ``malformed_json``."""
+    return ParseError("malformed_json", f"nested too deep to decode ({exc})"[:200])
 
 
 class Verdict(enum.Enum):

@@ -105,6 +105,7 @@ from cascadewatch.connectors.venues.base import (
     VenueParser,
     Verdict,
     canonical,
+    nesting_error,
     non_negative,
     positive_price,
     split_concatenated,
@@ -296,6 +297,8 @@ def _parse_error(exc: Exception) -> ParseError:
         return _validation_error(str(exc))
     if isinstance(exc, msgspec.DecodeError):
         return ParseError("malformed_json", str(exc)[:200])
+    if isinstance(exc, RecursionError):
+        return nesting_error(exc)
     return ParseError("internal", f"{type(exc).__name__}: {exc}"[:200])
 
 

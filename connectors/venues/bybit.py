@@ -142,6 +142,7 @@ from cascadewatch.connectors.venues.base import (
     VenueParser,
     Verdict,
     canonical,
+    nesting_error,
     non_negative,
     positive_price,
     split_concatenated,
@@ -426,6 +427,8 @@ class Parser(VenueParser):
             return self._parse_ws(payload, recv)
         except ParseError:
             raise
+        except RecursionError as exc:
+            raise nesting_error(exc) from None
         except Exception as exc:  # never let anything else escape
             raise ParseError("internal", f"{type(exc).__name__}: {exc}"[:200]) from None
 
@@ -634,6 +637,8 @@ class Parser(VenueParser):
             return self._parse_rest(path, body, recv)
         except ParseError:
             raise
+        except RecursionError as exc:
+            raise nesting_error(exc) from None
         except Exception as exc:  # never let anything else escape
             raise ParseError("internal", f"{type(exc).__name__}: {exc}"[:200]) from None
 

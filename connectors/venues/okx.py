@@ -162,6 +162,7 @@ from cascadewatch.connectors.venues.base import (
     VenueParser,
     Verdict,
     canonical,
+    nesting_error,
 )
 from cascadewatch.connectors.venues.live_common import (
     BookRow as LiveBookRow,
@@ -322,6 +323,8 @@ def _decode(decoder: msgspec.json.Decoder, payload: bytes | str | msgspec.Raw, w
         raise ParseError("schema", f"{what}: {exc}"[:200]) from None
     except msgspec.DecodeError as exc:
         raise ParseError("malformed_json", f"{what}: {exc}"[:200]) from None
+    except RecursionError as exc:
+        raise nesting_error(exc) from None
 
 
 def _price(value: float, what: str = "price") -> float:
