@@ -497,10 +497,12 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
         deadline_ns: int | None,
         record: str | None,
         feed_options: dict[str, Any],
+        stop: threading.Event | None = None,
     ) -> None:
         self._index = index
         self._lag = allowed_lag_ns
         self._deadline = deadline_ns
+        self._stop_requested = stop
         self._batch_max = live.batch_max
         self._poll = timedelta(milliseconds=live.poll_ms)
         self._source = venue_module(name).SOURCE
@@ -535,8 +537,9 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
         if self._done:
             raise StopIteration()
         now = time.time_ns()
-        if self._deadline is not None and now >= self._deadline and not self._stopping:
-            self._stopping = True
+        ended = self._deadline is not None and now >= self._deadline
+        if (ended or (self._stop_requested is not None and self._stop_requested.is_set())) and not self._stopping:
+            self._stopping = True  # close the connections, hand over what is queued, then end
             self._feed.request_stop()
         feed_gone = not self._feed.alive  # read before draining: its last frames are queued
         frames = self._queue.drain(self._batch_max)
@@ -653,6 +656,8 @@ class LiveSource(FixedPartitionedSource[tuple[str, list[Any]], None]):
     :param duration_s: end the partitions after this long (``None``: run until stopped).
     :param record: recording tap path (default ``live.record``); one file per partition.
     :param feed_options: passed to :class:`VenueRunner` (tests inject ``rng``, ``rest_get``...).
+    :param stop: once set (SIGTERM, SIGINT), the partitions end as at ``duration_s``: the
+        connections close, what is queued is handed over, and the flow finishes normally.
     """
 
     def __init__(
@@ -662,6 +667,7 @@ class LiveSource(FixedPartitionedSource[tuple[str, list[Any]], None]):
         duration_s: float | None = None,
         record: str | None = None,
         feed_options: dict[str, Any] | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         if not live.venues:
             raise ValueError("no venues configured ([live] venues)")
@@ -670,6 +676,7 @@ class LiveSource(FixedPartitionedSource[tuple[str, list[Any]], None]):
         self.duration_s = duration_s
         self.record = record if record is not None else (live.record or None)
         self.feed_options = feed_options or {}
+        self.stop = stop
 
     def list_parts(self) -> list[str]:
         return [f"{index}:{name}" for index, name in enumerate(self.live.venues)]
@@ -678,5 +685,5 @@ class LiveSource(FixedPartitionedSource[tuple[str, list[Any]], None]):
         index_text, _, name = for_part.partition(":")
         deadline = None if self.duration_s is None else time.time_ns() + int(self.duration_s * NS)
         return LivePartition(
-            int(index_text), name, self.live, self.allowed_lag_ns, deadline, self.record, self.feed_options
+            int(index_text), name, self.live, self.allowed_lag_ns, deadline, self.record, self.feed_options, self.stop
         )

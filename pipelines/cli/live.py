@@ -168,6 +168,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     if not args.quiet:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
         console.print(f"live: {', '.join(live.venues)} ({', '.join(live.symbols)}); alerts -> {live.alerts_out}")
+    stop, restore = _stop_on_signals()  # SIGTERM/SIGINT end the run as --duration does
     try:
         summary = run_live(
             config,
@@ -177,10 +178,10 @@ def _run(args: argparse.Namespace, console: Console) -> int:
             addresses=args.addresses.split(",") if args.addresses else None,
             process_id=args.process_id,
             recovery_dir=args.recovery_dir,
+            stop=stop,
         )
-    except KeyboardInterrupt:  # outputs are flushed batch by batch; the tap every second
-        console.print("interrupted")
-        return 130
+    finally:
+        restore()
     if not args.quiet:
         print_summary(console, summary)
         if summary.alerts:

@@ -74,6 +74,7 @@ def run_live(
     addresses: list[str] | None = None,
     process_id: int = 0,
     recovery_dir: str | Path | None = None,
+    stop: threading.Event | None = None,
 ) -> ReplaySummary:
     """Run the dataflow on live feeds (``duration_s=None``: until interrupted).
 
@@ -82,6 +83,8 @@ def run_live(
     ``deliver_alerts`` (default: when ``[alerts]`` has destinations) pages through the outbox;
     ``serve_riskfeed`` (default: ``[riskfeed] enabled``) broadcasts on the risk feed.
     ``workers``, ``addresses``/``process_id``, ``recovery_dir``: see :mod:`cascadewatch.pipelines.run.cluster`.
+    ``stop``: once set, the run ends as at ``duration_s`` (feeds closed, outputs flushed, the
+    outbox drained for a few seconds and closed).
     """
     if deliver_alerts is None:
         deliver_alerts = bool(config.alerts.destinations)
@@ -101,6 +104,7 @@ def run_live(
         duration_s=duration_s,
         record=record,
         feed_options=feed_options,
+        stop=stop,
     )
     with tempfile.TemporaryDirectory(prefix="cascadewatch-live-") as scratch:
         summary_path = Path(scratch) / "summary.json"
