@@ -259,7 +259,8 @@ class Outbox:
         <id> (<action>)``, and is never resent.
         """
         now = self._clock()
-        where, params = "", ()
+        where: str = ""
+        params: tuple[str, ...] = ()
         if destination is not None:
             where, params = " AND d.destination = ?", (destination,)
         with self._transaction() as db:

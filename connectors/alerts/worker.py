@@ -132,7 +132,7 @@ class DeliveryWorker:
             destinations = {}
             for dest_config in config.destinations:
                 try:
-                    destinations[dest_config.name] = build_destination(dest_config)  # type: ignore[index]
+                    destinations[dest_config.name] = build_destination(dest_config)
                 except (SecretMissing, ValueError) as exc:
                     self.errors[dest_config.name] = str(exc)
                     log.error("alert destination %s disabled: %s", dest_config.name, exc)
