@@ -86,7 +86,8 @@ def test_a_frame_past_the_hard_limit_closes_with_1009_and_says_so(monkeypatch: p
     [letter] = oversize_letters(frames)
     assert (letter.reason, letter.detail) == (
         "oversize",
-        "frame of ? bytes over max_frame_bytes 4096 (frame exceeds limit of 8192 bytes; connection closed with code 1009)",
+        "frame of ? bytes over max_frame_bytes 4096"
+        " (frame exceeds limit of 8192 bytes; connection closed with code 1009)",
     )
 
 
