@@ -207,3 +207,33 @@ def test_the_worker_lock_is_on_the_real_path_of_the_outbox(tmp_path: Path) -> No
     finally:
         first.stop()
     DeliveryWorker(linked).start().stop()  # free again once the first has stopped
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"url": "ftp://hooks.example/x"}, "destination 'w': url must be an http:// or https:// URL (scheme 'ftp')"),
+        ({"url": "not a url"}, "destination 'w': url contains whitespace or control characters"),
+        ({"url": "https:///no-host"}, "destination 'w': url has no host"),
+        (
+            {"url": "https://h/x", "backoff_base_s": -1.0},
+            "backoff_base_s must be > 0 and backoff_max_s >= backoff_base_s",
+        ),
+        (
+            {"url": "https://h/x", "backoff_max_s": -5.0},
+            "backoff_base_s must be > 0 and backoff_max_s >= backoff_base_s",
+        ),
+    ],
+)
+def test_config_rejects_bad_urls_and_backoff_at_load(tmp_path: Path, fields: dict, message: str) -> None:
+    import msgspec
+
+    with pytest.raises(msgspec.ValidationError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        msgspec.convert({"destinations": [{"name": "w", "type": "webhook", **fields}]}, AlertsConfig)
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[alerts]\n[[alerts.destinations]]\nname = "w"\ntype = "webhook"\n'
+        + "".join(f"{key} = {value!r}\n".replace("'", '"') for key, value in fields.items())
+    )
+    code, out = cli(["alerts", "test", "--destination", "w", "--config", str(config)])
+    assert code == 2 and message in out
