@@ -151,3 +151,54 @@ def test_a_bad_endpoint_fails_at_start_with_exit_2(tmp_path: Path, key: str, val
         assert (process.returncode, err) == (2, "")
         [line] = out.strip().splitlines()
         assert line.startswith(f"error: {config}: {message}"), line
+
+
+FULL_AFTER_TWO_FLUSHES = """
+import errno, sys
+from cascadewatch.connectors.recording import RecordingWriter
+flush, calls = RecordingWriter.flush, []
+def full(self):
+    calls.append(1)
+    if len(calls) > 2:
+        raise OSError(errno.ENOSPC, "No space left on device")
+    flush(self)
+RecordingWriter.flush = full
+from cascadewatch.pipelines.cli.live import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_record_on_a_disk_that_fills_up_stops_with_one_line_and_a_readable_file(tmp_path: Path) -> None:
+    """A real 256 KiB tmpfs where this process may mount one, else ENOSPC injected at the third flush."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = (
+        os.geteuid() == 0
+        and subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)]).returncode == 0
+    )
+    out = disk / "capture.rec"
+    try:
+        with FakeBinance() as binance:
+            running = [True]
+            traffic = binance.spawn(market(binance, running))
+            config = write_config(tmp_path, binance)
+            args = ["record", "--out", str(out), "--config", str(config), "--quiet", "--duration", "60"]
+            env = {**os.environ, "PYTHONPATH": str(ROOT)}
+            command = [sys.executable, "-m", "cascadewatch.pipelines.cli.live", *args]
+            if not mounted:
+                command = [sys.executable, "-c", FULL_AFTER_TWO_FLUSHES, *args]
+            done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=90)
+            running.clear()
+            traffic.result(5)
+        assert done.returncode == 1, done.stderr
+        [line] = done.stdout.strip().splitlines()
+        assert line == (
+            f"error: {out}: cannot write the recording (No space left on device); "
+            "the file reads up to its last whole line"
+        )
+        assert "Traceback" not in done.stderr
+        frames = list(RecordingReader(out))
+        assert frames and frames[0].source == "binance-usdm!rest"
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(disk)], check=True)

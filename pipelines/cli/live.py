@@ -92,7 +92,7 @@ def add_commands(subparsers: Any) -> None:
 
 
 def handle(args: argparse.Namespace, console: Console | None = None) -> int:
-    """Run the parsed ``record`` / ``run`` command; 2 on a config error."""
+    """Run the parsed ``record`` / ``run`` command; 2 on a config error, 1 on an I/O error while running."""
     console = console or Console()
     try:
         if args.command == "record":
@@ -102,6 +102,9 @@ def handle(args: argparse.Namespace, console: Console | None = None) -> int:
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return 2
+    except OSError as exc:  # while running (a full disk): one line naming the file
+        console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        return 1
     raise ValueError(f"not a live command: {args.command}")
 
 

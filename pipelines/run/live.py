@@ -26,7 +26,7 @@ from cascadewatch.connectors.recorder import RotatingRecorder
 from cascadewatch.pipelines.config import Config, ConfigError
 from cascadewatch.pipelines.flow import build_flow
 from cascadewatch.pipelines.run.cluster import execute
-from cascadewatch.pipelines.run.preflight import check_startup
+from cascadewatch.pipelines.run.preflight import check_output, check_startup
 from cascadewatch.pipelines.run.replay import ReplaySummary
 
 log = logging.getLogger("cascadewatch.live")
@@ -155,8 +155,10 @@ def record(
 
     Writes REST bootstraps, websocket frames and connection events in the recording format,
     flushing every second (safe to kill). With rotation, each new file starts with fresh
-    instrument metadata and book snapshots, so it replays on its own.
+    instrument metadata and book snapshots, so it replays on its own. A file that cannot be
+    written on (a full disk) stops the recording with :class:`RecordingFailed`.
     """
+    check_output(Path(out))
     if serve_metrics:
         live_metrics.serve(live.metrics_port, live.metrics_addr)
     stop = stop or threading.Event()
@@ -187,6 +189,7 @@ def record(
                 log.warning("%s: %d frames dropped (queue full): the recorder is behind", queue.venue, dropped)
         return written
 
+    failure: OSError | None = None
     try:
         for feed in feeds:
             feed.start()
@@ -194,14 +197,31 @@ def record(
             if not drain():
                 stop.wait(live.poll_ms / 1000.0)
             recorder.tick()
+    except OSError as exc:  # the disk is full, the file went away: stop, keep what was written
+        failure = exc
     finally:
         for feed in feeds:
             feed.request_stop()
         end = time.monotonic() + 5.0
-        while any(feed.alive for feed in feeds) and time.monotonic() < end:
-            drain()
-            time.sleep(0.01)
-        drain()  # the close events of the shutdown
-        recorder.close()
+        try:
+            while any(feed.alive for feed in feeds) and time.monotonic() < end:
+                if failure is None:
+                    drain()
+                time.sleep(0.01)
+            if failure is None:
+                drain()  # the close events of the shutdown
+            recorder.close()
+        except OSError as exc:
+            failure = failure or exc
         summary.paths = list(recorder.paths)
+    if failure is not None:
+        where = summary.paths[-1] if summary.paths else out
+        raise RecordingFailed(
+            f"{where}: cannot write the recording ({failure.strerror or failure}); "
+            "the file reads up to its last whole line"
+        )
     return summary
+
+
+class RecordingFailed(OSError):
+    """The recording could not be written on (a full disk...); the message names the file."""
