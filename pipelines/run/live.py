@@ -12,6 +12,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -200,19 +201,7 @@ def record(
     except OSError as exc:  # the disk is full, the file went away: stop, keep what was written
         failure = exc
     finally:
-        for feed in feeds:
-            feed.request_stop()
-        end = time.monotonic() + 5.0
-        try:
-            while any(feed.alive for feed in feeds) and time.monotonic() < end:
-                if failure is None:
-                    drain()
-                time.sleep(0.01)
-            if failure is None:
-                drain()  # the close events of the shutdown
-            recorder.close()
-        except OSError as exc:
-            failure = failure or exc
+        failure = _stop_recording(feeds, recorder, drain if failure is None else None) or failure
         summary.paths = list(recorder.paths)
     if failure is not None:
         where = summary.paths[-1] if summary.paths else out
@@ -221,6 +210,27 @@ def record(
             "the file reads up to its last whole line"
         )
     return summary
+
+
+def _stop_recording(
+    feeds: list[VenueFeed], recorder: RotatingRecorder, drain: Callable[[], int] | None
+) -> OSError | None:
+    """Stop the feeds, write their last frames (the shutdown's close events) unless ``drain``
+    is None (the file failed), close the file; the write error met on the way, if any."""
+    for feed in feeds:
+        feed.request_stop()
+    end = time.monotonic() + 5.0
+    try:
+        while any(feed.alive for feed in feeds) and time.monotonic() < end:
+            if drain is not None:
+                drain()
+            time.sleep(0.01)
+        if drain is not None:
+            drain()
+        recorder.close()
+    except OSError as exc:
+        return exc
+    return None
 
 
 class RecordingFailed(OSError):
