@@ -1,4 +1,5 @@
-"""SIGTERM and SIGINT end ``run`` and ``record`` cleanly, in a subprocess against the fake venue.
+"""SIGTERM and SIGINT end ``run`` and ``record`` cleanly, in a subprocess against the fake venue;
+bad endpoints, a full disk and a mute venue fail fast and clearly.
 
 Clean: exit 0, every output line whole, the recording closed with the shutdown of each
 connection, the outbox an intact outbox with nothing left in flight. Bad endpoints fail at
@@ -11,14 +12,16 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import msgspec
 import pytest
 from live_fakes import FakeBinance, SimBook
-from live_support import FAST_BACKOFF
+from live_support import FAST_BACKOFF, capture, conn_events, make_live
 
 from cascadewatch.connectors.alerts.outbox import Outbox
 from cascadewatch.connectors.recording import RecordingReader
@@ -202,3 +205,19 @@ def test_record_on_a_disk_that_fills_up_stops_with_one_line_and_a_readable_file(
     finally:
         if mounted:
             subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_connect_timeout_bounds_a_handshake_that_never_completes() -> None:
+    """A venue that accepts TCP and never answers the upgrade: an error event after connect_timeout_s."""
+    with socket.socket() as mute, FakeBinance() as binance:
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(16)  # the kernel completes TCP; nothing ever reads or answers
+        url = f"ws://127.0.0.1:{mute.getsockname()[1]}/market/stream"
+        live = make_live("binance", binance, ["BTCUSDT"], "/market/stream", connect_timeout_s=0.3)
+        live = msgspec.structs.replace(live, binance=msgspec.structs.replace(live.binance, ws_url=url, ws_book_url=url))
+        started = time.monotonic()
+        frames = capture("binance", live, lambda f: sum(e["event"] == "error" for e in conn_events(f)) >= 2)
+        elapsed = time.monotonic() - started
+    errors = [e for e in conn_events(frames) if e["event"] == "error"]
+    assert errors[0]["reason"].startswith("connect failed: TimeoutError")
+    assert elapsed < 3.0  # two attempts of 0.3 s and a backoff of at most 0.2 s, not 2 x 10 s
