@@ -198,3 +198,50 @@ def test_output_in_a_read_only_directory(tmp_path: Path, read_only_dir: Path) ->
 def test_config_path_that_is_a_directory(tmp_path: Path, command: list[str]) -> None:
     code, lines = cascadewatch(*command, str(tmp_path))
     assert (code, lines) == (2, [f"error: {tmp_path}: cannot read the config file: Is a directory"])
+
+
+OUTPUT_FILLS_UP = """
+import errno, sys
+import cascadewatch.connectors.sinks as sinks
+class Full:
+    def __init__(self, handle):
+        self.handle, self.written = handle, 0
+    def write(self, data):
+        self.written += len(data)
+        if self.written > 64 * 1024:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return self.handle.write(data)
+    def __getattr__(self, name):
+        return getattr(self.handle, name)
+real_open = open
+sinks.open = lambda *args, **kwargs: Full(real_open(*args, **kwargs))
+from cascadewatch.pipelines.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_an_output_on_a_disk_that_fills_up_during_replay(tmp_path: Path) -> None:
+    """A real 64 KiB tmpfs where this process may mount one, else ENOSPC injected past 64 KiB.
+
+    stdout carries one line naming the file, exit 1, no Python traceback; Bytewax's own
+    panic note (three lines, more with RUST_BACKTRACE=1) still goes to stderr before it.
+    """
+    disk = tmp_path / "disk"
+    mounted = mount_tmpfs(disk, "size=64k")
+    if not mounted:
+        disk.mkdir()
+    snapshots = disk / "snapshots.jsonl"
+    try:
+        command = [
+            "replay", str(bundled_demo_recording()), "--quiet", "--snapshots-out", str(snapshots),
+            "--alerts-out", str(tmp_path / "alerts.jsonl"),
+        ]  # fmt: skip
+        prelude = [sys.executable, "-c", OUTPUT_FILLS_UP] if not mounted else CLI
+        env = {**os.environ, "RUST_BACKTRACE": "0"}
+        done = subprocess.run([*prelude, *command], capture_output=True, text=True, timeout=120, env=env)
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(disk)], check=True)
+    assert done.returncode == 1
+    assert done.stdout.strip().splitlines() == [f"error: {snapshots}: cannot write (No space left on device)"]
+    assert "Traceback" not in done.stderr
