@@ -115,6 +115,7 @@ class Outbox:
         Outbox(path).close()
 
     def close(self) -> None:
+        """Close the database."""
         with self._lock:
             self._db.close()
 
@@ -202,6 +203,7 @@ class Outbox:
         ]
 
     def mark_delivered(self, seqs: Iterable[int]) -> None:
+        """Mark the deliveries ``seqs`` delivered."""
         now = self._clock()
         with self._transaction() as db:
             db.executemany(
@@ -214,7 +216,8 @@ class Outbox:
         now = self._clock()
         with self._transaction() as db:
             db.executemany(
-                "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, last_error = ?, updated_at = ? WHERE seq = ?",
+                "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, last_error = ?, updated_at = ?"
+                " WHERE seq = ?",
                 [(at, reason, now, seq) for seq in seqs],
             )
 
@@ -236,7 +239,8 @@ class Outbox:
         with self._transaction() as db:
             if destinations is None:
                 return db.execute(
-                    "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, updated_at = ? WHERE status = 'inflight'",
+                    "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, updated_at = ?"
+                    " WHERE status = 'inflight'",
                     (now, now),
                 ).rowcount
             return sum(
@@ -340,6 +344,7 @@ class Outbox:
             return [DeliveryRow(*row) for row in self._db.execute(sql, (*params, limit)).fetchall()]
 
     def alert(self, alert_id: str) -> dict[str, Any] | None:
+        """The stored alert with id ``alert_id``, or ``None``."""
         with self._lock:
             row = self._db.execute("SELECT body FROM alerts WHERE id = ?", (alert_id,)).fetchone()
         return json.loads(row[0]) if row else None

@@ -177,6 +177,7 @@ class DeliveryWorker:
         return self.unfinished() == 0
 
     def unfinished(self) -> int:
+        """Deliveries still pending or in flight for this worker's destinations."""
         counts = self.outbox.counts()
         return sum(
             counts.get(name, {}).get("pending", 0) + counts.get(name, {}).get("inflight", 0)

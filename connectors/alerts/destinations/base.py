@@ -6,7 +6,7 @@ import email.utils
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from cascadewatch.connectors.alerts.config import DestinationConfig
 from cascadewatch.connectors.alerts.secrets import SECRETS, redact, secret_fragments
@@ -29,14 +29,17 @@ class Outcome:
 
     @classmethod
     def delivered(cls, status: int | None = None) -> Outcome:
+        """The alerts were accepted (``status``: the HTTP status, if any)."""
         return cls("delivered", status=status)
 
     @classmethod
     def retry(cls, reason: str, retry_after: float | None = None, status: int | None = None) -> Outcome:
+        """A temporary failure: try again, after ``retry_after`` seconds when the destination said so."""
         return cls("retry", reason, retry_after, status)
 
     @classmethod
     def failed(cls, reason: str, status: int | None = None) -> Outcome:
+        """A permanent failure: the alerts are not sent again."""
         return cls("failed", reason, status=status)
 
 
@@ -60,8 +63,15 @@ class Destination:
         """Destinations with the same key share one rate limit (Slack: the webhook)."""
         return f"{self.config.type}:{self.name}"
 
+    @overload
+    def add_secret(self, value: str, url: bool = False) -> str: ...
+    @overload
+    def add_secret(self, value: None, url: bool = False) -> None: ...
     def add_secret(self, value: str | None, url: bool = False) -> str | None:
-        """Remember a secret (``url``: a secret URL) so its fragments are redacted from outcomes and logs."""
+        """Remember a secret (``url``: a secret URL) so its fragments are redacted from outcomes and logs.
+
+        Returns ``value``.
+        """
         if value:
             self._secrets.extend(secret_fragments(value, url))
             SECRETS.add(value, url)
@@ -76,6 +86,7 @@ class Destination:
         return self.config.type
 
     def send(self, alerts: list[dict[str, Any]]) -> Outcome:
+        """Send ``alerts``; any exception becomes a retry, and the outcome's reason is redacted."""
         try:
             outcome = self._send(alerts)
         except Exception as exc:
@@ -86,6 +97,7 @@ class Destination:
         raise NotImplementedError
 
     def close(self) -> None:
+        """Release the destination's resources (its HTTP client); nothing by default."""
         pass
 
 
@@ -142,6 +154,7 @@ def human(value: Any) -> str:
 
 
 def usd(value: Any) -> str:
+    """A USD amount for people: ``$1.50M``, ``$250.00k`` (non-numbers as :func:`human`)."""
     if not isinstance(value, (int, float)):
         return human(value)
     for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
@@ -158,6 +171,7 @@ def label(key: str) -> str:
 
 
 def render_value(key: str, value: Any) -> str:
+    """An alert field's value for people: USD amounts, probabilities as percent, else :func:`human`."""
     if "usd" in key.split("_") or key.endswith("_usd"):
         return usd(value)
     if key.startswith("prob") and isinstance(value, (int, float)):
