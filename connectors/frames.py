@@ -14,18 +14,20 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
 from cascadewatch.connectors.events import FeedState, FeedStatus
-from cascadewatch.connectors.venues import parser_for
-from cascadewatch.connectors.venues.base import Parsed, ParseError, VenueParser, nesting_error
+from cascadewatch.connectors.reasons import Reason
+from cascadewatch.connectors.venues.base import Parsed, ParseError, VenueParser
+from cascadewatch.connectors.venues.registry import parser_for
 
 
 class DeadLetter(msgspec.Struct, frozen=True):
     """A frame that could not become events: why, from where, and its raw text."""
 
-    reason: str
+    reason: Reason
     source: str
     raw: str
     detail: str = ""
@@ -73,13 +75,13 @@ class FrameDecoder:
         self._handlers = {}
 
     def parser(self, venue: str) -> VenueParser:
-        """The parser of ``venue`` (made on first use); ``KeyError`` for an unknown venue."""
+        """The parser of ``venue`` (a source token), made on first use; ``unknown_source`` if none."""
         parser = self.parsers.get(venue)
         if parser is None:
             try:
                 parser = self.parsers[venue] = parser_for(venue)
             except KeyError:
-                raise ParseError("unknown_source", venue) from None
+                raise ParseError(Reason.UNKNOWN_SOURCE, venue) from None
         return parser
 
     def _handler(self, source: str | bytes) -> tuple[str, Callable[[bytes, int], Parsed]]:
@@ -88,7 +90,7 @@ class FrameDecoder:
         venue, _, channel = text.partition("!")
 
         def unknown(payload: bytes, recv: int) -> Parsed:
-            raise ParseError("unknown_source", text)
+            raise ParseError(Reason.UNKNOWN_SOURCE, text)
 
         try:
             parser = self.parser(venue)
@@ -98,16 +100,22 @@ class FrameDecoder:
             return venue, parser.parse_ws
 
         def rest(payload: bytes, recv: int) -> Parsed:
-            envelope = _rest_decoder.decode(payload)
+            envelope = _envelope(_rest_decoder, payload)
             return parser.parse_rest(envelope.path, bytes(envelope.body), recv)
 
         def conn(payload: bytes, recv: int) -> Parsed:
-            return _connection_event(venue, _conn_decoder.decode(payload), recv)
+            return _connection_event(venue, _envelope(_conn_decoder, payload), recv)
 
         return venue, {"rest": rest, "conn": conn}.get(channel, unknown)
 
     def decode(self, source: str | bytes, payload: bytes, recv: int) -> Parsed:
-        """Parse one frame; raises :class:`ParseError` (never anything else) on bad input."""
+        """Parse one frame; raises :class:`ParseError` (never anything else) on bad input.
+
+        This is the one catch-all: any other exception out of a parser is a bug, counted as
+        ``parser_exception`` with the exception's type and message as the detail. The one
+        exception that is not a bug is JSON nested deeper than the decoder follows
+        (``[[[[...]]]]``): ``malformed_json``, whichever venue or channel.
+        """
         entry = self._handlers.get(source)
         if entry is None:
             entry = self._handlers[source] = self._handler(source)
@@ -116,24 +124,30 @@ class FrameDecoder:
             parsed = handler(payload, recv)
         except ParseError:
             raise
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise ParseError("malformed_envelope", str(exc)[:200]) from None
-        except RecursionError as exc:
-            raise nesting_error(exc) from None
+        except RecursionError as exc:  # msgspec's depth limit: bad input, not a bug
+            raise ParseError(Reason.MALFORMED_JSON, f"nested too deep to decode ({exc})"[:200]) from None
         except Exception as exc:  # a parser bug must not stop the flow: count it
-            raise ParseError("parser_exception", f"{type(exc).__name__}: {exc}"[:200]) from None
+            raise ParseError(Reason.PARSER_EXCEPTION, f"{type(exc).__name__}: {exc}"[:200]) from None
         self.frames[(venue, parsed.kind)] += 1
         return parsed
+
+
+def _envelope(decoder: msgspec.json.Decoder[Any], payload: bytes) -> Any:
+    """The ``!rest`` / ``!conn`` wrapper object, else :class:`ParseError` ``malformed_envelope``."""
+    try:
+        return decoder.decode(payload)
+    except msgspec.DecodeError as exc:  # ValidationError included
+        raise ParseError(Reason.MALFORMED_ENVELOPE, str(exc)[:200]) from None
 
 
 def _connection_event(venue: str, event: _ConnEvent, recv: int) -> Parsed:
     if event.event == "oversize":  # a frame the session would not hand over (its head is in raw)
         size = "?" if event.size is None else event.size
         why = f" ({event.reason})" if event.reason else ""
-        raise ParseError("oversize", f"frame of {size} bytes over max_frame_bytes {event.limit}{why}")
+        raise ParseError(Reason.OVERSIZE, f"frame of {size} bytes over max_frame_bytes {event.limit}{why}")
     state = _CONN_STATES.get(event.event)
     if state is None:
-        raise ParseError("unknown_conn_event", event.event)
+        raise ParseError(Reason.UNKNOWN_CONN_EVENT, event.event)
     detail = " ".join(
         part for part in (event.url, event.reason, "" if event.code is None else f"code={event.code}") if part
     )

@@ -19,7 +19,8 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from cascadewatch.connectors.live_config import VENUE_NAMES, LiveConfig
+from cascadewatch.connectors.live_config import LiveConfig
+from cascadewatch.connectors.venues.registry import VENUE_NAMES
 from cascadewatch.pipelines.config import ConfigError
 from cascadewatch.pipelines.run.cluster import add_cluster_arguments
 

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from cascadewatch.connectors.units import ns_to_s
 from cascadewatch.detectors.crowding import CrowdingMonitor
 from cascadewatch.detectors.depth import DepthMonitor
 from cascadewatch.detectors.hawkes import HawkesEstimator
@@ -56,7 +57,6 @@ from cascadewatch.pipelines.model_file import model_classifiers
 from cascadewatch.pipelines.steps.items import InstrumentSecond
 
 DIRECTIONS = ("down", "up")
-NS = 1_000_000_000
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -151,8 +151,8 @@ class AssetDetectors:
         liq_usd = {"down": 0.0, "up": 0.0}
         for ts, liq_price, qty, side in sorted(liqs):
             notional = liq_price * qty
-            self.observed.learn_one(liq_price, notional, side, ts / NS)
-            self.hawkes.learn_one(ts / NS)
+            self.observed.learn_one(liq_price, notional, side, ns_to_s(ts))
+            self.hawkes.learn_one(ns_to_s(ts))
             liq_usd["down" if side == "long" else "up"] += notional
         self.vol.learn_one(price, t + 0.5)
         self.vol_slow.learn_one(price, t + 0.5)

@@ -29,16 +29,15 @@ from cascadewatch.connectors.events import (
     asset_of,
 )
 from cascadewatch.connectors.frames import DeadLetter
-from cascadewatch.connectors.sources import NS
-from cascadewatch.connectors.venues import parser_classes
+from cascadewatch.connectors.reasons import Reason
+from cascadewatch.connectors.units import NS_PER_S
 from cascadewatch.connectors.venues.base import SequenceRule
+from cascadewatch.connectors.venues.registry import PARSERS
 from cascadewatch.pipelines.steps.items import (
     BOOK_RANGE_BPS,
     DEPTH_BANDS_BPS,
     InstrumentSecond,
 )
-
-MS = 1_000_000
 
 
 class InstrumentTracker:
@@ -87,13 +86,13 @@ class InstrumentTracker:
         for value in values:
             handler = handlers.get(value.__class__)
             if handler is None:  # a Watermark
-                self._advance(value.wm // NS, out)
+                self._advance(value.wm // NS_PER_S, out)
                 continue
             if not self.key:
                 self._identify(value)
             # effective time max(ts, recv - lag), never before a closed second
             floor = value.recv - lag
-            second = (value.ts if value.ts > floor else floor) // NS
+            second = (value.ts if value.ts > floor else floor) // NS_PER_S
             if second < self.closed_before:
                 second = self.closed_before
             if self.open_second is None:
@@ -111,7 +110,7 @@ class InstrumentTracker:
         self.venue, self.instrument = event.venue, event.instrument
         self.key = f"{event.venue}|{event.instrument}"
         self.asset = asset_of(event.instrument)
-        parser_class = parser_classes().get(event.venue)
+        parser_class = PARSERS.get(event.venue)
         if parser_class is not None:
             self.books = BookKeeper(parser_class.sequence_rule())
 
@@ -146,7 +145,7 @@ class InstrumentTracker:
             if status.state == "gap":
                 self.dead_letters.append(
                     DeadLetter(
-                        reason="sequence_gap",
+                        reason=Reason.SEQUENCE_GAP,
                         source=self.venue,
                         raw=msgspec.json.encode(event).decode(),
                         detail=status.detail,

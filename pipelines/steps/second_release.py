@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from cascadewatch.connectors.sources import NS, Watermark
+from cascadewatch.connectors.sources import Watermark
+from cascadewatch.connectors.units import MS_PER_S, NS_PER_MS, NS_PER_S
 from cascadewatch.pipelines.steps.items import (
     AssetSecond,
     InstrumentSecond,
@@ -41,8 +42,8 @@ class SecondReleaser:
         for value in values:
             if isinstance(value, Watermark):
                 wm = self.watermarks.observe(value)
-                if wm > self.released_before_ms * 1_000_000:
-                    self._release(wm // NS * 1000, out)
+                if wm > self.released_before_ms * NS_PER_MS:
+                    self._release(wm // NS_PER_S * MS_PER_S, out)
             else:
                 second = value.second
                 if second < self.released_before_ms:
