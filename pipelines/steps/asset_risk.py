@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from cascadewatch.connectors.outputs import Alert
 from cascadewatch.pipelines.config import DetectorsConfig
 from cascadewatch.pipelines.steps.asset_aggregator import AssetAggregator
 from cascadewatch.pipelines.steps.asset_detectors import AssetDetectors
@@ -40,12 +41,11 @@ class AssetRisk:
             self.feeds = FeedPolicy(item.asset)
         states = list(item.states)
         snapshot = self.aggregator.update(item.second, states)
-        out = [snapshot]
-        if snapshot["price"] is not None:
+        alerts: list[Alert] = []
+        if snapshot.price is not None:
             fields, alerts = self.detectors.update(
-                item.second, snapshot["price"], states, self.aggregator.live(item.second)
+                item.second, snapshot.price, states, self.aggregator.live(item.second)
             )
-            snapshot.update(fields)
-            out.extend(alerts)
-        out.extend(self.feeds.update(item.second, states))
-        return AssetOutput(item.second, item.asset, tuple(out))
+            snapshot = snapshot.with_detectors(fields)
+        alerts.extend(self.feeds.update(item.second, states))
+        return AssetOutput(item.second, item.asset, (snapshot.to_dict(), *(alert.to_dict() for alert in alerts)))
