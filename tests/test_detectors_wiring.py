@@ -18,7 +18,7 @@ import pytest
 
 from cascadewatch.pipelines.config import DetectorsConfig
 from cascadewatch.pipelines.steps.asset_risk import AssetRisk
-from cascadewatch.pipelines.steps.items import AssetOutput, AssetSecond, InstrumentSecond
+from cascadewatch.pipelines.steps.items import AssetOutput, AssetSecond, InstrumentState
 
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z, seconds
 NS = 1_000_000_000
@@ -52,14 +52,14 @@ def oi_qty(t: int) -> float:
     return 50_000.0 + 72.0 * (min(t, CRASH - 1) + 1)
 
 
-def state(venue: str, instrument: str, t: int, price: float, oi: float, **extra: Any) -> InstrumentSecond:
+def state(venue: str, instrument: str, t: int, price: float, oi: float, **extra: Any) -> InstrumentState:
     """One venue instrument's second: aggressive buys 80 / sells 20 in the calm (longs opening),
     10 / 90 in the break, 5 / 5 after; a 200-level book of 40 per level either side."""
     buy_qty, sell_qty = (80.0, 20.0) if t < CRASH else (10.0, 90.0) if t < CALM else (5.0, 5.0)
     book_valid = extra.pop("book_valid", True)
     ticks = np.arange(1, 201) * 0.01
     liqs = extra.pop("liqs", ())
-    return InstrumentSecond(
+    return InstrumentState(
         venue=venue,
         instrument=instrument,
         asset="BTC-USDT",

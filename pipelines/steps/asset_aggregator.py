@@ -1,6 +1,6 @@
 """Per-asset merge of venue states into one risk snapshot per event-time second.
 
-:class:`AssetAggregator` keeps the latest :class:`~cascadewatch.pipelines.steps.items.InstrumentSecond` of every
+:class:`AssetAggregator` keeps the latest :class:`~cascadewatch.pipelines.steps.items.InstrumentState` of every
 venue instrument of one asset and rolling 60 s sums, and builds the
 :class:`~cascadewatch.connectors.outputs.RiskSnapshot` of each second (its venue part; the
 detectors add theirs). Sums run over venues in sorted order and
@@ -13,14 +13,14 @@ from collections import deque
 from statistics import median
 
 from cascadewatch.connectors.outputs import RiskSnapshot
-from cascadewatch.pipelines.steps.items import DEPTH_BANDS_BPS, InstrumentSecond
+from cascadewatch.pipelines.steps.items import DEPTH_BANDS_BPS, InstrumentState
 
 WINDOW_S = 60
 STALE_AFTER_MS = 60_000
 """A venue instrument without an update for this long no longer contributes."""
 
 
-def _price_of(state: InstrumentSecond) -> float | None:
+def _price_of(state: InstrumentState) -> float | None:
     """Last trade price, else the book mid, else the mark."""
     if state.price is not None:
         return state.price
@@ -44,15 +44,15 @@ class AssetAggregator:
 
     def __init__(self, asset: str) -> None:
         self.asset = asset
-        self.latest: dict[str, InstrumentSecond] = {}
+        self.latest: dict[str, InstrumentState] = {}
         self.window: deque[tuple[int, float, float, float]] = deque()
         """Per released second: (second_ms, long liquidations USD, short liquidations USD, traded USD)."""
 
-    def live(self, second_ms: int) -> list[InstrumentSecond]:
+    def live(self, second_ms: int) -> list[InstrumentState]:
         """Latest state of each venue instrument updated within :data:`STALE_AFTER_MS`, sorted by key."""
         return [self.latest[key] for key in sorted(self.latest) if self.latest[key].second > second_ms - STALE_AFTER_MS]
 
-    def update(self, second_ms: int, states: list[InstrumentSecond]) -> RiskSnapshot:
+    def update(self, second_ms: int, states: list[InstrumentState]) -> RiskSnapshot:
         """Fold in this second's instrument states and return the asset snapshot for it."""
         liq_long = liq_short = traded = 0.0
         feed: list[str] = []

@@ -1,6 +1,6 @@
 """Per-asset detector wiring: one :class:`AssetDetectors` per asset, fed each released second.
 
-Inputs per second: the asset's :class:`~cascadewatch.pipelines.steps.items.InstrumentSecond` items of that second
+Inputs per second: the asset's :class:`~cascadewatch.pipelines.steps.items.InstrumentState` items of that second
 (flow: trades, liquidations, OI, mark) and the latest live state of every venue instrument
 (books). Outputs: the detector fields of the snapshot
 (:class:`~cascadewatch.connectors.outputs.DetectorFields`) and the policy's alerts.
@@ -54,7 +54,7 @@ from cascadewatch.detectors.probability import (
 from cascadewatch.detectors.regime import RegimeDetector
 from cascadewatch.pipelines.config import DetectorsConfig
 from cascadewatch.pipelines.model_file import model_classifiers
-from cascadewatch.pipelines.steps.items import InstrumentSecond
+from cascadewatch.pipelines.steps.items import InstrumentState
 
 DIRECTIONS = ("down", "up")
 NS = 1_000_000_000
@@ -137,7 +137,7 @@ class AssetDetectors:
             self.vol_slow = RealizedVolatility(half_life_s=self.config.vol_slow_half_life_s)
 
     def update(
-        self, second_ms: int, price: float, states: list[InstrumentSecond], live: list[InstrumentSecond]
+        self, second_ms: int, price: float, states: list[InstrumentState], live: list[InstrumentState]
     ) -> tuple[DetectorFields, list[Alert]]:
         """Feed one released second; return ``(snapshot fields, alerts)``."""
         t = second_ms / 1000.0
@@ -283,7 +283,7 @@ class AssetDetectors:
             self.liq_window_usd = {d: deque(usd for _, usd in self.liq_window[d]) for d in DIRECTIONS}
         return self.liq_window_usd[direction]
 
-    def _learn_flow(self, state: InstrumentSecond, t: float) -> None:
+    def _learn_flow(self, state: InstrumentState, t: float) -> None:
         estimated = self._map(state.venue)
         # the second's aggressive flow per side at its VWAP, buys first
         if state.buy_qty > 0:

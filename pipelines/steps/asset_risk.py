@@ -1,11 +1,14 @@
 """One asset's step: venue merge, detectors and alert policies, second by second.
 
-:class:`AssetRisk` receives the asset's :class:`~cascadewatch.pipelines.steps.items.AssetSecond` items in
-ascending order (the merge step releases seconds in order, over one channel) and returns, per
-second, the snapshot (:class:`~cascadewatch.pipelines.steps.asset_aggregator.AssetAggregator`) with the detectors' readouts
-(:class:`~cascadewatch.pipelines.steps.asset_detectors.AssetDetectors`), then the detectors' alerts, then the feed alerts
-(:class:`~cascadewatch.pipelines.steps.feed_policy.FeedPolicy`). Its state is the asset's whole analytic state
-and pickles for Bytewax recovery.
+:class:`AssetRisk` receives the asset's :class:`~cascadewatch.pipelines.steps.items.AssetSecond`
+items in ascending order (the merge step releases seconds in order, over one channel) and
+returns, per second, an :class:`~cascadewatch.pipelines.steps.items.AssetOutput`: the
+:class:`~cascadewatch.connectors.outputs.RiskSnapshot` (venue merge:
+:class:`~cascadewatch.pipelines.steps.asset_aggregator.AssetAggregator`; the detectors' fields:
+:class:`~cascadewatch.pipelines.steps.asset_detectors.AssetDetectors`), then the cascade
+alerts, then the feed alerts (:class:`~cascadewatch.pipelines.steps.feed_policy.FeedPolicy`),
+as the dicts of the output contract. Its state is the asset's whole analytic state and
+pickles for Bytewax recovery.
 """
 
 from __future__ import annotations

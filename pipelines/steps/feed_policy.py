@@ -1,6 +1,6 @@
 """Feed alerts: a venue instrument whose data cannot be trusted pages like a cascade does.
 
-Per venue instrument, from the ``feed`` entries of its :class:`~cascadewatch.pipelines.steps.items.InstrumentSecond`:
+Per venue instrument, from the ``feed`` entries of its :class:`~cascadewatch.pipelines.steps.items.InstrumentState`:
 
 - trigger (``warning``) on the first ``gap``, ``disconnect``, ``stale`` or ``error``;
 - resolve at the first later second with no such entry whose book is valid again (or, for a
@@ -13,12 +13,12 @@ Ids come from content (:func:`~cascadewatch.connectors.outputs.alert_id`), as fo
 from __future__ import annotations
 
 from cascadewatch.connectors.outputs import Alert, alert_id
-from cascadewatch.pipelines.steps.items import InstrumentSecond
+from cascadewatch.pipelines.steps.items import InstrumentState
 
 PROBLEM_STATES = ("gap", "disconnect", "stale", "error")
 
 
-def _problems(state: InstrumentSecond) -> list[str]:
+def _problems(state: InstrumentState) -> list[str]:
     return [entry for entry in state.feed if entry.split(":", 1)[0] in PROBLEM_STATES]
 
 
@@ -31,7 +31,7 @@ class FeedPolicy:
         """venue|instrument -> (opened_ts ms, first problem)."""
         self.had_book: set[str] = set()
 
-    def update(self, second_ms: int, states: list[InstrumentSecond]) -> list[Alert]:
+    def update(self, second_ms: int, states: list[InstrumentState]) -> list[Alert]:
         """Fold in one second's instrument states; return the feed alerts it opens or resolves."""
         alerts = []
         for state in states:
@@ -49,7 +49,7 @@ class FeedPolicy:
                 alerts.append(self._alert(state, second_ms, "resolve", opened_ts, problem))
         return alerts
 
-    def _alert(self, state: InstrumentSecond, ts: int, action: str, opened_ts: int, problem: str) -> Alert:
+    def _alert(self, state: InstrumentState, ts: int, action: str, opened_ts: int, problem: str) -> Alert:
         dedup_key = f"{self.asset}:feed:{state.venue}"
         severity = "warning"
         if action == "trigger":
