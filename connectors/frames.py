@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from cascadewatch.connectors.events import FeedStatus
+from cascadewatch.connectors.events import FeedState, FeedStatus
 from cascadewatch.connectors.venues import parser_for
 from cascadewatch.connectors.venues.base import Parsed, ParseError, VenueParser
 
@@ -43,7 +43,7 @@ class _ConnEvent(msgspec.Struct, frozen=True):
     code: int | None = None
 
 
-_CONN_STATES = {"open": "connect", "close": "disconnect", "error": "error", "stale": "stale"}
+_CONN_STATES: dict[str, FeedState] = {"open": "connect", "close": "disconnect", "error": "error", "stale": "stale"}
 _rest_decoder = msgspec.json.Decoder(_RestEnvelope)
 _conn_decoder = msgspec.json.Decoder(_ConnEvent)
 
@@ -69,6 +69,7 @@ class FrameDecoder:
         self._handlers = {}
 
     def parser(self, venue: str) -> VenueParser:
+        """The parser of ``venue`` (made on first use); ``KeyError`` for an unknown venue."""
         parser = self.parsers.get(venue)
         if parser is None:
             try:
@@ -126,5 +127,5 @@ def _connection_event(venue: str, event: _ConnEvent, recv: int) -> Parsed:
     detail = " ".join(
         part for part in (event.url, event.reason, "" if event.code is None else f"code={event.code}") if part
     )
-    status = FeedStatus(venue=venue, symbol="", instrument="", ts=recv, recv=recv, state=state, detail=detail)  # type: ignore[arg-type]
+    status = FeedStatus(venue=venue, symbol="", instrument="", ts=recv, recv=recv, state=state, detail=detail)
     return Parsed(kind=f"conn:{event.event}", events=[status])
