@@ -4,8 +4,8 @@
 
     source partitions (one per recording or live venue): parse, batch by instrument, and
     per venue-instrument in the partition that reads it (cascadewatch.pipelines.steps.tracked_source): book,
-    trades, liquidations, OI, mark -> InstrumentSecond per closed event-time second
-      -> ("merge", [InstrumentSecond, ..., Watermark]) per batch
+    trades, liquidations, OI, mark -> InstrumentState per closed event-time second
+      -> ("merge", [InstrumentState, ..., Watermark]) per batch
       -> stateful_batch "merge": watermark over all partitions -> per released second an
          AssetSecond per asset (keyed by asset) and a SecondManifest (to the ordering key)
       -> stateful_batch per asset: venue merge, detectors, alert policies

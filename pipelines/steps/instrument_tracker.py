@@ -1,7 +1,7 @@
 """Per venue-instrument state: the book, last trade, mark, open interest, per-second flow.
 
 :class:`InstrumentTracker` consumes one instrument's events and watermarks, in order, and
-emits one :class:`~cascadewatch.pipelines.steps.items.InstrumentSecond` for every event-time second in which
+emits one :class:`~cascadewatch.pipelines.steps.items.InstrumentState` for every event-time second in which
 the instrument had events, when that second closes.
 
 A second closes when an event of a later second arrives or a watermark passes its end.
@@ -36,7 +36,7 @@ from cascadewatch.connectors.venues.registry import PARSERS
 from cascadewatch.pipelines.steps.items import (
     BOOK_RANGE_BPS,
     DEPTH_BANDS_BPS,
-    InstrumentSecond,
+    InstrumentState,
 )
 
 
@@ -74,13 +74,13 @@ class InstrumentTracker:
         self.liquidations = 0
         self.feed: list[str] = []
 
-    def process(self, values: list[Any]) -> list[InstrumentSecond | DeadLetter]:
+    def process(self, values: list[Any]) -> list[InstrumentState | DeadLetter]:
         """Apply a batch of events and watermarks; return closed seconds and dead letters.
 
         Closed seconds keep their order; a sequence gap adds a ``DeadLetter`` (reason
         ``sequence_gap``, the offending delta as raw text).
         """
-        out: list[InstrumentSecond | DeadLetter] = []
+        out: list[InstrumentState | DeadLetter] = []
         handlers = self._HANDLERS
         lag = self.lag
         for value in values:
@@ -186,7 +186,7 @@ class InstrumentTracker:
         FeedStatus: _on_feed_status,
     }
 
-    def _close(self) -> InstrumentSecond:
+    def _close(self) -> InstrumentState:
         assert self.open_second is not None
         book = self.books.book
         bids, asks = book.sides()
@@ -203,7 +203,7 @@ class InstrumentTracker:
         else:
             depth_bid = depth_ask = (0.0,) * len(DEPTH_BANDS_BPS)
             near_bids = near_asks = None
-        second = InstrumentSecond(
+        second = InstrumentState(
             venue=self.venue,
             instrument=self.instrument,
             asset=self.asset,
