@@ -3,7 +3,9 @@
 :class:`FrameDecoder` owns one parser per venue and dispatches on the source token:
 ``<venue>`` websocket frames go to ``parse_ws``; ``<venue>!rest`` bodies to ``parse_rest``;
 ``<venue>!conn`` connection events become venue-wide :class:`FeedStatus` events
-(``instrument == ""``), which the source fans out to that venue's instruments.
+(``instrument == ""``), which the source fans out to that venue's instruments; an
+``oversize`` event (a frame over ``[live] max_frame_bytes``) is an ``oversize`` dead letter
+whose raw text holds the frame's size and head.
 
 Every failure is a :class:`DeadLetter`: counted by venue and reason, kept with its raw text.
 """
@@ -12,18 +14,20 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
-from cascadewatch.connectors.events import FeedStatus
-from cascadewatch.connectors.venues import parser_for
+from cascadewatch.connectors.events import FeedState, FeedStatus
+from cascadewatch.connectors.reasons import Reason
 from cascadewatch.connectors.venues.base import Parsed, ParseError, VenueParser
+from cascadewatch.connectors.venues.registry import parser_for
 
 
 class DeadLetter(msgspec.Struct, frozen=True):
     """A frame that could not become events: why, from where, and its raw text."""
 
-    reason: str
+    reason: Reason
     source: str
     raw: str
     detail: str = ""
@@ -41,9 +45,11 @@ class _ConnEvent(msgspec.Struct, frozen=True):
     url: str = ""
     reason: str = ""
     code: int | None = None
+    size: int | None = None
+    limit: int | None = None
 
 
-_CONN_STATES = {"open": "connect", "close": "disconnect", "error": "error", "stale": "stale"}
+_CONN_STATES: dict[str, FeedState] = {"open": "connect", "close": "disconnect", "error": "error", "stale": "stale"}
 _rest_decoder = msgspec.json.Decoder(_RestEnvelope)
 _conn_decoder = msgspec.json.Decoder(_ConnEvent)
 
@@ -69,12 +75,13 @@ class FrameDecoder:
         self._handlers = {}
 
     def parser(self, venue: str) -> VenueParser:
+        """The parser of ``venue`` (a source token), made on first use; ``unknown_source`` if none."""
         parser = self.parsers.get(venue)
         if parser is None:
             try:
                 parser = self.parsers[venue] = parser_for(venue)
             except KeyError:
-                raise ParseError("unknown_source", venue) from None
+                raise ParseError(Reason.UNKNOWN_SOURCE, venue) from None
         return parser
 
     def _handler(self, source: str | bytes) -> tuple[str, Callable[[bytes, int], Parsed]]:
@@ -83,7 +90,7 @@ class FrameDecoder:
         venue, _, channel = text.partition("!")
 
         def unknown(payload: bytes, recv: int) -> Parsed:
-            raise ParseError("unknown_source", text)
+            raise ParseError(Reason.UNKNOWN_SOURCE, text)
 
         try:
             parser = self.parser(venue)
@@ -93,16 +100,22 @@ class FrameDecoder:
             return venue, parser.parse_ws
 
         def rest(payload: bytes, recv: int) -> Parsed:
-            envelope = _rest_decoder.decode(payload)
+            envelope = _envelope(_rest_decoder, payload)
             return parser.parse_rest(envelope.path, bytes(envelope.body), recv)
 
         def conn(payload: bytes, recv: int) -> Parsed:
-            return _connection_event(venue, _conn_decoder.decode(payload), recv)
+            return _connection_event(venue, _envelope(_conn_decoder, payload), recv)
 
         return venue, {"rest": rest, "conn": conn}.get(channel, unknown)
 
     def decode(self, source: str | bytes, payload: bytes, recv: int) -> Parsed:
-        """Parse one frame; raises :class:`ParseError` (never anything else) on bad input."""
+        """Parse one frame; raises :class:`ParseError` (never anything else) on bad input.
+
+        This is the one catch-all: any other exception out of a parser is a bug, counted as
+        ``parser_exception`` with the exception's type and message as the detail. The one
+        exception that is not a bug is JSON nested deeper than the decoder follows
+        (``[[[[...]]]]``): ``malformed_json``, whichever venue or channel.
+        """
         entry = self._handlers.get(source)
         if entry is None:
             entry = self._handlers[source] = self._handler(source)
@@ -111,20 +124,32 @@ class FrameDecoder:
             parsed = handler(payload, recv)
         except ParseError:
             raise
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise ParseError("malformed_envelope", str(exc)[:200]) from None
+        except RecursionError as exc:  # msgspec's depth limit: bad input, not a bug
+            raise ParseError(Reason.MALFORMED_JSON, f"nested too deep to decode ({exc})"[:200]) from None
         except Exception as exc:  # a parser bug must not stop the flow: count it
-            raise ParseError("parser_exception", f"{type(exc).__name__}: {exc}"[:200]) from None
+            raise ParseError(Reason.PARSER_EXCEPTION, f"{type(exc).__name__}: {exc}"[:200]) from None
         self.frames[(venue, parsed.kind)] += 1
         return parsed
 
 
+def _envelope(decoder: msgspec.json.Decoder[Any], payload: bytes) -> Any:
+    """The ``!rest`` / ``!conn`` wrapper object, else :class:`ParseError` ``malformed_envelope``."""
+    try:
+        return decoder.decode(payload)
+    except msgspec.DecodeError as exc:  # ValidationError included
+        raise ParseError(Reason.MALFORMED_ENVELOPE, str(exc)[:200]) from None
+
+
 def _connection_event(venue: str, event: _ConnEvent, recv: int) -> Parsed:
+    if event.event == "oversize":  # a frame the session would not hand over (its head is in raw)
+        size = "?" if event.size is None else event.size
+        why = f" ({event.reason})" if event.reason else ""
+        raise ParseError(Reason.OVERSIZE, f"frame of {size} bytes over max_frame_bytes {event.limit}{why}")
     state = _CONN_STATES.get(event.event)
     if state is None:
-        raise ParseError("unknown_conn_event", event.event)
+        raise ParseError(Reason.UNKNOWN_CONN_EVENT, event.event)
     detail = " ".join(
         part for part in (event.url, event.reason, "" if event.code is None else f"code={event.code}") if part
     )
-    status = FeedStatus(venue=venue, symbol="", instrument="", ts=recv, recv=recv, state=state, detail=detail)  # type: ignore[arg-type]
+    status = FeedStatus(venue=venue, symbol="", instrument="", ts=recv, recv=recv, state=state, detail=detail)
     return Parsed(kind=f"conn:{event.event}", events=[status])

@@ -21,8 +21,12 @@ its topics) and keeps it connected:
   (:class:`~cascadewatch.connectors.venues.live_common.Overlap`), so nothing is lost or repeated.
 
 Every connection event goes to the handler as the payload of a ``<venue>!conn`` frame
-(``{"event": "open"|"close"|"error"|"stale", "url", "conn", "reason", "code"}``), so a
-recording replays a disconnect as a disconnect. A rollover's ``open`` is flagged and its
+(``{"event": "open"|"close"|"error"|"stale"|"oversize", "url", "conn", "reason", "code"}``), so a
+recording replays a disconnect as a disconnect. A frame over ``max_frame_bytes`` is not handed
+over; an ``oversize`` event carries its ``size``, the ``limit`` and its first 256 bytes
+(``head``) instead, which the decoder turns into an ``oversize`` dead letter. Up to
+:attr:`SessionSettings.hard_frame_bytes` the connection stays up; past it the websocket
+library closes it (code 1009) and the event says so. A rollover's ``open`` is flagged and its
 planned close of the old connection is *not* sent as ``close`` (the dataflow would drop the
 books for nothing): it is counted (``cascadewatch_feed_rollovers_total``) and logged.
 
@@ -44,7 +48,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from cascadewatch.connectors import live_metrics as metrics
 from cascadewatch.connectors.live_config import BackoffConfig
-from cascadewatch.connectors.venues.live_common import ConnectionSpec, Overlap
+from cascadewatch.connectors.venues.live_common import ConnectionSpec, Overlap, VenueLive
 
 log = logging.getLogger("cascadewatch.live")
 
@@ -63,12 +67,14 @@ class Backoff:
         self.attempt = 0
 
     def next_delay(self) -> float:
+        """The next reconnect delay in seconds: ``min(max_s, initial_s * factor**attempt)`` with +/- ``jitter``."""
         c = self.config
         base = min(c.max_s, c.initial_s * c.factor**self.attempt)
         self.attempt += 1
         return max(0.0, base * (1.0 + c.jitter * (2.0 * self.rng.random() - 1.0)))
 
     def reset(self) -> None:
+        """Start over from ``initial_s`` (after a connection that worked)."""
         self.attempt = 0
 
     def connected_for(self, seconds: float) -> None:
@@ -88,6 +94,7 @@ class TokenBucket:
         self.stamp = clock()
 
     async def acquire(self, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
+        """Wait (with ``sleep``) until a token is available, then take it."""
         while True:
             now = self.clock()
             self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
@@ -113,20 +120,25 @@ class SessionSettings:
     open_timeout_s: float = 10.0
     close_timeout_s: float = 2.0
     max_frame_bytes: int = 1 << 24
+    """Larger frames are not handed over: an ``oversize`` connection event (a dead letter) instead."""
+
+    @property
+    def hard_frame_bytes(self) -> int:
+        """The websocket library's limit: a frame past it closes the connection (code 1009).
+
+        Between ``max_frame_bytes`` and this, a frame is read whole, so its size and head can
+        be reported, and the connection stays up: ``max(4 * max_frame_bytes, 64 MiB)``.
+        """
+        return max(4 * self.max_frame_bytes, 1 << 26)
 
 
-class VenueLive(Protocol):
-    """The live-section functions of a venue module that a session uses."""
-
-    def subscribe_messages(self, topics: Sequence[str], per_message: int, first_id: int = 1) -> list[str]: ...
-    def unsubscribe_messages(self, topics: Sequence[str], per_message: int, first_id: int = 1) -> list[str]: ...
-    def heartbeat_message(self) -> str | None: ...
-    def is_data(self, payload: bytes) -> bool: ...
-    def rollover_hint(self, payload: bytes) -> bool: ...
-    def frame_key(self, payload: bytes) -> tuple[str, int] | None: ...
+HEAD_BYTES = 256
+"""Bytes of an oversize frame kept in its dead letter."""
 
 
 class SessionHandler(Protocol):
+    """Receives a session's frames and connection events (the venue runner)."""
+
     def frame(self, session: Session, recv: int, payload: bytes) -> None:
         """A frame to hand to the dataflow (after rollover de-duplication)."""
 
@@ -155,9 +167,9 @@ class Session:
     :param handler: receives frames and connection events, synchronously, on the loop thread.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - five parameters plus keyword-only test seams (rng, clocks, sleep, connect)
         self,
-        venue: Any,
+        venue: VenueLive,
         source: str,
         spec: ConnectionSpec,
         settings: SessionSettings,
@@ -206,10 +218,12 @@ class Session:
 
     @property
     def alive(self) -> bool:
+        """Whether a connection is open and its reader is running."""
         conn = self._current
         return conn is not None and conn.reader is not None and not conn.reader.done()
 
     def carries(self, topic: str) -> bool:
+        """Whether this session's connection subscribes ``topic``."""
         return topic in self._topics
 
     def request_rollover(self) -> None:
@@ -269,7 +283,7 @@ class Session:
                 open_timeout=self.settings.open_timeout_s,
                 close_timeout=self.settings.close_timeout_s,
                 ping_interval=None,  # heartbeats are the venue's own; the server's pings get pongs
-                max_size=self.settings.max_frame_bytes,
+                max_size=self.settings.hard_frame_bytes,
                 max_queue=1024,
             )
         except Exception as exc:
@@ -327,23 +341,42 @@ class Session:
         venue = self.venue
         clock, wall_ns = self.clock, self.wall_ns
         messages, volume = self._m_messages, self._m_bytes
+        limit = self.settings.max_frame_bytes
         try:
             while True:
                 payload = await ws.recv(decode=False)
                 recv = wall_ns()
                 messages.inc()
                 volume.inc(len(payload))
+                if len(payload) > limit:
+                    self._oversize(len(payload), payload[:HEAD_BYTES])
+                    continue
                 if venue.is_data(payload):
                     conn.last_data = clock()
                 elif venue.rollover_hint(payload):
                     log.info("%s/%s: venue announced a close: rolling over", self.source, self.name)
                     self._rollover_requested = True
                 self._route(conn, recv, payload)
-        except ConnectionClosed:
+        except ConnectionClosed as exc:
+            if exc.sent is not None and exc.sent.code == 1009:  # past the hard limit: we closed
+                self._oversize(None, b"", f"{exc.sent.reason}; connection closed with code 1009")
             return
         except Exception:
             log.exception("%s/%s: reader stopped", self.source, self.name)
             await ws.close()
+
+    def _oversize(self, size: int | None, head: bytes, detail: str = "") -> None:
+        """A frame over ``max_frame_bytes``: an ``oversize`` event with its size and head."""
+        limit = self.settings.max_frame_bytes
+        log.warning(
+            "%s/%s: frame of %s bytes over max_frame_bytes %d: not handed over%s",
+            self.source,
+            self.name,
+            "?" if size is None else size,
+            limit,
+            f" ({detail})" if detail else "",
+        )
+        self._event("oversize", size=size, limit=limit, head=head.decode("utf-8", "replace"), reason=detail or None)
 
     def _route(self, conn: _Conn, recv: int, payload: bytes) -> None:
         overlap = self._overlap

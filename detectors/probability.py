@@ -146,7 +146,7 @@ class StructuralEstimate:
     cluster: Cluster | None
 
 
-def structural_estimate(
+def structural_estimate(  # noqa: PLR0913 - the formula's inputs (market state) and its three constants
     direction: str,
     price: float,
     cluster: Cluster | None,
@@ -227,6 +227,7 @@ class RealizedVolatility:
         self.returns = 0
 
     def _close_second(self) -> None:
+        assert self._cur_sec is not None  # called only once a second is open
         if self._prev_sec is not None:
             g = self._cur_sec - self._prev_sec
             if g <= self.max_gap_s:
@@ -267,7 +268,7 @@ class RealizedVolatility:
         if sec.size == 0:
             return
         last = np.r_[sec[1:] != sec[:-1], True]  # the last price of each second
-        for s, q in zip(sec[last].tolist(), p[last].tolist()):
+        for s, q in zip(sec[last].tolist(), p[last].tolist(), strict=True):
             self._second(s, q)
 
     @property
@@ -281,7 +282,7 @@ def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
-def cascade_features(
+def cascade_features(  # noqa: PLR0913 - keyword-only, one keyword per named feature input of the model
     *,
     p_struct: float,
     p_touch: float,
@@ -477,7 +478,7 @@ class CascadeProbability:
     True
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - river-style estimator: each hyperparameter is a constructor keyword with a default
         self,
         horizon_s: float = 300.0,
         min_labels: int = 50,
@@ -620,7 +621,7 @@ class CascadeProbability:
         """
         if not (len(xs) == len(ys) == len(structural)) or not len(xs):
             raise ValueError("xs, ys and structural must have the same, non-zero length")
-        rows = [self._x(x, float(p)) for x, p in zip(xs, structural)]
+        rows = [self._x(x, float(p)) for x, p in zip(xs, structural, strict=True)]
         names = list(self.features) if self.features is not None else sorted({k for r in rows for k in r})
         X = np.array([[r.get(k, 0.0) for k in names] for r in rows], dtype=np.float64)
         y = np.array([bool(v) for v in ys])

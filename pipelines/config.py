@@ -36,7 +36,8 @@ class DetectorsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     uses the larger of the two); ``crowding_windows_s``: windows of the crowding monitor;
     ``model``: path of a pre-trained classifier file (``cascadewatch train``); not set: the model
     shipped in the package (``make model``); ``"none"``: no model, the classifiers start empty and
-    the probability is the structural estimate until they have labels; ``page_kinds``: cascade types in progress that page by themselves.
+    the probability is the structural estimate until they have labels; ``page_kinds``: cascade
+    types in progress that page by themselves.
     """
 
     horizon_s: int = 300
@@ -68,10 +69,14 @@ class DetectorsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 
 
 class ReplayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[replay]``: ``allowed_lag_s``, seconds a frame may arrive late before its second closes."""
+
     allowed_lag_s: float = 2.0
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The whole TOML configuration: one table per part of the system."""
+
     replay: ReplayConfig = ReplayConfig()
     detectors: DetectorsConfig = DetectorsConfig()
     alerts: AlertsConfig = AlertsConfig()
@@ -113,6 +118,8 @@ def load_config(path: str | Path | None) -> Config:
         config = msgspec.toml.decode(path.read_bytes(), type=Config)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
     model = config.detectors.model

@@ -7,8 +7,22 @@ from cascadewatch.pipelines.evaluation.scoring import score_runs
 
 TRUTH = [
     {"type": "span", "asset": "BTC-USDT", "start": 0, "end": 43_200_000},
-    {"type": "cascade", "asset": "BTC-USDT", "direction": "down", "start": 1_000_000, "peak": 1_030_000, "end": 1_060_000},
-    {"type": "cascade", "asset": "BTC-USDT", "direction": "up", "start": 5_000_000, "peak": 5_020_000, "end": 5_040_000},
+    {
+        "type": "cascade",
+        "asset": "BTC-USDT",
+        "direction": "down",
+        "start": 1_000_000,
+        "peak": 1_030_000,
+        "end": 1_060_000,
+    },
+    {
+        "type": "cascade",
+        "asset": "BTC-USDT",
+        "direction": "up",
+        "start": 5_000_000,
+        "peak": 5_020_000,
+        "end": 5_040_000,
+    },
 ]
 ALERTS = [
     {"action": "trigger", "kind": "cascade", "asset": "BTC-USDT", "direction": "down", "ts": 910_000},  # 90 s ahead

@@ -41,24 +41,31 @@ class WorkerLocked(RuntimeError):
 
 
 class OutboxLock:
-    """An exclusive, non-blocking ``flock`` on ``<outbox>.lock``."""
+    """An exclusive, non-blocking ``flock`` on ``<real path of the outbox>.lock``.
+
+    The real path (symlinks resolved), so an outbox reached through a symlink or another
+    relative path is the same outbox and cannot get a second worker.
+    """
 
     def __init__(self, outbox_path: str | Path) -> None:
-        self.path = Path(str(outbox_path) + ".lock")
+        self.outbox = Path(os.path.realpath(outbox_path))
+        self.path = Path(str(self.outbox) + ".lock")
         self._fd: int | None = None
 
     def acquire(self) -> None:
+        """Take the lock, or raise :class:`WorkerLocked` at once if another process holds it."""
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise WorkerLocked(f"another delivery worker is running on {self.path.with_suffix('')}") from None
+            raise WorkerLocked(f"another delivery worker is running on {self.outbox}") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
 
     def release(self) -> None:
+        """Let go of the lock (the kernel also does, when the process dies)."""
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
@@ -125,7 +132,7 @@ class DeliveryWorker:
             destinations = {}
             for dest_config in config.destinations:
                 try:
-                    destinations[dest_config.name] = build_destination(dest_config)  # type: ignore[index]
+                    destinations[dest_config.name] = build_destination(dest_config)
                 except (SecretMissing, ValueError) as exc:
                     self.errors[dest_config.name] = str(exc)
                     log.error("alert destination %s disabled: %s", dest_config.name, exc)
@@ -170,6 +177,7 @@ class DeliveryWorker:
         return self.unfinished() == 0
 
     def unfinished(self) -> int:
+        """Deliveries still pending or in flight for this worker's destinations."""
         counts = self.outbox.counts()
         return sum(
             counts.get(name, {}).get("pending", 0) + counts.get(name, {}).get("inflight", 0)

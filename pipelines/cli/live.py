@@ -19,7 +19,8 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from cascadewatch.connectors.live_config import VENUE_NAMES, LiveConfig
+from cascadewatch.connectors.live_config import LiveConfig
+from cascadewatch.connectors.venues.registry import VENUE_NAMES
 from cascadewatch.pipelines.config import ConfigError
 from cascadewatch.pipelines.run.cluster import add_cluster_arguments
 
@@ -92,7 +93,7 @@ def add_commands(subparsers: Any) -> None:
 
 
 def handle(args: argparse.Namespace, console: Console | None = None) -> int:
-    """Run the parsed ``record`` / ``run`` command; 2 on a config error."""
+    """Run the parsed ``record`` / ``run`` command; 2 on a config error, 1 on an I/O error while running."""
     console = console or Console()
     try:
         if args.command == "record":
@@ -102,6 +103,9 @@ def handle(args: argparse.Namespace, console: Console | None = None) -> int:
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return 2
+    except OSError as exc:  # while running (a full disk): one line naming the file
+        console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        return 1
     raise ValueError(f"not a live command: {args.command}")
 
 
@@ -162,25 +166,28 @@ def _record(args: argparse.Namespace, console: Console) -> int:
 
 def _run(args: argparse.Namespace, console: Console) -> int:
     from cascadewatch.pipelines.cli.display import alert_table, print_summary
-    from cascadewatch.pipelines.run.live import load_live_config, run_live
+    from cascadewatch.pipelines.run.live import LiveOptions, load_live_config, run_live
 
     config, live = load_live_config(args.config)
     if not args.quiet:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
         console.print(f"live: {', '.join(live.venues)} ({', '.join(live.symbols)}); alerts -> {live.alerts_out}")
+    stop, restore = _stop_on_signals()  # SIGTERM/SIGINT end the run as --duration does
     try:
         summary = run_live(
             config,
             live,
-            duration_s=args.duration,
-            workers=args.workers,
-            addresses=args.addresses.split(",") if args.addresses else None,
-            process_id=args.process_id,
-            recovery_dir=args.recovery_dir,
+            LiveOptions(
+                duration_s=args.duration,
+                workers=args.workers,
+                addresses=args.addresses.split(",") if args.addresses else None,
+                process_id=args.process_id,
+                recovery_dir=args.recovery_dir,
+                stop=stop,
+            ),
         )
-    except KeyboardInterrupt:  # outputs are flushed batch by batch; the tap every second
-        console.print("interrupted")
-        return 130
+    finally:
+        restore()
     if not args.quiet:
         print_summary(console, summary)
         if summary.alerts:
@@ -189,6 +196,10 @@ def _run(args: argparse.Namespace, console: Console) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``record`` or ``run`` from ``argv`` (``python -m cascadewatch.pipelines.cli.live``).
+
+    Returns the exit status.
+    """
     parser = argparse.ArgumentParser(prog="cascadewatch")
     add_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     return handle(parser.parse_args(argv))

@@ -53,6 +53,7 @@ def pick(snapshot: dict[str, Any], *paths: str) -> Any:
 
 
 def fmt_usd(value: Any) -> str:
+    """A USD amount, short: ``$1.50M``, ``$250.00k``; ``-`` when not a number."""
     if not isinstance(value, (int, float)):
         return "-"
     for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
@@ -62,10 +63,12 @@ def fmt_usd(value: Any) -> str:
 
 
 def fmt_price(value: Any) -> str:
+    """A price with 6 significant digits; ``-`` when not a number."""
     return f"{value:,.6g}" if isinstance(value, (int, float)) else "-"
 
 
 def fmt_prob(value: Any) -> Text:
+    """A probability as percent, red from 50 %, yellow from 20 %, else green; ``-`` when not a number."""
     if not isinstance(value, (int, float)):
         return Text("-")
     style = "bold red" if value >= 0.5 else "yellow" if value >= 0.2 else "green"
@@ -109,10 +112,12 @@ def fmt_state(snap: dict[str, Any]) -> Text | str:
 
 
 def pair(down: str, up: str) -> str:
+    """A down/up pair as ``↓down ↑up``; ``-`` when both are missing."""
     return "-" if down == "-" and up == "-" else f"↓{down} ↑{up}"
 
 
 def utc(ts_ms: Any) -> str:
+    """A time in ms since the epoch as ``HH:MM:SS`` UTC; ``-`` when not a number."""
     if not isinstance(ts_ms, (int, float)):
         return "-"
     return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%H:%M:%S")
@@ -161,8 +166,10 @@ def fit_columns(rows: list[list[Any]], width: int | None) -> list[int]:
 
 
 def snapshot_row(snap: dict[str, Any]) -> list[RenderableType]:
-    down = snap.get("down") if isinstance(snap.get("down"), dict) else {}
-    up = snap.get("up") if isinstance(snap.get("up"), dict) else {}
+    """The table row of an asset's snapshot: price, probabilities, distances, depth, branching."""
+    raw_down, raw_up = snap.get("down"), snap.get("up")
+    down: dict[str, Any] = raw_down if isinstance(raw_down, dict) else {}
+    up: dict[str, Any] = raw_up if isinstance(raw_up, dict) else {}
     branching = snap.get("branching")
     bid, ask = pick(snap, "depth_bid_usd.50"), pick(snap, "depth_ask_usd.50")
     return [
@@ -182,6 +189,7 @@ def snapshot_row(snap: dict[str, Any]) -> list[RenderableType]:
 
 
 def alert_line(alert: dict[str, Any]) -> Text:
+    """One alert as a styled line: time, severity (or RESOLVE), asset, direction, summary."""
     resolve = alert.get("action") == "resolve"
     style = "green" if resolve else SEVERITY_STYLE.get(str(alert.get("severity")), "")
     text = Text(f"{utc(alert.get('ts'))} ")
@@ -253,7 +261,7 @@ def read_file(path: Path, view: TailView) -> int:
                 continue
             try:
                 view.apply(json.loads(line))
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
                 bad += 1
     return bad
 
@@ -266,8 +274,12 @@ async def follow(
     stop: asyncio.Event | None = None,
     backoff_min: float = 0.5,
     backoff_max: float = 5.0,
+    token_env: str = TOKEN_ENV,
 ) -> None:
-    """Read the feed into ``view`` until ``stop`` is set, reconnecting with backoff."""
+    """Read the feed into ``view`` until ``stop`` is set, reconnecting with backoff.
+
+    A 401 says to set ``token_env``, the variable the token is read from.
+    """
     from websockets.asyncio.client import connect
     from websockets.exceptions import InvalidStatus, WebSocketException
 
@@ -294,7 +306,7 @@ async def follow(
                 view.status = f"{url}: connection closed ({ws.close_code} {ws.close_reason}); reconnecting"
         except InvalidStatus as exc:
             status = exc.response.status_code
-            hint = f" (set ${TOKEN_ENV})" if status == 401 else ""
+            hint = f" (set ${token_env})" if status == 401 else ""
             view.status = f"{url}: refused with HTTP {status}{hint}; retrying in {delay:.1f}s"
         except (TimeoutError, OSError, WebSocketException) as exc:
             view.status = f"{url}: {type(exc).__name__}: {exc}; retrying in {delay:.1f}s"
@@ -314,7 +326,7 @@ async def _read(ws: Any, view: TailView, on_change: Callable[[], None]) -> None:
             view.last_message = time.monotonic()
             try:
                 item = json.loads(message)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
             if view.apply(item):
                 on_change()
@@ -323,6 +335,7 @@ async def _read(ws: Any, view: TailView, on_change: Callable[[], None]) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``tail`` options to ``parser``."""
     parser.add_argument("--url", default=DEFAULT_URL, help=f"risk feed websocket (default {DEFAULT_URL})")
     parser.add_argument(
         "--asset",
@@ -348,6 +361,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, console: Console | None = None) -> int:
+    """Show a snapshots file once (``--from-file``), or the risk feed until it closes or ``--duration`` passes.
+
+    Returns the exit status.
+    """
     console = console or Console()
     view = TailView(args.asset)
     if args.from_file is not None:
@@ -359,13 +376,16 @@ def run(args: argparse.Namespace, console: Console | None = None) -> int:
         return 0
     token = os.environ.get(args.token_env) or None
     try:
-        asyncio.run(_live(args.url, view, console, token, args.duration))
+        asyncio.run(_live(args.url, view, console, (token, args.token_env), args.duration))
     except KeyboardInterrupt:
         pass
     return 0
 
 
-async def _live(url: str, view: TailView, console: Console, token: str | None, duration: float | None) -> None:
+async def _live(
+    url: str, view: TailView, console: Console, token: tuple[str | None, str], duration: float | None
+) -> None:
+    """Follow the feed at ``url`` in a live view; ``token``: the token and the variable it came from."""
     stop = asyncio.Event()
     if duration is not None:
         asyncio.get_running_loop().call_later(duration, stop.set)
@@ -385,12 +405,13 @@ async def _live(url: str, view: TailView, console: Console, token: str | None, d
                 await asyncio.sleep(0.25)
 
         painter = asyncio.ensure_future(refresh())
-        await follow(url, view, changed, token=token, stop=stop)
+        await follow(url, view, changed, token=token[0], stop=stop, token_env=token[1])
         painter.cancel()
         live.update(view.render(console.width))
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``cascadewatch tail`` from ``argv``; returns the exit status."""
     parser = argparse.ArgumentParser(prog="cascadewatch tail", description=__doc__)
     add_arguments(parser)
     return run(parser.parse_args(argv))

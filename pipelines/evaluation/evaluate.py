@@ -20,6 +20,7 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -28,7 +29,7 @@ from rich.table import Table
 
 from cascadewatch.pipelines.config import Config
 from cascadewatch.pipelines.evaluation.scoring import map_summary_error, score_runs
-from cascadewatch.pipelines.run.replay import run_replay
+from cascadewatch.pipelines.run.replay import ReplayOptions, run_replay
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -64,13 +65,19 @@ def evaluate(
             task = bar.add_task(recording.name, total=recording.stat().st_size)
             out = Path(scratch) / str(index)
             online: list[dict[str, Any]] = []
+
+            def advance(_path: str, done: int, task: TaskID = task) -> None:
+                bar.update(task, completed=done)
+
             run_replay(
                 [recording],
-                alerts_out=out / "alerts.jsonl",
-                snapshots_out=out / "snapshots.jsonl",
-                config=config,
-                progress=lambda _path, done, task=task: bar.update(task, completed=done),
-                on_sample=None if truths is not None else lambda item, into=online: _keep_cascade(into, item),
+                config,
+                ReplayOptions(
+                    alerts_out=out / "alerts.jsonl",
+                    snapshots_out=out / "snapshots.jsonl",
+                    progress=advance,
+                    on_sample=None if truths is not None else lambda item, into=online: _keep_cascade(into, item),
+                ),
             )
             alerts = read_jsonl(out / "alerts.jsonl")
             snapshots = read_jsonl(out / "snapshots.jsonl")

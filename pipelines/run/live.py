@@ -1,7 +1,7 @@
 """Live runs from Python: the pipeline on live feeds, and the recorder.
 
 >>> config, live = load_live_config("deploy/config.example.toml")     # doctest: +SKIP
->>> run_live(config, live, duration_s=60)                             # doctest: +SKIP
+>>> run_live(config, live, LiveOptions(duration_s=60))                # doctest: +SKIP
 >>> record(live, "capture.rec.zst", duration_s=3600, rotate_hours=1)  # doctest: +SKIP
 """
 
@@ -12,6 +12,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -20,22 +21,21 @@ from typing import Any
 import msgspec
 
 from cascadewatch.connectors import live_metrics
-from cascadewatch.connectors.live import FrameQueue, LiveSource, VenueFeed, venue_module
+from cascadewatch.connectors.live import FrameQueue, LiveSource, VenueFeed
 from cascadewatch.connectors.live_config import LiveConfig
 from cascadewatch.connectors.recorder import RotatingRecorder
+from cascadewatch.connectors.venues.registry import venue_module
 from cascadewatch.pipelines.config import Config, ConfigError
-from cascadewatch.pipelines.flow import build_flow
+from cascadewatch.pipelines.flow import FlowOptions, build_flow
 from cascadewatch.pipelines.run.cluster import execute
+from cascadewatch.pipelines.run.preflight import check_output, check_startup
 from cascadewatch.pipelines.run.replay import ReplaySummary
 
 log = logging.getLogger("cascadewatch.live")
 
 
 def load_live_config(path: str | Path | None) -> tuple[Config, LiveConfig]:
-    """Read a TOML config: the pipeline :class:`Config` and its ``[live]`` table.
-
-    Works whether or not ``Config`` already embeds ``live`` (the integrator's step).
-    """
+    """Read a TOML config: the pipeline :class:`Config` and its ``[live]`` table (``config.live``)."""
     if path is None:
         return Config(), LiveConfig()
     path = Path(path)
@@ -43,58 +43,74 @@ def load_live_config(path: str | Path | None) -> tuple[Config, LiveConfig]:
         raw = msgspec.toml.decode(path.read_bytes())
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
     except msgspec.DecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     try:
-        if "live" in getattr(Config, "__struct_fields__", ()):
-            config = msgspec.convert(raw, Config)
-            return config, config.live  # type: ignore[attr-defined]
-        live_table = raw.pop("live", {})
-        return msgspec.convert(raw, Config), msgspec.convert(live_table, LiveConfig)
+        config = msgspec.convert(raw, Config)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    return config, config.live
 
 
-def run_live(
-    config: Config,
-    live: LiveConfig,
-    duration_s: float | None = None,
-    alerts_out: str | Path | None = None,
-    snapshots_out: str | Path | None = None,
-    dead_letters_out: str | Path | None = None,
-    record: str | None = None,
-    feed_options: dict[str, Any] | None = None,
-    serve_metrics: bool = True,
-    deliver_alerts: bool | None = None,
-    serve_riskfeed: bool | None = None,
-    workers: int = 1,
-    addresses: list[str] | None = None,
-    process_id: int = 0,
-    recovery_dir: str | Path | None = None,
-) -> ReplaySummary:
-    """Run the dataflow on live feeds (``duration_s=None``: until interrupted).
+@dataclass(frozen=True)
+class LiveOptions:
+    """How long :func:`run_live` runs, where it writes, and how it runs.
 
-    Outputs default to ``[live] alerts_out``, ``snapshots_out``, ``dead_letters_out``; ``record``
-    (default ``[live] record``) also writes what the dataflow consumed, one file per venue.
+    ``duration_s``: seconds to run (``None``: until interrupted). Outputs default to
+    ``[live] alerts_out``, ``snapshots_out``, ``dead_letters_out``; ``record`` (default
+    ``[live] record``) also writes what the dataflow consumed, one file per venue.
+    ``feed_options``: keyword arguments for every venue feed (tests: fake endpoints).
+    ``serve_metrics``: serve Prometheus metrics on ``[live] metrics_port``.
     ``deliver_alerts`` (default: when ``[alerts]`` has destinations) pages through the outbox;
     ``serve_riskfeed`` (default: ``[riskfeed] enabled``) broadcasts on the risk feed.
-    ``workers``, ``addresses``/``process_id``, ``recovery_dir``: see :mod:`cascadewatch.pipelines.run.cluster`.
+    ``workers``, ``addresses``/``process_id``, ``recovery_dir``: see
+    :mod:`cascadewatch.pipelines.run.cluster`. ``stop``: once set (SIGTERM, SIGINT), the run
+    ends as at ``duration_s``: feeds closed, outputs flushed, the outbox drained for a few
+    seconds and closed.
     """
-    if deliver_alerts is None:
-        deliver_alerts = bool(config.alerts.destinations)
-    if serve_riskfeed is None:
-        serve_riskfeed = config.riskfeed.enabled
-    if serve_metrics:
+
+    duration_s: float | None = None
+    alerts_out: str | Path | None = None
+    snapshots_out: str | Path | None = None
+    dead_letters_out: str | Path | None = None
+    record: str | None = None
+    feed_options: dict[str, Any] | None = None
+    serve_metrics: bool = True
+    deliver_alerts: bool | None = None
+    serve_riskfeed: bool | None = None
+    workers: int = 1
+    addresses: list[str] | None = None
+    process_id: int = 0
+    recovery_dir: str | Path | None = None
+    stop: threading.Event | None = None
+
+
+def run_live(config: Config, live: LiveConfig, options: LiveOptions | None = None) -> ReplaySummary:
+    """Run the dataflow on the live feeds of ``live`` (``[live]``) with ``config``.
+
+    ``options``: duration, outputs and how to run (:class:`LiveOptions`; default: until
+    interrupted, one worker, outputs from ``[live]``).
+    """
+    opts = options or LiveOptions()
+    deliver_alerts = bool(config.alerts.destinations) if opts.deliver_alerts is None else opts.deliver_alerts
+    serve_riskfeed = config.riskfeed.enabled if opts.serve_riskfeed is None else opts.serve_riskfeed
+    alerts = Path(opts.alerts_out or live.alerts_out)
+    snapshots = Path(opts.snapshots_out or live.snapshots_out)
+    dead = Path(opts.dead_letters_out or live.dead_letters_out)
+    check_startup(
+        config, deliver_alerts=deliver_alerts, serve_riskfeed=serve_riskfeed, outputs=(alerts, snapshots, dead)
+    )
+    if opts.serve_metrics:
         live_metrics.serve(live.metrics_port, live.metrics_addr)
-    alerts = Path(alerts_out or live.alerts_out)
-    snapshots = Path(snapshots_out or live.snapshots_out)
-    dead = Path(dead_letters_out or live.dead_letters_out)
     source = LiveSource(
         live,
         allowed_lag_s=config.replay.allowed_lag_s,
-        duration_s=duration_s,
-        record=record,
-        feed_options=feed_options,
+        duration_s=opts.duration_s,
+        record=opts.record,
+        feed_options=opts.feed_options,
+        stop=opts.stop,
     )
     with tempfile.TemporaryDirectory(prefix="cascadewatch-live-") as scratch:
         summary_path = Path(scratch) / "summary.json"
@@ -102,22 +118,24 @@ def run_live(
             source,
             len(source.list_parts()),
             config,
-            alerts,
-            snapshots,
-            dead,
-            summary_path,
-            deliver_alerts=deliver_alerts,
-            serve_riskfeed=serve_riskfeed,
-            export_metrics=serve_metrics,
-            primary=process_id == 0,
+            FlowOptions(
+                alerts,
+                snapshots,
+                dead,
+                summary_path,
+                deliver_alerts=deliver_alerts,
+                serve_riskfeed=serve_riskfeed,
+                export_metrics=opts.serve_metrics,
+                primary=opts.process_id == 0,
+            ),
         )
         execute(
             flow,
-            workers=workers,
-            addresses=addresses,
-            process_id=process_id,
+            workers=opts.workers,
+            addresses=opts.addresses,
+            process_id=opts.process_id,
             epoch_interval=timedelta(seconds=1),
-            recovery_dir=recovery_dir,
+            recovery_dir=opts.recovery_dir,
         )
         return ReplaySummary.read(summary_path, alerts, snapshots)
 
@@ -145,8 +163,10 @@ def record(
 
     Writes REST bootstraps, websocket frames and connection events in the recording format,
     flushing every second (safe to kill). With rotation, each new file starts with fresh
-    instrument metadata and book snapshots, so it replays on its own.
+    instrument metadata and book snapshots, so it replays on its own. A file that cannot be
+    written on (a full disk) stops the recording with :class:`RecordingFailed`.
     """
+    check_output(Path(out))
     if serve_metrics:
         live_metrics.serve(live.metrics_port, live.metrics_addr)
     stop = stop or threading.Event()
@@ -154,12 +174,17 @@ def record(
     feeds = [
         VenueFeed(name, live, queue, **(feed_options or {})) for name, queue in zip(live.venues, queues, strict=True)
     ]
+
+    def rebootstrap_all() -> None:
+        for feed in feeds:
+            feed.rebootstrap()
+
     recorder = RotatingRecorder(
         out,
         comment=f"cascadewatch record venues={','.join(live.venues)} symbols={','.join(live.symbols)}",
         rotate_bytes=int(rotate_mb * 1_000_000),
         rotate_s=rotate_hours * 3600.0,
-        on_rotate=lambda: [feed.rebootstrap() for feed in feeds],
+        on_rotate=rebootstrap_all,
     )
     summary = RecordSummary()
     deadline = None if duration_s is None else time.monotonic() + duration_s
@@ -177,6 +202,7 @@ def record(
                 log.warning("%s: %d frames dropped (queue full): the recorder is behind", queue.venue, dropped)
         return written
 
+    failure: OSError | None = None
     try:
         for feed in feeds:
             feed.start()
@@ -184,14 +210,40 @@ def record(
             if not drain():
                 stop.wait(live.poll_ms / 1000.0)
             recorder.tick()
+    except OSError as exc:  # the disk is full, the file went away: stop, keep what was written
+        failure = exc
     finally:
-        for feed in feeds:
-            feed.request_stop()
-        end = time.monotonic() + 5.0
-        while any(feed.alive for feed in feeds) and time.monotonic() < end:
-            drain()
-            time.sleep(0.01)
-        drain()  # the close events of the shutdown
-        recorder.close()
+        failure = _stop_recording(feeds, recorder, drain if failure is None else None) or failure
         summary.paths = list(recorder.paths)
+    if failure is not None:
+        where = summary.paths[-1] if summary.paths else out
+        raise RecordingFailed(
+            f"{where}: cannot write the recording ({failure.strerror or failure}); "
+            "the file reads up to its last whole line"
+        )
     return summary
+
+
+def _stop_recording(
+    feeds: list[VenueFeed], recorder: RotatingRecorder, drain: Callable[[], int] | None
+) -> OSError | None:
+    """Stop the feeds, write their last frames (the shutdown's close events) unless ``drain``
+    is None (the file failed), close the file; the write error met on the way, if any."""
+    for feed in feeds:
+        feed.request_stop()
+    end = time.monotonic() + 5.0
+    try:
+        while any(feed.alive for feed in feeds) and time.monotonic() < end:
+            if drain is not None:
+                drain()
+            time.sleep(0.01)
+        if drain is not None:
+            drain()
+        recorder.close()
+    except OSError as exc:
+        return exc
+    return None
+
+
+class RecordingFailed(OSError):
+    """The recording could not be written on (a full disk...); the message names the file."""

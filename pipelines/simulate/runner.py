@@ -1,20 +1,23 @@
 """The simulation loop: a spot index, one market per venue, a recording and its truth.
 
-Per step (``scenario.step_s``) the spot index moves (its own random walk, a slow pull toward
-the perpetuals' mid prices since perpetuals lead price discovery, scenario drifts and jumps),
-then, on every venue in turn:
+The seed draws the market (:func:`.market.draw_market`) and the family's plan; then per step
+(``scenario.step_s``) the spot index moves (:class:`_Index`: stochastic volatility, news moves
+spread over tens of seconds whose rate and side liquidations excite, a slow pull toward the
+perpetuals' mid prices, the plan's drifts and shocks), then, on every venue in turn:
 
-1. market makers quote (close the spread, refresh, cancel, pull back under stress);
-2. the traders' market orders of the step are executed in time order (:mod:`.agents`);
-3. the mark price moves (index + smoothed basis) and the liquidation engine takes over every
-   position it crossed, sending forced orders into the book (:mod:`.liquidation`);
+1. market makers quote (refill, refresh, rebuild, pull back under stress; :mod:`.book`);
+2. the traders' market orders of the step are executed in time order (:mod:`.agents`:
+   noise, openings and closes, lagging arbitrage, value traders, the plan's flows);
+3. the mark price moves (index + smoothed basis), the liquidation engine takes over every
+   position it crossed and works its inventory into the book, the insurance fund settles each
+   fill and auto-deleveraging closes what it cannot cover (:mod:`.liquidation`);
 4. the venue writer publishes the book changes (:mod:`.venues`).
 
 A cascade on one venue drags the index and, through arbitrage, the other venues. At every
 whole second the writers publish mark price, open interest and the throttled liquidation feeds,
-and the true per-second forced notional (every liquidation, published or not) and price go
-through :class:`cascadewatch.detectors.labels.CascadeLabeler`: the truth file's ``cascade`` lines come from
-the same label definition the evaluator uses.
+and the true per-second forced notional (every engine fill and ADL close, published or not)
+and price go through :class:`cascadewatch.detectors.labels.CascadeLabeler`: the truth file's
+``cascade`` lines come from the same label definition the evaluator uses.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from cascadewatch.pipelines.simulate.book import LOT, Book, MarketMaker, Quoting
 from cascadewatch.pipelines.simulate.liquidation import LiquidationEngine
 from cascadewatch.pipelines.simulate.market import LEVERAGES, Market, VenueMarket, draw_market
 from cascadewatch.pipelines.simulate.scenarios import LOW_LEVERAGE, Phase, Plan, Scenario, StopCluster
-from cascadewatch.pipelines.simulate.venues import FEEDS, BinanceFeed, BybitFeed, Feed, FrameSink, NullFeed
+from cascadewatch.pipelines.simulate.venues import BinanceFeed, BybitFeed, Feed, FrameSink, NullFeed, frame_writer
 
 __all__ = ["SimulationResult", "run_scenario", "ASSET"]
 
@@ -47,7 +50,7 @@ CELL_BPS = 0.5  # one book level per ~0.5 bps of price (a round number of ticks)
 OI_BASE_USD = 7.7e8  # open interest of positions the simulation does not track, per unit of scale
 BURST_USD = 250_000.0  # a venue's first liquidation burst: this much filled within 10 s
 ADL_AFTER_S = 20.0  # the engine works its inventory at least this long before auto-deleveraging
-MAX_VOL_X = 1.5  # the volatility state is capped here (diffusion x2.1, news rate x20)
+MAX_VOL_X = 1.5  # the volatility state is capped here (diffusion x2.1, news rate x90)
 _PLAN_MIX = 0x9A1D_77E3_0C5B
 _RUN_MIX = 0x3C6E_F372_FE94
 
@@ -148,7 +151,7 @@ class _Index:
     ``I += pull * dt * (perp mid - I)`` (perpetuals lead price discovery). ``sigma = vol_bps *
     exp(x / 2)``; per second ``x += -x / revert + vol_of_vol * sqrt(2 / revert) * Z + excite * 100 *
     liquidated / open interest`` (capped at :data:`MAX_VOL_X`): liquidations excite volatility.
-    News arrives at ``jump_rate_h * exp(2 x)`` per hour, each a move of an exponential size
+    News arrives at ``jump_rate_h * exp(3 x)`` per hour, each a move of an exponential size
     (mean ``jump_bps``) spread over about ``jump_over_s``; it is bad news (down) with probability
     ``0.5 + 0.4 * tanh(s)``, ``s`` the 30-minute EWMA of the signed liquidated notional (longs +,
     shorts -) over 0.5 % of the open interest: a cascade is news too, and its side persists.
@@ -174,7 +177,7 @@ class _Index:
             self.x += m.excite * 100.0 * (forced[0] + forced[1]) / oi_usd
             self.side += (forced[0] - forced[1]) / (0.005 * oi_usd)
         self.x = min(self.x, MAX_VOL_X)
-        for _ in range(poisson(rng, m.jump_rate_h / 3600.0 * math.exp(2.0 * self.x))):
+        for _ in range(poisson(rng, m.jump_rate_h / 3600.0 * math.exp(3.0 * self.x))):
             down = rng.random() < 0.5 + 0.4 * math.tanh(self.side)
             bps = rng.expovariate(1.0 / m.jump_bps) * (-1.0 if down else 1.0)
             over = m.jump_over_s * (0.5 + rng.random())
@@ -221,14 +224,15 @@ class _Venue:
         )
         step_ms = int(round(sc.step_s * 1000))
         self.feed: Feed
+        writer = frame_writer(vm.name)
         if sink.writer is None:
-            self.feed = NullFeed(sink, self.book, rng, vm.latency_ms)
-        elif vm.name == "binance-usdm":
+            self.feed = NullFeed(sink, self.book, rng, vm.latency_ms, writer.venue)
+        elif writer is BinanceFeed:
             self.feed = BinanceFeed(
                 sink, self.book, rng, vm.latency_ms, depth_ms=step_ms if step_ms in (100, 250, 500) else 100
             )
         else:
-            self.feed = FEEDS[vm.name](sink, self.book, rng, vm.latency_ms)
+            self.feed = writer(sink, self.book, rng, vm.latency_ms)
         self.oi_base = int(OI_BASE_USD * self.scale / m.price / LOT)
         self.last_tick = self.book.tick(self.book.last_cell)
         self.premium = 0.0
@@ -553,7 +557,7 @@ def run_scenario(
         sink.release(t_ms * 1_000_000)
         if step and t_ms % 1000 == 0:
             _second(t_ms, venues, index, ctx, out_s)
-            if (t_ms - t0) % (sc.levels_every_s * 1000) == 0:
+            if truth is not None and (t_ms - t0) % (sc.levels_every_s * 1000) == 0:
                 truth_lines.append(_levels_line(t_ms, out_s.prices[-1] * 10, venues, levels_ticks))
         elif t_ms % 1000 == 500:
             _half_second(venues, t_ms)

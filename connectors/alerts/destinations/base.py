@@ -1,60 +1,18 @@
-"""What every destination shares: the outcome of a send, secret redaction, formatting."""
+"""What every destination shares: the outcome of a send, its secrets, formatting."""
 
 from __future__ import annotations
 
 import email.utils
-import logging
-import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from cascadewatch.connectors.alerts.config import DestinationConfig
-
-HEADER_KEYS = ("type", "id", "dedup_key", "action", "severity", "kind", "asset", "direction", "ts", "summary")
-"""Alert keys that identify it; every other key is evidence."""
+from cascadewatch.connectors.alerts.secrets import SECRETS, redact, secret_fragments
+from cascadewatch.connectors.outputs import ALERT_HEADER
 
 USER_AGENT = "cascadewatch/0.1 (+alert delivery)"
-
-
-class SecretFilter(logging.Filter):
-    """Replaces known secrets by ``***`` in log records of the HTTP libraries and ours.
-
-    httpx logs every request URL at INFO; a webhook URL can be a secret (Slack's always
-    is), so the filter sits on the loggers that could print one.
-    """
-
-    LOGGERS = ("httpx", "httpcore", "slack_sdk", "cascadewatch", "cascadewatch.alerts")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._secrets: set[str] = set()
-        self._lock = threading.Lock()
-        for name in self.LOGGERS:
-            logging.getLogger(name).addFilter(self)
-
-    def add(self, secret: str) -> None:
-        with self._lock:
-            self._secrets.add(secret)
-
-    def redact(self, text: str) -> str:
-        with self._lock:
-            secrets = sorted(self._secrets, key=len, reverse=True)
-        for secret in secrets:
-            text = text.replace(secret, "***")
-        return text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self._secrets:
-            message = record.getMessage()
-            redacted = self.redact(message)
-            if redacted != message:
-                record.msg, record.args = redacted, ()
-        return True
-
-
-SECRETS = SecretFilter()
 
 
 @dataclass(frozen=True)
@@ -69,14 +27,17 @@ class Outcome:
 
     @classmethod
     def delivered(cls, status: int | None = None) -> Outcome:
+        """The alerts were accepted (``status``: the HTTP status, if any)."""
         return cls("delivered", status=status)
 
     @classmethod
     def retry(cls, reason: str, retry_after: float | None = None, status: int | None = None) -> Outcome:
+        """A temporary failure: try again, after ``retry_after`` seconds when the destination said so."""
         return cls("retry", reason, retry_after, status)
 
     @classmethod
     def failed(cls, reason: str, status: int | None = None) -> Outcome:
+        """A permanent failure: the alerts are not sent again."""
         return cls("failed", reason, status=status)
 
 
@@ -100,23 +61,30 @@ class Destination:
         """Destinations with the same key share one rate limit (Slack: the webhook)."""
         return f"{self.config.type}:{self.name}"
 
-    def add_secret(self, value: str | None) -> str | None:
-        """Remember a secret so it is redacted from outcomes and logs."""
+    @overload
+    def add_secret(self, value: str, url: bool = False) -> str: ...
+    @overload
+    def add_secret(self, value: None, url: bool = False) -> None: ...
+    def add_secret(self, value: str | None, url: bool = False) -> str | None:
+        """Remember a secret (``url``: a secret URL) so its fragments are redacted from outcomes and logs.
+
+        Returns ``value``.
+        """
         if value:
-            self._secrets.append(value)
-            SECRETS.add(value)
+            self._secrets.extend(secret_fragments(value, url))
+            SECRETS.add(value, url)
         return value
 
     def redact(self, text: str) -> str:
-        for secret in sorted(self._secrets, key=len, reverse=True):
-            text = text.replace(secret, "***")
-        return text
+        """``text`` without any fragment of this destination's (or the process's) secrets."""
+        return SECRETS.redact(redact(text, self._secrets))
 
     def describe(self) -> str:
         """Where this destination sends, without secrets."""
         return self.config.type
 
     def send(self, alerts: list[dict[str, Any]]) -> Outcome:
+        """Send ``alerts``; any exception becomes a retry, and the outcome's reason is redacted."""
         try:
             outcome = self._send(alerts)
         except Exception as exc:
@@ -127,12 +95,13 @@ class Destination:
         raise NotImplementedError
 
     def close(self) -> None:
+        """Release the destination's resources (its HTTP client); nothing by default."""
         pass
 
 
 def evidence(alert: dict[str, Any]) -> dict[str, Any]:
     """Every key of the alert that is not part of its identity, in the alert's order."""
-    return {key: value for key, value in alert.items() if key not in HEADER_KEYS}
+    return {key: value for key, value in alert.items() if key not in ALERT_HEADER}
 
 
 def iso_utc(ts_ms: int | float | None) -> str:
@@ -183,6 +152,7 @@ def human(value: Any) -> str:
 
 
 def usd(value: Any) -> str:
+    """A USD amount for people: ``$1.50M``, ``$250.00k`` (non-numbers as :func:`human`)."""
     if not isinstance(value, (int, float)):
         return human(value)
     for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
@@ -199,6 +169,7 @@ def label(key: str) -> str:
 
 
 def render_value(key: str, value: Any) -> str:
+    """An alert field's value for people: USD amounts, probabilities as percent, else :func:`human`."""
     if "usd" in key.split("_") or key.endswith("_usd"):
         return usd(value)
     if key.startswith("prob") and isinstance(value, (int, float)):
