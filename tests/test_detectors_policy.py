@@ -150,7 +150,7 @@ def test_a_warning_names_its_drivers_and_the_model():
             prob=0.42, cluster_price=64_150.0, cluster_bps=130.77, cluster_usd=48.2e6, drivers=drivers
         ),
     )
-    (a,) = make_policy().update(r)
+    (a,) = update(make_policy(), r)
     assert a["summary"] == (
         "BTC-USDT DOWN: 42% cascade risk in 5m: longs crowding: OI +1.9 % in 5 min on net buying; "
         "$48.2M of long liquidation levels 131 bps below"

@@ -116,7 +116,7 @@ def run() -> tuple[list[AssetOutput], list[tuple[int, dict]]]:
     """The whole script through one :class:`AssetRisk`; what ``on_sample`` saw, with the second."""
     seen: list[tuple[int, dict]] = []
     now = [0]
-    risk = AssetRisk(DetectorsConfig(), on_sample=lambda sample: seen.append((now[0], sample)))
+    risk = AssetRisk(DetectorsConfig(model="none"), on_sample=lambda sample: seen.append((now[0], sample)))
     outputs = []
     for t in range(END):
         now[0] = t
@@ -235,7 +235,7 @@ def test_the_step_pickled_mid_cascade_continues_identically(run) -> None:
     """Bytewax recovery snapshots this state: a round trip in the middle of the break gives
     the same outputs after it (and ``on_sample`` does not change the outputs)."""
     outputs, _ = run
-    risk = AssetRisk(DetectorsConfig())
+    risk = AssetRisk(DetectorsConfig(model="none"))  # the wiring, without the shipped model
     for t in range(630):
         risk.update(second(t))
     risk = pickle.loads(pickle.dumps(risk))
