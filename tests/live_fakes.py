@@ -221,6 +221,8 @@ class FakeBinance(FakeVenue):
         self._lock = threading.Lock()  # REST runs on the http thread, diffs on the loop
         self._published: dict[str, int] = {}  # symbol -> u of the last diff sent (or skipped)
         self._pending: dict[str, tuple[list[list[str]], list[list[str]]]] = {}
+        self.snapshot_ahead = True  # False: a quiet book, lastUpdateId == the last diff's u
+        self.depth_status: tuple[int, bytes] | None = None  # e.g. (403, body): the depth endpoint fails
 
     async def on_message(self, client: Client, text: str) -> None:
         request = json.loads(text)
@@ -239,6 +241,8 @@ class FakeBinance(FakeVenue):
             return 200, self.exchange_info
         if url.path == "/fapi/v1/depth":
             symbol = query["symbol"][0]
+            if self.depth_status is not None:
+                return self.depth_status
             scripted = self.depth_bodies.get(symbol)
             if scripted:
                 return 200, scripted.pop(0)
@@ -251,15 +255,18 @@ class FakeBinance(FakeVenue):
 
     def _snapshot(self, symbol: str) -> bytes:
         """The engine is ahead of the stream: one more update, not pushed yet, is in the snapshot
-        (so ``lastUpdateId`` falls inside the next diff's ``[U, u]``, as on Binance)."""
+        (so ``lastUpdateId`` falls inside the next diff's ``[U, u]``, as on Binance). With
+        ``snapshot_ahead = False`` the book is quiet: ``lastUpdateId`` is the ``u`` of the last
+        diff (sent or withheld), as on Binance for a symbol whose book did not move."""
         with self._lock:
             book = self.books[symbol]
             self._published.setdefault(symbol, book.u)
-            bids, asks = book.change()
-            book.u += 1
-            pending = self._pending.setdefault(symbol, ([], []))
-            pending[0].extend(bids)
-            pending[1].extend(asks)
+            if self.snapshot_ahead:
+                bids, asks = book.change()
+                book.u += 1
+                pending = self._pending.setdefault(symbol, ([], []))
+                pending[0].extend(bids)
+                pending[1].extend(asks)
             levels_bids, levels_asks = book.levels()
             return json.dumps(
                 {"lastUpdateId": book.u, "E": _ms(), "T": _ms(), "bids": levels_bids, "asks": levels_asks}

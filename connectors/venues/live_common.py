@@ -119,9 +119,17 @@ class Emit:
 
 @dataclass(frozen=True, slots=True)
 class Fetch:
-    """Action: GET this REST path (relative to ``rest_url``) and give the body to ``on_rest``."""
+    """Action: GET this REST path (relative to ``rest_url``) and give the body to ``on_rest``.
+
+    ``weight``: what the request costs in the venue's REST budget; ``since``: clock seconds
+    since when the book waiting for it has been invalid (the longest-invalid book goes first);
+    ``retry``: the previous answer could not be used (a stale snapshot): back off before asking.
+    """
 
     path: str
+    weight: int = 1
+    since: float = 0.0
+    retry: bool = False
 
 
 @dataclass(frozen=True, slots=True)
