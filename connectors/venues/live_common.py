@@ -192,6 +192,10 @@ class BookSync:
         """Bring every book back from a fresh snapshot (used when a recording file rotates)."""
         return []
 
+    def invalid(self) -> dict[str, float]:
+        """Symbol -> clock seconds since when its book has been invalid; ``{}`` if all are valid."""
+        return {}
+
     def tick(self, now: float) -> list[Action]:
         """Called about once a second (monotonic seconds): retry resyncs that took too long."""
         return []
@@ -202,11 +206,12 @@ BookRow = tuple[str, bool, int, "int | None"]
 
 
 class _ResubscribeBook:
-    __slots__ = ("rule", "resyncing_since")
+    __slots__ = ("rule", "resyncing_since", "invalid_since")
 
-    def __init__(self, rule: SequenceRule) -> None:
+    def __init__(self, rule: SequenceRule, since: float) -> None:
         self.rule = rule
-        self.resyncing_since: float | None = None
+        self.resyncing_since: float | None = None  # a resubscription asked at (clock seconds)
+        self.invalid_since: float | None = since  # no snapshot since then (clock seconds)
 
 
 class ResubscribeBooks(BookSync):
@@ -234,7 +239,8 @@ class ResubscribeBooks(BookSync):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
-        self._books = {symbol: _ResubscribeBook(rule_factory()) for symbol in symbols}
+        now = clock()
+        self._books = {symbol: _ResubscribeBook(rule_factory(), now) for symbol in symbols}
         self._probe = probe
         self._topic = book_topic
         self._timeout = resync_timeout_s
@@ -248,6 +254,10 @@ class ResubscribeBooks(BookSync):
                 book.resyncing_since = None
         return []
 
+    def invalid(self) -> dict[str, float]:
+        """Symbol -> clock seconds since when its book has been invalid (no snapshot since)."""
+        return {s: b.invalid_since for s, b in self._books.items() if b.invalid_since is not None}
+
     def on_close(self) -> list[Action]:
         return self.resync_all()
 
@@ -255,6 +265,8 @@ class ResubscribeBooks(BookSync):
         now = self._clock()
         for book in self._books.values():
             book.resyncing_since = now
+            if book.invalid_since is None:
+                book.invalid_since = now
         self.resyncs += len(self._books)
         return [Resubscribe(tuple(self._topic(symbol) for symbol in self._books))] if self._books else []
 
@@ -269,12 +281,12 @@ class ResubscribeBooks(BookSync):
                 continue
             if snapshot:
                 book.rule.on_snapshot(SeqMark(seq))  # type: ignore[arg-type]
-                book.resyncing_since = None
+                book.resyncing_since = book.invalid_since = None
                 continue
             if book.rule.check(SeqMark(seq, prev)) is Verdict.GAP and book.resyncing_since is None:  # type: ignore[arg-type]
                 self.gaps += 1
                 self.resyncs += 1
-                book.resyncing_since = self._clock()
+                book.resyncing_since = book.invalid_since = self._clock()
                 if actions is None:
                     actions = [THIS]
                 actions.append(Resubscribe((self._topic(symbol),)))
