@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import threading
 import time
@@ -51,6 +52,8 @@ from cascadewatch.connectors.frames import DeadLetter, FrameDecoder
 from cascadewatch.connectors.live_config import LiveConfig
 from cascadewatch.connectors.recorder import RotatingRecorder, insert_before_suffixes
 from cascadewatch.connectors.rest import Reply, http_get
+from cascadewatch.connectors.rest_budget import RestLimits, RestScheduler
+from cascadewatch.connectors.rest_client import RestClient
 from cascadewatch.connectors.session import Backoff, Session, SessionSettings
 from cascadewatch.connectors.sources import (
     END_OF_TIME,
@@ -114,6 +117,8 @@ def resolve_settings(name: str, live: LiveConfig) -> LiveSettings:
         subscribe_burst=pick("subscribe_burst", defaults.subscribe_burst),
         poll_s=pick("poll_s", defaults.poll_s),
         book_depth=pick("book_depth", defaults.book_depth),
+        rest_weight_per_min=pick("rest_weight_per_min", defaults.rest_weight_per_min),
+        rest_weight_header=defaults.rest_weight_header,
         staleness_s=pick("staleness_s", live.staleness_s),
         rollover_overlap_s=pick("rollover_overlap_s", live.rollover_overlap_s),
         resync_timeout_s=pick("resync_timeout_s", live.resync_timeout_s),
@@ -217,6 +222,22 @@ class VenueRunner:
         self._rng = rng or random.Random()
         self._connect = connect
         self.books: BookSync = BookSync()
+        self.rest = RestClient(
+            self.settings.rest_url,
+            RestScheduler(
+                self.source,
+                RestLimits(
+                    self.settings.rest_weight_per_min,
+                    weight_header=self.settings.rest_weight_header,
+                    permanent_retry_s=live.rest_permanent_retry_s,
+                ),
+                live.backoff,
+                self._rng,
+                time.monotonic,
+            ),
+            rest_get,
+            live.rest_timeout_s,
+        )
         self.sessions: list[Session] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -239,7 +260,7 @@ class VenueRunner:
             elif isinstance(action, Emit):
                 self._emit(action.recv, self.source + "!rest" if action.rest else self.source, action.payload)
             elif isinstance(action, Fetch):
-                self._spawn(self._fetch_book(action.path))
+                self._spawn(self._fetch_book(action))
             elif isinstance(action, Resubscribe):
                 self._spawn(self._resubscribe(action.topics))
 
@@ -269,42 +290,15 @@ class VenueRunner:
 
     # -- REST ------------------------------------------------------------------------------
 
-    async def _get(self, path: str, attempts: int | None) -> tuple[int, bytes] | None:
-        """GET with backoff; ``(recv_ns, body)`` of a 200, else ``None`` after ``attempts``.
-
-        A 4xx other than 418/429 is not retried: asking again will not help.
-        """
-        url = self.settings.rest_url + path
-        backoff = Backoff(self.live.backoff, self._rng)
-        tries = 0
-        while self._stop is None or not self._stop.is_set():
-            reply = await asyncio.to_thread(self._rest_get, url, self.live.rest_timeout_s)
-            recv = time.time_ns()
-            outcome = "ok" if reply.status == 200 else (f"http_{reply.status}" if reply.status else "error")
-            metrics.REST.labels(self.source, outcome).inc()
-            if reply.status == 200:
-                return recv, reply.body
-            tries += 1
-            log.warning("%s: GET %s failed: %s %s", self.source, path, outcome, reply.error)
-            if (attempts is not None and tries >= attempts) or (
-                400 <= reply.status < 500 and reply.status not in (418, 429)
-            ):
-                return None
-            delay = max(backoff.next_delay(), reply.retry_after or 0.0)
-            if self._stop is not None:
-                try:
-                    await asyncio.wait_for(self._stop.wait(), timeout=delay)
-                except TimeoutError:
-                    pass
-            else:
-                await asyncio.sleep(delay)
-        return None
+    async def _get(self, path: str, attempts: int | None, since: float = math.inf) -> tuple[int, bytes] | None:
+        """GET through the venue's REST client (budget, backoff); ``None`` after ``attempts``."""
+        return await self.rest.get(path, since=since, attempts=attempts)
 
     async def _bootstrap_instruments(self) -> list[str]:
         """Fetch instrument metadata (emitted as ``!rest`` frames); keep the listed symbols."""
         listed: set[str] | None = None
         for path in self.module.instruments_paths(self.symbols):
-            got = await self._get(path, attempts=3)
+            got = await self._get(path, attempts=3, since=-math.inf)
             if got is None:
                 continue
             recv, body = got
@@ -321,14 +315,14 @@ class VenueRunner:
             log.warning("%s: not listed as trading perpetuals, skipped: %s", self.source, ", ".join(missing))
         return [symbol for symbol in self.symbols if symbol in listed]
 
-    async def _fetch_book(self, path: str) -> None:
-        got = await self._get(path, attempts=None)
+    async def _fetch_book(self, fetch: Fetch) -> None:
+        got = await self.rest.get(fetch.path, weight=fetch.weight, since=fetch.since, retry=fetch.retry)
         if got is None:
             return
         recv, body = got
-        actions = self.books.on_rest(path, recv, body)
+        actions = self.books.on_rest(fetch.path, recv, body)
         if actions is None:
-            self._emit(recv, self.source + "!rest", rest_frame(path, body))
+            self._emit(recv, self.source + "!rest", rest_frame(fetch.path, body))
         else:
             self._apply(actions)
 
@@ -387,6 +381,7 @@ class VenueRunner:
         """Bootstrap, then keep every connection up until ``stop``."""
         self._loop = asyncio.get_running_loop()
         self._stop = stop
+        rest = asyncio.get_running_loop().create_task(self.rest.run(stop))
         symbols = await self._bootstrap_instruments()
         self.books = self.module.LiveBooks(symbols, self.settings)
         kwargs: dict[str, Any] = {"rng": self._rng}
@@ -404,6 +399,7 @@ class VenueRunner:
         finally:
             for task in list(self._tasks):
                 task.cancel()
+            rest.cancel()
             self._report_books()
 
     def rebootstrap(self) -> None:

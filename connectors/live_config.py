@@ -54,6 +54,8 @@ class VenueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     subscribe_burst: int | None = None
     poll_s: float | None = None
     book_depth: int | None = None
+    rest_weight_per_min: int | None = None
+    """REST request weight to spend per minute at most (Binance: 2400, its per-IP limit)."""
 
 
 class LiveConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -66,6 +68,10 @@ class LiveConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     rollover_overlap_s: float = 5.0
     resync_timeout_s: float = 10.0
     rest_timeout_s: float = 10.0
+    rest_permanent_retry_s: float = 60.0
+    """How often to ask again after a permanent REST error (401, 403, 451, other 4xx)."""
+    book_alert_s: float = 30.0
+    """A book invalid (waiting for a snapshot) this long becomes a ``feed`` alert."""
     queue_size: int = 100_000
     batch_max: int = 10_000
     poll_ms: float = 5.0
@@ -90,6 +96,8 @@ class LiveConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
             raise ValueError("queue_size and batch_max must be >= 1")
         if self.staleness_s <= 0:
             raise ValueError("staleness_s must be > 0")
+        if self.rest_permanent_retry_s <= 0 or self.book_alert_s <= 0:
+            raise ValueError("rest_permanent_retry_s and book_alert_s must be > 0")
 
     def venue(self, name: str) -> VenueConfig:
         """The override table of venue ``name`` (``binance``, ``bybit``, ``okx``)."""

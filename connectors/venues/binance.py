@@ -702,6 +702,8 @@ LIVE = LiveDefaults(
     subscribe_burst=4,
     poll_s=30.0,  # /fapi/v1/openInterest per symbol (no websocket stream for it)
     book_depth=1000,
+    rest_weight_per_min=2400,  # the per-IP limit; /fapi/v1/depth at 1000 levels weighs 20
+    rest_weight_header="X-MBX-USED-WEIGHT-1m",
 )
 MARKET_STREAMS = ("aggTrade", "markPrice@1s", "forceOrder")
 BOOK_STREAM = "depth@100ms"

@@ -754,6 +754,7 @@ LIVE = LiveDefaults(
     subscribe_burst=10,
     poll_s=0.0,  # open interest comes with tickers
     book_depth=50,
+    rest_weight_per_min=6000,  # 600 requests per 5 s per IP, each weight 1; leave a sixth spare
 )
 MARKET_TOPICS = ("publicTrade", "allLiquidation", "tickers")
 

@@ -52,7 +52,11 @@ class LiveDefaults:
     - ``max_topics_per_connection`` / ``max_topics_per_message``: subscription size limits;
     - ``subscribe_per_s`` / ``subscribe_burst``: token bucket for frames we send;
     - ``poll_s``: period of the REST polls (``poll_paths``); 0: off;
-    - ``book_depth``: levels asked of REST book snapshots.
+    - ``book_depth``: levels asked of REST book snapshots;
+    - ``rest_weight_per_min``: REST request weight we may spend in any minute (the venue's
+      per-IP limit, or less to leave room for other clients on the IP);
+    - ``rest_weight_header``: the answer header reporting the weight used in the current
+      minute (Binance ``X-MBX-USED-WEIGHT-1m``), ``""`` if the venue sends none.
     """
 
     ws_url: str
@@ -66,6 +70,8 @@ class LiveDefaults:
     subscribe_burst: int
     poll_s: float = 0.0
     book_depth: int = 1000
+    rest_weight_per_min: int = 600
+    rest_weight_header: str = ""
 
 
 @dataclass(frozen=True)
