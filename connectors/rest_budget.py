@@ -142,10 +142,8 @@ class RestScheduler:
     def used(self, now: float) -> int:
         """Weight counted against the budget at ``now``: ours in the window plus others' reported."""
         start = now - self.limits.window_s
-        while self._sent and self._sent[0][0] <= start:
-            self._sent.popleft()
         reported_at, others = self._others
-        return sum(w for _, w in self._sent) + (others if now < reported_at + self.limits.window_s else 0)
+        return sum(w for t, w in self._sent if t > start) + (others if now < reported_at + self.limits.window_s else 0)
 
     def next_request(self) -> tuple[Request | None, float]:
         """The request to send now (counted as sent), else ``(None, seconds to wait)``.
@@ -155,16 +153,18 @@ class RestScheduler:
         if not self._queue:
             return None, math.inf
         now = self._clock()
-        if now < self._blocked_until:
-            self._throttle(self._queue[0], "retry_after", self._blocked_until - now)
-            return None, self._blocked_until - now
+        while self._sent and self._sent[0][0] <= now - self.limits.window_s:  # out of the window
+            self._sent.popleft()
         ready = [r for r in self._queue if r.not_before <= now]
+        if now < self._blocked_until:
+            self._throttle(ready, "retry_after", self._blocked_until - now)
+            return None, self._blocked_until - now
         if not ready:
             return None, min(r.not_before for r in self._queue) - now
         request = min(ready)
         if self.used(now) + request.weight > self.limits.weight_per_window:
             wait = self._budget_wait(now, request.weight)
-            self._throttle(request, "budget", wait)
+            self._throttle(ready, "budget", wait)
             return None, wait
         self._queue.remove(request)
         heapq.heapify(self._queue)
@@ -182,17 +182,21 @@ class RestScheduler:
                 return point - now
         return window  # larger than the budget on its own: try again after a window
 
-    def _throttle(self, request: Request, reason: str, wait: float) -> None:
-        if request.throttled:
+    def _throttle(self, ready: list[Request], reason: str, wait: float) -> None:
+        """Count every ready request held back (once each) and log the ones newly held."""
+        held = [r for r in ready if not r.throttled]
+        if not held:
             return
-        request.throttled = True
-        self.throttles += 1
-        (self._m_budget if reason == "budget" else self._m_retry_after).inc()
+        for request in held:
+            request.throttled = True
+        self.throttles += len(held)
+        (self._m_budget if reason == "budget" else self._m_retry_after).inc(len(held))
         log.warning(
-            "%s: REST %s throttled (%s): used %d of %d weight; waiting %.1fs",
+            "%s: %d REST request(s) throttled (%s), first %s: used %d of %d weight; waiting %.1fs",
             self.source,
-            request.path,
+            len(held),
             reason,
+            min(held).path,
             self.used(self._clock()),
             self.limits.weight_per_window,
             wait,
