@@ -282,11 +282,13 @@ class VenueRunner:
         kind = event.get("event")
         if kind == "close" and event.get("reason") == "shutdown" and not self.emit_shutdown:
             return  # our own stop: not a feed problem (the recorder keeps it, the pipeline does not)
+        if kind == "close":  # the dataflow drops only the books this connection carried
+            event = {**event, "books": self.books.book_symbols(session.spec.topics)}
         self._emit(recv, self.source + "!conn", msgspec.json.encode(event))
         if kind == "open" and not rollover:
             self._apply(self.books.on_open(session.spec.topics))
         elif kind == "close":
-            self._apply(self.books.on_close())
+            self._apply(self.books.on_close(session.spec.topics))
 
     # -- REST ------------------------------------------------------------------------------
 

@@ -383,3 +383,57 @@ def test_okx_fake_resyncs_after_a_gap_with_one_resubscription() -> None:
     """End to end: the fake breaks the ``prevSeqId`` chain once; one resubscription."""
     with FakeOkx() as fake:
         _resync_once(fake, "okx", "BTC-USDT-SWAP")
+
+
+# ------------------------------------------------------------------------------ reconnects
+
+
+def test_a_reconnect_refetches_only_the_books_its_connection_carried() -> None:
+    """Two symbols, one stream per connection (6 market, 2 public). Closing the market ones
+    (trades, no book) refetches nothing and leaves both books valid; closing the connection of
+    ETHUSDT's book refetches ETHUSDT only: 3 depth requests in all (2 at start + 1)."""
+    symbols = ["BTCUSDT", "ETHUSDT"]
+    with FakeBinance() as fake:
+        for seed, symbol in enumerate(symbols):
+            fake.books[symbol] = SimBook(seed=seed + 1)
+        live = make_live(
+            "binance", fake, symbols, "/market/stream", "/public/stream", max_topics_per_connection=1, staleness_s=30.0
+        )
+        phase: list[str] = []
+
+        async def diffs(n: int) -> None:
+            for _ in range(n):
+                for symbol in symbols:
+                    await fake.depth_diff(symbol)
+                await asyncio.sleep(0.02)
+
+        async def script() -> None:
+            while sum(1 for c in fake.clients if c.topics and c.closed is None) < 8:  # 6 market + 2 public
+                await asyncio.sleep(0.01)
+            await diffs(10)
+            phase.append("market")
+            await asyncio.sleep(0.1)
+            for client in [c for c in fake.clients if c.path.startswith("/market") and c.closed is None]:
+                await client.ws.close(1011, "test")
+            await asyncio.sleep(0.5)  # reconnected (fast backoff)
+            await diffs(10)
+            phase.append("public")
+            await asyncio.sleep(0.1)
+            for client in [c for c in fake.clients if "ethusdt@depth@100ms" in c.topics and c.closed is None]:
+                await client.ws.close(1011, "test")
+            await asyncio.sleep(0.5)
+            await diffs(10)
+            await asyncio.sleep(0.2)
+            phase.append("done")
+
+        done = fake.spawn(script())
+        frames = capture("binance", live, lambda f: "done" in phase, timeout=10.0)
+        done.result(1)
+        depth_requests = [p.split("symbol=")[1].split("&")[0] for p in fake.rest_log if p.startswith("/fapi/v1/depth")]
+        server = {s: (dict(fake.books[s].bids), dict(fake.books[s].asks)) for s in symbols}
+    assert sorted(depth_requests) == ["BTCUSDT", "ETHUSDT", "ETHUSDT"]
+    closes = [json.loads(p) for _, s, p in frames if s.endswith("!conn") and b'"close"' in p]
+    assert [c.get("books") for c in closes if c["reason"] != "shutdown"] == [[]] * 6 + [["ETHUSDT"]]
+    books, statuses = rebuild_books(frames)
+    assert statuses == []  # a disconnect is not a sequence gap; nothing to resync from a gap
+    assert all(books[s].book.valid and (books[s].book.bids, books[s].book.asks) == server[s] for s in symbols)

@@ -574,6 +574,13 @@ class Parser(VenueParser):
 
     # -- symbols -------------------------------------------------------------------------------
 
+    def instrument_of(self, symbol: str) -> str:
+        """Canonical instrument of ``symbol`` (the catalog, else the split name); ``""`` if none."""
+        try:
+            return self._instrument(symbol)
+        except ParseError:
+            return ""
+
     def _instrument(self, symbol: str) -> str:
         """Canonical instrument of ``symbol``, ``""`` if it is not a perpetual swap."""
         instrument = self._instruments.get(symbol)
@@ -910,8 +917,8 @@ class LiveBooks(BookSync):
     over (the dataflow marks the gap), stays at the head of a new buffer (a snapshot taken
     right after it may need it, or the next diff bridges by ``pu``) and one snapshot is
     fetched. So one gap is one ``gap``, one request and one ``resync``, wherever the new
-    snapshot falls. A closed connection of the venue restarts every symbol: the dataflow
-    drops the venue's books on a disconnect.
+    snapshot falls. A closed connection restarts the symbols whose books it carried (its
+    ``close`` event names them, and the dataflow drops those books only).
     """
 
     def __init__(
@@ -964,8 +971,19 @@ class LiveBooks(BookSync):
                 out.extend(self._restart(book))
         return out
 
-    def on_close(self) -> list[Action]:
-        return self.resync_all()
+    def book_symbols(self, topics: _Iterable[str]) -> list[str]:
+        """The symbols whose diff-depth stream is among ``topics``."""
+        carried = set(topics)
+        return [symbol for symbol in self._books if book_topic(symbol) in carried]
+
+    def on_close(self, topics: _Iterable[str]) -> list[Action]:
+        """Only the books the closed connection carried start again (the market connection
+        carries none: its close refetches nothing)."""
+        out: list[Action] = []
+        for symbol in self.book_symbols(topics):
+            out.extend(self._restart(self._books[symbol]))
+            self.resyncs += 1
+        return out
 
     def resync_all(self) -> list[Action]:
         out: list[Action] = []

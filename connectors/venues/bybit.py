@@ -404,6 +404,11 @@ class Parser(VenueParser):
         self._ticker_state: dict[str, list[float | None]] = {}
 
     # ------------------------------------------------------------------ instruments
+    def instrument_of(self, symbol: str) -> str:
+        """Canonical instrument of ``symbol`` (:meth:`resolve`); ``""`` if not a linear perpetual."""
+        info = self.resolve(symbol)
+        return info.instrument if isinstance(info, InstrumentInfo) else ""
+
     def resolve(self, symbol: str) -> InstrumentInfo | str:
         """Catalog entry, else a remembered skip, else the name-based classification."""
         info = self.catalog.by_symbol.get(symbol)

@@ -183,8 +183,12 @@ class BookSync:
         """A (re)connection carrying ``topics`` was opened and will subscribe them."""
         return []
 
-    def on_close(self) -> list[Action]:
-        """A connection of the venue closed: the dataflow drops every book of the venue."""
+    def on_close(self, topics: Iterable[str]) -> list[Action]:
+        """A connection carrying ``topics`` closed: the dataflow drops the books it carried."""
+        return []
+
+    def book_symbols(self, topics: Iterable[str]) -> list[str]:
+        """The symbols whose book topic is among ``topics`` (named in the ``close`` event)."""
         return []
 
     def on_frame(self, recv: int, payload: bytes) -> Sequence[Action]:
@@ -264,8 +268,22 @@ class ResubscribeBooks(BookSync):
         """Symbol -> clock seconds since when its book has been invalid (no snapshot since)."""
         return {s: b.invalid_since for s, b in self._books.items() if b.invalid_since is not None}
 
-    def on_close(self) -> list[Action]:
-        return self.resync_all()
+    def book_symbols(self, topics: Iterable[str]) -> list[str]:
+        """The symbols whose book topic is among ``topics``."""
+        carried = set(topics)
+        return [symbol for symbol in self._books if self._topic(symbol) in carried]
+
+    def on_close(self, topics: Iterable[str]) -> list[Action]:
+        """The closed connection's books wait for the snapshot its reconnection subscribes."""
+        now = self._clock()
+        for symbol in self.book_symbols(topics):
+            book = self._books[symbol]
+            book.rule.reset()
+            book.resyncing_since = now
+            if book.invalid_since is None:
+                book.invalid_since = now
+            self.resyncs += 1
+        return []
 
     def resync_all(self) -> list[Action]:
         now = self._clock()
