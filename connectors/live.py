@@ -245,6 +245,9 @@ class VenueRunner:
         self._reported = {"gaps": 0, "resyncs": 0}
         self._m_gaps = metrics.GAPS.labels(self.source)
         self._m_resyncs = metrics.RESYNCS.labels(self.source)
+        self._m_invalid = metrics.BOOKS_INVALID.labels(self.source)
+        self._paged: dict[str, float] = {}  # symbol -> the invalid-since already paged
+        self.drop_causes: dict[str, int] = {}  # symbol -> frames of it dropped (queue full)
 
     # -- emission --------------------------------------------------------------------------
 
@@ -351,11 +354,47 @@ class VenueRunner:
     async def _tick_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                await asyncio.wait_for(stop.wait(), timeout=min(1.0, self.settings.resync_timeout_s / 2))
+                await asyncio.wait_for(
+                    stop.wait(), timeout=min(1.0, self.settings.resync_timeout_s / 2, self.live.book_alert_s / 2)
+                )
             except TimeoutError:
                 pass
-            self._apply(self.books.tick(time.monotonic()))
+            now = time.monotonic()
+            self._apply(self.books.tick(now))
+            self._page_invalid_books(now)
             self._report_books()
+
+    def _page_invalid_books(self, now: float) -> None:
+        """A ``<venue>!conn`` ``invalid`` event for each book invalid ``book_alert_s`` (once per
+        spell): the dataflow turns it into a feed alert that only a valid book resolves."""
+        invalid = self.books.invalid()
+        self._m_invalid.set(len(invalid))
+        for symbol in [s for s, since in self._paged.items() if invalid.get(s) != since]:
+            del self._paged[symbol]
+            self.drop_causes.pop(symbol, None)
+        for symbol, since in invalid.items():
+            if symbol in self._paged or now - since < self.live.book_alert_s:
+                continue
+            self._paged[symbol] = since
+            reason = f"book invalid for {now - since:.0f} s: {self._invalid_cause(symbol)}"
+            log.warning("%s: %s %s", self.source, symbol, reason)
+            event = {"event": "invalid", "symbol": symbol, "reason": reason}
+            self._emit(time.time_ns(), self.source + "!conn", msgspec.json.encode(event))
+
+    def _invalid_cause(self, symbol: str) -> str:
+        """Why ``symbol``'s book waits: the snapshot request's last failure (HTTP status,
+        timeout), frames dropped for a full queue, else what it waits for."""
+        causes = []
+        path = self.books.snapshot_path(symbol)
+        failure = self.rest.scheduler.failures.get(path) if path is not None else None
+        if failure is not None and path is not None:
+            causes.append(f"{failure} on GET {path}")
+        dropped = self.drop_causes.get(symbol)
+        if dropped:
+            causes.append(f"queue full, {dropped} frames dropped")
+        if not causes:
+            causes.append("no snapshot yet" if path is None else f"waiting for GET {path}")
+        return "; ".join(causes)
 
     def _report_books(self) -> None:
         for name, metric in (("gaps", self._m_gaps), ("resyncs", self._m_resyncs)):

@@ -940,7 +940,12 @@ class LiveBooks(BookSync):
         self.overflows = 0
 
     def path(self, symbol: str) -> str:
+        """The snapshot request of ``symbol`` (``book_depth`` levels)."""
         return depth_path(symbol, self._depth)
+
+    def snapshot_path(self, symbol: str) -> str | None:
+        """The REST snapshot path of ``symbol``."""
+        return self.path(symbol)
 
     def _fetch(self, symbol: str, book: _DepthBook, retry: bool = False) -> Fetch:
         book.fetching = True

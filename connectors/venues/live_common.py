@@ -206,6 +206,16 @@ class BookSync:
         """Symbol -> clock seconds since when its book has been invalid; ``{}`` if all are valid."""
         return {}
 
+    def snapshot_path(self, symbol: str) -> str | None:
+        """The REST path of ``symbol``'s snapshot (its failures are the cause of an invalid
+        book), ``None`` when snapshots come on the websocket."""
+        return None
+
+    def on_dropped(self, payload: bytes) -> tuple[list[str], list[Action]]:
+        """A frame of ours the hand-over queue dropped: the books it hit (they restart) and
+        the actions that bring them back (a snapshot request, a resubscription)."""
+        return [], []
+
     def tick(self, now: float) -> list[Action]:
         """Called about once a second (monotonic seconds): retry resyncs that took too long."""
         return []

@@ -1,0 +1,78 @@
+"""Every invalid book pages: a depth endpoint that answers 403 keeps the book invalid; within
+``[live] book_alert_s`` the run raises a ``feed`` alert naming the venue, the instrument and the
+cause, keeps it open while the venue keeps refusing (asked again on the slow schedule), and
+resolves it once the book is valid again."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from live_fakes import FakeBinance, SimBook
+from live_support import FAST_BACKOFF
+
+from cascadewatch.connectors.live_config import LiveConfig, VenueConfig
+from cascadewatch.pipelines.config import Config, ReplayConfig
+from cascadewatch.pipelines.run.live import run_live
+
+FORBIDDEN = (403, b'{"code":-2015,"msg":"Forbidden"}')
+
+
+def test_a_book_refused_with_403_pages_until_fixed_then_resolves(tmp_path: Path) -> None:
+    with FakeBinance() as fake:
+        fake.books["BTCUSDT"] = SimBook(seed=41)
+        fake.depth_status = FORBIDDEN
+        live = LiveConfig(
+            venues=["binance"],
+            backoff=FAST_BACKOFF,
+            book_alert_s=1.0,
+            rest_permanent_retry_s=0.5,
+            binance=VenueConfig(
+                ws_url=fake.ws_url("/market/stream"),
+                ws_book_url=fake.ws_url("/public/stream"),
+                rest_url=fake.rest_url,
+                symbols=["BTCUSDT"],
+                poll_s=0.0,
+            ),
+        )
+        times: dict[str, float] = {}
+
+        async def market() -> None:
+            while sum(1 for c in fake.clients if c.topics and c.closed is None) < 2:
+                await asyncio.sleep(0.01)
+            times["subscribed"] = time.time()
+            for i in range(500):
+                if i == 250:  # 2.5 s in: the venue lets us in again
+                    fake.depth_status = None
+                    times["fixed"] = time.time()
+                await fake.agg_trade("BTCUSDT", 30000 + i % 3)
+                await fake.depth_diff("BTCUSDT")
+                await asyncio.sleep(0.01)
+
+        running = fake.spawn(market())
+        times["start"] = time.time()
+        summary = run_live(
+            Config(replay=ReplayConfig(allowed_lag_s=0.3)),
+            live,
+            duration_s=6.5,
+            alerts_out=tmp_path / "alerts.jsonl",
+            snapshots_out=tmp_path / "snapshots.jsonl",
+            dead_letters_out=tmp_path / "dead.jsonl",
+            serve_metrics=False,
+            serve_riskfeed=False,
+        )
+        running.result(5)
+        depth = [path for path in fake.rest_log if path.startswith("/fapi/v1/depth")]
+
+    feed = [a for a in summary.alerts if a["kind"] == "feed"]
+    assert [a["action"] for a in feed] == ["trigger", "resolve"]
+    trigger, resolve = feed
+    assert trigger["venue"] == "binance-usdm" and trigger["instrument"] == "BTC-USDT-PERP"
+    assert trigger["problem"].startswith("invalid: book invalid for 1 s: http_403 on GET /fapi/v1/depth?symbol=BTCUSDT")
+    # paged once invalid for book_alert_s (the detail says 1 s), within a tick (0.5 s) of it;
+    # the alert's ts is the start of the event-time second of the page
+    assert 0.0 <= trigger["ts"] / 1000 - times["start"] <= 2.0
+    assert resolve["ts"] / 1000 >= times["fixed"]  # open the whole time the venue refused
+    # 403s asked again every 0.5 s (not at once, not never): about 5 in the 2.5 s, then one 200
+    assert 4 <= len(depth) - 1 <= 7
