@@ -54,7 +54,7 @@ from cascadewatch.connectors.recorder import RotatingRecorder, insert_before_suf
 from cascadewatch.connectors.rest import Reply, http_get
 from cascadewatch.connectors.rest_budget import RestLimits, RestScheduler
 from cascadewatch.connectors.rest_client import RestClient
-from cascadewatch.connectors.session import Backoff, Session, SessionSettings
+from cascadewatch.connectors.session import Session, SessionSettings
 from cascadewatch.connectors.sources import (
     END_OF_TIME,
     NS,
@@ -160,8 +160,10 @@ class FrameQueue:
     def __len__(self) -> int:
         return len(self._frames)
 
-    def put(self, recv: int, source: str, payload: bytes) -> bool:
-        if len(self._frames) >= self.maxsize:
+    def put(self, recv: int, source: str, payload: bytes, force: bool = False) -> bool:
+        """Append a frame; ``False`` (dropped, counted) when full. ``force``: connection events
+        and drop markers, never dropped (they may exceed ``maxsize``)."""
+        if len(self._frames) >= self.maxsize and not force:
             self.dropped += 1
             self._dropped.append((recv, source, payload))
             self._m_full.inc()
@@ -190,10 +192,21 @@ class FrameQueue:
 # ------------------------------------------------------------------------------ venue runner
 
 
+class _Drop:
+    """Frames dropped since the last drop marker, and the books they carried."""
+
+    __slots__ = ("books", "frames")
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.books: set[str] = set()
+
+
 class VenueRunner:
     """One venue on an asyncio loop: REST bootstrap, sessions, book sync; frames to ``emit``.
 
-    ``emit(recv_ns, source, payload)`` receives, in order: the instrument REST bodies, then
+    ``emit(recv_ns, source, payload, force)`` (``False`` back: dropped) receives, in order: the
+    instrument REST bodies, then
     websocket frames, REST book snapshots and polls (``<venue>!rest``) and connection events
     (``<venue>!conn``), as the venue's ``LiveBooks`` orders them. ``emit_shutdown=False`` leaves
     out the ``close`` events of our own shutdown (the pipeline must not page for them).
@@ -203,7 +216,7 @@ class VenueRunner:
         self,
         name: str,
         live: LiveConfig,
-        emit: Callable[[int, str, bytes], Any],
+        emit: Callable[[int, str, bytes, bool], Any],
         *,
         rest_get: Callable[[str, float], Reply] = http_get,
         rng: random.Random | None = None,
@@ -247,14 +260,46 @@ class VenueRunner:
         self._m_resyncs = metrics.RESYNCS.labels(self.source)
         self._m_invalid = metrics.BOOKS_INVALID.labels(self.source)
         self._paged: dict[str, float] = {}  # symbol -> the invalid-since already paged
+        self._drop: _Drop | None = None  # frames dropped since the last drop marker
         self.drop_causes: dict[str, int] = {}  # symbol -> frames of it dropped (queue full)
 
     # -- emission --------------------------------------------------------------------------
 
     def _emit(self, recv: int, source: str, payload: bytes) -> None:
+        """Hand a frame over. A frame the queue drops restarts the books it carried (they
+        resync) and is noted in a drop marker, handed over before any later frame."""
         if b"\n" in payload or b"\r" in payload:  # a frame is one line (JSON allows this rewrite)
             payload = payload.replace(b"\r", b" ").replace(b"\n", b" ")
-        self._emit_frame(recv, source, payload)
+        control = source.endswith("!conn")
+        if self._drop is not None and not self._flush_drop(recv) and not control:
+            self._dropped(source, payload)  # the marker must go first: still full
+        elif self._emit_frame(recv, source, payload, control) is False:
+            self._dropped(source, payload)
+
+    def _dropped(self, source: str, payload: bytes) -> None:
+        drop = self._drop if self._drop is not None else _Drop()
+        self._drop = drop
+        drop.frames += 1
+        symbols, actions = self.books.on_dropped(payload) if not source.endswith("!conn") else ([], [])
+        for symbol in symbols:
+            drop.books.add(symbol)
+            self.drop_causes[symbol] = self.drop_causes.get(symbol, 0) + 1
+        self._apply(actions)
+
+    def _flush_drop(self, recv: int, force: bool = False) -> bool:
+        """Hand over the pending drop marker (``<venue>!conn`` ``drop`` event); ``False`` if the
+        queue is still full."""
+        drop = self._drop
+        if drop is None:
+            return True
+        marker = {"event": "drop", "reason": "queue full", "frames": drop.frames, "books": sorted(drop.books)}
+        if self._emit_frame(recv, self.source + "!conn", msgspec.json.encode(marker), force) is False:
+            return False
+        log.warning(
+            "%s: %d frames dropped (queue full); books to resync: %s", self.source, drop.frames, marker["books"]
+        )
+        self._drop = None
+        return True
 
     def _apply(self, actions: Sequence[Action], recv: int = 0, payload: bytes = b"") -> None:
         for action in actions:
@@ -360,6 +405,8 @@ class VenueRunner:
             except TimeoutError:
                 pass
             now = time.monotonic()
+            if self._drop is not None:  # hand the drop marker over as soon as there is room
+                self._flush_drop(time.time_ns())
             self._apply(self.books.tick(now))
             self._page_invalid_books(now)
             self._report_books()
@@ -441,6 +488,7 @@ class VenueRunner:
             for task in list(self._tasks):
                 task.cancel()
             rest.cancel()
+            self._flush_drop(time.time_ns(), force=True)
             self._report_books()
 
     def rebootstrap(self) -> None:

@@ -82,9 +82,11 @@ def rebuild_books(frames: list[Frame], stop_at_shutdown: bool = True) -> tuple[d
         parsed = decoder.decode(source, payload, recv)
         for event in parsed.events:
             if isinstance(event, FeedStatus) and event.instrument:  # one book's status
-                if event.symbol in books:
-                    statuses.extend(status.state for status in books[event.symbol].apply(event))
-                    statuses.extend([event.state] if event.state == "gap" else [])
+                keeper = books.get(event.symbol)
+                if keeper is not None:
+                    if event.state == "gap" and keeper.book.valid:  # frames of a good book dropped
+                        statuses.append("gap")
+                    keeper.apply(event)
             elif isinstance(event, FeedStatus):
                 for keeper in books.values():
                     keeper.apply(event)

@@ -878,6 +878,29 @@ def depth_weight(limit: int) -> int:
     return 20
 
 
+class _RestPathProbe(msgspec.Struct):
+    path: str = ""
+
+
+_rest_path_probe = msgspec.json.Decoder(_RestPathProbe, strict=False)
+
+
+def _dropped_symbol(payload: bytes) -> str:
+    """The book symbol of a diff frame or a ``/fapi/v1/depth`` REST frame, ``""`` otherwise."""
+    try:
+        if payload.startswith(b'{"path"'):
+            url = urlsplit(_rest_path_probe.decode(payload).path)
+            return parse_qs(url.query).get("symbol", [""])[0] if url.path == "/fapi/v1/depth" else ""
+        if b"depthUpdate" not in payload[:200]:
+            return ""
+        if payload.startswith(b'{"stream"'):
+            frame = _combined_depth_probe.decode(payload)
+            return frame.data.s if frame.data is not None and not _is_partial_depth(frame.stream) else ""
+        return _depth_probe.decode(payload).s
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return ""
+
+
 class _DepthBook:
     """One symbol's live side: buffering diffs until a snapshot bridges them.
 
@@ -1036,6 +1059,20 @@ class LiveBooks(BookSync):
         elif not book.fetching:
             out.append(self._fetch(symbol, book))
         return out
+
+    def on_dropped(self, payload: bytes) -> tuple[list[str], list[Action]]:
+        """A diff or snapshot of ours dropped by the hand-over queue: a book in sync starts
+        again (one gap; its next diff asks for the snapshot, as after a reconnect); one
+        already waiting goes on waiting."""
+        symbol = _dropped_symbol(payload)
+        book = self._books.get(symbol)
+        if book is None:
+            return [], []
+        if not book.waiting:
+            self.gaps += 1
+            self.resyncs += 1
+            self._restart(book)  # in sync: nothing held
+        return [symbol], []
 
     def on_rest(self, path: str, recv: int, body: bytes) -> list[Action] | None:
         url = urlsplit(path)

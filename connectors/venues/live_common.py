@@ -304,6 +304,24 @@ class ResubscribeBooks(BookSync):
         self.resyncs += len(self._books)
         return [Resubscribe(tuple(self._topic(symbol) for symbol in self._books))] if self._books else []
 
+    def on_dropped(self, payload: bytes) -> tuple[list[str], list[Action]]:
+        """A book frame of ours dropped by the hand-over queue: resubscribe its book (once)."""
+        now = self._clock()
+        symbols: list[str] = []
+        topics: list[str] = []
+        for symbol, *_ in self._probe(payload) or []:
+            book = self._books.get(symbol)
+            if book is None or symbol in symbols:
+                continue
+            symbols.append(symbol)
+            book.rule.reset()  # deltas wait for the resubscription's snapshot
+            if book.resyncing_since is None:
+                self.gaps += 1
+                self.resyncs += 1
+                book.resyncing_since = book.invalid_since = now
+                topics.append(self._topic(symbol))
+        return symbols, [Resubscribe(tuple(topics))] if topics else []
+
     def on_frame(self, recv: int, payload: bytes) -> Sequence[Action]:
         rows = self._probe(payload)
         if not rows:
