@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from cascadewatch.connectors.events import FeedStatus
+from cascadewatch.connectors.events import AnyEvent, FeedState, FeedStatus
 from cascadewatch.connectors.venues import parser_for
 from cascadewatch.connectors.venues.base import Parsed, ParseError, VenueParser
 
@@ -46,7 +46,7 @@ class _ConnEvent(msgspec.Struct, frozen=True):
     frames: int = 0  # drop: frames dropped
 
 
-_CONN_STATES = {
+_CONN_STATES: dict[str, FeedState] = {
     "open": "connect",
     "close": "disconnect",
     "error": "error",
@@ -54,6 +54,7 @@ _CONN_STATES = {
     "invalid": "invalid",
     "drop": "interrupted",
 }
+_PER_BOOK: dict[str, FeedState] = {"close": "disconnect", "drop": "gap", "invalid": "invalid"}
 _rest_decoder = msgspec.json.Decoder(_RestEnvelope)
 _conn_decoder = msgspec.json.Decoder(_ConnEvent)
 
@@ -79,6 +80,7 @@ class FrameDecoder:
         self._handlers = {}
 
     def parser(self, venue: str) -> VenueParser:
+        """The parser of ``venue`` (made on first use); ``KeyError`` for an unknown venue."""
         parser = self.parsers.get(venue)
         if parser is None:
             try:
@@ -148,8 +150,8 @@ def _connection_event(parser: VenueParser, venue: str, event: _ConnEvent, recv: 
 
 
 def connection_statuses(
-    parser: VenueParser, venue: str, event: _ConnEvent, state: str, detail: str, recv: int
-) -> list[FeedStatus]:
+    parser: VenueParser, venue: str, event: _ConnEvent, state: FeedState, detail: str, recv: int
+) -> list[AnyEvent]:
     """Feed statuses of one connection event.
 
     Venue-wide (``instrument == ""``, fanned out by the source) unless the event names books:
@@ -165,7 +167,7 @@ def connection_statuses(
     book of the venue waits for a snapshot).
     """
 
-    def status(state: str, instrument: str = "", symbol: str = "") -> FeedStatus:
+    def status(state: FeedState, instrument: str = "", symbol: str = "") -> FeedStatus:
         return FeedStatus(
             venue=venue,
             symbol=symbol,
@@ -173,14 +175,14 @@ def connection_statuses(
             ts=recv,
             recv=recv,
             state=state,
-            detail=detail,  # type: ignore[arg-type]  # checked by _CONN_STATES
+            detail=detail,
         )
 
-    per_book = {"close": "disconnect", "drop": "gap", "invalid": "invalid"}.get(event.event)
+    per_book = _PER_BOOK.get(event.event)
     symbols = [event.symbol] if event.event == "invalid" else event.books
     if per_book is None or symbols is None:
         return [status(state)]
-    out: list[FeedStatus] = []
+    out: list[AnyEvent] = []
     for symbol in symbols:
         instrument = parser.instrument_of(symbol)
         if not instrument:

@@ -84,6 +84,7 @@ VENUE_MODULES: dict[str, ModuleType] = {"binance": binance, "bybit": bybit, "okx
 
 
 def venue_module(name: str) -> ModuleType:
+    """The venue module registered as ``name``; ``KeyError`` naming the known venues otherwise."""
     try:
         return VENUE_MODULES[name]
     except KeyError:
@@ -172,6 +173,7 @@ class FrameQueue:
         return True
 
     def drain(self, limit: int) -> list[Frame]:
+        """Take up to ``limit`` frames, oldest first."""
         frames = self._frames
         out: list[Frame] = []
         popleft = frames.popleft
@@ -320,6 +322,7 @@ class VenueRunner:
     # -- SessionHandler --------------------------------------------------------------------
 
     def frame(self, session: Session, recv: int, payload: bytes) -> None:
+        """Session callback for a frame: hand it over, or act on what the venue's book logic asks."""
         actions = self.books.on_frame(recv, payload)
         if len(actions) == 1 and actions[0] is THIS:
             self._emit(recv, self.source, payload)
@@ -327,6 +330,7 @@ class VenueRunner:
             self._apply(actions, recv, payload)
 
     def conn(self, session: Session, recv: int, event: dict[str, Any], rollover: bool) -> None:
+        """Session callback for a connection event: record it and (re)bootstrap on a fresh open."""
         kind = event.get("event")
         if kind == "close" and event.get("reason") == "shutdown" and not self.emit_shutdown:
             return  # our own stop: not a feed problem (the recorder keeps it, the pipeline does not)
@@ -453,6 +457,7 @@ class VenueRunner:
     # -- lifecycle -------------------------------------------------------------------------
 
     def session_settings(self) -> SessionSettings:
+        """The session settings of this venue (staleness, lifetime, heartbeat, backoff) from ``[live]``."""
         s = self.settings
         return SessionSettings(
             staleness_s=s.staleness_s,
@@ -535,12 +540,14 @@ class VenueFeed:
             self._ready.set()
 
     def start(self) -> VenueFeed:
+        """Start the feed thread and wait (up to 5 s) until its loop runs; returns ``self``."""
         self._thread.start()
         self._ready.wait(timeout=5.0)
         return self
 
     @property
     def alive(self) -> bool:
+        """Whether the feed thread is still running."""
         return self._thread.is_alive()
 
     def request_stop(self) -> None:
@@ -552,10 +559,12 @@ class VenueFeed:
                 pass
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Ask the feed to stop and wait up to ``timeout`` seconds for its thread."""
         self.request_stop()
         self._thread.join(timeout)
 
     def rebootstrap(self) -> None:
+        """Fetch fresh instrument metadata and book snapshots (a rotated recording starts complete)."""
         self.runner.rebootstrap()
 
 
@@ -614,6 +623,7 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
         self._feed.rebootstrap()
 
     def next_batch(self) -> list[tuple[str, list[Any]]]:
+        """The next batch of frames (and watermark items) for this venue; ``StopIteration`` once done."""
         if self._done:
             raise StopIteration()
         now = time.time_ns()
@@ -720,9 +730,11 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
         return datetime.now(UTC) + self._poll
 
     def snapshot(self) -> None:
+        """Nothing: a live feed cannot rewind, so there is no state to resume from."""
         return None  # a live feed cannot rewind: nothing to resume from
 
     def close(self) -> None:
+        """Stop the feed and close the tap recording."""
         self._feed.stop()
         self._close_tap()
 
@@ -754,9 +766,11 @@ class LiveSource(FixedPartitionedSource[tuple[str, list[Any]], None]):
         self.feed_options = feed_options or {}
 
     def list_parts(self) -> list[str]:
+        """One partition per venue, ``<index>:<venue>``."""
         return [f"{index}:{name}" for index, name in enumerate(self.live.venues)]
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> LivePartition:
+        """The partition that runs the venue of ``for_part`` (its deadline from ``duration_s``)."""
         index_text, _, name = for_part.partition(":")
         deadline = None if self.duration_s is None else time.time_ns() + int(self.duration_s * NS)
         return LivePartition(

@@ -63,12 +63,14 @@ class Backoff:
         self.attempt = 0
 
     def next_delay(self) -> float:
+        """The next reconnect delay in seconds: ``min(max_s, initial_s * factor**attempt)`` with +/- ``jitter``."""
         c = self.config
         base = min(c.max_s, c.initial_s * c.factor**self.attempt)
         self.attempt += 1
         return max(0.0, base * (1.0 + c.jitter * (2.0 * self.rng.random() - 1.0)))
 
     def reset(self) -> None:
+        """Start over from ``initial_s`` (after a connection that worked)."""
         self.attempt = 0
 
     def connected_for(self, seconds: float) -> None:
@@ -88,6 +90,7 @@ class TokenBucket:
         self.stamp = clock()
 
     async def acquire(self, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
+        """Wait (with ``sleep``) until a token is available, then take it."""
         while True:
             now = self.clock()
             self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
@@ -118,15 +121,28 @@ class SessionSettings:
 class VenueLive(Protocol):
     """The live-section functions of a venue module that a session uses."""
 
-    def subscribe_messages(self, topics: Sequence[str], per_message: int, first_id: int = 1) -> list[str]: ...
-    def unsubscribe_messages(self, topics: Sequence[str], per_message: int, first_id: int = 1) -> list[str]: ...
-    def heartbeat_message(self) -> str | None: ...
-    def is_data(self, payload: bytes) -> bool: ...
-    def rollover_hint(self, payload: bytes) -> bool: ...
-    def frame_key(self, payload: bytes) -> tuple[str, int] | None: ...
+    def subscribe_messages(self, topics: Sequence[str], per_message: int, first_id: int = 1) -> list[str]:
+        """The messages that subscribe ``topics``, at most ``per_message`` topics each, ids from ``first_id``."""
+
+    def unsubscribe_messages(self, topics: Sequence[str], per_message: int, first_id: int = 1) -> list[str]:
+        """The messages that unsubscribe ``topics``, at most ``per_message`` topics each, ids from ``first_id``."""
+
+    def heartbeat_message(self) -> str | None:
+        """The application-level ping to send every ``heartbeat_s``, or ``None`` if the venue needs none."""
+
+    def is_data(self, payload: bytes) -> bool:
+        """Whether ``payload`` carries market data (not a subscription answer or a pong)."""
+
+    def rollover_hint(self, payload: bytes) -> bool:
+        """Whether ``payload`` announces that the server will close the connection soon."""
+
+    def frame_key(self, payload: bytes) -> tuple[str, int] | None:
+        """The frame's ``(topic, sequence)`` for rollover de-duplication, or ``None`` if it has none."""
 
 
 class SessionHandler(Protocol):
+    """Receives a session's frames and connection events (the venue runner)."""
+
     def frame(self, session: Session, recv: int, payload: bytes) -> None:
         """A frame to hand to the dataflow (after rollover de-duplication)."""
 
@@ -155,7 +171,7 @@ class Session:
     :param handler: receives frames and connection events, synchronously, on the loop thread.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - five parameters plus keyword-only test seams (rng, clocks, sleep, connect)
         self,
         venue: Any,
         source: str,
@@ -206,10 +222,12 @@ class Session:
 
     @property
     def alive(self) -> bool:
+        """Whether a connection is open and its reader is running."""
         conn = self._current
         return conn is not None and conn.reader is not None and not conn.reader.done()
 
     def carries(self, topic: str) -> bool:
+        """Whether this session's connection subscribes ``topic``."""
         return topic in self._topics
 
     def request_rollover(self) -> None:

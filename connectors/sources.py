@@ -99,10 +99,10 @@ class InstrumentRouter:
         A venue-wide connection event (``instrument == ""``) goes to every announced instrument
         of its venue (returns ``None``); a new instrument first learns its connection's state.
         """
-        if not event.instrument:
-            self.connection[event.venue] = event  # type: ignore[assignment]
+        if not event.instrument and isinstance(event, FeedStatus):
+            self.connection[event.venue] = event
             for key in self.instruments.get(event.venue, ()):
-                by_key.setdefault(key, []).append(_for_instrument(event, key))  # type: ignore[arg-type]
+                by_key.setdefault(key, []).append(_for_instrument(event, key))
             return None
         key = instrument_key(event)
         bucket = by_key.get(key)
@@ -204,6 +204,10 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
         self._block_at = 0
 
     def next_batch(self) -> list[tuple[str, list[Any]]]:
+        """The next batch: parsed events by instrument key, dead letters and stats.
+
+        Raises ``StopIteration`` at the end of the recording.
+        """
         if self._done:
             raise StopIteration()
         by_key: dict[str, list[Any]] = {}
@@ -305,6 +309,7 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
         return datetime.now(UTC) + timedelta(seconds=max(0.0, delay))
 
     def snapshot(self) -> Any:
+        """The resume state: line number, highest receive time, decoder state and counts so far."""
         return {
             "line": self._line,
             "max_recv": self._max_recv,
@@ -362,9 +367,11 @@ class ReplaySource(FixedPartitionedSource[tuple[str, list[Any]], Any]):
         self.progress = progress
 
     def list_parts(self) -> list[str]:
+        """One partition per recording, ``<index>:<path>``."""
         return [f"{index}:{path}" for index, path in enumerate(self.paths)]
 
     def build_part(self, step_id: str, for_part: str, resume_state: Any) -> ReplayPartition:
+        """The partition that reads the recording of ``for_part``, resuming from ``resume_state``."""
         index = int(for_part.split(":", 1)[0])
         return ReplayPartition(
             self.paths[index], index, self.batch_size, self.allowed_lag_ns, self.speed, resume_state, self.progress

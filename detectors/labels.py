@@ -312,7 +312,7 @@ def label_series(
     """All cascades of one asset's per-second series, sorted by ``(start, direction)``."""
     if not (len(ts_ms) == len(price) == len(forced_long) == len(forced_short)):
         raise ValueError("ts_ms, price, forced_long and forced_short must have the same length")
-    return label_rows(zip(ts_ms, price, forced_long, forced_short), asset=asset, config=config)
+    return label_rows(zip(ts_ms, price, forced_long, forced_short, strict=True), asset=asset, config=config)
 
 
 def label_rows(

@@ -45,6 +45,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -278,7 +279,7 @@ class EstimatedLiquidationMap:
         if p.size == 0:
             return
         self._last_price = float(p[-1])
-        for price, qty, buy in zip(p.tolist(), q.tolist(), b.tolist()):
+        for price, qty, buy in zip(p.tolist(), q.tolist(), b.tolist(), strict=True):
             self._add_flow("buy" if buy else "sell", price, qty)
 
     def learn_trade(self, price: float, qty: float, side: str) -> None:
@@ -324,7 +325,9 @@ class EstimatedLiquidationMap:
                 qty_grid, notional_grid = state.pop(q), state.pop(n)
                 ks, qty = qty_grid.nonzero(0.0)
                 notional = notional_grid.values(int(ks[0]), int(ks[-1]), 0.0)[ks - ks[0]] if ks.size else qty
-                state["_flow"][side] = {k: [x, y] for k, x, y in zip(ks.tolist(), qty.tolist(), notional.tolist())}
+                state["_flow"][side] = {
+                    k: [x, y] for k, x, y in zip(ks.tolist(), qty.tolist(), notional.tolist(), strict=True)
+                }
         self.__dict__.update(state)
 
     def learn_oi(self, oi_qty: float, t: float, price: float | None = None) -> float:
@@ -418,10 +421,15 @@ class EstimatedLiquidationMap:
         consumed_long_usd: float,
         consumed_short_usd: float,
     ) -> EstimatedMapReadout:
-        """The readout of the level notionals ``lo``/``sh`` of buckets ``k_lo..k_hi`` (this map's cluster parameters)."""
+        """The readout of the level notionals ``lo``/``sh`` of buckets ``k_lo..k_hi``.
+
+        Clusters are found with this map's cluster parameters.
+        """
         centers = self._centers(k_lo, k_hi)
         below, above = centers < price, centers > price
-        kw = dict(window=self.cluster_buckets, dense_multiple=self.dense_multiple, min_usd=self.min_cluster_usd)
+        kw: dict[str, Any] = dict(
+            window=self.cluster_buckets, dense_multiple=self.dense_multiple, min_usd=self.min_cluster_usd
+        )
         return EstimatedMapReadout(
             price=float(price),
             t=float(t),

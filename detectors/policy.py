@@ -178,7 +178,7 @@ class AlertPolicy:
 
     page_kinds: tuple[str, ...] = PAGE_KINDS  # also for a policy pickled before it existed
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - river-style estimator: each hyperparameter is a constructor keyword with a default
         self,
         kind: str = "cascade",
         warn_enter: float = 0.3,
@@ -295,7 +295,8 @@ class AlertPolicy:
         parts = []
         if d.cascade is not None:
             parts.append(
-                f"{head}: {d.cascade.replace('_', '-')} cascade IN PROGRESS, {_usd(d.liq_usd_60s)} {side} liquidated in 60s"
+                f"{head}: {d.cascade.replace('_', '-')} cascade IN PROGRESS, "
+                f"{_usd(d.liq_usd_60s)} {side} liquidated in 60s"
             )
         else:
             parts.append(f"{head}: {pct} cascade risk in {max(r.horizon_s // 60, 1)}m")

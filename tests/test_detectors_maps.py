@@ -334,7 +334,7 @@ def test_estimated_learn_trade_and_combine_equal_the_array_paths():
     price = 100.0
     for s in range(400):
         price *= math.exp(rng.normal(0, 2e-3))
-        for m, w in zip(maps, twins):
+        for m, w in zip(maps, twins, strict=True):
             q = rng.exponential(1.0, 2)
             m.learn_trade(price * 1.0001, q[0], "buy")
             m.learn_trade(price * 0.9999, q[1], "sell")

@@ -78,7 +78,10 @@ def test_merge_releases_a_second_only_when_every_partition_has_passed_it() -> No
 
 def test_ordering_waits_for_every_asset_of_a_second_and_keeps_seconds_in_order() -> None:
     orderer = OutputOrderer()
-    snap = lambda ts, asset: {"type": "snapshot", "ts": ts, "asset": asset}  # noqa: E731
+
+    def snap(ts: int, asset: str) -> dict:
+        return {"type": "snapshot", "ts": ts, "asset": asset}
+
     # second 2000 completes before 1000: nothing may overtake 1000
     assert (
         orderer.process(

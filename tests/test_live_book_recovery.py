@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterable
 
 import pytest
 from live_fakes import FakeBinance, FakeBybit, FakeOkx, SimBook
@@ -25,7 +26,7 @@ from live_support import capture, make_live, rebuild_books, ws_payloads
 from cascadewatch.connectors.live import Frame, resolve_settings
 from cascadewatch.connectors.live_config import LiveConfig
 from cascadewatch.connectors.venues import binance, bybit, okx
-from cascadewatch.connectors.venues.live_common import THIS, Emit, Fetch, Resubscribe
+from cascadewatch.connectors.venues.live_common import THIS, Action, Emit, Fetch, Resubscribe
 
 PATH = "/fapi/v1/depth?symbol=BTCUSDT&limit=1000"
 
@@ -89,8 +90,8 @@ class Driver:
         self.fetches: list[Fetch] = []
         self.recv = 0
 
-    def apply(self, actions: object, payload: bytes = b"") -> None:
-        for action in actions:  # type: ignore[attr-defined]
+    def apply(self, actions: Iterable[Action] | None, payload: bytes = b"") -> None:
+        for action in actions or ():
             if action is THIS:
                 self.frames.append((self.recv, "binance-usdm", payload))
             elif isinstance(action, Emit):

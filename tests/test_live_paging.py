@@ -16,8 +16,8 @@ from live_support import FAST_BACKOFF, rebuild_books
 from cascadewatch.connectors.live_config import LiveConfig, VenueConfig
 from cascadewatch.connectors.recording import RecordingReader
 from cascadewatch.pipelines.config import Config, ReplayConfig
-from cascadewatch.pipelines.run.live import run_live
-from cascadewatch.pipelines.run.replay import run_replay
+from cascadewatch.pipelines.run.live import LiveOptions, run_live
+from cascadewatch.pipelines.run.replay import ReplayOptions, run_replay
 
 FORBIDDEN = (403, b'{"code":-2015,"msg":"Forbidden"}')
 
@@ -58,12 +58,14 @@ def test_a_book_refused_with_403_pages_until_fixed_then_resolves(tmp_path: Path)
         summary = run_live(
             Config(replay=ReplayConfig(allowed_lag_s=0.3)),
             live,
-            duration_s=6.5,
-            alerts_out=tmp_path / "alerts.jsonl",
-            snapshots_out=tmp_path / "snapshots.jsonl",
-            dead_letters_out=tmp_path / "dead.jsonl",
-            serve_metrics=False,
-            serve_riskfeed=False,
+            LiveOptions(
+                duration_s=6.5,
+                alerts_out=tmp_path / "alerts.jsonl",
+                snapshots_out=tmp_path / "snapshots.jsonl",
+                dead_letters_out=tmp_path / "dead.jsonl",
+                serve_metrics=False,
+                serve_riskfeed=False,
+            ),
         )
         running.result(5)
         depth = [path for path in fake.rest_log if path.startswith("/fapi/v1/depth")]
@@ -127,13 +129,15 @@ def test_run_under_a_full_queue_resyncs_every_book_hit_and_its_recording_replays
         summary = run_live(
             Config(replay=ReplayConfig(allowed_lag_s=0.3)),
             live,
-            duration_s=7.0,
-            alerts_out=live_out / "alerts.jsonl",
-            snapshots_out=live_out / "snapshots.jsonl",
-            dead_letters_out=live_out / "dead.jsonl",
-            record=str(tmp_path / "tap.rec"),
-            serve_metrics=False,
-            serve_riskfeed=False,
+            LiveOptions(
+                duration_s=7.0,
+                alerts_out=live_out / "alerts.jsonl",
+                snapshots_out=live_out / "snapshots.jsonl",
+                dead_letters_out=live_out / "dead.jsonl",
+                record=str(tmp_path / "tap.rec"),
+                serve_metrics=False,
+                serve_riskfeed=False,
+            ),
         )
         assert running.done()  # the market ended before the run
         server = {s: (dict(fake.books[s].bids), dict(fake.books[s].asks)) for s in symbols}
@@ -149,6 +153,9 @@ def test_run_under_a_full_queue_resyncs_every_book_hit_and_its_recording_replays
     assert statuses.count("gap") == statuses.count("resync") >= len(markers)
     assert all(books[s].book.valid and (books[s].book.bids, books[s].book.asks) == server[s] for s in symbols)
     replay_out = tmp_path / "replay"
-    run_replay([tap], alerts_out=replay_out / "alerts.jsonl", snapshots_out=replay_out / "snapshots.jsonl")
+    run_replay(
+        [tap],
+        options=ReplayOptions(alerts_out=replay_out / "alerts.jsonl", snapshots_out=replay_out / "snapshots.jsonl"),
+    )
     assert (replay_out / "snapshots.jsonl").read_bytes() == (live_out / "snapshots.jsonl").read_bytes()
     assert (replay_out / "alerts.jsonl").read_bytes() == (live_out / "alerts.jsonl").read_bytes()

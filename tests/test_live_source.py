@@ -27,8 +27,8 @@ from cascadewatch.connectors.sources import (
     Watermark,
 )
 from cascadewatch.pipelines.config import Config, ReplayConfig
-from cascadewatch.pipelines.run.live import run_live
-from cascadewatch.pipelines.run.replay import run_replay
+from cascadewatch.pipelines.run.live import LiveOptions, run_live
+from cascadewatch.pipelines.run.replay import ReplayOptions, run_replay
 
 TRADE = (
     b'{"arg":{"channel":"trades","instId":"BTC-USDT-SWAP"},"data":[{"instId":"BTC-USDT-SWAP",'
@@ -185,13 +185,15 @@ def test_live_run_and_the_replay_of_its_recording_give_the_same_snapshots_and_al
         summary = run_live(
             Config(),
             live,
-            duration_s=3.5,
-            alerts_out=live_out / "alerts.jsonl",
-            snapshots_out=live_out / "snapshots.jsonl",
-            dead_letters_out=live_out / "dead.jsonl",
-            record=str(tmp_path / "tap.rec.zst"),
-            serve_metrics=False,
-            serve_riskfeed=False,
+            LiveOptions(
+                duration_s=3.5,
+                alerts_out=live_out / "alerts.jsonl",
+                snapshots_out=live_out / "snapshots.jsonl",
+                dead_letters_out=live_out / "dead.jsonl",
+                record=str(tmp_path / "tap.rec.zst"),
+                serve_metrics=False,
+                serve_riskfeed=False,
+            ),
         )
         for market in markets:
             market.result(5)
@@ -199,7 +201,10 @@ def test_live_run_and_the_replay_of_its_recording_give_the_same_snapshots_and_al
     taps = sorted(tmp_path.glob("tap.*.rec.zst"))
     assert [p.name for p in taps] == ["tap.binance-usdm.rec.zst", "tap.okx-swap.rec.zst"]
     replay_out = tmp_path / "replay"
-    replayed = run_replay(taps, alerts_out=replay_out / "alerts.jsonl", snapshots_out=replay_out / "snapshots.jsonl")
+    replayed = run_replay(
+        taps,
+        options=ReplayOptions(alerts_out=replay_out / "alerts.jsonl", snapshots_out=replay_out / "snapshots.jsonl"),
+    )
     live_snapshots = (live_out / "snapshots.jsonl").read_bytes()
     assert live_snapshots.count(b"\n") >= 3
     assert (replay_out / "snapshots.jsonl").read_bytes() == live_snapshots
@@ -218,7 +223,7 @@ def test_replay_reads_a_recorded_okx_pong_as_control(tmp_path: Path) -> None:
     path = tmp_path / "pong.rec"
     with RecordingWriter(path) as writer:
         writer.write(1_700_000_000_000_000_000, "okx-swap", b"pong")
-    summary = run_replay([path], alerts_out=tmp_path / "alerts.jsonl")
+    summary = run_replay([path], options=ReplayOptions(alerts_out=tmp_path / "alerts.jsonl"))
     assert summary.frames[("okx-swap", "control")] == 1 and not summary.dead_letters
 
 
@@ -253,15 +258,18 @@ def test_a_venue_down_from_the_start_does_not_hold_back_the_others(tmp_path: Pat
         config = Config(replay=ReplayConfig(allowed_lag_s=0.5))  # a second closes 0.5 s after it ends
         runner = threading.Thread(
             target=run_live,
-            args=(config, live),
-            kwargs={
-                "duration_s": 4.0,
-                "alerts_out": tmp_path / "alerts.jsonl",
-                "snapshots_out": snapshots,
-                "dead_letters_out": tmp_path / "dead.jsonl",
-                "serve_metrics": False,
-                "serve_riskfeed": False,
-            },
+            args=(
+                config,
+                live,
+                LiveOptions(
+                    duration_s=4.0,
+                    alerts_out=tmp_path / "alerts.jsonl",
+                    snapshots_out=snapshots,
+                    dead_letters_out=tmp_path / "dead.jsonl",
+                    serve_metrics=False,
+                    serve_riskfeed=False,
+                ),
+            ),
         )
         runner.start()
         seen_at = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from collections.abc import Iterable
 
 import pytest
 from live_support import rebuild_books
@@ -15,7 +16,7 @@ from cascadewatch.connectors.live_config import BackoffConfig, LiveConfig
 from cascadewatch.connectors.rest import Reply
 from cascadewatch.connectors.rest_budget import Request, RestLimits, RestScheduler
 from cascadewatch.connectors.venues import binance
-from cascadewatch.connectors.venues.live_common import THIS, Emit, Fetch
+from cascadewatch.connectors.venues.live_common import THIS, Action, Emit, Fetch
 
 BACKOFF = BackoffConfig(initial_s=1.0, max_s=30.0, factor=2.0, jitter=0.25, reset_after_s=60.0)
 HEADER = "X-MBX-USED-WEIGHT-1m"
@@ -95,7 +96,9 @@ def test_failures_back_off_per_path_with_jitter_and_retry_after_stops_the_venue(
     request, wait = rest.next_request()
     assert request is None and wait == pytest.approx(30.0)  # /a is ready but the venue said wait
     clock.now = 32.0
-    assert {rest.next_request()[0].path, rest.next_request()[0].path} == {"/a", "/b"}  # type: ignore[union-attr]
+    first, _ = rest.next_request()
+    second, _ = rest.next_request()
+    assert first is not None and second is not None and {first.path, second.path} == {"/a", "/b"}
 
 
 def test_a_permanent_error_is_retried_on_the_slow_schedule() -> None:
@@ -202,8 +205,8 @@ def test_a_gap_storm_across_50_symbols_stays_within_the_weight_budget() -> None:
     delivered = -1
     valid_again: float | None = None
 
-    def apply(actions: object, payload: bytes = b"") -> None:
-        for action in actions:  # type: ignore[attr-defined]
+    def apply(actions: Iterable[Action] | None, payload: bytes = b"") -> None:
+        for action in actions or ():
             if action is THIS:
                 frames.append((0, "binance-usdm", payload))
             elif isinstance(action, Emit):

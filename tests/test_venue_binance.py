@@ -137,7 +137,7 @@ def test_recording_first_sushi_snapshot_and_sync(session):
     assert (first.first_seq, first.seq, first.prev_seq) == (600859605926, 600859607423, 600859604824)
     assert first.first_seq <= snap.seq <= first.seq
     assert first.bids[0] == (7.56, 478.0)
-    assert all(b.prev_seq == a.seq for a, b in zip(kept, kept[1:]))
+    assert all(b.prev_seq == a.seq for a, b in zip(kept, kept[1:], strict=False))
 
 
 def test_recording_every_snapshot_syncs_by_the_documented_rule(session):
@@ -153,7 +153,7 @@ def test_recording_every_snapshot_syncs_by_the_documented_rule(session):
         ]
         assert kept, snap.symbol
         assert kept[0].first_seq <= snap.seq <= kept[0].seq, snap.symbol
-        assert all(b.prev_seq == a.seq for a, b in zip(kept, kept[1:])), snap.symbol
+        assert all(b.prev_seq == a.seq for a, b in zip(kept, kept[1:], strict=False)), snap.symbol
 
 
 def test_recording_books_sync_under_the_venue_rule(session):

@@ -93,10 +93,10 @@ def test_bundled_catalog_contract_values() -> None:
     btc_usdt = catalog.get("BTC-USDT-SWAP")
     assert btc_usdt is not None
     assert (btc_usdt.instrument, btc_usdt.ct_val, btc_usdt.inverse) == ("BTC-USDT-PERP", 0.01, False)
-    assert catalog.get("ETH-USDT-SWAP").ct_val == 0.1  # type: ignore[union-attr]
-    assert catalog.get("DOGE-USDT-SWAP").ct_val == 1000.0  # type: ignore[union-attr]
-    assert catalog.get("XRP-USDT-SWAP").ct_val == 100.0  # type: ignore[union-attr]
-    assert catalog.get("ETH-USD-SWAP").ct_val == 10.0  # type: ignore[union-attr]
+    assert catalog.by_symbol["ETH-USDT-SWAP"].ct_val == 0.1
+    assert catalog.by_symbol["DOGE-USDT-SWAP"].ct_val == 1000.0
+    assert catalog.by_symbol["XRP-USDT-SWAP"].ct_val == 100.0
+    assert catalog.by_symbol["ETH-USD-SWAP"].ct_val == 10.0
     for base in ("BTC", "ETH", "SOL", "XRP", "DOGE", "LTC", "ADA", "AVAX", "LINK"):
         assert catalog.get(f"{base}-USDT-SWAP") is not None
         assert catalog.get(f"{base}-USD-SWAP") is not None
@@ -177,7 +177,11 @@ def test_recording_exact_events() -> None:
         if source == "okx-swap!conn":
             continue
         for event in feed(parser, source, payload, recv).events:
-            (trades if isinstance(event, Trade) else books).append(event)  # type: ignore[arg-type]
+            if isinstance(event, Trade):
+                trades.append(event)
+            else:
+                assert isinstance(event, (BookSnapshot, BookDelta)), event  # the recording has trades and books only
+                books.append(event)
     # {"instId":"UNI-USD-SWAP","tradeId":"12883020","px":"5.123","sz":"100","side":"sell","ts":"1652459215150"}
     # inverse, ctVal 10 USD: 100 contracts = 1000 USD = 1000 / 5.123 UNI
     assert trades == [
@@ -205,8 +209,8 @@ def test_recording_exact_events() -> None:
     assert snapshot.bids[0] == (5.14, 251 * 10.0 / 5.14)
     assert snapshot.ts == 1652459225363 * MS
     assert (len(snapshot.asks), len(snapshot.bids)) == (119, 121)  # a thin book: all of it fits in 400 levels
-    assert all(a[0] < b[0] for a, b in zip(snapshot.asks, snapshot.asks[1:]))
-    assert all(a[0] > b[0] for a, b in zip(snapshot.bids, snapshot.bids[1:]))
+    assert all(a[0] < b[0] for a, b in zip(snapshot.asks, snapshot.asks[1:], strict=False))
+    assert all(a[0] > b[0] for a, b in zip(snapshot.bids, snapshot.bids[1:], strict=False))
     assert snapshot.bids[0][0] < snapshot.asks[0][0]
     # {"asks":[["5.158","129","0","2"],["5.233","240","0","1"]],
     #  "bids":[["5.14","427","0","4"],["5.138","26","0","2"],["5.117","0","0","0"]],"ts":"1652459225464"}
@@ -637,7 +641,8 @@ def test_rest_books_snapshot() -> None:
         ],
     )
     with_seq = json.dumps({"code": "0", "msg": "", "data": [{"asks": [], "bids": [], "ts": "1", "seqId": 42}]}).encode()
-    assert parser.parse_rest("/api/v5/market/books?instId=BTC-USDT-SWAP", with_seq, 5).events[0].seq == 42  # type: ignore[union-attr]
+    (snapshot,) = parser.parse_rest("/api/v5/market/books?instId=BTC-USDT-SWAP", with_seq, 5).events
+    assert isinstance(snapshot, BookSnapshot) and snapshot.seq == 42
     assert parser.parse_rest("/api/v5/market/books?instId=BTC-USDT", body, 5) == Parsed("skipped:not_swap")
 
 
@@ -670,7 +675,10 @@ def test_rest_errors(path: str, body: bytes, reason: str) -> None:
 
 def test_rest_instruments_of_another_type_are_skipped() -> None:
     parser = Parser()
-    body = b'{"code":"0","msg":"","data":[{"instId":"BTC-USD-220527","instType":"FUTURES","ctType":"inverse","ctVal":"100"}]}'
+    body = (
+        b'{"code":"0","msg":"","data":[{"instId":"BTC-USD-220527","instType":"FUTURES",'
+        b'"ctType":"inverse","ctVal":"100"}]}'
+    )
     assert parser.parse_rest("/api/v5/public/instruments?instType=FUTURES", body, 1) == Parsed("skipped:not_swap")
     assert len(parser.catalog.by_symbol) == 35
 
@@ -745,7 +753,8 @@ def test_parser_pickles_with_its_state() -> None:
     clone = pickle.loads(pickle.dumps(parser))
     assert clone.funding == parser.funding
     assert len(clone.catalog.by_symbol) == 166
-    assert ws(clone, DOCS["mark_price_swap"]).events[0].funding == 0.0001875391284828  # type: ignore[union-attr]
+    mark = ws(clone, DOCS["mark_price_swap"]).events[0]
+    assert isinstance(mark, MarkPrice) and mark.funding == 0.0001875391284828
 
 
 # --------------------------------------------------------------------------- fuzz

@@ -17,14 +17,13 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import msgspec
 
 from cascadewatch.connectors.events import (
     PERP_SUFFIX,
     AnyEvent,
-    BookDelta,
-    BookSnapshot,
 )
 
 NS_PER_MS = 1_000_000
@@ -77,9 +76,11 @@ class Catalog:
     by_symbol: dict[str, InstrumentInfo] = field(default_factory=dict)
 
     def add(self, info: InstrumentInfo) -> None:
+        """Add or replace the instrument ``info.symbol``."""
         self.by_symbol[info.symbol] = info
 
     def get(self, symbol: str) -> InstrumentInfo | None:
+        """The instrument with venue symbol ``symbol``, or ``None`` if it is not known."""
         return self.by_symbol.get(symbol)
 
 
@@ -149,9 +150,11 @@ class VenueParser:
         self.catalog = catalog if catalog is not None else Catalog()
 
     def parse_ws(self, payload: bytes | str, recv: int) -> Parsed:  # pragma: no cover - abstract
+        """Parse one websocket text frame received at ``recv`` (ns) into events or a skip reason."""
         raise NotImplementedError
 
     def parse_rest(self, path: str, body: bytes, recv: int) -> Parsed:  # pragma: no cover - abstract
+        """Parse the REST response ``body`` of ``path`` received at ``recv`` (ns) into events or a skip reason."""
         raise NotImplementedError
 
     @classmethod
@@ -183,6 +186,34 @@ class Verdict(enum.Enum):
     GAP = "gap"
 
 
+class SeqStart(Protocol):
+    """What a sequence starts from: a :class:`BookSnapshot`, or a live mark with its ``seq``."""
+
+    @property
+    def seq(self) -> int:
+        """The venue's update id the book is at."""
+        ...
+
+
+class SeqStep(Protocol):
+    """What a sequence rule checks: a :class:`BookDelta`, or a live mark with the same fields."""
+
+    @property
+    def seq(self) -> int:
+        """The update id of this message."""
+        ...
+
+    @property
+    def prev_seq(self) -> int | None:
+        """The id the previous message must have had, if the venue says."""
+        ...
+
+    @property
+    def first_seq(self) -> int | None:
+        """The first update id folded into this message, if the venue says."""
+        ...
+
+
 class SequenceRule:
     """A venue's order-book sequence rule; the default applies every delta after a snapshot.
 
@@ -197,14 +228,17 @@ class SequenceRule:
         """Forget the sequence: deltas are skipped until the next snapshot."""
         self.last_seq = None
 
-    def on_snapshot(self, snapshot: BookSnapshot) -> None:
+    def on_snapshot(self, snapshot: SeqStart) -> None:
+        """Start the sequence from the snapshot's ``seq``."""
         self.last_seq = snapshot.seq
 
-    def check(self, delta: BookDelta) -> Verdict:
+    def check(self, delta: SeqStep) -> Verdict:
+        """The default rule: skip deltas until a snapshot, then apply every delta."""
         if self.last_seq is None:
             return Verdict.SKIP
         self.last_seq = delta.seq
         return Verdict.APPLY
 
-    def describe_gap(self, delta: BookDelta) -> str:
+    def describe_gap(self, delta: SeqStep) -> str:
+        """A human description of the gap ``delta`` opens, for the feed status."""
         return f"expected continuation of seq={self.last_seq}, got prev_seq={delta.prev_seq} seq={delta.seq}"

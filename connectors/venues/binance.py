@@ -51,9 +51,9 @@ Venue semantics worth knowing:
   ``depthUpdate`` is taken as a diff: subscribe partial depth only through ``/stream``.
 
 Order book sequence rule (Binance "How to manage a local order book correctly", USD-M futures),
-implemented by :class:`BookSequence` (``Parser.sequence_rule()``). A diff has ``first_seq = U`` (first update id in the event),
-``seq = u`` (final update id) and ``prev_seq = pu`` (the ``u`` of the previous event on this
-stream); a snapshot (REST ``/fapi/v1/depth``) has ``seq = lastUpdateId``:
+implemented by :class:`BookSequence` (``Parser.sequence_rule()``). A diff has ``first_seq = U``
+(first update id in the event), ``seq = u`` (final update id) and ``prev_seq = pu`` (the ``u`` of
+the previous event on this stream); a snapshot (REST ``/fapi/v1/depth``) has ``seq = lastUpdateId``:
 
 1. buffer diffs from the stream, then fetch the snapshot;
 2. drop every diff with ``u < lastUpdateId``;
@@ -86,7 +86,7 @@ import time as _time
 from collections.abc import Callable
 from collections.abc import Iterable as _Iterable
 from collections.abc import Sequence as _Sequence
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
@@ -105,6 +105,8 @@ from cascadewatch.connectors.venues.base import (
     InstrumentInfo,
     Parsed,
     ParseError,
+    SeqStart,
+    SeqStep,
     SequenceRule,
     VenueParser,
     Verdict,
@@ -234,7 +236,7 @@ class TickerMsg(msgspec.Struct, tag_field="e", tag="24hrTicker", frozen=True, gc
     """``<symbol>@ticker`` / ``!ticker@arr``: not used; not decoded."""
 
 
-WsData = Union[AggTradeMsg, TradeMsg, DepthUpdateMsg, ForceOrderMsg, MarkPriceMsg, BookTickerMsg, KlineMsg, TickerMsg]
+WsData = AggTradeMsg | TradeMsg | DepthUpdateMsg | ForceOrderMsg | MarkPriceMsg | BookTickerMsg | KlineMsg | TickerMsg
 KNOWN_EVENTS = frozenset(cls.__struct_config__.tag for cls in WsData.__args__)
 
 
@@ -249,11 +251,15 @@ class CombinedFrame(msgspec.Struct, frozen=True, gc=False):
 
 
 class SymbolFilter(msgspec.Struct, frozen=True, gc=False):
+    """An entry of a symbol's ``filters`` in ``/fapi/v1/exchangeInfo`` (the price filter has ``tickSize``)."""
+
     filterType: str
     tickSize: str | None = None
 
 
 class SymbolInfo(msgspec.Struct, frozen=True, gc=False):
+    """A symbol of ``/fapi/v1/exchangeInfo``."""
+
     symbol: str
     baseAsset: str
     quoteAsset: str
@@ -263,10 +269,14 @@ class SymbolInfo(msgspec.Struct, frozen=True, gc=False):
 
 
 class ExchangeInfoBody(msgspec.Struct, frozen=True, gc=False):
+    """The body of ``/fapi/v1/exchangeInfo`` (only the symbols are read)."""
+
     symbols: list[SymbolInfo]
 
 
 class DepthBody(msgspec.Struct, frozen=True, gc=False):
+    """The body of ``/fapi/v1/depth``: a book snapshot at ``lastUpdateId``."""
+
     lastUpdateId: int
     bids: RawLevels
     asks: RawLevels
@@ -275,6 +285,8 @@ class DepthBody(msgspec.Struct, frozen=True, gc=False):
 
 
 class OpenInterestBody(msgspec.Struct, frozen=True, gc=False):
+    """The body of ``/fapi/v1/openInterest`` (quantity in base units, time in ms)."""
+
     symbol: str
     openInterest: Qty
     time: int | None = None
@@ -289,7 +301,7 @@ _any_decoder = msgspec.json.Decoder()
 
 _NOT_PERP = ""  # instrument cache value for a symbol that is not a perpetual swap
 _SKIPPED = {BookTickerMsg: "skipped:bookTicker", KlineMsg: "skipped:kline", TickerMsg: "skipped:ticker"}
-_LIQUIDATED = {"SELL": "long", "BUY": "short"}
+_LIQUIDATED: dict[str, Literal["long", "short"]] = {"SELL": "long", "BUY": "short"}
 
 
 def _parse_error(exc: Exception) -> ParseError:
@@ -374,14 +386,20 @@ class BookSequence(SequenceRule):
         self.synced = False
 
     def reset(self) -> None:
+        """Forget the sequence; the next diffs are skipped until a snapshot."""
         super().reset()
         self.synced = False
 
-    def on_snapshot(self, snapshot: BookSnapshot) -> None:
+    def on_snapshot(self, snapshot: SeqStart) -> None:
+        """Start from the snapshot's ``lastUpdateId``; the first diff must straddle it."""
         super().on_snapshot(snapshot)
         self.synced = False
 
-    def check(self, delta: BookDelta) -> Verdict:
+    def check(self, delta: SeqStep) -> Verdict:
+        """Binance's rule: skip diffs before the snapshot, sync on the one that straddles it.
+
+        After that, each diff's ``pu`` must equal the last ``u``.
+        """
         if self.last_seq is None:
             return Verdict.SKIP
         if not self.synced:
@@ -395,7 +413,8 @@ class BookSequence(SequenceRule):
         self.last_seq = delta.seq
         return Verdict.APPLY
 
-    def describe_gap(self, delta: BookDelta) -> str:
+    def describe_gap(self, delta: SeqStep) -> str:
+        """Which rule the diff broke: the sync after the snapshot or the ``pu`` continuation."""
         if not self.synced:
             return f"first diff after snapshot lastUpdateId={self.last_seq} starts at U={delta.first_seq}"
         return super().describe_gap(delta)
@@ -421,6 +440,7 @@ class Parser(VenueParser):
 
     @classmethod
     def sequence_rule(cls) -> BookSequence:
+        """Binance's sequence rule (:class:`BookSequence`)."""
         return BookSequence()
 
     def __init__(self, catalog: Catalog | None = None) -> None:
@@ -431,11 +451,12 @@ class Parser(VenueParser):
     # -- websocket -----------------------------------------------------------------------------
 
     def parse_ws(self, payload: bytes | str, recv: int) -> Parsed:
+        """Parse one combined-stream (or raw) websocket frame into events or a skip reason."""
         try:
             if isinstance(payload, str):
                 payload = payload.encode()
             head = payload[:9]
-            frame = None
+            frame: CombinedFrame | WsData | Parsed | None = None
             try:  # one-pass decoders for Binance's compact frames
                 if head == b'{"stream"':
                     frame = _combined_decoder.decode(payload)
@@ -445,11 +466,11 @@ class Parser(VenueParser):
                 pass  # _decode_slow says why
             if frame is None:
                 frame = _decode_slow(payload)
-            if type(frame) is CombinedFrame:
+            if isinstance(frame, CombinedFrame):
                 data = frame.data
                 if type(data) is DepthUpdateMsg and _is_partial_depth(frame.stream):
                     return Parsed("skipped:partial_depth")
-            elif type(frame) is Parsed:
+            elif isinstance(frame, Parsed):
                 return frame
             else:
                 data = frame
@@ -602,6 +623,7 @@ class Parser(VenueParser):
     # -- REST ----------------------------------------------------------------------------------
 
     def parse_rest(self, path: str, body: bytes, recv: int) -> Parsed:
+        """Parse a REST response (exchange info, depth snapshot, open interest) into events or a skip reason."""
         try:
             url = urlsplit(path)
             route = url.path.rstrip("/")
@@ -748,10 +770,12 @@ def poll_paths(symbols: _Sequence[str]) -> list[str]:
 
 
 def depth_path(symbol: str, limit: int = 1000) -> str:
+    """The REST path of the depth snapshot of ``symbol`` with ``limit`` levels."""
     return f"/fapi/v1/depth?symbol={symbol}&limit={limit}"
 
 
 def book_topic(symbol: str) -> str:
+    """The stream name of ``symbol``'s diff book."""
     return f"{symbol.lower()}@{BOOK_STREAM}"
 
 
@@ -771,6 +795,7 @@ def subscribe_messages(topics: _Sequence[str], per_message: int, first_id: int =
 
 
 def unsubscribe_messages(topics: _Sequence[str], per_message: int, first_id: int = 1) -> list[str]:
+    """The ``UNSUBSCRIBE`` messages for ``topics``, at most ``per_message`` streams each, ids from ``first_id``."""
     return _requests("UNSUBSCRIBE", topics, per_message, first_id)
 
 
@@ -963,7 +988,7 @@ class LiveBooks(BookSync):
         self.overflows = 0
 
     def path(self, symbol: str) -> str:
-        """The snapshot request of ``symbol`` (``book_depth`` levels)."""
+        """The depth snapshot REST path of ``symbol`` at the configured depth."""
         return depth_path(symbol, self._depth)
 
     def snapshot_path(self, symbol: str) -> str | None:
@@ -992,6 +1017,7 @@ class LiveBooks(BookSync):
         return {s: b.invalid_since for s, b in self._books.items() if b.invalid_since is not None}
 
     def on_open(self, topics: _Iterable[str]) -> list[Action]:
+        """A fresh subscription: buffer the diffs of the opened books and fetch their snapshots."""
         opened = set(topics)
         out: list[Action] = []
         for symbol, book in self._books.items():
@@ -1014,6 +1040,7 @@ class LiveBooks(BookSync):
         return out
 
     def resync_all(self) -> list[Action]:
+        """Restart every book (buffer diffs, fetch a snapshot); returns the fetches."""
         out: list[Action] = []
         for book in self._books.values():
             out.extend(self._restart(book))
@@ -1021,6 +1048,7 @@ class LiveBooks(BookSync):
         return out
 
     def on_frame(self, recv: int, payload: bytes) -> _Sequence[Action]:
+        """Check a diff against its book's sequence: hand it over, or buffer and refetch on a gap."""
         if b"depthUpdate" not in payload[:200]:
             return PASS
         try:
@@ -1039,7 +1067,7 @@ class LiveBooks(BookSync):
         mark = SeqMark(diff.u, diff.pu, diff.U)
         if book.waiting:
             return self._buffer(diff.s, book, (recv, payload, mark, False))
-        if book.rule.check(mark) is Verdict.GAP:  # type: ignore[arg-type]  # SeqMark has the fields read
+        if book.rule.check(mark) is Verdict.GAP:
             self.gaps += 1
             self.resyncs += 1
             self._restart(book)
@@ -1075,6 +1103,7 @@ class LiveBooks(BookSync):
         return [symbol], []
 
     def on_rest(self, path: str, recv: int, body: bytes) -> list[Action] | None:
+        """A depth snapshot arrived: the actions that sync its book, or ``None`` if the path is not a depth snapshot."""
         url = urlsplit(path)
         if url.path.rstrip("/") != "/fapi/v1/depth":
             return None
@@ -1104,10 +1133,10 @@ class LiveBooks(BookSync):
         if not bridges(last_id, first.first_seq, first.prev_seq):
             self.stale_snapshots += 1  # older than what we buffered: fetch again, after a backoff
             return [self._fetch(symbol, book, retry=True)]
-        book.rule.on_snapshot(SeqMark(last_id))  # type: ignore[arg-type]  # SeqMark has the fields read
+        book.rule.on_snapshot(SeqMark(last_id))
         out: list[Action] = [Emit(recv, rest_frame(path, body), rest=True)]
         for i, (held_recv, payload, mark, sent) in enumerate(book.buffer):
-            verdict = book.rule.check(mark)  # type: ignore[arg-type]  # SeqMark has the fields read
+            verdict = book.rule.check(mark)
             if verdict is Verdict.GAP:  # the buffered stream itself is broken: the dataflow sees it here
                 out.append(Emit(held_recv, payload))
                 self.gaps += 1

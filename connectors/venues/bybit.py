@@ -117,7 +117,7 @@ import math
 import re
 import time as _time
 from collections.abc import Sequence as _Sequence
-from typing import Literal
+from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
 import msgspec
@@ -138,6 +138,7 @@ from cascadewatch.connectors.venues.base import (
     InstrumentInfo,
     Parsed,
     ParseError,
+    SeqStep,
     SequenceRule,
     VenueParser,
     Verdict,
@@ -234,16 +235,22 @@ class RawTicker(msgspec.Struct):
 
 
 class RestEnvelope(msgspec.Struct):
+    """The envelope of every v5 REST response: ``retCode`` 0 is success, ``result`` is decoded per route."""
+
     retCode: int
     retMsg: str = ""
     result: msgspec.Raw = msgspec.Raw()
 
 
 class RawPriceFilter(msgspec.Struct):
+    """An instrument's ``priceFilter`` (the tick size)."""
+
     tickSize: str = ""
 
 
 class RawInstrument(msgspec.Struct):
+    """An instrument of ``/v5/market/instruments-info``."""
+
     symbol: str
     baseCoin: str
     quoteCoin: str
@@ -254,17 +261,23 @@ class RawInstrument(msgspec.Struct):
 
 
 class RawInstruments(msgspec.Struct):
+    """The ``result`` of ``/v5/market/instruments-info``: instruments and the next page's cursor."""
+
     category: str = ""
     items: list[RawInstrument] = msgspec.field(default_factory=list, name="list")
     nextPageCursor: str = ""
 
 
 class RawOpenInterestEntry(msgspec.Struct):
+    """One open-interest reading: contracts (base units) at ``timestamp`` (ms)."""
+
     openInterest: float
     timestamp: int
 
 
 class RawOpenInterest(msgspec.Struct):
+    """The ``result`` of ``/v5/market/open-interest``."""
+
     symbol: str
     items: list[RawOpenInterestEntry] = msgspec.field(default_factory=list, name="list")
     category: str = ""
@@ -280,8 +293,9 @@ _REST = msgspec.json.Decoder(RestEnvelope, strict=False)
 _INSTRUMENTS = msgspec.json.Decoder(RawInstruments, strict=False)
 _OPEN_INTEREST = msgspec.json.Decoder(RawOpenInterest, strict=False)
 
-_AGGRESSOR = {"Buy": "buy", "Sell": "sell"}
-_LIQUIDATED = {"Buy": "long", "Sell": "short"}  # Bybit: "Buy" = a long position was liquidated
+_AGGRESSOR: dict[str, Literal["buy", "sell"]] = {"Buy": "buy", "Sell": "sell"}
+# Bybit: "Buy" = a long position was liquidated
+_LIQUIDATED: dict[str, Literal["long", "short"]] = {"Buy": "long", "Sell": "short"}
 
 # Known v5 public topics that carry nothing we use.
 _SKIPPED_TOPICS = {
@@ -299,7 +313,10 @@ _INVERSE_FUTURE = re.compile(r"^[A-Z0-9]+USD[FGHJKMNQUVXZ]\d{2}$")
 _MAX_CACHED_SYMBOLS = 10_000
 
 
-def _decode(decoder: msgspec.json.Decoder, payload: bytes | str | msgspec.Raw, what: str) -> object:
+_T = TypeVar("_T")
+
+
+def _decode(decoder: msgspec.json.Decoder[_T], payload: bytes | str | msgspec.Raw, what: str) -> _T:
     if type(payload) is msgspec.Raw and not payload:
         raise ParseError("schema", f"{what}: missing data")
     try:
@@ -375,7 +392,8 @@ class BookSequence(SequenceRule):
     resubscribes to get one). ``u == 1`` arrives as a snapshot from the parser.
     """
 
-    def check(self, delta: BookDelta) -> Verdict:
+    def check(self, delta: SeqStep) -> Verdict:
+        """Bybit's rule: after a snapshot, each delta's ``u`` is the last one plus 1; older ones are skipped."""
         if self.last_seq is None or delta.seq <= self.last_seq:
             return Verdict.SKIP
         if delta.seq != self.last_seq + 1:
@@ -383,7 +401,8 @@ class BookSequence(SequenceRule):
         self.last_seq = delta.seq
         return Verdict.APPLY
 
-    def describe_gap(self, delta: BookDelta) -> str:
+    def describe_gap(self, delta: SeqStep) -> str:
+        """The ``u`` that was expected and the one that came."""
         return f"expected u={self.last_seq + 1 if self.last_seq is not None else '?'}, got u={delta.seq}"
 
 
@@ -394,6 +413,7 @@ class Parser(VenueParser):
 
     @classmethod
     def sequence_rule(cls) -> BookSequence:
+        """Bybit's sequence rule (:class:`BookSequence`)."""
         return BookSequence()
 
     def __init__(self, catalog: Catalog | None = None) -> None:
@@ -427,6 +447,7 @@ class Parser(VenueParser):
 
     # ------------------------------------------------------------------ websocket
     def parse_ws(self, payload: bytes | str, recv: int) -> Parsed:
+        """Parse one websocket frame into events or a skip reason; unexpected errors become a ``ParseError``."""
         try:
             return self._parse_ws(payload, recv)
         except ParseError:
@@ -635,6 +656,7 @@ class Parser(VenueParser):
 
     # ------------------------------------------------------------------ REST
     def parse_rest(self, path: str, body: bytes, recv: int) -> Parsed:
+        """Parse a REST response into events or a skip reason; unexpected errors become a ``ParseError``."""
         try:
             return self._parse_rest(path, body, recv)
         except ParseError:
@@ -771,6 +793,7 @@ def native_symbol(asset: str, quote: str = "USDT") -> str:
 
 
 def instruments_paths(symbols: _Sequence[str]) -> list[str]:
+    """The instruments-info REST paths, one per symbol."""
     return [f"/v5/market/instruments-info?category=linear&symbol={symbol}" for symbol in symbols]
 
 
@@ -800,14 +823,17 @@ def listed_symbols(path: str, body: bytes) -> set[str]:
 
 
 def poll_paths(symbols: _Sequence[str]) -> list[str]:
+    """The REST paths polled while live: none (open interest comes with the tickers)."""
     return []
 
 
 def book_topic(symbol: str, depth: int = 50) -> str:
+    """The order book topic of ``symbol`` at ``depth`` levels."""
     return f"orderbook.{depth}.{symbol}"
 
 
 def connections(symbols: _Sequence[str], settings: LiveSettings) -> list[ConnectionSpec]:
+    """The websocket connections for ``symbols``: books and market topics, split by ``max_topics_per_connection``."""
     market = [f"{topic}.{symbol}" for symbol in symbols for topic in MARKET_TOPICS]
     books = [book_topic(symbol, settings.book_depth) for symbol in symbols]
     limit = settings.max_topics_per_connection
@@ -824,6 +850,7 @@ def subscribe_messages(topics: _Sequence[str], per_message: int, first_id: int =
 
 
 def unsubscribe_messages(topics: _Sequence[str], per_message: int, first_id: int = 1) -> list[str]:
+    """The ``unsubscribe`` messages for ``topics``, at most ``per_message`` topics each."""
     return _requests("unsubscribe", topics, per_message, first_id)
 
 
@@ -835,6 +862,7 @@ def _requests(op: str, topics: _Sequence[str], per_message: int, first_id: int) 
 
 
 def heartbeat_message() -> str | None:
+    """Bybit's application ping, ``{"op":"ping"}``."""
     return '{"op":"ping"}'
 
 
@@ -844,6 +872,7 @@ def is_data(payload: bytes) -> bool:
 
 
 def rollover_hint(payload: bytes) -> bool:
+    """Always ``False``: Bybit does not announce a close."""
     return False
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import msgspec
 
@@ -145,7 +145,7 @@ class Resubscribe:
     topics: tuple[str, ...]
 
 
-Action = Union[str, Emit, Fetch, Resubscribe]
+Action = str | Emit | Fetch | Resubscribe
 PASS: tuple[Action, ...] = (THIS,)
 """The common answer: nothing to do but hand the frame over."""
 
@@ -192,6 +192,7 @@ class BookSync:
         return []
 
     def on_frame(self, recv: int, payload: bytes) -> Sequence[Action]:
+        """Hand every frame over (a venue with no book logic)."""
         return PASS
 
     def on_rest(self, path: str, recv: int, body: bytes) -> list[Action] | None:
@@ -267,6 +268,7 @@ class ResubscribeBooks(BookSync):
         self._clock = clock
 
     def on_open(self, topics: Iterable[str]) -> list[Action]:
+        """The subscription of these books (re)opened: each starts again with the snapshot it sends."""
         opened = set(topics)
         for symbol, book in self._books.items():
             if self._topic(symbol) in opened:
@@ -296,6 +298,7 @@ class ResubscribeBooks(BookSync):
         return []
 
     def resync_all(self) -> list[Action]:
+        """Mark every book resyncing and resubscribe them all."""
         now = self._clock()
         for book in self._books.values():
             book.resyncing_since = now
@@ -323,6 +326,7 @@ class ResubscribeBooks(BookSync):
         return symbols, [Resubscribe(tuple(topics))] if topics else []
 
     def on_frame(self, recv: int, payload: bytes) -> Sequence[Action]:
+        """Check the book frame's sequence; on a gap, resubscribe the book (the frame is still handed over)."""
         rows = self._probe(payload)
         if not rows:
             return PASS
@@ -332,10 +336,10 @@ class ResubscribeBooks(BookSync):
             if book is None:
                 continue
             if snapshot:
-                book.rule.on_snapshot(SeqMark(seq))  # type: ignore[arg-type]
+                book.rule.on_snapshot(SeqMark(seq))
                 book.resyncing_since = book.invalid_since = None
                 continue
-            if book.rule.check(SeqMark(seq, prev)) is Verdict.GAP and book.resyncing_since is None:  # type: ignore[arg-type]
+            if book.rule.check(SeqMark(seq, prev)) is Verdict.GAP and book.resyncing_since is None:
                 self.gaps += 1
                 self.resyncs += 1
                 book.resyncing_since = book.invalid_since = self._clock()
@@ -345,6 +349,7 @@ class ResubscribeBooks(BookSync):
         return actions or PASS
 
     def tick(self, now: float) -> list[Action]:
+        """Resubscribe the books whose resync took longer than the timeout (``now`` in seconds)."""
         late: list[str] = []
         for symbol, book in self._books.items():
             if book.resyncing_since is not None and now - book.resyncing_since >= self._timeout:

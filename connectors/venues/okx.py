@@ -139,12 +139,13 @@ import time as _time
 from collections.abc import Sequence as _Sequence
 from functools import lru_cache
 from importlib import resources
-from typing import Literal
+from typing import Literal, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
 from cascadewatch.connectors.events import (
+    AnyEvent,
     BookDelta,
     BookSnapshot,
     Liquidation,
@@ -158,6 +159,7 @@ from cascadewatch.connectors.venues.base import (
     InstrumentInfo,
     Parsed,
     ParseError,
+    SeqStep,
     SequenceRule,
     VenueParser,
     Verdict,
@@ -242,6 +244,8 @@ class LiquidationRow(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class MarkPriceRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A row of the ``mark-price`` channel (price in quote currency, ``ts`` in ms)."""
+
     instId: str = ""
     markPx: float
     ts: int
@@ -315,7 +319,11 @@ _DATA_FILE = "okx_instruments.json"
 # --------------------------------------------------------------------------- helpers
 
 
-def _decode(decoder: msgspec.json.Decoder, payload: bytes | str | msgspec.Raw, what: str) -> object:
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def _decode(decoder: msgspec.json.Decoder[_T], payload: bytes | str | msgspec.Raw, what: str) -> _T:
     try:
         return decoder.decode(payload)
     except msgspec.ValidationError as exc:
@@ -352,7 +360,7 @@ def _levels(raw: list[list[float]], info: InstrumentInfo) -> tuple[tuple[float, 
     A plain loop: on CPython 3.11 it beats comprehension + min/sum checks at every book size.
     """
     ct_val = info.ct_val
-    out = []
+    out: list[tuple[float, float]] = []
     append = out.append
     try:
         if info.inverse:
@@ -417,14 +425,14 @@ def instrument_info(row: InstrumentRow) -> InstrumentInfo | None:
     )
 
 
-def _rest_rows(body: bytes | str, decoder: msgspec.json.Decoder, what: str) -> list:
+def _rest_rows(body: bytes | str, decoder: msgspec.json.Decoder[list[_R]], what: str) -> list[_R]:
     envelope = _decode(_REST, body, what)
     assert isinstance(envelope, RestEnvelope)
     if str(envelope.code) != "0":
         raise ParseError("rest_error", f"{what}: code={envelope.code} msg={envelope.msg}"[:200])
     if not envelope.data:
         raise ParseError("schema", f"{what}: no data")
-    return _decode(decoder, envelope.data, what)  # type: ignore[return-value]
+    return _decode(decoder, envelope.data, what)
 
 
 @lru_cache(maxsize=1)
@@ -460,7 +468,8 @@ class BookSequence(SequenceRule):
     recordings without seqId) cannot be checked and is applied in arrival order.
     """
 
-    def check(self, delta: BookDelta) -> Verdict:
+    def check(self, delta: SeqStep) -> Verdict:
+        """OKX's rule: each update's ``prevSeqId`` equals the last ``seqId``."""
         if self.last_seq is None:
             return Verdict.SKIP
         if delta.prev_seq is not None and delta.prev_seq != self.last_seq:
@@ -482,6 +491,7 @@ class Parser(VenueParser):
 
     @classmethod
     def sequence_rule(cls) -> BookSequence:
+        """OKX's sequence rule (:class:`BookSequence`)."""
         return BookSequence()
 
     def __init__(self, catalog: Catalog | None = None) -> None:
@@ -506,6 +516,7 @@ class Parser(VenueParser):
     # ---------------------------------------------------------------- entry points
 
     def parse_ws(self, payload: bytes | str, recv: int) -> Parsed:
+        """Parse one websocket frame (or a ``pong``) into events or a skip reason."""
         try:
             if payload == b"pong" or payload == "pong":
                 return Parsed("control")
@@ -534,6 +545,7 @@ class Parser(VenueParser):
             raise ParseError("parser_exception", f"{type(exc).__name__}: {exc}"[:200]) from None
 
     def parse_rest(self, path: str, body: bytes, recv: int) -> Parsed:
+        """Parse a REST response (instruments, book snapshot) into events or a skip reason."""
         try:
             url = urlsplit(path)
             query = parse_qs(url.query)
@@ -552,10 +564,10 @@ class Parser(VenueParser):
                 if not symbol.endswith(_SWAP_SUFFIX):
                     return Parsed(_NOT_SWAP)
                 info = self._info(symbol)
-                rows = _rest_rows(body, _BOOKS, route)
-                if not rows:
+                book_rows = _rest_rows(body, _BOOKS, route)
+                if not book_rows:
                     raise ParseError("schema", f"{route}: empty data")
-                row = rows[0]
+                row = book_rows[0]
                 snapshot = BookSnapshot(
                     venue=SOURCE,
                     symbol=symbol,
@@ -605,11 +617,11 @@ class Parser(VenueParser):
         if not symbol.endswith(_SWAP_SUFFIX):
             return Parsed(_NOT_SWAP)
         info = self._info(symbol)
-        rows: list[TradeRow] = _decode(_TRADES, envelope.data, "trades")  # type: ignore[assignment]
+        rows: list[TradeRow] = _decode(_TRADES, envelope.data, "trades")
         instrument = info.instrument
         ct_val = info.ct_val
         inverse = info.inverse
-        events = []
+        events: list[AnyEvent] = []
         for row in rows:
             price = row.px
             size = row.sz
@@ -645,7 +657,7 @@ class Parser(VenueParser):
                 raise ParseError("schema", f"{arg.channel}: action={envelope.action!r}")
         else:  # books5: each push is the whole top of book
             snapshot = True
-        rows: list[BookRow] = _decode(_BOOKS, envelope.data, arg.channel)  # type: ignore[assignment]
+        rows: list[BookRow] = _decode(_BOOKS, envelope.data, arg.channel)
         instrument = info.instrument
         events: list = []
         heartbeats = 0
@@ -692,7 +704,7 @@ class Parser(VenueParser):
     def _liquidations(self, envelope: Envelope, arg: Arg, recv: int) -> Parsed:
         if arg.instType and arg.instType != "SWAP":
             return Parsed(_NOT_SWAP)
-        rows: list[LiquidationRow] = _decode(_LIQUIDATIONS, envelope.data, "liquidation-orders")  # type: ignore[assignment]
+        rows: list[LiquidationRow] = _decode(_LIQUIDATIONS, envelope.data, "liquidation-orders")
         events: list = []
         unknown: list[str] = []
         not_swap = 0
@@ -709,8 +721,11 @@ class Parser(VenueParser):
                 price = _price(detail.bkPx, "bkPx")
                 qty = info.to_base(_qty(detail.sz), price)
                 pos_side = detail.posSide
-                if pos_side == "long" or pos_side == "short":
-                    side = pos_side
+                side: Literal["long", "short"]
+                if pos_side == "long":
+                    side = "long"
+                elif pos_side == "short":
+                    side = "short"
                 elif detail.side == "sell":  # net mode: a forced sell closes a long
                     side = "long"
                 elif detail.side == "buy":
@@ -744,8 +759,8 @@ class Parser(VenueParser):
             return Parsed(_NOT_SWAP)
         instrument = self._name(symbol)
         funding = self.funding.get(symbol)
-        rows: list[MarkPriceRow] = _decode(_MARKS, envelope.data, "mark-price")  # type: ignore[assignment]
-        events = [
+        rows: list[MarkPriceRow] = _decode(_MARKS, envelope.data, "mark-price")
+        events: list[AnyEvent] = [
             MarkPrice(
                 venue=SOURCE,
                 symbol=symbol,
@@ -764,9 +779,9 @@ class Parser(VenueParser):
         symbol = arg.instId
         if not symbol.endswith(_SWAP_SUFFIX):
             return Parsed(_NOT_SWAP)
-        rows: list[OpenInterestRow] = _decode(_OPEN_INTEREST, envelope.data, "open-interest")  # type: ignore[assignment]
+        rows: list[OpenInterestRow] = _decode(_OPEN_INTEREST, envelope.data, "open-interest")
         instrument = self._name(symbol)
-        events = []
+        events: list[AnyEvent] = []
         for row in rows:
             contracts = _qty(row.oi, "oi")
             if row.oiCcy:
@@ -794,7 +809,7 @@ class Parser(VenueParser):
         symbol = arg.instId
         if not symbol.endswith(_SWAP_SUFFIX):
             return Parsed(_NOT_SWAP)
-        rows: list[FundingRow] = _decode(_FUNDING, envelope.data, "funding-rate")  # type: ignore[assignment]
+        rows: list[FundingRow] = _decode(_FUNDING, envelope.data, "funding-rate")
         rates = [_number(row.fundingRate, "fundingRate") for row in rows if row.fundingRate]
         if rates:
             self.funding[symbol] = rates[-1]
@@ -803,7 +818,7 @@ class Parser(VenueParser):
     def _instruments_ws(self, envelope: Envelope, arg: Arg, recv: int) -> Parsed:
         if arg.instType != "SWAP":
             return Parsed(_NOT_SWAP)
-        rows: list[InstrumentRow] = _decode(_INSTRUMENTS, envelope.data, "instruments")  # type: ignore[assignment]
+        rows: list[InstrumentRow] = _decode(_INSTRUMENTS, envelope.data, "instruments")
         self._load_instruments(rows)
         return Parsed("instruments")
 
@@ -849,6 +864,7 @@ def native_symbol(asset: str, quote: str = "USDT") -> str:
 
 
 def instruments_paths(symbols: _Sequence[str]) -> list[str]:
+    """The instruments REST path (all swaps; one request covers every symbol)."""
     return ["/api/v5/public/instruments?instType=SWAP"]
 
 
@@ -872,14 +888,20 @@ def listed_symbols(path: str, body: bytes) -> set[str]:
 
 
 def poll_paths(symbols: _Sequence[str]) -> list[str]:
+    """The REST paths polled while live: none (every channel is pushed)."""
     return []
 
 
 def book_topic(symbol: str) -> str:
+    """The order book topic of ``symbol`` (``books:<instId>``)."""
     return f"{BOOK_CHANNEL}:{symbol}"
 
 
 def connections(symbols: _Sequence[str], settings: LiveSettings) -> list[ConnectionSpec]:
+    """The websocket connections for ``symbols``: books, market channels and liquidations.
+
+    Split into connections of at most ``max_topics_per_connection`` topics.
+    """
     market = [f"{channel}:{symbol}" for symbol in symbols for channel in MARKET_CHANNELS] + [LIQUIDATIONS]
     books = [book_topic(symbol) for symbol in symbols]
     limit = settings.max_topics_per_connection
@@ -901,6 +923,7 @@ def subscribe_messages(topics: _Sequence[str], per_message: int, first_id: int =
 
 
 def unsubscribe_messages(topics: _Sequence[str], per_message: int, first_id: int = 1) -> list[str]:
+    """The ``unsubscribe`` messages for ``topics``, at most ``per_message`` channels each."""
     return _requests("unsubscribe", topics, per_message)
 
 
@@ -912,6 +935,7 @@ def _requests(op: str, topics: _Sequence[str], per_message: int) -> list[str]:
 
 
 def heartbeat_message() -> str | None:
+    """OKX's application ping, the text ``ping``."""
     return "ping"
 
 

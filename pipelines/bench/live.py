@@ -145,6 +145,7 @@ def bench_live(frames: int = 200_000, rate: float = 10_000.0, paced_seconds: flo
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the live benchmark (``python -m cascadewatch.pipelines.bench.live``); returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--frames", type=int, default=200_000)

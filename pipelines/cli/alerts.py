@@ -33,7 +33,7 @@ from cascadewatch.pipelines.cli import tail
 COMMANDS = ("alerts", "tail")
 
 
-def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``alerts`` (test, status, deliver, retry-failed) and ``tail``."""
     alerts = subparsers.add_parser(
         "alerts",

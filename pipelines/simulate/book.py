@@ -57,15 +57,18 @@ class Book:
         return sum(ticks[c] * q for c, q in fills) / sum(q for _, q in fills)
 
     def cell_of(self, ticks: float) -> int:
+        """The cell holding price ``ticks``."""
         return int(ticks // self.cell_ticks)
 
     def mid_ticks(self) -> float:
+        """The mid in ticks (the last trade's cell when a side is empty)."""
         if 0 <= self.bb and self.ba < self.n:
             return (self.ticks[self.bb] + self.ticks[self.ba]) / 2.0
         return float(self.ticks[self.last_cell])
 
     # --------------------------------------------------------------- edits
     def set_bid(self, cell: int, lots: int) -> None:
+        """Set the bid lots of ``cell`` (ignored at or above the best ask, or outside the grid)."""
         if cell >= self.ba or cell < 0:
             return
         if self.bids[cell] != lots:
@@ -77,6 +80,7 @@ class Book:
                 self._fix_bb()
 
     def set_ask(self, cell: int, lots: int) -> None:
+        """Set the ask lots of ``cell`` (ignored at or below the best bid, or outside the grid)."""
         if cell <= self.bb or cell >= self.n:
             return
         if self.asks[cell] != lots:
@@ -220,7 +224,7 @@ class MarketMaker:
 
     def step(self, scenario_liquidity: float) -> None:
         """One quoting round: update volatility and liquidity, close the spread, refresh, cancel."""
-        book, rng, target = self.book, self.rng, self._target
+        book = self.book
         self.imbalance += self._a_flow * (self._flow / self._step_s - self.imbalance)
         self._flow = 0.0
         lean = min(0.4, abs(self.imbalance) / self._skew_norm)
@@ -236,7 +240,16 @@ class MarketMaker:
         liq = want if want < self.liquidity else self.liquidity + self._a_back * (want - self.liquidity)
         self.liquidity = liq
         ref = book.last_cell
-        # close the spread behind a sweep: the first cells next to the last trade
+        self._close_spread(ref, liq, bid_k, ask_k)
+        self._refresh(ref, liq, bid_k, ask_k)
+        # under stress, market makers pull the near levels down to the thinner target at once
+        if pulled or lean > 0.3:
+            self._pull_near(ref, liq, bid_k, ask_k)
+        self._cancel_beyond(ref)
+
+    def _close_spread(self, ref: int, liq: float, bid_k: float, ask_k: float) -> None:
+        """Close the spread behind a sweep: the first cells next to the last trade ``ref``."""
+        book, rng, target = self.book, self.rng, self._target
         front_b = max(1, int(self.FRONT * bid_k + 0.5))
         front_a = max(1, int(self.FRONT * ask_k + 0.5))
         for d in range(1, self.FRONT + 1):
@@ -248,7 +261,10 @@ class MarketMaker:
             want = target[d] * liq * ask_k
             if d <= front_a and c > book.bb and book.asks[c] < 0.3 * want:
                 self._post_ask(c, int(want * (0.6 + 0.8 * rng.random())) + 1)
-        # refresh random cells toward the target, denser near the touch
+
+    def _refresh(self, ref: int, liq: float, bid_k: float, ask_k: float) -> None:
+        """Refresh random cells toward the target, denser near the touch."""
+        book, rng, target = self.book, self.rng, self._target
         rc = self.range_cells
         for _ in range(self.REFRESH):
             u = rng.random()
@@ -262,17 +278,22 @@ class MarketMaker:
                 c = ref + d
                 if c > book.bb:
                     self._post_ask(c, int(lots * ask_k) + 1)
-        # under stress, market makers pull the near levels down to the thinner target at once
-        if pulled or lean > 0.3:
-            for d in range(1, min(40, rc)):
-                cap = target[d] * liq * 1.2
-                c = ref - d
-                if 0 <= c < book.n and book.bids[c] > cap * bid_k + 1:
-                    book.set_bid(c, int(cap * bid_k) + 1)
-                c = ref + d
-                if 0 <= c < book.n and book.asks[c] > cap * ask_k + 1:
-                    book.set_ask(c, int(cap * ask_k) + 1)
-        # cancel what drifted beyond the quoting range
+
+    def _pull_near(self, ref: int, liq: float, bid_k: float, ask_k: float) -> None:
+        """Cap the levels within 40 cells of ``ref`` at 1.2 times the (thinner) target."""
+        book, target = self.book, self._target
+        for d in range(1, min(40, self.range_cells)):
+            cap = target[d] * liq * 1.2
+            c = ref - d
+            if 0 <= c < book.n and book.bids[c] > cap * bid_k + 1:
+                book.set_bid(c, int(cap * bid_k) + 1)
+            c = ref + d
+            if 0 <= c < book.n and book.asks[c] > cap * ask_k + 1:
+                book.set_ask(c, int(cap * ask_k) + 1)
+
+    def _cancel_beyond(self, ref: int) -> None:
+        """Cancel what drifted beyond the quoting range around ``ref``."""
+        book, rc = self.book, self.range_cells
         lo_keep = ref - rc
         while self._lo < lo_keep:
             if book.bids[self._lo] > 0:

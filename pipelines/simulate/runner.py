@@ -266,7 +266,7 @@ _DEFAULT_PHASE = Phase(0.0, 1.0)
 _PHASE_FIELDS = [f.name for f in fields(Phase) if f.name not in ("start_s", "end_s")]
 
 
-def _schedule(
+def _schedule(  # noqa: PLR0913 - private step of run_scenario, called once with its locals
     sc: Scenario,
     venues: list[_Venue],
     windows: list[_Window],
@@ -421,9 +421,7 @@ def run_scenario(
             if (t_ms - t0) % (sc.levels_every_s * 1000) == 0:
                 truth_lines.append(_levels_line(t_ms, mid, venues))
         elif t_ms % 1000 == 500:
-            for v in venues:
-                if isinstance(v.feed, BybitFeed):
-                    v.feed.half_second(t_ms)
+            _half_second(venues, t_ms)
         if step == n_steps:
             break
         if progress and step % report_every == 0:
@@ -443,25 +441,12 @@ def run_scenario(
         mids = [v.mid() for v in venues]
         drift = sum(w.phase.index_bps_s for w in windows if w.phase.index_bps_s and w.start_ms <= t_ms < w.end_ms)
         index *= math.exp(index_sd * rng.gauss(0.0, 1.0) + drift * 1e-4 * dt)
-        index += INDEX_PULL_S * dt * (sum(m * w for m, w in zip(mids, weights)) / total_scale - index)
-        step_shocks: list[tuple[int, str, float]] = []
-        while next_shock < len(shocks) and shocks[next_shock][0] < end_ms:
-            at, vname, kind, amount = shocks[next_shock]
-            next_shock += 1
-            if kind == "index":
-                index *= 1.0 + amount * 1e-4
-            else:
-                step_shocks.append((at, vname, amount))
+        index += INDEX_PULL_S * dt * (sum(m * w for m, w in zip(mids, weights, strict=True)) / total_scale - index)
+        next_shock, index, step_shocks = _take_shocks(shocks, next_shock, end_ms, index)
 
         for i, v in enumerate(venues):
             params, liquidity = _conditions(windows, v.name, t_ms, base_cum)
-            # the arbitrageurs' fair price: half the spot index, half the other venues' mid
-            others = total_scale - v.scale
-            fair = (
-                index
-                if others <= 0
-                else 0.5 * index + 0.5 * sum(m * w for j, (m, w) in enumerate(zip(mids, weights)) if j != i) / others
-            )
+            fair = _fair_price(index, i, mids, weights)
             v.step(
                 t_ms,
                 step_ms,
@@ -495,6 +480,43 @@ def run_scenario(
         price_max=max(prices) if prices else sc.price,
         wall_s=time.perf_counter() - wall0,
     )
+
+
+def _take_shocks(
+    shocks: list[tuple[int, str, str, float]], next_shock: int, end_ms: int, index: float
+) -> tuple[int, float, list[tuple[int, str, float]]]:
+    """Take the shocks before ``end_ms`` from ``shocks[next_shock:]``.
+
+    Index jumps (``amount`` in bps) apply to ``index`` at once; the venue shocks are returned
+    as ``(ms, venue, amount)``. Returns the next shock's position, the index, the venue shocks.
+    """
+    step_shocks: list[tuple[int, str, float]] = []
+    while next_shock < len(shocks) and shocks[next_shock][0] < end_ms:
+        at, vname, kind, amount = shocks[next_shock]
+        next_shock += 1
+        if kind == "index":
+            index *= 1.0 + amount * 1e-4
+        else:
+            step_shocks.append((at, vname, amount))
+    return next_shock, index, step_shocks
+
+
+def _half_second(venues: list[_Venue], t_ms: int) -> None:
+    """The half-second frames: Bybit's ticker deltas."""
+    for v in venues:
+        if isinstance(v.feed, BybitFeed):
+            v.feed.half_second(t_ms)
+
+
+def _fair_price(index: float, i: int, mids: list[float], weights: list[float]) -> float:
+    """The arbitrageurs' fair price for venue ``i``: half the spot index, half the other venues' mid.
+
+    The other venues' mid is weighted by their scale; with no other venue, the index alone.
+    """
+    others = sum(weights) - weights[i]
+    if others <= 0:
+        return index
+    return 0.5 * index + 0.5 * sum(m * w for j, (m, w) in enumerate(zip(mids, weights, strict=True)) if j != i) / others
 
 
 def _write_truth(path: Path, lines: list[dict], cascades: list[dict]) -> None:

@@ -129,6 +129,7 @@ class Scenario:
     levels_every_s: int = 60  # truth "levels" line interval
 
     def with_duration(self, duration_s: float) -> Scenario:
+        """This scenario with another duration (seconds)."""
         return replace(self, duration_s=duration_s)
 
 

@@ -91,6 +91,7 @@ class FrameSink:
         self._n = 0
 
     def push(self, recv_ns: int, source: str, payload: str) -> None:
+        """Queue a frame to be written once time passes ``recv_ns``."""
         self._n += 1
         heapq.heappush(self._heap, (recv_ns, self._n, source, payload))
 
@@ -102,6 +103,7 @@ class FrameSink:
             write(recv, source, payload)
 
     def close(self) -> None:
+        """Write every frame still queued."""
         self.release(1 << 62)
 
 
@@ -286,6 +288,7 @@ class BinanceFeed(Feed):
         )
 
     def trade(self, ms: int, side: str, fills: list[tuple[int, int]]) -> None:
+        """Write the taker ``fills`` (cell, lots) of a ``side`` order at ``ms`` as aggTrade frames."""
         m = "true" if side == "sell" else "false"
         px = self.px
         for c, q in fills:
@@ -302,6 +305,10 @@ class BinanceFeed(Feed):
             )
 
     def liquidation(self, ms: int, position: str, lots: int, fills: list[tuple[int, int]], bankruptcy: int) -> None:
+        """Hold the liquidation order of a ``position`` until the second's push.
+
+        Binance pushes at most one per second: a newer one hides the one held.
+        """
         if self._liq is not None:
             self.counts["liquidation_hidden"] += 1
         filled = sum(q for _, q in fills)
@@ -321,6 +328,7 @@ class BinanceFeed(Feed):
         )
 
     def second(self, ms: int, mark: float, index: float, funding: float, oi_lots: int, last: int) -> None:
+        """The per-second frames: the held liquidation, mark price and funding, open interest."""
         if self._liq is not None:
             self._ws(ms + 4, self._liq % (ms + 4), "liquidation")
             self._liq = None
@@ -452,6 +460,7 @@ class BybitFeed(Feed):
         )
 
     def trade(self, ms: int, side: str, fills: list[tuple[int, int]]) -> None:
+        """Write the taker ``fills`` (cell, lots) of a ``side`` order at ``ms`` as publicTrade frames."""
         s = "Buy" if side == "buy" else "Sell"
         tick = self.book.tick
         rows = []
@@ -479,6 +488,7 @@ class BybitFeed(Feed):
         )
 
     def liquidation(self, ms: int, position: str, lots: int, fills: list[tuple[int, int]], bankruptcy: int) -> None:
+        """Queue a liquidation of a ``position`` for the next allLiquidation push."""
         self._liqs.append(
             '{"T":%d,"s":"BTCUSDT","S":"%s","v":"%s","p":"%s"}'
             % (ms, "Buy" if position == "long" else "Sell", qty3(lots), px2(bankruptcy))
@@ -495,6 +505,10 @@ class BybitFeed(Feed):
             self._liqs = []
 
     def second(self, ms: int, mark: float, index: float, funding: float, oi_lots: int, last: int) -> None:
+        """The per-second frames: the due allLiquidation push, then the tickers.
+
+        Tickers carry mark, index, open interest and funding.
+        """
         self.half_second(ms)
         book = self.book
         self.cs += 1 + self.rng.randrange(1000)
@@ -686,6 +700,7 @@ class OkxFeed(Feed):
         )
 
     def trade(self, ms: int, side: str, fills: list[tuple[int, int]]) -> None:
+        """Write the taker ``fills`` (cell, lots) of a ``side`` order at ``ms`` as one trades frame."""
         px = self.px
         rows = []
         for c, q in fills:
@@ -697,6 +712,7 @@ class OkxFeed(Feed):
         self._ws(ms + 3, '{"arg":{"channel":"trades","instId":"BTC-USDT-SWAP"},"data":[%s]}' % ",".join(rows), "trade")
 
     def liquidation(self, ms: int, position: str, lots: int, fills: list[tuple[int, int]], bankruptcy: int) -> None:
+        """Hold the liquidation of a ``position`` (OKX pushes at most one per second; a newer one hides it)."""
         if self._liq is not None:
             self.counts["liquidation_hidden"] += 1
         self._liq = (
@@ -707,6 +723,7 @@ class OkxFeed(Feed):
         )
 
     def second(self, ms: int, mark: float, index: float, funding: float, oi_lots: int, last: int) -> None:
+        """The per-second frames: the held liquidation, mark price, open interest, funding."""
         if self._liq is not None:
             self._ws(ms + 7, self._liq, "liquidation")
             self._liq = None

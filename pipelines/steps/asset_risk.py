@@ -2,8 +2,9 @@
 
 :class:`AssetRisk` receives the asset's :class:`~cascadewatch.pipelines.steps.items.AssetSecond` items in
 ascending order (the merge step releases seconds in order, over one channel) and returns, per
-second, the snapshot (:class:`~cascadewatch.pipelines.steps.asset_aggregator.AssetAggregator`) with the detectors' readouts
-(:class:`~cascadewatch.pipelines.steps.asset_detectors.AssetDetectors`), then the detectors' alerts, then the feed alerts
+second, the snapshot (:class:`~cascadewatch.pipelines.steps.asset_aggregator.AssetAggregator`) with the
+detectors' readouts (:class:`~cascadewatch.pipelines.steps.asset_detectors.AssetDetectors`), then the
+detectors' alerts, then the feed alerts
 (:class:`~cascadewatch.pipelines.steps.feed_policy.FeedPolicy`). Its state is the asset's whole analytic state
 and pickles for Bytewax recovery.
 """

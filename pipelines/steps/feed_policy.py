@@ -40,6 +40,10 @@ class FeedPolicy:
         self.had_book: set[str] = set()
 
     def update(self, second_ms: int, states: list[InstrumentSecond]) -> list[dict[str, Any]]:
+        """The feed alerts of second ``second_ms`` (ms).
+
+        A trigger when an instrument's feed goes bad, a resolve when it recovers.
+        """
         alerts = []
         for state in states:
             key = f"{state.venue}|{state.instrument}"

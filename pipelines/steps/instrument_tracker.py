@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from cascadewatch.connectors.book import BookKeeper, depth_within
 from cascadewatch.connectors.events import (
@@ -193,6 +194,8 @@ class InstrumentTracker:
         best_bid = float(bids[0, 0]) if len(bids) else None
         best_ask = float(asks[0, 0]) if len(asks) else None
         reference = (best_bid + best_ask) / 2.0 if best_bid is not None and best_ask is not None else self.price
+        near_bids: np.ndarray | None
+        near_asks: np.ndarray | None
         if reference is not None:
             depth_bid = tuple(depth_within(bids, reference, DEPTH_BANDS_BPS, is_bid=True))
             depth_ask = tuple(depth_within(asks, reference, DEPTH_BANDS_BPS, is_bid=False))

@@ -4,8 +4,9 @@
 releases a second once the global watermark (:mod:`cascadewatch.pipelines.steps.watermarks`) has passed its end.
 For each released second, in ascending order, it emits one
 :class:`~cascadewatch.pipelines.steps.items.AssetSecond` per asset (sorted) that goes to that asset's step
-(:mod:`cascadewatch.pipelines.steps.asset_risk`), and one :class:`~cascadewatch.pipelines.steps.items.SecondManifest` that tells the
-ordering step (:mod:`cascadewatch.pipelines.steps.output_ordering`) which assets to wait for. Its own work is small
+(:mod:`cascadewatch.pipelines.steps.asset_risk`), and one
+:class:`~cascadewatch.pipelines.steps.items.SecondManifest` that tells the ordering step
+(:mod:`cascadewatch.pipelines.steps.output_ordering`) which assets to wait for. Its own work is small
 (buffering and grouping, one item per venue instrument and second), so one key suffices; the
 per-asset work runs wherever the assets' keys are placed.
 """
