@@ -194,6 +194,47 @@ class FrameQueue:
 # ------------------------------------------------------------------------------ venue runner
 
 
+class FeedStartError(RuntimeError):
+    """No venue of this process connected within ``[live] startup_timeout_s``."""
+
+
+class StartupWatch:
+    """The venue feeds of one process at start: :meth:`check` says the start failed (and keeps
+    the reason in :attr:`error`, naming each venue's last problem) when none has connected
+    ``timeout_s`` after start.
+
+    Once one venue connected the start succeeded; later outages are the feed alerts' job.
+    """
+
+    def __init__(self, timeout_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.timeout_s = timeout_s
+        self._clock = clock
+        self._started = clock()
+        self._feeds: list[VenueFeed] = []
+        self._done = timeout_s <= 0
+        self.error = ""
+
+    def add(self, feed: VenueFeed) -> None:
+        """Watch ``feed`` (started or about to be)."""
+        self._feeds.append(feed)
+
+    def check(self) -> bool:
+        """Whether the start failed: no watched venue connected within ``timeout_s``."""
+        if self.error:
+            return True
+        if self._done or not self._feeds:
+            return False
+        if any(feed.runner.connected for feed in self._feeds):
+            self._done = True
+            return False
+        if self._clock() - self._started < self.timeout_s:
+            return False
+        problems = "; ".join(f"{f.runner.source}: {f.runner.problem or 'no answer'}" for f in self._feeds)
+        self.error = f"no venue connected within {self.timeout_s:g} s ({problems})"
+        log.error("%s", self.error)
+        return True
+
+
 class _Drop:
     """Frames dropped since the last drop marker, and the books they carried."""
 
@@ -263,6 +304,8 @@ class VenueRunner:
         self._m_invalid = metrics.BOOKS_INVALID.labels(self.source)
         self._paged: dict[str, float] = {}  # symbol -> the invalid-since already paged
         self._drop: _Drop | None = None  # frames dropped since the last drop marker
+        self.connected = False  # a connection of this venue has opened (the start succeeded)
+        self.problem = ""  # the last connection problem (error, close, stale), for start-up failures
         self.drop_causes: dict[str, int] = {}  # symbol -> frames of it dropped (queue full)
 
     # -- emission --------------------------------------------------------------------------
@@ -334,6 +377,10 @@ class VenueRunner:
         kind = event.get("event")
         if kind == "close" and event.get("reason") == "shutdown" and not self.emit_shutdown:
             return  # our own stop: not a feed problem (the recorder keeps it, the pipeline does not)
+        if kind == "open":
+            self.connected = True
+        elif kind in ("error", "close", "stale"):
+            self.problem = f"{event.get('conn', '')}: {event.get('reason', kind)}"
         if kind == "close":  # the dataflow drops only the books this connection carried
             event = {**event, "books": self.books.book_symbols(session.spec.topics)}
         self._emit(recv, self.source + "!conn", msgspec.json.encode(event))
@@ -588,8 +635,10 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
         deadline_ns: int | None,
         record: str | None,
         feed_options: dict[str, Any],
+        watch: StartupWatch | None = None,
     ) -> None:
         self._index = index
+        self._watch = watch
         self._lag = allowed_lag_ns
         self._deadline = deadline_ns
         self._batch_max = live.batch_max
@@ -618,6 +667,8 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
                 on_rotate=self._rebootstrap,
             )
         self._feed = VenueFeed(name, live, self._queue, **{"emit_shutdown": False, **feed_options}).start()
+        if watch is not None:
+            watch.add(self._feed)
 
     def _rebootstrap(self) -> None:
         self._feed.rebootstrap()
@@ -626,6 +677,9 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
         """The next batch of frames (and watermark items) for this venue; ``StopIteration`` once done."""
         if self._done:
             raise StopIteration()
+        if self._watch is not None and self._watch.check() and not self._stopping:
+            self._stopping = True  # no venue ever connected: end; run_live reports the reason
+            self._feed.request_stop()
         now = time.time_ns()
         if self._deadline is not None and now >= self._deadline and not self._stopping:
             self._stopping = True
@@ -764,6 +818,7 @@ class LiveSource(FixedPartitionedSource[tuple[str, list[Any]], None]):
         self.duration_s = duration_s
         self.record = record if record is not None else (live.record or None)
         self.feed_options = feed_options or {}
+        self.watch = StartupWatch(live.startup_timeout_s)
 
     def list_parts(self) -> list[str]:
         """One partition per venue, ``<index>:<venue>``."""
@@ -774,5 +829,5 @@ class LiveSource(FixedPartitionedSource[tuple[str, list[Any]], None]):
         index_text, _, name = for_part.partition(":")
         deadline = None if self.duration_s is None else time.time_ns() + int(self.duration_s * NS)
         return LivePartition(
-            int(index_text), name, self.live, self.allowed_lag_ns, deadline, self.record, self.feed_options
+            int(index_text), name, self.live, self.allowed_lag_ns, deadline, self.record, self.feed_options, self.watch
         )

@@ -72,6 +72,9 @@ class LiveConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     """How often to ask again after a permanent REST error (401, 403, 451, other 4xx)."""
     book_alert_s: float = 30.0
     """A book invalid (waiting for a snapshot) this long becomes a ``feed`` alert."""
+    startup_timeout_s: float = 60.0
+    """``run``/``record`` fail (exit 1, the reason per venue) when no venue connected this long
+    after start; 0: wait forever."""
     queue_size: int = 100_000
     batch_max: int = 10_000
     poll_ms: float = 5.0

@@ -19,6 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from cascadewatch.connectors.live import FeedStartError
 from cascadewatch.connectors.live_config import VENUE_NAMES, LiveConfig
 from cascadewatch.pipelines.config import ConfigError
 from cascadewatch.pipelines.run.cluster import add_cluster_arguments
@@ -92,7 +93,8 @@ def add_commands(subparsers: Any) -> None:
 
 
 def handle(args: argparse.Namespace, console: Console | None = None) -> int:
-    """Run the parsed ``record`` / ``run`` command; 2 on a config error."""
+    """Run the parsed ``record`` / ``run`` command; 2 on a config error, 1 when no venue
+    connected within ``[live] startup_timeout_s``."""
     console = console or Console()
     try:
         if args.command == "record":
@@ -102,6 +104,9 @@ def handle(args: argparse.Namespace, console: Console | None = None) -> int:
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return 2
+    except FeedStartError as exc:  # no venue reachable: not a config error, but no run either
+        console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        return 1
     raise ValueError(f"not a live command: {args.command}")
 
 
