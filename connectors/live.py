@@ -417,6 +417,10 @@ class VenueRunner:
         return [symbol for symbol in self.symbols if symbol in listed]
 
     async def _fetch_book(self, fetch: Fetch) -> None:
+        if fetch.retry:
+            log.warning(
+                "%s: snapshot %s could not be used (older than the stream): asking again", self.source, fetch.path
+            )
         got = await self.rest.get(fetch.path, weight=fetch.weight, since=fetch.since, retry=fetch.retry)
         if got is None:
             return

@@ -247,3 +247,25 @@ def test_a_gap_storm_across_50_symbols_stays_within_the_weight_budget() -> None:
     rebuilt, statuses = rebuild_books(frames)
     assert statuses.count("gap") == 50 and statuses.count("resync") == 50
     assert all(keeper.book.valid for keeper in rebuilt.values())
+
+
+def test_the_venue_header_reaches_the_scheduler_through_http() -> None:
+    """A real HTTP answer of the fake venue carries ``X-MBX-USED-WEIGHT-1m`` (2,370 used by
+    others plus our 20): the next depth request (20) would pass 2,400 and waits the minute."""
+    from live_fakes import FakeBinance, SimBook
+
+    from cascadewatch.connectors.rest import http_get
+
+    clock = Clock()
+    with FakeBinance() as fake:
+        fake.books["BTCUSDT"] = SimBook(seed=1)
+        fake.used_weight_others = 2370
+        rest = RestScheduler("binance-usdm", RestLimits(2400, weight_header=HEADER), BACKOFF, random.Random(1), clock)
+        rest.submit("/fapi/v1/depth?symbol=BTCUSDT&limit=1000", weight=20, since=0.0)
+        request, _ = rest.next_request()
+        assert request is not None
+        reply = http_get(fake.rest_url + request.path, 2.0)
+    assert reply.status == 200 and reply.header_int(HEADER) == 2390
+    assert rest.on_reply(request, reply)
+    rest.submit("/fapi/v1/depth?symbol=ETHUSDT&limit=1000", weight=20, since=0.0)
+    assert rest.next_request() == (None, pytest.approx(60.0)) and rest.throttles == 1
