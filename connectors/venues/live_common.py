@@ -21,7 +21,10 @@ A :class:`BookSync` is pure: it sees every websocket frame that will be handed t
 dataflow (and every REST body it asked for) and answers with :data:`Action` lists: emit
 this frame now (:data:`THIS`), emit another frame (:class:`Emit`), fetch a REST path
 (:class:`Fetch`), resubscribe topics (:class:`Resubscribe`). The I/O is done by
-``connectors/live.py``; a BookSync never blocks and never touches the network.
+``connectors/live.py``; a BookSync never blocks and never touches the network. It also says
+which books a connection carries (``book_symbols``: a ``close`` restarts only those), which
+books are invalid and since when (``invalid``: they page after ``[live] book_alert_s``), and
+what a frame dropped by the hand-over queue means for its books (``on_dropped``).
 
 Its sequence checks are the *same* :class:`~cascadewatch.connectors.venues.base.SequenceRule` objects the
 dataflow's books use, so the live side and the dataflow agree on what a gap is.
