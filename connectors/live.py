@@ -494,9 +494,13 @@ class VenueRunner:
         dropped = self.drop_causes.get(symbol)
         if dropped:
             causes.append(f"queue full, {dropped} frames dropped")
-        if not causes:
-            causes.append("no snapshot yet" if path is None else f"waiting for GET {path}")
-        return "; ".join(causes)
+        if causes:
+            return "; ".join(causes)
+        if path is None:
+            return "no snapshot since the subscription"
+        if self.rest.scheduler.pending(path):
+            return f"waiting for GET {path}"
+        return "no diff received yet to start the snapshot from"
 
     def _report_books(self) -> None:
         for name, metric in (("gaps", self._m_gaps), ("resyncs", self._m_resyncs)):

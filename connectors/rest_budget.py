@@ -117,6 +117,10 @@ class RestScheduler:
     def __len__(self) -> int:
         return len(self._queue)
 
+    def pending(self, path: str) -> bool:
+        """Whether ``path`` is queued or in flight."""
+        return path in self._busy
+
     def submit(self, path: str, weight: int = 1, since: float = math.inf, retry: bool = False) -> bool:
         """Queue a GET of ``path``; ``False`` if that path is already queued or in flight.
 
