@@ -172,6 +172,19 @@ class FrameQueue:
         self._frames.append((recv, source, payload))
         return True
 
+    def reject(self, recv: int, source: str, payload: bytes) -> None:
+        """Drop a frame without trying (it must wait behind a drop marker): counted as dropped."""
+        self.dropped += 1
+        self._dropped.append((recv, source, payload))
+        self._m_full.inc()
+
+    def offer(self, recv: int, source: str, payload: bytes) -> bool:
+        """Append a frame only if there is room (``False``: full; nothing dropped or counted)."""
+        if len(self._frames) >= self.maxsize:
+            return False
+        self._frames.append((recv, source, payload))
+        return True
+
     def drain(self, limit: int) -> list[Frame]:
         """Take up to ``limit`` frames, oldest first."""
         frames = self._frames
@@ -265,6 +278,7 @@ class VenueRunner:
         rng: random.Random | None = None,
         connect: Callable[..., Any] | None = None,
         emit_shutdown: bool = True,
+        queue: FrameQueue | None = None,
     ) -> None:
         self.name = name
         self.emit_shutdown = emit_shutdown
@@ -274,6 +288,7 @@ class VenueRunner:
         self.settings = resolve_settings(name, live)
         self.symbols = venue_symbols(name, live)
         self._emit_frame = emit
+        self._queue = queue  # the hand-over ``emit`` puts into: drop markers go in only if there is room
         self._rest_get = rest_get
         self._rng = rng or random.Random()
         self._connect = connect
@@ -317,7 +332,9 @@ class VenueRunner:
             payload = payload.replace(b"\r", b" ").replace(b"\n", b" ")
         control = source.endswith("!conn")
         if self._drop is not None and not self._flush_drop(recv) and not control:
-            self._dropped(source, payload)  # the marker must go first: still full
+            if self._queue is not None:  # the marker must go first: still full
+                self._queue.reject(recv, source, payload)
+            self._dropped(source, payload)
         elif self._emit_frame(recv, source, payload, control) is False:
             self._dropped(source, payload)
 
@@ -338,7 +355,10 @@ class VenueRunner:
         if drop is None:
             return True
         marker = {"event": "drop", "reason": "queue full", "frames": drop.frames, "books": sorted(drop.books)}
-        if self._emit_frame(recv, self.source + "!conn", msgspec.json.encode(marker), force) is False:
+        payload = msgspec.json.encode(marker)
+        if force or self._queue is None:
+            self._emit_frame(recv, self.source + "!conn", payload, True)
+        elif not self._queue.offer(recv, self.source + "!conn", payload):
             return False
         log.warning(
             "%s: %d frames dropped (queue full); books to resync: %s", self.source, drop.frames, marker["books"]
@@ -572,7 +592,7 @@ class VenueFeed:
     def __init__(self, name: str, live: LiveConfig, queue: FrameQueue, **runner_options: Any) -> None:
         self.name = name
         self.queue = queue
-        self.runner = VenueRunner(name, live, queue.put, **runner_options)
+        self.runner = VenueRunner(name, live, queue.put, queue=queue, **runner_options)
         self._thread = threading.Thread(target=self._main, name=f"cascadewatch-{name}", daemon=True)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None

@@ -126,8 +126,9 @@ def test_run_under_a_full_queue_resyncs_every_book_hit_and_its_recording_replays
 
         running = fake.spawn(market())
         live_out = tmp_path / "live"
+        config = Config(replay=ReplayConfig(allowed_lag_s=0.3))
         summary = run_live(
-            Config(replay=ReplayConfig(allowed_lag_s=0.3)),
+            config,
             live,
             LiveOptions(
                 duration_s=7.0,
@@ -153,9 +154,10 @@ def test_run_under_a_full_queue_resyncs_every_book_hit_and_its_recording_replays
     assert statuses.count("gap") == statuses.count("resync") >= len(markers)
     assert all(books[s].book.valid and (books[s].book.bids, books[s].book.asks) == server[s] for s in symbols)
     replay_out = tmp_path / "replay"
-    run_replay(
+    run_replay(  # the run's config: the same allowed lag, so the same seconds
         [tap],
-        options=ReplayOptions(alerts_out=replay_out / "alerts.jsonl", snapshots_out=replay_out / "snapshots.jsonl"),
+        config,
+        ReplayOptions(alerts_out=replay_out / "alerts.jsonl", snapshots_out=replay_out / "snapshots.jsonl"),
     )
     assert (replay_out / "snapshots.jsonl").read_bytes() == (live_out / "snapshots.jsonl").read_bytes()
     assert (replay_out / "alerts.jsonl").read_bytes() == (live_out / "alerts.jsonl").read_bytes()
