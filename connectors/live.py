@@ -41,7 +41,6 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import msgspec
@@ -50,6 +49,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from cascadewatch.connectors import live_metrics as metrics
 from cascadewatch.connectors.frames import DeadLetter, FrameDecoder
 from cascadewatch.connectors.live_config import LiveConfig
+from cascadewatch.connectors.reasons import Reason
 from cascadewatch.connectors.recorder import RotatingRecorder, insert_before_suffixes
 from cascadewatch.connectors.rest import Reply, http_get
 from cascadewatch.connectors.rest_budget import RestLimits, RestScheduler
@@ -57,7 +57,6 @@ from cascadewatch.connectors.rest_client import RestClient
 from cascadewatch.connectors.session import Session, SessionSettings
 from cascadewatch.connectors.sources import (
     END_OF_TIME,
-    NS,
     PARTITION_KEY,
     STATS_KEY,
     InstrumentRouter,
@@ -65,7 +64,7 @@ from cascadewatch.connectors.sources import (
     Watermark,
     items_of,
 )
-from cascadewatch.connectors.venues import binance, bybit, okx
+from cascadewatch.connectors.units import NS_PER_S, ns_to_s, s_to_ns
 from cascadewatch.connectors.venues.base import ParseError
 from cascadewatch.connectors.venues.live_common import (
     THIS,
@@ -77,18 +76,9 @@ from cascadewatch.connectors.venues.live_common import (
     Resubscribe,
     rest_frame,
 )
+from cascadewatch.connectors.venues.registry import VenueModule, venue_module
 
 log = logging.getLogger("cascadewatch.live")
-
-VENUE_MODULES: dict[str, ModuleType] = {"binance": binance, "bybit": bybit, "okx": okx}
-
-
-def venue_module(name: str) -> ModuleType:
-    """The venue module registered as ``name``; ``KeyError`` naming the known venues otherwise."""
-    try:
-        return VENUE_MODULES[name]
-    except KeyError:
-        raise KeyError(f"unknown venue {name!r}; known: {', '.join(VENUE_MODULES)}") from None
 
 
 def resolve_settings(name: str, live: LiveConfig) -> LiveSettings:
@@ -266,6 +256,8 @@ class VenueRunner:
     websocket frames, REST book snapshots and polls (``<venue>!rest``) and connection events
     (``<venue>!conn``), as the venue's ``LiveBooks`` orders them. ``emit_shutdown=False`` leaves
     out the ``close`` events of our own shutdown (the pipeline must not page for them).
+    ``clock`` is the sessions' monotonic clock in seconds (staleness, heartbeats, lifetimes,
+    backoff resets); tests pass a fake one to move time without waiting.
     """
 
     def __init__(
@@ -278,20 +270,22 @@ class VenueRunner:
         rng: random.Random | None = None,
         connect: Callable[..., Any] | None = None,
         emit_shutdown: bool = True,
-        queue: FrameQueue | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
         self.emit_shutdown = emit_shutdown
-        self.module = venue_module(name)
+        self.module: VenueModule = venue_module(name)
         self.source: str = self.module.SOURCE
         self.live = live
         self.settings = resolve_settings(name, live)
         self.symbols = venue_symbols(name, live)
         self._emit_frame = emit
-        self._queue = queue  # the hand-over ``emit`` puts into: drop markers go in only if there is room
+        self.hand_over: FrameQueue | None = None
+        """The queue ``emit`` puts into (set by :class:`VenueFeed`): drop markers go in only if there is room."""
         self._rest_get = rest_get
         self._rng = rng or random.Random()
         self._connect = connect
+        self._clock = clock
         self.books: BookSync = BookSync()
         self.rest = RestClient(
             self.settings.rest_url,
@@ -332,8 +326,8 @@ class VenueRunner:
             payload = payload.replace(b"\r", b" ").replace(b"\n", b" ")
         control = source.endswith("!conn")
         if self._drop is not None and not self._flush_drop(recv) and not control:
-            if self._queue is not None:  # the marker must go first: still full
-                self._queue.reject(recv, source, payload)
+            if self.hand_over is not None:  # the marker must go first: still full
+                self.hand_over.reject(recv, source, payload)
             self._dropped(source, payload)
         elif self._emit_frame(recv, source, payload, control) is False:
             self._dropped(source, payload)
@@ -356,9 +350,9 @@ class VenueRunner:
             return True
         marker = {"event": "drop", "reason": "queue full", "frames": drop.frames, "books": sorted(drop.books)}
         payload = msgspec.json.encode(marker)
-        if force or self._queue is None:
+        if force or self.hand_over is None:
             self._emit_frame(recv, self.source + "!conn", payload, True)
-        elif not self._queue.offer(recv, self.source + "!conn", payload):
+        elif not self.hand_over.offer(recv, self.source + "!conn", payload):
             return False
         log.warning(
             "%s: %d frames dropped (queue full); books to resync: %s", self.source, drop.frames, marker["books"]
@@ -552,7 +546,7 @@ class VenueRunner:
         rest = asyncio.get_running_loop().create_task(self.rest.run(stop))
         symbols = await self._bootstrap_instruments()
         self.books = self.module.LiveBooks(symbols, self.settings)
-        kwargs: dict[str, Any] = {"rng": self._rng}
+        kwargs: dict[str, Any] = {"rng": self._rng, "clock": self._clock}
         if self._connect is not None:
             kwargs["connect"] = self._connect
         settings = self.session_settings()
@@ -592,7 +586,8 @@ class VenueFeed:
     def __init__(self, name: str, live: LiveConfig, queue: FrameQueue, **runner_options: Any) -> None:
         self.name = name
         self.queue = queue
-        self.runner = VenueRunner(name, live, queue.put, queue=queue, **runner_options)
+        self.runner = VenueRunner(name, live, queue.put, **runner_options)
+        self.runner.hand_over = queue
         self._thread = threading.Thread(target=self._main, name=f"cascadewatch-{name}", daemon=True)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -652,7 +647,11 @@ def tap_path(path: str | Path, source: str) -> Path:
 
 
 class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
-    """One venue's frames -> ``(key, [values])`` batches (see the module docstring)."""
+    """One venue's frames -> ``(key, [values])`` batches (see the module docstring).
+
+    ``clock`` is the wall clock, integer nanoseconds since the epoch (default ``time.time_ns``):
+    it sets the watermark of an emptied queue and the end of the run (``deadline_ns``).
+    """
 
     def __init__(
         self,
@@ -663,10 +662,11 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
         deadline_ns: int | None,
         record: str | None,
         feed_options: dict[str, Any],
-        watch: StartupWatch | None = None,
+        clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self._index = index
-        self._watch = watch
+        self._clock = clock
+        self._watch: StartupWatch | None = None
         self._lag = allowed_lag_ns
         self._deadline = deadline_ns
         self._batch_max = live.batch_max
@@ -674,7 +674,7 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
         self._source = venue_module(name).SOURCE
         self._queue = FrameQueue(live.queue_size, self._source)
         self._decoder = FrameDecoder()
-        self._dead: Counter[tuple[str, str]] = Counter()
+        self._dead: Counter[tuple[str, Reason]] = Counter()
         self._router = InstrumentRouter()
         self._last_wm = -1
         self._max_recv = 0
@@ -695,11 +695,15 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
                 on_rotate=self._rebootstrap,
             )
         self._feed = VenueFeed(name, live, self._queue, **{"emit_shutdown": False, **feed_options}).start()
-        if watch is not None:
-            watch.add(self._feed)
 
     def _rebootstrap(self) -> None:
         self._feed.rebootstrap()
+
+    def watch_start(self, watch: StartupWatch) -> None:
+        """Report this venue to ``watch``: the partition ends when no venue of the process
+        connected within ``[live] startup_timeout_s``."""
+        self._watch = watch
+        watch.add(self._feed)
 
     def next_batch(self) -> list[tuple[str, list[Any]]]:
         """The next batch of frames (and watermark items) for this venue; ``StopIteration`` once done."""
@@ -708,7 +712,7 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
         if self._watch is not None and self._watch.check() and not self._stopping:
             self._stopping = True  # no venue ever connected: end; run_live reports the reason
             self._feed.request_stop()
-        now = time.time_ns()
+        now = self._clock()
         if self._deadline is not None and now >= self._deadline and not self._stopping:
             self._stopping = True
             self._feed.request_stop()
@@ -731,7 +735,7 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
             wm = max(now, self._max_recv) - self._lag
         else:
             wm = self._max_recv - self._lag
-        if wm // NS > self._last_wm // NS:
+        if wm // NS_PER_S > self._last_wm // NS_PER_S:
             self._mark(by_key, wm)
         return items_of(by_key, dead)
 
@@ -756,7 +760,7 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
         if events and "!" not in source:
             ts = events[0].ts
             if ts:
-                self._m_lag.observe(max(0.0, (recv0 - ts) / NS))
+                self._m_lag.observe(max(0.0, ns_to_s(recv0 - ts)))
         for event in events:
             self._router.route(event, by_key)
 
@@ -764,17 +768,17 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
         count, kept = self._queue.take_dropped()
         if not count:
             return
-        self._dead[(self._source, "queue_full")] += count
+        self._dead[(self._source, Reason.QUEUE_FULL)] += count
         detail = f"queue of {self._queue.maxsize} frames full: the dataflow is behind"
         for _, source, payload in kept:
-            dead.append(DeadLetter("queue_full", source, payload.decode("utf-8", "replace"), detail))
+            dead.append(DeadLetter(Reason.QUEUE_FULL, source, payload.decode("utf-8", "replace"), detail))
         if count > len(kept):
             dead.append(
-                DeadLetter("queue_full", self._source, "", f"{count - len(kept)} more frames dropped; {detail}")
+                DeadLetter(Reason.QUEUE_FULL, self._source, "", f"{count - len(kept)} more frames dropped; {detail}")
             )
         log.warning("%s: %d frames dropped: %s", self._source, count, detail)
 
-    def _dead_letter(self, reason: str, source: str, raw: bytes, detail: str) -> DeadLetter:
+    def _dead_letter(self, reason: Reason, source: str, raw: bytes, detail: str) -> DeadLetter:
         venue = source.partition("!")[0]
         self._dead[(venue, reason)] += 1
         metrics.DEAD_LETTERS.labels(venue, reason).inc()
@@ -829,6 +833,7 @@ class LiveSource(FixedPartitionedSource[tuple[str, list[Any]], None]):
     :param duration_s: end the partitions after this long (``None``: run until stopped).
     :param record: recording tap path (default ``live.record``); one file per partition.
     :param feed_options: passed to :class:`VenueRunner` (tests inject ``rng``, ``rest_get``...).
+    :param clock: the partitions' wall clock, integer nanoseconds (see :class:`LivePartition`).
     """
 
     def __init__(
@@ -838,14 +843,16 @@ class LiveSource(FixedPartitionedSource[tuple[str, list[Any]], None]):
         duration_s: float | None = None,
         record: str | None = None,
         feed_options: dict[str, Any] | None = None,
+        clock: Callable[[], int] = time.time_ns,
     ) -> None:
         if not live.venues:
             raise ValueError("no venues configured ([live] venues)")
         self.live = live
-        self.allowed_lag_ns = int(allowed_lag_s * NS)
+        self.allowed_lag_ns = s_to_ns(allowed_lag_s)
         self.duration_s = duration_s
         self.record = record if record is not None else (live.record or None)
         self.feed_options = feed_options or {}
+        self.clock = clock
         self.watch = StartupWatch(live.startup_timeout_s)
 
     def list_parts(self) -> list[str]:
@@ -855,7 +862,9 @@ class LiveSource(FixedPartitionedSource[tuple[str, list[Any]], None]):
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> LivePartition:
         """The partition that runs the venue of ``for_part`` (its deadline from ``duration_s``)."""
         index_text, _, name = for_part.partition(":")
-        deadline = None if self.duration_s is None else time.time_ns() + int(self.duration_s * NS)
-        return LivePartition(
-            int(index_text), name, self.live, self.allowed_lag_ns, deadline, self.record, self.feed_options, self.watch
+        deadline = None if self.duration_s is None else self.clock() + s_to_ns(self.duration_s)
+        part = LivePartition(
+            int(index_text), name, self.live, self.allowed_lag_ns, deadline, self.record, self.feed_options, self.clock
         )
+        part.watch_start(self.watch)
+        return part

@@ -44,7 +44,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from cascadewatch.connectors import live_metrics as metrics
 from cascadewatch.connectors.live_config import BackoffConfig
-from cascadewatch.connectors.venues.live_common import ConnectionSpec, Overlap
+from cascadewatch.connectors.venues.live_common import ConnectionSpec, Overlap, VenueLive
 
 log = logging.getLogger("cascadewatch.live")
 
@@ -118,28 +118,6 @@ class SessionSettings:
     max_frame_bytes: int = 1 << 24
 
 
-class VenueLive(Protocol):
-    """The live-section functions of a venue module that a session uses."""
-
-    def subscribe_messages(self, topics: Sequence[str], per_message: int, first_id: int = 1) -> list[str]:
-        """The messages that subscribe ``topics``, at most ``per_message`` topics each, ids from ``first_id``."""
-
-    def unsubscribe_messages(self, topics: Sequence[str], per_message: int, first_id: int = 1) -> list[str]:
-        """The messages that unsubscribe ``topics``, at most ``per_message`` topics each, ids from ``first_id``."""
-
-    def heartbeat_message(self) -> str | None:
-        """The application-level ping to send every ``heartbeat_s``, or ``None`` if the venue needs none."""
-
-    def is_data(self, payload: bytes) -> bool:
-        """Whether ``payload`` carries market data (not a subscription answer or a pong)."""
-
-    def rollover_hint(self, payload: bytes) -> bool:
-        """Whether ``payload`` announces that the server will close the connection soon."""
-
-    def frame_key(self, payload: bytes) -> tuple[str, int] | None:
-        """The frame's ``(topic, sequence)`` for rollover de-duplication, or ``None`` if it has none."""
-
-
 class SessionHandler(Protocol):
     """Receives a session's frames and connection events (the venue runner)."""
 
@@ -173,7 +151,7 @@ class Session:
 
     def __init__(  # noqa: PLR0913 - five parameters plus keyword-only test seams (rng, clocks, sleep, connect)
         self,
-        venue: Any,
+        venue: VenueLive,
         source: str,
         spec: ConnectionSpec,
         settings: SessionSettings,

@@ -31,11 +31,13 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from cascadewatch.connectors.events import AnyEvent, FeedStatus
 from cascadewatch.connectors.frames import DeadLetter, FrameDecoder
+from cascadewatch.connectors.reasons import Reason
 from cascadewatch.connectors.recording import (
     RecordingError,
     RecordingReader,
     parse_line,
 )
+from cascadewatch.connectors.units import NS_PER_S, s_to_ns
 from cascadewatch.connectors.venues.base import ParseError
 
 DEAD_LETTER_KEY = "!dead"
@@ -45,7 +47,6 @@ PARTITION_KEY = "!partition"
 sends them so that a venue with no instrument yet (down since the start) cannot hold the
 merge back."""
 END_OF_TIME = 2**63 - 1
-NS = 1_000_000_000
 
 
 class Watermark(msgspec.Struct, frozen=True, gc=False, tag="watermark"):
@@ -162,7 +163,7 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
         self._line = state.get("line", 0)
         self._max_recv = state.get("max_recv", 0)
         self._decoder: FrameDecoder = state.get("decoder") or FrameDecoder()
-        self._dead: Counter[tuple[str, str]] = state.get("dead", Counter())
+        self._dead: Counter[tuple[str, Reason]] = state.get("dead", Counter())
         self._router = InstrumentRouter(state.get("instruments"), state.get("connection"))
         self._last_wm = state.get("last_wm", -1)
         self._reader = RecordingReader(path, start_line=self._line)
@@ -182,7 +183,7 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
         if self._pace_origin is None:
             self._pace_origin = (now, recv)
         wall0, recv0 = self._pace_origin
-        return (recv - recv0) / NS / self._speed <= now - wall0
+        return (recv - recv0) / NS_PER_S / self._speed <= now - wall0
 
     def _take(self, count: int) -> list[bytes]:
         """Up to ``count`` next lines (fewer only at the end of the recording)."""
@@ -227,7 +228,7 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
                 try:
                     parse_line(line, self._path, line_no)  # metadata, blank, or a clear reason
                 except RecordingError as exc:
-                    dead.append(self._dead_letter("malformed_line", b"recording", line, exc.reason, line_no))
+                    dead.append(self._dead_letter(Reason.MALFORMED_LINE, b"recording", line, exc.reason, line_no))
                 continue
             recv_text, source, payload = parts
             recv = int(recv_text)
@@ -260,7 +261,7 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
                 return self._finish(by_key, dead)
         self._line, self._max_recv = line_no, max_recv
         wm = max_recv - self._lag
-        if wm // NS > self._last_wm // NS:
+        if wm // NS_PER_S > self._last_wm // NS_PER_S:
             self._mark(by_key, wm)
         if self._progress is not None:
             self._progress(str(self._path), self._reader.position())
@@ -287,7 +288,7 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
         self._last_wm = wm
         self._router.mark(by_key, Watermark(self._index, wm))
 
-    def _dead_letter(self, reason: str, source_token: bytes, raw: bytes, detail: str, line_no: int) -> DeadLetter:
+    def _dead_letter(self, reason: Reason, source_token: bytes, raw: bytes, detail: str, line_no: int) -> DeadLetter:
         source = source_token.decode("ascii", "replace")
         venue = source.partition("!")[0]
         self._dead[(venue, reason)] += 1
@@ -305,7 +306,7 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
         if self._held_recv is None or self._pace_origin is None or self._speed is None:
             return None
         wall0, recv0 = self._pace_origin
-        delay = wall0 + (self._held_recv - recv0) / NS / self._speed - time.monotonic()
+        delay = wall0 + (self._held_recv - recv0) / NS_PER_S / self._speed - time.monotonic()
         return datetime.now(UTC) + timedelta(seconds=max(0.0, delay))
 
     def snapshot(self) -> Any:
@@ -362,7 +363,7 @@ class ReplaySource(FixedPartitionedSource[tuple[str, list[Any]], Any]):
             if not path.is_file():
                 raise FileNotFoundError(f"recording not found: {path}")
         self.batch_size = batch_size
-        self.allowed_lag_ns = int(allowed_lag_s * NS)
+        self.allowed_lag_ns = s_to_ns(allowed_lag_s)
         self.speed = speed
         self.progress = progress
 

@@ -4,8 +4,8 @@
 
     source partitions (one per recording or live venue): parse, batch by instrument, and
     per venue-instrument in the partition that reads it (cascadewatch.pipelines.steps.tracked_source): book,
-    trades, liquidations, OI, mark -> InstrumentSecond per closed event-time second
-      -> ("merge", [InstrumentSecond, ..., Watermark]) per batch
+    trades, liquidations, OI, mark -> InstrumentState per closed event-time second
+      -> ("merge", [InstrumentState, ..., Watermark]) per batch
       -> stateful_batch "merge": watermark over all partitions -> per released second an
          AssetSecond per asset (keyed by asset) and a SecondManifest (to the ordering key)
       -> stateful_batch per asset: venue merge, detectors, alert policies
@@ -34,6 +34,7 @@ from bytewax.inputs import FixedPartitionedSource
 from bytewax.operators import StatefulBatchLogic
 
 from cascadewatch.connectors.alerts.sink import AlertOutboxSink
+from cascadewatch.connectors.reasons import Reason
 from cascadewatch.connectors.riskfeed import RiskFeedSink
 from cascadewatch.connectors.sinks import (
     JsonlSink,
@@ -41,7 +42,8 @@ from cascadewatch.connectors.sinks import (
     held_elsewhere,
     to_stream,
 )
-from cascadewatch.connectors.sources import NS, STATS_KEY
+from cascadewatch.connectors.sources import STATS_KEY
+from cascadewatch.connectors.units import s_to_ns
 from cascadewatch.pipelines.config import Config
 from cascadewatch.pipelines.steps.asset_risk import AssetRisk
 from cascadewatch.pipelines.steps.items import AssetOutput, AssetSecond, SecondManifest
@@ -163,7 +165,7 @@ def build_flow(
         op.output(step_id, stream, sink if options.primary else held_elsewhere(sink))
 
     flow = Dataflow("cascadewatch")
-    batches = op.input("frames", flow, TrackedSource(source, int(config.replay.allowed_lag_s * NS)))
+    batches = op.input("frames", flow, TrackedSource(source, s_to_ns(config.replay.allowed_lag_s)))
     to_merge = op.branch("split_control", batches, lambda item: item[0] == MERGE_KEY)
     control = op.branch("split_stats", to_merge.falses, lambda item: item[0] == STATS_KEY)
     released = op.map(
@@ -204,7 +206,9 @@ def build_flow(
         JsonlSink({"dead_letters": options.dead_letters_out}),
     )
     stats = op.flat_map("stats", control.trues, lambda key_value: key_value[1])
-    counted = op.merge("stats_and_gaps", stats, op.filter("gap_letters", dead, lambda d: d.reason == "sequence_gap"))
+    counted = op.merge(
+        "stats_and_gaps", stats, op.filter("gap_letters", dead, lambda d: d.reason == Reason.SEQUENCE_GAP)
+    )
     output(
         "summary_out", op.map("summary_key", counted, lambda item: (STATS_KEY, item)), SummarySink(options.summary_out)
     )

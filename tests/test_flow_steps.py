@@ -20,7 +20,7 @@ from cascadewatch.pipelines.steps.instrument_tracker import InstrumentTracker
 from cascadewatch.pipelines.steps.items import (
     AssetOutput,
     AssetSecond,
-    InstrumentSecond,
+    InstrumentState,
     SecondManifest,
 )
 from cascadewatch.pipelines.steps.output_ordering import IncompleteOutput, OutputOrderer
@@ -31,8 +31,8 @@ LAG_NS = 2_000_000_000
 S = 1_000_000_000
 
 
-def second(venue: str, instrument: str, second_ms: int) -> InstrumentSecond:
-    return InstrumentSecond(
+def second(venue: str, instrument: str, second_ms: int) -> InstrumentState:
+    return InstrumentState(
         venue=venue,
         instrument=instrument,
         asset=instrument.removesuffix("-PERP"),
@@ -154,7 +154,7 @@ def test_tracked_partition_emits_what_keyed_trackers_would(binance_session: Path
     for key, values in tracked:
         if key == MERGE_KEY:
             for item in values:
-                if isinstance(item, InstrumentSecond):
+                if isinstance(item, InstrumentState):
                     got.setdefault(f"{item.venue}|{item.instrument}", []).append(item)
                 else:
                     assert item is values[-1]  # a watermark only closes the list
@@ -165,7 +165,7 @@ def test_tracked_partition_emits_what_keyed_trackers_would(binance_session: Path
     assert got.pop("dead", []) == sequence_gaps
     assert got.keys() == expected.keys()
     assert all(_bytes(got[key]) == _bytes(expected[key]) for key in got)
-    assert sum(isinstance(i, InstrumentSecond) for items in got.values() for i in items) > 3
+    assert sum(isinstance(i, InstrumentState) for items in got.values() for i in items) > 3
     assert [key for key, _ in tracked].count(STATS_KEY) == 1
 
 

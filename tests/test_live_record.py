@@ -195,7 +195,10 @@ def test_a_recorder_killed_with_sigkill_leaves_a_file_readable_to_its_last_whole
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline and not (out.exists() and out.stat().st_size > 2000):
                 time.sleep(0.05)
-            time.sleep(1.6)  # past the 1 s flush interval, then kill at an arbitrary point
+            first_flush = out.stat().st_size if out.exists() else 0
+            while time.monotonic() < deadline and out.stat().st_size <= first_flush:
+                time.sleep(0.05)  # until a later flush lands, then kill at an arbitrary point
+            assert out.stat().st_size > first_flush > 2000
         finally:
             process.send_signal(signal.SIGKILL)
             process.wait(10)

@@ -3,10 +3,12 @@
 A venue module (``binance.py``, ``bybit.py``, ``okx.py``) is shaped alike:
 
 - ``SOURCE``: the recording source token (``binance-usdm``...);
-- raw schemas: ``msgspec.Struct`` classes mirroring the venue's JSON, decoded in one pass;
+- raw schemas: ``msgspec.Struct`` classes mirroring the venue's JSON, decoded in one pass,
+  named ``Raw<Venue><Thing>`` (``RawBinanceAggTrade``, ``RawBybitBook``, ``RawOkxEnvelope``);
 - ``class Parser(VenueParser)``: ``parse_ws(payload, recv)`` for a websocket text frame and
   ``parse_rest(path, body, recv)`` for a REST bootstrap body, both returning :class:`Parsed`
-  or raising :class:`ParseError` with a short machine-readable ``reason``.
+  or raising :class:`ParseError` with a :class:`~cascadewatch.connectors.reasons.Reason`; any
+  other exception is a parser bug, which the frame decoder counts as ``parser_exception``.
 
 Parsers are pure apart from instrument metadata they learn from REST bodies
 (contract values, tick sizes), which is why they are objects.
@@ -25,14 +27,13 @@ from cascadewatch.connectors.events import (
     PERP_SUFFIX,
     AnyEvent,
 )
-
-NS_PER_MS = 1_000_000
+from cascadewatch.connectors.reasons import Reason
 
 
 class ParseError(Exception):
-    """A frame that cannot become events. ``reason`` is a short token counted per venue."""
+    """A frame that cannot become events: the :class:`Reason` (counted per venue) and a detail."""
 
-    def __init__(self, reason: str, detail: str = "") -> None:
+    def __init__(self, reason: Reason, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
@@ -110,9 +111,9 @@ def positive_price(value: str | float, what: str = "price") -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ParseError("bad_number", f"{what}={value!r}") from None
+        raise ParseError(Reason.BAD_NUMBER, f"{what}={value!r}") from None
     if not math.isfinite(number) or number <= 0:
-        raise ParseError("bad_price", f"{what}={value!r}")
+        raise ParseError(Reason.BAD_PRICE, f"{what}={value!r}")
     return number
 
 
@@ -121,9 +122,9 @@ def non_negative(value: str | float, what: str = "qty") -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ParseError("bad_number", f"{what}={value!r}") from None
+        raise ParseError(Reason.BAD_NUMBER, f"{what}={value!r}") from None
     if not math.isfinite(number) or number < 0:
-        raise ParseError("bad_qty", f"{what}={value!r}")
+        raise ParseError(Reason.BAD_QTY, f"{what}={value!r}")
     return number
 
 
@@ -134,7 +135,7 @@ def levels(
     out = []
     for entry in raw:
         if len(entry) < 2:
-            raise ParseError("bad_level", repr(entry)[:80])
+            raise ParseError(Reason.BAD_LEVEL, repr(entry)[:80])
         price = positive_price(entry[0])
         size = non_negative(entry[1], "size")
         out.append((price, info.to_base(size, price) if info is not None else size))
@@ -173,9 +174,9 @@ class VenueParser:
         try:
             return msgspec.json.decode(payload, type=schema)
         except msgspec.ValidationError as exc:
-            raise ParseError("schema", str(exc)[:200]) from None
+            raise ParseError(Reason.SCHEMA, str(exc)[:200]) from None
         except msgspec.DecodeError as exc:
-            raise ParseError("malformed_json", str(exc)[:200]) from None
+            raise ParseError(Reason.MALFORMED_JSON, str(exc)[:200]) from None
 
 
 class Verdict(enum.Enum):

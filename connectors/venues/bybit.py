@@ -132,8 +132,9 @@ from cascadewatch.connectors.events import (
     OpenInterest,
     Trade,
 )
+from cascadewatch.connectors.reasons import Reason
+from cascadewatch.connectors.units import NS_PER_MS
 from cascadewatch.connectors.venues.base import (
-    NS_PER_MS,
     Catalog,
     InstrumentInfo,
     Parsed,
@@ -168,7 +169,7 @@ _INF = math.inf
 BybitSide = Literal["Buy", "Sell"]
 
 
-class WsEnvelope(msgspec.Struct):
+class RawBybitEnvelope(msgspec.Struct):
     """Any v5 public frame: a topic push, or a control frame (op/success/ret_msg)."""
 
     topic: str | None = None
@@ -180,7 +181,7 @@ class WsEnvelope(msgspec.Struct):
     ret_msg: str | None = None
 
 
-class RawTrade(msgspec.Struct):
+class RawBybitTrade(msgspec.Struct):
     """``publicTrade`` entry."""
 
     T: int
@@ -190,7 +191,7 @@ class RawTrade(msgspec.Struct):
     p: float
 
 
-class RawBook(msgspec.Struct):
+class RawBybitBook(msgspec.Struct):
     """``orderbook.{depth}`` data, also the REST ``/v5/market/orderbook`` result."""
 
     s: str
@@ -202,7 +203,7 @@ class RawBook(msgspec.Struct):
     cts: int | None = None
 
 
-class RawAllLiquidation(msgspec.Struct):
+class RawBybitAllLiquidation(msgspec.Struct):
     """``allLiquidation`` entry."""
 
     T: int
@@ -212,7 +213,7 @@ class RawAllLiquidation(msgspec.Struct):
     p: float
 
 
-class RawLiquidation(msgspec.Struct):
+class RawBybitLiquidation(msgspec.Struct):
     """Older v5 ``liquidation`` data object."""
 
     symbol: str
@@ -223,7 +224,7 @@ class RawLiquidation(msgspec.Struct):
     updateTime: int | None = None
 
 
-class RawTicker(msgspec.Struct):
+class RawBybitTicker(msgspec.Struct):
     """``tickers`` data (linear): only the fields we use; all optional on deltas."""
 
     symbol: str
@@ -234,7 +235,7 @@ class RawTicker(msgspec.Struct):
     openInterestValue: str | None = None
 
 
-class RestEnvelope(msgspec.Struct):
+class RawBybitRestEnvelope(msgspec.Struct):
     """The envelope of every v5 REST response: ``retCode`` 0 is success, ``result`` is decoded per route."""
 
     retCode: int
@@ -242,13 +243,13 @@ class RestEnvelope(msgspec.Struct):
     result: msgspec.Raw = msgspec.Raw()
 
 
-class RawPriceFilter(msgspec.Struct):
+class RawBybitPriceFilter(msgspec.Struct):
     """An instrument's ``priceFilter`` (the tick size)."""
 
     tickSize: str = ""
 
 
-class RawInstrument(msgspec.Struct):
+class RawBybitInstrument(msgspec.Struct):
     """An instrument of ``/v5/market/instruments-info``."""
 
     symbol: str
@@ -257,41 +258,41 @@ class RawInstrument(msgspec.Struct):
     contractType: str = ""
     status: str = ""
     settleCoin: str = ""
-    priceFilter: RawPriceFilter | None = None
+    priceFilter: RawBybitPriceFilter | None = None
 
 
-class RawInstruments(msgspec.Struct):
+class RawBybitInstruments(msgspec.Struct):
     """The ``result`` of ``/v5/market/instruments-info``: instruments and the next page's cursor."""
 
     category: str = ""
-    items: list[RawInstrument] = msgspec.field(default_factory=list, name="list")
+    items: list[RawBybitInstrument] = msgspec.field(default_factory=list, name="list")
     nextPageCursor: str = ""
 
 
-class RawOpenInterestEntry(msgspec.Struct):
+class RawBybitOpenInterestEntry(msgspec.Struct):
     """One open-interest reading: contracts (base units) at ``timestamp`` (ms)."""
 
     openInterest: float
     timestamp: int
 
 
-class RawOpenInterest(msgspec.Struct):
+class RawBybitOpenInterest(msgspec.Struct):
     """The ``result`` of ``/v5/market/open-interest``."""
 
     symbol: str
-    items: list[RawOpenInterestEntry] = msgspec.field(default_factory=list, name="list")
+    items: list[RawBybitOpenInterestEntry] = msgspec.field(default_factory=list, name="list")
     category: str = ""
 
 
-_ENVELOPE = msgspec.json.Decoder(WsEnvelope, strict=False)
-_TRADES = msgspec.json.Decoder(list[RawTrade], strict=False)
-_BOOK = msgspec.json.Decoder(RawBook, strict=False)
-_ALL_LIQ = msgspec.json.Decoder(list[RawAllLiquidation], strict=False)
-_LIQ = msgspec.json.Decoder(RawLiquidation, strict=False)
-_TICKER = msgspec.json.Decoder(RawTicker, strict=False)
-_REST = msgspec.json.Decoder(RestEnvelope, strict=False)
-_INSTRUMENTS = msgspec.json.Decoder(RawInstruments, strict=False)
-_OPEN_INTEREST = msgspec.json.Decoder(RawOpenInterest, strict=False)
+_ENVELOPE = msgspec.json.Decoder(RawBybitEnvelope, strict=False)
+_TRADES = msgspec.json.Decoder(list[RawBybitTrade], strict=False)
+_BOOK = msgspec.json.Decoder(RawBybitBook, strict=False)
+_ALL_LIQ = msgspec.json.Decoder(list[RawBybitAllLiquidation], strict=False)
+_LIQ = msgspec.json.Decoder(RawBybitLiquidation, strict=False)
+_TICKER = msgspec.json.Decoder(RawBybitTicker, strict=False)
+_REST = msgspec.json.Decoder(RawBybitRestEnvelope, strict=False)
+_INSTRUMENTS = msgspec.json.Decoder(RawBybitInstruments, strict=False)
+_OPEN_INTEREST = msgspec.json.Decoder(RawBybitOpenInterest, strict=False)
 
 _AGGRESSOR: dict[str, Literal["buy", "sell"]] = {"Buy": "buy", "Sell": "sell"}
 # Bybit: "Buy" = a long position was liquidated
@@ -318,34 +319,34 @@ _T = TypeVar("_T")
 
 def _decode(decoder: msgspec.json.Decoder[_T], payload: bytes | str | msgspec.Raw, what: str) -> _T:
     if type(payload) is msgspec.Raw and not payload:
-        raise ParseError("schema", f"{what}: missing data")
+        raise ParseError(Reason.SCHEMA, f"{what}: missing data")
     try:
         return decoder.decode(payload)
     except msgspec.ValidationError as exc:
-        raise ParseError("schema", f"{what}: {exc}"[:200]) from None
+        raise ParseError(Reason.SCHEMA, f"{what}: {exc}"[:200]) from None
     except msgspec.DecodeError as exc:
-        raise ParseError("malformed_json", str(exc)[:200]) from None
+        raise ParseError(Reason.MALFORMED_JSON, str(exc)[:200]) from None
 
 
 def _levels(raw: list[tuple[float, float]], side: str) -> tuple[Level, ...]:
     """Validate decoded ``[(price, size), ...]``: price finite > 0, size finite >= 0."""
     for price, size in raw:
         if not 0.0 < price < _INF:
-            raise ParseError("bad_price", f"{side} price={price!r}")
+            raise ParseError(Reason.BAD_PRICE, f"{side} price={price!r}")
         if not 0.0 <= size < _INF:
-            raise ParseError("bad_qty", f"{side} size={size!r}")
+            raise ParseError(Reason.BAD_QTY, f"{side} size={size!r}")
     return tuple(raw)
 
 
 def _check_price(value: float, what: str = "price") -> float:
     if not 0.0 < value < _INF:
-        raise ParseError("bad_price", f"{what}={value!r}")
+        raise ParseError(Reason.BAD_PRICE, f"{what}={value!r}")
     return value
 
 
 def _check_qty(value: float, what: str = "qty") -> float:
     if not 0.0 <= value < _INF:
-        raise ParseError("bad_qty", f"{what}={value!r}")
+        raise ParseError(Reason.BAD_QTY, f"{what}={value!r}")
     return value
 
 
@@ -353,9 +354,9 @@ def _finite(value: str, what: str) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ParseError("bad_number", f"{what}={value!r}") from None
+        raise ParseError(Reason.BAD_NUMBER, f"{what}={value!r}") from None
     if not math.isfinite(number):
-        raise ParseError("bad_number", f"{what}={value!r}")
+        raise ParseError(Reason.BAD_NUMBER, f"{what}={value!r}")
     return number
 
 
@@ -366,7 +367,7 @@ def classify_symbol(symbol: str) -> InstrumentInfo | str:
     raises ``ParseError("unknown_instrument")`` for a name it cannot read.
     """
     if not symbol:
-        raise ParseError("unknown_instrument", "empty symbol")
+        raise ParseError(Reason.UNKNOWN_INSTRUMENT, "empty symbol")
     if "-" in symbol:  # BTCUSDT-26DEC25 (USDT futures), BTC-26DEC25 (USDC futures)
         return _NOT_PERP
     if symbol.endswith("PERP") and len(symbol) > 4:  # BTCPERP: USDC perpetual
@@ -376,7 +377,7 @@ def classify_symbol(symbol: str) -> InstrumentInfo | str:
         return _NOT_LINEAR
     split = split_concatenated(symbol)
     if split is None:
-        raise ParseError("unknown_instrument", symbol[:80])
+        raise ParseError(Reason.UNKNOWN_INSTRUMENT, symbol[:80])
     base, quote = split
     if quote == "USD":  # BTCUSD: inverse perpetual (sizes in USD contracts)
         return _NOT_LINEAR
@@ -447,15 +448,7 @@ class Parser(VenueParser):
 
     # ------------------------------------------------------------------ websocket
     def parse_ws(self, payload: bytes | str, recv: int) -> Parsed:
-        """Parse one websocket frame into events or a skip reason; unexpected errors become a ``ParseError``."""
-        try:
-            return self._parse_ws(payload, recv)
-        except ParseError:
-            raise
-        except Exception as exc:  # never let anything else escape
-            raise ParseError("internal", f"{type(exc).__name__}: {exc}"[:200]) from None
-
-    def _parse_ws(self, payload: bytes | str, recv: int) -> Parsed:
+        """Parse one websocket frame into events or a skip reason; a bad frame raises ``ParseError``."""
         env = _decode(_ENVELOPE, payload, "envelope")
         topic = env.topic
         if topic is None:
@@ -470,7 +463,7 @@ class Parser(VenueParser):
             label = _SKIPPED_BOOKS.get(depth)
             if label is not None:
                 return Parsed(label)
-            raise ParseError("unknown_channel", topic[:80])
+            raise ParseError(Reason.UNKNOWN_CHANNEL, topic[:80])
         if head == "allLiquidation":
             return self._all_liquidation(env, rest, recv)
         if head == "liquidation":
@@ -480,17 +473,17 @@ class Parser(VenueParser):
         label = _SKIPPED_TOPICS.get(head)
         if label is not None:
             return Parsed(label)
-        raise ParseError("unknown_channel", topic[:80])
+        raise ParseError(Reason.UNKNOWN_CHANNEL, topic[:80])
 
     @staticmethod
-    def _control(env: WsEnvelope) -> Parsed:
+    def _control(env: RawBybitEnvelope) -> Parsed:
         if env.op is None and env.success is None and env.ret_msg != "pong":
-            raise ParseError("unknown_channel", "frame without topic or op")
+            raise ParseError(Reason.UNKNOWN_CHANNEL, "frame without topic or op")
         if env.success is False:
-            raise ParseError("control_error", f"op={env.op} ret_msg={env.ret_msg}"[:200])
+            raise ParseError(Reason.CONTROL_ERROR, f"op={env.op} ret_msg={env.ret_msg}"[:200])
         return Parsed("control")
 
-    def _trades(self, env: WsEnvelope, symbol: str, recv: int) -> Parsed:
+    def _trades(self, env: RawBybitEnvelope, symbol: str, recv: int) -> Parsed:
         info = self.resolve(symbol)
         if isinstance(info, str):
             return Parsed(info)
@@ -499,7 +492,7 @@ class Parser(VenueParser):
         events: list[AnyEvent] = []
         for row in rows:
             if row.s != symbol:
-                raise ParseError("schema", f"trade symbol {row.s!r} in topic {symbol!r}")
+                raise ParseError(Reason.SCHEMA, f"trade symbol {row.s!r} in topic {symbol!r}")
             events.append(
                 Trade(
                     venue=SOURCE,
@@ -514,15 +507,15 @@ class Parser(VenueParser):
             )
         return Parsed("trade", events)
 
-    def _book(self, env: WsEnvelope, symbol: str, recv: int) -> Parsed:
+    def _book(self, env: RawBybitEnvelope, symbol: str, recv: int) -> Parsed:
         info = self.resolve(symbol)
         if isinstance(info, str):
             return Parsed(info)
         if env.ts is None:
-            raise ParseError("schema", "orderbook frame without ts")
+            raise ParseError(Reason.SCHEMA, "orderbook frame without ts")
         book = _decode(_BOOK, env.data, "orderbook")
         if book.s != symbol:
-            raise ParseError("schema", f"book symbol {book.s!r} in topic {symbol!r}")
+            raise ParseError(Reason.SCHEMA, f"book symbol {book.s!r} in topic {symbol!r}")
         bids = _levels(book.b, "bid")
         asks = _levels(book.a, "ask")
         kind = env.type
@@ -549,10 +542,10 @@ class Parser(VenueParser):
                 seq=book.u,
             )
         else:
-            raise ParseError("schema", f"orderbook type={kind!r}")
+            raise ParseError(Reason.SCHEMA, f"orderbook type={kind!r}")
         return Parsed("book", [event])
 
-    def _all_liquidation(self, env: WsEnvelope, symbol: str, recv: int) -> Parsed:
+    def _all_liquidation(self, env: RawBybitEnvelope, symbol: str, recv: int) -> Parsed:
         info = self.resolve(symbol)
         if isinstance(info, str):
             return Parsed(info)
@@ -560,22 +553,22 @@ class Parser(VenueParser):
         events: list[AnyEvent] = []
         for row in rows:
             if row.s != symbol:
-                raise ParseError("schema", f"liquidation symbol {row.s!r} in topic {symbol!r}")
+                raise ParseError(Reason.SCHEMA, f"liquidation symbol {row.s!r} in topic {symbol!r}")
             events.append(self._liq_event(info, row.T, row.p, row.v, row.S, recv))
         return Parsed("liquidation", events)
 
-    def _liquidation(self, env: WsEnvelope, symbol: str, recv: int) -> Parsed:
+    def _liquidation(self, env: RawBybitEnvelope, symbol: str, recv: int) -> Parsed:
         info = self.resolve(symbol)
         if isinstance(info, str):
             return Parsed(info)
         row = _decode(_LIQ, env.data, "liquidation")
         if row.symbol != symbol:
-            raise ParseError("schema", f"liquidation symbol {row.symbol!r} in topic {symbol!r}")
+            raise ParseError(Reason.SCHEMA, f"liquidation symbol {row.symbol!r} in topic {symbol!r}")
         when = row.updatedTime if row.updatedTime is not None else row.updateTime
         if when is None:
             when = env.ts
         if when is None:
-            raise ParseError("schema", "liquidation without time")
+            raise ParseError(Reason.SCHEMA, "liquidation without time")
         return Parsed("liquidation", [self._liq_event(info, when, row.price, row.size, row.side, recv)])
 
     @staticmethod
@@ -584,7 +577,7 @@ class Parser(VenueParser):
         qty = info.to_base(_check_qty(size, "size"), price)
         notional = price * qty
         if not math.isfinite(notional):
-            raise ParseError("bad_qty", f"notional overflow {price!r}*{qty!r}")
+            raise ParseError(Reason.BAD_QTY, f"notional overflow {price!r}*{qty!r}")
         return Liquidation(
             venue=SOURCE,
             symbol=info.symbol,
@@ -597,17 +590,17 @@ class Parser(VenueParser):
             notional=notional,
         )
 
-    def _ticker(self, env: WsEnvelope, symbol: str, recv: int) -> Parsed:
+    def _ticker(self, env: RawBybitEnvelope, symbol: str, recv: int) -> Parsed:
         info = self.resolve(symbol)
         if isinstance(info, str):
             return Parsed(info)
         if env.ts is None:
-            raise ParseError("schema", "tickers frame without ts")
+            raise ParseError(Reason.SCHEMA, "tickers frame without ts")
         if env.type not in ("snapshot", "delta"):
-            raise ParseError("schema", f"tickers type={env.type!r}")
+            raise ParseError(Reason.SCHEMA, f"tickers type={env.type!r}")
         tick = _decode(_TICKER, env.data, "tickers")
         if tick.symbol != symbol:
-            raise ParseError("schema", f"ticker symbol {tick.symbol!r} in topic {symbol!r}")
+            raise ParseError(Reason.SCHEMA, f"ticker symbol {tick.symbol!r} in topic {symbol!r}")
         # Validate everything before touching the state, so a bad frame changes nothing.
         mark = positive_price(tick.markPrice, "markPrice") if tick.markPrice else None
         index = positive_price(tick.indexPrice, "indexPrice") if tick.indexPrice else None
@@ -656,23 +649,15 @@ class Parser(VenueParser):
 
     # ------------------------------------------------------------------ REST
     def parse_rest(self, path: str, body: bytes, recv: int) -> Parsed:
-        """Parse a REST response into events or a skip reason; unexpected errors become a ``ParseError``."""
-        try:
-            return self._parse_rest(path, body, recv)
-        except ParseError:
-            raise
-        except Exception as exc:  # never let anything else escape
-            raise ParseError("internal", f"{type(exc).__name__}: {exc}"[:200]) from None
-
-    def _parse_rest(self, path: str, body: bytes, recv: int) -> Parsed:
+        """Parse a REST response into events or a skip reason; a bad frame raises ``ParseError``."""
         route = urlsplit(path).path.rstrip("/")
         if route not in ("/v5/market/instruments-info", "/v5/market/orderbook", "/v5/market/open-interest"):
-            raise ParseError("unknown_channel", f"rest {path[:80]}")
+            raise ParseError(Reason.UNKNOWN_CHANNEL, f"rest {path[:80]}")
         env = _decode(_REST, body, "rest envelope")
         if env.retCode != 0:
-            raise ParseError("rest_error", f"retCode={env.retCode} retMsg={env.retMsg}"[:200])
+            raise ParseError(Reason.REST_ERROR, f"retCode={env.retCode} retMsg={env.retMsg}"[:200])
         if not env.result:
-            raise ParseError("schema", "rest reply without result")
+            raise ParseError(Reason.SCHEMA, "rest reply without result")
         if route == "/v5/market/instruments-info":
             return self._instruments(env.result)
         if route == "/v5/market/orderbook":
@@ -693,7 +678,7 @@ class Parser(VenueParser):
             tick_text = item.priceFilter.tickSize if item.priceFilter is not None else ""
             tick = positive_price(tick_text, f"{item.symbol} tickSize") if tick_text else 0.0
             if not item.symbol or not item.baseCoin or not item.quoteCoin:
-                raise ParseError("schema", f"instrument without symbol/baseCoin/quoteCoin: {item.symbol!r}")
+                raise ParseError(Reason.SCHEMA, f"instrument without symbol/baseCoin/quoteCoin: {item.symbol!r}")
             infos.append(
                 InstrumentInfo(
                     symbol=item.symbol,
@@ -721,7 +706,7 @@ class Parser(VenueParser):
         if isinstance(info, str):
             return Parsed(info)
         if book.ts is None:
-            raise ParseError("schema", "rest orderbook without ts")
+            raise ParseError(Reason.SCHEMA, "rest orderbook without ts")
         event = BookSnapshot(
             venue=SOURCE,
             symbol=book.s,

@@ -35,7 +35,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -85,6 +85,34 @@ class LiveSettings(LiveDefaults):
     staleness_s: float = 30.0
     rollover_overlap_s: float = 5.0
     resync_timeout_s: float = 10.0
+
+
+class VenueLive(Protocol):
+    """The live-section functions of a venue module that a websocket session uses."""
+
+    def subscribe_messages(self, topics: Sequence[str], per_message: int, first_id: int = 1) -> list[str]:
+        """Subscribe request frames of at most ``per_message`` topics each."""
+        ...
+
+    def unsubscribe_messages(self, topics: Sequence[str], per_message: int, first_id: int = 1) -> list[str]:
+        """Unsubscribe request frames of at most ``per_message`` topics each."""
+        ...
+
+    def heartbeat_message(self) -> str | None:
+        """The application ping to send every ``heartbeat_s``, or ``None``."""
+        ...
+
+    def is_data(self, payload: bytes) -> bool:
+        """A market-data frame (not an ack or a pong), for the stale watchdog."""
+        ...
+
+    def rollover_hint(self, payload: bytes) -> bool:
+        """The venue announced that it will close the connection soon."""
+        ...
+
+    def frame_key(self, payload: bytes) -> tuple[str, int] | None:
+        """``(stream, order)`` for rollover de-duplication, or ``None``."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -127,8 +127,8 @@ REST bodies (``parse_rest``): ``{"code": "0", "msg": "", "data": [...]}``; a ``c
 
 Validation: prices must be finite and > 0 (``bad_price``), quantities finite and >= 0
 (``bad_qty``), numbers parseable (``bad_number`` / ``schema``); malformed JSON is
-``malformed_json``, a frame of the wrong shape ``schema``; an unexpected exception inside the
-parser becomes ``parser_exception``. Numeric strings are decoded to ``float``/``int`` by msgspec
+``malformed_json``, a frame of the wrong shape ``schema``; any other exception is a parser bug
+(the frame decoder counts it as ``parser_exception``). Numeric strings are decoded to ``float``/``int`` by msgspec
 itself (lax mode), one pass over each frame's ``data``.
 """
 
@@ -153,8 +153,9 @@ from cascadewatch.connectors.events import (
     OpenInterest,
     Trade,
 )
+from cascadewatch.connectors.reasons import Reason
+from cascadewatch.connectors.units import NS_PER_MS
 from cascadewatch.connectors.venues.base import (
-    NS_PER_MS,
     Catalog,
     InstrumentInfo,
     Parsed,
@@ -166,9 +167,7 @@ from cascadewatch.connectors.venues.base import (
     canonical,
 )
 from cascadewatch.connectors.venues.live_common import (
-    BookRow as LiveBookRow,
-)
-from cascadewatch.connectors.venues.live_common import (
+    BookRow,
     ConnectionSpec,
     LiveDefaults,
     LiveSettings,
@@ -185,7 +184,7 @@ _isfinite = math.isfinite
 # --------------------------------------------------------------------------- raw schemas
 
 
-class Arg(msgspec.Struct, frozen=True, kw_only=True):
+class RawOkxArg(msgspec.Struct, frozen=True, kw_only=True):
     """``arg`` of a push or an event: the subscribed channel."""
 
     channel: str
@@ -193,10 +192,10 @@ class Arg(msgspec.Struct, frozen=True, kw_only=True):
     instType: str = ""
 
 
-class Envelope(msgspec.Struct, frozen=True, kw_only=True):
+class RawOkxEnvelope(msgspec.Struct, frozen=True, kw_only=True):
     """Every websocket JSON frame; ``data`` is kept raw and decoded by the channel's schema."""
 
-    arg: Arg | None = None
+    arg: RawOkxArg | None = None
     action: str = ""
     data: msgspec.Raw = msgspec.Raw()
     event: str = ""
@@ -204,7 +203,7 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True):
     msg: str = ""
 
 
-class TradeRow(msgspec.Struct, frozen=True, kw_only=True):
+class RawOkxTrade(msgspec.Struct, frozen=True, kw_only=True):
     """``trades`` / ``trades-all`` data row (``count``, ``source``, ``seqId`` ignored)."""
 
     instId: str = ""
@@ -215,7 +214,7 @@ class TradeRow(msgspec.Struct, frozen=True, kw_only=True):
     ts: int
 
 
-class BookRow(msgspec.Struct, frozen=True, kw_only=True):
+class RawOkxBook(msgspec.Struct, frozen=True, kw_only=True):
     """Book data row: levels ``[price, size, "0" (deprecated), numOrders]``; checksum ignored."""
 
     asks: list[list[float]]
@@ -225,7 +224,7 @@ class BookRow(msgspec.Struct, frozen=True, kw_only=True):
     prevSeqId: int | None = None
 
 
-class LiquidationDetail(msgspec.Struct, frozen=True, kw_only=True):
+class RawOkxLiquidationDetail(msgspec.Struct, frozen=True, kw_only=True):
     """One ``details`` entry of ``liquidation-orders`` (``bkLoss``, ``ccy`` ignored)."""
 
     bkPx: float
@@ -235,15 +234,15 @@ class LiquidationDetail(msgspec.Struct, frozen=True, kw_only=True):
     ts: int
 
 
-class LiquidationRow(msgspec.Struct, frozen=True, kw_only=True):
+class RawOkxLiquidation(msgspec.Struct, frozen=True, kw_only=True):
     """``liquidation-orders`` data row: one instrument and its liquidation details."""
 
     instId: str
     instType: str = ""
-    details: list[LiquidationDetail]
+    details: list[RawOkxLiquidationDetail]
 
 
-class MarkPriceRow(msgspec.Struct, frozen=True, kw_only=True):
+class RawOkxMarkPrice(msgspec.Struct, frozen=True, kw_only=True):
     """A row of the ``mark-price`` channel (price in quote currency, ``ts`` in ms)."""
 
     instId: str = ""
@@ -251,7 +250,7 @@ class MarkPriceRow(msgspec.Struct, frozen=True, kw_only=True):
     ts: int
 
 
-class OpenInterestRow(msgspec.Struct, frozen=True, kw_only=True):
+class RawOkxOpenInterest(msgspec.Struct, frozen=True, kw_only=True):
     """``open-interest`` row; ``oiCcy`` / ``oiUsd`` are optional strings (may be absent)."""
 
     instId: str = ""
@@ -261,7 +260,7 @@ class OpenInterestRow(msgspec.Struct, frozen=True, kw_only=True):
     ts: int
 
 
-class FundingRow(msgspec.Struct, frozen=True, kw_only=True):
+class RawOkxFunding(msgspec.Struct, frozen=True, kw_only=True):
     """``funding-rate`` row; only ``fundingRate`` is used."""
 
     instId: str = ""
@@ -269,7 +268,7 @@ class FundingRow(msgspec.Struct, frozen=True, kw_only=True):
     ts: int = 0
 
 
-class InstrumentRow(msgspec.Struct, frozen=True, kw_only=True):
+class RawOkxInstrument(msgspec.Struct, frozen=True, kw_only=True):
     """``/api/v5/public/instruments`` (and ``instruments`` channel) row, fields we use."""
 
     instId: str
@@ -282,7 +281,7 @@ class InstrumentRow(msgspec.Struct, frozen=True, kw_only=True):
     state: str = ""
 
 
-class RestEnvelope(msgspec.Struct, frozen=True, kw_only=True):
+class RawOkxRestEnvelope(msgspec.Struct, frozen=True, kw_only=True):
     """Every OKX REST body: ``code == "0"`` on success."""
 
     code: str | int
@@ -290,16 +289,16 @@ class RestEnvelope(msgspec.Struct, frozen=True, kw_only=True):
     data: msgspec.Raw = msgspec.Raw()
 
 
-_ENVELOPE = msgspec.json.Decoder(Envelope)
-_REST = msgspec.json.Decoder(RestEnvelope)
+_ENVELOPE = msgspec.json.Decoder(RawOkxEnvelope)
+_REST = msgspec.json.Decoder(RawOkxRestEnvelope)
 # Lax mode: OKX sends numbers as strings ("42219.9"); msgspec converts them while decoding.
-_TRADES = msgspec.json.Decoder(list[TradeRow], strict=False)
-_BOOKS = msgspec.json.Decoder(list[BookRow], strict=False)
-_LIQUIDATIONS = msgspec.json.Decoder(list[LiquidationRow], strict=False)
-_MARKS = msgspec.json.Decoder(list[MarkPriceRow], strict=False)
-_OPEN_INTEREST = msgspec.json.Decoder(list[OpenInterestRow], strict=False)
-_FUNDING = msgspec.json.Decoder(list[FundingRow], strict=False)
-_INSTRUMENTS = msgspec.json.Decoder(list[InstrumentRow])
+_TRADES = msgspec.json.Decoder(list[RawOkxTrade], strict=False)
+_BOOKS = msgspec.json.Decoder(list[RawOkxBook], strict=False)
+_LIQUIDATIONS = msgspec.json.Decoder(list[RawOkxLiquidation], strict=False)
+_MARKS = msgspec.json.Decoder(list[RawOkxMarkPrice], strict=False)
+_OPEN_INTEREST = msgspec.json.Decoder(list[RawOkxOpenInterest], strict=False)
+_FUNDING = msgspec.json.Decoder(list[RawOkxFunding], strict=False)
+_INSTRUMENTS = msgspec.json.Decoder(list[RawOkxInstrument])
 
 _INCREMENTAL_BOOKS = frozenset({"books", "books-l2-tbt", "books50-l2-tbt"})
 _SKIPPED = {
@@ -327,20 +326,20 @@ def _decode(decoder: msgspec.json.Decoder[_T], payload: bytes | str | msgspec.Ra
     try:
         return decoder.decode(payload)
     except msgspec.ValidationError as exc:
-        raise ParseError("schema", f"{what}: {exc}"[:200]) from None
+        raise ParseError(Reason.SCHEMA, f"{what}: {exc}"[:200]) from None
     except msgspec.DecodeError as exc:
-        raise ParseError("malformed_json", f"{what}: {exc}"[:200]) from None
+        raise ParseError(Reason.MALFORMED_JSON, f"{what}: {exc}"[:200]) from None
 
 
 def _price(value: float, what: str = "price") -> float:
     if not 0.0 < value < _INF:  # also false for NaN
-        raise ParseError("bad_price", f"{what}={value!r}")
+        raise ParseError(Reason.BAD_PRICE, f"{what}={value!r}")
     return value
 
 
 def _qty(value: float, what: str = "sz") -> float:
     if not 0.0 <= value < _INF:
-        raise ParseError("bad_qty", f"{what}={value!r}")
+        raise ParseError(Reason.BAD_QTY, f"{what}={value!r}")
     return value
 
 
@@ -348,9 +347,9 @@ def _number(text: str, what: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise ParseError("bad_number", f"{what}={text!r}") from None
+        raise ParseError(Reason.BAD_NUMBER, f"{what}={text!r}") from None
     if not _isfinite(value):
-        raise ParseError("bad_number", f"{what}={text!r}")
+        raise ParseError(Reason.BAD_NUMBER, f"{what}={text!r}")
     return value
 
 
@@ -368,25 +367,25 @@ def _levels(raw: list[list[float]], info: InstrumentInfo) -> tuple[tuple[float, 
                 price = entry[0]
                 size = entry[1]
                 if not 0.0 < price < _INF:  # also false for NaN
-                    raise ParseError("bad_price", f"level price={price!r}")
+                    raise ParseError(Reason.BAD_PRICE, f"level price={price!r}")
                 if not 0.0 <= size < _INF:
-                    raise ParseError("bad_qty", f"level size={size!r}")
+                    raise ParseError(Reason.BAD_QTY, f"level size={size!r}")
                 append((price, size * ct_val / price))
         else:
             for entry in raw:
                 price = entry[0]
                 size = entry[1]
                 if not 0.0 < price < _INF:
-                    raise ParseError("bad_price", f"level price={price!r}")
+                    raise ParseError(Reason.BAD_PRICE, f"level price={price!r}")
                 if not 0.0 <= size < _INF:
-                    raise ParseError("bad_qty", f"level size={size!r}")
+                    raise ParseError(Reason.BAD_QTY, f"level size={size!r}")
                 append((price, size * ct_val))
     except IndexError:
-        raise ParseError("bad_level", "level with fewer than 2 fields") from None
+        raise ParseError(Reason.BAD_LEVEL, "level with fewer than 2 fields") from None
     return tuple(out)
 
 
-def instrument_info(row: InstrumentRow) -> InstrumentInfo | None:
+def instrument_info(row: RawOkxInstrument) -> InstrumentInfo | None:
     """Catalog entry of one SWAP instrument row, or ``None`` if it is unusable (see docstring)."""
     parts = row.instId.split("-")
     if row.instType != "SWAP" or len(parts) != 3 or parts[2] != "SWAP" or not parts[0] or not parts[1]:
@@ -427,11 +426,11 @@ def instrument_info(row: InstrumentRow) -> InstrumentInfo | None:
 
 def _rest_rows(body: bytes | str, decoder: msgspec.json.Decoder[list[_R]], what: str) -> list[_R]:
     envelope = _decode(_REST, body, what)
-    assert isinstance(envelope, RestEnvelope)
+    assert isinstance(envelope, RawOkxRestEnvelope)
     if str(envelope.code) != "0":
-        raise ParseError("rest_error", f"{what}: code={envelope.code} msg={envelope.msg}"[:200])
+        raise ParseError(Reason.REST_ERROR, f"{what}: code={envelope.code} msg={envelope.msg}"[:200])
     if not envelope.data:
-        raise ParseError("schema", f"{what}: no data")
+        raise ParseError(Reason.SCHEMA, f"{what}: no data")
     return _decode(decoder, envelope.data, what)
 
 
@@ -453,7 +452,7 @@ def bundled_catalog() -> Catalog:
 def _canonical_from_inst_id(inst_id: str) -> str:
     parts = inst_id.split("-")
     if len(parts) != 3 or not parts[0] or not parts[1]:
-        raise ParseError("schema", f"instId={inst_id!r}")
+        raise ParseError(Reason.SCHEMA, f"instId={inst_id!r}")
     return canonical(parts[0], parts[1])
 
 
@@ -517,80 +516,70 @@ class Parser(VenueParser):
 
     def parse_ws(self, payload: bytes | str, recv: int) -> Parsed:
         """Parse one websocket frame (or a ``pong``) into events or a skip reason."""
-        try:
-            if payload == b"pong" or payload == "pong":
-                return Parsed("control")
-            envelope = _decode(_ENVELOPE, payload, "frame")
-            assert isinstance(envelope, Envelope)
-            if envelope.event:
-                return Parsed(_CONTROL_KINDS.get(envelope.event, "control"))
-            arg = envelope.arg
-            if arg is None:
-                raise ParseError("schema", "frame without arg or event")
-            channel = arg.channel
-            handler = self._handlers.get(channel)
-            if handler is None:
-                skipped = _SKIPPED.get(channel)
-                if skipped is not None:
-                    return Parsed(skipped)
-                if channel.startswith(_SKIPPED_PREFIXES):
-                    return Parsed("skipped:candle")
-                raise ParseError("unknown_channel", channel[:80])
-            if not envelope.data:
-                raise ParseError("schema", f"{channel}: no data")
-            return handler(envelope, arg, recv)
-        except ParseError:
-            raise
-        except Exception as exc:  # never let anything else escape
-            raise ParseError("parser_exception", f"{type(exc).__name__}: {exc}"[:200]) from None
+        if payload == b"pong" or payload == "pong":
+            return Parsed("control")
+        envelope = _decode(_ENVELOPE, payload, "frame")
+        assert isinstance(envelope, RawOkxEnvelope)
+        if envelope.event:
+            return Parsed(_CONTROL_KINDS.get(envelope.event, "control"))
+        arg = envelope.arg
+        if arg is None:
+            raise ParseError(Reason.SCHEMA, "frame without arg or event")
+        channel = arg.channel
+        handler = self._handlers.get(channel)
+        if handler is None:
+            skipped = _SKIPPED.get(channel)
+            if skipped is not None:
+                return Parsed(skipped)
+            if channel.startswith(_SKIPPED_PREFIXES):
+                return Parsed("skipped:candle")
+            raise ParseError(Reason.UNKNOWN_CHANNEL, channel[:80])
+        if not envelope.data:
+            raise ParseError(Reason.SCHEMA, f"{channel}: no data")
+        return handler(envelope, arg, recv)
 
     def parse_rest(self, path: str, body: bytes, recv: int) -> Parsed:
         """Parse a REST response (instruments, book snapshot) into events or a skip reason."""
-        try:
-            url = urlsplit(path)
-            query = parse_qs(url.query)
-            route = url.path.rstrip("/")
-            if route == "/api/v5/public/instruments":
-                inst_type = query.get("instType", [""])[0]
-                if inst_type and inst_type != "SWAP":
-                    return Parsed(_NOT_SWAP)
-                rows = _rest_rows(body, _INSTRUMENTS, route)
-                self._load_instruments(rows)
-                return Parsed("instruments")
-            if route == "/api/v5/market/books":
-                symbol = query.get("instId", [""])[0]
-                if not symbol:
-                    raise ParseError("schema", f"{path}: no instId")
-                if not symbol.endswith(_SWAP_SUFFIX):
-                    return Parsed(_NOT_SWAP)
-                info = self._info(symbol)
-                book_rows = _rest_rows(body, _BOOKS, route)
-                if not book_rows:
-                    raise ParseError("schema", f"{route}: empty data")
-                row = book_rows[0]
-                snapshot = BookSnapshot(
-                    venue=SOURCE,
-                    symbol=symbol,
-                    instrument=info.instrument,
-                    ts=row.ts * NS_PER_MS,
-                    recv=recv,
-                    bids=_levels(row.bids, info),
-                    asks=_levels(row.asks, info),
-                    seq=row.seqId if row.seqId is not None else 0,
-                )
-                return Parsed("book", [snapshot])
-            raise ParseError("unknown_rest_path", path[:120])
-        except ParseError:
-            raise
-        except Exception as exc:
-            raise ParseError("parser_exception", f"{type(exc).__name__}: {exc}"[:200]) from None
+        url = urlsplit(path)
+        query = parse_qs(url.query)
+        route = url.path.rstrip("/")
+        if route == "/api/v5/public/instruments":
+            inst_type = query.get("instType", [""])[0]
+            if inst_type and inst_type != "SWAP":
+                return Parsed(_NOT_SWAP)
+            rows = _rest_rows(body, _INSTRUMENTS, route)
+            self._load_instruments(rows)
+            return Parsed("instruments")
+        if route == "/api/v5/market/books":
+            symbol = query.get("instId", [""])[0]
+            if not symbol:
+                raise ParseError(Reason.SCHEMA, f"{path}: no instId")
+            if not symbol.endswith(_SWAP_SUFFIX):
+                return Parsed(_NOT_SWAP)
+            info = self._info(symbol)
+            book_rows = _rest_rows(body, _BOOKS, route)
+            if not book_rows:
+                raise ParseError(Reason.SCHEMA, f"{route}: empty data")
+            row = book_rows[0]
+            snapshot = BookSnapshot(
+                venue=SOURCE,
+                symbol=symbol,
+                instrument=info.instrument,
+                ts=row.ts * NS_PER_MS,
+                recv=recv,
+                bids=_levels(row.bids, info),
+                asks=_levels(row.asks, info),
+                seq=row.seqId if row.seqId is not None else 0,
+            )
+            return Parsed("book", [snapshot])
+        raise ParseError(Reason.UNKNOWN_REST_PATH, path[:120])
 
     # ---------------------------------------------------------------- catalog
 
     def _info(self, symbol: str) -> InstrumentInfo:
         info = self.catalog.by_symbol.get(symbol)
         if info is None:
-            raise ParseError("unknown_instrument", symbol[:80])
+            raise ParseError(Reason.UNKNOWN_INSTRUMENT, symbol[:80])
         return info
 
     def _name(self, symbol: str) -> str:
@@ -603,7 +592,7 @@ class Parser(VenueParser):
             self._names[symbol] = name
         return name
 
-    def _load_instruments(self, rows: list[InstrumentRow]) -> int:
+    def _load_instruments(self, rows: list[RawOkxInstrument]) -> int:
         infos = [info for info in map(instrument_info, rows) if info is not None]
         for info in infos:
             self.catalog.add(info)
@@ -612,12 +601,12 @@ class Parser(VenueParser):
 
     # ---------------------------------------------------------------- channels
 
-    def _trades(self, envelope: Envelope, arg: Arg, recv: int) -> Parsed:
+    def _trades(self, envelope: RawOkxEnvelope, arg: RawOkxArg, recv: int) -> Parsed:
         symbol = arg.instId
         if not symbol.endswith(_SWAP_SUFFIX):
             return Parsed(_NOT_SWAP)
         info = self._info(symbol)
-        rows: list[TradeRow] = _decode(_TRADES, envelope.data, "trades")
+        rows: list[RawOkxTrade] = _decode(_TRADES, envelope.data, "trades")
         instrument = info.instrument
         ct_val = info.ct_val
         inverse = info.inverse
@@ -643,7 +632,7 @@ class Parser(VenueParser):
             )
         return Parsed("trade", events)
 
-    def _books(self, envelope: Envelope, arg: Arg, recv: int) -> Parsed:
+    def _books(self, envelope: RawOkxEnvelope, arg: RawOkxArg, recv: int) -> Parsed:
         symbol = arg.instId
         if not symbol.endswith(_SWAP_SUFFIX):
             return Parsed(_NOT_SWAP)
@@ -654,10 +643,10 @@ class Parser(VenueParser):
             elif envelope.action == "snapshot":
                 snapshot = True
             else:
-                raise ParseError("schema", f"{arg.channel}: action={envelope.action!r}")
+                raise ParseError(Reason.SCHEMA, f"{arg.channel}: action={envelope.action!r}")
         else:  # books5: each push is the whole top of book
             snapshot = True
-        rows: list[BookRow] = _decode(_BOOKS, envelope.data, arg.channel)
+        rows: list[RawOkxBook] = _decode(_BOOKS, envelope.data, arg.channel)
         instrument = info.instrument
         events: list = []
         heartbeats = 0
@@ -701,10 +690,10 @@ class Parser(VenueParser):
             )
         return Parsed("book_heartbeat" if heartbeats and heartbeats == len(events) else "book", events)
 
-    def _liquidations(self, envelope: Envelope, arg: Arg, recv: int) -> Parsed:
+    def _liquidations(self, envelope: RawOkxEnvelope, arg: RawOkxArg, recv: int) -> Parsed:
         if arg.instType and arg.instType != "SWAP":
             return Parsed(_NOT_SWAP)
-        rows: list[LiquidationRow] = _decode(_LIQUIDATIONS, envelope.data, "liquidation-orders")
+        rows: list[RawOkxLiquidation] = _decode(_LIQUIDATIONS, envelope.data, "liquidation-orders")
         events: list = []
         unknown: list[str] = []
         not_swap = 0
@@ -731,7 +720,7 @@ class Parser(VenueParser):
                 elif detail.side == "buy":
                     side = "short"
                 else:
-                    raise ParseError("schema", f"liquidation posSide={pos_side!r} side={detail.side!r}")
+                    raise ParseError(Reason.SCHEMA, f"liquidation posSide={pos_side!r} side={detail.side!r}")
                 events.append(
                     Liquidation(
                         venue=SOURCE,
@@ -747,19 +736,19 @@ class Parser(VenueParser):
                 )
         if unknown:
             if not events:
-                raise ParseError("unknown_instrument", ",".join(unknown)[:80])
+                raise ParseError(Reason.UNKNOWN_INSTRUMENT, ",".join(unknown)[:80])
             return Parsed("liquidation:dropped_unknown_instrument", events)
         if not_swap and not events and not_swap == len(rows):
             return Parsed(_NOT_SWAP)
         return Parsed("liquidation", events)
 
-    def _mark_price(self, envelope: Envelope, arg: Arg, recv: int) -> Parsed:
+    def _mark_price(self, envelope: RawOkxEnvelope, arg: RawOkxArg, recv: int) -> Parsed:
         symbol = arg.instId
         if not symbol.endswith(_SWAP_SUFFIX):
             return Parsed(_NOT_SWAP)
         instrument = self._name(symbol)
         funding = self.funding.get(symbol)
-        rows: list[MarkPriceRow] = _decode(_MARKS, envelope.data, "mark-price")
+        rows: list[RawOkxMarkPrice] = _decode(_MARKS, envelope.data, "mark-price")
         events: list[AnyEvent] = [
             MarkPrice(
                 venue=SOURCE,
@@ -775,11 +764,11 @@ class Parser(VenueParser):
         ]
         return Parsed("mark_price", events)
 
-    def _open_interest(self, envelope: Envelope, arg: Arg, recv: int) -> Parsed:
+    def _open_interest(self, envelope: RawOkxEnvelope, arg: RawOkxArg, recv: int) -> Parsed:
         symbol = arg.instId
         if not symbol.endswith(_SWAP_SUFFIX):
             return Parsed(_NOT_SWAP)
-        rows: list[OpenInterestRow] = _decode(_OPEN_INTEREST, envelope.data, "open-interest")
+        rows: list[RawOkxOpenInterest] = _decode(_OPEN_INTEREST, envelope.data, "open-interest")
         instrument = self._name(symbol)
         events: list[AnyEvent] = []
         for row in rows:
@@ -789,7 +778,7 @@ class Parser(VenueParser):
             else:
                 info = self._info(symbol)
                 if info.inverse:
-                    raise ParseError("schema", f"{symbol}: inverse open interest without oiCcy")
+                    raise ParseError(Reason.SCHEMA, f"{symbol}: inverse open interest without oiCcy")
                 qty = contracts * info.ct_val
             notional = _qty(_number(row.oiUsd, "oiUsd"), "oiUsd") if row.oiUsd else None
             events.append(
@@ -805,20 +794,20 @@ class Parser(VenueParser):
             )
         return Parsed("open_interest", events)
 
-    def _funding(self, envelope: Envelope, arg: Arg, recv: int) -> Parsed:
+    def _funding(self, envelope: RawOkxEnvelope, arg: RawOkxArg, recv: int) -> Parsed:
         symbol = arg.instId
         if not symbol.endswith(_SWAP_SUFFIX):
             return Parsed(_NOT_SWAP)
-        rows: list[FundingRow] = _decode(_FUNDING, envelope.data, "funding-rate")
+        rows: list[RawOkxFunding] = _decode(_FUNDING, envelope.data, "funding-rate")
         rates = [_number(row.fundingRate, "fundingRate") for row in rows if row.fundingRate]
         if rates:
             self.funding[symbol] = rates[-1]
         return Parsed("funding")
 
-    def _instruments_ws(self, envelope: Envelope, arg: Arg, recv: int) -> Parsed:
+    def _instruments_ws(self, envelope: RawOkxEnvelope, arg: RawOkxArg, recv: int) -> Parsed:
         if arg.instType != "SWAP":
             return Parsed(_NOT_SWAP)
-        rows: list[InstrumentRow] = _decode(_INSTRUMENTS, envelope.data, "instruments")
+        rows: list[RawOkxInstrument] = _decode(_INSTRUMENTS, envelope.data, "instruments")
         self._load_instruments(rows)
         return Parsed("instruments")
 
@@ -969,7 +958,7 @@ class _Probe(msgspec.Struct):
 _probe = msgspec.json.Decoder(_Probe, strict=False)
 
 
-def _probe_book(payload: bytes) -> list[LiveBookRow] | None:
+def _probe_book(payload: bytes) -> list[BookRow] | None:
     if b'"channel":"books"' not in payload[:120]:
         return None
     try:

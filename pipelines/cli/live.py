@@ -20,7 +20,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from cascadewatch.connectors.live import FeedStartError
-from cascadewatch.connectors.live_config import VENUE_NAMES, LiveConfig
+from cascadewatch.connectors.live_config import LiveConfig
+from cascadewatch.connectors.venues.registry import VENUE_NAMES
 from cascadewatch.pipelines.config import ConfigError
 from cascadewatch.pipelines.run.cluster import add_cluster_arguments
 

@@ -20,9 +20,10 @@ from typing import Any
 import msgspec
 
 from cascadewatch.connectors import live_metrics
-from cascadewatch.connectors.live import FeedStartError, FrameQueue, LiveSource, StartupWatch, VenueFeed, venue_module
+from cascadewatch.connectors.live import FeedStartError, FrameQueue, LiveSource, StartupWatch, VenueFeed
 from cascadewatch.connectors.live_config import LiveConfig
 from cascadewatch.connectors.recorder import RotatingRecorder
+from cascadewatch.connectors.venues.registry import venue_module
 from cascadewatch.pipelines.config import Config, ConfigError
 from cascadewatch.pipelines.flow import FlowOptions, build_flow
 from cascadewatch.pipelines.run.cluster import execute

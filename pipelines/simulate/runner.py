@@ -47,11 +47,11 @@ from cascadewatch.pipelines.simulate.scenarios import (
     StopCluster,
 )
 from cascadewatch.pipelines.simulate.venues import (
-    FEEDS,
     BinanceFeed,
     BybitFeed,
     Feed,
     FrameSink,
+    frame_writer,
 )
 
 __all__ = ["SimulationResult", "run_scenario", "VENUE_SPECS", "ASSET"]
@@ -163,12 +163,13 @@ class _Venue:
         self.engine = LiquidationEngine(self.positions, tau_s=MARK_TAU_S)
         step_ms = int(round(sc.step_s * 1000))
         self.feed: Feed
-        if name == "binance-usdm":
+        writer = frame_writer(name)
+        if writer is BinanceFeed:
             self.feed = BinanceFeed(
                 sink, self.book, rng, spec.latency_ms, depth_ms=step_ms if step_ms in (100, 250, 500) else 100
             )
         else:
-            self.feed = FEEDS[name](sink, self.book, rng, spec.latency_ms)
+            self.feed = writer(sink, self.book, rng, spec.latency_ms)
         self.oi_base = int(OI_BASE_BTC * spec.scale / LOT)
         self.last_tick = self.book.tick(self.book.last_cell)
         self.premium = 0.0

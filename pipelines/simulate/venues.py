@@ -36,11 +36,11 @@ import zlib
 from collections import Counter
 
 from cascadewatch.connectors.recording import RecordingWriter
+from cascadewatch.connectors.units import NS_PER_MS
+from cascadewatch.connectors.venues.registry import venue_module, venue_name
 from cascadewatch.pipelines.simulate.book import Book
 
-__all__ = ["FrameSink", "BinanceFeed", "BybitFeed", "OkxFeed", "FEEDS"]
-
-NS = 1_000_000
+__all__ = ["FrameSink", "BinanceFeed", "BybitFeed", "OkxFeed", "FRAME_WRITERS", "frame_writer"]
 
 
 def px2(t: int) -> str:
@@ -115,10 +115,12 @@ class Feed:
     whole second (mark price, open interest, throttled liquidation feeds).
     """
 
-    source = ""
+    venue = ""
+    """The venue written: its name in the venue registry (``connectors/venues/registry.py``)."""
     url = ""
 
     def __init__(self, sink: FrameSink, book: Book, rng: random.Random, latency_ms: float) -> None:
+        self.source = venue_module(self.venue).SOURCE
         self.sink = sink
         self.book = book
         self.rng = rng
@@ -135,7 +137,7 @@ class Feed:
     def _ws(self, ms: int, payload: str, kind: str) -> None:
         if not self.connected:
             return
-        recv = ms * NS + int((self.latency_ms + self.rng.random() * 6.0) * NS)
+        recv = ms * NS_PER_MS + int((self.latency_ms + self.rng.random() * 6.0) * NS_PER_MS)
         if recv <= self._last_ws:
             recv = self._last_ws + 1_000
         self._last_ws = recv
@@ -143,13 +145,13 @@ class Feed:
         self.counts[kind] += 1
 
     def _rest(self, ms: int, path: str, body: str) -> None:
-        recv = max(ms * NS + 2 * NS + int(self.rng.random() * NS), self._last_rest + 1_000)
+        recv = max(ms * NS_PER_MS + 2 * NS_PER_MS + int(self.rng.random() * NS_PER_MS), self._last_rest + 1_000)
         self._last_rest = recv
         self.sink.push(recv, self.source + "!rest", '{"path":"%s","body":%s}' % (path, body))
         self.counts["rest"] += 1
 
     def _conn(self, ms: int, event: str, extra: str = "") -> None:
-        recv = max(ms * NS, self._last_ws + 1_000)
+        recv = max(ms * NS_PER_MS, self._last_ws + 1_000)
         self._last_ws = recv
         self.sink.push(recv, self.source + "!conn", '{"event":"%s","url":"%s"%s}' % (event, self.url, extra))
         self.counts["conn"] += 1
@@ -218,7 +220,7 @@ class Feed:
 class BinanceFeed(Feed):
     """Binance USD-M futures, combined stream, BTCUSDT (see the module docstring)."""
 
-    source = "binance-usdm"
+    venue = "binance"
 
     def __init__(self, sink: FrameSink, book: Book, rng: random.Random, latency_ms: float, depth_ms: int) -> None:
         super().__init__(sink, book, rng, latency_ms)
@@ -350,7 +352,7 @@ class BinanceFeed(Feed):
 class BybitFeed(Feed):
     """Bybit v5 public linear, BTCUSDT (see the module docstring)."""
 
-    source = "bybit-linear"
+    venue = "bybit"
     url = "wss://stream.bybit.com/v5/public/linear"
     DEPTH = 50
 
@@ -564,7 +566,7 @@ class BybitFeed(Feed):
 class OkxFeed(Feed):
     """OKX v5 public, BTC-USDT-SWAP (see the module docstring)."""
 
-    source = "okx-swap"
+    venue = "okx"
     url = "wss://ws.okx.com:8443/ws/v5/public"
     CHANNELS = ("trades", "books", "mark-price", "open-interest", "funding-rate")
 
@@ -754,4 +756,14 @@ class OkxFeed(Feed):
             )
 
 
-FEEDS = {"binance-usdm": BinanceFeed, "bybit-linear": BybitFeed, "okx-swap": OkxFeed}
+FRAME_WRITERS: dict[str, type[Feed]] = {writer.venue: writer for writer in (BinanceFeed, BybitFeed, OkxFeed)}
+"""Venue registry name -> its frame writer (a venue without one cannot be simulated)."""
+
+
+def frame_writer(source: str) -> type[Feed]:
+    """The frame writer of the venue whose source token is ``source`` (``okx-swap``)."""
+    name = venue_name(source)
+    try:
+        return FRAME_WRITERS[name]
+    except KeyError:
+        raise KeyError(f"venue {name!r} has no frame writer; simulated: {', '.join(FRAME_WRITERS)}") from None

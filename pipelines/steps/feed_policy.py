@@ -1,6 +1,6 @@
 """Feed alerts: a venue instrument whose data cannot be trusted pages like a cascade does.
 
-Per venue instrument, from the ``feed`` entries of its :class:`~cascadewatch.pipelines.steps.items.InstrumentSecond`:
+Per venue instrument, from the ``feed`` entries of its :class:`~cascadewatch.pipelines.steps.items.InstrumentState`:
 
 - trigger (``warning``) on the first ``gap``, ``disconnect``, ``stale``, ``error``,
   ``interrupted`` (frames dropped, a connection without the book closed) or ``invalid`` (the
@@ -11,22 +11,20 @@ Per venue instrument, from the ``feed`` entries of its :class:`~cascadewatch.pip
   ``gap`` or an ``invalid`` book resolves only on a valid book.
 
 ``dedup_key = "<asset>:feed:<venue>"``; ``direction`` is ``null``: a feed problem has none.
-Ids come from content (``sha1(dedup_key|opened_ts|action|severity)``), as for cascade alerts.
+Ids come from content (:func:`~cascadewatch.connectors.outputs.alert_id`), as for cascade alerts.
 """
 
 from __future__ import annotations
 
-import hashlib
-from typing import Any
-
-from cascadewatch.pipelines.steps.items import InstrumentSecond
+from cascadewatch.connectors.outputs import Alert, alert_id
+from cascadewatch.pipelines.steps.items import InstrumentState
 
 PROBLEM_STATES = ("gap", "disconnect", "stale", "error", "interrupted", "invalid")
 BOOK_PROBLEMS = ("gap", "invalid")
 """Incidents that only a valid book resolves."""
 
 
-def _problems(state: InstrumentSecond) -> list[str]:
+def _problems(state: InstrumentState) -> list[str]:
     return [entry for entry in state.feed if entry.split(":", 1)[0] in PROBLEM_STATES]
 
 
@@ -39,7 +37,7 @@ class FeedPolicy:
         """venue|instrument -> (opened_ts ms, first problem)."""
         self.had_book: set[str] = set()
 
-    def update(self, second_ms: int, states: list[InstrumentSecond]) -> list[dict[str, Any]]:
+    def update(self, second_ms: int, states: list[InstrumentState]) -> list[Alert]:
         """The feed alerts of second ``second_ms`` (ms).
 
         A trigger when an instrument's feed goes bad, a resolve when it recovers.
@@ -64,7 +62,7 @@ class FeedPolicy:
         """Whether only a valid book resolves this incident."""
         return key in self.had_book or problem.split(":", 1)[0] in BOOK_PROBLEMS
 
-    def _alert(self, state: InstrumentSecond, ts: int, action: str, opened_ts: int, problem: str) -> dict[str, Any]:
+    def _alert(self, state: InstrumentState, ts: int, action: str, opened_ts: int, problem: str) -> Alert:
         dedup_key = f"{self.asset}:feed:{state.venue}"
         severity = "warning"
         if action == "trigger":
@@ -73,19 +71,18 @@ class FeedPolicy:
             summary = (
                 f"{state.venue} {state.instrument}: feed healthy again after {(ts - opened_ts) / 1000:.0f}s ({problem})"
             )
-        return {
-            "type": "alert",
-            "id": hashlib.sha1(f"{dedup_key}|{opened_ts}|{action}|{severity}".encode()).hexdigest()[:20],
-            "dedup_key": dedup_key,
-            "action": action,
-            "severity": severity,
-            "kind": "feed",
-            "asset": self.asset,
-            "direction": None,
-            "ts": ts,
-            "summary": summary,
-            "opened_ts": opened_ts,
-            "venue": state.venue,
-            "instrument": state.instrument,
-            "problem": problem,
-        }
+        return Alert(
+            id=alert_id(dedup_key, opened_ts, action, severity),
+            dedup_key=dedup_key,
+            action=action,
+            severity=severity,
+            kind="feed",
+            asset=self.asset,
+            direction=None,
+            ts=ts,
+            summary=summary,
+            opened_ts=opened_ts,
+            venue=state.venue,
+            instrument=state.instrument,
+            problem=problem,
+        )

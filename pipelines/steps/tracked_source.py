@@ -5,7 +5,7 @@
 :class:`~cascadewatch.pipelines.steps.instrument_tracker.InstrumentTracker` of every instrument it reads, right after
 parsing, and emits per-second state instead of raw events:
 
-- ``(MERGE_KEY, [InstrumentSecond, ..., Watermark])``: the seconds the batch closed, then
+- ``(MERGE_KEY, [InstrumentState, ..., Watermark])``: the seconds the batch closed, then
   the batch's watermark (the source appends it last to each instrument's list, and live
   partitions also under ``PARTITION_KEY``), one item per batch, for the merge step. Every
   instrument has closed its seconds before ``wm`` when the watermark is sent, so the merge
@@ -37,7 +37,7 @@ from cascadewatch.connectors.sources import (
     Watermark,
 )
 from cascadewatch.pipelines.steps.instrument_tracker import InstrumentTracker
-from cascadewatch.pipelines.steps.items import InstrumentSecond
+from cascadewatch.pipelines.steps.items import InstrumentState
 
 MERGE_KEY = "merge"
 
@@ -53,8 +53,8 @@ class TrackedPartition(StatefulSourcePartition[tuple[str, list[Any]], dict[str, 
         self.trackers: dict[str, InstrumentTracker] = trackers or {}
 
     def next_batch(self) -> list[tuple[str, list[Any]]]:
-        """The inner batch, its events folded into instrument seconds, dead letters and a watermark."""
-        to_merge: list[InstrumentSecond | Watermark] = []
+        """The inner batch, its events folded into instrument states, dead letters and a watermark."""
+        to_merge: list[InstrumentState | Watermark] = []
         dead: list[DeadLetter] = []
         out: list[tuple[str, list[Any]]] = []
         mark: Watermark | None = None

@@ -11,9 +11,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, overload
 
 from cascadewatch.connectors.alerts.config import DestinationConfig
-
-HEADER_KEYS = ("type", "id", "dedup_key", "action", "severity", "kind", "asset", "direction", "ts", "summary")
-"""Alert keys that identify it; every other key is evidence."""
+from cascadewatch.connectors.outputs import ALERT_HEADER
 
 USER_AGENT = "cascadewatch/0.1 (+alert delivery)"
 
@@ -145,7 +143,7 @@ class Destination:
 
 def evidence(alert: dict[str, Any]) -> dict[str, Any]:
     """Every key of the alert that is not part of its identity, in the alert's order."""
-    return {key: value for key, value in alert.items() if key not in HEADER_KEYS}
+    return {key: value for key, value in alert.items() if key not in ALERT_HEADER}
 
 
 def iso_utc(ts_ms: int | float | None) -> str:
