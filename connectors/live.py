@@ -397,11 +397,11 @@ class VenueRunner:
             self.problem = f"{event.get('conn', '')}: {event.get('reason', kind)}"
         if kind == "close":  # the dataflow drops only the books this connection carried
             event = {**event, "books": self.books.book_symbols(session.spec.topics)}
+            # diffs held for a snapshot came before the close: they go first, the close is last
+            self._apply(self.books.on_close(session.spec.topics))
         self._emit(recv, self.source + "!conn", msgspec.json.encode(event))
         if kind == "open" and not rollover:
             self._apply(self.books.on_open(session.spec.topics))
-        elif kind == "close":
-            self._apply(self.books.on_close(session.spec.topics))
 
     # -- REST ------------------------------------------------------------------------------
 
