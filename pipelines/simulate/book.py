@@ -6,21 +6,38 @@ OKX contracts of 0.01 BTC) is exact. The book has at most one level per *cell* o
 ``cell_ticks`` ticks; the level's price inside its cell is a fixed irregular offset, so prices
 look like a real book's and stay strictly ordered.
 
-Market makers quote around the last trade price: every step they keep the first cells next to
-it filled (the spread closes behind a sweep), refresh a few random cells toward their target
-depth profile, and cancel levels beyond ``range_cells``. The target profile scales with a
-liquidity factor: market makers pull back when volatility rises (and when a scenario tells them
-to), which is the amplifier of a cascade.
+Market makers quote around the mid (the last trade price while one side is empty): every step
+they refill, after a random wait, the cells next to it that a sweep emptied (the book
+replenishes with a lag), refresh a few random cells toward their target depth profile, post on
+empty cells of the range in a rolling sweep (the profile is rebuilt behind a move), and cancel
+levels beyond ``range_cells``. The target profile scales with a liquidity factor: market makers
+pull back at once when the price runs or liquidations hit the book (and when a scenario tells
+them to) and come back slowly, which is the amplifier of a cascade.
 """
 
 from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass
 
-__all__ = ["Book", "MarketMaker", "LOT"]
+__all__ = ["Book", "MarketMaker", "Quoting", "LOT"]
 
 LOT = 0.001  # BTC per lot
+
+
+@dataclass(frozen=True, slots=True)
+class Quoting:
+    """How one venue's market makers quote: ``depth_usd_bps`` (resting USD per bps of distance),
+    ``range_bps`` (how far from the last trade), ``nerve`` (how hard they pull back under
+    stress), ``return_s`` (time constant of their return), ``refill_s`` (mean wait before a
+    swept level next to the price is quoted again)."""
+
+    depth_usd_bps: float
+    range_bps: float
+    nerve: float = 1.0
+    return_s: float = 30.0
+    refill_s: float = 1.0
 
 
 class Book:
@@ -164,22 +181,31 @@ class MarketMaker:
 
     ``depth_usd_bps`` is the resting notional per bps of distance far from the touch; near it
     the profile is thinner (``0.35 + 0.65 * (1 - exp(-d / 12 bps))``). The liquidity factor
-    multiplies it: ``scenario factor * max(0.5, 1 / (1 + 0.3 * max(0, drift / 10 bps - 1)))`` with
-    ``drift`` the distance of the mid from its 10-second moving average, so market makers withdraw
-    (down to half their depth) when the price runs away; they withdraw at once and come back
-    with a 30-second lag. They also lean away from one-sided flow: with ``imb`` the 5-second EWMA
-    of signed taker flow (USD/s, + buys), the side being hit quotes ``1 - min(0.4, |imb| /
-    (3 * depth_usd_bps))`` of its target and refills the spread behind a sweep more slowly.
+    multiplies it: ``scenario factor * max(0.35, 1 / (1 + nerve * (0.3 * max(0, drift / 10 bps - 1)
+    + forced / (5 * depth_usd_bps))))`` with ``drift`` the distance of the mid from its 10-second
+    moving average and ``forced`` the 10-second EWMA of the liquidation flow they see (USD/s):
+    market makers withdraw when the price runs away or liquidations hit the book; they withdraw
+    at once and come back with a lag of ``return_s``. A level next to the price that a sweep
+    emptied is refilled after a random wait (mean ``refill_s``):
+    the book replenishes with a lag. They also lean away from one-sided flow: with ``imb`` the
+    5-second EWMA of signed taker flow (USD/s, + buys), the side being hit quotes
+    ``1 - min(0.4, |imb| / (3 * depth_usd_bps))`` of its target.
     """
 
-    FRONT = 4  # cells next to the last trade kept filled every step
+    FRONT = 16  # cells next to the last trade refilled (after a random wait) once swept
     REFRESH = 6  # random cells refreshed per side per step
+    SWEEP = 12  # cells of the rolling rebuild per side per step
 
-    def __init__(
-        self, book: Book, price: float, depth_usd_bps: float, range_bps: float, rng: random.Random, step_s: float
-    ) -> None:
+    def __init__(self, book: Book, price: float, quoting: Quoting, rng: random.Random, step_s: float) -> None:
         self.book = book
         self.rng = rng
+        depth_usd_bps, range_bps = quoting.depth_usd_bps, quoting.range_bps
+        self.nerve = quoting.nerve
+        self._forced = 0.0
+        self._forced_rate = 0.0
+        self._a_forced = 1.0 - math.exp(-step_s / 10.0)
+        self._p_refill = 1.0 - math.exp(-step_s / quoting.refill_s)
+        self._depth = depth_usd_bps
         self.range_cells = int(range_bps * 1e-4 * price * 10 / book.cell_ticks)
         cell_bps = book.cell_ticks / 10 / price * 1e4
         self._target = []
@@ -195,7 +221,8 @@ class MarketMaker:
         self._step_s = step_s
         self._ema_mid: float | None = None
         self._a_mid = 1.0 - math.exp(-step_s / 10.0)
-        self._a_back = 1.0 - math.exp(-step_s / 30.0)
+        self._a_back = 1.0 - math.exp(-step_s / quoting.return_s)
+        self._sweep = 0
         self._lo = book.n  # lowest bid cell that may be non-empty
         self._hi = -1  # highest ask cell that may be non-empty
 
@@ -218,12 +245,17 @@ class MarketMaker:
         if cell > self._hi:
             self._hi = cell
 
+    def note_forced(self, usd: float) -> None:
+        """Liquidation orders of ``usd`` (absolute) hit the book since the last round."""
+        self._forced += usd
+
     def note_flow(self, usd: float) -> None:
         """A taker order of ``usd`` (+ buy, - sell) hit the book since the last round."""
         self._flow += usd
 
     def step(self, scenario_liquidity: float) -> None:
-        """One quoting round: update volatility and liquidity, close the spread, refresh, cancel."""
+        """One quoting round: update volatility and liquidity, close the spread, refresh, rebuild,
+        pull back under stress, cancel beyond the range."""
         book = self.book
         self.imbalance += self._a_flow * (self._flow / self._step_s - self.imbalance)
         self._flow = 0.0
@@ -235,31 +267,37 @@ class MarketMaker:
             self._ema_mid = mid
         self._ema_mid += self._a_mid * (mid - self._ema_mid)
         drift = abs(mid - self._ema_mid) / mid * 1e4
-        want = scenario_liquidity * max(0.5, 1.0 / (1.0 + 0.3 * max(0.0, drift / 10.0 - 1.0)))
+        self._forced_rate += self._a_forced * (self._forced / self._step_s - self._forced_rate)
+        self._forced = 0.0
+        stress = 0.3 * max(0.0, drift / 10.0 - 1.0) + self._forced_rate / (5.0 * self._depth)
+        want = scenario_liquidity * max(0.35, 1.0 / (1.0 + self.nerve * stress))
         pulled = want < self.liquidity * 0.97
         liq = want if want < self.liquidity else self.liquidity + self._a_back * (want - self.liquidity)
         self.liquidity = liq
-        ref = book.last_cell
+        ref = book.cell_of(mid)  # quote around the mid (the last trade when one side is empty)
         self._close_spread(ref, liq, bid_k, ask_k)
         self._refresh(ref, liq, bid_k, ask_k)
+        self._rebuild(ref, liq, bid_k, ask_k)
         # under stress, market makers pull the near levels down to the thinner target at once
         if pulled or lean > 0.3:
             self._pull_near(ref, liq, bid_k, ask_k)
         self._cancel_beyond(ref)
 
     def _close_spread(self, ref: int, liq: float, bid_k: float, ask_k: float) -> None:
-        """Close the spread behind a sweep: the first cells next to the last trade ``ref``."""
+        """Close the spread behind a sweep: the cells next to the mid ``ref`` that a sweep emptied
+        are refilled, each after a random wait (mean ``refill_s``)."""
         book, rng, target = self.book, self.rng, self._target
         front_b = max(1, int(self.FRONT * bid_k + 0.5))
         front_a = max(1, int(self.FRONT * ask_k + 0.5))
+        p_refill = self._p_refill
         for d in range(1, self.FRONT + 1):
             c = ref - d
             want = target[d] * liq * bid_k
-            if d <= front_b and c < book.ba and book.bids[c] < 0.3 * want:
+            if d <= front_b and c < book.ba and book.bids[c] < 0.3 * want and rng.random() < p_refill:
                 self._post_bid(c, int(want * (0.6 + 0.8 * rng.random())) + 1)
             c = ref + d
             want = target[d] * liq * ask_k
-            if d <= front_a and c > book.bb and book.asks[c] < 0.3 * want:
+            if d <= front_a and c > book.bb and book.asks[c] < 0.3 * want and rng.random() < p_refill:
                 self._post_ask(c, int(want * (0.6 + 0.8 * rng.random())) + 1)
 
     def _refresh(self, ref: int, liq: float, bid_k: float, ask_k: float) -> None:
@@ -279,18 +317,6 @@ class MarketMaker:
                 if c > book.bb:
                     self._post_ask(c, int(lots * ask_k) + 1)
 
-    def _pull_near(self, ref: int, liq: float, bid_k: float, ask_k: float) -> None:
-        """Cap the levels within 40 cells of ``ref`` at 1.2 times the (thinner) target."""
-        book, target = self.book, self._target
-        for d in range(1, min(40, self.range_cells)):
-            cap = target[d] * liq * 1.2
-            c = ref - d
-            if 0 <= c < book.n and book.bids[c] > cap * bid_k + 1:
-                book.set_bid(c, int(cap * bid_k) + 1)
-            c = ref + d
-            if 0 <= c < book.n and book.asks[c] > cap * ask_k + 1:
-                book.set_ask(c, int(cap * ask_k) + 1)
-
     def _cancel_beyond(self, ref: int) -> None:
         """Cancel what drifted beyond the quoting range around ``ref``."""
         book, rc = self.book, self.range_cells
@@ -304,3 +330,27 @@ class MarketMaker:
             if book.asks[self._hi] > 0:
                 book.set_ask(self._hi, 0)
             self._hi -= 1
+
+    def _rebuild(self, ref: int, liq: float, bid_k: float, ask_k: float) -> None:
+        """Rebuild the profile behind a move: a rolling sweep over the range posts on empty cells."""
+        book, rng, target, rc = self.book, self.rng, self._target, self.range_cells
+        for _ in range(self.SWEEP):
+            d = self._sweep = self._sweep % rc + 1
+            c = ref - d
+            if 0 <= c < book.ba and book.bids[c] == 0:
+                self._post_bid(c, int(target[d] * liq * bid_k * (0.6 + 0.8 * rng.random())) + 1)
+            c = ref + d
+            if book.bb < c < book.n and book.asks[c] == 0:
+                self._post_ask(c, int(target[d] * liq * ask_k * (0.6 + 0.8 * rng.random())) + 1)
+
+    def _pull_near(self, ref: int, liq: float, bid_k: float, ask_k: float) -> None:
+        """Cap the levels within 40 cells of ``ref`` at 1.2 times the (thinner) target."""
+        book, target, rc = self.book, self._target, self.range_cells
+        for d in range(1, min(40, rc)):
+            cap = target[d] * liq * 1.2
+            c = ref - d
+            if 0 <= c < book.n and book.bids[c] > cap * bid_k + 1:
+                book.set_bid(c, int(cap * bid_k) + 1)
+            c = ref + d
+            if 0 <= c < book.n and book.asks[c] > cap * ask_k + 1:
+                book.set_ask(c, int(cap * ask_k) + 1)

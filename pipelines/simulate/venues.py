@@ -40,7 +40,7 @@ from cascadewatch.connectors.units import NS_PER_MS
 from cascadewatch.connectors.venues.registry import venue_module, venue_name
 from cascadewatch.pipelines.simulate.book import Book
 
-__all__ = ["FrameSink", "BinanceFeed", "BybitFeed", "OkxFeed", "FRAME_WRITERS", "frame_writer"]
+__all__ = ["FrameSink", "BinanceFeed", "BybitFeed", "OkxFeed", "NullFeed", "FRAME_WRITERS", "frame_writer"]
 
 
 def px2(t: int) -> str:
@@ -83,9 +83,10 @@ class _Strings:
 
 
 class FrameSink:
-    """Orders frames by receive time and writes those older than the watermark."""
+    """Orders frames by receive time and writes those older than the watermark (``writer``
+    ``None``: a run without a recording, whose feeds are :class:`NullFeed`)."""
 
-    def __init__(self, writer: RecordingWriter) -> None:
+    def __init__(self, writer: RecordingWriter | None) -> None:
         self.writer = writer
         self._heap: list[tuple[int, int, str, str]] = []
         self._n = 0
@@ -97,6 +98,9 @@ class FrameSink:
 
     def release(self, upto_ns: int) -> None:
         """Write every frame received before ``upto_ns`` (no later frame can precede them)."""
+        if self.writer is None:
+            self._heap.clear()
+            return
         heap, write = self._heap, self.writer.write
         while heap and heap[0][0] < upto_ns:
             recv, _, source, payload = heapq.heappop(heap)
@@ -754,6 +758,40 @@ class OkxFeed(Feed):
                 % (funding, next_funding, next_funding + 28_800_000, funding - 0.0001, ms),
                 "funding",
             )
+
+
+class NullFeed(Feed):
+    """A venue that publishes nothing (a run without a recording: market facts only). Book
+    changes are dropped at every step, as a writer would after publishing them; ``venue`` is the
+    registry name of the venue it stands for."""
+
+    def __init__(self, sink: FrameSink, book: Book, rng: random.Random, latency_ms: float, venue: str) -> None:
+        self.venue = venue
+        super().__init__(sink, book, rng, latency_ms)
+
+    def _on_connect(self, ms: int) -> None:
+        return None
+
+    def publish_book(self, ms: int) -> None:
+        """Drop the step's book changes."""
+        self.book.changed_bids.clear()
+        self.book.changed_asks.clear()
+
+    def trade(self, ms: int, side: str, fills: list[tuple[int, int]]) -> None:
+        """Nothing to publish."""
+        return None
+
+    def liquidation(self, ms: int, position: str, lots: int, fills: list[tuple[int, int]], bankruptcy: int) -> None:
+        """Nothing to publish."""
+        return None
+
+    def half_second(self, ms: int) -> None:
+        """Nothing to push."""
+        return None
+
+    def second(self, ms: int, mark: float, index: float, funding: float, oi_lots: int, last: int) -> None:
+        """Nothing to publish."""
+        return None
 
 
 FRAME_WRITERS: dict[str, type[Feed]] = {writer.venue: writer for writer in (BinanceFeed, BybitFeed, OkxFeed)}
