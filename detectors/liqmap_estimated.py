@@ -48,13 +48,32 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cascadewatch.connectors.events import MarkPrice, OpenInterest, Trade
+from cascadewatch.connectors.events import Liquidation, MarkPrice, OpenInterest, Trade
 from cascadewatch.detectors._grid import DecayingLogGrid
 
-__all__ = ["Cluster", "EstimatedLiquidationMap", "EstimatedMapReadout", "nearest_dense_cluster", "DEFAULT_TIERS"]
+__all__ = [
+    "Cluster",
+    "EstimatedLiquidationMap",
+    "EstimatedMapReadout",
+    "MapLearning",
+    "nearest_dense_cluster",
+    "DEFAULT_TIERS",
+]
 
-DEFAULT_TIERS: tuple[tuple[float, float], ...] = ((5.0, 0.25), (10.0, 0.30), (25.0, 0.25), (50.0, 0.12), (100.0, 0.08))
-"""Default leverage tiers ``(L, weight)``: a guess for retail perpetual flow; weights sum to 1."""
+DEFAULT_TIERS: tuple[tuple[float, float], ...] = (
+    (2.0, 0.06),
+    (3.0, 0.06),
+    (5.0, 0.14),
+    (10.0, 0.26),
+    (20.0, 0.18),
+    (25.0, 0.12),
+    (50.0, 0.10),
+    (75.0, 0.04),
+    (100.0, 0.04),
+)
+"""Default leverage tiers ``(L, weight)``: the round leverages traders pick on the venues' sliders,
+with a prior mix for retail perpetual flow (weights sum to 1); the map learns the mix from the
+liquidations it observes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,13 +205,45 @@ def _first_run(indices: list[int]) -> tuple[int, int]:
     return indices[0], indices[e]
 
 
+@dataclass(frozen=True, slots=True)
+class MapLearning:
+    """What the estimated map assumes before it has seen data, and how fast it learns.
+
+    ``seed_share``: the share of the first open interest seen (per side, base units) taken as
+    leveraged positions opened before the map started (``0``: start empty);
+    ``seed_spread_bps``: standard deviation of their entry prices around the price then, bps of
+    log-price; ``prior_share``: strength of the leverage-mix prior, as a share of each tier's
+    levels (the prior weighs as much as observed liquidations on that share of the tier's levels
+    crossed); ``learn_half_life_s``: half-life of the evidence (observed and expected
+    liquidations), seconds; ``match_bps``: half-width of the price window in which a liquidation
+    is matched to the map's levels, bps.
+    """
+
+    seed_share: float = 0.05
+    seed_spread_bps: float = 50.0
+    prior_share: float = 0.05
+    learn_half_life_s: float = 6 * 3600.0
+    match_bps: float = 20.0
+
+
+CLUSTER_BPS = 50.0
+"""Width of the window that defines a dense cluster, bps (5 buckets of 10 bps, the rule of ``evaluate``)."""
+
+_SIDES = ("long", "short")
+_SPENT_HALF_LIFE_S = 120.0
+"""Half-life of consumed levels kept for matching liquidations reported after the mark crossed them, seconds."""
+_SEED_POINTS = np.linspace(-3.0, 3.0, 13)
+"""Entry prices of the seeded positions: ``price * exp(z * spread)`` at these ``z``, normal weights."""
+
+
 class EstimatedLiquidationMap:
-    """Liquidation levels of positions inferred from open interest and aggressive flow.
+    """Liquidation levels of positions inferred from open interest and aggressive flow; the
+    leverage mix is learned from the liquidations observed.
 
     Parameters
     ----------
     leverage
-        Leverage tiers as ``(L, weight)`` pairs; weights are normalized to sum 1.
+        Leverage tiers as ``(L, weight)`` pairs: the prior mix ``m_i``, normalized to sum 1.
     mmr
         Maintenance margin rate (fraction of notional): one value for all tiers or
         one per tier (venue-specific, e.g. 0.004 for Binance BTCUSDT's first bracket).
@@ -202,22 +253,22 @@ class EstimatedLiquidationMap:
         Half-width of the readout window, percent of price.
     half_life_s
         Half-life of a level (positions closed without a visible OI drop), seconds.
-    cluster_bps
-        Width of the window that defines a dense cluster, bps (rounded to an odd
-        number of buckets).
     dense_multiple
-        A window is dense when it holds this many times the uniform share.
+        A window of :data:`CLUSTER_BPS` is dense when it holds this many times the uniform share.
     min_cluster_usd
         A cluster must also hold at least this notional (quote).
+    learning
+        Seeding and learning rates (:class:`MapLearning`).
 
     Time arguments ``t`` are seconds since the epoch as floats (``event.ts / 1e9``).
 
     Examples
     --------
-    One tier (10x, mmr 0.5 %); 10 BTC bought aggressively at 100 while open
+    One tier (10x, mmr 0.5 %), no seed: 10 BTC bought aggressively at 100 while open
     interest rises by 10: new longs, liquidated at 100 * (1 - 0.1 + 0.005) = 90.5.
 
-    >>> m = EstimatedLiquidationMap(leverage=[(10, 1.0)], mmr=0.005, range_pct=15)
+    >>> m = EstimatedLiquidationMap(leverage=[(10, 1.0)], mmr=0.005, range_pct=15,
+    ...                             learning=MapLearning(seed_share=0.0))
     >>> m.learn_oi(1000.0, t=0.0)                   # baseline open interest (base units)
     0.0
     >>> m.learn_trade(100.0, 10.0, "buy")
@@ -226,8 +277,16 @@ class EstimatedLiquidationMap:
     >>> r = m.readout(price=100.0, t=1.0)
     >>> round(r.long_total_usd, 6), round(r.cluster_down.distance_bps)
     (905.0, 949)
+
+    Only half the positions were real: the liquidations reported while the mark crosses the
+    level hold half the map's notional there, so the tier's weight becomes 0.5 (the prior
+    weighs as much as 5 % of the tier's remaining levels: none are left).
+
+    >>> m.learn_liquidation(90.5, 452.5, "long", t=2.0)
     >>> [round(x) for x in m.learn_mark(90.4, t=2.0)]   # the mark crosses the level
     [905, 0]
+    >>> round(float(m.tier_weights("long", t=2.0)[0]), 3)
+    0.5
     """
 
     def __init__(
@@ -237,9 +296,9 @@ class EstimatedLiquidationMap:
         bucket_bps: float = 10.0,
         range_pct: float = 10.0,
         half_life_s: float = 8 * 3600.0,
-        cluster_bps: float = 50.0,
         dense_multiple: float = 3.0,
         min_cluster_usd: float = 0.0,
+        learning: MapLearning = MapLearning(),
     ) -> None:
         lev = np.array([float(L) for L, _ in leverage])
         w = np.array([float(wt) for _, wt in leverage])
@@ -253,18 +312,64 @@ class EstimatedLiquidationMap:
         self.bucket_bps = float(bucket_bps)
         self.range_pct = float(range_pct)
         self.half_life_s = float(half_life_s)
-        self.cluster_buckets = max(int(round(cluster_bps / bucket_bps)), 1) | 1
+        self.cluster_buckets = max(int(round(CLUSTER_BPS / bucket_bps)), 1) | 1
         self.dense_multiple = float(dense_multiple)
         self.min_cluster_usd = float(min_cluster_usd)
-        self._long = DecayingLogGrid(bucket_bps, half_life_s)
-        self._short = DecayingLogGrid(bucket_bps, half_life_s)
+        self.learning = learning
+        n = lev.size
+        # unweighted level notional per side and tier: every inferred position in every tier
+        self._levels = tuple([DecayingLogGrid(bucket_bps, half_life_s) for _ in range(n)] for _ in _SIDES)
+        # levels consumed by the mark lately, per side and tier (for matching late liquidation reports)
+        self._spent = tuple([DecayingLogGrid(bucket_bps, _SPENT_HALF_LIFE_S) for _ in range(n)] for _ in _SIDES)
+        self._qty = np.zeros((2, n))  # unweighted open quantity per side and tier (base units)
+        self._observed = np.zeros((2, n))  # liquidated notional attributed to each tier (decaying)
+        self._expected = np.zeros((2, n))  # unweighted level notional the mark crossed (decaying)
+        self._reported = np.zeros((2, n))  # attributed since the last mark (joins _observed with its exposure)
+        self._t: float | None = None  # time of the last decay of the arrays above
+        self.unmatched_usd = [0.0, 0.0]
+        """Liquidated notional (long, short) reported where the map held no level: positions it missed."""
         # pending aggressive flow since the last OI observation, per aggressor side and
         # entry bucket (of the same grid): [qty, notional], summed in arrival order
         self._flow: dict[str, dict[int, list[float]]] = {"buy": {}, "sell": {}}
         self._oi: float | None = None
+        self._seeded = learning.seed_share <= 0
         self._last_price: float | None = None
         self.consumed_long_usd = 0.0
         self.consumed_short_usd = 0.0
+
+    # ---------------------------------------------------------------- weights
+    def _advance(self, t: float) -> None:
+        """Decay the open quantities (``half_life_s``) and the evidence (``learn_half_life_s``) to ``t``."""
+        if self._t is None or t <= self._t:
+            self._t = t if self._t is None else self._t
+            return
+        dt = t - self._t
+        self._qty *= 2.0 ** (-dt / self.half_life_s)
+        f = 2.0 ** (-dt / self.learning.learn_half_life_s)
+        self._observed *= f
+        self._expected *= f
+        self._t = t
+
+    def tier_weights(self, side: str, t: float) -> np.ndarray:
+        """Learned weight ``lambda_i`` of each tier for ``side`` (``long``/``short``) at ``t``.
+
+        A Gamma-Poisson posterior mean: with ``A_i`` the liquidated notional attributed to tier
+        ``i``, ``E_i`` the tier's unweighted level notional the mark has crossed (both decaying
+        with ``learn_half_life_s``), ``U_i`` the tier's unweighted levels and
+        ``k_i = prior_share * U_i``::
+
+            lambda_i = (k_i * m_i + A_i) / (k_i + E_i)
+
+        ``lambda_i`` is the prior weight ``m_i`` until the mark crosses the tier's levels; after
+        that, the share of the inferred positions of that tier that were real.
+        """
+        s = _SIDES.index(side)
+        fade = 1.0 if self._t is None or t <= self._t else 2.0 ** (-(t - self._t) / self.learning.learn_half_life_s)
+        k = self.learning.prior_share * np.array([g.total(t) for g in self._levels[s]])
+        a, e = self._observed[s] * fade, self._expected[s] * fade
+        den = k + e
+        safe = np.where(den > 0, den, 1.0)
+        return np.where(den > 0, (k * self.weights + a) / safe, self.weights)
 
     # ------------------------------------------------------------------ learn
     def learn_trades(self, prices, qtys, is_buy) -> None:
@@ -278,7 +383,7 @@ class EstimatedLiquidationMap:
         if p.size == 0:
             return
         self._last_price = float(p[-1])
-        for price, qty, buy in zip(p.tolist(), q.tolist(), b.tolist()):
+        for price, qty, buy in zip(p.tolist(), q.tolist(), b.tolist(), strict=True):
             self._add_flow("buy" if buy else "sell", price, qty)
 
     def learn_trade(self, price: float, qty: float, side: str) -> None:
@@ -294,7 +399,7 @@ class EstimatedLiquidationMap:
 
     def _add_flow(self, side: str, price: float, qty: float) -> None:
         """Add a valid trade to the pending flow of its aggressor ``side``."""
-        k = self._long.bucket_of_one(price)
+        k = self._levels[0][0].bucket_of_one(price)
         cell = self._flow[side].get(k)
         if cell is None:
             self._flow[side][k] = [qty, price * qty]
@@ -317,23 +422,28 @@ class EstimatedLiquidationMap:
         return state
 
     def __setstate__(self, state: dict) -> None:
-        """Unpickle; a state with the pending flow in four grids (``_bq``, ``_bn``, ``_sq``, ``_sn``) is converted."""
-        if "_bq" in state:
-            state["_flow"] = {}
-            for side, q, n in (("buy", "_bq", "_bn"), ("sell", "_sq", "_sn")):
-                qty_grid, notional_grid = state.pop(q), state.pop(n)
-                ks, qty = qty_grid.nonzero(0.0)
-                notional = notional_grid.values(int(ks[0]), int(ks[-1]), 0.0)[ks - ks[0]] if ks.size else qty
-                state["_flow"][side] = {k: [x, y] for k, x, y in zip(ks.tolist(), qty.tolist(), notional.tolist())}
+        """Unpickle; a state from before the per-tier levels (one weighted grid per side) is refused."""
+        if "_levels" not in state:
+            raise ValueError(
+                "estimated liquidation map state from before the learned leverage mix: "
+                "start from an empty recovery directory"
+            )
         self.__dict__.update(state)
 
     def learn_oi(self, oi_qty: float, t: float, price: float | None = None) -> float:
         """Observe open interest ``oi_qty`` (base units) at time ``t``; returns new notional opened.
 
-        ``price`` is used only when no trade was seen since the last observation.
+        ``price`` is used only when no trade was seen since the last observation, and to
+        seed the map (:class:`MapLearning`) at the first observation with a known price.
+        A fall ``dOI < 0`` closes ``|dOI|`` of the map's weighted open quantity
+        ``Q = sum_side sum_i lambda_i * qty_i``: every level is scaled by ``1 - |dOI| / Q``.
         """
         if not math.isfinite(oi_qty) or oi_qty < 0:
             return 0.0
+        self._advance(t)
+        ref = price if price is not None else self._last_price
+        if not self._seeded and ref is not None and ref > 0:
+            self._seed(float(oi_qty), float(ref), t)
         added = 0.0
         if self._oi is not None:
             d = oi_qty - self._oi
@@ -342,67 +452,154 @@ class EstimatedLiquidationMap:
                 svw, sq = self._pending("sell")
                 tot = float(bq.sum() + sq.sum())
                 if tot <= 0:
-                    ref = price if price is not None else self._last_price
                     if ref is None or not ref > 0:
                         self._oi = float(oi_qty)
                         return 0.0
                     bvw = svw = np.array([float(ref)])
                     bq = sq = np.array([0.5])
                     tot = 1.0
-                added += self._open(self._long, bvw, d * bq / tot, self.long_factor, t)
-                added += self._open(self._short, svw, d * sq / tot, self.short_factor, t)
+                added += self._open(0, bvw, d * bq / tot, t)
+                added += self._open(1, svw, d * sq / tot, t)
             elif d < 0:
-                f = oi_qty / self._oi if self._oi > 0 else 0.0
-                self._long.scale(f)
-                self._short.scale(f)
+                self._close(-d, t)
         self._oi = float(oi_qty)
         for flow in self._flow.values():
             flow.clear()
         return added
 
-    def _open(self, grid: DecayingLogGrid, entry: np.ndarray, qty: np.ndarray, factor: np.ndarray, t: float) -> float:
+    def _seed(self, oi_qty: float, price: float, t: float) -> None:
+        """Positions opened before the map started: ``seed_share * OI`` per side, entries
+        log-normal around ``price``; levels the price has already crossed are left out."""
+        self._seeded = True
+        z = _SEED_POINTS
+        share = np.exp(-0.5 * z * z)
+        share /= share.sum()
+        entry = price * np.exp(z * self.learning.seed_spread_bps * 1e-4)
+        qty = self.learning.seed_share * oi_qty * share
+        k = self._levels[0][0].bucket_of_one(price)
+        for s, factor in enumerate((self.long_factor, self.short_factor)):
+            for i, grid in enumerate(self._levels[s]):
+                level = entry * factor[i]
+                keep = grid.bucket_of(level) < k if s == 0 else grid.bucket_of(level) > k  # not already crossed
+                grid.add(level[keep], (qty * level)[keep], t)
+                self._qty[s, i] += float(qty[keep].sum())
+
+    def _open(self, s: int, entry: np.ndarray, qty: np.ndarray, t: float) -> float:
+        """New positions of side ``s`` at ``entry`` prices: their levels in every tier's grid."""
         if entry.size == 0:
             return 0.0
-        levels = entry[:, None] * factor[None, :]
-        tier_qty = qty[:, None] * self.weights[None, :]
-        grid.add(levels.ravel(), (tier_qty * levels).ravel(), t)
+        factor = self.long_factor if s == 0 else self.short_factor
+        for i, grid in enumerate(self._levels[s]):
+            level = entry * factor[i]
+            grid.add(level, qty * level, t)
+        self._qty[s] += float(qty.sum())
         return float((qty * entry).sum())
 
+    def _close(self, d: float, t: float) -> None:
+        """Close ``d`` (base units) of the weighted open quantity, proportionally on both sides."""
+        q = sum(float((self.tier_weights(side, t) * self._qty[s]).sum()) for s, side in enumerate(_SIDES))
+        f = max(1.0 - d / q, 0.0) if q > 0 else 1.0
+        for grids in self._levels:
+            for grid in grids:
+                grid.scale(f)
+        self._qty *= f
+
+    def learn_liquidation(self, price: float, notional: float, side: str, t: float) -> None:
+        """A liquidation of a ``side`` (``long``/``short``) position at ``price`` for ``notional`` (quote).
+
+        Learn it *before* the mark that crossed its level (:meth:`learn_mark`); levels consumed
+        in the last minutes still match. The notional is attributed to the tiers in proportion
+        to the map's weighted levels within ``+-match_bps`` of ``price`` (live and recently
+        consumed): ``A_i += notional * lambda_i u_i / sum_j lambda_j u_j`` (the E-step of an
+        online EM for the tier weights, see :meth:`tier_weights`); it counts as evidence from the
+        next :meth:`learn_mark` on, together with the levels that mark consumes. Where the map holds no level,
+        the notional is counted in ``unmatched_usd``.
+        """
+        p, x = float(price), float(notional)
+        if side not in _SIDES or not (math.isfinite(p) and p > 0 and math.isfinite(x) and x > 0):
+            return
+        self._advance(t)
+        s = _SIDES.index(side)
+        k = self._levels[0][0].bucket_of_one(p)
+        w = max(int(round(self.learning.match_bps / self.bucket_bps)), 0)
+        near = np.array(
+            [
+                float(a.values(k - w, k + w, t).sum() + b.values(k - w, k + w, t).sum())
+                for a, b in zip(self._levels[s], self._spent[s], strict=True)
+            ]
+        )
+        u = self.tier_weights(side, t) * near
+        total = float(u.sum())
+        if not total > 0:
+            self.unmatched_usd[s] += x
+            return
+        self._reported[s] += x * u / total
+
     def learn_mark(self, price: float, t: float) -> tuple[float, float]:
-        """Consume the levels the mark price ``price`` has reached; returns ``(long_usd, short_usd)`` consumed."""
+        """Consume the levels the mark price ``price`` has reached; returns ``(long_usd, short_usd)``
+        consumed (weighted by the tier weights). Each tier's unweighted consumed notional adds to
+        its expected liquidations ``E_i``."""
         if not math.isfinite(price) or price <= 0:
             return 0.0, 0.0
-        k = self._long.bucket_of_one(price)
-        cl = self._long.take_ge(k, t)
-        cs = self._short.take_le(k, t)
-        self.consumed_long_usd += cl
-        self.consumed_short_usd += cs
-        return cl, cs
+        self._advance(t)
+        k = self._levels[0][0].bucket_of_one(price)
+        out = []
+        for s, side in enumerate(_SIDES):
+            lam = self.tier_weights(side, t)
+            taken = np.array([g.take_ge(k, t) if s == 0 else g.take_le(k, t) for g in self._levels[s]])
+            if taken.any():
+                for i, x in enumerate(taken.tolist()):
+                    if x > 0:
+                        self._spent[s][i].add_one(price, x, t)
+                self._expected[s] += taken
+                self._qty[s] = np.maximum(self._qty[s] - taken / price, 0.0)
+            out.append(float((lam * taken).sum()))
+        self._observed += self._reported
+        self._reported[:] = 0.0
+        self.consumed_long_usd += out[0]
+        self.consumed_short_usd += out[1]
+        return out[0], out[1]
 
-    def learn_event(self, ev: Trade | OpenInterest | MarkPrice) -> None:
-        """Dispatch a :class:`Trade`, :class:`OpenInterest` or :class:`MarkPrice` event."""
+    def learn_event(self, ev: Trade | OpenInterest | MarkPrice | Liquidation) -> None:
+        """Dispatch a :class:`Trade`, :class:`OpenInterest`, :class:`MarkPrice` or :class:`Liquidation` event."""
         if isinstance(ev, Trade):
             self.learn_trade(ev.price, ev.qty, ev.side)
         elif isinstance(ev, OpenInterest):
             self.learn_oi(ev.qty, ev.ts * 1e-9)
         elif isinstance(ev, MarkPrice):
             self.learn_mark(ev.price, ev.ts * 1e-9)
+        elif isinstance(ev, Liquidation):
+            self.learn_liquidation(ev.price, ev.notional, ev.side, ev.ts * 1e-9)
 
     # ---------------------------------------------------------------- readout
     def _window(self, price: float) -> tuple[int, int]:
         r = self.range_pct / 100.0
-        return self._long.bucket_of_one(price * (1.0 - r)), self._long.bucket_of_one(price * (1.0 + r))
+        grid = self._levels[0][0]
+        return grid.bucket_of_one(price * (1.0 - r)), grid.bucket_of_one(price * (1.0 + r))
+
+    def _side_values(self, s: int, k_lo: int, k_hi: int, t: float, out: np.ndarray) -> np.ndarray:
+        """Weighted level notional ``sum_i lambda_i * levels_i`` of side ``s`` in buckets
+        ``k_lo..k_hi``, added to ``out``."""
+        lam = self.tier_weights(_SIDES[s], t).tolist()
+        tmp = np.zeros_like(out)
+        for weight, grid in zip(lam, self._levels[s], strict=True):
+            if weight > 0:
+                tmp[:] = 0.0
+                grid.values(k_lo, k_hi, t, out=tmp)
+                out += weight * tmp
+        return out
 
     def readout(self, price: float, t: float) -> EstimatedMapReadout:
         """Levels within ``+-range_pct`` of ``price`` at ``t``, totals and nearest dense clusters."""
         k_lo, k_hi = self._window(price)
+        n = max(k_hi - k_lo + 1, 0)
         return self._readout(
             price,
             t,
             k_lo,
             k_hi,
-            self._long.values(k_lo, k_hi, t),
-            self._short.values(k_lo, k_hi, t),
+            self._side_values(0, k_lo, k_hi, t, np.zeros(n)),
+            self._side_values(1, k_lo, k_hi, t, np.zeros(n)),
             self.consumed_long_usd,
             self.consumed_short_usd,
         )
@@ -418,7 +615,8 @@ class EstimatedLiquidationMap:
         consumed_long_usd: float,
         consumed_short_usd: float,
     ) -> EstimatedMapReadout:
-        """The readout of the level notionals ``lo``/``sh`` of buckets ``k_lo..k_hi`` (this map's cluster parameters)."""
+        """The readout of the level notionals ``lo``/``sh`` of buckets ``k_lo..k_hi`` (this map's
+        cluster parameters)."""
         centers = self._centers(k_lo, k_hi)
         below, above = centers < price, centers > price
         kw = dict(window=self.cluster_buckets, dense_multiple=self.dense_multiple, min_usd=self.min_cluster_usd)
@@ -444,7 +642,7 @@ class EstimatedLiquidationMap:
         """Centre prices of buckets ``k_lo..k_hi``, kept while the window stays (read-only: readouts share it)."""
         cached = self._centers_cache
         if cached is None or cached[0] != k_lo or cached[1] != k_hi:
-            centers = self._long.center(np.arange(k_lo, k_hi + 1))
+            centers = self._levels[0][0].center(np.arange(k_lo, k_hi + 1))
             centers.flags.writeable = False
             cached = self._centers_cache = (k_lo, k_hi, centers)
         return cached[2]
@@ -465,8 +663,8 @@ class EstimatedLiquidationMap:
         k_lo, k_hi = first._window(price)
         rows = np.zeros((2, len(maps), max(k_hi - k_lo + 1, 0)))  # long and short levels per map
         for i, m in enumerate(maps):
-            m._long.values(k_lo, k_hi, t, out=rows[0, i])
-            m._short.values(k_lo, k_hi, t, out=rows[1, i])
+            m._side_values(0, k_lo, k_hi, t, rows[0, i])
+            m._side_values(1, k_lo, k_hi, t, rows[1, i])
         return first._readout(
             price,
             t,
@@ -484,9 +682,8 @@ class EstimatedLiquidationMap:
         the ``levels`` input of :func:`cascadewatch.detectors.reach.cascade_reach`.
         """
         k_lo, k_hi = self._window(price)
-        grid = self._long if direction == "down" else self._short
-        x = grid.values(k_lo, k_hi, t)
-        c = grid.center(np.arange(k_lo, k_hi + 1))
+        x = self._side_values(0 if direction == "down" else 1, k_lo, k_hi, t, np.zeros(max(k_hi - k_lo + 1, 0)))
+        c = self._centers(k_lo, k_hi)
         keep = (x > 0) & ((c < price) if direction == "down" else (c > price))
         return np.column_stack((c[keep], x[keep]))
 
