@@ -216,7 +216,9 @@ class MapLearning:
     levels (the prior weighs as much as observed liquidations on that share of the tier's levels
     crossed); ``learn_half_life_s``: half-life of the evidence (observed and expected
     liquidations), seconds; ``match_bps``: half-width of the price window in which a liquidation
-    is matched to the map's levels, bps.
+    is matched to the map's levels, bps; ``burst_liquidations``: a mark step that consumes more
+    than this many typical liquidations (geometric mean of the reported notionals) teaches
+    nothing, on either side: venues report only a sample of a burst (one order a second on some).
     """
 
     seed_share: float = 0.05
@@ -224,6 +226,7 @@ class MapLearning:
     prior_share: float = 0.05
     learn_half_life_s: float = 6 * 3600.0
     match_bps: float = 20.0
+    burst_liquidations: float = 3.0
 
 
 CLUSTER_BPS = 50.0
@@ -232,6 +235,8 @@ CLUSTER_BPS = 50.0
 _SIDES = ("long", "short")
 _SPENT_HALF_LIFE_S = 120.0
 """Half-life of consumed levels kept for matching liquidations reported after the mark crossed them, seconds."""
+_SIZE_ALPHA = 0.05
+"""Weight of a new liquidation in the running mean of log liquidation notional."""
 _SEED_POINTS = np.linspace(-3.0, 3.0, 13)
 """Entry prices of the seeded positions: ``price * exp(z * spread)`` at these ``z``, normal weights."""
 
@@ -326,6 +331,7 @@ class EstimatedLiquidationMap:
         self._expected = np.zeros((2, n))  # unweighted level notional the mark crossed (decaying)
         self._reported = np.zeros((2, n))  # attributed since the last mark (joins _observed with its exposure)
         self._t: float | None = None  # time of the last decay of the arrays above
+        self._log_size: float | None = None  # EWMA of log reported liquidation notional
         self.unmatched_usd = [0.0, 0.0]
         """Liquidated notional (long, short) reported where the map held no level: positions it missed."""
         # pending aggressive flow since the last OI observation, per aggressor side and
@@ -519,6 +525,8 @@ class EstimatedLiquidationMap:
         if side not in _SIDES or not (math.isfinite(p) and p > 0 and math.isfinite(x) and x > 0):
             return
         self._advance(t)
+        ls = math.log(x)
+        self._log_size = ls if self._log_size is None else self._log_size + _SIZE_ALPHA * (ls - self._log_size)
         s = _SIDES.index(side)
         k = self._levels[0][0].bucket_of_one(p)
         w = max(int(round(self.learning.match_bps / self.bucket_bps)), 0)
@@ -538,23 +546,27 @@ class EstimatedLiquidationMap:
     def learn_mark(self, price: float, t: float) -> tuple[float, float]:
         """Consume the levels the mark price ``price`` has reached; returns ``(long_usd, short_usd)``
         consumed (weighted by the tier weights). Each tier's unweighted consumed notional adds to
-        its expected liquidations ``E_i``."""
+        its expected liquidations ``E_i``, and the liquidations reported since the last mark to
+        ``A_i``, unless the step is a burst (``burst_liquidations``)."""
         if not math.isfinite(price) or price <= 0:
             return 0.0, 0.0
         self._advance(t)
         k = self._levels[0][0].bucket_of_one(price)
         out = []
+        burst = math.inf if self._log_size is None else self.learning.burst_liquidations * math.exp(self._log_size)
         for s, side in enumerate(_SIDES):
             lam = self.tier_weights(side, t)
             taken = np.array([g.take_ge(k, t) if s == 0 else g.take_le(k, t) for g in self._levels[s]])
+            consumed = float((lam * taken).sum())
             if taken.any():
                 for i, x in enumerate(taken.tolist()):
                     if x > 0:
                         self._spent[s][i].add_one(price, x, t)
-                self._expected[s] += taken
                 self._qty[s] = np.maximum(self._qty[s] - taken / price, 0.0)
-            out.append(float((lam * taken).sum()))
-        self._observed += self._reported
+            if consumed <= burst:
+                self._expected[s] += taken
+                self._observed[s] += self._reported[s]
+            out.append(consumed)
         self._reported[:] = 0.0
         self.consumed_long_usd += out[0]
         self.consumed_short_usd += out[1]
