@@ -32,7 +32,7 @@ def squeeze(tmp_path_factory):
     """A 10-minute long squeeze with faults (disconnects, lost book frames) and a trace."""
     d = tmp_path_factory.mktemp("squeeze")
     trace: list[dict] = []
-    sc = SCENARIOS["long-squeeze"].with_duration(600)
+    sc = SCENARIOS["long-squeeze"].with_duration(600).with_venues(VENUES)
     result = run_scenario(sc, 3, d / "ls.rec", d / "ls.truth.jsonl", faults=True, trace=trace)
     return result, trace
 

@@ -18,8 +18,17 @@ __all__ = ["add_arguments", "run", "main", "DESCRIPTION"]
 
 DESCRIPTION = (
     "Simulate leveraged traders, market makers and liquidation engines on Binance, Bybit and OKX; "
-    "write a recording in the venues' own frames and, with --truth, the true cascades and liquidation levels."
+    "write a recording in the venues' own frames and, with --truth, the true cascades and liquidation levels. "
+    "Each seed draws its own market (price level, notional scale, venues, leverage mix, market-maker depth "
+    "and nerve, volatility regime, funding) and its own episode timing."
 )
+
+
+def _families() -> str:
+    """The scenario families, one per line, for the help epilogue."""
+    return "scenario families:\n" + "\n".join(
+        f"  {name} ({sc.duration_s:g} s): {sc.description}" for name, sc in SCENARIOS.items()
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--json", action="store_true", help="print the result summary as one JSON object")
+    parser.epilog = _families()
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         "truth": str(result.truth) if result.truth else None,
         "frames": result.frames,
         "cascades": result.cascades,
+        "market": result.market,
+        "plan": result.plan,
         "price": {
             "start": round(result.price_start, 2),
             "end": round(result.price_end, 2),

@@ -54,7 +54,7 @@ def simulate(
     scenario: str | Scenario,
     seed: int,
     duration_s: float | None,
-    out: str | Path,
+    out: str | Path | None,
     truth: str | Path | None = None,
     progress: bool = False,
     *,
@@ -63,7 +63,9 @@ def simulate(
 ) -> SimulationResult:
     """Simulate ``scenario`` (a name in :data:`SCENARIOS` or a :class:`Scenario`) for ``duration_s``
     seconds (``None``: the scenario's default) with ``seed``; write the recording to ``out``
-    (``.gz``/``.zst`` compress) and, when given, the truth JSONL to ``truth``.
+    (``.gz``/``.zst`` compress; ``None``: no recording, about twice as fast) and, when given, the
+    truth JSONL to ``truth``. The seed draws the market (:func:`.market.draw_market`) and the
+    family's plan (direction, timing, strengths): no two seeds share one market.
 
     Deterministic: the same arguments give byte-identical files. ``faults`` adds one disconnect
     (with reconnection and a fresh snapshot) and one lost book frame (with the resync) per venue.

@@ -11,8 +11,13 @@ opening position):
   liquidation price and a random holding time;
 - ``close``: positions whose holding time ended, closed at market;
 - ``arb``: arbitrageurs trading the venue's basis to a fair price (half the spot index, half the
-  other venues' mid), linear in the basis beyond 2 bps and capacity-limited;
-- ``hedge``: untracked counterparties meeting part of a crowd's net directional flow;
+  other venues' mid) as they saw it ``arb_lag_s`` ago, linear in the basis beyond 2 bps and
+  capacity-limited (the market's draw);
+- ``hedge``: untracked counterparties meeting part of a crowd's net directional flow (its
+  openings and its closes);
+- ``unwind``: a crowd closing its positions early, a share per second (a quiet unwind);
+- ``value``: value traders buying a fall and selling a rise once the price is far from its
+  slow average (linear beyond a free band, capacity-limited, arriving late);
 - ``trend``: informed flow of a phase; ``shock``: a scenario's exogenous order;
 - ``stop``: resting stop-market orders fired by the last trade crossing their trigger.
 
@@ -37,6 +42,7 @@ from dataclasses import dataclass
 from sortedcontainers import SortedList
 
 from cascadewatch.pipelines.simulate.book import LOT
+from cascadewatch.pipelines.simulate.market import Market
 
 __all__ = ["Positions", "StopBook", "Traders", "FlowParams", "Order", "poisson", "lognormal_lots", "pick"]
 
@@ -95,10 +101,15 @@ class Positions:
         self._lots: tuple[dict[int, int], dict[int, int]] = ({}, {})
         self._keys = (SortedList(), SortedList())
         self.open_lots = [0, 0]
+        self.open_count = [0, 0]
         self._exits: list[tuple[float, int]] = []
 
     def __len__(self) -> int:
         return len(self._exits)
+
+    def count(self, side: int) -> int:
+        """Open positions of ``side``."""
+        return self.open_count[side]
 
     def liquidation_price(self, side: int, entry: float, lev: float) -> float:
         if side == LONG:
@@ -130,6 +141,7 @@ class Positions:
             self._lots[side][b] = lots
             self._keys[side].add(b)
         self.open_lots[side] += lots
+        self.open_count[side] += 1
         heapq.heappush(self._exits, (exit_t, pid))
         return pid
 
@@ -140,6 +152,7 @@ class Positions:
         members.remove(pid)
         self._lots[side][b] -= self.lots[pid]
         self.open_lots[side] -= self.lots[pid]
+        self.open_count[side] -= 1
         if not members:
             del self._members[side][b]
             del self._lots[side][b]
@@ -185,6 +198,39 @@ class Positions:
                 break
         return out
 
+    def deleverage(self, side: int, lots: int) -> int:
+        """Auto-deleveraging: close ``lots`` of ``side`` off the book, the most profitable first
+        (longs with the lowest liquidation prices, i.e. the lowest entries; shorts with the
+        highest); the last one partly. Returns the lots closed (less when the side runs out)."""
+        keys = self._keys[side]
+        done = 0
+        while done < lots and keys:
+            b = keys[0] if side == LONG else keys[-1]
+            pid = self._members[side][b][0]
+            take = min(self.lots[pid], lots - done)
+            if take == self.lots[pid]:
+                self._remove(pid)
+            else:
+                self.lots[pid] -= take
+                self._lots[side][b] -= take
+                self.open_lots[side] -= take
+            done += take
+        return done
+
+    def sample(self, rng: random.Random, side: int, n: int) -> list[int]:
+        """Up to ``n`` distinct open positions of ``side`` drawn at random (removed): a crowd that
+        closes early."""
+        out: list[int] = []
+        total = len(self.side)
+        for _ in range(4 * n):
+            if len(out) >= n or not total:
+                break
+            pid = rng.randrange(total)
+            if self.alive[pid] and self.side[pid] == side:
+                self._remove(pid)
+                out.append(pid)
+        return out
+
     def bucket_lots(self, side: int) -> dict[int, int]:
         """Open lots per liquidation bucket of one side (``bucket * bucket_ticks`` = lower edge)."""
         return self._lots[side]
@@ -228,6 +274,8 @@ class FlowParams:
     size: float = 1.0  # multiplier of opening sizes
     trend_usd_s: float = 0.0  # informed flow, + buys
     hedge: float = 0.0  # share of the crowd's net flow met by untracked counterparties
+    unwind: float = 0.0  # share of the crowd side's positions closed early, per second
+    unwind_side: int = LONG
 
 
 class Traders:
@@ -235,36 +283,37 @@ class Traders:
 
     NOISE_USD, NOISE_SIGMA = 6_000.0, 1.1  # median size and log-sd of noise orders
     OPEN_USD, OPEN_SIGMA = 12_000.0, 1.2  # median size and log-sd of opening orders
-    ARB_USD_S_BPS = 40_000.0  # arbitrage, USD per second per bps of basis beyond ARB_FREE_BPS
     ARB_FREE_BPS = 2.0
-    ARB_CAP_USD_S = 150_000.0
 
     def __init__(
         self,
         rng: random.Random,
         scale: float,
         positions: Positions,
-        noise_rate: float,
-        open_rate: float,
-        hold_s: float,
+        market: Market,
         leverages: tuple[float, ...],
     ) -> None:
         self.rng = rng
         self.scale = scale
         self.positions = positions
         self.stops = StopBook()
-        self.noise_rate = noise_rate * scale
-        self.open_rate = open_rate * scale
-        self.hold_s = hold_s
+        self.noise_rate = market.noise_rate * scale
+        self.open_rate = market.open_rate * scale
+        self.hold_s = market.hold_s
+        self.arb_usd_s_bps = market.arb_usd_s_bps
+        self.arb_cap_usd_s = market.arb_cap_usd_s
+        self.value_usd_s_bps = market.value_usd_s_bps
+        self.value_free_bps = market.value_free_bps
+        self.value_cap_usd_s = 40.0 * market.value_usd_s_bps
         self.leverages = leverages
         self._pending: list[Order] = []
         self._mean_open = math.exp(self.OPEN_SIGMA**2 / 2)  # mean / median of a log-normal size
 
-    def seed(self, price_ticks: float, t: float, lev_cum: list[float], index_vol_bps: float) -> None:
+    def seed(self, price_ticks: float, t: float, lev_cum: list[float], index_vol_bps: float, long_share: float) -> None:
         """An equilibrium population opened over the past holding time, minus the liquidated."""
         rng, pos = self.rng, self.positions
         for _ in range(int(self.open_rate * self.hold_s)):
-            side = LONG if rng.random() < 0.5 else SHORT
+            side = LONG if rng.random() < long_share else SHORT
             lev = pick(rng, self.leverages, lev_cum)
             age = rng.expovariate(1.0 / self.hold_s)
             entry = price_ticks * math.exp(index_vol_bps * 1e-4 * math.sqrt(age) * rng.gauss(0.0, 1.0))
@@ -282,8 +331,11 @@ class Traders:
         p: FlowParams,
         basis_bps: float,
         shocks: list[tuple[int, float]],
+        value_bps: float = 0.0,
     ) -> list[Order]:
-        """The step's market orders, sorted by time; ``shocks`` are ``(ms, usd)`` exogenous orders."""
+        """The step's market orders, sorted by time; ``shocks`` are ``(ms, usd)`` exogenous orders,
+        ``basis_bps`` the basis the arbitrageurs see, ``value_bps`` the distance of the price from
+        its slow average the value traders see (+ above)."""
         rng = self.rng
         dt = step_ms / 1000.0
         out: list[Order] = []
@@ -312,15 +364,27 @@ class Traders:
                     pick(rng, self.leverages, p.lev_cum),
                 )
             )
-        for exit_t, pid in self.positions.due((t_ms + step_ms) / 1000.0):
-            side = "sell" if self.positions.side[pid] == LONG else "buy"
-            out.append((max(0.0, exit_t * 1000 - t_ms), side, self.positions.lots[pid], "close", pid))
+        pos = self.positions
+        closed_usd = 0.0  # signed: + buys (shorts closing)
+        for exit_t, pid in pos.due((t_ms + step_ms) / 1000.0):
+            side = "sell" if pos.side[pid] == LONG else "buy"
+            out.append((max(0.0, exit_t * 1000 - t_ms), side, pos.lots[pid], "close", pid))
+        if p.unwind > 0:
+            n = poisson(rng, p.unwind * dt * pos.count(p.unwind_side))
+            for pid in pos.sample(rng, p.unwind_side, n):
+                side = "sell" if pos.side[pid] == LONG else "buy"
+                out.append((rng.random() * step_ms, side, pos.lots[pid], "close", pid))
+                closed_usd += pos.lots[pid] * LOT * price_usd * (1 if side == "buy" else -1)
         if abs(basis_bps) > self.ARB_FREE_BPS:
-            usd = min(self.ARB_USD_S_BPS * (abs(basis_bps) - self.ARB_FREE_BPS), self.ARB_CAP_USD_S) * self.scale * dt
+            usd = min(self.arb_usd_s_bps * (abs(basis_bps) - self.ARB_FREE_BPS), self.arb_cap_usd_s) * self.scale * dt
             out.append((rng.random() * step_ms, "sell" if basis_bps > 0 else "buy", lots_of(usd), "arb", None))
+        if abs(value_bps) > self.value_free_bps:
+            usd = self.value_usd_s_bps * (abs(value_bps) - self.value_free_bps)
+            usd = min(usd, self.value_cap_usd_s) * self.scale * dt * (0.5 + rng.random())
+            out.append((rng.random() * step_ms, "sell" if value_bps > 0 else "buy", lots_of(usd), "value", None))
         if p.hedge:
             net = self.open_rate * p.open_rate * (2.0 * p.long_share - 1.0) * self.OPEN_USD * p.size * self._mean_open
-            usd = p.hedge * net * dt * (0.5 + rng.random())
+            usd = p.hedge * (net * dt + closed_usd) * (0.5 + rng.random())
             if abs(usd) > 1.0:
                 out.append((rng.random() * step_ms, "sell" if usd > 0 else "buy", lots_of(usd), "hedge", None))
         if p.trend_usd_s:

@@ -17,10 +17,25 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass
 
-__all__ = ["Book", "MarketMaker", "LOT"]
+__all__ = ["Book", "MarketMaker", "Quoting", "LOT"]
 
 LOT = 0.001  # BTC per lot
+
+
+@dataclass(frozen=True, slots=True)
+class Quoting:
+    """How one venue's market makers quote: ``depth_usd_bps`` (resting USD per bps of distance),
+    ``range_bps`` (how far from the last trade), ``nerve`` (how hard they pull back under
+    stress), ``return_s`` (time constant of their return), ``refill_s`` (mean wait before a
+    swept level next to the price is quoted again)."""
+
+    depth_usd_bps: float
+    range_bps: float
+    nerve: float = 1.0
+    return_s: float = 30.0
+    refill_s: float = 1.0
 
 
 class Book:
@@ -160,22 +175,31 @@ class MarketMaker:
 
     ``depth_usd_bps`` is the resting notional per bps of distance far from the touch; near it
     the profile is thinner (``0.35 + 0.65 * (1 - exp(-d / 12 bps))``). The liquidity factor
-    multiplies it: ``scenario factor * max(0.5, 1 / (1 + 0.3 * max(0, drift / 10 bps - 1)))`` with
-    ``drift`` the distance of the mid from its 10-second moving average, so market makers withdraw
-    (down to half their depth) when the price runs away; they withdraw at once and come back
-    with a 30-second lag. They also lean away from one-sided flow: with ``imb`` the 5-second EWMA
-    of signed taker flow (USD/s, + buys), the side being hit quotes ``1 - min(0.4, |imb| /
-    (3 * depth_usd_bps))`` of its target and refills the spread behind a sweep more slowly.
+    multiplies it: ``scenario factor * max(0.35, 1 / (1 + nerve * (0.3 * max(0, drift / 10 bps - 1)
+    + forced / (5 * depth_usd_bps))))`` with ``drift`` the distance of the mid from its 10-second
+    moving average and ``forced`` the 10-second EWMA of the liquidation flow they see (USD/s):
+    market makers withdraw when the price runs away or liquidations hit the book; they withdraw
+    at once and come back with a lag of ``return_s``. A level next to the price that a sweep
+    emptied is refilled after a random wait (mean ``refill_s``):
+    the book replenishes with a lag. They also lean away from one-sided flow: with ``imb`` the
+    5-second EWMA of signed taker flow (USD/s, + buys), the side being hit quotes
+    ``1 - min(0.4, |imb| / (3 * depth_usd_bps))`` of its target.
     """
 
-    FRONT = 4  # cells next to the last trade kept filled every step
+    FRONT = 16  # cells next to the last trade refilled (after a random wait) once swept
     REFRESH = 6  # random cells refreshed per side per step
+    SWEEP = 12  # cells of the rolling rebuild per side per step
 
-    def __init__(
-        self, book: Book, price: float, depth_usd_bps: float, range_bps: float, rng: random.Random, step_s: float
-    ) -> None:
+    def __init__(self, book: Book, price: float, quoting: Quoting, rng: random.Random, step_s: float) -> None:
         self.book = book
         self.rng = rng
+        depth_usd_bps, range_bps = quoting.depth_usd_bps, quoting.range_bps
+        self.nerve = quoting.nerve
+        self._forced = 0.0
+        self._forced_rate = 0.0
+        self._a_forced = 1.0 - math.exp(-step_s / 10.0)
+        self._p_refill = 1.0 - math.exp(-step_s / quoting.refill_s)
+        self._depth = depth_usd_bps
         self.range_cells = int(range_bps * 1e-4 * price * 10 / book.cell_ticks)
         cell_bps = book.cell_ticks / 10 / price * 1e4
         self._target = []
@@ -191,7 +215,8 @@ class MarketMaker:
         self._step_s = step_s
         self._ema_mid: float | None = None
         self._a_mid = 1.0 - math.exp(-step_s / 10.0)
-        self._a_back = 1.0 - math.exp(-step_s / 30.0)
+        self._a_back = 1.0 - math.exp(-step_s / quoting.return_s)
+        self._sweep = 0
         self._lo = book.n  # lowest bid cell that may be non-empty
         self._hi = -1  # highest ask cell that may be non-empty
 
@@ -214,6 +239,10 @@ class MarketMaker:
         if cell > self._hi:
             self._hi = cell
 
+    def note_forced(self, usd: float) -> None:
+        """Liquidation orders of ``usd`` (absolute) hit the book since the last round."""
+        self._forced += usd
+
     def note_flow(self, usd: float) -> None:
         """A taker order of ``usd`` (+ buy, - sell) hit the book since the last round."""
         self._flow += usd
@@ -231,7 +260,10 @@ class MarketMaker:
             self._ema_mid = mid
         self._ema_mid += self._a_mid * (mid - self._ema_mid)
         drift = abs(mid - self._ema_mid) / mid * 1e4
-        want = scenario_liquidity * max(0.5, 1.0 / (1.0 + 0.3 * max(0.0, drift / 10.0 - 1.0)))
+        self._forced_rate += self._a_forced * (self._forced / self._step_s - self._forced_rate)
+        self._forced = 0.0
+        stress = 0.3 * max(0.0, drift / 10.0 - 1.0) + self._forced_rate / (5.0 * self._depth)
+        want = scenario_liquidity * max(0.35, 1.0 / (1.0 + self.nerve * stress))
         pulled = want < self.liquidity * 0.97
         liq = want if want < self.liquidity else self.liquidity + self._a_back * (want - self.liquidity)
         self.liquidity = liq
@@ -239,14 +271,15 @@ class MarketMaker:
         # close the spread behind a sweep: the first cells next to the last trade
         front_b = max(1, int(self.FRONT * bid_k + 0.5))
         front_a = max(1, int(self.FRONT * ask_k + 0.5))
+        p_refill = self._p_refill
         for d in range(1, self.FRONT + 1):
             c = ref - d
             want = target[d] * liq * bid_k
-            if d <= front_b and c < book.ba and book.bids[c] < 0.3 * want:
+            if d <= front_b and c < book.ba and book.bids[c] < 0.3 * want and rng.random() < p_refill:
                 self._post_bid(c, int(want * (0.6 + 0.8 * rng.random())) + 1)
             c = ref + d
             want = target[d] * liq * ask_k
-            if d <= front_a and c > book.bb and book.asks[c] < 0.3 * want:
+            if d <= front_a and c > book.bb and book.asks[c] < 0.3 * want and rng.random() < p_refill:
                 self._post_ask(c, int(want * (0.6 + 0.8 * rng.random())) + 1)
         # refresh random cells toward the target, denser near the touch
         rc = self.range_cells
@@ -262,6 +295,15 @@ class MarketMaker:
                 c = ref + d
                 if c > book.bb:
                     self._post_ask(c, int(lots * ask_k) + 1)
+        # rebuild the profile behind a move: a rolling sweep over the range posts on empty cells
+        for _ in range(self.SWEEP):
+            d = self._sweep = self._sweep % rc + 1
+            c = ref - d
+            if 0 <= c < book.ba and book.bids[c] == 0:
+                self._post_bid(c, int(target[d] * liq * bid_k * (0.6 + 0.8 * rng.random())) + 1)
+            c = ref + d
+            if book.bb < c < book.n and book.asks[c] == 0:
+                self._post_ask(c, int(target[d] * liq * ask_k * (0.6 + 0.8 * rng.random())) + 1)
         # under stress, market makers pull the near levels down to the thinner target at once
         if pulled or lean > 0.3:
             for d in range(1, min(40, rc)):

@@ -23,7 +23,7 @@ import math
 import random
 import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from itertools import accumulate
 from pathlib import Path
 
@@ -31,70 +31,54 @@ import msgspec
 
 from cascadewatch.connectors.recording import RecordingWriter
 from cascadewatch.detectors.labels import CascadeLabeler, LabelConfig
-from cascadewatch.pipelines.simulate.agents import (
-    LONG,
-    SHORT,
-    FlowParams,
-    Positions,
-    Traders,
-)
-from cascadewatch.pipelines.simulate.book import LOT, Book, MarketMaker
+from cascadewatch.pipelines.simulate.agents import LONG, SHORT, FlowParams, Positions, Traders, poisson
+from cascadewatch.pipelines.simulate.book import LOT, Book, MarketMaker, Quoting
 from cascadewatch.pipelines.simulate.liquidation import LiquidationEngine
-from cascadewatch.pipelines.simulate.scenarios import (
-    LEVERAGES,
-    Phase,
-    Scenario,
-    StopCluster,
-)
-from cascadewatch.pipelines.simulate.venues import (
-    FEEDS,
-    BinanceFeed,
-    BybitFeed,
-    Feed,
-    FrameSink,
-)
+from cascadewatch.pipelines.simulate.market import LEVERAGES, Market, VenueMarket, draw_market
+from cascadewatch.pipelines.simulate.scenarios import LOW_LEVERAGE, Phase, Plan, Scenario, StopCluster
+from cascadewatch.pipelines.simulate.venues import FEEDS, BinanceFeed, BybitFeed, Feed, FrameSink, NullFeed
 
-__all__ = ["SimulationResult", "run_scenario", "VENUE_SPECS", "ASSET"]
+__all__ = ["SimulationResult", "run_scenario", "ASSET"]
 
 ASSET = "BTC-USDT"
-CELL_TICKS = 50  # one book level per 5 USDT
-BUCKET_TICKS = 100  # liquidation-price buckets of 10 USDT
-LEVELS_TICKS = 1000  # truth "levels" buckets of 100 USDT
-ORDER_MAX_CELLS = 400  # an ordinary market order walks at most ~200 bps
+ORDER_MAX_CELLS = 400  # an ordinary market order walks at most 400 levels (~200 bps)
 QUOTE_RANGE_BPS = 190.0  # market makers quote this far from the last trade (< 400 OKX levels)
-INDEX_PULL_S = 0.02  # pull of the spot index toward the perpetuals, per second
-MARK_TAU_S = 1.0  # smoothing of the basis in the mark price
-OI_BASE_BTC = 8_000.0  # open interest of positions the simulation does not track, per unit of scale
+CELL_BPS = 0.5  # one book level per ~0.5 bps of price (a round number of ticks)
+OI_BASE_USD = 7.7e8  # open interest of positions the simulation does not track, per unit of scale
+ADL_AFTER_S = 20.0  # the engine works its inventory at least this long before auto-deleveraging
+MAX_VOL_X = 1.8  # log volatility is capped this far above its long-run level (6x)
+_PLAN_MIX = 0x9A1D_77E3_0C5B
+_RUN_MIX = 0x3C6E_F372_FE94
 
 
-@dataclass(frozen=True)
-class VenueSpec:
-    """Size of a venue relative to Binance, its maintenance margin rate and feed latency."""
-
-    scale: float
-    mmr: float
-    latency_ms: float
-
-
-VENUE_SPECS = {
-    "binance-usdm": VenueSpec(scale=1.0, mmr=0.004, latency_ms=28.0),
-    "bybit-linear": VenueSpec(scale=0.7, mmr=0.005, latency_ms=55.0),
-    "okx-swap": VenueSpec(scale=0.5, mmr=0.004, latency_ms=80.0),
-}
+def _nice(x: float) -> int:
+    """The 1-2-5 number nearest ``x`` (>= 1)."""
+    best = 1
+    for mag in (1, 10, 100, 1000, 10_000):
+        for m in (1, 2, 5):
+            if abs(math.log(m * mag / x)) < abs(math.log(best / x)):
+                best = m * mag
+    return best
 
 
 @dataclass
 class SimulationResult:
-    """What a run produced: paths, frame counts, the true cascades and a few market facts."""
+    """What a run produced: paths, frame counts, the true cascades, the market it drew and a
+    few market facts (``hourly``: true forced notional per simulated hour, ``[longs, shorts]``
+    in USD; ``adl``: auto-deleveraging events)."""
 
     scenario: str
     seed: int
     duration_s: float
-    out: Path
+    out: Path | None
     truth: Path | None
     frames: int
     cascades: list[dict]
+    market: dict = field(default_factory=dict)
+    plan: dict = field(default_factory=dict)
     venues: dict[str, dict] = field(default_factory=dict)
+    hourly: list[list[float]] = field(default_factory=list)
+    adl: list[dict] = field(default_factory=list)
     price_start: float = 0.0
     price_end: float = 0.0
     price_min: float = 0.0
@@ -122,9 +106,19 @@ class _Window:
         return max(0.0, min(1.0, (t_ms - self.start_ms) / self.ramp_ms, (self.end_ms - t_ms) / self.ramp_ms))
 
 
-def _conditions(windows: list[_Window], venue: str, t_ms: int, base_cum: tuple[float, ...]) -> tuple[FlowParams, float]:
+@dataclass(frozen=True)
+class _Mix:
+    """The market's cumulative leverage weights: ordinary, crowded, cautious."""
+
+    calm: tuple[float, ...]
+    crowd: tuple[float, ...]
+    low: tuple[float, ...]
+
+
+def _conditions(windows: list[_Window], venue: str, t_ms: int, m: Market, mix: _Mix) -> tuple[FlowParams, float]:
     """The traders' parameters and the market makers' liquidity factor at ``t_ms`` on ``venue``."""
-    open_rate, long_share, lev_cum, size, trend, hedge, liquidity = 1.0, 0.5, base_cum, 1.0, 0.0, 0.0, 1.0
+    open_rate, long_share, lev_cum, size, trend, hedge, liquidity = 1.0, m.long_share, mix.calm, 1.0, 0.0, 0.0, 1.0
+    unwind, unwind_side = 0.0, LONG
     for win in windows:
         ph = win.phase
         if ph.venues is not None and venue not in ph.venues:
@@ -136,73 +130,140 @@ def _conditions(windows: list[_Window], venue: str, t_ms: int, base_cum: tuple[f
         if ph.long_share is not None:
             long_share = ph.long_share
         if ph.leverage is not None:
-            lev_cum = tuple(accumulate(ph.leverage))
+            lev_cum = mix.crowd if ph.leverage == "crowd" else mix.low
         size *= ph.size
         trend += ph.trend_usd_s
         hedge = max(hedge, ph.hedge)
+        if ph.unwind:
+            unwind, unwind_side = ph.unwind, LONG if ph.unwind_long else SHORT
         liquidity *= 1.0 + (ph.liquidity - 1.0) * w
-    return FlowParams(open_rate, long_share, lev_cum, size, trend, hedge), liquidity
+    return FlowParams(open_rate, long_share, lev_cum, size, trend, hedge, unwind, unwind_side), liquidity
+
+
+class _Index:
+    """The spot index (ticks): stochastic volatility, news jumps, a pull toward the perpetuals.
+
+    Per step ``dt``: ``ln I += sigma * 1e-4 * sqrt(dt) * Z + (drift + jumps) * 1e-4 * dt``, then
+    ``I += pull * dt * (perp mid - I)`` (perpetuals lead price discovery). ``sigma = vol_bps *
+    exp(x)``; per second ``x += -x / revert + vol_of_vol * sqrt(2 / revert) * Z + excite * 100 *
+    liquidated / open interest`` (capped at :data:`MAX_VOL_X`): liquidations excite volatility.
+    News arrives at ``jump_rate_h * exp(2 x)`` per hour, each a move of an exponential size
+    (mean ``jump_bps``, either sign) spread over about ``jump_over_s``.
+    """
+
+    def __init__(self, m: Market, price_ticks: float, rng: random.Random) -> None:
+        self.m = m
+        self.rng = rng
+        self.value = price_ticks
+        self.x = rng.gauss(0.0, m.vol_of_vol)
+        self.jumps: list[tuple[int, float]] = []  # (end ms, bps per second)
+        self.news: list[dict] = []
+
+    def second(self, t_ms: int, liquidated_usd: float, oi_usd: float) -> None:
+        """Advance volatility by one second and draw the news of the next second."""
+        m, rng = self.m, self.rng
+        tau = m.vol_revert_s
+        self.x += -self.x / tau + m.vol_of_vol * math.sqrt(2.0 / tau) * rng.gauss(0.0, 1.0)
+        if oi_usd > 0:
+            self.x += m.excite * 100.0 * liquidated_usd / oi_usd
+        self.x = min(self.x, MAX_VOL_X)
+        for _ in range(poisson(rng, m.jump_rate_h / 3600.0 * math.exp(2.0 * self.x))):
+            bps = rng.expovariate(1.0 / m.jump_bps) * (1.0 if rng.random() < 0.5 else -1.0)
+            over = m.jump_over_s * (0.5 + rng.random())
+            self.jumps.append((t_ms + int(over * 1000), bps / over))
+            self.news.append(
+                {"type": "shock", "ts": t_ms, "kind": "news", "bps": round(bps, 2), "over_s": round(over, 1)}
+            )
+
+    def step(self, t_ms: int, dt: float, drift_bps_s: float, perp_mid: float) -> float:
+        """Move the index over one step; returns it (ticks)."""
+        if self.jumps:
+            self.jumps = [j for j in self.jumps if j[0] > t_ms]
+            drift_bps_s += sum(j[1] for j in self.jumps)
+        sigma = self.m.vol_bps * math.exp(self.x)
+        self.value *= math.exp(sigma * 1e-4 * math.sqrt(dt) * self.rng.gauss(0.0, 1.0) + drift_bps_s * 1e-4 * dt)
+        self.value += self.m.index_pull_s * dt * (perp_mid - self.value)
+        return self.value
 
 
 class _Venue:
     """One venue's market: book, market makers, traders, liquidation engine, frame writer."""
 
-    def __init__(self, name: str, sc: Scenario, rng: random.Random, sink: FrameSink) -> None:
-        spec = VENUE_SPECS[name]
-        self.name = name
-        self.scale = spec.scale
+    def __init__(self, vm: VenueMarket, m: Market, sc: Scenario, rng: random.Random, sink: FrameSink) -> None:
+        self.name = vm.name
+        self.scale = vm.scale * m.notional
         self.rng = rng
-        price_ticks = sc.price * 10
-        self.book = Book(int(price_ticks * 1.8 / CELL_TICKS), CELL_TICKS, int(price_ticks // CELL_TICKS))
-        self.mm = MarketMaker(self.book, sc.price, sc.depth_usd_bps * spec.scale, QUOTE_RANGE_BPS, rng, sc.step_s)
+        price_ticks = m.price * 10
+        cell = max(10, int(round(price_ticks * CELL_BPS * 1e-4 / 10)) * 10)
+        self.book = Book(int(price_ticks * 1.8 / cell), cell, int(price_ticks // cell))
+        quoting = Quoting(m.depth_usd_bps * self.scale, QUOTE_RANGE_BPS, m.mm_nerve, m.mm_return_s, m.mm_refill_s)
+        self.mm = MarketMaker(self.book, m.price, quoting, rng, sc.step_s)
         self.mm.seed()
         self.book.changed_bids.clear()
         self.book.changed_asks.clear()
-        self.positions = Positions(spec.mmr, BUCKET_TICKS)
-        self.traders = Traders(rng, spec.scale, self.positions, sc.noise_rate, sc.open_rate, sc.hold_s, LEVERAGES)
-        self.engine = LiquidationEngine(self.positions, tau_s=MARK_TAU_S)
+        self.positions = Positions(vm.mmr, max(10, cell * 2))
+        self.traders = Traders(rng, self.scale, self.positions, m, LEVERAGES)
+        self.engine = LiquidationEngine(
+            self.positions,
+            tau_s=vm.mark_tau_s,
+            usd_s=vm.engine_usd_s * self.scale,
+            slip_bps=vm.engine_slip_bps,
+            fund_usd=vm.insurance_usd * self.scale,
+            adl_after_s=ADL_AFTER_S,
+        )
         step_ms = int(round(sc.step_s * 1000))
         self.feed: Feed
-        if name == "binance-usdm":
+        if sink.writer is None:
+            self.feed = NullFeed(sink, self.book, rng, vm.latency_ms)
+        elif vm.name == "binance-usdm":
             self.feed = BinanceFeed(
-                sink, self.book, rng, spec.latency_ms, depth_ms=step_ms if step_ms in (100, 250, 500) else 100
+                sink, self.book, rng, vm.latency_ms, depth_ms=step_ms if step_ms in (100, 250, 500) else 100
             )
         else:
-            self.feed = FEEDS[name](sink, self.book, rng, spec.latency_ms)
-        self.oi_base = int(OI_BASE_BTC * spec.scale / LOT)
+            self.feed = FEEDS[vm.name](sink, self.book, rng, vm.latency_ms)
+        self.oi_base = int(OI_BASE_USD * self.scale / m.price / LOT)
         self.last_tick = self.book.tick(self.book.last_cell)
         self.premium = 0.0
+        self.funding_bias = m.funding_bias
+        self.arb_basis = 0.0
+        self._a_arb = 1.0 - math.exp(-sc.step_s / m.arb_lag_s)
+        self.anchor = price_ticks  # the value traders' slow average (30 min)
+        self.value_bps = 0.0  # the distance from it they react to (lagged)
+        self._a_anchor = 1.0 - math.exp(-sc.step_s / 1800.0)
+        self._a_value = 1.0 - math.exp(-sc.step_s / m.value_lag_s)
         self.faults: list[tuple[int, str]] = []
         self.liq_count = 0
         self.liq_usd = [0.0, 0.0]
-        self.liq_in_book_usd = 0.0
+        self.adl_usd = 0.0
         self.first_liq_ms: int | None = None
+        self.first_adl_ms: int | None = None
 
     def mid(self) -> float:
+        """Mid price (ticks)."""
         return self.book.mid_ticks()
 
     def oi_lots(self) -> int:
-        return self.oi_base + self.positions.open_lots[LONG] + self.positions.open_lots[SHORT]
+        """Open interest (lots): untracked base, open positions and the engine's inventory."""
+        inv = self.engine.inventory
+        return self.oi_base + self.positions.open_lots[LONG] + self.positions.open_lots[SHORT] + inv[0] + inv[1]
 
     def step(
-        self,
-        t_ms: int,
-        step_ms: int,
-        index: float,
-        fair: float,
-        p: FlowParams,
-        liquidity: float,
-        shocks: list[tuple[int, float]],
-        forced: list[float],
+        self, t_ms: int, step_ms: int, index: float, fair: float, cond: tuple[FlowParams, float], ctx: _Step
     ) -> None:
-        """One step of this venue (module docstring); adds its liquidated notional to ``forced``."""
+        """One step of this venue (module docstring); adds its forced notional to ``ctx``."""
         book, feed = self.book, self.feed
+        p, liquidity = cond
         self.mm.step(liquidity)
         price_usd = book.tick(book.last_cell) / 10
-        basis_bps = (self.mid() - fair) / fair * 1e4
-        last_ms = t_ms
-        for order in self.traders.orders(t_ms, step_ms, price_usd, p, basis_bps, shocks):
-            ms = last_ms = t_ms + int(order[0])
+        mid = self.mid()
+        self.arb_basis += self._a_arb * ((mid - fair) / fair * 1e4 - self.arb_basis)
+        self.anchor += self._a_anchor * (mid - self.anchor)
+        self.value_bps += self._a_value * ((mid - self.anchor) / self.anchor * 1e4 - self.value_bps)
+        orders = self.traders.orders(
+            t_ms, step_ms, price_usd, p, self.arb_basis, ctx.shocks.get(self.name, []), self.value_bps
+        )
+        for order in orders:
+            ms = t_ms + int(order[0])
             fills = book.take(order[1], order[2], ORDER_MAX_CELLS)
             if not fills:
                 continue
@@ -213,34 +274,55 @@ class _Venue:
             self.traders.filled(ms, order, lots, book.avg_tick(fills))
         self.traders.after_trades(self.last_tick)
         self.engine.update_mark(index, self.mid(), step_ms / 1000.0)
-        self._liquidate(max(t_ms + step_ms - 12, last_ms), t_ms + step_ms - 1, forced)
+        self.engine.take_over((t_ms + step_ms) / 1000.0)
+        self._work_inventory(t_ms + step_ms - 10, price_usd, step_ms / 1000.0, ctx)
         feed.publish_book(t_ms + step_ms)
 
-    def _liquidate(self, ms: int, last_ms: int, forced: list[float]) -> None:
-        """Send the engine's forced orders, IOC down (up) to the bankruptcy price."""
-        book = self.book
-        for lo in self.engine.liquidations():
-            ms = min(ms + 1, last_ms)
-            bk = int(round(lo.bankruptcy))
-            reach = book.bb - book.cell_of(bk) if lo.side == "sell" else book.cell_of(bk) - book.ba
-            fills = book.take(lo.side, lo.lots, reach) if reach >= 0 else []
-            filled = sum(q for _, q in fills)
-            in_book = sum(book.tick(c) * q for c, q in fills) / 10 * LOT
-            value = in_book + (lo.lots - filled) * LOT * bk / 10  # the rest goes to the insurance fund
+    def _work_inventory(self, ms: int, price_usd: float, dt: float, ctx: _Step) -> None:
+        """Send the engine's slices into the book; auto-deleverage what the fund cannot cover."""
+        book, engine = self.book, self.engine
+        bb = book.tick(book.bb) if book.bb >= 0 else book.tick(book.last_cell)
+        ba = book.tick(book.ba) if book.ba < book.n else book.tick(book.last_cell)
+        for lo in engine.orders(bb, ba, price_usd, dt, LOT):
+            ms += 1
+            limit = book.cell_of(lo.limit)
+            reach = book.bb - limit + 1 if lo.side == "sell" else limit - book.ba + 1
+            fills = book.take(lo.side, lo.lots, reach) if reach > 0 else []
             side = LONG if lo.position == "long" else SHORT
-            forced[side] += value
-            self.liq_usd[side] += value
-            self.liq_in_book_usd += in_book
             self.liq_count += 1
-            if self.first_liq_ms is None and value > 50_000:
-                self.first_liq_ms = ms
             if fills:
-                self.mm.note_flow(in_book if lo.side == "buy" else -in_book)
+                filled = sum(q for _, q in fills)
+                usd = sum(book.tick(c) * q for c, q in fills) / 10 * LOT
+                engine.settle(side, filled, book.avg_tick(fills), LOT)
+                ctx.forced[side] += usd
+                self.liq_usd[side] += usd
+                if self.first_liq_ms is None and usd > 50_000:
+                    self.first_liq_ms = ms
+                self.mm.note_flow(usd if lo.side == "buy" else -usd)
+                self.mm.note_forced(usd)
                 self.feed.trade(ms, lo.side, fills)
                 self.last_tick = book.tick(fills[-1][0])
-            self.feed.liquidation(ms, lo.position, lo.lots, fills, bk)
+            self.feed.liquidation(ms, lo.position, lo.lots, fills, int(round(lo.bankruptcy)))
+        for side, lots, bk in engine.adl_due(ms / 1000.0, LOT):
+            self.positions.deleverage(engine.opposite(side), lots)
+            usd = lots * LOT * bk / 10
+            ctx.forced[side] += usd
+            self.liq_usd[side] += usd
+            self.adl_usd += usd
+            if self.first_adl_ms is None:
+                self.first_adl_ms = ms
+            ctx.adl.append(
+                {
+                    "type": "adl",
+                    "ts": ms,
+                    "venue": self.name,
+                    "side": "long" if side == LONG else "short",
+                    "usd": round(usd, 2),
+                }
+            )
 
     def apply_faults(self, t_ms: int) -> None:
+        """Disconnects, reconnects and lost book frames due by ``t_ms``."""
         while self.faults and self.faults[0][0] <= t_ms:
             _, what = self.faults.pop(0)
             if what == "disconnect":
@@ -251,48 +333,70 @@ class _Venue:
                 self.feed.lose_book_frame()
 
     def summary(self) -> dict:
+        """The venue's facts of the run (result and CLI summary)."""
         return {
             "liquidations": self.liq_count,
             "liquidated_long_usd": round(self.liq_usd[LONG], 2),
             "liquidated_short_usd": round(self.liq_usd[SHORT], 2),
-            "liquidated_in_book_usd": round(self.liq_in_book_usd, 2),
+            "adl_usd": round(self.adl_usd, 2),
+            "insurance_fund_usd": round(self.engine.fund, 2),
             "first_large_liquidation_ms": self.first_liq_ms,
+            "first_adl_ms": self.first_adl_ms,
             "frames": dict(sorted(self.feed.counts.items())),
             "open_interest_btc": round(self.oi_lots() * LOT, 3),
         }
+
+
+@dataclass
+class _Step:
+    """What the venues of one step share: the shocks per venue, the forced notional (longs,
+    shorts) of the current second and the ADL events."""
+
+    shocks: dict[str, list[tuple[int, float]]]
+    forced: list[float]
+    adl: list[dict]
 
 
 _DEFAULT_PHASE = Phase(0.0, 1.0)
 _PHASE_FIELDS = [f.name for f in fields(Phase) if f.name not in ("start_s", "end_s")]
 
 
+def _resolve(venues: tuple[str, ...] | str | None, first: str) -> tuple[str, ...] | None:
+    """A phase's or shock's venues with ``"first"`` standing for the run's largest venue."""
+    if venues is None:
+        return None
+    if isinstance(venues, str):
+        venues = (venues,)
+    return tuple(first if v == "first" else v for v in venues)
+
+
 def _schedule(
-    sc: Scenario,
+    plan: Plan,
     venues: list[_Venue],
-    windows: list[_Window],
     anchor_ms: int,
     t0: int,
     duration_ms: int,
-    step_ms: int,
     faults: bool,
     truth_lines: list[dict],
 ) -> tuple[list[tuple[int, str, str, float]], list[tuple[int, int]]]:
-    """Place the scenario's shocks, stops and (optionally) faults. Returns the shocks in time
-    order as ``(ms, venue or "", kind, amount)`` and the stop placements ``(ms, cluster index)``,
-    and records them, and the phases, in the truth."""
-    for win in windows:
-        ph = win.phase
-        changed = {k: getattr(ph, k) for k in _PHASE_FIELDS if getattr(ph, k) != getattr(_DEFAULT_PHASE, k)}
-        truth_lines.append({"type": "phase", "ts": win.start_ms, "end": win.end_ms, **changed})
+    """Place the plan's shocks, stops and (optionally) faults. Returns the shocks in time order as
+    ``(ms, venue or "", kind, amount)`` and the stop placements ``(ms, cluster index)``, and
+    records them in the truth."""
+    first = venues[0].name
     shocks: list[tuple[int, str, str, float]] = []
-    for sh in sc.shocks:
+    for sh in plan.shocks:
         at = max(t0, anchor_ms + int(sh.at_s * 1000))
         if sh.kind == "index":
-            shocks.append((at, "", "index", sh.bps))
-            truth_lines.append({"type": "shock", "ts": at, "kind": "index", "bps": sh.bps})
+            shocks.extend(
+                (at + int(i * sh.over_s * 1000 / sh.slices), "", "index", sh.bps / sh.slices) for i in range(sh.slices)
+            )
+            truth_lines.append(
+                {"type": "shock", "ts": at, "kind": "index", "bps": round(sh.bps, 2), "over_s": round(sh.over_s, 1)}
+            )
             continue
+        targets = _resolve(sh.venues, first)
         for v in venues:
-            if sh.venues is None or v.name in sh.venues:
+            if targets is None or v.name in targets:
                 per = sh.usd * v.scale / sh.slices
                 shocks.extend(
                     (at + int(i * sh.over_s * 1000 / sh.slices), v.name, "market", per) for i in range(sh.slices)
@@ -303,12 +407,13 @@ def _schedule(
                         "ts": at,
                         "kind": "market",
                         "venue": v.name,
-                        "usd": sh.usd * v.scale,
-                        "over_s": sh.over_s,
+                        "usd": round(sh.usd * v.scale, 2),
+                        "over_s": round(sh.over_s, 1),
                     }
                 )
-    placements = sorted((max(t0, anchor_ms + int(st.placed_s * 1000)), i) for i, st in enumerate(sc.stops))
+    placements = sorted((max(t0, anchor_ms + int(st.placed_s * 1000)), i) for i, st in enumerate(plan.stops))
     if faults:
+        step_ms = 250
         for i, v in enumerate(venues):
             d_at = t0 + (int((0.3 + 0.07 * i) * duration_ms) // 1000) * 1000
             g_at = t0 + (int((0.75 + 0.05 * i) * duration_ms) // step_ms) * step_ms
@@ -336,7 +441,7 @@ def _place_stops(st: StopCluster, venues: list[_Venue], t_ms: int, truth_lines: 
             "ts": t_ms,
             "side": st.side,
             "price": round(mid * (1 + st.at_bps * 1e-4) / 10, 1),
-            "usd": st.usd * sum(v.scale for v in venues),
+            "usd": round(st.usd * sum(v.scale for v in venues), 2),
         }
     )
 
@@ -344,7 +449,7 @@ def _place_stops(st: StopCluster, venues: list[_Venue], t_ms: int, truth_lines: 
 def run_scenario(
     sc: Scenario,
     seed: int,
-    out: str | Path,
+    out: str | Path | None,
     truth: str | Path | None = None,
     *,
     progress: bool = False,
@@ -352,74 +457,82 @@ def run_scenario(
     label_config: LabelConfig | None = None,
     trace: list[dict] | None = None,
 ) -> SimulationResult:
-    """Run ``sc`` (its ``duration_s``) with ``seed``; write the recording ``out`` and the truth.
+    """Run ``sc`` (its ``duration_s``) with ``seed``: draw the market and the plan, write the
+    recording ``out`` (``None``: no recording, the market's facts only) and the truth.
 
     ``trace``, when a list, receives one dict per simulated second (index, per-venue mid, mark,
     liquidity factor, depth, forced notional): a diagnostic view of the market, not a venue output.
     """
     wall0 = time.perf_counter()
-    rng = random.Random(seed)
+    market = draw_market(seed, sc.venues, sc.min_venues)
+    plan = sc.build(random.Random(seed ^ _PLAN_MIX))
+    rng = random.Random(seed ^ _RUN_MIX)
     t0 = sc.start_ms
     step_ms = int(round(sc.step_s * 1000))
     dt = step_ms / 1000.0
     n_steps = int(sc.duration_s * 1000) // step_ms
     duration_ms = n_steps * step_ms
-    out = Path(out)
-    writer = RecordingWriter(
-        out,
-        comment=f"simulated scenario={sc.name} seed={seed} duration_s={sc.duration_s:g}"
-        f" venues={','.join(sc.venues)} faults={int(faults)}",
-    )
+    writer = None
+    if out is not None:
+        out = Path(out)
+        writer = RecordingWriter(
+            out,
+            comment=f"simulated scenario={sc.name} seed={seed} duration_s={sc.duration_s:g}"
+            f" venues={','.join(v.name for v in market.venues)} faults={int(faults)}",
+        )
     sink = FrameSink(writer)
-    venues = [_Venue(name, sc, random.Random(rng.getrandbits(64)), sink) for name in sc.venues]
+    venues = [_Venue(vm, market, sc, random.Random(rng.getrandbits(64)), sink) for vm in market.venues]
     weights = [v.scale for v in venues]
     total_scale = sum(weights)
-    base_cum = tuple(accumulate(sc.leverage))
+    mix = _Mix(
+        tuple(accumulate(market.leverage)), tuple(accumulate(market.crowd_leverage)), tuple(accumulate(LOW_LEVERAGE))
+    )
     for v in venues:
-        v.traders.seed(v.mid(), t0 / 1000.0, list(base_cum), sc.index_vol_bps)
-    index = sum(v.mid() * v.scale for v in venues) / total_scale
+        v.traders.seed(v.mid(), t0 / 1000.0, list(mix.calm), market.vol_bps, market.long_share)
+    index = _Index(market, sum(v.mid() * v.scale for v in venues) / total_scale, random.Random(rng.getrandbits(64)))
     labeler = CascadeLabeler(ASSET, label_config or LabelConfig())
     cascades: list[dict] = []
+    anchor_ms = t0 + int(plan.anchor * duration_ms)
+    plan_json = {"direction": plan.direction, "anchor": anchor_ms}
     truth_lines: list[dict] = [
         {
             "type": "scenario",
             "name": sc.name,
             "seed": seed,
             "duration_s": sc.duration_s,
-            "venues": list(sc.venues),
+            "venues": [v.name for v in venues],
             "description": sc.description,
             "faults": faults,
+            "plan": plan_json,
+            "market": market.to_json(),
         },
         {"type": "span", "asset": ASSET, "start": t0, "end": t0 + duration_ms},
     ]
-    anchor_ms = t0 + int(sc.anchor * duration_ms)
-    windows = [_Window(ph, anchor_ms, t0, t0 + duration_ms) for ph in sc.phases]
-    shocks, placements = _schedule(sc, venues, windows, anchor_ms, t0, duration_ms, step_ms, faults, truth_lines)
+    first = venues[0].name
+    windows = [
+        _Window(replace(ph, venues=_resolve(ph.venues, first)), anchor_ms, t0, t0 + duration_ms) for ph in plan.phases
+    ]
+    for win in windows:
+        ph = win.phase
+        changed = {k: getattr(ph, k) for k in _PHASE_FIELDS if getattr(ph, k) != getattr(_DEFAULT_PHASE, k)}
+        truth_lines.append({"type": "phase", "ts": win.start_ms, "end": win.end_ms, **_rounded(changed)})
+    shocks, placements = _schedule(plan, venues, anchor_ms, t0, duration_ms, faults, truth_lines)
     for v in venues:
         v.feed.connect(t0)
+    levels_ticks = _nice(market.price / 1000.0) * 10
 
-    forced = [0.0, 0.0]
+    ctx = _Step({}, [0.0, 0.0], [])
+    hourly: list[list[float]] = []
     prices: list[float] = []
     next_shock = 0
     report_every = max(n_steps // 20, 1)
-    index_sd = sc.index_vol_bps * 1e-4 * math.sqrt(dt)
     for step in range(n_steps + 1):
         t_ms = t0 + step * step_ms
         sink.release(t_ms * 1_000_000)
         if step and t_ms % 1000 == 0:
-            # a whole second has passed: truth, label, per-second venue frames
-            mid = sum(v.mid() * v.scale for v in venues) / total_scale
-            prices.append(mid / 10)
-            cascades.extend(labeler.update(t_ms - 1000, mid / 10, forced[0], forced[1]))
-            if trace is not None:
-                trace.append(_trace_row(t_ms - 1000, mid, index, forced, venues))
-            forced = [0.0, 0.0]
-            for v in venues:
-                v.premium += 0.002 * ((v.mid() - index) / index - v.premium)
-                funding = max(-0.0075, min(0.0075, 0.0001 + 0.3 * v.premium))
-                v.feed.second(t_ms, v.engine.mark, index, funding, v.oi_lots(), v.last_tick)
+            _second(t_ms, venues, index, labeler, ctx, cascades, hourly, prices, trace, total_scale)
             if (t_ms - t0) % (sc.levels_every_s * 1000) == 0:
-                truth_lines.append(_levels_line(t_ms, mid, venues))
+                truth_lines.append(_levels_line(t_ms, prices[-1] * 10, venues, levels_ticks))
         elif t_ms % 1000 == 500:
             for v in venues:
                 if isinstance(v.feed, BybitFeed):
@@ -429,7 +542,7 @@ def run_scenario(
         if progress and step % report_every == 0:
             print(
                 f"simulate {sc.name}: {100 * step // n_steps:3d}%  t={(t_ms - t0) / 1000:.0f}s  "
-                f"price={index / 10:.1f}  cascades={len(cascades)}",
+                f"price={index.value / 10:.1f}  cascades={len(cascades)}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -437,46 +550,38 @@ def run_scenario(
         for v in venues:
             v.apply_faults(t_ms)
         while placements and placements[0][0] <= t_ms:
-            _place_stops(sc.stops[placements.pop(0)[1]], venues, t_ms, truth_lines)
+            _place_stops(plan.stops[placements.pop(0)[1]], venues, t_ms, truth_lines)
 
-        # the spot index: own random walk and drift, pulled toward the perpetuals, jumps
         mids = [v.mid() for v in venues]
         drift = sum(w.phase.index_bps_s for w in windows if w.phase.index_bps_s and w.start_ms <= t_ms < w.end_ms)
-        index *= math.exp(index_sd * rng.gauss(0.0, 1.0) + drift * 1e-4 * dt)
-        index += INDEX_PULL_S * dt * (sum(m * w for m, w in zip(mids, weights)) / total_scale - index)
-        step_shocks: list[tuple[int, str, float]] = []
+        idx = index.step(t_ms, dt, drift, sum(m * w for m, w in zip(mids, weights)) / total_scale)
+        ctx.shocks = {}
         while next_shock < len(shocks) and shocks[next_shock][0] < end_ms:
             at, vname, kind, amount = shocks[next_shock]
             next_shock += 1
             if kind == "index":
-                index *= 1.0 + amount * 1e-4
+                index.value *= 1.0 + amount * 1e-4
+                idx = index.value
             else:
-                step_shocks.append((at, vname, amount))
+                ctx.shocks.setdefault(vname, []).append((at, amount))
 
         for i, v in enumerate(venues):
-            params, liquidity = _conditions(windows, v.name, t_ms, base_cum)
             # the arbitrageurs' fair price: half the spot index, half the other venues' mid
             others = total_scale - v.scale
             fair = (
-                index
+                idx
                 if others <= 0
-                else 0.5 * index + 0.5 * sum(m * w for j, (m, w) in enumerate(zip(mids, weights)) if j != i) / others
+                else 0.5 * idx + 0.5 * sum(m * w for j, (m, w) in enumerate(zip(mids, weights)) if j != i) / others
             )
-            v.step(
-                t_ms,
-                step_ms,
-                index,
-                fair,
-                params,
-                liquidity,
-                [(at, usd) for at, name, usd in step_shocks if name == v.name],
-                forced,
-            )
+            v.step(t_ms, step_ms, idx, fair, _conditions(windows, v.name, t_ms, market, mix), ctx)
 
     cascades.extend(labeler.flush())
     sink.close()
-    writer.close()
+    if writer is not None:
+        writer.close()
     cascades.sort(key=lambda c: (c["start"], c["direction"]))
+    truth_lines.extend(index.news)
+    truth_lines.extend(ctx.adl)
     truth_path = Path(truth) if truth is not None else None
     if truth_path is not None:
         _write_truth(truth_path, truth_lines, cascades)
@@ -484,17 +589,58 @@ def run_scenario(
         scenario=sc.name,
         seed=seed,
         duration_s=sc.duration_s,
-        out=out,
+        out=Path(out) if out is not None else None,
         truth=truth_path,
-        frames=writer.lines_written,
+        frames=writer.lines_written if writer is not None else 0,
         cascades=cascades,
+        market=market.to_json(),
+        plan=plan_json,
         venues={v.name: v.summary() for v in venues},
-        price_start=prices[0] if prices else sc.price,
-        price_end=prices[-1] if prices else sc.price,
-        price_min=min(prices) if prices else sc.price,
-        price_max=max(prices) if prices else sc.price,
+        hourly=[[round(a, 2), round(b, 2)] for a, b in hourly],
+        adl=ctx.adl,
+        price_start=prices[0] if prices else market.price,
+        price_end=prices[-1] if prices else market.price,
+        price_min=min(prices) if prices else market.price,
+        price_max=max(prices) if prices else market.price,
         wall_s=time.perf_counter() - wall0,
     )
+
+
+def _rounded(d: dict) -> dict:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in d.items()}
+
+
+def _second(
+    t_ms: int,
+    venues: list[_Venue],
+    index: _Index,
+    labeler: CascadeLabeler,
+    ctx: _Step,
+    cascades: list[dict],
+    hourly: list[list[float]],
+    prices: list[float],
+    trace: list[dict] | None,
+    total_scale: float,
+) -> None:
+    """A whole second has passed: label, hourly totals, volatility, per-second venue frames."""
+    mid = sum(v.mid() * v.scale for v in venues) / total_scale
+    prices.append(mid / 10)
+    forced = ctx.forced
+    cascades.extend(labeler.update(t_ms - 1000, mid / 10, forced[0], forced[1]))
+    hour = (len(prices) - 1) // 3600
+    if hour >= len(hourly):
+        hourly.append([0.0, 0.0])
+    hourly[hour][0] += forced[0]
+    hourly[hour][1] += forced[1]
+    if trace is not None:
+        trace.append(_trace_row(t_ms - 1000, mid, index.value, forced, venues))
+    oi_usd = sum(v.oi_lots() for v in venues) * LOT * mid / 10
+    index.second(t_ms, forced[0] + forced[1], oi_usd)
+    ctx.forced = [0.0, 0.0]
+    for v in venues:
+        v.premium += 0.002 * ((v.mid() - index.value) / index.value - v.premium)
+        funding = max(-0.0075, min(0.0075, 0.0001 + 0.3 * v.premium + v.funding_bias))
+        v.feed.second(t_ms, v.engine.mark, index.value, funding, v.oi_lots(), v.last_tick)
 
 
 def _write_truth(path: Path, lines: list[dict], cascades: list[dict]) -> None:
@@ -515,6 +661,8 @@ def _trace_row(sec: int, mid: float, index: float, forced: list[float], venues: 
         row[f"{v.name}.liquidity"] = v.mm.liquidity
         row[f"{v.name}.depth10"] = _depth_usd(v.book, 10)
         row[f"{v.name}.oi"] = v.oi_lots() * LOT
+        row[f"{v.name}.fund"] = v.engine.fund
+        row[f"{v.name}.inventory"] = (v.engine.inventory[0] + v.engine.inventory[1]) * LOT
     return row
 
 
@@ -531,21 +679,23 @@ def _depth_usd(book: Book, bps: float) -> float:
     return total
 
 
-def _levels_line(t_ms: int, mid_ticks: float, venues: list[_Venue]) -> dict:
-    """True liquidation levels of all open positions, summed over venues, in 100 USDT buckets
-    within 10 % of the price: ``[[bucket centre price, notional USD], ...]`` ascending."""
+def _levels_line(t_ms: int, mid_ticks: float, venues: list[_Venue], levels_ticks: int) -> dict:
+    """True liquidation levels of all open positions, summed over venues, in buckets of about
+    10 bps (a 1-2-5 number of USDT, 100 at a price near 100,000) within 10 % of the price:
+    ``[[bucket centre price, notional USD], ...]`` ascending."""
     lo, hi = mid_ticks * 0.9, mid_ticks * 1.1
-    ratio = LEVELS_TICKS // BUCKET_TICKS
     out = {}
     for side, key in ((LONG, "long"), (SHORT, "short")):
         acc: dict[int, float] = {}
         for v in venues:
+            bw = v.positions.bw
             for b, lots in v.positions.bucket_lots(side).items():
-                edge = b * BUCKET_TICKS
+                edge = b * bw
                 if lo <= edge <= hi and lots > 0:
-                    acc[b // ratio] = acc.get(b // ratio, 0.0) + lots * LOT * (edge + BUCKET_TICKS / 2) / 10
+                    k = int((edge + bw / 2) // levels_ticks)
+                    acc[k] = acc.get(k, 0.0) + lots * LOT * (edge + bw / 2) / 10
         out[key] = [
-            [round((k * LEVELS_TICKS + LEVELS_TICKS / 2) / 10, 1), round(usd, 2)] for k, usd in sorted(acc.items())
+            [round((k * levels_ticks + levels_ticks / 2) / 10, 1), round(usd, 2)] for k, usd in sorted(acc.items())
         ]
     return {
         "type": "levels",

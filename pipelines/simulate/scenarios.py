@@ -1,58 +1,51 @@
-"""Scenarios: the market's parameters and the exogenous events of each named run.
+"""Scenario families: the exogenous conditions and events of a run, drawn per seed.
 
-A scenario only sets the *conditions* (how crowded and how leveraged the traders are, how deep
-the market makers quote, an optional trend) and the *exogenous triggers* (a large market order,
-an index jump, market makers withdrawing, a cluster of stop orders). Whether a cascade follows
-is up to the mechanism: positions with liquidation prices, a liquidation engine that sends
-market orders into the book, market makers that pull back when volatility rises.
+A family only sets the *conditions* (how crowded and how leveraged the traders are, how deep
+the market makers quote, a trend, a crowd that closes early) and the *exogenous triggers* (a
+large market order, a move of the spot index, market makers withdrawing, a cluster of stop
+orders). Whether a cascade follows is up to the mechanism: positions with liquidation prices, a
+mark price that follows the index, a liquidation engine that works its inventory into the book,
+market makers that pull back and come back late, arbitrage that lags, and the background of
+every run (stochastic volatility and news jumps that liquidations excite, :mod:`.market`).
 
-Each scenario has an *anchor*, the moment of its event, at ``anchor`` (a fraction) of the run;
-phases, shocks and stop placements are given in seconds relative to it. A longer run is a
-longer calm market around the same episode (a crowd builds up for the same 8 minutes before
-the shock whether the run lasts 15 minutes or a day), so the episode keeps its shape.
+Each family draws its :class:`Plan` from the seed (:attr:`Scenario.build`): the direction where
+the family has none of its own, the *anchor* (the moment of its event, a fraction of the run,
+so the episode sits at a different point in every run), the length and strength of a build-up,
+the size and timing of shocks. Phases, shocks and stop placements are in seconds from the
+anchor. The families are chosen so that "crowding, then a shock" is *not* the rule: crowds
+that unwind quietly, shocks out of nowhere, slow grinds, several waves, one venue first.
 """
 
 from __future__ import annotations
 
+import math
+import random
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-__all__ = [
-    "Phase",
-    "Shock",
-    "StopCluster",
-    "Scenario",
-    "SCENARIOS",
-    "LEVERAGES",
-    "CALM_LEVERAGE",
-    "CROWDED_LEVERAGE",
-    "LOW_LEVERAGE",
-]
+__all__ = ["Phase", "Shock", "StopCluster", "Plan", "Scenario", "SCENARIOS", "LOW_LEVERAGE"]
 
-LEVERAGES: tuple[float, ...] = (2, 3, 5, 10, 20, 25, 50, 75, 100)
-CALM_LEVERAGE: tuple[float, ...] = (0.09, 0.09, 0.18, 0.26, 0.19, 0.11, 0.05, 0.015, 0.015)
-"""Weights over :data:`LEVERAGES` for ordinary flow: 8 % of positions at 50x or more."""
-CROWDED_LEVERAGE: tuple[float, ...] = (0.02, 0.02, 0.05, 0.1, 0.12, 0.14, 0.25, 0.15, 0.15)
-"""Weights during a crowded build-up: 55 % of new positions at 50x or more."""
 LOW_LEVERAGE: tuple[float, ...] = (0.2, 0.2, 0.25, 0.25, 0.1, 0.0, 0.0, 0.0, 0.0)
 """Weights of a cautious market: nothing above 20x (liquidation prices 4.6 % away or more)."""
 
 
 @dataclass(frozen=True)
 class Phase:
-    """A window ``[start_s, end_s)`` (seconds from the scenario's anchor) that modifies the market.
+    """A window ``[start_s, end_s)`` (seconds from the anchor) that modifies the market.
 
     - ``open_rate``: multiplier of the leveraged traders' position-opening rate;
-    - ``long_share``: share of new positions that are longs (``None``: the default 0.5);
-    - ``leverage``: weights over :data:`LEVERAGES` (``None``: :data:`CALM_LEVERAGE`);
+    - ``long_share``: share of new positions that are longs (``None``: the market's);
+    - ``leverage``: ``"crowd"`` (the market's crowded mix), ``"low"`` (:data:`LOW_LEVERAGE`) or
+      ``None`` (the market's ordinary mix);
     - ``size``: multiplier of new position sizes;
     - ``trend_usd_s``: informed flow, USD per second per unit of venue scale (+ buys, - sells);
-    - ``index_bps_s``: drift of the spot index, bps per second (informed selling or buying that
-      moves the whole market, not only this venue's book);
-    - ``hedge``: share of the new positions' net directional flow that is met by untracked
-      counterparties (basis traders, market makers hedging elsewhere), so a crowd builds up
-      without running the price away;
+    - ``index_bps_s``: drift of the spot index, bps per second;
+    - ``hedge``: share of the crowd's net flow (openings and closes) met by untracked
+      counterparties, so a crowd builds up or unwinds without running the price away;
+    - ``unwind``: share per second of the crowd side's positions that close early, the side
+      being ``unwind_long`` (longs) or shorts;
     - ``liquidity``: multiplier of the market makers' target depth (ramped over ``ramp`` of
-      the phase at both ends, so depth vanishes and comes back gradually);
+      the phase at both ends);
     - ``venues``: the venues affected (``None``: all).
     """
 
@@ -60,11 +53,13 @@ class Phase:
     end_s: float
     open_rate: float = 1.0
     long_share: float | None = None
-    leverage: tuple[float, ...] | None = None
+    leverage: str | None = None
     size: float = 1.0
     trend_usd_s: float = 0.0
     index_bps_s: float = 0.0
     hedge: float = 0.0
+    unwind: float = 0.0
+    unwind_long: bool = True
     liquidity: float = 1.0
     ramp: float = 0.0
     venues: tuple[str, ...] | None = None
@@ -72,12 +67,13 @@ class Phase:
 
 @dataclass(frozen=True)
 class Shock:
-    """An exogenous trigger ``at_s`` seconds from the scenario's anchor.
+    """An exogenous trigger ``at_s`` seconds from the anchor, spread over ``over_s`` seconds in
+    ``slices`` parts.
 
-    - ``kind == "market"``: market orders of ``usd`` in total (+ buy, - sell), per unit of venue
-      scale, spread over ``over_s`` seconds in ``slices`` orders, on ``venues`` (``None``: all);
-    - ``kind == "index"``: the spot index jumps by ``bps`` (news); perpetuals follow through
-      arbitrage.
+    - ``kind == "market"``: market orders of ``usd`` in total (+ buy, - sell) per unit of venue
+      scale, on ``venues`` (``None``: all; ``"first"``: the run's largest venue only);
+    - ``kind == "index"``: the spot index moves by ``bps`` (news); perpetuals follow through
+      their mark price and arbitrage.
     """
 
     at_s: float
@@ -86,7 +82,7 @@ class Shock:
     bps: float = 0.0
     over_s: float = 5.0
     slices: int = 10
-    venues: tuple[str, ...] | None = None
+    venues: tuple[str, ...] | str | None = None
 
 
 @dataclass(frozen=True)
@@ -106,92 +102,249 @@ class StopCluster:
 
 
 @dataclass(frozen=True)
-class Scenario:
-    """A named run: venues, default duration, phases, shocks, stops and market parameters."""
+class Plan:
+    """What a family drew for one seed: the anchor (fraction of the run), the direction of its
+    episode (``"down"``/``"up"``, ``None`` without one), phases, shocks and stops."""
 
-    name: str
-    description: str
-    duration_s: float = 900.0
-    anchor: float = 0.6  # the scenario's event, as a fraction of the run
-    venues: tuple[str, ...] = ("binance-usdm", "bybit-linear", "okx-swap")
+    anchor: float = 0.6
+    direction: str | None = None
     phases: tuple[Phase, ...] = ()
     shocks: tuple[Shock, ...] = ()
     stops: tuple[StopCluster, ...] = ()
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A scenario family: name, description, default duration, venues and its plan drawer.
+
+    ``venues``: the venue set (``None``: drawn by the market, at least ``min_venues``);
+    ``build(rng)`` draws the seed's :class:`Plan`.
+    """
+
+    name: str
+    description: str
+    build: Callable[[random.Random], Plan]
+    duration_s: float = 900.0
+    venues: tuple[str, ...] | None = None
+    min_venues: int = 1
     start_ms: int = 1_768_435_200_000  # 2026-01-15T00:00:00Z
-    price: float = 96_500.0
-    index_vol_bps: float = 0.45  # spot index volatility, bps per sqrt(second)
-    open_rate: float = 0.8  # leveraged positions opened per second per unit of venue scale
-    noise_rate: float = 2.5  # untracked market orders per second per unit of venue scale
-    hold_s: float = 7200.0  # mean holding time of a leveraged position
-    leverage: tuple[float, ...] = CALM_LEVERAGE  # leverage mix of ordinary flow and of the initial positions
-    depth_usd_bps: float = 220_000.0  # market makers' resting USD per bps of distance (Binance scale)
     step_s: float = 0.25  # simulation step (and book update interval)
     levels_every_s: int = 60  # truth "levels" line interval
 
     def with_duration(self, duration_s: float) -> Scenario:
+        """The same family over ``duration_s`` seconds."""
         return replace(self, duration_s=duration_s)
 
+    def with_venues(self, venues: tuple[str, ...]) -> Scenario:
+        """The same family on exactly ``venues``."""
+        return replace(self, venues=tuple(venues))
 
-def _squeeze(direction: str) -> Scenario:
-    down = direction == "down"
-    sign = 1.0 if down else -1.0
-    return Scenario(
-        name="long-squeeze" if down else "short-squeeze",
-        description=(
-            "Crowded, highly leveraged longs build up on a slow rally; a large market sell and a spot dip "
-            "push the mark through their liquidation prices: a downward cascade."
-            if down
-            else "Crowded, highly leveraged shorts build up on a slow decline; a large market buy and a spot "
-            "jump push the mark through their liquidation prices: an upward squeeze."
-        ),
-        phases=(
-            Phase(
-                -495,
-                0,
-                open_rate=3.0,
-                long_share=0.75 if down else 0.25,
-                leverage=CROWDED_LEVERAGE,
-                size=1.4,
-                hedge=0.7,
+
+def _u(rng: random.Random, lo: float, hi: float) -> float:
+    return rng.uniform(lo, hi)
+
+
+def _logu(rng: random.Random, lo: float, hi: float) -> float:
+    return math.exp(rng.uniform(math.log(lo), math.log(hi)))
+
+
+def _direction(rng: random.Random, fixed: str | None) -> tuple[str, float]:
+    """``(direction, sign)``: sign +1 for a downward episode (longs crowded, selling)."""
+    d = fixed or ("down" if rng.random() < 0.5 else "up")
+    return d, (1.0 if d == "down" else -1.0)
+
+
+def _crowd(rng: random.Random, sign: float, start_s: float, end_s: float = 0.0, strength: float = 1.0) -> Phase:
+    """A crowded, leveraged build-up on one side, hedged so it does not run the price away."""
+    share = _u(rng, 0.7, 0.8)
+    return Phase(
+        start_s,
+        end_s,
+        open_rate=_u(rng, 1.5, 3.0) * strength,
+        long_share=share if sign > 0 else 1.0 - share,
+        leverage="crowd",
+        size=_u(rng, 1.1, 1.4),
+        hedge=_u(rng, 0.6, 0.8),
+    )
+
+
+def _squeeze(fixed: str | None) -> Callable[[random.Random], Plan]:
+    def build(rng: random.Random) -> Plan:
+        d, sign = _direction(rng, fixed)
+        k = _logu(rng, 0.6, 1.6)
+        return Plan(
+            anchor=_u(rng, 0.35, 0.8),
+            direction=d,
+            phases=(_crowd(rng, sign, -_u(rng, 300, 600)),),
+            shocks=(
+                Shock(0, "index", bps=-sign * 50.0 * k, over_s=_u(rng, 3, 20), slices=8),
+                Shock(0, "market", usd=-sign * 5_000_000.0 * k, over_s=_u(rng, 4, 12), slices=12),
             ),
-        ),
-        shocks=(
-            Shock(0, "index", bps=-sign * 50.0),
-            Shock(0, "market", usd=-sign * 5_000_000.0, over_s=6.0, slices=12),
+        )
+
+    return build
+
+
+def _liquidity_drain(rng: random.Random) -> Plan:
+    k = _logu(rng, 0.7, 1.4)
+    return Plan(
+        anchor=_u(rng, 0.4, 0.8),
+        direction="down",
+        phases=(
+            replace(_crowd(rng, 1.0, -_u(rng, 300, 500), -45, strength=0.8), size=1.3),
+            Phase(-_u(rng, 60, 150), _u(rng, 120, 300), liquidity=_u(rng, 0.15, 0.35), ramp=0.25),
+            Phase(0, _u(rng, 20, 40), trend_usd_s=-60_000.0 * k, index_bps_s=-1.5 * k),
         ),
     )
+
+
+def _stop_run(rng: random.Random) -> Plan:
+    k = _logu(rng, 0.7, 1.4)
+    at = -_u(rng, 30, 50)
+    return Plan(
+        anchor=_u(rng, 0.35, 0.8),
+        direction="down",
+        phases=(Phase(-_u(rng, 30, 60), 0, leverage="low", trend_usd_s=-80_000.0 * k, index_bps_s=-1.6 * k),),
+        stops=(StopCluster("sell", at_bps=at, usd=6_000_000.0 * k, width_bps=_u(rng, 10, 20)),),
+    )
+
+
+def _multi_venue(rng: random.Random) -> Plan:
+    k = _logu(rng, 0.7, 1.4)
+    return Plan(
+        anchor=_u(rng, 0.45, 0.8),
+        direction="down",
+        phases=(_crowd(rng, 1.0, -_u(rng, 250, 450)),),
+        shocks=(Shock(0, "market", usd=-9_000_000.0 * k, over_s=_u(rng, 5, 12), slices=16, venues=("bybit-linear",)),),
+    )
+
+
+def _venue_spread(rng: random.Random) -> Plan:
+    d, sign = _direction(rng, None)
+    k = _logu(rng, 0.7, 1.5)
+    return Plan(
+        anchor=_u(rng, 0.35, 0.75),
+        direction=d,
+        phases=(
+            _crowd(rng, sign, -_u(rng, 200, 500), strength=_u(rng, 0.6, 1.0)),
+            Phase(-10, _u(rng, 60, 200), liquidity=_u(rng, 0.3, 0.6), ramp=0.2, venues=("first",)),
+        ),
+        shocks=(Shock(0, "market", usd=-sign * 8_000_000.0 * k, over_s=_u(rng, 5, 15), slices=16, venues="first"),),
+    )
+
+
+def _multi_wave(rng: random.Random) -> Plan:
+    d, sign = _direction(rng, None)
+    k = _logu(rng, 0.6, 1.3)
+    waves = 2 + (rng.random() < 0.6)
+    shocks = []
+    at = 0.0
+    for i in range(waves):
+        w = k * (1.0 if i == 0 else _u(rng, 0.5, 1.0))
+        shocks.append(Shock(at, "index", bps=-sign * 35.0 * w, over_s=_u(rng, 5, 25), slices=8))
+        shocks.append(Shock(at, "market", usd=-sign * 3_500_000.0 * w, over_s=_u(rng, 4, 12), slices=10))
+        at += _u(rng, 60, 240)
+    return Plan(
+        anchor=_u(rng, 0.3, 0.6),
+        direction=d,
+        phases=(
+            _crowd(rng, sign, -_u(rng, 300, 600), strength=1.2),
+            Phase(0, at + 60, liquidity=_u(rng, 0.4, 0.7), ramp=0.1),
+        ),
+        shocks=tuple(shocks),
+    )
+
+
+def _surprise_shock(rng: random.Random) -> Plan:
+    d, sign = _direction(rng, None)
+    k = _logu(rng, 0.7, 1.6)
+    return Plan(
+        anchor=_u(rng, 0.3, 0.85),
+        direction=d,
+        shocks=(
+            Shock(0, "index", bps=-sign * 90.0 * k, over_s=_u(rng, 5, 40), slices=10),
+            Shock(0, "market", usd=-sign * 3_000_000.0 * k, over_s=_u(rng, 3, 10), slices=10),
+        ),
+    )
+
+
+def _crowded_unwind(rng: random.Random) -> Plan:
+    d, sign = _direction(rng, None)
+    return Plan(
+        anchor=_u(rng, 0.35, 0.6),
+        direction=d,
+        phases=(
+            _crowd(rng, sign, -_u(rng, 300, 600)),
+            Phase(0, _u(rng, 600, 1200), unwind=_u(rng, 0.002, 0.005), unwind_long=sign > 0, hedge=_u(rng, 0.7, 0.9)),
+        ),
+    )
+
+
+def _grind(rng: random.Random) -> Plan:
+    d, sign = _direction(rng, None)
+    length = _u(rng, 1800, 3600)
+    return Plan(
+        anchor=_u(rng, 0.1, 0.35),
+        direction=d,
+        phases=(
+            Phase(
+                0,
+                length,
+                index_bps_s=-sign * _u(rng, 0.03, 0.07),
+                trend_usd_s=-sign * _u(rng, 3_000, 10_000),
+                liquidity=_u(rng, 0.6, 0.9),
+                ramp=0.1,
+            ),
+        ),
+    )
+
+
+def _calm(rng: random.Random) -> Plan:
+    return Plan(anchor=0.5)
 
 
 SCENARIOS: dict[str, Scenario] = {
     "calm": Scenario(
         name="calm",
-        description="An ordinary day: two-sided flow, moderate leverage, deep books; no cascade.",
+        description=(
+            "An ordinary day: two-sided flow, the market's own leverage and depth, stochastic volatility and "
+            "news jumps; the background of small liquidations and the odd small cascade (about two a day)."
+        ),
+        build=_calm,
         duration_s=86_400.0,
         step_s=0.5,
     ),
-    "long-squeeze": _squeeze("down"),
-    "short-squeeze": _squeeze("up"),
+    "long-squeeze": Scenario(
+        name="long-squeeze",
+        description=(
+            "Crowded, highly leveraged longs build up; a large market sell and a spot dip push the mark "
+            "through their liquidation prices: a downward cascade."
+        ),
+        build=_squeeze("down"),
+    ),
+    "short-squeeze": Scenario(
+        name="short-squeeze",
+        description=(
+            "Crowded, highly leveraged shorts build up; a large market buy and a spot jump push the mark "
+            "through their liquidation prices: an upward squeeze."
+        ),
+        build=_squeeze("up"),
+    ),
     "liquidity-drain": Scenario(
         name="liquidity-drain",
         description=(
             "Moderately crowded longs; market makers withdraw most of their depth first, then ordinary "
             "selling walks through the thin book into the long liquidation levels."
         ),
-        phases=(
-            Phase(-495, -45, open_rate=2.5, long_share=0.75, leverage=CROWDED_LEVERAGE, size=1.3, hedge=0.7),
-            Phase(-90, 180, liquidity=0.25, ramp=0.25),
-            Phase(0, 27, trend_usd_s=-60_000.0, index_bps_s=-1.5),
-        ),
+        build=_liquidity_drain,
     ),
     "stop-run": Scenario(
         name="stop-run",
         description=(
-            "Few leveraged positions near the price, a dense cluster of sell stops 40 bps below; an aggressive "
+            "Few leveraged positions near the price, a dense cluster of sell stops below; an aggressive "
             "seller runs the stops: one-sided aggression without liquidations."
         ),
-        leverage=LOW_LEVERAGE,
-        phases=(Phase(-45, 0, trend_usd_s=-80_000.0, index_bps_s=-1.6),),
-        stops=(StopCluster("sell", at_bps=-40.0, usd=6_000_000.0, width_bps=15.0),),
+        build=_stop_run,
     ),
     "multi-venue": Scenario(
         name="multi-venue",
@@ -199,8 +352,54 @@ SCENARIOS: dict[str, Scenario] = {
             "Crowded longs on every venue; a large sell hits Bybit alone. Bybit's mark falls first and its "
             "liquidations start the cascade; arbitrage and the spot index carry it to Binance and OKX."
         ),
+        build=_multi_venue,
         duration_s=720.0,
-        phases=(Phase(-396, 0, open_rate=3.0, long_share=0.75, leverage=CROWDED_LEVERAGE, size=1.4, hedge=0.7),),
-        shocks=(Shock(0, "market", usd=-9_000_000.0, over_s=8.0, slices=16, venues=("bybit-linear",)),),
+        venues=("bybit-linear", "binance-usdm", "okx-swap"),
+    ),
+    "venue-spread": Scenario(
+        name="venue-spread",
+        description=(
+            "A crowd on every venue; market makers of the largest venue pull back and a large order hits it "
+            "alone: the cascade starts there and spreads, late, through lagging arbitrage and the index."
+        ),
+        build=_venue_spread,
+        min_venues=2,
+    ),
+    "multi-wave": Scenario(
+        name="multi-wave",
+        description=(
+            "A crowd, then two or three shocks minutes apart while market makers stay away: a cascade in "
+            "waves, each liquidating the next layer of positions."
+        ),
+        build=_multi_wave,
+        duration_s=1200.0,
+    ),
+    "surprise-shock": Scenario(
+        name="surprise-shock",
+        description=(
+            "No build-up: ordinary leverage and flow, then news moves the spot index by 60-150 bps "
+            "within seconds; whatever leverage sits in the way is liquidated."
+        ),
+        build=_surprise_shock,
+    ),
+    "crowded-unwind": Scenario(
+        name="crowded-unwind",
+        description=(
+            "A crowded, leveraged build-up like a squeeze's, but no shock: the crowd closes its positions "
+            "over 10-20 minutes into willing counterparties, and nothing cascades unless the market does it."
+        ),
+        build=_crowded_unwind,
+        duration_s=1800.0,
+    ),
+    "grind": Scenario(
+        name="grind",
+        description=(
+            "Slow grinding deleveraging: the index drifts 100-250 bps an hour with thinner books; positions "
+            "are liquidated one layer at a time, in a trickle or in small cascades."
+        ),
+        build=_grind,
+        duration_s=5400.0,
+        step_s=0.5,
     ),
 }
+"""The scenario families by name (``cascadewatch simulate --scenario``)."""

@@ -38,7 +38,7 @@ from collections import Counter
 from cascadewatch.connectors.recording import RecordingWriter
 from cascadewatch.pipelines.simulate.book import Book
 
-__all__ = ["FrameSink", "BinanceFeed", "BybitFeed", "OkxFeed", "FEEDS"]
+__all__ = ["FrameSink", "BinanceFeed", "BybitFeed", "OkxFeed", "NullFeed", "FEEDS"]
 
 NS = 1_000_000
 
@@ -83,9 +83,10 @@ class _Strings:
 
 
 class FrameSink:
-    """Orders frames by receive time and writes those older than the watermark."""
+    """Orders frames by receive time and writes those older than the watermark (``writer``
+    ``None``: a run without a recording, whose feeds are :class:`NullFeed`)."""
 
-    def __init__(self, writer: RecordingWriter) -> None:
+    def __init__(self, writer: RecordingWriter | None) -> None:
         self.writer = writer
         self._heap: list[tuple[int, int, str, str]] = []
         self._n = 0
@@ -96,6 +97,9 @@ class FrameSink:
 
     def release(self, upto_ns: int) -> None:
         """Write every frame received before ``upto_ns`` (no later frame can precede them)."""
+        if self.writer is None:
+            self._heap.clear()
+            return
         heap, write = self._heap, self.writer.write
         while heap and heap[0][0] < upto_ns:
             recv, _, source, payload = heapq.heappop(heap)
@@ -735,6 +739,31 @@ class OkxFeed(Feed):
                 % (funding, next_funding, next_funding + 28_800_000, funding - 0.0001, ms),
                 "funding",
             )
+
+
+class NullFeed(Feed):
+    """A venue that publishes nothing (a run without a recording: market facts only). Book
+    changes are dropped at every step, as a writer would after publishing them."""
+
+    def _on_connect(self, ms: int) -> None:
+        return None
+
+    def publish_book(self, ms: int) -> None:
+        self.book.changed_bids.clear()
+        self.book.changed_asks.clear()
+
+    def trade(self, ms: int, side: str, fills: list[tuple[int, int]]) -> None:
+        return None
+
+    def liquidation(self, ms: int, position: str, lots: int, fills: list[tuple[int, int]], bankruptcy: int) -> None:
+        return None
+
+    def half_second(self, ms: int) -> None:
+        """Nothing to push."""
+        return None
+
+    def second(self, ms: int, mark: float, index: float, funding: float, oi_lots: int, last: int) -> None:
+        return None
 
 
 FEEDS = {"binance-usdm": BinanceFeed, "bybit-linear": BybitFeed, "okx-swap": OkxFeed}
