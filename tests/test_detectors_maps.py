@@ -11,9 +11,13 @@ from cascadewatch.connectors.events import Liquidation, MarkPrice, OpenInterest,
 from cascadewatch.detectors._grid import EPOCH_HALF_LIVES, DecayingLogGrid
 from cascadewatch.detectors.liqmap_estimated import (
     EstimatedLiquidationMap,
+    MapLearning,
     nearest_dense_cluster,
 )
 from cascadewatch.detectors.liqmap_observed import ObservedLiquidationMap
+
+NO_SEED = MapLearning(seed_share=0.0)
+"""The map starts empty: the tests of the flow rules see only the positions they open."""
 
 DELTA = 10e-4  # 10 bps buckets
 
@@ -133,7 +137,7 @@ def test_observed_learn_many_equals_learn_one():
 def test_estimated_levels_known_answer():
     """Longs from aggressive buys, shorts from sells, spread over tiers at entry*(1 -+ 1/L +- mmr)."""
     tiers = [(10.0, 0.5), (20.0, 0.5)]
-    m = EstimatedLiquidationMap(leverage=tiers, mmr=0.005, range_pct=20, half_life_s=1e12)
+    m = EstimatedLiquidationMap(leverage=tiers, mmr=0.005, range_pct=20, half_life_s=1e12, learning=NO_SEED)
     m.learn_oi(500.0, t=0.0)
     m.learn_trades([100.0, 100.0, 102.0], [3.0, 3.0, 4.0], [True, True, False])  # buys 6 @100, sells 4 @102
     added = m.learn_oi(510.0, t=1.0)  # dOI = 10 = all the flow
@@ -163,7 +167,7 @@ def test_estimated_levels_known_answer():
 
 def test_estimated_split_by_flow_share():
     """dOI smaller than the flow: each side gets dOI * its share of the aggressive quantity."""
-    m = EstimatedLiquidationMap(leverage=[(10.0, 1.0)], mmr=0.0, range_pct=20, half_life_s=1e12)
+    m = EstimatedLiquidationMap(leverage=[(10.0, 1.0)], mmr=0.0, range_pct=20, half_life_s=1e12, learning=NO_SEED)
     m.learn_oi(100.0, 0.0)
     m.learn_trade(100.0, 30.0, "buy")
     m.learn_trade(100.0, 10.0, "sell")
@@ -174,7 +178,7 @@ def test_estimated_split_by_flow_share():
 
 
 def test_estimated_oi_decrease_and_consumption_and_decay():
-    m = EstimatedLiquidationMap(leverage=[(10.0, 1.0)], mmr=0.005, range_pct=20, half_life_s=100.0)
+    m = EstimatedLiquidationMap(leverage=[(10.0, 1.0)], mmr=0.005, range_pct=20, half_life_s=100.0, learning=NO_SEED)
     m.learn_oi(0.0, 0.0)
     m.learn_trade(100.0, 10.0, "buy")
     m.learn_trade(100.0, 10.0, "sell")
@@ -198,7 +202,7 @@ def test_estimated_oi_decrease_and_consumption_and_decay():
 
 
 def test_estimated_no_flow_splits_half_at_price():
-    m = EstimatedLiquidationMap(leverage=[(10.0, 1.0)], mmr=0.0, range_pct=20)
+    m = EstimatedLiquidationMap(leverage=[(10.0, 1.0)], mmr=0.0, range_pct=20, learning=NO_SEED)
     m.learn_oi(0.0, 0.0)
     assert m.learn_oi(2.0, 0.0) == 0.0  # no trade and no price: nothing to place
     m.learn_oi(4.0, 0.0, price=100.0)
@@ -207,7 +211,7 @@ def test_estimated_no_flow_splits_half_at_price():
 
 
 def test_estimated_events_dispatch():
-    m = EstimatedLiquidationMap(leverage=[(10.0, 1.0)], mmr=0.0, range_pct=20)
+    m = EstimatedLiquidationMap(leverage=[(10.0, 1.0)], mmr=0.0, range_pct=20, learning=NO_SEED)
     base = dict(venue="bybit-linear", symbol="BTCUSDT", instrument="BTC-USDT-PERP", recv=0)
     m.learn_event(OpenInterest(**base, ts=0, qty=100.0))
     m.learn_event(Trade(**base, ts=1, price=100.0, qty=1.0, side="buy"))
@@ -245,8 +249,8 @@ def test_estimated_map_tracks_simulated_positions():
     lev = np.array([L for L, _ in tiers])
     w = np.array([x for _, x in tiers])
     mmr = 0.004
-    m = EstimatedLiquidationMap(leverage=tiers, mmr=mmr, range_pct=30, half_life_s=1e12)
-    wrong = EstimatedLiquidationMap(leverage=[(10.0, 1.0)], mmr=mmr, range_pct=30, half_life_s=1e12)
+    m = EstimatedLiquidationMap(leverage=tiers, mmr=mmr, range_pct=30, half_life_s=1e12, learning=NO_SEED)
+    wrong = EstimatedLiquidationMap(leverage=[(10.0, 1.0)], mmr=mmr, range_pct=30, half_life_s=1e12, learning=NO_SEED)
     price, oi = 100.0, 1000.0
     m.learn_oi(oi, 0.0)
     wrong.learn_oi(oi, 0.0)

@@ -17,6 +17,7 @@ from cascadewatch.detectors import (
     DepthMonitor,
     DirectionReadout,
     EstimatedLiquidationMap,
+    MapLearning,
     HawkesEstimator,
     ObservedLiquidationMap,
     RealizedVolatility,
@@ -33,7 +34,12 @@ class AssetDetectors:
 
     def __init__(self) -> None:
         self.est = EstimatedLiquidationMap(
-            leverage=[(25.0, 0.5), (100.0, 0.5)], mmr=0.005, range_pct=5, dense_multiple=3.0, min_cluster_usd=1e5
+            leverage=[(25.0, 0.5), (100.0, 0.5)],
+            mmr=0.005,
+            range_pct=5,
+            dense_multiple=3.0,
+            min_cluster_usd=1e5,
+            learning=MapLearning(seed_share=0.0),
         )
         self.obs = ObservedLiquidationMap(half_life_s=300)
         self.depth = DepthMonitor(window_s=120, min_samples=10)
@@ -51,6 +57,8 @@ class AssetDetectors:
         p, q, is_buy = trades
         self.est.learn_trades(p, q, is_buy)
         self.vol.learn_many(p, np.full(p.size, t + 0.5))
+        for price, notional, side in liqs:
+            self.est.learn_liquidation(price, notional, side, t + 0.5)
         if oi is not None:
             self.est.learn_oi(oi, t + 0.9)
         self.est.learn_mark(mark, t + 0.9)
