@@ -338,7 +338,7 @@ def test_estimated_learn_trade_and_combine_equal_the_array_paths():
     price = 100.0
     for s in range(400):
         price *= math.exp(rng.normal(0, 2e-3))
-        for m, w in zip(maps, twins):
+        for m, w in zip(maps, twins, strict=True):
             q = rng.exponential(1.0, 2)
             m.learn_trade(price * 1.0001, q[0], "buy")
             m.learn_trade(price * 0.9999, q[1], "sell")
@@ -360,25 +360,109 @@ def test_estimated_learn_trade_and_combine_equal_the_array_paths():
     assert r.consumed_long_usd == sum(x.consumed_long_usd for x in rs)
 
 
-def test_estimated_state_with_pending_flow_grids_converts():
-    """A map pickled when the pending flow lived in four grids opens the same positions."""
+def test_estimated_state_from_before_the_tier_grids_is_refused():
+    """A map pickled with one weighted grid per side (``_long``/``_short``) cannot be split into
+    tiers: unpickling it is a clear error, not a silently wrong map."""
     import pickle
 
-    m, twin = EstimatedLiquidationMap(), EstimatedLiquidationMap()
-    for x in (m, twin):
-        x.learn_oi(1000.0, 0.0)
-        x.learn_trade(100.0, 2.0, "buy")
-        x.learn_trade(100.02, 1.0, "buy")
-        x.learn_trade(99.0, 3.0, "sell")
-    old = pickle.loads(pickle.dumps(m))
-    flow = old.__dict__.pop("_flow")
-    for name, side, col in (("_bq", "buy", 0), ("_bn", "buy", 1), ("_sq", "sell", 0), ("_sn", "sell", 1)):
-        g = DecayingLogGrid(10.0, None)
-        for k, cell in flow[side].items():
-            g.add(float(g.center(k)), cell[col], 0.0)
-        old.__dict__[name] = g
-    restored = pickle.loads(pickle.dumps(old))
-    assert restored._flow == twin._flow
-    assert restored.learn_oi(1010.0, 1.0) == twin.learn_oi(1010.0, 1.0)
-    a, b = restored.readout(100.0, 2.0), twin.readout(100.0, 2.0)
-    assert np.array_equal(a.long_usd, b.long_usd) and np.array_equal(a.short_usd, b.short_usd)
+    m = EstimatedLiquidationMap()
+    state = m.__getstate__()
+    for key in ("_levels", "_spent"):
+        state.pop(key)
+    state["_long"] = state["_short"] = DecayingLogGrid(10.0, None)
+    old = EstimatedLiquidationMap.__new__(EstimatedLiquidationMap)
+    with pytest.raises(ValueError, match="empty recovery directory"):
+        old.__setstate__(state)
+    assert pickle.loads(pickle.dumps(m)).readout(100.0, 0.0).long_total_usd == 0.0
+
+
+# ------------------------------------------------------------ learned leverage mix
+
+
+def _opened_at_100(learning: MapLearning = NO_SEED) -> EstimatedLiquidationMap:
+    """100 BTC of longs bought at 100 (and no shorts); prior tiers 10x and 50x half and half, mmr 0.5 %."""
+    m = EstimatedLiquidationMap(
+        leverage=[(10.0, 0.5), (50.0, 0.5)], mmr=0.005, range_pct=20, half_life_s=1e12, learning=learning
+    )
+    m.learn_oi(1000.0, 0.0)
+    m.learn_trade(100.0, 100.0, "buy")
+    m.learn_oi(1100.0, 1.0)
+    return m
+
+
+def test_learned_mix_from_liquidations_known_answer():
+    """All 100 BTC were 50x (level 98.5): the reports where the mark crosses 98.5 carry the
+    whole 50x notional, and the mark crossing 90.5 (the 10x level) finds nothing."""
+    m = _opened_at_100()
+    r = m.readout(100.0, 1.0)
+    assert r.long_total_usd == pytest.approx(0.5 * 100 * 98.5 + 0.5 * 100 * 90.5)  # the prior mix
+    m.learn_liquidation(98.5, 100 * 98.5, "long", 2.0)  # every position's level, all of it liquidated
+    consumed, _ = m.learn_mark(98.4, 2.0)
+    assert consumed == pytest.approx(0.5 * 100 * 98.5)  # read with the weights before the evidence
+    assert m.tier_weights("long", 2.0) == pytest.approx([0.5, 1.0])  # 10x not crossed yet: the prior
+    assert m.readout(98.4, 2.0).long_total_usd == pytest.approx(0.5 * 100 * 90.5)
+    # the price falls through the 10x level: no liquidation is reported
+    m.learn_mark(90.0, 3.0)
+    assert m.tier_weights("long", 3.0) == pytest.approx([0.0, 1.0])
+    assert m.readout(90.0, 3.0).long_total_usd == 0.0
+    assert m.unmatched_usd == [0.0, 0.0]
+
+
+def test_learned_mix_is_a_gamma_poisson_mean():
+    """Half the 50x notional reported, with 5 % of the 10x levels left as prior weight on 10x."""
+    m = _opened_at_100(MapLearning(seed_share=0.0, prior_share=0.05))
+    m.learn_liquidation(98.5, 0.5 * 100 * 98.5, "long", 2.0)
+    m.learn_mark(98.4, 2.0)
+    # 50x: no 50x level remains (k = 0): lambda = A / E = 0.5; 10x: untouched, the prior 0.5
+    assert m.tier_weights("long", 2.0) == pytest.approx([0.5, 0.5])
+    # a report where no level is: unmatched, and no tier learns from it
+    m.learn_liquidation(80.0, 1000.0, "long", 2.5)
+    assert m.unmatched_usd == [1000.0, 0.0]
+    # 10x crossed with a quarter of its unweighted notional reported: k = 0 after the crossing
+    m.learn_liquidation(90.5, 0.25 * 100 * 90.5, "long", 3.0)
+    m.learn_mark(90.0, 3.0)
+    assert m.tier_weights("long", 3.0) == pytest.approx([0.25, 0.5])
+
+
+def test_learning_skips_bursts():
+    """A step that consumes more than ``burst_liquidations`` typical reports teaches nothing."""
+    m = _opened_at_100(MapLearning(seed_share=0.0, burst_liquidations=3.0))
+    for i in range(5):  # typical report: 100 (quote)
+        m.learn_liquidation(98.5, 100.0, "long", 1.5 + 0.1 * i)
+    m.learn_mark(98.4, 2.0)  # consumes 0.5 * 9850 = 4925 > 3 * 100: a burst
+    assert m.tier_weights("long", 2.0) == pytest.approx([0.5, 0.5])
+
+
+def test_seed_from_first_open_interest_known_answer():
+    """``seed_share`` of the first OI per side, entries log-normal around the price; crossed levels left out."""
+    learning = MapLearning(seed_share=0.1, seed_spread_bps=50.0)
+    m = EstimatedLiquidationMap(leverage=[(10.0, 1.0)], mmr=0.0, range_pct=20, half_life_s=1e12, learning=learning)
+    m.learn_oi(1000.0, 0.0, price=100.0)
+    r = m.readout(100.0, 0.0)
+    # 100 BTC per side, mean entry 100 * exp(sigma^2 / 2) on the 13-point grid (~100.00125)
+    z = np.linspace(-3, 3, 13)
+    w = np.exp(-0.5 * z * z) / np.exp(-0.5 * z * z).sum()
+    mean_entry = float((w * 100.0 * np.exp(z * 50e-4)).sum())
+    assert r.long_total_usd == pytest.approx(100 * 0.9 * mean_entry, rel=1e-12)
+    assert r.short_total_usd == pytest.approx(100 * 1.1 * mean_entry, rel=1e-12)
+    # a 100x tier: entries above ~100.5 would already be liquidated; those levels are not seeded
+    m = EstimatedLiquidationMap(leverage=[(100.0, 1.0)], mmr=0.005, range_pct=20, half_life_s=1e12, learning=learning)
+    m.learn_oi(1000.0, 0.0, price=100.0)
+    entries = 100.0 * np.exp(z * 50e-4)
+    kept = np.array([bucket(e * 0.995) < bucket(100.0) for e in entries])
+    assert 0 < kept.sum() < kept.size
+    expected = float((100 * w * entries * 0.995)[kept].sum())
+    assert m.readout(100.0, 0.0).long_total_usd == pytest.approx(expected, rel=1e-12)
+    assert m.learn_mark(100.0, 0.0) == (0.0, 0.0)  # nothing seeded beyond the price
+
+
+def test_open_interest_fall_closes_the_maps_own_quantity():
+    """OI includes positions the map does not hold: a fall of 5 closes 5 of the map's 20, not 5/1020 of it."""
+    m = EstimatedLiquidationMap(leverage=[(10.0, 1.0)], mmr=0.0, range_pct=20, half_life_s=1e12, learning=NO_SEED)
+    m.learn_oi(1000.0, 0.0)
+    m.learn_trade(100.0, 10.0, "buy")
+    m.learn_trade(100.0, 10.0, "sell")
+    m.learn_oi(1020.0, 1.0)
+    m.learn_oi(1015.0, 2.0)
+    r = m.readout(100.0, 2.0)
+    assert r.long_total_usd == pytest.approx(0.75 * 10 * 90.0) and r.short_total_usd == pytest.approx(0.75 * 10 * 110.0)
