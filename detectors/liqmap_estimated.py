@@ -61,19 +61,20 @@ __all__ = [
 ]
 
 DEFAULT_TIERS: tuple[tuple[float, float], ...] = (
-    (2.0, 0.06),
-    (3.0, 0.06),
-    (5.0, 0.14),
-    (10.0, 0.26),
-    (20.0, 0.18),
-    (25.0, 0.12),
-    (50.0, 0.10),
-    (75.0, 0.04),
-    (100.0, 0.04),
+    (2.0, 0.14),
+    (3.0, 0.11),
+    (5.0, 0.20),
+    (10.0, 0.27),
+    (20.0, 0.13),
+    (25.0, 0.08),
+    (50.0, 0.045),
+    (75.0, 0.015),
+    (100.0, 0.01),
 )
 """Default leverage tiers ``(L, weight)``: the round leverages traders pick on the venues' sliders,
-with a prior mix for retail perpetual flow (weights sum to 1); the map learns the mix from the
-liquidations it observes."""
+with a prior mix of retail perpetual flow (7 % at 50x or more; weights sum to 1), chosen on the
+tuning families of the simulator (README, Detection quality); the map learns each market's mix
+from the liquidations it observes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,15 +219,22 @@ class MapLearning:
     liquidations), seconds; ``match_bps``: half-width of the price window in which a liquidation
     is matched to the map's levels, bps; ``burst_liquidations``: a mark step that consumes more
     than this many typical liquidations (geometric mean of the reported notionals) teaches
-    nothing, on either side: venues report only a sample of a burst (one order a second on some).
+    nothing, on either side: venues report only a sample of a burst (one order a second on some);
+    ``max_multiple``: a tier's learned weight stays within ``[0, max_multiple * m_i]`` (what a
+    few liquidations where the map is thin can say about a whole tier is bounded); ``tilt_sd``,
+    ``scale_sd``: standard deviations of the priors of the mix's tilt and of the log of its scale
+    (:meth:`EstimatedLiquidationMap.tier_weights`).
     """
 
-    seed_share: float = 0.05
+    seed_share: float = 0.08
     seed_spread_bps: float = 50.0
     prior_share: float = 0.05
     learn_half_life_s: float = 6 * 3600.0
     match_bps: float = 20.0
     burst_liquidations: float = 3.0
+    max_multiple: float = 8.0
+    tilt_sd: float = 1.0
+    scale_sd: float = 0.35
 
 
 CLUSTER_BPS = 50.0
@@ -235,10 +243,14 @@ CLUSTER_BPS = 50.0
 _SIDES = ("long", "short")
 _SPENT_HALF_LIFE_S = 120.0
 """Half-life of consumed levels kept for matching liquidations reported after the mark crossed them, seconds."""
+_TAUS = np.linspace(-3.0, 3.0, 61)
+"""Tilts ``tau`` of the leverage mix tried by :meth:`EstimatedLiquidationMap.tier_weights`."""
+_LOG_SCALES = np.linspace(-3.0, 3.0, 61)
+"""Logs of the scale ``s`` of the leverage mix tried by :meth:`EstimatedLiquidationMap.tier_weights`."""
 _SIZE_ALPHA = 0.05
 """Weight of a new liquidation in the running mean of log liquidation notional."""
-_SEED_POINTS = np.linspace(-3.0, 3.0, 13)
-"""Entry prices of the seeded positions: ``price * exp(z * spread)`` at these ``z``, normal weights."""
+_SEED_POINTS = np.linspace(-4.0, 4.0, 33)
+"""Entry prices of the seeded positions: ``price * exp(z * spread)`` at these ``z`` (see ``_seed``)."""
 
 
 class EstimatedLiquidationMap:
@@ -283,15 +295,16 @@ class EstimatedLiquidationMap:
     >>> round(r.long_total_usd, 6), round(r.cluster_down.distance_bps)
     (905.0, 949)
 
-    Only half the positions were real: the liquidations reported while the mark crosses the
-    level hold half the map's notional there, so the tier's weight becomes 0.5 (the prior
-    weighs as much as 5 % of the tier's remaining levels: none are left).
+    Only half the positions were real: the liquidation reported while the mark crosses the
+    level holds half the map's notional there. In units of the typical report that is one
+    report where two were expected: weak evidence, so the tier's weight moves from 1 toward a
+    half only as far as the prior on the scale (``scale_sd``) lets it.
 
     >>> m.learn_liquidation(90.5, 452.5, "long", t=2.0)
     >>> [round(x) for x in m.learn_mark(90.4, t=2.0)]   # the mark crosses the level
     [905, 0]
-    >>> round(float(m.tier_weights("long", t=2.0)[0]), 3)
-    0.5
+    >>> round(float(m.tier_weights("long")[0]), 3)
+    0.905
     """
 
     def __init__(
@@ -321,6 +334,8 @@ class EstimatedLiquidationMap:
         self.dense_multiple = float(dense_multiple)
         self.min_cluster_usd = float(min_cluster_usd)
         self.learning = learning
+        ref = math.exp(float((self.weights * np.log(lev)).sum()))  # prior geometric mean leverage
+        self._tilt_powers = (lev[None, :] / ref) ** _TAUS[:, None]
         n = lev.size
         # unweighted level notional per side and tier: every inferred position in every tier
         self._levels = tuple([DecayingLogGrid(bucket_bps, half_life_s) for _ in range(n)] for _ in _SIDES)
@@ -332,6 +347,8 @@ class EstimatedLiquidationMap:
         self._reported = np.zeros((2, n))  # attributed since the last mark (joins _observed with its exposure)
         self._t: float | None = None  # time of the last decay of the arrays above
         self._log_size: float | None = None  # EWMA of log reported liquidation notional
+        self._log_trade: float | None = None  # EWMA of log trade notional (the unit before any report)
+        self._lam = np.tile(self.weights, (2, 1))  # learned tier weights per side (tier_weights)
         self.unmatched_usd = [0.0, 0.0]
         """Liquidated notional (long, short) reported where the map held no level: positions it missed."""
         # pending aggressive flow since the last OI observation, per aggressor side and
@@ -356,26 +373,49 @@ class EstimatedLiquidationMap:
         self._expected *= f
         self._t = t
 
-    def tier_weights(self, side: str, t: float) -> np.ndarray:
-        """Learned weight ``lambda_i`` of each tier for ``side`` (``long``/``short``) at ``t``.
+    def tier_weights(self, side: str) -> np.ndarray:
+        """Learned weight ``lambda_i`` of each tier for ``side`` (``long``/``short``), as of the last mark.
 
-        A Gamma-Poisson posterior mean: with ``A_i`` the liquidated notional attributed to tier
-        ``i``, ``E_i`` the tier's unweighted level notional the mark has crossed (both decaying
-        with ``learn_half_life_s``), ``U_i`` the tier's unweighted levels and
-        ``k_i = prior_share * U_i``::
+        The mix is a tilt of the prior ``m_i`` by a power of the leverage, times a scale::
 
-            lambda_i = (k_i * m_i + A_i) / (k_i + E_i)
+            lambda_i = min(s * m_i * (L_i / L_ref) ** tau, max_multiple * m_i)
 
-        ``lambda_i`` is the prior weight ``m_i`` until the mark crosses the tier's levels; after
-        that, the share of the inferred positions of that tier that were real.
+        (``L_ref`` the prior's geometric mean leverage): one number says how much more or less
+        high leverage the market holds than the prior, so the liquidations near the price (high
+        tiers) also move the far tiers. ``(tau, log s)`` maximize a Poisson likelihood of the
+        evidence, in units of the typical liquidation ``u`` (geometric mean of the reports; of
+        the trades before any report), with normal priors ``tau ~ N(0, tilt_sd)``,
+        ``log s ~ N(0, scale_sd)``::
+
+            sum_i [N_i log lambda_i - lambda_i X_i] / u - tau^2 / (2 tilt_sd^2) - (log s)^2 / (2 scale_sd^2)
+
+        with ``N_i = A_i + k_i m_i``, ``X_i = E_i + k_i``: ``A_i`` the liquidated notional
+        attributed to tier ``i``, ``E_i`` the tier's unweighted level notional the mark crossed
+        (both decaying with ``learn_half_life_s``) and ``k_i = prior_share * U_i`` the tier's
+        unweighted levels ``U_i`` as pseudo-evidence. Found on a grid of ``tau`` and ``log s``.
         """
-        s = _SIDES.index(side)
-        fade = 1.0 if self._t is None or t <= self._t else 2.0 ** (-(t - self._t) / self.learning.learn_half_life_s)
+        return self._lam[_SIDES.index(side)].copy()
+
+    def _refit(self, s: int, t: float) -> None:
+        """Fit the tier weights of side ``s`` to its evidence at ``t`` (:meth:`tier_weights`)."""
+        m = self.weights
+        a, e = self._observed[s], self._expected[s]
+        size = self._log_size if self._log_size is not None else self._log_trade
+        if size is None or not (a.sum() > 0 or e.sum() > 0):
+            self._lam[s] = m
+            return
         k = self.learning.prior_share * np.array([g.total(t) for g in self._levels[s]])
-        a, e = self._observed[s] * fade, self._expected[s] * fade
-        den = k + e
-        safe = np.where(den > 0, den, 1.0)
-        return np.where(den > 0, (k * self.weights + a) / safe, self.weights)
+        n, x = a + k * m, e + k
+        g = m[None, :] * self._tilt_powers  # (tilts, tiers)
+        with np.errstate(divide="ignore"):
+            log_g = np.where(g > 0, np.log(np.where(g > 0, g, 1.0)), 0.0)
+        n_log_g = (log_g * n[None, :]).sum(axis=1)
+        gx = (g * x[None, :]).sum(axis=1)
+        loglik = n_log_g[:, None] + n.sum() * _LOG_SCALES[None, :] - np.exp(_LOG_SCALES)[None, :] * gx[:, None]
+        prior = (_TAUS / self.learning.tilt_sd)[:, None] ** 2 + (_LOG_SCALES / self.learning.scale_sd)[None, :] ** 2
+        objective = loglik / math.exp(size) - 0.5 * prior
+        i, j = np.unravel_index(int(np.argmax(objective)), objective.shape)
+        self._lam[s] = np.minimum(math.exp(_LOG_SCALES[j]) * g[i], self.learning.max_multiple * m)
 
     # ------------------------------------------------------------------ learn
     def learn_trades(self, prices, qtys, is_buy) -> None:
@@ -405,6 +445,8 @@ class EstimatedLiquidationMap:
 
     def _add_flow(self, side: str, price: float, qty: float) -> None:
         """Add a valid trade to the pending flow of its aggressor ``side``."""
+        lt = math.log(price * qty)
+        self._log_trade = lt if self._log_trade is None else self._log_trade + _SIZE_ALPHA * (lt - self._log_trade)
         k = self._levels[0][0].bucket_of_one(price)
         cell = self._flow[side].get(k)
         if cell is None:
@@ -474,11 +516,17 @@ class EstimatedLiquidationMap:
         return added
 
     def _seed(self, oi_qty: float, price: float, t: float) -> None:
-        """Positions opened before the map started: ``seed_share * OI`` per side, entries
-        log-normal around ``price``; levels the price has already crossed are left out."""
+        """Positions opened before the map started: ``seed_share * OI`` per side; levels the price
+        has already crossed are left out.
+
+        Positions opened at a steady rate, held an exponential time and entered while the price
+        diffused have log entry offsets that are a normal mixture with exponential variance: a
+        Laplace law, density ``exp(-sqrt(2) |x| / spread)``, ``spread`` = ``seed_spread_bps``
+        (its standard deviation), discretized at ``x = z * spread``.
+        """
         self._seeded = True
         z = _SEED_POINTS
-        share = np.exp(-0.5 * z * z)
+        share = np.exp(-math.sqrt(2.0) * np.abs(z))
         share /= share.sum()
         entry = price * np.exp(z * self.learning.seed_spread_bps * 1e-4)
         qty = self.learning.seed_share * oi_qty * share
@@ -503,7 +551,7 @@ class EstimatedLiquidationMap:
 
     def _close(self, d: float, t: float) -> None:
         """Close ``d`` (base units) of the weighted open quantity, proportionally on both sides."""
-        q = sum(float((self.tier_weights(side, t) * self._qty[s]).sum()) for s, side in enumerate(_SIDES))
+        q = sum(float((self._lam[s] * self._qty[s]).sum()) for s, side in enumerate(_SIDES))
         f = max(1.0 - d / q, 0.0) if q > 0 else 1.0
         for grids in self._levels:
             for grid in grids:
@@ -536,7 +584,7 @@ class EstimatedLiquidationMap:
                 for a, b in zip(self._levels[s], self._spent[s], strict=True)
             ]
         )
-        u = self.tier_weights(side, t) * near
+        u = self._lam[s] * near
         total = float(u.sum())
         if not total > 0:
             self.unmatched_usd[s] += x
@@ -554,8 +602,8 @@ class EstimatedLiquidationMap:
         k = self._levels[0][0].bucket_of_one(price)
         out = []
         burst = math.inf if self._log_size is None else self.learning.burst_liquidations * math.exp(self._log_size)
-        for s, side in enumerate(_SIDES):
-            lam = self.tier_weights(side, t)
+        for s in range(2):
+            lam = self._lam[s].copy()
             taken = np.array([g.take_ge(k, t) if s == 0 else g.take_le(k, t) for g in self._levels[s]])
             consumed = float((lam * taken).sum())
             if taken.any():
@@ -563,9 +611,10 @@ class EstimatedLiquidationMap:
                     if x > 0:
                         self._spent[s][i].add_one(price, x, t)
                 self._qty[s] = np.maximum(self._qty[s] - taken / price, 0.0)
-            if consumed <= burst:
+            if consumed <= burst and (taken.any() or self._reported[s].any()):
                 self._expected[s] += taken
                 self._observed[s] += self._reported[s]
+                self._refit(s, t)
             out.append(consumed)
         self._reported[:] = 0.0
         self.consumed_long_usd += out[0]
@@ -592,7 +641,7 @@ class EstimatedLiquidationMap:
     def _side_values(self, s: int, k_lo: int, k_hi: int, t: float, out: np.ndarray) -> np.ndarray:
         """Weighted level notional ``sum_i lambda_i * levels_i`` of side ``s`` in buckets
         ``k_lo..k_hi``, added to ``out``."""
-        lam = self.tier_weights(_SIDES[s], t).tolist()
+        lam = self._lam[s].tolist()
         tmp = np.zeros_like(out)
         for weight, grid in zip(lam, self._levels[s], strict=True):
             if weight > 0:
