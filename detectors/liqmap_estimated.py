@@ -213,11 +213,9 @@ class MapLearning:
     ``seed_share``: the share of the first open interest seen (per side, base units) taken as
     leveraged positions opened before the map started (``0``: start empty);
     ``seed_spread_bps``: standard deviation of their entry prices around the price then, bps of
-    log-price; ``prior_share``: strength of the leverage-mix prior, as a share of each tier's
-    levels (the prior weighs as much as observed liquidations on that share of the tier's levels
-    crossed); ``learn_half_life_s``: half-life of the evidence (observed and expected
-    liquidations), seconds; ``match_bps``: half-width of the price window in which a liquidation
-    is matched to the map's levels, bps; ``burst_liquidations``: a mark step that consumes more
+    log-price (a Laplace law, see ``EstimatedLiquidationMap._seed``); ``learn_half_life_s``:
+    half-life of the evidence (observed and expected liquidations), seconds; ``match_bps``:
+    half-width of the price window in which a liquidation is matched to the map's levels, bps; ``burst_liquidations``: a mark step that consumes more
     than this many typical liquidations (geometric mean of the reported notionals) teaches
     nothing, on either side: venues report only a sample of a burst (one order a second on some);
     ``max_multiple``: a tier's learned weight stays within ``[0, max_multiple * m_i]`` (what a
@@ -228,7 +226,6 @@ class MapLearning:
 
     seed_share: float = 0.08
     seed_spread_bps: float = 50.0
-    prior_share: float = 0.05
     learn_half_life_s: float = 6 * 3600.0
     match_bps: float = 20.0
     burst_liquidations: float = 3.0
@@ -355,6 +352,7 @@ class EstimatedLiquidationMap:
         # entry bucket (of the same grid): [qty, notional], summed in arrival order
         self._flow: dict[str, dict[int, list[float]]] = {"buy": {}, "sell": {}}
         self._oi: float | None = None
+        self._crossed_qty = 0.0  # weighted quantity the mark consumed since the last OI observation
         self._seeded = learning.seed_share <= 0
         self._last_price: float | None = None
         self.consumed_long_usd = 0.0
@@ -387,25 +385,23 @@ class EstimatedLiquidationMap:
         the trades before any report), with normal priors ``tau ~ N(0, tilt_sd)``,
         ``log s ~ N(0, scale_sd)``::
 
-            sum_i [N_i log lambda_i - lambda_i X_i] / u - tau^2 / (2 tilt_sd^2) - (log s)^2 / (2 scale_sd^2)
+            sum_i [A_i log lambda_i - lambda_i E_i] / u - tau^2 / (2 tilt_sd^2) - (log s)^2 / (2 scale_sd^2)
 
-        with ``N_i = A_i + k_i m_i``, ``X_i = E_i + k_i``: ``A_i`` the liquidated notional
-        attributed to tier ``i``, ``E_i`` the tier's unweighted level notional the mark crossed
-        (both decaying with ``learn_half_life_s``) and ``k_i = prior_share * U_i`` the tier's
-        unweighted levels ``U_i`` as pseudo-evidence. Found on a grid of ``tau`` and ``log s``.
+        with ``A_i`` the liquidated notional attributed to tier ``i`` and ``E_i`` the tier's
+        unweighted level notional the mark crossed (both decaying with ``learn_half_life_s``).
+        Found on a grid of ``tau`` and ``log s``; with no evidence, ``lambda_i = m_i``.
         """
         return self._lam[_SIDES.index(side)].copy()
 
-    def _refit(self, s: int, t: float) -> None:
-        """Fit the tier weights of side ``s`` to its evidence at ``t`` (:meth:`tier_weights`)."""
+    def _refit(self, s: int) -> None:
+        """Fit the tier weights of side ``s`` to its evidence (:meth:`tier_weights`)."""
         m = self.weights
         a, e = self._observed[s], self._expected[s]
         size = self._log_size if self._log_size is not None else self._log_trade
         if size is None or not (a.sum() > 0 or e.sum() > 0):
             self._lam[s] = m
             return
-        k = self.learning.prior_share * np.array([g.total(t) for g in self._levels[s]])
-        n, x = a + k * m, e + k
+        n, x = a, e
         g = m[None, :] * self._tilt_powers  # (tilts, tiers)
         with np.errstate(divide="ignore"):
             log_g = np.where(g > 0, np.log(np.where(g > 0, g, 1.0)), 0.0)
@@ -483,8 +479,10 @@ class EstimatedLiquidationMap:
 
         ``price`` is used only when no trade was seen since the last observation, and to
         seed the map (:class:`MapLearning`) at the first observation with a known price.
-        A fall ``dOI < 0`` closes ``|dOI|`` of the map's weighted open quantity
-        ``Q = sum_side sum_i lambda_i * qty_i``: every level is scaled by ``1 - |dOI| / Q``.
+        A fall ``dOI < 0`` closes ``|dOI| - C`` of the map's weighted open quantity
+        ``Q = sum_side sum_i lambda_i * qty_i``, ``C`` the weighted quantity the mark consumed
+        since the last observation (liquidated positions leave the open interest too): every
+        level is scaled by ``1 - (|dOI| - C) / Q``.
         """
         if not math.isfinite(oi_qty) or oi_qty < 0:
             return 0.0
@@ -509,8 +507,9 @@ class EstimatedLiquidationMap:
                 added += self._open(0, bvw, d * bq / tot, t)
                 added += self._open(1, svw, d * sq / tot, t)
             elif d < 0:
-                self._close(-d, t)
+                self._close(-d - self._crossed_qty, t)
         self._oi = float(oi_qty)
+        self._crossed_qty = 0.0
         for flow in self._flow.values():
             flow.clear()
         return added
@@ -551,6 +550,8 @@ class EstimatedLiquidationMap:
 
     def _close(self, d: float, t: float) -> None:
         """Close ``d`` (base units) of the weighted open quantity, proportionally on both sides."""
+        if d <= 0:
+            return
         q = sum(float((self._lam[s] * self._qty[s]).sum()) for s, side in enumerate(_SIDES))
         f = max(1.0 - d / q, 0.0) if q > 0 else 1.0
         for grids in self._levels:
@@ -611,10 +612,11 @@ class EstimatedLiquidationMap:
                     if x > 0:
                         self._spent[s][i].add_one(price, x, t)
                 self._qty[s] = np.maximum(self._qty[s] - taken / price, 0.0)
+                self._crossed_qty += float((lam * taken).sum()) / price
             if consumed <= burst and (taken.any() or self._reported[s].any()):
                 self._expected[s] += taken
                 self._observed[s] += self._reported[s]
-                self._refit(s, t)
+                self._refit(s)
             out.append(consumed)
         self._reported[:] = 0.0
         self.consumed_long_usd += out[0]

@@ -36,8 +36,7 @@ class DetectorsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     estimated map learns the weights from the liquidations it sees); ``mmr``: maintenance margin
     rate (fraction); ``map_seed_share``: share of the first open interest seen taken as leveraged
     positions opened before the start (per side), their entries spread ``map_seed_spread_bps``
-    around the price; ``map_prior_share``: strength of the leverage-mix prior (share of a tier's
-    levels). Probabilities are per direction within ``horizon_s``.
+    around the price. Probabilities are per direction within ``horizon_s``.
     ``vol_slow_half_life_s``: half-life of the slow volatility EWMA (the touch probability
     uses the larger of the two); ``crowding_windows_s``: windows of the crowding monitor;
     ``model``: path of a pre-trained classifier file (``cascadewatch train``), ``None``: the
@@ -50,7 +49,6 @@ class DetectorsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     mmr: float = 0.005
     map_seed_share: float = MapLearning().seed_share
     map_seed_spread_bps: float = MapLearning().seed_spread_bps
-    map_prior_share: float = MapLearning().prior_share
     map_range_pct: float = 10.0
     map_half_life_s: float = 8 * 3600.0
     dense_multiple: float = 3.0

@@ -124,9 +124,7 @@ class AssetDetectors:
                 half_life_s=c.map_half_life_s,
                 dense_multiple=c.dense_multiple,
                 min_cluster_usd=c.min_cluster_usd,
-                learning=MapLearning(
-                    seed_share=c.map_seed_share, seed_spread_bps=c.map_seed_spread_bps, prior_share=c.map_prior_share
-                ),
+                learning=MapLearning(seed_share=c.map_seed_share, seed_spread_bps=c.map_seed_spread_bps),
             )
         return estimated
 
