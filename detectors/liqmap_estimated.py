@@ -210,18 +210,19 @@ def _first_run(indices: list[int]) -> tuple[int, int]:
 class MapLearning:
     """What the estimated map assumes before it has seen data, and how fast it learns.
 
-    ``seed_share``: the share of the first open interest seen (per side, base units) taken as
-    leveraged positions opened before the map started (``0``: start empty);
-    ``seed_spread_bps``: standard deviation of their entry prices around the price then, bps of
-    log-price (a Laplace law, see ``EstimatedLiquidationMap._seed``); ``learn_half_life_s``:
-    half-life of the evidence (observed and expected liquidations), seconds; ``match_bps``:
-    half-width of the price window in which a liquidation is matched to the map's levels, bps; ``burst_liquidations``: a mark step that consumes more
-    than this many typical liquidations (geometric mean of the reported notionals) teaches
-    nothing, on either side: venues report only a sample of a burst (one order a second on some);
-    ``max_multiple``: a tier's learned weight stays within ``[0, max_multiple * m_i]`` (what a
-    few liquidations where the map is thin can say about a whole tier is bounded); ``tilt_sd``,
-    ``scale_sd``: standard deviations of the priors of the mix's tilt and of the log of its scale
-    (:meth:`EstimatedLiquidationMap.tier_weights`).
+    - ``seed_share``: the share of the first open interest seen (per side, base units) taken as
+      leveraged positions opened before the map started (``0``: start empty);
+    - ``seed_spread_bps``: standard deviation of their entry prices around the price then, bps
+      of log-price (a Laplace law, see ``EstimatedLiquidationMap._seed``);
+    - ``learn_half_life_s``: half-life of the evidence (observed and expected liquidations), s;
+    - ``match_bps``: half-width of the price window in which a liquidation is matched to the
+      map's levels, bps;
+    - ``burst_liquidations``: a mark step that consumes more than this many typical liquidations
+      (geometric mean of the reported notionals) teaches nothing, on either side: venues report
+      only a sample of a burst (one order a second on some);
+    - ``max_multiple``: a tier's learned weight stays within ``[0, max_multiple * m_i]``;
+    - ``tilt_sd``, ``scale_sd``: standard deviations of the priors of the mix's tilt and of the
+      log of its scale (:meth:`EstimatedLiquidationMap.tier_weights`).
     """
 
     seed_share: float = 0.08
