@@ -214,6 +214,7 @@ class MapLearning:
       leveraged positions opened before the map started (``0``: start empty);
     - ``seed_spread_bps``: standard deviation of their entry prices around the price then, bps
       of log-price (a Laplace law, see ``EstimatedLiquidationMap._seed``);
+    - ``prior_share``: weight of the prior mix as pseudo-evidence, a share of each tier's levels;
     - ``learn_half_life_s``: half-life of the evidence (observed and expected liquidations), s;
     - ``match_bps``: half-width of the price window in which a liquidation is matched to the
       map's levels, bps;
@@ -227,6 +228,7 @@ class MapLearning:
 
     seed_share: float = 0.08
     seed_spread_bps: float = 50.0
+    prior_share: float = 0.05
     learn_half_life_s: float = 6 * 3600.0
     match_bps: float = 20.0
     burst_liquidations: float = 3.0
@@ -386,23 +388,27 @@ class EstimatedLiquidationMap:
         the trades before any report), with normal priors ``tau ~ N(0, tilt_sd)``,
         ``log s ~ N(0, scale_sd)``::
 
-            sum_i [A_i log lambda_i - lambda_i E_i] / u - tau^2 / (2 tilt_sd^2) - (log s)^2 / (2 scale_sd^2)
+            sum_i [N_i log lambda_i - lambda_i X_i] / u - tau^2 / (2 tilt_sd^2) - (log s)^2 / (2 scale_sd^2)
 
-        with ``A_i`` the liquidated notional attributed to tier ``i`` and ``E_i`` the tier's
-        unweighted level notional the mark crossed (both decaying with ``learn_half_life_s``).
-        Found on a grid of ``tau`` and ``log s``; with no evidence, ``lambda_i = m_i``.
+        with ``N_i = A_i + k_i m_i``, ``X_i = E_i + k_i``: ``A_i`` the liquidated notional
+        attributed to tier ``i``, ``E_i`` the tier's unweighted level notional the mark crossed
+        (both decaying with ``learn_half_life_s``) and ``k_i = prior_share * U_i``, a share of
+        the tier's unweighted levels ``U_i``, as pseudo-evidence for the prior mix (what the
+        liquidations on a few levels say about a whole tier is bounded). Found on a grid of
+        ``tau`` and ``log s``; with no evidence, ``lambda_i = m_i``.
         """
         return self._lam[_SIDES.index(side)].copy()
 
-    def _refit(self, s: int) -> None:
-        """Fit the tier weights of side ``s`` to its evidence (:meth:`tier_weights`)."""
+    def _refit(self, s: int, t: float) -> None:
+        """Fit the tier weights of side ``s`` to its evidence at ``t`` (:meth:`tier_weights`)."""
         m = self.weights
         a, e = self._observed[s], self._expected[s]
         size = self._log_size if self._log_size is not None else self._log_trade
         if size is None or not (a.sum() > 0 or e.sum() > 0):
             self._lam[s] = m
             return
-        n, x = a, e
+        k = self.learning.prior_share * np.array([g.total(t) for g in self._levels[s]])
+        n, x = a + k * m, e + k
         g = m[None, :] * self._tilt_powers  # (tilts, tiers)
         with np.errstate(divide="ignore"):
             log_g = np.where(g > 0, np.log(np.where(g > 0, g, 1.0)), 0.0)
@@ -617,7 +623,7 @@ class EstimatedLiquidationMap:
             if consumed <= burst and (taken.any() or self._reported[s].any()):
                 self._expected[s] += taken
                 self._observed[s] += self._reported[s]
-                self._refit(s)
+                self._refit(s, t)
             out.append(consumed)
         self._reported[:] = 0.0
         self.consumed_long_usd += out[0]
