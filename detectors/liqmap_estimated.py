@@ -1,32 +1,44 @@
 """Estimated liquidation map: where open positions would be force-closed.
 
-New positions are inferred from open-interest changes and aggressive flow.
-Between two open-interest observations the aggressive (taker) flow is
-accumulated per entry bucket: buy quantity ``bq_b`` and notional ``bn_b``,
-sell quantity ``sq_b`` and notional ``sn_b``. When open interest (base units)
-rises by ``dOI > 0``, the new positions are assigned to the aggressors:
+Positions. New positions are inferred from open-interest changes and aggressive flow.
+Between two open-interest observations the aggressive (taker) flow is accumulated per entry
+bucket: buy quantity ``bq_b`` and notional ``bn_b``, sell quantity ``sq_b`` and notional
+``sn_b``. When open interest (base units) rises by ``dOI > 0``, the new positions are assigned
+to the aggressors:
 
     new long qty at entry bucket b  = dOI * bq_b / (Bq + Sq)   at entry vwap_b = bn_b / bq_b
     new short qty at entry bucket b = dOI * sq_b / (Bq + Sq)   at entry vwap_b = sn_b / sq_b
 
-(``Bq``, ``Sq`` the totals; with no flow in between, half long and half short
-at the last known price). Each new position is spread over leverage tiers
-``L_i`` with weights ``w_i`` (sum 1) and a maintenance margin rate ``mmr_i``
-(a fraction of notional, per venue and tier), and its liquidation level is
+(``Bq``, ``Sq`` the totals; with no flow in between, half long and half short at the last
+known price). Positions opened before the map started are seeded from the first open interest
+seen: ``seed_share * OI`` per side, entries spread around the price (:class:`MapLearning`).
 
-    long:  P_liq = entry * (1 - 1/L + mmr)
-    short: P_liq = entry * (1 + 1/L - mmr)
+Levels. With leverage tiers ``L_i`` and maintenance margin rate ``mmr_i`` (a fraction of
+notional, per venue and tier) a position's liquidation level is
 
-The map stores, per log-price bucket of ``P_liq``, the notional that would be
-force-traded there, ``qty * P_liq`` (quote currency). Levels leave the map
+    long:  P_liq = entry * (1 - 1/L_i + mmr_i)
+    short: P_liq = entry * (1 + 1/L_i - mmr_i)
 
-- when the mark price crosses them (long levels at or above the mark's bucket,
-  short levels at or below it): their notional moves to ``consumed_*_usd``;
-- when open interest falls by ``dOI < 0``: every level is scaled by
-  ``OI_new / OI_old`` (positions close proportionally on both sides);
+The map keeps, per side and tier, the *unweighted* level notional ``G_i``: every inferred
+position in every tier, ``qty * P_liq`` (quote) per log-price bucket of ``P_liq``. The map's
+levels are ``sum_i lambda_i * G_i``, with ``lambda_i`` the learned weight of tier ``i``.
+
+The leverage mix is learned, not assumed. The prior ``m_i`` (the ``leverage`` weights) is
+tilted and scaled, ``lambda_i = s * m_i * (L_i / L_ref) ** tau``, to fit the liquidations
+the venue reports: each report is attributed to the tiers in proportion to the map's weighted
+levels near its price (``A_i``), against the tier's unweighted levels the mark crossed
+(``E_i``), a Poisson likelihood with priors on ``tau`` and ``log s`` (an online EM:
+:meth:`EstimatedLiquidationMap.tier_weights`). Levels the mark crosses where nothing is
+reported lower the weight of their tier; reports where the map is thin raise it.
+
+Levels leave the map
+
+- when the mark price crosses them (long levels at or above the mark's bucket, short levels
+  at or below it): their weighted notional moves to ``consumed_*_usd``;
+- when open interest falls by ``dOI < 0``: ``|dOI|`` less the quantity the mark consumed since
+  the last observation is closed from the map's weighted open quantity, proportionally on both
+  sides and all tiers;
 - with time: levels decay with ``half_life_s`` (positions closed unseen).
-
-The map only knows positions opened while it watched; it fills as it runs.
 
 A *dense cluster* is defined on one side of the price (long levels below it
 for ``down``, short levels above for ``up``), within ``+-range_pct``: with

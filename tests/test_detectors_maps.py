@@ -427,9 +427,9 @@ def _known_stream(learning: MapLearning) -> tuple[EstimatedLiquidationMap, np.nd
 
 def test_learned_mix_from_a_known_stream():
     """With a weak prior (``prior_share`` 0.1 %) the learned weights of the crossed tiers match the
-    known mix within 5 points, the map's
-    at-risk notional (within 20 %) and its levels within 2 % of the price match the truth within
-    30 %; with the prior mix alone, the levels near the price are off by more than 1.5x."""
+    known mix within 5 points, the map's at-risk notional (within 20 %) and its levels within 2 %
+    of the price match the truth within 30 %; with the prior mix alone, the levels near the price
+    are off by more than 1.5x."""
     learning = MapLearning(seed_share=0.0, prior_share=0.001, burst_liquidations=1e9, learn_half_life_s=1e12)
     m, true_mix, true_at_risk, true_near = _known_stream(learning)
     learned = m.tier_weights("long")
