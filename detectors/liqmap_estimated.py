@@ -701,7 +701,7 @@ class EstimatedLiquidationMap:
         cluster parameters)."""
         centers = self._centers(k_lo, k_hi)
         below, above = centers < price, centers > price
-        kw = dict(window=self.cluster_buckets, dense_multiple=self.dense_multiple, min_usd=self.min_cluster_usd)
+        rule = (self.cluster_buckets, self.dense_multiple, self.min_cluster_usd)  # window, multiple, min_usd
         return EstimatedMapReadout(
             price=float(price),
             t=float(t),
@@ -712,8 +712,8 @@ class EstimatedLiquidationMap:
             short_usd=sh,
             long_total_usd=float(lo[below].sum()),
             short_total_usd=float(sh[above].sum()),
-            cluster_down=nearest_dense_cluster(centers, lo, price, "down", **kw),
-            cluster_up=nearest_dense_cluster(centers, sh, price, "up", **kw),
+            cluster_down=nearest_dense_cluster(centers, lo, price, "down", *rule),
+            cluster_up=nearest_dense_cluster(centers, sh, price, "up", *rule),
             consumed_long_usd=consumed_long_usd,
             consumed_short_usd=consumed_short_usd,
         )
