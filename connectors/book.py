@@ -22,6 +22,7 @@ from cascadewatch.connectors.events import (
     AnyEvent,
     BookDelta,
     BookSnapshot,
+    FeedState,
     FeedStatus,
     Level,
 )
@@ -84,9 +85,11 @@ class OrderBook:
         self._sorted = (_SortedSide(), _SortedSide())
 
     def best_bid(self) -> float | None:
+        """The highest bid price, or ``None`` when the book is invalid or has no bids."""
         return max(self.bids) if self.valid and self.bids else None
 
     def best_ask(self) -> float | None:
+        """The lowest ask price, or ``None`` when the book is invalid or has no asks."""
         return min(self.asks) if self.valid and self.asks else None
 
     def mid(self) -> float | None:
@@ -218,6 +221,7 @@ class BookKeeper:
         return []
 
     def apply_snapshot(self, event: BookSnapshot) -> list[FeedStatus]:
+        """Replace the book with a snapshot; returns a ``resync`` status if it ends a gap."""
         was_invalid = not self.book.valid and self.gaps > 0
         self.book.replace(event.bids, event.asks)
         self.rule.on_snapshot(event)
@@ -226,6 +230,7 @@ class BookKeeper:
         return []
 
     def apply_delta(self, event: BookDelta) -> list[FeedStatus]:
+        """Apply a delta by the sequence rule; returns the statuses it causes (a gap, a resync)."""
         verdict = self.rule.check(event)
         if verdict is Verdict.APPLY:
             self.book.update(event.bids, event.asks)
@@ -244,13 +249,13 @@ class BookKeeper:
             self.rule.reset()
 
 
-def _status(event: AnyEvent, state: str, detail: str) -> FeedStatus:
+def _status(event: AnyEvent, state: FeedState, detail: str) -> FeedStatus:
     return FeedStatus(
         venue=event.venue,
         symbol=event.symbol,
         instrument=event.instrument,
         ts=event.ts,
         recv=event.recv,
-        state=state,  # type: ignore[arg-type]
+        state=state,
         detail=detail,
     )

@@ -12,18 +12,20 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
-from cascadewatch.connectors.events import FeedStatus
-from cascadewatch.connectors.venues import parser_for
+from cascadewatch.connectors.events import FeedState, FeedStatus
+from cascadewatch.connectors.reasons import Reason
 from cascadewatch.connectors.venues.base import Parsed, ParseError, VenueParser
+from cascadewatch.connectors.venues.registry import parser_for
 
 
 class DeadLetter(msgspec.Struct, frozen=True):
     """A frame that could not become events: why, from where, and its raw text."""
 
-    reason: str
+    reason: Reason
     source: str
     raw: str
     detail: str = ""
@@ -43,7 +45,7 @@ class _ConnEvent(msgspec.Struct, frozen=True):
     code: int | None = None
 
 
-_CONN_STATES = {"open": "connect", "close": "disconnect", "error": "error", "stale": "stale"}
+_CONN_STATES: dict[str, FeedState] = {"open": "connect", "close": "disconnect", "error": "error", "stale": "stale"}
 _rest_decoder = msgspec.json.Decoder(_RestEnvelope)
 _conn_decoder = msgspec.json.Decoder(_ConnEvent)
 
@@ -69,12 +71,13 @@ class FrameDecoder:
         self._handlers = {}
 
     def parser(self, venue: str) -> VenueParser:
+        """The parser of ``venue`` (a source token), made on first use; ``unknown_source`` if none."""
         parser = self.parsers.get(venue)
         if parser is None:
             try:
                 parser = self.parsers[venue] = parser_for(venue)
             except KeyError:
-                raise ParseError("unknown_source", venue) from None
+                raise ParseError(Reason.UNKNOWN_SOURCE, venue) from None
         return parser
 
     def _handler(self, source: str | bytes) -> tuple[str, Callable[[bytes, int], Parsed]]:
@@ -83,7 +86,7 @@ class FrameDecoder:
         venue, _, channel = text.partition("!")
 
         def unknown(payload: bytes, recv: int) -> Parsed:
-            raise ParseError("unknown_source", text)
+            raise ParseError(Reason.UNKNOWN_SOURCE, text)
 
         try:
             parser = self.parser(venue)
@@ -93,16 +96,20 @@ class FrameDecoder:
             return venue, parser.parse_ws
 
         def rest(payload: bytes, recv: int) -> Parsed:
-            envelope = _rest_decoder.decode(payload)
+            envelope = _envelope(_rest_decoder, payload)
             return parser.parse_rest(envelope.path, bytes(envelope.body), recv)
 
         def conn(payload: bytes, recv: int) -> Parsed:
-            return _connection_event(venue, _conn_decoder.decode(payload), recv)
+            return _connection_event(venue, _envelope(_conn_decoder, payload), recv)
 
         return venue, {"rest": rest, "conn": conn}.get(channel, unknown)
 
     def decode(self, source: str | bytes, payload: bytes, recv: int) -> Parsed:
-        """Parse one frame; raises :class:`ParseError` (never anything else) on bad input."""
+        """Parse one frame; raises :class:`ParseError` (never anything else) on bad input.
+
+        This is the one catch-all: any other exception out of a parser is a bug, counted as
+        ``parser_exception`` with the exception's type and message as the detail.
+        """
         entry = self._handlers.get(source)
         if entry is None:
             entry = self._handlers[source] = self._handler(source)
@@ -111,20 +118,26 @@ class FrameDecoder:
             parsed = handler(payload, recv)
         except ParseError:
             raise
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise ParseError("malformed_envelope", str(exc)[:200]) from None
         except Exception as exc:  # a parser bug must not stop the flow: count it
-            raise ParseError("parser_exception", f"{type(exc).__name__}: {exc}"[:200]) from None
+            raise ParseError(Reason.PARSER_EXCEPTION, f"{type(exc).__name__}: {exc}"[:200]) from None
         self.frames[(venue, parsed.kind)] += 1
         return parsed
+
+
+def _envelope(decoder: msgspec.json.Decoder[Any], payload: bytes) -> Any:
+    """The ``!rest`` / ``!conn`` wrapper object, else :class:`ParseError` ``malformed_envelope``."""
+    try:
+        return decoder.decode(payload)
+    except msgspec.DecodeError as exc:  # ValidationError included
+        raise ParseError(Reason.MALFORMED_ENVELOPE, str(exc)[:200]) from None
 
 
 def _connection_event(venue: str, event: _ConnEvent, recv: int) -> Parsed:
     state = _CONN_STATES.get(event.event)
     if state is None:
-        raise ParseError("unknown_conn_event", event.event)
+        raise ParseError(Reason.UNKNOWN_CONN_EVENT, event.event)
     detail = " ".join(
         part for part in (event.url, event.reason, "" if event.code is None else f"code={event.code}") if part
     )
-    status = FeedStatus(venue=venue, symbol="", instrument="", ts=recv, recv=recv, state=state, detail=detail)  # type: ignore[arg-type]
+    status = FeedStatus(venue=venue, symbol="", instrument="", ts=recv, recv=recv, state=state, detail=detail)
     return Parsed(kind=f"conn:{event.event}", events=[status])

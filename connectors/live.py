@@ -40,7 +40,6 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import msgspec
@@ -49,12 +48,12 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from cascadewatch.connectors import live_metrics as metrics
 from cascadewatch.connectors.frames import DeadLetter, FrameDecoder
 from cascadewatch.connectors.live_config import LiveConfig
+from cascadewatch.connectors.reasons import Reason
 from cascadewatch.connectors.recorder import RotatingRecorder, insert_before_suffixes
 from cascadewatch.connectors.rest import Reply, http_get
 from cascadewatch.connectors.session import Backoff, Session, SessionSettings
 from cascadewatch.connectors.sources import (
     END_OF_TIME,
-    NS,
     PARTITION_KEY,
     STATS_KEY,
     InstrumentRouter,
@@ -62,7 +61,7 @@ from cascadewatch.connectors.sources import (
     Watermark,
     items_of,
 )
-from cascadewatch.connectors.venues import binance, bybit, okx
+from cascadewatch.connectors.units import NS_PER_S, ns_to_s, s_to_ns
 from cascadewatch.connectors.venues.base import ParseError
 from cascadewatch.connectors.venues.live_common import (
     THIS,
@@ -74,17 +73,9 @@ from cascadewatch.connectors.venues.live_common import (
     Resubscribe,
     rest_frame,
 )
+from cascadewatch.connectors.venues.registry import VenueModule, venue_module
 
 log = logging.getLogger("cascadewatch.live")
-
-VENUE_MODULES: dict[str, ModuleType] = {"binance": binance, "bybit": bybit, "okx": okx}
-
-
-def venue_module(name: str) -> ModuleType:
-    try:
-        return VENUE_MODULES[name]
-    except KeyError:
-        raise KeyError(f"unknown venue {name!r}; known: {', '.join(VENUE_MODULES)}") from None
 
 
 def resolve_settings(name: str, live: LiveConfig) -> LiveSettings:
@@ -156,6 +147,7 @@ class FrameQueue:
         return len(self._frames)
 
     def put(self, recv: int, source: str, payload: bytes) -> bool:
+        """Queue one frame; when full, keep it aside as dropped and return ``False``."""
         if len(self._frames) >= self.maxsize:
             self.dropped += 1
             self._dropped.append((recv, source, payload))
@@ -165,6 +157,7 @@ class FrameQueue:
         return True
 
     def drain(self, limit: int) -> list[Frame]:
+        """Take up to ``limit`` frames, oldest first."""
         frames = self._frames
         out: list[Frame] = []
         popleft = frames.popleft
@@ -192,6 +185,8 @@ class VenueRunner:
     websocket frames, REST book snapshots and polls (``<venue>!rest``) and connection events
     (``<venue>!conn``), as the venue's ``LiveBooks`` orders them. ``emit_shutdown=False`` leaves
     out the ``close`` events of our own shutdown (the pipeline must not page for them).
+    ``clock`` is the sessions' monotonic clock in seconds (staleness, heartbeats, lifetimes,
+    backoff resets); tests pass a fake one to move time without waiting.
     """
 
     def __init__(
@@ -204,10 +199,11 @@ class VenueRunner:
         rng: random.Random | None = None,
         connect: Callable[..., Any] | None = None,
         emit_shutdown: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
         self.emit_shutdown = emit_shutdown
-        self.module = venue_module(name)
+        self.module: VenueModule = venue_module(name)
         self.source: str = self.module.SOURCE
         self.live = live
         self.settings = resolve_settings(name, live)
@@ -216,6 +212,7 @@ class VenueRunner:
         self._rest_get = rest_get
         self._rng = rng or random.Random()
         self._connect = connect
+        self._clock = clock
         self.books: BookSync = BookSync()
         self.sessions: list[Session] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -251,6 +248,7 @@ class VenueRunner:
     # -- SessionHandler --------------------------------------------------------------------
 
     def frame(self, session: Session, recv: int, payload: bytes) -> None:
+        """Session callback for a frame: hand it over, or act on what the venue's book logic asks."""
         actions = self.books.on_frame(recv, payload)
         if len(actions) == 1 and actions[0] is THIS:
             self._emit(recv, self.source, payload)
@@ -258,6 +256,7 @@ class VenueRunner:
             self._apply(actions, recv, payload)
 
     def conn(self, session: Session, recv: int, event: dict[str, Any], rollover: bool) -> None:
+        """Session callback for a connection event: record it and (re)bootstrap on a fresh open."""
         kind = event.get("event")
         if kind == "close" and event.get("reason") == "shutdown" and not self.emit_shutdown:
             return  # our own stop: not a feed problem (the recorder keeps it, the pipeline does not)
@@ -371,6 +370,7 @@ class VenueRunner:
     # -- lifecycle -------------------------------------------------------------------------
 
     def session_settings(self) -> SessionSettings:
+        """The session settings of this venue (staleness, lifetime, heartbeat, backoff) from ``[live]``."""
         s = self.settings
         return SessionSettings(
             staleness_s=s.staleness_s,
@@ -389,7 +389,7 @@ class VenueRunner:
         self._stop = stop
         symbols = await self._bootstrap_instruments()
         self.books = self.module.LiveBooks(symbols, self.settings)
-        kwargs: dict[str, Any] = {"rng": self._rng}
+        kwargs: dict[str, Any] = {"rng": self._rng, "clock": self._clock}
         if self._connect is not None:
             kwargs["connect"] = self._connect
         settings = self.session_settings()
@@ -450,12 +450,14 @@ class VenueFeed:
             self._ready.set()
 
     def start(self) -> VenueFeed:
+        """Start the feed thread and wait (up to 5 s) until its loop runs; returns ``self``."""
         self._thread.start()
         self._ready.wait(timeout=5.0)
         return self
 
     @property
     def alive(self) -> bool:
+        """Whether the feed thread is still running."""
         return self._thread.is_alive()
 
     def request_stop(self) -> None:
@@ -467,10 +469,12 @@ class VenueFeed:
                 pass
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Ask the feed to stop and wait up to ``timeout`` seconds for its thread."""
         self.request_stop()
         self._thread.join(timeout)
 
     def rebootstrap(self) -> None:
+        """Fetch fresh instrument metadata and book snapshots (a rotated recording starts complete)."""
         self.runner.rebootstrap()
 
 
@@ -483,7 +487,11 @@ def tap_path(path: str | Path, source: str) -> Path:
 
 
 class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
-    """One venue's frames -> ``(key, [values])`` batches (see the module docstring)."""
+    """One venue's frames -> ``(key, [values])`` batches (see the module docstring).
+
+    ``clock`` is the wall clock, integer nanoseconds since the epoch (default ``time.time_ns``):
+    it sets the watermark of an emptied queue and the end of the run (``deadline_ns``).
+    """
 
     def __init__(
         self,
@@ -494,8 +502,10 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
         deadline_ns: int | None,
         record: str | None,
         feed_options: dict[str, Any],
+        clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self._index = index
+        self._clock = clock
         self._lag = allowed_lag_ns
         self._deadline = deadline_ns
         self._batch_max = live.batch_max
@@ -503,7 +513,7 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
         self._source = venue_module(name).SOURCE
         self._queue = FrameQueue(live.queue_size, self._source)
         self._decoder = FrameDecoder()
-        self._dead: Counter[tuple[str, str]] = Counter()
+        self._dead: Counter[tuple[str, Reason]] = Counter()
         self._router = InstrumentRouter()
         self._last_wm = -1
         self._max_recv = 0
@@ -529,9 +539,10 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
         self._feed.rebootstrap()
 
     def next_batch(self) -> list[tuple[str, list[Any]]]:
+        """The next batch of frames (and watermark items) for this venue; ``StopIteration`` once done."""
         if self._done:
             raise StopIteration()
-        now = time.time_ns()
+        now = self._clock()
         if self._deadline is not None and now >= self._deadline and not self._stopping:
             self._stopping = True
             self._feed.request_stop()
@@ -554,7 +565,7 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
             wm = max(now, self._max_recv) - self._lag
         else:
             wm = self._max_recv - self._lag
-        if wm // NS > self._last_wm // NS:
+        if wm // NS_PER_S > self._last_wm // NS_PER_S:
             self._mark(by_key, wm)
         return items_of(by_key, dead)
 
@@ -579,7 +590,7 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
         if events and "!" not in source:
             ts = events[0].ts
             if ts:
-                self._m_lag.observe(max(0.0, (recv0 - ts) / NS))
+                self._m_lag.observe(max(0.0, ns_to_s(recv0 - ts)))
         for event in events:
             self._router.route(event, by_key)
 
@@ -587,17 +598,17 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
         count, kept = self._queue.take_dropped()
         if not count:
             return
-        self._dead[(self._source, "queue_full")] += count
+        self._dead[(self._source, Reason.QUEUE_FULL)] += count
         detail = f"queue of {self._queue.maxsize} frames full: the dataflow is behind"
         for _, source, payload in kept:
-            dead.append(DeadLetter("queue_full", source, payload.decode("utf-8", "replace"), detail))
+            dead.append(DeadLetter(Reason.QUEUE_FULL, source, payload.decode("utf-8", "replace"), detail))
         if count > len(kept):
             dead.append(
-                DeadLetter("queue_full", self._source, "", f"{count - len(kept)} more frames dropped; {detail}")
+                DeadLetter(Reason.QUEUE_FULL, self._source, "", f"{count - len(kept)} more frames dropped; {detail}")
             )
         log.warning("%s: %d frames dropped: %s", self._source, count, detail)
 
-    def _dead_letter(self, reason: str, source: str, raw: bytes, detail: str) -> DeadLetter:
+    def _dead_letter(self, reason: Reason, source: str, raw: bytes, detail: str) -> DeadLetter:
         venue = source.partition("!")[0]
         self._dead[(venue, reason)] += 1
         metrics.DEAD_LETTERS.labels(venue, reason).inc()
@@ -635,9 +646,11 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
         return datetime.now(UTC) + self._poll
 
     def snapshot(self) -> None:
+        """Nothing: a live feed cannot rewind, so there is no state to resume from."""
         return None  # a live feed cannot rewind: nothing to resume from
 
     def close(self) -> None:
+        """Stop the feed and close the tap recording."""
         self._feed.stop()
         self._close_tap()
 
@@ -650,6 +663,7 @@ class LiveSource(FixedPartitionedSource[tuple[str, list[Any]], None]):
     :param duration_s: end the partitions after this long (``None``: run until stopped).
     :param record: recording tap path (default ``live.record``); one file per partition.
     :param feed_options: passed to :class:`VenueRunner` (tests inject ``rng``, ``rest_get``...).
+    :param clock: the partitions' wall clock, integer nanoseconds (see :class:`LivePartition`).
     """
 
     def __init__(
@@ -659,21 +673,25 @@ class LiveSource(FixedPartitionedSource[tuple[str, list[Any]], None]):
         duration_s: float | None = None,
         record: str | None = None,
         feed_options: dict[str, Any] | None = None,
+        clock: Callable[[], int] = time.time_ns,
     ) -> None:
         if not live.venues:
             raise ValueError("no venues configured ([live] venues)")
         self.live = live
-        self.allowed_lag_ns = int(allowed_lag_s * NS)
+        self.allowed_lag_ns = s_to_ns(allowed_lag_s)
         self.duration_s = duration_s
         self.record = record if record is not None else (live.record or None)
         self.feed_options = feed_options or {}
+        self.clock = clock
 
     def list_parts(self) -> list[str]:
+        """One partition per venue, ``<index>:<venue>``."""
         return [f"{index}:{name}" for index, name in enumerate(self.live.venues)]
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> LivePartition:
+        """The partition that runs the venue of ``for_part`` (its deadline from ``duration_s``)."""
         index_text, _, name = for_part.partition(":")
-        deadline = None if self.duration_s is None else time.time_ns() + int(self.duration_s * NS)
+        deadline = None if self.duration_s is None else self.clock() + s_to_ns(self.duration_s)
         return LivePartition(
-            int(index_text), name, self.live, self.allowed_lag_ns, deadline, self.record, self.feed_options
+            int(index_text), name, self.live, self.allowed_lag_ns, deadline, self.record, self.feed_options, self.clock
         )

@@ -1,9 +1,10 @@
 """Configuration of the live connectors: the ``[live]`` table of the TOML config.
 
 Every key is optional; ``deploy/config.example.toml`` shows them all, documented line by line.
-Per-venue tables (``[live.binance]``, ``[live.bybit]``, ``[live.okx]``) override the venue
-defaults of ``connectors/venues/<venue>.py`` (``LIVE``): endpoints, limits, lifetimes. A key
-left out (or ``None`` in Python) keeps the venue default.
+Per-venue tables (``[live.binance]``, ``[live.bybit]``, ``[live.okx]``: one per venue of the
+registry, ``connectors/venues/registry.py``) override the venue defaults of
+``connectors/venues/<venue>.py`` (``LIVE``): endpoints, limits, lifetimes. A key left out (or
+``None`` in Python) keeps the venue default.
 
 >>> import msgspec
 >>> cfg = msgspec.toml.decode(b'venues = ["okx"]\\n[okx]\\nws_url = "ws://127.0.0.1:9000/ws"', type=LiveConfig)
@@ -13,10 +14,11 @@ left out (or ``None`` in Python) keeps the venue default.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Self
+
 import msgspec
 
-VENUE_NAMES = ("binance", "bybit", "okx")
-"""Names used in the config and on the command line, in partition order."""
+from cascadewatch.connectors.venues.registry import VENUE_NAMES
 
 
 class BackoffConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -56,8 +58,11 @@ class VenueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     book_depth: int | None = None
 
 
-class LiveConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The ``[live]`` table. Times are seconds; paths are relative to the working directory."""
+class LiveTable(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The ``[live]`` table but the per-venue tables (see :data:`LiveConfig`).
+
+    Times are seconds; paths are relative to the working directory.
+    """
 
     venues: list[str] = msgspec.field(default_factory=lambda: list(VENUE_NAMES))
     symbols: list[str] = msgspec.field(default_factory=lambda: ["BTC", "ETH", "SOL"])
@@ -78,9 +83,6 @@ class LiveConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     record_rotate_mb: float = 0.0
     record_rotate_hours: float = 0.0
     backoff: BackoffConfig = BackoffConfig()
-    binance: VenueConfig = VenueConfig()
-    bybit: VenueConfig = VenueConfig()
-    okx: VenueConfig = VenueConfig()
 
     def __post_init__(self) -> None:
         unknown = [venue for venue in self.venues if venue not in VENUE_NAMES]
@@ -93,4 +95,26 @@ class LiveConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
     def venue(self, name: str) -> VenueConfig:
         """The override table of venue ``name`` (``binance``, ``bybit``, ``okx``)."""
-        return getattr(self, name)
+        table: VenueConfig = getattr(self, name)
+        return table
+
+    def with_venue(self, name: str, table: VenueConfig) -> Self:
+        """A copy whose ``[live.<name>]`` overrides are ``table``."""
+        return msgspec.structs.replace(self, **{name: table})
+
+
+if TYPE_CHECKING:  # the type checker reads the venue tables through LiveTable.venue(name)
+    LiveConfig = LiveTable
+else:
+    LiveConfig = msgspec.defstruct(
+        "LiveConfig",
+        [(name, VenueConfig, VenueConfig()) for name in VENUE_NAMES],
+        bases=(LiveTable,),
+        module=__name__,
+        frozen=True,
+        kw_only=True,
+        forbid_unknown_fields=True,
+    )
+    LiveConfig.__doc__ = (
+        """The ``[live]`` table: :class:`LiveTable` plus one :class:`VenueConfig` per registered venue."""
+    )

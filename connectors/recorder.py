@@ -57,6 +57,7 @@ class RotatingRecorder:
 
     @property
     def rotating(self) -> bool:
+        """Whether files rotate (by size or by age)."""
         return self.rotate_bytes > 0 or self.rotate_s > 0
 
     def _open(self) -> None:
@@ -68,6 +69,7 @@ class RotatingRecorder:
         self._opened = self._flushed = self.clock()
 
     def write(self, recv_ns: int, source: str, payload: bytes | str) -> None:
+        """Write one frame to the current file."""
         assert self._writer is not None
         self._writer.write(recv_ns, source, payload)
         self.lines += 1
@@ -86,6 +88,7 @@ class RotatingRecorder:
             self.rotate()
 
     def rotate(self) -> None:
+        """Close the current file, open the next, and call ``on_rotate``."""
         assert self._writer is not None
         self._writer.close()
         self._open()
@@ -93,6 +96,7 @@ class RotatingRecorder:
             self.on_rotate()
 
     def close(self) -> None:
+        """Close the current file."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None

@@ -70,13 +70,11 @@ def _open_binary(path: Path, mode: str, raw: IO[bytes] | None = None) -> IO[byte
     """Open ``path`` (or the already open file ``raw``) for binary streaming, (de)compressing by suffix."""
     raw = raw if raw is not None else open(path, mode + "b")
     if path.suffix == ".gz":
-        return gzip.GzipFile(fileobj=raw, mode=mode + "b")  # type: ignore[return-value]
+        return gzip.GzipFile(fileobj=raw, mode=mode + "b")  # type: ignore[return-value]  # a binary file; typeshed's GzipFile is not IO[bytes]
     if path.suffix == ".zst":
         if mode == "r":
-            return zstandard.ZstdDecompressor().stream_reader(  # type: ignore[return-value]
-                raw, read_across_frames=True, closefd=True
-            )
-        return zstandard.ZstdCompressor(level=3).stream_writer(raw, closefd=True)  # type: ignore[return-value]
+            return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=True)
+        return zstandard.ZstdCompressor(level=3).stream_writer(raw, closefd=True)
     return raw
 
 
@@ -144,7 +142,9 @@ class RecordingReader:
         skip = self.start_line
         with self._file, _open_binary(self.path, "r", self._file) as raw:
             # GzipFile buffers itself and keeps what it decoded before a cut-off stream.
-            stream = raw if isinstance(raw, gzip.GzipFile) else io.BufferedReader(raw, buffer_size=1 << 20)  # type: ignore[arg-type]
+            stream = (
+                raw if isinstance(raw, gzip.GzipFile) else io.BufferedReader(raw, buffer_size=1 << 20)  # type: ignore[type-var]  # any readinto() stream works; typeshed wants RawIOBase
+            )
             # A cut-off gzip stream raises on the read that reaches its end, losing what that
             # read decoded, so gzip goes line by line (still in blocks).
             read_block = _gzip_block if isinstance(stream, gzip.GzipFile) else _readlines
@@ -227,6 +227,7 @@ class RecordingWriter:
         self._pending = 0
 
     def close(self) -> None:
+        """Flush and close the file."""
         self.flush()
         self._out.close()
 

@@ -114,6 +114,7 @@ class RiskFeedServer:
 
     @classmethod
     def from_config(cls, config: RiskFeedConfig) -> RiskFeedServer:
+        """A server with the host, port, token and queue size of ``[riskfeed]``."""
         return cls(
             config.host,
             config.port,
@@ -142,6 +143,7 @@ class RiskFeedServer:
         return self
 
     def stop(self) -> None:
+        """Stop serving and wait for the server thread."""
         loop, stopped = self._loop, self._stopped
         if loop is not None and stopped is not None and not loop.is_closed():
             try:
@@ -160,6 +162,7 @@ class RiskFeedServer:
 
     @property
     def url(self) -> str:
+        """The server's ``ws://host:port`` address."""
         return f"ws://{self.host}:{self.port}"
 
     def _run(self) -> None:
@@ -207,13 +210,13 @@ class RiskFeedServer:
     def publish_many(self, items: Iterable[Any]) -> None:
         """Broadcast several items in order with one hand-over to the server loop."""
         loop = self._loop
-        encoded = []
+        encoded: list[tuple[str, str | None, str]] = []
         for item in items:
             if not isinstance(item, dict):
                 item = msgspec.to_builtins(item)
             if not isinstance(item, dict) or item.get("type") not in ("snapshot", "alert"):
                 continue
-            encoded.append((item.get("type"), item.get("asset"), _encoder.encode(item).decode()))
+            encoded.append((item["type"], item.get("asset"), _encoder.encode(item).decode()))
         if not encoded or loop is None or loop.is_closed():
             return
         self.stats.published += len(encoded)
@@ -390,12 +393,15 @@ class RiskFeedSink(FixedPartitionedSink[tuple[str, Any], None]):
         self.observe_metrics = observe_metrics
 
     def list_parts(self) -> list[str]:
+        """One partition: the server is one per process."""
         return ["riskfeed"]
 
     def part_fn(self, item_key: str) -> int:
+        """Every item goes to the one partition."""
         return 0
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _RiskFeedPartition:
+        """The partition that broadcasts items: on the given server, or on one it starts from ``[riskfeed]``."""
         if isinstance(self.feed, RiskFeedServer):
             return _RiskFeedPartition(self.feed, owned=False, observe=self.observe_metrics)
         return _RiskFeedPartition(

@@ -44,7 +44,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from cascadewatch.connectors import live_metrics as metrics
 from cascadewatch.connectors.live_config import BackoffConfig
-from cascadewatch.connectors.venues.live_common import ConnectionSpec, Overlap
+from cascadewatch.connectors.venues.live_common import ConnectionSpec, Overlap, VenueLive
 
 log = logging.getLogger("cascadewatch.live")
 
@@ -63,12 +63,14 @@ class Backoff:
         self.attempt = 0
 
     def next_delay(self) -> float:
+        """The next reconnect delay in seconds: ``min(max_s, initial_s * factor**attempt)`` with +/- ``jitter``."""
         c = self.config
         base = min(c.max_s, c.initial_s * c.factor**self.attempt)
         self.attempt += 1
         return max(0.0, base * (1.0 + c.jitter * (2.0 * self.rng.random() - 1.0)))
 
     def reset(self) -> None:
+        """Start over from ``initial_s`` (after a connection that worked)."""
         self.attempt = 0
 
     def connected_for(self, seconds: float) -> None:
@@ -88,6 +90,7 @@ class TokenBucket:
         self.stamp = clock()
 
     async def acquire(self, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
+        """Wait (with ``sleep``) until a token is available, then take it."""
         while True:
             now = self.clock()
             self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
@@ -115,18 +118,9 @@ class SessionSettings:
     max_frame_bytes: int = 1 << 24
 
 
-class VenueLive(Protocol):
-    """The live-section functions of a venue module that a session uses."""
-
-    def subscribe_messages(self, topics: Sequence[str], per_message: int, first_id: int = 1) -> list[str]: ...
-    def unsubscribe_messages(self, topics: Sequence[str], per_message: int, first_id: int = 1) -> list[str]: ...
-    def heartbeat_message(self) -> str | None: ...
-    def is_data(self, payload: bytes) -> bool: ...
-    def rollover_hint(self, payload: bytes) -> bool: ...
-    def frame_key(self, payload: bytes) -> tuple[str, int] | None: ...
-
-
 class SessionHandler(Protocol):
+    """Receives a session's frames and connection events (the venue runner)."""
+
     def frame(self, session: Session, recv: int, payload: bytes) -> None:
         """A frame to hand to the dataflow (after rollover de-duplication)."""
 
@@ -155,9 +149,9 @@ class Session:
     :param handler: receives frames and connection events, synchronously, on the loop thread.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - five parameters plus keyword-only test seams (rng, clocks, sleep, connect)
         self,
-        venue: Any,
+        venue: VenueLive,
         source: str,
         spec: ConnectionSpec,
         settings: SessionSettings,
@@ -206,10 +200,12 @@ class Session:
 
     @property
     def alive(self) -> bool:
+        """Whether a connection is open and its reader is running."""
         conn = self._current
         return conn is not None and conn.reader is not None and not conn.reader.done()
 
     def carries(self, topic: str) -> bool:
+        """Whether this session's connection subscribes ``topic``."""
         return topic in self._topics
 
     def request_rollover(self) -> None:

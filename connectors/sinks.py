@@ -36,12 +36,15 @@ class SnapshotMetricsSink(FixedPartitionedSink[tuple[str, Any], None]):
     """Update the per-asset Prometheus gauges from every snapshot (one partition)."""
 
     def list_parts(self) -> list[str]:
+        """One partition: the metrics registry is one per process."""
         return ["metrics"]
 
     def part_fn(self, item_key: str) -> int:
+        """Every item goes to the one partition."""
         return 0
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _MetricsPartition:
+        """The partition that sets the per-asset gauges."""
         return _MetricsPartition()
 
 
@@ -61,7 +64,7 @@ def held_elsewhere(sink: FixedPartitionedSink[Any, Any]) -> FixedPartitionedSink
     Single-partition outputs (files, outbox, risk feed, metrics) belong to one known process:
     the one whose volume and Service the deployment points at.
     """
-    sink.list_parts = list  # type: ignore[method-assign]
+    sink.list_parts = list  # type: ignore[method-assign]  # on this instance only: this process lists none of its parts
     return sink
 
 
@@ -102,10 +105,13 @@ class JsonlSink(FixedPartitionedSink[tuple[str, Any], dict[str, int]]):
         self.paths = {stream: Path(path) for stream, path in paths.items() if path is not None}
 
     def list_parts(self) -> list[str]:
+        """One partition: the JSONL files are written in output order by one writer."""
         return ["jsonl"]
 
     def part_fn(self, item_key: str) -> int:
+        """Every item goes to the one partition."""
         return 0
 
     def build_part(self, step_id: str, for_part: str, resume_state: dict[str, int] | None) -> _JsonlPartition:
+        """The partition that appends to the files, resuming at the byte offsets of ``resume_state``."""
         return _JsonlPartition(self.paths, resume_state)

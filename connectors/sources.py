@@ -31,11 +31,13 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from cascadewatch.connectors.events import AnyEvent, FeedStatus
 from cascadewatch.connectors.frames import DeadLetter, FrameDecoder
+from cascadewatch.connectors.reasons import Reason
 from cascadewatch.connectors.recording import (
     RecordingError,
     RecordingReader,
     parse_line,
 )
+from cascadewatch.connectors.units import NS_PER_S, s_to_ns
 from cascadewatch.connectors.venues.base import ParseError
 
 DEAD_LETTER_KEY = "!dead"
@@ -45,7 +47,6 @@ PARTITION_KEY = "!partition"
 sends them so that a venue with no instrument yet (down since the start) cannot hold the
 merge back."""
 END_OF_TIME = 2**63 - 1
-NS = 1_000_000_000
 
 
 class Watermark(msgspec.Struct, frozen=True, gc=False, tag="watermark"):
@@ -99,10 +100,10 @@ class InstrumentRouter:
         A venue-wide connection event (``instrument == ""``) goes to every announced instrument
         of its venue (returns ``None``); a new instrument first learns its connection's state.
         """
-        if not event.instrument:
-            self.connection[event.venue] = event  # type: ignore[assignment]
+        if not event.instrument and isinstance(event, FeedStatus):
+            self.connection[event.venue] = event
             for key in self.instruments.get(event.venue, ()):
-                by_key.setdefault(key, []).append(_for_instrument(event, key))  # type: ignore[arg-type]
+                by_key.setdefault(key, []).append(_for_instrument(event, key))
             return None
         key = instrument_key(event)
         bucket = by_key.get(key)
@@ -162,7 +163,7 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
         self._line = state.get("line", 0)
         self._max_recv = state.get("max_recv", 0)
         self._decoder: FrameDecoder = state.get("decoder") or FrameDecoder()
-        self._dead: Counter[tuple[str, str]] = state.get("dead", Counter())
+        self._dead: Counter[tuple[str, Reason]] = state.get("dead", Counter())
         self._router = InstrumentRouter(state.get("instruments"), state.get("connection"))
         self._last_wm = state.get("last_wm", -1)
         self._reader = RecordingReader(path, start_line=self._line)
@@ -182,7 +183,7 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
         if self._pace_origin is None:
             self._pace_origin = (now, recv)
         wall0, recv0 = self._pace_origin
-        return (recv - recv0) / NS / self._speed <= now - wall0
+        return (recv - recv0) / NS_PER_S / self._speed <= now - wall0
 
     def _take(self, count: int) -> list[bytes]:
         """Up to ``count`` next lines (fewer only at the end of the recording)."""
@@ -204,6 +205,10 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
         self._block_at = 0
 
     def next_batch(self) -> list[tuple[str, list[Any]]]:
+        """The next batch: parsed events by instrument key, dead letters and stats.
+
+        Raises ``StopIteration`` at the end of the recording.
+        """
         if self._done:
             raise StopIteration()
         by_key: dict[str, list[Any]] = {}
@@ -223,7 +228,7 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
                 try:
                     parse_line(line, self._path, line_no)  # metadata, blank, or a clear reason
                 except RecordingError as exc:
-                    dead.append(self._dead_letter("malformed_line", b"recording", line, exc.reason, line_no))
+                    dead.append(self._dead_letter(Reason.MALFORMED_LINE, b"recording", line, exc.reason, line_no))
                 continue
             recv_text, source, payload = parts
             recv = int(recv_text)
@@ -256,7 +261,7 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
                 return self._finish(by_key, dead)
         self._line, self._max_recv = line_no, max_recv
         wm = max_recv - self._lag
-        if wm // NS > self._last_wm // NS:
+        if wm // NS_PER_S > self._last_wm // NS_PER_S:
             self._mark(by_key, wm)
         if self._progress is not None:
             self._progress(str(self._path), self._reader.position())
@@ -283,7 +288,7 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
         self._last_wm = wm
         self._router.mark(by_key, Watermark(self._index, wm))
 
-    def _dead_letter(self, reason: str, source_token: bytes, raw: bytes, detail: str, line_no: int) -> DeadLetter:
+    def _dead_letter(self, reason: Reason, source_token: bytes, raw: bytes, detail: str, line_no: int) -> DeadLetter:
         source = source_token.decode("ascii", "replace")
         venue = source.partition("!")[0]
         self._dead[(venue, reason)] += 1
@@ -301,10 +306,11 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
         if self._held_recv is None or self._pace_origin is None or self._speed is None:
             return None
         wall0, recv0 = self._pace_origin
-        delay = wall0 + (self._held_recv - recv0) / NS / self._speed - time.monotonic()
+        delay = wall0 + (self._held_recv - recv0) / NS_PER_S / self._speed - time.monotonic()
         return datetime.now(UTC) + timedelta(seconds=max(0.0, delay))
 
     def snapshot(self) -> Any:
+        """The resume state: line number, highest receive time, decoder state and counts so far."""
         return {
             "line": self._line,
             "max_recv": self._max_recv,
@@ -357,14 +363,16 @@ class ReplaySource(FixedPartitionedSource[tuple[str, list[Any]], Any]):
             if not path.is_file():
                 raise FileNotFoundError(f"recording not found: {path}")
         self.batch_size = batch_size
-        self.allowed_lag_ns = int(allowed_lag_s * NS)
+        self.allowed_lag_ns = s_to_ns(allowed_lag_s)
         self.speed = speed
         self.progress = progress
 
     def list_parts(self) -> list[str]:
+        """One partition per recording, ``<index>:<path>``."""
         return [f"{index}:{path}" for index, path in enumerate(self.paths)]
 
     def build_part(self, step_id: str, for_part: str, resume_state: Any) -> ReplayPartition:
+        """The partition that reads the recording of ``for_part``, resuming from ``resume_state``."""
         index = int(for_part.split(":", 1)[0])
         return ReplayPartition(
             self.paths[index], index, self.batch_size, self.allowed_lag_ns, self.speed, resume_state, self.progress

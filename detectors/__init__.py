@@ -1,10 +1,58 @@
 """Pure online estimators: no I/O, no clock, no Bytewax; time comes in as arguments.
 
-Each detector is a small class with an incremental update and a readout, in the
-style of river, whose state is plain data that pickles. Time arguments ``t`` are
-seconds since the UTC epoch as floats (``event.ts / 1e9``); the alert policy
-works in event-time milliseconds, like the output contract.
+Time arguments ``t`` are seconds since the UTC epoch as floats (``event.ts / 1e9``); the
+alert policy and the cascade labeller work in event-time milliseconds, like the output
+contract (:mod:`cascadewatch.connectors.outputs`). From outside this package a detector
+imports only the event model (:mod:`cascadewatch.connectors.events`) and the output contract.
 
+The detector protocol
+---------------------
+A *detector* is a public class of a module of this package with a learning verb (a method
+named ``learn_*`` or ``update``). Detectors share these verbs, in the style of river:
+
+- **learn**: fold in observations and return nothing: ``learn_one`` (one observation),
+  ``learn_many`` (arrays of them), ``learn_event`` (one :mod:`~cascadewatch.connectors.events`
+  event), or a name saying what is learned (``learn_trade``, ``learn_oi``, ``learn_mark``);
+- **update**: fold in one time step and return what the detector says about it (the
+  step-style detectors, whose input is a whole second);
+- **advance** (where time alone changes the state): ``advance(t)`` moves to ``t`` without
+  an observation (decay, labels coming due);
+- **readout**: the current view, without changing the state: ``readout(...)`` (taking the
+  time, and the price, where the view depends on them) or a named property.
+
+=========================  ====================================  ===========  ==============================
+detector                   learn / update                        advance      readout
+=========================  ====================================  ===========  ==============================
+ObservedLiquidationMap     learn_one, learn_many, learn_event                 readout(price, t), total
+EstimatedLiquidationMap    learn_trade(s), learn_oi, learn_mark,              readout(price, t), levels,
+                           learn_event                                        combine (several venues)
+HawkesEstimator            learn_one, learn_many                 advance(t)   readout(t)
+RealizedVolatility         learn_one, learn_many                              sigma
+CascadeProbability         observe (predict, queue the sample),  advance(t)   predict_one, scores
+                           add_cascade, learn_one, fit
+DepthMonitor               update(bids, asks, t)                              readout()
+CrowdingMonitor            update(t, oi, buy_usd, sell_usd)                   readout()
+RegimeDetector             update(t, price, liquidations, ...)                readout()
+CascadeLabeler             update(ts_ms, price, forced notional)              window_forced, threshold;
+                                                                              flush (end of data)
+AlertPolicy                update(AssetReadout) -> alerts                     open_incidents
+=========================  ====================================  ===========  ==============================
+
+Every detector (``tests/test_detectors_protocol.py`` finds them with :mod:`pkgutil` and
+checks each; none is listed by hand):
+
+- is constructible from defaults: with no arguments, or with the required ones its
+  docstring names (``CascadeLabeler(asset)``);
+- has a runnable example in its docstring (``>>>``) with a known answer, which the test
+  runs twice: as written, and with every detector in it pickled and unpickled between
+  examples, so a round trip gives the same readouts;
+- keeps its state in plain data that pickles (Bytewax recovery snapshots it).
+
+:class:`CascadeReach` is a configured calculation, not a detector: it learns nothing
+(``readout`` of a book only). :mod:`._grid` holds the decaying price grid the maps share.
+
+Contents
+--------
 - :class:`ObservedLiquidationMap`: realized liquidations by price bucket and side, decaying.
 - :class:`EstimatedLiquidationMap`: liquidation levels of positions inferred from OI and flow,
   with the leverage mix learned from observed liquidations (:class:`MapLearning`).
@@ -15,6 +63,7 @@ works in event-time milliseconds, like the output contract.
 - :func:`touch_probability`, :class:`RealizedVolatility`, :func:`structural_estimate`,
   :class:`CascadeProbability`: structural and learned cascade probability.
 - :class:`RegimeDetector`: cascade in progress and its type.
+- :class:`~cascadewatch.detectors.labels.CascadeLabeler`: the cascade label definition, online.
 - :class:`AlertPolicy` with :class:`AssetReadout`: when to page, escalate, resolve.
 """
 
@@ -96,8 +145,8 @@ if TYPE_CHECKING:  # pragma: no cover
 def __getattr__(name: str):
     mod = _MODULE_OF.get(name)
     if mod is None:
-        raise AttributeError(f"module 'detectors' has no attribute {name!r}")
-    value = getattr(import_module(f"detectors.{mod}"), name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{mod}"), name)
     globals()[name] = value
     return value
 

@@ -171,8 +171,9 @@ class DecayingLogGrid:
         ep = np.maximum.accumulate(np.floor(tt / span))
         starts = np.r_[0, np.flatnonzero(np.diff(ep)) + 1]
         ends = np.r_[starts[1:], k.size]
-        for a, b in zip(starts.tolist(), ends.tolist()):
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
             self._rebase_to(float(ep[a]) * span)
+            assert self._t_ref is not None  # set by the rebase
             w = x[a:b] * 2.0 ** ((tt[a:b] - self._t_ref) / self.half_life_s)
             np.add.at(self._v, k[a:b] - self._k0, w)
 
@@ -203,11 +204,13 @@ class DecayingLogGrid:
 
     def _epoch(self, t: float) -> float:
         """Start of the epoch of time ``t``: ``floor(t / span) * span``, ``span`` = EPOCH_HALF_LIVES half-lives."""
+        assert self.half_life_s is not None  # only a decaying grid has epochs
         span = EPOCH_HALF_LIVES * self.half_life_s
         return float(math.floor(t / span)) * span
 
     def _inflation(self, t: float) -> np.float64:
         """``2 ** ((t - t_ref) / half_life_s)``, by NumPy's ``power`` like the batched path."""
+        assert self.half_life_s is not None and self._t_ref is not None  # a decaying grid after its first rebase
         return np.power(2.0, (t - self._t_ref) / self.half_life_s)
 
     def add_one(self, price: float, value: float, t: float) -> None:

@@ -98,7 +98,10 @@ class DepthReadout:
         """Snapshot keys ``depth_bid_usd``, ``depth_ask_usd``, ``depth_bid_ratio``, ``depth_ask_ratio``."""
 
         def d(v: np.ndarray) -> dict[str, float | None]:
-            return {str(b): (float(x) if math.isfinite(x) else None) for b, x in zip(self.bands_bps, v.tolist())}
+            return {
+                str(b): (float(x) if math.isfinite(x) else None)
+                for b, x in zip(self.bands_bps, v.tolist(), strict=True)
+            }
 
         return {
             "depth_bid_usd": d(self.bid_usd),
@@ -213,7 +216,7 @@ class DepthMonitor:
         med = None
         if k >= max(self.min_samples, 1):
             lists, nans = self._history()
-            med = np.array([_sorted_median(v) if not nan else math.nan for v, nan in zip(lists, nans)])
+            med = np.array([_sorted_median(v) if not nan else math.nan for v, nan in zip(lists, nans, strict=True)])
             med = med.reshape(2, len(self.bands_bps))
         self._median, self._median_sec = med, self._sec
         return med

@@ -132,6 +132,33 @@ class CascadeLabeler:
     last price, gaps longer than an hour restart the window state) and returns the cascades
     that closed with it (usually none). ``flush()`` closes what is still open at the end
     of the data. State is plain data and pickles.
+
+    ``asset`` (required) names the asset in the cascades it emits; ``config`` defaults to
+    :class:`LabelConfig` ``()``.
+
+    Examples
+    --------
+    Five seconds of 300k USD of longs liquidated from second 100 while the price falls 1%:
+    the 60 s window reaches the 1M floor at second 103 and stays above it until second
+    160, when the burst starts leaving the window; the cascade (start 100, end 104: the
+    dense part) is emitted ``merge_gap_s`` = 60 s after that last active second.
+
+    >>> lab = CascadeLabeler("BTC-USDT", LabelConfig(floor_usd=1e6, min_move_bps=50))
+    >>> t0 = 1_768_435_200_000  # 2026-01-15T00:00:00Z
+    >>> def feed(seconds):
+    ...     closed = {}
+    ...     for i in seconds:
+    ...         price, forced_long = (100.0 if i < 100 else 99.0), (300_000.0 if 100 <= i < 105 else 0.0)
+    ...         for c in lab.update(t0 + 1000 * i, price, forced_long):
+    ...             start, end = (c["start"] - t0) // 1000, (c["end"] - t0) // 1000
+    ...             closed[i] = (start, end, c["forced_notional"], c["move_bps"])
+    ...     return closed
+    >>> feed(range(0, 150)), lab.window_forced(), lab.threshold
+    ({}, (1500000.0, 0.0), 1000000.0)
+    >>> feed(range(150, 300))
+    {220: (100, 104, 1500000.0, 100.0)}
+    >>> lab.window_forced()
+    (0.0, 0.0)
     """
 
     #: longer data gaps than this restart the window state instead of filling seconds
@@ -312,7 +339,7 @@ def label_series(
     """All cascades of one asset's per-second series, sorted by ``(start, direction)``."""
     if not (len(ts_ms) == len(price) == len(forced_long) == len(forced_short)):
         raise ValueError("ts_ms, price, forced_long and forced_short must have the same length")
-    return label_rows(zip(ts_ms, price, forced_long, forced_short), asset=asset, config=config)
+    return label_rows(zip(ts_ms, price, forced_long, forced_short, strict=True), asset=asset, config=config)
 
 
 def label_rows(

@@ -1,9 +1,9 @@
 """Alert policy: per asset and direction, when to page, escalate and resolve.
 
-Input: one :class:`AssetReadout` per asset per event-time second. Output: alert
-dicts in the contract of the output JSONL (keys in this order: ``type``,
-``id``, ``dedup_key``, ``action``, ``severity``, ``kind``, ``asset``,
-``direction``, ``ts``, ``summary``, then the evidence).
+Input: one :class:`AssetReadout` per asset per event-time second. Output:
+:class:`~cascadewatch.connectors.outputs.Alert` messages of the output contract
+(``type``, ``id``, ``dedup_key``, ``action``, ``severity``, ``kind``, ``asset``,
+``direction``, ``ts``, ``summary``, then the cascade evidence).
 
 Per direction, with ``p`` the cascade probability (``None`` counts as 0) and
 ``cascade`` the type of a cascade in progress if it is one of ``page_kinds`` (``None``
@@ -32,11 +32,12 @@ message. Times are event-time ms. Floats in alerts are rounded (byte-stable).
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 
 import msgspec
+
+from cascadewatch.connectors.outputs import Alert, alert_id
 
 __all__ = ["PAGE_KINDS", "AlertPolicy", "AssetReadout", "DirectionReadout"]
 
@@ -171,14 +172,14 @@ class AlertPolicy:
     >>> pol = AlertPolicy(warn_enter=0.3, warn_exit=0.2, crit_enter=0.6, min_hold_s=0, calm_s=0, cooldown_s=0)
     >>> def r(s, p):
     ...     return AssetReadout(asset="BTC-USDT", ts=s * 1000, price=100.0, down=DirectionReadout(prob=p))
-    >>> [(a["action"], a["severity"], a["ts"]) for s, p in enumerate([0.1, 0.35, 0.7, 0.25, 0.1])
+    >>> [(a.action, a.severity, a.ts) for s, p in enumerate([0.1, 0.35, 0.7, 0.25, 0.1])
     ...  for a in pol.update(r(s, p))]
     [('trigger', 'warning', 1000), ('trigger', 'critical', 2000), ('resolve', 'critical', 4000)]
     """
 
     page_kinds: tuple[str, ...] = PAGE_KINDS  # also for a policy pickled before it existed
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - river-style estimator: each hyperparameter is a constructor keyword with a default
         self,
         kind: str = "cascade",
         warn_enter: float = 0.3,
@@ -212,9 +213,9 @@ class AlertPolicy:
         """``{dedup_key: severity}`` of the open incidents."""
         return {k: v.severity for k, v in self._open.items()}
 
-    def update(self, r: AssetReadout) -> list[dict]:
+    def update(self, r: AssetReadout) -> list[Alert]:
         """Feed one asset-second; returns the alerts it causes (``down`` before ``up``)."""
-        out: list[dict] = []
+        out: list[Alert] = []
         for direction in DIRECTIONS:
             d: DirectionReadout = getattr(r, direction)
             key = self.dedup_key(r.asset, direction)
@@ -254,35 +255,33 @@ class AlertPolicy:
     # ---------------------------------------------------------------- output
     def _alert(
         self, r: AssetReadout, direction: str, d: DirectionReadout, key: str, action: str, inc: _Incident
-    ) -> dict:
-        aid = hashlib.sha1(f"{key}|{inc.opened_ts}|{action}|{inc.severity}".encode()).hexdigest()[:20]
-        return {
-            "type": "alert",
-            "id": aid,
-            "dedup_key": key,
-            "action": action,
-            "severity": inc.severity,
-            "kind": self.kind,
-            "asset": r.asset,
-            "direction": direction,
-            "ts": r.ts,
-            "summary": self._summary(r, direction, d, action, inc),
-            "opened_ts": inc.opened_ts,
-            "probability": _rnd(d.prob, 4),
-            "price": _sig(r.price),
-            "level": _sig(d.cluster_price),
-            "distance_bps": _rnd(d.cluster_bps, 1),
-            "cluster_usd": _rnd(d.cluster_usd, 0),
-            "notional_at_risk_usd": _rnd(d.at_risk_usd, 0),
-            "depth_usd": _rnd(d.depth_usd, 0),
-            "depth_ratio": _rnd(d.depth_ratio, 3),
-            "reach_usd": _rnd(d.reach_usd, 0),
-            "reach_bps": _rnd(d.reach_bps, 1),
-            "branching": _rnd(r.branching, 3),
-            "liq_usd_60s": _rnd(d.liq_usd_60s, 0),
-            "cascade": d.cascade,
-            "venues": list(r.venues),
-        }
+    ) -> Alert:
+        return Alert(
+            id=alert_id(key, inc.opened_ts, action, inc.severity),
+            dedup_key=key,
+            action=action,
+            severity=inc.severity,
+            kind=self.kind,
+            asset=r.asset,
+            direction=direction,
+            ts=r.ts,
+            summary=self._summary(r, direction, d, action, inc),
+            opened_ts=inc.opened_ts,
+            probability=_rnd(d.prob, 4),
+            price=_sig(r.price),
+            level=_sig(d.cluster_price),
+            distance_bps=_rnd(d.cluster_bps, 1),
+            cluster_usd=_rnd(d.cluster_usd, 0),
+            notional_at_risk_usd=_rnd(d.at_risk_usd, 0),
+            depth_usd=_rnd(d.depth_usd, 0),
+            depth_ratio=_rnd(d.depth_ratio, 3),
+            reach_usd=_rnd(d.reach_usd, 0),
+            reach_bps=_rnd(d.reach_bps, 1),
+            branching=_rnd(r.branching, 3),
+            liq_usd_60s=_rnd(d.liq_usd_60s, 0),
+            cascade=d.cascade,
+            venues=list(r.venues),
+        )
 
     def _summary(self, r: AssetReadout, direction: str, d: DirectionReadout, action: str, inc: _Incident) -> str:
         head = f"{r.asset} {direction.upper()}"
@@ -295,7 +294,8 @@ class AlertPolicy:
         parts = []
         if d.cascade is not None:
             parts.append(
-                f"{head}: {d.cascade.replace('_', '-')} cascade IN PROGRESS, {_usd(d.liq_usd_60s)} {side} liquidated in 60s"
+                f"{head}: {d.cascade.replace('_', '-')} cascade IN PROGRESS, "
+                f"{_usd(d.liq_usd_60s)} {side} liquidated in 60s"
             )
         else:
             parts.append(f"{head}: {pct} cascade risk in {max(r.horizon_s // 60, 1)}m")

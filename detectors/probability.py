@@ -144,7 +144,7 @@ class StructuralEstimate:
     cluster: Cluster | None
 
 
-def structural_estimate(
+def structural_estimate(  # noqa: PLR0913 - the formula's inputs (market state) and its three constants
     direction: str,
     price: float,
     cluster: Cluster | None,
@@ -225,6 +225,7 @@ class RealizedVolatility:
         self.returns = 0
 
     def _close_second(self) -> None:
+        assert self._cur_sec is not None  # called only once a second is open
         if self._prev_sec is not None:
             g = self._cur_sec - self._prev_sec
             if g <= self.max_gap_s:
@@ -265,7 +266,7 @@ class RealizedVolatility:
         if sec.size == 0:
             return
         last = np.r_[sec[1:] != sec[:-1], True]  # the last price of each second
-        for s, q in zip(sec[last].tolist(), p[last].tolist()):
+        for s, q in zip(sec[last].tolist(), p[last].tolist(), strict=True):
             self._second(s, q)
 
     @property
@@ -279,7 +280,7 @@ def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
-def cascade_features(
+def cascade_features(  # noqa: PLR0913 - keyword-only, one keyword per named feature input of the model
     *,
     p_struct: float,
     p_touch: float,
@@ -437,7 +438,7 @@ class CascadeProbability:
     True
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - river-style estimator: each hyperparameter is a constructor keyword with a default
         self,
         horizon_s: float = 300.0,
         min_labels: int = 50,
@@ -577,7 +578,7 @@ class CascadeProbability:
         """
         if not (len(xs) == len(ys) == len(structural)) or not len(xs):
             raise ValueError("xs, ys and structural must have the same, non-zero length")
-        rows = [self._x(x, float(p)) for x, p in zip(xs, structural)]
+        rows = [self._x(x, float(p)) for x, p in zip(xs, structural, strict=True)]
         names = list(self.features) if self.features is not None else sorted({k for r in rows for k in r})
         X = np.array([[r.get(k, 0.0) for k in names] for r in rows], dtype=np.float64)
         y = np.array([1.0 if v else 0.0 for v in ys])
@@ -596,7 +597,7 @@ class CascadeProbability:
 
         loss = objective(theta)
         it = 0
-        for it in range(1, max_iter + 1):
+        for it in range(1, max_iter + 1):  # noqa: B007 - the count is read after the loop ("iterations")
             p = 1.0 / (1.0 + np.exp(-(A @ theta)))
             grad = A.T @ (p - y) / n + penalty * theta
             hess = (A * (p * (1.0 - p))[:, None]).T @ A / n + np.diag(penalty + 1e-12)
@@ -614,13 +615,13 @@ class CascadeProbability:
                 break
         scaler = preprocessing.StandardScaler._from_state(
             counts={name: n for name in names},
-            means={name: float(m) for name, m in zip(names, mean)},
-            vars={name: float(v) for name, v in zip(names, var)},
+            means={name: float(m) for name, m in zip(names, mean, strict=True)},
+            vars={name: float(v) for name, v in zip(names, var, strict=True)},
         )
         # online steps from here on add no L2 shrinkage: it would erode the fitted weights by a
         # factor (1 - lr l2) per label, about 8 % a day at one label a second with the defaults
         regression = linear_model.LogisticRegression(optimizer=optim.SGD(self.lr), l2=0.0)
-        for name, w, spread in zip(names, theta[:k], sd):
+        for name, w, spread in zip(names, theta[:k], sd, strict=True):
             regression._weights[name] = float(w) if spread > 0 else 0.0  # a constant feature has no weight
         regression.intercept = float(theta[k])
         self.model = compose.Pipeline(scaler, regression)

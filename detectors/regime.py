@@ -115,7 +115,7 @@ class RegimeDetector:
     ('liquidation', False)
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - river-style estimator: each hyperparameter is a constructor keyword with a default
         self,
         window_s: int = 60,
         typical_half_life_s: float = 3600.0,
@@ -166,7 +166,7 @@ class RegimeDetector:
         end = self._pos + self.window_s
         return self._cols[:, end - self._n : end]
 
-    def update(
+    def update(  # noqa: PLR0913 - one keyword per per-second input series, most optional (default: none seen)
         self,
         t: float,
         price: float,
@@ -218,7 +218,8 @@ class RegimeDetector:
         depth_min = np.fmin.reduce(depth, axis=1).tolist()
         collapsed = depth < self.depth_collapse
         first_collapse = [
-            i if c else None for i, c in zip(collapsed.argmax(axis=1).tolist(), collapsed.any(axis=1).tolist())
+            i if c else None
+            for i, c in zip(collapsed.argmax(axis=1).tolist(), np.any(collapsed, axis=1).tolist(), strict=True)
         ]
         out = {}
         for d, liq_c, mine, other, depth_c, adl_c in (

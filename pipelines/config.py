@@ -75,10 +75,14 @@ class DetectorsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 
 
 class ReplayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[replay]``: ``allowed_lag_s``, seconds a frame may arrive late before its second closes."""
+
     allowed_lag_s: float = 2.0
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The whole TOML configuration: one table per part of the system."""
+
     replay: ReplayConfig = ReplayConfig()
     detectors: DetectorsConfig = DetectorsConfig()
     alerts: AlertsConfig = AlertsConfig()

@@ -4,8 +4,8 @@
 
     source partitions (one per recording or live venue): parse, batch by instrument, and
     per venue-instrument in the partition that reads it (cascadewatch.pipelines.steps.tracked_source): book,
-    trades, liquidations, OI, mark -> InstrumentSecond per closed event-time second
-      -> ("merge", [InstrumentSecond, ..., Watermark]) per batch
+    trades, liquidations, OI, mark -> InstrumentState per closed event-time second
+      -> ("merge", [InstrumentState, ..., Watermark]) per batch
       -> stateful_batch "merge": watermark over all partitions -> per released second an
          AssetSecond per asset (keyed by asset) and a SecondManifest (to the ordering key)
       -> stateful_batch per asset: venue merge, detectors, alert policies
@@ -24,15 +24,17 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
-from bytewax.inputs import Source
+from bytewax.inputs import FixedPartitionedSource
 from bytewax.operators import StatefulBatchLogic
 
 from cascadewatch.connectors.alerts.sink import AlertOutboxSink
+from cascadewatch.connectors.reasons import Reason
 from cascadewatch.connectors.riskfeed import RiskFeedSink
 from cascadewatch.connectors.sinks import (
     JsonlSink,
@@ -40,7 +42,8 @@ from cascadewatch.connectors.sinks import (
     held_elsewhere,
     to_stream,
 )
-from cascadewatch.connectors.sources import NS, STATS_KEY
+from cascadewatch.connectors.sources import STATS_KEY
+from cascadewatch.connectors.units import s_to_ns
 from cascadewatch.pipelines.config import Config
 from cascadewatch.pipelines.steps.asset_risk import AssetRisk
 from cascadewatch.pipelines.steps.items import AssetOutput, AssetSecond, SecondManifest
@@ -61,15 +64,18 @@ class MergeLogic(StatefulBatchLogic[Any, AssetSecond | SecondManifest, SecondRel
         self.releaser = releaser
 
     def on_batch(self, values: list[list[Any]]) -> tuple[list[AssetSecond | SecondManifest], bool]:
+        """Release the seconds that the batches' watermarks close."""
         out: list[AssetSecond | SecondManifest] = []
         for batch in values:
             out.extend(self.releaser.process(batch))
         return out, StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[AssetSecond | SecondManifest], bool]:
+        """At end of input, release every second still held."""
         return self.releaser.flush(), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> SecondReleaser:
+        """A copy of the releaser, for recovery."""
         return copy.deepcopy(self.releaser)
 
 
@@ -80,9 +86,11 @@ class AssetLogic(StatefulBatchLogic[AssetSecond, AssetOutput, AssetRisk]):
         self.risk = risk
 
     def on_batch(self, values: list[AssetSecond]) -> tuple[list[AssetOutput], bool]:
+        """The asset's outputs of each released second, in order."""
         return [self.risk.update(value) for value in values], StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> AssetRisk:
+        """A copy of the asset's risk state, for recovery."""
         return copy.deepcopy(self.risk)
 
 
@@ -93,14 +101,17 @@ class OrderLogic(StatefulBatchLogic[Any, list[dict[str, Any]], OutputOrderer]):
         self.orderer = orderer
 
     def on_batch(self, values: list[Any]) -> tuple[list[list[dict[str, Any]]], bool]:
+        """The outputs that are complete, in output order, as one list (none if nothing is ready)."""
         out = self.orderer.process(values)
         return ([out] if out else []), StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[list[dict[str, Any]]], bool]:
+        """Check that nothing is left waiting at end of input."""
         self.orderer.check_complete()
         return [], StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> OutputOrderer:
+        """A copy of the orderer, for recovery."""
         return copy.deepcopy(self.orderer)
 
 
@@ -110,35 +121,51 @@ def _route_released(key_value: tuple[str, AssetSecond | SecondManifest]) -> tupl
     return (item.asset, item) if isinstance(item, AssetSecond) else (ORDER_KEY, item)
 
 
+@dataclass(frozen=True)
+class FlowOptions:
+    """Where the dataflow writes, and what it serves besides its JSONL files.
+
+    ``alerts_out``, ``snapshots_out``, ``dead_letters_out``: the JSONL outputs (``None``: not
+    written); ``summary_out``: the run's counts (JSON). ``deliver_alerts``: also write alerts
+    to the outbox and deliver them to the configured destinations (``[alerts]``).
+    ``serve_riskfeed``: broadcast snapshots and alerts on the websocket risk feed
+    (``[riskfeed]``). ``export_metrics``: per-asset Prometheus gauges. ``primary``: whether
+    this process holds the single-partition outputs (process 0 of a cluster); the others hold
+    none. ``on_sample``: the detectors' classifier samples and online labels go to it
+    (``cascadewatch train``, one worker in this process, no recovery).
+    """
+
+    alerts_out: Path | None
+    snapshots_out: Path | None
+    dead_letters_out: Path | None
+    summary_out: Path
+    deliver_alerts: bool = False
+    serve_riskfeed: bool = False
+    export_metrics: bool = False
+    primary: bool = True
+    on_sample: Callable[[dict], None] | None = None
+
+
+def _is_asset_second(
+    key_value: tuple[str, AssetSecond | SecondManifest],
+) -> TypeGuard[tuple[str, AssetSecond]]:
+    """Whether a released item goes to its asset's key (a manifest goes to the ordering key)."""
+    return key_value[0] != ORDER_KEY
+
+
 def build_flow(
-    source: Source[Any],
-    n_partitions: int,
-    config: Config,
-    alerts_out: Path | None,
-    snapshots_out: Path | None,
-    dead_letters_out: Path | None,
-    summary_out: Path,
-    deliver_alerts: bool = False,
-    serve_riskfeed: bool = False,
-    export_metrics: bool = False,
-    primary: bool = True,
-    on_sample: Callable[[dict], None] | None = None,
+    source: FixedPartitionedSource[Any, Any], n_partitions: int, config: Config, options: FlowOptions
 ) -> Dataflow:
     """Wire the dataflow. ``n_partitions``: how many source partitions feed watermarks.
 
-    ``deliver_alerts``: also write alerts to the outbox and deliver them to the configured
-    destinations (``[alerts]``). ``serve_riskfeed``: broadcast snapshots and alerts on the
-    websocket risk feed (``[riskfeed]``). ``export_metrics``: per-asset Prometheus gauges.
-    ``primary``: whether this process holds the single-partition outputs (process 0 of a
-    cluster); the others hold none. ``on_sample``: the detectors' classifier samples and
-    online labels go to it (``cascadewatch train``, one worker in this process, no recovery).
+    ``options``: outputs and services (:class:`FlowOptions`).
     """
 
     def output(step_id: str, stream: Any, sink: Any) -> None:
-        op.output(step_id, stream, sink if primary else held_elsewhere(sink))
+        op.output(step_id, stream, sink if options.primary else held_elsewhere(sink))
 
     flow = Dataflow("cascadewatch")
-    batches = op.input("frames", flow, TrackedSource(source, int(config.replay.allowed_lag_s * NS)))
+    batches = op.input("frames", flow, TrackedSource(source, s_to_ns(config.replay.allowed_lag_s)))
     to_merge = op.branch("split_control", batches, lambda item: item[0] == MERGE_KEY)
     control = op.branch("split_stats", to_merge.falses, lambda item: item[0] == STATS_KEY)
     released = op.map(
@@ -150,11 +177,11 @@ def build_flow(
         ),
         _route_released,
     )
-    by_asset = op.branch("split_manifests", released, lambda key_value: key_value[0] != ORDER_KEY)
+    by_asset = op.branch("split_manifests", released, _is_asset_second)
     asset_outputs = op.stateful_batch(
         "asset_risk",
         by_asset.trues,
-        lambda resume: AssetLogic(resume or AssetRisk(config.detectors, on_sample)),
+        lambda resume: AssetLogic(resume or AssetRisk(config.detectors, options.on_sample)),
     )
     to_order = op.merge(
         "to_order_key",
@@ -166,19 +193,23 @@ def build_flow(
         "to_lines", merged, lambda key_value: [to_stream(STREAM_OF[item["type"]], item) for item in key_value[1]]
     )
     dead = op.flat_map("dead_letters", control.falses, lambda key_value: key_value[1])
-    output("jsonl_out", ordered, JsonlSink({"alerts": alerts_out, "snapshots": snapshots_out}))
-    if deliver_alerts:
+    output("jsonl_out", ordered, JsonlSink({"alerts": options.alerts_out, "snapshots": options.snapshots_out}))
+    if options.deliver_alerts:
         output("alert_outbox", ordered, AlertOutboxSink(config.alerts))
-    if serve_riskfeed:
+    if options.serve_riskfeed:
         output("riskfeed", ordered, RiskFeedSink(config.riskfeed, observe_metrics=False))
-    if export_metrics:
+    if options.export_metrics:
         output("asset_metrics", ordered, SnapshotMetricsSink())
     output(
         "dead_letters_out",
         op.map("dead_stream", dead, lambda d: to_stream("dead_letters", d)),
-        JsonlSink({"dead_letters": dead_letters_out}),
+        JsonlSink({"dead_letters": options.dead_letters_out}),
     )
     stats = op.flat_map("stats", control.trues, lambda key_value: key_value[1])
-    counted = op.merge("stats_and_gaps", stats, op.filter("gap_letters", dead, lambda d: d.reason == "sequence_gap"))
-    output("summary_out", op.map("summary_key", counted, lambda item: (STATS_KEY, item)), SummarySink(summary_out))
+    counted = op.merge(
+        "stats_and_gaps", stats, op.filter("gap_letters", dead, lambda d: d.reason == Reason.SEQUENCE_GAP)
+    )
+    output(
+        "summary_out", op.map("summary_key", counted, lambda item: (STATS_KEY, item)), SummarySink(options.summary_out)
+    )
     return flow

@@ -10,11 +10,24 @@ from typing import Any
 from cascadewatch.connectors.book import BookKeeper
 from cascadewatch.connectors.events import BookDelta, BookSnapshot, FeedStatus
 from cascadewatch.connectors.frames import FrameDecoder
-from cascadewatch.connectors.live import Frame, FrameQueue, VenueFeed, venue_module
+from cascadewatch.connectors.live import Frame, FrameQueue, VenueFeed
 from cascadewatch.connectors.live_config import BackoffConfig, LiveConfig, VenueConfig
-from cascadewatch.connectors.venues import parser_classes
+from cascadewatch.connectors.venues.registry import PARSERS, venue_module
 
 FAST_BACKOFF = BackoffConfig(initial_s=0.05, max_s=0.2, factor=2.0, jitter=0.2, reset_after_s=5.0)
+
+
+class FakeMonotonic:
+    """The sessions' monotonic clock (``capture(..., clock=...)``), in seconds; it moves only
+    when the test moves it, so staleness and heartbeats happen when the test says."""
+
+    START_S = 1000.0
+
+    def __init__(self) -> None:
+        self.now = self.START_S
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def make_live(
@@ -86,6 +99,6 @@ def rebuild_books(frames: list[Frame], stop_at_shutdown: bool = True) -> tuple[d
             elif isinstance(event, (BookSnapshot, BookDelta)):
                 keeper = books.get(event.symbol)
                 if keeper is None:
-                    keeper = books[event.symbol] = BookKeeper(parser_classes()[event.venue].sequence_rule())
+                    keeper = books[event.symbol] = BookKeeper(PARSERS[event.venue].sequence_rule())
                 statuses.extend(status.state for status in keeper.apply(event))
     return books, statuses

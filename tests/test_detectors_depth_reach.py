@@ -194,16 +194,16 @@ def test_reach_matches_a_plain_python_walk():
         got = cascade_reach(100.0, np.c_[bp, bq], np.c_[lp, lx], "down", start_price=start)
 
         # reference
-        b0 = sum(p * q for p, q in zip(bp, bq) if p > start)
+        b0 = sum(p * q for p, q in zip(bp, bq, strict=True) if p > start)
         r, f_prev = start, None
         while True:
-            f = sum(x for p, x in zip(lp, lx) if p >= r)
+            f = sum(x for p, x in zip(lp, lx, strict=True) if p >= r)
             if f == f_prev:
                 break
             f_prev = f
             need, acc, end = b0 + f, 0.0, bp[-1]
             if need > 0:
-                for p, q in zip(bp, bq):
+                for p, q in zip(bp, bq, strict=True):
                     acc += p * q
                     if acc >= need:
                         end = p

@@ -15,6 +15,11 @@ ASSET = "BTC-USDT"
 KEY = "BTC-USDT:cascade:down"
 
 
+def update(policy: AlertPolicy, r: AssetReadout) -> list[dict]:
+    """The policy's alerts for ``r`` as output items (dicts, in the contract's key order)."""
+    return [alert.to_dict() for alert in policy.update(r)]
+
+
 def make_policy() -> AlertPolicy:
     return AlertPolicy(warn_enter=0.3, warn_exit=0.2, crit_enter=0.6, min_hold_s=5, calm_s=2, cooldown_s=10)
 
@@ -85,7 +90,7 @@ def readout(s: int, p: float | None, cascade: str | None, up_p: float | None = 0
 def run(policy: AlertPolicy, series=SERIES) -> list[dict]:
     out = []
     for s, p, c in series:
-        out.extend(policy.update(readout(s, p, c)))
+        out.extend(update(policy, readout(s, p, c)))
     return out
 
 
@@ -138,13 +143,13 @@ def test_summaries_of_cascade_and_resolve():
 
 def test_directions_and_assets_are_independent():
     pol = make_policy()
-    out = pol.update(readout(0, 0.5, None, up_p=0.7))
+    out = update(pol, readout(0, 0.5, None, up_p=0.7))
     assert [(a["direction"], a["severity"], a["dedup_key"]) for a in out] == [
         ("down", "warning", KEY),
         ("up", "critical", "BTC-USDT:cascade:up"),
     ]
     eth = msgspec.structs.replace(readout(0, 0.5, None), asset="ETH-USDT")
-    assert [a["dedup_key"] for a in pol.update(eth)] == ["ETH-USDT:cascade:down"]
+    assert [a["dedup_key"] for a in update(pol, eth)] == ["ETH-USDT:cascade:down"]
     assert pol.open_incidents() == {
         KEY: "warning",
         "BTC-USDT:cascade:up": "critical",
@@ -154,7 +159,7 @@ def test_directions_and_assets_are_independent():
 
 def test_unknown_probability_never_triggers_and_cooldown_without_bypass():
     pol = make_policy()
-    assert pol.update(readout(0, None, None, up_p=None)) == []
+    assert update(pol, readout(0, None, None, up_p=None)) == []
     pol = AlertPolicy(
         warn_enter=0.3,
         warn_exit=0.2,
@@ -188,16 +193,16 @@ def test_a_stop_run_alone_does_not_page_unless_configured():
         return AssetReadout(asset=ASSET, ts=s * 1000, price=100.0, down=DirectionReadout(prob=p, cascade=kind))
 
     pol = make_policy()
-    assert [a for s in range(5) for a in pol.update(r(s, 0.1, "stop_run"))] == []
+    assert [a for s in range(5) for a in update(pol, r(s, 0.1, "stop_run"))] == []
     # the probability still pages, and the stop run shows as evidence
-    alerts = pol.update(r(5, 0.4, "stop_run"))
+    alerts = update(pol, r(5, 0.4, "stop_run"))
     assert [(a["action"], a["severity"], a["cascade"]) for a in alerts] == [("trigger", "warning", "stop_run")]
     # a liquidation cascade in progress pages by itself
     pol = make_policy()
-    assert [a["severity"] for a in pol.update(r(0, 0.0, "liquidation"))] == ["critical"]
+    assert [a["severity"] for a in update(pol, r(0, 0.0, "liquidation"))] == ["critical"]
     # stop runs page when listed
     pol = AlertPolicy(warn_enter=0.3, warn_exit=0.2, page_kinds=("liquidation", "stop_run"))
-    assert [a["severity"] for a in pol.update(r(0, 0.0, "stop_run"))] == ["critical"]
+    assert [a["severity"] for a in update(pol, r(0, 0.0, "stop_run"))] == ["critical"]
     # a policy pickled before page_kinds existed pages as the default
     old = make_policy()
     del old.__dict__["page_kinds"]

@@ -104,7 +104,7 @@ def test_realized_vol_batch_equals_one_by_one_and_gaps():
     t[100], t[101] = t[101] - 3.0, t[100]  # an event from an older second
     p = 100 * np.exp(np.cumsum(rng.normal(0, 1e-4, 1000)))
     a, b = RealizedVolatility(half_life_s=30.0), RealizedVolatility(half_life_s=30.0)
-    for x, s in zip(p, t):
+    for x, s in zip(p, t, strict=True):
         a.learn_one(float(x), float(s))
     for chunk in np.array_split(np.arange(1000), 9):
         b.learn_many(p[chunk], t[chunk])
@@ -170,7 +170,7 @@ def test_classifier_learns_and_beats_a_useless_structural_estimate():
     rng = np.random.default_rng(0)
     cp = CascadeProbability(horizon_s=1, min_labels=50, min_positives=5, blend_labels=500, lr=0.05)
     ys, ps = [], []
-    for i in range(4000):
+    for _ in range(4000):
         f = rng.normal()
         p_true = 1 / (1 + math.exp(-(3 * f - 2)))
         y = rng.uniform() < p_true
@@ -227,7 +227,7 @@ def test_fit_recovers_a_known_logistic_model_and_installs_it():
     za, zb = (a - a.mean()) / a.std(), (b - b.mean()) / b.std()
     y = rng.uniform(size=n) < 1 / (1 + np.exp(-(1.5 * za - 0.8 * zb - 2.0)))
     cp = CascadeProbability(horizon_s=60, features=("a", "b", "unused"))
-    fit = cp.fit([{"a": x, "b": v} for x, v in zip(a, b)], y, [0.1] * n, l2=1e-6)
+    fit = cp.fit([{"a": x, "b": v} for x, v in zip(a, b, strict=True)], y, [0.1] * n, l2=1e-6)
     lr = cp.model["LogisticRegression"]
     assert lr.weights["a"] == pytest.approx(1.5, abs=0.08) and lr.weights["b"] == pytest.approx(-0.8, abs=0.06)
     assert lr.intercept == pytest.approx(-2.0, abs=0.06) and lr.weights["unused"] == 0.0

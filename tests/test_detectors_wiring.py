@@ -1,188 +1,243 @@
-"""All detectors composed per asset-second, as the dataflow wires them (a reference for the
-integrator and a smoke test of the chain): longs pile up with leverage above a thin bid book,
-the structural probability of a down cascade rises above the up one, then the price breaks,
-the mark consumes the levels, liquidations self-excite, the regime says liquidation-driven
-and the policy pages, escalates and later resolves."""
+"""The real per-asset step of the dataflow (:class:`AssetRisk`: venue merge, detectors, alert
+policies) on a scripted market of two venues, second by second, with answers derived from the
+definitions: leveraged longs pile up, the price breaks 8 bps a second through their levels
+while longs are liquidated, then it is calm; one venue's book has a sequence gap.
+
+Every expected number below follows from the scenario and the documented rules
+(``pipelines/config.py`` defaults, ``detectors/regime.py``, ``detectors/policy.py``,
+``detectors/labels.py``), not from a previous run."""
 
 from __future__ import annotations
 
 import math
+import pickle
+from typing import Any
 
 import numpy as np
+import pytest
 
-from cascadewatch.detectors import (
-    AlertPolicy,
-    AssetReadout,
-    CascadeProbability,
-    DepthMonitor,
-    DirectionReadout,
-    EstimatedLiquidationMap,
-    HawkesEstimator,
-    MapLearning,
-    ObservedLiquidationMap,
-    RealizedVolatility,
-    RegimeDetector,
-    cascade_features,
-    structural_estimate,
-)
+from cascadewatch.pipelines.config import DetectorsConfig
+from cascadewatch.pipelines.steps.asset_risk import AssetRisk
+from cascadewatch.pipelines.steps.items import AssetOutput, AssetSecond, InstrumentState
 
-HORIZON = 300.0
+T0 = 1_767_225_600  # 2026-01-01T00:00:00Z, seconds
+NS = 1_000_000_000
+CRASH, CALM, END = 600, 660, 1300
+"""Seconds (from T0) where the break starts, where it stops, and the end of the script."""
+DROP = 8e-4
+"""Log-price fall per second during the break."""
+OKX_PREMIUM = 1.0002
+"""okx trades 2 bps above binance, so the merged price is the mean of the two: ``p * 1.0001``."""
+DEPTH_BID = (1000.0, 2000.0, 3000.0, 4000.0)
+DEPTH_ASK = (1500.0, 2500.0, 3500.0, 4500.0)
 
 
-class AssetDetectors:
-    """One asset on one venue: what the stateful step of the flow holds."""
-
-    def __init__(self) -> None:
-        self.est = EstimatedLiquidationMap(
-            leverage=[(25.0, 0.5), (100.0, 0.5)],
-            mmr=0.005,
-            range_pct=5,
-            dense_multiple=3.0,
-            min_cluster_usd=1e5,
-            learning=MapLearning(seed_share=0.0),
-        )
-        self.obs = ObservedLiquidationMap(half_life_s=300)
-        self.depth = DepthMonitor(window_s=120, min_samples=10)
-        self.vol = RealizedVolatility(half_life_s=120, sigma0=1e-4)
-        self.hawkes = HawkesEstimator(beta=0.5, window_s=600)
-        self.regime = RegimeDetector(window_s=30, min_liq_usd=2e5, min_move_bps=30)
-        self.prob = {d: CascadeProbability(horizon_s=HORIZON) for d in ("down", "up")}
-        self.policy = AlertPolicy(
-            warn_enter=0.2, warn_exit=0.1, crit_enter=0.6, min_hold_s=30, calm_s=30, cooldown_s=300
-        )
-        self.liq60 = {"down": [], "up": []}
-
-    def second(self, t: int, trades, oi, mark, bids, asks, liqs) -> tuple[AssetReadout, list[dict]]:
-        """Feed the events of second ``t`` (already batched), then read out at its end."""
-        p, q, is_buy = trades
-        self.est.learn_trades(p, q, is_buy)
-        self.vol.learn_many(p, np.full(p.size, t + 0.5))
-        for price, notional, side in liqs:
-            self.est.learn_liquidation(price, notional, side, t + 0.5)
-        if oi is not None:
-            self.est.learn_oi(oi, t + 0.9)
-        self.est.learn_mark(mark, t + 0.9)
-        liq_long = liq_short = 0.0
-        for price, notional, side in liqs:
-            self.obs.learn_one(price, notional, side, t + 0.5)
-            self.hawkes.learn_one(t + 0.5)
-            liq_long += notional if side == "long" else 0.0
-            liq_short += notional if side == "short" else 0.0
-        end = t + 1.0
-        self.hawkes.advance(end)
-        price = float(p[-1])
-        dep = self.depth.update(bids, asks, end - 1e-6)
-        hk = self.hawkes.readout(end)
-        reg = self.regime.update(
-            float(t),
-            price,
-            liq_long,
-            liq_short,
-            float((p * q)[is_buy].sum()),
-            float((p * q)[~is_buy].sum()),
-            dep.bid_ratio[-1],
-            dep.ask_ratio[-1],
-        )
-        emap = self.est.readout(price, end)
-        dirs = {}
-        for d, book, depth_usd, ratio, liq in (
-            ("down", bids, dep.bid_usd[-1], dep.bid_ratio[-1], liq_long),
-            ("up", asks, dep.ask_usd[-1], dep.ask_ratio[-1], liq_short),
-        ):
-            self.liq60[d] = (self.liq60[d] + [liq])[-60:]
-            cl = emap.cluster(d)
-            se = structural_estimate(d, price, cl, self.vol.sigma, HORIZON, book, emap.levels(d), depth_usd)
-            x = cascade_features(
-                p_struct=se.p,
-                p_touch=se.p_touch,
-                p_carry=se.p_carry,
-                distance_bps=cl.distance_bps if cl else None,
-                cluster_usd=cl.notional_usd if cl else 0.0,
-                forced_usd=se.reach.forced_usd,
-                depth_usd=depth_usd,
-                depth_ratio=ratio,
-                branching=hk.branching,
-                intensity=hk.intensity,
-                liq_usd_60s=sum(self.liq60[d]),
-                sigma=self.vol.sigma,
-                horizon_s=HORIZON,
-                in_cascade=reg[d].active,
-            )
-            prob = self.prob[d].observe(float(t), x, se.p)
-            self.prob[d].advance(float(t))
-            dirs[d] = DirectionReadout(
-                prob=prob,
-                cascade=reg[d].kind,
-                cluster_price=cl.price if cl else None,
-                cluster_bps=cl.distance_bps if cl else None,
-                cluster_usd=cl.notional_usd if cl else 0.0,
-                at_risk_usd=emap.long_total_usd if d == "down" else emap.short_total_usd,
-                depth_usd=float(depth_usd),
-                depth_ratio=None if math.isnan(ratio) else float(ratio),
-                reach_usd=se.reach.forced_usd,
-                reach_bps=se.reach.travel_bps,
-                liq_usd_60s=sum(self.liq60[d]),
-            )
-        r = AssetReadout(
-            asset="BTC-USDT",
-            ts=t * 1000,
-            price=price,
-            venues=("binance-usdm",),
-            branching=hk.branching,
-            horizon_s=int(HORIZON),
-            **dirs,
-        )
-        return r, self.policy.update(r)
+def binance_price(t: int) -> float:
+    """Calm: 100 +- 1 bp; break: 100 * exp(-DROP * (i + 1)) in its i-th second; then flat."""
+    if t < CRASH:
+        return 100.0 * (1 + 1e-4 * (-1) ** t)
+    return 100.0 * math.exp(-DROP * (min(t, CALM - 1) - CRASH + 1))
 
 
-def book(price: float, thin: float = 1.0):
+def liquidations(t: int) -> list[tuple[int, float, float, str]]:
+    """Three longs of 100k USD each second of the break from its 7th second (606..659)."""
+    if not CRASH + 6 <= t < CALM:
+        return []
+    price = binance_price(t)
+    return [((T0 + t) * NS + k, price, 1e5 / price, "long") for k in range(3)]
+
+
+def oi_qty(t: int) -> float:
+    """Open interest grows 72 contracts a second in the calm (positions opened), then holds."""
+    return 50_000.0 + 72.0 * (min(t, CRASH - 1) + 1)
+
+
+def state(venue: str, instrument: str, t: int, price: float, oi: float, **extra: Any) -> InstrumentState:
+    """One venue instrument's second: aggressive buys 80 / sells 20 in the calm (longs opening),
+    10 / 90 in the break, 5 / 5 after; a 200-level book of 40 per level either side."""
+    buy_qty, sell_qty = (80.0, 20.0) if t < CRASH else (10.0, 90.0) if t < CALM else (5.0, 5.0)
+    book_valid = extra.pop("book_valid", True)
     ticks = np.arange(1, 201) * 0.01
-    bids = np.c_[price - ticks, np.full(200, 40.0 * thin)]
-    asks = np.c_[price + ticks, np.full(200, 40.0)]
-    return bids, asks
-
-
-def test_chain_from_positions_to_pages():
-    rng = np.random.default_rng(4)
-    a = AssetDetectors()
-    oi = 50_000.0
-    price = 100.0
-    readouts, alerts = [], []
-    # 10 minutes of leveraged longs opening on aggressive buys around 100
-    for t in range(600):
-        price *= math.exp(rng.normal(0, 2e-4))
-        p = price * np.exp(rng.normal(0, 2e-5, 20))
-        q = rng.exponential(5.0, 20)
-        is_buy = rng.uniform(size=20) < 0.8
-        oi += float(q[is_buy].sum()) * 0.9
-        r, al = a.second(t, (p, q, is_buy), oi, price, *book(price), [])
-        readouts.append(r)
-        alerts += al
-    calm = readouts[-1]
-    assert calm.down.cluster_price is not None and calm.down.cluster_usd > 5e5
-    assert 20 < calm.down.cluster_bps < 100  # 100x longs at entry * 0.995
-    assert calm.down.prob > calm.up.prob
-    # the break: sellers push the price through the 50x cluster; the book thins; longs are liquidated
-    for i, t in enumerate(range(600, 660)):
-        price *= math.exp(-8e-4)
-        p = price * np.exp(rng.normal(0, 2e-5, 20))
-        q = rng.exponential(5.0, 20)
-        is_buy = rng.uniform(size=20) < 0.1
-        liqs = [(price, 1e5, "long")] * (3 if i > 5 else 0)
-        r, al = a.second(t, (p, q, is_buy), None, price, *book(price, thin=0.3), liqs)
-        readouts.append(r)
-        alerts += al
-    assert a.est.consumed_long_usd > 1e6  # the mark went through the estimated levels
-    assert readouts[-1].down.cascade == "liquidation"
-    assert readouts[-1].branching > 0.3
-    assert any(
-        a_["severity"] == "critical" and a_["action"] == "trigger" and a_["direction"] == "down" for a_ in alerts
+    liqs = extra.pop("liqs", ())
+    return InstrumentState(
+        venue=venue,
+        instrument=instrument,
+        asset="BTC-USDT",
+        second=(T0 + t) * 1000,
+        price=price,
+        mark=price,
+        index=None,
+        funding=1e-4,
+        oi_qty=oi,
+        oi_usd=oi * price,
+        buy_usd=buy_qty * price,
+        sell_usd=sell_qty * price,
+        trades=10,
+        liq_long_usd=sum(p * q for _, p, q, _ in liqs),
+        liq_short_usd=0.0,
+        liquidations=len(liqs),
+        book_valid=book_valid,
+        best_bid=price - 0.01 if book_valid else None,
+        best_ask=price + 0.01 if book_valid else None,
+        depth_bid_usd=DEPTH_BID,
+        depth_ask_usd=DEPTH_ASK,
+        buy_qty=buy_qty,
+        sell_qty=sell_qty,
+        liqs=tuple(liqs),
+        bids=np.c_[price - ticks, np.full(200, 40.0)] if book_valid else None,
+        asks=np.c_[price + ticks, np.full(200, 40.0)] if book_valid else None,
+        **extra,
     )
-    # calm again: everything resolves
-    for t in range(660, 1300):
-        p = np.full(5, price)
-        r, al = a.second(t, (p, np.ones(5), np.arange(5) % 2 == 0), None, price, *book(price), [])
-        alerts += al
-    opened = {a_["dedup_key"] for a_ in alerts if a_["action"] == "trigger"}
-    resolved = {a_["dedup_key"] for a_ in alerts if a_["action"] == "resolve"}
-    assert opened == resolved and a.policy.open_incidents() == {}
+
+
+def second(t: int) -> AssetSecond:
+    """Both venues' states of second ``t``; okx's book has a gap at 300, resynced at 303."""
+    price = binance_price(t)
+    okx: dict[str, Any] = {}
+    if t == 300:
+        okx = {"feed": ("gap: expected seq=10, got seq=12",), "book_valid": False}
+    elif t in (301, 302):
+        okx = {"book_valid": False}
+    elif t == 303:
+        okx = {"feed": ("resync: snapshot seq=20",)}
+    states = (
+        state("binance-usdm", "BTCUSDT", t, price, oi_qty(t), liqs=liquidations(t)),
+        state("okx-swap", "BTC-USDT-SWAP", t, price * OKX_PREMIUM, oi_qty(t) / 2, **okx),
+    )
+    return AssetSecond((T0 + t) * 1000, "BTC-USDT", states)
+
+
+def ms(t: int) -> int:
+    return (T0 + t) * 1000
+
+
+@pytest.fixture(scope="module")
+def run() -> tuple[list[AssetOutput], list[tuple[int, dict]]]:
+    """The whole script through one :class:`AssetRisk`; what ``on_sample`` saw, with the second."""
+    seen: list[tuple[int, dict]] = []
+    now = [0]
+    risk = AssetRisk(DetectorsConfig(), on_sample=lambda sample: seen.append((now[0], sample)))
+    outputs = []
+    for t in range(END):
+        now[0] = t
+        outputs.append(risk.update(second(t)))
+    return outputs, seen
+
+
+def alerts_of(outputs: list[AssetOutput]) -> list[dict]:
+    return [item for out in outputs for item in out.items if item["type"] == "alert"]
+
+
+def test_each_second_gives_its_snapshot_first_then_its_alerts(run) -> None:
+    outputs, _ = run
+    assert [(out.second, out.asset) for out in outputs] == [(ms(t), "BTC-USDT") for t in range(END)]
+    assert all(out.items[0]["type"] == "snapshot" and out.items[0]["ts"] == out.second for out in outputs)
+    assert all(item["type"] == "alert" for out in outputs for item in out.items[1:])
+
+
+def test_the_venue_merge(run) -> None:
+    outputs, _ = run
+    snap = outputs[299].items[0]
+    p = binance_price(299)
+    assert snap["price"] == float(f"{(p + p * OKX_PREMIUM) / 2:.10g}")  # median of two = their mean
+    assert snap["venues"] == ["binance-usdm", "okx-swap"]
+    assert snap["oi_usd"] == round(oi_qty(299) * p + oi_qty(299) / 2 * p * OKX_PREMIUM, 2)
+    assert snap["funding"] == 1e-4
+    assert snap["depth_bid_usd"] == {"10": 2000.0, "25": 4000.0, "50": 6000.0, "100": 8000.0}
+    assert snap["depth_ask_usd"] == {"10": 3000.0, "25": 5000.0, "50": 7000.0, "100": 9000.0}
+    assert snap["books_valid"] == "2/2"
+    # the gap: okx's book is invalid 300..302 and its depth no longer counts
+    gap = outputs[300].items[0]
+    assert gap["books_valid"] == "1/2" and gap["depth_bid_usd"]["10"] == 1000.0
+    assert gap["feed"] == ["okx-swap: gap: expected seq=10, got seq=12"]
+    assert outputs[303].items[0]["books_valid"] == "2/2"
+    # realized liquidations: 300k USD a second from 606; 60 s sums
+    assert [outputs[t].items[0]["liq_long_usd_1s"] for t in (605, 606, 659, 660)] == [0.0, 300_000.0, 300_000.0, 0.0]
+    assert outputs[700].items[0]["liq_long_usd_60s"] == 19 * 300_000.0  # seconds 641..659 of (640, 700]
+
+
+def test_the_estimated_map_puts_the_25x_longs_350_bps_below(run) -> None:
+    """Longs opened at ~100 with the default tiers, no liquidation before the break (the mix stays
+    the prior): the nearest dense level is 25x (8 % of positions, 14.5 % of the levels within the
+    10 % range; 50x holds 4.5 %, 100x 1 %), liquidated at ``100 * (1 - 1/25 + mmr 0.005) = 96.5``."""
+    outputs, _ = run
+    down = outputs[CRASH - 1].items[0]["down"]
+    assert down["cluster_price"] == pytest.approx(96.5, rel=5e-4)
+    assert 348.0 <= down["cluster_bps"] <= 353.0
+    assert down["cascade"] is None and outputs[CRASH - 1].items[0]["up"]["cascade"] is None
+
+
+def test_the_alerts_of_the_script(run) -> None:
+    """- feed: okx's gap at 300 opens a warning, the resync at 303 resolves it;
+    - cascade down, critical: at 607 the 60 s window holds 600k USD >= regime_min_liq_usd 500k
+      of long liquidations (606, 607) and the price is 8 * 8 = 64 bps under the window's
+      high (>= 30): a liquidation cascade in progress, which pages by itself;
+    - it stays in progress while the window's high is >= 30 bps above the price: until 714
+      (high at 655: 4 * 8 = 32 bps); 715 is the first calm second, and the policy resolves
+      ``calm_s`` = 60 s later, at 775 (opened 168 s before, more than ``min_hold_s``)."""
+    outputs, _ = run
+    got = [(a["ts"], a["kind"], a["action"], a["severity"], a["dedup_key"]) for a in alerts_of(outputs)]
+    assert got == [
+        (ms(300), "feed", "trigger", "warning", "BTC-USDT:feed:okx-swap"),
+        (ms(303), "feed", "resolve", "warning", "BTC-USDT:feed:okx-swap"),
+        (ms(607), "cascade", "trigger", "critical", "BTC-USDT:cascade:down"),
+        (ms(775), "cascade", "resolve", "critical", "BTC-USDT:cascade:down"),
+    ]
+    assert [outputs[t].items[0]["down"]["cascade"] for t in (606, 607, 714, 715)] == [
+        None,
+        "liquidation",
+        "liquidation",
+        None,
+    ]
+    assert {a["problem"] for a in alerts_of(outputs) if a["kind"] == "feed"} == {"gap: expected seq=10, got seq=12"}
+
+
+def test_the_alert_carries_the_snapshots_readout(run) -> None:
+    """The policy sees what the snapshot shows (same second, same direction)."""
+    outputs, _ = run
+    snap, alert = outputs[607].items
+    assert alert["price"] == float(f"{snap['price']:.8g}")
+    assert alert["probability"] == snap["down"]["prob"]
+    assert alert["level"] == float(f"{snap['down']['cluster_price']:.8g}")
+    assert alert["distance_bps"] == snap["down"]["cluster_bps"]
+    assert alert["liq_usd_60s"] == snap["liq_long_usd_60s"] == 600_000.0
+    assert alert["cascade"] == snap["down"]["cascade"] == "liquidation"
+    assert alert["venues"] == snap["venues"]
+    assert alert["opened_ts"] == ms(607)
+
+
+def test_on_sample_sees_both_directions_each_second_and_the_cascade_label(run) -> None:
+    """Samples: one per direction per second with a price. The label (``detectors/labels.py``,
+    floor 1M): the window first holds 1.2M >= 1M at 609 and last at 715 (four liquidation
+    seconds, 656..659); it starts at 606, ends at 659 (the last liquidation second), bottoms
+    at 659, and is emitted ``merge_gap_s`` = 60 s after 715: at 775."""
+    _, seen = run
+    samples = [s for _, s in seen if s["type"] == "sample"]
+    assert [(s["direction"], s["t"]) for s in samples[:4]] == [
+        ("down", T0 + 0.0),
+        ("up", T0 + 0.0),
+        ("down", T0 + 1.0),
+        ("up", T0 + 1.0),
+    ]
+    assert len(samples) == 2 * END
+    [(emitted, cascade)] = [(t, s) for t, s in seen if s["type"] == "cascade"]
+    assert emitted == 775
+    assert (cascade["direction"], cascade["start"], cascade["peak"], cascade["end"]) == (
+        "down",
+        ms(606),
+        ms(659),
+        ms(659),
+    )
+    assert cascade["forced_notional"] == pytest.approx(54 * 300_000.0)
+    assert cascade["move_bps"] == pytest.approx(1e4 * (1 - math.exp(-DROP * 54)), abs=0.01)
+
+
+def test_the_step_pickled_mid_cascade_continues_identically(run) -> None:
+    """Bytewax recovery snapshots this state: a round trip in the middle of the break gives
+    the same outputs after it (and ``on_sample`` does not change the outputs)."""
+    outputs, _ = run
+    risk = AssetRisk(DetectorsConfig())
+    for t in range(630):
+        risk.update(second(t))
+    risk = pickle.loads(pickle.dumps(risk))
+    assert [risk.update(second(t)) for t in range(630, END)] == outputs[630:]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cascadewatch.pipelines.run.cluster import loopback_addresses
-from cascadewatch.pipelines.run.replay import run_replay
+from cascadewatch.pipelines.run.replay import ReplayOptions, run_replay
 
 DEMO = Path(__file__).parents[1] / "pipelines" / "data" / "demo.rec.zst"
 
@@ -22,7 +22,10 @@ def _recordings(okx_session: Path, binance_session: Path) -> list[Path]:
 
 def _replay(tmp_path: Path, name: str, recordings: list[Path], **kwargs) -> tuple[bytes, bytes]:
     out = tmp_path / name
-    run_replay(recordings, alerts_out=out / "alerts.jsonl", snapshots_out=out / "snapshots.jsonl", **kwargs)
+    run_replay(
+        recordings,
+        options=ReplayOptions(alerts_out=out / "alerts.jsonl", snapshots_out=out / "snapshots.jsonl", **kwargs),
+    )
     return (out / "alerts.jsonl").read_bytes(), (out / "snapshots.jsonl").read_bytes()
 
 

@@ -20,3 +20,34 @@ def test_readme_config_example_loads(tmp_path: Path) -> None:
     assert config.detectors.horizon_s == 300
     assert config.detectors.labels.floor_usd == 1_000_000.0
     assert config.detectors.leverage[0] == (5.0, 0.25)
+
+
+def test_readme_dead_letter_reasons_are_the_reason_enum() -> None:
+    """The README's "Dead letters" table lists exactly the values of ``Reason``, in its order."""
+    from cascadewatch.connectors.reasons import Reason
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Dead letters") :]
+    section = section[: section.index("\n## ")]
+    listed = re.findall(r"^\| `(\w+)` \|", section, re.M)
+    assert listed == [reason.value for reason in Reason]
+
+
+def test_every_file_the_readme_names_exists() -> None:
+    """File names in README.md (``flow.py``, ``connectors/outputs.py``, ``steps/``...) are real
+    files of the tree: a rename that forgets the README fails here."""
+    readme = (ROOT / "README.md").read_text()
+    files = {p.name for top in ("connectors", "detectors", "pipelines", "tests") for p in (ROOT / top).rglob("*.py")}
+    folders = {
+        p.name for top in ("connectors", "detectors", "pipelines") for p in (ROOT / top).rglob("*") if p.is_dir()
+    }
+    named = set(re.findall(r"\b([a-z_0-9]+\.py)\b", readme))
+    assert named and sorted(named - files) == []
+    paths = set(re.findall(r"\b((?:connectors|detectors|pipelines)/[a-z_0-9/]*(?:\.py)?)", readme))
+    assert sorted(p for p in paths if not (ROOT / p).exists()) == []
+    named_folders = set(re.findall(r"\b([a-z_]+)/(?=[\s`)])", readme))
+    assert (
+        {"steps", "run", "cli", "evaluation", "bench", "simulate", "venues", "alerts"}
+        <= named_folders
+        <= (folders | {"connectors", "detectors", "pipelines", "tests", "docs", "deploy", "fixtures", "recordings"})
+    )

@@ -20,7 +20,7 @@ from cascadewatch.pipelines.steps.instrument_tracker import InstrumentTracker
 from cascadewatch.pipelines.steps.items import (
     AssetOutput,
     AssetSecond,
-    InstrumentSecond,
+    InstrumentState,
     SecondManifest,
 )
 from cascadewatch.pipelines.steps.output_ordering import IncompleteOutput, OutputOrderer
@@ -31,8 +31,8 @@ LAG_NS = 2_000_000_000
 S = 1_000_000_000
 
 
-def second(venue: str, instrument: str, second_ms: int) -> InstrumentSecond:
-    return InstrumentSecond(
+def second(venue: str, instrument: str, second_ms: int) -> InstrumentState:
+    return InstrumentState(
         venue=venue,
         instrument=instrument,
         asset=instrument.removesuffix("-PERP"),
@@ -78,7 +78,10 @@ def test_merge_releases_a_second_only_when_every_partition_has_passed_it() -> No
 
 def test_ordering_waits_for_every_asset_of_a_second_and_keeps_seconds_in_order() -> None:
     orderer = OutputOrderer()
-    snap = lambda ts, asset: {"type": "snapshot", "ts": ts, "asset": asset}  # noqa: E731
+
+    def snap(ts: int, asset: str) -> dict:
+        return {"type": "snapshot", "ts": ts, "asset": asset}
+
     # second 2000 completes before 1000: nothing may overtake 1000
     assert (
         orderer.process(
@@ -151,7 +154,7 @@ def test_tracked_partition_emits_what_keyed_trackers_would(binance_session: Path
     for key, values in tracked:
         if key == MERGE_KEY:
             for item in values:
-                if isinstance(item, InstrumentSecond):
+                if isinstance(item, InstrumentState):
                     got.setdefault(f"{item.venue}|{item.instrument}", []).append(item)
                 else:
                     assert item is values[-1]  # a watermark only closes the list
@@ -162,7 +165,7 @@ def test_tracked_partition_emits_what_keyed_trackers_would(binance_session: Path
     assert got.pop("dead", []) == sequence_gaps
     assert got.keys() == expected.keys()
     assert all(_bytes(got[key]) == _bytes(expected[key]) for key in got)
-    assert sum(isinstance(i, InstrumentSecond) for items in got.values() for i in items) > 3
+    assert sum(isinstance(i, InstrumentState) for items in got.values() for i in items) > 3
     assert [key for key, _ in tracked].count(STATS_KEY) == 1
 
 

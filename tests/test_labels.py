@@ -28,7 +28,9 @@ def secs(ms: int) -> int:
 def test_hand_made_down_cascade_start_peak_end():
     ts, price, fl, fs = series(400)
     fl[50] = 20_000.0  # a stray small liquidation inside the first window: trimmed
-    for i, usd in zip(range(100, 110), [100e3, 200e3, 300e3, 400e3, 300e3, 200e3, 100e3, 50e3, 30e3, 20e3]):
+    for i, usd in zip(
+        range(100, 110), [100e3, 200e3, 300e3, 400e3, 300e3, 200e3, 100e3, 50e3, 30e3, 20e3], strict=True
+    ):
         fl[i] = usd
     # price: flat at 100, falls 1 bps/s... from 100 to a low of 98.5 at second 106, then recovers to 99
     for i in range(100, 400):
@@ -115,7 +117,7 @@ def test_online_emits_after_merge_gap_and_matches_offline():
     labeler = CascadeLabeler("X", CFG)
     emitted_at = []
     online = []
-    for row in zip(ts, price, fl, fs):
+    for row in zip(ts, price, fl, fs, strict=True):
         got = labeler.update(*row)
         if got:
             emitted_at.append(secs(row[0]))
@@ -140,7 +142,7 @@ def test_typical_minute_raises_the_threshold():
         price[i] = 99.0
     assert label_series(ts, price, fl, fs, asset="X", config=cfg) == []
     labeler = CascadeLabeler("X", cfg)
-    for row in zip(ts, price, fl, fs):
+    for row in zip(ts, price, fl, fs, strict=True):
         labeler.update(*row)
     assert labeler.typical_minute == pytest.approx(30_000.0)
     assert labeler.threshold == pytest.approx(300_000.0)
@@ -174,7 +176,7 @@ def test_state_pickles_mid_episode():
     for i in range(105, 300):
         price[i] = 98.6
     labeler = CascadeLabeler("X", CFG)
-    rows = list(zip(ts, price, fl, fs))
+    rows = list(zip(ts, price, fl, fs, strict=True))
     for row in rows[:120]:
         labeler.update(*row)
     clone = pickle.loads(pickle.dumps(labeler))

@@ -6,7 +6,7 @@ import asyncio
 import json
 
 from live_fakes import FakeBinance, binance_fixture_frames
-from live_support import capture, conn_events, make_live, rebuild_books, ws_payloads
+from live_support import FakeMonotonic, capture, conn_events, make_live, rebuild_books, ws_payloads
 
 RECORDED_SYMBOLS = ["SUSHIUSDT", "AKROUSDT", "KEEPUSDT", "CTKUSDT"]
 
@@ -96,23 +96,24 @@ def test_pu_break_resyncs_from_a_new_rest_snapshot_and_the_book_matches_the_serv
 
 
 def test_old_url_that_accepts_and_stays_silent_raises_a_stale_alarm_and_reconnects() -> None:
-    """``/stream`` (the pre-2026 path) acks the subscription and sends nothing: within the
-    configured staleness the connector records a ``stale`` event, closes and reconnects."""
+    """``/stream`` (the pre-2026 path) acks the subscription and sends nothing: once the
+    configured staleness has passed (on the sessions' clock, here a fake one moved by the
+    test) the connector records a ``stale`` event, closes and reconnects."""
+    clock = FakeMonotonic()
+
+    def until(frames: list) -> bool:
+        acks = sum(1 for p in ws_payloads(frames) if p.startswith(b'{"result"'))
+        if acks >= 2 and clock.now == clock.START_S:  # both connections subscribed: now stay silent 30.5 s
+            clock.now += 30.5
+        return sum(1 for e in conn_events(frames) if e["event"] == "open") >= 4
+
     with FakeBinance() as fake:
-        live = make_live("binance", fake, ["BTCUSDT"], "/stream", "/stream", staleness_s=0.4)
-        frames = capture(
-            "binance",
-            live,
-            lambda f: sum(1 for e in conn_events(f) if e["event"] == "open") >= 4,
-            timeout=5.0,
-        )
-    events = [e for e in conn_events(frames) if e["conn"] == "market"]
-    kinds = [e["event"] for e in events]
-    assert "stale" in kinds
-    stale = next(i for i, e in enumerate(events) if e["event"] == "stale")
-    assert kinds[stale + 1] == "close" and events[stale + 1]["reason"] == "stale"
-    assert "open" in kinds[stale + 2 :]
-    first_open = next(recv for recv, s, p in frames if s.endswith("!conn") and b'"open"' in p and b'"market"' in p)
-    first_stale = next(recv for recv, s, p in frames if s.endswith("!conn") and b'"stale"' in p and b'"market"' in p)
-    assert 0.4 <= (first_stale - first_open) / 1e9 < 1.5
+        live = make_live("binance", fake, ["BTCUSDT"], "/stream", "/stream", staleness_s=30.0)
+        frames = capture("binance", live, until, timeout=5.0, clock=clock)
+    for name in ("market", "public"):
+        events = [e for e in conn_events(frames) if e["conn"] == name]
+        kinds = [e["event"] for e in events]
+        assert kinds[:4] == ["open", "stale", "close", "open"], (name, kinds)
+        assert events[1]["reason"] == "no data for 30.5 s while subscribed"
+        assert events[2]["reason"] == "stale"
     assert all(p.startswith(b'{"result"') for p in ws_payloads(frames))  # only subscription acks ever came

@@ -7,7 +7,7 @@ import json
 
 import pytest
 from live_fakes import FakeBybit, SimBook
-from live_support import capture, conn_events, make_live, rebuild_books, ws_payloads
+from live_support import FakeMonotonic, capture, conn_events, make_live, rebuild_books, ws_payloads
 
 from cascadewatch.connectors.frames import FrameDecoder
 from cascadewatch.connectors.venues.base import ParseError
@@ -22,13 +22,15 @@ def _subscribed(fake: FakeBybit) -> bool:
 
 
 def test_ping_pong_and_a_u_jump_resubscribes_the_book_which_then_matches_the_server() -> None:
-    """``{"op":"ping"}`` goes out every heartbeat_s (the fake answers ``ret_msg: pong``); the
+    """``{"op":"ping"}`` goes out once per heartbeat_s of the sessions' clock (a fake one, moved
+    by the test; the fake answers ``ret_msg: pong``); the
     book starts from the subscription snapshot; a delta whose ``u`` jumps is handed over (the
     dataflow marks the gap), the topic is unsubscribed and subscribed again, the new snapshot
     resyncs the book, and the rebuilt book equals the server's."""
     with FakeBybit() as fake:
         fake.books["BTCUSDT"] = SimBook(seed=3)
-        live = make_live("bybit", fake, ["BTCUSDT"], "/v5/public/linear", heartbeat_s=0.15)
+        live = make_live("bybit", fake, ["BTCUSDT"], "/v5/public/linear", heartbeat_s=1.0)
+        clock = FakeMonotonic()
         finished: list[int] = []
 
         async def script() -> None:
@@ -38,20 +40,26 @@ def test_ping_pong_and_a_u_jump_resubscribes_the_book_which_then_matches_the_ser
             for i in range(60):
                 await fake.book_delta("BTCUSDT", jump=(i == 20))
                 await asyncio.sleep(0.005)
-            await asyncio.sleep(0.4)
+            for beat in range(1, 4):  # three heartbeat periods (less than staleness_s): one ping each
+                clock.now += 1.0
+                while len(fake.pings) < beat:
+                    await asyncio.sleep(0.01)
             finished.append(fake.books["BTCUSDT"].u)
 
+        def until(frames: list) -> bool:
+            payloads = ws_payloads(frames)
+            pongs = sum(1 for p in payloads if b'"pong"' in p)
+            return bool(finished) and pongs == 3 and any(b'"u":%d,' % finished[0] in p for p in payloads)
+
         done = fake.spawn(script())
-        frames = capture("bybit", live, lambda f: bool(finished))
+        frames = capture("bybit", live, until, clock=clock)
         done.result(1)
         sent = fake.sent_to(lambda text: '"op":"ping"' not in text)
         server_bids, server_asks = dict(fake.books["BTCUSDT"].bids), dict(fake.books["BTCUSDT"].asks)
         pings = list(fake.pings)
 
-    assert len(pings) >= 3
-    gaps = [b - a for a, b in zip(pings, pings[1:], strict=False)]
-    assert all(0.1 < gap < 0.4 for gap in gaps)
-    assert any(b'"pong"' in p for p in ws_payloads(frames))  # pongs reach the parser (control)
+    assert len(pings) == 3
+    assert sum(1 for p in ws_payloads(frames) if b'"pong"' in p) == 3  # pongs reach the parser (control)
     requests = [json.loads(text) for text in sent]
     resync = [r["op"] for r in requests if r["args"] == ["orderbook.50.BTCUSDT"]]
     assert resync == ["unsubscribe", "subscribe"]

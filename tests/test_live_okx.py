@@ -6,7 +6,7 @@ import asyncio
 import json
 
 from live_fakes import FakeOkx, SimBook
-from live_support import capture, make_live, rebuild_books, ws_payloads
+from live_support import FakeMonotonic, capture, make_live, rebuild_books, ws_payloads
 
 SWAP = "BTC-USDT-SWAP"
 CT_VAL = 0.01  # BTC-USDT-SWAP contract value in the instruments reply
@@ -17,13 +17,15 @@ def _subscribed(fake: FakeOkx) -> bool:
 
 
 def test_text_ping_pong_seqid_chain_and_a_break_resubscribes() -> None:
-    """The text ``ping`` goes out every heartbeat_s and ``pong`` comes back; the instruments
+    """The text ``ping`` goes out once per heartbeat_s of the sessions' clock (a fake one,
+    moved by the test) and ``pong`` comes back; the instruments
     REST reply (contract values) is handed over before any websocket frame; the ``books``
     chain ``prevSeqId -> seqId`` is followed and a broken link makes the connector resubscribe;
     the new snapshot resyncs and the rebuilt book (contracts x ctVal) equals the server's."""
     with FakeOkx() as fake:
         fake.books[SWAP] = SimBook(seed=11)
-        live = make_live("okx", fake, [SWAP], "/ws/v5/public", heartbeat_s=0.15)
+        live = make_live("okx", fake, [SWAP], "/ws/v5/public", heartbeat_s=1.0)
+        clock = FakeMonotonic()
         finished: list[int] = []
 
         async def script() -> None:
@@ -35,11 +37,22 @@ def test_text_ping_pong_seqid_chain_and_a_break_resubscribes() -> None:
                 if i % 10 == 0:
                     await fake.trade(SWAP)
                 await asyncio.sleep(0.005)
-            await asyncio.sleep(0.4)
-            finished.append(1)
+            for beat in range(1, 4):  # three heartbeat periods (less than staleness_s): one ping each
+                clock.now += 1.0
+                while len(fake.pings) < beat:
+                    await asyncio.sleep(0.01)
+            finished.append(fake.books[SWAP].u)
+
+        def until(frames: list) -> bool:
+            payloads = ws_payloads(frames)
+            return (
+                bool(finished)
+                and payloads.count(b"pong") == 3
+                and any(b'"seqId":%d,' % finished[0] in p for p in payloads)
+            )
 
         done = fake.spawn(script())
-        frames = capture("okx", live, lambda f: bool(finished))
+        frames = capture("okx", live, until, clock=clock)
         done.result(1)
         requests = [json.loads(t) for t in fake.sent_to(lambda text: text != "ping")]
         server = fake.books[SWAP]
@@ -48,8 +61,7 @@ def test_text_ping_pong_seqid_chain_and_a_break_resubscribes() -> None:
         pings = list(fake.pings)
 
     assert frames[0][1] == "okx-swap!rest" and b"/api/v5/public/instruments" in frames[0][2]
-    assert len(pings) >= 3 and all(0.1 < b - a < 0.4 for a, b in zip(pings, pings[1:], strict=False))
-    assert b"pong" in ws_payloads(frames)
+    assert len(pings) == 3 and ws_payloads(frames).count(b"pong") == 3
     book_requests = [r["op"] for r in requests if r["args"] == [{"channel": "books", "instId": SWAP}]]
     assert book_requests == ["unsubscribe", "subscribe"]
     first = requests[0]["args"]

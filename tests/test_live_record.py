@@ -20,7 +20,7 @@ from cascadewatch.connectors.recorder import RotatingRecorder, insert_before_suf
 from cascadewatch.connectors.recording import RecordingReader
 from cascadewatch.pipelines.cli.live import main as live_main
 from cascadewatch.pipelines.run.live import record
-from cascadewatch.pipelines.run.replay import run_replay
+from cascadewatch.pipelines.run.replay import ReplayOptions, run_replay
 
 ROOT = Path(__file__).parent.parent
 
@@ -135,7 +135,7 @@ def test_record_command_writes_a_recording_that_replays(tmp_path: Path) -> None:
     books, statuses = rebuild_books(frames)
     assert "gap" not in statuses and all(keeper.book.valid for keeper in books.values())
     assert set(books) == {"BTCUSDT", "BTC-USDT-SWAP"}
-    summary = run_replay([out], alerts_out=tmp_path / "replay" / "alerts.jsonl")
+    summary = run_replay([out], options=ReplayOptions(alerts_out=tmp_path / "replay" / "alerts.jsonl"))
     decoder = FrameDecoder()
     for recv, source, payload in frames:
         try:
@@ -195,7 +195,10 @@ def test_a_recorder_killed_with_sigkill_leaves_a_file_readable_to_its_last_whole
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline and not (out.exists() and out.stat().st_size > 2000):
                 time.sleep(0.05)
-            time.sleep(1.6)  # past the 1 s flush interval, then kill at an arbitrary point
+            first_flush = out.stat().st_size if out.exists() else 0
+            while time.monotonic() < deadline and out.stat().st_size <= first_flush:
+                time.sleep(0.05)  # until a later flush lands, then kill at an arbitrary point
+            assert out.stat().st_size > first_flush > 2000
         finally:
             process.send_signal(signal.SIGKILL)
             process.wait(10)

@@ -1,5 +1,10 @@
 """Rollover before a connection's lifetime limit: a new connection is opened and subscribed
-before the old one closes, and nothing is lost or repeated across the switch."""
+before the old one closes, and nothing is lost or repeated across the switch.
+
+The sessions run on a fake monotonic clock that the test moves: past the lifetime (the session
+opens and subscribes a new connection while trades keep flowing on both), then past the
+overlap (the session switches and closes the old one). No test waits for time to pass.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,12 @@ from typing import Any
 
 import pytest
 from live_fakes import FakeBinance, FakeBybit, FakeOkx, SimBook
-from live_support import capture, conn_events, make_live, rebuild_books, ws_payloads
+from live_support import FakeMonotonic, capture, conn_events, make_live, rebuild_books, ws_payloads
 from prometheus_client import REGISTRY
 
-SERVER_LIFETIME_S = 1.0  # the fake closes every connection at this age, like Binance at 24 h
-CLIENT_LIFETIME_S = 0.45  # the connector rolls over before it
-RUN_S = 2.0
+CLIENT_LIFETIME_S = 60.0  # the connector rolls over at this age (on its clock)
+OVERLAP_S = 5.0  # both connections deliver this long (on its clock)
+ROLLOVERS = 2
 
 VENUES: dict[str, dict[str, Any]] = {
     "binance": {
@@ -61,7 +66,9 @@ def test_rollover_loses_and_repeats_nothing(venue: str) -> None:
     spec = VENUES[venue]
     symbol = spec["symbol"]
     duplicates_before = _duplicates(venue)
-    with spec["fake"](lifetime_s=SERVER_LIFETIME_S) as fake:
+    topic = _topic(venue, symbol)
+    clock = FakeMonotonic()
+    with spec["fake"]() as fake:
         if venue != "binance":
             fake.books[symbol] = SimBook(seed=17)
         live = make_live(
@@ -71,31 +78,44 @@ def test_rollover_loses_and_repeats_nothing(venue: str) -> None:
             spec["path"],
             spec["book_path"],
             max_lifetime_s=CLIENT_LIFETIME_S,
-            rollover_overlap_s=0.15,
-            heartbeat_s=0.1 if venue != "binance" else None,
+            rollover_overlap_s=OVERLAP_S,
+            heartbeat_s=1.0 if venue != "binance" else None,
+            staleness_s=1000.0,  # longer than the whole run: an idle connection (binance /public) never goes stale
         )
         published: list[int] = []
         finished: list[bool] = []
 
-        async def script() -> None:
-            while not any(c.topics and c.closed is None for c in fake.clients):
-                await asyncio.sleep(0.01)
-            await asyncio.sleep(0.05)
-            loop = asyncio.get_running_loop()
-            end = loop.time() + RUN_S
-            n = 0
-            while loop.time() < end:
-                frame = await _trade(fake, venue, symbol, n)
-                if fake.live_clients(_topic(venue, symbol)):
+        async def publish(frames: int) -> None:
+            for _ in range(frames):
+                frame = await _trade(fake, venue, symbol, len(published))
+                if fake.live_clients(topic):
                     published.append(int(spec["trade_id"].search(frame.encode()).group(1)))
                 await _book(fake, venue, symbol)
-                n += 1
                 await asyncio.sleep(0.003)
-            await asyncio.sleep(0.3)
+
+        async def until_live_clients(count: int) -> None:
+            """Keep trading until ``count`` connections carry the trade topic."""
+            while len(fake.live_clients(topic)) != count:
+                await publish(1)
+
+        async def script() -> None:
+            await until_live_clients(1)
+            for _ in range(ROLLOVERS):
+                await publish(40)
+                clock.now += CLIENT_LIFETIME_S  # the lifetime is over: a new connection is subscribed
+                await until_live_clients(2)
+                await publish(40)  # both connections deliver these
+                clock.now += OVERLAP_S  # the overlap is over: switch, close the old connection
+                await until_live_clients(1)
+            await publish(40)
             finished.append(True)
 
+        def delivered_last(frames: list) -> bool:
+            ids = (m.group(1) for p in ws_payloads(frames) if (m := spec["trade_id"].search(p)))
+            return bool(finished) and b"%d" % published[-1] in ids
+
         done = fake.spawn(script())
-        frames = capture(venue, live, lambda f: bool(finished), timeout=RUN_S + 4)
+        frames = capture(venue, live, delivered_last, timeout=30.0, clock=clock)
         done.result(1)
         server_book = fake.books.get(symbol)
 
@@ -105,7 +125,7 @@ def test_rollover_loses_and_repeats_nothing(venue: str) -> None:
     assert trade_ids == published[start:]  # every trade once, in order, across every switch
     events = conn_events(frames)
     rollovers = [e for e in events if e["event"] == "open" and e.get("reason") == "rollover"]
-    assert len(rollovers) >= 2
+    assert len(rollovers) == ROLLOVERS * (2 if venue == "binance" else 1)  # binance: /market and /public
     closes = [e for e in events if e["event"] == "close" and e.get("reason") != "shutdown"]
     assert closes == []  # no disconnect: the server never had to close a connection
     assert _duplicates(venue) > duplicates_before  # both connections delivered the overlap; repeats dropped

@@ -26,9 +26,27 @@ from cascadewatch.connectors.sources import (
     PartitionStats,
     Watermark,
 )
+from cascadewatch.connectors.units import NS_PER_MS, NS_PER_S, s_to_ns
 from cascadewatch.pipelines.config import Config, ReplayConfig
-from cascadewatch.pipelines.run.live import run_live
-from cascadewatch.pipelines.run.replay import run_replay
+from cascadewatch.pipelines.run.live import LiveOptions, run_live
+from cascadewatch.pipelines.run.replay import ReplayOptions, run_replay
+
+T0 = 1_700_000_000 * NS_PER_S
+"""The fake wall clock's start: a whole second, so watermarks have known values."""
+
+
+class FakeClock:
+    """A wall clock in integer nanoseconds that moves only when told to."""
+
+    def __init__(self, now_ns: int) -> None:
+        self.now_ns = now_ns
+
+    def __call__(self) -> int:
+        return self.now_ns
+
+    def advance(self, seconds: float) -> None:
+        self.now_ns += s_to_ns(seconds)
+
 
 TRADE = (
     b'{"arg":{"channel":"trades","instId":"BTC-USDT-SWAP"},"data":[{"instId":"BTC-USDT-SWAP",'
@@ -92,23 +110,24 @@ def test_items_follow_the_replay_protocol_and_watermarks_follow_the_clock() -> N
         return Reply(0, error="test")
 
     live = LiveConfig(venues=["okx"], okx=UNREACHABLE, backoff=FAST_BACKOFF)
-    partition = LivePartition(3, "okx", live, 2_000_000_000, None, None, {"rest_get": blocked_rest})
+    clock = FakeClock(T0)
+    partition = LivePartition(3, "okx", live, 2 * NS_PER_S, None, None, {"rest_get": blocked_rest}, clock)
     try:
         first = dict(partition.next_batch())
         assert list(first) == [PARTITION_KEY]
         mark = first[PARTITION_KEY][0]
-        assert mark.partition == 3
-        assert abs(mark.wm - (time.time_ns() - 2_000_000_000)) < 1_000_000_000
-        now_ms = time.time_ns() // 1_000_000
-        partition._queue.put(time.time_ns(), "okx-swap", TRADE % (1, now_ms))
-        partition._queue.put(time.time_ns(), "okx-swap", b'{"arg":{"channel":"trades"')  # garbage
-        time.sleep(1.05)  # the next second: a new watermark is due
+        assert mark.partition == 3 and mark.wm == T0 - 2 * NS_PER_S  # now - allowed_lag
+        assert list(partition.next_batch()) == []  # the same second: no new watermark
+        partition._queue.put(T0 + 100_000_000, "okx-swap", TRADE % (1, T0 // NS_PER_MS))
+        partition._queue.put(T0 + 200_000_000, "okx-swap", b'{"arg":{"channel":"trades"')  # garbage
+        clock.advance(1.0)  # the next second: a new watermark is due
         second = dict(partition.next_batch())
         (garbage,) = second[DEAD_LETTER_KEY]
         assert garbage.reason == "malformed_json" and garbage.raw == '{"arg":{"channel":"trades"'
         values = second["okx-swap|BTC-USDT-PERP"]
         assert values[0].__class__.__name__ == "Trade" and isinstance(values[-1], Watermark)
         assert second[PARTITION_KEY] == [values[-1]]  # the same watermark, on both keys
+        assert values[-1].wm == T0 + NS_PER_S - 2 * NS_PER_S
         partition._deadline = 0
         release.set()
         end: dict = {}
@@ -185,13 +204,15 @@ def test_live_run_and_the_replay_of_its_recording_give_the_same_snapshots_and_al
         summary = run_live(
             Config(),
             live,
-            duration_s=3.5,
-            alerts_out=live_out / "alerts.jsonl",
-            snapshots_out=live_out / "snapshots.jsonl",
-            dead_letters_out=live_out / "dead.jsonl",
-            record=str(tmp_path / "tap.rec.zst"),
-            serve_metrics=False,
-            serve_riskfeed=False,
+            LiveOptions(
+                duration_s=3.5,
+                alerts_out=live_out / "alerts.jsonl",
+                snapshots_out=live_out / "snapshots.jsonl",
+                dead_letters_out=live_out / "dead.jsonl",
+                record=str(tmp_path / "tap.rec.zst"),
+                serve_metrics=False,
+                serve_riskfeed=False,
+            ),
         )
         for market in markets:
             market.result(5)
@@ -199,7 +220,10 @@ def test_live_run_and_the_replay_of_its_recording_give_the_same_snapshots_and_al
     taps = sorted(tmp_path.glob("tap.*.rec.zst"))
     assert [p.name for p in taps] == ["tap.binance-usdm.rec.zst", "tap.okx-swap.rec.zst"]
     replay_out = tmp_path / "replay"
-    replayed = run_replay(taps, alerts_out=replay_out / "alerts.jsonl", snapshots_out=replay_out / "snapshots.jsonl")
+    replayed = run_replay(
+        taps,
+        options=ReplayOptions(alerts_out=replay_out / "alerts.jsonl", snapshots_out=replay_out / "snapshots.jsonl"),
+    )
     live_snapshots = (live_out / "snapshots.jsonl").read_bytes()
     assert live_snapshots.count(b"\n") >= 3
     assert (replay_out / "snapshots.jsonl").read_bytes() == live_snapshots
@@ -218,7 +242,7 @@ def test_replay_reads_a_recorded_okx_pong_as_control(tmp_path: Path) -> None:
     path = tmp_path / "pong.rec"
     with RecordingWriter(path) as writer:
         writer.write(1_700_000_000_000_000_000, "okx-swap", b"pong")
-    summary = run_replay([path], alerts_out=tmp_path / "alerts.jsonl")
+    summary = run_replay([path], options=ReplayOptions(alerts_out=tmp_path / "alerts.jsonl"))
     assert summary.frames[("okx-swap", "control")] == 1 and not summary.dead_letters
 
 
@@ -253,15 +277,18 @@ def test_a_venue_down_from_the_start_does_not_hold_back_the_others(tmp_path: Pat
         config = Config(replay=ReplayConfig(allowed_lag_s=0.5))  # a second closes 0.5 s after it ends
         runner = threading.Thread(
             target=run_live,
-            args=(config, live),
-            kwargs={
-                "duration_s": 4.0,
-                "alerts_out": tmp_path / "alerts.jsonl",
-                "snapshots_out": snapshots,
-                "dead_letters_out": tmp_path / "dead.jsonl",
-                "serve_metrics": False,
-                "serve_riskfeed": False,
-            },
+            args=(
+                config,
+                live,
+                LiveOptions(
+                    duration_s=4.0,
+                    alerts_out=tmp_path / "alerts.jsonl",
+                    snapshots_out=snapshots,
+                    dead_letters_out=tmp_path / "dead.jsonl",
+                    serve_metrics=False,
+                    serve_riskfeed=False,
+                ),
+            ),
         )
         runner.start()
         seen_at = None

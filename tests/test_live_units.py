@@ -22,6 +22,7 @@ from cascadewatch.connectors.venues.live_common import (
     Overlap,
     Resubscribe,
 )
+from cascadewatch.connectors.venues.registry import VENUE_NAMES, VENUES
 from cascadewatch.pipelines.config import ConfigError
 from cascadewatch.pipelines.run.live import load_live_config
 
@@ -178,8 +179,8 @@ def test_resubscribe_books_ask_once_per_gap_and_again_after_the_timeout() -> Non
 
 def test_example_config_loads_and_shows_the_venue_defaults() -> None:
     config, live = load_live_config(ROOT / "deploy" / "config.example.toml")
-    assert live.venues == ["binance", "bybit", "okx"] and live.metrics_port == 9108
-    for name, module in (("binance", binance), ("bybit", bybit), ("okx", okx)):
+    assert live.venues == list(VENUE_NAMES) and live.metrics_port == 9108
+    for name, module in VENUES.items():
         settings = resolve_settings(name, live)
         for field in ("ws_url", "ws_book_url", "rest_url", "heartbeat_s", "max_topics_per_message", "book_depth"):
             assert getattr(settings, field) == getattr(module.LIVE, field), (name, field)

@@ -86,4 +86,4 @@ def test_real_sessions_read_whole(okx_session: Path, binance_session: Path) -> N
     binance = list(RecordingReader(binance_session))
     assert len(okx) == 416 and len(binance) == 101
     assert okx[0].source == "okx-swap!rest" and okx[0].channel == "rest" and okx[0].venue == "okx-swap"
-    assert all(a.recv <= b.recv for a, b in zip(binance, binance[1:]))
+    assert all(a.recv <= b.recv for a, b in zip(binance, binance[1:], strict=False))

@@ -178,7 +178,10 @@ def test_tail_under_tmux_shows_the_live_feed() -> None:
     socket_name = f"cwtail-{uuid.uuid4().hex[:8]}"  # a private tmux server, killed at the end
     tmux = ["tmux", "-L", socket_name, "-f", "/dev/null"]
     with RiskFeedServer(port=0, ping_interval_s=None) as server:
-        command = f"env -u COLUMNS -u LINES {sys.executable} -m cascadewatch.pipelines.cli.tail --url {server.url} --duration 20"
+        command = (
+            f"env -u COLUMNS -u LINES {sys.executable} -m cascadewatch.pipelines.cli.tail"
+            f" --url {server.url} --duration 20"
+        )
         subprocess.run(
             [*tmux, "new-session", "-d", "-s", "tail", "-x", "220", "-y", "40", "-c", str(REPO), command], check=True
         )

@@ -12,7 +12,7 @@ from cascadewatch.pipelines.cli.main import bundled_demo_recording, main
 from cascadewatch.pipelines.config import load_config
 from cascadewatch.pipelines.evaluation.evaluate import evaluate
 from cascadewatch.pipelines.model_file import FORMAT, load_model, model_classifiers
-from cascadewatch.pipelines.run.replay import run_replay
+from cascadewatch.pipelines.run.replay import ReplayOptions, run_replay
 
 DEMO = bundled_demo_recording()
 DEMO_TRUTH = DEMO.with_name("demo.truth.jsonl")
@@ -98,7 +98,9 @@ def test_with_a_model_the_output_does_not_depend_on_batch_size_or_workers(model,
     ):
         out = tmp_path / name
         run_replay(
-            [DEMO], alerts_out=out / "alerts.jsonl", snapshots_out=out / "snapshots.jsonl", config=config, **kwargs
+            [DEMO],
+            config,
+            ReplayOptions(alerts_out=out / "alerts.jsonl", snapshots_out=out / "snapshots.jsonl", **kwargs),
         )
         outputs.append(((out / "alerts.jsonl").read_bytes(), (out / "snapshots.jsonl").read_bytes()))
     assert outputs[0] == outputs[1] == outputs[2]

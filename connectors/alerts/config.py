@@ -87,6 +87,7 @@ class DestinationConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
 
     @property
     def rate(self) -> float:
+        """Deliveries per second allowed to this destination (``rate_per_s`` or the type's default)."""
         return self.rate_per_s if self.rate_per_s is not None else DEFAULT_RATE_PER_S[self.type]
 
     def resolve_url(self) -> str | None:
@@ -134,6 +135,7 @@ class AlertsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             raise ValueError("poll_s must be > 0")
 
     def destination(self, name: str) -> DestinationConfig:
+        """The destination called ``name``; ``KeyError`` naming the known ones if there is none."""
         for dest in self.destinations:
             if dest.name == name:
                 return dest
@@ -161,6 +163,10 @@ class RiskFeedConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             raise ValueError("riskfeed: queue_size must be >= 1 and port within 0..65535")
 
     def resolve_token(self) -> str | None:
+        """The bearer token from the variable ``token_env`` (``None`` when no variable is configured).
+
+        Raises ``SecretMissing`` when the variable is unset or empty.
+        """
         if not self.token_env:
             return None
         value = os.environ.get(self.token_env)

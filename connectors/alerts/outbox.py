@@ -99,6 +99,7 @@ class Outbox:
             self._db.executescript(SCHEMA)
 
     def close(self) -> None:
+        """Close the database."""
         with self._lock:
             self._db.close()
 
@@ -186,6 +187,7 @@ class Outbox:
         ]
 
     def mark_delivered(self, seqs: Iterable[int]) -> None:
+        """Mark the deliveries ``seqs`` delivered."""
         now = self._clock()
         with self._transaction() as db:
             db.executemany(
@@ -198,7 +200,8 @@ class Outbox:
         now = self._clock()
         with self._transaction() as db:
             db.executemany(
-                "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, last_error = ?, updated_at = ? WHERE seq = ?",
+                "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, last_error = ?, updated_at = ?"
+                " WHERE seq = ?",
                 [(at, reason, now, seq) for seq in seqs],
             )
 
@@ -220,7 +223,8 @@ class Outbox:
         with self._transaction() as db:
             if destinations is None:
                 return db.execute(
-                    "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, updated_at = ? WHERE status = 'inflight'",
+                    "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, updated_at = ?"
+                    " WHERE status = 'inflight'",
                     (now, now),
                 ).rowcount
             return sum(
@@ -236,7 +240,10 @@ class Outbox:
         """Make failed deliveries pending again (after fixing a key, say); return how many."""
         now = self._clock()
         with self._transaction() as db:
-            sql = "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ? WHERE status = 'failed'"
+            sql = (
+                "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?"
+                " WHERE status = 'failed'"
+            )
             params: tuple[Any, ...] = (now, now)
             if destination is not None:
                 sql += " AND destination = ?"
@@ -295,6 +302,7 @@ class Outbox:
             return [DeliveryRow(*row) for row in self._db.execute(sql, (*params, limit)).fetchall()]
 
     def alert(self, alert_id: str) -> dict[str, Any] | None:
+        """The stored alert with id ``alert_id``, or ``None``."""
         with self._lock:
             row = self._db.execute("SELECT body FROM alerts WHERE id = ?", (alert_id,)).fetchone()
         return json.loads(row[0]) if row else None

@@ -28,6 +28,7 @@ def asset_matches(asset: str, patterns: Sequence[str]) -> bool:
 
 
 def accepts(destination: DestinationConfig, alert: dict[str, Any]) -> bool:
+    """Whether ``destination`` takes ``alert``: its severity, kind and action are all selected."""
     if alert.get("severity") not in destination.severities:
         return False
     if destination.kinds and alert.get("kind") not in destination.kinds:
@@ -44,4 +45,5 @@ class Router:
         self.destinations = list(destinations)
 
     def __call__(self, alert: dict[str, Any]) -> list[str]:
+        """The names of the destinations that take ``alert``, in config order."""
         return [d.name for d in self.destinations if accepts(d, alert)]

@@ -85,10 +85,13 @@ class AlertOutboxSink(FixedPartitionedSink[tuple[str, Any], None]):
         self.drain_s = drain_s
 
     def list_parts(self) -> list[str]:
+        """One partition: the outbox is a single SQLite file."""
         return ["alert_outbox"]
 
     def part_fn(self, item_key: str) -> int:
+        """Every item goes to the one partition."""
         return 0
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _OutboxPartition:
+        """The partition that writes alerts to the outbox (and delivers them when asked)."""
         return _OutboxPartition(self.config, self.deliver, self.drain_s)

@@ -48,6 +48,7 @@ class OutboxLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
+        """Take the lock without waiting; raises if another process holds it."""
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -59,6 +60,7 @@ class OutboxLock:
         self._fd = fd
 
     def release(self) -> None:
+        """Release the lock if held."""
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
@@ -125,7 +127,7 @@ class DeliveryWorker:
             destinations = {}
             for dest_config in config.destinations:
                 try:
-                    destinations[dest_config.name] = build_destination(dest_config)  # type: ignore[index]
+                    destinations[dest_config.name] = build_destination(dest_config)
                 except (SecretMissing, ValueError) as exc:
                     self.errors[dest_config.name] = str(exc)
                     log.error("alert destination %s disabled: %s", dest_config.name, exc)
@@ -170,6 +172,7 @@ class DeliveryWorker:
         return self.unfinished() == 0
 
     def unfinished(self) -> int:
+        """Deliveries still pending or in flight for this worker's destinations."""
         counts = self.outbox.counts()
         return sum(
             counts.get(name, {}).get("pending", 0) + counts.get(name, {}).get("inflight", 0)

@@ -3,10 +3,12 @@
 A venue module (``binance.py``, ``bybit.py``, ``okx.py``) is shaped alike:
 
 - ``SOURCE``: the recording source token (``binance-usdm``...);
-- raw schemas: ``msgspec.Struct`` classes mirroring the venue's JSON, decoded in one pass;
+- raw schemas: ``msgspec.Struct`` classes mirroring the venue's JSON, decoded in one pass,
+  named ``Raw<Venue><Thing>`` (``RawBinanceAggTrade``, ``RawBybitBook``, ``RawOkxEnvelope``);
 - ``class Parser(VenueParser)``: ``parse_ws(payload, recv)`` for a websocket text frame and
   ``parse_rest(path, body, recv)`` for a REST bootstrap body, both returning :class:`Parsed`
-  or raising :class:`ParseError` with a short machine-readable ``reason``.
+  or raising :class:`ParseError` with a :class:`~cascadewatch.connectors.reasons.Reason`; any
+  other exception is a parser bug, which the frame decoder counts as ``parser_exception``.
 
 Parsers are pure apart from instrument metadata they learn from REST bodies
 (contract values, tick sizes), which is why they are objects.
@@ -17,23 +19,21 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import msgspec
 
 from cascadewatch.connectors.events import (
     PERP_SUFFIX,
     AnyEvent,
-    BookDelta,
-    BookSnapshot,
 )
-
-NS_PER_MS = 1_000_000
+from cascadewatch.connectors.reasons import Reason
 
 
 class ParseError(Exception):
-    """A frame that cannot become events. ``reason`` is a short token counted per venue."""
+    """A frame that cannot become events: the :class:`Reason` (counted per venue) and a detail."""
 
-    def __init__(self, reason: str, detail: str = "") -> None:
+    def __init__(self, reason: Reason, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
@@ -77,9 +77,11 @@ class Catalog:
     by_symbol: dict[str, InstrumentInfo] = field(default_factory=dict)
 
     def add(self, info: InstrumentInfo) -> None:
+        """Add or replace the instrument ``info.symbol``."""
         self.by_symbol[info.symbol] = info
 
     def get(self, symbol: str) -> InstrumentInfo | None:
+        """The instrument with venue symbol ``symbol``, or ``None`` if it is not known."""
         return self.by_symbol.get(symbol)
 
 
@@ -109,9 +111,9 @@ def positive_price(value: str | float, what: str = "price") -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ParseError("bad_number", f"{what}={value!r}") from None
+        raise ParseError(Reason.BAD_NUMBER, f"{what}={value!r}") from None
     if not math.isfinite(number) or number <= 0:
-        raise ParseError("bad_price", f"{what}={value!r}")
+        raise ParseError(Reason.BAD_PRICE, f"{what}={value!r}")
     return number
 
 
@@ -120,9 +122,9 @@ def non_negative(value: str | float, what: str = "qty") -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ParseError("bad_number", f"{what}={value!r}") from None
+        raise ParseError(Reason.BAD_NUMBER, f"{what}={value!r}") from None
     if not math.isfinite(number) or number < 0:
-        raise ParseError("bad_qty", f"{what}={value!r}")
+        raise ParseError(Reason.BAD_QTY, f"{what}={value!r}")
     return number
 
 
@@ -133,7 +135,7 @@ def levels(
     out = []
     for entry in raw:
         if len(entry) < 2:
-            raise ParseError("bad_level", repr(entry)[:80])
+            raise ParseError(Reason.BAD_LEVEL, repr(entry)[:80])
         price = positive_price(entry[0])
         size = non_negative(entry[1], "size")
         out.append((price, info.to_base(size, price) if info is not None else size))
@@ -149,9 +151,11 @@ class VenueParser:
         self.catalog = catalog if catalog is not None else Catalog()
 
     def parse_ws(self, payload: bytes | str, recv: int) -> Parsed:  # pragma: no cover - abstract
+        """Parse one websocket text frame received at ``recv`` (ns) into events or a skip reason."""
         raise NotImplementedError
 
     def parse_rest(self, path: str, body: bytes, recv: int) -> Parsed:  # pragma: no cover - abstract
+        """Parse the REST response ``body`` of ``path`` received at ``recv`` (ns) into events or a skip reason."""
         raise NotImplementedError
 
     @classmethod
@@ -164,9 +168,9 @@ class VenueParser:
         try:
             return msgspec.json.decode(payload, type=schema)
         except msgspec.ValidationError as exc:
-            raise ParseError("schema", str(exc)[:200]) from None
+            raise ParseError(Reason.SCHEMA, str(exc)[:200]) from None
         except msgspec.DecodeError as exc:
-            raise ParseError("malformed_json", str(exc)[:200]) from None
+            raise ParseError(Reason.MALFORMED_JSON, str(exc)[:200]) from None
 
 
 class Verdict(enum.Enum):
@@ -175,6 +179,34 @@ class Verdict(enum.Enum):
     APPLY = "apply"
     SKIP = "skip"
     GAP = "gap"
+
+
+class SeqStart(Protocol):
+    """What a sequence starts from: a :class:`BookSnapshot`, or a live mark with its ``seq``."""
+
+    @property
+    def seq(self) -> int:
+        """The venue's update id the book is at."""
+        ...
+
+
+class SeqStep(Protocol):
+    """What a sequence rule checks: a :class:`BookDelta`, or a live mark with the same fields."""
+
+    @property
+    def seq(self) -> int:
+        """The update id of this message."""
+        ...
+
+    @property
+    def prev_seq(self) -> int | None:
+        """The id the previous message must have had, if the venue says."""
+        ...
+
+    @property
+    def first_seq(self) -> int | None:
+        """The first update id folded into this message, if the venue says."""
+        ...
 
 
 class SequenceRule:
@@ -191,14 +223,17 @@ class SequenceRule:
         """Forget the sequence: deltas are skipped until the next snapshot."""
         self.last_seq = None
 
-    def on_snapshot(self, snapshot: BookSnapshot) -> None:
+    def on_snapshot(self, snapshot: SeqStart) -> None:
+        """Start the sequence from the snapshot's ``seq``."""
         self.last_seq = snapshot.seq
 
-    def check(self, delta: BookDelta) -> Verdict:
+    def check(self, delta: SeqStep) -> Verdict:
+        """The default rule: skip deltas until a snapshot, then apply every delta."""
         if self.last_seq is None:
             return Verdict.SKIP
         self.last_seq = delta.seq
         return Verdict.APPLY
 
-    def describe_gap(self, delta: BookDelta) -> str:
+    def describe_gap(self, delta: SeqStep) -> str:
+        """A human description of the gap ``delta`` opens, for the feed status."""
         return f"expected continuation of seq={self.last_seq}, got prev_seq={delta.prev_seq} seq={delta.seq}"

@@ -51,9 +51,9 @@ Venue semantics worth knowing:
   ``depthUpdate`` is taken as a diff: subscribe partial depth only through ``/stream``.
 
 Order book sequence rule (Binance "How to manage a local order book correctly", USD-M futures),
-implemented by :class:`BookSequence` (``Parser.sequence_rule()``). A diff has ``first_seq = U`` (first update id in the event),
-``seq = u`` (final update id) and ``prev_seq = pu`` (the ``u`` of the previous event on this
-stream); a snapshot (REST ``/fapi/v1/depth``) has ``seq = lastUpdateId``:
+implemented by :class:`BookSequence` (``Parser.sequence_rule()``). A diff has ``first_seq = U``
+(first update id in the event), ``seq = u`` (final update id) and ``prev_seq = pu`` (the ``u`` of
+the previous event on this stream); a snapshot (REST ``/fapi/v1/depth``) has ``seq = lastUpdateId``:
 
 1. buffer diffs from the stream, then fetch the snapshot;
 2. drop every diff with ``u < lastUpdateId``;
@@ -82,7 +82,7 @@ import math
 import sys
 from collections.abc import Iterable as _Iterable
 from collections.abc import Sequence as _Sequence
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
@@ -95,12 +95,15 @@ from cascadewatch.connectors.events import (
     OpenInterest,
     Trade,
 )
+from cascadewatch.connectors.reasons import Reason
+from cascadewatch.connectors.units import NS_PER_MS
 from cascadewatch.connectors.venues.base import (
-    NS_PER_MS,
     Catalog,
     InstrumentInfo,
     Parsed,
     ParseError,
+    SeqStart,
+    SeqStep,
     SequenceRule,
     VenueParser,
     Verdict,
@@ -133,7 +136,7 @@ SOURCE = "binance-usdm"
 _MAX = sys.float_info.max
 Price = Annotated[float, msgspec.Meta(gt=0.0, le=_MAX)]
 Qty = Annotated[float, msgspec.Meta(ge=0.0, lt=_MAX)]
-RawLevels = tuple[tuple[Price, Qty], ...]
+RawBinanceLevels = tuple[tuple[Price, Qty], ...]
 """``[["price", "qty"], ...]`` decoded straight to the event model's ``((price, qty), ...)``."""
 
 
@@ -142,7 +145,7 @@ RawLevels = tuple[tuple[Price, Qty], ...]
 # other documented fields are optional so that a frame without them still parses.
 
 
-class AggTradeMsg(msgspec.Struct, tag_field="e", tag="aggTrade", frozen=True, gc=False):
+class RawBinanceAggTrade(msgspec.Struct, tag_field="e", tag="aggTrade", frozen=True, gc=False):
     """``<symbol>@aggTrade``: market trades aggregated by price and taker order."""
 
     E: int  # event time, ms
@@ -156,7 +159,7 @@ class AggTradeMsg(msgspec.Struct, tag_field="e", tag="aggTrade", frozen=True, gc
     l: int | None = None  # noqa: E741 - last trade id
 
 
-class TradeMsg(msgspec.Struct, tag_field="e", tag="trade", frozen=True, gc=False):
+class RawBinanceTrade(msgspec.Struct, tag_field="e", tag="trade", frozen=True, gc=False):
     """``<symbol>@trade``: one trade; ``X`` is ``MARKET``, ``INSURANCE_FUND``, ``ADL`` or ``NA``."""
 
     E: int
@@ -169,7 +172,7 @@ class TradeMsg(msgspec.Struct, tag_field="e", tag="trade", frozen=True, gc=False
     X: str = "MARKET"
 
 
-class DepthUpdateMsg(msgspec.Struct, tag_field="e", tag="depthUpdate", frozen=True, gc=False):
+class RawBinanceDepthUpdate(msgspec.Struct, tag_field="e", tag="depthUpdate", frozen=True, gc=False):
     """``<symbol>@depth[@100ms|@500ms]`` diff: ``U`` first, ``u`` final, ``pu`` previous final id."""
 
     E: int
@@ -177,12 +180,12 @@ class DepthUpdateMsg(msgspec.Struct, tag_field="e", tag="depthUpdate", frozen=Tr
     U: int
     u: int
     pu: int
-    b: RawLevels
-    a: RawLevels
+    b: RawBinanceLevels
+    a: RawBinanceLevels
     T: int | None = None  # transaction time, ms
 
 
-class ForceOrderBody(msgspec.Struct, frozen=True, gc=False):
+class RawBinanceForceOrderDetail(msgspec.Struct, frozen=True, gc=False):
     """The ``o`` object of a ``forceOrder`` event (numbers as the venue's strings)."""
 
     s: str
@@ -199,14 +202,14 @@ class ForceOrderBody(msgspec.Struct, frozen=True, gc=False):
     ps: str | None = None  # pair
 
 
-class ForceOrderMsg(msgspec.Struct, tag_field="e", tag="forceOrder", frozen=True, gc=False):
+class RawBinanceForceOrder(msgspec.Struct, tag_field="e", tag="forceOrder", frozen=True, gc=False):
     """``<symbol>@forceOrder`` / ``!forceOrder@arr``: latest liquidation per symbol per second."""
 
     E: int
-    o: ForceOrderBody
+    o: RawBinanceForceOrderDetail
 
 
-class MarkPriceMsg(msgspec.Struct, tag_field="e", tag="markPriceUpdate", frozen=True, gc=False):
+class RawBinanceMarkPrice(msgspec.Struct, tag_field="e", tag="markPriceUpdate", frozen=True, gc=False):
     """``<symbol>@markPrice[@1s]`` / ``!markPrice@arr[@1s]``; ``r`` is ``""`` for dated contracts."""
 
     E: int
@@ -218,85 +221,104 @@ class MarkPriceMsg(msgspec.Struct, tag_field="e", tag="markPriceUpdate", frozen=
     T: int | None = None  # next funding time, ms
 
 
-class BookTickerMsg(msgspec.Struct, tag_field="e", tag="bookTicker", frozen=True, gc=False):
+class RawBinanceBookTicker(msgspec.Struct, tag_field="e", tag="bookTicker", frozen=True, gc=False):
     """``<symbol>@bookTicker``: not used (the depth diffs carry the top of book); not decoded."""
 
 
-class KlineMsg(msgspec.Struct, tag_field="e", tag="kline", frozen=True, gc=False):
+class RawBinanceKline(msgspec.Struct, tag_field="e", tag="kline", frozen=True, gc=False):
     """``<symbol>@kline_<interval>``: not used; not decoded."""
 
 
-class TickerMsg(msgspec.Struct, tag_field="e", tag="24hrTicker", frozen=True, gc=False):
+class RawBinanceTicker(msgspec.Struct, tag_field="e", tag="24hrTicker", frozen=True, gc=False):
     """``<symbol>@ticker`` / ``!ticker@arr``: not used; not decoded."""
 
 
-WsData = Union[AggTradeMsg, TradeMsg, DepthUpdateMsg, ForceOrderMsg, MarkPriceMsg, BookTickerMsg, KlineMsg, TickerMsg]
-KNOWN_EVENTS = frozenset(cls.__struct_config__.tag for cls in WsData.__args__)
+RawBinanceData = (
+    RawBinanceAggTrade
+    | RawBinanceTrade
+    | RawBinanceDepthUpdate
+    | RawBinanceForceOrder
+    | RawBinanceMarkPrice
+    | RawBinanceBookTicker
+    | RawBinanceKline
+    | RawBinanceTicker
+)
+KNOWN_EVENTS = frozenset(cls.__struct_config__.tag for cls in get_args(RawBinanceData))
 
 
-class CombinedFrame(msgspec.Struct, frozen=True, gc=False):
+class RawBinanceCombinedFrame(msgspec.Struct, frozen=True, gc=False):
     """``/stream?streams=...`` wrapper."""
 
     stream: str
-    data: WsData | list[WsData]
+    data: RawBinanceData | list[RawBinanceData]
 
 
 # REST bodies.
 
 
-class SymbolFilter(msgspec.Struct, frozen=True, gc=False):
+class RawBinanceSymbolFilter(msgspec.Struct, frozen=True, gc=False):
+    """An entry of a symbol's ``filters`` in ``/fapi/v1/exchangeInfo`` (the price filter has ``tickSize``)."""
+
     filterType: str
     tickSize: str | None = None
 
 
-class SymbolInfo(msgspec.Struct, frozen=True, gc=False):
+class RawBinanceSymbol(msgspec.Struct, frozen=True, gc=False):
+    """A symbol of ``/fapi/v1/exchangeInfo``."""
+
     symbol: str
     baseAsset: str
     quoteAsset: str
     contractType: str = ""
     status: str = ""
-    filters: list[SymbolFilter] = []
+    filters: list[RawBinanceSymbolFilter] = []
 
 
-class ExchangeInfoBody(msgspec.Struct, frozen=True, gc=False):
-    symbols: list[SymbolInfo]
+class RawBinanceExchangeInfo(msgspec.Struct, frozen=True, gc=False):
+    """The body of ``/fapi/v1/exchangeInfo`` (only the symbols are read)."""
+
+    symbols: list[RawBinanceSymbol]
 
 
-class DepthBody(msgspec.Struct, frozen=True, gc=False):
+class RawBinanceDepth(msgspec.Struct, frozen=True, gc=False):
+    """The body of ``/fapi/v1/depth``: a book snapshot at ``lastUpdateId``."""
+
     lastUpdateId: int
-    bids: RawLevels
-    asks: RawLevels
+    bids: RawBinanceLevels
+    asks: RawBinanceLevels
     E: int | None = None  # message output time, ms
     T: int | None = None  # transaction time, ms
 
 
-class OpenInterestBody(msgspec.Struct, frozen=True, gc=False):
+class RawBinanceOpenInterest(msgspec.Struct, frozen=True, gc=False):
+    """The body of ``/fapi/v1/openInterest`` (quantity in base units, time in ms)."""
+
     symbol: str
     openInterest: Qty
     time: int | None = None
 
 
-_combined_decoder = msgspec.json.Decoder(CombinedFrame, strict=False)
-_data_decoder = msgspec.json.Decoder(WsData, strict=False)
-_exchange_info_decoder = msgspec.json.Decoder(ExchangeInfoBody, strict=False)
-_depth_decoder = msgspec.json.Decoder(DepthBody, strict=False)
-_open_interest_decoder = msgspec.json.Decoder(OpenInterestBody, strict=False)
+_combined_decoder = msgspec.json.Decoder(RawBinanceCombinedFrame, strict=False)
+_data_decoder = msgspec.json.Decoder(RawBinanceData, strict=False)
+_exchange_info_decoder = msgspec.json.Decoder(RawBinanceExchangeInfo, strict=False)
+_depth_decoder = msgspec.json.Decoder(RawBinanceDepth, strict=False)
+_open_interest_decoder = msgspec.json.Decoder(RawBinanceOpenInterest, strict=False)
 _any_decoder = msgspec.json.Decoder()
 
 _NOT_PERP = ""  # instrument cache value for a symbol that is not a perpetual swap
-_SKIPPED = {BookTickerMsg: "skipped:bookTicker", KlineMsg: "skipped:kline", TickerMsg: "skipped:ticker"}
-_LIQUIDATED = {"SELL": "long", "BUY": "short"}
+_SKIPPED = {
+    RawBinanceBookTicker: "skipped:bookTicker",
+    RawBinanceKline: "skipped:kline",
+    RawBinanceTicker: "skipped:ticker",
+}
+_LIQUIDATED: dict[str, Literal["long", "short"]] = {"SELL": "long", "BUY": "short"}
 
 
-def _parse_error(exc: Exception) -> ParseError:
-    """Any exception raised while parsing -> the :class:`ParseError` to raise instead."""
-    if isinstance(exc, ParseError):
-        return exc
+def _decode_error(exc: msgspec.DecodeError) -> ParseError:
+    """A msgspec decoding error raised while parsing -> the :class:`ParseError` to raise instead."""
     if isinstance(exc, msgspec.ValidationError):  # a DecodeError subclass: test it first
         return _validation_error(str(exc))
-    if isinstance(exc, msgspec.DecodeError):
-        return ParseError("malformed_json", str(exc)[:200])
-    return ParseError("internal", f"{type(exc).__name__}: {exc}"[:200])
+    return ParseError(Reason.MALFORMED_JSON, str(exc)[:200])
 
 
 def _validation_error(message: str) -> ParseError:
@@ -306,12 +328,12 @@ def _validation_error(message: str) -> ParseError:
     so it is ``bad_number``.
     """
     if message.startswith("Expected `float` >= ") or message.startswith("Expected `float` < "):
-        return ParseError("bad_qty", message[:200])
+        return ParseError(Reason.BAD_QTY, message[:200])
     if message.startswith("Expected `float` > ") or message.startswith("Expected `float` <= "):
-        return ParseError("bad_price", message[:200])
+        return ParseError(Reason.BAD_PRICE, message[:200])
     if message.startswith("Expected `float`, got") or message.startswith("Number out of range"):
-        return ParseError("bad_number", message[:200])
-    return ParseError("schema", message[:200])
+        return ParseError(Reason.BAD_NUMBER, message[:200])
+    return ParseError(Reason.SCHEMA, message[:200])
 
 
 def _finite(value: str, what: str) -> float:
@@ -319,9 +341,9 @@ def _finite(value: str, what: str) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ParseError("bad_number", f"{what}={value!r}") from None
+        raise ParseError(Reason.BAD_NUMBER, f"{what}={value!r}") from None
     if not math.isfinite(number):
-        raise ParseError("bad_number", f"{what}={value!r}")
+        raise ParseError(Reason.BAD_NUMBER, f"{what}={value!r}")
     return number
 
 
@@ -333,29 +355,29 @@ def _is_partial_depth(stream: str) -> bool:
 
 def _check_event_type(item: Any) -> None:
     if not isinstance(item, dict):
-        raise ParseError("schema", f"expected an event object, got {type(item).__name__}")
+        raise ParseError(Reason.SCHEMA, f"expected an event object, got {type(item).__name__}")
     if item.get("e") not in KNOWN_EVENTS:
-        raise ParseError("unknown_channel", f"e={item.get('e')!r}"[:200])
+        raise ParseError(Reason.UNKNOWN_CHANNEL, f"e={item.get('e')!r}"[:200])
 
 
-def _decode_slow(payload: bytes) -> CombinedFrame | WsData | Parsed:
+def _decode_slow(payload: bytes) -> RawBinanceCombinedFrame | RawBinanceData | Parsed:
     """Control replies, non-compact JSON, and telling apart why a fast-path decode failed."""
     obj = _any_decoder.decode(payload)
     if not isinstance(obj, dict):
-        raise ParseError("schema", f"expected a JSON object, got {type(obj).__name__}")
+        raise ParseError(Reason.SCHEMA, f"expected a JSON object, got {type(obj).__name__}")
     if "stream" in obj and "data" in obj:
         data = obj["data"]
         for item in data if isinstance(data, list) else (data,):
             _check_event_type(item)
-        return msgspec.convert(obj, CombinedFrame, strict=False)
+        return msgspec.convert(obj, RawBinanceCombinedFrame, strict=False)
     if "e" in obj:
         _check_event_type(obj)
-        return msgspec.convert(obj, WsData, strict=False)
+        return msgspec.convert(obj, RawBinanceData, strict=False)
     if "error" in obj:
-        raise ParseError("venue_error", msgspec.json.encode(obj["error"]).decode()[:200])
+        raise ParseError(Reason.VENUE_ERROR, msgspec.json.encode(obj["error"]).decode()[:200])
     if "result" in obj and "id" in obj:
         return Parsed("control")
-    raise ParseError("unknown_channel", f"keys {sorted(obj)[:8]}"[:200])
+    raise ParseError(Reason.UNKNOWN_CHANNEL, f"keys {sorted(obj)[:8]}"[:200])
 
 
 class BookSequence(SequenceRule):
@@ -370,14 +392,20 @@ class BookSequence(SequenceRule):
         self.synced = False
 
     def reset(self) -> None:
+        """Forget the sequence; the next diffs are skipped until a snapshot."""
         super().reset()
         self.synced = False
 
-    def on_snapshot(self, snapshot: BookSnapshot) -> None:
+    def on_snapshot(self, snapshot: SeqStart) -> None:
+        """Start from the snapshot's ``lastUpdateId``; the first diff must straddle it."""
         super().on_snapshot(snapshot)
         self.synced = False
 
-    def check(self, delta: BookDelta) -> Verdict:
+    def check(self, delta: SeqStep) -> Verdict:
+        """Binance's rule: skip diffs before the snapshot, sync on the one that straddles it.
+
+        After that, each diff's ``pu`` must equal the last ``u``.
+        """
         if self.last_seq is None:
             return Verdict.SKIP
         if not self.synced:
@@ -391,7 +419,8 @@ class BookSequence(SequenceRule):
         self.last_seq = delta.seq
         return Verdict.APPLY
 
-    def describe_gap(self, delta: BookDelta) -> str:
+    def describe_gap(self, delta: SeqStep) -> str:
+        """Which rule the diff broke: the sync after the snapshot or the ``pu`` continuation."""
         if not self.synced:
             return f"first diff after snapshot lastUpdateId={self.last_seq} starts at U={delta.first_seq}"
         return super().describe_gap(delta)
@@ -404,6 +433,7 @@ class Parser(VenueParser):
 
     @classmethod
     def sequence_rule(cls) -> BookSequence:
+        """Binance's sequence rule (:class:`BookSequence`)."""
         return BookSequence()
 
     def __init__(self, catalog: Catalog | None = None) -> None:
@@ -414,11 +444,12 @@ class Parser(VenueParser):
     # -- websocket -----------------------------------------------------------------------------
 
     def parse_ws(self, payload: bytes | str, recv: int) -> Parsed:
+        """Parse one combined-stream (or raw) websocket frame into events or a skip reason."""
         try:
             if isinstance(payload, str):
                 payload = payload.encode()
             head = payload[:9]
-            frame = None
+            frame: RawBinanceCombinedFrame | RawBinanceData | Parsed | None = None
             try:  # one-pass decoders for Binance's compact frames
                 if head == b'{"stream"':
                     frame = _combined_decoder.decode(payload)
@@ -428,19 +459,19 @@ class Parser(VenueParser):
                 pass  # _decode_slow says why
             if frame is None:
                 frame = _decode_slow(payload)
-            if type(frame) is CombinedFrame:
+            if isinstance(frame, RawBinanceCombinedFrame):
                 data = frame.data
-                if type(data) is DepthUpdateMsg and _is_partial_depth(frame.stream):
+                if type(data) is RawBinanceDepthUpdate and _is_partial_depth(frame.stream):
                     return Parsed("skipped:partial_depth")
-            elif type(frame) is Parsed:
+            elif isinstance(frame, Parsed):
                 return frame
             else:
                 data = frame
             if type(data) is list:
                 return self._parse_list(data, recv)
             return self._parse_data(data, recv)
-        except Exception as exc:  # nothing but ParseError escapes
-            raise _parse_error(exc) from None
+        except msgspec.DecodeError as exc:  # other exceptions are bugs: the frame decoder counts them
+            raise _decode_error(exc) from None
 
     def _parse_list(self, items: list, recv: int) -> Parsed:
         """``data`` arrays (``!markPrice@arr``): the events of all elements; the kind of the first
@@ -459,7 +490,7 @@ class Parser(VenueParser):
 
     def _parse_data(self, data: Any, recv: int) -> Parsed:
         cls = type(data)
-        if cls is DepthUpdateMsg:
+        if cls is RawBinanceDepthUpdate:
             instrument = self._instrument(data.s)
             if not instrument:
                 return Parsed("skipped:not_perpetual")
@@ -480,8 +511,8 @@ class Parser(VenueParser):
                     )
                 ],
             )
-        if cls is AggTradeMsg or cls is TradeMsg:
-            if cls is TradeMsg and data.X != "MARKET":
+        if cls is RawBinanceAggTrade or cls is RawBinanceTrade:
+            if cls is RawBinanceTrade and data.X != "MARKET":
                 return Parsed("skipped:nonmarket_trade")
             instrument = self._instrument(data.s)
             if not instrument:
@@ -501,13 +532,13 @@ class Parser(VenueParser):
                     )
                 ],
             )
-        if cls is MarkPriceMsg:
+        if cls is RawBinanceMarkPrice:
             return self._mark_price(data, recv)
-        if cls is ForceOrderMsg:
+        if cls is RawBinanceForceOrder:
             return self._liquidation(data.o, recv)
         return Parsed(_SKIPPED[cls])
 
-    def _mark_price(self, data: MarkPriceMsg, recv: int) -> Parsed:
+    def _mark_price(self, data: RawBinanceMarkPrice, recv: int) -> Parsed:
         instrument = self._instrument(data.s)
         if not instrument:
             return Parsed("skipped:not_perpetual")
@@ -527,13 +558,13 @@ class Parser(VenueParser):
             ],
         )
 
-    def _liquidation(self, order: ForceOrderBody, recv: int) -> Parsed:
+    def _liquidation(self, order: RawBinanceForceOrderDetail, recv: int) -> Parsed:
         instrument = self._instrument(order.s)
         if not instrument:
             return Parsed("skipped:not_perpetual")
         side = _LIQUIDATED.get(order.S)
         if side is None:
-            raise ParseError("schema", f"forceOrder side S={order.S!r}")
+            raise ParseError(Reason.SCHEMA, f"forceOrder side S={order.S!r}")
         average = non_negative(order.ap, "ap")
         price = average if average > 0 else positive_price(order.p, "p")
         filled = non_negative(order.z, "z") if order.z is not None else 0.0
@@ -570,7 +601,7 @@ class Parser(VenueParser):
             if pair is None:
                 if "_" in symbol:  # dated delivery contract, BTCUSDT_240628
                     return _NOT_PERP
-                raise ParseError("unknown_instrument", repr(symbol)[:80])
+                raise ParseError(Reason.UNKNOWN_INSTRUMENT, repr(symbol)[:80])
             instrument = canonical(*pair)
         self._instruments[symbol] = instrument
         return instrument
@@ -578,6 +609,7 @@ class Parser(VenueParser):
     # -- REST ----------------------------------------------------------------------------------
 
     def parse_rest(self, path: str, body: bytes, recv: int) -> Parsed:
+        """Parse a REST response (exchange info, depth snapshot, open interest) into events or a skip reason."""
         try:
             url = urlsplit(path)
             route = url.path.rstrip("/")
@@ -587,9 +619,9 @@ class Parser(VenueParser):
                 return self._open_interest(body, recv)
             if route == "/fapi/v1/exchangeInfo":
                 return self._exchange_info(body)
-            raise ParseError("unknown_rest_path", path[:200])
-        except Exception as exc:  # nothing but ParseError escapes
-            raise _parse_error(exc) from None
+            raise ParseError(Reason.UNKNOWN_REST_PATH, path[:200])
+        except msgspec.DecodeError as exc:  # other exceptions are bugs: the frame decoder counts them
+            raise _decode_error(exc) from None
 
     def _exchange_info(self, body: bytes) -> Parsed:
         info = _exchange_info_decoder.decode(body)
@@ -615,7 +647,7 @@ class Parser(VenueParser):
     def _depth_snapshot(self, query: str, body: bytes, recv: int) -> Parsed:
         symbols = parse_qs(query).get("symbol")
         if not symbols:
-            raise ParseError("schema", "depth path without symbol=")
+            raise ParseError(Reason.SCHEMA, "depth path without symbol=")
         symbol = symbols[0]
         depth = _depth_decoder.decode(body)
         instrument = self._instrument(symbol)
@@ -722,10 +754,12 @@ def poll_paths(symbols: _Sequence[str]) -> list[str]:
 
 
 def depth_path(symbol: str, limit: int = 1000) -> str:
+    """The REST path of the depth snapshot of ``symbol`` with ``limit`` levels."""
     return f"/fapi/v1/depth?symbol={symbol}&limit={limit}"
 
 
 def book_topic(symbol: str) -> str:
+    """The stream name of ``symbol``'s diff book."""
     return f"{symbol.lower()}@{BOOK_STREAM}"
 
 
@@ -745,6 +779,7 @@ def subscribe_messages(topics: _Sequence[str], per_message: int, first_id: int =
 
 
 def unsubscribe_messages(topics: _Sequence[str], per_message: int, first_id: int = 1) -> list[str]:
+    """The ``UNSUBSCRIBE`` messages for ``topics``, at most ``per_message`` streams each, ids from ``first_id``."""
     return _requests("UNSUBSCRIBE", topics, per_message, first_id)
 
 
@@ -869,6 +904,7 @@ class LiveBooks(BookSync):
         self.overflows = 0
 
     def path(self, symbol: str) -> str:
+        """The depth snapshot REST path of ``symbol`` at the configured depth."""
         return depth_path(symbol, self._depth)
 
     def _restart(self, book: _DepthBook) -> list[Action]:
@@ -881,6 +917,7 @@ class LiveBooks(BookSync):
         return held
 
     def on_open(self, topics: _Iterable[str]) -> list[Action]:
+        """A fresh subscription: buffer the diffs of the opened books and fetch their snapshots."""
         opened = set(topics)
         out: list[Action] = []
         for symbol, book in self._books.items():
@@ -889,9 +926,11 @@ class LiveBooks(BookSync):
         return out
 
     def on_close(self) -> list[Action]:
+        """The connection closed: every book needs a new snapshot."""
         return self.resync_all()
 
     def resync_all(self) -> list[Action]:
+        """Restart every book (buffer diffs, fetch a snapshot); returns the fetches."""
         out: list[Action] = []
         for book in self._books.values():
             out.extend(self._restart(book))
@@ -899,6 +938,7 @@ class LiveBooks(BookSync):
         return out
 
     def on_frame(self, recv: int, payload: bytes) -> _Sequence[Action]:
+        """Check a diff against its book's sequence: hand it over, or buffer and refetch on a gap."""
         if b"depthUpdate" not in payload[:200]:
             return PASS
         try:
@@ -924,7 +964,7 @@ class LiveBooks(BookSync):
                 book.fetching = True
                 return [Fetch(self.path(diff.s))]
             return ()
-        if book.rule.check(mark) is Verdict.GAP:  # type: ignore[arg-type]
+        if book.rule.check(mark) is Verdict.GAP:
             self.gaps += 1
             self.resyncs += 1
             self._restart(book)
@@ -933,6 +973,7 @@ class LiveBooks(BookSync):
         return PASS
 
     def on_rest(self, path: str, recv: int, body: bytes) -> list[Action] | None:
+        """A depth snapshot arrived: the actions that sync its book, or ``None`` if the path is not a depth snapshot."""
         url = urlsplit(path)
         if url.path.rstrip("/") != "/fapi/v1/depth":
             return None
@@ -951,12 +992,12 @@ class LiveBooks(BookSync):
         if bridge is not None and (bridge.first_seq or 0) > last_id:
             self.stale_snapshots += 1  # older than what we buffered: fetch again
             return [Fetch(path)]
-        book.rule.on_snapshot(SeqMark(last_id))  # type: ignore[arg-type]
+        book.rule.on_snapshot(SeqMark(last_id))
         out: list[Action] = [Emit(recv, rest_frame(path, body), rest=True)]
         gap = False
         for held_recv, held_payload, mark in book.buffer:
             out.append(Emit(held_recv, held_payload))
-            if not gap and book.rule.check(mark) is Verdict.GAP:  # type: ignore[arg-type]
+            if not gap and book.rule.check(mark) is Verdict.GAP:
                 gap = True
         book.buffer = []
         book.waiting = book.fetching = False

@@ -117,7 +117,7 @@ import math
 import re
 import time as _time
 from collections.abc import Sequence as _Sequence
-from typing import Literal
+from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
 import msgspec
@@ -132,12 +132,14 @@ from cascadewatch.connectors.events import (
     OpenInterest,
     Trade,
 )
+from cascadewatch.connectors.reasons import Reason
+from cascadewatch.connectors.units import NS_PER_MS
 from cascadewatch.connectors.venues.base import (
-    NS_PER_MS,
     Catalog,
     InstrumentInfo,
     Parsed,
     ParseError,
+    SeqStep,
     SequenceRule,
     VenueParser,
     Verdict,
@@ -167,7 +169,7 @@ _INF = math.inf
 BybitSide = Literal["Buy", "Sell"]
 
 
-class WsEnvelope(msgspec.Struct):
+class RawBybitEnvelope(msgspec.Struct):
     """Any v5 public frame: a topic push, or a control frame (op/success/ret_msg)."""
 
     topic: str | None = None
@@ -179,7 +181,7 @@ class WsEnvelope(msgspec.Struct):
     ret_msg: str | None = None
 
 
-class RawTrade(msgspec.Struct):
+class RawBybitTrade(msgspec.Struct):
     """``publicTrade`` entry."""
 
     T: int
@@ -189,7 +191,7 @@ class RawTrade(msgspec.Struct):
     p: float
 
 
-class RawBook(msgspec.Struct):
+class RawBybitBook(msgspec.Struct):
     """``orderbook.{depth}`` data, also the REST ``/v5/market/orderbook`` result."""
 
     s: str
@@ -201,7 +203,7 @@ class RawBook(msgspec.Struct):
     cts: int | None = None
 
 
-class RawAllLiquidation(msgspec.Struct):
+class RawBybitAllLiquidation(msgspec.Struct):
     """``allLiquidation`` entry."""
 
     T: int
@@ -211,7 +213,7 @@ class RawAllLiquidation(msgspec.Struct):
     p: float
 
 
-class RawLiquidation(msgspec.Struct):
+class RawBybitLiquidation(msgspec.Struct):
     """Older v5 ``liquidation`` data object."""
 
     symbol: str
@@ -222,7 +224,7 @@ class RawLiquidation(msgspec.Struct):
     updateTime: int | None = None
 
 
-class RawTicker(msgspec.Struct):
+class RawBybitTicker(msgspec.Struct):
     """``tickers`` data (linear): only the fields we use; all optional on deltas."""
 
     symbol: str
@@ -233,55 +235,68 @@ class RawTicker(msgspec.Struct):
     openInterestValue: str | None = None
 
 
-class RestEnvelope(msgspec.Struct):
+class RawBybitRestEnvelope(msgspec.Struct):
+    """The envelope of every v5 REST response: ``retCode`` 0 is success, ``result`` is decoded per route."""
+
     retCode: int
     retMsg: str = ""
     result: msgspec.Raw = msgspec.Raw()
 
 
-class RawPriceFilter(msgspec.Struct):
+class RawBybitPriceFilter(msgspec.Struct):
+    """An instrument's ``priceFilter`` (the tick size)."""
+
     tickSize: str = ""
 
 
-class RawInstrument(msgspec.Struct):
+class RawBybitInstrument(msgspec.Struct):
+    """An instrument of ``/v5/market/instruments-info``."""
+
     symbol: str
     baseCoin: str
     quoteCoin: str
     contractType: str = ""
     status: str = ""
     settleCoin: str = ""
-    priceFilter: RawPriceFilter | None = None
+    priceFilter: RawBybitPriceFilter | None = None
 
 
-class RawInstruments(msgspec.Struct):
+class RawBybitInstruments(msgspec.Struct):
+    """The ``result`` of ``/v5/market/instruments-info``: instruments and the next page's cursor."""
+
     category: str = ""
-    items: list[RawInstrument] = msgspec.field(default_factory=list, name="list")
+    items: list[RawBybitInstrument] = msgspec.field(default_factory=list, name="list")
     nextPageCursor: str = ""
 
 
-class RawOpenInterestEntry(msgspec.Struct):
+class RawBybitOpenInterestEntry(msgspec.Struct):
+    """One open-interest reading: contracts (base units) at ``timestamp`` (ms)."""
+
     openInterest: float
     timestamp: int
 
 
-class RawOpenInterest(msgspec.Struct):
+class RawBybitOpenInterest(msgspec.Struct):
+    """The ``result`` of ``/v5/market/open-interest``."""
+
     symbol: str
-    items: list[RawOpenInterestEntry] = msgspec.field(default_factory=list, name="list")
+    items: list[RawBybitOpenInterestEntry] = msgspec.field(default_factory=list, name="list")
     category: str = ""
 
 
-_ENVELOPE = msgspec.json.Decoder(WsEnvelope, strict=False)
-_TRADES = msgspec.json.Decoder(list[RawTrade], strict=False)
-_BOOK = msgspec.json.Decoder(RawBook, strict=False)
-_ALL_LIQ = msgspec.json.Decoder(list[RawAllLiquidation], strict=False)
-_LIQ = msgspec.json.Decoder(RawLiquidation, strict=False)
-_TICKER = msgspec.json.Decoder(RawTicker, strict=False)
-_REST = msgspec.json.Decoder(RestEnvelope, strict=False)
-_INSTRUMENTS = msgspec.json.Decoder(RawInstruments, strict=False)
-_OPEN_INTEREST = msgspec.json.Decoder(RawOpenInterest, strict=False)
+_ENVELOPE = msgspec.json.Decoder(RawBybitEnvelope, strict=False)
+_TRADES = msgspec.json.Decoder(list[RawBybitTrade], strict=False)
+_BOOK = msgspec.json.Decoder(RawBybitBook, strict=False)
+_ALL_LIQ = msgspec.json.Decoder(list[RawBybitAllLiquidation], strict=False)
+_LIQ = msgspec.json.Decoder(RawBybitLiquidation, strict=False)
+_TICKER = msgspec.json.Decoder(RawBybitTicker, strict=False)
+_REST = msgspec.json.Decoder(RawBybitRestEnvelope, strict=False)
+_INSTRUMENTS = msgspec.json.Decoder(RawBybitInstruments, strict=False)
+_OPEN_INTEREST = msgspec.json.Decoder(RawBybitOpenInterest, strict=False)
 
-_AGGRESSOR = {"Buy": "buy", "Sell": "sell"}
-_LIQUIDATED = {"Buy": "long", "Sell": "short"}  # Bybit: "Buy" = a long position was liquidated
+_AGGRESSOR: dict[str, Literal["buy", "sell"]] = {"Buy": "buy", "Sell": "sell"}
+# Bybit: "Buy" = a long position was liquidated
+_LIQUIDATED: dict[str, Literal["long", "short"]] = {"Buy": "long", "Sell": "short"}
 
 # Known v5 public topics that carry nothing we use.
 _SKIPPED_TOPICS = {
@@ -299,36 +314,39 @@ _INVERSE_FUTURE = re.compile(r"^[A-Z0-9]+USD[FGHJKMNQUVXZ]\d{2}$")
 _MAX_CACHED_SYMBOLS = 10_000
 
 
-def _decode(decoder: msgspec.json.Decoder, payload: bytes | str | msgspec.Raw, what: str) -> object:
+_T = TypeVar("_T")
+
+
+def _decode(decoder: msgspec.json.Decoder[_T], payload: bytes | str | msgspec.Raw, what: str) -> _T:
     if type(payload) is msgspec.Raw and not payload:
-        raise ParseError("schema", f"{what}: missing data")
+        raise ParseError(Reason.SCHEMA, f"{what}: missing data")
     try:
         return decoder.decode(payload)
     except msgspec.ValidationError as exc:
-        raise ParseError("schema", f"{what}: {exc}"[:200]) from None
+        raise ParseError(Reason.SCHEMA, f"{what}: {exc}"[:200]) from None
     except msgspec.DecodeError as exc:
-        raise ParseError("malformed_json", str(exc)[:200]) from None
+        raise ParseError(Reason.MALFORMED_JSON, str(exc)[:200]) from None
 
 
 def _levels(raw: list[tuple[float, float]], side: str) -> tuple[Level, ...]:
     """Validate decoded ``[(price, size), ...]``: price finite > 0, size finite >= 0."""
     for price, size in raw:
         if not 0.0 < price < _INF:
-            raise ParseError("bad_price", f"{side} price={price!r}")
+            raise ParseError(Reason.BAD_PRICE, f"{side} price={price!r}")
         if not 0.0 <= size < _INF:
-            raise ParseError("bad_qty", f"{side} size={size!r}")
+            raise ParseError(Reason.BAD_QTY, f"{side} size={size!r}")
     return tuple(raw)
 
 
 def _check_price(value: float, what: str = "price") -> float:
     if not 0.0 < value < _INF:
-        raise ParseError("bad_price", f"{what}={value!r}")
+        raise ParseError(Reason.BAD_PRICE, f"{what}={value!r}")
     return value
 
 
 def _check_qty(value: float, what: str = "qty") -> float:
     if not 0.0 <= value < _INF:
-        raise ParseError("bad_qty", f"{what}={value!r}")
+        raise ParseError(Reason.BAD_QTY, f"{what}={value!r}")
     return value
 
 
@@ -336,9 +354,9 @@ def _finite(value: str, what: str) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ParseError("bad_number", f"{what}={value!r}") from None
+        raise ParseError(Reason.BAD_NUMBER, f"{what}={value!r}") from None
     if not math.isfinite(number):
-        raise ParseError("bad_number", f"{what}={value!r}")
+        raise ParseError(Reason.BAD_NUMBER, f"{what}={value!r}")
     return number
 
 
@@ -349,7 +367,7 @@ def classify_symbol(symbol: str) -> InstrumentInfo | str:
     raises ``ParseError("unknown_instrument")`` for a name it cannot read.
     """
     if not symbol:
-        raise ParseError("unknown_instrument", "empty symbol")
+        raise ParseError(Reason.UNKNOWN_INSTRUMENT, "empty symbol")
     if "-" in symbol:  # BTCUSDT-26DEC25 (USDT futures), BTC-26DEC25 (USDC futures)
         return _NOT_PERP
     if symbol.endswith("PERP") and len(symbol) > 4:  # BTCPERP: USDC perpetual
@@ -359,7 +377,7 @@ def classify_symbol(symbol: str) -> InstrumentInfo | str:
         return _NOT_LINEAR
     split = split_concatenated(symbol)
     if split is None:
-        raise ParseError("unknown_instrument", symbol[:80])
+        raise ParseError(Reason.UNKNOWN_INSTRUMENT, symbol[:80])
     base, quote = split
     if quote == "USD":  # BTCUSD: inverse perpetual (sizes in USD contracts)
         return _NOT_LINEAR
@@ -375,7 +393,8 @@ class BookSequence(SequenceRule):
     resubscribes to get one). ``u == 1`` arrives as a snapshot from the parser.
     """
 
-    def check(self, delta: BookDelta) -> Verdict:
+    def check(self, delta: SeqStep) -> Verdict:
+        """Bybit's rule: after a snapshot, each delta's ``u`` is the last one plus 1; older ones are skipped."""
         if self.last_seq is None or delta.seq <= self.last_seq:
             return Verdict.SKIP
         if delta.seq != self.last_seq + 1:
@@ -383,7 +402,8 @@ class BookSequence(SequenceRule):
         self.last_seq = delta.seq
         return Verdict.APPLY
 
-    def describe_gap(self, delta: BookDelta) -> str:
+    def describe_gap(self, delta: SeqStep) -> str:
+        """The ``u`` that was expected and the one that came."""
         return f"expected u={self.last_seq + 1 if self.last_seq is not None else '?'}, got u={delta.seq}"
 
 
@@ -394,6 +414,7 @@ class Parser(VenueParser):
 
     @classmethod
     def sequence_rule(cls) -> BookSequence:
+        """Bybit's sequence rule (:class:`BookSequence`)."""
         return BookSequence()
 
     def __init__(self, catalog: Catalog | None = None) -> None:
@@ -422,14 +443,7 @@ class Parser(VenueParser):
 
     # ------------------------------------------------------------------ websocket
     def parse_ws(self, payload: bytes | str, recv: int) -> Parsed:
-        try:
-            return self._parse_ws(payload, recv)
-        except ParseError:
-            raise
-        except Exception as exc:  # never let anything else escape
-            raise ParseError("internal", f"{type(exc).__name__}: {exc}"[:200]) from None
-
-    def _parse_ws(self, payload: bytes | str, recv: int) -> Parsed:
+        """Parse one websocket frame into events or a skip reason; a bad frame raises ``ParseError``."""
         env = _decode(_ENVELOPE, payload, "envelope")
         topic = env.topic
         if topic is None:
@@ -444,7 +458,7 @@ class Parser(VenueParser):
             label = _SKIPPED_BOOKS.get(depth)
             if label is not None:
                 return Parsed(label)
-            raise ParseError("unknown_channel", topic[:80])
+            raise ParseError(Reason.UNKNOWN_CHANNEL, topic[:80])
         if head == "allLiquidation":
             return self._all_liquidation(env, rest, recv)
         if head == "liquidation":
@@ -454,17 +468,17 @@ class Parser(VenueParser):
         label = _SKIPPED_TOPICS.get(head)
         if label is not None:
             return Parsed(label)
-        raise ParseError("unknown_channel", topic[:80])
+        raise ParseError(Reason.UNKNOWN_CHANNEL, topic[:80])
 
     @staticmethod
-    def _control(env: WsEnvelope) -> Parsed:
+    def _control(env: RawBybitEnvelope) -> Parsed:
         if env.op is None and env.success is None and env.ret_msg != "pong":
-            raise ParseError("unknown_channel", "frame without topic or op")
+            raise ParseError(Reason.UNKNOWN_CHANNEL, "frame without topic or op")
         if env.success is False:
-            raise ParseError("control_error", f"op={env.op} ret_msg={env.ret_msg}"[:200])
+            raise ParseError(Reason.CONTROL_ERROR, f"op={env.op} ret_msg={env.ret_msg}"[:200])
         return Parsed("control")
 
-    def _trades(self, env: WsEnvelope, symbol: str, recv: int) -> Parsed:
+    def _trades(self, env: RawBybitEnvelope, symbol: str, recv: int) -> Parsed:
         info = self.resolve(symbol)
         if isinstance(info, str):
             return Parsed(info)
@@ -473,7 +487,7 @@ class Parser(VenueParser):
         events: list[AnyEvent] = []
         for row in rows:
             if row.s != symbol:
-                raise ParseError("schema", f"trade symbol {row.s!r} in topic {symbol!r}")
+                raise ParseError(Reason.SCHEMA, f"trade symbol {row.s!r} in topic {symbol!r}")
             events.append(
                 Trade(
                     venue=SOURCE,
@@ -488,15 +502,15 @@ class Parser(VenueParser):
             )
         return Parsed("trade", events)
 
-    def _book(self, env: WsEnvelope, symbol: str, recv: int) -> Parsed:
+    def _book(self, env: RawBybitEnvelope, symbol: str, recv: int) -> Parsed:
         info = self.resolve(symbol)
         if isinstance(info, str):
             return Parsed(info)
         if env.ts is None:
-            raise ParseError("schema", "orderbook frame without ts")
+            raise ParseError(Reason.SCHEMA, "orderbook frame without ts")
         book = _decode(_BOOK, env.data, "orderbook")
         if book.s != symbol:
-            raise ParseError("schema", f"book symbol {book.s!r} in topic {symbol!r}")
+            raise ParseError(Reason.SCHEMA, f"book symbol {book.s!r} in topic {symbol!r}")
         bids = _levels(book.b, "bid")
         asks = _levels(book.a, "ask")
         kind = env.type
@@ -523,10 +537,10 @@ class Parser(VenueParser):
                 seq=book.u,
             )
         else:
-            raise ParseError("schema", f"orderbook type={kind!r}")
+            raise ParseError(Reason.SCHEMA, f"orderbook type={kind!r}")
         return Parsed("book", [event])
 
-    def _all_liquidation(self, env: WsEnvelope, symbol: str, recv: int) -> Parsed:
+    def _all_liquidation(self, env: RawBybitEnvelope, symbol: str, recv: int) -> Parsed:
         info = self.resolve(symbol)
         if isinstance(info, str):
             return Parsed(info)
@@ -534,22 +548,22 @@ class Parser(VenueParser):
         events: list[AnyEvent] = []
         for row in rows:
             if row.s != symbol:
-                raise ParseError("schema", f"liquidation symbol {row.s!r} in topic {symbol!r}")
+                raise ParseError(Reason.SCHEMA, f"liquidation symbol {row.s!r} in topic {symbol!r}")
             events.append(self._liq_event(info, row.T, row.p, row.v, row.S, recv))
         return Parsed("liquidation", events)
 
-    def _liquidation(self, env: WsEnvelope, symbol: str, recv: int) -> Parsed:
+    def _liquidation(self, env: RawBybitEnvelope, symbol: str, recv: int) -> Parsed:
         info = self.resolve(symbol)
         if isinstance(info, str):
             return Parsed(info)
         row = _decode(_LIQ, env.data, "liquidation")
         if row.symbol != symbol:
-            raise ParseError("schema", f"liquidation symbol {row.symbol!r} in topic {symbol!r}")
+            raise ParseError(Reason.SCHEMA, f"liquidation symbol {row.symbol!r} in topic {symbol!r}")
         when = row.updatedTime if row.updatedTime is not None else row.updateTime
         if when is None:
             when = env.ts
         if when is None:
-            raise ParseError("schema", "liquidation without time")
+            raise ParseError(Reason.SCHEMA, "liquidation without time")
         return Parsed("liquidation", [self._liq_event(info, when, row.price, row.size, row.side, recv)])
 
     @staticmethod
@@ -558,7 +572,7 @@ class Parser(VenueParser):
         qty = info.to_base(_check_qty(size, "size"), price)
         notional = price * qty
         if not math.isfinite(notional):
-            raise ParseError("bad_qty", f"notional overflow {price!r}*{qty!r}")
+            raise ParseError(Reason.BAD_QTY, f"notional overflow {price!r}*{qty!r}")
         return Liquidation(
             venue=SOURCE,
             symbol=info.symbol,
@@ -571,17 +585,17 @@ class Parser(VenueParser):
             notional=notional,
         )
 
-    def _ticker(self, env: WsEnvelope, symbol: str, recv: int) -> Parsed:
+    def _ticker(self, env: RawBybitEnvelope, symbol: str, recv: int) -> Parsed:
         info = self.resolve(symbol)
         if isinstance(info, str):
             return Parsed(info)
         if env.ts is None:
-            raise ParseError("schema", "tickers frame without ts")
+            raise ParseError(Reason.SCHEMA, "tickers frame without ts")
         if env.type not in ("snapshot", "delta"):
-            raise ParseError("schema", f"tickers type={env.type!r}")
+            raise ParseError(Reason.SCHEMA, f"tickers type={env.type!r}")
         tick = _decode(_TICKER, env.data, "tickers")
         if tick.symbol != symbol:
-            raise ParseError("schema", f"ticker symbol {tick.symbol!r} in topic {symbol!r}")
+            raise ParseError(Reason.SCHEMA, f"ticker symbol {tick.symbol!r} in topic {symbol!r}")
         # Validate everything before touching the state, so a bad frame changes nothing.
         mark = positive_price(tick.markPrice, "markPrice") if tick.markPrice else None
         index = positive_price(tick.indexPrice, "indexPrice") if tick.indexPrice else None
@@ -630,22 +644,15 @@ class Parser(VenueParser):
 
     # ------------------------------------------------------------------ REST
     def parse_rest(self, path: str, body: bytes, recv: int) -> Parsed:
-        try:
-            return self._parse_rest(path, body, recv)
-        except ParseError:
-            raise
-        except Exception as exc:  # never let anything else escape
-            raise ParseError("internal", f"{type(exc).__name__}: {exc}"[:200]) from None
-
-    def _parse_rest(self, path: str, body: bytes, recv: int) -> Parsed:
+        """Parse a REST response into events or a skip reason; a bad frame raises ``ParseError``."""
         route = urlsplit(path).path.rstrip("/")
         if route not in ("/v5/market/instruments-info", "/v5/market/orderbook", "/v5/market/open-interest"):
-            raise ParseError("unknown_channel", f"rest {path[:80]}")
+            raise ParseError(Reason.UNKNOWN_CHANNEL, f"rest {path[:80]}")
         env = _decode(_REST, body, "rest envelope")
         if env.retCode != 0:
-            raise ParseError("rest_error", f"retCode={env.retCode} retMsg={env.retMsg}"[:200])
+            raise ParseError(Reason.REST_ERROR, f"retCode={env.retCode} retMsg={env.retMsg}"[:200])
         if not env.result:
-            raise ParseError("schema", "rest reply without result")
+            raise ParseError(Reason.SCHEMA, "rest reply without result")
         if route == "/v5/market/instruments-info":
             return self._instruments(env.result)
         if route == "/v5/market/orderbook":
@@ -666,7 +673,7 @@ class Parser(VenueParser):
             tick_text = item.priceFilter.tickSize if item.priceFilter is not None else ""
             tick = positive_price(tick_text, f"{item.symbol} tickSize") if tick_text else 0.0
             if not item.symbol or not item.baseCoin or not item.quoteCoin:
-                raise ParseError("schema", f"instrument without symbol/baseCoin/quoteCoin: {item.symbol!r}")
+                raise ParseError(Reason.SCHEMA, f"instrument without symbol/baseCoin/quoteCoin: {item.symbol!r}")
             infos.append(
                 InstrumentInfo(
                     symbol=item.symbol,
@@ -694,7 +701,7 @@ class Parser(VenueParser):
         if isinstance(info, str):
             return Parsed(info)
         if book.ts is None:
-            raise ParseError("schema", "rest orderbook without ts")
+            raise ParseError(Reason.SCHEMA, "rest orderbook without ts")
         event = BookSnapshot(
             venue=SOURCE,
             symbol=book.s,
@@ -765,6 +772,7 @@ def native_symbol(asset: str, quote: str = "USDT") -> str:
 
 
 def instruments_paths(symbols: _Sequence[str]) -> list[str]:
+    """The instruments-info REST paths, one per symbol."""
     return [f"/v5/market/instruments-info?category=linear&symbol={symbol}" for symbol in symbols]
 
 
@@ -794,14 +802,17 @@ def listed_symbols(path: str, body: bytes) -> set[str]:
 
 
 def poll_paths(symbols: _Sequence[str]) -> list[str]:
+    """The REST paths polled while live: none (open interest comes with the tickers)."""
     return []
 
 
 def book_topic(symbol: str, depth: int = 50) -> str:
+    """The order book topic of ``symbol`` at ``depth`` levels."""
     return f"orderbook.{depth}.{symbol}"
 
 
 def connections(symbols: _Sequence[str], settings: LiveSettings) -> list[ConnectionSpec]:
+    """The websocket connections for ``symbols``: books and market topics, split by ``max_topics_per_connection``."""
     market = [f"{topic}.{symbol}" for symbol in symbols for topic in MARKET_TOPICS]
     books = [book_topic(symbol, settings.book_depth) for symbol in symbols]
     limit = settings.max_topics_per_connection
@@ -818,6 +829,7 @@ def subscribe_messages(topics: _Sequence[str], per_message: int, first_id: int =
 
 
 def unsubscribe_messages(topics: _Sequence[str], per_message: int, first_id: int = 1) -> list[str]:
+    """The ``unsubscribe`` messages for ``topics``, at most ``per_message`` topics each."""
     return _requests("unsubscribe", topics, per_message, first_id)
 
 
@@ -829,6 +841,7 @@ def _requests(op: str, topics: _Sequence[str], per_message: int, first_id: int) 
 
 
 def heartbeat_message() -> str | None:
+    """Bybit's application ping, ``{"op":"ping"}``."""
     return '{"op":"ping"}'
 
 
@@ -838,6 +851,7 @@ def is_data(payload: bytes) -> bool:
 
 
 def rollover_hint(payload: bytes) -> bool:
+    """Always ``False``: Bybit does not announce a close."""
     return False
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Protocol
 
 import msgspec
 
@@ -76,6 +76,34 @@ class LiveSettings(LiveDefaults):
     staleness_s: float = 30.0
     rollover_overlap_s: float = 5.0
     resync_timeout_s: float = 10.0
+
+
+class VenueLive(Protocol):
+    """The live-section functions of a venue module that a websocket session uses."""
+
+    def subscribe_messages(self, topics: Sequence[str], per_message: int, first_id: int = 1) -> list[str]:
+        """Subscribe request frames of at most ``per_message`` topics each."""
+        ...
+
+    def unsubscribe_messages(self, topics: Sequence[str], per_message: int, first_id: int = 1) -> list[str]:
+        """Unsubscribe request frames of at most ``per_message`` topics each."""
+        ...
+
+    def heartbeat_message(self) -> str | None:
+        """The application ping to send every ``heartbeat_s``, or ``None``."""
+        ...
+
+    def is_data(self, payload: bytes) -> bool:
+        """A market-data frame (not an ack or a pong), for the stale watchdog."""
+        ...
+
+    def rollover_hint(self, payload: bytes) -> bool:
+        """The venue announced that it will close the connection soon."""
+        ...
+
+    def frame_key(self, payload: bytes) -> tuple[str, int] | None:
+        """``(stream, order)`` for rollover de-duplication, or ``None``."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -131,7 +159,7 @@ class Resubscribe:
     topics: tuple[str, ...]
 
 
-Action = Union[str, Emit, Fetch, Resubscribe]
+Action = str | Emit | Fetch | Resubscribe
 PASS: tuple[Action, ...] = (THIS,)
 """The common answer: nothing to do but hand the frame over."""
 
@@ -174,6 +202,7 @@ class BookSync:
         return []
 
     def on_frame(self, recv: int, payload: bytes) -> Sequence[Action]:
+        """Hand every frame over (a venue with no book logic)."""
         return PASS
 
     def on_rest(self, path: str, recv: int, body: bytes) -> list[Action] | None:
@@ -233,6 +262,7 @@ class ResubscribeBooks(BookSync):
         self._clock = clock
 
     def on_open(self, topics: Iterable[str]) -> list[Action]:
+        """The subscription of these books (re)opened: each starts again with the snapshot it sends."""
         opened = set(topics)
         for symbol, book in self._books.items():
             if self._topic(symbol) in opened:
@@ -241,9 +271,11 @@ class ResubscribeBooks(BookSync):
         return []
 
     def on_close(self) -> list[Action]:
+        """The connection closed: every book is resyncing."""
         return self.resync_all()
 
     def resync_all(self) -> list[Action]:
+        """Mark every book resyncing and resubscribe them all."""
         now = self._clock()
         for book in self._books.values():
             book.resyncing_since = now
@@ -251,6 +283,7 @@ class ResubscribeBooks(BookSync):
         return [Resubscribe(tuple(self._topic(symbol) for symbol in self._books))] if self._books else []
 
     def on_frame(self, recv: int, payload: bytes) -> Sequence[Action]:
+        """Check the book frame's sequence; on a gap, resubscribe the book (the frame is still handed over)."""
         rows = self._probe(payload)
         if not rows:
             return PASS
@@ -260,10 +293,10 @@ class ResubscribeBooks(BookSync):
             if book is None:
                 continue
             if snapshot:
-                book.rule.on_snapshot(SeqMark(seq))  # type: ignore[arg-type]
+                book.rule.on_snapshot(SeqMark(seq))
                 book.resyncing_since = None
                 continue
-            if book.rule.check(SeqMark(seq, prev)) is Verdict.GAP and book.resyncing_since is None:  # type: ignore[arg-type]
+            if book.rule.check(SeqMark(seq, prev)) is Verdict.GAP and book.resyncing_since is None:
                 self.gaps += 1
                 self.resyncs += 1
                 book.resyncing_since = self._clock()
@@ -273,6 +306,7 @@ class ResubscribeBooks(BookSync):
         return actions or PASS
 
     def tick(self, now: float) -> list[Action]:
+        """Resubscribe the books whose resync took longer than the timeout (``now`` in seconds)."""
         late: list[str] = []
         for symbol, book in self._books.items():
             if book.resyncing_since is not None and now - book.resyncing_since >= self._timeout:

@@ -127,8 +127,8 @@ REST bodies (``parse_rest``): ``{"code": "0", "msg": "", "data": [...]}``; a ``c
 
 Validation: prices must be finite and > 0 (``bad_price``), quantities finite and >= 0
 (``bad_qty``), numbers parseable (``bad_number`` / ``schema``); malformed JSON is
-``malformed_json``, a frame of the wrong shape ``schema``; an unexpected exception inside the
-parser becomes ``parser_exception``. Numeric strings are decoded to ``float``/``int`` by msgspec
+``malformed_json``, a frame of the wrong shape ``schema``; any other exception is a parser bug
+(the frame decoder counts it as ``parser_exception``). Numeric strings are decoded to ``float``/``int`` by msgspec
 itself (lax mode), one pass over each frame's ``data``.
 """
 
@@ -139,12 +139,13 @@ import time as _time
 from collections.abc import Sequence as _Sequence
 from functools import lru_cache
 from importlib import resources
-from typing import Literal
+from typing import Literal, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
 from cascadewatch.connectors.events import (
+    AnyEvent,
     BookDelta,
     BookSnapshot,
     Liquidation,
@@ -152,21 +153,21 @@ from cascadewatch.connectors.events import (
     OpenInterest,
     Trade,
 )
+from cascadewatch.connectors.reasons import Reason
+from cascadewatch.connectors.units import NS_PER_MS
 from cascadewatch.connectors.venues.base import (
-    NS_PER_MS,
     Catalog,
     InstrumentInfo,
     Parsed,
     ParseError,
+    SeqStep,
     SequenceRule,
     VenueParser,
     Verdict,
     canonical,
 )
 from cascadewatch.connectors.venues.live_common import (
-    BookRow as LiveBookRow,
-)
-from cascadewatch.connectors.venues.live_common import (
+    BookRow,
     ConnectionSpec,
     LiveDefaults,
     LiveSettings,
@@ -183,7 +184,7 @@ _isfinite = math.isfinite
 # --------------------------------------------------------------------------- raw schemas
 
 
-class Arg(msgspec.Struct, frozen=True, kw_only=True):
+class RawOkxArg(msgspec.Struct, frozen=True, kw_only=True):
     """``arg`` of a push or an event: the subscribed channel."""
 
     channel: str
@@ -191,10 +192,10 @@ class Arg(msgspec.Struct, frozen=True, kw_only=True):
     instType: str = ""
 
 
-class Envelope(msgspec.Struct, frozen=True, kw_only=True):
+class RawOkxEnvelope(msgspec.Struct, frozen=True, kw_only=True):
     """Every websocket JSON frame; ``data`` is kept raw and decoded by the channel's schema."""
 
-    arg: Arg | None = None
+    arg: RawOkxArg | None = None
     action: str = ""
     data: msgspec.Raw = msgspec.Raw()
     event: str = ""
@@ -202,7 +203,7 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True):
     msg: str = ""
 
 
-class TradeRow(msgspec.Struct, frozen=True, kw_only=True):
+class RawOkxTrade(msgspec.Struct, frozen=True, kw_only=True):
     """``trades`` / ``trades-all`` data row (``count``, ``source``, ``seqId`` ignored)."""
 
     instId: str = ""
@@ -213,7 +214,7 @@ class TradeRow(msgspec.Struct, frozen=True, kw_only=True):
     ts: int
 
 
-class BookRow(msgspec.Struct, frozen=True, kw_only=True):
+class RawOkxBook(msgspec.Struct, frozen=True, kw_only=True):
     """Book data row: levels ``[price, size, "0" (deprecated), numOrders]``; checksum ignored."""
 
     asks: list[list[float]]
@@ -223,7 +224,7 @@ class BookRow(msgspec.Struct, frozen=True, kw_only=True):
     prevSeqId: int | None = None
 
 
-class LiquidationDetail(msgspec.Struct, frozen=True, kw_only=True):
+class RawOkxLiquidationDetail(msgspec.Struct, frozen=True, kw_only=True):
     """One ``details`` entry of ``liquidation-orders`` (``bkLoss``, ``ccy`` ignored)."""
 
     bkPx: float
@@ -233,21 +234,23 @@ class LiquidationDetail(msgspec.Struct, frozen=True, kw_only=True):
     ts: int
 
 
-class LiquidationRow(msgspec.Struct, frozen=True, kw_only=True):
+class RawOkxLiquidation(msgspec.Struct, frozen=True, kw_only=True):
     """``liquidation-orders`` data row: one instrument and its liquidation details."""
 
     instId: str
     instType: str = ""
-    details: list[LiquidationDetail]
+    details: list[RawOkxLiquidationDetail]
 
 
-class MarkPriceRow(msgspec.Struct, frozen=True, kw_only=True):
+class RawOkxMarkPrice(msgspec.Struct, frozen=True, kw_only=True):
+    """A row of the ``mark-price`` channel (price in quote currency, ``ts`` in ms)."""
+
     instId: str = ""
     markPx: float
     ts: int
 
 
-class OpenInterestRow(msgspec.Struct, frozen=True, kw_only=True):
+class RawOkxOpenInterest(msgspec.Struct, frozen=True, kw_only=True):
     """``open-interest`` row; ``oiCcy`` / ``oiUsd`` are optional strings (may be absent)."""
 
     instId: str = ""
@@ -257,7 +260,7 @@ class OpenInterestRow(msgspec.Struct, frozen=True, kw_only=True):
     ts: int
 
 
-class FundingRow(msgspec.Struct, frozen=True, kw_only=True):
+class RawOkxFunding(msgspec.Struct, frozen=True, kw_only=True):
     """``funding-rate`` row; only ``fundingRate`` is used."""
 
     instId: str = ""
@@ -265,7 +268,7 @@ class FundingRow(msgspec.Struct, frozen=True, kw_only=True):
     ts: int = 0
 
 
-class InstrumentRow(msgspec.Struct, frozen=True, kw_only=True):
+class RawOkxInstrument(msgspec.Struct, frozen=True, kw_only=True):
     """``/api/v5/public/instruments`` (and ``instruments`` channel) row, fields we use."""
 
     instId: str
@@ -278,7 +281,7 @@ class InstrumentRow(msgspec.Struct, frozen=True, kw_only=True):
     state: str = ""
 
 
-class RestEnvelope(msgspec.Struct, frozen=True, kw_only=True):
+class RawOkxRestEnvelope(msgspec.Struct, frozen=True, kw_only=True):
     """Every OKX REST body: ``code == "0"`` on success."""
 
     code: str | int
@@ -286,16 +289,16 @@ class RestEnvelope(msgspec.Struct, frozen=True, kw_only=True):
     data: msgspec.Raw = msgspec.Raw()
 
 
-_ENVELOPE = msgspec.json.Decoder(Envelope)
-_REST = msgspec.json.Decoder(RestEnvelope)
+_ENVELOPE = msgspec.json.Decoder(RawOkxEnvelope)
+_REST = msgspec.json.Decoder(RawOkxRestEnvelope)
 # Lax mode: OKX sends numbers as strings ("42219.9"); msgspec converts them while decoding.
-_TRADES = msgspec.json.Decoder(list[TradeRow], strict=False)
-_BOOKS = msgspec.json.Decoder(list[BookRow], strict=False)
-_LIQUIDATIONS = msgspec.json.Decoder(list[LiquidationRow], strict=False)
-_MARKS = msgspec.json.Decoder(list[MarkPriceRow], strict=False)
-_OPEN_INTEREST = msgspec.json.Decoder(list[OpenInterestRow], strict=False)
-_FUNDING = msgspec.json.Decoder(list[FundingRow], strict=False)
-_INSTRUMENTS = msgspec.json.Decoder(list[InstrumentRow])
+_TRADES = msgspec.json.Decoder(list[RawOkxTrade], strict=False)
+_BOOKS = msgspec.json.Decoder(list[RawOkxBook], strict=False)
+_LIQUIDATIONS = msgspec.json.Decoder(list[RawOkxLiquidation], strict=False)
+_MARKS = msgspec.json.Decoder(list[RawOkxMarkPrice], strict=False)
+_OPEN_INTEREST = msgspec.json.Decoder(list[RawOkxOpenInterest], strict=False)
+_FUNDING = msgspec.json.Decoder(list[RawOkxFunding], strict=False)
+_INSTRUMENTS = msgspec.json.Decoder(list[RawOkxInstrument])
 
 _INCREMENTAL_BOOKS = frozenset({"books", "books-l2-tbt", "books50-l2-tbt"})
 _SKIPPED = {
@@ -315,24 +318,28 @@ _DATA_FILE = "okx_instruments.json"
 # --------------------------------------------------------------------------- helpers
 
 
-def _decode(decoder: msgspec.json.Decoder, payload: bytes | str | msgspec.Raw, what: str) -> object:
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def _decode(decoder: msgspec.json.Decoder[_T], payload: bytes | str | msgspec.Raw, what: str) -> _T:
     try:
         return decoder.decode(payload)
     except msgspec.ValidationError as exc:
-        raise ParseError("schema", f"{what}: {exc}"[:200]) from None
+        raise ParseError(Reason.SCHEMA, f"{what}: {exc}"[:200]) from None
     except msgspec.DecodeError as exc:
-        raise ParseError("malformed_json", f"{what}: {exc}"[:200]) from None
+        raise ParseError(Reason.MALFORMED_JSON, f"{what}: {exc}"[:200]) from None
 
 
 def _price(value: float, what: str = "price") -> float:
     if not 0.0 < value < _INF:  # also false for NaN
-        raise ParseError("bad_price", f"{what}={value!r}")
+        raise ParseError(Reason.BAD_PRICE, f"{what}={value!r}")
     return value
 
 
 def _qty(value: float, what: str = "sz") -> float:
     if not 0.0 <= value < _INF:
-        raise ParseError("bad_qty", f"{what}={value!r}")
+        raise ParseError(Reason.BAD_QTY, f"{what}={value!r}")
     return value
 
 
@@ -340,9 +347,9 @@ def _number(text: str, what: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise ParseError("bad_number", f"{what}={text!r}") from None
+        raise ParseError(Reason.BAD_NUMBER, f"{what}={text!r}") from None
     if not _isfinite(value):
-        raise ParseError("bad_number", f"{what}={text!r}")
+        raise ParseError(Reason.BAD_NUMBER, f"{what}={text!r}")
     return value
 
 
@@ -352,7 +359,7 @@ def _levels(raw: list[list[float]], info: InstrumentInfo) -> tuple[tuple[float, 
     A plain loop: on CPython 3.11 it beats comprehension + min/sum checks at every book size.
     """
     ct_val = info.ct_val
-    out = []
+    out: list[tuple[float, float]] = []
     append = out.append
     try:
         if info.inverse:
@@ -360,25 +367,25 @@ def _levels(raw: list[list[float]], info: InstrumentInfo) -> tuple[tuple[float, 
                 price = entry[0]
                 size = entry[1]
                 if not 0.0 < price < _INF:  # also false for NaN
-                    raise ParseError("bad_price", f"level price={price!r}")
+                    raise ParseError(Reason.BAD_PRICE, f"level price={price!r}")
                 if not 0.0 <= size < _INF:
-                    raise ParseError("bad_qty", f"level size={size!r}")
+                    raise ParseError(Reason.BAD_QTY, f"level size={size!r}")
                 append((price, size * ct_val / price))
         else:
             for entry in raw:
                 price = entry[0]
                 size = entry[1]
                 if not 0.0 < price < _INF:
-                    raise ParseError("bad_price", f"level price={price!r}")
+                    raise ParseError(Reason.BAD_PRICE, f"level price={price!r}")
                 if not 0.0 <= size < _INF:
-                    raise ParseError("bad_qty", f"level size={size!r}")
+                    raise ParseError(Reason.BAD_QTY, f"level size={size!r}")
                 append((price, size * ct_val))
     except IndexError:
-        raise ParseError("bad_level", "level with fewer than 2 fields") from None
+        raise ParseError(Reason.BAD_LEVEL, "level with fewer than 2 fields") from None
     return tuple(out)
 
 
-def instrument_info(row: InstrumentRow) -> InstrumentInfo | None:
+def instrument_info(row: RawOkxInstrument) -> InstrumentInfo | None:
     """Catalog entry of one SWAP instrument row, or ``None`` if it is unusable (see docstring)."""
     parts = row.instId.split("-")
     if row.instType != "SWAP" or len(parts) != 3 or parts[2] != "SWAP" or not parts[0] or not parts[1]:
@@ -417,14 +424,14 @@ def instrument_info(row: InstrumentRow) -> InstrumentInfo | None:
     )
 
 
-def _rest_rows(body: bytes | str, decoder: msgspec.json.Decoder, what: str) -> list:
+def _rest_rows(body: bytes | str, decoder: msgspec.json.Decoder[list[_R]], what: str) -> list[_R]:
     envelope = _decode(_REST, body, what)
-    assert isinstance(envelope, RestEnvelope)
+    assert isinstance(envelope, RawOkxRestEnvelope)
     if str(envelope.code) != "0":
-        raise ParseError("rest_error", f"{what}: code={envelope.code} msg={envelope.msg}"[:200])
+        raise ParseError(Reason.REST_ERROR, f"{what}: code={envelope.code} msg={envelope.msg}"[:200])
     if not envelope.data:
-        raise ParseError("schema", f"{what}: no data")
-    return _decode(decoder, envelope.data, what)  # type: ignore[return-value]
+        raise ParseError(Reason.SCHEMA, f"{what}: no data")
+    return _decode(decoder, envelope.data, what)
 
 
 @lru_cache(maxsize=1)
@@ -445,7 +452,7 @@ def bundled_catalog() -> Catalog:
 def _canonical_from_inst_id(inst_id: str) -> str:
     parts = inst_id.split("-")
     if len(parts) != 3 or not parts[0] or not parts[1]:
-        raise ParseError("schema", f"instId={inst_id!r}")
+        raise ParseError(Reason.SCHEMA, f"instId={inst_id!r}")
     return canonical(parts[0], parts[1])
 
 
@@ -460,7 +467,8 @@ class BookSequence(SequenceRule):
     recordings without seqId) cannot be checked and is applied in arrival order.
     """
 
-    def check(self, delta: BookDelta) -> Verdict:
+    def check(self, delta: SeqStep) -> Verdict:
+        """OKX's rule: each update's ``prevSeqId`` equals the last ``seqId``."""
         if self.last_seq is None:
             return Verdict.SKIP
         if delta.prev_seq is not None and delta.prev_seq != self.last_seq:
@@ -482,6 +490,7 @@ class Parser(VenueParser):
 
     @classmethod
     def sequence_rule(cls) -> BookSequence:
+        """OKX's sequence rule (:class:`BookSequence`)."""
         return BookSequence()
 
     def __init__(self, catalog: Catalog | None = None) -> None:
@@ -506,79 +515,71 @@ class Parser(VenueParser):
     # ---------------------------------------------------------------- entry points
 
     def parse_ws(self, payload: bytes | str, recv: int) -> Parsed:
-        try:
-            if payload == b"pong" or payload == "pong":
-                return Parsed("control")
-            envelope = _decode(_ENVELOPE, payload, "frame")
-            assert isinstance(envelope, Envelope)
-            if envelope.event:
-                return Parsed(_CONTROL_KINDS.get(envelope.event, "control"))
-            arg = envelope.arg
-            if arg is None:
-                raise ParseError("schema", "frame without arg or event")
-            channel = arg.channel
-            handler = self._handlers.get(channel)
-            if handler is None:
-                skipped = _SKIPPED.get(channel)
-                if skipped is not None:
-                    return Parsed(skipped)
-                if channel.startswith(_SKIPPED_PREFIXES):
-                    return Parsed("skipped:candle")
-                raise ParseError("unknown_channel", channel[:80])
-            if not envelope.data:
-                raise ParseError("schema", f"{channel}: no data")
-            return handler(envelope, arg, recv)
-        except ParseError:
-            raise
-        except Exception as exc:  # never let anything else escape
-            raise ParseError("parser_exception", f"{type(exc).__name__}: {exc}"[:200]) from None
+        """Parse one websocket frame (or a ``pong``) into events or a skip reason."""
+        if payload == b"pong" or payload == "pong":
+            return Parsed("control")
+        envelope = _decode(_ENVELOPE, payload, "frame")
+        assert isinstance(envelope, RawOkxEnvelope)
+        if envelope.event:
+            return Parsed(_CONTROL_KINDS.get(envelope.event, "control"))
+        arg = envelope.arg
+        if arg is None:
+            raise ParseError(Reason.SCHEMA, "frame without arg or event")
+        channel = arg.channel
+        handler = self._handlers.get(channel)
+        if handler is None:
+            skipped = _SKIPPED.get(channel)
+            if skipped is not None:
+                return Parsed(skipped)
+            if channel.startswith(_SKIPPED_PREFIXES):
+                return Parsed("skipped:candle")
+            raise ParseError(Reason.UNKNOWN_CHANNEL, channel[:80])
+        if not envelope.data:
+            raise ParseError(Reason.SCHEMA, f"{channel}: no data")
+        return handler(envelope, arg, recv)
 
     def parse_rest(self, path: str, body: bytes, recv: int) -> Parsed:
-        try:
-            url = urlsplit(path)
-            query = parse_qs(url.query)
-            route = url.path.rstrip("/")
-            if route == "/api/v5/public/instruments":
-                inst_type = query.get("instType", [""])[0]
-                if inst_type and inst_type != "SWAP":
-                    return Parsed(_NOT_SWAP)
-                rows = _rest_rows(body, _INSTRUMENTS, route)
-                self._load_instruments(rows)
-                return Parsed("instruments")
-            if route == "/api/v5/market/books":
-                symbol = query.get("instId", [""])[0]
-                if not symbol:
-                    raise ParseError("schema", f"{path}: no instId")
-                if not symbol.endswith(_SWAP_SUFFIX):
-                    return Parsed(_NOT_SWAP)
-                info = self._info(symbol)
-                rows = _rest_rows(body, _BOOKS, route)
-                if not rows:
-                    raise ParseError("schema", f"{route}: empty data")
-                row = rows[0]
-                snapshot = BookSnapshot(
-                    venue=SOURCE,
-                    symbol=symbol,
-                    instrument=info.instrument,
-                    ts=row.ts * NS_PER_MS,
-                    recv=recv,
-                    bids=_levels(row.bids, info),
-                    asks=_levels(row.asks, info),
-                    seq=row.seqId if row.seqId is not None else 0,
-                )
-                return Parsed("book", [snapshot])
-            raise ParseError("unknown_rest_path", path[:120])
-        except ParseError:
-            raise
-        except Exception as exc:
-            raise ParseError("parser_exception", f"{type(exc).__name__}: {exc}"[:200]) from None
+        """Parse a REST response (instruments, book snapshot) into events or a skip reason."""
+        url = urlsplit(path)
+        query = parse_qs(url.query)
+        route = url.path.rstrip("/")
+        if route == "/api/v5/public/instruments":
+            inst_type = query.get("instType", [""])[0]
+            if inst_type and inst_type != "SWAP":
+                return Parsed(_NOT_SWAP)
+            rows = _rest_rows(body, _INSTRUMENTS, route)
+            self._load_instruments(rows)
+            return Parsed("instruments")
+        if route == "/api/v5/market/books":
+            symbol = query.get("instId", [""])[0]
+            if not symbol:
+                raise ParseError(Reason.SCHEMA, f"{path}: no instId")
+            if not symbol.endswith(_SWAP_SUFFIX):
+                return Parsed(_NOT_SWAP)
+            info = self._info(symbol)
+            book_rows = _rest_rows(body, _BOOKS, route)
+            if not book_rows:
+                raise ParseError(Reason.SCHEMA, f"{route}: empty data")
+            row = book_rows[0]
+            snapshot = BookSnapshot(
+                venue=SOURCE,
+                symbol=symbol,
+                instrument=info.instrument,
+                ts=row.ts * NS_PER_MS,
+                recv=recv,
+                bids=_levels(row.bids, info),
+                asks=_levels(row.asks, info),
+                seq=row.seqId if row.seqId is not None else 0,
+            )
+            return Parsed("book", [snapshot])
+        raise ParseError(Reason.UNKNOWN_REST_PATH, path[:120])
 
     # ---------------------------------------------------------------- catalog
 
     def _info(self, symbol: str) -> InstrumentInfo:
         info = self.catalog.by_symbol.get(symbol)
         if info is None:
-            raise ParseError("unknown_instrument", symbol[:80])
+            raise ParseError(Reason.UNKNOWN_INSTRUMENT, symbol[:80])
         return info
 
     def _name(self, symbol: str) -> str:
@@ -591,7 +592,7 @@ class Parser(VenueParser):
             self._names[symbol] = name
         return name
 
-    def _load_instruments(self, rows: list[InstrumentRow]) -> int:
+    def _load_instruments(self, rows: list[RawOkxInstrument]) -> int:
         infos = [info for info in map(instrument_info, rows) if info is not None]
         for info in infos:
             self.catalog.add(info)
@@ -600,16 +601,16 @@ class Parser(VenueParser):
 
     # ---------------------------------------------------------------- channels
 
-    def _trades(self, envelope: Envelope, arg: Arg, recv: int) -> Parsed:
+    def _trades(self, envelope: RawOkxEnvelope, arg: RawOkxArg, recv: int) -> Parsed:
         symbol = arg.instId
         if not symbol.endswith(_SWAP_SUFFIX):
             return Parsed(_NOT_SWAP)
         info = self._info(symbol)
-        rows: list[TradeRow] = _decode(_TRADES, envelope.data, "trades")  # type: ignore[assignment]
+        rows: list[RawOkxTrade] = _decode(_TRADES, envelope.data, "trades")
         instrument = info.instrument
         ct_val = info.ct_val
         inverse = info.inverse
-        events = []
+        events: list[AnyEvent] = []
         for row in rows:
             price = row.px
             size = row.sz
@@ -631,7 +632,7 @@ class Parser(VenueParser):
             )
         return Parsed("trade", events)
 
-    def _books(self, envelope: Envelope, arg: Arg, recv: int) -> Parsed:
+    def _books(self, envelope: RawOkxEnvelope, arg: RawOkxArg, recv: int) -> Parsed:
         symbol = arg.instId
         if not symbol.endswith(_SWAP_SUFFIX):
             return Parsed(_NOT_SWAP)
@@ -642,10 +643,10 @@ class Parser(VenueParser):
             elif envelope.action == "snapshot":
                 snapshot = True
             else:
-                raise ParseError("schema", f"{arg.channel}: action={envelope.action!r}")
+                raise ParseError(Reason.SCHEMA, f"{arg.channel}: action={envelope.action!r}")
         else:  # books5: each push is the whole top of book
             snapshot = True
-        rows: list[BookRow] = _decode(_BOOKS, envelope.data, arg.channel)  # type: ignore[assignment]
+        rows: list[RawOkxBook] = _decode(_BOOKS, envelope.data, arg.channel)
         instrument = info.instrument
         events: list = []
         heartbeats = 0
@@ -689,10 +690,10 @@ class Parser(VenueParser):
             )
         return Parsed("book_heartbeat" if heartbeats and heartbeats == len(events) else "book", events)
 
-    def _liquidations(self, envelope: Envelope, arg: Arg, recv: int) -> Parsed:
+    def _liquidations(self, envelope: RawOkxEnvelope, arg: RawOkxArg, recv: int) -> Parsed:
         if arg.instType and arg.instType != "SWAP":
             return Parsed(_NOT_SWAP)
-        rows: list[LiquidationRow] = _decode(_LIQUIDATIONS, envelope.data, "liquidation-orders")  # type: ignore[assignment]
+        rows: list[RawOkxLiquidation] = _decode(_LIQUIDATIONS, envelope.data, "liquidation-orders")
         events: list = []
         unknown: list[str] = []
         not_swap = 0
@@ -709,14 +710,17 @@ class Parser(VenueParser):
                 price = _price(detail.bkPx, "bkPx")
                 qty = info.to_base(_qty(detail.sz), price)
                 pos_side = detail.posSide
-                if pos_side == "long" or pos_side == "short":
-                    side = pos_side
+                side: Literal["long", "short"]
+                if pos_side == "long":
+                    side = "long"
+                elif pos_side == "short":
+                    side = "short"
                 elif detail.side == "sell":  # net mode: a forced sell closes a long
                     side = "long"
                 elif detail.side == "buy":
                     side = "short"
                 else:
-                    raise ParseError("schema", f"liquidation posSide={pos_side!r} side={detail.side!r}")
+                    raise ParseError(Reason.SCHEMA, f"liquidation posSide={pos_side!r} side={detail.side!r}")
                 events.append(
                     Liquidation(
                         venue=SOURCE,
@@ -732,20 +736,20 @@ class Parser(VenueParser):
                 )
         if unknown:
             if not events:
-                raise ParseError("unknown_instrument", ",".join(unknown)[:80])
+                raise ParseError(Reason.UNKNOWN_INSTRUMENT, ",".join(unknown)[:80])
             return Parsed("liquidation:dropped_unknown_instrument", events)
         if not_swap and not events and not_swap == len(rows):
             return Parsed(_NOT_SWAP)
         return Parsed("liquidation", events)
 
-    def _mark_price(self, envelope: Envelope, arg: Arg, recv: int) -> Parsed:
+    def _mark_price(self, envelope: RawOkxEnvelope, arg: RawOkxArg, recv: int) -> Parsed:
         symbol = arg.instId
         if not symbol.endswith(_SWAP_SUFFIX):
             return Parsed(_NOT_SWAP)
         instrument = self._name(symbol)
         funding = self.funding.get(symbol)
-        rows: list[MarkPriceRow] = _decode(_MARKS, envelope.data, "mark-price")  # type: ignore[assignment]
-        events = [
+        rows: list[RawOkxMarkPrice] = _decode(_MARKS, envelope.data, "mark-price")
+        events: list[AnyEvent] = [
             MarkPrice(
                 venue=SOURCE,
                 symbol=symbol,
@@ -760,13 +764,13 @@ class Parser(VenueParser):
         ]
         return Parsed("mark_price", events)
 
-    def _open_interest(self, envelope: Envelope, arg: Arg, recv: int) -> Parsed:
+    def _open_interest(self, envelope: RawOkxEnvelope, arg: RawOkxArg, recv: int) -> Parsed:
         symbol = arg.instId
         if not symbol.endswith(_SWAP_SUFFIX):
             return Parsed(_NOT_SWAP)
-        rows: list[OpenInterestRow] = _decode(_OPEN_INTEREST, envelope.data, "open-interest")  # type: ignore[assignment]
+        rows: list[RawOkxOpenInterest] = _decode(_OPEN_INTEREST, envelope.data, "open-interest")
         instrument = self._name(symbol)
-        events = []
+        events: list[AnyEvent] = []
         for row in rows:
             contracts = _qty(row.oi, "oi")
             if row.oiCcy:
@@ -774,7 +778,7 @@ class Parser(VenueParser):
             else:
                 info = self._info(symbol)
                 if info.inverse:
-                    raise ParseError("schema", f"{symbol}: inverse open interest without oiCcy")
+                    raise ParseError(Reason.SCHEMA, f"{symbol}: inverse open interest without oiCcy")
                 qty = contracts * info.ct_val
             notional = _qty(_number(row.oiUsd, "oiUsd"), "oiUsd") if row.oiUsd else None
             events.append(
@@ -790,20 +794,20 @@ class Parser(VenueParser):
             )
         return Parsed("open_interest", events)
 
-    def _funding(self, envelope: Envelope, arg: Arg, recv: int) -> Parsed:
+    def _funding(self, envelope: RawOkxEnvelope, arg: RawOkxArg, recv: int) -> Parsed:
         symbol = arg.instId
         if not symbol.endswith(_SWAP_SUFFIX):
             return Parsed(_NOT_SWAP)
-        rows: list[FundingRow] = _decode(_FUNDING, envelope.data, "funding-rate")  # type: ignore[assignment]
+        rows: list[RawOkxFunding] = _decode(_FUNDING, envelope.data, "funding-rate")
         rates = [_number(row.fundingRate, "fundingRate") for row in rows if row.fundingRate]
         if rates:
             self.funding[symbol] = rates[-1]
         return Parsed("funding")
 
-    def _instruments_ws(self, envelope: Envelope, arg: Arg, recv: int) -> Parsed:
+    def _instruments_ws(self, envelope: RawOkxEnvelope, arg: RawOkxArg, recv: int) -> Parsed:
         if arg.instType != "SWAP":
             return Parsed(_NOT_SWAP)
-        rows: list[InstrumentRow] = _decode(_INSTRUMENTS, envelope.data, "instruments")  # type: ignore[assignment]
+        rows: list[RawOkxInstrument] = _decode(_INSTRUMENTS, envelope.data, "instruments")
         self._load_instruments(rows)
         return Parsed("instruments")
 
@@ -848,6 +852,7 @@ def native_symbol(asset: str, quote: str = "USDT") -> str:
 
 
 def instruments_paths(symbols: _Sequence[str]) -> list[str]:
+    """The instruments REST path (all swaps; one request covers every symbol)."""
     return ["/api/v5/public/instruments?instType=SWAP"]
 
 
@@ -871,14 +876,20 @@ def listed_symbols(path: str, body: bytes) -> set[str]:
 
 
 def poll_paths(symbols: _Sequence[str]) -> list[str]:
+    """The REST paths polled while live: none (every channel is pushed)."""
     return []
 
 
 def book_topic(symbol: str) -> str:
+    """The order book topic of ``symbol`` (``books:<instId>``)."""
     return f"{BOOK_CHANNEL}:{symbol}"
 
 
 def connections(symbols: _Sequence[str], settings: LiveSettings) -> list[ConnectionSpec]:
+    """The websocket connections for ``symbols``: books, market channels and liquidations.
+
+    Split into connections of at most ``max_topics_per_connection`` topics.
+    """
     market = [f"{channel}:{symbol}" for symbol in symbols for channel in MARKET_CHANNELS] + [LIQUIDATIONS]
     books = [book_topic(symbol) for symbol in symbols]
     limit = settings.max_topics_per_connection
@@ -900,6 +911,7 @@ def subscribe_messages(topics: _Sequence[str], per_message: int, first_id: int =
 
 
 def unsubscribe_messages(topics: _Sequence[str], per_message: int, first_id: int = 1) -> list[str]:
+    """The ``unsubscribe`` messages for ``topics``, at most ``per_message`` channels each."""
     return _requests("unsubscribe", topics, per_message)
 
 
@@ -911,6 +923,7 @@ def _requests(op: str, topics: _Sequence[str], per_message: int) -> list[str]:
 
 
 def heartbeat_message() -> str | None:
+    """OKX's application ping, the text ``ping``."""
     return "ping"
 
 
@@ -944,7 +957,7 @@ class _Probe(msgspec.Struct):
 _probe = msgspec.json.Decoder(_Probe, strict=False)
 
 
-def _probe_book(payload: bytes) -> list[LiveBookRow] | None:
+def _probe_book(payload: bytes) -> list[BookRow] | None:
     if b'"channel":"books"' not in payload[:120]:
         return None
     try:

@@ -88,13 +88,9 @@ def _run(frames: int, rate: float) -> dict[str, Any]:
     try:
         time.sleep(0.5)
         url = f"ws://127.0.0.1:{port}/market/stream"
-        live = LiveConfig(
-            venues=["binance"],
-            queue_size=1_000_000,
-            staleness_s=60.0,
-            binance=VenueConfig(
-                ws_url=url, ws_book_url=url, rest_url="http://127.0.0.1:9", symbols=["BTCUSDT"], poll_s=0.0
-            ),
+        live = LiveConfig(venues=["binance"], queue_size=1_000_000, staleness_s=60.0).with_venue(
+            "binance",
+            VenueConfig(ws_url=url, ws_book_url=url, rest_url="http://127.0.0.1:9", symbols=["BTCUSDT"], poll_s=0.0),
         )
         options = {"rest_get": lambda url, timeout: Reply(200, EXCHANGE_INFO)}
         partition = LivePartition(0, "binance", live, 2_000_000_000, None, None, options)
@@ -145,6 +141,7 @@ def bench_live(frames: int = 200_000, rate: float = 10_000.0, paced_seconds: flo
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the live benchmark (``python -m cascadewatch.pipelines.bench.live``); returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--frames", type=int, default=200_000)

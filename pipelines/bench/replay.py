@@ -115,7 +115,8 @@ def desk_recordings(
         bench_recording(-(-min_frames // len(assets)), out_dir, SEED + i, f"asset{i}")[0] for i in range(len(assets))
     ]
     merged = heapq.merge(
-        *(_renamed(RecordingReader(path), asset) for path, asset in zip(per_asset, assets)), key=lambda f: f[0]
+        *(_renamed(RecordingReader(path), asset) for path, asset in zip(per_asset, assets, strict=True)),
+        key=lambda f: f[0],
     )
     paths, frames = write_by_venue(merged, out_dir / f"desk-{min_frames}", f"the desk market {assets}")
     meta.write_text(json.dumps({"frames": frames, "paths": [str(p) for p in paths]}))
@@ -226,6 +227,7 @@ def measure_replay(paths: list[Path], frames: int, processes: int = 1) -> Replay
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the replay benchmark (``python -m cascadewatch.pipelines.bench.replay``); returns the exit status."""
     parser = argparse.ArgumentParser(
         prog="python -m cascadewatch.pipelines.bench.replay",
         description=__doc__,
@@ -250,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bare msgspec.json.decode     : {bare:12,.0f} frames/s")
     print(f"replay end to end (1 worker) : {e2e.rate:12,.0f} frames/s   (processing {e2e.processing_rate:,.0f})")
     print(
-        f"ratio end-to-end / bare      : {e2e.rate / bare:12.3f}   (target >= 0.25; processing {e2e.processing_rate / bare:.3f})"
+        f"ratio end-to-end / bare      : {e2e.rate / bare:12.3f}   "
+        f"(target >= 0.25; processing {e2e.processing_rate / bare:.3f})"
     )
     print(f"source alone (read+parse)    : {source:12,.0f} frames/s   (ratio to bare {source / bare:.3f})")
     print(f"peak RSS {small_frames:>10,} frames : {e2e.peak_rss_mib:8.1f} MiB")

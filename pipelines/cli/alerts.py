@@ -28,12 +28,13 @@ from cascadewatch.connectors.alerts.config import (
     SecretMissing,
     load_alerts_config,
 )
+from cascadewatch.connectors.outputs import Alert
 from cascadewatch.pipelines.cli import tail
 
 COMMANDS = ("alerts", "tail")
 
 
-def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``alerts`` (test, status, deliver, retry-failed) and ``tail``."""
     alerts = subparsers.add_parser(
         "alerts",
@@ -115,23 +116,22 @@ def test_alert(
 ) -> dict[str, Any]:
     """The alert ``alerts test`` sends: kind ``test``, asset ``TEST``."""
     ts = int(time.time() * 1000) if ts_ms is None else ts_ms
-    return {
-        "type": "alert",
-        "id": f"test-{ts}-{action}",
-        "dedup_key": f"TEST:test:{destination}",
-        "action": action,
-        "severity": severity,
-        "kind": "test",
-        "asset": "TEST",
-        "direction": "down",
-        "ts": ts,
-        "summary": f"cascadewatch test alert for destination {destination}: no action needed"
+    return Alert(
+        id=f"test-{ts}-{action}",
+        dedup_key=f"TEST:test:{destination}",
+        action=action,
+        severity=severity,
+        kind="test",
+        asset="TEST",
+        direction="down",
+        ts=ts,
+        summary=f"cascadewatch test alert for destination {destination}: no action needed"
         if action == "trigger"
         else f"cascadewatch test alert for destination {destination}: resolved",
-        "price": 100.0,
-        "liquidated_usd_60s": 0.0,
-        "venues": [],
-    }
+        price=100.0,
+        liq_usd_60s=0.0,
+        venues=[],
+    ).to_dict()
 
 
 HINTS = {

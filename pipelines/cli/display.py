@@ -41,14 +41,17 @@ def _counts_table(title: str, detail: str, count: str, counts: dict[tuple[str, s
 
 
 def summary_table(summary: ReplaySummary) -> Table:
+    """Frames by venue and kind, as a table."""
     return _counts_table("Frames by venue and kind", "kind", "frames", summary.frames)
 
 
 def dead_letter_table(summary: ReplaySummary) -> Table:
+    """Dead letters by venue and reason, as a table."""
     return _counts_table("Dead letters by venue and reason", "reason", "count", summary.dead_letters)
 
 
 def alert_table(alerts: Iterable[dict[str, Any]]) -> Table:
+    """Alerts as a table: time (UTC), action, severity, summary."""
     table = Table(title="Alerts", title_justify="left", expand=True)
     table.add_column("time (UTC)", no_wrap=True)
     table.add_column("action")
@@ -120,6 +123,7 @@ def _probability(value: float | None) -> str:
 
 
 def print_summary(console: Console, summary: ReplaySummary) -> None:
+    """Print a replay's frames, dead letters (or "none") and the recordings read only up to a truncated line."""
     console.print(summary_table(summary))
     if summary.dead_letters:
         console.print(dead_letter_table(summary))

@@ -19,7 +19,8 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from cascadewatch.connectors.live_config import VENUE_NAMES, LiveConfig
+from cascadewatch.connectors.live_config import LiveConfig
+from cascadewatch.connectors.venues.registry import VENUE_NAMES
 from cascadewatch.pipelines.config import ConfigError
 from cascadewatch.pipelines.run.cluster import add_cluster_arguments
 
@@ -162,7 +163,7 @@ def _record(args: argparse.Namespace, console: Console) -> int:
 
 def _run(args: argparse.Namespace, console: Console) -> int:
     from cascadewatch.pipelines.cli.display import alert_table, print_summary
-    from cascadewatch.pipelines.run.live import load_live_config, run_live
+    from cascadewatch.pipelines.run.live import LiveOptions, load_live_config, run_live
 
     config, live = load_live_config(args.config)
     if not args.quiet:
@@ -172,11 +173,13 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         summary = run_live(
             config,
             live,
-            duration_s=args.duration,
-            workers=args.workers,
-            addresses=args.addresses.split(",") if args.addresses else None,
-            process_id=args.process_id,
-            recovery_dir=args.recovery_dir,
+            LiveOptions(
+                duration_s=args.duration,
+                workers=args.workers,
+                addresses=args.addresses.split(",") if args.addresses else None,
+                process_id=args.process_id,
+                recovery_dir=args.recovery_dir,
+            ),
         )
     except KeyboardInterrupt:  # outputs are flushed batch by batch; the tap every second
         console.print("interrupted")
@@ -189,6 +192,10 @@ def _run(args: argparse.Namespace, console: Console) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``record`` or ``run`` from ``argv`` (``python -m cascadewatch.pipelines.cli.live``).
+
+    Returns the exit status.
+    """
     parser = argparse.ArgumentParser(prog="cascadewatch")
     add_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     return handle(parser.parse_args(argv))

@@ -39,6 +39,7 @@ def _speed(text: str) -> float | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``cascadewatch`` argument parser with every command."""
     parser = argparse.ArgumentParser(
         prog="cascadewatch", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -148,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``cascadewatch`` command line; returns the exit status."""
     args = build_parser().parse_args(argv)
     console = Console()
     try:
@@ -173,23 +175,25 @@ def main(argv: list[str] | None = None) -> int:
 
 def _replay(args: argparse.Namespace, console: Console) -> int:
     from cascadewatch.pipelines.cli.display import alert_table, print_summary
-    from cascadewatch.pipelines.run.replay import run_replay
+    from cascadewatch.pipelines.run.replay import ReplayOptions, run_replay
 
     config = load_config(args.config)
     summary = run_replay(
         args.recordings,
-        alerts_out=args.alerts_out,
-        snapshots_out=args.snapshots_out,
-        dead_letters_out=args.dead_letters_out,
-        config=config,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        speed=args.speed,
-        addresses=args.addresses.split(",") if args.addresses else None,
-        process_id=args.process_id,
-        deliver_alerts=args.deliver,
-        serve_riskfeed=args.riskfeed,
-        recovery_dir=args.recovery_dir,
+        config,
+        ReplayOptions(
+            alerts_out=args.alerts_out,
+            snapshots_out=args.snapshots_out,
+            dead_letters_out=args.dead_letters_out,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            speed=args.speed,
+            addresses=args.addresses.split(",") if args.addresses else None,
+            process_id=args.process_id,
+            deliver_alerts=args.deliver,
+            serve_riskfeed=args.riskfeed,
+            recovery_dir=args.recovery_dir,
+        ),
     )
     if not args.quiet:
         print_summary(console, summary)
@@ -230,14 +234,16 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
         print_summary,
         risk_table,
     )
-    from cascadewatch.pipelines.run.replay import run_replay
+    from cascadewatch.pipelines.run.replay import ReplayOptions, run_replay
 
     recording = bundled_demo_recording()
     with tempfile.TemporaryDirectory(prefix="cascadewatch-demo-") as scratch:
         out = args.out or Path(scratch)
         out.mkdir(parents=True, exist_ok=True)
         console.print(f"replaying [bold]{recording.name}[/] ...")
-        summary = run_replay([recording], alerts_out=out / "alerts.jsonl", snapshots_out=out / "snapshots.jsonl")
+        summary = run_replay(
+            [recording], options=ReplayOptions(alerts_out=out / "alerts.jsonl", snapshots_out=out / "snapshots.jsonl")
+        )
         print_summary(console, summary)
         console.print(alert_table(summary.alerts))
         with open(out / "snapshots.jsonl") as lines:

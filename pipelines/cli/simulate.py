@@ -90,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
         f"{result.frames} frames -> {result.out}"
     )
     print(
-        f"price {result.price_start:.1f} -> {result.price_end:.1f} (low {result.price_min:.1f}, high {result.price_max:.1f})"
+        f"price {result.price_start:.1f} -> {result.price_end:.1f} "
+        f"(low {result.price_min:.1f}, high {result.price_max:.1f})"
     )
     for name, v in result.venues.items():
         print(
@@ -102,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
     for c in result.cascades:
         print(
             f"  cascade {c['direction']:4s} start {c['start']} peak +{(c['peak'] - c['start']) / 1000:.0f}s "
-            f"end +{(c['end'] - c['start']) / 1000:.0f}s  forced {c['forced_notional'] / 1e6:.1f} M$  move {c['move_bps']:.0f} bps"
+            f"end +{(c['end'] - c['start']) / 1000:.0f}s  forced {c['forced_notional'] / 1e6:.1f} M$  "
+            f"move {c['move_bps']:.0f} bps"
         )
     if result.truth:
         print(f"truth -> {result.truth}")
@@ -110,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``cascadewatch simulate`` from ``argv``; returns the exit status."""
     parser = argparse.ArgumentParser(prog="cascadewatch simulate", description=DESCRIPTION)
     add_arguments(parser)
     return run(parser.parse_args(argv))

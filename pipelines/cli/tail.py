@@ -53,6 +53,7 @@ def pick(snapshot: dict[str, Any], *paths: str) -> Any:
 
 
 def fmt_usd(value: Any) -> str:
+    """A USD amount, short: ``$1.50M``, ``$250.00k``; ``-`` when not a number."""
     if not isinstance(value, (int, float)):
         return "-"
     for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
@@ -62,10 +63,12 @@ def fmt_usd(value: Any) -> str:
 
 
 def fmt_price(value: Any) -> str:
+    """A price with 6 significant digits; ``-`` when not a number."""
     return f"{value:,.6g}" if isinstance(value, (int, float)) else "-"
 
 
 def fmt_prob(value: Any) -> Text:
+    """A probability as percent, red from 50 %, yellow from 20 %, else green; ``-`` when not a number."""
     if not isinstance(value, (int, float)):
         return Text("-")
     style = "bold red" if value >= 0.5 else "yellow" if value >= 0.2 else "green"
@@ -109,10 +112,12 @@ def fmt_state(snap: dict[str, Any]) -> Text | str:
 
 
 def pair(down: str, up: str) -> str:
+    """A down/up pair as ``↓down ↑up``; ``-`` when both are missing."""
     return "-" if down == "-" and up == "-" else f"↓{down} ↑{up}"
 
 
 def utc(ts_ms: Any) -> str:
+    """A time in ms since the epoch as ``HH:MM:SS`` UTC; ``-`` when not a number."""
     if not isinstance(ts_ms, (int, float)):
         return "-"
     return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%H:%M:%S")
@@ -161,8 +166,10 @@ def fit_columns(rows: list[list[Any]], width: int | None) -> list[int]:
 
 
 def snapshot_row(snap: dict[str, Any]) -> list[RenderableType]:
-    down = snap.get("down") if isinstance(snap.get("down"), dict) else {}
-    up = snap.get("up") if isinstance(snap.get("up"), dict) else {}
+    """The table row of an asset's snapshot: price, probabilities, distances, depth, branching."""
+    raw_down, raw_up = snap.get("down"), snap.get("up")
+    down: dict[str, Any] = raw_down if isinstance(raw_down, dict) else {}
+    up: dict[str, Any] = raw_up if isinstance(raw_up, dict) else {}
     branching = snap.get("branching")
     bid, ask = pick(snap, "depth_bid_usd.50"), pick(snap, "depth_ask_usd.50")
     return [
@@ -182,6 +189,7 @@ def snapshot_row(snap: dict[str, Any]) -> list[RenderableType]:
 
 
 def alert_line(alert: dict[str, Any]) -> Text:
+    """One alert as a styled line: time, severity (or RESOLVE), asset, direction, summary."""
     resolve = alert.get("action") == "resolve"
     style = "green" if resolve else SEVERITY_STYLE.get(str(alert.get("severity")), "")
     text = Text(f"{utc(alert.get('ts'))} ")
@@ -323,6 +331,7 @@ async def _read(ws: Any, view: TailView, on_change: Callable[[], None]) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``tail`` options to ``parser``."""
     parser.add_argument("--url", default=DEFAULT_URL, help=f"risk feed websocket (default {DEFAULT_URL})")
     parser.add_argument(
         "--asset",
@@ -348,6 +357,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, console: Console | None = None) -> int:
+    """Show a snapshots file once (``--from-file``), or the risk feed until it closes or ``--duration`` passes.
+
+    Returns the exit status.
+    """
     console = console or Console()
     view = TailView(args.asset)
     if args.from_file is not None:
@@ -391,6 +404,7 @@ async def _live(url: str, view: TailView, console: Console, token: str | None, d
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``cascadewatch tail`` from ``argv``; returns the exit status."""
     parser = argparse.ArgumentParser(prog="cascadewatch tail", description=__doc__)
     add_arguments(parser)
     return run(parser.parse_args(argv))

@@ -2,8 +2,8 @@
 
 Each recording is replayed on its own (recordings of several seeds share timestamps) with a
 progress bar on stderr; its alerts and snapshots are scored against its truth file with
-:func:`cascadewatch.pipelines.evaluation.scoring.score_runs` (definitions in :mod:`cascadewatch.pipelines.evaluation.scoring`), pooled over
-all runs, plus the liquidation-map summary error per run.
+:func:`cascadewatch.pipelines.evaluation.scoring.score_runs` (definitions in
+:mod:`cascadewatch.pipelines.evaluation.scoring`), pooled over all runs, plus the liquidation-map summary error per run.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -27,10 +28,11 @@ from rich.table import Table
 
 from cascadewatch.pipelines.config import Config
 from cascadewatch.pipelines.evaluation.scoring import map_summary_error, score_runs
-from cascadewatch.pipelines.run.replay import run_replay
+from cascadewatch.pipelines.run.replay import ReplayOptions, run_replay
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a JSONL file, blank lines skipped."""
     with open(path) as lines:
         return [json.loads(line) for line in lines if line.strip()]
 
@@ -44,15 +46,21 @@ def evaluate(
     runs = []
     maps = []
     with tempfile.TemporaryDirectory(prefix="cascadewatch-eval-") as scratch, _progress(progress_console) as bar:
-        for index, (recording, truth_path) in enumerate(zip(recordings, truths)):
+        for index, (recording, truth_path) in enumerate(zip(recordings, truths, strict=True)):
             task = bar.add_task(recording.name, total=recording.stat().st_size)
             out = Path(scratch) / str(index)
+
+            def advance(_path: str, done: int, task: TaskID = task) -> None:
+                bar.update(task, completed=done)
+
             run_replay(
                 [recording],
-                alerts_out=out / "alerts.jsonl",
-                snapshots_out=out / "snapshots.jsonl",
-                config=config,
-                progress=lambda _path, done, task=task: bar.update(task, completed=done),
+                config,
+                ReplayOptions(
+                    alerts_out=out / "alerts.jsonl",
+                    snapshots_out=out / "snapshots.jsonl",
+                    progress=advance,
+                ),
             )
             alerts = read_jsonl(out / "alerts.jsonl")
             snapshots = read_jsonl(out / "snapshots.jsonl")

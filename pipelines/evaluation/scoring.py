@@ -42,6 +42,7 @@ from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["score", "score_runs", "map_error", "map_summary_error", "percentile", "DIRECTIONS"]
 
@@ -125,11 +126,11 @@ def _finish(t: _Tally, days: float, bins: int) -> dict:
 def _days(snapshots: Iterable[dict], truth: Sequence[dict]) -> float:
     spans = sorted((int(s["start"]), int(s["end"])) for s in truth if s.get("type") == "span")
     if spans:
-        covered, cur_lo, cur_hi = 0, None, None
-        for lo, hi in spans:
-            if cur_hi is None or lo > cur_hi:
-                if cur_hi is not None:
-                    covered += cur_hi - cur_lo
+        covered = 0
+        cur_lo, cur_hi = spans[0]
+        for lo, hi in spans[1:]:
+            if lo > cur_hi:
+                covered += cur_hi - cur_lo
                 cur_lo, cur_hi = lo, hi
             else:
                 cur_hi = max(cur_hi, hi)
@@ -208,7 +209,7 @@ def score_runs(
     overall = _Tally()
     for d in DIRECTIONS:
         overall.add(totals[d])
-    result = {"overall": _finish(overall, covered, bins)}
+    result: dict[str, Any] = {"overall": _finish(overall, covered, bins)}
     for d in DIRECTIONS:
         result[d] = _finish(totals[d], covered, bins)
     result["horizon_s"] = horizon_s
@@ -313,7 +314,7 @@ def map_error(
                 continue
             cum_t = cum_e = 0.0
             dist = 0.0
-            for a, b in zip(tp, ep):
+            for a, b in zip(tp, ep, strict=True):
                 cum_t += a / tt
                 cum_e += b / et
                 dist += abs(cum_t - cum_e) * bin_bps
@@ -370,7 +371,7 @@ def map_summary_error(
     timed = [(snap["asset"], int(snap["ts"]), snap) for snap in snapshots if snap.get("type", "snapshot") == "snapshot"]
     ratios: dict[str, list[float]] = {"down": [], "up": []}
     errors: dict[str, list[float]] = {"down": [], "up": []}
-    counts = {d: Counter() for d in DIRECTIONS}
+    counts: dict[str, Counter[str]] = {d: Counter() for d in DIRECTIONS}
     for line, price, snap in _levels_with_latest(timed, truth, max_age_s):
         for d, side in (("down", "long"), ("up", "short")):
             est = snap.get(d)

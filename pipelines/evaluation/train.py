@@ -30,7 +30,7 @@ from cascadewatch.detectors.probability import DEFAULT_FEATURES, CascadeProbabil
 from cascadewatch.pipelines.config import Config
 from cascadewatch.pipelines.evaluation.evaluate import read_jsonl
 from cascadewatch.pipelines.model_file import save_model
-from cascadewatch.pipelines.run.replay import run_replay
+from cascadewatch.pipelines.run.replay import ReplayOptions, run_replay
 
 __all__ = ["DEFAULT_FEATURES", "collect_samples", "label_samples", "train"]
 
@@ -61,7 +61,7 @@ def collect_samples(
         elif item.get("type") == "cascade":
             cascades.append(item)
 
-    run_replay([recording], config=config, on_sample=on_sample)
+    run_replay([recording], config, ReplayOptions(on_sample=on_sample))
     return samples, cascades
 
 
@@ -103,8 +103,8 @@ def train(
             [c for c in read_jsonl(Path(truths[i])) if c.get("type") == "cascade"] if truths is not None else online
         )
         labels = label_samples(samples, cascades, horizon)
-        for (_, _, _, values, p_struct), y in zip(samples, labels):
-            xs.append(dict(zip(value_names, values)))
+        for (_, _, _, values, p_struct), y in zip(samples, labels, strict=True):
+            xs.append(dict(zip(value_names, values, strict=True)))
             ys.append(y)
             structural.append(p_struct)
         per_recording.append(

@@ -1,7 +1,7 @@
 """Live runs from Python: the pipeline on live feeds, and the recorder.
 
 >>> config, live = load_live_config("deploy/config.example.toml")     # doctest: +SKIP
->>> run_live(config, live, duration_s=60)                             # doctest: +SKIP
+>>> run_live(config, live, LiveOptions(duration_s=60))                # doctest: +SKIP
 >>> record(live, "capture.rec.zst", duration_s=3600, rotate_hours=1)  # doctest: +SKIP
 """
 
@@ -20,11 +20,12 @@ from typing import Any
 import msgspec
 
 from cascadewatch.connectors import live_metrics
-from cascadewatch.connectors.live import FrameQueue, LiveSource, VenueFeed, venue_module
+from cascadewatch.connectors.live import FrameQueue, LiveSource, VenueFeed
 from cascadewatch.connectors.live_config import LiveConfig
 from cascadewatch.connectors.recorder import RotatingRecorder
+from cascadewatch.connectors.venues.registry import venue_module
 from cascadewatch.pipelines.config import Config, ConfigError
-from cascadewatch.pipelines.flow import build_flow
+from cascadewatch.pipelines.flow import FlowOptions, build_flow
 from cascadewatch.pipelines.run.cluster import execute
 from cascadewatch.pipelines.run.replay import ReplaySummary
 
@@ -32,10 +33,7 @@ log = logging.getLogger("cascadewatch.live")
 
 
 def load_live_config(path: str | Path | None) -> tuple[Config, LiveConfig]:
-    """Read a TOML config: the pipeline :class:`Config` and its ``[live]`` table.
-
-    Works whether or not ``Config`` already embeds ``live`` (the integrator's step).
-    """
+    """Read a TOML config: the pipeline :class:`Config` and its ``[live]`` table (``config.live``)."""
     if path is None:
         return Config(), LiveConfig()
     path = Path(path)
@@ -46,55 +44,62 @@ def load_live_config(path: str | Path | None) -> tuple[Config, LiveConfig]:
     except msgspec.DecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     try:
-        if "live" in getattr(Config, "__struct_fields__", ()):
-            config = msgspec.convert(raw, Config)
-            return config, config.live  # type: ignore[attr-defined]
-        live_table = raw.pop("live", {})
-        return msgspec.convert(raw, Config), msgspec.convert(live_table, LiveConfig)
+        config = msgspec.convert(raw, Config)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    return config, config.live
 
 
-def run_live(
-    config: Config,
-    live: LiveConfig,
-    duration_s: float | None = None,
-    alerts_out: str | Path | None = None,
-    snapshots_out: str | Path | None = None,
-    dead_letters_out: str | Path | None = None,
-    record: str | None = None,
-    feed_options: dict[str, Any] | None = None,
-    serve_metrics: bool = True,
-    deliver_alerts: bool | None = None,
-    serve_riskfeed: bool | None = None,
-    workers: int = 1,
-    addresses: list[str] | None = None,
-    process_id: int = 0,
-    recovery_dir: str | Path | None = None,
-) -> ReplaySummary:
-    """Run the dataflow on live feeds (``duration_s=None``: until interrupted).
+@dataclass(frozen=True)
+class LiveOptions:
+    """How long :func:`run_live` runs, where it writes, and how it runs.
 
-    Outputs default to ``[live] alerts_out``, ``snapshots_out``, ``dead_letters_out``; ``record``
-    (default ``[live] record``) also writes what the dataflow consumed, one file per venue.
+    ``duration_s``: seconds to run (``None``: until interrupted). Outputs default to
+    ``[live] alerts_out``, ``snapshots_out``, ``dead_letters_out``; ``record`` (default
+    ``[live] record``) also writes what the dataflow consumed, one file per venue.
+    ``feed_options``: keyword arguments for every venue feed (tests: fake endpoints).
+    ``serve_metrics``: serve Prometheus metrics on ``[live] metrics_port``.
     ``deliver_alerts`` (default: when ``[alerts]`` has destinations) pages through the outbox;
     ``serve_riskfeed`` (default: ``[riskfeed] enabled``) broadcasts on the risk feed.
-    ``workers``, ``addresses``/``process_id``, ``recovery_dir``: see :mod:`cascadewatch.pipelines.run.cluster`.
+    ``workers``, ``addresses``/``process_id``, ``recovery_dir``: see
+    :mod:`cascadewatch.pipelines.run.cluster`.
     """
-    if deliver_alerts is None:
-        deliver_alerts = bool(config.alerts.destinations)
-    if serve_riskfeed is None:
-        serve_riskfeed = config.riskfeed.enabled
-    if serve_metrics:
+
+    duration_s: float | None = None
+    alerts_out: str | Path | None = None
+    snapshots_out: str | Path | None = None
+    dead_letters_out: str | Path | None = None
+    record: str | None = None
+    feed_options: dict[str, Any] | None = None
+    serve_metrics: bool = True
+    deliver_alerts: bool | None = None
+    serve_riskfeed: bool | None = None
+    workers: int = 1
+    addresses: list[str] | None = None
+    process_id: int = 0
+    recovery_dir: str | Path | None = None
+
+
+def run_live(config: Config, live: LiveConfig, options: LiveOptions | None = None) -> ReplaySummary:
+    """Run the dataflow on the live feeds of ``live`` (``[live]``) with ``config``.
+
+    ``options``: duration, outputs and how to run (:class:`LiveOptions`; default: until
+    interrupted, one worker, outputs from ``[live]``).
+    """
+    opts = options or LiveOptions()
+    deliver_alerts = bool(config.alerts.destinations) if opts.deliver_alerts is None else opts.deliver_alerts
+    serve_riskfeed = config.riskfeed.enabled if opts.serve_riskfeed is None else opts.serve_riskfeed
+    if opts.serve_metrics:
         live_metrics.serve(live.metrics_port, live.metrics_addr)
-    alerts = Path(alerts_out or live.alerts_out)
-    snapshots = Path(snapshots_out or live.snapshots_out)
-    dead = Path(dead_letters_out or live.dead_letters_out)
+    alerts = Path(opts.alerts_out or live.alerts_out)
+    snapshots = Path(opts.snapshots_out or live.snapshots_out)
+    dead = Path(opts.dead_letters_out or live.dead_letters_out)
     source = LiveSource(
         live,
         allowed_lag_s=config.replay.allowed_lag_s,
-        duration_s=duration_s,
-        record=record,
-        feed_options=feed_options,
+        duration_s=opts.duration_s,
+        record=opts.record,
+        feed_options=opts.feed_options,
     )
     with tempfile.TemporaryDirectory(prefix="cascadewatch-live-") as scratch:
         summary_path = Path(scratch) / "summary.json"
@@ -102,22 +107,24 @@ def run_live(
             source,
             len(source.list_parts()),
             config,
-            alerts,
-            snapshots,
-            dead,
-            summary_path,
-            deliver_alerts=deliver_alerts,
-            serve_riskfeed=serve_riskfeed,
-            export_metrics=serve_metrics,
-            primary=process_id == 0,
+            FlowOptions(
+                alerts,
+                snapshots,
+                dead,
+                summary_path,
+                deliver_alerts=deliver_alerts,
+                serve_riskfeed=serve_riskfeed,
+                export_metrics=opts.serve_metrics,
+                primary=opts.process_id == 0,
+            ),
         )
         execute(
             flow,
-            workers=workers,
-            addresses=addresses,
-            process_id=process_id,
+            workers=opts.workers,
+            addresses=opts.addresses,
+            process_id=opts.process_id,
             epoch_interval=timedelta(seconds=1),
-            recovery_dir=recovery_dir,
+            recovery_dir=opts.recovery_dir,
         )
         return ReplaySummary.read(summary_path, alerts, snapshots)
 
@@ -154,12 +161,17 @@ def record(
     feeds = [
         VenueFeed(name, live, queue, **(feed_options or {})) for name, queue in zip(live.venues, queues, strict=True)
     ]
+
+    def rebootstrap_all() -> None:
+        for feed in feeds:
+            feed.rebootstrap()
+
     recorder = RotatingRecorder(
         out,
         comment=f"cascadewatch record venues={','.join(live.venues)} symbols={','.join(live.symbols)}",
         rotate_bytes=int(rotate_mb * 1_000_000),
         rotate_s=rotate_hours * 3600.0,
-        on_rotate=lambda: [feed.rebootstrap() for feed in feeds],
+        on_rotate=rebootstrap_all,
     )
     summary = RecordSummary()
     deadline = None if duration_s is None else time.monotonic() + duration_s

@@ -30,12 +30,15 @@ The truth file, one JSON object per line, times in UTC epoch milliseconds; first
   "disconnect" | "gap", ...}`` with ``--faults``.
 
 >>> from cascadewatch.pipelines.simulate import simulate, SCENARIOS      # doctest: +SKIP
->>> result = simulate("long-squeeze", seed=1, duration_s=900, out="ls.rec.zst", truth="ls.truth.jsonl")  # doctest: +SKIP
+>>> result = simulate(                                                    # doctest: +SKIP
+...     "long-squeeze", seed=1, duration_s=900, out="ls.rec.zst", truth="ls.truth.jsonl"
+... )
 
 Modules: :mod:`~cascadewatch.pipelines.simulate.scenarios` (named runs), :mod:`~cascadewatch.pipelines.simulate.book`
 (order book and market makers), :mod:`~cascadewatch.pipelines.simulate.agents` (traders and positions),
 :mod:`~cascadewatch.pipelines.simulate.liquidation` (mark price and liquidation engine),
-:mod:`~cascadewatch.pipelines.simulate.venues` (frame writers), :mod:`~cascadewatch.pipelines.simulate.runner` (the loop),
+:mod:`~cascadewatch.pipelines.simulate.venues` (frame writers),
+:mod:`~cascadewatch.pipelines.simulate.runner` (the loop),
 :mod:`~cascadewatch.pipelines.cli.simulate` (the command line).
 """
 

@@ -46,8 +46,9 @@ from cascadewatch.pipelines.simulate.market import Market
 
 __all__ = ["Positions", "StopBook", "Traders", "FlowParams", "Order", "poisson", "lognormal_lots", "pick"]
 
-Order = tuple[float, str, int, str, object]
-"""``(offset_ms in the step, aggressor side, lots, tag, ref)``."""
+Order = tuple[float, str, int, str, float | int | None]
+"""``(offset_ms in the step, aggressor side, lots, tag, ref)``: ``ref`` is the leverage of an
+``open``, the position id of a ``close``, else ``None``."""
 
 LONG, SHORT = 0, 1
 
@@ -112,12 +113,18 @@ class Positions:
         return self.open_count[side]
 
     def liquidation_price(self, side: int, entry: float, lev: float) -> float:
+        """The liquidation price of a ``side`` position opened at ``entry`` with leverage ``lev``.
+
+        ``entry * (1 - 1/lev + mmr)`` for a long, ``entry * (1 + 1/lev - mmr)`` for a short
+        (``mmr``: maintenance margin rate).
+        """
         if side == LONG:
             return entry * (1.0 - 1.0 / lev + self.mmr)
         return entry * (1.0 + 1.0 / lev - self.mmr)
 
     @staticmethod
     def bankruptcy_price(side: int, entry: float, lev: float) -> float:
+        """The price at which the position's margin is gone: ``entry * (1 -/+ 1/lev)``."""
         return entry * (1.0 - 1.0 / lev) if side == LONG else entry * (1.0 + 1.0 / lev)
 
     def open(self, t: float, side: int, lots: int, entry: float, lev: float, exit_t: float) -> int:
@@ -244,6 +251,7 @@ class StopBook:
         self._buy: list[tuple[float, int]] = []  # lowest trigger last
 
     def add(self, side: str, trigger: float, lots: int) -> None:
+        """Add a ``side`` stop order of ``lots`` that triggers at ``trigger`` (ticks)."""
         if side == "sell":
             self._sell.append((trigger, lots))
             self._sell.sort()
@@ -401,8 +409,10 @@ class Traders:
         """An order of theirs traded ``lots`` at ``avg_tick``: an opening order becomes a position."""
         if order[3] == "open":
             side = LONG if order[1] == "buy" else SHORT
+            lev = order[4]
+            assert lev is not None  # an opening order carries its leverage
             self.positions.open(
-                ms / 1000.0, side, lots, avg_tick, order[4], ms / 1000.0 + self.rng.expovariate(1.0 / self.hold_s)
+                ms / 1000.0, side, lots, avg_tick, lev, ms / 1000.0 + self.rng.expovariate(1.0 / self.hold_s)
             )
 
     def after_trades(self, last_tick: float) -> None:

@@ -2,7 +2,7 @@
 
 - :mod:`.tracked_source`: wraps a source so each venue instrument's state
   (:mod:`.instrument_tracker`: book, trades, liquidations, mark, open interest) runs in the
-  partition that reads it; emits one :class:`.items.InstrumentSecond` per closed second and
+  partition that reads it; emits one :class:`.items.InstrumentState` per closed second and
   a watermark per batch;
 - :mod:`.second_release` (with :mod:`.watermarks`): the merge key releases each event-time
   second once every partition has passed it, as one :class:`.items.AssetSecond` per asset

@@ -1,8 +1,9 @@
 """Per-asset merge of venue states into one risk snapshot per event-time second.
 
-:class:`AssetAggregator` keeps the latest :class:`~cascadewatch.pipelines.steps.items.InstrumentSecond` of every
-venue instrument of one asset and rolling 60 s sums, and builds the snapshot dict of the
-output contract (see README, "Snapshot fields"). Sums run over venues in sorted order and
+:class:`AssetAggregator` keeps the latest :class:`~cascadewatch.pipelines.steps.items.InstrumentState` of every
+venue instrument of one asset and rolling 60 s sums, and builds the
+:class:`~cascadewatch.connectors.outputs.RiskSnapshot` of each second (its venue part; the
+detectors add theirs). Sums run over venues in sorted order and
 over a fixed window, so the result is independent of arrival order.
 """
 
@@ -10,16 +11,16 @@ from __future__ import annotations
 
 from collections import deque
 from statistics import median
-from typing import Any
 
-from cascadewatch.pipelines.steps.items import DEPTH_BANDS_BPS, InstrumentSecond
+from cascadewatch.connectors.outputs import RiskSnapshot
+from cascadewatch.pipelines.steps.items import DEPTH_BANDS_BPS, InstrumentState
 
 WINDOW_S = 60
 STALE_AFTER_MS = 60_000
 """A venue instrument without an update for this long no longer contributes."""
 
 
-def _price_of(state: InstrumentSecond) -> float | None:
+def _price_of(state: InstrumentState) -> float | None:
     """Last trade price, else the book mid, else the mark."""
     if state.price is not None:
         return state.price
@@ -43,15 +44,15 @@ class AssetAggregator:
 
     def __init__(self, asset: str) -> None:
         self.asset = asset
-        self.latest: dict[str, InstrumentSecond] = {}
+        self.latest: dict[str, InstrumentState] = {}
         self.window: deque[tuple[int, float, float, float]] = deque()
         """Per released second: (second_ms, long liquidations USD, short liquidations USD, traded USD)."""
 
-    def live(self, second_ms: int) -> list[InstrumentSecond]:
+    def live(self, second_ms: int) -> list[InstrumentState]:
         """Latest state of each venue instrument updated within :data:`STALE_AFTER_MS`, sorted by key."""
         return [self.latest[key] for key in sorted(self.latest) if self.latest[key].second > second_ms - STALE_AFTER_MS]
 
-    def update(self, second_ms: int, states: list[InstrumentSecond]) -> dict[str, Any]:
+    def update(self, second_ms: int, states: list[InstrumentState]) -> RiskSnapshot:
         """Fold in this second's instrument states and return the asset snapshot for it."""
         liq_long = liq_short = traded = 0.0
         feed: list[str] = []
@@ -70,30 +71,28 @@ class AssetAggregator:
         marks = [s.mark for s in live if s.mark is not None]
         fundings = [s.funding for s in live if s.funding is not None]
         books = [s for s in live if s.book_valid]
-        return {
-            "type": "snapshot",
-            "ts": second_ms,
-            "asset": self.asset,
-            "price": round_price(median(prices)) if prices else None,
-            "venues": sorted({s.venue for s in live}),
-            "mark": round_price(median(marks)) if marks else None,
-            "funding": round_price(sum(fundings) / len(fundings)) if fundings else None,
-            "oi_usd": round_usd(sum(ois)) if (ois := [s.oi_usd for s in live if s.oi_usd is not None]) else None,
-            "liq_long_usd_1s": round_usd(liq_long),
-            "liq_short_usd_1s": round_usd(liq_short),
-            "liq_long_usd_60s": round_usd(sum(entry[1] for entry in self.window)),
-            "liq_short_usd_60s": round_usd(sum(entry[2] for entry in self.window)),
-            "trade_usd_60s": round_usd(sum(entry[3] for entry in self.window)),
-            "depth_bid_usd": {
+        ois = [s.oi_usd for s in live if s.oi_usd is not None]
+        return RiskSnapshot(
+            ts=second_ms,
+            asset=self.asset,
+            price=round_price(median(prices)) if prices else None,
+            venues=sorted({s.venue for s in live}),
+            mark=round_price(median(marks)) if marks else None,
+            funding=round_price(sum(fundings) / len(fundings)) if fundings else None,
+            oi_usd=round_usd(sum(ois)) if ois else None,
+            liq_long_usd_1s=round_usd(liq_long),
+            liq_short_usd_1s=round_usd(liq_short),
+            liq_long_usd_60s=round_usd(sum(entry[1] for entry in self.window)),
+            liq_short_usd_60s=round_usd(sum(entry[2] for entry in self.window)),
+            trade_usd_60s=round_usd(sum(entry[3] for entry in self.window)),
+            depth_bid_usd={
                 str(band): round_usd(sum((s.depth_bid_usd[i] for s in books), 0.0))
                 for i, band in enumerate(DEPTH_BANDS_BPS)
             },
-            "depth_ask_usd": {
+            depth_ask_usd={
                 str(band): round_usd(sum((s.depth_ask_usd[i] for s in books), 0.0))
                 for i, band in enumerate(DEPTH_BANDS_BPS)
             },
-            "books_valid": f"{len(books)}/{len(live)}",
-            "feed": feed,
-            "prob_down": None,
-            "prob_up": None,
-        }
+            books_valid=f"{len(books)}/{len(live)}",
+            feed=feed,
+        )

@@ -1,8 +1,9 @@
 """Per-asset detector wiring: one :class:`AssetDetectors` per asset, fed each released second.
 
-Inputs per second: the asset's :class:`~cascadewatch.pipelines.steps.items.InstrumentSecond` items of that second
+Inputs per second: the asset's :class:`~cascadewatch.pipelines.steps.items.InstrumentState` items of that second
 (flow: trades, liquidations, OI, mark) and the latest live state of every venue instrument
-(books). Outputs: the detector fields of the snapshot and the policy's alerts.
+(books). Outputs: the detector fields of the snapshot
+(:class:`~cascadewatch.connectors.outputs.DetectorFields`) and the policy's alerts.
 
 Order of work in a second ``t`` (seconds since the epoch, the second ``[t, t + 1)``):
 
@@ -29,10 +30,11 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
+from cascadewatch.connectors.outputs import Alert, DetectorFields, DirectionRisk
+from cascadewatch.connectors.units import ns_to_s
 from cascadewatch.detectors.crowding import CrowdingMonitor
 from cascadewatch.detectors.depth import DepthMonitor
 from cascadewatch.detectors.hawkes import HawkesEstimator
@@ -54,10 +56,9 @@ from cascadewatch.detectors.probability import (
 from cascadewatch.detectors.regime import RegimeDetector
 from cascadewatch.pipelines.config import DetectorsConfig
 from cascadewatch.pipelines.model_file import model_classifiers
-from cascadewatch.pipelines.steps.items import InstrumentSecond
+from cascadewatch.pipelines.steps.items import InstrumentState
 
 DIRECTIONS = ("down", "up")
-NS = 1_000_000_000
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -138,8 +139,8 @@ class AssetDetectors:
             self.vol_slow = RealizedVolatility(half_life_s=self.config.vol_slow_half_life_s)
 
     def update(
-        self, second_ms: int, price: float, states: list[InstrumentSecond], live: list[InstrumentSecond]
-    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        self, second_ms: int, price: float, states: list[InstrumentState], live: list[InstrumentState]
+    ) -> tuple[DetectorFields, list[Alert]]:
         """Feed one released second; return ``(snapshot fields, alerts)``."""
         t = second_ms / 1000.0
         end = t + 1.0
@@ -153,8 +154,8 @@ class AssetDetectors:
         liq_usd = {"down": 0.0, "up": 0.0}
         for ts, liq_price, qty, side in sorted(liqs):
             notional = liq_price * qty
-            self.observed.learn_one(liq_price, notional, side, ts / NS)
-            self.hawkes.learn_one(ts / NS)
+            self.observed.learn_one(liq_price, notional, side, ns_to_s(ts))
+            self.hawkes.learn_one(ns_to_s(ts))
             liq_usd["down" if side == "long" else "up"] += notional
         self.vol.learn_one(price, t + 0.5)
         self.vol_slow.learn_one(price, t + 0.5)
@@ -177,7 +178,7 @@ class AssetDetectors:
                 self.on_sample(cascade)
 
         directions: dict[str, DirectionReadout] = {}
-        extra: dict[str, Any] = {}
+        risk: dict[str, DirectionRisk] = {}
         for d, book, depth_usd, ratio in (
             ("down", bids, depth.bid_usd[-1], depth.bid_ratio[-1]),
             ("up", asks, depth.ask_usd[-1], depth.ask_ratio[-1]),
@@ -233,19 +234,19 @@ class AssetDetectors:
                 reach_bps=estimate.reach.travel_bps,
                 liq_usd_60s=liq_60s,
             )
-            extra[d] = {
-                "prob": _round(probability, 4),
-                "p_struct": _round(estimate.p, 4),
-                "p_touch": _round(estimate.p_touch, 4),
-                "cascade": regime[d].kind,
-                "cluster_price": _round(cluster.price, 8) if cluster else None,
-                "cluster_bps": _round(cluster.distance_bps, 1) if cluster else None,
-                "cluster_usd": _round(cluster.notional_usd, 2) if cluster else 0.0,
-                "at_risk_usd": _round(at_risk, 2),
-                "depth_ratio": _round(ratio, 4),
-                "reach_usd": _round(estimate.reach.forced_usd, 2),
-                "reach_bps": _round(estimate.reach.travel_bps, 1),
-            }
+            risk[d] = DirectionRisk(
+                prob=_round(probability, 4),
+                p_struct=_round(estimate.p, 4),
+                p_touch=_round(estimate.p_touch, 4),
+                cascade=regime[d].kind,
+                cluster_price=_round(cluster.price, 8) if cluster else None,
+                cluster_bps=_round(cluster.distance_bps, 1) if cluster else None,
+                cluster_usd=_round(cluster.notional_usd, 2) if cluster else 0.0,
+                at_risk_usd=_round(at_risk, 2),
+                depth_ratio=_round(ratio, 4),
+                reach_usd=_round(estimate.reach.forced_usd, 2),
+                reach_bps=_round(estimate.reach.travel_bps, 1),
+            )
         readout = AssetReadout(
             asset=self.asset,
             ts=second_ms,
@@ -255,17 +256,17 @@ class AssetDetectors:
             horizon_s=self.config.horizon_s,
             **directions,
         )
-        fields = {
-            "prob_down": extra["down"]["prob"],
-            "prob_up": extra["up"]["prob"],
-            "sigma_bps_1s": _round(self.vol.sigma * 1e4, 4),
-            "branching": _round(hawkes.branching, 4),
-            "hawkes_intensity": _round(hawkes.intensity, 6),
-            "observed_long_usd": _round(self.observed.total("long", end), 2),
-            "observed_short_usd": _round(self.observed.total("short", end), 2),
-            "down": extra["down"],
-            "up": extra["up"],
-        }
+        fields = DetectorFields(
+            prob_down=risk["down"].prob,
+            prob_up=risk["up"].prob,
+            sigma_bps_1s=_round(self.vol.sigma * 1e4, 4),
+            branching=_round(hawkes.branching, 4),
+            hawkes_intensity=_round(hawkes.intensity, 6),
+            observed_long_usd=_round(self.observed.total("long", end), 2),
+            observed_short_usd=_round(self.observed.total("short", end), 2),
+            down=risk["down"],
+            up=risk["up"],
+        )
         return fields, self.policy.update(readout)
 
     def _liq_60s(self, direction: str, second_ms: int, usd: float) -> float:
@@ -284,7 +285,7 @@ class AssetDetectors:
             self.liq_window_usd = {d: deque(usd for _, usd in self.liq_window[d]) for d in DIRECTIONS}
         return self.liq_window_usd[direction]
 
-    def _learn_flow(self, state: InstrumentSecond, t: float) -> None:
+    def _learn_flow(self, state: InstrumentState, t: float) -> None:
         estimated = self._map(state.venue)
         # the second's aggressive flow per side at its VWAP, buys first
         if state.buy_qty > 0:
@@ -293,7 +294,7 @@ class AssetDetectors:
             estimated.learn_trade(state.sell_usd / state.sell_qty, state.sell_qty, "sell")
         # the second's liquidations on this venue, before the mark that crossed their levels
         for ts, liq_price, qty, side in state.liqs:
-            estimated.learn_liquidation(liq_price, liq_price * qty, side, ts / NS)
+            estimated.learn_liquidation(liq_price, liq_price * qty, side, ns_to_s(ts))
         reference = state.mark or state.price
         if state.oi_qty is not None:
             estimated.learn_oi(state.oi_qty, t + 0.9, reference)

@@ -1,17 +1,21 @@
 """One asset's step: venue merge, detectors and alert policies, second by second.
 
-:class:`AssetRisk` receives the asset's :class:`~cascadewatch.pipelines.steps.items.AssetSecond` items in
-ascending order (the merge step releases seconds in order, over one channel) and returns, per
-second, the snapshot (:class:`~cascadewatch.pipelines.steps.asset_aggregator.AssetAggregator`) with the detectors' readouts
-(:class:`~cascadewatch.pipelines.steps.asset_detectors.AssetDetectors`), then the detectors' alerts, then the feed alerts
-(:class:`~cascadewatch.pipelines.steps.feed_policy.FeedPolicy`). Its state is the asset's whole analytic state
-and pickles for Bytewax recovery.
+:class:`AssetRisk` receives the asset's :class:`~cascadewatch.pipelines.steps.items.AssetSecond`
+items in ascending order (the merge step releases seconds in order, over one channel) and
+returns, per second, an :class:`~cascadewatch.pipelines.steps.items.AssetOutput`: the
+:class:`~cascadewatch.connectors.outputs.RiskSnapshot` (venue merge:
+:class:`~cascadewatch.pipelines.steps.asset_aggregator.AssetAggregator`; the detectors' fields:
+:class:`~cascadewatch.pipelines.steps.asset_detectors.AssetDetectors`), then the cascade
+alerts, then the feed alerts (:class:`~cascadewatch.pipelines.steps.feed_policy.FeedPolicy`),
+as the dicts of the output contract. Its state is the asset's whole analytic state and
+pickles for Bytewax recovery.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from cascadewatch.connectors.outputs import Alert
 from cascadewatch.pipelines.config import DetectorsConfig
 from cascadewatch.pipelines.steps.asset_aggregator import AssetAggregator
 from cascadewatch.pipelines.steps.asset_detectors import AssetDetectors
@@ -40,12 +44,11 @@ class AssetRisk:
             self.feeds = FeedPolicy(item.asset)
         states = list(item.states)
         snapshot = self.aggregator.update(item.second, states)
-        out = [snapshot]
-        if snapshot["price"] is not None:
+        alerts: list[Alert] = []
+        if snapshot.price is not None:
             fields, alerts = self.detectors.update(
-                item.second, snapshot["price"], states, self.aggregator.live(item.second)
+                item.second, snapshot.price, states, self.aggregator.live(item.second)
             )
-            snapshot.update(fields)
-            out.extend(alerts)
-        out.extend(self.feeds.update(item.second, states))
-        return AssetOutput(item.second, item.asset, tuple(out))
+            snapshot = snapshot.with_detectors(fields)
+        alerts.extend(self.feeds.update(item.second, states))
+        return AssetOutput(item.second, item.asset, (snapshot.to_dict(), *(alert.to_dict() for alert in alerts)))

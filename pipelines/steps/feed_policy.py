@@ -1,26 +1,24 @@
 """Feed alerts: a venue instrument whose data cannot be trusted pages like a cascade does.
 
-Per venue instrument, from the ``feed`` entries of its :class:`~cascadewatch.pipelines.steps.items.InstrumentSecond`:
+Per venue instrument, from the ``feed`` entries of its :class:`~cascadewatch.pipelines.steps.items.InstrumentState`:
 
 - trigger (``warning``) on the first ``gap``, ``disconnect``, ``stale`` or ``error``;
 - resolve at the first later second with no such entry whose book is valid again (or, for a
   stream that never had a valid book, that simply has data again).
 
 ``dedup_key = "<asset>:feed:<venue>"``; ``direction`` is ``null``: a feed problem has none.
-Ids come from content (``sha1(dedup_key|opened_ts|action|severity)``), as for cascade alerts.
+Ids come from content (:func:`~cascadewatch.connectors.outputs.alert_id`), as for cascade alerts.
 """
 
 from __future__ import annotations
 
-import hashlib
-from typing import Any
-
-from cascadewatch.pipelines.steps.items import InstrumentSecond
+from cascadewatch.connectors.outputs import Alert, alert_id
+from cascadewatch.pipelines.steps.items import InstrumentState
 
 PROBLEM_STATES = ("gap", "disconnect", "stale", "error")
 
 
-def _problems(state: InstrumentSecond) -> list[str]:
+def _problems(state: InstrumentState) -> list[str]:
     return [entry for entry in state.feed if entry.split(":", 1)[0] in PROBLEM_STATES]
 
 
@@ -33,7 +31,11 @@ class FeedPolicy:
         """venue|instrument -> (opened_ts ms, first problem)."""
         self.had_book: set[str] = set()
 
-    def update(self, second_ms: int, states: list[InstrumentSecond]) -> list[dict[str, Any]]:
+    def update(self, second_ms: int, states: list[InstrumentState]) -> list[Alert]:
+        """The feed alerts of second ``second_ms`` (ms).
+
+        A trigger when an instrument's feed goes bad, a resolve when it recovers.
+        """
         alerts = []
         for state in states:
             key = f"{state.venue}|{state.instrument}"
@@ -50,7 +52,7 @@ class FeedPolicy:
                 alerts.append(self._alert(state, second_ms, "resolve", opened_ts, problem))
         return alerts
 
-    def _alert(self, state: InstrumentSecond, ts: int, action: str, opened_ts: int, problem: str) -> dict[str, Any]:
+    def _alert(self, state: InstrumentState, ts: int, action: str, opened_ts: int, problem: str) -> Alert:
         dedup_key = f"{self.asset}:feed:{state.venue}"
         severity = "warning"
         if action == "trigger":
@@ -59,19 +61,18 @@ class FeedPolicy:
             summary = (
                 f"{state.venue} {state.instrument}: feed healthy again after {(ts - opened_ts) / 1000:.0f}s ({problem})"
             )
-        return {
-            "type": "alert",
-            "id": hashlib.sha1(f"{dedup_key}|{opened_ts}|{action}|{severity}".encode()).hexdigest()[:20],
-            "dedup_key": dedup_key,
-            "action": action,
-            "severity": severity,
-            "kind": "feed",
-            "asset": self.asset,
-            "direction": None,
-            "ts": ts,
-            "summary": summary,
-            "opened_ts": opened_ts,
-            "venue": state.venue,
-            "instrument": state.instrument,
-            "problem": problem,
-        }
+        return Alert(
+            id=alert_id(dedup_key, opened_ts, action, severity),
+            dedup_key=dedup_key,
+            action=action,
+            severity=severity,
+            kind="feed",
+            asset=self.asset,
+            direction=None,
+            ts=ts,
+            summary=summary,
+            opened_ts=opened_ts,
+            venue=state.venue,
+            instrument=state.instrument,
+            problem=problem,
+        )

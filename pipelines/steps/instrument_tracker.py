@@ -1,7 +1,7 @@
 """Per venue-instrument state: the book, last trade, mark, open interest, per-second flow.
 
 :class:`InstrumentTracker` consumes one instrument's events and watermarks, in order, and
-emits one :class:`~cascadewatch.pipelines.steps.items.InstrumentSecond` for every event-time second in which
+emits one :class:`~cascadewatch.pipelines.steps.items.InstrumentState` for every event-time second in which
 the instrument had events, when that second closes.
 
 A second closes when an event of a later second arrives or a watermark passes its end.
@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from cascadewatch.connectors.book import BookKeeper, depth_within
 from cascadewatch.connectors.events import (
@@ -28,16 +29,15 @@ from cascadewatch.connectors.events import (
     asset_of,
 )
 from cascadewatch.connectors.frames import DeadLetter
-from cascadewatch.connectors.sources import NS
-from cascadewatch.connectors.venues import parser_classes
+from cascadewatch.connectors.reasons import Reason
+from cascadewatch.connectors.units import NS_PER_S
 from cascadewatch.connectors.venues.base import SequenceRule
+from cascadewatch.connectors.venues.registry import PARSERS
 from cascadewatch.pipelines.steps.items import (
     BOOK_RANGE_BPS,
     DEPTH_BANDS_BPS,
-    InstrumentSecond,
+    InstrumentState,
 )
-
-MS = 1_000_000
 
 
 class InstrumentTracker:
@@ -74,25 +74,25 @@ class InstrumentTracker:
         self.liquidations = 0
         self.feed: list[str] = []
 
-    def process(self, values: list[Any]) -> list[InstrumentSecond | DeadLetter]:
+    def process(self, values: list[Any]) -> list[InstrumentState | DeadLetter]:
         """Apply a batch of events and watermarks; return closed seconds and dead letters.
 
         Closed seconds keep their order; a sequence gap adds a ``DeadLetter`` (reason
         ``sequence_gap``, the offending delta as raw text).
         """
-        out: list[InstrumentSecond | DeadLetter] = []
+        out: list[InstrumentState | DeadLetter] = []
         handlers = self._HANDLERS
         lag = self.lag
         for value in values:
             handler = handlers.get(value.__class__)
             if handler is None:  # a Watermark
-                self._advance(value.wm // NS, out)
+                self._advance(value.wm // NS_PER_S, out)
                 continue
             if not self.key:
                 self._identify(value)
             # effective time max(ts, recv - lag), never before a closed second
             floor = value.recv - lag
-            second = (value.ts if value.ts > floor else floor) // NS
+            second = (value.ts if value.ts > floor else floor) // NS_PER_S
             if second < self.closed_before:
                 second = self.closed_before
             if self.open_second is None:
@@ -110,7 +110,7 @@ class InstrumentTracker:
         self.venue, self.instrument = event.venue, event.instrument
         self.key = f"{event.venue}|{event.instrument}"
         self.asset = asset_of(event.instrument)
-        parser_class = parser_classes().get(event.venue)
+        parser_class = PARSERS.get(event.venue)
         if parser_class is not None:
             self.books = BookKeeper(parser_class.sequence_rule())
 
@@ -145,7 +145,7 @@ class InstrumentTracker:
             if status.state == "gap":
                 self.dead_letters.append(
                     DeadLetter(
-                        reason="sequence_gap",
+                        reason=Reason.SEQUENCE_GAP,
                         source=self.venue,
                         raw=msgspec.json.encode(event).decode(),
                         detail=status.detail,
@@ -186,13 +186,15 @@ class InstrumentTracker:
         FeedStatus: _on_feed_status,
     }
 
-    def _close(self) -> InstrumentSecond:
+    def _close(self) -> InstrumentState:
         assert self.open_second is not None
         book = self.books.book
         bids, asks = book.sides()
         best_bid = float(bids[0, 0]) if len(bids) else None
         best_ask = float(asks[0, 0]) if len(asks) else None
         reference = (best_bid + best_ask) / 2.0 if best_bid is not None and best_ask is not None else self.price
+        near_bids: np.ndarray | None
+        near_asks: np.ndarray | None
         if reference is not None:
             depth_bid = tuple(depth_within(bids, reference, DEPTH_BANDS_BPS, is_bid=True))
             depth_ask = tuple(depth_within(asks, reference, DEPTH_BANDS_BPS, is_bid=False))
@@ -201,7 +203,7 @@ class InstrumentTracker:
         else:
             depth_bid = depth_ask = (0.0,) * len(DEPTH_BANDS_BPS)
             near_bids = near_asks = None
-        second = InstrumentSecond(
+        second = InstrumentState(
             venue=self.venue,
             instrument=self.instrument,
             asset=self.asset,

@@ -7,13 +7,13 @@ from typing import Any
 import msgspec
 
 BOOK_RANGE_BPS = 1000
-"""Book levels within this distance of the mid (bps) travel with each instrument second."""
+"""Book levels within this distance of the mid (bps) travel with each instrument state."""
 
 DEPTH_BANDS_BPS = (10, 25, 50, 100)
 """Bands (basis points from the mid) at which resting book notional is measured."""
 
 
-class InstrumentSecond(msgspec.Struct, frozen=True, gc=False, tag="instrument_second"):
+class InstrumentState(msgspec.Struct, frozen=True, gc=False, tag="instrument_state"):
     """The state of one venue instrument at the end of one event-time second.
 
     ``second`` is the start of the second in ms (UTC epoch). Flow fields (``*_usd``, counts)
@@ -59,7 +59,7 @@ class AssetSecond(msgspec.Struct, frozen=True, gc=False, tag="asset_second"):
 
     second: int
     asset: str
-    states: tuple[InstrumentSecond, ...]
+    states: tuple[InstrumentState, ...]
 
 
 class SecondManifest(msgspec.Struct, frozen=True, gc=False, tag="second_manifest"):

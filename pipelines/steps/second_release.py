@@ -1,11 +1,12 @@
-"""The merge step: every instrument second meets here and is released in event-time order.
+"""The merge step: every instrument state meets here and is released in event-time order.
 
-:class:`SecondReleaser` buffers :class:`~cascadewatch.pipelines.steps.items.InstrumentSecond` items by second and
+:class:`SecondReleaser` buffers :class:`~cascadewatch.pipelines.steps.items.InstrumentState` items by second and
 releases a second once the global watermark (:mod:`cascadewatch.pipelines.steps.watermarks`) has passed its end.
 For each released second, in ascending order, it emits one
 :class:`~cascadewatch.pipelines.steps.items.AssetSecond` per asset (sorted) that goes to that asset's step
-(:mod:`cascadewatch.pipelines.steps.asset_risk`), and one :class:`~cascadewatch.pipelines.steps.items.SecondManifest` that tells the
-ordering step (:mod:`cascadewatch.pipelines.steps.output_ordering`) which assets to wait for. Its own work is small
+(:mod:`cascadewatch.pipelines.steps.asset_risk`), and one
+:class:`~cascadewatch.pipelines.steps.items.SecondManifest` that tells the ordering step
+(:mod:`cascadewatch.pipelines.steps.output_ordering`) which assets to wait for. Its own work is small
 (buffering and grouping, one item per venue instrument and second), so one key suffices; the
 per-asset work runs wherever the assets' keys are placed.
 """
@@ -14,34 +15,35 @@ from __future__ import annotations
 
 from typing import Any
 
-from cascadewatch.connectors.sources import NS, Watermark
+from cascadewatch.connectors.sources import Watermark
+from cascadewatch.connectors.units import MS_PER_S, NS_PER_MS, NS_PER_S
 from cascadewatch.pipelines.steps.items import (
     AssetSecond,
-    InstrumentSecond,
+    InstrumentState,
     SecondManifest,
 )
 from cascadewatch.pipelines.steps.watermarks import WatermarkTracker
 
 
 class SecondReleaser:
-    """Hold instrument seconds until every partition has passed them; release them per asset."""
+    """Hold instrument states until every partition has passed them; release them per asset."""
 
     def __init__(self, n_partitions: int) -> None:
         self.watermarks = WatermarkTracker(n_partitions)
-        self.pending: dict[int, list[InstrumentSecond]] = {}
+        self.pending: dict[int, list[InstrumentState]] = {}
         self.released_before_ms = -(2**63)
         self.late = 0
-        """Instrument seconds that arrived after their second was released (counted in the
+        """Instrument states that arrived after their second was released (counted in the
         oldest open second; the watermark contract makes this 0)."""
 
     def process(self, values: list[Any]) -> list[AssetSecond | SecondManifest]:
-        """Take instrument seconds and partition watermarks; return what was released, in order."""
+        """Take instrument states and partition watermarks; return what was released, in order."""
         out: list[AssetSecond | SecondManifest] = []
         for value in values:
             if isinstance(value, Watermark):
                 wm = self.watermarks.observe(value)
-                if wm > self.released_before_ms * 1_000_000:
-                    self._release(wm // NS * 1000, out)
+                if wm > self.released_before_ms * NS_PER_MS:
+                    self._release(wm // NS_PER_S * MS_PER_S, out)
             else:
                 second = value.second
                 if second < self.released_before_ms:
@@ -59,7 +61,7 @@ class SecondReleaser:
 
     def _release(self, before_ms: int, out: list[AssetSecond | SecondManifest]) -> None:
         for second in sorted(s for s in self.pending if s < before_ms):
-            by_asset: dict[str, list[InstrumentSecond]] = {}
+            by_asset: dict[str, list[InstrumentState]] = {}
             for state in sorted(self.pending.pop(second), key=lambda s: (s.asset, s.venue, s.instrument)):
                 by_asset.setdefault(state.asset, []).append(state)
             out.extend(AssetSecond(second, asset, tuple(states)) for asset, states in by_asset.items())

@@ -59,12 +59,15 @@ class SummarySink(FixedPartitionedSink[PartitionStats | DeadLetter, list[Partiti
         self.path = Path(path)
 
     def list_parts(self) -> list[str]:
+        """One partition: one summary file."""
         return ["summary"]
 
     def part_fn(self, item_key: str) -> int:
+        """Every item goes to the one partition."""
         return 0
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: list[PartitionStats | DeadLetter] | None
     ) -> _SummaryPartition:
+        """The partition that counts stats and dead letters into the summary file, resuming from ``resume_state``."""
         return _SummaryPartition(self.path, resume_state)

@@ -5,7 +5,7 @@
 :class:`~cascadewatch.pipelines.steps.instrument_tracker.InstrumentTracker` of every instrument it reads, right after
 parsing, and emits per-second state instead of raw events:
 
-- ``(MERGE_KEY, [InstrumentSecond, ..., Watermark])``: the seconds the batch closed, then
+- ``(MERGE_KEY, [InstrumentState, ..., Watermark])``: the seconds the batch closed, then
   the batch's watermark (the source appends it last to each instrument's list, and live
   partitions also under ``PARTITION_KEY``), one item per batch, for the merge step. Every
   instrument has closed its seconds before ``wm`` when the watermark is sent, so the merge
@@ -37,7 +37,7 @@ from cascadewatch.connectors.sources import (
     Watermark,
 )
 from cascadewatch.pipelines.steps.instrument_tracker import InstrumentTracker
-from cascadewatch.pipelines.steps.items import InstrumentSecond
+from cascadewatch.pipelines.steps.items import InstrumentState
 
 MERGE_KEY = "merge"
 
@@ -53,7 +53,8 @@ class TrackedPartition(StatefulSourcePartition[tuple[str, list[Any]], dict[str, 
         self.trackers: dict[str, InstrumentTracker] = trackers or {}
 
     def next_batch(self) -> list[tuple[str, list[Any]]]:
-        to_merge: list[InstrumentSecond | Watermark] = []
+        """The inner batch, its events folded into instrument states, dead letters and a watermark."""
+        to_merge: list[InstrumentState | Watermark] = []
         dead: list[DeadLetter] = []
         out: list[tuple[str, list[Any]]] = []
         mark: Watermark | None = None
@@ -68,7 +69,10 @@ class TrackedPartition(StatefulSourcePartition[tuple[str, list[Any]], dict[str, 
                     if tracker is None:
                         tracker = self.trackers[key] = InstrumentTracker(self.lag)
                     for item in tracker.process(values):
-                        (dead if isinstance(item, DeadLetter) else to_merge).append(item)
+                        if isinstance(item, DeadLetter):
+                            dead.append(item)
+                        else:
+                            to_merge.append(item)
                 last = values[-1]
                 if isinstance(last, Watermark) and (mark is None or last.wm > mark.wm):
                     mark = last
@@ -81,26 +85,31 @@ class TrackedPartition(StatefulSourcePartition[tuple[str, list[Any]], dict[str, 
         return out
 
     def next_awake(self) -> datetime | None:
+        """When the inner partition wants to be polled next."""
         return self.inner.next_awake()
 
     def snapshot(self) -> dict[str, Any]:
+        """The resume state: the inner source's and the instrument trackers."""
         return {"source": self.inner.snapshot(), "trackers": copy.deepcopy(self.trackers)}
 
     def close(self) -> None:
+        """Close the inner partition."""
         self.inner.close()
 
 
 class TrackedSource(FixedPartitionedSource[tuple[str, list[Any]], dict[str, Any]]):
     """``inner``'s partitions, each with its instruments' trackers (see the module docstring)."""
 
-    def __init__(self, inner: FixedPartitionedSource, allowed_lag_ns: int) -> None:
+    def __init__(self, inner: FixedPartitionedSource[Any, Any], allowed_lag_ns: int) -> None:
         self.inner = inner
         self.allowed_lag_ns = allowed_lag_ns
 
     def list_parts(self) -> list[str]:
+        """The inner source's partitions."""
         return self.inner.list_parts()
 
     def build_part(self, step_id: str, for_part: str, resume_state: dict[str, Any] | None) -> TrackedPartition:
+        """The inner partition of ``for_part`` wrapped with its trackers, resumed from ``resume_state``."""
         state = resume_state or {}
         inner = self.inner.build_part(step_id, for_part, state.get("source"))
         return TrackedPartition(inner, self.allowed_lag_ns, state.get("trackers"))

@@ -29,6 +29,8 @@ def console_line(alert: dict[str, Any]) -> str:
 
 
 class ConsoleDestination(Destination):
+    """Print alerts to the terminal (stderr by default) as rich panels."""
+
     def __init__(self, config: DestinationConfig, console: Console | None = None) -> None:
         super().__init__(config)
         self.console = console or Console(stderr=True)

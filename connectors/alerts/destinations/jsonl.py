@@ -12,12 +12,15 @@ from cascadewatch.connectors.alerts.destinations.base import Destination, Outcom
 
 
 class JsonlDestination(Destination):
+    """Append delivered alerts to a JSONL file (``path``, default ``alerts-delivered.jsonl``)."""
+
     def __init__(self, config: DestinationConfig) -> None:
         super().__init__(config)
         self.path = Path(config.path or "alerts-delivered.jsonl")
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def describe(self) -> str:
+        """``jsonl <path>``, for logs and the CLI."""
         return f"jsonl {self.path}"
 
     def _send(self, alerts: list[dict[str, Any]]) -> Outcome:

@@ -63,6 +63,8 @@ def pagerduty_event(
 
 
 class PagerDutyDestination(Destination):
+    """Trigger and resolve PagerDuty incidents through the Events API v2."""
+
     def __init__(self, config: DestinationConfig) -> None:
         super().__init__(config)
         self.url = config.resolve_url() or ""
@@ -70,6 +72,7 @@ class PagerDutyDestination(Destination):
         self._client = make_client(config.timeout_s)
 
     def describe(self) -> str:
+        """The endpoint's host and where the routing key comes from (never the key itself)."""
         return f"pagerduty {urlsplit(self.url).netloc} (routing key from ${self.config.secret_env})"
 
     def _send(self, alerts: list[dict[str, Any]]) -> Outcome:
@@ -81,6 +84,7 @@ class PagerDutyDestination(Destination):
         return outcome
 
     def close(self) -> None:
+        """Close the HTTP client."""
         self._client.close()
 
 

@@ -54,6 +54,7 @@ def _probability(alert: dict[str, Any]) -> str:
 
 
 def slack_title(alert: dict[str, Any]) -> str:
+    """The alert's Slack headline: severity icon, asset, kind and direction (or "Resolved")."""
     asset, kind, direction = alert.get("asset", "?"), alert.get("kind", "alert"), alert.get("direction", "")
     if alert.get("action") == "resolve":
         return f":white_check_mark: Resolved: {asset} {kind} {direction}"
@@ -144,6 +145,8 @@ def slack_message(alerts: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class SlackDestination(Destination):
+    """Post alerts to a Slack incoming webhook as Block Kit messages."""
+
     def __init__(self, config: DestinationConfig) -> None:
         super().__init__(config)
         url = config.resolve_url() or ""
@@ -152,13 +155,20 @@ class SlackDestination(Destination):
             where = f"${config.url_env}" if config.url_env else "url"
             raise ValueError(f"destination {config.name!r}: the Slack webhook URL ({where}) must start with https://")
         self.batch_size = config.coalesce
-        self._client = WebhookClient(self.url, timeout=config.timeout_s, retry_handlers=[], logger=_quiet)
+        self._client = WebhookClient(
+            self.url,
+            timeout=config.timeout_s,  # type: ignore[arg-type]  # slack_sdk annotates int; urllib takes float seconds
+            retry_handlers=[],
+            logger=_quiet,
+        )
 
     @property
     def rate_key(self) -> str:
+        """The rate-limit key: one per webhook URL (a hash, not the URL, which is a secret)."""
         return "slack:" + hashlib.sha256(self.url.encode()).hexdigest()[:16]
 
     def describe(self) -> str:
+        """``slack webhook`` and where the URL comes from (never the URL itself)."""
         return f"slack webhook (URL from ${self.config.url_env})" if self.config.url_env else "slack webhook"
 
     def _send(self, alerts: list[dict[str, Any]]) -> Outcome:

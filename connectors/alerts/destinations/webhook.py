@@ -23,14 +23,18 @@ from cascadewatch.connectors.alerts.destinations.http import make_client, post_j
 
 
 def signature(secret: str, body: bytes) -> str:
+    """The HMAC-SHA256 of ``body`` with ``secret``, as hex."""
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def webhook_body(alert: dict[str, Any]) -> bytes:
+    """The alert as compact UTF-8 JSON: the exact bytes that are signed and posted."""
     return json.dumps(alert, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 class WebhookDestination(Destination):
+    """POST each alert as JSON to a URL, signed with HMAC-SHA256 when a secret is configured."""
+
     def __init__(self, config: DestinationConfig) -> None:
         super().__init__(config)
         url = config.resolve_url() or ""
@@ -39,6 +43,7 @@ class WebhookDestination(Destination):
         self._client = make_client(config.timeout_s)
 
     def describe(self) -> str:
+        """``webhook`` and the host, or where the URL comes from when it is a secret."""
         where = f"URL from ${self.config.url_env}" if self.config.url_env else urlsplit(self.url).netloc
         return f"webhook {where}"
 
@@ -52,4 +57,5 @@ class WebhookDestination(Destination):
         return outcome
 
     def close(self) -> None:
+        """Close the HTTP client."""
         self._client.close()
