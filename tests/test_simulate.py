@@ -84,7 +84,7 @@ def test_short_squeeze_has_an_up_cascade(tmp_path):
 
 
 def test_multi_venue_cascade_starts_on_bybit(tmp_path):
-    r = simulate("multi-venue", 4, None, tmp_path / "mv.rec", tmp_path / "mv.truth.jsonl")
+    r = simulate("multi-venue", 1, None, tmp_path / "mv.rec", tmp_path / "mv.truth.jsonl")
     assert cascades(read_truth(tmp_path / "mv.truth.jsonl"), "down")
     first = {v: r.venues[v]["first_large_liquidation_ms"] for v in VENUES}
     assert all(first.values())
@@ -282,3 +282,50 @@ def test_unknown_scenario_and_bad_duration(tmp_path):
         simulate("nope", 1, 10, tmp_path / "x.rec")
     with pytest.raises(ValueError):
         simulate("calm", 1, 0, tmp_path / "x.rec")
+
+
+def test_engine_works_its_inventory_over_time_then_deleverages():
+    """A 100x long of 5 BTC entered at 100,000: liquidation price 99,400 (mmr 0.4 %), bankruptcy
+    99,000. The engine takes it over when the mark crosses, sells at most its throughput per
+    step, pays the fill's edge over bankruptcy into the fund, and auto-deleverages the rest
+    against the most profitable short when the fund cannot cover the loss at the mark."""
+    from cascadewatch.pipelines.simulate.agents import LONG, SHORT, Positions
+    from cascadewatch.pipelines.simulate.liquidation import LiquidationEngine
+
+    pos = Positions(0.004, 100)
+    pid = pos.open(0.0, LONG, 5000, 1_000_000.0, 100.0, 1e9)
+    assert pos.liq[pid] == pytest.approx(994_000.0)
+    pos.open(0.0, SHORT, 2000, 1_050_000.0, 5.0, 1e9)  # entered higher: the most profitable short
+    pos.open(0.0, SHORT, 2000, 1_000_000.0, 5.0, 1e9)
+    engine = LiquidationEngine(pos, tau_s=5.0, usd_s=100_000.0, slip_bps=10.0, fund_usd=0.0, adl_after_s=20.0)
+    engine.update_mark(994_500.0, 994_500.0, 1.0)
+    assert engine.take_over(1.0) == 0  # not crossed yet
+    engine.update_mark(993_000.0, 993_000.0, 1.0)
+    assert engine.take_over(2.0) == 1 and engine.inventory == [5000, 0]
+    (order,) = engine.orders(993_000.0, 993_100.0, 99_300.0, 1.0, 0.001)
+    assert (order.side, order.lots) == ("sell", 1007)  # 100,000 USD/s at 99,300
+    assert order.limit == pytest.approx(992_007.0) and order.bankruptcy == pytest.approx(990_000.0)
+    engine.settle(LONG, 1007, 992_000.0, 0.001)
+    assert engine.fund == pytest.approx(201.4) and engine.inventory == [3993, 0]
+    engine.update_mark(985_000.0, 985_000.0, 100.0)
+    assert engine.adl_due(10.0, 0.001) == []  # worked for 8 s only
+    assert engine.adl_due(30.0, 0.001) == [(LONG, 3993, pytest.approx(990_000.0))]
+    assert engine.inventory == [0, 0]
+    assert pos.deleverage(SHORT, 3993) == 3993
+    assert pos.open_lots[SHORT] == 7  # the 1,050,000 short went first, then 1993 of the other
+
+
+def test_each_seed_draws_its_own_market_and_timing():
+    import random
+
+    from cascadewatch.pipelines.simulate.market import draw_market
+
+    markets = [draw_market(s) for s in range(1, 9)]
+    assert draw_market(3) == markets[2]
+    for field in ("price", "notional", "leverage", "depth_usd_bps", "mm_nerve", "vol_bps", "funding_bias"):
+        assert len({getattr(m, field) for m in markets}) == 8, field
+    assert len({tuple(v.name for v in m.venues) for m in markets}) > 2
+    anchors = {SCENARIOS["long-squeeze"].build(random.Random(s)).anchor for s in range(8)}
+    assert len(anchors) == 8 and min(anchors) >= 0.35 and max(anchors) <= 0.8
+    directions = {SCENARIOS["surprise-shock"].build(random.Random(s)).direction for s in range(8)}
+    assert directions == {"down", "up"}

@@ -64,7 +64,7 @@ def bench_recording(
     duration = min_frames / FRAMES_PER_S * 1.05
     while True:
         print(f"simulating a busy multi-venue market for {duration:,.0f} s ...", file=sys.stderr)
-        scenario = replace(SCENARIOS["multi-venue"], noise_rate=25.0, step_s=0.1, duration_s=duration)
+        scenario = replace(SCENARIOS["multi-venue"], activity=10.0, step_s=0.1, duration_s=duration)
         run_scenario(scenario, seed, path)
         count = sum(1 for _ in RecordingReader(path))
         if count >= min_frames:

@@ -1,19 +1,27 @@
 """``cascadewatch simulate``: an agent-based market that makes liquidation cascades.
 
-Leveraged traders open positions (each with a liquidation price from its leverage and the
-venue's maintenance margin), market makers quote books whose depth shrinks under stress,
-arbitrageurs tie three venues to a spot index, and a liquidation engine per venue closes
-crossed positions with market orders into the book. Cascades arise from that mechanism;
-scenarios only set the conditions and an exogenous trigger. The output is a recording in
+Each seed draws its own market (:mod:`.market`: price level and notional scale, venues, leverage
+mix, market-maker depth and nerve, arbitrage and engine speeds, volatility regime, funding) and
+its family's episode (:mod:`.scenarios`: direction, timing, strengths). Leveraged traders open
+positions (each with a liquidation price from its leverage and the venue's maintenance margin),
+market makers quote books whose depth they pull under stress and restore with a lag,
+arbitrageurs tie the venues to a spot index with a lag, value traders lean against large
+moves, and a liquidation engine per venue takes over the positions its mark price (index +
+smoothed basis) crosses and works them into the book over time, with an insurance fund and
+auto-deleveraging. Stochastic volatility and news that liquidations excite give every run a
+background of small liquidations and the odd small cascade. Cascades arise from that
+mechanism; families only set conditions and exogenous triggers. The output is a recording in
 exchange-native frames (Binance USD-M, Bybit v5, OKX v5), so the whole pipeline, parsers
 included, runs on it as on a live feed, plus a truth file (JSONL) with the cascades (by the
-label of :mod:`cascadewatch.detectors.labels`, from the *true* forced notional) and the true liquidation
-levels over time.
+label of :mod:`cascadewatch.detectors.labels`, from the *true* forced notional) and the true
+liquidation levels over time.
 
 The truth file, one JSON object per line, times in UTC epoch milliseconds; first the
 ``scenario`` line, then ``span``, then the rest in time order:
 
-- ``{"type": "scenario", "name", "seed", "duration_s", "venues", "description", "faults"}``;
+- ``{"type": "scenario", "name", "seed", "duration_s", "venues", "description", "faults", "plan",
+  "market"}``: ``plan`` = ``{"direction", "anchor"}`` (the episode's direction, ``null`` for
+  calm, and the anchor time), ``market`` = the drawn :class:`.market.Market`;
 - ``{"type": "span", "asset", "start", "end"}``: the simulated time (what "days" are counted on);
 - ``{"type": "cascade", "asset", "direction", "start", "peak", "end", "forced_notional",
   "move_bps"}``: by :mod:`cascadewatch.detectors.labels` (default :class:`~cascadewatch.detectors.labels.LabelConfig`)
@@ -21,11 +29,14 @@ The truth file, one JSON object per line, times in UTC epoch milliseconds; first
   the venues do not publish) and the scale-weighted mean mid price;
 - ``{"type": "levels", "ts", "asset", "price", "long": [[price, usd], ...], "short": [...]}``
   every ``levels_every_s`` (60 s): liquidation notional of all open positions by liquidation
-  price, 100-USDT buckets (centre price), within 10 % of the price, summed over venues;
+  price, buckets of about 10 bps (a 1-2-5 number of USDT: 100 near a price of 100,000; centre
+  price), within 10 % of the price, summed over venues;
 - ``{"type": "phase", "ts", "end", ...}``: a scenario phase and the parameters it changes
   (crowding, leverage, liquidity withdrawal, informed flow, index drift);
-- ``{"type": "shock", "ts", "kind": "index", "bps"}`` / ``{"type": "shock", "ts", "kind":
-  "market", "venue", "usd", "over_s"}``: exogenous triggers; ``{"type": "stops", "side",
+- ``{"type": "shock", "ts", "kind": "index", "bps", "over_s"}`` / ``{"type": "shock", "ts",
+  "kind": "market", "venue", "usd", "over_s"}``: the family's exogenous triggers; ``{"type":
+  "shock", "ts", "kind": "news", "bps", "over_s"}``: the background's news moves of the index;
+  ``{"type": "adl", "ts", "venue", "side", "usd"}``: auto-deleveraging of a liquidated side; ``{"type": "stops", "side",
   "price", "usd"}``: a cluster of stop orders; ``{"type": "fault", "ts", "venue", "kind":
   "disconnect" | "gap", ...}`` with ``--faults``.
 
@@ -34,8 +45,11 @@ The truth file, one JSON object per line, times in UTC epoch milliseconds; first
 ...     "long-squeeze", seed=1, duration_s=900, out="ls.rec.zst", truth="ls.truth.jsonl"
 ... )
 
-Modules: :mod:`~cascadewatch.pipelines.simulate.scenarios` (named runs), :mod:`~cascadewatch.pipelines.simulate.book`
-(order book and market makers), :mod:`~cascadewatch.pipelines.simulate.agents` (traders and positions),
+Modules: :mod:`~cascadewatch.pipelines.simulate.market` (the seed's market),
+:mod:`~cascadewatch.pipelines.simulate.scenarios` (families),
+:mod:`~cascadewatch.pipelines.simulate.facts` (stylized facts beside the real figures),
+:mod:`~cascadewatch.pipelines.simulate.book` (order book and market makers),
+:mod:`~cascadewatch.pipelines.simulate.agents` (traders and positions),
 :mod:`~cascadewatch.pipelines.simulate.liquidation` (mark price and liquidation engine),
 :mod:`~cascadewatch.pipelines.simulate.venues` (frame writers),
 :mod:`~cascadewatch.pipelines.simulate.runner` (the loop),

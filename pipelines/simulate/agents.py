@@ -7,8 +7,10 @@ opening position):
 
 - ``noise``: untracked two-sided flow, Poisson arrivals, log-normal sizes;
 - ``open``: leveraged traders opening positions (share of longs, leverage mix and size set by
-  the scenario's phase); a filled opening order becomes a :class:`Positions` entry with its
-  liquidation price and a random holding time;
+  the scenario's phase); in a market far from its slow average they cut their leverage to at
+  most ``100 * 30 / |distance in bps|`` (at least 5x): nobody opens at 100x in a crash; a
+  filled opening order becomes a :class:`Positions` entry with its liquidation price and a
+  random holding time;
 - ``close``: positions whose holding time ended, closed at market;
 - ``arb``: arbitrageurs trading the venue's basis to a fair price (half the spot index, half the
   other venues' mid) as they saw it ``arb_lag_s`` ago, linear in the basis beyond 2 bps and
@@ -300,19 +302,20 @@ class Traders:
         positions: Positions,
         market: Market,
         leverages: tuple[float, ...],
+        activity: float = 1.0,
     ) -> None:
         self.rng = rng
         self.scale = scale
         self.positions = positions
         self.stops = StopBook()
-        self.noise_rate = market.noise_rate * scale
+        self.noise_rate = market.noise_rate * scale * activity
         self.open_rate = market.open_rate * scale
         self.hold_s = market.hold_s
         self.arb_usd_s_bps = market.arb_usd_s_bps
         self.arb_cap_usd_s = market.arb_cap_usd_s
         self.value_usd_s_bps = market.value_usd_s_bps
         self.value_free_bps = market.value_free_bps
-        self.value_cap_usd_s = 40.0 * market.value_usd_s_bps
+        self.value_cap_usd_s = 150.0 * market.value_usd_s_bps
         self.leverages = leverages
         self._pending: list[Order] = []
         self._mean_open = math.exp(self.OPEN_SIGMA**2 / 2)  # mean / median of a log-normal size
@@ -361,6 +364,7 @@ class Traders:
                     None,
                 )
             )
+        max_lev = max(5.0, 3000.0 / max(abs(value_bps), 30.0))
         for _ in range(poisson(rng, self.open_rate * p.open_rate * dt)):
             side = "buy" if rng.random() < p.long_share else "sell"
             out.append(
@@ -369,7 +373,7 @@ class Traders:
                     side,
                     lognormal_lots(rng, self.OPEN_USD * p.size, self.OPEN_SIGMA, price_usd),
                     "open",
-                    pick(rng, self.leverages, p.lev_cum),
+                    min(pick(rng, self.leverages, p.lev_cum), max_lev),
                 )
             )
         pos = self.positions

@@ -6,11 +6,13 @@ OKX contracts of 0.01 BTC) is exact. The book has at most one level per *cell* o
 ``cell_ticks`` ticks; the level's price inside its cell is a fixed irregular offset, so prices
 look like a real book's and stay strictly ordered.
 
-Market makers quote around the last trade price: every step they keep the first cells next to
-it filled (the spread closes behind a sweep), refresh a few random cells toward their target
-depth profile, and cancel levels beyond ``range_cells``. The target profile scales with a
-liquidity factor: market makers pull back when volatility rises (and when a scenario tells them
-to), which is the amplifier of a cascade.
+Market makers quote around the mid (the last trade price while one side is empty): every step
+they refill, after a random wait, the cells next to it that a sweep emptied (the book
+replenishes with a lag), refresh a few random cells toward their target depth profile, post on
+empty cells of the range in a rolling sweep (the profile is rebuilt behind a move), and cancel
+levels beyond ``range_cells``. The target profile scales with a liquidity factor: market makers
+pull back at once when the price runs or liquidations hit the book (and when a scenario tells
+them to) and come back slowly, which is the amplifier of a cascade.
 """
 
 from __future__ import annotations
@@ -72,15 +74,18 @@ class Book:
         return sum(ticks[c] * q for c, q in fills) / sum(q for _, q in fills)
 
     def cell_of(self, ticks: float) -> int:
+        """The cell holding price ``ticks``."""
         return int(ticks // self.cell_ticks)
 
     def mid_ticks(self) -> float:
+        """The mid in ticks (the last trade's cell when a side is empty)."""
         if 0 <= self.bb and self.ba < self.n:
             return (self.ticks[self.bb] + self.ticks[self.ba]) / 2.0
         return float(self.ticks[self.last_cell])
 
     # --------------------------------------------------------------- edits
     def set_bid(self, cell: int, lots: int) -> None:
+        """Set the bid lots of ``cell`` (ignored at or above the best ask, or outside the grid)."""
         if cell >= self.ba or cell < 0:
             return
         if self.bids[cell] != lots:
@@ -92,6 +97,7 @@ class Book:
                 self._fix_bb()
 
     def set_ask(self, cell: int, lots: int) -> None:
+        """Set the ask lots of ``cell`` (ignored at or below the best bid, or outside the grid)."""
         if cell <= self.bb or cell >= self.n:
             return
         if self.asks[cell] != lots:
@@ -248,8 +254,9 @@ class MarketMaker:
         self._flow += usd
 
     def step(self, scenario_liquidity: float) -> None:
-        """One quoting round: update volatility and liquidity, close the spread, refresh, cancel."""
-        book, rng, target = self.book, self.rng, self._target
+        """One quoting round: update volatility and liquidity, close the spread, refresh, rebuild,
+        pull back under stress, cancel beyond the range."""
+        book = self.book
         self.imbalance += self._a_flow * (self._flow / self._step_s - self.imbalance)
         self._flow = 0.0
         lean = min(0.4, abs(self.imbalance) / self._skew_norm)
@@ -267,8 +274,19 @@ class MarketMaker:
         pulled = want < self.liquidity * 0.97
         liq = want if want < self.liquidity else self.liquidity + self._a_back * (want - self.liquidity)
         self.liquidity = liq
-        ref = book.last_cell
-        # close the spread behind a sweep: the first cells next to the last trade
+        ref = book.cell_of(mid)  # quote around the mid (the last trade when one side is empty)
+        self._close_spread(ref, liq, bid_k, ask_k)
+        self._refresh(ref, liq, bid_k, ask_k)
+        self._rebuild(ref, liq, bid_k, ask_k)
+        # under stress, market makers pull the near levels down to the thinner target at once
+        if pulled or lean > 0.3:
+            self._pull_near(ref, liq, bid_k, ask_k)
+        self._cancel_beyond(ref)
+
+    def _close_spread(self, ref: int, liq: float, bid_k: float, ask_k: float) -> None:
+        """Close the spread behind a sweep: the cells next to the mid ``ref`` that a sweep emptied
+        are refilled, each after a random wait (mean ``refill_s``)."""
+        book, rng, target = self.book, self.rng, self._target
         front_b = max(1, int(self.FRONT * bid_k + 0.5))
         front_a = max(1, int(self.FRONT * ask_k + 0.5))
         p_refill = self._p_refill
@@ -281,7 +299,10 @@ class MarketMaker:
             want = target[d] * liq * ask_k
             if d <= front_a and c > book.bb and book.asks[c] < 0.3 * want and rng.random() < p_refill:
                 self._post_ask(c, int(want * (0.6 + 0.8 * rng.random())) + 1)
-        # refresh random cells toward the target, denser near the touch
+
+    def _refresh(self, ref: int, liq: float, bid_k: float, ask_k: float) -> None:
+        """Refresh random cells toward the target, denser near the touch."""
+        book, rng, target = self.book, self.rng, self._target
         rc = self.range_cells
         for _ in range(self.REFRESH):
             u = rng.random()
@@ -295,26 +316,10 @@ class MarketMaker:
                 c = ref + d
                 if c > book.bb:
                     self._post_ask(c, int(lots * ask_k) + 1)
-        # rebuild the profile behind a move: a rolling sweep over the range posts on empty cells
-        for _ in range(self.SWEEP):
-            d = self._sweep = self._sweep % rc + 1
-            c = ref - d
-            if 0 <= c < book.ba and book.bids[c] == 0:
-                self._post_bid(c, int(target[d] * liq * bid_k * (0.6 + 0.8 * rng.random())) + 1)
-            c = ref + d
-            if book.bb < c < book.n and book.asks[c] == 0:
-                self._post_ask(c, int(target[d] * liq * ask_k * (0.6 + 0.8 * rng.random())) + 1)
-        # under stress, market makers pull the near levels down to the thinner target at once
-        if pulled or lean > 0.3:
-            for d in range(1, min(40, rc)):
-                cap = target[d] * liq * 1.2
-                c = ref - d
-                if 0 <= c < book.n and book.bids[c] > cap * bid_k + 1:
-                    book.set_bid(c, int(cap * bid_k) + 1)
-                c = ref + d
-                if 0 <= c < book.n and book.asks[c] > cap * ask_k + 1:
-                    book.set_ask(c, int(cap * ask_k) + 1)
-        # cancel what drifted beyond the quoting range
+
+    def _cancel_beyond(self, ref: int) -> None:
+        """Cancel what drifted beyond the quoting range around ``ref``."""
+        book, rc = self.book, self.range_cells
         lo_keep = ref - rc
         while self._lo < lo_keep:
             if book.bids[self._lo] > 0:
@@ -325,3 +330,27 @@ class MarketMaker:
             if book.asks[self._hi] > 0:
                 book.set_ask(self._hi, 0)
             self._hi -= 1
+
+    def _rebuild(self, ref: int, liq: float, bid_k: float, ask_k: float) -> None:
+        """Rebuild the profile behind a move: a rolling sweep over the range posts on empty cells."""
+        book, rng, target, rc = self.book, self.rng, self._target, self.range_cells
+        for _ in range(self.SWEEP):
+            d = self._sweep = self._sweep % rc + 1
+            c = ref - d
+            if 0 <= c < book.ba and book.bids[c] == 0:
+                self._post_bid(c, int(target[d] * liq * bid_k * (0.6 + 0.8 * rng.random())) + 1)
+            c = ref + d
+            if book.bb < c < book.n and book.asks[c] == 0:
+                self._post_ask(c, int(target[d] * liq * ask_k * (0.6 + 0.8 * rng.random())) + 1)
+
+    def _pull_near(self, ref: int, liq: float, bid_k: float, ask_k: float) -> None:
+        """Cap the levels within 40 cells of ``ref`` at 1.2 times the (thinner) target."""
+        book, target, rc = self.book, self._target, self.range_cells
+        for d in range(1, min(40, rc)):
+            cap = target[d] * liq * 1.2
+            c = ref - d
+            if 0 <= c < book.n and book.bids[c] > cap * bid_k + 1:
+                book.set_bid(c, int(cap * bid_k) + 1)
+            c = ref + d
+            if 0 <= c < book.n and book.asks[c] > cap * ask_k + 1:
+                book.set_ask(c, int(cap * ask_k) + 1)

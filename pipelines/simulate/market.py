@@ -129,7 +129,7 @@ def _tilted(rng: random.Random, base: tuple[float, ...], spread: float) -> tuple
     """``base`` weights over :data:`LEVERAGES` tilted by ``exp(t * ln L)``, ``t`` uniform in
     ``[-spread, spread]``, renormalised (a market with more or fewer high-leverage traders)."""
     t = rng.uniform(-spread, spread)
-    w = [b * math.exp(t * math.log(lev / 20.0)) for b, lev in zip(base, LEVERAGES)]
+    w = [b * math.exp(t * math.log(lev / 20.0)) for b, lev in zip(base, LEVERAGES, strict=True)]
     total = sum(w)
     return tuple(x / total for x in w)
 
@@ -161,8 +161,8 @@ def draw_market(seed: int, venues: tuple[str, ...] | None = None, min_venues: in
                 scale=1.0 if i == 0 else rng.uniform(0.35, 0.9),
                 mmr=rng.choice((0.004, 0.004, 0.005, 0.0065)),
                 latency_ms=_LATENCY_MS[name] * rng.uniform(0.7, 1.4),
-                mark_tau_s=_logu(rng, 2.0, 20.0),
-                engine_usd_s=_logu(rng, 200_000.0, 1_200_000.0),
+                mark_tau_s=_logu(rng, 3.0, 30.0),
+                engine_usd_s=_logu(rng, 80_000.0, 500_000.0),
                 engine_slip_bps=_logu(rng, 6.0, 30.0),
                 insurance_usd=_logu(rng, 1.5e6, 25e6),
             )
@@ -185,16 +185,16 @@ def draw_market(seed: int, venues: tuple[str, ...] | None = None, min_venues: in
         mm_refill_s=_logu(rng, 0.4, 4.0),
         arb_lag_s=_logu(rng, 1.0, 12.0),
         arb_usd_s_bps=_logu(rng, 20_000.0, 80_000.0),
-        arb_cap_usd_s=_logu(rng, 80_000.0, 300_000.0),
-        index_pull_s=_logu(rng, 0.01, 0.05),
+        arb_cap_usd_s=_logu(rng, 200_000.0, 600_000.0),
+        index_pull_s=_logu(rng, 0.003, 0.015),
         value_usd_s_bps=_logu(rng, 2_000.0, 8_000.0),
-        value_free_bps=_logu(rng, 20.0, 60.0),
+        value_free_bps=_logu(rng, 15.0, 40.0),
         value_lag_s=_logu(rng, 3.0, 15.0),
         vol_bps=_logu(rng, 0.3, 0.75),
         vol_of_vol=rng.uniform(0.25, 0.6),
         vol_revert_s=_logu(rng, 1_200.0, 7_200.0),
-        jump_rate_h=_logu(rng, 0.15, 0.6),
-        jump_bps=_logu(rng, 25.0, 60.0),
-        jump_over_s=_logu(rng, 8.0, 60.0),
-        excite=_logu(rng, 0.5, 2.0),
+        jump_rate_h=_logu(rng, 0.12, 0.45),
+        jump_bps=_logu(rng, 40.0, 90.0),
+        jump_over_s=_logu(rng, 30.0, 180.0),
+        excite=_logu(rng, 1.5, 4.5),
     )

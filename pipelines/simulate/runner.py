@@ -1,20 +1,23 @@
 """The simulation loop: a spot index, one market per venue, a recording and its truth.
 
-Per step (``scenario.step_s``) the spot index moves (its own random walk, a slow pull toward
-the perpetuals' mid prices since perpetuals lead price discovery, scenario drifts and jumps),
-then, on every venue in turn:
+The seed draws the market (:func:`.market.draw_market`) and the family's plan; then per step
+(``scenario.step_s``) the spot index moves (:class:`_Index`: stochastic volatility, news moves
+spread over tens of seconds whose rate and side liquidations excite, a slow pull toward the
+perpetuals' mid prices, the plan's drifts and shocks), then, on every venue in turn:
 
-1. market makers quote (close the spread, refresh, cancel, pull back under stress);
-2. the traders' market orders of the step are executed in time order (:mod:`.agents`);
-3. the mark price moves (index + smoothed basis) and the liquidation engine takes over every
-   position it crossed, sending forced orders into the book (:mod:`.liquidation`);
+1. market makers quote (refill, refresh, rebuild, pull back under stress; :mod:`.book`);
+2. the traders' market orders of the step are executed in time order (:mod:`.agents`:
+   noise, openings and closes, lagging arbitrage, value traders, the plan's flows);
+3. the mark price moves (index + smoothed basis), the liquidation engine takes over every
+   position it crossed and works its inventory into the book, the insurance fund settles each
+   fill and auto-deleveraging closes what it cannot cover (:mod:`.liquidation`);
 4. the venue writer publishes the book changes (:mod:`.venues`).
 
 A cascade on one venue drags the index and, through arbitrage, the other venues. At every
 whole second the writers publish mark price, open interest and the throttled liquidation feeds,
-and the true per-second forced notional (every liquidation, published or not) and price go
-through :class:`cascadewatch.detectors.labels.CascadeLabeler`: the truth file's ``cascade`` lines come from
-the same label definition the evaluator uses.
+and the true per-second forced notional (every engine fill and ADL close, published or not)
+and price go through :class:`cascadewatch.detectors.labels.CascadeLabeler`: the truth file's
+``cascade`` lines come from the same label definition the evaluator uses.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from cascadewatch.pipelines.simulate.book import LOT, Book, MarketMaker, Quoting
 from cascadewatch.pipelines.simulate.liquidation import LiquidationEngine
 from cascadewatch.pipelines.simulate.market import LEVERAGES, Market, VenueMarket, draw_market
 from cascadewatch.pipelines.simulate.scenarios import LOW_LEVERAGE, Phase, Plan, Scenario, StopCluster
-from cascadewatch.pipelines.simulate.venues import FEEDS, BinanceFeed, BybitFeed, Feed, FrameSink, NullFeed
+from cascadewatch.pipelines.simulate.venues import BinanceFeed, BybitFeed, Feed, FrameSink, NullFeed, frame_writer
 
 __all__ = ["SimulationResult", "run_scenario", "ASSET"]
 
@@ -45,8 +48,9 @@ ORDER_MAX_CELLS = 400  # an ordinary market order walks at most 400 levels (~200
 QUOTE_RANGE_BPS = 190.0  # market makers quote this far from the last trade (< 400 OKX levels)
 CELL_BPS = 0.5  # one book level per ~0.5 bps of price (a round number of ticks)
 OI_BASE_USD = 7.7e8  # open interest of positions the simulation does not track, per unit of scale
+BURST_USD = 250_000.0  # a venue's first liquidation burst: this much filled within 10 s
 ADL_AFTER_S = 20.0  # the engine works its inventory at least this long before auto-deleveraging
-MAX_VOL_X = 1.8  # log volatility is capped this far above its long-run level (6x)
+MAX_VOL_X = 1.5  # the volatility state is capped here (diffusion x2.1, news rate x90)
 _PLAN_MIX = 0x9A1D_77E3_0C5B
 _RUN_MIX = 0x3C6E_F372_FE94
 
@@ -145,10 +149,12 @@ class _Index:
 
     Per step ``dt``: ``ln I += sigma * 1e-4 * sqrt(dt) * Z + (drift + jumps) * 1e-4 * dt``, then
     ``I += pull * dt * (perp mid - I)`` (perpetuals lead price discovery). ``sigma = vol_bps *
-    exp(x)``; per second ``x += -x / revert + vol_of_vol * sqrt(2 / revert) * Z + excite * 100 *
+    exp(x / 2)``; per second ``x += -x / revert + vol_of_vol * sqrt(2 / revert) * Z + excite * 100 *
     liquidated / open interest`` (capped at :data:`MAX_VOL_X`): liquidations excite volatility.
-    News arrives at ``jump_rate_h * exp(2 x)`` per hour, each a move of an exponential size
-    (mean ``jump_bps``, either sign) spread over about ``jump_over_s``.
+    News arrives at ``jump_rate_h * exp(3 x)`` per hour, each a move of an exponential size
+    (mean ``jump_bps``) spread over about ``jump_over_s``; it is bad news (down) with probability
+    ``0.5 + 0.4 * tanh(s)``, ``s`` the 30-minute EWMA of the signed liquidated notional (longs +,
+    shorts -) over 0.5 % of the open interest: a cascade is news too, and its side persists.
     """
 
     def __init__(self, m: Market, price_ticks: float, rng: random.Random) -> None:
@@ -158,17 +164,22 @@ class _Index:
         self.x = rng.gauss(0.0, m.vol_of_vol)
         self.jumps: list[tuple[int, float]] = []  # (end ms, bps per second)
         self.news: list[dict] = []
+        self.side = 0.0  # EWMA of the signed liquidated share of open interest (longs +)
 
-    def second(self, t_ms: int, liquidated_usd: float, oi_usd: float) -> None:
-        """Advance volatility by one second and draw the news of the next second."""
+    def second(self, t_ms: int, forced: list[float], oi_usd: float) -> None:
+        """Advance volatility by one second (``forced``: the second's liquidated longs and shorts,
+        USD) and draw the news of the next second."""
         m, rng = self.m, self.rng
         tau = m.vol_revert_s
         self.x += -self.x / tau + m.vol_of_vol * math.sqrt(2.0 / tau) * rng.gauss(0.0, 1.0)
+        self.side -= self.side / 1800.0
         if oi_usd > 0:
-            self.x += m.excite * 100.0 * liquidated_usd / oi_usd
+            self.x += m.excite * 100.0 * (forced[0] + forced[1]) / oi_usd
+            self.side += (forced[0] - forced[1]) / (0.005 * oi_usd)
         self.x = min(self.x, MAX_VOL_X)
-        for _ in range(poisson(rng, m.jump_rate_h / 3600.0 * math.exp(2.0 * self.x))):
-            bps = rng.expovariate(1.0 / m.jump_bps) * (1.0 if rng.random() < 0.5 else -1.0)
+        for _ in range(poisson(rng, m.jump_rate_h / 3600.0 * math.exp(3.0 * self.x))):
+            down = rng.random() < 0.5 + 0.4 * math.tanh(self.side)
+            bps = rng.expovariate(1.0 / m.jump_bps) * (-1.0 if down else 1.0)
             over = m.jump_over_s * (0.5 + rng.random())
             self.jumps.append((t_ms + int(over * 1000), bps / over))
             self.news.append(
@@ -180,7 +191,7 @@ class _Index:
         if self.jumps:
             self.jumps = [j for j in self.jumps if j[0] > t_ms]
             drift_bps_s += sum(j[1] for j in self.jumps)
-        sigma = self.m.vol_bps * math.exp(self.x)
+        sigma = self.m.vol_bps * math.exp(0.5 * self.x)
         self.value *= math.exp(sigma * 1e-4 * math.sqrt(dt) * self.rng.gauss(0.0, 1.0) + drift_bps_s * 1e-4 * dt)
         self.value += self.m.index_pull_s * dt * (perp_mid - self.value)
         return self.value
@@ -202,7 +213,7 @@ class _Venue:
         self.book.changed_bids.clear()
         self.book.changed_asks.clear()
         self.positions = Positions(vm.mmr, max(10, cell * 2))
-        self.traders = Traders(rng, self.scale, self.positions, m, LEVERAGES)
+        self.traders = Traders(rng, self.scale, self.positions, m, LEVERAGES, sc.activity)
         self.engine = LiquidationEngine(
             self.positions,
             tau_s=vm.mark_tau_s,
@@ -213,14 +224,15 @@ class _Venue:
         )
         step_ms = int(round(sc.step_s * 1000))
         self.feed: Feed
+        writer = frame_writer(vm.name)
         if sink.writer is None:
-            self.feed = NullFeed(sink, self.book, rng, vm.latency_ms)
-        elif vm.name == "binance-usdm":
+            self.feed = NullFeed(sink, self.book, rng, vm.latency_ms, writer.venue)
+        elif writer is BinanceFeed:
             self.feed = BinanceFeed(
                 sink, self.book, rng, vm.latency_ms, depth_ms=step_ms if step_ms in (100, 250, 500) else 100
             )
         else:
-            self.feed = FEEDS[vm.name](sink, self.book, rng, vm.latency_ms)
+            self.feed = writer(sink, self.book, rng, vm.latency_ms)
         self.oi_base = int(OI_BASE_USD * self.scale / m.price / LOT)
         self.last_tick = self.book.tick(self.book.last_cell)
         self.premium = 0.0
@@ -236,6 +248,7 @@ class _Venue:
         self.liq_usd = [0.0, 0.0]
         self.adl_usd = 0.0
         self.first_liq_ms: int | None = None
+        self._recent: list[tuple[int, float]] = []
         self.first_adl_ms: int | None = None
 
     def mid(self) -> float:
@@ -296,8 +309,7 @@ class _Venue:
                 engine.settle(side, filled, book.avg_tick(fills), LOT)
                 ctx.forced[side] += usd
                 self.liq_usd[side] += usd
-                if self.first_liq_ms is None and usd > 50_000:
-                    self.first_liq_ms = ms
+                self._note_burst(ms, usd)
                 self.mm.note_flow(usd if lo.side == "buy" else -usd)
                 self.mm.note_forced(usd)
                 self.feed.trade(ms, lo.side, fills)
@@ -320,6 +332,17 @@ class _Venue:
                     "usd": round(usd, 2),
                 }
             )
+
+    def _note_burst(self, ms: int, usd: float) -> None:
+        """Remember the first moment the engine's fills reach :data:`BURST_USD` within 10 s."""
+        if self.first_liq_ms is not None:
+            return
+        recent = self._recent
+        recent.append((ms, usd))
+        while recent[0][0] <= ms - 10_000:
+            recent.pop(0)
+        if sum(u for _, u in recent) >= BURST_USD:
+            self.first_liq_ms = ms
 
     def apply_faults(self, t_ms: int) -> None:
         """Disconnects, reconnects and lost book frames due by ``t_ms``."""
@@ -355,6 +378,19 @@ class _Step:
     shocks: dict[str, list[tuple[int, float]]]
     forced: list[float]
     adl: list[dict]
+
+
+@dataclass
+class _Series:
+    """The per-second outputs of a run: the labeller and its cascades, hourly forced notional
+    (longs, shorts), the price, the optional trace; ``total_scale`` weighs the venues' mids."""
+
+    labeler: CascadeLabeler
+    total_scale: float
+    trace: list[dict] | None
+    cascades: list[dict] = field(default_factory=list)
+    hourly: list[list[float]] = field(default_factory=list)
+    prices: list[float] = field(default_factory=list)
 
 
 _DEFAULT_PHASE = Phase(0.0, 1.0)
@@ -490,8 +526,7 @@ def run_scenario(
     for v in venues:
         v.traders.seed(v.mid(), t0 / 1000.0, list(mix.calm), market.vol_bps, market.long_share)
     index = _Index(market, sum(v.mid() * v.scale for v in venues) / total_scale, random.Random(rng.getrandbits(64)))
-    labeler = CascadeLabeler(ASSET, label_config or LabelConfig())
-    cascades: list[dict] = []
+    out_s = _Series(CascadeLabeler(ASSET, label_config or LabelConfig()), total_scale, trace)
     anchor_ms = t0 + int(plan.anchor * duration_ms)
     plan_json = {"direction": plan.direction, "anchor": anchor_ms}
     truth_lines: list[dict] = [
@@ -508,41 +543,30 @@ def run_scenario(
         },
         {"type": "span", "asset": ASSET, "start": t0, "end": t0 + duration_ms},
     ]
-    first = venues[0].name
-    windows = [
-        _Window(replace(ph, venues=_resolve(ph.venues, first)), anchor_ms, t0, t0 + duration_ms) for ph in plan.phases
-    ]
-    for win in windows:
-        ph = win.phase
-        changed = {k: getattr(ph, k) for k in _PHASE_FIELDS if getattr(ph, k) != getattr(_DEFAULT_PHASE, k)}
-        truth_lines.append({"type": "phase", "ts": win.start_ms, "end": win.end_ms, **_rounded(changed)})
+    windows = _windows(plan, venues[0].name, anchor_ms, t0, duration_ms, truth_lines)
     shocks, placements = _schedule(plan, venues, anchor_ms, t0, duration_ms, faults, truth_lines)
     for v in venues:
         v.feed.connect(t0)
     levels_ticks = _nice(market.price / 1000.0) * 10
 
     ctx = _Step({}, [0.0, 0.0], [])
-    hourly: list[list[float]] = []
-    prices: list[float] = []
     next_shock = 0
     report_every = max(n_steps // 20, 1)
     for step in range(n_steps + 1):
         t_ms = t0 + step * step_ms
         sink.release(t_ms * 1_000_000)
         if step and t_ms % 1000 == 0:
-            _second(t_ms, venues, index, labeler, ctx, cascades, hourly, prices, trace, total_scale)
-            if (t_ms - t0) % (sc.levels_every_s * 1000) == 0:
-                truth_lines.append(_levels_line(t_ms, prices[-1] * 10, venues, levels_ticks))
+            _second(t_ms, venues, index, ctx, out_s)
+            if truth is not None and (t_ms - t0) % (sc.levels_every_s * 1000) == 0:
+                truth_lines.append(_levels_line(t_ms, out_s.prices[-1] * 10, venues, levels_ticks))
         elif t_ms % 1000 == 500:
-            for v in venues:
-                if isinstance(v.feed, BybitFeed):
-                    v.feed.half_second(t_ms)
+            _half_second(venues, t_ms)
         if step == n_steps:
             break
         if progress and step % report_every == 0:
             print(
                 f"simulate {sc.name}: {100 * step // n_steps:3d}%  t={(t_ms - t0) / 1000:.0f}s  "
-                f"price={index.value / 10:.1f}  cascades={len(cascades)}",
+                f"price={index.value / 10:.1f}  cascades={len(out_s.cascades)}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -554,28 +578,16 @@ def run_scenario(
 
         mids = [v.mid() for v in venues]
         drift = sum(w.phase.index_bps_s for w in windows if w.phase.index_bps_s and w.start_ms <= t_ms < w.end_ms)
-        idx = index.step(t_ms, dt, drift, sum(m * w for m, w in zip(mids, weights)) / total_scale)
-        ctx.shocks = {}
-        while next_shock < len(shocks) and shocks[next_shock][0] < end_ms:
-            at, vname, kind, amount = shocks[next_shock]
-            next_shock += 1
-            if kind == "index":
-                index.value *= 1.0 + amount * 1e-4
-                idx = index.value
-            else:
-                ctx.shocks.setdefault(vname, []).append((at, amount))
-
+        index.step(t_ms, dt, drift, sum(m * w for m, w in zip(mids, weights, strict=True)) / total_scale)
+        next_shock = _due_shocks(shocks, next_shock, end_ms, index, ctx)
+        idx = index.value
         for i, v in enumerate(venues):
-            # the arbitrageurs' fair price: half the spot index, half the other venues' mid
-            others = total_scale - v.scale
-            fair = (
-                idx
-                if others <= 0
-                else 0.5 * idx + 0.5 * sum(m * w for j, (m, w) in enumerate(zip(mids, weights)) if j != i) / others
-            )
+            fair = _fair(i, idx, mids, weights)
             v.step(t_ms, step_ms, idx, fair, _conditions(windows, v.name, t_ms, market, mix), ctx)
 
-    cascades.extend(labeler.flush())
+    cascades = out_s.cascades
+    cascades.extend(out_s.labeler.flush())
+    prices, hourly = out_s.prices, out_s.hourly
     sink.close()
     if writer is not None:
         writer.close()
@@ -606,36 +618,69 @@ def run_scenario(
     )
 
 
+def _half_second(venues: list[_Venue], t_ms: int) -> None:
+    """Bybit pushes its liquidations every 500 ms."""
+    for v in venues:
+        if isinstance(v.feed, BybitFeed):
+            v.feed.half_second(t_ms)
+
+
+def _fair(i: int, index: float, mids: list[float], weights: list[float]) -> float:
+    """The arbitrageurs' fair price for venue ``i``: half the spot index, half the other venues'
+    scale-weighted mid (the index alone on a single venue)."""
+    others = sum(weights) - weights[i]
+    if others <= 0:
+        return index
+    return 0.5 * index + 0.5 * sum(m * w for j, (m, w) in enumerate(zip(mids, weights, strict=True)) if j != i) / others
+
+
+def _due_shocks(shocks: list[tuple[int, str, str, float]], i: int, end_ms: int, index: _Index, ctx: _Step) -> int:
+    """Apply the index shocks due before ``end_ms`` and hand the market ones to the venues
+    (``ctx.shocks``); returns the index of the next shock."""
+    ctx.shocks = {}
+    while i < len(shocks) and shocks[i][0] < end_ms:
+        at, vname, kind, amount = shocks[i]
+        i += 1
+        if kind == "index":
+            index.value *= 1.0 + amount * 1e-4
+        else:
+            ctx.shocks.setdefault(vname, []).append((at, amount))
+    return i
+
+
+def _windows(
+    plan: Plan, first: str, anchor_ms: int, t0: int, duration_ms: int, truth_lines: list[dict]
+) -> list[_Window]:
+    """The plan's phases placed in the run (``"first"`` resolved), recorded in the truth."""
+    windows = [
+        _Window(replace(ph, venues=_resolve(ph.venues, first)), anchor_ms, t0, t0 + duration_ms) for ph in plan.phases
+    ]
+    for win in windows:
+        ph = win.phase
+        changed = {k: getattr(ph, k) for k in _PHASE_FIELDS if getattr(ph, k) != getattr(_DEFAULT_PHASE, k)}
+        truth_lines.append({"type": "phase", "ts": win.start_ms, "end": win.end_ms, **_rounded(changed)})
+    return windows
+
+
 def _rounded(d: dict) -> dict:
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in d.items()}
 
 
-def _second(
-    t_ms: int,
-    venues: list[_Venue],
-    index: _Index,
-    labeler: CascadeLabeler,
-    ctx: _Step,
-    cascades: list[dict],
-    hourly: list[list[float]],
-    prices: list[float],
-    trace: list[dict] | None,
-    total_scale: float,
-) -> None:
+def _second(t_ms: int, venues: list[_Venue], index: _Index, ctx: _Step, out: _Series) -> None:
     """A whole second has passed: label, hourly totals, volatility, per-second venue frames."""
-    mid = sum(v.mid() * v.scale for v in venues) / total_scale
-    prices.append(mid / 10)
+    mid = sum(v.mid() * v.scale for v in venues) / out.total_scale
+    out.prices.append(mid / 10)
     forced = ctx.forced
-    cascades.extend(labeler.update(t_ms - 1000, mid / 10, forced[0], forced[1]))
-    hour = (len(prices) - 1) // 3600
-    if hour >= len(hourly):
-        hourly.append([0.0, 0.0])
-    hourly[hour][0] += forced[0]
-    hourly[hour][1] += forced[1]
-    if trace is not None:
-        trace.append(_trace_row(t_ms - 1000, mid, index.value, forced, venues))
+    out.cascades.extend(out.labeler.update(t_ms - 1000, mid / 10, forced[0], forced[1]))
+    hour = (len(out.prices) - 1) // 3600
+    if hour >= len(out.hourly):
+        out.hourly.append([0.0, 0.0])
+    out.hourly[hour][0] += forced[0]
+    out.hourly[hour][1] += forced[1]
+    if out.trace is not None:
+        out.trace.append(_trace_row(t_ms - 1000, mid, index.value, forced, venues))
     oi_usd = sum(v.oi_lots() for v in venues) * LOT * mid / 10
-    index.second(t_ms, forced[0] + forced[1], oi_usd)
+    index.second(t_ms, forced, oi_usd)
     ctx.forced = [0.0, 0.0]
     for v in venues:
         v.premium += 0.002 * ((v.mid() - index.value) / index.value - v.premium)

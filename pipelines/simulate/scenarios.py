@@ -130,6 +130,7 @@ class Scenario:
     start_ms: int = 1_768_435_200_000  # 2026-01-15T00:00:00Z
     step_s: float = 0.25  # simulation step (and book update interval)
     levels_every_s: int = 60  # truth "levels" line interval
+    activity: float = 1.0  # multiplier of the untracked two-sided flow (a busier market)
 
     def with_duration(self, duration_s: float) -> Scenario:
         """The same family over ``duration_s`` seconds."""
@@ -160,7 +161,7 @@ def _crowd(rng: random.Random, sign: float, start_s: float, end_s: float = 0.0, 
     return Phase(
         start_s,
         end_s,
-        open_rate=_u(rng, 1.5, 3.0) * strength,
+        open_rate=_u(rng, 1.2, 2.4) * strength,
         long_share=share if sign > 0 else 1.0 - share,
         leverage="crowd",
         size=_u(rng, 1.1, 1.4),
@@ -177,8 +178,8 @@ def _squeeze(fixed: str | None) -> Callable[[random.Random], Plan]:
             direction=d,
             phases=(_crowd(rng, sign, -_u(rng, 300, 600)),),
             shocks=(
-                Shock(0, "index", bps=-sign * 50.0 * k, over_s=_u(rng, 3, 20), slices=8),
-                Shock(0, "market", usd=-sign * 5_000_000.0 * k, over_s=_u(rng, 4, 12), slices=12),
+                Shock(0, "index", bps=-sign * 90.0 * k, over_s=_u(rng, 5, 60), slices=12),
+                Shock(0, "market", usd=-sign * 8_000_000.0 * k, over_s=_u(rng, 4, 12), slices=12),
             ),
         )
 
@@ -211,11 +212,18 @@ def _stop_run(rng: random.Random) -> Plan:
 
 def _multi_venue(rng: random.Random) -> Plan:
     k = _logu(rng, 0.7, 1.4)
+    lag = _u(rng, 10, 40)  # the selling reaches spot (the index) this much later
     return Plan(
         anchor=_u(rng, 0.45, 0.8),
         direction="down",
-        phases=(_crowd(rng, 1.0, -_u(rng, 250, 450)),),
-        shocks=(Shock(0, "market", usd=-9_000_000.0 * k, over_s=_u(rng, 5, 12), slices=16, venues=("bybit-linear",)),),
+        phases=(
+            _crowd(rng, 1.0, -_u(rng, 250, 450)),
+            Phase(-5, _u(rng, 60, 180), liquidity=_u(rng, 0.3, 0.6), ramp=0.2, venues=("bybit-linear",)),
+        ),
+        shocks=(
+            Shock(0, "market", usd=-15_000_000.0 * k, over_s=_u(rng, 5, 12), slices=16, venues=("bybit-linear",)),
+            Shock(lag, "index", bps=-60.0 * k, over_s=_u(rng, 20, 60), slices=12),
+        ),
     )
 
 
@@ -229,7 +237,10 @@ def _venue_spread(rng: random.Random) -> Plan:
             _crowd(rng, sign, -_u(rng, 200, 500), strength=_u(rng, 0.6, 1.0)),
             Phase(-10, _u(rng, 60, 200), liquidity=_u(rng, 0.3, 0.6), ramp=0.2, venues=("first",)),
         ),
-        shocks=(Shock(0, "market", usd=-sign * 8_000_000.0 * k, over_s=_u(rng, 5, 15), slices=16, venues="first"),),
+        shocks=(
+            Shock(0, "market", usd=-sign * 14_000_000.0 * k, over_s=_u(rng, 5, 15), slices=16, venues="first"),
+            Shock(_u(rng, 15, 60), "index", bps=-sign * 60.0 * k, over_s=_u(rng, 20, 90), slices=12),
+        ),
     )
 
 
@@ -241,8 +252,8 @@ def _multi_wave(rng: random.Random) -> Plan:
     at = 0.0
     for i in range(waves):
         w = k * (1.0 if i == 0 else _u(rng, 0.5, 1.0))
-        shocks.append(Shock(at, "index", bps=-sign * 35.0 * w, over_s=_u(rng, 5, 25), slices=8))
-        shocks.append(Shock(at, "market", usd=-sign * 3_500_000.0 * w, over_s=_u(rng, 4, 12), slices=10))
+        shocks.append(Shock(at, "index", bps=-sign * 60.0 * w, over_s=_u(rng, 5, 25), slices=8))
+        shocks.append(Shock(at, "market", usd=-sign * 6_000_000.0 * w, over_s=_u(rng, 4, 12), slices=10))
         at += _u(rng, 60, 240)
     return Plan(
         anchor=_u(rng, 0.3, 0.6),
@@ -262,8 +273,8 @@ def _surprise_shock(rng: random.Random) -> Plan:
         anchor=_u(rng, 0.3, 0.85),
         direction=d,
         shocks=(
-            Shock(0, "index", bps=-sign * 90.0 * k, over_s=_u(rng, 5, 40), slices=10),
-            Shock(0, "market", usd=-sign * 3_000_000.0 * k, over_s=_u(rng, 3, 10), slices=10),
+            Shock(0, "index", bps=-sign * 120.0 * k, over_s=_u(rng, 10, 90), slices=12),
+            Shock(0, "market", usd=-sign * 5_000_000.0 * k, over_s=_u(rng, 3, 10), slices=10),
         ),
     )
 
@@ -349,8 +360,9 @@ SCENARIOS: dict[str, Scenario] = {
     "multi-venue": Scenario(
         name="multi-venue",
         description=(
-            "Crowded longs on every venue; a large sell hits Bybit alone. Bybit's mark falls first and its "
-            "liquidations start the cascade; arbitrage and the spot index carry it to Binance and OKX."
+            "Crowded longs on every venue; Bybit's market makers pull back and a large sell hits Bybit alone. "
+            "Bybit's mark falls first and its liquidations start the cascade; the selling reaches spot 10-40 s "
+            "later and arbitrage and the index carry it to Binance and OKX."
         ),
         build=_multi_venue,
         duration_s=720.0,
@@ -360,7 +372,8 @@ SCENARIOS: dict[str, Scenario] = {
         name="venue-spread",
         description=(
             "A crowd on every venue; market makers of the largest venue pull back and a large order hits it "
-            "alone: the cascade starts there and spreads, late, through lagging arbitrage and the index."
+            "alone: the cascade starts there and spreads, late (the move reaches spot 15-60 s later), through "
+            "lagging arbitrage and the index."
         ),
         build=_venue_spread,
         min_venues=2,
@@ -377,8 +390,8 @@ SCENARIOS: dict[str, Scenario] = {
     "surprise-shock": Scenario(
         name="surprise-shock",
         description=(
-            "No build-up: ordinary leverage and flow, then news moves the spot index by 60-150 bps "
-            "within seconds; whatever leverage sits in the way is liquidated."
+            "No build-up: ordinary leverage and flow, then news moves the spot index by 80-190 bps "
+            "within 10-90 s; whatever leverage sits in the way is liquidated."
         ),
         build=_surprise_shock,
     ),

@@ -36,11 +36,11 @@ import zlib
 from collections import Counter
 
 from cascadewatch.connectors.recording import RecordingWriter
+from cascadewatch.connectors.units import NS_PER_MS
+from cascadewatch.connectors.venues.registry import venue_module, venue_name
 from cascadewatch.pipelines.simulate.book import Book
 
-__all__ = ["FrameSink", "BinanceFeed", "BybitFeed", "OkxFeed", "NullFeed", "FEEDS"]
-
-NS = 1_000_000
+__all__ = ["FrameSink", "BinanceFeed", "BybitFeed", "OkxFeed", "NullFeed", "FRAME_WRITERS", "frame_writer"]
 
 
 def px2(t: int) -> str:
@@ -92,6 +92,7 @@ class FrameSink:
         self._n = 0
 
     def push(self, recv_ns: int, source: str, payload: str) -> None:
+        """Queue a frame to be written once time passes ``recv_ns``."""
         self._n += 1
         heapq.heappush(self._heap, (recv_ns, self._n, source, payload))
 
@@ -106,6 +107,7 @@ class FrameSink:
             write(recv, source, payload)
 
     def close(self) -> None:
+        """Write every frame still queued."""
         self.release(1 << 62)
 
 
@@ -117,10 +119,12 @@ class Feed:
     whole second (mark price, open interest, throttled liquidation feeds).
     """
 
-    source = ""
+    venue = ""
+    """The venue written: its name in the venue registry (``connectors/venues/registry.py``)."""
     url = ""
 
     def __init__(self, sink: FrameSink, book: Book, rng: random.Random, latency_ms: float) -> None:
+        self.source = venue_module(self.venue).SOURCE
         self.sink = sink
         self.book = book
         self.rng = rng
@@ -137,7 +141,7 @@ class Feed:
     def _ws(self, ms: int, payload: str, kind: str) -> None:
         if not self.connected:
             return
-        recv = ms * NS + int((self.latency_ms + self.rng.random() * 6.0) * NS)
+        recv = ms * NS_PER_MS + int((self.latency_ms + self.rng.random() * 6.0) * NS_PER_MS)
         if recv <= self._last_ws:
             recv = self._last_ws + 1_000
         self._last_ws = recv
@@ -145,13 +149,13 @@ class Feed:
         self.counts[kind] += 1
 
     def _rest(self, ms: int, path: str, body: str) -> None:
-        recv = max(ms * NS + 2 * NS + int(self.rng.random() * NS), self._last_rest + 1_000)
+        recv = max(ms * NS_PER_MS + 2 * NS_PER_MS + int(self.rng.random() * NS_PER_MS), self._last_rest + 1_000)
         self._last_rest = recv
         self.sink.push(recv, self.source + "!rest", '{"path":"%s","body":%s}' % (path, body))
         self.counts["rest"] += 1
 
     def _conn(self, ms: int, event: str, extra: str = "") -> None:
-        recv = max(ms * NS, self._last_ws + 1_000)
+        recv = max(ms * NS_PER_MS, self._last_ws + 1_000)
         self._last_ws = recv
         self.sink.push(recv, self.source + "!conn", '{"event":"%s","url":"%s"%s}' % (event, self.url, extra))
         self.counts["conn"] += 1
@@ -220,7 +224,7 @@ class Feed:
 class BinanceFeed(Feed):
     """Binance USD-M futures, combined stream, BTCUSDT (see the module docstring)."""
 
-    source = "binance-usdm"
+    venue = "binance"
 
     def __init__(self, sink: FrameSink, book: Book, rng: random.Random, latency_ms: float, depth_ms: int) -> None:
         super().__init__(sink, book, rng, latency_ms)
@@ -290,6 +294,7 @@ class BinanceFeed(Feed):
         )
 
     def trade(self, ms: int, side: str, fills: list[tuple[int, int]]) -> None:
+        """Write the taker ``fills`` (cell, lots) of a ``side`` order at ``ms`` as aggTrade frames."""
         m = "true" if side == "sell" else "false"
         px = self.px
         for c, q in fills:
@@ -306,6 +311,10 @@ class BinanceFeed(Feed):
             )
 
     def liquidation(self, ms: int, position: str, lots: int, fills: list[tuple[int, int]], bankruptcy: int) -> None:
+        """Hold the liquidation order of a ``position`` until the second's push.
+
+        Binance pushes at most one per second: a newer one hides the one held.
+        """
         if self._liq is not None:
             self.counts["liquidation_hidden"] += 1
         filled = sum(q for _, q in fills)
@@ -325,6 +334,7 @@ class BinanceFeed(Feed):
         )
 
     def second(self, ms: int, mark: float, index: float, funding: float, oi_lots: int, last: int) -> None:
+        """The per-second frames: the held liquidation, mark price and funding, open interest."""
         if self._liq is not None:
             self._ws(ms + 4, self._liq % (ms + 4), "liquidation")
             self._liq = None
@@ -346,7 +356,7 @@ class BinanceFeed(Feed):
 class BybitFeed(Feed):
     """Bybit v5 public linear, BTCUSDT (see the module docstring)."""
 
-    source = "bybit-linear"
+    venue = "bybit"
     url = "wss://stream.bybit.com/v5/public/linear"
     DEPTH = 50
 
@@ -456,6 +466,7 @@ class BybitFeed(Feed):
         )
 
     def trade(self, ms: int, side: str, fills: list[tuple[int, int]]) -> None:
+        """Write the taker ``fills`` (cell, lots) of a ``side`` order at ``ms`` as publicTrade frames."""
         s = "Buy" if side == "buy" else "Sell"
         tick = self.book.tick
         rows = []
@@ -483,6 +494,7 @@ class BybitFeed(Feed):
         )
 
     def liquidation(self, ms: int, position: str, lots: int, fills: list[tuple[int, int]], bankruptcy: int) -> None:
+        """Queue a liquidation of a ``position`` for the next allLiquidation push."""
         self._liqs.append(
             '{"T":%d,"s":"BTCUSDT","S":"%s","v":"%s","p":"%s"}'
             % (ms, "Buy" if position == "long" else "Sell", qty3(lots), px2(bankruptcy))
@@ -499,6 +511,10 @@ class BybitFeed(Feed):
             self._liqs = []
 
     def second(self, ms: int, mark: float, index: float, funding: float, oi_lots: int, last: int) -> None:
+        """The per-second frames: the due allLiquidation push, then the tickers.
+
+        Tickers carry mark, index, open interest and funding.
+        """
         self.half_second(ms)
         book = self.book
         self.cs += 1 + self.rng.randrange(1000)
@@ -554,7 +570,7 @@ class BybitFeed(Feed):
 class OkxFeed(Feed):
     """OKX v5 public, BTC-USDT-SWAP (see the module docstring)."""
 
-    source = "okx-swap"
+    venue = "okx"
     url = "wss://ws.okx.com:8443/ws/v5/public"
     CHANNELS = ("trades", "books", "mark-price", "open-interest", "funding-rate")
 
@@ -690,6 +706,7 @@ class OkxFeed(Feed):
         )
 
     def trade(self, ms: int, side: str, fills: list[tuple[int, int]]) -> None:
+        """Write the taker ``fills`` (cell, lots) of a ``side`` order at ``ms`` as one trades frame."""
         px = self.px
         rows = []
         for c, q in fills:
@@ -701,6 +718,7 @@ class OkxFeed(Feed):
         self._ws(ms + 3, '{"arg":{"channel":"trades","instId":"BTC-USDT-SWAP"},"data":[%s]}' % ",".join(rows), "trade")
 
     def liquidation(self, ms: int, position: str, lots: int, fills: list[tuple[int, int]], bankruptcy: int) -> None:
+        """Hold the liquidation of a ``position`` (OKX pushes at most one per second; a newer one hides it)."""
         if self._liq is not None:
             self.counts["liquidation_hidden"] += 1
         self._liq = (
@@ -711,6 +729,7 @@ class OkxFeed(Feed):
         )
 
     def second(self, ms: int, mark: float, index: float, funding: float, oi_lots: int, last: int) -> None:
+        """The per-second frames: the held liquidation, mark price, open interest, funding."""
         if self._liq is not None:
             self._ws(ms + 7, self._liq, "liquidation")
             self._liq = None
@@ -743,19 +762,27 @@ class OkxFeed(Feed):
 
 class NullFeed(Feed):
     """A venue that publishes nothing (a run without a recording: market facts only). Book
-    changes are dropped at every step, as a writer would after publishing them."""
+    changes are dropped at every step, as a writer would after publishing them; ``venue`` is the
+    registry name of the venue it stands for."""
+
+    def __init__(self, sink: FrameSink, book: Book, rng: random.Random, latency_ms: float, venue: str) -> None:
+        self.venue = venue
+        super().__init__(sink, book, rng, latency_ms)
 
     def _on_connect(self, ms: int) -> None:
         return None
 
     def publish_book(self, ms: int) -> None:
+        """Drop the step's book changes."""
         self.book.changed_bids.clear()
         self.book.changed_asks.clear()
 
     def trade(self, ms: int, side: str, fills: list[tuple[int, int]]) -> None:
+        """Nothing to publish."""
         return None
 
     def liquidation(self, ms: int, position: str, lots: int, fills: list[tuple[int, int]], bankruptcy: int) -> None:
+        """Nothing to publish."""
         return None
 
     def half_second(self, ms: int) -> None:
@@ -763,7 +790,18 @@ class NullFeed(Feed):
         return None
 
     def second(self, ms: int, mark: float, index: float, funding: float, oi_lots: int, last: int) -> None:
+        """Nothing to publish."""
         return None
 
 
-FEEDS = {"binance-usdm": BinanceFeed, "bybit-linear": BybitFeed, "okx-swap": OkxFeed}
+FRAME_WRITERS: dict[str, type[Feed]] = {writer.venue: writer for writer in (BinanceFeed, BybitFeed, OkxFeed)}
+"""Venue registry name -> its frame writer (a venue without one cannot be simulated)."""
+
+
+def frame_writer(source: str) -> type[Feed]:
+    """The frame writer of the venue whose source token is ``source`` (``okx-swap``)."""
+    name = venue_name(source)
+    try:
+        return FRAME_WRITERS[name]
+    except KeyError:
+        raise KeyError(f"venue {name!r} has no frame writer; simulated: {', '.join(FRAME_WRITERS)}") from None
