@@ -3,7 +3,9 @@
 :class:`FrameDecoder` owns one parser per venue and dispatches on the source token:
 ``<venue>`` websocket frames go to ``parse_ws``; ``<venue>!rest`` bodies to ``parse_rest``;
 ``<venue>!conn`` connection events become venue-wide :class:`FeedStatus` events
-(``instrument == ""``), which the source fans out to that venue's instruments.
+(``instrument == ""``), which the source fans out to that venue's instruments; an
+``oversize`` event (a frame over ``[live] max_frame_bytes``) is an ``oversize`` dead letter
+whose raw text holds the frame's size and head.
 
 Every failure is a :class:`DeadLetter`: counted by venue and reason, kept with its raw text.
 """
@@ -43,6 +45,8 @@ class _ConnEvent(msgspec.Struct, frozen=True):
     url: str = ""
     reason: str = ""
     code: int | None = None
+    size: int | None = None
+    limit: int | None = None
 
 
 _CONN_STATES: dict[str, FeedState] = {"open": "connect", "close": "disconnect", "error": "error", "stale": "stale"}
@@ -108,7 +112,9 @@ class FrameDecoder:
         """Parse one frame; raises :class:`ParseError` (never anything else) on bad input.
 
         This is the one catch-all: any other exception out of a parser is a bug, counted as
-        ``parser_exception`` with the exception's type and message as the detail.
+        ``parser_exception`` with the exception's type and message as the detail. The one
+        exception that is not a bug is JSON nested deeper than the decoder follows
+        (``[[[[...]]]]``): ``malformed_json``, whichever venue or channel.
         """
         entry = self._handlers.get(source)
         if entry is None:
@@ -118,6 +124,8 @@ class FrameDecoder:
             parsed = handler(payload, recv)
         except ParseError:
             raise
+        except RecursionError as exc:  # msgspec's depth limit: bad input, not a bug
+            raise ParseError(Reason.MALFORMED_JSON, f"nested too deep to decode ({exc})"[:200]) from None
         except Exception as exc:  # a parser bug must not stop the flow: count it
             raise ParseError(Reason.PARSER_EXCEPTION, f"{type(exc).__name__}: {exc}"[:200]) from None
         self.frames[(venue, parsed.kind)] += 1
@@ -133,6 +141,10 @@ def _envelope(decoder: msgspec.json.Decoder[Any], payload: bytes) -> Any:
 
 
 def _connection_event(venue: str, event: _ConnEvent, recv: int) -> Parsed:
+    if event.event == "oversize":  # a frame the session would not hand over (its head is in raw)
+        size = "?" if event.size is None else event.size
+        why = f" ({event.reason})" if event.reason else ""
+        raise ParseError(Reason.OVERSIZE, f"frame of {size} bytes over max_frame_bytes {event.limit}{why}")
     state = _CONN_STATES.get(event.event)
     if state is None:
         raise ParseError(Reason.UNKNOWN_CONN_EVENT, event.event)

@@ -370,7 +370,8 @@ class VenueRunner:
     # -- lifecycle -------------------------------------------------------------------------
 
     def session_settings(self) -> SessionSettings:
-        """The session settings of this venue (staleness, lifetime, heartbeat, backoff) from ``[live]``."""
+        """The session settings of this venue (staleness, lifetime, heartbeat, backoff, connect timeout,
+        frame limit) from ``[live]`` and the venue's defaults."""
         s = self.settings
         return SessionSettings(
             staleness_s=s.staleness_s,
@@ -381,6 +382,8 @@ class VenueRunner:
             subscribe_per_s=s.subscribe_per_s,
             subscribe_burst=s.subscribe_burst,
             backoff=self.live.backoff,
+            open_timeout_s=self.live.connect_timeout_s,
+            max_frame_bytes=self.live.max_frame_bytes,
         )
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -490,10 +493,11 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
     """One venue's frames -> ``(key, [values])`` batches (see the module docstring).
 
     ``clock`` is the wall clock, integer nanoseconds since the epoch (default ``time.time_ns``):
-    it sets the watermark of an emptied queue and the end of the run (``deadline_ns``).
+    it sets the watermark of an emptied queue and the end of the run (``deadline_ns``). Once
+    ``stop`` is set (SIGTERM, SIGINT) the partition ends as at the deadline.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - seven parameters plus the test clock and the keyword-only stop event
         self,
         index: int,
         name: str,
@@ -503,11 +507,14 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
         record: str | None,
         feed_options: dict[str, Any],
         clock: Callable[[], int] = time.time_ns,
+        *,
+        stop: threading.Event | None = None,
     ) -> None:
         self._index = index
         self._clock = clock
         self._lag = allowed_lag_ns
         self._deadline = deadline_ns
+        self._stop_requested = stop
         self._batch_max = live.batch_max
         self._poll = timedelta(milliseconds=live.poll_ms)
         self._source = venue_module(name).SOURCE
@@ -543,8 +550,9 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
         if self._done:
             raise StopIteration()
         now = self._clock()
-        if self._deadline is not None and now >= self._deadline and not self._stopping:
-            self._stopping = True
+        ended = self._deadline is not None and now >= self._deadline
+        if (ended or (self._stop_requested is not None and self._stop_requested.is_set())) and not self._stopping:
+            self._stopping = True  # close the connections, hand over what is queued, then end
             self._feed.request_stop()
         feed_gone = not self._feed.alive  # read before draining: its last frames are queued
         frames = self._queue.drain(self._batch_max)
@@ -664,6 +672,8 @@ class LiveSource(FixedPartitionedSource[tuple[str, list[Any]], None]):
     :param record: recording tap path (default ``live.record``); one file per partition.
     :param feed_options: passed to :class:`VenueRunner` (tests inject ``rng``, ``rest_get``...).
     :param clock: the partitions' wall clock, integer nanoseconds (see :class:`LivePartition`).
+    :param stop: once set (SIGTERM, SIGINT), the partitions end as at ``duration_s``: the
+        connections close, what is queued is handed over, and the flow finishes normally.
     """
 
     def __init__(
@@ -674,6 +684,7 @@ class LiveSource(FixedPartitionedSource[tuple[str, list[Any]], None]):
         record: str | None = None,
         feed_options: dict[str, Any] | None = None,
         clock: Callable[[], int] = time.time_ns,
+        stop: threading.Event | None = None,
     ) -> None:
         if not live.venues:
             raise ValueError("no venues configured ([live] venues)")
@@ -683,6 +694,7 @@ class LiveSource(FixedPartitionedSource[tuple[str, list[Any]], None]):
         self.record = record if record is not None else (live.record or None)
         self.feed_options = feed_options or {}
         self.clock = clock
+        self.stop = stop
 
     def list_parts(self) -> list[str]:
         """One partition per venue, ``<index>:<venue>``."""
@@ -693,5 +705,13 @@ class LiveSource(FixedPartitionedSource[tuple[str, list[Any]], None]):
         index_text, _, name = for_part.partition(":")
         deadline = None if self.duration_s is None else self.clock() + s_to_ns(self.duration_s)
         return LivePartition(
-            int(index_text), name, self.live, self.allowed_lag_ns, deadline, self.record, self.feed_options, self.clock
+            int(index_text),
+            name,
+            self.live,
+            self.allowed_lag_ns,
+            deadline,
+            self.record,
+            self.feed_options,
+            self.clock,
+            stop=self.stop,
         )

@@ -15,10 +15,35 @@ registry, ``connectors/venues/registry.py``) override the venue defaults of
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Self
+from urllib.parse import urlsplit
 
 import msgspec
 
 from cascadewatch.connectors.venues.registry import VENUE_NAMES
+
+
+def endpoint_problem(url: str, schemes: tuple[str, ...]) -> str | None:
+    """Why ``url`` cannot be an endpoint with one of ``schemes``, or None when it can.
+
+    >>> endpoint_problem("wss://fstream.binance.com/market/stream", ("ws", "wss"))
+    >>> endpoint_problem("https://fapi.binance.com", ("ws", "wss"))
+    "must start with ws:// or wss:// (not 'https://')"
+    >>> endpoint_problem("ws://", ("ws", "wss"))
+    'has no host'
+    """
+    if any(char.isspace() or ord(char) < 32 or ord(char) == 127 for char in url):
+        return "contains whitespace or control characters"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - a port that is not a number raises here
+    except ValueError as exc:
+        return f"is not a URL ({exc})"
+    if parts.scheme.lower() not in schemes:
+        wanted = " or ".join(f"{scheme}://" for scheme in schemes)
+        return f"must start with {wanted} (not {parts.scheme + '://' if parts.scheme else url!r})"
+    if not parts.hostname:
+        return "has no host"
+    return None
 
 
 class BackoffConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -57,6 +82,17 @@ class VenueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     poll_s: float | None = None
     book_depth: int | None = None
 
+    def check(self, venue: str) -> None:
+        """Raise ValueError naming ``[live.<venue>] <key>`` for an endpoint that cannot work."""
+        for key, schemes in (
+            ("ws_url", ("ws", "wss")),
+            ("ws_book_url", ("ws", "wss")),
+            ("rest_url", ("http", "https")),
+        ):
+            url = getattr(self, key)
+            if url is not None and (problem := endpoint_problem(url, schemes)):
+                raise ValueError(f"[live.{venue}] {key} {problem}")
+
 
 class LiveTable(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The ``[live]`` table but the per-venue tables (see :data:`LiveConfig`).
@@ -71,6 +107,11 @@ class LiveTable(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     rollover_overlap_s: float = 5.0
     resync_timeout_s: float = 10.0
     rest_timeout_s: float = 10.0
+    """Seconds a REST request may take (connect and answer)."""
+    connect_timeout_s: float = 10.0
+    """Seconds a websocket connection may take to open (TCP, TLS and the handshake)."""
+    max_frame_bytes: int = 1 << 24
+    """Largest websocket frame handed to the dataflow; a larger one is an ``oversize`` dead letter."""
     queue_size: int = 100_000
     batch_max: int = 10_000
     poll_ms: float = 5.0
@@ -92,6 +133,14 @@ class LiveTable(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             raise ValueError("queue_size and batch_max must be >= 1")
         if self.staleness_s <= 0:
             raise ValueError("staleness_s must be > 0")
+        if self.rest_timeout_s <= 0 or self.connect_timeout_s <= 0:
+            raise ValueError("rest_timeout_s and connect_timeout_s must be > 0")
+        if self.max_frame_bytes < 1024:
+            raise ValueError("max_frame_bytes must be >= 1024")
+        for venue in VENUE_NAMES:
+            table = getattr(self, venue, None)  # the per-venue tables of LiveConfig
+            if isinstance(table, VenueConfig):
+                table.check(venue)
 
     def venue(self, name: str) -> VenueConfig:
         """The override table of venue ``name`` (``binance``, ``bybit``, ``okx``)."""

@@ -304,7 +304,7 @@ class RiskFeedServer:
     def _control(self, client: _Client, message: str | bytes) -> None:
         try:
             request = json.loads(message)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
             request = None
         if (
             not isinstance(request, dict)

@@ -21,8 +21,12 @@ its topics) and keeps it connected:
   (:class:`~cascadewatch.connectors.venues.live_common.Overlap`), so nothing is lost or repeated.
 
 Every connection event goes to the handler as the payload of a ``<venue>!conn`` frame
-(``{"event": "open"|"close"|"error"|"stale", "url", "conn", "reason", "code"}``), so a
-recording replays a disconnect as a disconnect. A rollover's ``open`` is flagged and its
+(``{"event": "open"|"close"|"error"|"stale"|"oversize", "url", "conn", "reason", "code"}``), so a
+recording replays a disconnect as a disconnect. A frame over ``max_frame_bytes`` is not handed
+over; an ``oversize`` event carries its ``size``, the ``limit`` and its first 256 bytes
+(``head``) instead, which the decoder turns into an ``oversize`` dead letter. Up to
+:attr:`SessionSettings.hard_frame_bytes` the connection stays up; past it the websocket
+library closes it (code 1009) and the event says so. A rollover's ``open`` is flagged and its
 planned close of the old connection is *not* sent as ``close`` (the dataflow would drop the
 books for nothing): it is counted (``cascadewatch_feed_rollovers_total``) and logged.
 
@@ -116,6 +120,20 @@ class SessionSettings:
     open_timeout_s: float = 10.0
     close_timeout_s: float = 2.0
     max_frame_bytes: int = 1 << 24
+    """Larger frames are not handed over: an ``oversize`` connection event (a dead letter) instead."""
+
+    @property
+    def hard_frame_bytes(self) -> int:
+        """The websocket library's limit: a frame past it closes the connection (code 1009).
+
+        Between ``max_frame_bytes`` and this, a frame is read whole, so its size and head can
+        be reported, and the connection stays up: ``max(4 * max_frame_bytes, 64 MiB)``.
+        """
+        return max(4 * self.max_frame_bytes, 1 << 26)
+
+
+HEAD_BYTES = 256
+"""Bytes of an oversize frame kept in its dead letter."""
 
 
 class SessionHandler(Protocol):
@@ -265,7 +283,7 @@ class Session:
                 open_timeout=self.settings.open_timeout_s,
                 close_timeout=self.settings.close_timeout_s,
                 ping_interval=None,  # heartbeats are the venue's own; the server's pings get pongs
-                max_size=self.settings.max_frame_bytes,
+                max_size=self.settings.hard_frame_bytes,
                 max_queue=1024,
             )
         except Exception as exc:
@@ -323,23 +341,42 @@ class Session:
         venue = self.venue
         clock, wall_ns = self.clock, self.wall_ns
         messages, volume = self._m_messages, self._m_bytes
+        limit = self.settings.max_frame_bytes
         try:
             while True:
                 payload = await ws.recv(decode=False)
                 recv = wall_ns()
                 messages.inc()
                 volume.inc(len(payload))
+                if len(payload) > limit:
+                    self._oversize(len(payload), payload[:HEAD_BYTES])
+                    continue
                 if venue.is_data(payload):
                     conn.last_data = clock()
                 elif venue.rollover_hint(payload):
                     log.info("%s/%s: venue announced a close: rolling over", self.source, self.name)
                     self._rollover_requested = True
                 self._route(conn, recv, payload)
-        except ConnectionClosed:
+        except ConnectionClosed as exc:
+            if exc.sent is not None and exc.sent.code == 1009:  # past the hard limit: we closed
+                self._oversize(None, b"", f"{exc.sent.reason}; connection closed with code 1009")
             return
         except Exception:
             log.exception("%s/%s: reader stopped", self.source, self.name)
             await ws.close()
+
+    def _oversize(self, size: int | None, head: bytes, detail: str = "") -> None:
+        """A frame over ``max_frame_bytes``: an ``oversize`` event with its size and head."""
+        limit = self.settings.max_frame_bytes
+        log.warning(
+            "%s/%s: frame of %s bytes over max_frame_bytes %d: not handed over%s",
+            self.source,
+            self.name,
+            "?" if size is None else size,
+            limit,
+            f" ({detail})" if detail else "",
+        )
+        self._event("oversize", size=size, limit=limit, head=head.decode("utf-8", "replace"), reason=detail or None)
 
     def _route(self, conn: _Conn, recv: int, payload: bytes) -> None:
         overlap = self._overlap

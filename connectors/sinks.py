@@ -68,9 +68,15 @@ def held_elsewhere(sink: FixedPartitionedSink[Any, Any]) -> FixedPartitionedSink
     return sink
 
 
+class OutputError(OSError):
+    """An output file cannot be written (a full disk); the message names the file."""
+
+
 class _JsonlPartition(StatefulSinkPartition[tuple[str, Any], dict[str, int]]):
     def __init__(self, paths: dict[str, Path], offsets: dict[str, int] | None) -> None:
         self._files = {}
+        self._paths = paths
+        self._failed = False
         for stream, path in paths.items():
             path.parent.mkdir(parents=True, exist_ok=True)
             handle = open(path, "r+b" if offsets and path.exists() else "wb")
@@ -83,16 +89,32 @@ class _JsonlPartition(StatefulSinkPartition[tuple[str, Any], dict[str, int]]):
         for stream, value in items:
             handle = self._files.get(stream)
             if handle is not None:
-                handle.write(encode_line(value))
-        for handle in self._files.values():
-            handle.flush()
+                self._guard(stream, handle.write, encode_line(value))
+        for stream, handle in self._files.items():
+            self._guard(stream, handle.flush)
+
+    def _guard(self, stream: str, call: Any, *args: Any) -> None:
+        """``call(*args)``; an OSError (a full disk) is re-raised naming the output file."""
+        try:
+            call(*args)
+        except OSError as exc:
+            self._failed = True
+            error = OutputError(f"{self._paths[stream]}: cannot write ({exc.strerror or exc})")
+            error.errno = exc.errno
+            raise error from exc
 
     def snapshot(self) -> dict[str, int]:
         return {stream: handle.tell() for stream, handle in self._files.items()}
 
     def close(self) -> None:
-        for handle in self._files.values():
-            handle.close()
+        for stream, handle in self._files.items():
+            if self._failed:  # the write error is already raised; closing would raise it again
+                try:
+                    handle.close()
+                except OSError:
+                    pass
+            else:
+                self._guard(stream, handle.close)
 
 
 class JsonlSink(FixedPartitionedSink[tuple[str, Any], dict[str, int]]):

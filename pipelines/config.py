@@ -107,6 +107,8 @@ def load_config(path: str | Path | None) -> Config:
         config = msgspec.toml.decode(path.read_bytes(), type=Config)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
     model = config.detectors.model

@@ -136,18 +136,26 @@ PD_THROTTLED = Answer(429, b"", {"Content-Type": "application/json"})
 
 
 class FakePagerDuty(FakeServer):
-    """PagerDuty Events API v2: 202 and dedup (one open incident per dedup_key)."""
+    """PagerDuty Events API v2: 202 and dedup (one open incident per dedup_key).
+
+    ``refuse`` holds ``(dedup_key, event_action)`` pairs answered 400 ``invalid event`` once
+    each (the event then changes nothing, as on PagerDuty).
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.open: set[str] = set()
         self.incidents_opened: list[str] = []
         self.resolved: list[str] = []
+        self.refuse: set[tuple[str, str]] = set()
 
     def default_answer(self, recorded: Recorded) -> Answer:
         event = recorded.json()
         key = event["dedup_key"]
         with self._lock:
+            if (key, event["event_action"]) in self.refuse:
+                self.refuse.discard((key, event["event_action"]))
+                return PD_INVALID
             if event["event_action"] == "trigger" and key not in self.open:
                 self.open.add(key)
                 self.incidents_opened.append(key)

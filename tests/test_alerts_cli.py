@@ -172,3 +172,68 @@ def test_config_rejects_destination_without_its_secret_env() -> None:
         msgspec.convert({"destinations": [{"name": "w", "type": "webhook"}]}, AlertsConfig)
     with pytest.raises(msgspec.ValidationError, match="unknown severity 'fatal'"):
         msgspec.convert({"name": "c", "type": "console", "severities": ["fatal"]}, DestinationConfig)
+
+
+def test_deliver_until_empty_fails_while_a_disabled_destination_has_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("CW_SLACK", "CW_PD_KEY", "CW_HOOK_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    config_path = write_config(tmp_path)
+    alerts_config, _ = load_alerts_config(str(config_path))
+    with Outbox(alerts_config.outbox) as outbox:
+        outbox.enqueue([make_alert()], Router(alerts_config.destinations))
+    code, out = cli(["alerts", "deliver", "--config", str(config_path), "--until-empty", "--timeout", "30"])
+    assert code == 1
+    assert (
+        "1 deliveries to desk still pending: destination 'desk': environment variable CW_SLACK (its URL) is not set"
+        in out
+    )
+    assert "1 deliveries to pager still pending: destination 'pager': environment variable CW_PD_KEY is not set" in out
+
+
+def test_the_worker_lock_is_on_the_real_path_of_the_outbox(tmp_path: Path) -> None:
+    from cascadewatch.connectors.alerts.worker import DeliveryWorker, WorkerLocked
+
+    real = AlertsConfig(outbox=str(tmp_path / "data" / "outbox.sqlite"))
+    (tmp_path / "link").symlink_to(tmp_path / "data")
+    linked = AlertsConfig(outbox=str(tmp_path / "link" / "outbox.sqlite"))
+    first = DeliveryWorker(real).start()
+    try:
+        second = DeliveryWorker(linked)
+        with pytest.raises(WorkerLocked, match=f"another delivery worker is running on {tmp_path}/data/outbox.sqlite"):
+            second.start()
+        second.outbox.close()
+    finally:
+        first.stop()
+    DeliveryWorker(linked).start().stop()  # free again once the first has stopped
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"url": "ftp://hooks.example/x"}, "destination 'w': url must be an http:// or https:// URL (scheme 'ftp')"),
+        ({"url": "not a url"}, "destination 'w': url contains whitespace or control characters"),
+        ({"url": "https:///no-host"}, "destination 'w': url has no host"),
+        (
+            {"url": "https://h/x", "backoff_base_s": -1.0},
+            "backoff_base_s must be > 0 and backoff_max_s >= backoff_base_s",
+        ),
+        (
+            {"url": "https://h/x", "backoff_max_s": -5.0},
+            "backoff_base_s must be > 0 and backoff_max_s >= backoff_base_s",
+        ),
+    ],
+)
+def test_config_rejects_bad_urls_and_backoff_at_load(tmp_path: Path, fields: dict, message: str) -> None:
+    import msgspec
+
+    with pytest.raises(msgspec.ValidationError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        msgspec.convert({"destinations": [{"name": "w", "type": "webhook", **fields}]}, AlertsConfig)
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[alerts]\n[[alerts.destinations]]\nname = "w"\ntype = "webhook"\n'
+        + "".join(f"{key} = {value!r}\n".replace("'", '"') for key, value in fields.items())
+    )
+    code, out = cli(["alerts", "test", "--destination", "w", "--config", str(config)])
+    assert code == 2 and message in out

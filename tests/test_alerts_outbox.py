@@ -13,7 +13,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSource, run_main
 
 from cascadewatch.connectors.alerts.config import AlertsConfig, DestinationConfig
-from cascadewatch.connectors.alerts.outbox import Outbox
+from cascadewatch.connectors.alerts.outbox import Outbox, Requeued
 from cascadewatch.connectors.alerts.routing import Router, asset_matches
 from cascadewatch.connectors.alerts.sink import AlertOutboxSink
 from cascadewatch.connectors.sinks import to_stream
@@ -128,7 +128,7 @@ def test_recover_returns_inflight_to_pending_and_failed_stay_visible(tmp_path: P
         assert outbox.pending() == 1
         [row] = outbox.rows("failed")
         assert row.alert_id == make_alert(asset="ETH-USDT")["id"] and "invalid event" in row.last_error
-        assert outbox.requeue_failed("d") == 1
+        assert outbox.requeue_failed("d") == Requeued(pending=1, superseded=0)
         assert outbox.counts()["d"]["pending"] == 2
 
 

@@ -237,3 +237,19 @@ def test_port_in_use_is_a_clear_error() -> None:
     with RiskFeedServer(port=0, ping_interval_s=None) as first:
         with pytest.raises(OSError, match=f"risk feed cannot listen on 127.0.0.1:{first.port}"):
             RiskFeedServer(port=first.port).start()
+
+
+def test_deeply_nested_json_is_an_error_answer_not_a_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    deep = "[" * 30_000 + "]" * 30_000  # within the 64 KiB message limit, far past Python's recursion limit
+
+    async def scenario(server: RiskFeedServer) -> None:
+        async with connect(server.url + "/") as ws:
+            assert (await recv_json(ws))["type"] == "hello"
+            await ws.send(deep)
+            assert await recv_json(ws) == {"type": "error", "error": 'expected {"op": "subscribe", "assets": [...]}'}
+            await ws.send(json.dumps({"op": "subscribe", "assets": ["BTC"]}))
+            assert await recv_json(ws) == {"type": "subscribed", "assets": ["BTC"]}
+
+    with RiskFeedServer(port=0, ping_interval_s=None) as server:
+        asyncio.run(scenario(server))
+    assert "RecursionError" not in caplog.text and "Traceback" not in caplog.text

@@ -1,5 +1,6 @@
-"""The simulator: deterministic, cascades from the mechanism where the scenario says, none on a
-calm day, and every frame exactly what the real venue parsers and book rules accept."""
+"""The simulator: deterministic, cascades from the mechanism where the scenario says, none in a
+quiet calm stretch, an engine that works its inventory and deleverages, a market per seed, and
+every frame exactly what the real venue parsers and book rules accept."""
 
 from __future__ import annotations
 

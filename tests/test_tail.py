@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from cascadewatch.connectors.alerts.config import RiskFeedConfig
 from cascadewatch.connectors.riskfeed import RiskFeedServer
 from cascadewatch.pipelines.cli.tail import TailView, follow, run
 
@@ -216,3 +217,29 @@ def test_narrow_terminal_hides_columns_instead_of_squashing(tmp_path: Path) -> N
     btc = row_of(text, "BTC-USDT")
     assert "64,000.5" in btc and "72%" in btc and "4%" in btc
     assert all(len(line) <= 80 for line in text.splitlines())
+
+
+def test_a_refused_token_names_the_variable_given_with_token_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CW_TEST_TAIL_TOKEN", "the-right-token")
+    server = RiskFeedServer.from_config(RiskFeedConfig(port=0, token_env="CW_TEST_TAIL_TOKEN")).start()
+
+    async def scenario() -> str:
+        view = TailView([])
+        stop = asyncio.Event()
+        seen: list[str] = []
+
+        def changed() -> None:
+            seen.append(view.status)
+            if "refused" in view.status:
+                stop.set()
+
+        await asyncio.wait_for(
+            follow(server.url, view, changed, token="wrong", stop=stop, token_env="MY_FEED_TOKEN"), 10
+        )
+        return seen[-1]
+
+    try:
+        status = asyncio.run(scenario())
+    finally:
+        server.stop()
+    assert status == f"{server.url}: refused with HTTP 401 (set $MY_FEED_TOKEN); retrying in 0.5s"

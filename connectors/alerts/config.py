@@ -10,13 +10,42 @@ from __future__ import annotations
 
 import os
 from typing import Literal
+from urllib.parse import urlsplit
 
 import msgspec
+
+from cascadewatch.connectors.alerts.secrets import SECRETS
 
 SEVERITIES = ("info", "warning", "critical")
 DESTINATION_TYPES = ("slack", "pagerduty", "webhook", "console", "jsonl")
 PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
 DEFAULT_RATE_PER_S = {"slack": 1.0, "pagerduty": 2.0, "webhook": 10.0, "console": 100.0, "jsonl": 1000.0}
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a destination URL, or None when it can.
+
+    It must be ``http://`` or ``https://`` with a host, and hold no whitespace or control
+    characters. The answer never quotes the URL (it may be a secret).
+
+    >>> url_problem("https://hooks.slack.com/services/T0/B0/x")
+    >>> url_problem("ftp://example.com/x")
+    "must be an http:// or https:// URL (scheme 'ftp')"
+    >>> url_problem("not a url")
+    'contains whitespace or control characters'
+    """
+    if any(char.isspace() or ord(char) < 32 or ord(char) == 127 for char in url):
+        return "contains whitespace or control characters"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - a port that is not a number raises here
+    except ValueError:
+        return "is not a URL"
+    if parts.scheme.lower() not in ("http", "https"):
+        return f"must be an http:// or https:// URL (scheme {parts.scheme!r})" if parts.scheme else "is not a URL"
+    if not parts.hostname:
+        return "has no host"
+    return None
 
 
 class DestinationConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -84,6 +113,12 @@ class DestinationConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
             raise ValueError(f"destination {self.name!r}: rate_per_s must be > 0")
         if self.max_attempts < 1 or self.coalesce < 1 or self.timeout_s <= 0:
             raise ValueError(f"destination {self.name!r}: max_attempts, coalesce and timeout_s must be positive")
+        if self.backoff_base_s <= 0 or self.backoff_max_s < self.backoff_base_s:
+            raise ValueError(
+                f"destination {self.name!r}: backoff_base_s must be > 0 and backoff_max_s >= backoff_base_s"
+            )
+        if self.url is not None and (problem := url_problem(self.url)):
+            raise ValueError(f"destination {self.name!r}: url {problem}")
 
     @property
     def rate(self) -> float:
@@ -98,6 +133,8 @@ class DestinationConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
                 raise SecretMissing(
                     f"destination {self.name!r}: environment variable {self.url_env} (its URL) is not set"
                 )
+            if problem := url_problem(value):
+                raise ValueError(f"destination {self.name!r}: environment variable {self.url_env} (its URL) {problem}")
             return value
         if self.type == "pagerduty":
             return self.url or PAGERDUTY_URL
@@ -165,14 +202,15 @@ class RiskFeedConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     def resolve_token(self) -> str | None:
         """The bearer token from the variable ``token_env`` (``None`` when no variable is configured).
 
-        Raises ``SecretMissing`` when the variable is unset or empty.
+        Registered as a secret, so it is redacted from every log and error. Raises
+        ``SecretMissing`` when the variable is unset or empty.
         """
         if not self.token_env:
             return None
         value = os.environ.get(self.token_env)
         if not value:
             raise SecretMissing(f"riskfeed: environment variable {self.token_env} (the token) is not set")
-        return value
+        return SECRETS.add(value)
 
 
 def load_alerts_config(path: str | None) -> tuple[AlertsConfig, RiskFeedConfig]:
@@ -187,8 +225,11 @@ def load_alerts_config(path: str | None) -> tuple[AlertsConfig, RiskFeedConfig]:
         alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)
         riskfeed: RiskFeedConfig = msgspec.field(default_factory=RiskFeedConfig)
 
-    with open(path, "rb") as handle:
-        raw = handle.read()
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
     try:
         sections = msgspec.toml.decode(raw, type=_Sections)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:

@@ -7,7 +7,11 @@ derived from content), so a replayed or resumed flow never enqueues an alert twi
 A delivery is ``pending`` (due at ``next_attempt_at``), ``inflight`` (claimed by the
 delivery worker), ``delivered`` or ``failed`` (terminal, with the reason, visible in
 ``cascadewatch alerts status``). Deliveries to one destination with the same dedup key go
-out in the order they were enqueued (a resolve never overtakes its trigger).
+out in the order they were enqueued: a delivery waits while an earlier one of its dedup key
+to that destination is pending or in flight (a resolve never overtakes a trigger still being
+retried). A delivery that failed for good does not hold the later ones back; it is
+*superseded* by them, and ``retry-failed`` does not resend it (see :meth:`Outbox.requeue_failed`),
+so each destination ends in the state of the latest alert of each key.
 
 After a crash (even ``kill -9``) the rows claimed but not finished are still ``inflight``;
 :meth:`Outbox.recover`, called by the one delivery worker that holds the outbox lock when
@@ -18,6 +22,7 @@ their dedup key).
 
 from __future__ import annotations
 
+import errno
 import json
 import sqlite3
 import threading
@@ -53,6 +58,18 @@ CREATE INDEX IF NOT EXISTS deliveries_key ON deliveries (destination, dedup_key,
 """
 
 STATUSES = ("pending", "inflight", "delivered", "failed")
+SUPERSEDED = "superseded by alert"
+"""Prefix of the reason of a failed delivery that a later one of its dedup key supersedes."""
+
+
+@dataclass(frozen=True)
+class Requeued:
+    """What :meth:`Outbox.requeue_failed` did."""
+
+    pending: int
+    """Failed deliveries made pending again."""
+    superseded: int
+    """Failed deliveries left failed because a later delivery of their dedup key supersedes them."""
 
 
 @dataclass(frozen=True)
@@ -88,15 +105,14 @@ class Outbox:
 
     def __init__(self, path: str | Path, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        with self._lock:
-            self._db.executescript(SCHEMA)
+        self._db = _open(self.path)
+
+    @staticmethod
+    def check(path: str | Path) -> None:
+        """Open (creating if absent) and close the outbox at ``path``, or raise :class:`OutboxError`."""
+        Outbox(path).close()
 
     def close(self) -> None:
         """Close the database."""
@@ -236,19 +252,45 @@ class Outbox:
                 for dest in destinations
             )
 
-    def requeue_failed(self, destination: str | None = None) -> int:
-        """Make failed deliveries pending again (after fixing a key, say); return how many."""
+    def requeue_failed(self, destination: str | None = None) -> Requeued:
+        """Make failed deliveries pending again (after fixing a key, say), unless superseded.
+
+        A failed delivery is *superseded* when a later delivery of the same dedup key to the
+        same destination exists (whatever its status): the later one carries the pipeline's
+        newer state of that key, so resending the old one after it would leave the
+        destination in a state the pipeline has left (an incident open that it resolved). A
+        superseded delivery stays ``failed``, its reason prefixed with ``superseded by alert
+        <id> (<action>)``, and is never resent.
+        """
         now = self._clock()
+        where: str = ""
+        params: tuple[str, ...] = ()
+        if destination is not None:
+            where, params = " AND d.destination = ?", (destination,)
         with self._transaction() as db:
-            sql = (
+            failed = db.execute(
+                f"""
+                SELECT d.seq, d.last_error, (
+                    SELECT e.alert_id || ' (' || e.action || ')' FROM deliveries e
+                    WHERE e.destination = d.destination AND e.dedup_key = d.dedup_key AND e.seq > d.seq
+                    ORDER BY e.seq DESC LIMIT 1)
+                FROM deliveries d WHERE d.status = 'failed'{where} ORDER BY d.seq
+                """,
+                params,
+            ).fetchall()
+            requeue = [(now, now, seq) for seq, _, later in failed if later is None]
+            supersede = [
+                (f"{SUPERSEDED} {later}: {reason or ''}", now, seq)
+                for seq, reason, later in failed
+                if later is not None and not (reason or "").startswith(SUPERSEDED)
+            ]
+            db.executemany(
                 "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?"
-                " WHERE status = 'failed'"
+                " WHERE seq = ?",
+                requeue,
             )
-            params: tuple[Any, ...] = (now, now)
-            if destination is not None:
-                sql += " AND destination = ?"
-                params += (destination,)
-            return db.execute(sql, params).rowcount
+            db.executemany("UPDATE deliveries SET last_error = ?, updated_at = ? WHERE seq = ?", supersede)
+        return Requeued(len(requeue), len(failed) - len(requeue))
 
     def next_due(self, destination: str) -> float | None:
         """When the earliest claimable pending delivery of ``destination`` is due (epoch s), if any.
@@ -306,6 +348,82 @@ class Outbox:
         with self._lock:
             row = self._db.execute("SELECT body FROM alerts WHERE id = ?", (alert_id,)).fetchone()
         return json.loads(row[0]) if row else None
+
+
+class OutboxError(OSError):
+    """The outbox file cannot be used; the message names the file and why, in one line."""
+
+
+TABLES = {
+    "alerts": ["id", "dedup_key", "action", "body", "enqueued_at"],
+    "deliveries": [
+        "seq",
+        "alert_id",
+        "destination",
+        "dedup_key",
+        "action",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "last_error",
+        "updated_at",
+    ],
+}
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    """Connect to the outbox, create its tables if the file is new, and check that it is one.
+
+    Every failure is an :class:`OutboxError` naming ``path``: a directory that cannot be
+    created or written, a full disk, a file that is not SQLite (corrupt, truncated, another
+    program's), an SQLite file of another program, an outbox of another layout.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutboxError(f"outbox {path}: cannot create its directory: {exc.strerror or exc}") from None
+    if path.is_dir():
+        raise OutboxError(f"outbox {path}: is a directory, not a file")
+    db: sqlite3.Connection | None = None
+    try:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        existing = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        foreign = existing - set(TABLES) - {"sqlite_sequence"}
+        if foreign and not existing & set(TABLES):
+            raise OutboxError(
+                f"outbox {path}: an SQLite file of another program (tables {', '.join(sorted(foreign))}), "
+                "not a cascadewatch outbox"
+            )
+        for table in sorted(existing & set(TABLES)):
+            found = [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
+            if found != TABLES[table]:
+                raise OutboxError(f"outbox {path}: table {table} has columns {', '.join(found)}, not an outbox's")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=ON")
+        db.executescript(SCHEMA)
+        db.execute("SELECT COUNT(*) FROM deliveries").fetchone()
+        if (check := db.execute("PRAGMA quick_check").fetchone()[0]) != "ok":
+            raise OutboxError(f"outbox {path}: damaged ({check})")
+    except (sqlite3.Error, OSError) as exc:
+        if db is not None:
+            db.close()
+        if isinstance(exc, OutboxError):
+            raise
+        raise OutboxError(f"outbox {path}: {_sqlite_reason(exc)}") from None
+    return db
+
+
+def _sqlite_reason(exc: BaseException) -> str:
+    """One line for an SQLite or OS error on the outbox."""
+    text = str(exc)
+    if "not a database" in text or "malformed" in text:
+        return f"not a readable outbox ({text}): corrupt, truncated or another program's file"
+    if "disk is full" in text or getattr(exc, "errno", None) == errno.ENOSPC:
+        return f"the disk is full ({text})"
+    if "readonly" in text or "unable to open" in text:
+        return f"cannot write it or its directory ({text})"
+    return text
 
 
 class _Transaction:

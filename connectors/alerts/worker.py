@@ -41,26 +41,31 @@ class WorkerLocked(RuntimeError):
 
 
 class OutboxLock:
-    """An exclusive, non-blocking ``flock`` on ``<outbox>.lock``."""
+    """An exclusive, non-blocking ``flock`` on ``<real path of the outbox>.lock``.
+
+    The real path (symlinks resolved), so an outbox reached through a symlink or another
+    relative path is the same outbox and cannot get a second worker.
+    """
 
     def __init__(self, outbox_path: str | Path) -> None:
-        self.path = Path(str(outbox_path) + ".lock")
+        self.outbox = Path(os.path.realpath(outbox_path))
+        self.path = Path(str(self.outbox) + ".lock")
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        """Take the lock without waiting; raises if another process holds it."""
+        """Take the lock, or raise :class:`WorkerLocked` at once if another process holds it."""
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise WorkerLocked(f"another delivery worker is running on {self.path.with_suffix('')}") from None
+            raise WorkerLocked(f"another delivery worker is running on {self.outbox}") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
 
     def release(self) -> None:
-        """Release the lock if held."""
+        """Let go of the lock (the kernel also does, when the process dies)."""
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)

@@ -74,7 +74,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "(a running pipeline) holds the outbox.",
     )
     deliver.add_argument("--config", type=Path, metavar="F", help="TOML config with [alerts]")
-    deliver.add_argument("--until-empty", action="store_true", help="exit once nothing is pending")
+    deliver.add_argument(
+        "--until-empty",
+        action="store_true",
+        help="exit once nothing is pending (exit 1 if deliveries are left pending, e.g. for a disabled destination)",
+    )
     deliver.add_argument("--timeout", type=float, metavar="S", help="exit after S seconds at most")
     deliver.set_defaults(_alerts_handler=_deliver)
 
@@ -100,7 +104,7 @@ def run(args: argparse.Namespace, console: Console | None = None) -> int:
         return int(args._alerts_handler(args, console))
     except (ValueError, KeyError, OSError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        console.print(f"[red]error:[/] {escape(str(message))}")
+        console.print(f"[red]error:[/] {escape(str(message))}", soft_wrap=True)
         return 2
 
 
@@ -233,7 +237,17 @@ def _deliver(args: argparse.Namespace, console: Console) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        left = {
+            name: counts["pending"] + counts["inflight"]
+            for name, counts in worker.outbox.counts().items()
+            if counts["pending"] + counts["inflight"]
+        }
         worker.stop()
+    if args.until_empty and left:
+        for name, n in sorted(left.items()):
+            why = worker.errors.get(name, "not delivered in time" if name in worker.destinations else "not configured")
+            console.print(f"[red]{n} deliveries to {escape(name)} still pending:[/] {escape(why)}", soft_wrap=True)
+        return 1
     return 0
 
 
@@ -242,8 +256,13 @@ def _retry_failed(args: argparse.Namespace, console: Console) -> int:
 
     config = _config(args)
     with Outbox(config.outbox) as outbox:
-        n = outbox.requeue_failed(args.destination)
-    console.print(f"{n} failed deliveries are pending again")
+        done = outbox.requeue_failed(args.destination)
+    console.print(f"{done.pending} failed deliveries are pending again")
+    if done.superseded:
+        console.print(
+            f"{done.superseded} failed deliveries are superseded by a later alert of their dedup key"
+            " and are not resent (see alerts status)"
+        )
     return 0
 
 

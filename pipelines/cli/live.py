@@ -93,7 +93,7 @@ def add_commands(subparsers: Any) -> None:
 
 
 def handle(args: argparse.Namespace, console: Console | None = None) -> int:
-    """Run the parsed ``record`` / ``run`` command; 2 on a config error."""
+    """Run the parsed ``record`` / ``run`` command; 2 on a config error, 1 on an I/O error while running."""
     console = console or Console()
     try:
         if args.command == "record":
@@ -103,6 +103,9 @@ def handle(args: argparse.Namespace, console: Console | None = None) -> int:
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return 2
+    except OSError as exc:  # while running (a full disk): one line naming the file
+        console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        return 1
     raise ValueError(f"not a live command: {args.command}")
 
 
@@ -169,6 +172,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     if not args.quiet:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
         console.print(f"live: {', '.join(live.venues)} ({', '.join(live.symbols)}); alerts -> {live.alerts_out}")
+    stop, restore = _stop_on_signals()  # SIGTERM/SIGINT end the run as --duration does
     try:
         summary = run_live(
             config,
@@ -179,11 +183,11 @@ def _run(args: argparse.Namespace, console: Console) -> int:
                 addresses=args.addresses.split(",") if args.addresses else None,
                 process_id=args.process_id,
                 recovery_dir=args.recovery_dir,
+                stop=stop,
             ),
         )
-    except KeyboardInterrupt:  # outputs are flushed batch by batch; the tap every second
-        console.print("interrupted")
-        return 130
+    finally:
+        restore()
     if not args.quiet:
         print_summary(console, summary)
         if summary.alerts:

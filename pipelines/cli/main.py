@@ -170,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return 2
+    except OSError as exc:  # while running (an output on a full disk): one line naming the file
+        console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        return 1
     return 0  # pragma: no cover - argparse enforces a command
 
 

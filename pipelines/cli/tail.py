@@ -261,7 +261,7 @@ def read_file(path: Path, view: TailView) -> int:
                 continue
             try:
                 view.apply(json.loads(line))
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
                 bad += 1
     return bad
 
@@ -274,8 +274,12 @@ async def follow(
     stop: asyncio.Event | None = None,
     backoff_min: float = 0.5,
     backoff_max: float = 5.0,
+    token_env: str = TOKEN_ENV,
 ) -> None:
-    """Read the feed into ``view`` until ``stop`` is set, reconnecting with backoff."""
+    """Read the feed into ``view`` until ``stop`` is set, reconnecting with backoff.
+
+    A 401 says to set ``token_env``, the variable the token is read from.
+    """
     from websockets.asyncio.client import connect
     from websockets.exceptions import InvalidStatus, WebSocketException
 
@@ -302,7 +306,7 @@ async def follow(
                 view.status = f"{url}: connection closed ({ws.close_code} {ws.close_reason}); reconnecting"
         except InvalidStatus as exc:
             status = exc.response.status_code
-            hint = f" (set ${TOKEN_ENV})" if status == 401 else ""
+            hint = f" (set ${token_env})" if status == 401 else ""
             view.status = f"{url}: refused with HTTP {status}{hint}; retrying in {delay:.1f}s"
         except (TimeoutError, OSError, WebSocketException) as exc:
             view.status = f"{url}: {type(exc).__name__}: {exc}; retrying in {delay:.1f}s"
@@ -322,7 +326,7 @@ async def _read(ws: Any, view: TailView, on_change: Callable[[], None]) -> None:
             view.last_message = time.monotonic()
             try:
                 item = json.loads(message)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
             if view.apply(item):
                 on_change()
@@ -372,13 +376,16 @@ def run(args: argparse.Namespace, console: Console | None = None) -> int:
         return 0
     token = os.environ.get(args.token_env) or None
     try:
-        asyncio.run(_live(args.url, view, console, token, args.duration))
+        asyncio.run(_live(args.url, view, console, (token, args.token_env), args.duration))
     except KeyboardInterrupt:
         pass
     return 0
 
 
-async def _live(url: str, view: TailView, console: Console, token: str | None, duration: float | None) -> None:
+async def _live(
+    url: str, view: TailView, console: Console, token: tuple[str | None, str], duration: float | None
+) -> None:
+    """Follow the feed at ``url`` in a live view; ``token``: the token and the variable it came from."""
     stop = asyncio.Event()
     if duration is not None:
         asyncio.get_running_loop().call_later(duration, stop.set)
@@ -398,7 +405,7 @@ async def _live(url: str, view: TailView, console: Console, token: str | None, d
                 await asyncio.sleep(0.25)
 
         painter = asyncio.ensure_future(refresh())
-        await follow(url, view, changed, token=token, stop=stop)
+        await follow(url, view, changed, token=token[0], stop=stop, token_env=token[1])
         painter.cancel()
         live.update(view.render(console.width))
 

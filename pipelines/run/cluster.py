@@ -131,8 +131,42 @@ def execute(
     """Run ``flow`` to completion in this process (see the module docstring).
 
     With a recovery directory the epoch is at most 1 s, so a resume repeats at most about a
-    second of work.
+    second of work. A step that fails on an I/O error (an output on a full disk) ends the run
+    with :class:`RunFailed` carrying that error's one-line message.
     """
+    try:
+        _execute(flow, workers, addresses, process_id, epoch_interval, recovery_dir)
+    except Exception as exc:
+        cause = _io_cause(exc)
+        if cause is None:
+            raise
+        raise RunFailed(str(cause)) from None
+
+
+class RunFailed(OSError):
+    """The dataflow stopped on an I/O error (a full disk); the message is that error's, one line."""
+
+
+def _io_cause(exc: BaseException) -> OSError | None:
+    """The OSError a dataflow error was caused by (Bytewax wraps a step's exception), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__
+    return None
+
+
+def _execute(
+    flow: Dataflow,
+    workers: int,
+    addresses: list[str] | None,
+    process_id: int,
+    epoch_interval: timedelta | None,
+    recovery_dir: str | Path | None,
+) -> None:
     processes = len(addresses) if addresses else 1
     recovery = recovery_store(Path(recovery_dir), processes, process_id) if recovery_dir else None
     if recovery is not None and (epoch_interval is None or epoch_interval > timedelta(seconds=1)):

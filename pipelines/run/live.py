@@ -12,6 +12,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -27,6 +28,7 @@ from cascadewatch.connectors.venues.registry import venue_module
 from cascadewatch.pipelines.config import Config, ConfigError
 from cascadewatch.pipelines.flow import FlowOptions, build_flow
 from cascadewatch.pipelines.run.cluster import execute
+from cascadewatch.pipelines.run.preflight import check_output, check_startup
 from cascadewatch.pipelines.run.replay import ReplaySummary
 
 log = logging.getLogger("cascadewatch.live")
@@ -41,6 +43,8 @@ def load_live_config(path: str | Path | None) -> tuple[Config, LiveConfig]:
         raw = msgspec.toml.decode(path.read_bytes())
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
     except msgspec.DecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     try:
@@ -62,7 +66,9 @@ class LiveOptions:
     ``deliver_alerts`` (default: when ``[alerts]`` has destinations) pages through the outbox;
     ``serve_riskfeed`` (default: ``[riskfeed] enabled``) broadcasts on the risk feed.
     ``workers``, ``addresses``/``process_id``, ``recovery_dir``: see
-    :mod:`cascadewatch.pipelines.run.cluster`.
+    :mod:`cascadewatch.pipelines.run.cluster`. ``stop``: once set (SIGTERM, SIGINT), the run
+    ends as at ``duration_s``: feeds closed, outputs flushed, the outbox drained for a few
+    seconds and closed.
     """
 
     duration_s: float | None = None
@@ -78,6 +84,7 @@ class LiveOptions:
     addresses: list[str] | None = None
     process_id: int = 0
     recovery_dir: str | Path | None = None
+    stop: threading.Event | None = None
 
 
 def run_live(config: Config, live: LiveConfig, options: LiveOptions | None = None) -> ReplaySummary:
@@ -89,17 +96,21 @@ def run_live(config: Config, live: LiveConfig, options: LiveOptions | None = Non
     opts = options or LiveOptions()
     deliver_alerts = bool(config.alerts.destinations) if opts.deliver_alerts is None else opts.deliver_alerts
     serve_riskfeed = config.riskfeed.enabled if opts.serve_riskfeed is None else opts.serve_riskfeed
-    if opts.serve_metrics:
-        live_metrics.serve(live.metrics_port, live.metrics_addr)
     alerts = Path(opts.alerts_out or live.alerts_out)
     snapshots = Path(opts.snapshots_out or live.snapshots_out)
     dead = Path(opts.dead_letters_out or live.dead_letters_out)
+    check_startup(
+        config, deliver_alerts=deliver_alerts, serve_riskfeed=serve_riskfeed, outputs=(alerts, snapshots, dead)
+    )
+    if opts.serve_metrics:
+        live_metrics.serve(live.metrics_port, live.metrics_addr)
     source = LiveSource(
         live,
         allowed_lag_s=config.replay.allowed_lag_s,
         duration_s=opts.duration_s,
         record=opts.record,
         feed_options=opts.feed_options,
+        stop=opts.stop,
     )
     with tempfile.TemporaryDirectory(prefix="cascadewatch-live-") as scratch:
         summary_path = Path(scratch) / "summary.json"
@@ -152,8 +163,10 @@ def record(
 
     Writes REST bootstraps, websocket frames and connection events in the recording format,
     flushing every second (safe to kill). With rotation, each new file starts with fresh
-    instrument metadata and book snapshots, so it replays on its own.
+    instrument metadata and book snapshots, so it replays on its own. A file that cannot be
+    written on (a full disk) stops the recording with :class:`RecordingFailed`.
     """
+    check_output(Path(out))
     if serve_metrics:
         live_metrics.serve(live.metrics_port, live.metrics_addr)
     stop = stop or threading.Event()
@@ -189,6 +202,7 @@ def record(
                 log.warning("%s: %d frames dropped (queue full): the recorder is behind", queue.venue, dropped)
         return written
 
+    failure: OSError | None = None
     try:
         for feed in feeds:
             feed.start()
@@ -196,14 +210,40 @@ def record(
             if not drain():
                 stop.wait(live.poll_ms / 1000.0)
             recorder.tick()
+    except OSError as exc:  # the disk is full, the file went away: stop, keep what was written
+        failure = exc
     finally:
-        for feed in feeds:
-            feed.request_stop()
-        end = time.monotonic() + 5.0
-        while any(feed.alive for feed in feeds) and time.monotonic() < end:
-            drain()
-            time.sleep(0.01)
-        drain()  # the close events of the shutdown
-        recorder.close()
+        failure = _stop_recording(feeds, recorder, drain if failure is None else None) or failure
         summary.paths = list(recorder.paths)
+    if failure is not None:
+        where = summary.paths[-1] if summary.paths else out
+        raise RecordingFailed(
+            f"{where}: cannot write the recording ({failure.strerror or failure}); "
+            "the file reads up to its last whole line"
+        )
     return summary
+
+
+def _stop_recording(
+    feeds: list[VenueFeed], recorder: RotatingRecorder, drain: Callable[[], int] | None
+) -> OSError | None:
+    """Stop the feeds, write their last frames (the shutdown's close events) unless ``drain``
+    is None (the file failed), close the file; the write error met on the way, if any."""
+    for feed in feeds:
+        feed.request_stop()
+    end = time.monotonic() + 5.0
+    try:
+        while any(feed.alive for feed in feeds) and time.monotonic() < end:
+            if drain is not None:
+                drain()
+            time.sleep(0.01)
+        if drain is not None:
+            drain()
+        recorder.close()
+    except OSError as exc:
+        return exc
+    return None
+
+
+class RecordingFailed(OSError):
+    """The recording could not be written on (a full disk...); the message names the file."""

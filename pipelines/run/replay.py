@@ -19,6 +19,7 @@ from cascadewatch.connectors.sources import ProgressCallback, ReplaySource
 from cascadewatch.pipelines.config import Config
 from cascadewatch.pipelines.flow import FlowOptions, build_flow
 from cascadewatch.pipelines.run.cluster import execute
+from cascadewatch.pipelines.run.preflight import check_startup
 
 
 @dataclass
@@ -114,6 +115,12 @@ def run_replay(
         else:
             dead = alerts.parent / "deadletters.jsonl" if opts.alerts_out else scratch_dir / "deadletters.jsonl"
         summary_path = scratch_dir / "summary.json"
+        check_startup(
+            config,
+            deliver_alerts=opts.deliver_alerts,
+            serve_riskfeed=opts.serve_riskfeed,
+            outputs=(alerts, snapshots, dead),
+        )
         source = ReplaySource(
             recordings,
             batch_size=opts.batch_size,

@@ -1,61 +1,18 @@
-"""What every destination shares: the outcome of a send, secret redaction, formatting."""
+"""What every destination shares: the outcome of a send, its secrets, formatting."""
 
 from __future__ import annotations
 
 import email.utils
-import logging
-import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, overload
 
 from cascadewatch.connectors.alerts.config import DestinationConfig
+from cascadewatch.connectors.alerts.secrets import SECRETS, redact, secret_fragments
 from cascadewatch.connectors.outputs import ALERT_HEADER
 
 USER_AGENT = "cascadewatch/0.1 (+alert delivery)"
-
-
-class SecretFilter(logging.Filter):
-    """Replaces known secrets by ``***`` in log records of the HTTP libraries and ours.
-
-    httpx logs every request URL at INFO; a webhook URL can be a secret (Slack's always
-    is), so the filter sits on the loggers that could print one.
-    """
-
-    LOGGERS = ("httpx", "httpcore", "slack_sdk", "cascadewatch", "cascadewatch.alerts")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._secrets: set[str] = set()
-        self._lock = threading.Lock()
-        for name in self.LOGGERS:
-            logging.getLogger(name).addFilter(self)
-
-    def add(self, secret: str) -> None:
-        """Register ``secret`` for redaction from now on."""
-        with self._lock:
-            self._secrets.add(secret)
-
-    def redact(self, text: str) -> str:
-        """``text`` with every registered secret replaced by ``***`` (longest first)."""
-        with self._lock:
-            secrets = sorted(self._secrets, key=len, reverse=True)
-        for secret in secrets:
-            text = text.replace(secret, "***")
-        return text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Redact secrets from the log record's message in place; always keeps the record."""
-        if self._secrets:
-            message = record.getMessage()
-            redacted = self.redact(message)
-            if redacted != message:
-                record.msg, record.args = redacted, ()
-        return True
-
-
-SECRETS = SecretFilter()
 
 
 @dataclass(frozen=True)
@@ -105,21 +62,22 @@ class Destination:
         return f"{self.config.type}:{self.name}"
 
     @overload
-    def add_secret(self, value: str) -> str: ...
+    def add_secret(self, value: str, url: bool = False) -> str: ...
     @overload
-    def add_secret(self, value: None) -> None: ...
-    def add_secret(self, value: str | None) -> str | None:
-        """Remember a secret so it is redacted from outcomes and logs; returns it."""
+    def add_secret(self, value: None, url: bool = False) -> None: ...
+    def add_secret(self, value: str | None, url: bool = False) -> str | None:
+        """Remember a secret (``url``: a secret URL) so its fragments are redacted from outcomes and logs.
+
+        Returns ``value``.
+        """
         if value:
-            self._secrets.append(value)
-            SECRETS.add(value)
+            self._secrets.extend(secret_fragments(value, url))
+            SECRETS.add(value, url)
         return value
 
     def redact(self, text: str) -> str:
-        """``text`` with this destination's secrets replaced by ``***`` (longest first)."""
-        for secret in sorted(self._secrets, key=len, reverse=True):
-            text = text.replace(secret, "***")
-        return text
+        """``text`` without any fragment of this destination's (or the process's) secrets."""
+        return SECRETS.redact(redact(text, self._secrets))
 
     def describe(self) -> str:
         """Where this destination sends, without secrets."""

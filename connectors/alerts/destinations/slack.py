@@ -150,10 +150,7 @@ class SlackDestination(Destination):
     def __init__(self, config: DestinationConfig) -> None:
         super().__init__(config)
         url = config.resolve_url() or ""
-        self.url = self.add_secret(url) if config.url_env else url
-        if not self.url.lower().startswith(("http://", "https://")):
-            where = f"${config.url_env}" if config.url_env else "url"
-            raise ValueError(f"destination {config.name!r}: the Slack webhook URL ({where}) must start with https://")
+        self.url = self.add_secret(url, url=True) if config.url_env else url
         self.batch_size = config.coalesce
         self._client = WebhookClient(
             self.url,

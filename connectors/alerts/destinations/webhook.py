@@ -38,7 +38,7 @@ class WebhookDestination(Destination):
     def __init__(self, config: DestinationConfig) -> None:
         super().__init__(config)
         url = config.resolve_url() or ""
-        self.url = self.add_secret(url) if config.url_env else url
+        self.url = self.add_secret(url, url=True) if config.url_env else url
         self.secret = self.add_secret(config.resolve_secret())
         self._client = make_client(config.timeout_s)
 
