@@ -243,8 +243,14 @@ class BookKeeper:
         return []
 
     def apply_status(self, event: FeedStatus) -> None:
-        """A disconnect or an upstream gap: the book waits for its next snapshot."""
+        """A disconnect or an upstream gap: the book waits for its next snapshot.
+
+        An upstream gap (frames of this book dropped before the dataflow) counts as a gap: the
+        next snapshot is a ``resync``.
+        """
         if event.state in ("disconnect", "gap"):
+            if event.state == "gap" and self.book.valid:
+                self.gaps += 1
             self.book.invalidate()
             self.rule.reset()
 

@@ -30,7 +30,10 @@ Level: TypeAlias = tuple[float, float]
 
 AggressorSide: TypeAlias = Literal["buy", "sell"]
 PositionSide: TypeAlias = Literal["long", "short"]
-FeedState: TypeAlias = Literal["connect", "disconnect", "gap", "resync", "stale", "error"]
+FeedState: TypeAlias = Literal["connect", "disconnect", "gap", "resync", "stale", "error", "interrupted", "invalid"]
+"""``interrupted``: a connection carrying none of the instrument's book closed, or frames were
+dropped: trades, liquidations or marks may be missing, the book stands. ``invalid``: the book
+has waited for a snapshot longer than ``[live] book_alert_s`` (the detail names the cause)."""
 
 PERP_SUFFIX = "-PERP"
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from cascadewatch.connectors.events import FeedState, FeedStatus
+from cascadewatch.connectors.events import AnyEvent, FeedState, FeedStatus
 from cascadewatch.connectors.reasons import Reason
 from cascadewatch.connectors.venues.base import Parsed, ParseError, VenueParser
 from cascadewatch.connectors.venues.registry import parser_for
@@ -45,11 +45,22 @@ class _ConnEvent(msgspec.Struct, frozen=True):
     url: str = ""
     reason: str = ""
     code: int | None = None
+    books: list[str] | None = None  # close: the book symbols the connection carried; drop: books hit
+    symbol: str = ""  # invalid: the book's venue-native symbol
+    frames: int = 0  # drop: frames dropped
     size: int | None = None
     limit: int | None = None
 
 
-_CONN_STATES: dict[str, FeedState] = {"open": "connect", "close": "disconnect", "error": "error", "stale": "stale"}
+_CONN_STATES: dict[str, FeedState] = {
+    "open": "connect",
+    "close": "disconnect",
+    "error": "error",
+    "stale": "stale",
+    "invalid": "invalid",
+    "drop": "interrupted",
+}
+_PER_BOOK: dict[str, FeedState] = {"close": "disconnect", "drop": "gap", "invalid": "invalid"}
 _rest_decoder = msgspec.json.Decoder(_RestEnvelope)
 _conn_decoder = msgspec.json.Decoder(_ConnEvent)
 
@@ -104,7 +115,7 @@ class FrameDecoder:
             return parser.parse_rest(envelope.path, bytes(envelope.body), recv)
 
         def conn(payload: bytes, recv: int) -> Parsed:
-            return _connection_event(venue, _envelope(_conn_decoder, payload), recv)
+            return _connection_event(parser, venue, _envelope(_conn_decoder, payload), recv)
 
         return venue, {"rest": rest, "conn": conn}.get(channel, unknown)
 
@@ -140,7 +151,8 @@ def _envelope(decoder: msgspec.json.Decoder[Any], payload: bytes) -> Any:
         raise ParseError(Reason.MALFORMED_ENVELOPE, str(exc)[:200]) from None
 
 
-def _connection_event(venue: str, event: _ConnEvent, recv: int) -> Parsed:
+def _connection_event(parser: VenueParser, venue: str, event: _ConnEvent, recv: int) -> Parsed:
+    """A ``<venue>!conn`` event -> feed statuses (see :func:`connection_statuses`)."""
     if event.event == "oversize":  # a frame the session would not hand over (its head is in raw)
         size = "?" if event.size is None else event.size
         why = f" ({event.reason})" if event.reason else ""
@@ -149,7 +161,57 @@ def _connection_event(venue: str, event: _ConnEvent, recv: int) -> Parsed:
     if state is None:
         raise ParseError(Reason.UNKNOWN_CONN_EVENT, event.event)
     detail = " ".join(
-        part for part in (event.url, event.reason, "" if event.code is None else f"code={event.code}") if part
+        part
+        for part in (
+            event.url,
+            event.reason,
+            "" if event.code is None else f"code={event.code}",
+            f"{event.frames} frames dropped" if event.frames else "",
+        )
+        if part
     )
-    status = FeedStatus(venue=venue, symbol="", instrument="", ts=recv, recv=recv, state=state, detail=detail)
-    return Parsed(kind=f"conn:{event.event}", events=[status])
+    return Parsed(kind=f"conn:{event.event}", events=connection_statuses(parser, venue, event, state, detail, recv))
+
+
+def connection_statuses(
+    parser: VenueParser, venue: str, event: _ConnEvent, state: FeedState, detail: str, recv: int
+) -> list[AnyEvent]:
+    """Feed statuses of one connection event.
+
+    Venue-wide (``instrument == ""``, fanned out by the source) unless the event names books:
+
+    - ``close`` with ``books``: a ``disconnect`` for each instrument whose book the connection
+      carried; with ``books == []`` (a connection without books) a venue-wide ``interrupted``
+      (the books stand). Without ``books`` (recordings before 0.2): a venue-wide ``disconnect``;
+    - ``drop`` (frames the hand-over queue dropped): a ``gap`` for each book in ``books`` and
+      a venue-wide ``interrupted``;
+    - ``invalid``: an ``invalid`` status for the book's instrument.
+
+    A symbol the parser cannot map to an instrument makes the status venue-wide (safe: every
+    book of the venue waits for a snapshot).
+    """
+
+    def status(state: FeedState, instrument: str = "", symbol: str = "") -> FeedStatus:
+        return FeedStatus(
+            venue=venue,
+            symbol=symbol,
+            instrument=instrument,
+            ts=recv,
+            recv=recv,
+            state=state,
+            detail=detail,
+        )
+
+    per_book = _PER_BOOK.get(event.event)
+    symbols = [event.symbol] if event.event == "invalid" else event.books
+    if per_book is None or symbols is None:
+        return [status(state)]
+    out: list[AnyEvent] = []
+    for symbol in symbols:
+        instrument = parser.instrument_of(symbol)
+        if not instrument:
+            return [status(per_book)]
+        out.append(status(per_book, instrument, symbol))
+    if event.event == "drop" or not symbols:
+        out.append(status("interrupted"))
+    return out

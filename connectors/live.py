@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import threading
 import time
@@ -51,7 +52,9 @@ from cascadewatch.connectors.live_config import LiveConfig
 from cascadewatch.connectors.reasons import Reason
 from cascadewatch.connectors.recorder import RotatingRecorder, insert_before_suffixes
 from cascadewatch.connectors.rest import Reply, http_get
-from cascadewatch.connectors.session import Backoff, Session, SessionSettings
+from cascadewatch.connectors.rest_budget import RestLimits, RestScheduler
+from cascadewatch.connectors.rest_client import RestClient
+from cascadewatch.connectors.session import Session, SessionSettings
 from cascadewatch.connectors.sources import (
     END_OF_TIME,
     PARTITION_KEY,
@@ -105,6 +108,8 @@ def resolve_settings(name: str, live: LiveConfig) -> LiveSettings:
         subscribe_burst=pick("subscribe_burst", defaults.subscribe_burst),
         poll_s=pick("poll_s", defaults.poll_s),
         book_depth=pick("book_depth", defaults.book_depth),
+        rest_weight_per_min=pick("rest_weight_per_min", defaults.rest_weight_per_min),
+        rest_weight_header=defaults.rest_weight_header,
         staleness_s=pick("staleness_s", live.staleness_s),
         rollover_overlap_s=pick("rollover_overlap_s", live.rollover_overlap_s),
         resync_timeout_s=pick("resync_timeout_s", live.resync_timeout_s),
@@ -146,12 +151,26 @@ class FrameQueue:
     def __len__(self) -> int:
         return len(self._frames)
 
-    def put(self, recv: int, source: str, payload: bytes) -> bool:
-        """Queue one frame; when full, keep it aside as dropped and return ``False``."""
-        if len(self._frames) >= self.maxsize:
+    def put(self, recv: int, source: str, payload: bytes, force: bool = False) -> bool:
+        """Append a frame; ``False`` (dropped, counted) when full. ``force``: connection events
+        and drop markers, never dropped (they may exceed ``maxsize``)."""
+        if len(self._frames) >= self.maxsize and not force:
             self.dropped += 1
             self._dropped.append((recv, source, payload))
             self._m_full.inc()
+            return False
+        self._frames.append((recv, source, payload))
+        return True
+
+    def reject(self, recv: int, source: str, payload: bytes) -> None:
+        """Drop a frame without trying (it must wait behind a drop marker): counted as dropped."""
+        self.dropped += 1
+        self._dropped.append((recv, source, payload))
+        self._m_full.inc()
+
+    def offer(self, recv: int, source: str, payload: bytes) -> bool:
+        """Append a frame only if there is room (``False``: full; nothing dropped or counted)."""
+        if len(self._frames) >= self.maxsize:
             return False
         self._frames.append((recv, source, payload))
         return True
@@ -178,10 +197,62 @@ class FrameQueue:
 # ------------------------------------------------------------------------------ venue runner
 
 
+class FeedStartError(RuntimeError):
+    """No venue of this process connected within ``[live] startup_timeout_s``."""
+
+
+class StartupWatch:
+    """The venue feeds of one process at start: :meth:`check` says the start failed (and keeps
+    the reason in :attr:`error`, naming each venue's last problem) when none has connected
+    ``timeout_s`` after start.
+
+    Once one venue connected the start succeeded; later outages are the feed alerts' job.
+    """
+
+    def __init__(self, timeout_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.timeout_s = timeout_s
+        self._clock = clock
+        self._started = clock()
+        self._feeds: list[VenueFeed] = []
+        self._done = timeout_s <= 0
+        self.error = ""
+
+    def add(self, feed: VenueFeed) -> None:
+        """Watch ``feed`` (started or about to be)."""
+        self._feeds.append(feed)
+
+    def check(self) -> bool:
+        """Whether the start failed: no watched venue connected within ``timeout_s``."""
+        if self.error:
+            return True
+        if self._done or not self._feeds:
+            return False
+        if any(feed.runner.connected for feed in self._feeds):
+            self._done = True
+            return False
+        if self._clock() - self._started < self.timeout_s:
+            return False
+        problems = "; ".join(f"{f.runner.source}: {f.runner.problem or 'no answer'}" for f in self._feeds)
+        self.error = f"no venue connected within {self.timeout_s:g} s ({problems})"
+        log.error("%s", self.error)
+        return True
+
+
+class _Drop:
+    """Frames dropped since the last drop marker, and the books they carried."""
+
+    __slots__ = ("books", "frames")
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.books: set[str] = set()
+
+
 class VenueRunner:
     """One venue on an asyncio loop: REST bootstrap, sessions, book sync; frames to ``emit``.
 
-    ``emit(recv_ns, source, payload)`` receives, in order: the instrument REST bodies, then
+    ``emit(recv_ns, source, payload, force)`` (``False`` back: dropped) receives, in order: the
+    instrument REST bodies, then
     websocket frames, REST book snapshots and polls (``<venue>!rest``) and connection events
     (``<venue>!conn``), as the venue's ``LiveBooks`` orders them. ``emit_shutdown=False`` leaves
     out the ``close`` events of our own shutdown (the pipeline must not page for them).
@@ -193,7 +264,7 @@ class VenueRunner:
         self,
         name: str,
         live: LiveConfig,
-        emit: Callable[[int, str, bytes], Any],
+        emit: Callable[[int, str, bytes, bool], Any],
         *,
         rest_get: Callable[[str, float], Reply] = http_get,
         rng: random.Random | None = None,
@@ -209,11 +280,29 @@ class VenueRunner:
         self.settings = resolve_settings(name, live)
         self.symbols = venue_symbols(name, live)
         self._emit_frame = emit
+        self.hand_over: FrameQueue | None = None
+        """The queue ``emit`` puts into (set by :class:`VenueFeed`): drop markers go in only if there is room."""
         self._rest_get = rest_get
         self._rng = rng or random.Random()
         self._connect = connect
         self._clock = clock
         self.books: BookSync = BookSync()
+        self.rest = RestClient(
+            self.settings.rest_url,
+            RestScheduler(
+                self.source,
+                RestLimits(
+                    self.settings.rest_weight_per_min,
+                    weight_header=self.settings.rest_weight_header,
+                    permanent_retry_s=live.rest_permanent_retry_s,
+                ),
+                live.backoff,
+                self._rng,
+                time.monotonic,
+            ),
+            rest_get,
+            live.rest_timeout_s,
+        )
         self.sessions: list[Session] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -221,13 +310,55 @@ class VenueRunner:
         self._reported = {"gaps": 0, "resyncs": 0}
         self._m_gaps = metrics.GAPS.labels(self.source)
         self._m_resyncs = metrics.RESYNCS.labels(self.source)
+        self._m_invalid = metrics.BOOKS_INVALID.labels(self.source)
+        self._paged: dict[str, float] = {}  # symbol -> the invalid-since already paged
+        self._drop: _Drop | None = None  # frames dropped since the last drop marker
+        self.connected = False  # a connection of this venue has opened (the start succeeded)
+        self.problem = ""  # the last connection problem (error, close, stale), for start-up failures
+        self.drop_causes: dict[str, int] = {}  # symbol -> frames of it dropped (queue full)
 
     # -- emission --------------------------------------------------------------------------
 
     def _emit(self, recv: int, source: str, payload: bytes) -> None:
+        """Hand a frame over. A frame the queue drops restarts the books it carried (they
+        resync) and is noted in a drop marker, handed over before any later frame."""
         if b"\n" in payload or b"\r" in payload:  # a frame is one line (JSON allows this rewrite)
             payload = payload.replace(b"\r", b" ").replace(b"\n", b" ")
-        self._emit_frame(recv, source, payload)
+        control = source.endswith("!conn")
+        if self._drop is not None and not self._flush_drop(recv) and not control:
+            if self.hand_over is not None:  # the marker must go first: still full
+                self.hand_over.reject(recv, source, payload)
+            self._dropped(source, payload)
+        elif self._emit_frame(recv, source, payload, control) is False:
+            self._dropped(source, payload)
+
+    def _dropped(self, source: str, payload: bytes) -> None:
+        drop = self._drop if self._drop is not None else _Drop()
+        self._drop = drop
+        drop.frames += 1
+        symbols, actions = self.books.on_dropped(payload) if not source.endswith("!conn") else ([], [])
+        for symbol in symbols:
+            drop.books.add(symbol)
+            self.drop_causes[symbol] = self.drop_causes.get(symbol, 0) + 1
+        self._apply(actions)
+
+    def _flush_drop(self, recv: int, force: bool = False) -> bool:
+        """Hand over the pending drop marker (``<venue>!conn`` ``drop`` event); ``False`` if the
+        queue is still full."""
+        drop = self._drop
+        if drop is None:
+            return True
+        marker = {"event": "drop", "reason": "queue full", "frames": drop.frames, "books": sorted(drop.books)}
+        payload = msgspec.json.encode(marker)
+        if force or self.hand_over is None:
+            self._emit_frame(recv, self.source + "!conn", payload, True)
+        elif not self.hand_over.offer(recv, self.source + "!conn", payload):
+            return False
+        log.warning(
+            "%s: %d frames dropped (queue full); books to resync: %s", self.source, drop.frames, marker["books"]
+        )
+        self._drop = None
+        return True
 
     def _apply(self, actions: Sequence[Action], recv: int = 0, payload: bytes = b"") -> None:
         for action in actions:
@@ -236,7 +367,7 @@ class VenueRunner:
             elif isinstance(action, Emit):
                 self._emit(action.recv, self.source + "!rest" if action.rest else self.source, action.payload)
             elif isinstance(action, Fetch):
-                self._spawn(self._fetch_book(action.path))
+                self._spawn(self._fetch_book(action))
             elif isinstance(action, Resubscribe):
                 self._spawn(self._resubscribe(action.topics))
 
@@ -260,50 +391,29 @@ class VenueRunner:
         kind = event.get("event")
         if kind == "close" and event.get("reason") == "shutdown" and not self.emit_shutdown:
             return  # our own stop: not a feed problem (the recorder keeps it, the pipeline does not)
+        if kind == "open":
+            self.connected = True
+        elif kind in ("error", "close", "stale"):
+            self.problem = f"{event.get('conn', '')}: {event.get('reason', kind)}"
+        if kind == "close":  # the dataflow drops only the books this connection carried
+            event = {**event, "books": self.books.book_symbols(session.spec.topics)}
+            # diffs held for a snapshot came before the close: they go first, the close is last
+            self._apply(self.books.on_close(session.spec.topics))
         self._emit(recv, self.source + "!conn", msgspec.json.encode(event))
         if kind == "open" and not rollover:
             self._apply(self.books.on_open(session.spec.topics))
-        elif kind == "close":
-            self._apply(self.books.on_close())
 
     # -- REST ------------------------------------------------------------------------------
 
-    async def _get(self, path: str, attempts: int | None) -> tuple[int, bytes] | None:
-        """GET with backoff; ``(recv_ns, body)`` of a 200, else ``None`` after ``attempts``.
-
-        A 4xx other than 418/429 is not retried: asking again will not help.
-        """
-        url = self.settings.rest_url + path
-        backoff = Backoff(self.live.backoff, self._rng)
-        tries = 0
-        while self._stop is None or not self._stop.is_set():
-            reply = await asyncio.to_thread(self._rest_get, url, self.live.rest_timeout_s)
-            recv = time.time_ns()
-            outcome = "ok" if reply.status == 200 else (f"http_{reply.status}" if reply.status else "error")
-            metrics.REST.labels(self.source, outcome).inc()
-            if reply.status == 200:
-                return recv, reply.body
-            tries += 1
-            log.warning("%s: GET %s failed: %s %s", self.source, path, outcome, reply.error)
-            if (attempts is not None and tries >= attempts) or (
-                400 <= reply.status < 500 and reply.status not in (418, 429)
-            ):
-                return None
-            delay = max(backoff.next_delay(), reply.retry_after or 0.0)
-            if self._stop is not None:
-                try:
-                    await asyncio.wait_for(self._stop.wait(), timeout=delay)
-                except TimeoutError:
-                    pass
-            else:
-                await asyncio.sleep(delay)
-        return None
+    async def _get(self, path: str, attempts: int | None, since: float = math.inf) -> tuple[int, bytes] | None:
+        """GET through the venue's REST client (budget, backoff); ``None`` after ``attempts``."""
+        return await self.rest.get(path, since=since, attempts=attempts)
 
     async def _bootstrap_instruments(self) -> list[str]:
         """Fetch instrument metadata (emitted as ``!rest`` frames); keep the listed symbols."""
         listed: set[str] | None = None
         for path in self.module.instruments_paths(self.symbols):
-            got = await self._get(path, attempts=3)
+            got = await self._get(path, attempts=3, since=-math.inf)
             if got is None:
                 continue
             recv, body = got
@@ -320,14 +430,18 @@ class VenueRunner:
             log.warning("%s: not listed as trading perpetuals, skipped: %s", self.source, ", ".join(missing))
         return [symbol for symbol in self.symbols if symbol in listed]
 
-    async def _fetch_book(self, path: str) -> None:
-        got = await self._get(path, attempts=None)
+    async def _fetch_book(self, fetch: Fetch) -> None:
+        if fetch.retry:
+            log.warning(
+                "%s: snapshot %s could not be used (older than the stream): asking again", self.source, fetch.path
+            )
+        got = await self.rest.get(fetch.path, weight=fetch.weight, since=fetch.since, retry=fetch.retry)
         if got is None:
             return
         recv, body = got
-        actions = self.books.on_rest(path, recv, body)
+        actions = self.books.on_rest(fetch.path, recv, body)
         if actions is None:
-            self._emit(recv, self.source + "!rest", rest_frame(path, body))
+            self._emit(recv, self.source + "!rest", rest_frame(fetch.path, body))
         else:
             self._apply(actions)
 
@@ -354,11 +468,53 @@ class VenueRunner:
     async def _tick_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                await asyncio.wait_for(stop.wait(), timeout=min(1.0, self.settings.resync_timeout_s / 2))
+                await asyncio.wait_for(
+                    stop.wait(), timeout=min(1.0, self.settings.resync_timeout_s / 2, self.live.book_alert_s / 2)
+                )
             except TimeoutError:
                 pass
-            self._apply(self.books.tick(time.monotonic()))
+            now = time.monotonic()
+            if self._drop is not None:  # hand the drop marker over as soon as there is room
+                self._flush_drop(time.time_ns())
+            self._apply(self.books.tick(now))
+            self._page_invalid_books(now)
             self._report_books()
+
+    def _page_invalid_books(self, now: float) -> None:
+        """A ``<venue>!conn`` ``invalid`` event for each book invalid ``book_alert_s`` (once per
+        spell): the dataflow turns it into a feed alert that only a valid book resolves."""
+        invalid = self.books.invalid()
+        self._m_invalid.set(len(invalid))
+        for symbol in [s for s, since in self._paged.items() if invalid.get(s) != since]:
+            del self._paged[symbol]
+            self.drop_causes.pop(symbol, None)
+        for symbol, since in invalid.items():
+            if symbol in self._paged or now - since < self.live.book_alert_s:
+                continue
+            self._paged[symbol] = since
+            reason = f"book invalid for {now - since:.0f} s: {self._invalid_cause(symbol)}"
+            log.warning("%s: %s %s", self.source, symbol, reason)
+            event = {"event": "invalid", "symbol": symbol, "reason": reason}
+            self._emit(time.time_ns(), self.source + "!conn", msgspec.json.encode(event))
+
+    def _invalid_cause(self, symbol: str) -> str:
+        """Why ``symbol``'s book waits: the snapshot request's last failure (HTTP status,
+        timeout), frames dropped for a full queue, else what it waits for."""
+        causes = []
+        path = self.books.snapshot_path(symbol)
+        failure = self.rest.scheduler.failures.get(path) if path is not None else None
+        if failure is not None and path is not None:
+            causes.append(f"{failure} on GET {path}")
+        dropped = self.drop_causes.get(symbol)
+        if dropped:
+            causes.append(f"queue full, {dropped} frames dropped")
+        if causes:
+            return "; ".join(causes)
+        if path is None:
+            return "no snapshot since the subscription"
+        if self.rest.scheduler.pending(path):
+            return f"waiting for GET {path}"
+        return "no diff received yet to start the snapshot from"
 
     def _report_books(self) -> None:
         for name, metric in (("gaps", self._m_gaps), ("resyncs", self._m_resyncs)):
@@ -390,6 +546,7 @@ class VenueRunner:
         """Bootstrap, then keep every connection up until ``stop``."""
         self._loop = asyncio.get_running_loop()
         self._stop = stop
+        rest = asyncio.get_running_loop().create_task(self.rest.run(stop))
         symbols = await self._bootstrap_instruments()
         self.books = self.module.LiveBooks(symbols, self.settings)
         kwargs: dict[str, Any] = {"rng": self._rng, "clock": self._clock}
@@ -407,6 +564,8 @@ class VenueRunner:
         finally:
             for task in list(self._tasks):
                 task.cancel()
+            rest.cancel()
+            self._flush_drop(time.time_ns(), force=True)
             self._report_books()
 
     def rebootstrap(self) -> None:
@@ -431,6 +590,7 @@ class VenueFeed:
         self.name = name
         self.queue = queue
         self.runner = VenueRunner(name, live, queue.put, **runner_options)
+        self.runner.hand_over = queue
         self._thread = threading.Thread(target=self._main, name=f"cascadewatch-{name}", daemon=True)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -512,6 +672,7 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
     ) -> None:
         self._index = index
         self._clock = clock
+        self._watch: StartupWatch | None = None
         self._lag = allowed_lag_ns
         self._deadline = deadline_ns
         self._stop_requested = stop
@@ -545,10 +706,19 @@ class LivePartition(StatefulSourcePartition[tuple[str, list[Any]], None]):
     def _rebootstrap(self) -> None:
         self._feed.rebootstrap()
 
+    def watch_start(self, watch: StartupWatch) -> None:
+        """Report this venue to ``watch``: the partition ends when no venue of the process
+        connected within ``[live] startup_timeout_s``."""
+        self._watch = watch
+        watch.add(self._feed)
+
     def next_batch(self) -> list[tuple[str, list[Any]]]:
         """The next batch of frames (and watermark items) for this venue; ``StopIteration`` once done."""
         if self._done:
             raise StopIteration()
+        if self._watch is not None and self._watch.check() and not self._stopping:
+            self._stopping = True  # no venue ever connected: end; run_live reports the reason
+            self._feed.request_stop()
         now = self._clock()
         ended = self._deadline is not None and now >= self._deadline
         if (ended or (self._stop_requested is not None and self._stop_requested.is_set())) and not self._stopping:
@@ -695,6 +865,7 @@ class LiveSource(FixedPartitionedSource[tuple[str, list[Any]], None]):
         self.feed_options = feed_options or {}
         self.clock = clock
         self.stop = stop
+        self.watch = StartupWatch(live.startup_timeout_s)
 
     def list_parts(self) -> list[str]:
         """One partition per venue, ``<index>:<venue>``."""
@@ -704,7 +875,7 @@ class LiveSource(FixedPartitionedSource[tuple[str, list[Any]], None]):
         """The partition that runs the venue of ``for_part`` (its deadline from ``duration_s``)."""
         index_text, _, name = for_part.partition(":")
         deadline = None if self.duration_s is None else self.clock() + s_to_ns(self.duration_s)
-        return LivePartition(
+        part = LivePartition(
             int(index_text),
             name,
             self.live,
@@ -715,3 +886,5 @@ class LiveSource(FixedPartitionedSource[tuple[str, list[Any]], None]):
             self.clock,
             stop=self.stop,
         )
+        part.watch_start(self.watch)
+        return part

@@ -81,6 +81,8 @@ class VenueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     subscribe_burst: int | None = None
     poll_s: float | None = None
     book_depth: int | None = None
+    rest_weight_per_min: int | None = None
+    """REST request weight to spend per minute at most (Binance: 2400, its per-IP limit)."""
 
     def check(self, venue: str) -> None:
         """Raise ValueError naming ``[live.<venue>] <key>`` for an endpoint that cannot work."""
@@ -108,6 +110,13 @@ class LiveTable(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     resync_timeout_s: float = 10.0
     rest_timeout_s: float = 10.0
     """Seconds a REST request may take (connect and answer)."""
+    rest_permanent_retry_s: float = 60.0
+    """How often to ask again after a permanent REST error (401, 403, 451, other 4xx)."""
+    book_alert_s: float = 30.0
+    """A book invalid (waiting for a snapshot) this long becomes a ``feed`` alert."""
+    startup_timeout_s: float = 60.0
+    """``run``/``record`` fail (exit 1, the reason per venue) when no venue connected this long
+    after start; 0: wait forever."""
     connect_timeout_s: float = 10.0
     """Seconds a websocket connection may take to open (TCP, TLS and the handshake)."""
     max_frame_bytes: int = 1 << 24
@@ -133,6 +142,8 @@ class LiveTable(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             raise ValueError("queue_size and batch_max must be >= 1")
         if self.staleness_s <= 0:
             raise ValueError("staleness_s must be > 0")
+        if self.rest_permanent_retry_s <= 0 or self.book_alert_s <= 0:
+            raise ValueError("rest_permanent_retry_s and book_alert_s must be > 0")
         if self.rest_timeout_s <= 0 or self.connect_timeout_s <= 0:
             raise ValueError("rest_timeout_s and connect_timeout_s must be > 0")
         if self.max_frame_bytes < 1024:

@@ -17,6 +17,9 @@ Per venue:
   including ``queue_full`` (frames dropped because the dataflow fell behind);
 - ``cascadewatch_feed_queue_depth``: frames waiting between the socket thread and the dataflow;
 - ``cascadewatch_feed_rest_requests_total{venue,outcome}``: REST calls (``ok``, ``http_<code>``, ``error``);
+- ``cascadewatch_feed_rest_throttles_total{venue,reason}``: REST requests held back, by the
+  weight budget (``budget``) or a venue's ``Retry-After`` after a 418/429 (``retry_after``);
+- ``cascadewatch_feed_books_invalid``: books not in sync (waiting for a snapshot) (gauge);
 - ``cascadewatch_feed_lag_seconds``: receive time minus exchange event time (histogram).
 
 The pipeline exposes them with :func:`serve` on ``[live] metrics_port``.
@@ -40,6 +43,8 @@ RESYNCS = Counter("cascadewatch_feed_resyncs", "Book resyncs started", ["venue"]
 DEAD_LETTERS = Counter("cascadewatch_feed_dead_letters", "Frames that became dead letters", ["venue", "reason"])
 QUEUE_DEPTH = Gauge("cascadewatch_feed_queue_depth", "Frames waiting for the dataflow", ["venue"])
 REST = Counter("cascadewatch_feed_rest_requests", "REST requests by outcome", ["venue", "outcome"])
+REST_THROTTLES = Counter("cascadewatch_feed_rest_throttles", "REST requests held back", ["venue", "reason"])
+BOOKS_INVALID = Gauge("cascadewatch_feed_books_invalid", "Books waiting for a snapshot", ["venue"])
 LAG = Histogram(
     "cascadewatch_feed_lag_seconds",
     "Receive time minus exchange event time",

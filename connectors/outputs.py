@@ -99,6 +99,9 @@ class RiskSnapshot(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", 
     trade_usd_60s: float
     depth_bid_usd: dict[str, float]
     depth_ask_usd: dict[str, float]
+    depth_partial: list[str] = msgspec.field(default_factory=list)
+    """Venues whose valid book reaches less than the widest band (100 bps) on a side: their
+    band figures are lower bounds."""
     books_valid: str
     feed: list[str]
     prob_down: float | None = None

@@ -54,7 +54,8 @@ checks each; none is listed by hand):
 Contents
 --------
 - :class:`ObservedLiquidationMap`: realized liquidations by price bucket and side, decaying.
-- :class:`EstimatedLiquidationMap`: liquidation levels of positions inferred from OI and flow.
+- :class:`EstimatedLiquidationMap`: liquidation levels of positions inferred from OI and flow,
+  with the leverage mix learned from observed liquidations (:class:`MapLearning`).
 - :class:`DepthMonitor` / :func:`depth_within`: resting notional near the mid and its thinning.
 - :class:`CrowdingMonitor`: leverage build-up per direction from open interest and aggressor flow.
 - :func:`cascade_reach` / :class:`CascadeReach`: forced notional and travel of a cascade walk.
@@ -79,7 +80,14 @@ _EXPORTS = {
     "drivers": ("Driver", "describe"),
     "evidence": ("EvidenceModel", "fit_evidence_model"),
     "hawkes": ("HawkesEstimator", "HawkesReadout", "simulate_hawkes"),
-    "liqmap_estimated": ("Cluster", "EstimatedLiquidationMap", "EstimatedMapReadout", "nearest_dense_cluster"),
+    "liqmap_estimated": (
+        "Cluster",
+        "EstimatedLiquidationMap",
+        "EstimatedMapReadout",
+        "MapLearning",
+        "MapLearning",
+        "nearest_dense_cluster",
+    ),
     "liqmap_observed": ("ObservedLiquidationMap", "ObservedMapReadout"),
     "policy": ("AlertPolicy", "AssetReadout", "DirectionReadout", "PAGE_KINDS"),
     "probability": (
@@ -112,6 +120,7 @@ if TYPE_CHECKING:  # pragma: no cover
         Cluster,
         EstimatedLiquidationMap,
         EstimatedMapReadout,
+        MapLearning,
         nearest_dense_cluster,
     )
     from cascadewatch.detectors.liqmap_observed import (
@@ -168,6 +177,7 @@ __all__ = [
     "EstimatedLiquidationMap",
     "EstimatedMapReadout",
     "EvidenceModel",
+    "MapLearning",
     "HawkesEstimator",
     "HawkesReadout",
     "PAGE_KINDS",

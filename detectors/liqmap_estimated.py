@@ -1,32 +1,44 @@
 """Estimated liquidation map: where open positions would be force-closed.
 
-New positions are inferred from open-interest changes and aggressive flow.
-Between two open-interest observations the aggressive (taker) flow is
-accumulated per entry bucket: buy quantity ``bq_b`` and notional ``bn_b``,
-sell quantity ``sq_b`` and notional ``sn_b``. When open interest (base units)
-rises by ``dOI > 0``, the new positions are assigned to the aggressors:
+Positions. New positions are inferred from open-interest changes and aggressive flow.
+Between two open-interest observations the aggressive (taker) flow is accumulated per entry
+bucket: buy quantity ``bq_b`` and notional ``bn_b``, sell quantity ``sq_b`` and notional
+``sn_b``. When open interest (base units) rises by ``dOI > 0``, the new positions are assigned
+to the aggressors:
 
     new long qty at entry bucket b  = dOI * bq_b / (Bq + Sq)   at entry vwap_b = bn_b / bq_b
     new short qty at entry bucket b = dOI * sq_b / (Bq + Sq)   at entry vwap_b = sn_b / sq_b
 
-(``Bq``, ``Sq`` the totals; with no flow in between, half long and half short
-at the last known price). Each new position is spread over leverage tiers
-``L_i`` with weights ``w_i`` (sum 1) and a maintenance margin rate ``mmr_i``
-(a fraction of notional, per venue and tier), and its liquidation level is
+(``Bq``, ``Sq`` the totals; with no flow in between, half long and half short at the last
+known price). Positions opened before the map started are seeded from the first open interest
+seen: ``seed_share * OI`` per side, entries spread around the price (:class:`MapLearning`).
 
-    long:  P_liq = entry * (1 - 1/L + mmr)
-    short: P_liq = entry * (1 + 1/L - mmr)
+Levels. With leverage tiers ``L_i`` and maintenance margin rate ``mmr_i`` (a fraction of
+notional, per venue and tier) a position's liquidation level is
 
-The map stores, per log-price bucket of ``P_liq``, the notional that would be
-force-traded there, ``qty * P_liq`` (quote currency). Levels leave the map
+    long:  P_liq = entry * (1 - 1/L_i + mmr_i)
+    short: P_liq = entry * (1 + 1/L_i - mmr_i)
 
-- when the mark price crosses them (long levels at or above the mark's bucket,
-  short levels at or below it): their notional moves to ``consumed_*_usd``;
-- when open interest falls by ``dOI < 0``: every level is scaled by
-  ``OI_new / OI_old`` (positions close proportionally on both sides);
+The map keeps, per side and tier, the *unweighted* level notional ``G_i``: every inferred
+position in every tier, ``qty * P_liq`` (quote) per log-price bucket of ``P_liq``. The map's
+levels are ``sum_i lambda_i * G_i``, with ``lambda_i`` the learned weight of tier ``i``.
+
+The leverage mix is learned, not assumed. The prior ``m_i`` (the ``leverage`` weights) is
+tilted and scaled, ``lambda_i = s * m_i * (L_i / L_ref) ** tau``, to fit the liquidations
+the venue reports: each report is attributed to the tiers in proportion to the map's weighted
+levels near its price (``A_i``), against the tier's unweighted levels the mark crossed
+(``E_i``), a Poisson likelihood with priors on ``tau`` and ``log s`` (an online EM:
+:meth:`EstimatedLiquidationMap.tier_weights`). Levels the mark crosses where nothing is
+reported lower the weight of their tier; reports where the map is thin raise it.
+
+Levels leave the map
+
+- when the mark price crosses them (long levels at or above the mark's bucket, short levels
+  at or below it): their weighted notional moves to ``consumed_*_usd``;
+- when open interest falls by ``dOI < 0``: ``|dOI|`` less the quantity the mark consumed since
+  the last observation is closed from the map's weighted open quantity, proportionally on both
+  sides and all tiers;
 - with time: levels decay with ``half_life_s`` (positions closed unseen).
-
-The map only knows positions opened while it watched; it fills as it runs.
 
 A *dense cluster* is defined on one side of the price (long levels below it
 for ``down``, short levels above for ``up``), within ``+-range_pct``: with
@@ -45,17 +57,36 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from cascadewatch.connectors.events import MarkPrice, OpenInterest, Trade
+from cascadewatch.connectors.events import Liquidation, MarkPrice, OpenInterest, Trade
 from cascadewatch.detectors._grid import DecayingLogGrid
 
-__all__ = ["Cluster", "EstimatedLiquidationMap", "EstimatedMapReadout", "nearest_dense_cluster", "DEFAULT_TIERS"]
+__all__ = [
+    "Cluster",
+    "EstimatedLiquidationMap",
+    "EstimatedMapReadout",
+    "MapLearning",
+    "nearest_dense_cluster",
+    "DEFAULT_TIERS",
+]
 
-DEFAULT_TIERS: tuple[tuple[float, float], ...] = ((5.0, 0.25), (10.0, 0.30), (25.0, 0.25), (50.0, 0.12), (100.0, 0.08))
-"""Default leverage tiers ``(L, weight)``: a guess for retail perpetual flow; weights sum to 1."""
+DEFAULT_TIERS: tuple[tuple[float, float], ...] = (
+    (2.0, 0.14),
+    (3.0, 0.11),
+    (5.0, 0.20),
+    (10.0, 0.27),
+    (20.0, 0.13),
+    (25.0, 0.08),
+    (50.0, 0.045),
+    (75.0, 0.015),
+    (100.0, 0.01),
+)
+"""Default leverage tiers ``(L, weight)``: the round leverages traders pick on the venues' sliders,
+with a prior mix of retail perpetual flow (7 % at 50x or more; weights sum to 1), chosen on the
+tuning families of the simulator (README, Detection quality); the map learns each market's mix
+from the liquidations it observes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,13 +218,61 @@ def _first_run(indices: list[int]) -> tuple[int, int]:
     return indices[0], indices[e]
 
 
+@dataclass(frozen=True, slots=True)
+class MapLearning:
+    """What the estimated map assumes before it has seen data, and how fast it learns.
+
+    - ``seed_share``: the share of the first open interest seen (per side, base units) taken as
+      leveraged positions opened before the map started (``0``: start empty);
+    - ``seed_spread_bps``: standard deviation of their entry prices around the price then, bps
+      of log-price (a Laplace law, see ``EstimatedLiquidationMap._seed``);
+    - ``prior_share``: weight of the prior mix as pseudo-evidence, a share of each tier's levels;
+    - ``learn_half_life_s``: half-life of the evidence (observed and expected liquidations), s;
+    - ``match_bps``: half-width of the price window in which a liquidation is matched to the
+      map's levels, bps;
+    - ``burst_liquidations``: a mark step that consumes more than this many typical liquidations
+      (geometric mean of the reported notionals) teaches nothing, on either side: venues report
+      only a sample of a burst (one order a second on some);
+    - ``max_multiple``: a tier's learned weight stays within ``[0, max_multiple * m_i]``;
+    - ``tilt_sd``, ``scale_sd``: standard deviations of the priors of the mix's tilt and of the
+      log of its scale (:meth:`EstimatedLiquidationMap.tier_weights`).
+    """
+
+    seed_share: float = 0.08
+    seed_spread_bps: float = 50.0
+    prior_share: float = 0.05
+    learn_half_life_s: float = 6 * 3600.0
+    match_bps: float = 20.0
+    burst_liquidations: float = 3.0
+    max_multiple: float = 8.0
+    tilt_sd: float = 1.0
+    scale_sd: float = 0.35
+
+
+CLUSTER_BPS = 50.0
+"""Width of the window that defines a dense cluster, bps (5 buckets of 10 bps, the rule of ``evaluate``)."""
+
+_SIDES = ("long", "short")
+_SPENT_HALF_LIFE_S = 120.0
+"""Half-life of consumed levels kept for matching liquidations reported after the mark crossed them, seconds."""
+_TAUS = np.linspace(-3.0, 3.0, 61)
+"""Tilts ``tau`` of the leverage mix tried by :meth:`EstimatedLiquidationMap.tier_weights`."""
+_LOG_SCALES = np.linspace(-3.0, 3.0, 61)
+"""Logs of the scale ``s`` of the leverage mix tried by :meth:`EstimatedLiquidationMap.tier_weights`."""
+_SIZE_ALPHA = 0.05
+"""Weight of a new liquidation in the running mean of log liquidation notional."""
+_SEED_POINTS = np.linspace(-4.0, 4.0, 33)
+"""Entry prices of the seeded positions: ``price * exp(z * spread)`` at these ``z`` (see ``_seed``)."""
+
+
 class EstimatedLiquidationMap:
-    """Liquidation levels of positions inferred from open interest and aggressive flow.
+    """Liquidation levels of positions inferred from open interest and aggressive flow; the
+    leverage mix is learned from the liquidations observed.
 
     Parameters
     ----------
     leverage
-        Leverage tiers as ``(L, weight)`` pairs; weights are normalized to sum 1.
+        Leverage tiers as ``(L, weight)`` pairs: the prior mix ``m_i``, normalized to sum 1.
     mmr
         Maintenance margin rate (fraction of notional): one value for all tiers or
         one per tier (venue-specific, e.g. 0.004 for Binance BTCUSDT's first bracket).
@@ -203,22 +282,22 @@ class EstimatedLiquidationMap:
         Half-width of the readout window, percent of price.
     half_life_s
         Half-life of a level (positions closed without a visible OI drop), seconds.
-    cluster_bps
-        Width of the window that defines a dense cluster, bps (rounded to an odd
-        number of buckets).
     dense_multiple
-        A window is dense when it holds this many times the uniform share.
+        A window of :data:`CLUSTER_BPS` is dense when it holds this many times the uniform share.
     min_cluster_usd
         A cluster must also hold at least this notional (quote).
+    learning
+        Seeding and learning rates (:class:`MapLearning`).
 
     Time arguments ``t`` are seconds since the epoch as floats (``event.ts / 1e9``).
 
     Examples
     --------
-    One tier (10x, mmr 0.5 %); 10 BTC bought aggressively at 100 while open
+    One tier (10x, mmr 0.5 %), no seed: 10 BTC bought aggressively at 100 while open
     interest rises by 10: new longs, liquidated at 100 * (1 - 0.1 + 0.005) = 90.5.
 
-    >>> m = EstimatedLiquidationMap(leverage=[(10, 1.0)], mmr=0.005, range_pct=15)
+    >>> m = EstimatedLiquidationMap(leverage=[(10, 1.0)], mmr=0.005, range_pct=15,
+    ...                             learning=MapLearning(seed_share=0.0))
     >>> m.learn_oi(1000.0, t=0.0)                   # baseline open interest (base units)
     0.0
     >>> m.learn_trade(100.0, 10.0, "buy")
@@ -227,8 +306,17 @@ class EstimatedLiquidationMap:
     >>> r = m.readout(price=100.0, t=1.0)
     >>> round(r.long_total_usd, 6), round(r.cluster_down.distance_bps)
     (905.0, 949)
+
+    Only half the positions were real: the liquidation reported while the mark crosses the
+    level holds half the map's notional there. In units of the typical report that is one
+    report where two were expected: weak evidence, so the tier's weight moves from 1 toward a
+    half only as far as the prior on the scale (``scale_sd``) lets it.
+
+    >>> m.learn_liquidation(90.5, 452.5, "long", t=2.0)
     >>> [round(x) for x in m.learn_mark(90.4, t=2.0)]   # the mark crosses the level
     [905, 0]
+    >>> round(float(m.tier_weights("long")[0]), 3)
+    0.905
     """
 
     def __init__(
@@ -238,9 +326,9 @@ class EstimatedLiquidationMap:
         bucket_bps: float = 10.0,
         range_pct: float = 10.0,
         half_life_s: float = 8 * 3600.0,
-        cluster_bps: float = 50.0,
         dense_multiple: float = 3.0,
         min_cluster_usd: float = 0.0,
+        learning: MapLearning = MapLearning(),
     ) -> None:
         lev = np.array([float(L) for L, _ in leverage])
         w = np.array([float(wt) for _, wt in leverage])
@@ -254,18 +342,95 @@ class EstimatedLiquidationMap:
         self.bucket_bps = float(bucket_bps)
         self.range_pct = float(range_pct)
         self.half_life_s = float(half_life_s)
-        self.cluster_buckets = max(int(round(cluster_bps / bucket_bps)), 1) | 1
+        self.cluster_buckets = max(int(round(CLUSTER_BPS / bucket_bps)), 1) | 1
         self.dense_multiple = float(dense_multiple)
         self.min_cluster_usd = float(min_cluster_usd)
-        self._long = DecayingLogGrid(bucket_bps, half_life_s)
-        self._short = DecayingLogGrid(bucket_bps, half_life_s)
+        self.learning = learning
+        ref = math.exp(float((self.weights * np.log(lev)).sum()))  # prior geometric mean leverage
+        self._tilt_powers = (lev[None, :] / ref) ** _TAUS[:, None]
+        n = lev.size
+        # unweighted level notional per side and tier: every inferred position in every tier
+        self._levels = tuple([DecayingLogGrid(bucket_bps, half_life_s) for _ in range(n)] for _ in _SIDES)
+        # levels consumed by the mark lately, per side and tier (for matching late liquidation reports)
+        self._spent = tuple([DecayingLogGrid(bucket_bps, _SPENT_HALF_LIFE_S) for _ in range(n)] for _ in _SIDES)
+        self._qty = np.zeros((2, n))  # unweighted open quantity per side and tier (base units)
+        self._observed = np.zeros((2, n))  # liquidated notional attributed to each tier (decaying)
+        self._expected = np.zeros((2, n))  # unweighted level notional the mark crossed (decaying)
+        self._reported = np.zeros((2, n))  # attributed since the last mark (joins _observed with its exposure)
+        self._t: float | None = None  # time of the last decay of the arrays above
+        self._log_size: float | None = None  # EWMA of log reported liquidation notional
+        self._log_trade: float | None = None  # EWMA of log trade notional (the unit before any report)
+        self._lam = np.tile(self.weights, (2, 1))  # learned tier weights per side (tier_weights)
+        self.unmatched_usd = [0.0, 0.0]
+        """Liquidated notional (long, short) reported where the map held no level: positions it missed."""
         # pending aggressive flow since the last OI observation, per aggressor side and
         # entry bucket (of the same grid): [qty, notional], summed in arrival order
         self._flow: dict[str, dict[int, list[float]]] = {"buy": {}, "sell": {}}
         self._oi: float | None = None
+        self._crossed_qty = 0.0  # weighted quantity the mark consumed since the last OI observation
+        self._seeded = learning.seed_share <= 0
         self._last_price: float | None = None
         self.consumed_long_usd = 0.0
         self.consumed_short_usd = 0.0
+
+    # ---------------------------------------------------------------- weights
+    def _advance(self, t: float) -> None:
+        """Decay the open quantities (``half_life_s``) and the evidence (``learn_half_life_s``) to ``t``."""
+        if self._t is None or t <= self._t:
+            self._t = t if self._t is None else self._t
+            return
+        dt = t - self._t
+        self._qty *= 2.0 ** (-dt / self.half_life_s)
+        f = 2.0 ** (-dt / self.learning.learn_half_life_s)
+        self._observed *= f
+        self._expected *= f
+        self._t = t
+
+    def tier_weights(self, side: str) -> np.ndarray:
+        """Learned weight ``lambda_i`` of each tier for ``side`` (``long``/``short``), as of the last mark.
+
+        The mix is a tilt of the prior ``m_i`` by a power of the leverage, times a scale::
+
+            lambda_i = min(s * m_i * (L_i / L_ref) ** tau, max_multiple * m_i)
+
+        (``L_ref`` the prior's geometric mean leverage): one number says how much more or less
+        high leverage the market holds than the prior, so the liquidations near the price (high
+        tiers) also move the far tiers. ``(tau, log s)`` maximize a Poisson likelihood of the
+        evidence, in units of the typical liquidation ``u`` (geometric mean of the reports; of
+        the trades before any report), with normal priors ``tau ~ N(0, tilt_sd)``,
+        ``log s ~ N(0, scale_sd)``::
+
+            sum_i [N_i log lambda_i - lambda_i X_i] / u - tau^2 / (2 tilt_sd^2) - (log s)^2 / (2 scale_sd^2)
+
+        with ``N_i = A_i + k_i m_i``, ``X_i = E_i + k_i``: ``A_i`` the liquidated notional
+        attributed to tier ``i``, ``E_i`` the tier's unweighted level notional the mark crossed
+        (both decaying with ``learn_half_life_s``) and ``k_i = prior_share * U_i``, a share of
+        the tier's unweighted levels ``U_i``, as pseudo-evidence for the prior mix (what the
+        liquidations on a few levels say about a whole tier is bounded). Found on a grid of
+        ``tau`` and ``log s``; with no evidence, ``lambda_i = m_i``.
+        """
+        return self._lam[_SIDES.index(side)].copy()
+
+    def _refit(self, s: int, t: float) -> None:
+        """Fit the tier weights of side ``s`` to its evidence at ``t`` (:meth:`tier_weights`)."""
+        m = self.weights
+        a, e = self._observed[s], self._expected[s]
+        size = self._log_size if self._log_size is not None else self._log_trade
+        if size is None or not (a.sum() > 0 or e.sum() > 0):
+            self._lam[s] = m
+            return
+        k = self.learning.prior_share * np.array([g.total(t) for g in self._levels[s]])
+        n, x = a + k * m, e + k
+        g = m[None, :] * self._tilt_powers  # (tilts, tiers)
+        with np.errstate(divide="ignore"):
+            log_g = np.where(g > 0, np.log(np.where(g > 0, g, 1.0)), 0.0)
+        n_log_g = (log_g * n[None, :]).sum(axis=1)
+        gx = (g * x[None, :]).sum(axis=1)
+        loglik = n_log_g[:, None] + n.sum() * _LOG_SCALES[None, :] - np.exp(_LOG_SCALES)[None, :] * gx[:, None]
+        prior = (_TAUS / self.learning.tilt_sd)[:, None] ** 2 + (_LOG_SCALES / self.learning.scale_sd)[None, :] ** 2
+        objective = loglik / math.exp(size) - 0.5 * prior
+        i, j = np.unravel_index(int(np.argmax(objective)), objective.shape)
+        self._lam[s] = np.minimum(math.exp(_LOG_SCALES[j]) * g[i], self.learning.max_multiple * m)
 
     # ------------------------------------------------------------------ learn
     def learn_trades(self, prices, qtys, is_buy) -> None:
@@ -295,7 +460,9 @@ class EstimatedLiquidationMap:
 
     def _add_flow(self, side: str, price: float, qty: float) -> None:
         """Add a valid trade to the pending flow of its aggressor ``side``."""
-        k = self._long.bucket_of_one(price)
+        lt = math.log(price * qty)
+        self._log_trade = lt if self._log_trade is None else self._log_trade + _SIZE_ALPHA * (lt - self._log_trade)
+        k = self._levels[0][0].bucket_of_one(price)
         cell = self._flow[side].get(k)
         if cell is None:
             self._flow[side][k] = [qty, price * qty]
@@ -318,25 +485,30 @@ class EstimatedLiquidationMap:
         return state
 
     def __setstate__(self, state: dict) -> None:
-        """Unpickle; a state with the pending flow in four grids (``_bq``, ``_bn``, ``_sq``, ``_sn``) is converted."""
-        if "_bq" in state:
-            state["_flow"] = {}
-            for side, q, n in (("buy", "_bq", "_bn"), ("sell", "_sq", "_sn")):
-                qty_grid, notional_grid = state.pop(q), state.pop(n)
-                ks, qty = qty_grid.nonzero(0.0)
-                notional = notional_grid.values(int(ks[0]), int(ks[-1]), 0.0)[ks - ks[0]] if ks.size else qty
-                state["_flow"][side] = {
-                    k: [x, y] for k, x, y in zip(ks.tolist(), qty.tolist(), notional.tolist(), strict=True)
-                }
+        """Unpickle; a state from before the per-tier levels (one weighted grid per side) is refused."""
+        if "_levels" not in state:
+            raise ValueError(
+                "estimated liquidation map state from before the learned leverage mix: "
+                "start from an empty recovery directory"
+            )
         self.__dict__.update(state)
 
     def learn_oi(self, oi_qty: float, t: float, price: float | None = None) -> float:
         """Observe open interest ``oi_qty`` (base units) at time ``t``; returns new notional opened.
 
-        ``price`` is used only when no trade was seen since the last observation.
+        ``price`` is used only when no trade was seen since the last observation, and to
+        seed the map (:class:`MapLearning`) at the first observation with a known price.
+        A fall ``dOI < 0`` closes ``|dOI| - C`` of the map's weighted open quantity
+        ``Q = sum_side sum_i lambda_i * qty_i``, ``C`` the weighted quantity the mark consumed
+        since the last observation (liquidated positions leave the open interest too): every
+        level is scaled by ``1 - (|dOI| - C) / Q``.
         """
         if not math.isfinite(oi_qty) or oi_qty < 0:
             return 0.0
+        self._advance(t)
+        ref = price if price is not None else self._last_price
+        if not self._seeded and ref is not None and ref > 0:
+            self._seed(float(oi_qty), float(ref), t)
         added = 0.0
         if self._oi is not None:
             d = oi_qty - self._oi
@@ -345,67 +517,171 @@ class EstimatedLiquidationMap:
                 svw, sq = self._pending("sell")
                 tot = float(bq.sum() + sq.sum())
                 if tot <= 0:
-                    ref = price if price is not None else self._last_price
                     if ref is None or not ref > 0:
                         self._oi = float(oi_qty)
                         return 0.0
                     bvw = svw = np.array([float(ref)])
                     bq = sq = np.array([0.5])
                     tot = 1.0
-                added += self._open(self._long, bvw, d * bq / tot, self.long_factor, t)
-                added += self._open(self._short, svw, d * sq / tot, self.short_factor, t)
+                added += self._open(0, bvw, d * bq / tot, t)
+                added += self._open(1, svw, d * sq / tot, t)
             elif d < 0:
-                f = oi_qty / self._oi if self._oi > 0 else 0.0
-                self._long.scale(f)
-                self._short.scale(f)
+                self._close(-d - self._crossed_qty, t)
         self._oi = float(oi_qty)
+        self._crossed_qty = 0.0
         for flow in self._flow.values():
             flow.clear()
         return added
 
-    def _open(self, grid: DecayingLogGrid, entry: np.ndarray, qty: np.ndarray, factor: np.ndarray, t: float) -> float:
+    def _seed(self, oi_qty: float, price: float, t: float) -> None:
+        """Positions opened before the map started: ``seed_share * OI`` per side; levels the price
+        has already crossed are left out.
+
+        Positions opened at a steady rate, held an exponential time and entered while the price
+        diffused have log entry offsets that are a normal mixture with exponential variance: a
+        Laplace law, density ``exp(-sqrt(2) |x| / spread)``, ``spread`` = ``seed_spread_bps``
+        (its standard deviation), discretized at ``x = z * spread``.
+        """
+        self._seeded = True
+        z = _SEED_POINTS
+        share = np.exp(-math.sqrt(2.0) * np.abs(z))
+        share /= share.sum()
+        entry = price * np.exp(z * self.learning.seed_spread_bps * 1e-4)
+        qty = self.learning.seed_share * oi_qty * share
+        k = self._levels[0][0].bucket_of_one(price)
+        for s, factor in enumerate((self.long_factor, self.short_factor)):
+            for i, grid in enumerate(self._levels[s]):
+                level = entry * factor[i]
+                keep = grid.bucket_of(level) < k if s == 0 else grid.bucket_of(level) > k  # not already crossed
+                grid.add(level[keep], (qty * level)[keep], t)
+                self._qty[s, i] += float(qty[keep].sum())
+
+    def _open(self, s: int, entry: np.ndarray, qty: np.ndarray, t: float) -> float:
+        """New positions of side ``s`` at ``entry`` prices: their levels in every tier's grid."""
         if entry.size == 0:
             return 0.0
-        levels = entry[:, None] * factor[None, :]
-        tier_qty = qty[:, None] * self.weights[None, :]
-        grid.add(levels.ravel(), (tier_qty * levels).ravel(), t)
+        factor = self.long_factor if s == 0 else self.short_factor
+        for i, grid in enumerate(self._levels[s]):
+            level = entry * factor[i]
+            grid.add(level, qty * level, t)
+        self._qty[s] += float(qty.sum())
         return float((qty * entry).sum())
 
+    def _close(self, d: float, t: float) -> None:
+        """Close ``d`` (base units) of the weighted open quantity, proportionally on both sides."""
+        if d <= 0:
+            return
+        q = sum(float((self._lam[s] * self._qty[s]).sum()) for s, side in enumerate(_SIDES))
+        f = max(1.0 - d / q, 0.0) if q > 0 else 1.0
+        for grids in self._levels:
+            for grid in grids:
+                grid.scale(f)
+        self._qty *= f
+
+    def learn_liquidation(self, price: float, notional: float, side: str, t: float) -> None:
+        """A liquidation of a ``side`` (``long``/``short``) position at ``price`` for ``notional`` (quote).
+
+        Learn it *before* the mark that crossed its level (:meth:`learn_mark`); levels consumed
+        in the last minutes still match. The notional is attributed to the tiers in proportion
+        to the map's weighted levels within ``+-match_bps`` of ``price`` (live and recently
+        consumed): ``A_i += notional * lambda_i u_i / sum_j lambda_j u_j`` (the E-step of an
+        online EM for the tier weights, see :meth:`tier_weights`); it counts as evidence from the
+        next :meth:`learn_mark` on, together with the levels that mark consumes. Where the map holds no level,
+        the notional is counted in ``unmatched_usd``.
+        """
+        p, x = float(price), float(notional)
+        if side not in _SIDES or not (math.isfinite(p) and p > 0 and math.isfinite(x) and x > 0):
+            return
+        self._advance(t)
+        ls = math.log(x)
+        self._log_size = ls if self._log_size is None else self._log_size + _SIZE_ALPHA * (ls - self._log_size)
+        s = _SIDES.index(side)
+        k = self._levels[0][0].bucket_of_one(p)
+        w = max(int(round(self.learning.match_bps / self.bucket_bps)), 0)
+        near = np.array(
+            [
+                float(a.values(k - w, k + w, t).sum() + b.values(k - w, k + w, t).sum())
+                for a, b in zip(self._levels[s], self._spent[s], strict=True)
+            ]
+        )
+        u = self._lam[s] * near
+        total = float(u.sum())
+        if not total > 0:
+            self.unmatched_usd[s] += x
+            return
+        self._reported[s] += x * u / total
+
     def learn_mark(self, price: float, t: float) -> tuple[float, float]:
-        """Consume the levels the mark price ``price`` has reached; returns ``(long_usd, short_usd)`` consumed."""
+        """Consume the levels the mark price ``price`` has reached; returns ``(long_usd, short_usd)``
+        consumed (weighted by the tier weights). Each tier's unweighted consumed notional adds to
+        its expected liquidations ``E_i``, and the liquidations reported since the last mark to
+        ``A_i``, unless the step is a burst (``burst_liquidations``)."""
         if not math.isfinite(price) or price <= 0:
             return 0.0, 0.0
-        k = self._long.bucket_of_one(price)
-        cl = self._long.take_ge(k, t)
-        cs = self._short.take_le(k, t)
-        self.consumed_long_usd += cl
-        self.consumed_short_usd += cs
-        return cl, cs
+        self._advance(t)
+        k = self._levels[0][0].bucket_of_one(price)
+        out = []
+        burst = math.inf if self._log_size is None else self.learning.burst_liquidations * math.exp(self._log_size)
+        for s in range(2):
+            lam = self._lam[s].copy()
+            taken = np.array([g.take_ge(k, t) if s == 0 else g.take_le(k, t) for g in self._levels[s]])
+            consumed = float((lam * taken).sum())
+            if taken.any():
+                for i, x in enumerate(taken.tolist()):
+                    if x > 0:
+                        self._spent[s][i].add_one(price, x, t)
+                self._qty[s] = np.maximum(self._qty[s] - taken / price, 0.0)
+                self._crossed_qty += float((lam * taken).sum()) / price
+            if consumed <= burst and (taken.any() or self._reported[s].any()):
+                self._expected[s] += taken
+                self._observed[s] += self._reported[s]
+                self._refit(s, t)
+            out.append(consumed)
+        self._reported[:] = 0.0
+        self.consumed_long_usd += out[0]
+        self.consumed_short_usd += out[1]
+        return out[0], out[1]
 
-    def learn_event(self, ev: Trade | OpenInterest | MarkPrice) -> None:
-        """Dispatch a :class:`Trade`, :class:`OpenInterest` or :class:`MarkPrice` event."""
+    def learn_event(self, ev: Trade | OpenInterest | MarkPrice | Liquidation) -> None:
+        """Dispatch a :class:`Trade`, :class:`OpenInterest`, :class:`MarkPrice` or :class:`Liquidation` event."""
         if isinstance(ev, Trade):
             self.learn_trade(ev.price, ev.qty, ev.side)
         elif isinstance(ev, OpenInterest):
             self.learn_oi(ev.qty, ev.ts * 1e-9)
         elif isinstance(ev, MarkPrice):
             self.learn_mark(ev.price, ev.ts * 1e-9)
+        elif isinstance(ev, Liquidation):
+            self.learn_liquidation(ev.price, ev.notional, ev.side, ev.ts * 1e-9)
 
     # ---------------------------------------------------------------- readout
     def _window(self, price: float) -> tuple[int, int]:
         r = self.range_pct / 100.0
-        return self._long.bucket_of_one(price * (1.0 - r)), self._long.bucket_of_one(price * (1.0 + r))
+        grid = self._levels[0][0]
+        return grid.bucket_of_one(price * (1.0 - r)), grid.bucket_of_one(price * (1.0 + r))
+
+    def _side_values(self, s: int, k_lo: int, k_hi: int, t: float, out: np.ndarray) -> np.ndarray:
+        """Weighted level notional ``sum_i lambda_i * levels_i`` of side ``s`` in buckets
+        ``k_lo..k_hi``, added to ``out``."""
+        lam = self._lam[s].tolist()
+        tmp = np.zeros_like(out)
+        for weight, grid in zip(lam, self._levels[s], strict=True):
+            if weight > 0:
+                tmp[:] = 0.0
+                grid.values(k_lo, k_hi, t, out=tmp)
+                out += weight * tmp
+        return out
 
     def readout(self, price: float, t: float) -> EstimatedMapReadout:
         """Levels within ``+-range_pct`` of ``price`` at ``t``, totals and nearest dense clusters."""
         k_lo, k_hi = self._window(price)
+        n = max(k_hi - k_lo + 1, 0)
         return self._readout(
             price,
             t,
             k_lo,
             k_hi,
-            self._long.values(k_lo, k_hi, t),
-            self._short.values(k_lo, k_hi, t),
+            self._side_values(0, k_lo, k_hi, t, np.zeros(n)),
+            self._side_values(1, k_lo, k_hi, t, np.zeros(n)),
             self.consumed_long_usd,
             self.consumed_short_usd,
         )
@@ -421,15 +697,11 @@ class EstimatedLiquidationMap:
         consumed_long_usd: float,
         consumed_short_usd: float,
     ) -> EstimatedMapReadout:
-        """The readout of the level notionals ``lo``/``sh`` of buckets ``k_lo..k_hi``.
-
-        Clusters are found with this map's cluster parameters.
-        """
+        """The readout of the level notionals ``lo``/``sh`` of buckets ``k_lo..k_hi`` (this map's
+        cluster parameters)."""
         centers = self._centers(k_lo, k_hi)
         below, above = centers < price, centers > price
-        kw: dict[str, Any] = dict(
-            window=self.cluster_buckets, dense_multiple=self.dense_multiple, min_usd=self.min_cluster_usd
-        )
+        rule = (self.cluster_buckets, self.dense_multiple, self.min_cluster_usd)  # window, multiple, min_usd
         return EstimatedMapReadout(
             price=float(price),
             t=float(t),
@@ -440,8 +712,8 @@ class EstimatedLiquidationMap:
             short_usd=sh,
             long_total_usd=float(lo[below].sum()),
             short_total_usd=float(sh[above].sum()),
-            cluster_down=nearest_dense_cluster(centers, lo, price, "down", **kw),
-            cluster_up=nearest_dense_cluster(centers, sh, price, "up", **kw),
+            cluster_down=nearest_dense_cluster(centers, lo, price, "down", *rule),
+            cluster_up=nearest_dense_cluster(centers, sh, price, "up", *rule),
             consumed_long_usd=consumed_long_usd,
             consumed_short_usd=consumed_short_usd,
         )
@@ -452,7 +724,7 @@ class EstimatedLiquidationMap:
         """Centre prices of buckets ``k_lo..k_hi``, kept while the window stays (read-only: readouts share it)."""
         cached = self._centers_cache
         if cached is None or cached[0] != k_lo or cached[1] != k_hi:
-            centers = self._long.center(np.arange(k_lo, k_hi + 1))
+            centers = self._levels[0][0].center(np.arange(k_lo, k_hi + 1))
             centers.flags.writeable = False
             cached = self._centers_cache = (k_lo, k_hi, centers)
         return cached[2]
@@ -473,8 +745,8 @@ class EstimatedLiquidationMap:
         k_lo, k_hi = first._window(price)
         rows = np.zeros((2, len(maps), max(k_hi - k_lo + 1, 0)))  # long and short levels per map
         for i, m in enumerate(maps):
-            m._long.values(k_lo, k_hi, t, out=rows[0, i])
-            m._short.values(k_lo, k_hi, t, out=rows[1, i])
+            m._side_values(0, k_lo, k_hi, t, rows[0, i])
+            m._side_values(1, k_lo, k_hi, t, rows[1, i])
         return first._readout(
             price,
             t,
@@ -492,9 +764,8 @@ class EstimatedLiquidationMap:
         the ``levels`` input of :func:`cascadewatch.detectors.reach.cascade_reach`.
         """
         k_lo, k_hi = self._window(price)
-        grid = self._long if direction == "down" else self._short
-        x = grid.values(k_lo, k_hi, t)
-        c = grid.center(np.arange(k_lo, k_hi + 1))
+        x = self._side_values(0 if direction == "down" else 1, k_lo, k_hi, t, np.zeros(max(k_hi - k_lo + 1, 0)))
+        c = self._centers(k_lo, k_hi)
         keep = (x > 0) & ((c < price) if direction == "down" else (c > price))
         return np.column_stack((c[keep], x[keep]))
 

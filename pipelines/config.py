@@ -23,6 +23,7 @@ import msgspec
 from cascadewatch.connectors.alerts.config import AlertsConfig, RiskFeedConfig
 from cascadewatch.connectors.live_config import LiveConfig
 from cascadewatch.detectors.labels import LabelConfig
+from cascadewatch.detectors.liqmap_estimated import DEFAULT_TIERS, MapLearning
 from cascadewatch.detectors.policy import PAGE_KINDS
 from cascadewatch.pipelines.model_file import NO_MODEL, model_classifiers, resolve_model
 
@@ -30,8 +31,11 @@ from cascadewatch.pipelines.model_file import NO_MODEL, model_classifiers, resol
 class DetectorsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Detector and policy knobs (``[detectors]`` in the config file); units in the names.
 
-    ``leverage``: ``[[L, weight], ...]`` tiers new positions are spread over; ``mmr``:
-    maintenance margin rate (fraction). Probabilities are per direction within ``horizon_s``.
+    ``leverage``: ``[[L, weight], ...]`` tiers new positions are spread over (the prior mix: the
+    estimated map learns the weights from the liquidations it sees); ``mmr``: maintenance margin
+    rate (fraction); ``map_seed_share``: share of the first open interest seen taken as leveraged
+    positions opened before the start (per side), their entries spread ``map_seed_spread_bps``
+    around the price. Probabilities are per direction within ``horizon_s``.
     ``vol_slow_half_life_s``: half-life of the slow volatility EWMA (the touch probability
     uses the larger of the two); ``crowding_windows_s``: windows of the crowding monitor;
     ``model``: path of a pre-trained classifier file (``cascadewatch train``); not set: the model
@@ -41,8 +45,10 @@ class DetectorsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     """
 
     horizon_s: int = 300
-    leverage: tuple[tuple[float, float], ...] = ((5.0, 0.25), (10.0, 0.3), (25.0, 0.25), (50.0, 0.12), (100.0, 0.08))
+    leverage: tuple[tuple[float, float], ...] = DEFAULT_TIERS
     mmr: float = 0.005
+    map_seed_share: float = MapLearning().seed_share
+    map_seed_spread_bps: float = MapLearning().seed_spread_bps
     map_range_pct: float = 10.0
     map_half_life_s: float = 8 * 3600.0
     dense_multiple: float = 3.0

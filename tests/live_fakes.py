@@ -108,6 +108,8 @@ class FakeVenue:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
+                for name, value in fake.rest_headers(self.path).items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -186,6 +188,10 @@ class FakeVenue:
     def rest(self, path: str) -> tuple[int, bytes]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def rest_headers(self, path: str) -> dict[str, str]:
+        """Extra headers of a REST answer (a venue's rate-limit report)."""
+        return {}
+
     def live_clients(self, topic: str) -> list[Client]:
         return [c for c in self.clients if c.closed is None and topic in c.topics and c.path not in self.silent_paths]
 
@@ -221,6 +227,18 @@ class FakeBinance(FakeVenue):
         self._lock = threading.Lock()  # REST runs on the http thread, diffs on the loop
         self._published: dict[str, int] = {}  # symbol -> u of the last diff sent (or skipped)
         self._pending: dict[str, tuple[list[list[str]], list[list[str]]]] = {}
+        self.snapshot_ahead = True  # False: a quiet book, lastUpdateId == the last diff's u
+        self.weights: list[tuple[float, int]] = []  # (time, weight) of the REST requests answered
+        self.used_weight_others = 0  # weight other clients on "our IP" used in the last minute
+        self.depth_status: tuple[int, bytes] | None = None  # e.g. (403, body): the depth endpoint fails
+
+    def rest_headers(self, path: str) -> dict[str, str]:
+        """``X-MBX-USED-WEIGHT-1m``: the weight of the requests of the last 60 s (depth at
+        ``limit=1000`` weighs 20, every other path 1), plus ``used_weight_others``."""
+        now = time.monotonic()
+        weight = 20 if path.startswith("/fapi/v1/depth") else 1
+        self.weights = [(t, w) for t, w in self.weights if t > now - 60.0] + [(now, weight)]
+        return {"X-MBX-USED-WEIGHT-1m": str(sum(w for _, w in self.weights) + self.used_weight_others)}
 
     async def on_message(self, client: Client, text: str) -> None:
         request = json.loads(text)
@@ -239,6 +257,8 @@ class FakeBinance(FakeVenue):
             return 200, self.exchange_info
         if url.path == "/fapi/v1/depth":
             symbol = query["symbol"][0]
+            if self.depth_status is not None:
+                return self.depth_status
             scripted = self.depth_bodies.get(symbol)
             if scripted:
                 return 200, scripted.pop(0)
@@ -251,15 +271,18 @@ class FakeBinance(FakeVenue):
 
     def _snapshot(self, symbol: str) -> bytes:
         """The engine is ahead of the stream: one more update, not pushed yet, is in the snapshot
-        (so ``lastUpdateId`` falls inside the next diff's ``[U, u]``, as on Binance)."""
+        (so ``lastUpdateId`` falls inside the next diff's ``[U, u]``, as on Binance). With
+        ``snapshot_ahead = False`` the book is quiet: ``lastUpdateId`` is the ``u`` of the last
+        diff (sent or withheld), as on Binance for a symbol whose book did not move."""
         with self._lock:
             book = self.books[symbol]
             self._published.setdefault(symbol, book.u)
-            bids, asks = book.change()
-            book.u += 1
-            pending = self._pending.setdefault(symbol, ([], []))
-            pending[0].extend(bids)
-            pending[1].extend(asks)
+            if self.snapshot_ahead:
+                bids, asks = book.change()
+                book.u += 1
+                pending = self._pending.setdefault(symbol, ([], []))
+                pending[0].extend(bids)
+                pending[1].extend(asks)
             levels_bids, levels_asks = book.levels()
             return json.dumps(
                 {"lastUpdateId": book.u, "E": _ms(), "T": _ms(), "bids": levels_bids, "asks": levels_asks}

@@ -82,8 +82,9 @@ def ws_payloads(frames: list[Frame]) -> list[bytes]:
 def rebuild_books(frames: list[Frame], stop_at_shutdown: bool = True) -> tuple[dict[str, BookKeeper], list[str]]:
     """Apply the handed-over frames to per-symbol books, as the dataflow does.
 
-    Returns the books and the book statuses (``gap``/``resync``) in order. Connection events
-    apply too (a ``close`` drops the books), except the final shutdown close.
+    Returns the books and the book statuses (``gap``/``resync``, a dropped book's upstream
+    ``gap`` included) in order. Connection events apply too (a ``close`` drops the books it
+    names, or all), except the final shutdown close.
     """
     decoder = FrameDecoder()
     books: dict[str, BookKeeper] = {}
@@ -93,7 +94,13 @@ def rebuild_books(frames: list[Frame], stop_at_shutdown: bool = True) -> tuple[d
             break
         parsed = decoder.decode(source, payload, recv)
         for event in parsed.events:
-            if isinstance(event, FeedStatus):
+            if isinstance(event, FeedStatus) and event.instrument:  # one book's status
+                keeper = books.get(event.symbol)
+                if keeper is not None:
+                    if event.state == "gap" and keeper.book.valid:  # frames of a good book dropped
+                        statuses.append("gap")
+                    keeper.apply(event)
+            elif isinstance(event, FeedStatus):
                 for keeper in books.values():
                     keeper.apply(event)
             elif isinstance(event, (BookSnapshot, BookDelta)):

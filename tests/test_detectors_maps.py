@@ -11,9 +11,13 @@ from cascadewatch.connectors.events import Liquidation, MarkPrice, OpenInterest,
 from cascadewatch.detectors._grid import EPOCH_HALF_LIVES, DecayingLogGrid
 from cascadewatch.detectors.liqmap_estimated import (
     EstimatedLiquidationMap,
+    MapLearning,
     nearest_dense_cluster,
 )
 from cascadewatch.detectors.liqmap_observed import ObservedLiquidationMap
+
+NO_SEED = MapLearning(seed_share=0.0)
+"""The map starts empty: the tests of the flow rules see only the positions they open."""
 
 DELTA = 10e-4  # 10 bps buckets
 
@@ -133,7 +137,7 @@ def test_observed_learn_many_equals_learn_one():
 def test_estimated_levels_known_answer():
     """Longs from aggressive buys, shorts from sells, spread over tiers at entry*(1 -+ 1/L +- mmr)."""
     tiers = [(10.0, 0.5), (20.0, 0.5)]
-    m = EstimatedLiquidationMap(leverage=tiers, mmr=0.005, range_pct=20, half_life_s=1e12)
+    m = EstimatedLiquidationMap(leverage=tiers, mmr=0.005, range_pct=20, half_life_s=1e12, learning=NO_SEED)
     m.learn_oi(500.0, t=0.0)
     m.learn_trades([100.0, 100.0, 102.0], [3.0, 3.0, 4.0], [True, True, False])  # buys 6 @100, sells 4 @102
     added = m.learn_oi(510.0, t=1.0)  # dOI = 10 = all the flow
@@ -163,7 +167,7 @@ def test_estimated_levels_known_answer():
 
 def test_estimated_split_by_flow_share():
     """dOI smaller than the flow: each side gets dOI * its share of the aggressive quantity."""
-    m = EstimatedLiquidationMap(leverage=[(10.0, 1.0)], mmr=0.0, range_pct=20, half_life_s=1e12)
+    m = EstimatedLiquidationMap(leverage=[(10.0, 1.0)], mmr=0.0, range_pct=20, half_life_s=1e12, learning=NO_SEED)
     m.learn_oi(100.0, 0.0)
     m.learn_trade(100.0, 30.0, "buy")
     m.learn_trade(100.0, 10.0, "sell")
@@ -174,7 +178,7 @@ def test_estimated_split_by_flow_share():
 
 
 def test_estimated_oi_decrease_and_consumption_and_decay():
-    m = EstimatedLiquidationMap(leverage=[(10.0, 1.0)], mmr=0.005, range_pct=20, half_life_s=100.0)
+    m = EstimatedLiquidationMap(leverage=[(10.0, 1.0)], mmr=0.005, range_pct=20, half_life_s=100.0, learning=NO_SEED)
     m.learn_oi(0.0, 0.0)
     m.learn_trade(100.0, 10.0, "buy")
     m.learn_trade(100.0, 10.0, "sell")
@@ -198,7 +202,7 @@ def test_estimated_oi_decrease_and_consumption_and_decay():
 
 
 def test_estimated_no_flow_splits_half_at_price():
-    m = EstimatedLiquidationMap(leverage=[(10.0, 1.0)], mmr=0.0, range_pct=20)
+    m = EstimatedLiquidationMap(leverage=[(10.0, 1.0)], mmr=0.0, range_pct=20, learning=NO_SEED)
     m.learn_oi(0.0, 0.0)
     assert m.learn_oi(2.0, 0.0) == 0.0  # no trade and no price: nothing to place
     m.learn_oi(4.0, 0.0, price=100.0)
@@ -207,7 +211,7 @@ def test_estimated_no_flow_splits_half_at_price():
 
 
 def test_estimated_events_dispatch():
-    m = EstimatedLiquidationMap(leverage=[(10.0, 1.0)], mmr=0.0, range_pct=20)
+    m = EstimatedLiquidationMap(leverage=[(10.0, 1.0)], mmr=0.0, range_pct=20, learning=NO_SEED)
     base = dict(venue="bybit-linear", symbol="BTCUSDT", instrument="BTC-USDT-PERP", recv=0)
     m.learn_event(OpenInterest(**base, ts=0, qty=100.0))
     m.learn_event(Trade(**base, ts=1, price=100.0, qty=1.0, side="buy"))
@@ -245,8 +249,8 @@ def test_estimated_map_tracks_simulated_positions():
     lev = np.array([L for L, _ in tiers])
     w = np.array([x for _, x in tiers])
     mmr = 0.004
-    m = EstimatedLiquidationMap(leverage=tiers, mmr=mmr, range_pct=30, half_life_s=1e12)
-    wrong = EstimatedLiquidationMap(leverage=[(10.0, 1.0)], mmr=mmr, range_pct=30, half_life_s=1e12)
+    m = EstimatedLiquidationMap(leverage=tiers, mmr=mmr, range_pct=30, half_life_s=1e12, learning=NO_SEED)
+    wrong = EstimatedLiquidationMap(leverage=[(10.0, 1.0)], mmr=mmr, range_pct=30, half_life_s=1e12, learning=NO_SEED)
     price, oi = 100.0, 1000.0
     m.learn_oi(oi, 0.0)
     wrong.learn_oi(oi, 0.0)
@@ -356,25 +360,134 @@ def test_estimated_learn_trade_and_combine_equal_the_array_paths():
     assert r.consumed_long_usd == sum(x.consumed_long_usd for x in rs)
 
 
-def test_estimated_state_with_pending_flow_grids_converts():
-    """A map pickled when the pending flow lived in four grids opens the same positions."""
+def test_estimated_state_from_before_the_tier_grids_is_refused():
+    """A map pickled with one weighted grid per side (``_long``/``_short``) cannot be split into
+    tiers: unpickling it is a clear error, not a silently wrong map."""
     import pickle
 
-    m, twin = EstimatedLiquidationMap(), EstimatedLiquidationMap()
-    for x in (m, twin):
-        x.learn_oi(1000.0, 0.0)
-        x.learn_trade(100.0, 2.0, "buy")
-        x.learn_trade(100.02, 1.0, "buy")
-        x.learn_trade(99.0, 3.0, "sell")
-    old = pickle.loads(pickle.dumps(m))
-    flow = old.__dict__.pop("_flow")
-    for name, side, col in (("_bq", "buy", 0), ("_bn", "buy", 1), ("_sq", "sell", 0), ("_sn", "sell", 1)):
-        g = DecayingLogGrid(10.0, None)
-        for k, cell in flow[side].items():
-            g.add(float(g.center(k)), cell[col], 0.0)
-        old.__dict__[name] = g
-    restored = pickle.loads(pickle.dumps(old))
-    assert restored._flow == twin._flow
-    assert restored.learn_oi(1010.0, 1.0) == twin.learn_oi(1010.0, 1.0)
-    a, b = restored.readout(100.0, 2.0), twin.readout(100.0, 2.0)
-    assert np.array_equal(a.long_usd, b.long_usd) and np.array_equal(a.short_usd, b.short_usd)
+    m = EstimatedLiquidationMap()
+    state = m.__getstate__()
+    for key in ("_levels", "_spent"):
+        state.pop(key)
+    state["_long"] = state["_short"] = DecayingLogGrid(10.0, None)
+    old = EstimatedLiquidationMap.__new__(EstimatedLiquidationMap)
+    with pytest.raises(ValueError, match="empty recovery directory"):
+        old.__setstate__(state)
+    assert pickle.loads(pickle.dumps(m)).readout(100.0, 0.0).long_total_usd == 0.0
+
+
+# ------------------------------------------------------------ learned leverage mix
+
+
+def _opened_at_100(learning: MapLearning = NO_SEED) -> EstimatedLiquidationMap:
+    """100 BTC of longs bought at 100 (and no shorts); prior tiers 10x and 50x half and half, mmr 0.5 %."""
+    m = EstimatedLiquidationMap(
+        leverage=[(10.0, 0.5), (50.0, 0.5)], mmr=0.005, range_pct=20, half_life_s=1e12, learning=learning
+    )
+    m.learn_oi(1000.0, 0.0)
+    m.learn_trade(100.0, 100.0, "buy")
+    m.learn_oi(1100.0, 1.0)
+    return m
+
+
+def _known_stream(learning: MapLearning) -> tuple[EstimatedLiquidationMap, np.ndarray, float, float]:
+    """Longs opened at known prices with a known leverage mix (the prior below tilted toward low
+    leverage, tau = -1), their true liquidations reported as the mark walks through their levels.
+    Returns the map, the true mix and the true long levels within 20 % and within 2 % below
+    the price at the end (notional / price)."""
+    rng = np.random.default_rng(5)
+    tiers = [(10.0, 0.4), (20.0, 0.3), (50.0, 0.2), (100.0, 0.1)]
+    lev = np.array([L for L, _ in tiers])
+    prior = np.array([w for _, w in tiers])
+    true_mix = prior * (lev / math.exp(float((prior * np.log(lev)).sum()))) ** -1.0
+    true_mix /= true_mix.sum()
+    m = EstimatedLiquidationMap(leverage=tiers, mmr=0.005, range_pct=20, half_life_s=1e12, learning=learning)
+    open_long: list[tuple[float, float]] = []  # (true level, qty) of the open longs
+    price, oi = 100.0, 1000.0
+    m.learn_oi(oi, 0.0, price)
+    for t in range(1, 6001):
+        price *= math.exp(rng.normal(0.0, 8e-4))
+        qty = float(rng.exponential(1.0))
+        L = float(rng.choice(lev, p=true_mix))
+        m.learn_trade(price, qty, "buy")
+        open_long.append((price * (1 - 1 / L + 0.005), qty))
+        oi += qty
+        m.learn_oi(oi, t + 0.5)
+        k = bucket(price)
+        hit = [(lv, q) for lv, q in open_long if bucket(lv) >= k]  # what the mark crosses (the map's rule)
+        for lv, q in hit:
+            m.learn_liquidation(lv, lv * q, "long", t + 0.8)
+        open_long = [(lv, q) for lv, q in open_long if bucket(lv) < k]
+        oi -= sum(q for _, q in hit)
+        m.learn_mark(price, t + 0.9)
+        m.learn_oi(oi, t + 0.95)
+    within = [sum(lv * q for lv, q in open_long if price * (1 - r) <= lv < price) / price for r in (0.2, 0.02)]
+    return m, true_mix, within[0], within[1]
+
+
+def test_learned_mix_from_a_known_stream():
+    """With a weak prior (``prior_share`` 0.1 %) the learned weights of the crossed tiers match the
+    known mix within 5 points, the map's at-risk notional (within 20 %) and its levels within 2 %
+    of the price match the truth within 30 %; with the prior mix alone, the levels near the price
+    are off by more than 1.5x."""
+    learning = MapLearning(seed_share=0.0, prior_share=0.001, burst_liquidations=1e9, learn_half_life_s=1e12)
+    m, true_mix, true_at_risk, true_near = _known_stream(learning)
+    learned = m.tier_weights("long")
+    assert learned[1:] == pytest.approx(true_mix[1:], abs=0.05)
+    assert learned[0] == pytest.approx(true_mix[0], rel=0.4)  # 10x: levels 950 bps away, seldom crossed
+    price = m._last_price
+    r = m.readout(price, 6001.0)
+    assert r.long_total_usd / price == pytest.approx(true_at_risk, rel=0.3)
+
+    def near(r) -> float:
+        return float(r.long_usd[(r.prices < price) & (r.prices >= price * 0.98)].sum()) / price
+
+    assert near(r) == pytest.approx(true_near, rel=0.3)
+    fixed = MapLearning(seed_share=0.0, burst_liquidations=1e9, tilt_sd=1e-9, scale_sd=1e-9)
+    m, _, _, _ = _known_stream(fixed)
+    assert m.tier_weights("long") == pytest.approx([0.4, 0.3, 0.2, 0.1])  # nothing learned: the prior
+    assert near(m.readout(price, 6001.0)) / true_near > 1.5
+
+
+def test_learning_skips_bursts():
+    """A step that consumes more than ``burst_liquidations`` typical reports teaches nothing."""
+    m = _opened_at_100(MapLearning(seed_share=0.0, burst_liquidations=3.0))
+    for i in range(5):  # typical report: 100 (quote)
+        m.learn_liquidation(98.5, 100.0, "long", 1.5 + 0.1 * i)
+    m.learn_mark(98.4, 2.0)  # consumes 0.5 * 9850 = 4925 > 3 * 100: a burst
+    assert m.tier_weights("long") == pytest.approx([0.5, 0.5])
+
+
+def test_seed_from_first_open_interest_known_answer():
+    """``seed_share`` of the first OI per side, Laplace entries around the price; crossed levels left out."""
+    learning = MapLearning(seed_share=0.1, seed_spread_bps=50.0)
+    m = EstimatedLiquidationMap(leverage=[(10.0, 1.0)], mmr=0.0, range_pct=20, half_life_s=1e12, learning=learning)
+    m.learn_oi(1000.0, 0.0, price=100.0)
+    r = m.readout(100.0, 0.0)
+    # 100 BTC per side at entries 100 * exp(z * 50 bps), z = -4..4 by 0.25, Laplace weights
+    z = np.linspace(-4, 4, 33)
+    w = np.exp(-math.sqrt(2) * np.abs(z)) / np.exp(-math.sqrt(2) * np.abs(z)).sum()
+    mean_entry = float((w * 100.0 * np.exp(z * 50e-4)).sum())
+    assert r.long_total_usd == pytest.approx(100 * 0.9 * mean_entry, rel=1e-12)
+    assert r.short_total_usd == pytest.approx(100 * 1.1 * mean_entry, rel=1e-12)
+    # a 100x tier: entries above ~100.5 would already be liquidated; those levels are not seeded
+    m = EstimatedLiquidationMap(leverage=[(100.0, 1.0)], mmr=0.005, range_pct=20, half_life_s=1e12, learning=learning)
+    m.learn_oi(1000.0, 0.0, price=100.0)
+    entries = 100.0 * np.exp(z * 50e-4)
+    kept = np.array([bucket(e * 0.995) < bucket(100.0) for e in entries])
+    assert 0 < kept.sum() < kept.size
+    expected = float((100 * w * entries * 0.995)[kept].sum())
+    assert m.readout(100.0, 0.0).long_total_usd == pytest.approx(expected, rel=1e-12)
+    assert m.learn_mark(100.0, 0.0) == (0.0, 0.0)  # nothing seeded beyond the price
+
+
+def test_open_interest_fall_closes_the_maps_own_quantity():
+    """OI includes positions the map does not hold: a fall of 5 closes 5 of the map's 20, not 5/1020 of it."""
+    m = EstimatedLiquidationMap(leverage=[(10.0, 1.0)], mmr=0.0, range_pct=20, half_life_s=1e12, learning=NO_SEED)
+    m.learn_oi(1000.0, 0.0)
+    m.learn_trade(100.0, 10.0, "buy")
+    m.learn_trade(100.0, 10.0, "sell")
+    m.learn_oi(1020.0, 1.0)
+    m.learn_oi(1015.0, 2.0)
+    r = m.readout(100.0, 2.0)
+    assert r.long_total_usd == pytest.approx(0.75 * 10 * 90.0) and r.short_total_usd == pytest.approx(0.75 * 10 * 110.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from cascadewatch.detectors.liqmap_estimated import DEFAULT_TIERS
 from cascadewatch.pipelines.config import load_config
 
 ROOT = Path(__file__).parents[1]
@@ -19,7 +20,8 @@ def test_readme_config_example_loads(tmp_path: Path) -> None:
     config = load_config(path)
     assert config.detectors.horizon_s == 300
     assert config.detectors.labels.floor_usd == 1_000_000.0
-    assert config.detectors.leverage[0] == (5.0, 0.25)
+    assert config.detectors.leverage == DEFAULT_TIERS  # the README shows the default tiers
+    assert config.detectors.map_seed_share == 0.08
 
 
 def test_readme_dead_letter_reasons_are_the_reason_enum() -> None:

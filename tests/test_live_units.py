@@ -142,17 +142,21 @@ def _depth(u_first: int, u: int, pu: int) -> bytes:
 
 
 def test_binance_books_buffer_fetch_bridge_and_refetch_a_stale_snapshot() -> None:
-    books = binance.LiveBooks(["BTCUSDT"], resolve_settings("binance", LiveConfig()))
+    now = [7.0]
+    books = binance.LiveBooks(["BTCUSDT"], resolve_settings("binance", LiveConfig()), clock=lambda: now[0])
     path = "/fapi/v1/depth?symbol=BTCUSDT&limit=1000"
-    assert books.on_frame(1, _depth(101, 110, 100)) == [Fetch(path)]  # buffered; ask for the snapshot
-    assert books.on_frame(2, _depth(111, 120, 110)) == ()
+    first = Fetch(path, weight=20, since=7.0)  # invalid since start; 1000 levels weigh 20
+    assert books.on_frame(1, _depth(101, 110, 100)) == [first]  # buffered; ask for the snapshot
+    assert books.on_frame(2, _depth(111, 120, 110)) == []
     stale = books.on_rest(path, 3, b'{"lastUpdateId":90,"bids":[],"asks":[]}')
-    assert stale == [Fetch(path)] and books.stale_snapshots == 1  # older than the buffer: again
+    assert stale == [Fetch(path, 20, 7.0, retry=True)] and books.stale_snapshots == 1  # older: again, backing off
     out = books.on_rest(path, 4, b'{"lastUpdateId":115,"bids":[],"asks":[]}')
     assert [type(a) for a in out] == [Emit, Emit, Emit] and out[0].rest and out[2].payload == _depth(111, 120, 110)
+    assert books.invalid() == {}
     assert books.on_frame(5, _depth(121, 130, 120)) == (THIS,)
-    assert books.on_frame(6, _depth(141, 150, 140)) == [THIS, Fetch(path)]  # pu break: resync
-    assert books.gaps == 1
+    now[0] = 9.0
+    assert books.on_frame(6, _depth(141, 150, 140)) == [THIS, Fetch(path, 20, 9.0)]  # pu break: resync
+    assert books.gaps == 1 and books.invalid() == {"BTCUSDT": 9.0}
     assert books.on_rest("/fapi/v1/openInterest?symbol=BTCUSDT", 7, b"{}") is None  # not a book: as is
 
 

@@ -213,3 +213,35 @@ def test_map_summary_error_known_answer():
     assert r["overall"]["n"] == 2 and r["overall"]["at_risk_abs_log2_ratio_median"] == 0.5
     # a snapshot older than max_age_s is not compared
     assert map_summary_error(snaps, truth, max_age_s=0.5)["overall"]["n"] == 0
+
+
+def test_map_summary_error_runs_pools_lines_not_medians():
+    """Two runs sharing timestamps: each run's lines meet its own snapshots, and the medians are
+    over all lines (3 ratios: 0, 1, 3 -> median 1; per-run medians would be 0.5 and 3)."""
+    pytest.importorskip("cascadewatch.detectors.liqmap_estimated")
+    from cascadewatch.pipelines.evaluation.scoring import map_summary_error, map_summary_error_runs
+
+    def levels(ts: int) -> dict:
+        return {
+            "type": "levels",
+            "ts": s(ts),
+            "asset": "BTC-USDT",
+            "price": 100.0,
+            "long": [[99.0, 100.0]],
+            "short": [],
+        }
+
+    def snap(ts: int, at_risk: float) -> dict:
+        return {
+            "type": "snapshot",
+            "ts": s(ts),
+            "asset": "BTC-USDT",
+            "down": {"at_risk_usd": at_risk, "cluster_bps": None},
+        }
+
+    one = ([snap(59, 100.0), snap(119, 200.0)], [levels(60), levels(120)])
+    two = ([snap(59, 800.0)], [levels(60)])
+    pooled = map_summary_error_runs([one, two])["down"]
+    assert pooled["n"] == 3 and pooled["at_risk_abs_log2_ratio_median"] == 1.0
+    assert map_summary_error(*one)["down"]["at_risk_abs_log2_ratio_median"] == 0.5
+    assert map_summary_error(*two)["down"]["at_risk_abs_log2_ratio_median"] == 3.0

@@ -163,6 +163,12 @@ class VenueParser:
         """A fresh order-book sequence rule for one instrument of this venue."""
         return SequenceRule()
 
+    def instrument_of(self, symbol: str) -> str:
+        """Canonical instrument of a venue-native ``symbol`` (connection events name books by
+        symbol); ``""`` when the symbol is not known as a perpetual."""
+        info = self.catalog.get(symbol)
+        return info.instrument if info is not None else ""
+
     def decode(self, payload: bytes | str, schema: type) -> object:
         """Decode ``payload`` into ``schema``; any decoding problem becomes ``ParseError``."""
         try:

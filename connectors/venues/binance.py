@@ -57,8 +57,10 @@ the previous event on this stream); a snapshot (REST ``/fapi/v1/depth``) has ``s
 
 1. buffer diffs from the stream, then fetch the snapshot;
 2. drop every diff with ``u < lastUpdateId``;
-3. the first diff applied must have ``U <= lastUpdateId <= u``; if the first diff not
-   dropped has ``U > lastUpdateId``, events were missed: fetch a new snapshot;
+3. the first diff applied must have ``U <= lastUpdateId <= u``, or ``pu == lastUpdateId``
+   (the snapshot is the state right before it: a quiet book's ``lastUpdateId`` is the ``u``
+   of its last diff); if the first diff not dropped has neither, events were missed: fetch a
+   new snapshot;
 4. after that each diff's ``pu`` must equal the previous diff's ``u``; otherwise the book is
    out of sync: discard it and restart from step 1 (resync);
 5. quantities are absolute; ``qty == 0`` removes the level (removing an absent level is normal).
@@ -80,6 +82,8 @@ from __future__ import annotations
 
 import math
 import sys
+import time as _time
+from collections.abc import Callable
 from collections.abc import Iterable as _Iterable
 from collections.abc import Sequence as _Sequence
 from typing import Annotated, Any, Literal, get_args
@@ -411,7 +415,7 @@ class BookSequence(SequenceRule):
         if not self.synced:
             if delta.seq < self.last_seq:  # u < lastUpdateId: already in the snapshot
                 return Verdict.SKIP
-            if delta.first_seq is None or delta.first_seq > self.last_seq:  # U > lastUpdateId: missed diffs
+            if not bridges(self.last_seq, delta.first_seq, delta.prev_seq):  # missed diffs
                 return Verdict.GAP
             self.synced = True
         elif delta.prev_seq != self.last_seq:
@@ -424,6 +428,19 @@ class BookSequence(SequenceRule):
         if not self.synced:
             return f"first diff after snapshot lastUpdateId={self.last_seq} starts at U={delta.first_seq}"
         return super().describe_gap(delta)
+
+
+def bridges(last_update_id: int, first: int | None, prev: int | None) -> bool:
+    """Whether a diff with ``u >= lastUpdateId`` may be the first one applied after a snapshot.
+
+    Rule 3: ``U <= lastUpdateId`` (the snapshot falls inside the diff), or ``pu == lastUpdateId``
+    (the snapshot is exactly the state before the diff: a quiet book whose ``lastUpdateId``
+    equals the previous diff's ``u``).
+
+    >>> bridges(100, 95, 94), bridges(100, 101, 100), bridges(100, 104, 103)
+    (True, True, False)
+    """
+    return (first is not None and first <= last_update_id) or prev == last_update_id
 
 
 class Parser(VenueParser):
@@ -588,6 +605,13 @@ class Parser(VenueParser):
 
     # -- symbols -------------------------------------------------------------------------------
 
+    def instrument_of(self, symbol: str) -> str:
+        """Canonical instrument of ``symbol`` (the catalog, else the split name); ``""`` if none."""
+        try:
+            return self._instrument(symbol)
+        except ParseError:
+            return ""
+
     def _instrument(self, symbol: str) -> str:
         """Canonical instrument of ``symbol``, ``""`` if it is not a perpetual swap."""
         instrument = self._instruments.get(symbol)
@@ -717,6 +741,8 @@ LIVE = LiveDefaults(
     subscribe_burst=4,
     poll_s=30.0,  # /fapi/v1/openInterest per symbol (no websocket stream for it)
     book_depth=1000,
+    rest_weight_per_min=2400,  # the per-IP limit; /fapi/v1/depth at 1000 levels weighs 20
+    rest_weight_header="X-MBX-USED-WEIGHT-1m",
 )
 MARKET_STREAMS = ("aggTrade", "markPrice@1s", "forceOrder")
 BOOK_STREAM = "depth@100ms"
@@ -871,34 +897,102 @@ _combined_depth_probe = msgspec.json.Decoder(_CombinedDepthProbe, strict=False)
 _snapshot_probe = msgspec.json.Decoder(_SnapshotProbe, strict=False)
 
 
-class _DepthBook:
-    __slots__ = ("rule", "waiting", "fetching", "buffer")
+def depth_weight(limit: int) -> int:
+    """Request weight of ``/fapi/v1/depth`` at ``limit`` levels (Binance USD-M: 5-50 levels
+    weigh 2, 100 weigh 5, 500 weigh 10, 1000 weigh 20).
 
-    def __init__(self) -> None:
+    >>> depth_weight(1000), depth_weight(100), depth_weight(20)
+    (20, 5, 2)
+    """
+    if limit <= 50:
+        return 2
+    if limit <= 100:
+        return 5
+    if limit <= 500:
+        return 10
+    return 20
+
+
+class _RestPathProbe(msgspec.Struct):
+    path: str = ""
+
+
+_rest_path_probe = msgspec.json.Decoder(_RestPathProbe, strict=False)
+
+
+def _dropped_symbol(payload: bytes) -> str:
+    """The book symbol of a diff frame or a ``/fapi/v1/depth`` REST frame, ``""`` otherwise."""
+    try:
+        if payload.startswith(b'{"path"'):
+            url = urlsplit(_rest_path_probe.decode(payload).path)
+            return parse_qs(url.query).get("symbol", [""])[0] if url.path == "/fapi/v1/depth" else ""
+        if b"depthUpdate" not in payload[:200]:
+            return ""
+        if payload.startswith(b'{"stream"'):
+            frame = _combined_depth_probe.decode(payload)
+            return frame.data.s if frame.data is not None and not _is_partial_depth(frame.stream) else ""
+        return _depth_probe.decode(payload).s
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return ""
+
+
+class _DepthBook:
+    """One symbol's live side: buffering diffs until a snapshot bridges them.
+
+    ``buffer`` holds ``(recv, payload, mark, sent)``: ``sent`` is true for the diff that broke
+    the chain (already handed over, so the dataflow saw the gap). ``snapshot`` is a snapshot
+    newer than every buffered diff, held until a diff reaches its ``lastUpdateId`` (since
+    ``held_at``). ``invalid_since`` (clock seconds) is ``None`` while the book is in sync.
+    """
+
+    __slots__ = ("rule", "waiting", "fetching", "buffer", "snapshot", "held_at", "invalid_since")
+
+    def __init__(self, since: float) -> None:
         self.rule = BookSequence()
         self.waiting = True  # buffering diffs until a snapshot
-        self.fetching = False  # a snapshot request is in flight
-        self.buffer: list[tuple[int, bytes, SeqMark]] = []
+        self.fetching = False  # a snapshot request is queued or in flight
+        self.buffer: list[tuple[int, bytes, SeqMark, bool]] = []
+        self.snapshot: tuple[str, int, bytes, int] | None = None  # (path, recv, body, lastUpdateId)
+        self.held_at = 0.0
+        self.invalid_since: float | None = since
 
 
 class LiveBooks(BookSync):
     """The USD-M local-book procedure, live side (see "Order book sequence rule" above).
 
-    Per symbol: buffer diffs; at the first buffered diff fetch ``/fapi/v1/depth``; when the
-    snapshot arrives, hand over the snapshot, then the buffered diffs (the dataflow's
-    :class:`BookSequence` drops those already in it and checks the bridge ``U <= lastUpdateId <=
-    u``). A snapshot older than the buffered stream (the first buffered diff with ``u >=
-    lastUpdateId`` has ``U > lastUpdateId``) is not handed over: fetch again. After that every
-    diff goes straight through; one that breaks ``pu == previous u`` is handed over (the
-    dataflow marks the gap) and the symbol starts again from buffering and a new snapshot.
-    A closed connection of the venue also restarts every symbol: the dataflow drops the
-    venue's books on a disconnect.
+    Per symbol: buffer diffs; at the first buffered diff fetch ``/fapi/v1/depth``. When the
+    snapshot arrives, find the first buffered diff with ``u >= lastUpdateId``:
+
+    - it bridges (``U <= lastUpdateId <= u`` or ``pu == lastUpdateId``): hand over the
+      snapshot, then the buffered diffs (the dataflow's :class:`BookSequence` drops those
+      already in it and checks the same bridge); the book is in sync;
+    - it does not (the snapshot is older than the buffered stream): fetch again, as a retry
+      (the REST client backs off first);
+    - there is none (the snapshot is newer than every buffered diff): hold the snapshot and
+      keep buffering until a diff reaches it (or fetch again after ``resync_timeout_s``).
+
+    In sync, every diff goes straight through; one that breaks ``pu == previous u`` is handed
+    over (the dataflow marks the gap), stays at the head of a new buffer (a snapshot taken
+    right after it may need it, or the next diff bridges by ``pu``) and one snapshot is
+    fetched. So one gap is one ``gap``, one request and one ``resync``, wherever the new
+    snapshot falls. A closed connection restarts the symbols whose books it carried (its
+    ``close`` event names them, and the dataflow drops those books only).
     """
 
-    def __init__(self, symbols: _Iterable[str], settings: LiveSettings, max_buffer: int = 10_000) -> None:
+    def __init__(
+        self,
+        symbols: _Iterable[str],
+        settings: LiveSettings,
+        max_buffer: int = 10_000,
+        clock: Callable[[], float] = _time.monotonic,
+    ) -> None:
         super().__init__()
-        self._books = {symbol: _DepthBook() for symbol in symbols}
+        self._clock = clock
+        now = clock()
+        self._books = {symbol: _DepthBook(now) for symbol in symbols}
         self._depth = settings.book_depth
+        self._weight = depth_weight(settings.book_depth)
+        self._timeout = settings.resync_timeout_s
         self._max_buffer = max_buffer
         self.stale_snapshots = 0
         self.overflows = 0
@@ -907,14 +1001,30 @@ class LiveBooks(BookSync):
         """The depth snapshot REST path of ``symbol`` at the configured depth."""
         return depth_path(symbol, self._depth)
 
+    def snapshot_path(self, symbol: str) -> str | None:
+        """The REST snapshot path of ``symbol``."""
+        return self.path(symbol)
+
+    def _fetch(self, symbol: str, book: _DepthBook, retry: bool = False) -> Fetch:
+        book.fetching = True
+        since = book.invalid_since if book.invalid_since is not None else self._clock()
+        return Fetch(self.path(symbol), weight=self._weight, since=since, retry=retry)
+
     def _restart(self, book: _DepthBook) -> list[Action]:
         """Back to buffering; frames held so far are handed over (the dataflow skips them)."""
-        held: list[Action] = [Emit(recv, payload) for recv, payload, _ in book.buffer]
+        held: list[Action] = [Emit(recv, payload) for recv, payload, _, sent in book.buffer if not sent]
         book.rule.reset()
         book.waiting = True
         book.fetching = False
         book.buffer = []
+        book.snapshot = None
+        if book.invalid_since is None:
+            book.invalid_since = self._clock()
         return held
+
+    def invalid(self) -> dict[str, float]:
+        """Symbol -> clock seconds since when its book has been invalid (books not in sync)."""
+        return {s: b.invalid_since for s, b in self._books.items() if b.invalid_since is not None}
 
     def on_open(self, topics: _Iterable[str]) -> list[Action]:
         """A fresh subscription: buffer the diffs of the opened books and fetch their snapshots."""
@@ -925,9 +1035,19 @@ class LiveBooks(BookSync):
                 out.extend(self._restart(book))
         return out
 
-    def on_close(self) -> list[Action]:
-        """The connection closed: every book needs a new snapshot."""
-        return self.resync_all()
+    def book_symbols(self, topics: _Iterable[str]) -> list[str]:
+        """The symbols whose diff-depth stream is among ``topics``."""
+        carried = set(topics)
+        return [symbol for symbol in self._books if book_topic(symbol) in carried]
+
+    def on_close(self, topics: _Iterable[str]) -> list[Action]:
+        """Only the books the closed connection carried start again (the market connection
+        carries none: its close refetches nothing)."""
+        out: list[Action] = []
+        for symbol in self.book_symbols(topics):
+            out.extend(self._restart(self._books[symbol]))
+            self.resyncs += 1
+        return out
 
     def resync_all(self) -> list[Action]:
         """Restart every book (buffer diffs, fetch a snapshot); returns the fetches."""
@@ -956,21 +1076,41 @@ class LiveBooks(BookSync):
             return PASS
         mark = SeqMark(diff.u, diff.pu, diff.U)
         if book.waiting:
-            if len(book.buffer) >= self._max_buffer:  # no snapshot for a long time: keep the newest
-                self.overflows += 1
-                book.buffer.clear()
-            book.buffer.append((recv, payload, mark))
-            if not book.fetching:
-                book.fetching = True
-                return [Fetch(self.path(diff.s))]
-            return ()
+            return self._buffer(diff.s, book, (recv, payload, mark, False))
         if book.rule.check(mark) is Verdict.GAP:
             self.gaps += 1
             self.resyncs += 1
             self._restart(book)
-            book.fetching = True
-            return [THIS, Fetch(self.path(diff.s))]
+            book.buffer.append((recv, payload, mark, True))
+            return [THIS, self._fetch(diff.s, book)]
         return PASS
+
+    def _buffer(self, symbol: str, book: _DepthBook, held: tuple[int, bytes, SeqMark, bool]) -> list[Action]:
+        out: list[Action] = []
+        if len(book.buffer) >= self._max_buffer:  # no snapshot for a long time: keep the newest
+            self.overflows += 1
+            out = [Emit(recv, payload) for recv, payload, _, sent in book.buffer if not sent]
+            book.buffer.clear()
+        book.buffer.append(held)
+        if book.snapshot is not None:
+            out.extend(self._settle(symbol, book))
+        elif not book.fetching:
+            out.append(self._fetch(symbol, book))
+        return out
+
+    def on_dropped(self, payload: bytes) -> tuple[list[str], list[Action]]:
+        """A diff or snapshot of ours dropped by the hand-over queue: a book in sync starts
+        again (one gap; its next diff asks for the snapshot, as after a reconnect); one
+        already waiting goes on waiting."""
+        symbol = _dropped_symbol(payload)
+        book = self._books.get(symbol)
+        if book is None:
+            return [], []
+        if not book.waiting:
+            self.gaps += 1
+            self.resyncs += 1
+            self._restart(book)  # in sync: nothing held
+        return [symbol], []
 
     def on_rest(self, path: str, recv: int, body: bytes) -> list[Action] | None:
         """A depth snapshot arrived: the actions that sync its book, or ``None`` if the path is not a depth snapshot."""
@@ -983,28 +1123,52 @@ class LiveBooks(BookSync):
             return None
         if not book.waiting:
             return []  # an unasked-for snapshot would only restart a good book
+        book.fetching = False
         try:
             last_id = _snapshot_probe.decode(body).lastUpdateId
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            book.fetching = False  # the next diff asks again; the parser dead-letters this body
-            return None
-        bridge = next((mark for _, _, mark in book.buffer if mark.seq >= last_id), None)
-        if bridge is not None and (bridge.first_seq or 0) > last_id:
-            self.stale_snapshots += 1  # older than what we buffered: fetch again
-            return [Fetch(path)]
+        except (msgspec.DecodeError, msgspec.ValidationError):  # the parser dead-letters the body
+            return [Emit(recv, rest_frame(path, body), rest=True), self._fetch(symbol, book, retry=True)]
+        book.snapshot = (path, recv, body, last_id)
+        book.held_at = self._clock()
+        return self._settle(symbol, book)
+
+    def _settle(self, symbol: str, book: _DepthBook) -> list[Action]:
+        """Use the held snapshot if a buffered diff bridges it (see the class docstring)."""
+        assert book.snapshot is not None
+        path, recv, body, last_id = book.snapshot
+        first = next((mark for _, _, mark, _ in book.buffer if mark.seq >= last_id), None)
+        if first is None:
+            return []  # newer than every buffered diff: wait for the diff that reaches it
+        book.snapshot = None
+        if not bridges(last_id, first.first_seq, first.prev_seq):
+            self.stale_snapshots += 1  # older than what we buffered: fetch again, after a backoff
+            return [self._fetch(symbol, book, retry=True)]
         book.rule.on_snapshot(SeqMark(last_id))
         out: list[Action] = [Emit(recv, rest_frame(path, body), rest=True)]
-        gap = False
-        for held_recv, held_payload, mark in book.buffer:
-            out.append(Emit(held_recv, held_payload))
-            if not gap and book.rule.check(mark) is Verdict.GAP:
-                gap = True
+        for i, (held_recv, payload, mark, sent) in enumerate(book.buffer):
+            verdict = book.rule.check(mark)
+            if verdict is Verdict.GAP:  # the buffered stream itself is broken: the dataflow sees it here
+                out.append(Emit(held_recv, payload))
+                self.gaps += 1
+                self.resyncs += 1
+                rest = book.buffer[i + 1 :]
+                book.rule.reset()
+                book.buffer = [(held_recv, payload, mark, True), *rest]
+                out.append(self._fetch(symbol, book))
+                return out
+            if verdict is Verdict.APPLY or not sent:  # a diff handed over at the gap goes again if it applies
+                out.append(Emit(held_recv, payload))
         book.buffer = []
         book.waiting = book.fetching = False
-        if gap:
-            self.gaps += 1
-            self.resyncs += 1
-            self._restart(book)
-            book.fetching = True
-            out.append(Fetch(path))
+        book.invalid_since = None
+        return out
+
+    def tick(self, now: float) -> list[Action]:
+        """Fetch again for a snapshot held ``resync_timeout_s`` without a diff reaching it."""
+        out: list[Action] = []
+        for symbol, book in self._books.items():
+            if book.snapshot is not None and now - book.held_at >= self._timeout:
+                book.snapshot = None
+                self.stale_snapshots += 1
+                out.append(self._fetch(symbol, book, retry=True))
         return out

@@ -425,6 +425,11 @@ class Parser(VenueParser):
         self._ticker_state: dict[str, list[float | None]] = {}
 
     # ------------------------------------------------------------------ instruments
+    def instrument_of(self, symbol: str) -> str:
+        """Canonical instrument of ``symbol`` (:meth:`resolve`); ``""`` if not a linear perpetual."""
+        info = self.resolve(symbol)
+        return info.instrument if isinstance(info, InstrumentInfo) else ""
+
     def resolve(self, symbol: str) -> InstrumentInfo | str:
         """Catalog entry, else a remembered skip, else the name-based classification."""
         info = self.catalog.by_symbol.get(symbol)
@@ -761,6 +766,7 @@ LIVE = LiveDefaults(
     subscribe_burst=10,
     poll_s=0.0,  # open interest comes with tickers
     book_depth=50,
+    rest_weight_per_min=6000,  # 600 requests per 5 s per IP, each weight 1; leave a sixth spare
 )
 MARKET_TOPICS = ("publicTrade", "allLiquidation", "tickers")
 

@@ -21,7 +21,10 @@ A :class:`BookSync` is pure: it sees every websocket frame that will be handed t
 dataflow (and every REST body it asked for) and answers with :data:`Action` lists: emit
 this frame now (:data:`THIS`), emit another frame (:class:`Emit`), fetch a REST path
 (:class:`Fetch`), resubscribe topics (:class:`Resubscribe`). The I/O is done by
-``connectors/live.py``; a BookSync never blocks and never touches the network.
+``connectors/live.py``; a BookSync never blocks and never touches the network. It also says
+which books a connection carries (``book_symbols``: a ``close`` restarts only those), which
+books are invalid and since when (``invalid``: they page after ``[live] book_alert_s``), and
+what a frame dropped by the hand-over queue means for its books (``on_dropped``).
 
 Its sequence checks are the *same* :class:`~cascadewatch.connectors.venues.base.SequenceRule` objects the
 dataflow's books use, so the live side and the dataflow agree on what a gap is.
@@ -52,7 +55,11 @@ class LiveDefaults:
     - ``max_topics_per_connection`` / ``max_topics_per_message``: subscription size limits;
     - ``subscribe_per_s`` / ``subscribe_burst``: token bucket for frames we send;
     - ``poll_s``: period of the REST polls (``poll_paths``); 0: off;
-    - ``book_depth``: levels asked of REST book snapshots.
+    - ``book_depth``: levels asked of REST book snapshots;
+    - ``rest_weight_per_min``: REST request weight we may spend in any minute (the venue's
+      per-IP limit, or less to leave room for other clients on the IP);
+    - ``rest_weight_header``: the answer header reporting the weight used in the current
+      minute (Binance ``X-MBX-USED-WEIGHT-1m``), ``""`` if the venue sends none.
     """
 
     ws_url: str
@@ -66,6 +73,8 @@ class LiveDefaults:
     subscribe_burst: int
     poll_s: float = 0.0
     book_depth: int = 1000
+    rest_weight_per_min: int = 600
+    rest_weight_header: str = ""
 
 
 @dataclass(frozen=True)
@@ -147,9 +156,17 @@ class Emit:
 
 @dataclass(frozen=True, slots=True)
 class Fetch:
-    """Action: GET this REST path (relative to ``rest_url``) and give the body to ``on_rest``."""
+    """Action: GET this REST path (relative to ``rest_url``) and give the body to ``on_rest``.
+
+    ``weight``: what the request costs in the venue's REST budget; ``since``: clock seconds
+    since when the book waiting for it has been invalid (the longest-invalid book goes first);
+    ``retry``: the previous answer could not be used (a stale snapshot): back off before asking.
+    """
 
     path: str
+    weight: int = 1
+    since: float = 0.0
+    retry: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,8 +214,12 @@ class BookSync:
         """A (re)connection carrying ``topics`` was opened and will subscribe them."""
         return []
 
-    def on_close(self) -> list[Action]:
-        """A connection of the venue closed: the dataflow drops every book of the venue."""
+    def on_close(self, topics: Iterable[str]) -> list[Action]:
+        """A connection carrying ``topics`` closed: the dataflow drops the books it carried."""
+        return []
+
+    def book_symbols(self, topics: Iterable[str]) -> list[str]:
+        """The symbols whose book topic is among ``topics`` (named in the ``close`` event)."""
         return []
 
     def on_frame(self, recv: int, payload: bytes) -> Sequence[Action]:
@@ -213,6 +234,20 @@ class BookSync:
         """Bring every book back from a fresh snapshot (used when a recording file rotates)."""
         return []
 
+    def invalid(self) -> dict[str, float]:
+        """Symbol -> clock seconds since when its book has been invalid; ``{}`` if all are valid."""
+        return {}
+
+    def snapshot_path(self, symbol: str) -> str | None:
+        """The REST path of ``symbol``'s snapshot (its failures are the cause of an invalid
+        book), ``None`` when snapshots come on the websocket."""
+        return None
+
+    def on_dropped(self, payload: bytes) -> tuple[list[str], list[Action]]:
+        """A frame of ours the hand-over queue dropped: the books it hit (they restart) and
+        the actions that bring them back (a snapshot request, a resubscription)."""
+        return [], []
+
     def tick(self, now: float) -> list[Action]:
         """Called about once a second (monotonic seconds): retry resyncs that took too long."""
         return []
@@ -223,11 +258,12 @@ BookRow = tuple[str, bool, int, "int | None"]
 
 
 class _ResubscribeBook:
-    __slots__ = ("rule", "resyncing_since")
+    __slots__ = ("rule", "resyncing_since", "invalid_since")
 
-    def __init__(self, rule: SequenceRule) -> None:
+    def __init__(self, rule: SequenceRule, since: float) -> None:
         self.rule = rule
-        self.resyncing_since: float | None = None
+        self.resyncing_since: float | None = None  # a resubscription asked at (clock seconds)
+        self.invalid_since: float | None = since  # no snapshot since then (clock seconds)
 
 
 class ResubscribeBooks(BookSync):
@@ -255,7 +291,8 @@ class ResubscribeBooks(BookSync):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
-        self._books = {symbol: _ResubscribeBook(rule_factory()) for symbol in symbols}
+        now = clock()
+        self._books = {symbol: _ResubscribeBook(rule_factory(), now) for symbol in symbols}
         self._probe = probe
         self._topic = book_topic
         self._timeout = resync_timeout_s
@@ -270,17 +307,54 @@ class ResubscribeBooks(BookSync):
                 book.resyncing_since = None
         return []
 
-    def on_close(self) -> list[Action]:
-        """The connection closed: every book is resyncing."""
-        return self.resync_all()
+    def invalid(self) -> dict[str, float]:
+        """Symbol -> clock seconds since when its book has been invalid (no snapshot since)."""
+        return {s: b.invalid_since for s, b in self._books.items() if b.invalid_since is not None}
+
+    def book_symbols(self, topics: Iterable[str]) -> list[str]:
+        """The symbols whose book topic is among ``topics``."""
+        carried = set(topics)
+        return [symbol for symbol in self._books if self._topic(symbol) in carried]
+
+    def on_close(self, topics: Iterable[str]) -> list[Action]:
+        """The closed connection's books wait for the snapshot its reconnection subscribes."""
+        now = self._clock()
+        for symbol in self.book_symbols(topics):
+            book = self._books[symbol]
+            book.rule.reset()
+            book.resyncing_since = now
+            if book.invalid_since is None:
+                book.invalid_since = now
+            self.resyncs += 1
+        return []
 
     def resync_all(self) -> list[Action]:
         """Mark every book resyncing and resubscribe them all."""
         now = self._clock()
         for book in self._books.values():
             book.resyncing_since = now
+            if book.invalid_since is None:
+                book.invalid_since = now
         self.resyncs += len(self._books)
         return [Resubscribe(tuple(self._topic(symbol) for symbol in self._books))] if self._books else []
+
+    def on_dropped(self, payload: bytes) -> tuple[list[str], list[Action]]:
+        """A book frame of ours dropped by the hand-over queue: resubscribe its book (once)."""
+        now = self._clock()
+        symbols: list[str] = []
+        topics: list[str] = []
+        for symbol, *_ in self._probe(payload) or []:
+            book = self._books.get(symbol)
+            if book is None or symbol in symbols:
+                continue
+            symbols.append(symbol)
+            book.rule.reset()  # deltas wait for the resubscription's snapshot
+            if book.resyncing_since is None:
+                self.gaps += 1
+                self.resyncs += 1
+                book.resyncing_since = book.invalid_since = now
+                topics.append(self._topic(symbol))
+        return symbols, [Resubscribe(tuple(topics))] if topics else []
 
     def on_frame(self, recv: int, payload: bytes) -> Sequence[Action]:
         """Check the book frame's sequence; on a gap, resubscribe the book (the frame is still handed over)."""
@@ -294,12 +368,12 @@ class ResubscribeBooks(BookSync):
                 continue
             if snapshot:
                 book.rule.on_snapshot(SeqMark(seq))
-                book.resyncing_since = None
+                book.resyncing_since = book.invalid_since = None
                 continue
             if book.rule.check(SeqMark(seq, prev)) is Verdict.GAP and book.resyncing_since is None:
                 self.gaps += 1
                 self.resyncs += 1
-                book.resyncing_since = self._clock()
+                book.resyncing_since = book.invalid_since = self._clock()
                 if actions is None:
                     actions = [THIS]
                 actions.append(Resubscribe((self._topic(symbol),)))

@@ -840,6 +840,7 @@ LIVE = LiveDefaults(
     subscribe_burst=20,
     poll_s=0.0,  # open-interest and funding-rate channels
     book_depth=400,
+    rest_weight_per_min=600,  # public instruments: 20 requests per 2 s per IP
 )
 MARKET_CHANNELS = ("trades", "mark-price", "open-interest", "funding-rate")
 BOOK_CHANNEL = "books"

@@ -19,6 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from cascadewatch.connectors.live import FeedStartError
 from cascadewatch.connectors.live_config import LiveConfig
 from cascadewatch.connectors.venues.registry import VENUE_NAMES
 from cascadewatch.pipelines.config import ConfigError
@@ -93,7 +94,8 @@ def add_commands(subparsers: Any) -> None:
 
 
 def handle(args: argparse.Namespace, console: Console | None = None) -> int:
-    """Run the parsed ``record`` / ``run`` command; 2 on a config error, 1 on an I/O error while running."""
+    """Run the parsed ``record`` / ``run`` command; 2 on a config error, 1 on an I/O error while
+    running or when no venue connected within ``[live] startup_timeout_s``."""
     console = console or Console()
     try:
         if args.command == "record":
@@ -103,7 +105,7 @@ def handle(args: argparse.Namespace, console: Console | None = None) -> int:
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return 2
-    except OSError as exc:  # while running (a full disk): one line naming the file
+    except (FeedStartError, OSError) as exc:  # no venue reachable; an I/O error (a full disk): one line
         console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return 1
     raise ValueError(f"not a live command: {args.command}")

@@ -3,8 +3,8 @@
 Each recording is replayed on its own (recordings of several seeds share timestamps) with a
 progress bar on stderr; its alerts and snapshots are scored against its truth file with
 :func:`cascadewatch.pipelines.evaluation.scoring.score_runs` (definitions in
-:mod:`cascadewatch.pipelines.evaluation.scoring`), pooled over
-all runs, plus the liquidation-map summary error per run.
+:mod:`cascadewatch.pipelines.evaluation.scoring`), pooled over all runs, plus the liquidation-map summary error per
+run (``map``) and pooled over all runs (``map_pooled``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from rich.progress import (
 from rich.table import Table
 
 from cascadewatch.pipelines.config import Config
-from cascadewatch.pipelines.evaluation.scoring import map_summary_error, score_runs
+from cascadewatch.pipelines.evaluation.scoring import map_summary_error, map_summary_error_runs, score_runs
 from cascadewatch.pipelines.run.replay import ReplayOptions, run_replay
 
 
@@ -86,6 +86,7 @@ def evaluate(
             maps.append({"recording": str(recording), **map_summary_error(snapshots, truth)})
     result = score_runs(runs, horizon_s=config.detectors.horizon_s)
     result["map"] = maps
+    result["map_pooled"] = map_summary_error_runs([(snapshots, truth) for _, snapshots, truth in runs])
     if by_family:
         names = [scenario_name(truth) for _, _, truth in runs]
         result["families"] = {

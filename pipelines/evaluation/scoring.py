@@ -364,15 +364,42 @@ def map_summary_error(
     "cluster_error_bps_median", "cluster_error_bps_mean", "cluster_found", "cluster_missed",
     "cluster_spurious"}`` (``None`` where nothing was comparable).
     """
+    return map_summary_error_runs(
+        [(snapshots, truth)], window=window, dense_multiple=dense_multiple, max_age_s=max_age_s
+    )
+
+
+def map_summary_error_runs(
+    runs: Iterable[tuple[Sequence[dict], Sequence[dict]]],
+    *,
+    window: int = 5,
+    dense_multiple: float = 3.0,
+    max_age_s: float = 5.0,
+) -> dict:
+    """:func:`map_summary_error` of several independent runs ``(snapshots, truth)`` pooled: each
+    run's truth lines are paired with its own snapshots, then the ratios, errors and counts of
+    all runs are summarized together (the medians are over all lines, not medians of medians)."""
     import numpy as np
 
     from cascadewatch.detectors.liqmap_estimated import nearest_dense_cluster
 
-    timed = [(snap["asset"], int(snap["ts"]), snap) for snap in snapshots if snap.get("type", "snapshot") == "snapshot"]
     ratios: dict[str, list[float]] = {"down": [], "up": []}
     errors: dict[str, list[float]] = {"down": [], "up": []}
     counts: dict[str, Counter[str]] = {d: Counter() for d in DIRECTIONS}
-    for line, price, snap in _levels_with_latest(timed, truth, max_age_s):
+    pairs = (
+        pair
+        for snapshots, truth in runs
+        for pair in _levels_with_latest(
+            [
+                (snap["asset"], int(snap["ts"]), snap)
+                for snap in snapshots
+                if snap.get("type", "snapshot") == "snapshot"
+            ],
+            truth,
+            max_age_s,
+        )
+    )
+    for line, price, snap in pairs:
         for d, side in (("down", "long"), ("up", "short")):
             est = snap.get(d)
             if not isinstance(est, dict):

@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 from cascadewatch.connectors import live_metrics
-from cascadewatch.connectors.live import FrameQueue, LiveSource, VenueFeed
+from cascadewatch.connectors.live import FeedStartError, FrameQueue, LiveSource, StartupWatch, VenueFeed
 from cascadewatch.connectors.live_config import LiveConfig
 from cascadewatch.connectors.recorder import RotatingRecorder
 from cascadewatch.connectors.venues.registry import venue_module
@@ -90,6 +90,9 @@ class LiveOptions:
 def run_live(config: Config, live: LiveConfig, options: LiveOptions | None = None) -> ReplaySummary:
     """Run the dataflow on the live feeds of ``live`` (``[live]``) with ``config``.
 
+    Raises :class:`~cascadewatch.connectors.live.FeedStartError` when no venue connected
+    within ``[live] startup_timeout_s`` (the run ends then, outputs flushed).
+
     ``options``: duration, outputs and how to run (:class:`LiveOptions`; default: until
     interrupted, one worker, outputs from ``[live]``).
     """
@@ -137,6 +140,8 @@ def run_live(config: Config, live: LiveConfig, options: LiveOptions | None = Non
             epoch_interval=timedelta(seconds=1),
             recovery_dir=opts.recovery_dir,
         )
+        if source.watch.error:  # the partitions ended: no venue ever connected
+            raise FeedStartError(source.watch.error)
         return ReplaySummary.read(summary_path, alerts, snapshots)
 
 
@@ -202,11 +207,14 @@ def record(
                 log.warning("%s: %d frames dropped (queue full): the recorder is behind", queue.venue, dropped)
         return written
 
+    watch = StartupWatch(live.startup_timeout_s)
     failure: OSError | None = None
     try:
         for feed in feeds:
-            feed.start()
+            watch.add(feed.start())
         while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            if watch.check():
+                raise FeedStartError(watch.error)
             if not drain():
                 stop.wait(live.poll_ms / 1000.0)
             recorder.tick()

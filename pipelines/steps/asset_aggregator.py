@@ -93,6 +93,9 @@ class AssetAggregator:
                 str(band): round_usd(sum((s.depth_ask_usd[i] for s in books), 0.0))
                 for i, band in enumerate(DEPTH_BANDS_BPS)
             },
+            depth_partial=sorted(
+                {s.venue for s in books if s.book_cover_bps is not None and s.book_cover_bps < DEPTH_BANDS_BPS[-1]}
+            ),
             books_valid=f"{len(books)}/{len(live)}",
             feed=feed,
         )

@@ -8,7 +8,8 @@ Inputs per second: the asset's :class:`~cascadewatch.pipelines.steps.items.Instr
 Order of work in a second ``t`` (seconds since the epoch, the second ``[t, t + 1)``):
 
 1. per venue, the estimated liquidation map learns the second's aggressive flow (VWAP and
-   quantity per side), the open interest and the mark (which consumes crossed levels);
+   quantity per side), the venue's liquidations (evidence for its leverage mix), the open
+   interest and the mark (which consumes crossed levels);
    the crowding monitor learns the latest open interest of every live venue instrument and
    the second's aggressive flow summed over venues;
 2. the observed map and the Hawkes estimator learn the liquidations, in time order across
@@ -39,7 +40,7 @@ from cascadewatch.detectors.depth import DepthMonitor
 from cascadewatch.detectors.drivers import Driver, describe
 from cascadewatch.detectors.hawkes import HawkesEstimator
 from cascadewatch.detectors.labels import CascadeLabeler
-from cascadewatch.detectors.liqmap_estimated import EstimatedLiquidationMap
+from cascadewatch.detectors.liqmap_estimated import EstimatedLiquidationMap, MapLearning
 from cascadewatch.detectors.liqmap_observed import ObservedLiquidationMap
 from cascadewatch.detectors.policy import (
     AlertPolicy,
@@ -129,6 +130,7 @@ class AssetDetectors:
                 half_life_s=c.map_half_life_s,
                 dense_multiple=c.dense_multiple,
                 min_cluster_usd=c.min_cluster_usd,
+                learning=MapLearning(seed_share=c.map_seed_share, seed_spread_bps=c.map_seed_spread_bps),
             )
         return estimated
 
@@ -312,6 +314,9 @@ class AssetDetectors:
             estimated.learn_trade(state.buy_usd / state.buy_qty, state.buy_qty, "buy")
         if state.sell_qty > 0:
             estimated.learn_trade(state.sell_usd / state.sell_qty, state.sell_qty, "sell")
+        # the second's liquidations on this venue, before the mark that crossed their levels
+        for ts, liq_price, qty, side in state.liqs:
+            estimated.learn_liquidation(liq_price, liq_price * qty, side, ns_to_s(ts))
         reference = state.mark or state.price
         if state.oi_qty is not None:
             estimated.learn_oi(state.oi_qty, t + 0.9, reference)

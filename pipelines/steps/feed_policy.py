@@ -2,9 +2,13 @@
 
 Per venue instrument, from the ``feed`` entries of its :class:`~cascadewatch.pipelines.steps.items.InstrumentState`:
 
-- trigger (``warning``) on the first ``gap``, ``disconnect``, ``stale`` or ``error``;
+- trigger (``warning``) on the first ``gap``, ``disconnect``, ``stale``, ``error``,
+  ``interrupted`` (frames dropped, a connection without the book closed) or ``invalid`` (the
+  book waited for a snapshot longer than ``[live] book_alert_s``; the entry names the cause:
+  HTTP status, timeout, queue drops);
 - resolve at the first later second with no such entry whose book is valid again (or, for a
-  stream that never had a valid book, that simply has data again).
+  stream that never had a valid book, that simply has data again). An incident opened by a
+  ``gap`` or an ``invalid`` book resolves only on a valid book.
 
 ``dedup_key = "<asset>:feed:<venue>"``; ``direction`` is ``null``: a feed problem has none.
 Ids come from content (:func:`~cascadewatch.connectors.outputs.alert_id`), as for cascade alerts.
@@ -15,7 +19,9 @@ from __future__ import annotations
 from cascadewatch.connectors.outputs import Alert, alert_id
 from cascadewatch.pipelines.steps.items import InstrumentState
 
-PROBLEM_STATES = ("gap", "disconnect", "stale", "error")
+PROBLEM_STATES = ("gap", "disconnect", "stale", "error", "interrupted", "invalid")
+BOOK_PROBLEMS = ("gap", "invalid")
+"""Incidents that only a valid book resolves."""
 
 
 def _problems(state: InstrumentState) -> list[str]:
@@ -46,11 +52,15 @@ class FeedPolicy:
             if problems and incident is None:
                 self.open[key] = (second_ms, problems[0])
                 alerts.append(self._alert(state, second_ms, "trigger", second_ms, problems[0]))
-            elif incident is not None and not problems and (state.book_valid or key not in self.had_book):
+            elif incident is not None and not problems and (state.book_valid or not self._needs_book(key, incident[1])):
                 del self.open[key]
                 opened_ts, problem = incident
                 alerts.append(self._alert(state, second_ms, "resolve", opened_ts, problem))
         return alerts
+
+    def _needs_book(self, key: str, problem: str) -> bool:
+        """Whether only a valid book resolves this incident."""
+        return key in self.had_book or problem.split(":", 1)[0] in BOOK_PROBLEMS
 
     def _alert(self, state: InstrumentState, ts: int, action: str, opened_ts: int, problem: str) -> Alert:
         dedup_key = f"{self.asset}:feed:{state.venue}"

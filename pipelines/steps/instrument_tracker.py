@@ -231,6 +231,21 @@ class InstrumentTracker:
             liqs=tuple(self.liqs),
             bids=near_bids if book.valid else None,
             asks=near_asks if book.valid else None,
+            book_cover_bps=_cover_bps(bids, asks),
         )
         self._reset_flow()
         return second
+
+
+def _cover_bps(bids: Any, asks: Any) -> float | None:
+    """Reach of a two-sided book from its mid, bps, on its shorter side: ``min(mid - deepest
+    bid, deepest ask - mid) / mid * 1e4``; ``None`` when a side is empty (invalid book).
+
+    >>> import numpy as np
+    >>> _cover_bps(np.array([[99.0, 1.0], [98.0, 1.0]]), np.array([[101.0, 1.0], [101.5, 1.0]]))
+    150.0
+    """
+    if not len(bids) or not len(asks):
+        return None
+    mid = (float(bids[0, 0]) + float(asks[0, 0])) / 2.0
+    return min(mid - float(bids[-1, 0]), float(asks[-1, 0]) - mid) / mid * 10_000.0

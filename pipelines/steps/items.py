@@ -51,6 +51,10 @@ class InstrumentState(msgspec.Struct, frozen=True, gc=False, tag="instrument_sta
     asks: Any = None
     """Book levels within :data:`BOOK_RANGE_BPS` of the mid, ``(n, 2)`` arrays of ``(price, qty)``,
     best first; ``None`` when the book is invalid."""
+    book_cover_bps: float | None = None
+    """How far from the mid the valid book reaches on its shorter side (bps): the distance of
+    its deepest bid or ask level, whichever is nearer. Below ``max(DEPTH_BANDS_BPS)`` the
+    widest depth band is partial (a lower bound). ``None`` for an invalid or one-sided book."""
 
 
 class AssetSecond(msgspec.Struct, frozen=True, gc=False, tag="asset_second"):
