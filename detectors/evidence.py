@@ -248,8 +248,8 @@ def fit_evidence_model(
     families = tuple(family_of(name) for name in names)
     summed = np.zeros(n)
     for fam in sorted(set(families)):
-        cols = [i for i, f in enumerate(families) if f == fam]
-        summed += np.clip(Z[:, cols] @ weights[cols], -cap, cap)
+        members = [i for i, f in enumerate(families) if f == fam]
+        summed += np.clip(Z[:, members] @ weights[members], -cap, cap)
     platt, _ = newton_logistic(np.column_stack([summed, np.ones(n)]), yv, np.array([1e-6, 0.0]))
     if platt[0] > 1.0:  # a scale above 1 would lift a family past the cap: keep a = 1, refit c
         shift, _ = newton_logistic(np.ones((n, 1)), yv, np.zeros(1), offset=summed)

@@ -24,6 +24,7 @@ import sys
 import time
 from importlib import metadata, resources
 from pathlib import Path
+from typing import Any
 
 from cascadewatch.detectors.probability import DEFAULT_FEATURES
 from cascadewatch.pipelines.config import Config
@@ -68,7 +69,7 @@ def build_default_model(
     simulate_runs(runs, workers, log=log)
     samples = collect_runs(runs, DEFAULT_FEATURES, config, workers, log=log)
     model, stats = fit_runs(samples, DEFAULT_FEATURES, horizon, l2=DEFAULT_L2, cap=DEFAULT_CAP)
-    info = {
+    info: dict[str, Any] = {
         "recordings": [
             {
                 "recording": s.run.recording.name,
@@ -88,7 +89,7 @@ def build_default_model(
     path = out_dir / "cascade-model.pkl"
     save_model(path, {"down": model, "up": copy.deepcopy(model)}, horizon, info)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    manifest = {
+    manifest: dict[str, Any] = {
         "file": path.name,
         "sha256": digest,
         "version": digest[:12],

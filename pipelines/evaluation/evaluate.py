@@ -9,6 +9,7 @@ run (``map``) and pooled over all runs (``map_pooled``).
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 from collections.abc import Sequence
@@ -76,7 +77,7 @@ def evaluate(
                     alerts_out=out / "alerts.jsonl",
                     snapshots_out=out / "snapshots.jsonl",
                     progress=advance,
-                    on_sample=None if truths is not None else lambda item, into=online: _keep_cascade(into, item),
+                    on_sample=None if truths is not None else functools.partial(_keep_cascade, online),
                 ),
             )
             alerts = read_jsonl(out / "alerts.jsonl")
