@@ -67,8 +67,8 @@ def loopback_addresses(processes: int) -> str:
 
 RECOVERY_LAYOUT = 4
 """Version of the state that recovery snapshots pickle: 4 since the estimated liquidation map
-keeps one grid per leverage tier, 3 when ``InstrumentSecond`` became ``InstrumentState``, 2 when the modules moved under ``cascadewatch`` (release 0.1.0 wrote
-layout 1, with no marker file)."""
+keeps one grid per leverage tier, 3 when ``InstrumentSecond`` became ``InstrumentState``, 2 when
+the modules moved under ``cascadewatch`` (release 0.1.0 wrote layout 1, with no marker file)."""
 RECOVERY_MARKER = "cascadewatch-recovery.json"
 
 
