@@ -266,3 +266,18 @@ def deliver(config: Any, alerts: list[dict[str, Any]], timeout: float = 10.0) ->
     finally:
         worker.stop()
     return Outbox(config.outbox)
+
+
+def alerts_cli(argv: list[str]) -> tuple[int, str]:
+    """Run ``cascadewatch alerts ...`` (or ``tail``) in process: exit code and the console text."""
+    import argparse
+
+    from rich.console import Console
+
+    from cascadewatch.pipelines.cli.alerts import add_commands, run
+
+    parser = argparse.ArgumentParser(prog="cascadewatch")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    console = Console(record=True, width=300, color_system=None)
+    code = run(parser.parse_args(argv), console)
+    return code, console.export_text()

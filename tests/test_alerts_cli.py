@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from alert_fakes import PD_INVALID, FakePagerDuty, FakeSlack, FakeWebhook, make_alert
-from rich.console import Console
+from alert_fakes import alerts_cli as cli
 
 from cascadewatch.connectors.alerts.config import (
     AlertsConfig,
@@ -16,22 +16,10 @@ from cascadewatch.connectors.alerts.config import (
 )
 from cascadewatch.connectors.alerts.outbox import Outbox
 from cascadewatch.connectors.alerts.routing import Router
-from cascadewatch.pipelines.cli.alerts import main, run
+from cascadewatch.pipelines.cli.alerts import main
 
 KEY = "R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY00"
 SLACK_PATH = "/services/T0SECRET/B0SECRET/zzzzSECRETzzzz"
-
-
-def cli(argv: list[str]) -> tuple[int, str]:
-    import argparse
-
-    from cascadewatch.pipelines.cli.alerts import add_commands
-
-    parser = argparse.ArgumentParser(prog="cascadewatch")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    console = Console(record=True, width=300, color_system=None)
-    code = run(parser.parse_args(argv), console)
-    return code, console.export_text()
 
 
 def write_config(

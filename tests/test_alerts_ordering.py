@@ -7,27 +7,17 @@ retried; a delivery that failed for good is superseded by any later one of its k
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pytest
 from alert_fakes import FakePagerDuty, make_alert
-from rich.console import Console
+from alert_fakes import alerts_cli as cli
 
 from cascadewatch.connectors.alerts.config import load_alerts_config
 from cascadewatch.connectors.alerts.outbox import SUPERSEDED, Outbox
 from cascadewatch.connectors.alerts.routing import Router
-from cascadewatch.pipelines.cli.alerts import add_commands, run
 
 KEY = "R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY00"
-
-
-def cli(argv: list[str]) -> tuple[int, str]:
-    parser = argparse.ArgumentParser(prog="cascadewatch")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    console = Console(record=True, width=300, color_system=None)
-    code = run(parser.parse_args(argv), console)
-    return code, console.export_text()
 
 
 def write_config(tmp_path: Path, pd_url: str) -> Path:

@@ -8,7 +8,6 @@ substring of 8 characters of the secret part (for URLs: everything after the hos
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import logging
@@ -17,12 +16,11 @@ from pathlib import Path
 
 import pytest
 from alert_fakes import Answer, FakePagerDuty, FakeSlack, FakeWebhook, enqueue, make_alert, wait_until
-from rich.console import Console
+from alert_fakes import alerts_cli as cli
 
 from cascadewatch.connectors.alerts.config import AlertsConfig, load_alerts_config
 from cascadewatch.connectors.alerts.secrets import redact, secret_fragments
 from cascadewatch.connectors.alerts.worker import DeliveryWorker
-from cascadewatch.pipelines.cli.alerts import add_commands, run
 
 SLACK_PATH = "/services/T0SECRET1/B0SECRET2/zzzzSECRETzzzzSECRETzz"
 HOOK_PATH = "/hooks/tok-9f8e7d6c5b4a3210"
@@ -33,14 +31,6 @@ PD_KEY = "R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY00"
 def leaks(text: str, secrets: list[str]) -> list[str]:
     """The 8-character pieces of ``secrets`` found in ``text``."""
     return [s[i : i + 8] for s in secrets for i in range(len(s) - 7) if s[i : i + 8] in text]
-
-
-def cli(argv: list[str]) -> tuple[int, str]:
-    parser = argparse.ArgumentParser(prog="cascadewatch")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    console = Console(record=True, width=300, color_system=None)
-    code = run(parser.parse_args(argv), console)
-    return code, console.export_text()
 
 
 def write_config(tmp_path: Path, pd_url: str) -> Path:

@@ -9,6 +9,7 @@ import pickle
 import msgspec
 import pytest
 
+from cascadewatch.connectors.outputs import ALERT_HEADER
 from cascadewatch.detectors.drivers import Driver
 from cascadewatch.detectors.policy import AlertPolicy, AssetReadout, DirectionReadout
 
@@ -109,18 +110,7 @@ def test_hysteresis_hold_cooldown_escalate_resolve_sequence():
 
 def test_alert_shape_key_order_and_evidence():
     a = run(make_policy())[0]
-    assert list(a)[:10] == [
-        "type",
-        "id",
-        "dedup_key",
-        "action",
-        "severity",
-        "kind",
-        "asset",
-        "direction",
-        "ts",
-        "summary",
-    ]
+    assert list(a)[:10] == list(ALERT_HEADER)  # the header's names: tests/test_output_contract.py
     assert a["probability"] == 0.35
     assert a["level"] == 64_150.0 and a["distance_bps"] == 130.8
     assert a["notional_at_risk_usd"] == 123_400_000.0 and a["cluster_usd"] == 48_200_000.0

@@ -65,10 +65,10 @@ def loopback_addresses(processes: int) -> str:
             sock.close()
 
 
-RECOVERY_LAYOUT = 3
-"""Version of the state that recovery snapshots pickle: 3 since ``InstrumentSecond`` became
-``InstrumentState``, 2 when the modules moved under ``cascadewatch`` (release 0.1.0 wrote
-layout 1, with no marker file)."""
+RECOVERY_LAYOUT = 4
+"""Version of the state that recovery snapshots pickle: 4 since the estimated liquidation map
+keeps one grid per leverage tier, 3 when ``InstrumentSecond`` became ``InstrumentState``, 2 when
+the modules moved under ``cascadewatch`` (release 0.1.0 wrote layout 1, with no marker file)."""
 RECOVERY_MARKER = "cascadewatch-recovery.json"
 
 
@@ -79,7 +79,7 @@ class RecoveryDirError(ValueError):
 def check_recovery_layout(directory: Path) -> None:
     """Refuse ``directory`` if it holds snapshots of another state layout; mark a new one.
 
-    The marker ``cascadewatch-recovery.json`` (``{"layout": 3}``) is written before any
+    The marker ``cascadewatch-recovery.json`` (``{"layout": 4}``) is written before any
     partition file, so a cluster process that sees a partition also sees the marker.
     """
     marker = directory / RECOVERY_MARKER
