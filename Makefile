@@ -36,7 +36,10 @@ deps:
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
 
+# The peer (cryptofeed, the `bench` extra) is installed here only, not by the other targets.
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m cascadewatch.pipelines.bench.peer
 	$(BIN)/python -m cascadewatch.pipelines.bench.replay
 	$(BIN)/python -m cascadewatch.pipelines.bench.live
 

@@ -115,7 +115,7 @@ def desk_recordings(
         bench_recording(-(-min_frames // len(assets)), out_dir, SEED + i, f"asset{i}")[0] for i in range(len(assets))
     ]
     merged = heapq.merge(
-        *(_renamed(RecordingReader(path), asset) for path, asset in zip(per_asset, assets, strict=True)),
+        *(renamed(RecordingReader(path), asset) for path, asset in zip(per_asset, assets, strict=True)),
         key=lambda f: f[0],
     )
     paths, frames = write_by_venue(merged, out_dir / f"desk-{min_frames}", f"the desk market {assets}")
@@ -123,7 +123,7 @@ def desk_recordings(
     return paths, frames
 
 
-def _renamed(reader: RecordingReader, asset: str) -> Iterator[tuple[int, str, bytes]]:
+def renamed(reader: RecordingReader, asset: str) -> Iterator[tuple[int, str, bytes]]:
     """``reader``'s frames as ``(recv, source, payload)`` with BTC renamed to ``asset``."""
     upper, lower = asset.encode(), asset.lower().encode()
     for frame in reader:

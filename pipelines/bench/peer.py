@@ -1,0 +1,192 @@
+"""``make bench``: cascadewatch end to end against the peer, cryptofeed 2.4.1, on the same frames.
+
+1. Simulates Binance USD-M alone, three perpetuals (BTCUSDT, ETHUSDT, SOLUSDT: the busy bench
+   market of :mod:`~cascadewatch.pipelines.bench.replay` on Binance only, other seeds, symbols
+   renamed), books every 100 ms: depth diffs, aggTrades, markPrice, some forceOrder, the REST
+   depth snapshots that bootstrap the books. One recording of at least 1,000,000 frames
+   (cached in ``.bench/``).
+2. Bare decode: reads the recording and ``msgspec.json.decode``s every payload (file read and
+   decompression included): the ceiling for any Python consumer of these frames.
+3. The peer: cryptofeed's ``BinanceFutures.message_handler`` (the ``[bench]`` extra) fed every
+   websocket frame of the recording, read from the same file, as its connection would hand
+   them over; its L2 books kept from the recorded REST depth snapshots (its REST client answers
+   from the recording: no network). It normalizes (``Trade``, ``Liquidation``, ``Funding``,
+   the ``OrderBook`` with its delta) and nothing else: no callbacks, no analytics.
+4. cascadewatch end to end on the same file (``cascadewatch replay --speed max`` in a fresh
+   process: books, per-second state, detectors, snapshots, alerts, JSONL), timed as in
+   :func:`~cascadewatch.pipelines.bench.replay.measure_replay`.
+
+Prints the rates, cascadewatch's ratio to the peer and to the bare decode, and a desk-day
+figure: how many times faster than real time a desk's day replays, 20 perpetuals on three
+venues at :data:`DESK_DAY_FRAMES` frames a day. Targets (issue 15): end to end at least 1.5x
+the peer (moonshot 3x) and at least 0.25 of the bare decode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import heapq
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import msgspec
+
+from cascadewatch.connectors.recording import RecordingReader
+from cascadewatch.pipelines.bench.replay import BENCH_DIR, measure_replay, renamed, write_by_venue
+
+SYMBOLS = ("BTC", "ETH", "SOL")
+"""The perpetuals of the peer bench (``<asset>USDT``); BTC is the simulated market itself."""
+SEED = 11
+DESK_DAY_FRAMES = 100_000_000
+"""Frames a busy desk day brings: three venues x 20 perpetuals (issue 15), about 1,157 frames/s."""
+PEER_VERSION = "2.4.1"
+
+
+def binance_recording(min_frames: int, out_dir: Path = BENCH_DIR) -> tuple[Path, int]:
+    """A cached Binance USD-M recording of :data:`SYMBOLS`, at least ``min_frames`` frames; its path and count.
+
+    Each symbol is the busy bench market (``multi-venue`` on Binance alone, 10x the untracked
+    order flow, books every 100 ms) simulated with seed ``SEED + i`` and renamed from BTC.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = out_dir / f"binance-{min_frames}"
+    meta = stem.with_suffix(".json")
+    if meta.exists():
+        recorded = json.loads(meta.read_text())
+        return Path(recorded["path"]), recorded["frames"]
+    per_symbol_s = min_frames / len(SYMBOLS) / 65.0 * 1.05  # about 65 frames/s per symbol
+    while True:
+        paths, frames = _simulate(per_symbol_s, stem, out_dir)
+        if frames >= min_frames:
+            break
+        per_symbol_s *= min_frames / max(frames, 1) * 1.05
+    meta.write_text(json.dumps({"frames": frames, "path": str(paths[0])}))
+    return paths[0], frames
+
+
+def _simulate(per_symbol_s: float, stem: Path, out_dir: Path) -> tuple[list[Path], int]:
+    """Simulate each of :data:`SYMBOLS` for ``per_symbol_s`` seconds and merge them into ``stem``."""
+    from cascadewatch.pipelines.simulate.runner import run_scenario
+    from cascadewatch.pipelines.simulate.scenarios import SCENARIOS
+
+    scenario = replace(
+        SCENARIOS["multi-venue"].with_venues(("binance-usdm",)), activity=10.0, step_s=0.1, duration_s=per_symbol_s
+    )
+    parts = []
+    for i in range(len(SYMBOLS)):
+        part = out_dir / f"{stem.name}-part{i}.rec.zst"
+        print(f"simulating Binance USD-M for {per_symbol_s:,.0f} s (seed {SEED + i}) ...", file=sys.stderr)
+        run_scenario(scenario, SEED + i, part)
+        parts.append(part)
+    merged = heapq.merge(
+        *(renamed(RecordingReader(path), asset) for path, asset in zip(parts, SYMBOLS, strict=True)),
+        key=lambda f: f[0],
+    )
+    paths, frames = write_by_venue(merged, stem, f"Binance USD-M {'/'.join(SYMBOLS)}")
+    for part in parts:
+        part.unlink()
+    return paths, frames
+
+
+def bare_decode_rate(path: Path) -> float:
+    """Frames per second of reading ``path`` and ``msgspec.json.decode`` of every payload."""
+    decode = msgspec.json.decode
+    started = time.perf_counter()
+    count = 0
+    for frame in RecordingReader(path):
+        decode(frame.payload)
+        count += 1
+    return count / (time.perf_counter() - started)
+
+
+def peer_rate(path: Path) -> float | None:
+    """Frames per second of cryptofeed's ``BinanceFutures`` normalizing ``path``; ``None`` without cryptofeed.
+
+    Every frame of the file is read (the rate counts them all, as the other figures do); the
+    websocket frames go to ``message_handler``; the REST depth snapshots are kept per symbol
+    and served to the feed's REST client when it asks for a book (on the first diff and after
+    a gap), so its books start where the recording's do.
+    """
+    try:
+        from cryptofeed.defines import BINANCE_FUTURES
+        from cryptofeed.exchanges.binance_futures import BinanceFutures
+        from cryptofeed.symbols import Symbols
+    except ImportError:
+        return None
+    Symbols.set(BINANCE_FUTURES, {f"{s}-USDT-PERP": f"{s}USDT" for s in SYMBOLS}, {})
+    snapshots: dict[str, str] = {}
+
+    async def read_snapshot(address: str, **_kwargs: object) -> str:
+        return snapshots[address.split("symbol=", 1)[1].split("&", 1)[0]]
+
+    feed = BinanceFutures(symbols=[f"{s}-USDT-PERP" for s in SYMBOLS], channels=["l2_book", "trades"])
+    feed.http_conn.read = read_snapshot  # its REST client answers from the recording
+
+    async def run() -> int:
+        handler = feed.message_handler
+        count = 0
+        for frame in RecordingReader(path):
+            count += 1
+            if frame.source == "binance-usdm":
+                text = frame.payload.decode()
+                if text.startswith('{"stream"'):
+                    await handler(text, None, frame.recv / 1e9)
+            elif frame.source == "binance-usdm!rest":
+                rest = msgspec.json.decode(frame.payload)
+                if rest["path"].startswith("/fapi/v1/depth"):
+                    body = rest["body"]
+                    symbol = rest["path"].split("symbol=", 1)[1].split("&", 1)[0]
+                    snapshots[symbol] = body if isinstance(body, str) else msgspec.json.encode(body).decode()
+        return count
+
+    started = time.perf_counter()
+    count = asyncio.run(run())
+    return count / (time.perf_counter() - started)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the peer benchmark (``python -m cascadewatch.pipelines.bench.peer``); returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="python -m cascadewatch.pipelines.bench.peer",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--frames", type=int, default=1_000_000, help="size of the recording")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each measure; the best is kept")
+    args = parser.parse_args(argv)
+
+    path, frames = binance_recording(args.frames)
+    bare = max(bare_decode_rate(path) for _ in range(args.repeat))
+    peers = [peer_rate(path) for _ in range(args.repeat)]
+    runs = [measure_replay([path], frames) for _ in range(args.repeat)]
+    e2e = max(run.rate for run in runs)
+    processing = max(run.processing_rate for run in runs)
+
+    print(f"recording: {path} ({frames:,} frames, Binance USD-M {'/'.join(SYMBOLS)}, seeds {SEED}-{SEED + 2})")
+    print(f"bare read + msgspec decode   : {bare:12,.0f} frames/s")
+    if peers[0] is None:
+        print(f"cryptofeed {PEER_VERSION}             :  not installed (pip install -e '.[bench]')")
+    else:
+        peer = max(p for p in peers if p is not None)
+        print(f"cryptofeed {PEER_VERSION} normalize   : {peer:12,.0f} frames/s   (ratio to bare {peer / bare:.3f})")
+    print(f"cascadewatch end to end      : {e2e:12,.0f} frames/s   (processing {processing:,.0f})")
+    if peers[0] is not None:
+        print(
+            f"ratio cascadewatch / peer    : {e2e / peer:12.2f}x  (target >= 1.5x, moonshot 3x; "
+            f"processing {processing / peer:.2f}x)"
+        )
+    print(f"ratio cascadewatch / bare    : {e2e / bare:12.3f}   (target >= 0.25; processing {processing / bare:.3f})")
+    day_s = 86_400.0
+    print(
+        f"desk day (3 venues x 20 perpetuals, {DESK_DAY_FRAMES / day_s:,.0f} frames/s): "
+        f"{e2e / (DESK_DAY_FRAMES / day_s):.0f}x real time, a day in {DESK_DAY_FRAMES / e2e / 60:.1f} min"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
