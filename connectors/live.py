@@ -197,10 +197,6 @@ class FrameQueue:
 # ------------------------------------------------------------------------------ venue runner
 
 
-class FeedStartError(RuntimeError):
-    """No venue of this process connected within ``[live] startup_timeout_s``."""
-
-
 class StartupWatch:
     """The venue feeds of one process at start: :meth:`check` says the start failed (and keeps
     the reason in :attr:`error`, naming each venue's last problem) when none has connected

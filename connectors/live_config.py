@@ -46,6 +46,12 @@ def endpoint_problem(url: str, schemes: tuple[str, ...]) -> str | None:
     return None
 
 
+class FeedStartError(RuntimeError):
+    """No venue of this process connected within ``[live] startup_timeout_s`` (raised by
+    :func:`cascadewatch.pipelines.run.live.run_live`; defined here, with the setting, so the CLI
+    names it without loading the feeds)."""
+
+
 class BackoffConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Reconnect delays: ``min(max_s, initial_s * factor**attempt)`` times ``1 ± jitter``.
 

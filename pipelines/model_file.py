@@ -30,9 +30,10 @@ import os
 import pickle
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cascadewatch.detectors.probability import CascadeProbability, feature_names
+if TYPE_CHECKING:  # river and scipy load only when a model is loaded or checked (CLI start-up)
+    from cascadewatch.detectors.probability import CascadeProbability
 
 __all__ = [
     "FORMAT",
@@ -125,6 +126,8 @@ def load_model(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: not a cascadewatch model file")
     if payload.get("version") != VERSION:
         raise ValueError(f"{path}: model format version {payload.get('version')}, this cascadewatch reads {VERSION}")
+    from cascadewatch.detectors.probability import CascadeProbability
+
     models = payload.get("models", {})
     if set(models) != set(DIRECTIONS) or not all(isinstance(m, CascadeProbability) for m in models.values()):
         raise ValueError(f"{path}: a model file needs one CascadeProbability per direction (down, up)")
@@ -136,6 +139,8 @@ def model_classifiers(
 ) -> dict[str, CascadeProbability]:
     """The per-direction classifiers of the model file at ``path``, checked against ``horizon_s``
     and against the features the detectors give (crowding windows ``crowding_windows_s``)."""
+    from cascadewatch.detectors.probability import feature_names
+
     payload = load_model(path)
     if float(payload["horizon_s"]) != float(horizon_s):
         raise ValueError(

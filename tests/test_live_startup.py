@@ -10,8 +10,7 @@ import pytest
 from live_fakes import FakeBinance, SimBook
 from live_support import FAST_BACKOFF
 
-from cascadewatch.connectors.live import FeedStartError
-from cascadewatch.connectors.live_config import LiveConfig, VenueConfig
+from cascadewatch.connectors.live_config import FeedStartError, LiveConfig, VenueConfig
 from cascadewatch.pipelines.cli.live import main as live_main
 from cascadewatch.pipelines.config import Config
 from cascadewatch.pipelines.run.live import LiveOptions, record, run_live

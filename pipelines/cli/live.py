@@ -19,10 +19,8 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from cascadewatch.connectors.live import FeedStartError
-from cascadewatch.connectors.live_config import LiveConfig
+from cascadewatch.connectors.live_config import FeedStartError, LiveConfig
 from cascadewatch.connectors.venues.registry import VENUE_NAMES
-from cascadewatch.pipelines.config import ConfigError
 from cascadewatch.pipelines.run.cluster import add_cluster_arguments
 
 COMMANDS = ("record", "run")
@@ -102,7 +100,7 @@ def handle(args: argparse.Namespace, console: Console | None = None) -> int:
             return _record(args, console)
         if args.command == "run":
             return _run(args, console)
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError) as exc:  # ValueError includes the config's ConfigError
         console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return 2
     except (FeedStartError, OSError) as exc:  # no venue reachable; an I/O error (a full disk): one line

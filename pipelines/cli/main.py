@@ -12,12 +12,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from cascadewatch.detectors.evidence import DEFAULT_CAP, DEFAULT_L2
 from cascadewatch.pipelines.cli import alerts as alerts_cli
 from cascadewatch.pipelines.cli import live as live_cli
 from cascadewatch.pipelines.cli import simulate as simulate_cli
-from cascadewatch.pipelines.config import ConfigError, load_config
 from cascadewatch.pipelines.run.cluster import add_cluster_arguments, positive_int
+
+# Each command imports what it runs (the dataflow, detectors, river, scipy, numpy, Bytewax) when
+# it runs: `cascadewatch --help` and `tail` start without them (tests/test_cli_imports.py).
 
 DESCRIPTION = """\
 cascadewatch: real-time early warning for liquidation cascades on crypto derivatives venues.
@@ -148,13 +149,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated feature names (default: the scale-free set of cascadewatch.pipelines.evaluation.train)",
     )
     train.add_argument(
-        "--l2", type=float, default=DEFAULT_L2, help=f"L2 penalty on the standardised weights (default {DEFAULT_L2:g})"
+        "--l2",
+        type=float,
+        default=None,
+        help="L2 penalty on the standardised weights (default: cascadewatch.detectors.evidence.DEFAULT_L2)",
     )
     train.add_argument(
         "--cap",
         type=float,
-        default=DEFAULT_CAP,
-        help=f"bound of each feature family's evidence, log-odds (default {DEFAULT_CAP:g}; inf: none)",
+        default=None,
+        help="bound of each feature family's evidence, log-odds (default: cascadewatch.detectors.evidence."
+        "DEFAULT_CAP; inf: none)",
     )
 
     alerts_cli.add_commands(commands)
@@ -181,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             return alerts_cli.run(args, console)
         if args.command in live_cli.COMMANDS:
             return live_cli.handle(args, console)
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError) as exc:  # ValueError includes the config's ConfigError
         console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return 2
     except OSError as exc:  # while running (an output on a full disk): one line naming the file
@@ -192,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _replay(args: argparse.Namespace, console: Console) -> int:
     from cascadewatch.pipelines.cli.display import alert_table, print_summary
+    from cascadewatch.pipelines.config import load_config
     from cascadewatch.pipelines.run.replay import ReplayOptions, run_replay
 
     config = load_config(args.config)
@@ -220,6 +226,7 @@ def _replay(args: argparse.Namespace, console: Console) -> int:
 
 
 def _evaluate(args: argparse.Namespace, console: Console) -> int:
+    from cascadewatch.pipelines.config import load_config
     from cascadewatch.pipelines.evaluation.evaluate import evaluate, score_table
 
     config = load_config(args.config)
@@ -236,11 +243,15 @@ def _evaluate(args: argparse.Namespace, console: Console) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from cascadewatch.detectors.evidence import DEFAULT_CAP, DEFAULT_L2
+    from cascadewatch.pipelines.config import load_config
     from cascadewatch.pipelines.evaluation.train import DEFAULT_FEATURES, train
 
     config = load_config(args.config)
     features = tuple(f.strip() for f in args.features.split(",") if f.strip()) if args.features else DEFAULT_FEATURES
-    train(args.recordings, args.truth, config, args.out, features=features, l2=args.l2, cap=args.cap)
+    l2 = DEFAULT_L2 if args.l2 is None else args.l2
+    cap = DEFAULT_CAP if args.cap is None else args.cap
+    train(args.recordings, args.truth, config, args.out, features=features, l2=l2, cap=cap)
     return 0
 
 
@@ -286,6 +297,8 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
     from cascadewatch.pipelines.run.replay import ReplayOptions, run_replay
 
     recording = bundled_demo_recording()
+    from cascadewatch.pipelines.config import load_config
+
     config = load_config(None)
     with tempfile.TemporaryDirectory(prefix="cascadewatch-demo-") as scratch:
         out = args.out or Path(scratch)

@@ -17,10 +17,11 @@ import socket
 import tempfile
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bytewax.dataflow import Dataflow
-from bytewax.recovery import RecoveryConfig, init_db_dir
-from bytewax.testing import cluster_main, run_main
+if TYPE_CHECKING:  # Bytewax loads when a flow runs, not when the CLI parses its arguments
+    from bytewax.dataflow import Dataflow
+    from bytewax.recovery import RecoveryConfig
 
 
 def positive_int(text: str) -> int:
@@ -109,6 +110,8 @@ def recovery_store(directory: Path, processes: int = 1, process_id: int = 0) -> 
     only ``part-i`` in its own directory (its own volume, or a directory shared by all).
     A directory of another state layout is refused (:func:`check_recovery_layout`).
     """
+    from bytewax.recovery import RecoveryConfig, init_db_dir
+
     directory.mkdir(parents=True, exist_ok=True)
     check_recovery_layout(directory)
     mine = directory / f"part-{process_id}.sqlite3"
@@ -167,6 +170,8 @@ def _execute(
     epoch_interval: timedelta | None,
     recovery_dir: str | Path | None,
 ) -> None:
+    from bytewax.testing import cluster_main, run_main
+
     processes = len(addresses) if addresses else 1
     recovery = recovery_store(Path(recovery_dir), processes, process_id) if recovery_dir else None
     if recovery is not None and (epoch_interval is None or epoch_interval > timedelta(seconds=1)):

@@ -21,8 +21,8 @@ from typing import Any
 import msgspec
 
 from cascadewatch.connectors import live_metrics
-from cascadewatch.connectors.live import FeedStartError, FrameQueue, LiveSource, StartupWatch, VenueFeed
-from cascadewatch.connectors.live_config import LiveConfig
+from cascadewatch.connectors.live import FrameQueue, LiveSource, StartupWatch, VenueFeed
+from cascadewatch.connectors.live_config import FeedStartError, LiveConfig
 from cascadewatch.connectors.recorder import RotatingRecorder
 from cascadewatch.connectors.venues.registry import venue_module
 from cascadewatch.pipelines.config import Config, ConfigError
@@ -90,7 +90,7 @@ class LiveOptions:
 def run_live(config: Config, live: LiveConfig, options: LiveOptions | None = None) -> ReplaySummary:
     """Run the dataflow on the live feeds of ``live`` (``[live]``) with ``config``.
 
-    Raises :class:`~cascadewatch.connectors.live.FeedStartError` when no venue connected
+    Raises :class:`~cascadewatch.connectors.live_config.FeedStartError` when no venue connected
     within ``[live] startup_timeout_s`` (the run ends then, outputs flushed).
 
     ``options``: duration, outputs and how to run (:class:`LiveOptions`; default: until

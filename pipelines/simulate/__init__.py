@@ -59,12 +59,25 @@ Modules: :mod:`~cascadewatch.pipelines.simulate.market` (the seed's market),
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from cascadewatch.detectors.labels import LabelConfig
-from cascadewatch.pipelines.simulate.runner import SimulationResult, run_scenario
 from cascadewatch.pipelines.simulate.scenarios import SCENARIOS, Scenario
 
+if TYPE_CHECKING:
+    from cascadewatch.detectors.labels import LabelConfig
+    from cascadewatch.pipelines.simulate.runner import SimulationResult
+
 __all__ = ["simulate", "SCENARIOS", "Scenario", "SimulationResult"]
+
+
+def __getattr__(name: str) -> Any:
+    """``SimulationResult`` from the runner, loaded on first use: the CLI lists the scenarios
+    (``cascadewatch --help``) without loading the market model."""
+    if name == "SimulationResult":
+        from cascadewatch.pipelines.simulate.runner import SimulationResult
+
+        return SimulationResult
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def simulate(
@@ -88,6 +101,8 @@ def simulate(
     (with reconnection and a fresh snapshot) and one lost book frame (with the resync) per venue.
     ``progress`` prints a line every 5 % to stderr.
     """
+    from cascadewatch.pipelines.simulate.runner import run_scenario
+
     if isinstance(scenario, str):
         try:
             sc = SCENARIOS[scenario]
