@@ -26,7 +26,7 @@ import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any, TypeGuard, TypeVar
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
@@ -52,16 +52,33 @@ from cascadewatch.pipelines.steps.second_release import SecondReleaser
 from cascadewatch.pipelines.steps.summary import SummarySink
 from cascadewatch.pipelines.steps.tracked_source import MERGE_KEY, TrackedSource
 
+T = TypeVar("T")
 ORDER_KEY = "order"
 STREAM_OF = {"snapshot": "snapshots", "alert": "alerts"}
 """Output item type -> the JSONL stream (file) it is written to."""
 
 
-class MergeLogic(StatefulBatchLogic[Any, AssetSecond | SecondManifest, SecondReleaser]):
-    """Bytewax wrapper of :class:`SecondReleaser`; releases everything at end of input."""
+def snapshot_of(state: T, recovery: bool) -> T | None:
+    """What a step's ``snapshot`` gives Bytewax: a deep copy of ``state`` when the run keeps a
+    recovery store, else ``None``.
 
-    def __init__(self, releaser: SecondReleaser) -> None:
+    Bytewax asks every stateful step for a snapshot at the end of every epoch (10 s of a replay,
+    1 s live) whether or not it stores them; a copy of an asset's detectors costs about 0.3 s
+    here, so a run without recovery does not make one. A step resumed from ``None`` starts fresh,
+    as it would without recovery.
+    """
+    return copy.deepcopy(state) if recovery else None
+
+
+class MergeLogic(StatefulBatchLogic[Any, AssetSecond | SecondManifest, SecondReleaser | None]):
+    """Bytewax wrapper of :class:`SecondReleaser`; releases everything at end of input.
+
+    ``recovery``: whether the run keeps a recovery store (see :meth:`snapshot`).
+    """
+
+    def __init__(self, releaser: SecondReleaser, recovery: bool = True) -> None:
         self.releaser = releaser
+        self.recovery = recovery
 
     def on_batch(self, values: list[list[Any]]) -> tuple[list[AssetSecond | SecondManifest], bool]:
         """Release the seconds that the batches' watermarks close."""
@@ -74,31 +91,39 @@ class MergeLogic(StatefulBatchLogic[Any, AssetSecond | SecondManifest, SecondRel
         """At end of input, release every second still held."""
         return self.releaser.flush(), StatefulBatchLogic.RETAIN
 
-    def snapshot(self) -> SecondReleaser:
-        """A copy of the releaser, for recovery."""
-        return copy.deepcopy(self.releaser)
+    def snapshot(self) -> SecondReleaser | None:
+        """A copy of the releaser, for recovery; ``None`` without a recovery store (see :func:`snapshot_of`)."""
+        return snapshot_of(self.releaser, self.recovery)
 
 
-class AssetLogic(StatefulBatchLogic[AssetSecond, AssetOutput, AssetRisk]):
-    """Bytewax wrapper of :class:`AssetRisk`: one asset's seconds, in order."""
+class AssetLogic(StatefulBatchLogic[AssetSecond, AssetOutput, AssetRisk | None]):
+    """Bytewax wrapper of :class:`AssetRisk`: one asset's seconds, in order.
 
-    def __init__(self, risk: AssetRisk) -> None:
+    ``recovery``: whether the run keeps a recovery store (see :meth:`snapshot`).
+    """
+
+    def __init__(self, risk: AssetRisk, recovery: bool = True) -> None:
         self.risk = risk
+        self.recovery = recovery
 
     def on_batch(self, values: list[AssetSecond]) -> tuple[list[AssetOutput], bool]:
         """The asset's outputs of each released second, in order."""
         return [self.risk.update(value) for value in values], StatefulBatchLogic.RETAIN
 
-    def snapshot(self) -> AssetRisk:
-        """A copy of the asset's risk state, for recovery."""
-        return copy.deepcopy(self.risk)
+    def snapshot(self) -> AssetRisk | None:
+        """A copy of the asset's state, for recovery; ``None`` without a recovery store (see :func:`snapshot_of`)."""
+        return snapshot_of(self.risk, self.recovery)
 
 
-class OrderLogic(StatefulBatchLogic[Any, list[dict[str, Any]], OutputOrderer]):
-    """Bytewax wrapper of :class:`OutputOrderer`; at end of input nothing may be left waiting."""
+class OrderLogic(StatefulBatchLogic[Any, list[dict[str, Any]], OutputOrderer | None]):
+    """Bytewax wrapper of :class:`OutputOrderer`; at end of input nothing may be left waiting.
 
-    def __init__(self, orderer: OutputOrderer) -> None:
+    ``recovery``: whether the run keeps a recovery store (see :meth:`snapshot`).
+    """
+
+    def __init__(self, orderer: OutputOrderer, recovery: bool = True) -> None:
         self.orderer = orderer
+        self.recovery = recovery
 
     def on_batch(self, values: list[Any]) -> tuple[list[list[dict[str, Any]]], bool]:
         """The outputs that are complete, in output order, as one list (none if nothing is ready)."""
@@ -110,9 +135,9 @@ class OrderLogic(StatefulBatchLogic[Any, list[dict[str, Any]], OutputOrderer]):
         self.orderer.check_complete()
         return [], StatefulBatchLogic.RETAIN
 
-    def snapshot(self) -> OutputOrderer:
-        """A copy of the orderer, for recovery."""
-        return copy.deepcopy(self.orderer)
+    def snapshot(self) -> OutputOrderer | None:
+        """A copy of the orderer, for recovery; ``None`` without a recovery store (see :func:`snapshot_of`)."""
+        return snapshot_of(self.orderer, self.recovery)
 
 
 def _route_released(key_value: tuple[str, AssetSecond | SecondManifest]) -> tuple[str, AssetSecond | SecondManifest]:
@@ -132,7 +157,9 @@ class FlowOptions:
     (``[riskfeed]``). ``export_metrics``: per-asset Prometheus gauges. ``primary``: whether
     this process holds the single-partition outputs (process 0 of a cluster); the others hold
     none. ``on_sample``: the detectors' classifier samples and online labels go to it
-    (``cascadewatch train``, one worker in this process, no recovery).
+    (``cascadewatch train``, one worker in this process, no recovery). ``recovery``: whether
+    the run keeps a recovery store; without one the steps hand Bytewax no copies of their
+    state (:func:`snapshot_of`).
     """
 
     alerts_out: Path | None
@@ -144,6 +171,7 @@ class FlowOptions:
     export_metrics: bool = False
     primary: bool = True
     on_sample: Callable[[dict], None] | None = None
+    recovery: bool = True
 
 
 def _is_asset_second(
@@ -165,7 +193,8 @@ def build_flow(
         op.output(step_id, stream, sink if options.primary else held_elsewhere(sink))
 
     flow = Dataflow("cascadewatch")
-    batches = op.input("frames", flow, TrackedSource(source, s_to_ns(config.replay.allowed_lag_s)))
+    recovery = options.recovery
+    batches = op.input("frames", flow, TrackedSource(source, s_to_ns(config.replay.allowed_lag_s), recovery))
     to_merge = op.branch("split_control", batches, lambda item: item[0] == MERGE_KEY)
     control = op.branch("split_stats", to_merge.falses, lambda item: item[0] == STATS_KEY)
     released = op.map(
@@ -173,7 +202,7 @@ def build_flow(
         op.stateful_batch(
             "merge_seconds",
             to_merge.trues,
-            lambda resume: MergeLogic(resume or SecondReleaser(n_partitions)),
+            lambda resume: MergeLogic(resume or SecondReleaser(n_partitions), recovery),
         ),
         _route_released,
     )
@@ -181,14 +210,16 @@ def build_flow(
     asset_outputs = op.stateful_batch(
         "asset_risk",
         by_asset.trues,
-        lambda resume: AssetLogic(resume or AssetRisk(config.detectors, options.on_sample)),
+        lambda resume: AssetLogic(resume or AssetRisk(config.detectors, options.on_sample), recovery),
     )
     to_order = op.merge(
         "to_order_key",
         op.map("asset_outputs", asset_outputs, lambda key_value: (ORDER_KEY, key_value[1])),
         by_asset.falses,
     )
-    merged = op.stateful_batch("order_outputs", to_order, lambda resume: OrderLogic(resume or OutputOrderer()))
+    merged = op.stateful_batch(
+        "order_outputs", to_order, lambda resume: OrderLogic(resume or OutputOrderer(), recovery)
+    )
     ordered = op.flat_map(
         "to_lines", merged, lambda key_value: [to_stream(STREAM_OF[item["type"]], item) for item in key_value[1]]
     )

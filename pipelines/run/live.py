@@ -130,6 +130,7 @@ def run_live(config: Config, live: LiveConfig, options: LiveOptions | None = Non
                 serve_riskfeed=serve_riskfeed,
                 export_metrics=opts.serve_metrics,
                 primary=opts.process_id == 0,
+                recovery=opts.recovery_dir is not None,
             ),
         )
         execute(

@@ -140,6 +140,7 @@ def run_replay(
                 deliver_alerts=opts.deliver_alerts,
                 serve_riskfeed=opts.serve_riskfeed,
                 primary=opts.process_id == 0,
+                recovery=opts.recovery_dir is not None,
                 on_sample=opts.on_sample,
             ),
         )

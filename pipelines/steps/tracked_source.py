@@ -46,11 +46,16 @@ class TrackedPartition(StatefulSourcePartition[tuple[str, list[Any]], dict[str, 
     """One source partition plus the trackers of the instruments it reads."""
 
     def __init__(
-        self, inner: StatefulSourcePartition, allowed_lag_ns: int, trackers: dict[str, InstrumentTracker] | None = None
+        self,
+        inner: StatefulSourcePartition,
+        allowed_lag_ns: int,
+        trackers: dict[str, InstrumentTracker] | None = None,
+        recovery: bool = True,
     ) -> None:
         self.inner = inner
         self.lag = allowed_lag_ns
         self.trackers: dict[str, InstrumentTracker] = trackers or {}
+        self.recovery = recovery
 
     def next_batch(self) -> list[tuple[str, list[Any]]]:
         """The inner batch, its events folded into instrument states, dead letters and a watermark."""
@@ -89,8 +94,10 @@ class TrackedPartition(StatefulSourcePartition[tuple[str, list[Any]], dict[str, 
         return self.inner.next_awake()
 
     def snapshot(self) -> dict[str, Any]:
-        """The resume state: the inner source's and the instrument trackers."""
-        return {"source": self.inner.snapshot(), "trackers": copy.deepcopy(self.trackers)}
+        """The resume state: the inner source's and the instrument trackers (their books); without
+        a recovery store (``recovery=False``) the trackers are not copied: Bytewax asks at every
+        epoch and discards the answer."""
+        return {"source": self.inner.snapshot(), "trackers": copy.deepcopy(self.trackers) if self.recovery else {}}
 
     def close(self) -> None:
         """Close the inner partition."""
@@ -98,11 +105,13 @@ class TrackedPartition(StatefulSourcePartition[tuple[str, list[Any]], dict[str, 
 
 
 class TrackedSource(FixedPartitionedSource[tuple[str, list[Any]], dict[str, Any]]):
-    """``inner``'s partitions, each with its instruments' trackers (see the module docstring)."""
+    """``inner``'s partitions, each with its instruments' trackers (see the module docstring);
+    ``recovery``: whether the run keeps a recovery store (:meth:`TrackedPartition.snapshot`)."""
 
-    def __init__(self, inner: FixedPartitionedSource[Any, Any], allowed_lag_ns: int) -> None:
+    def __init__(self, inner: FixedPartitionedSource[Any, Any], allowed_lag_ns: int, recovery: bool = True) -> None:
         self.inner = inner
         self.allowed_lag_ns = allowed_lag_ns
+        self.recovery = recovery
 
     def list_parts(self) -> list[str]:
         """The inner source's partitions."""
@@ -112,4 +121,4 @@ class TrackedSource(FixedPartitionedSource[tuple[str, list[Any]], dict[str, Any]
         """The inner partition of ``for_part`` wrapped with its trackers, resumed from ``resume_state``."""
         state = resume_state or {}
         inner = self.inner.build_part(step_id, for_part, state.get("source"))
-        return TrackedPartition(inner, self.allowed_lag_ns, state.get("trackers"))
+        return TrackedPartition(inner, self.allowed_lag_ns, state.get("trackers"), self.recovery)
