@@ -30,7 +30,7 @@ import heapq
 import json
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import msgspec
@@ -103,13 +103,31 @@ def bare_decode_rate(path: Path) -> float:
     return count / (time.perf_counter() - started)
 
 
-def peer_rate(path: Path) -> float | None:
-    """Frames per second of cryptofeed's ``BinanceFutures`` normalizing ``path``; ``None`` without cryptofeed.
+@dataclass(frozen=True)
+class PeerRun:
+    """One run of the peer over a recording: frames read, seconds taken, and its L2 books at the
+    end, ``{symbol: (bids, asks)}`` as ``{price: qty}`` floats (to check it kept the same books)."""
+
+    frames: int
+    seconds: float
+    books: dict[str, tuple[dict[float, float], dict[float, float]]]
+
+    @property
+    def rate(self) -> float:
+        """Frames per second."""
+        return self.frames / self.seconds
+
+
+def run_peer(path: Path, symbols: tuple[str, ...] = SYMBOLS) -> PeerRun | None:
+    """cryptofeed's ``BinanceFutures`` normalizing ``path`` (perpetuals ``<symbol>USDT``); ``None``
+    without cryptofeed (the ``[bench]`` extra).
 
     Every frame of the file is read (the rate counts them all, as the other figures do); the
-    websocket frames go to ``message_handler``; the REST depth snapshots are kept per symbol
-    and served to the feed's REST client when it asks for a book (on the first diff and after
-    a gap), so its books start where the recording's do.
+    combined-stream websocket frames go to ``message_handler`` as its connection would hand
+    them over; the recorded REST depth snapshots are served to the feed's REST client when it
+    asks for a book (on a symbol's first diff and after a gap: no network). A symbol's diffs
+    that come before its first recorded snapshot wait for it, as they would queue on the socket
+    while the feed fetched it.
     """
     try:
         from cryptofeed.defines import BINANCE_FUTURES
@@ -117,35 +135,52 @@ def peer_rate(path: Path) -> float | None:
         from cryptofeed.symbols import Symbols
     except ImportError:
         return None
-    Symbols.set(BINANCE_FUTURES, {f"{s}-USDT-PERP": f"{s}USDT" for s in SYMBOLS}, {})
+    Symbols.set(BINANCE_FUTURES, {f"{s}-USDT-PERP": f"{s}USDT" for s in symbols}, {})
     snapshots: dict[str, str] = {}
 
     async def read_snapshot(address: str, **_kwargs: object) -> str:
         return snapshots[address.split("symbol=", 1)[1].split("&", 1)[0]]
 
-    feed = BinanceFutures(symbols=[f"{s}-USDT-PERP" for s in SYMBOLS], channels=["l2_book", "trades"])
+    feed = BinanceFutures(symbols=[f"{s}-USDT-PERP" for s in symbols], channels=["l2_book", "trades"])
     feed.http_conn.read = read_snapshot  # its REST client answers from the recording
 
     async def run() -> int:
         handler = feed.message_handler
+        waiting: dict[str, list[tuple[str, float]]] = {}  # symbol -> diffs before its first snapshot
         count = 0
         for frame in RecordingReader(path):
             count += 1
             if frame.source == "binance-usdm":
                 text = frame.payload.decode()
-                if text.startswith('{"stream"'):
-                    await handler(text, None, frame.recv / 1e9)
+                if not text.startswith('{"stream"'):
+                    continue  # subscription replies: the feed subscribes by URL and never sees one
+                stream = text[11 : text.index('"', 11)]
+                symbol = stream.partition("@")[0].upper()
+                if "@depth" in stream and symbol not in snapshots:
+                    waiting.setdefault(symbol, []).append((text, frame.recv / 1e9))
+                    continue
+                await handler(text, None, frame.recv / 1e9)
             elif frame.source == "binance-usdm!rest":
                 rest = msgspec.json.decode(frame.payload)
                 if rest["path"].startswith("/fapi/v1/depth"):
                     body = rest["body"]
                     symbol = rest["path"].split("symbol=", 1)[1].split("&", 1)[0]
                     snapshots[symbol] = body if isinstance(body, str) else msgspec.json.encode(body).decode()
+                    for text, recv in waiting.pop(symbol, []):
+                        await handler(text, None, recv)
         return count
 
     started = time.perf_counter()
     count = asyncio.run(run())
-    return count / (time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    books = {
+        f"{std.split('-')[0]}{std.split('-')[1]}": (
+            {float(p): float(q) for p, q in book.book.bids.to_dict().items()},
+            {float(p): float(q) for p, q in book.book.asks.to_dict().items()},
+        )
+        for std, book in feed._l2_book.items()
+    }
+    return PeerRun(count, seconds, books)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
 
     path, frames = binance_recording(args.frames)
     bare = max(bare_decode_rate(path) for _ in range(args.repeat))
-    peers = [peer_rate(path) for _ in range(args.repeat)]
+    peers = [run_peer(path) for _ in range(args.repeat)]
     runs = [measure_replay([path], frames) for _ in range(args.repeat)]
     e2e = max(run.rate for run in runs)
     processing = max(run.processing_rate for run in runs)
@@ -171,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     if peers[0] is None:
         print(f"cryptofeed {PEER_VERSION}             :  not installed (pip install -e '.[bench]')")
     else:
-        peer = max(p for p in peers if p is not None)
+        peer = max(p.rate for p in peers if p is not None)
         print(f"cryptofeed {PEER_VERSION} normalize   : {peer:12,.0f} frames/s   (ratio to bare {peer / bare:.3f})")
     print(f"cascadewatch end to end      : {e2e:12,.0f} frames/s   (processing {processing:,.0f})")
     if peers[0] is not None:
