@@ -1,10 +1,11 @@
 """``make bench``: cascadewatch end to end against the peer, cryptofeed 2.4.1, on the same frames.
 
-1. Simulates Binance USD-M alone, three perpetuals (BTCUSDT, ETHUSDT, SOLUSDT: the busy bench
-   market of :mod:`~cascadewatch.pipelines.bench.replay` on Binance only, other seeds, symbols
-   renamed), books every 100 ms: depth diffs, aggTrades, markPrice, some forceOrder, the REST
-   depth snapshots that bootstrap the books. One recording of at least 1,000,000 frames
-   (cached in ``.bench/``).
+1. Simulates Binance USD-M alone, three perpetuals (BTCUSDT, ETHUSDT, SOLUSDT: the
+   ``multi-venue`` market on Binance only, :data:`ACTIVITY` times its untracked order flow,
+   other seeds, symbols renamed), books every 100 ms: depth diffs, aggTrades, markPrice, some
+   forceOrder, the REST depth snapshots that bootstrap the books; about 460 frames per second
+   of market time over the three (issue 15's market). One recording of at least 1,000,000
+   frames (cached in ``.bench/``).
 2. Bare decode: reads the recording and ``msgspec.json.decode``s every payload (file read and
    decompression included): the ceiling for any Python consumer of these frames.
 3. The peer: cryptofeed's ``BinanceFutures.message_handler`` (the ``[bench]`` extra) fed every
@@ -41,31 +42,34 @@ from cascadewatch.pipelines.bench.replay import BENCH_DIR, measure_replay, renam
 SYMBOLS = ("BTC", "ETH", "SOL")
 """The perpetuals of the peer bench (``<asset>USDT``); BTC is the simulated market itself."""
 SEED = 11
+ACTIVITY = 35.0
+"""Untracked order flow, a multiple of the scenario's: about 155 frames/s per symbol."""
 DESK_DAY_FRAMES = 100_000_000
 """Frames a busy desk day brings: three venues x 20 perpetuals (issue 15), about 1,157 frames/s."""
 PEER_VERSION = "2.4.1"
 
 
-def binance_recording(min_frames: int, out_dir: Path = BENCH_DIR) -> tuple[Path, int]:
-    """A cached Binance USD-M recording of :data:`SYMBOLS`, at least ``min_frames`` frames; its path and count.
+def binance_recording(min_frames: int, out_dir: Path = BENCH_DIR) -> tuple[Path, int, float]:
+    """A cached Binance USD-M recording of :data:`SYMBOLS`, at least ``min_frames`` frames: its path,
+    frame count and length in market seconds.
 
-    Each symbol is the busy bench market (``multi-venue`` on Binance alone, 10x the untracked
-    order flow, books every 100 ms) simulated with seed ``SEED + i`` and renamed from BTC.
+    Each symbol is ``multi-venue`` on Binance alone (:data:`ACTIVITY` x the untracked order
+    flow, books every 100 ms) simulated with seed ``SEED + i`` and renamed from BTC.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / f"binance-{min_frames}"
+    stem = out_dir / f"binance-busy-{min_frames}"
     meta = stem.with_suffix(".json")
     if meta.exists():
         recorded = json.loads(meta.read_text())
-        return Path(recorded["path"]), recorded["frames"]
-    per_symbol_s = min_frames / len(SYMBOLS) / 65.0 * 1.05  # about 65 frames/s per symbol
+        return Path(recorded["path"]), recorded["frames"], recorded["market_s"]
+    per_symbol_s = min_frames / len(SYMBOLS) / 150.0 * 1.05  # about 155 frames/s per symbol
     while True:
         paths, frames = _simulate(per_symbol_s, stem, out_dir)
         if frames >= min_frames:
             break
         per_symbol_s *= min_frames / max(frames, 1) * 1.05
-    meta.write_text(json.dumps({"frames": frames, "path": str(paths[0])}))
-    return paths[0], frames
+    meta.write_text(json.dumps({"frames": frames, "path": str(paths[0]), "market_s": per_symbol_s}))
+    return paths[0], frames, per_symbol_s
 
 
 def _simulate(per_symbol_s: float, stem: Path, out_dir: Path) -> tuple[list[Path], int]:
@@ -74,7 +78,7 @@ def _simulate(per_symbol_s: float, stem: Path, out_dir: Path) -> tuple[list[Path
     from cascadewatch.pipelines.simulate.scenarios import SCENARIOS
 
     scenario = replace(
-        SCENARIOS["multi-venue"].with_venues(("binance-usdm",)), activity=10.0, step_s=0.1, duration_s=per_symbol_s
+        SCENARIOS["multi-venue"].with_venues(("binance-usdm",)), activity=ACTIVITY, step_s=0.1, duration_s=per_symbol_s
     )
     parts = []
     for i in range(len(SYMBOLS)):
@@ -194,14 +198,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="runs of each measure; the best is kept")
     args = parser.parse_args(argv)
 
-    path, frames = binance_recording(args.frames)
+    path, frames, market_s = binance_recording(args.frames)
     bare = max(bare_decode_rate(path) for _ in range(args.repeat))
     peers = [run_peer(path) for _ in range(args.repeat)]
     runs = [measure_replay([path], frames) for _ in range(args.repeat)]
     e2e = max(run.rate for run in runs)
     processing = max(run.processing_rate for run in runs)
 
-    print(f"recording: {path} ({frames:,} frames, Binance USD-M {'/'.join(SYMBOLS)}, seeds {SEED}-{SEED + 2})")
+    print(
+        f"recording: {path} ({frames:,} frames, Binance USD-M {'/'.join(SYMBOLS)}, seeds {SEED}-{SEED + 2}, "
+        f"{frames / market_s:,.0f} frames per market second)"
+    )
     print(f"bare read + msgspec decode   : {bare:12,.0f} frames/s")
     if peers[0] is None:
         print(f"cryptofeed {PEER_VERSION}             :  not installed (pip install -e '.[bench]')")
