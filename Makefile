@@ -36,9 +36,13 @@ deps:
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
 
-# The peer (cryptofeed, the `bench` extra) is installed here only, not by the other targets.
-bench: $(STAMP)
+# The peer (cryptofeed, the `bench` extra) is installed for the benchmark only, not by the other targets.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python -m cascadewatch.pipelines.bench.peer
 	$(BIN)/python -m cascadewatch.pipelines.bench.replay
 	$(BIN)/python -m cascadewatch.pipelines.bench.live
