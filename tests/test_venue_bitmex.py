@@ -316,7 +316,7 @@ def test_update_and_delete_find_the_price_by_id_and_chain_the_sequence() -> None
         ("update", level(9, "Buy", 5)),  # an id the book never had
         ("delete", level(9, "Buy")),
         ("insert", level(1, "Buy", 5, 30000.0)),  # an id already in the book
-        ("update", level(1, "Sell", 5)),  # the id on the other side
+        ("update", level(1, "Sell", 5)),  # the id on the other side: another key
     ],
 )
 def test_a_message_breaking_the_id_rule_is_a_gap_until_the_next_partial(action: str, row: dict) -> None:
@@ -337,9 +337,10 @@ def test_a_message_breaking_the_id_rule_is_a_gap_until_the_next_partial(action: 
 
 def test_sample_book_frames_and_an_empty_partial() -> None:
     """tardis-node's orderBookL2 frames (its README: some fields edited): the 2022 partial with
-    ``filter`` and per-row timestamps; an insert of id 8791115350, which that partial holds (as a
-    Sell), and a delete naming 8734110000 as a Buy (a Sell there): both break the id rule; the
-    empty XBTZ21 partial is a future's (skipped, not an error)."""
+    ``filter`` and per-row timestamps; an insert of id 8791115350 as a Buy (the partial holds it
+    as a Sell: levels are keyed by symbol, id *and* side, so it is a new level); a delete naming
+    8734110000 as a Buy (a Sell there), which breaks the id rule; the empty XBTZ21 partial is a
+    future's (skipped, not an error)."""
     msgs = [m for m in samples() if m.get("table") == "orderBookL2"]
     parser = Parser()
     empty_future = msgs[-4]
@@ -355,8 +356,7 @@ def test_sample_book_frames_and_an_empty_partial() -> None:
     assert snapshot.ts == bitmex.timestamp_ns("2022-02-14T07:59:54.829Z") == 1644825594829000000
     assert snapshot.asks == ((42362.0, 1e6 / 42362), (658900.0, 20000 / 658900), (662520.0, 10000 / 662520))
     (inserted,) = parser.parse_ws(json.dumps(insert), RECV).events
-    assert inserted.bids == ((42362.0, 20000 / 42362.0),) and inserted.prev_seq is None
-    parser.parse_ws(json.dumps(partial), RECV)
+    assert inserted.bids == ((42362.0, 20000 / 42362.0),) and inserted.prev_seq == snapshot.seq
     (deleted,) = parser.parse_ws(json.dumps(delete), RECV).events
     assert deleted.asks == ((662520.0, 0.0),) and deleted.prev_seq is None
 

@@ -69,8 +69,9 @@ Perpetuals are ``typ`` ``FFWCSX`` (and ``FFWCSF``); futures and other types are
 
 Book sequence rule
 ------------------
-BitMEX publishes no sequence numbers. Its rule is: the ``partial`` is the book; then every
-``insert`` adds an id not in the book, every ``update``/``delete`` names an id in it; anything
+BitMEX publishes no sequence numbers. Its rule is: the ``partial`` is the book (its ``keys``:
+symbol, id, side); then every ``insert`` adds a key not in the book, every ``update``/``delete``
+names a key in it; anything
 else means messages were lost and the book must be fetched again (resubscribe: a new
 ``partial``). The parser checks that rule with the ids it tracks (:class:`LevelIds`) and writes
 the verdict into the sequence fields: per symbol it numbers its book messages (``seq``), a
@@ -342,7 +343,7 @@ def contract_info(row: RawBitmexInstrument) -> InstrumentInfo | str:
 
 @dataclass
 class _SymbolLevels:
-    ids: dict[int, tuple[bool, float]] = field(default_factory=dict)  # id -> (is_bid, price)
+    ids: dict[tuple[int, bool], float] = field(default_factory=dict)  # (id, is_bid) -> price
     seq: int = 0
     synced: bool = False
     broken: bool = False
@@ -410,8 +411,8 @@ class LevelIds:
         consistent = True
         ts: int | None = None
         for row in rows:
-            is_bid = row.side == "Buy"
-            known = book.ids.get(row.id)
+            key = (row.id, row.side == "Buy")
+            known = book.ids.get(key)
             if row.timestamp is not None:
                 moment = timestamp_ns(row.timestamp)
                 ts = moment if ts is None or moment > ts else ts
@@ -419,18 +420,18 @@ class LevelIds:
                 assert row.price is not None and row.size is not None  # validated in apply()
                 if known is not None and action == "insert":
                     consistent = False
-                book.ids[row.id] = (is_bid, row.price)
+                book.ids[key] = row.price
                 level = (row.price, row.size)
-            elif known is None or known[0] != is_bid:
+            elif known is None:
                 consistent = False
                 continue
             elif action == "update":
                 assert row.size is not None
-                level = (known[1], row.size)
+                level = (known, row.size)
             else:
-                del book.ids[row.id]
-                level = (known[1], 0.0)
-            (bids if is_bid else asks).append(level)
+                del book.ids[key]
+                level = (known, 0.0)
+            (bids if key[1] else asks).append(level)
         book.seq += 1
         if not consistent:
             book.broken = True
