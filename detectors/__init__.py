@@ -32,6 +32,7 @@ CascadeProbability         observe (predict, queue the sample),  advance(t)   pr
                            add_cascade, learn_one, fit
 DepthMonitor               update(bids, asks, t)                              readout()
 CrowdingMonitor            update(t, oi, buy_usd, sell_usd)                   readout()
+PrecursorMonitor           update(t, counts, price, sigma)                    readout()
 RegimeDetector             update(t, price, liquidations, ...)                readout()
 CascadeLabeler             update(ts_ms, price, forced notional)              window_forced, threshold;
                                                                               flush (end of data)
@@ -58,6 +59,8 @@ Contents
   with the leverage mix learned from observed liquidations (:class:`MapLearning`).
 - :class:`DepthMonitor` / :func:`depth_within`: resting notional near the mid and its thinning.
 - :class:`CrowdingMonitor`: leverage build-up per direction from open interest and aggressor flow.
+- :class:`PrecursorMonitor`: the liquidation trickle against its norm and the drift toward the
+  levels, per direction.
 - :func:`cascade_reach` / :class:`CascadeReach`: forced notional and travel of a cascade walk.
 - :class:`HawkesEstimator`: Hawkes intensity and branching ratio of liquidations.
 - :func:`touch_probability`, :class:`RealizedVolatility`, :func:`structural_estimate`,

@@ -11,14 +11,18 @@ Order of work in a second ``t`` (seconds since the epoch, the second ``[t, t + 1
    quantity per side), the venue's liquidations (evidence for its leverage mix), the open
    interest and the mark (which consumes crossed levels);
    the crowding monitor learns the latest open interest of every live venue instrument and
-   the second's aggressive flow summed over venues;
+   the second's voluntary aggressive flow summed over venues (aggressive buys less short
+   liquidations, sells less long liquidations: forced orders close positions, they open none);
 2. the observed map and the Hawkes estimator learn the liquidations, in time order across
-   venues; realized volatility (a fast and a slow EWMA) learns the price;
+   venues; realized volatility (a fast and a slow EWMA) learns the price; the precursor
+   monitor learns the second's liquidation orders per direction and the price (the trickle
+   against its norm, the drift in units of the slow volatility);
 3. at ``t + 1``: depth of the combined book (venues' near books concatenated) and its
    thinning, the regime, the combined estimated map and its nearest dense clusters, the
    structural estimate (touch x carry, reach walked through the combined book; the touch
    uses the larger of the fast and slow volatility) and the classifier per direction on
-   the features of :func:`cascadewatch.detectors.probability.cascade_features`, crowding included;
+   the features of :func:`cascadewatch.detectors.probability.cascade_features`, crowding and
+   precursors included;
    with ``[detectors] model`` the classifiers start pre-trained (``cascadewatch train``);
 4. the label definition (:mod:`cascadewatch.detectors.labels`) sees the second's realized liquidations
    and price; cascades it closes become delayed labels for the classifier;
