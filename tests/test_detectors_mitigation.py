@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from cascadewatch.detectors.liqmap_estimated import Cluster
@@ -12,7 +15,9 @@ from cascadewatch.detectors.mitigation import (
     MitigationMonitor,
     defence_liquidity,
 )
+from cascadewatch.detectors.policy import AlertPolicy, AssetReadout, DirectionReadout
 from cascadewatch.detectors.reach import cascade_reach
+from cascadewatch.pipelines.config import load_config
 
 # A move down from 66 to the trigger at 64 (a power of two: the wall's quantity D / 64 is exact).
 # Bids (price, BTC): 64 x 100 = 6,400 USD, 63 x 100 = 6,300, 62 x 50 = 3,100, 58 x 1,000 = 58,000.
@@ -114,3 +119,27 @@ def test_monitor_readout_combines_the_three_for_a_cluster_pair() -> None:
     # d* = mmr * 1e4 = 76.7 bps: no long level within it (the nearest is 303 bps away)
     assert r.out_of_reach_usd == 0.0
     assert r.breaker.tripped is False
+
+
+def test_cascade_alerts_carry_the_readouts_last_and_rounded() -> None:
+    policy = AlertPolicy(min_hold_s=0, calm_s=0, cooldown_s=0)
+    down = DirectionReadout(
+        prob=0.7,
+        defence_usd=2_200.4,
+        margin_mmr=0.00767081,
+        leverage_cap=65.1821,
+        margin_pushed_usd=1_000_000.6,
+        breaker_since=8_000,
+    )
+    (alert,) = policy.update(AssetReadout(asset="X-USDT", ts=9_000, price=66.0, down=down))
+    item = alert.to_dict()
+    assert list(item)[-5:] == ["defence_usd", "margin_mmr", "leverage_cap", "margin_pushed_usd", "breaker_since"]
+    assert [item[k] for k in list(item)[-5:]] == [2_200.0, 0.007671, 65.18, 1_000_001.0, 8_000]
+
+
+def test_the_documented_config_loads(tmp_path: Path) -> None:
+    doc = (Path(__file__).parents[1] / "docs" / "mitigation.md").read_text()
+    example = re.search(r"```toml\n(.*?)```", doc, re.S).group(1)
+    (tmp_path / "c.toml").write_text(example)
+    config = load_config(tmp_path / "c.toml").detectors.mitigation
+    assert config == MitigationConfig()  # the document shows the defaults
