@@ -127,3 +127,14 @@ def test_simulate_cli_applies_the_lever_and_says_so(tmp_path: Path, capsys: pyte
     assert "mitigation=dynamic-margin" in (tmp_path / "m.rec").read_text().splitlines()[0]
     with pytest.raises(ValueError, match="unknown mitigation"):
         simulate(SCENARIOS["calm"].with_mitigation(Mitigation("prayer")), 1, 10.0, None)
+
+
+def test_grandfathered_margin_liquidates_nobody_at_a_raise(tmp_path: Path) -> None:
+    m = Mitigation("dynamic-margin", margin_new_only=True)
+    result = run_scenario(SCENARIOS["long-squeeze"].with_duration(600.0).with_mitigation(m), 1, None, tmp_path / "t")
+    events = [json.loads(line) for line in (tmp_path / "t").read_text().splitlines()]
+    raises = [e for e in events if e["type"] == "mitigation" and e["event"] == "mmr"]
+    assert raises and all(e["liquidated"] == 0 for e in raises)
+    assert max(e["mmr"] for e in raises) > 0.0065  # above every venue's base rate
+    assert result.mitigation["lever"] == "dynamic-margin (new positions)"
+    assert result.mitigation["margin_liquidated_usd"] == 0.0

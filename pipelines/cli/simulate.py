@@ -87,6 +87,11 @@ def add_lever_arguments(parser: argparse.ArgumentParser) -> None:
         "--margin-step", type=float, default=d.margin_step, metavar="F", help="dynamic margin: largest raise per step"
     )
     g.add_argument(
+        "--margin-new-only",
+        action="store_true",
+        help="dynamic margin: open positions keep their rate; only new positions get the new one and the cap",
+    )
+    g.add_argument(
         "--injection-usd", type=float, default=d.usd, metavar="USD", help="injection: budget per unit of venue scale"
     )
     g.add_argument(
@@ -114,6 +119,7 @@ def levers_from_args(args: argparse.Namespace, names: list[str]) -> list[Mitigat
             every_s=args.margin_every_s,
             margin=margin,
             margin_step=args.margin_step,
+            margin_new_only=args.margin_new_only,
             trigger_bps=args.injection_trigger_bps,
             usd=args.injection_usd,
             injection_band_bps=args.injection_band_bps,

@@ -73,7 +73,7 @@ def run_lab(
         sc = SCENARIOS[name].with_mitigation(m)
         wall = time.perf_counter()
         result = simulate(sc, seed, duration_s, None)
-        lever = m.lever if m is not None else "none"
+        lever = m.label if m is not None else "none"
         metrics = run_metrics(result)
         rows.append({"scenario": name, "seed": seed, "lever": lever, **metrics})
         if progress is not None:

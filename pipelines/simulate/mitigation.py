@@ -18,7 +18,9 @@ Each lever acts inside the venues' mechanics, at every whole second ``t`` of the
   depth within 100 bps and the notional of positions liquidated within 100 bps of the mark;
   the liquidation prices of all open positions move at once (``entry * (1 - 1/L + mmr)``),
   new positions are capped at ``1 / (imr_multiple * mmr)`` leverage, and the positions a
-  raise puts behind the mark are taken over at once: the lever's procyclicality cost.
+  raise puts behind the mark are taken over at once: the lever's procyclicality cost. With
+  ``margin_new_only`` the open positions keep their rate (grandfathered): only new positions
+  get the new rate and the cap.
 - **liquidity injection**: an agent per venue watches its mid; when it has fallen
   ``trigger_bps`` below its maximum of the last ``window_s`` seconds (risen above the
   minimum) it posts bids (asks) worth what is left of its budget (``usd`` times the venue's
@@ -55,7 +57,9 @@ class Mitigation:
     Breaker: ``band_bps`` within ``window_s`` seconds or ``liq_usd`` forced within them trips
     it; it holds ``halt_s`` after the rule last held. Margin: recalibrated every ``every_s``
     seconds by ``margin`` (:class:`MarginRule`), rising at most ``margin_step`` (a fraction) per
-    recalibration, as venues announce margin changes in steps. Injection: ``trigger_bps`` from the extreme of
+    recalibration, as venues announce margin changes in steps; ``margin_new_only``: open
+    positions keep the rate they were opened with (only new ones get the new rate and the
+    cap). Injection: ``trigger_bps`` from the extreme of
     the last ``window_s`` seconds starts it; budget ``usd`` per unit of venue scale; posted
     over ``band_bps``.
     """
@@ -68,6 +72,7 @@ class Mitigation:
     every_s: int = 30
     margin: MarginRule = field(default_factory=MarginRule)
     margin_step: float = 0.25
+    margin_new_only: bool = False
     trigger_bps: float = 40.0
     usd: float = 10e6
     injection_band_bps: float = 40.0
@@ -75,6 +80,13 @@ class Mitigation:
     def __post_init__(self) -> None:
         if self.lever not in LEVERS:
             raise ValueError(f"unknown mitigation {self.lever!r}; known: {', '.join(LEVERS)}")
+
+    @property
+    def label(self) -> str:
+        """The lever's name in tables: ``dynamic-margin (new positions)`` with ``margin_new_only``."""
+        if self.lever == "dynamic-margin" and self.margin_new_only:
+            return "dynamic-margin (new positions)"
+        return self.lever
 
 
 class Injector:
@@ -249,7 +261,10 @@ class Lever:
         mmr = max(self._base_mmr[i], min(rule.mmr, v.positions.mmr * (1.0 + self.m.margin_step)))
         if abs(mmr - v.positions.mmr) < 1e-6:
             return
-        v.positions.set_mmr(mmr)
+        if self.m.margin_new_only:
+            v.positions.mmr = mmr  # new positions only: the open ones keep their liquidation prices
+        else:
+            v.positions.set_mmr(mmr)
         v.traders.lev_cap = 1.0 / (self.m.margin.imr_multiple * mmr)
         lots_before = v.engine.taken_lots[LONG] + v.engine.taken_lots[SHORT]
         taken = v.engine.take_over(t_ms / 1000.0)
@@ -292,7 +307,7 @@ class Lever:
 
     def summary(self) -> dict:
         """The lever's facts of the run: halted seconds, margin liquidations, the injectors' PnL."""
-        out: dict = {"lever": self.m.lever}
+        out: dict = {"lever": self.m.label}
         if self.m.lever == "circuit-breaker":
             out["halted_s"] = self.halted_s
         elif self.m.lever == "dynamic-margin":
