@@ -178,7 +178,6 @@ class AssetDetectors:
         self.vol.learn_one(price, t + 0.5)
         self.vol_slow.learn_one(price, t + 0.5)
         self.hawkes.advance(end)
-        self.mitigation.update(t, price, liq_usd["down"], liq_usd["up"], buy_usd + sell_usd)
         crowding = self.crowding.update(t, {f"{s.venue}|{s.instrument}": s.oi_qty for s in live}, buy_usd, sell_usd)
         sigma = max(self.vol.sigma, self.vol_slow.sigma)
 
@@ -196,6 +195,7 @@ class AssetDetectors:
             if self.on_sample is not None:
                 self.on_sample(cascade)
 
+        self.mitigation.update(t, price, liq_usd["down"], liq_usd["up"], buy_usd + sell_usd)
         directions: dict[str, DirectionReadout] = {}
         risk: dict[str, DirectionRisk] = {}
         for d, book, depth_usd, ratio in (
