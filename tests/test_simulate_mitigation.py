@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from cascadewatch.connectors.events import Trade
+from cascadewatch.connectors.frames import FrameDecoder
+from cascadewatch.connectors.recording import RecordingReader
 from cascadewatch.pipelines.cli.main import main
 from cascadewatch.pipelines.simulate import SCENARIOS, Mitigation, simulate
 from cascadewatch.pipelines.simulate.agents import LONG, SHORT, Positions
@@ -138,3 +141,26 @@ def test_grandfathered_margin_liquidates_nobody_at_a_raise(tmp_path: Path) -> No
     assert max(e["mmr"] for e in raises) > 0.0065  # above every venue's base rate
     assert result.mitigation["lever"] == "dynamic-margin (new positions)"
     assert result.mitigation["margin_liquidated_usd"] == 0.0
+
+
+def test_a_banded_breaker_trades_nothing_below_the_price_it_tripped_at(tmp_path: Path) -> None:
+    """Band mode: while tripped (down), no venue prints a trade below its mid at the trip (the
+    level of the floor's cell may sit up to one cell, about 0.5 bps, under it), and each trades
+    down to it: the band binds."""
+    m = Mitigation("circuit-breaker", breaker_mode="band")
+    sc = SCENARIOS["long-squeeze"].with_mitigation(m)
+    result = run_scenario(sc, 1, tmp_path / "b.rec", tmp_path / "b.jsonl")
+    events = [json.loads(line) for line in (tmp_path / "b.jsonl").read_text().splitlines()]
+    marks = [e for e in events if e["type"] == "mitigation"]
+    assert [e["event"] for e in marks] == ["band", "resume"]
+    start, end, floors = marks[0]["ts"], marks[1]["ts"], marks[0]["at"]
+    decoder = FrameDecoder()
+    lowest: dict[str, float] = {}
+    for frame in RecordingReader(tmp_path / "b.rec"):
+        for ev in decoder.decode(frame.source, frame.payload, frame.recv).events:
+            if isinstance(ev, Trade) and start * 10**6 < ev.ts < end * 10**6:
+                lowest[ev.venue] = min(lowest.get(ev.venue, ev.price), ev.price)
+    assert set(lowest) == set(floors)
+    # every venue traded down to its floor and not below it: the band binds
+    assert all(floors[v] * (1 - 1e-4) <= lowest[v] <= floors[v] * (1 + 5e-4) for v in floors), (lowest, floors)
+    assert result.mitigation == {"lever": "circuit-breaker (band)", "halted_s": (end - start) // 1000}

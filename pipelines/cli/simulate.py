@@ -15,6 +15,7 @@ import sys
 
 from cascadewatch.detectors.mitigation import MarginRule
 from cascadewatch.pipelines.simulate import LEVERS, SCENARIOS, Mitigation, simulate
+from cascadewatch.pipelines.simulate.mitigation import BREAKER_MODES
 
 __all__ = ["add_arguments", "add_lever_arguments", "levers_from_args", "run", "main", "DESCRIPTION"]
 
@@ -81,6 +82,12 @@ def add_lever_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--breaker-halt-s", type=float, default=d.halt_s, metavar="S", help="breaker: halt after the rule last held"
     )
+    g.add_argument(
+        "--breaker-mode",
+        choices=BREAKER_MODES,
+        default=d.breaker_mode,
+        help="breaker: halt matching, or band it (no trade beyond the price it tripped at)",
+    )
     g.add_argument("--margin-every-s", type=int, default=d.every_s, metavar="S", help="dynamic margin: recalibration")
     g.add_argument("--margin-z", type=float, default=d.margin.z, metavar="Z", help="dynamic margin: sigmas covered")
     g.add_argument(
@@ -116,6 +123,7 @@ def levers_from_args(args: argparse.Namespace, names: list[str]) -> list[Mitigat
             window_s=args.breaker_window_s,
             liq_usd=args.breaker_liq_usd,
             halt_s=args.breaker_halt_s,
+            breaker_mode=args.breaker_mode,
             every_s=args.margin_every_s,
             margin=margin,
             margin_step=args.margin_step,

@@ -9,7 +9,10 @@ Each lever acts inside the venues' mechanics, at every whole second ``t`` of the
   of all venues): while either direction is tripped every venue *halts*: no order is matched
   (traders' and exogenous orders are rejected, the liquidation engines neither take positions
   over nor work their inventory), market makers keep quoting and the spot index keeps moving;
-  matching resumes when the rule releases (``halt_s`` after it last held).
+  matching resumes when the rule releases (``halt_s`` after it last held). With
+  ``breaker_mode="band"`` the venues keep matching inside a band instead (limit down / up): no
+  trade below (a down trip) or above (an up trip) the venue's mid at the trip, for orders and
+  for the engine alike; what cannot trade is cancelled (orders) or waits (the engine).
 - **dynamic margin** (:class:`~cascadewatch.detectors.mitigation.MarginRule`, the formula of
   the snapshots' ``margin_mmr``): every ``every_s`` seconds each venue sets its maintenance
   margin rate to ``max(venue's base rate, suggested rate)`` (rising at most ``margin_step``
@@ -45,9 +48,10 @@ from cascadewatch.pipelines.simulate.book import LOT, Book
 if TYPE_CHECKING:  # pragma: no cover
     from cascadewatch.pipelines.simulate.runner import _Venue
 
-__all__ = ["LEVERS", "Mitigation", "Injector", "Lever"]
+__all__ = ["BREAKER_MODES", "LEVERS", "Mitigation", "Injector", "Lever"]
 
 LEVERS = ("circuit-breaker", "dynamic-margin", "liquidity-injection")
+BREAKER_MODES = ("halt", "band")
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,8 @@ class Mitigation:
     """A lever and its parameters (module docstring); the defaults are the CLI's.
 
     Breaker: ``band_bps`` within ``window_s`` seconds or ``liq_usd`` forced within them trips
-    it; it holds ``halt_s`` after the rule last held. Margin: recalibrated every ``every_s``
+    it; it holds ``halt_s`` after the rule last held; ``breaker_mode``: ``"halt"`` (no matching)
+    or ``"band"`` (no trade beyond the price it tripped at). Margin: recalibrated every ``every_s``
     seconds by ``margin`` (:class:`MarginRule`), rising at most ``margin_step`` (a fraction) per
     recalibration, as venues announce margin changes in steps; ``margin_new_only``: open
     positions keep the rate they were opened with (only new ones get the new rate and the
@@ -69,6 +74,7 @@ class Mitigation:
     window_s: int = 60
     liq_usd: float = 20e6
     halt_s: float = 60.0
+    breaker_mode: str = "halt"
     every_s: int = 30
     margin: MarginRule = field(default_factory=MarginRule)
     margin_step: float = 0.25
@@ -80,12 +86,16 @@ class Mitigation:
     def __post_init__(self) -> None:
         if self.lever not in LEVERS:
             raise ValueError(f"unknown mitigation {self.lever!r}; known: {', '.join(LEVERS)}")
+        if self.breaker_mode not in BREAKER_MODES:
+            raise ValueError(f"unknown breaker mode {self.breaker_mode!r}; known: {', '.join(BREAKER_MODES)}")
 
     @property
     def label(self) -> str:
         """The lever's name in tables: ``dynamic-margin (new positions)`` with ``margin_new_only``."""
         if self.lever == "dynamic-margin" and self.margin_new_only:
             return "dynamic-margin (new positions)"
+        if self.lever == "circuit-breaker" and self.breaker_mode == "band":
+            return "circuit-breaker (band)"
         return self.lever
 
 
@@ -204,6 +214,7 @@ class Lever:
         self.margin_liquidated_usd = 0.0
         self.margin_liquidated = 0
         self.breaker: CircuitBreaker | None = None
+        self._tripped = False
         self._base_mmr = [v.positions.mmr for v in venues]
         self._vol: list[list[float]] = [[v.mid(), 0.0] for v in venues]  # last mid, EWMA of r^2
         self._traded: list[deque[int]] = [deque(maxlen=60) for _ in venues]
@@ -228,13 +239,22 @@ class Lever:
         assert self.breaker is not None
         state = self.breaker.update(t_ms / 1000.0, mid_usd, forced[0], forced[1])
         halt = state["down"].tripped or state["up"].tripped
-        if halt != self.venues[0].halted:
-            if halt:
-                self._event(t_ms, "halt", cause=state["down"].cause or state["up"].cause)
-            else:
-                self._event(t_ms, "resume")
+        banding = self.m.breaker_mode == "band" and halt and not self._tripped
         for v in self.venues:
-            v.halted = halt
+            if self.m.breaker_mode == "halt":
+                v.halted = halt
+            elif not halt:
+                v.band = None
+            elif banding:  # no trade below (above) the venue's mid at the trip
+                mid = v.mid()
+                v.band = (mid if state["down"].tripped else None, mid if state["up"].tripped else None)
+        if halt and not self._tripped:
+            cause = state["down"].cause or state["up"].cause
+            band = {v.name: round(v.mid() / 10, 2) for v in self.venues} if banding else None
+            self._event(t_ms, self.m.breaker_mode, cause=cause, **({"at": band} if band else {}))
+        elif self._tripped and not halt:
+            self._event(t_ms, "resume")
+        self._tripped = halt
         self.halted_s += int(halt)
 
     def _margin_second(self, t_ms: int) -> None:
@@ -309,7 +329,7 @@ class Lever:
         """The lever's facts of the run: halted seconds, margin liquidations, the injectors' PnL."""
         out: dict = {"lever": self.m.label}
         if self.m.lever == "circuit-breaker":
-            out["halted_s"] = self.halted_s
+            out["halted_s"] = self.halted_s  # seconds tripped: halted, or banded
         elif self.m.lever == "dynamic-margin":
             out["margin_liquidated"] = self.margin_liquidated
             out["margin_liquidated_usd"] = round(self.margin_liquidated_usd, 2)

@@ -257,6 +257,7 @@ class _Venue:
         self.first_adl_ms: int | None = None
         self.traded_lots = 0  # every fill, traders' and the engine's
         self.halted = False  # a circuit breaker's halt (:mod:`.mitigation`)
+        self.band: tuple[float | None, float | None] | None = None  # its band: (floor, ceiling) ticks
         self.injector: Injector | None = None  # a liquidity-injection agent (:mod:`.mitigation`)
 
     def mid(self) -> float:
@@ -295,7 +296,7 @@ class _Venue:
         )
         for order in orders:
             ms = t_ms + int(order[0])
-            fills = book.take(order[1], order[2], ORDER_MAX_CELLS)
+            fills = book.take(order[1], order[2], ORDER_MAX_CELLS if self.band is None else self._banded(order[1]))
             if not fills:
                 continue
             feed.trade(ms, order[1], fills)
@@ -321,6 +322,8 @@ class _Venue:
             ms += 1
             limit = book.cell_of(lo.limit)
             reach = book.bb - limit + 1 if lo.side == "sell" else limit - book.ba + 1
+            if self.band is not None:
+                reach = min(reach, self._banded(lo.side))
             fills = book.take(lo.side, lo.lots, reach) if reach > 0 else []
             side = LONG if lo.position == "long" else SHORT
             self.liq_count += 1
@@ -354,6 +357,17 @@ class _Venue:
                     "usd": round(usd, 2),
                 }
             )
+
+    def _banded(self, side: str) -> int:
+        """How many cells an aggressive ``side`` order may walk inside a breaker's band (:mod:`.mitigation`)."""
+        assert self.band is not None
+        book = self.book
+        floor, ceiling = self.band
+        if side == "sell" and floor is not None:
+            return max(0, min(ORDER_MAX_CELLS, book.bb - book.cell_of(floor) + 1))
+        if side == "buy" and ceiling is not None:
+            return max(0, min(ORDER_MAX_CELLS, book.cell_of(ceiling) - book.ba + 1))
+        return ORDER_MAX_CELLS
 
     def _note_burst(self, ms: int, usd: float) -> None:
         """Remember the first moment the engine's fills reach :data:`BURST_USD` within 10 s."""
