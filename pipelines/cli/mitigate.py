@@ -30,8 +30,15 @@ DESCRIPTION = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``mitigate`` options to ``parser``."""
-    parser.add_argument("--scenarios", nargs="+", required=True, choices=sorted(SCENARIOS), metavar="NAME")
-    parser.add_argument("--seeds", nargs="+", type=int, required=True, metavar="N")
+    parser.add_argument(
+        "--scenarios",
+        nargs="+",
+        required=True,
+        choices=sorted(SCENARIOS),
+        metavar="NAME",
+        help=f"scenario families: {', '.join(SCENARIOS)}",
+    )
+    parser.add_argument("--seeds", nargs="+", type=int, required=True, metavar="N", help="seeds of each scenario")
     parser.add_argument(
         "--levers", nargs="+", choices=LEVERS, default=list(LEVERS), metavar="LEVER", help="default: all three"
     )
