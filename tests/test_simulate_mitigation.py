@@ -81,7 +81,7 @@ def test_the_breaker_halts_matching_between_its_halt_and_resume(tmp_path: Path) 
     events = [json.loads(line) for line in (tmp_path / "t.jsonl").read_text().splitlines()]
     halts = [(e["ts"], e["event"]) for e in events if e["type"] == "mitigation"]
     assert halts and halts[0][1] == "halt" and all(e in ("halt", "resume") for _, e in halts)
-    assert result.mitigation["halted_s"] > 0
+    assert result.mitigation["tripped_s"] > 0
     start, end = halts[0][0], next(ts for ts, e in halts if e == "resume")
     # the trace row of second s is written at s + 1 s: seconds [start, end - 1) are fully halted
     halted = [r for r in trace if start <= r["ts"] < end - 1000]
@@ -163,4 +163,4 @@ def test_a_banded_breaker_trades_nothing_below_the_price_it_tripped_at(tmp_path:
     assert set(lowest) == set(floors)
     # every venue traded down to its floor and not below it: the band binds
     assert all(floors[v] * (1 - 1e-4) <= lowest[v] <= floors[v] * (1 + 5e-4) for v in floors), (lowest, floors)
-    assert result.mitigation == {"lever": "circuit-breaker (band)", "halted_s": (end - start) // 1000}
+    assert result.mitigation == {"lever": "circuit-breaker (band)", "tripped_s": (end - start) // 1000}

@@ -58,7 +58,7 @@ def format_table(summary: list[dict]) -> str:
     """The summary as a Markdown table (mean ± sd over seeds)."""
     head = (
         "| scenario | lever | seeds | forced M$ | vs none | move bps | in cascade s | "
-        "margin-liquidated M$ | injector loss k$ | halted s |"
+        "margin-liquidated M$ | injector loss k$ | breaker s |"
     )
     lines = [head, "|" + "---|" * 10]
     for e in summary:
@@ -67,7 +67,7 @@ def format_table(summary: list[dict]) -> str:
             f"| {e['scenario']} | {e['lever']} | {e['seeds']} | {_cell(e['forced_usd'], 1e6, 1)} | {vs} | "
             f"{_cell(e['move_bps'], 1, 0)} | {_cell(e['cascade_s'], 1, 0)} | "
             f"{_cell(e['margin_liquidated_usd'], 1e6, 1)} | {_cell(e['injector_loss_usd'], 1e3, 0)} | "
-            f"{_cell(e['halted_s'], 1, 0)} |"
+            f"{_cell(e['tripped_s'], 1, 0)} |"
         )
     return "\n".join(lines)
 

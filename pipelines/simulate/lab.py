@@ -11,7 +11,8 @@ asked for, no recording (the market's facts only). Per run (:func:`run_metrics`)
   the true forced notional), summed; ``cascades``: how many;
 - procyclicality: ``margin_liquidated_usd``, notional of positions a margin *raise* put behind
   the mark (taken over at once); ``injector_loss_usd``, what the injecting agents lost, marked
-  at the last mid (0 when they made money); ``halted_s``, seconds the breaker halted matching.
+  at the last mid (0 when they made money); ``tripped_s``, seconds the breaker was tripped
+  (halted or banded).
 
 :func:`summarize` gives, per scenario and lever, the mean and the standard deviation over
 seeds (``sd`` with ``n - 1``; 0 for one seed). Deterministic: the same arguments give the same
@@ -36,7 +37,7 @@ METRICS = (
     "cascades",
     "margin_liquidated_usd",
     "injector_loss_usd",
-    "halted_s",
+    "tripped_s",
 )
 """The per-run numbers, in table order."""
 
@@ -53,7 +54,7 @@ def run_metrics(result: SimulationResult) -> dict[str, float]:
         "cascades": len(result.cascades),
         "margin_liquidated_usd": mit.get("margin_liquidated_usd", 0.0),
         "injector_loss_usd": round(max(-mit.get("injector_pnl_usd", 0.0), 0.0), 2),
-        "halted_s": mit.get("halted_s", 0),
+        "tripped_s": mit.get("tripped_s", 0),
     }
 
 

@@ -210,7 +210,7 @@ class Lever:
         self.venues = venues
         self.t0_ms = t0_ms
         self.events: list[dict] = []
-        self.halted_s = 0
+        self.tripped_s = 0
         self.margin_liquidated_usd = 0.0
         self.margin_liquidated = 0
         self.breaker: CircuitBreaker | None = None
@@ -255,7 +255,7 @@ class Lever:
         elif self._tripped and not halt:
             self._event(t_ms, "resume")
         self._tripped = halt
-        self.halted_s += int(halt)
+        self.tripped_s += int(halt)
 
     def _margin_second(self, t_ms: int) -> None:
         a = 1.0 - 0.5 ** (1.0 / 60.0)
@@ -326,10 +326,10 @@ class Lever:
         self.events.append({"type": "mitigation", "ts": t_ms, "lever": self.m.lever, "event": event, **more})
 
     def summary(self) -> dict:
-        """The lever's facts of the run: halted seconds, margin liquidations, the injectors' PnL."""
+        """The lever's facts of the run: seconds tripped, margin liquidations, the injectors' PnL."""
         out: dict = {"lever": self.m.label}
         if self.m.lever == "circuit-breaker":
-            out["halted_s"] = self.halted_s  # seconds tripped: halted, or banded
+            out["tripped_s"] = self.tripped_s  # seconds tripped: halted, or banded
         elif self.m.lever == "dynamic-margin":
             out["margin_liquidated"] = self.margin_liquidated
             out["margin_liquidated_usd"] = round(self.margin_liquidated_usd, 2)
