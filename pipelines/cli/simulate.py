@@ -1,6 +1,6 @@
 """``cascadewatch simulate``: the argparse pair the main CLI mounts.
 
-    cascadewatch simulate --scenario NAME --seed N --duration S --out REC [--truth T] [--faults]
+    cascadewatch simulate --scenario NAME --seed N --duration S --out REC [--truth T] [--faults] [--venues V1,V2]
                           [--mitigation LEVER [lever options]]
 
 ``pipelines/cli/main.py`` adds a ``simulate`` sub-command with :func:`add_arguments` and calls
@@ -15,6 +15,7 @@ import sys
 
 from cascadewatch.detectors.mitigation import MarginRule
 from cascadewatch.pipelines.simulate import LEVERS, SCENARIOS, Mitigation, simulate
+from cascadewatch.pipelines.simulate.market import SIMULATED_VENUES
 from cascadewatch.pipelines.simulate.mitigation import BREAKER_MODES
 
 __all__ = ["add_arguments", "add_lever_arguments", "levers_from_args", "run", "main", "DESCRIPTION"]
@@ -54,6 +55,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--faults",
         action="store_true",
         help="add one disconnect (with reconnect and fresh snapshot) and one lost book frame per venue",
+    )
+    parser.add_argument(
+        "--venues",
+        default=None,
+        metavar="V1,V2",
+        help=f"venues to simulate, by source token, first = largest (default: the scenario's); one of "
+        f"{', '.join(SIMULATED_VENUES)}; bitmex is written only when named here",
     )
     parser.add_argument(
         "--mitigation",
@@ -139,6 +147,13 @@ def levers_from_args(args: argparse.Namespace, names: list[str]) -> list[Mitigat
 def run(args: argparse.Namespace) -> int:
     """Run a simulation from parsed arguments; prints a summary; returns the exit code."""
     scenario = SCENARIOS[args.scenario]
+    if args.venues:
+        venues = tuple(v.strip() for v in args.venues.split(",") if v.strip())
+        unknown = [v for v in venues if v not in SIMULATED_VENUES]
+        if unknown or not venues or len(set(venues)) != len(venues):
+            print(f"--venues: give distinct venues among {', '.join(SIMULATED_VENUES)}", file=sys.stderr)
+            return 2
+        scenario = scenario.with_venues(venues)
     if args.mitigation is not None:
         scenario = scenario.with_mitigation(levers_from_args(args, [args.mitigation])[0])
     result = simulate(
