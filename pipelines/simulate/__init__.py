@@ -52,6 +52,7 @@ Modules: :mod:`~cascadewatch.pipelines.simulate.market` (the seed's market),
 :mod:`~cascadewatch.pipelines.simulate.agents` (traders and positions),
 :mod:`~cascadewatch.pipelines.simulate.liquidation` (mark price and liquidation engine),
 :mod:`~cascadewatch.pipelines.simulate.venues` (frame writers),
+:mod:`~cascadewatch.pipelines.simulate.mitigation` (the what-if levers, opt-in),
 :mod:`~cascadewatch.pipelines.simulate.runner` (the loop),
 :mod:`~cascadewatch.pipelines.cli.simulate` (the command line).
 """
@@ -61,13 +62,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cascadewatch.pipelines.simulate.mitigation import LEVERS, Mitigation
 from cascadewatch.pipelines.simulate.scenarios import SCENARIOS, Scenario
 
 if TYPE_CHECKING:
     from cascadewatch.detectors.labels import LabelConfig
     from cascadewatch.pipelines.simulate.runner import SimulationResult
 
-__all__ = ["simulate", "SCENARIOS", "Scenario", "SimulationResult"]
+__all__ = ["simulate", "LEVERS", "Mitigation", "SCENARIOS", "Scenario", "SimulationResult"]
 
 
 def __getattr__(name: str) -> Any:
@@ -99,7 +101,9 @@ def simulate(
 
     Deterministic: the same arguments give byte-identical files. ``faults`` adds one disconnect
     (with reconnection and a fresh snapshot) and one lost book frame (with the resync) per venue.
-    ``progress`` prints a line every 5 % to stderr.
+    ``progress`` prints a line every 5 % to stderr. A what-if lever inside the venues rides on
+    the scenario (:meth:`Scenario.with_mitigation`, :mod:`.mitigation`); without one the run is
+    exactly the plain one.
     """
     from cascadewatch.pipelines.simulate.runner import run_scenario
 
