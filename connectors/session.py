@@ -195,6 +195,9 @@ class Session:
         self._connect = connect
         self._topics = frozenset(spec.topics)
         self._heartbeat = venue.heartbeat_message() if settings.heartbeat_s > 0 else None
+        self._reply: Callable[[bytes], str | None] | None = getattr(venue, "reply_to", None)
+        """Optional in a venue's live section: the request a frame asks for at once (Deribit's
+        ``test_request`` -> ``public/test``)."""
         self._tick = max(0.005, min(0.25, settings.staleness_s / 5.0))
         self._next_id = 1
         self._current: _Conn | None = None
@@ -356,6 +359,8 @@ class Session:
                 elif venue.rollover_hint(payload):
                     log.info("%s/%s: venue announced a close: rolling over", self.source, self.name)
                     self._rollover_requested = True
+                elif self._reply is not None and (answer := self._reply(payload)) is not None:
+                    await ws.send(answer)
                 self._route(conn, recv, payload)
         except ConnectionClosed as exc:
             if exc.sent is not None and exc.sent.code == 1009:  # past the hard limit: we closed
