@@ -261,6 +261,13 @@ def _amount(value: float, what: str = "amount") -> float:
     return value
 
 
+def _notional(price: float, qty: float) -> float:
+    value = price * qty
+    if value == _INF:
+        raise ParseError(Reason.BAD_NUMBER, f"notional of {qty!r} at {price!r} out of float range")
+    return value
+
+
 # --------------------------------------------------------------------------- instruments
 
 
@@ -434,7 +441,7 @@ class Parser(VenueParser):
                         price=price,
                         qty=qty,
                         side=side,
-                        notional=price * qty,
+                        notional=_notional(price, qty),
                     )
                 )
         return Parsed("trade+liquidation" if forced else "trade", events)
@@ -516,7 +523,7 @@ class Parser(VenueParser):
                     ts=ts,
                     recv=recv,
                     qty=qty,
-                    notional=oi if info.inverse else qty * mark,
+                    notional=oi if info.inverse else _notional(mark, qty),
                 )
             )
         return Parsed("ticker", events)
@@ -627,13 +634,17 @@ def unsubscribe_messages(topics: _Sequence[str], per_message: int, first_id: int
 
 def heartbeat_message() -> str | None:
     """``public/set_heartbeat`` with :data:`HEARTBEAT_INTERVAL_S` (arms the server's heartbeats)."""
-    return '{"jsonrpc":"2.0","id":%d,"method":"public/set_heartbeat","params":{"interval":%d}}' % (
-        CONTROL_ID,
-        HEARTBEAT_INTERVAL_S,
-    )
+    return msgspec.json.encode(
+        {
+            "jsonrpc": "2.0",
+            "id": CONTROL_ID,
+            "method": "public/set_heartbeat",
+            "params": {"interval": HEARTBEAT_INTERVAL_S},
+        }
+    ).decode()
 
 
-TEST_MESSAGE = '{"jsonrpc":"2.0","id":%d,"method":"public/test","params":{}}' % CONTROL_ID
+TEST_MESSAGE = msgspec.json.encode({"jsonrpc": "2.0", "id": CONTROL_ID, "method": "public/test", "params": {}}).decode()
 """The answer to a ``test_request``."""
 
 

@@ -198,6 +198,13 @@ def _size(value: float, what: str = "sz") -> float:
     return value
 
 
+def _notional(price: float, qty: float) -> float:
+    value = price * qty
+    if value == _INF:
+        raise ParseError(Reason.BAD_NUMBER, f"notional of {qty!r} at {price!r} out of float range")
+    return value
+
+
 def is_perp(coin: str) -> bool:
     """A perpetual's coin name (``BTC``, ``kPEPE``, ``xyz:TSLA``), not a spot pair (``@107``, ``PURR/USDC``)."""
     return bool(coin) and not coin.startswith("@") and "/" not in coin
@@ -292,7 +299,7 @@ class Parser(VenueParser):
                         price=price,
                         qty=qty,
                         side="long" if buyer in LIQUIDATORS else "short",
-                        notional=price * qty,
+                        notional=_notional(price, qty),
                     )
                 )
         return Parsed("trade+liquidation_inferred" if inferred else "trade", events)
