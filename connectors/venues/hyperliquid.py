@@ -344,7 +344,13 @@ class Parser(VenueParser):
             qty = _size(ctx.openInterest, "openInterest")
             events.append(
                 OpenInterest(
-                    venue=SOURCE, symbol=row.coin, instrument=name, ts=recv, recv=recv, qty=qty, notional=qty * mark
+                    venue=SOURCE,
+                    symbol=row.coin,
+                    instrument=name,
+                    ts=recv,
+                    recv=recv,
+                    qty=qty,
+                    notional=_notional(mark, qty),
                 )
             )
         return Parsed("asset_ctx", events)
