@@ -648,9 +648,27 @@ TEST_MESSAGE = msgspec.json.encode({"jsonrpc": "2.0", "id": CONTROL_ID, "method"
 """The answer to a ``test_request``."""
 
 
+class _HeartbeatParams(msgspec.Struct):
+    type: str = ""
+
+
+class _Heartbeat(msgspec.Struct):
+    method: str = ""
+    params: _HeartbeatParams | None = None
+
+
+_heartbeat = msgspec.json.Decoder(_Heartbeat)
+
+
 def reply_to(payload: bytes) -> str | None:
     """The request a frame asks for at once: ``public/test`` for a ``test_request`` heartbeat."""
-    if b'"test_request"' in payload and b'"method":"heartbeat"' in payload:
+    if b"test_request" not in payload:
+        return None
+    try:
+        frame = _heartbeat.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if frame.method == "heartbeat" and frame.params is not None and frame.params.type == "test_request":
         return TEST_MESSAGE
     return None
 
