@@ -22,7 +22,8 @@ __all__ = ["Market", "VenueMarket", "draw_market", "VENUE_NAMES", "LEVERAGES"]
 
 VENUE_NAMES: tuple[str, ...] = ("binance-usdm", "bybit-linear", "okx-swap")
 LEVERAGES: tuple[float, ...] = (2, 3, 5, 10, 20, 25, 50, 75, 100)
-_LATENCY_MS = {"binance-usdm": 28.0, "bybit-linear": 55.0, "okx-swap": 80.0}
+_LATENCY_MS = {"binance-usdm": 28.0, "bybit-linear": 55.0, "okx-swap": 80.0, "deribit": 45.0, "hyperliquid": 120.0}
+"""Feed latency of each venue a market can hold (Deribit and Hyperliquid only when a scenario names them)."""
 _SEED_MIX = 0x5EED_3A7C_91B4
 
 
