@@ -7,7 +7,9 @@ its topics) and keeps it connected:
   topics, paced by a token bucket (``subscribe_per_s``, ``subscribe_burst``: Binance allows 10
   incoming messages per second, OKX 480 subscribe requests per hour);
 - **heartbeats** the venue's way: Binance pings and the websockets library answers pongs;
-  Bybit gets ``{"op":"ping"}`` and OKX the text ``ping`` every ``heartbeat_s``;
+  Bybit gets ``{"op":"ping"}``, OKX the text ``ping``, Hyperliquid ``{"method":"ping"}`` and
+  Deribit ``public/set_heartbeat`` every ``heartbeat_s``; a frame the venue wants answered at
+  once gets the venue module's ``reply_to`` answer (Deribit: ``test_request`` -> ``public/test``);
 - **reconnect** with capped exponential backoff and jitter
   (:class:`Backoff`: ``min(max_s, initial_s * factor**n) * (1 ± jitter)``), the count reset once
   a connection has stayed up ``reset_after_s``; an HTTP 429/418 ``Retry-After`` is honoured;

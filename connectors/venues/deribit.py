@@ -95,7 +95,7 @@ from __future__ import annotations
 import math
 import time as _time
 from collections.abc import Sequence as _Sequence
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
@@ -240,7 +240,7 @@ _TICKER = msgspec.json.Decoder(RawDeribitTicker)
 _INSTRUMENTS = msgspec.json.Decoder(RawDeribitInstruments)
 
 
-def _decode(decoder: msgspec.json.Decoder, payload: bytes | str | msgspec.Raw, what: str):  # type: ignore[type-arg]  # any schema
+def _decode(decoder: msgspec.json.Decoder[Any], payload: bytes | str | msgspec.Raw, what: str) -> Any:
     try:
         return decoder.decode(payload)
     except msgspec.ValidationError as exc:
@@ -719,9 +719,9 @@ def _probe_frame(payload: bytes, kind: bytes) -> _ProbeParams | None:
 
 def _probe_book(payload: bytes) -> list[BookRow] | None:
     params = _probe_frame(payload, b"book")
-    if params is None or not isinstance(params.data, _ProbeData) or params.data.change_id is None:
+    data = params.data if params is not None else None
+    if not isinstance(data, _ProbeData) or data.change_id is None:
         return None
-    data = params.data
     snapshot = data.type == "snapshot" or (not data.type and data.prev_change_id is None)
     return [(data.instrument_name, snapshot, data.change_id, None if snapshot else data.prev_change_id)]
 

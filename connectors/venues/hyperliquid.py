@@ -70,7 +70,7 @@ from __future__ import annotations
 import math
 import time as _time
 from collections.abc import Sequence as _Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -177,7 +177,7 @@ _BOOK = msgspec.json.Decoder(RawHyperliquidBook, strict=False)
 _CTX = msgspec.json.Decoder(RawHyperliquidAssetCtx, strict=False)
 
 
-def _decode(decoder: msgspec.json.Decoder, payload: bytes | str | msgspec.Raw, what: str):  # type: ignore[type-arg]  # any schema
+def _decode(decoder: msgspec.json.Decoder[Any], payload: bytes | str | msgspec.Raw, what: str) -> Any:
     try:
         return decoder.decode(payload)
     except msgspec.ValidationError as exc:

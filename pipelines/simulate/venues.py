@@ -1,4 +1,4 @@
-"""Venue frame writers: what Binance USD-M, Bybit v5 linear and OKX v5 would publish.
+"""Venue frame writers: what Binance USD-M, Bybit v5 linear, OKX v5, Deribit and Hyperliquid would publish.
 
 Each writer turns the simulated market of its venue into the exact text frames of the venue's
 public feeds, with the venue's real limits, and hands them to a :class:`FrameSink` that writes
@@ -19,6 +19,8 @@ them in receive-time order into a recording (``cascadewatch.connectors.recording
   checksum of the top 25 levels), ``liquidation-orders`` (at most one per instrument per second,
   contracts, ``posSide``), ``mark-price`` (1 s), ``open-interest`` (3 s), ``funding-rate``
   (60 s); subscribe acknowledgements and REST ``instruments`` at start.
+- Deribit and Hyperliquid (:class:`DeribitFeed`, :class:`HyperliquidFeed`; only scenarios that
+  name them, ``multi-venue-wide``): see their docstrings.
 
 Prices are integer ticks of 0.1 and sizes integer lots of 0.001 BTC; they are formatted as the
 venues do (Binance and Bybit ``"96512.30"`` / ``"0.125"``, OKX ``"96512.3"`` / ``"12.5"``).
@@ -991,7 +993,10 @@ class HyperliquidFeed(Feed):
             )
             for side in ("bid", "ask")
         ]
-        self._ws(ms, '{"channel":"l2Book","data":{"coin":"BTC","time":%d,"levels":[[%s],[%s]]}}' % (ms, *sides), "book")
+        bids, asks = sides
+        self._ws(
+            ms, '{"channel":"l2Book","data":{"coin":"BTC","time":%d,"levels":[[%s],[%s]]}}' % (ms, bids, asks), "book"
+        )
         self._last_push = ms
         self._dirty = False
 
