@@ -372,8 +372,8 @@ SCENARIOS: dict[str, Scenario] = {
         name="multi-venue-wide",
         description=(
             "The multi-venue cascade on five venues: Bybit, Binance and OKX plus Deribit (inverse BTC-PERPETUAL, "
-            "liquidations as flagged fills) and Hyperliquid (no public liquidations: only backstop takeovers "
-            "by its liquidator vault show). Opt-in: no other scenario draws these two venues."
+            "liquidations as flagged fills) and Hyperliquid (no public liquidations: its forced fills look like "
+            "any trade). Opt-in: no other scenario draws these two venues."
         ),
         build=_multi_venue,
         duration_s=720.0,

@@ -952,15 +952,14 @@ class HyperliquidFeed(Feed):
     ``trades`` (one frame per taker order, ``users`` = [buyer, seller]), ``l2Book`` (the top 20
     levels per side, pushed whole at most every 500 ms, a block's cadence), ``activeAssetCtx``
     (1 s: mark, oracle = the index, hourly funding, open interest); the subscription answers at
-    start. Liquidations are not published: a liquidation that trades in the book looks like any
-    trade; one the engine absorbs without a fill (a backstop liquidation) is a trade between the
-    liquidated account and HLP's liquidator vault at the bankruptcy price (the vault buys a long).
-    ADL is not published.
+    start. Liquidations are not published: the simulated engine works every liquidation through
+    the book on the liquidated account's behalf (Hyperliquid's first, market-order tier), and those
+    fills look like any trade. Backstop takeovers by HLP's liquidator vault (what the parser can
+    infer) are not simulated; ADL is not published.
     """
 
     venue = "hyperliquid"
     url = "wss://api.hyperliquid.xyz/ws"
-    LIQUIDATOR = "0x2e3d94f0562703b25c83308a05046ddaf9a8dd14"
     PUSH_MS = 500
     DEPTH = 20
 
@@ -1008,29 +1007,26 @@ class HyperliquidFeed(Feed):
         if send and ms - self._last_push >= self.PUSH_MS:
             self._push(ms)
 
-    def _rows(self, ms: int, side: str, fills: list[tuple[str, int]], users: tuple[str, str]) -> str:
+    def _rows(self, ms: int, side: str, fills: list[tuple[int, int]], users: tuple[str, str]) -> str:
+        px = self.px
         rows = []
-        for price, q in fills:
+        for c, q in fills:
             self.tid += 1 + self.rng.randrange(1000)
             rows.append(
                 '{"coin":"BTC","side":"%s","px":"%s","sz":"%s","time":%d,"hash":"0x%064x","tid":%d,"users":["%s","%s"]}'
-                % ("B" if side == "buy" else "A", price, qty3(q), ms, self.rng.getrandbits(256), self.tid, *users)
+                % ("B" if side == "buy" else "A", px(c), qty3(q), ms, self.rng.getrandbits(256), self.tid, *users)
             )
         return '{"channel":"trades","data":[%s]}' % ",".join(rows)
 
     def trade(self, ms: int, side: str, fills: list[tuple[int, int]]) -> None:
         """Write the taker ``fills`` (cell, lots) of a ``side`` order at ``ms`` as one trades frame."""
         taker, maker = self._user(), self._user()
-        priced = [(self.px(c), q) for c, q in fills]
-        self._ws(ms + 2, self._rows(ms, side, priced, (taker, maker) if side == "buy" else (maker, taker)), "trade")
+        self._ws(ms + 2, self._rows(ms, side, fills, (taker, maker) if side == "buy" else (maker, taker)), "trade")
 
     def liquidation(self, ms: int, position: str, lots: int, fills: list[tuple[int, int]], bankruptcy: int) -> None:
-        """A liquidation absorbed without a fill: the liquidator vault takes the position over."""
-        if fills:
-            return  # traded in the book: already written as an ordinary trade
-        users = (self.LIQUIDATOR, self._user()) if position == "long" else (self._user(), self.LIQUIDATOR)
-        side = "sell" if position == "long" else "buy"  # the liquidated account's side
-        self._ws(ms + 2, self._rows(ms, side, [(px1(bankruptcy), lots)], users), "liquidation")
+        """Nothing: the engine's order went to the book as the liquidated account's own order
+        (Hyperliquid's first tier), so its fills are ordinary trades, already written."""
+        return None
 
     def second(self, ms: int, mark: float, index: float, funding: float, oi_lots: int, last: int) -> None:
         """A pending book push, then the asset context (hourly funding = the 8-hour rate / 8)."""
