@@ -59,7 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="V1,V2",
         help=f"venues to simulate, by source token, first = largest (default: the scenario's); one of "
-        f"{', '.join(SIMULATED_VENUES)}; bitmex is written only when named here",
+        f"{', '.join(SIMULATED_VENUES)}; bitmex, deribit and hyperliquid are written only when named here "
+        "(deribit and hyperliquid also by multi-venue-wide)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--json", action="store_true", help="print the result summary as one JSON object")
