@@ -41,7 +41,9 @@ class DetectorsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     ``model``: path of a pre-trained classifier file (``cascadewatch train``); not set: the model
     shipped in the package (``make model``); ``"none"``: no model, the classifiers start empty and
     the probability is the structural estimate until they have labels; ``page_kinds``: cascade
-    types in progress that page by themselves.
+    types in progress that page by themselves; ``snapshot_levels``: snapshots carry the estimated
+    map's levels per direction (``down.levels``, ``up.levels``: the web page's heatmap; always on
+    while the risk feed is served).
     """
 
     horizon_s: int = 300
@@ -72,6 +74,7 @@ class DetectorsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     cooldown_s: float = 600.0
     page_kinds: tuple[str, ...] = PAGE_KINDS
     labels: LabelConfig = LabelConfig()
+    snapshot_levels: bool = False
 
 
 class ReplayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

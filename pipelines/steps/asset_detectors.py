@@ -32,6 +32,7 @@ from collections import deque
 from collections.abc import Callable
 
 import numpy as np
+from msgspec import UNSET
 
 from cascadewatch.connectors.outputs import Alert, DetectorFields, DirectionRisk
 from cascadewatch.connectors.units import ns_to_s
@@ -66,6 +67,11 @@ def _round(value: float | None, digits: int) -> float | None:
     if value is None or not math.isfinite(value):
         return None
     return round(float(value), digits)
+
+
+def _levels(levels: np.ndarray) -> list[tuple[float, float]]:
+    """The ``levels`` of a snapshot direction: ``(price to 10 significant digits, whole USD)`` rows."""
+    return [(float(f"{price:.10g}"), float(round(usd))) for price, usd in levels.tolist()]
 
 
 def _stack(books: list[np.ndarray]) -> np.ndarray:
@@ -266,6 +272,7 @@ class AssetDetectors:
                 depth_ratio=_round(ratio, 4),
                 reach_usd=_round(estimate.reach.forced_usd, 2),
                 reach_bps=_round(estimate.reach.travel_bps, 1),
+                levels=_levels(levels) if self.config.snapshot_levels else UNSET,
             )
         readout = AssetReadout(
             asset=self.asset,
