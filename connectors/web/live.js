@@ -2,7 +2,9 @@
 // AssetHistory per asset (the last hour), and redraws at most every RENDER_MS what changed.
 "use strict";
 (function (CW) {
-  const WINDOW_S = 3600, LEVEL_STEP_S = 10, RENDER_MS = 250, STALE_MS = 5000, MAX_RETRY_MS = 10000;
+  // stale: no snapshot for STALE_MS while connected (?stale_s=N in the page's URL; default 5 s)
+  const STALE_MS = 1000 * (Number(new URLSearchParams(location.search).get("stale_s")) || 5);
+  const WINDOW_S = 3600, LEVEL_STEP_S = 10, RENDER_MS = 250, MAX_RETRY_MS = 10000;
   const TOKEN_KEY = "cascadewatch.token";
   const { el, fmt } = CW;
   const state = {

@@ -29,6 +29,7 @@
     root.append(view);
     const charts = new CW.AssetCharts(view, h, { thresholds: data.thresholds, cascades: data.cascades, leads: data.leads });
     charts.update();
+    if (!window.cwCharts) window.cwCharts = charts; // the first asset's charts, for the browser test
     CW.headline(view.querySelector(".cw-headline"), h.last);
     CW.depthRows(view.querySelector(".cw-depth-table tbody"), h.last);
     CW.feedRows(view.querySelector(".cw-feed-table tbody"), h);
