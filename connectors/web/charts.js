@@ -23,6 +23,13 @@
   function time(ms) { return new Date(ms).toISOString().slice(11, 19); }
   CW.fmt = { usd, pct, num, time };
 
+  // [[price, usd], ...] -> Float64Array [price0, usd0, price1, usd1, ...] (an hour of 50 assets' levels fits in ~60 MB)
+  function flat(levels) {
+    const out = new Float64Array(2 * (levels ? levels.length : 0));
+    for (let i = 0; i < out.length / 2; i++) { out[2 * i] = levels[i][0]; out[2 * i + 1] = levels[i][1]; }
+    return out;
+  }
+
   // ---- one asset's history -------------------------------------------------------------------
   // Columns of numbers per snapshot second (seconds since the epoch on x), the estimated levels
   // every `levelStep` s (the heatmap's columns), the alerts. `window_s`: how much is kept (null: all).
@@ -33,7 +40,7 @@
       this.levelStep = levelStep;
       this.cols = { t: [], price: [], pDown: [], pUp: [], cDown: [], cUp: [], rDown: [], rUp: [],
         liqLong: [], liqShort: [], bid25: [], bid100: [], ask25: [], ask100: [] };
-      this.levels = []; // [{t, down: [[price, usd]...], up: [...]}]
+      this.levels = []; // [{t, down: Float64Array [price, usd, ...], up: ...}]
       this.alerts = [];
       this.feed = {}; // venue -> {events: {kind: n}, last: "text", lastTs}
       this.last = null;
@@ -51,7 +58,7 @@
       c.ask25.push(s.depth_ask_usd["25"]); c.ask100.push(s.depth_ask_usd["100"]);
       const lastLevels = this.levels[this.levels.length - 1];
       if ((d.levels || u.levels) && (!lastLevels || t - lastLevels.t >= this.levelStep)) {
-        this.levels.push({ t, down: d.levels || [], up: u.levels || [] });
+        this.levels.push({ t, down: flat(d.levels), up: flat(u.levels) });
       }
       for (const entry of s.feed || []) this.noteFeed(entry, t);
       this.last = s;
@@ -92,7 +99,7 @@
     if (!levels.length) return;
     const [xmin, xmax] = [u.scales.x.min, u.scales.x.max];
     let max = 0;
-    for (const col of levels) for (const dir of DIRS) for (const lv of col[dir]) if (lv[1] > max) max = lv[1];
+    for (const col of levels) for (const dir of DIRS) for (let j = 1; j < col[dir].length; j += 2) if (col[dir][j] > max) max = col[dir][j];
     if (max <= 0) return;
     const dpr = devicePixelRatio || 1;
     clipped(u, (ctx) => {
@@ -104,8 +111,8 @@
         for (const dir of DIRS) {
           const rgb = dir === "down" ? "255,107,91" : "63,193,165";
           const lv = col[dir];
-          for (let j = 0; j < lv.length; j++) {
-            const [p, notional] = lv[j];
+          for (let j = 0; j < lv.length; j += 2) {
+            const p = lv[j], notional = lv[j + 1];
             const y0 = u.valToPos(p * 1.0005, "y", true), y1 = u.valToPos(p * 0.9995, "y", true);
             const alpha = 0.9 * Math.pow(notional / max, 0.7);
             if (alpha < 0.02) continue;
