@@ -15,6 +15,8 @@ Protocol (``ws://127.0.0.1:8765`` by default, loopback only unless configured):
 - subscribe in the URL, ``ws://host:port/?assets=BTC,ETH-USDT`` (``BTC`` matches
   ``BTC-USDT``), or at any time with ``{"op": "subscribe", "assets": ["BTC"]}`` (an empty
   list: every asset); the server answers ``{"type": "subscribed", "assets": [...]}``;
+- ``{"op": "history", "asset": "BTC-USDT"}``: the server answers with the asset's last hour
+  (:class:`~cascadewatch.connectors.feed_history.FeedHistory`, the web page's asset view);
 - on connect the server sends ``{"type": "hello", ...}`` (with ``"page"``: the alert
   thresholds, when the pipeline set them) then the latest snapshot of each subscribed asset,
   with ``?recent=1`` the last :data:`RECENT_ALERTS` alerts, then live items; ``{"type": "heartbeat", "ts": <ms>}`` every
@@ -49,6 +51,7 @@ from websockets.typing import Subprotocol
 from cascadewatch.connectors.alerts import metrics
 from cascadewatch.connectors.alerts.config import RiskFeedConfig
 from cascadewatch.connectors.alerts.routing import asset_matches
+from cascadewatch.connectors.feed_history import FeedHistory
 from cascadewatch.connectors.webpage import SUBPROTOCOL, is_upgrade, page_response, token_matches
 
 log = logging.getLogger("cascadewatch.riskfeed")
@@ -115,6 +118,8 @@ class RiskFeedServer:
         self._clients: set[_Client] = set()
         self._latest: dict[str, str] = {}
         self._recent: deque[tuple[str | None, str]] = deque(maxlen=RECENT_ALERTS)
+        self.history = FeedHistory()
+        """The last hour per asset, for ``{"op": "history"}`` (the web page's asset view)."""
         self.page: dict[str, Any] = {}
         """What the web page needs beyond the items (``{"thresholds": {"warn_enter": ..}}``): sent in the hello."""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -222,13 +227,13 @@ class RiskFeedServer:
     def publish_many(self, items: Iterable[Any]) -> None:
         """Broadcast several items in order with one hand-over to the server loop."""
         loop = self._loop
-        encoded: list[tuple[str, str | None, str]] = []
+        encoded: list[tuple[str, str | None, str, dict[str, Any]]] = []
         for item in items:
             if not isinstance(item, dict):
                 item = msgspec.to_builtins(item)
             if not isinstance(item, dict) or item.get("type") not in ("snapshot", "alert"):
                 continue
-            encoded.append((item["type"], item.get("asset"), _encoder.encode(item).decode()))
+            encoded.append((item["type"], item.get("asset"), _encoder.encode(item).decode(), item))
         if not encoded or loop is None or loop.is_closed():
             return
         self.stats.published += len(encoded)
@@ -239,10 +244,11 @@ class RiskFeedServer:
 
     # -- the server loop ---------------------------------------------------------------
 
-    def _fanout(self, encoded: list[tuple[str, str | None, str]]) -> None:
-        for kind, asset, text in encoded:
+    def _fanout(self, encoded: list[tuple[str, str | None, str, dict[str, Any]]]) -> None:
+        for kind, asset, text, item in encoded:
             if kind == "snapshot" and asset:
                 self._latest[asset] = text
+                self.history.add(item)
             elif kind == "alert":
                 self._recent.append((asset, text))
             for client in list(self._clients):
@@ -326,6 +332,9 @@ class RiskFeedServer:
             request = json.loads(message)
         except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
             request = None
+        if isinstance(request, dict) and request.get("op") == "history" and isinstance(request.get("asset"), str):
+            self._offer(client, self.history.message(request["asset"]))
+            return
         if (
             not isinstance(request, dict)
             or request.get("op") != "subscribe"

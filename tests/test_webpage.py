@@ -11,6 +11,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from cascadewatch.connectors.feed_history import FIELDS, FeedHistory
 from cascadewatch.connectors.riskfeed import RECENT_ALERTS, RiskFeedServer
 from cascadewatch.connectors.webpage import SUBPROTOCOL, TOKEN_PREFIX, web_file
 
@@ -97,3 +98,32 @@ def test_hello_carries_the_page_info_and_recent_alerts_come_on_request() -> None
             assert json.loads(plain.recv(timeout=5))["type"] == "hello"
             with pytest.raises(TimeoutError):
                 plain.recv(timeout=0.3)  # no recent alerts without ?recent=1
+
+
+def test_history_of_an_asset_on_request() -> None:
+    def snap(ts: int, **extra: Any) -> dict[str, Any]:
+        return {"type": "snapshot", "ts": ts, "asset": "BTC-USDT", "price": 100.0 + ts / 1000, **extra}
+
+    levels = {"down": {"cluster_price": 90.0, "reach_bps": 12.5, "levels": [[90.0, 5.0]]}, "up": {"levels": []}}
+    with RiskFeedServer(port=0, ping_interval_s=None) as feed:
+        feed.history = FeedHistory(window_s=3, levels_every_s=2)
+        with connect(f"ws://127.0.0.1:{feed.port}/", open_timeout=5) as ws:
+            assert json.loads(ws.recv(timeout=5))["type"] == "hello"
+            feed.publish_many([snap(1000, **levels), snap(2000, **levels), snap(3000, **levels), snap(4000)])
+            for _ in range(4):
+                ws.recv(timeout=5)
+            ws.send(json.dumps({"op": "history", "asset": "BTC-USDT"}))
+            history = json.loads(ws.recv(timeout=5))
+            ws.send(json.dumps({"op": "history", "asset": "ETH-USDT"}))
+            empty = json.loads(ws.recv(timeout=5))
+    assert history["fields"] == list(FIELDS) and FIELDS[:4] == ("ts", "price", "prob_down", "prob_up")
+    assert (
+        history["rows"]
+        == [  # the last 3 s; 1000 left the window
+            [2000, 102.0, None, None, 90.0, None, 12.5, None] + [None] * 6,
+            [3000, 103.0, None, None, 90.0, None, 12.5, None] + [None] * 6,
+            [4000, 104.0] + [None] * (len(FIELDS) - 2),
+        ]
+    )
+    assert history["levels"] == [[3000, [[90.0, 5.0]], []]]  # 1000 (left the window), 3000; not 2000 (< 2 s)
+    assert empty == {"type": "history", "asset": "ETH-USDT", "fields": list(FIELDS), "rows": [], "levels": []}

@@ -137,6 +137,8 @@ def test_live_page_during_a_replay(tmp_path: Path, browser: Any) -> None:
         # the asset view: heatmap, price and probabilities drawn; a new snapshot redraws within 2 s
         page.click(f'#cw-overview tr[data-asset="{ASSET}"] a')
         page.wait_for_function("() => window.cwState.charts && window.cwState.charts.price.data[0].length > 5")
+        # the server's history: the chart starts at the replay's first second, before the page connected
+        page.wait_for_function("() => window.cwState.charts.price.data[0][0] === 1768435200", timeout=5000)
         price = page.evaluate(COUNT_PIXELS, "price")
         assert price["red"] > 0.02 * price["all"] and price["green"] > 0.02 * price["all"] and price["white"] > 100
         prob = page.evaluate(COUNT_PIXELS, "prob")

@@ -30,6 +30,11 @@
     return out;
   }
 
+  // The price a cascade walk of `bps` reaches from `price` in direction `dir`.
+  function reachLevel(price, bps, dir) {
+    return price === null || bps === null || bps === undefined ? null : price * (1 + (dir === "down" ? -1 : 1) * bps / 1e4);
+  }
+
   // ---- one asset's history -------------------------------------------------------------------
   // Columns of numbers per snapshot second (seconds since the epoch on x), the estimated levels
   // every `levelStep` s (the heatmap's columns), the alerts. `window_s`: how much is kept (null: all).
@@ -48,11 +53,9 @@
     push(s) {
       const c = this.cols, t = s.ts / 1000, d = s.down || {}, u = s.up || {};
       if (c.t.length && t <= c.t[c.t.length - 1]) return false; // a resent latest snapshot
-      const reach = (dir, r) => (s.price === null || r.reach_bps === null || r.reach_bps === undefined ? null
-        : s.price * (1 + (dir === "down" ? -1 : 1) * r.reach_bps / 1e4));
       c.t.push(t); c.price.push(s.price); c.pDown.push(s.prob_down); c.pUp.push(s.prob_up);
       c.cDown.push(d.cluster_price ?? null); c.cUp.push(u.cluster_price ?? null);
-      c.rDown.push(reach("down", d)); c.rUp.push(reach("up", u));
+      c.rDown.push(reachLevel(s.price, d.reach_bps, "down")); c.rUp.push(reachLevel(s.price, u.reach_bps, "up"));
       c.liqLong.push(s.liq_long_usd_1s); c.liqShort.push(s.liq_short_usd_1s);
       c.bid25.push(s.depth_bid_usd["25"]); c.bid100.push(s.depth_bid_usd["100"]);
       c.ask25.push(s.depth_ask_usd["25"]); c.ask100.push(s.depth_ask_usd["100"]);
@@ -64,6 +67,25 @@
       this.last = s;
       this.trim(t);
       return true;
+    }
+    // The server's history of this asset (FeedHistory: rows of `fields`, levels every minute),
+    // put before what the page has received itself.
+    prepend(msg) {
+      const c = this.cols, first = c.t.length ? c.t[0] : Infinity, at = {};
+      msg.fields.forEach((f, i) => { at[f] = i; });
+      const rows = msg.rows.filter((r) => r[0] / 1000 < first);
+      const col = (f) => rows.map((r) => r[at[f]]);
+      const reach = (dir) => rows.map((r) => reachLevel(r[at.price], r[at[dir + ".reach_bps"]], dir));
+      const older = {
+        t: rows.map((r) => r[0] / 1000), price: col("price"), pDown: col("prob_down"), pUp: col("prob_up"),
+        cDown: col("down.cluster_price"), cUp: col("up.cluster_price"), rDown: reach("down"), rUp: reach("up"),
+        liqLong: col("liq_long_usd_1s"), liqShort: col("liq_short_usd_1s"), bid25: col("depth_bid_usd.25"),
+        bid100: col("depth_bid_usd.100"), ask25: col("depth_ask_usd.25"), ask100: col("depth_ask_usd.100"),
+      };
+      for (const k in c) c[k] = older[k].concat(c[k]);
+      const firstLevels = this.levels.length ? this.levels[0].t : Infinity;
+      this.levels = msg.levels.filter((l) => l[0] / 1000 < firstLevels)
+        .map((l) => ({ t: l[0] / 1000, down: flat(l[1]), up: flat(l[2]) })).concat(this.levels);
     }
     noteFeed(entry, t) {
       const venue = entry.split(":", 1)[0];

@@ -45,9 +45,17 @@
     const protocols = ["cascadewatch.v1"].concat(token ? ["cascadewatch.token." + hex(token)] : []);
     const ws = new WebSocket(scheme + location.host + "/?recent=1", protocols);
     state.ws = ws;
-    ws.onopen = () => { state.retryMs = 1000; state.lastSnapshotAt = Date.now(); setStatus("connected", "connected"); };
+    ws.onopen = () => {
+      state.retryMs = 1000; state.lastSnapshotAt = Date.now(); setStatus("connected", "connected");
+      if (state.view) askHistory(state.view);
+    };
     ws.onmessage = (event) => receive(JSON.parse(event.data));
     ws.onclose = () => { if (state.ws === ws) { state.ws = null; retry("disconnected"); } };
+  }
+
+  // The server's last hour of `asset`, for its view (the page keeps only what it has received).
+  function askHistory(asset) {
+    if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify({ op: "history", asset }));
   }
 
   function retry(why) {
@@ -76,6 +84,9 @@
       if (h.alerts.some((a) => a.id === msg.id)) return; // a recent alert sent again after a reconnect
       h.alerts.push(msg);
       if (msg.action === "resolve") state.open.delete(msg.dedup_key); else state.open.set(msg.dedup_key, msg);
+      state.dirty.add(msg.asset);
+    } else if (msg.type === "history") {
+      history(msg.asset).prepend(msg);
       state.dirty.add(msg.asset);
     } else if (msg.type === "hello") {
       state.thresholds = (msg.page && msg.page.thresholds) || {};
@@ -118,6 +129,7 @@
     if (state.charts) { state.charts.destroy(); state.charts = null; }
     root.replaceChildren(CW.assetView(asset));
     state.view = asset;
+    askHistory(asset);
     state.charts = null; // built on the first render, once the section has its width
   }
 
