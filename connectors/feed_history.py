@@ -1,13 +1,13 @@
 """The risk feed's memory of the last hour per asset, for a web page that opens late.
 
-A client that connects with ``?history=1`` gets, per subscribed asset, one
+A client that sends ``{"op": "history", "asset": "BTC-USDT"}`` gets one
 ``{"type": "history", "asset": ..., "fields": [...], "rows": [[...], ...], "levels": [...]}``
-message before the live items: ``rows`` one per snapshot second of the last ``window_s``
-seconds (the values of :data:`FIELDS`, ``null`` where the snapshot has none), ``levels`` every
-``levels_every_s`` seconds ``[ts, down levels, up levels]`` (the snapshots' ``levels``).
+message: ``rows`` one per snapshot second of the last ``window_s`` seconds (the values of
+:data:`FIELDS`, ``null`` where the snapshot has none), ``levels`` every ``levels_every_s``
+seconds ``[ts, down levels, up levels]`` (the snapshots' ``levels``).
 
 Rows and levels are kept as JSON text (about 150 bytes a row, 4 kB a levels sample): an hour of
-50 assets is about 40 MB.
+50 assets is about 60 MB (measured with tracemalloc).
 """
 
 from __future__ import annotations
