@@ -109,3 +109,9 @@ def test_the_page_loads_nothing(demo_report: tuple[Path, Path]) -> None:
     urls = re.findall(r"https?://[^\s\"')]+", "\n".join(text for attrs, text in page.scripts if "id" not in attrs))
     assert urls == ["https://github.com/leeoniya/uPlot"]  # uPlot's banner comment, not a request
     assert [len(page.scripts), len(page.styles)] == [4, 1]  # data, uPlot, charts.js, report.js; one style
+
+
+def test_evaluate_writes_the_same_report(demo_report: tuple[Path, Path], tmp_path: Path) -> None:
+    out = tmp_path / "evaluated.html"
+    assert main(["evaluate", str(DEMO), "--truth", str(TRUTH), "--json", "--report", str(out)]) == 0
+    assert _data(out)[1] == _data(demo_report[0])[1]
