@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
+from websockets.typing import Subprotocol
 
 from cascadewatch.connectors.feed_history import FIELDS, FeedHistory
 from cascadewatch.connectors.riskfeed import RECENT_ALERTS, RiskFeedServer
@@ -63,12 +64,12 @@ def test_auth_endpoint_tells_a_wrong_token_from_a_right_one(server: RiskFeedServ
 def test_the_token_as_a_subprotocol_is_accepted_and_never_echoed(server: RiskFeedServer) -> None:
     url = f"ws://127.0.0.1:{server.port}/"
     token_protocol = TOKEN_PREFIX + TOKEN.encode().hex()
-    with connect(url, subprotocols=[SUBPROTOCOL, token_protocol], open_timeout=5) as ws:  # type: ignore[list-item]
+    with connect(url, subprotocols=[Subprotocol(SUBPROTOCOL), Subprotocol(token_protocol)], open_timeout=5) as ws:
         assert ws.subprotocol == SUBPROTOCOL
         assert json.loads(ws.recv(timeout=5))["type"] == "hello"
     for offered in ([SUBPROTOCOL], [SUBPROTOCOL, TOKEN_PREFIX + b"wrong".hex()]):
         with pytest.raises(InvalidStatus) as refused:
-            connect(url, subprotocols=offered, open_timeout=5)  # type: ignore[arg-type]
+            connect(url, subprotocols=[Subprotocol(p) for p in offered], open_timeout=5)
         assert refused.value.response.status_code == 401
     assert server.stats.refused == 2
 
@@ -117,13 +118,10 @@ def test_history_of_an_asset_on_request() -> None:
             ws.send(json.dumps({"op": "history", "asset": "ETH-USDT"}))
             empty = json.loads(ws.recv(timeout=5))
     assert history["fields"] == list(FIELDS) and FIELDS[:4] == ("ts", "price", "prob_down", "prob_up")
-    assert (
-        history["rows"]
-        == [  # the last 3 s; 1000 left the window
-            [2000, 102.0, None, None, 90.0, None, 12.5, None] + [None] * 6,
-            [3000, 103.0, None, None, 90.0, None, 12.5, None] + [None] * 6,
-            [4000, 104.0] + [None] * (len(FIELDS) - 2),
-        ]
-    )
+    assert history["rows"] == [  # the last 3 s; 1000 left the window
+        [2000, 102.0, None, None, 90.0, None, 12.5, None] + [None] * 6,
+        [3000, 103.0, None, None, 90.0, None, 12.5, None] + [None] * 6,
+        [4000, 104.0] + [None] * (len(FIELDS) - 2),
+    ]
     assert history["levels"] == [[3000, [[90.0, 5.0]], []]]  # 1000 (left the window), 3000; not 2000 (< 2 s)
     assert empty == {"type": "history", "asset": "ETH-USDT", "fields": list(FIELDS), "rows": [], "levels": []}
