@@ -19,8 +19,9 @@ Protocol (``ws://127.0.0.1:8765`` by default, loopback only unless configured):
   (:class:`~cascadewatch.connectors.feed_history.FeedHistory`, the web page's asset view);
 - on connect the server sends ``{"type": "hello", ...}`` (with ``"page"``: the alert
   thresholds, when the pipeline set them) then the latest snapshot of each subscribed asset,
-  with ``?recent=1`` the last :data:`RECENT_ALERTS` alerts, then live items; ``{"type": "heartbeat", "ts": <ms>}`` every
-  ``ping_interval_s`` plus websocket pings keep idle connections alive;
+  with ``?recent=1`` the last :data:`RECENT_ALERTS` alerts, then live items;
+  ``{"type": "heartbeat", "ts": <ms>}`` every ``ping_interval_s`` plus websocket pings keep
+  idle connections alive;
 - each client has a bounded queue (``queue_size`` messages) and a bounded socket send
   buffer; a client that falls further behind is disconnected (close code 1008, "too slow")
   and counted, never slowing the pipeline or the other clients.

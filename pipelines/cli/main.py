@@ -123,9 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also score each scenario family (the truth's scenario name) on its own",
     )
-
     evaluate.add_argument(
-        "--report", type=Path, metavar="HTML", help="also write the replay report (as cascadewatch report) here"
+        "--report",
+        type=Path,
+        metavar="HTML",
+        help="also write the replay report (as cascadewatch report; the recordings are replayed once more)",
     )
 
     report = commands.add_parser(
