@@ -132,7 +132,8 @@ def test_live_page_during_a_replay(tmp_path: Path, browser: Any) -> None:
         page.wait_for_selector(f'#cw-overview tr[data-asset="{ASSET}"]')
         assert page.is_hidden("#cw-token")
         overview = _cells(page)
-        page.screenshot(path=str(shots / "webpage-overview.png"))
+        assert page.inner_text("#cw-count") == "1 asset"
+        page.screenshot(path=str(shots / "webpage-overview.png"), clip={"x": 0, "y": 0, "width": 1280, "height": 140})
 
         # the asset view: heatmap, price and probabilities drawn; a new snapshot redraws within 2 s
         page.click(f'#cw-overview tr[data-asset="{ASSET}"] a')

@@ -120,7 +120,7 @@
         cell("books_valid", s.books_valid, s.books_valid),
         cell("ts", s.ts, fmt.time(s.ts) + (stale ? " (stale)" : "")));
     }));
-    document.getElementById("cw-count").textContent = `${rows.length} assets`;
+    document.getElementById("cw-count").textContent = `${rows.length} asset${rows.length === 1 ? "" : "s"}`;
   }
 
   // ---- asset view -----------------------------------------------------------------------------
