@@ -116,13 +116,14 @@ def _collect(job: tuple[Run, tuple[str, ...], bytes]) -> RunSamples:
     samples, _ = collect_samples(run.recording, config, features)
     cascades = [c for c in read_jsonl(run.truth) if c.get("type") == "cascade"]
     labels = label_samples(samples, cascades, float(config.detectors.horizon_s))
+    kept = [(sample, y) for sample, y in zip(samples, labels, strict=True) if y is not None]  # not after a bottom
     names = [n for n in features if n != "logit_struct"]
-    X = np.array([s[3] for s in samples], dtype=np.float64).reshape(len(samples), len(names))
+    X = np.array([s[3] for s, _ in kept], dtype=np.float64).reshape(len(kept), len(names))
     if "logit_struct" in features:  # the classifier's own input: logit of the structural estimate
         eps = 1e-6
-        p = np.clip(np.array([s[4] for s in samples], dtype=np.float64), eps, 1 - eps)
+        p = np.clip(np.array([s[4] for s, _ in kept], dtype=np.float64), eps, 1 - eps)
         X = np.column_stack([X, np.log(p / (1 - p))])
-    return RunSamples(run, X, np.array(labels, dtype=bool), len(cascades))
+    return RunSamples(run, X, np.array([y for _, y in kept], dtype=bool), len(cascades))
 
 
 def feature_order(features: Sequence[str]) -> tuple[str, ...]:
@@ -159,11 +160,25 @@ def _duration(run: Run) -> float:
 def fit_runs(
     samples: Sequence[RunSamples], features: Sequence[str], horizon_s: float, *, l2: float, cap: float
 ) -> tuple[CascadeProbability, dict[str, float]]:
-    """Fit one classifier (both directions pooled, as ``cascadewatch train``) on the runs' samples."""
+    """Fit one classifier (both directions pooled, as ``cascadewatch train``) on the runs' samples.
+
+    The weights are fitted on every run; the calibration (:func:`cascadewatch.detectors.evidence.fit_evidence_model`,
+    ``calibration``) on the calm days alone when there are any. A scenario run is drawn *because*
+    it holds an event (a third of its seconds have a cascade ahead, against under 1 % of a real
+    day's), so its rate is no prior for a market: like a case-control sample, it informs how much
+    each mechanism matters, and the calm days, which hold their background of small cascades at
+    their natural rate, set the level.
+    """
     X = np.vstack([s.X for s in samples])
     y = np.concatenate([s.y for s in samples])
     if not y.any() or y.all():
         raise ValueError("training needs samples of both classes: runs with and without a cascade ahead")
+    calm = [s for s in samples if s.run.family == CALM]
+    calibration = None
+    if calm:
+        yc = np.concatenate([s.y for s in calm])
+        if yc.any() and not yc.all():
+            calibration = (np.vstack([s.X for s in calm]), yc)
     model = CascadeProbability(horizon_s=horizon_s, features=feature_order(features))
-    stats = model.fit_matrix(X, y, feature_order(features), l2=l2, cap=cap)
+    stats = model.fit_matrix(X, y, feature_order(features), l2=l2, cap=cap, calibration=calibration)
     return model, stats
