@@ -46,10 +46,13 @@ class DirectionRisk(msgspec.Struct, frozen=True, kw_only=True):
     """The ``down`` / ``up`` object of a snapshot: the detectors' view of one direction.
 
     Probabilities in 0..1 (4 decimals), distances in bps (1 decimal), notional in quote
-    currency (cents), ``cluster_price`` to 8 decimals; ``None`` where unknown. ``levels``
-    (only with ``[detectors] snapshot_levels`` or the risk feed on): the estimated map's
-    non-empty buckets on this side within its range, ``[[price, usd], ...]`` by ascending
-    price, price to 10 significant digits, notional to whole quote units.
+    currency (cents), ``cluster_price`` to 8 decimals; ``None`` where unknown. The mitigation
+    readouts (:mod:`cascadewatch.detectors.mitigation`) come last, each with a default, so
+    lines written before them still decode: ``margin_mmr`` to 6 decimals, ``leverage_cap`` to
+    2, ``breaker_since`` in ms. ``levels`` (only with ``[detectors] snapshot_levels`` or the
+    risk feed on): the estimated map's non-empty buckets on this side within its range,
+    ``[[price, usd], ...]`` by ascending price, price to 10 significant digits, notional to
+    whole quote units.
     """
 
     prob: float | None
@@ -63,6 +66,12 @@ class DirectionRisk(msgspec.Struct, frozen=True, kw_only=True):
     depth_ratio: float | None
     reach_usd: float | None
     reach_bps: float | None
+    defence_usd: float | None = None
+    margin_mmr: float | None = None
+    leverage_cap: float | None = None
+    margin_pushed_usd: float | None = None
+    breaker: bool | None = None
+    breaker_since: int | None = None
     levels: list[tuple[float, float]] | UnsetType = UNSET
 
 
@@ -141,7 +150,9 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="al
       notional to whole quote units, ratios to 3 decimals;
     - feed alerts (:mod:`cascadewatch.pipelines.steps.feed_policy`): ``opened_ts``,
       ``venue``, ``instrument``, ``problem``;
-    - test alerts (``cascadewatch alerts test``): ``price``, ``liq_usd_60s``, ``venues``.
+    - test alerts (``cascadewatch alerts test``): ``price``, ``liq_usd_60s``, ``venues``;
+    - cascade alerts again, last (added later, so earlier lines keep their shape): the
+      mitigation readouts ``defence_usd`` .. ``breaker_since``.
     """
 
     id: str
@@ -173,6 +184,11 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="al
     venue: str | UnsetType = UNSET
     instrument: str | UnsetType = UNSET
     problem: str | UnsetType = UNSET
+    defence_usd: float | None | UnsetType = UNSET
+    margin_mmr: float | None | UnsetType = UNSET
+    leverage_cap: float | None | UnsetType = UNSET
+    margin_pushed_usd: float | None | UnsetType = UNSET
+    breaker_since: int | None | UnsetType = UNSET
 
     def to_dict(self) -> dict[str, Any]:
         """The output item: ``{"type": "alert", "id": ..., ...}`` in field order."""

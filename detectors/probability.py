@@ -412,15 +412,22 @@ DEFAULT_FEATURES: tuple[str, ...] = (
     "logit_struct",
     "log_liq_depth",
     "in_cascade",
+    "trickle_60",
+    "trickle_300",
     "log_vol_ratio",
+    "drift_60_z",
+    "drift_300_z",
 )
-"""The classifier's default features, few and scale-free (percent, bps, ratios, logs of ratios) so
-a model trained on one market carries to another, one or more per mechanism
-(:data:`cascadewatch.detectors.evidence.FAMILIES`): crowding (from
-:meth:`cascadewatch.detectors.crowding.CrowdingReadout.features`, windows 300 and 900 s), levels
-(distance to the nearest dense cluster in standard deviations of the move, cluster and reach
-against the depth in front, the structural estimate), liquidity (depth thinning), liquidations
-(the last minute's against the depth, a cascade in progress) and volatility (fast over slow).
+"""The classifier's default features, few and scale-free (percent, bps, ratios, logs of ratios,
+counts against their norm, moves in standard deviations) so a model trained on one market carries
+to another, one or more per mechanism (:data:`cascadewatch.detectors.evidence.FAMILIES`): crowding
+(from :meth:`cascadewatch.detectors.crowding.CrowdingReadout.features`, windows 300 and 900 s),
+levels (distance to the nearest dense cluster in standard deviations of the move, cluster and
+reach against the depth in front, the structural estimate), liquidity (depth thinning),
+liquidations (the last minute's against the depth, a cascade in progress, the trickle of
+liquidation orders over 60 and 300 s against their norm from
+:mod:`cascadewatch.detectors.precursors`), volatility (fast over slow) and momentum (the drift
+toward the levels over 60 and 300 s).
 The Hawkes branching ratio is left out: it carries no information at either end."""
 
 
