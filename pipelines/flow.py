@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, TypeGuard, TypeVar
 
 import bytewax.operators as op
+import msgspec
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import FixedPartitionedSource
 from bytewax.operators import StatefulBatchLogic
@@ -44,7 +45,7 @@ from cascadewatch.connectors.sinks import (
 )
 from cascadewatch.connectors.sources import STATS_KEY
 from cascadewatch.connectors.units import s_to_ns
-from cascadewatch.pipelines.config import Config
+from cascadewatch.pipelines.config import Config, DetectorsConfig
 from cascadewatch.pipelines.steps.asset_risk import AssetRisk
 from cascadewatch.pipelines.steps.items import AssetOutput, AssetSecond, SecondManifest
 from cascadewatch.pipelines.steps.output_ordering import OutputOrderer
@@ -181,6 +182,11 @@ def _is_asset_second(
     return key_value[0] != ORDER_KEY
 
 
+def page_info(detectors: DetectorsConfig) -> dict[str, Any]:
+    """What the web page shows beside the items: the alert policy's thresholds (probabilities)."""
+    return {"thresholds": {k: getattr(detectors, k) for k in ("warn_enter", "warn_exit", "crit_enter")}}
+
+
 def build_flow(
     source: FixedPartitionedSource[Any, Any], n_partitions: int, config: Config, options: FlowOptions
 ) -> Dataflow:
@@ -192,6 +198,10 @@ def build_flow(
     def output(step_id: str, stream: Any, sink: Any) -> None:
         op.output(step_id, stream, sink if options.primary else held_elsewhere(sink))
 
+    # the web page draws the estimated levels: snapshots carry them while the feed is served
+    detectors = (
+        msgspec.structs.replace(config.detectors, snapshot_levels=True) if options.serve_riskfeed else config.detectors
+    )
     flow = Dataflow("cascadewatch")
     recovery = options.recovery
     batches = op.input("frames", flow, TrackedSource(source, s_to_ns(config.replay.allowed_lag_s), recovery))
@@ -210,7 +220,7 @@ def build_flow(
     asset_outputs = op.stateful_batch(
         "asset_risk",
         by_asset.trues,
-        lambda resume: AssetLogic(resume or AssetRisk(config.detectors, options.on_sample), recovery),
+        lambda resume: AssetLogic(resume or AssetRisk(detectors, options.on_sample), recovery),
     )
     to_order = op.merge(
         "to_order_key",
@@ -228,7 +238,7 @@ def build_flow(
     if options.deliver_alerts:
         output("alert_outbox", ordered, AlertOutboxSink(config.alerts))
     if options.serve_riskfeed:
-        output("riskfeed", ordered, RiskFeedSink(config.riskfeed, observe_metrics=False))
+        output("riskfeed", ordered, RiskFeedSink(config.riskfeed, observe_metrics=False, page=page_info(detectors)))
     if options.export_metrics:
         output("asset_metrics", ordered, SnapshotMetricsSink())
     output(
