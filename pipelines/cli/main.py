@@ -278,6 +278,7 @@ def _evaluate(args: argparse.Namespace, console: Console) -> int:
 
 
 def _report(args: argparse.Namespace, console: Console) -> int:
+    from cascadewatch.pipelines.config import load_config
     from cascadewatch.pipelines.report.replay_report import write_report
 
     data = write_report(args.recordings, args.truth, load_config(args.config), args.out)
