@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/cascadewatch demo
 
-# Tests that need a system program (promtool and Prometheus) skip with the reason when it is
+# Tests that need a system program (promtool, Prometheus, Alertmanager) skip with the reason when it is
 # absent; `make deps` installs them (Debian, as root).
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -31,10 +31,11 @@ lint: $(STAMP)
 	@mkdir -p $(TYPECHECK) && for d in connectors detectors pipelines; do ln -sfn ../../../$$d $(TYPECHECK)/$$d; done
 	cd build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml -p cascadewatch
 
-# System packages some tests use (Debian, as root): Prometheus and promtool for the deploy files.
+# System packages some tests use (Debian, as root): Prometheus and promtool for the deploy files,
+# Alertmanager for the alertmanager destination.
 deps:
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager
 
 bench: $(STAMP)
 	$(BIN)/python -m cascadewatch.pipelines.bench.replay
