@@ -90,7 +90,7 @@ class DestinationConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     backoff_base_s: float = 1.0
     backoff_max_s: float = 300.0
     coalesce: int = 10
-    """slack: at most this many pending alerts are sent together as one message."""
+    """slack, discord (at most 5 there): at most this many pending alerts are sent together as one message."""
     severity_map: dict[str, str] = msgspec.field(default_factory=dict)
     """pagerduty: our severity -> PagerDuty's (critical/error/warning/info); default identity."""
     source: str = "cascadewatch"
