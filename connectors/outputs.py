@@ -134,7 +134,8 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="al
       notional to whole quote units, ratios to 3 decimals;
     - feed alerts (:mod:`cascadewatch.pipelines.steps.feed_policy`): ``opened_ts``,
       ``venue``, ``instrument``, ``problem``;
-    - test alerts (``cascadewatch alerts test``): ``price``, ``liq_usd_60s``, ``venues``.
+    - test alerts (``cascadewatch alerts test``): ``price``, ``liq_usd_60s``, ``venues``;
+    - every alert of a replay or live run: ``audit``, last.
     """
 
     id: str
@@ -166,6 +167,9 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="al
     venue: str | UnsetType = UNSET
     instrument: str | UnsetType = UNSET
     problem: str | UnsetType = UNSET
+    audit: dict[str, Any] | UnsetType = UNSET
+    """The audit manifest, appended by the pipeline's output step to every alert it emits
+    (:mod:`cascadewatch.pipelines.steps.audit`); absent from a bare ``Alert``."""
 
     def to_dict(self) -> dict[str, Any]:
         """The output item: ``{"type": "alert", "id": ..., ...}`` in field order."""

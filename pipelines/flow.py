@@ -11,6 +11,7 @@
       -> stateful_batch per asset: venue merge, detectors, alert policies
          -> AssetOutput (snapshot, alerts) to the ordering key
       -> stateful_batch "order": seconds in order, assets sorted -> snapshot and alert dicts
+      -> audit: each alert gets its manifest (code, config, model, inputs, second)
       -> JSONL sink (alerts, snapshots); alert outbox -> Slack/PagerDuty/webhook; risk feed
     dead letters (source parse errors, book sequence gaps) -> JSONL sink
     partition stats + gap dead letters -> summary sink
@@ -46,6 +47,7 @@ from cascadewatch.connectors.sources import STATS_KEY
 from cascadewatch.connectors.units import s_to_ns
 from cascadewatch.pipelines.config import Config
 from cascadewatch.pipelines.steps.asset_risk import AssetRisk
+from cascadewatch.pipelines.steps.audit import AuditStamp
 from cascadewatch.pipelines.steps.items import AssetOutput, AssetSecond, SecondManifest
 from cascadewatch.pipelines.steps.output_ordering import OutputOrderer
 from cascadewatch.pipelines.steps.second_release import SecondReleaser
@@ -132,7 +134,8 @@ class FlowOptions:
     (``[riskfeed]``). ``export_metrics``: per-asset Prometheus gauges. ``primary``: whether
     this process holds the single-partition outputs (process 0 of a cluster); the others hold
     none. ``on_sample``: the detectors' classifier samples and online labels go to it
-    (``cascadewatch train``, one worker in this process, no recovery).
+    (``cascadewatch train``, one worker in this process, no recovery). ``audit``: appends the
+    audit manifest to the alerts (:class:`~cascadewatch.pipelines.steps.audit.AuditStamp`).
     """
 
     alerts_out: Path | None
@@ -144,6 +147,7 @@ class FlowOptions:
     export_metrics: bool = False
     primary: bool = True
     on_sample: Callable[[dict], None] | None = None
+    audit: AuditStamp | None = None
 
 
 def _is_asset_second(
@@ -189,6 +193,9 @@ def build_flow(
         by_asset.falses,
     )
     merged = op.stateful_batch("order_outputs", to_order, lambda resume: OrderLogic(resume or OutputOrderer()))
+    if options.audit is not None:
+        stamp = options.audit
+        merged = op.map("audit", merged, lambda key_value: (key_value[0], stamp(key_value[1])))
     ordered = op.flat_map(
         "to_lines", merged, lambda key_value: [to_stream(STREAM_OF[item["type"]], item) for item in key_value[1]]
     )

@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from cascadewatch.detectors.evidence import DEFAULT_CAP, DEFAULT_L2
 from cascadewatch.pipelines.cli import alerts as alerts_cli
+from cascadewatch.pipelines.cli import explain as explain_cli
 from cascadewatch.pipelines.cli import live as live_cli
 from cascadewatch.pipelines.cli import simulate as simulate_cli
 from cascadewatch.pipelines.config import ConfigError, load_config
@@ -157,6 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"bound of each feature family's evidence, log-odds (default {DEFAULT_CAP:g}; inf: none)",
     )
 
+    explain = commands.add_parser(
+        "explain",
+        help="re-make an alert from its audit manifest, compare it byte for byte, show its evidence",
+        description=explain_cli.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    explain_cli.add_arguments(explain)
+
     alerts_cli.add_commands(commands)
     live_cli.add_commands(commands)
     return parser
@@ -177,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
             return _evaluate(args, console)
         if args.command == "train":
             return _train(args)
+        if args.command == "explain":
+            return explain_cli.run(args, console)
         if args.command in alerts_cli.COMMANDS:
             return alerts_cli.run(args, console)
         if args.command in live_cli.COMMANDS:

@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 from cascadewatch.connectors import live_metrics
-from cascadewatch.connectors.live import FeedStartError, FrameQueue, LiveSource, StartupWatch, VenueFeed
+from cascadewatch.connectors.live import FeedStartError, FrameQueue, LiveSource, StartupWatch, VenueFeed, tap_path
 from cascadewatch.connectors.live_config import LiveConfig
 from cascadewatch.connectors.recorder import RotatingRecorder
 from cascadewatch.connectors.venues.registry import venue_module
@@ -30,6 +30,7 @@ from cascadewatch.pipelines.flow import FlowOptions, build_flow
 from cascadewatch.pipelines.run.cluster import execute
 from cascadewatch.pipelines.run.preflight import check_output, check_startup
 from cascadewatch.pipelines.run.replay import ReplaySummary
+from cascadewatch.pipelines.steps.audit import AuditStamp
 
 log = logging.getLogger("cascadewatch.live")
 
@@ -130,6 +131,13 @@ def run_live(config: Config, live: LiveConfig, options: LiveOptions | None = Non
                 serve_riskfeed=serve_riskfeed,
                 export_metrics=opts.serve_metrics,
                 primary=opts.process_id == 0,
+                audit=AuditStamp(
+                    config,
+                    live=[
+                        {"live": venue, "recording": tap_path(source.record, venue).name if source.record else None}
+                        for venue in live.venues
+                    ],
+                ),
             ),
         )
         execute(

@@ -15,11 +15,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from cascadewatch.connectors.recording_index import index_recording
 from cascadewatch.connectors.sources import ProgressCallback, ReplaySource
 from cascadewatch.pipelines.config import Config
 from cascadewatch.pipelines.flow import FlowOptions, build_flow
 from cascadewatch.pipelines.run.cluster import execute
 from cascadewatch.pipelines.run.preflight import check_startup
+from cascadewatch.pipelines.steps.audit import AuditStamp
 
 
 @dataclass
@@ -141,6 +143,7 @@ def run_replay(
                 serve_riskfeed=opts.serve_riskfeed,
                 primary=opts.process_id == 0,
                 on_sample=opts.on_sample,
+                audit=AuditStamp(config, [index_recording(path, source.allowed_lag_ns) for path in source.paths]),
             ),
         )
         execute(

@@ -55,7 +55,7 @@ def _num(alert: dict[str, Any], key: str) -> float | None:
 def evidence_fields(alert: dict[str, Any]) -> list[tuple[str, str]]:
     """The key evidence as (label, text), the policy's fields first, then any others."""
     fields: list[tuple[str, str]] = []
-    used = {"probability", "prob", "opened_ts", "venues", "cascade"}
+    used = {"probability", "prob", "opened_ts", "venues", "cascade", "audit"}
     if (price := _num(alert, "price")) is not None:
         fields.append(("Price", f"{price:,.6g}"))
     used.add("price")
