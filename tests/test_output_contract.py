@@ -101,3 +101,15 @@ def test_every_line_of_a_replay_decodes_into_the_structs_and_encodes_back_to_the
     assert kinds == [("Alert", "cascade"), ("Alert", "feed"), ("RiskSnapshot", None)]
     # snapshots with and without the detectors' fields both occur
     assert {isinstance(item.down, DirectionRisk) for item in decoded if isinstance(item, RiskSnapshot)} == {True, False}
+    # every alert ends with its audit manifest (added last: the keys before it are unchanged)
+    audits = [item.audit for item in decoded if isinstance(item, Alert)]
+    assert all(list(audit) == ["code", "config", "model", "second", "inputs"] for audit in audits)
+    assert [a.audit["second"] for a in decoded if isinstance(a, Alert)] == [
+        a.ts for a in decoded if isinstance(a, Alert)
+    ]
+    assert {tuple(i["recording"] for i in audit["inputs"]) for audit in audits} == {
+        ("hand-made.rec", "binance-usdm-2021-07-22-head.rec")
+    }
+    for line in alerts.read_bytes().splitlines():
+        assert line.index(b',"audit":{"code":') == line.rindex(b',"audit":')
+        assert line.endswith(b"]}}")
