@@ -114,6 +114,9 @@ class RiskSnapshot(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", 
     observed_short_usd: float | None | UnsetType = UNSET
     down: DirectionRisk | UnsetType = UNSET
     up: DirectionRisk | UnsetType = UNSET
+    exposure: dict[str, list[dict[str, Any]]] | UnsetType = UNSET
+    """With ``[desk] exposure``: the desk's items inside each direction's predicted reach
+    (:mod:`cascadewatch.pipelines.steps.exposure`), added by the output step."""
 
     def with_detectors(self, fields: DetectorFields) -> RiskSnapshot:
         """This snapshot with the detectors' fields filled in."""
@@ -167,6 +170,8 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="al
     venue: str | UnsetType = UNSET
     instrument: str | UnsetType = UNSET
     problem: str | UnsetType = UNSET
+    exposure: list[dict[str, Any]] | UnsetType = UNSET
+    """Cascade triggers with ``[desk] exposure``: the desk's items inside the predicted reach."""
     audit: dict[str, Any] | UnsetType = UNSET
     """The audit manifest, appended by the pipeline's output step to every alert it emits
     (:mod:`cascadewatch.pipelines.steps.audit`); absent from a bare ``Alert``."""

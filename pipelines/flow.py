@@ -11,6 +11,7 @@
       -> stateful_batch per asset: venue merge, detectors, alert policies
          -> AssetOutput (snapshot, alerts) to the ordering key
       -> stateful_batch "order": seconds in order, assets sorted -> snapshot and alert dicts
+      -> exposure ([desk] exposure): the desk's positions and orders inside the predicted reach
       -> audit: each alert gets its manifest (code, config, model, inputs, second)
       -> JSONL sink (alerts, snapshots); alert outbox -> Slack/PagerDuty/webhook; risk feed
     dead letters (source parse errors, book sequence gaps) -> JSONL sink
@@ -48,6 +49,7 @@ from cascadewatch.connectors.units import s_to_ns
 from cascadewatch.pipelines.config import Config
 from cascadewatch.pipelines.steps.asset_risk import AssetRisk
 from cascadewatch.pipelines.steps.audit import AuditStamp
+from cascadewatch.pipelines.steps.exposure import ExposureOverlay
 from cascadewatch.pipelines.steps.items import AssetOutput, AssetSecond, SecondManifest
 from cascadewatch.pipelines.steps.output_ordering import OutputOrderer
 from cascadewatch.pipelines.steps.second_release import SecondReleaser
@@ -135,7 +137,8 @@ class FlowOptions:
     this process holds the single-partition outputs (process 0 of a cluster); the others hold
     none. ``on_sample``: the detectors' classifier samples and online labels go to it
     (``cascadewatch train``, one worker in this process, no recovery). ``audit``: appends the
-    audit manifest to the alerts (:class:`~cascadewatch.pipelines.steps.audit.AuditStamp`).
+    audit manifest to the alerts (:class:`~cascadewatch.pipelines.steps.audit.AuditStamp`);
+    ``exposure``: adds the desk's exposure (:class:`~cascadewatch.pipelines.steps.exposure.ExposureOverlay`).
     """
 
     alerts_out: Path | None
@@ -148,6 +151,7 @@ class FlowOptions:
     primary: bool = True
     on_sample: Callable[[dict], None] | None = None
     audit: AuditStamp | None = None
+    exposure: ExposureOverlay | None = None
 
 
 def _is_asset_second(
@@ -193,6 +197,9 @@ def build_flow(
         by_asset.falses,
     )
     merged = op.stateful_batch("order_outputs", to_order, lambda resume: OrderLogic(resume or OutputOrderer()))
+    if options.exposure is not None:
+        overlay = options.exposure
+        merged = op.map("exposure", merged, lambda key_value: (key_value[0], overlay(key_value[1])))
     if options.audit is not None:
         stamp = options.audit
         merged = op.map("audit", merged, lambda key_value: (key_value[0], stamp(key_value[1])))

@@ -82,6 +82,8 @@ class DestinationConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     kinds: list[str] = msgspec.field(default_factory=list)
     assets: list[str] = msgspec.field(default_factory=list)
     actions: list[str] = msgspec.field(default_factory=list)
+    exposure_only: bool = False
+    """Only cascade alerts with the desk's own exposure inside the predicted reach (``[desk]``)."""
     rate_per_s: float | None = None
     """Messages per second at most (default: slack 1, pagerduty 2 (its limit is 120/min per key), webhook 10)."""
     timeout_s: float = 10.0

@@ -21,6 +21,7 @@ from typing import Any
 
 import zstandard
 
+from cascadewatch.connectors.exposure import text_digest
 from cascadewatch.connectors.recording_index import prefix_of
 from cascadewatch.pipelines.config import Config
 from cascadewatch.pipelines.run.replay import ReplayOptions, run_replay
@@ -107,6 +108,11 @@ def _compare_manifest(audit: dict[str, Any], config: Config, differences: list[s
         differences.append(
             f"the config differs: the alert was made with config {audit.get('config')}, this one is {config_now}"
             " ([replay] and [detectors])"
+        )
+    book = text_digest(Path(config.desk.exposure).read_text(encoding="utf-8")) if config.desk.exposure else None
+    if audit.get("exposure") != book:
+        differences.append(
+            f"the exposure book differs: the alert was made with book {audit.get('exposure')}, this one is {book}"
         )
     if audit.get("model") != model:
         differences.append(f"the model differs: the alert was made by model {audit.get('model')}, this is {model}")

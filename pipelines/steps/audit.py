@@ -16,7 +16,9 @@
 - ``inputs``, replays: per recording, its file name and the prefix that can have led to
   that second (:mod:`cascadewatch.connectors.recording_index`): line count and SHA-256.
   Live runs: per venue, ``{"live": venue, "recording": file or null}`` (the file that
-  ``[live] record`` writes, when it does).
+  ``[live] record`` writes, when it does);
+- ``exposure``, only with ``[desk] exposure``: the first 16 hex of the SHA-256 of the book
+  in force (it changes the summary of a trigger).
 
 Everything in it is a function of the code, the config and the input bytes, so outputs stay
 identical for any batch size, worker or process count.
@@ -34,6 +36,7 @@ import msgspec
 
 import cascadewatch.connectors
 import cascadewatch.detectors
+from cascadewatch.connectors.exposure import ExposureFile
 from cascadewatch.connectors.recording_index import RecordingIndex
 from cascadewatch.pipelines.config import Config
 from cascadewatch.pipelines.model_file import model_version, resolve_model
@@ -83,13 +86,16 @@ class AuditStamp:
         config: Config,
         recordings: Sequence[RecordingIndex] = (),
         live: Sequence[dict[str, Any]] = (),
+        exposure: ExposureFile | None = None,
     ) -> None:
-        """``recordings``: a replay's inputs; ``live``: a live run's (``{"live": venue, "recording": ...}``)."""
+        """``recordings``: a replay's inputs; ``live``: a live run's (``{"live": venue, "recording": ...}``);
+        ``exposure``: the desk's book (``[desk] exposure``), named by the digest of the text in force."""
         self.code = code_version()
         self.config = config_hash(config)
         self.model = config_model(config)
         self.recordings = list(recordings)
         self.live = [dict(item) for item in live]
+        self.exposure = exposure
 
     def manifest(self, second_ms: int) -> dict[str, Any]:
         """The manifest of an alert of second ``second_ms``."""
@@ -98,7 +104,16 @@ class AuditStamp:
             prefix = index.prefix(second_ms)
             inputs.append({"recording": index.name, "lines": prefix.lines, "sha256": prefix.sha256})
         inputs.extend(self.live)
-        return {"code": self.code, "config": self.config, "model": self.model, "second": second_ms, "inputs": inputs}
+        manifest = {
+            "code": self.code,
+            "config": self.config,
+            "model": self.model,
+            "second": second_ms,
+            "inputs": inputs,
+        }
+        if self.exposure is not None:
+            manifest["exposure"] = self.exposure.digest
+        return manifest
 
     def __call__(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """``items`` with ``audit`` appended to each alert (snapshots unchanged)."""
