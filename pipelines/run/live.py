@@ -139,8 +139,8 @@ def run_live(config: Config, live: LiveConfig, options: LiveOptions | None = Non
                 audit=AuditStamp(
                     config,
                     live=[
-                        {"live": venue, "recording": tap_path(source.record, venue).name if source.record else None}
-                        for venue in live.venues
+                        {"live": token, "recording": tap_path(source.record, token).name if source.record else None}
+                        for token in (venue_module(venue).SOURCE for venue in live.venues)
                     ],
                     exposure=exposure,
                 ),
