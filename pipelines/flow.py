@@ -13,7 +13,8 @@
       -> stateful_batch "order": seconds in order, assets sorted -> snapshot and alert dicts
       -> exposure ([desk] exposure): the desk's positions and orders inside the predicted reach
       -> audit: each alert gets its manifest (code, config, model, inputs, second)
-      -> JSONL sink (alerts, snapshots); alert outbox -> Slack/PagerDuty/webhook; risk feed
+      -> JSONL sink (alerts, snapshots); alert outbox -> Slack/PagerDuty/webhook/
+         Alertmanager/Telegram/Discord; risk feed
     dead letters (source parse errors, book sequence gaps) -> JSONL sink
     partition stats + gap dead letters -> summary sink
 

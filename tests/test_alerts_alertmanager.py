@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alert_fakes import Answer, FakeServer, enqueue, make_alert, wait_until
+from alert_fakes import Answer, FakeServer, alerts_cli, enqueue, make_alert, wait_until
 
 from cascadewatch.connectors.alerts.config import AlertsConfig, DestinationConfig
 from cascadewatch.connectors.alerts.destinations.alertmanager import (
@@ -256,3 +256,18 @@ def test_real_alertmanager_shows_silences_and_ends_the_alert(tmp_path: Path, ale
     with Outbox(config.outbox) as outbox:
         assert outbox.counts()["am"]["delivered"] == 3
         assert outbox.live_triggers("am") == []
+
+
+def test_alerts_test_command_triggers_and_resolves_on_the_real_alertmanager(tmp_path: Path, alertmanager: str) -> None:
+    config = tmp_path / "cw.toml"
+    config.write_text(
+        f'[alerts]\noutbox = "{tmp_path / "outbox.sqlite"}"\n[[alerts.destinations]]\nname = "am"\n'
+        f'type = "alertmanager"\nurl = "{alertmanager}"\n'
+    )
+    code, shown = alerts_cli(["alerts", "test", "--destination", "am", "--config", str(config), "--no-resolve"])
+    assert code == 0 and "trigger to am (alertmanager 127.0.0.1:" in shown and "delivered (HTTP 200)" in shown
+    [test] = [a for a in _get(f"{alertmanager}/api/v2/alerts") if a["labels"]["kind"] == "test"]
+    assert test["labels"]["alertname"] == "cascadewatch_test" and test["status"]["state"] == "active"
+    code, shown = alerts_cli(["alerts", "test", "--destination", "am", "--config", str(config)])
+    assert code == 0 and "resolve to am" in shown
+    wait_until(lambda: [a for a in _get(f"{alertmanager}/api/v2/alerts") if a["labels"]["kind"] == "test"] == [])

@@ -117,3 +117,13 @@ def test_missing_alert_or_recording_exits_2(demo_alerts: Path, tmp_path: Path, c
     alert_id = _ids(demo_alerts)[0]
     assert main(["explain", alert_id, "--from", str(demo_alerts), "--recording", str(tmp_path / "x.rec")]) == 2
     assert "recording demo.rec.zst (named in the alert's audit) not found" in capsys.readouterr().out
+
+
+def test_without_the_alerts_file_the_recordings_are_replayed_whole(
+    demo_alerts: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    alert_id = _ids(demo_alerts)[2]
+    assert main(["explain", alert_id, "--recording", str(DEMO)]) == 0
+    shown = capsys.readouterr().out
+    assert "replayed demo.rec.zst (whole)" in shown and "no alerts file given: nothing to compare with" in shown
+    assert f"alert {alert_id}: BTC-USDT cascade up resolve warning" in shown
