@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from cascadewatch.connectors.alerts.config import DestinationConfig
@@ -17,8 +19,9 @@ from cascadewatch.connectors.alerts.routing import Router
 from cascadewatch.connectors.exposure import Book, ExposureError, ExposureFile, Order, Position, parse_book
 from cascadewatch.connectors.exposure_endpoint import ExposureEndpoint
 from cascadewatch.pipelines.cli.main import bundled_demo_recording, main
-from cascadewatch.pipelines.config import load_config
+from cascadewatch.pipelines.config import ConfigError, load_config
 from cascadewatch.pipelines.run.explain import explain
+from cascadewatch.pipelines.run.live import _exposure_endpoint
 
 DEMO = bundled_demo_recording()
 BOOK = """\
@@ -203,3 +206,38 @@ def test_explain_with_the_book_and_with_a_changed_book(desk_run: Path, tmp_path:
     assert changed.differences[0].startswith("the exposure book differs: the alert was made with book ")
     assert any(d.startswith("field summary: the alert has") for d in changed.differences)
     assert not changed.identical and not changed.evidence_identical
+
+
+def test_run_starts_the_endpoint_from_desk_config_and_needs_its_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "book.toml").write_text(BOOK)
+    (tmp_path / "cw.toml").write_text('[desk]\nexposure = "book.toml"\nport = 1\ntoken_env = "CW_TEST_DESK_TOKEN"\n')
+    config = load_config(tmp_path / "cw.toml")
+    assert config.desk.exposure == str(tmp_path / "book.toml")  # relative to the config file
+    exposure = ExposureFile(config.desk.exposure)
+    monkeypatch.delenv("CW_TEST_DESK_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match="environment variable CW_TEST_DESK_TOKEN .* is not set"):
+        _exposure_endpoint(config, exposure)
+    monkeypatch.setenv("CW_TEST_DESK_TOKEN", "desk-token-abcdefgh")
+    config = msgspec.structs.replace(config, desk=msgspec.structs.replace(config.desk, port=_free_port()))
+    endpoint = _exposure_endpoint(config, exposure)
+    assert endpoint is not None
+    try:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{endpoint.port}/exposure", headers={"Authorization": "Bearer desk-token-abcdefgh"}
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            shown = json.loads(response.read())
+        assert len(shown["positions"]) == 4 and shown["error"] is None
+    finally:
+        endpoint.stop()
+    with pytest.raises(ValueError, match="desk: port needs token_env"):
+        (tmp_path / "bad.toml").write_text('[desk]\nexposure = "book.toml"\nport = 8766\n')
+        load_config(tmp_path / "bad.toml")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
