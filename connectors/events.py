@@ -111,6 +111,18 @@ class OpenInterest(Event, frozen=True, gc=False, tag="open_interest"):
     notional: float | None = None
 
 
+class CoarsePrice(Event, frozen=True, gc=False, tag="coarse_price"):
+    """A price known only from a time bin (BitMEX ``tradeBin1m`` / ``quoteBin1m``): no trades,
+    no flow. ``ts`` is the end of the bin; ``price`` is the bin's close (last trade) or, for a
+    quote bin, the mid of ``bid`` and ``ask`` at the bin's end; ``bin_s`` the bin length, seconds.
+    Used as the instrument's price only while it has no trades (the snapshot marks it coarse)."""
+
+    price: float
+    bin_s: int
+    bid: float | None = None
+    ask: float | None = None
+
+
 class FeedStatus(Event, frozen=True, gc=False, tag="feed_status"):
     """A connection or book-integrity event.
 
@@ -122,4 +134,6 @@ class FeedStatus(Event, frozen=True, gc=False, tag="feed_status"):
     detail: str = ""
 
 
-AnyEvent: TypeAlias = Trade | BookSnapshot | BookDelta | Liquidation | MarkPrice | OpenInterest | FeedStatus
+AnyEvent: TypeAlias = (
+    Trade | BookSnapshot | BookDelta | Liquidation | MarkPrice | OpenInterest | CoarsePrice | FeedStatus
+)

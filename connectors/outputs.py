@@ -104,6 +104,9 @@ class RiskSnapshot(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", 
     band figures are lower bounds."""
     books_valid: str
     feed: list[str]
+    coarse: list[str] | UnsetType = UNSET
+    """Venues whose price this second comes from 1-minute bins (BitMEX ``tradeBin1m`` /
+    ``quoteBin1m``), not trades: absent when there are none."""
     prob_down: float | None = None
     prob_up: float | None = None
     model: str | None | UnsetType = UNSET

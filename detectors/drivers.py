@@ -8,7 +8,9 @@ fall (``down``):
   the largest ``crowding_{W}_bps``; its OI growth and the sign of its aggressor imbalance);
 - ``levels``: "$14M of long liquidation levels 80 bps below" (the nearest dense cluster);
 - ``liquidity``: "bids within 100 bps thinned to 0.3x normal" (the depth ratio);
-- ``liquidations``: "$2.1M of longs liquidated in 60 s";
+- ``liquidations``: "$2.1M of longs liquidated in 60 s, 6.2x the usual rate over 5 min" (the
+  last minute's notional and the trickle: liquidation orders over the window against the norm);
+- ``momentum``: "price down 2.3 sd in 5 min" (the drift toward the levels in standard deviations);
 - ``volatility``: "volatility 2.4x its slow average".
 
 :class:`Driver` carries the family, its log-odds contribution and the phrase (alert evidence).
@@ -51,12 +53,17 @@ def _window(seconds: int) -> str:
     return f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
 
 
+def _largest(x: Mapping[str, float], prefix: str, suffix: str) -> int | None:
+    """The window ``W`` whose feature ``{prefix}{W}{suffix}`` is largest (ties: the longer), or ``None``."""
+    windows = [int(k[len(prefix) : len(k) - len(suffix)]) for k in x if k.startswith(prefix) and k.endswith(suffix)]
+    return max(windows, key=lambda w: (x[f"{prefix}{w}{suffix}"], w)) if windows else None
+
+
 def _crowding(direction: str, x: Mapping[str, float]) -> str:
     side = "longs" if direction == "down" else "shorts"
-    windows = sorted(int(k.split("_")[1]) for k in x if k.startswith("crowding_") and k.endswith("_bps"))
-    if not windows:
+    w = _largest(x, "crowding_", "_bps")
+    if w is None:
         return f"{side} crowding"
-    w = max(windows, key=lambda v: (x.get(f"crowding_{v}_bps", 0.0), v))
     growth = x.get(f"oi_growth_{w}_pct", 0.0)
     toward = x.get(f"imbalance_{w}", 0.0)  # + : aggressors lean toward the crowd of this direction
     buying = (toward >= 0) == (direction == "down")
@@ -76,6 +83,10 @@ def describe(family: str, direction: str, x: Mapping[str, float], readout: Mappi
     '$14.0M of long liquidation levels 80 bps below'
     >>> describe("liquidations", "up", x, {"liq_usd_60s": 2.1e6})
     '$2.1M of shorts liquidated in 60 s'
+    >>> describe("liquidations", "down", {"trickle_60": 0.5, "trickle_300": math.log(6.2)}, {"liq_usd_60s": 3e5})
+    '$300.0K of longs liquidated in 60 s, 6.2x the usual rate over 5 min'
+    >>> describe("momentum", "down", {"drift_60_z": 1.1, "drift_300_z": 2.34}, {})
+    'price down 2.3 sd in 5 min'
     """
     long_short = "long" if direction == "down" else "short"
     if family == "crowding":
@@ -91,7 +102,16 @@ def describe(family: str, direction: str, x: Mapping[str, float], readout: Mappi
         ratio = x.get("depth_ratio", 1.0)
         return f"{book} within 100 bps {'thinned to' if ratio < 1 else 'at'} {ratio:.1f}x normal"
     if family == "liquidations":
-        return f"{usd(readout.get('liq_usd_60s'))} of {long_short}s liquidated in 60 s"
+        text = f"{usd(readout.get('liq_usd_60s'))} of {long_short}s liquidated in 60 s"
+        trickle = _largest(x, "trickle_", "")
+        if trickle is not None:
+            text += f", {math.exp(x[f'trickle_{trickle}']):.1f}x the usual rate over {_window(trickle)}"
+        return text
+    if family == "momentum":
+        w = _largest(x, "drift_", "_z")
+        if w is None:
+            return "price moving toward the levels"
+        return f"price {'down' if direction == 'down' else 'up'} {x[f'drift_{w}_z']:.1f} sd in {_window(w)}"
     if family == "volatility":
         return f"volatility {math.exp(x.get('log_vol_ratio', 0.0)):.1f}x its slow average"
     return family

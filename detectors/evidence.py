@@ -3,10 +3,12 @@
 The features of :func:`cascadewatch.detectors.probability.cascade_features` fall into a few
 families, each one mechanism a cascade needs (:data:`FAMILIES`): a crowd of leveraged positions
 laid down recently (``crowding``), liquidation levels near the price large against the book
-(``levels``), a book in front that has thinned (``liquidity``), liquidations already under way
-(``liquidations``). A plain logistic regression lets one family alone drive the probability from
-0.0003 to 0.97 on a market it was not trained on (a crowd that builds up is not a shock to come).
-Here each family's evidence is capped, so a high probability needs several families to agree.
+(``levels``), a book in front that has thinned (``liquidity``), liquidations already under way or
+trickling in above their norm (``liquidations``), the price drifting toward the levels
+(``momentum``), volatility picking up (``volatility``). A plain logistic regression lets one
+family alone drive the probability from 0.0003 to 0.97 on a market it was not trained on (a
+crowd that builds up is not a shock to come). Here each family's evidence is capped, so a high
+probability needs several families to agree.
 
 With ``z_i = clip((x_i - m_i) / s_i, -z_max, z_max)`` the standardised (and winsorised) feature,
 ``w_i`` its weight and ``F(i)`` its family:
@@ -64,8 +66,9 @@ FAMILIES: dict[str, tuple[str, ...]] = {
         "log_forced_usd",
     ),
     "liquidity": ("depth_ratio", "log_depth_usd"),
-    "liquidations": ("log_liq_depth", "log_liq_usd_60s", "in_cascade", "branching", "log_intensity"),
+    "liquidations": ("log_liq_depth", "log_liq_usd_60s", "in_cascade", "branching", "log_intensity", "trickle_"),
     "volatility": ("vol_bps", "log_vol_ratio"),
+    "momentum": ("drift_",),
 }
 """Feature families by name prefix: what mechanism each feature measures."""
 
@@ -84,9 +87,12 @@ SIGNS: dict[str, int] = {
     "logit_carry": 1,
     "log_liq_depth": 1,
     "log_vol_ratio": 1,
+    "trickle_": 1,
+    "drift_": 1,
 }
 """The direction in which each feature (by name prefix) raises the risk, by mechanism: more crowd,
-a thinner book, a nearer and larger cluster, more forced flow, rising volatility. A fitted weight
+a thinner book, a nearer and larger cluster, more forced flow (a liquidation trickle above its
+norm), the price drifting toward the levels, rising volatility. A fitted weight
 of the other sign is set to 0 (the feature is dropped and the rest refitted): the model learns
 how much each mechanism matters, never that it works backwards (which would not carry to another
 market). Features not listed (``in_cascade``, ``branching``, ...) are free."""
@@ -209,13 +215,19 @@ def fit_evidence_model(
     cap: float = math.inf,
     z_max: float = 4.0,
     signed: bool = True,
+    calibration: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[EvidenceModel, dict[str, float]]:
     """Fit an :class:`EvidenceModel` on rows ``X`` (features in the order of ``names``) and labels ``y``.
 
     ``l2``: penalty on the standardised weights; ``cap``: bound of each family's evidence (``inf``:
     a plain logistic regression); ``signed``: weights of the wrong sign (:data:`SIGNS`) are
-    dropped. Returns the model and its in-sample ``logloss``, ``brier``,
-    ``base_rate``, ``iterations`` and ``n``.
+    dropped; ``calibration``: rows (same columns) and labels on which ``a`` and ``c`` are fitted
+    instead of ``X``, ``y`` (the weights are still fitted on ``X``, ``y``): when the training rows
+    over-represent events (scenario runs, each drawn because it holds one), calibrating on rows
+    that hold them at their natural rate corrects the level, as the intercept of a case-control
+    study is corrected. Returns the model and its in-sample ``logloss``, ``brier`` and
+    ``base_rate`` (on the calibration rows when given), ``iterations``, ``n`` (rows of ``X``)
+    and ``calibration_n`` (rows calibrated on).
 
     >>> rng = np.random.default_rng(0)
     >>> f = rng.normal(size=(4000, 1))
@@ -246,10 +258,22 @@ def fit_evidence_model(
             break
         active &= ~wrong
     families = tuple(family_of(name) for name in names)
-    summed = np.zeros(n)
-    for fam in sorted(set(families)):
-        members = [i for i, f in enumerate(families) if f == fam]
-        summed += np.clip(Z[:, members] @ weights[members], -cap, cap)
+
+    def capped_sum(Zc: np.ndarray) -> np.ndarray:
+        out = np.zeros(Zc.shape[0])
+        for fam in sorted(set(families)):
+            members = [i for i, f in enumerate(families) if f == fam]
+            out += np.clip(Zc[:, members] @ weights[members], -cap, cap)
+        return out
+
+    if calibration is not None:
+        Xc = np.asarray(calibration[0], dtype=np.float64)
+        yv = np.asarray(calibration[1], dtype=np.float64)
+        if Xc.ndim != 2 or Xc.shape[1] != k or yv.shape != (Xc.shape[0],) or not Xc.shape[0]:
+            raise ValueError("calibration rows and labels must agree with X's columns and be non-empty")
+        Z = np.clip(np.where(sd > 0, (Xc - mean) / np.where(sd > 0, sd, 1.0), 0.0), -z_max, z_max)
+        n = Xc.shape[0]
+    summed = capped_sum(Z)
     platt, _ = newton_logistic(np.column_stack([summed, np.ones(n)]), yv, np.array([1e-6, 0.0]))
     if platt[0] > 1.0:  # a scale above 1 would lift a family past the cap: keep a = 1, refit c
         shift, _ = newton_logistic(np.ones((n, 1)), yv, np.zeros(1), offset=summed)
@@ -272,6 +296,7 @@ def fit_evidence_model(
         "brier": float(np.mean((p - yv) ** 2)),
         "base_rate": float(yv.mean()),
         "iterations": float(it),
-        "n": float(n),
+        "n": float(X.shape[0]),
+        "calibration_n": float(n),
     }
     return model, stats

@@ -300,6 +300,7 @@ def cascade_features(  # noqa: PLR0913 - keyword-only, one keyword per named fea
     in_cascade: bool,
     direction: str = "down",
     crowding: Mapping[str, float] | None = None,
+    precursors: Mapping[str, float] | None = None,
     vol_ratio: float = 1.0,
 ) -> dict[str, float]:
     """The feature dict of one direction for :class:`CascadeProbability` (finite floats only).
@@ -318,7 +319,9 @@ def cascade_features(  # noqa: PLR0913 - keyword-only, one keyword per named fea
       liquidations against the book that has to absorb them;
     - ``log_vol_ratio`` = ``ln(vol_ratio)``, the fast over the slow realized volatility (0 when
       unknown): volatility picking up against its own recent norm;
-    - ``crowding``: passed through (e.g. :meth:`cascadewatch.detectors.crowding.CrowdingReadout.features`).
+    - ``crowding``: passed through (e.g. :meth:`cascadewatch.detectors.crowding.CrowdingReadout.features`);
+    - ``precursors``: passed through (e.g. :meth:`cascadewatch.detectors.precursors.PrecursorReadout.features`:
+      the liquidation trickle and the drift toward the levels).
 
     >>> f = cascade_features(p_struct=0.0, p_touch=0.0, p_carry=0.5, distance_bps=100.0, cluster_usd=2e6,
     ...                      forced_usd=4e6, depth_usd=1e6, depth_ratio=0.5, branching=0.2, intensity=0.1,
@@ -358,17 +361,19 @@ def cascade_features(  # noqa: PLR0913 - keyword-only, one keyword per named fea
         "log_liq_depth": math.log1p(100.0 * max(liq_usd_60s, 0.0) / floor_depth),
         "log_vol_ratio": math.log(min(max(vol_ratio, 1e-3), 1e3)) if math.isfinite(vol_ratio) else 0.0,
     }
-    for name, value in (crowding or {}).items():
+    for name, value in {**(crowding or {}), **(precursors or {})}.items():
         out[name] = float(value) if math.isfinite(value) else 0.0
     return out
 
 
-def feature_names(crowding_windows_s: Sequence[int] = (60, 300, 900)) -> frozenset[str]:
+def feature_names(
+    crowding_windows_s: Sequence[int] = (60, 300, 900), precursor_windows_s: Sequence[int] = (60, 300)
+) -> frozenset[str]:
     """Every feature name :func:`cascade_features` gives with crowding windows ``crowding_windows_s``
-    (what a model file may use).
+    and precursor windows ``precursor_windows_s`` (what a model file may use).
 
-    >>> sorted(n for n in feature_names((300,)) if n.startswith("oi_"))
-    ['oi_growth_300_pct']
+    >>> sorted(n for n in feature_names((300,), (60,)) if n.startswith(("oi_", "trickle_", "drift_")))
+    ['drift_60_z', 'oi_growth_300_pct', 'trickle_60']
     """
     base = cascade_features(
         p_struct=0.0,
@@ -391,7 +396,8 @@ def feature_names(crowding_windows_s: Sequence[int] = (60, 300, 900)) -> frozens
         for w in crowding_windows_s
         for p, u in (("oi_growth", "_pct"), ("imbalance", ""), ("crowding", "_bps"))
     }
-    return frozenset(base) | frozenset(crowd)
+    precursor = {name for w in precursor_windows_s for name in (f"trickle_{w}", f"drift_{w}_z")}
+    return frozenset(base) | frozenset(crowd) | frozenset(precursor)
 
 
 DEFAULT_FEATURES: tuple[str, ...] = (
@@ -406,15 +412,22 @@ DEFAULT_FEATURES: tuple[str, ...] = (
     "logit_struct",
     "log_liq_depth",
     "in_cascade",
+    "trickle_60",
+    "trickle_300",
     "log_vol_ratio",
+    "drift_60_z",
+    "drift_300_z",
 )
-"""The classifier's default features, few and scale-free (percent, bps, ratios, logs of ratios) so
-a model trained on one market carries to another, one or more per mechanism
-(:data:`cascadewatch.detectors.evidence.FAMILIES`): crowding (from
-:meth:`cascadewatch.detectors.crowding.CrowdingReadout.features`, windows 300 and 900 s), levels
-(distance to the nearest dense cluster in standard deviations of the move, cluster and reach
-against the depth in front, the structural estimate), liquidity (depth thinning), liquidations
-(the last minute's against the depth, a cascade in progress) and volatility (fast over slow).
+"""The classifier's default features, few and scale-free (percent, bps, ratios, logs of ratios,
+counts against their norm, moves in standard deviations) so a model trained on one market carries
+to another, one or more per mechanism (:data:`cascadewatch.detectors.evidence.FAMILIES`): crowding
+(from :meth:`cascadewatch.detectors.crowding.CrowdingReadout.features`, windows 300 and 900 s),
+levels (distance to the nearest dense cluster in standard deviations of the move, cluster and
+reach against the depth in front, the structural estimate), liquidity (depth thinning),
+liquidations (the last minute's against the depth, a cascade in progress, the trickle of
+liquidation orders over 60 and 300 s against their norm from
+:mod:`cascadewatch.detectors.precursors`), volatility (fast over slow) and momentum (the drift
+toward the levels over 60 and 300 s).
 The Hawkes branching ratio is left out: it carries no information at either end."""
 
 
@@ -628,10 +641,18 @@ class CascadeProbability:
         return self.fit_matrix(X, y, names, l2=l2, cap=cap)
 
     def fit_matrix(
-        self, X: np.ndarray, y: np.ndarray, names: Sequence[str], l2: float = 1e-3, cap: float = math.inf
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        names: Sequence[str],
+        l2: float = 1e-3,
+        cap: float = math.inf,
+        calibration: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> dict[str, float]:
-        """:meth:`fit` on a matrix ``X`` whose columns are the features ``names`` (any order)."""
-        fitted, stats = fit_evidence_model(X, y, names, l2=l2, cap=cap)
+        """:meth:`fit` on a matrix ``X`` whose columns are the features ``names`` (any order);
+        ``calibration``: rows and labels the calibration is fitted on instead of ``X``, ``y``
+        (:func:`cascadewatch.detectors.evidence.fit_evidence_model`)."""
+        fitted, stats = fit_evidence_model(X, y, names, l2=l2, cap=cap, calibration=calibration)
         self.fitted = fitted
         self.features = tuple(names)
         self.labels += int(stats["n"])

@@ -39,6 +39,7 @@ class DetectorsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     around the price. Probabilities are per direction within ``horizon_s``.
     ``vol_slow_half_life_s``: half-life of the slow volatility EWMA (the touch probability
     uses the larger of the two); ``crowding_windows_s``: windows of the crowding monitor;
+    ``precursor_windows_s``: windows of the precursor monitor (liquidation trickle, drift);
     ``model``: path of a pre-trained classifier file (``cascadewatch train``); not set: the model
     shipped in the package (``make model``); ``"none"``: no model, the classifiers start empty and
     the probability is the structural estimate until they have labels; ``page_kinds``: cascade
@@ -59,6 +60,7 @@ class DetectorsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     vol_half_life_s: float = 600.0
     vol_slow_half_life_s: float = 4 * 3600.0
     crowding_windows_s: tuple[int, ...] = (60, 300, 900)
+    precursor_windows_s: tuple[int, ...] = (60, 300)
     model: str | None = None
     hawkes_beta: float = 0.1
     hawkes_window_s: float = 1800.0
@@ -127,7 +129,7 @@ def check_model(config: Config, where: str) -> None:
     if model_path is None:
         return
     try:
-        model_classifiers(model_path, d.horizon_s, d.crowding_windows_s)
+        model_classifiers(model_path, d.horizon_s, d.crowding_windows_s, d.precursor_windows_s)
     except (OSError, ValueError) as exc:
         hint = ' (set [detectors] model = "none" to run without one)' if d.model is None else ""
         raise ConfigError(f"{where}: [detectors] model: {exc}{hint}") from None

@@ -132,16 +132,20 @@ def load_model(path: str | Path) -> dict[str, Any]:
 
 
 def model_classifiers(
-    path: str | Path, horizon_s: float, crowding_windows_s: tuple[int, ...] = (60, 300, 900)
+    path: str | Path,
+    horizon_s: float,
+    crowding_windows_s: tuple[int, ...] = (60, 300, 900),
+    precursor_windows_s: tuple[int, ...] = (60, 300),
 ) -> dict[str, CascadeProbability]:
     """The per-direction classifiers of the model file at ``path``, checked against ``horizon_s``
-    and against the features the detectors give (crowding windows ``crowding_windows_s``)."""
+    and against the features the detectors give (crowding windows ``crowding_windows_s``,
+    precursor windows ``precursor_windows_s``)."""
     payload = load_model(path)
     if float(payload["horizon_s"]) != float(horizon_s):
         raise ValueError(
             f"{path}: model trained for a {payload['horizon_s']:g} s horizon, the config says {horizon_s:g} s"
         )
-    known = feature_names(crowding_windows_s)
+    known = feature_names(crowding_windows_s, precursor_windows_s)
     unknown = sorted({n for m in payload["models"].values() for n in (m.features or ()) if n not in known})
     if unknown:
         raise ValueError(f"{path}: model uses features these detectors do not give: {', '.join(unknown)}")

@@ -562,5 +562,163 @@ class FakeOkx(FakeVenue):
         return 404, b'{"code":"51000","msg":"not found","data":[]}'
 
 
+# ----------------------------------------------------------------------------------- BitMEX
+
+
+class FakeBitmex(FakeVenue):
+    """``/realtime``: the welcome, ``{"op": "subscribe"|"unsubscribe", "args": ["table:SYMBOL"]}``
+    acked per topic, text ping/pong; ``orderBookL2_25`` starts with a ``partial`` and then sends
+    insert/update/delete by level id (id = a function of the price, as BitMEX's); REST
+    ``/api/v1/instrument/active`` from the recorded session's reply. A test can make the server
+    lose a book message (the next one names an id the client never saw: a broken id rule)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.books: dict[str, SimBook] = {}
+        self.pings: list[float] = []
+        self.liquidation_id = 0
+
+    @staticmethod
+    def level_id(price: float) -> int:
+        """BitMEX's XBTUSD ids fall as the price rises; one id per price (side is part of the key)."""
+        return 8_800_000_000 - int(round(price * 100))
+
+    async def on_message(self, client: Client, text: str) -> None:
+        if text == "ping":
+            self.pings.append(time.monotonic())
+            await client.ws.send("pong")
+            return
+        request = json.loads(text)
+        op = request.get("op")
+        if op not in ("subscribe", "unsubscribe"):
+            await client.ws.send(
+                json.dumps({"status": 400, "error": f"Unknown or missing op: {op}", "request": request})
+            )
+            return
+        for topic in request.get("args", []):
+            (client.topics.add if op == "subscribe" else client.topics.discard)(topic)
+            await client.ws.send(json.dumps({"success": True, op: topic, "request": request}, separators=(",", ":")))
+            table, _, symbol = topic.partition(":")
+            if op == "subscribe" and table == "orderBookL2_25" and symbol in self.books:
+                if client.path not in self.silent_paths:
+                    await client.ws.send(self.partial(symbol))
+
+    async def _handler(self, ws: ServerConnection) -> None:  # the welcome first, as BitMEX does
+        welcome = {
+            "info": "Welcome to the BitMEX Realtime API.",
+            "version": "2.0.0",
+            "timestamp": _iso(),
+            "docs": "https://www.bitmex.com/app/wsAPI",
+            "heartbeatEnabled": False,
+            "limit": {"remaining": 39},
+        }
+        await ws.send(json.dumps(welcome, separators=(",", ":")))
+        await super()._handler(ws)
+
+    def _rows(self, symbol: str, levels: dict[float, float], side: str, action: str) -> list[dict[str, Any]]:
+        rows = []
+        for price, size in levels.items():
+            row: dict[str, Any] = {"symbol": symbol, "id": self.level_id(price), "side": side}
+            if action != "delete":
+                row["size"] = int(size)
+            if action in ("partial", "insert"):
+                row["price"] = price
+            row["timestamp"] = _iso()
+            rows.append(row)
+        return rows
+
+    def partial(self, symbol: str) -> str:
+        book = self.books[symbol]
+        rows = self._rows(symbol, book.asks, "Sell", "partial") + self._rows(symbol, book.bids, "Buy", "partial")
+        return json.dumps(
+            {
+                "table": "orderBookL2_25",
+                "action": "partial",
+                "keys": ["symbol", "id", "side"],
+                "filter": {"symbol": symbol},
+                "data": rows,
+            },
+            separators=(",", ":"),
+        )
+
+    async def book_change(self, symbol: str, lose: bool = False) -> None:
+        """One random change per side, sent as insert / update / delete messages; ``lose``: the
+        messages of this change are not sent (the next change may then name an unseen id)."""
+        book = self.books[symbol]
+        before = (dict(book.bids), dict(book.asks))
+        book.change()
+        messages = []
+        for (old, new), side in zip(((before[0], book.bids), (before[1], book.asks)), ("Buy", "Sell"), strict=True):
+            inserted = {p: q for p, q in new.items() if p not in old}
+            updated = {p: q for p, q in new.items() if p in old and old[p] != q}
+            deleted = {p: 0.0 for p in old if p not in new}
+            for action, levels in (("insert", inserted), ("update", updated), ("delete", deleted)):
+                if levels:
+                    messages.append(
+                        json.dumps(
+                            {
+                                "table": "orderBookL2_25",
+                                "action": action,
+                                "data": self._rows(symbol, levels, side, action),
+                            },
+                            separators=(",", ":"),
+                        )
+                    )
+        if lose:
+            return
+        for message in messages:
+            await self.publish(f"orderBookL2_25:{symbol}", message)
+
+    async def lost_insert(self, symbol: str) -> None:
+        """A bid level is inserted on the server but its ``insert`` is lost; the next ``update``
+        names its id: the client's id rule breaks."""
+        book = self.books[symbol]
+        price = min(book.bids) - book.step
+        book.bids[price] = 5.0
+        book.bids[price] = 7.0
+        rows = self._rows(symbol, {price: 7.0}, "Buy", "update")
+        message = json.dumps({"table": "orderBookL2_25", "action": "update", "data": rows}, separators=(",", ":"))
+        await self.publish(f"orderBookL2_25:{symbol}", message)
+
+    async def trade(self, symbol: str, price: float = 30000.0, size: int = 100) -> str:
+        row = {"timestamp": _iso(), "symbol": symbol, "side": "Buy", "size": size, "price": price, "trdMatchID": "x"}
+        message = json.dumps({"table": "trade", "action": "insert", "data": [row]}, separators=(",", ":"))
+        await self.publish(f"trade:{symbol}", message)
+        return message
+
+    async def liquidation(self, symbol: str, side: str, price: float, contracts: int) -> str:
+        self.liquidation_id += 1
+        row = {
+            "orderID": f"liq-{self.liquidation_id}",
+            "symbol": symbol,
+            "side": side,
+            "price": price,
+            "leavesQty": contracts,
+        }
+        message = json.dumps({"table": "liquidation", "action": "insert", "data": [row]}, separators=(",", ":"))
+        await self.publish(f"liquidation:{symbol}", message)
+        return message
+
+    def rest(self, path: str) -> tuple[int, bytes]:
+        if urlsplit(path).path == "/api/v1/instrument/active":
+            return 200, _bitmex_instruments()
+        return 404, b'{"error":{"message":"Not Found","name":"HTTPError"}}'
+
+
+def _bitmex_instruments() -> bytes:
+    """The recorded session's ``/api/v1/instrument/active`` reply (real, 2021-07-22)."""
+    from cascadewatch.connectors.recording import RecordingReader
+
+    for frame in RecordingReader(FIXTURES / "bitmex" / "bitmex-2021-07-22-head.rec.zst"):
+        if frame.source == "bitmex!rest":
+            return json.dumps(json.loads(frame.payload)["body"], separators=(",", ":")).encode()
+    raise AssertionError("no instrument reply in the BitMEX fixture")
+
+
+def _iso() -> str:
+    now = time.time_ns() // 1_000_000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now // 1000)) + f".{now % 1000:03d}Z"
+
+
 def _ms() -> int:
     return time.time_ns() // 1_000_000

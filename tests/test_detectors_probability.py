@@ -292,3 +292,29 @@ def test_a_weight_against_its_mechanism_is_dropped():
     free, _ = fit_evidence_model(np.column_stack([crowd, depth]), y, names, l2=1e-6, signed=False)
     assert signed.weights[1] == 0.0 and signed.weights[0] == pytest.approx(1.4, abs=0.15)
     assert free.weights[1] == pytest.approx(1.0, abs=0.1)
+
+
+def test_calibration_on_natural_rate_rows_corrects_an_event_enriched_fit():
+    """Case-control: the training rows keep every positive but a tenth of the negatives, so their
+    base rate is about ten times the natural one. The weights come from them; the calibration
+    rows (the natural rate) set the level: the calibrated model's mean probability on them is
+    their base rate (the score equation of the free intercept), and its intercept sits about
+    ln 10 below the enriched fit's while the slope is kept."""
+    rng = np.random.default_rng(11)
+    n = 200_000
+    f = rng.normal(size=n)
+    y = rng.uniform(size=n) < 1 / (1 + np.exp(-(1.5 * f - 5.0)))
+    enriched = y | (rng.uniform(size=n) < 0.1)
+    X = f[:, None]
+    natural = CascadeProbability(features=("crowding_300_bps",))
+    natural.fit_matrix(X[enriched], y[enriched], ("crowding_300_bps",), l2=1e-6, calibration=(X, y))
+    plain = CascadeProbability(features=("crowding_300_bps",))
+    plain.fit_matrix(X[enriched], y[enriched], ("crowding_300_bps",), l2=1e-6)
+    m, p = natural.fitted, plain.fitted
+    assert m is not None and p is not None and m.weights == p.weights
+    mean_p = np.mean([m.predict({"crowding_300_bps": v}) for v in f])
+    assert mean_p == pytest.approx(y.mean(), rel=1e-4)
+    assert p.intercept - m.intercept == pytest.approx(math.log(10.0), abs=0.15)
+    assert m.scale == pytest.approx(p.scale, abs=0.05)
+    with pytest.raises(ValueError, match="calibration"):
+        natural.fit_matrix(X, y, ("crowding_300_bps",), calibration=(X[:, :0], y))

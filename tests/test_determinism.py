@@ -13,11 +13,13 @@ from cascadewatch.pipelines.run.cluster import loopback_addresses
 from cascadewatch.pipelines.run.replay import ReplayOptions, run_replay
 
 DEMO = Path(__file__).parents[1] / "pipelines" / "data" / "demo.rec.zst"
+BITMEX = Path(__file__).parent / "fixtures" / "bitmex"
 
 
 def _recordings(okx_session: Path, binance_session: Path) -> list[Path]:
-    """Two real sessions (one partition each) and the simulated multi-venue cascade."""
-    return [okx_session, binance_session, DEMO]
+    """Three real sessions (OKX, Binance, BitMEX; one partition each), the BitMEX bins-only
+    cascade and the simulated multi-venue cascade."""
+    return [okx_session, binance_session, BITMEX / "bitmex-2021-07-22-head.rec.zst", BITMEX / "bins-cascade.rec", DEMO]
 
 
 def _replay(tmp_path: Path, name: str, recordings: list[Path], **kwargs) -> tuple[bytes, bytes]:

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import msgspec
+import numpy as np
+import pytest
+
+from cascadewatch.pipelines.config import Config
+from cascadewatch.pipelines.evaluation.corpus import _collect, make_runs, samples_key
 from cascadewatch.pipelines.evaluation.quality import markdown_table
 from cascadewatch.pipelines.evaluation.scoring import score_runs
 
@@ -44,3 +50,19 @@ def test_markdown_table_of_known_results():
         "| long-squeeze (left out) | 2 | 1 | 0.50 | 90 | 90 | 1 | 0.50 | 2.0 "
         "| 0.0625 (0.1875) · 0.1250 (0.2500) · 0.0000 (0.0000) |"
     )
+
+
+def test_kept_samples_are_used_only_under_their_key(tmp_path):
+    """A samples file beside a recording is used when its key is the current one (no replay: the
+    recording need not even exist); under another key the run is replayed (here: it is missing)."""
+    run = make_runs(tmp_path, ["long-squeeze"], [7])[0]
+    features = ("depth_ratio", "trickle_60")
+    config_bytes = msgspec.json.encode(Config())
+    key = samples_key(features, config_bytes)
+    X, y = np.arange(6.0).reshape(3, 2), np.array([False, True, False])
+    np.savez(tmp_path / "long-squeeze-7.samples.npz", key=np.array(key), X=X, y=y, cascades=np.array(1))
+    kept = _collect((run, features, config_bytes, key))
+    assert kept.X.tolist() == X.tolist() and kept.y.tolist() == [False, True, False] and kept.cascades == 1
+    assert samples_key(features[:1], config_bytes) != key and samples_key(features, config_bytes + b" ") != key
+    with pytest.raises(FileNotFoundError, match="long-squeeze-7.rec.zst"):
+        _collect((run, features, config_bytes, samples_key(features[:1], config_bytes)))

@@ -330,3 +330,35 @@ def test_each_seed_draws_its_own_market_and_timing():
     assert len(anchors) == 8 and min(anchors) >= 0.35 and max(anchors) <= 0.8
     directions = {SCENARIOS["surprise-shock"].build(random.Random(s)).direction for s in range(8)}
     assert directions == {"down", "up"}
+
+
+def test_bitmex_frames_are_opt_in_and_replay_with_every_liquidation(tmp_path):
+    """BitMEX is never drawn (a run names it); its frames parse with the BitMEX parser, the
+    book survives a disconnect and a lost message (gap, resubscription, partial), and every
+    liquidation order of the venue's engine is published (one ``Liquidation`` each, unlike
+    Binance's one per second)."""
+    from cascadewatch.connectors.book import BookKeeper
+    from cascadewatch.connectors.events import BookDelta, BookSnapshot, FeedStatus, Liquidation
+    from cascadewatch.connectors.frames import FrameDecoder
+    from cascadewatch.pipelines.cli.simulate import main as simulate_main
+    from cascadewatch.pipelines.simulate.market import VENUE_NAMES, draw_market
+
+    assert all("bitmex" not in {v.name for v in draw_market(seed).venues} for seed in range(40))
+    assert "bitmex" not in VENUE_NAMES
+    assert simulate_main(["--scenario", "calm", "--venues", "bitmex,nope", "--out", str(tmp_path / "x.rec")]) == 2
+    sc = SCENARIOS["long-squeeze"].with_duration(300).with_venues(("bitmex", "okx-swap"))
+    result = run_scenario(sc, 2, tmp_path / "bm.rec", None, faults=True)
+    decoder = FrameDecoder()
+    keeper = BookKeeper(decoder.parser("bitmex").sequence_rule())
+    statuses, published = [], 0
+    for frame in RecordingReader(tmp_path / "bm.rec"):
+        for event in decoder.decode(frame.source, frame.payload, frame.recv).events:
+            if event.venue != "bitmex":
+                continue
+            if isinstance(event, Liquidation):
+                published += 1
+            elif isinstance(event, (BookSnapshot, BookDelta, FeedStatus)):
+                statuses += [s.state for s in keeper.apply(event)]
+    assert statuses == ["gap", "resync"]  # the lost message; the disconnect is a status of its own
+    assert keeper.book.valid
+    assert published == result.venues["bitmex"]["liquidations"] > 0

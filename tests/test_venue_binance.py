@@ -20,6 +20,9 @@ from cascadewatch.connectors.events import (
     OpenInterest,
     Trade,
 )
+from cascadewatch.connectors.frames import FrameDecoder
+from cascadewatch.connectors.live import resolve_settings
+from cascadewatch.connectors.live_config import LiveConfig
 from cascadewatch.connectors.reasons import Reason
 from cascadewatch.connectors.units import NS_PER_MS
 from cascadewatch.connectors.venues import binance
@@ -30,6 +33,7 @@ from cascadewatch.connectors.venues.base import (
     ParseError,
     Verdict,
 )
+from cascadewatch.connectors.venues.live_common import Emit, Fetch, rest_frame
 
 FIXTURES = Path(__file__).parent / "fixtures" / "binance"
 RECORDING = FIXTURES.parent / "recordings" / "binance-usdm-2021-07-22-head.rec"
@@ -814,3 +818,47 @@ _rest_bodies = st.fixed_dictionaries(
 @given(_paths | st.text(max_size=30), _rest_bodies)
 def test_fuzz_rest_bodies(path, body):
     _assert_clean(lambda: binance.Parser().parse_rest(path, json.dumps(body).encode(), RECV))
+
+
+# --- the pu == lastUpdateId bridge, with the real 2021-07-22 SUSHIUSDT diff --------------------
+
+# The first SUSHIUSDT depth diff of the recorded session, verbatim (U 600859599090, u 600859600917,
+# pu 600859598061). A snapshot taken on a quiet book right before it has lastUpdateId == its pu:
+# U > lastUpdateId, so only the ``pu`` bridge makes it the first diff applied.
+REAL_DIFF = (
+    b'{"stream":"sushiusdt@depth@100ms","data":{"e":"depthUpdate","E":1626992741037,"T":1626992741024,'
+    b'"s":"SUSHIUSDT","U":600859599090,"u":600859600917,"pu":600859598061,"b":[["7.5040","813"],'
+    b'["7.6090","0"],["7.6110","2"]],"a":[["7.6150","1563"],["7.6220","3284"]]}}'
+)
+QUIET_PATH = "/fapi/v1/depth?symbol=SUSHIUSDT&limit=1000"
+QUIET_SNAPSHOT = (
+    b'{"lastUpdateId":600859598061,"E":1626992741000,"T":1626992740990,'
+    b'"bids":[["7.6090","40"],["7.6000","100"]],"asks":[["7.6150","1"],["7.6300","50"]]}'
+)
+
+
+def test_real_diff_is_in_the_recording_verbatim() -> None:
+    assert b" binance-usdm " + REAL_DIFF + b"\n" in RECORDING.read_bytes()
+
+
+def test_replay_applies_a_first_diff_whose_pu_is_the_snapshot_id() -> None:
+    """Replay path (frame decoder -> BookKeeper with Binance's rule): the diff is applied, no gap."""
+    decoder = FrameDecoder()
+    keeper = BookKeeper(binance.Parser.sequence_rule())
+    rest = b'{"path":"%s","body":%s}' % (QUIET_PATH.encode(), QUIET_SNAPSHOT)
+    statuses = keeper.apply(decoder.decode("binance-usdm!rest", rest, 1).events[0])
+    statuses += keeper.apply(decoder.decode("binance-usdm", REAL_DIFF, 2).events[0])
+    assert [s.state for s in statuses] == []
+    assert keeper.book.valid
+    assert keeper.book.bids == {7.611: 2.0, 7.6: 100.0, 7.504: 813.0}  # 7.6090 removed by qty 0
+    assert keeper.book.asks == {7.615: 1563.0, 7.622: 3284.0, 7.63: 50.0}
+
+
+def test_live_check_accepts_a_first_diff_whose_pu_is_the_snapshot_id() -> None:
+    """Live path: the diff is buffered, the snapshot arrives, the diff bridges it by ``pu``: the
+    snapshot and the diff are handed over, no second request, the book is in sync."""
+    books = binance.LiveBooks(["SUSHIUSDT"], resolve_settings("binance", LiveConfig()), clock=lambda: 5.0)
+    assert books.on_frame(1, REAL_DIFF) == [Fetch(QUIET_PATH, weight=20, since=5.0)]
+    out = books.on_rest(QUIET_PATH, 2, QUIET_SNAPSHOT)
+    assert out == [Emit(2, rest_frame(QUIET_PATH, QUIET_SNAPSHOT), rest=True), Emit(1, REAL_DIFF)]
+    assert books.stale_snapshots == 0 and books.gaps == 0 and books.invalid() == {}

@@ -59,9 +59,9 @@ def test_the_protocol_is_the_list_this_test_checks() -> None:
 
 
 def test_names_and_source_tokens_are_unique_and_well_formed() -> None:
-    assert VENUE_NAMES == tuple(VENUES) == ("binance", "bybit", "okx")
+    assert VENUE_NAMES == tuple(VENUES) == ("binance", "bybit", "okx", "bitmex")
     sources = [module.SOURCE for module in VENUES.values()]
-    assert sources == ["binance-usdm", "bybit-linear", "okx-swap"]
+    assert sources == ["binance-usdm", "bybit-linear", "okx-swap", "bitmex"]
     assert sorted(PARSERS) == sorted(sources)
     for name, module in VENUES.items():
         assert " " not in module.SOURCE and "!" not in module.SOURCE
@@ -69,7 +69,7 @@ def test_names_and_source_tokens_are_unique_and_well_formed() -> None:
 
 
 def test_unknown_names_say_what_is_known() -> None:
-    with pytest.raises(KeyError, match="unknown venue 'kraken'; known: binance, bybit, okx"):
+    with pytest.raises(KeyError, match="unknown venue 'kraken'; known: binance, bybit, okx, bitmex"):
         venue_module("kraken")
     with pytest.raises(KeyError, match="unknown venue source 'kraken-futures'; known: binance-usdm"):
         parser_for("kraken-futures")

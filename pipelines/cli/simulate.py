@@ -1,6 +1,6 @@
 """``cascadewatch simulate``: the argparse pair the main CLI mounts.
 
-    cascadewatch simulate --scenario NAME --seed N --duration S --out REC [--truth T] [--faults]
+    cascadewatch simulate --scenario NAME --seed N --duration S --out REC [--truth T] [--faults] [--venues V1,V2]
 
 ``pipelines/cli/main.py`` adds a ``simulate`` sub-command with :func:`add_arguments` and calls
 :func:`run` with the parsed namespace; ``python -m cascadewatch.pipelines.cli.simulate`` runs it alone.
@@ -13,6 +13,8 @@ import json
 import sys
 
 from cascadewatch.pipelines.simulate import SCENARIOS, simulate
+from cascadewatch.pipelines.simulate.market import SIMULATED_VENUES
+from cascadewatch.pipelines.simulate.scenarios import Scenario
 
 __all__ = ["add_arguments", "run", "main", "DESCRIPTION"]
 
@@ -52,6 +54,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="add one disconnect (with reconnect and fresh snapshot) and one lost book frame per venue",
     )
+    parser.add_argument(
+        "--venues",
+        default=None,
+        metavar="V1,V2",
+        help=f"venues to simulate, by source token, first = largest (default: the scenario's); one of "
+        f"{', '.join(SIMULATED_VENUES)}; bitmex is written only when named here",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--json", action="store_true", help="print the result summary as one JSON object")
     parser.epilog = _families()
@@ -60,8 +69,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run a simulation from parsed arguments; prints a summary; returns the exit code."""
+    scenario: str | Scenario = args.scenario
+    if args.venues:
+        venues = tuple(v.strip() for v in args.venues.split(",") if v.strip())
+        unknown = [v for v in venues if v not in SIMULATED_VENUES]
+        if unknown or not venues or len(set(venues)) != len(venues):
+            print(f"--venues: give distinct venues among {', '.join(SIMULATED_VENUES)}", file=sys.stderr)
+            return 2
+        scenario = SCENARIOS[args.scenario].with_venues(venues)
     result = simulate(
-        args.scenario, args.seed, args.duration, args.out, args.truth, progress=not args.quiet, faults=args.faults
+        scenario, args.seed, args.duration, args.out, args.truth, progress=not args.quiet, faults=args.faults
     )
     summary = {
         "scenario": result.scenario,

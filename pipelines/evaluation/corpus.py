@@ -6,15 +6,22 @@ market from the seed). :func:`simulate_runs` writes ``<family>-<seed>.rec.zst`` 
 ``<family>-<seed>.truth.jsonl`` into a directory, skipping runs already there (same arguments,
 same bytes), in ``workers`` processes. :func:`collect_runs` replays them (no model: the features
 do not depend on it) and labels every asset-second per direction from the truth, as
-``cascadewatch train`` does, returning a feature matrix per run.
+``cascadewatch train`` does, returning a feature matrix per run. The matrix is kept beside the
+recording (``<family>-<seed>.samples.npz``) under a key that hashes the code that computes
+features (:func:`samples_key`), the configuration and the feature list, so ``make quality``
+after ``make model`` does not replay the training runs again, and any change of that code or
+configuration replays them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import multiprocessing
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import msgspec
@@ -25,6 +32,19 @@ from cascadewatch.pipelines.config import Config
 from cascadewatch.pipelines.evaluation.evaluate import read_jsonl
 from cascadewatch.pipelines.evaluation.train import collect_samples, label_samples
 from cascadewatch.pipelines.simulate import SCENARIOS, simulate
+
+SAMPLES_CODE = (
+    ("cascadewatch.connectors", ""),
+    ("cascadewatch.detectors", ""),
+    ("cascadewatch.pipelines", "steps"),
+    ("cascadewatch.pipelines", "run"),
+    ("cascadewatch.pipelines", "flow.py"),
+    ("cascadewatch.pipelines", "config.py"),
+    ("cascadewatch.pipelines", "model_file.py"),
+    ("cascadewatch.pipelines", "evaluation/train.py"),
+)
+"""The sources that compute and label the features (package, path in it: a folder or a file),
+hashed into the samples key."""
 
 __all__ = [
     "CALM",
@@ -110,19 +130,59 @@ class RunSamples:
     cascades: int
 
 
-def _collect(job: tuple[Run, tuple[str, ...], bytes]) -> RunSamples:
-    run, features, config_bytes = job
+def samples_key(features: Sequence[str], config_bytes: bytes) -> str:
+    """SHA-256 (hex) of the sources that compute and label the features, the configuration
+    (JSON) and the feature names: a kept samples file is used only under the same key."""
+    digest = hashlib.sha256()
+    for package, path in SAMPLES_CODE:
+        entry = resources.files(package).joinpath(*[p for p in path.split("/") if p])
+        for f in _sources(entry) if entry.is_dir() else [entry]:
+            digest.update(f"{package}/{path}/{f.name}".encode() + b"\0" + f.read_bytes())
+    digest.update(config_bytes + b"\0" + "\0".join(features).encode())
+    return digest.hexdigest()
+
+
+def _sources(folder: Traversable) -> list[Traversable]:
+    out: list[Traversable] = []
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.is_dir() and entry.name != "__pycache__":
+            out.extend(_sources(entry))
+        elif entry.name.endswith(".py"):
+            out.append(entry)
+    return out
+
+
+def _samples_path(run: Run) -> Path:
+    return run.recording.with_name(run.recording.name.removesuffix(".rec.zst") + ".samples.npz")
+
+
+def _collect(job: tuple[Run, tuple[str, ...], bytes, str]) -> RunSamples:
+    run, features, config_bytes, key = job
+    kept = _samples_path(run)
+    if kept.exists():
+        with np.load(kept) as z:
+            if str(z["key"]) == key:
+                return RunSamples(run, z["X"], z["y"], int(z["cascades"]))
+    done = _replay_and_label(run, features, config_bytes)
+    scratch = kept.with_name(kept.name + ".tmp.npz")
+    np.savez(scratch, key=np.array(key), X=done.X, y=done.y, cascades=np.array(done.cascades))
+    scratch.replace(kept)
+    return done
+
+
+def _replay_and_label(run: Run, features: tuple[str, ...], config_bytes: bytes) -> RunSamples:
     config = msgspec.json.decode(config_bytes, type=Config)
     samples, _ = collect_samples(run.recording, config, features)
     cascades = [c for c in read_jsonl(run.truth) if c.get("type") == "cascade"]
     labels = label_samples(samples, cascades, float(config.detectors.horizon_s))
+    kept = [(sample, y) for sample, y in zip(samples, labels, strict=True) if y is not None]  # not after a bottom
     names = [n for n in features if n != "logit_struct"]
-    X = np.array([s[3] for s in samples], dtype=np.float64).reshape(len(samples), len(names))
+    X = np.array([s[3] for s, _ in kept], dtype=np.float64).reshape(len(kept), len(names))
     if "logit_struct" in features:  # the classifier's own input: logit of the structural estimate
         eps = 1e-6
-        p = np.clip(np.array([s[4] for s in samples], dtype=np.float64), eps, 1 - eps)
+        p = np.clip(np.array([s[4] for s, _ in kept], dtype=np.float64), eps, 1 - eps)
         X = np.column_stack([X, np.log(p / (1 - p))])
-    return RunSamples(run, X, np.array(labels, dtype=bool), len(cascades))
+    return RunSamples(run, X, np.array([y for _, y in kept], dtype=bool), len(cascades))
 
 
 def feature_order(features: Sequence[str]) -> tuple[str, ...]:
@@ -139,7 +199,8 @@ def collect_runs(
     config_bytes = msgspec.json.encode(msgspec.structs.replace(config, detectors=detectors))
     # longest runs first, one at a time, so that the workers finish together; results in input order
     order = sorted(range(len(runs)), key=lambda i: (-_duration(runs[i]), i))
-    jobs = [(runs[i], tuple(features), config_bytes) for i in order]
+    key = samples_key(tuple(features), config_bytes)
+    jobs = [(runs[i], tuple(features), config_bytes, key) for i in order]
     out: dict[int, RunSamples] = {}
     with contextlib.ExitStack() as stack:
         if workers <= 1:
@@ -159,11 +220,25 @@ def _duration(run: Run) -> float:
 def fit_runs(
     samples: Sequence[RunSamples], features: Sequence[str], horizon_s: float, *, l2: float, cap: float
 ) -> tuple[CascadeProbability, dict[str, float]]:
-    """Fit one classifier (both directions pooled, as ``cascadewatch train``) on the runs' samples."""
+    """Fit one classifier (both directions pooled, as ``cascadewatch train``) on the runs' samples.
+
+    The weights are fitted on every run; the calibration (:func:`cascadewatch.detectors.evidence.fit_evidence_model`,
+    ``calibration``) on the calm days alone when there are any. A scenario run is drawn *because*
+    it holds an event (a third of its seconds have a cascade ahead, against under 1 % of a real
+    day's), so its rate is no prior for a market: like a case-control sample, it informs how much
+    each mechanism matters, and the calm days, which hold their background of small cascades at
+    their natural rate, set the level.
+    """
     X = np.vstack([s.X for s in samples])
     y = np.concatenate([s.y for s in samples])
     if not y.any() or y.all():
         raise ValueError("training needs samples of both classes: runs with and without a cascade ahead")
+    calm = [s for s in samples if s.run.family == CALM]
+    calibration = None
+    if calm:
+        yc = np.concatenate([s.y for s in calm])
+        if yc.any() and not yc.all():
+            calibration = (np.vstack([s.X for s in calm]), yc)
     model = CascadeProbability(horizon_s=horizon_s, features=feature_order(features))
-    stats = model.fit_matrix(X, y, feature_order(features), l2=l2, cap=cap)
+    stats = model.fit_matrix(X, y, feature_order(features), l2=l2, cap=cap, calibration=calibration)
     return model, stats

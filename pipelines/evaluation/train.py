@@ -4,13 +4,15 @@ Each recording is replayed through the same dataflow as ``replay`` (one worker, 
 process). Every asset-second the detectors hand over, per direction, the classifier's
 feature vector and the structural estimate (:class:`cascadewatch.pipelines.steps.asset_detectors.AssetDetectors`,
 ``on_sample``); nothing of the truth enters the replay. Labels, per sample at second ``t``:
-a cascade of that asset and direction starts in ``(t, t + horizon_s]``, with the cascades
+a cascade of that asset and direction is ahead or still falling, ``start - horizon_s <= t <
+peak`` (:func:`label_samples`), with the cascades
 
 - of the truth file given for that recording (``--truth``, the simulator's: the label
   definition of :mod:`cascadewatch.detectors.labels` applied to every liquidation, published or not), or
 - without ``--truth``, of the online labeller (the same definition applied to the
   liquidations the venues published), as the live flow labels its own samples.
 
+Seconds after a cascade's bottom (``peak`` to ``end``) are left out (see :func:`label_samples`).
 Both directions are fitted as one model (the features are defined relative to the
 direction: the crowd a move in that direction liquidates, the book in front of it), by
 :meth:`cascadewatch.detectors.probability.CascadeProbability.fit`, and each direction gets a copy. The
@@ -71,15 +73,35 @@ def collect_samples(
     return samples, cascades
 
 
-def label_samples(samples: Sequence[Sample], cascades: Sequence[dict[str, Any]], horizon_s: float) -> list[bool]:
-    """``True`` where a cascade of the sample's asset and direction starts in ``(t, t + horizon_s]``."""
-    starts: dict[tuple[str, str], list[float]] = defaultdict(list)
+def label_samples(samples: Sequence[Sample], cascades: Sequence[dict[str, Any]], horizon_s: float) -> list[bool | None]:
+    """The training label of each sample at second ``t``, from the cascades of its asset and direction.
+
+    ``True`` when a cascade is ahead or still falling: ``start - horizon_s <= t < peak`` for one
+    of them (the window in which ``evaluate`` counts a trigger as a catch, so the first seconds
+    of a cascade, before its bottom, teach the model as much as the minutes before it);
+    ``None`` after the bottom, ``peak <= t <= end`` (a trigger there is neither a catch nor a
+    false alarm: the sample is left out of the fit); ``False`` otherwise.
+
+    >>> c = {"asset": "A", "direction": "down", "start": 400_000, "peak": 410_000, "end": 430_000}
+    >>> [label_samples([("A", "down", t, (), 0.0)], [c], 300.0)[0] for t in (99.0, 100.0, 409.0, 410.0, 431.0)]
+    [False, True, True, None, False]
+    """
+    spans: dict[tuple[str, str], list[tuple[float, float, float]]] = defaultdict(list)
     for c in cascades:
         if c.get("type", "cascade") == "cascade":
-            starts[(c["asset"], c["direction"])].append(int(c["start"]) / 1000.0)
-    out = []
+            spans[(c["asset"], c["direction"])].append(
+                (int(c["start"]) / 1000.0, int(c["peak"]) / 1000.0, int(c["end"]) / 1000.0)
+            )
+    out: list[bool | None] = []
     for asset, direction, t, _, _ in samples:
-        out.append(any(t < s <= t + horizon_s for s in starts.get((asset, direction), ())))
+        label: bool | None = False
+        for start, peak, end in spans.get((asset, direction), ()):
+            if start - horizon_s <= t < peak:
+                label = True
+                break
+            if peak <= t <= end:
+                label = None
+        out.append(label)
     return out
 
 
@@ -111,14 +133,16 @@ def train(
             [c for c in read_jsonl(Path(truths[i])) if c.get("type") == "cascade"] if truths is not None else online
         )
         labels = label_samples(samples, cascades, horizon)
-        for (_, _, _, values, p_struct), y in zip(samples, labels, strict=True):
+        kept = [(sample, y) for sample, y in zip(samples, labels, strict=True) if y is not None]
+        for (_, _, _, values, p_struct), y in kept:
             xs.append(dict(zip(value_names, values, strict=True)))
-            ys.append(y)
+            ys.append(bool(y))
             structural.append(p_struct)
+        positives = sum(1 for _, y in kept if y)
         per_recording.append(
-            {"recording": str(recording), "samples": len(samples), "positives": sum(labels), "cascades": len(cascades)}
+            {"recording": str(recording), "samples": len(kept), "positives": positives, "cascades": len(cascades)}
         )
-        log(f"{recording}: {len(samples)} samples, {sum(labels)} positive, {len(cascades)} cascades")
+        log(f"{recording}: {len(kept)} samples, {positives} positive, {len(cascades)} cascades")
     if not xs or not any(ys) or all(ys):
         raise ValueError("training needs samples of both classes: recordings with and without a cascade ahead")
     model = CascadeProbability(horizon_s=horizon, features=names)

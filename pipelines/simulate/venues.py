@@ -19,6 +19,10 @@ them in receive-time order into a recording (``cascadewatch.connectors.recording
   checksum of the top 25 levels), ``liquidation-orders`` (at most one per instrument per second,
   contracts, ``posSide``), ``mark-price`` (1 s), ``open-interest`` (3 s), ``funding-rate``
   (60 s); subscribe acknowledgements and REST ``instruments`` at start.
+- BitMEX realtime (opt-in: only when a run names ``bitmex``), XBTUSDT: ``orderBookL2_25``
+  (``partial``, then insert/update/delete by level id), ``trade``, ``liquidation`` (every
+  liquidation order), ``instrument`` (mark, index, funding, open interest each second); the
+  welcome, acks and the instrument partial on connect, REST ``/api/v1/instrument/active``.
 
 Prices are integer ticks of 0.1 and sizes integer lots of 0.001 BTC; they are formatted as the
 venues do (Binance and Bybit ``"96512.30"`` / ``"0.125"``, OKX ``"96512.3"`` / ``"12.5"``).
@@ -34,13 +38,25 @@ import heapq
 import random
 import zlib
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 from cascadewatch.connectors.recording import RecordingWriter
 from cascadewatch.connectors.units import NS_PER_MS
 from cascadewatch.connectors.venues.registry import venue_module, venue_name
 from cascadewatch.pipelines.simulate.book import Book
 
-__all__ = ["FrameSink", "BinanceFeed", "BybitFeed", "OkxFeed", "NullFeed", "FRAME_WRITERS", "frame_writer"]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+__all__ = [
+    "FrameSink",
+    "BinanceFeed",
+    "BybitFeed",
+    "OkxFeed",
+    "BitmexFeed",
+    "NullFeed",
+    "FRAME_WRITERS",
+    "frame_writer",
+]
 
 
 def px2(t: int) -> str:
@@ -760,6 +776,187 @@ class OkxFeed(Feed):
             )
 
 
+class BitmexFeed(Feed):
+    """BitMEX realtime, XBTUSDT (linear: one contract is 1e-6 BTC, so a lot of 0.001 BTC is 1,000
+    contracts; asset BTC-USDT like the other simulated venues). Opt-in: only a run that names
+    ``bitmex`` among its venues writes it (``cascadewatch simulate --venues``).
+
+    ``orderBookL2_25``: a ``partial`` of the top 25 levels per side on (re)subscription, then per
+    step the changes of that view as ``insert`` / ``update`` / ``delete`` messages by level id
+    (one id per price; the side is part of the key); ``trade`` (one row per fill); ``liquidation``
+    (every liquidation order: ``insert`` with ``leavesQty``, ``Sell`` = a long, ``delete`` at the
+    next second); ``instrument`` (the ``partial`` row with the multipliers, then ``markPrice``,
+    ``indicativeSettlePrice``, ``fundingRate`` and ``openInterest`` every second); REST
+    ``/api/v1/instrument/active`` at start. A lost book message is repaired by resubscribing.
+    """
+
+    venue = "bitmex"
+    url = "wss://ws.bitmex.com/realtime"
+    DEPTH = 25
+    CONTRACTS_PER_LOT = 1000
+    TOPICS = ("orderBookL2_25:XBTUSDT", "trade:XBTUSDT", "liquidation:XBTUSDT", "instrument:XBTUSDT")
+    INSTRUMENT = (
+        '{"symbol":"XBTUSDT","rootSymbol":"XBT","state":"Open","typ":"FFWCSX","positionCurrency":"XBT",'
+        '"underlying":"XBT","quoteCurrency":"USDT","underlyingSymbol":"XBTT=","reference":"BMEX",'
+        '"referenceSymbol":".BXBTT","maxOrderQty":10000000000,"maxPrice":10000000,"lotSize":1000,"tickSize":0.1,'
+        '"multiplier":1,"settlCurrency":"USDt","underlyingToPositionMultiplier":1000000,'
+        '"quoteToSettleMultiplier":1000000,"isQuanto":false,"isInverse":false,"initMargin":0.01,'
+        '"maintMargin":0.005,"fundingInterval":"2000-01-01T08:00:00.000Z"%s}'
+    )
+
+    def __init__(self, sink: FrameSink, book: Book, rng: random.Random, latency_ms: float) -> None:
+        super().__init__(sink, book, rng, latency_ms)
+        self.px = _Strings(book, px1)
+        self._pub: tuple[dict[int, int], dict[int, int]] = ({}, {})  # published view: cell -> lots
+        self._done: list[str] = []  # liquidation orders to delete at the next second
+
+    @staticmethod
+    def iso(ms: int) -> str:
+        """Epoch ms -> BitMEX ``2026-01-15T00:00:00.250Z``.
+
+        >>> BitmexFeed.iso(1_768_435_200_250)
+        '2026-01-15T00:00:00.250Z'
+        """
+        moment = _EPOCH + timedelta(milliseconds=ms)
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+    def _id(self, cell: int) -> int:
+        return 8_800_000_000 - self.book.tick(cell)
+
+    def _on_connect(self, ms: int) -> None:
+        if self.connections == 1:
+            self._rest(ms, "/api/v1/instrument/active", "[%s]" % (self.INSTRUMENT % ""))
+        self._ws(
+            ms,
+            '{"info":"Welcome to the BitMEX Realtime API.","version":"2.0.0","timestamp":"%s",'
+            '"docs":"https://www.bitmex.com/app/wsAPI","heartbeatEnabled":false,"limit":{"remaining":39}}'
+            % self.iso(ms),
+            "control",
+        )
+        request = '{"op":"subscribe","args":["%s"]}' % '","'.join(self.TOPICS)
+        for topic in self.TOPICS:
+            self._ws(ms + 1, '{"success":true,"subscribe":"%s","request":%s}' % (topic, request), "control")
+        self._ws(
+            ms + 2,
+            '{"table":"instrument","action":"partial","keys":["symbol"],"filter":{"symbol":"XBTUSDT"},"data":[%s]}'
+            % (self.INSTRUMENT % (',"timestamp":"%s"' % self.iso(ms))),
+            "instrument",
+        )
+        self._ws(
+            ms + 2,
+            '{"table":"liquidation","action":"partial","keys":["orderID"],"filter":{"symbol":"XBTUSDT"},"data":[]}',
+            "liquidation",
+        )
+        self._partial(ms + 3)
+
+    def _view(self) -> tuple[dict[int, int], dict[int, int]]:
+        return dict(self.book.levels("bid", self.DEPTH, 400)), dict(self.book.levels("ask", self.DEPTH, 400))
+
+    def _rows(self, levels: list[tuple[int, int]], side: str, action: str, stamp: str) -> str:
+        px, k = self.px, self.CONTRACTS_PER_LOT
+        rows = []
+        for c, q in levels:
+            size = "" if action == "delete" else ',"size":%d' % (q * k)
+            price = ',"price":%s' % px(c) if action in ("partial", "insert") else ""
+            rows.append(
+                '{"symbol":"XBTUSDT","id":%d,"side":"%s"%s%s,"timestamp":"%s"}'
+                % (self._id(c), side, size, price, stamp)
+            )
+        return ",".join(rows)
+
+    def _partial(self, ms: int) -> None:
+        self._pub = self._view()
+        bids, asks = self._pub
+        stamp = self.iso(ms)
+        rows = [
+            r
+            for r in (
+                self._rows(sorted(asks.items(), reverse=True), "Sell", "partial", stamp),
+                self._rows(list(bids.items()), "Buy", "partial", stamp),
+            )
+            if r
+        ]
+        self._ws(
+            ms,
+            '{"table":"orderBookL2_25","action":"partial","keys":["symbol","id","side"],'
+            '"filter":{"symbol":"XBTUSDT"},"data":[%s]}' % ",".join(rows),
+            "book",
+        )
+
+    def _resync(self, ms: int) -> None:
+        """A broken book is resubscribed: the acks, then a fresh ``partial``."""
+        topic = self.TOPICS[0]
+        for op in ("unsubscribe", "subscribe"):
+            self._ws(
+                ms, '{"success":true,"%s":"%s","request":{"op":"%s","args":["%s"]}}' % (op, topic, op, topic), "control"
+            )
+        self._partial(ms + 1)
+
+    def _book_frame(self, ms: int, send: bool) -> None:
+        new = self._view()
+        old = self._pub
+        self._pub = new
+        stamp = self.iso(ms)
+        for side, before, after in (("Buy", old[0], new[0]), ("Sell", old[1], new[1])):
+            for action, levels in (
+                ("delete", [(c, q) for c, q in before.items() if c not in after]),
+                ("insert", [(c, q) for c, q in after.items() if c not in before]),
+                ("update", [(c, q) for c, q in after.items() if c in before and before[c] != q]),
+            ):
+                if levels and send:
+                    self._ws(
+                        ms,
+                        '{"table":"orderBookL2_25","action":"%s","data":[%s]}'
+                        % (action, self._rows(sorted(levels), side, action, stamp)),
+                        "book",
+                    )
+
+    def trade(self, ms: int, side: str, fills: list[tuple[int, int]]) -> None:
+        """Write the taker ``fills`` (cell, lots) of a ``side`` order at ``ms``: one ``trade`` insert."""
+        s = "Buy" if side == "buy" else "Sell"
+        stamp = self.iso(ms)
+        rows = [
+            '{"timestamp":"%s","symbol":"XBTUSDT","side":"%s","size":%d,"price":%s,"trdMatchID":"%032x"}'
+            % (stamp, s, q * self.CONTRACTS_PER_LOT, self.px(c), self.rng.getrandbits(128))
+            for c, q in fills
+        ]
+        if rows:
+            self._ws(ms + 2, '{"table":"trade","action":"insert","data":[%s]}' % ",".join(rows), "trade")
+
+    def liquidation(self, ms: int, position: str, lots: int, fills: list[tuple[int, int]], bankruptcy: int) -> None:
+        """Every liquidation order as it enters the book (``Sell``: a long); deleted at the next second."""
+        order = "%032x" % self.rng.getrandbits(128)
+        order = f"{order[:8]}-{order[8:12]}-{order[12:16]}-{order[16:20]}-{order[20:]}"
+        q, r = divmod(bankruptcy, 10)
+        self._ws(
+            ms + 3,
+            '{"table":"liquidation","action":"insert","data":[{"orderID":"%s","symbol":"XBTUSDT","side":"%s",'
+            '"price":%s,"leavesQty":%d}]}'
+            % (
+                order,
+                "Sell" if position == "long" else "Buy",
+                f"{q}.{r}" if r else str(q),
+                lots * self.CONTRACTS_PER_LOT,
+            ),
+            "liquidation",
+        )
+        self._done.append(order)
+
+    def second(self, ms: int, mark: float, index: float, funding: float, oi_lots: int, last: int) -> None:
+        """The per-second frames: done liquidation orders deleted, then the instrument update."""
+        if self._done:
+            rows = ",".join('{"orderID":"%s","symbol":"XBTUSDT"}' % order for order in self._done)
+            self._ws(ms, '{"table":"liquidation","action":"delete","data":[%s]}' % rows, "liquidation")
+            self._done = []
+        self._ws(
+            ms,
+            '{"table":"instrument","action":"update","data":[{"symbol":"XBTUSDT","markPrice":%.2f,'
+            '"indicativeSettlePrice":%.2f,"fundingRate":%.6f,"openInterest":%d,"timestamp":"%s"}]}'
+            % (mark / 10, index / 10, funding, oi_lots * self.CONTRACTS_PER_LOT, self.iso(ms)),
+            "instrument",
+        )
+
+
 class NullFeed(Feed):
     """A venue that publishes nothing (a run without a recording: market facts only). Book
     changes are dropped at every step, as a writer would after publishing them; ``venue`` is the
@@ -794,7 +991,9 @@ class NullFeed(Feed):
         return None
 
 
-FRAME_WRITERS: dict[str, type[Feed]] = {writer.venue: writer for writer in (BinanceFeed, BybitFeed, OkxFeed)}
+FRAME_WRITERS: dict[str, type[Feed]] = {
+    writer.venue: writer for writer in (BinanceFeed, BybitFeed, OkxFeed, BitmexFeed)
+}
 """Venue registry name -> its frame writer (a venue without one cannot be simulated)."""
 
 

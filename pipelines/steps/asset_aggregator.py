@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections import deque
 from statistics import median
 
+from msgspec import UNSET
+
 from cascadewatch.connectors.outputs import RiskSnapshot
 from cascadewatch.pipelines.steps.items import DEPTH_BANDS_BPS, InstrumentState
 
@@ -72,6 +74,7 @@ class AssetAggregator:
         fundings = [s.funding for s in live if s.funding is not None]
         books = [s for s in live if s.book_valid]
         ois = [s.oi_usd for s in live if s.oi_usd is not None]
+        coarse = sorted({s.venue for s in live if s.coarse})
         return RiskSnapshot(
             ts=second_ms,
             asset=self.asset,
@@ -98,4 +101,5 @@ class AssetAggregator:
             ),
             books_valid=f"{len(books)}/{len(live)}",
             feed=feed,
+            coarse=coarse if coarse else UNSET,
         )

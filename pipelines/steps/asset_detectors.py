@@ -47,6 +47,7 @@ from cascadewatch.detectors.policy import (
     AssetReadout,
     DirectionReadout,
 )
+from cascadewatch.detectors.precursors import PrecursorMonitor
 from cascadewatch.detectors.probability import (
     DEFAULT_FEATURES,
     CascadeProbability,
@@ -88,6 +89,7 @@ class AssetDetectors:
         self.vol = RealizedVolatility(half_life_s=config.vol_half_life_s)
         self.vol_slow = RealizedVolatility(half_life_s=config.vol_slow_half_life_s)
         self.crowding = CrowdingMonitor(windows_s=config.crowding_windows_s)
+        self.precursors = PrecursorMonitor(windows_s=config.precursor_windows_s)
         self.hawkes = HawkesEstimator(beta=config.hawkes_beta, window_s=config.hawkes_window_s)
         self.regime = RegimeDetector(
             window_s=config.regime_window_s,
@@ -98,7 +100,9 @@ class AssetDetectors:
         self.model_version: str | None = None
         """First 12 hex of the model file's SHA-256 (:func:`~cascadewatch.pipelines.model_file.model_version`)."""
         if model_path is not None:
-            self.probability = model_classifiers(model_path, config.horizon_s, config.crowding_windows_s)
+            self.probability = model_classifiers(
+                model_path, config.horizon_s, config.crowding_windows_s, config.precursor_windows_s
+            )
             self.model_version = model_version(model_path)
         else:
             self.probability = {
@@ -141,6 +145,8 @@ class AssetDetectors:
         self.__dict__.setdefault("model_version", None)
         if "crowding" not in state:
             self.crowding = CrowdingMonitor(windows_s=self.config.crowding_windows_s)
+        if "precursors" not in state:
+            self.precursors = PrecursorMonitor(windows_s=self.config.precursor_windows_s)
         if "vol_slow" not in state:
             self.vol_slow = RealizedVolatility(half_life_s=self.config.vol_slow_half_life_s)
 
@@ -158,16 +164,27 @@ class AssetDetectors:
             buy_usd += state.buy_usd
             sell_usd += state.sell_usd
         liq_usd = {"down": 0.0, "up": 0.0}
+        liq_count = {"down": 0, "up": 0}
         for ts, liq_price, qty, side in sorted(liqs):
             notional = liq_price * qty
             self.observed.learn_one(liq_price, notional, side, ns_to_s(ts))
             self.hawkes.learn_one(ns_to_s(ts))
-            liq_usd["down" if side == "long" else "up"] += notional
+            d = "down" if side == "long" else "up"
+            liq_usd[d] += notional
+            liq_count[d] += 1
         self.vol.learn_one(price, t + 0.5)
         self.vol_slow.learn_one(price, t + 0.5)
         self.hawkes.advance(end)
-        crowding = self.crowding.update(t, {f"{s.venue}|{s.instrument}": s.oi_qty for s in live}, buy_usd, sell_usd)
+        # forced orders close positions: the crowd is read from the voluntary flow only (a long
+        # liquidation is an aggressive sell that must not read as shorts piling in)
+        crowding = self.crowding.update(
+            t,
+            {f"{s.venue}|{s.instrument}": s.oi_qty for s in live},
+            max(buy_usd - liq_usd["up"], 0.0),
+            max(sell_usd - liq_usd["down"], 0.0),
+        )
         sigma = max(self.vol.sigma, self.vol_slow.sigma)
+        precursors = self.precursors.update(t, liq_count, price, self.vol_slow.sigma)
 
         bids = _stack([s.bids for s in live if s.bids is not None])
         asks = _stack([s.asks for s in live if s.asks is not None])
@@ -210,6 +227,7 @@ class AssetDetectors:
                 in_cascade=regime[d].active,
                 direction=d,
                 crowding=crowding.features(d),
+                precursors=precursors.features(d),
                 vol_ratio=self.vol.sigma / self.vol_slow.sigma if self.vol_slow.sigma > 0 else 1.0,
             )
             if self.on_sample is not None:

@@ -21,6 +21,7 @@ from cascadewatch.connectors.book import BookKeeper, depth_within
 from cascadewatch.connectors.events import (
     BookDelta,
     BookSnapshot,
+    CoarsePrice,
     FeedStatus,
     Liquidation,
     MarkPrice,
@@ -55,6 +56,8 @@ class InstrumentTracker:
         self.open_second: int | None = None
         self.closed_before = -(2**63)
         self.price: float | None = None
+        self.traded = False  # a trade was seen: bins no longer set the price
+        self.coarse = False  # the price comes from a time bin
         self.mark: float | None = None
         self.index: float | None = None
         self.funding: float | None = None
@@ -132,6 +135,8 @@ class InstrumentTracker:
             self.sell_qty += event.qty
         self.trades += 1
         self.price = event.price
+        self.traded = True
+        self.coarse = False
 
     def _on_book_snapshot(self, event: BookSnapshot) -> None:
         self._book_statuses(self.books.apply_snapshot(event), event)
@@ -167,6 +172,12 @@ class InstrumentTracker:
         if event.funding is not None:
             self.funding = event.funding
 
+    def _on_coarse_price(self, event: CoarsePrice) -> None:
+        """A bin's price stands for the price only while the instrument has no trades."""
+        if not self.traded:
+            self.price = event.price
+            self.coarse = True
+
     def _on_open_interest(self, event: OpenInterest) -> None:
         self.oi_qty = event.qty
         reference = self.mark or self.price
@@ -183,6 +194,7 @@ class InstrumentTracker:
         Liquidation: _on_liquidation,
         MarkPrice: _on_mark_price,
         OpenInterest: _on_open_interest,
+        CoarsePrice: _on_coarse_price,
         FeedStatus: _on_feed_status,
     }
 
@@ -232,6 +244,7 @@ class InstrumentTracker:
             bids=near_bids if book.valid else None,
             asks=near_asks if book.valid else None,
             book_cover_bps=_cover_bps(bids, asks),
+            coarse=self.coarse,
         )
         self._reset_flow()
         return second

@@ -55,6 +55,8 @@ class InstrumentState(msgspec.Struct, frozen=True, gc=False, tag="instrument_sta
     """How far from the mid the valid book reaches on its shorter side (bps): the distance of
     its deepest bid or ask level, whichever is nearer. Below ``max(DEPTH_BANDS_BPS)`` the
     widest depth band is partial (a lower bound). ``None`` for an invalid or one-sided book."""
+    coarse: bool = False
+    """``price`` comes from a time bin (BitMEX ``tradeBin1m`` / ``quoteBin1m``), not from trades."""
 
 
 class AssetSecond(msgspec.Struct, frozen=True, gc=False, tag="asset_second"):
