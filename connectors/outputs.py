@@ -46,7 +46,10 @@ class DirectionRisk(msgspec.Struct, frozen=True, kw_only=True):
     """The ``down`` / ``up`` object of a snapshot: the detectors' view of one direction.
 
     Probabilities in 0..1 (4 decimals), distances in bps (1 decimal), notional in quote
-    currency (cents), ``cluster_price`` to 8 decimals; ``None`` where unknown.
+    currency (cents), ``cluster_price`` to 8 decimals; ``None`` where unknown. The mitigation
+    readouts (:mod:`cascadewatch.detectors.mitigation`) come last, each with a default, so
+    lines written before them still decode: ``margin_mmr`` to 6 decimals, ``leverage_cap`` to
+    2, ``breaker_since`` in ms.
     """
 
     prob: float | None
@@ -60,6 +63,12 @@ class DirectionRisk(msgspec.Struct, frozen=True, kw_only=True):
     depth_ratio: float | None
     reach_usd: float | None
     reach_bps: float | None
+    defence_usd: float | None = None
+    margin_mmr: float | None = None
+    leverage_cap: float | None = None
+    margin_pushed_usd: float | None = None
+    breaker: bool | None = None
+    breaker_since: int | None = None
 
 
 class DetectorFields(msgspec.Struct, frozen=True, kw_only=True):
@@ -141,7 +150,11 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="al
     - feed alerts (:mod:`cascadewatch.pipelines.steps.feed_policy`): ``opened_ts``,
       ``venue``, ``instrument``, ``problem``;
     - test alerts (``cascadewatch alerts test``): ``price``, ``liq_usd_60s``, ``venues``;
-    - every alert of a replay or live run: ``audit``, last.
+    - cascade alerts again (added later, so earlier lines keep their shape): the
+      mitigation readouts ``defence_usd`` .. ``breaker_since``;
+    - added by the pipeline's output steps, after everything else: ``exposure`` (cascade
+      triggers, with ``[desk] exposure``), then ``audit`` (every alert of a replay or live
+      run), last.
     """
 
     id: str
@@ -173,6 +186,11 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="al
     venue: str | UnsetType = UNSET
     instrument: str | UnsetType = UNSET
     problem: str | UnsetType = UNSET
+    defence_usd: float | None | UnsetType = UNSET
+    margin_mmr: float | None | UnsetType = UNSET
+    leverage_cap: float | None | UnsetType = UNSET
+    margin_pushed_usd: float | None | UnsetType = UNSET
+    breaker_since: int | None | UnsetType = UNSET
     exposure: list[dict[str, Any]] | UnsetType = UNSET
     """Cascade triggers with ``[desk] exposure``: the desk's items inside the predicted reach."""
     audit: dict[str, Any] | UnsetType = UNSET

@@ -32,10 +32,14 @@ CascadeProbability         observe (predict, queue the sample),  advance(t)   pr
                            add_cascade, learn_one, fit
 DepthMonitor               update(bids, asks, t)                              readout()
 CrowdingMonitor            update(t, oi, buy_usd, sell_usd)                   readout()
+PrecursorMonitor           update(t, counts, price, sigma)                    readout()
 RegimeDetector             update(t, price, liquidations, ...)                readout()
 CascadeLabeler             update(ts_ms, price, forced notional)              window_forced, threshold;
                                                                               flush (end of data)
 AlertPolicy                update(AssetReadout) -> alerts                     open_incidents
+CircuitBreaker             update(t, price, liquidations)                     readout()
+MitigationMonitor          update(t, price, liquidations, traded)             readout(direction, ...),
+                                                                              volume_usd_s
 =========================  ====================================  ===========  ==============================
 
 Every detector (``tests/test_detectors_protocol.py`` finds them with :mod:`pkgutil` and
@@ -58,6 +62,8 @@ Contents
   with the leverage mix learned from observed liquidations (:class:`MapLearning`).
 - :class:`DepthMonitor` / :func:`depth_within`: resting notional near the mid and its thinning.
 - :class:`CrowdingMonitor`: leverage build-up per direction from open interest and aggressor flow.
+- :class:`PrecursorMonitor`: the liquidation trickle against its norm and the drift toward the
+  levels, per direction.
 - :func:`cascade_reach` / :class:`CascadeReach`: forced notional and travel of a cascade walk.
 - :class:`HawkesEstimator`: Hawkes intensity and branching ratio of liquidations.
 - :func:`touch_probability`, :class:`RealizedVolatility`, :func:`structural_estimate`,
@@ -67,6 +73,9 @@ Contents
 - :class:`RegimeDetector`: cascade in progress and its type.
 - :class:`~cascadewatch.detectors.labels.CascadeLabeler`: the cascade label definition, online.
 - :class:`AlertPolicy` with :class:`AssetReadout`: when to page, escalate, resolve.
+- :func:`defence_liquidity`, :class:`MarginRule`, :class:`CircuitBreaker`,
+  :class:`MitigationMonitor`: what would stop a cascade (defence wall, suggested margin,
+  breaker state).
 """
 
 from importlib import import_module
@@ -89,6 +98,14 @@ _EXPORTS = {
         "nearest_dense_cluster",
     ),
     "liqmap_observed": ("ObservedLiquidationMap", "ObservedMapReadout"),
+    "mitigation": (
+        "CircuitBreaker",
+        "MarginRule",
+        "MitigationConfig",
+        "MitigationMonitor",
+        "defence_liquidity",
+        "next_dense_cluster",
+    ),
     "policy": ("AlertPolicy", "AssetReadout", "DirectionReadout", "PAGE_KINDS"),
     "probability": (
         "CascadeProbability",
@@ -126,6 +143,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from cascadewatch.detectors.liqmap_observed import (
         ObservedLiquidationMap,
         ObservedMapReadout,
+    )
+    from cascadewatch.detectors.mitigation import (
+        CircuitBreaker,
+        MarginRule,
+        MitigationConfig,
+        MitigationMonitor,
+        defence_liquidity,
+        next_dense_cluster,
     )
     from cascadewatch.detectors.policy import (
         PAGE_KINDS,
@@ -166,6 +191,7 @@ __all__ = [
     "AssetReadout",
     "CascadeProbability",
     "CascadeReach",
+    "CircuitBreaker",
     "Cluster",
     "DEFAULT_FEATURES",
     "CrowdingMonitor",
@@ -178,6 +204,9 @@ __all__ = [
     "EstimatedMapReadout",
     "EvidenceModel",
     "MapLearning",
+    "MarginRule",
+    "MitigationConfig",
+    "MitigationMonitor",
     "HawkesEstimator",
     "HawkesReadout",
     "PAGE_KINDS",
@@ -191,10 +220,12 @@ __all__ = [
     "carry_probability",
     "cascade_features",
     "cascade_reach",
+    "defence_liquidity",
     "depth_within",
     "describe",
     "fit_evidence_model",
     "nearest_dense_cluster",
+    "next_dense_cluster",
     "simulate_hawkes",
     "structural_estimate",
     "structural_probability",

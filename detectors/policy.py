@@ -61,7 +61,12 @@ class DirectionReadout(msgspec.Struct, frozen=True, kw_only=True):
     - ``reach_bps``: price travel of that walk from the current price, bps;
     - ``liq_usd_60s``: realized liquidations of this direction's side over the last 60 s (quote);
     - ``drivers``: the feature families that raised ``prob`` most, largest first
-      (:class:`cascadewatch.detectors.drivers.Driver`; empty without a fitted model).
+      (:class:`cascadewatch.detectors.drivers.Driver`; empty without a fitted model);
+    - the mitigation readouts (:mod:`cascadewatch.detectors.mitigation`): ``defence_usd``, the
+      wall at the trigger that would stop the walk before the next dense cluster (quote);
+      ``margin_mmr`` / ``leverage_cap``, the suggested maintenance margin rate and the leverage
+      cap it implies; ``margin_pushed_usd``, at-risk notional that cap pushes out of reach
+      (quote); ``breaker_since``, when the breaker rule tripped (ms), ``None`` when not tripped.
     """
 
     prob: float | None = None
@@ -76,6 +81,11 @@ class DirectionReadout(msgspec.Struct, frozen=True, kw_only=True):
     reach_bps: float | None = None
     liq_usd_60s: float = 0.0
     drivers: tuple[Driver, ...] = ()
+    defence_usd: float | None = None
+    margin_mmr: float | None = None
+    leverage_cap: float | None = None
+    margin_pushed_usd: float | None = None
+    breaker_since: int | None = None
 
 
 class AssetReadout(msgspec.Struct, frozen=True, kw_only=True):
@@ -278,6 +288,11 @@ class AlertPolicy:
             liq_usd_60s=_rnd(d.liq_usd_60s, 0),
             cascade=d.cascade,
             venues=list(r.venues),
+            defence_usd=_rnd(d.defence_usd, 0),
+            margin_mmr=_rnd(d.margin_mmr, 6),
+            leverage_cap=_rnd(d.leverage_cap, 2),
+            margin_pushed_usd=_rnd(d.margin_pushed_usd, 0),
+            breaker_since=d.breaker_since,
         )
 
     def _summary(self, r: AssetReadout, direction: str, d: DirectionReadout, action: str, inc: _Incident) -> str:

@@ -29,18 +29,6 @@ published in that second ``n_d(s)`` and the price ``P(s)``. For a window ``W``:
 
 Units: counts, seconds, dimensionless outputs. State: a ring of ``max(W) + 1`` seconds of
 counts and prices per direction, O(windows) per update.
-
-Examples
---------
->>> pm = PrecursorMonitor(windows_s=(60,), prior_rate=0.0, baseline_half_life_s=1e12)
->>> for s in range(120):        # one long liquidation every 10 s, the price falling 1 bp a second
-...     r = pm.update(s, {"down": int(s % 10 == 0), "up": 0}, 100.0 * math.exp(-1e-4 * s), sigma=1e-4)
->>> round(r.features("down")["trickle_60"], 4)      # N = 6, baseline still 0 (half-life 1e12 s)
-1.9459
->>> round(r.features("down")["drift_60_z"], 4)      # 60 bp in 1e-4 * sqrt(60)
-7.746
->>> round(r.features("up")["drift_60_z"], 4), r.features("up")["trickle_60"]
-(-7.746, 0.0)
 """
 
 from __future__ import annotations
@@ -86,6 +74,18 @@ class PrecursorMonitor:
 
     One call per second, increasing; skipped seconds count as seconds without liquidations
     and with the last price; a repeated or older second is ignored.
+
+    Examples
+    --------
+    >>> pm = PrecursorMonitor(windows_s=(60,), prior_rate=0.0, baseline_half_life_s=1e12)
+    >>> for s in range(120):        # one long liquidation every 10 s, the price falling 1 bp a second
+    ...     r = pm.update(s, {"down": int(s % 10 == 0), "up": 0}, 100.0 * math.exp(-1e-4 * s), sigma=1e-4)
+    >>> round(r.features("down")["trickle_60"], 4)      # N = 6, baseline still 0 (half-life 1e12 s)
+    1.9459
+    >>> round(r.features("down")["drift_60_z"], 4)      # 60 bp in 1e-4 * sqrt(60)
+    7.746
+    >>> round(r.features("up")["drift_60_z"], 4), r.features("up")["trickle_60"]
+    (-7.746, 0.0)
     """
 
     def __init__(
@@ -153,4 +153,8 @@ class PrecursorMonitor:
             drift["down"][w] = z
             drift["up"][w] = -z
         self._readout = PrecursorReadout(trickle, drift)
+        return self._readout
+
+    def readout(self) -> PrecursorReadout:
+        """The readout of the last :meth:`update` (empty before the first)."""
         return self._readout

@@ -25,6 +25,7 @@ from cascadewatch.connectors.alerts.config import AlertsConfig, RiskFeedConfig
 from cascadewatch.connectors.live_config import LiveConfig
 from cascadewatch.detectors.labels import LabelConfig
 from cascadewatch.detectors.liqmap_estimated import DEFAULT_TIERS, MapLearning
+from cascadewatch.detectors.mitigation import MitigationConfig
 from cascadewatch.detectors.policy import PAGE_KINDS
 from cascadewatch.pipelines.model_file import NO_MODEL, model_classifiers, resolve_model
 
@@ -43,7 +44,9 @@ class DetectorsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     ``model``: path of a pre-trained classifier file (``cascadewatch train``); not set: the model
     shipped in the package (``make model``); ``"none"``: no model, the classifiers start empty and
     the probability is the structural estimate until they have labels; ``page_kinds``: cascade
-    types in progress that page by themselves.
+    types in progress that page by themselves; ``mitigation``: the mitigation readouts' knobs
+    (``[detectors.mitigation]``, :class:`~cascadewatch.detectors.mitigation.MitigationConfig`:
+    defence band, margin rule, breaker rule).
     """
 
     horizon_s: int = 300
@@ -75,6 +78,7 @@ class DetectorsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     cooldown_s: float = 600.0
     page_kinds: tuple[str, ...] = PAGE_KINDS
     labels: LabelConfig = LabelConfig()
+    mitigation: MitigationConfig = MitigationConfig()
 
 
 class ReplayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -241,3 +241,26 @@ def test_the_step_pickled_mid_cascade_continues_identically(run) -> None:
         risk.update(second(t))
     risk = pickle.loads(pickle.dumps(risk))
     assert [risk.update(second(t)) for t in range(630, END)] == outputs[630:]
+
+
+def test_the_breaker_trips_when_the_break_passes_300_bps_and_holds_120_s_after_the_rule(run) -> None:
+    """Default rule (``[detectors.mitigation]``): 300 bps below the high of the last 300 s.
+    The merged price is ``binance * 1.0001``; the window's high before the break is
+    ``100 * (1 + 1e-4) * 1.0001``; in the break's i-th second the fall is
+    ``1 - exp(-8e-4 * (i + 1)) / (1 + 1e-4)``: 292.6 bps at 636, 300.4 at 637 (trips). The
+    bottom (659 on) is ``100 * exp(-0.048)``; it stays 300 bps under the window's high while the
+    window holds second 620 (``100 * exp(-8e-4 * 21)``: 307 bps), i.e. through 920 (621: 299.4),
+    and the breaker holds 120 s more: tripped 637..1039. Long liquidations (16.2 M$ in all)
+    never reach the 25 M$ rule; nothing trips up."""
+    outputs, _ = run
+    down = [outputs[t].items[0]["down"] for t in range(END)]
+    assert [t for t in range(END) if down[t]["breaker"]] == list(range(637, 1040))
+    assert {down[t]["breaker_since"] for t in range(637, 1040)} == {ms(637)}
+    assert down[636]["breaker_since"] is None and down[1040]["breaker_since"] is None
+    assert not any(outputs[t].items[0]["up"]["breaker"] for t in range(END))
+    # the critical alert at 607 came before the breaker: its evidence says not tripped
+    alert = outputs[607].items[1]
+    assert alert["breaker_since"] is None and alert["margin_mmr"] == round(down[607]["margin_mmr"], 6)
+    for t in (100, 607, 700):
+        assert down[t]["margin_mmr"] >= 0.004
+        assert down[t]["leverage_cap"] == pytest.approx(1 / (2 * down[t]["margin_mmr"]), abs=0.006)

@@ -156,53 +156,82 @@ def test_routing_on_exposure() -> None:
     assert route({k: v for k, v in mine.items() if k != "exposure"}) == ["all"]
 
 
+def _alerts(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _desk_book(trigger: dict, stop_share: float = 0.25) -> tuple[str, list[dict], str]:
+    """A book around the demo's first cascade trigger (its price P and reach R bps, direction d):
+    levels placed at shares of the reach from P, so which lie inside is known by construction.
+    Returns the book, the items inside (computed here by hand) and the sentence they make."""
+    price, reach, direction = trigger["price"], trigger["reach_bps"], trigger["direction"]
+    sign = -1 if direction == "down" else 1
+    lose, other, fill = ("long", "short", "buy") if direction == "down" else ("short", "long", "sell")
+
+    def at(share: float) -> float:  # a price `share` of the reach away from P, that way
+        return round(price * (1 + sign * share * reach / 1e4), 2)
+
+    book = (
+        f'[[position]]\nasset = "BTC-USDT"\nside = "{lose}"\nsize = 2.0\nstop = {at(stop_share)}\n'
+        f"liquidation = {at(1.5)}\n\n"  # the stop is inside, the liquidation beyond the reach
+        f'[[position]]\nasset = "BTC-USDT"\nside = "{lose}"\nsize = 1.0\nstop = {at(1.2)}\n\n'  # beyond
+        f'[[position]]\nasset = "BTC-USDT"\nside = "{other}"\nsize = 3.0\nstop = {at(-0.1)}\n\n'  # loses the other way
+        f'[[order]]\nasset = "BTC-USDT"\nside = "{fill}"\nsize = 0.5\nprice = {at(0.6)}\n\n'  # fills
+        f'[[order]]\nasset = "BTC-USDT"\nside = "{fill}"\nsize = 1.0\nprice = {at(1.1)}\n\n'  # beyond
+        f'[[position]]\nasset = "ETH-USDT"\nside = "{lose}"\nsize = 10.0\nstop = 3000.0\n'  # another asset
+    )
+    bps = [round((at(share) / price - 1) * 1e4, 1) for share in (stop_share, 0.6)]
+    inside = [
+        {"kind": "position", "side": lose, "size": 2.0, "level_kind": "stop", "level": at(stop_share), "bps": bps[0]},
+        {"kind": "order", "side": fill, "size": 0.5, "level_kind": "limit", "level": at(0.6), "bps": bps[1]},
+    ]
+    where = "below" if direction == "down" else "above"
+    sentence = (
+        f"your 2 BTC {lose}s with stops at {at(stop_share):,.6g} ({abs(bps[0]):.0f} bps {where}) and your {fill} "
+        f"order for 0.5 BTC at {at(0.6):,.6g} ({abs(bps[1]):.0f} bps {where}) are inside the predicted reach"
+    )
+    return book, inside, sentence
+
+
 @pytest.fixture(scope="module")
-def desk_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def desk_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, list[dict], str]:
     folder = tmp_path_factory.mktemp("desk")
-    (folder / "book.toml").write_text(BOOK)
+    assert main(["replay", str(DEMO), "--alerts-out", str(folder / "plain.jsonl"), "--quiet"]) == 0
+    plain = _alerts(folder / "plain.jsonl")
+    trigger = next(a for a in plain if a["kind"] == "cascade" and a["action"] == "trigger")
+    book, inside, sentence = _desk_book(trigger)
+    (folder / "book.toml").write_text(book)
     (folder / "cw.toml").write_text('[desk]\nexposure = "book.toml"\n')
     argv = ["replay", str(DEMO), "--config", str(folder / "cw.toml"), "--quiet"]
     assert main([*argv, "--alerts-out", str(folder / "alerts.jsonl"), "--snapshots-out", str(folder / "s.jsonl")]) == 0
-    return folder
+    return folder, trigger, inside, sentence
 
 
-def test_demo_alerts_name_exactly_the_positions_inside_the_reach(desk_run: Path) -> None:
-    alerts = [json.loads(line) for line in (desk_run / "alerts.jsonl").read_text().splitlines()]
-    up, down = alerts[0], alerts[1]
-    # up: price 55,145.65, reach 496.9 bps -> 57,885.8; the 2 BTC short's stop (56,000) and the sell at
-    # 57,000 are inside, the short stopped at 60,000 is beyond, the long and ETH are not this way.
-    assert (up["direction"], up["price"], up["reach_bps"]) == ("up", 55145.65, 496.9)
-    assert up["exposure"] == [
-        {"kind": "position", "side": "short", "size": 2.0, "level_kind": "stop", "level": 56000.0, "bps": 154.9},
-        {"kind": "order", "side": "sell", "size": 0.5, "level_kind": "limit", "level": 57000.0, "bps": 336.3},
-    ]
-    assert up["summary"].startswith(
-        "your 2 BTC shorts with stops at 56,000 (155 bps above) and your sell order for 0.5 BTC at 57,000 "
-        "(336 bps above) are inside the predicted reach · BTC-USDT UP: "
-    )
-    # down: price 54,537.05, reach 808.3 bps -> 50,128.8; the long's stop (54,000, -98.5 bps) is inside,
-    # its liquidation (47,000) is not.
-    assert (down["direction"], down["price"], down["reach_bps"]) == ("down", 54537.05, 808.3)
-    assert down["exposure"] == [
-        {"kind": "position", "side": "long", "size": 3.0, "level_kind": "stop", "level": 54000.0, "bps": -98.5}
-    ]
-    assert down["summary"].startswith(
-        "your 3 BTC longs with stops at 54,000 are inside the predicted reach, 98 bps below · BTC-USDT DOWN: "
-    )
-    assert [a.get("exposure") for a in alerts[2:]] == [None, None]  # resolves
-    assert list(up)[-2:] == ["exposure", "audit"] and len(up["audit"]["exposure"]) == 16
-    snapshots = [json.loads(line) for line in (desk_run / "s.jsonl").read_text().splitlines()]
-    at_up = next(s for s in snapshots if s["ts"] == up["ts"])
-    assert at_up["exposure"]["up"] == up["exposure"]
+def test_demo_alerts_name_exactly_the_positions_inside_the_reach(desk_run: tuple) -> None:
+    folder, plain_trigger, inside, sentence = desk_run
+    alerts = _alerts(folder / "alerts.jsonl")
+    mine = next(a for a in alerts if a["id"] == plain_trigger["id"])
+    assert mine["exposure"] == inside
+    assert mine["summary"] == f"{sentence} · {plain_trigger['summary']}"
+    # the book changes nothing else: the same alerts, the same evidence
+    assert [a["id"] for a in alerts] == [a["id"] for a in _alerts(folder / "plain.jsonl")]
+    assert {k: v for k, v in mine.items() if k not in ("summary", "exposure", "audit")} == {
+        k: v for k, v in plain_trigger.items() if k not in ("summary", "audit")
+    }
+    assert all("exposure" not in a for a in alerts if a["action"] == "resolve")
+    assert list(mine)[-2:] == ["exposure", "audit"] and len(mine["audit"]["exposure"]) == 16
+    snapshots = [json.loads(line) for line in (folder / "s.jsonl").read_text().splitlines()]
+    at_trigger = next(s for s in snapshots if s["ts"] == mine["ts"] and s["asset"] == mine["asset"])
+    assert at_trigger["exposure"][mine["direction"]] == inside
 
 
-def test_explain_with_the_book_and_with_a_changed_book(desk_run: Path, tmp_path: Path) -> None:
-    alert_id = json.loads((desk_run / "alerts.jsonl").read_text().splitlines()[1])["id"]
-    same = explain(alert_id, load_config(desk_run / "cw.toml"), [DEMO], desk_run / "alerts.jsonl")
+def test_explain_with_the_book_and_with_a_changed_book(desk_run: tuple, tmp_path: Path) -> None:
+    folder, trigger, _, _ = desk_run
+    same = explain(trigger["id"], load_config(folder / "cw.toml"), [DEMO], folder / "alerts.jsonl")
     assert same.identical and same.differences == []
-    (tmp_path / "book.toml").write_text(BOOK.replace("stop = 54000.0", "stop = 54100.0"))
+    (tmp_path / "book.toml").write_text(_desk_book(trigger, stop_share=0.3)[0])
     (tmp_path / "cw.toml").write_text('[desk]\nexposure = "book.toml"\n')
-    changed = explain(alert_id, load_config(tmp_path / "cw.toml"), [DEMO], desk_run / "alerts.jsonl")
+    changed = explain(trigger["id"], load_config(tmp_path / "cw.toml"), [DEMO], folder / "alerts.jsonl")
     assert changed.differences[0].startswith("the exposure book differs: the alert was made with book ")
     assert any(d.startswith("field summary: the alert has") for d in changed.differences)
     assert not changed.identical and not changed.evidence_identical

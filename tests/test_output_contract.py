@@ -113,3 +113,19 @@ def test_every_line_of_a_replay_decodes_into_the_structs_and_encodes_back_to_the
     for line in alerts.read_bytes().splitlines():
         assert line.index(b',"audit":{"code":') == line.rindex(b',"audit":')
         assert line.endswith(b"]}}")
+
+
+def test_the_mitigation_readouts_come_last_and_lines_written_before_them_still_decode() -> None:
+    """The readouts were added after the contract: at the end of ``DirectionRisk`` and of
+    ``Alert``, with defaults, so a line written before them decodes and only gains fields."""
+    added = ["defence_usd", "margin_mmr", "leverage_cap", "margin_pushed_usd", "breaker", "breaker_since"]
+    assert _encoded(DirectionRisk)[-6:] == added
+    # on Alert they come right before the fields the output steps append last (exposure, audit)
+    assert _encoded(Alert)[-7:] == [name for name in added if name != "breaker"] + ["exposure", "audit"]
+    old = (
+        b'{"prob":0.1,"p_struct":0.05,"p_touch":0.2,"cascade":null,"cluster_price":64150.0,"cluster_bps":130.8,'
+        b'"cluster_usd":48200000.0,"at_risk_usd":120000000.0,"depth_ratio":0.45,"reach_usd":31000000.0,"reach_bps":212.3}'
+    )
+    risk = msgspec.json.decode(old, type=DirectionRisk)
+    assert [getattr(risk, name) for name in added] == [None] * 6
+    assert msgspec.json.encode(risk).startswith(old[:-1] + b',"defence_usd":null')

@@ -16,6 +16,7 @@ from cascadewatch.detectors.evidence import DEFAULT_CAP, DEFAULT_L2
 from cascadewatch.pipelines.cli import alerts as alerts_cli
 from cascadewatch.pipelines.cli import explain as explain_cli
 from cascadewatch.pipelines.cli import live as live_cli
+from cascadewatch.pipelines.cli import mitigate as mitigate_cli
 from cascadewatch.pipelines.cli import simulate as simulate_cli
 from cascadewatch.pipelines.config import ConfigError, load_config
 from cascadewatch.pipelines.run.cluster import add_cluster_arguments, positive_int
@@ -100,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
         description=simulate_cli.DESCRIPTION,
     )
     simulate_cli.add_arguments(simulate)
+    mitigate = commands.add_parser(
+        "mitigate",
+        help="simulate scenarios with and without each mitigation lever and compare (table or JSON)",
+        description=mitigate_cli.DESCRIPTION,
+    )
+    mitigate_cli.add_arguments(mitigate)
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -182,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             return _demo(args, console)
         if args.command == "simulate":
             return simulate_cli.run(args)
+        if args.command == "mitigate":
+            return mitigate_cli.run(args)
         if args.command == "evaluate":
             return _evaluate(args, console)
         if args.command == "train":

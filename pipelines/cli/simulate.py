@@ -1,6 +1,7 @@
 """``cascadewatch simulate``: the argparse pair the main CLI mounts.
 
     cascadewatch simulate --scenario NAME --seed N --duration S --out REC [--truth T] [--faults] [--venues V1,V2]
+                          [--mitigation LEVER [lever options]]
 
 ``pipelines/cli/main.py`` adds a ``simulate`` sub-command with :func:`add_arguments` and calls
 :func:`run` with the parsed namespace; ``python -m cascadewatch.pipelines.cli.simulate`` runs it alone.
@@ -12,11 +13,12 @@ import argparse
 import json
 import sys
 
-from cascadewatch.pipelines.simulate import SCENARIOS, simulate
+from cascadewatch.detectors.mitigation import MarginRule
+from cascadewatch.pipelines.simulate import LEVERS, SCENARIOS, Mitigation, simulate
 from cascadewatch.pipelines.simulate.market import SIMULATED_VENUES
-from cascadewatch.pipelines.simulate.scenarios import Scenario
+from cascadewatch.pipelines.simulate.mitigation import BREAKER_MODES
 
-__all__ = ["add_arguments", "run", "main", "DESCRIPTION"]
+__all__ = ["add_arguments", "add_lever_arguments", "levers_from_args", "run", "main", "DESCRIPTION"]
 
 DESCRIPTION = (
     "Simulate leveraged traders, market makers and liquidation engines on Binance, Bybit and OKX; "
@@ -61,22 +63,99 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"venues to simulate, by source token, first = largest (default: the scenario's); one of "
         f"{', '.join(SIMULATED_VENUES)}; bitmex is written only when named here",
     )
+    parser.add_argument(
+        "--mitigation",
+        choices=LEVERS,
+        default=None,
+        metavar="LEVER",
+        help=f"apply a what-if lever inside the venues: {', '.join(LEVERS)} (see docs/mitigation.md); "
+        "without it the output is the plain run's, byte for byte",
+    )
+    add_lever_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--json", action="store_true", help="print the result summary as one JSON object")
     parser.epilog = _families()
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
+def add_lever_arguments(parser: argparse.ArgumentParser) -> None:
+    """The levers' parameters (:class:`cascadewatch.pipelines.simulate.Mitigation`; defaults are its)."""
+    d = Mitigation("circuit-breaker")
+    g = parser.add_argument_group("lever parameters")
+    g.add_argument("--breaker-band-bps", type=float, default=d.band_bps, metavar="BPS", help="breaker: price band")
+    g.add_argument("--breaker-window-s", type=int, default=d.window_s, metavar="S", help="breaker: window (s)")
+    g.add_argument(
+        "--breaker-liq-usd", type=float, default=d.liq_usd, metavar="USD", help="breaker: forced notional in the window"
+    )
+    g.add_argument(
+        "--breaker-halt-s", type=float, default=d.halt_s, metavar="S", help="breaker: halt after the rule last held"
+    )
+    g.add_argument(
+        "--breaker-mode",
+        choices=BREAKER_MODES,
+        default=d.breaker_mode,
+        help="breaker: halt matching, or band it (no trade beyond the price it tripped at)",
+    )
+    g.add_argument("--margin-every-s", type=int, default=d.every_s, metavar="S", help="dynamic margin: recalibration")
+    g.add_argument("--margin-z", type=float, default=d.margin.z, metavar="Z", help="dynamic margin: sigmas covered")
+    g.add_argument(
+        "--margin-step", type=float, default=d.margin_step, metavar="F", help="dynamic margin: largest raise per step"
+    )
+    g.add_argument(
+        "--margin-new-only",
+        action="store_true",
+        help="dynamic margin: open positions keep their rate; only new positions get the new one and the cap",
+    )
+    g.add_argument(
+        "--injection-usd", type=float, default=d.usd, metavar="USD", help="injection: budget per unit of venue scale"
+    )
+    g.add_argument(
+        "--injection-trigger-bps",
+        type=float,
+        default=d.trigger_bps,
+        metavar="BPS",
+        help="injection: move that starts it",
+    )
+    g.add_argument(
+        "--injection-band-bps", type=float, default=d.injection_band_bps, metavar="BPS", help="injection: bid band"
+    )
+
+
+def levers_from_args(args: argparse.Namespace, names: list[str]) -> list[Mitigation]:
+    """The levers ``names`` with the parameters of ``args`` (:func:`add_lever_arguments`)."""
+    margin = MarginRule(z=args.margin_z)
+    return [
+        Mitigation(
+            name,
+            band_bps=args.breaker_band_bps,
+            window_s=args.breaker_window_s,
+            liq_usd=args.breaker_liq_usd,
+            halt_s=args.breaker_halt_s,
+            breaker_mode=args.breaker_mode,
+            every_s=args.margin_every_s,
+            margin=margin,
+            margin_step=args.margin_step,
+            margin_new_only=args.margin_new_only,
+            trigger_bps=args.injection_trigger_bps,
+            usd=args.injection_usd,
+            injection_band_bps=args.injection_band_bps,
+        )
+        for name in names
+    ]
+
+
 def run(args: argparse.Namespace) -> int:
     """Run a simulation from parsed arguments; prints a summary; returns the exit code."""
-    scenario: str | Scenario = args.scenario
+    scenario = SCENARIOS[args.scenario]
     if args.venues:
         venues = tuple(v.strip() for v in args.venues.split(",") if v.strip())
         unknown = [v for v in venues if v not in SIMULATED_VENUES]
         if unknown or not venues or len(set(venues)) != len(venues):
             print(f"--venues: give distinct venues among {', '.join(SIMULATED_VENUES)}", file=sys.stderr)
             return 2
-        scenario = SCENARIOS[args.scenario].with_venues(venues)
+        scenario = scenario.with_venues(venues)
+    if args.mitigation is not None:
+        scenario = scenario.with_mitigation(levers_from_args(args, [args.mitigation])[0])
     result = simulate(
         scenario, args.seed, args.duration, args.out, args.truth, progress=not args.quiet, faults=args.faults
     )
@@ -99,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
         "venues": result.venues,
         "wall_s": round(result.wall_s, 2),
     }
+    if result.mitigation:
+        summary["mitigation"] = result.mitigation
     if args.json:
         print(json.dumps(summary))
         return 0
@@ -123,6 +204,8 @@ def run(args: argparse.Namespace) -> int:
             f"end +{(c['end'] - c['start']) / 1000:.0f}s  forced {c['forced_notional'] / 1e6:.1f} M$  "
             f"move {c['move_bps']:.0f} bps"
         )
+    if result.mitigation:
+        print("mitigation " + ", ".join(f"{k}={v}" for k, v in result.mitigation.items()))
     if result.truth:
         print(f"truth -> {result.truth}")
     return 0

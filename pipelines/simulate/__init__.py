@@ -52,6 +52,7 @@ Modules: :mod:`~cascadewatch.pipelines.simulate.market` (the seed's market),
 :mod:`~cascadewatch.pipelines.simulate.agents` (traders and positions),
 :mod:`~cascadewatch.pipelines.simulate.liquidation` (mark price and liquidation engine),
 :mod:`~cascadewatch.pipelines.simulate.venues` (frame writers),
+:mod:`~cascadewatch.pipelines.simulate.mitigation` (the what-if levers, opt-in),
 :mod:`~cascadewatch.pipelines.simulate.runner` (the loop),
 :mod:`~cascadewatch.pipelines.cli.simulate` (the command line).
 """
@@ -61,10 +62,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from cascadewatch.detectors.labels import LabelConfig
+from cascadewatch.pipelines.simulate.mitigation import LEVERS, Mitigation
 from cascadewatch.pipelines.simulate.runner import SimulationResult, run_scenario
 from cascadewatch.pipelines.simulate.scenarios import SCENARIOS, Scenario
 
-__all__ = ["simulate", "SCENARIOS", "Scenario", "SimulationResult"]
+__all__ = ["simulate", "LEVERS", "Mitigation", "SCENARIOS", "Scenario", "SimulationResult"]
 
 
 def simulate(
@@ -86,7 +88,9 @@ def simulate(
 
     Deterministic: the same arguments give byte-identical files. ``faults`` adds one disconnect
     (with reconnection and a fresh snapshot) and one lost book frame (with the resync) per venue.
-    ``progress`` prints a line every 5 % to stderr.
+    ``progress`` prints a line every 5 % to stderr. A what-if lever inside the venues rides on
+    the scenario (:meth:`Scenario.with_mitigation`, :mod:`.mitigation`); without one the run is
+    exactly the plain one.
     """
     if isinstance(scenario, str):
         try:

@@ -226,6 +226,41 @@ class Positions:
             done += take
         return done
 
+    def set_mmr(self, mmr: float) -> None:
+        """Recalibrate the maintenance margin rate: every open position's liquidation price
+        becomes ``entry * (1 -/+ 1/L +/- mmr)`` at once (dynamic margin, :mod:`.mitigation`)."""
+        self.mmr = mmr
+        for side in (LONG, SHORT):
+            members, lots, keys = self._members[side], self._lots[side], self._keys[side]
+            moved: list[int] = []
+            for b in list(keys):
+                for pid in members[b]:
+                    self.liq[pid] = self.liquidation_price(side, self.entry[pid], self.lev[pid])
+                    if int(self.liq[pid] // self.bw) != b:
+                        moved.append(pid)
+            for pid in moved:
+                b, nb = self._bucket[pid], int(self.liq[pid] // self.bw)
+                members[b].remove(pid)
+                lots[b] -= self.lots[pid]
+                if not members[b]:
+                    del members[b], lots[b]
+                    keys.remove(b)
+                self._bucket[pid] = nb
+                if nb in members:
+                    members[nb].append(pid)
+                    lots[nb] += self.lots[pid]
+                else:
+                    members[nb], lots[nb] = [pid], self.lots[pid]
+                    keys.add(nb)
+
+    def lots_within(self, lo: float, hi: float) -> int:
+        """Open lots (both sides) whose liquidation bucket lies within ``[lo, hi]`` (ticks)."""
+        total = 0
+        for side in (LONG, SHORT):
+            for b in self._keys[side].irange(int(lo // self.bw), int(hi // self.bw)):
+                total += self._lots[side][b]
+        return total
+
     def sample(self, rng: random.Random, side: int, n: int) -> list[int]:
         """Up to ``n`` distinct open positions of ``side`` drawn at random (removed): a crowd that
         closes early."""
@@ -318,6 +353,7 @@ class Traders:
         self.value_cap_usd_s = 150.0 * market.value_usd_s_bps
         self.leverages = leverages
         self._pending: list[Order] = []
+        self.lev_cap = math.inf  # a dynamic margin's leverage cap (:mod:`.mitigation`)
         self._mean_open = math.exp(self.OPEN_SIGMA**2 / 2)  # mean / median of a log-normal size
 
     def seed(self, price_ticks: float, t: float, lev_cum: list[float], index_vol_bps: float, long_share: float) -> None:
@@ -373,7 +409,7 @@ class Traders:
                     side,
                     lognormal_lots(rng, self.OPEN_USD * p.size, self.OPEN_SIGMA, price_usd),
                     "open",
-                    min(pick(rng, self.leverages, p.lev_cum), max_lev),
+                    min(pick(rng, self.leverages, p.lev_cum), max_lev, self.lev_cap),
                 )
             )
         pos = self.positions

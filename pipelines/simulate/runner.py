@@ -38,6 +38,7 @@ from cascadewatch.pipelines.simulate.agents import LONG, SHORT, FlowParams, Posi
 from cascadewatch.pipelines.simulate.book import LOT, Book, MarketMaker, Quoting
 from cascadewatch.pipelines.simulate.liquidation import LiquidationEngine
 from cascadewatch.pipelines.simulate.market import LEVERAGES, Market, VenueMarket, draw_market
+from cascadewatch.pipelines.simulate.mitigation import Injector, Lever
 from cascadewatch.pipelines.simulate.scenarios import LOW_LEVERAGE, Phase, Plan, Scenario, StopCluster
 from cascadewatch.pipelines.simulate.venues import BinanceFeed, BybitFeed, Feed, FrameSink, NullFeed, frame_writer
 
@@ -88,6 +89,10 @@ class SimulationResult:
     price_min: float = 0.0
     price_max: float = 0.0
     wall_s: float = 0.0
+    moves_bps: dict[str, float] = field(default_factory=dict)
+    """Largest peak-to-trough fall (``down``) and trough-to-peak rise (``up``) of the per-second price, bps."""
+    mitigation: dict = field(default_factory=dict)
+    """With a lever (:mod:`.mitigation`): its facts (:meth:`.mitigation.Lever.summary`)."""
 
 
 class _Window:
@@ -250,6 +255,10 @@ class _Venue:
         self.first_liq_ms: int | None = None
         self._recent: list[tuple[int, float]] = []
         self.first_adl_ms: int | None = None
+        self.traded_lots = 0  # every fill, traders' and the engine's
+        self.halted = False  # a circuit breaker's halt (:mod:`.mitigation`)
+        self.band: tuple[float | None, float | None] | None = None  # its band: (floor, ceiling) ticks
+        self.injector: Injector | None = None  # a liquidity-injection agent (:mod:`.mitigation`)
 
     def mid(self) -> float:
         """Mid price (ticks)."""
@@ -266,7 +275,17 @@ class _Venue:
         """One step of this venue (module docstring); adds its forced notional to ``ctx``."""
         book, feed = self.book, self.feed
         p, liquidity = cond
-        self.mm.step(liquidity)
+        inj = self.injector
+        if inj is not None:
+            lifted = inj.lift()
+            self.mm.step(liquidity)
+            inj.restore(*lifted)
+        else:
+            self.mm.step(liquidity)
+        if self.halted:  # no matching: the market makers quote, the mark follows the index
+            self.engine.update_mark(index, self.mid(), step_ms / 1000.0)
+            feed.publish_book(t_ms + step_ms)
+            return
         price_usd = book.tick(book.last_cell) / 10
         mid = self.mid()
         self.arb_basis += self._a_arb * ((mid - fair) / fair * 1e4 - self.arb_basis)
@@ -277,11 +296,12 @@ class _Venue:
         )
         for order in orders:
             ms = t_ms + int(order[0])
-            fills = book.take(order[1], order[2], ORDER_MAX_CELLS)
+            fills = book.take(order[1], order[2], ORDER_MAX_CELLS if self.band is None else self._banded(order[1]))
             if not fills:
                 continue
             feed.trade(ms, order[1], fills)
             lots = sum(q for _, q in fills)
+            self.traded_lots += lots
             self.mm.note_flow(lots * LOT * price_usd * (1 if order[1] == "buy" else -1))
             self.last_tick = book.tick(fills[-1][0])
             self.traders.filled(ms, order, lots, book.avg_tick(fills))
@@ -289,6 +309,8 @@ class _Venue:
         self.engine.update_mark(index, self.mid(), step_ms / 1000.0)
         self.engine.take_over((t_ms + step_ms) / 1000.0)
         self._work_inventory(t_ms + step_ms - 10, price_usd, step_ms / 1000.0, ctx)
+        if inj is not None:
+            inj.reconcile()
         feed.publish_book(t_ms + step_ms)
 
     def _work_inventory(self, ms: int, price_usd: float, dt: float, ctx: _Step) -> None:
@@ -300,11 +322,14 @@ class _Venue:
             ms += 1
             limit = book.cell_of(lo.limit)
             reach = book.bb - limit + 1 if lo.side == "sell" else limit - book.ba + 1
+            if self.band is not None:
+                reach = min(reach, self._banded(lo.side))
             fills = book.take(lo.side, lo.lots, reach) if reach > 0 else []
             side = LONG if lo.position == "long" else SHORT
             self.liq_count += 1
             if fills:
                 filled = sum(q for _, q in fills)
+                self.traded_lots += filled
                 usd = sum(book.tick(c) * q for c, q in fills) / 10 * LOT
                 engine.settle(side, filled, book.avg_tick(fills), LOT)
                 ctx.forced[side] += usd
@@ -332,6 +357,17 @@ class _Venue:
                     "usd": round(usd, 2),
                 }
             )
+
+    def _banded(self, side: str) -> int:
+        """How many cells an aggressive ``side`` order may walk inside a breaker's band (:mod:`.mitigation`)."""
+        assert self.band is not None
+        book = self.book
+        floor, ceiling = self.band
+        if side == "sell" and floor is not None:
+            return max(0, min(ORDER_MAX_CELLS, book.bb - book.cell_of(floor) + 1))
+        if side == "buy" and ceiling is not None:
+            return max(0, min(ORDER_MAX_CELLS, book.cell_of(ceiling) - book.ba + 1))
+        return ORDER_MAX_CELLS
 
     def _note_burst(self, ms: int, usd: float) -> None:
         """Remember the first moment the engine's fills reach :data:`BURST_USD` within 10 s."""
@@ -373,11 +409,12 @@ class _Venue:
 @dataclass
 class _Step:
     """What the venues of one step share: the shocks per venue, the forced notional (longs,
-    shorts) of the current second and the ADL events."""
+    shorts) of the current second, the ADL events and the what-if lever (:mod:`.mitigation`)."""
 
     shocks: dict[str, list[tuple[int, float]]]
     forced: list[float]
     adl: list[dict]
+    lever: Lever | None = None
 
 
 @dataclass
@@ -498,6 +535,8 @@ def run_scenario(
 
     ``trace``, when a list, receives one dict per simulated second (index, per-venue mid, mark,
     liquidity factor, depth, forced notional): a diagnostic view of the market, not a venue output.
+    ``sc.mitigation``: a lever applied inside the venues (:mod:`.mitigation`); ``None`` leaves
+    the run exactly as without it.
     """
     wall0 = time.perf_counter()
     market = draw_market(seed, sc.venues, sc.min_venues)
@@ -514,7 +553,8 @@ def run_scenario(
         writer = RecordingWriter(
             out,
             comment=f"simulated scenario={sc.name} seed={seed} duration_s={sc.duration_s:g}"
-            f" venues={','.join(v.name for v in market.venues)} faults={int(faults)}",
+            f" venues={','.join(v.name for v in market.venues)} faults={int(faults)}"
+            + (f" mitigation={sc.mitigation.lever}" if sc.mitigation is not None else ""),
         )
     sink = FrameSink(writer)
     venues = [_Venue(vm, market, sc, random.Random(rng.getrandbits(64)), sink) for vm in market.venues]
@@ -548,8 +588,9 @@ def run_scenario(
     for v in venues:
         v.feed.connect(t0)
     levels_ticks = _nice(market.price / 1000.0) * 10
+    lever = Lever(sc.mitigation, venues, t0) if sc.mitigation is not None else None
 
-    ctx = _Step({}, [0.0, 0.0], [])
+    ctx = _Step({}, [0.0, 0.0], [], lever)
     next_shock = 0
     report_every = max(n_steps // 20, 1)
     for step in range(n_steps + 1):
@@ -594,6 +635,7 @@ def run_scenario(
     cascades.sort(key=lambda c: (c["start"], c["direction"]))
     truth_lines.extend(index.news)
     truth_lines.extend(ctx.adl)
+    truth_lines.extend(lever.events if lever is not None else ())
     truth_path = Path(truth) if truth is not None else None
     if truth_path is not None:
         _write_truth(truth_path, truth_lines, cascades)
@@ -615,7 +657,20 @@ def run_scenario(
         price_min=min(prices) if prices else market.price,
         price_max=max(prices) if prices else market.price,
         wall_s=time.perf_counter() - wall0,
+        moves_bps=_moves_bps(prices),
+        mitigation=lever.summary() if lever is not None else {},
     )
+
+
+def _moves_bps(prices: list[float]) -> dict[str, float]:
+    """Largest peak-to-trough fall and trough-to-peak rise of ``prices``, bps (1 decimal)."""
+    down = up = 0.0
+    if prices:
+        hi = lo = prices[0]
+        for p in prices:
+            hi, lo = max(hi, p), min(lo, p)
+            down, up = max(down, (1.0 - p / hi) * 1e4), max(up, (p / lo - 1.0) * 1e4)
+    return {"down": round(down, 1), "up": round(up, 1)}
 
 
 def _half_second(venues: list[_Venue], t_ms: int) -> None:
@@ -671,6 +726,8 @@ def _second(t_ms: int, venues: list[_Venue], index: _Index, ctx: _Step, out: _Se
     mid = sum(v.mid() * v.scale for v in venues) / out.total_scale
     out.prices.append(mid / 10)
     forced = ctx.forced
+    if ctx.lever is not None:
+        ctx.lever.second(t_ms, mid / 10, forced)
     out.cascades.extend(out.labeler.update(t_ms - 1000, mid / 10, forced[0], forced[1]))
     hour = (len(out.prices) - 1) // 3600
     if hour >= len(out.hourly):

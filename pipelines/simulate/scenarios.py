@@ -23,6 +23,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from cascadewatch.pipelines.simulate.mitigation import Mitigation
+
 __all__ = ["Phase", "Shock", "StopCluster", "Plan", "Scenario", "SCENARIOS", "LOW_LEVERAGE"]
 
 LOW_LEVERAGE: tuple[float, ...] = (0.2, 0.2, 0.25, 0.25, 0.1, 0.0, 0.0, 0.0, 0.0)
@@ -131,6 +133,7 @@ class Scenario:
     step_s: float = 0.25  # simulation step (and book update interval)
     levels_every_s: int = 60  # truth "levels" line interval
     activity: float = 1.0  # multiplier of the untracked two-sided flow (a busier market)
+    mitigation: Mitigation | None = None  # a what-if lever inside the venues (opt-in, :mod:`.mitigation`)
 
     def with_duration(self, duration_s: float) -> Scenario:
         """The same family over ``duration_s`` seconds."""
@@ -139,6 +142,10 @@ class Scenario:
     def with_venues(self, venues: tuple[str, ...]) -> Scenario:
         """The same family on exactly ``venues``."""
         return replace(self, venues=tuple(venues))
+
+    def with_mitigation(self, mitigation: Mitigation | None) -> Scenario:
+        """The same family with a what-if lever applied inside the venues (``None``: none)."""
+        return replace(self, mitigation=mitigation)
 
 
 def _u(rng: random.Random, lo: float, hi: float) -> float:

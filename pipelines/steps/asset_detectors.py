@@ -11,18 +11,26 @@ Order of work in a second ``t`` (seconds since the epoch, the second ``[t, t + 1
    quantity per side), the venue's liquidations (evidence for its leverage mix), the open
    interest and the mark (which consumes crossed levels);
    the crowding monitor learns the latest open interest of every live venue instrument and
-   the second's aggressive flow summed over venues;
+   the second's voluntary aggressive flow summed over venues (aggressive buys less short
+   liquidations, sells less long liquidations: forced orders close positions, they open none);
 2. the observed map and the Hawkes estimator learn the liquidations, in time order across
-   venues; realized volatility (a fast and a slow EWMA) learns the price;
+   venues; realized volatility (a fast and a slow EWMA) learns the price; the precursor
+   monitor learns the second's liquidation orders per direction and the price (the trickle
+   against its norm, the drift in units of the slow volatility);
 3. at ``t + 1``: depth of the combined book (venues' near books concatenated) and its
    thinning, the regime, the combined estimated map and its nearest dense clusters, the
    structural estimate (touch x carry, reach walked through the combined book; the touch
    uses the larger of the fast and slow volatility) and the classifier per direction on
-   the features of :func:`cascadewatch.detectors.probability.cascade_features`, crowding included;
+   the features of :func:`cascadewatch.detectors.probability.cascade_features`, crowding and
+   precursors included;
    with ``[detectors] model`` the classifiers start pre-trained (``cascadewatch train``);
 4. the label definition (:mod:`cascadewatch.detectors.labels`) sees the second's realized liquidations
    and price; cascades it closes become delayed labels for the classifier;
-5. the alert policy turns the readout into alerts.
+5. the mitigation readouts per direction (:mod:`cascadewatch.detectors.mitigation`): the
+   breaker sees the second's price and liquidations, the defence wall is solved from the
+   nearest dense cluster (the trigger) to the next one, the suggested margin from the
+   volatility, the traded volume of the last 60 s, the depth and the trigger's notional;
+6. the alert policy turns the readout into alerts.
 """
 
 from __future__ import annotations
@@ -40,8 +48,9 @@ from cascadewatch.detectors.depth import DepthMonitor
 from cascadewatch.detectors.drivers import Driver, describe
 from cascadewatch.detectors.hawkes import HawkesEstimator
 from cascadewatch.detectors.labels import CascadeLabeler
-from cascadewatch.detectors.liqmap_estimated import EstimatedLiquidationMap, MapLearning
+from cascadewatch.detectors.liqmap_estimated import Cluster, EstimatedLiquidationMap, EstimatedMapReadout, MapLearning
 from cascadewatch.detectors.liqmap_observed import ObservedLiquidationMap
+from cascadewatch.detectors.mitigation import MitigationMonitor, next_dense_cluster
 from cascadewatch.detectors.policy import (
     AlertPolicy,
     AssetReadout,
@@ -67,6 +76,10 @@ def _round(value: float | None, digits: int) -> float | None:
     if value is None or not math.isfinite(value):
         return None
     return round(float(value), digits)
+
+
+def _ms(t: float | None) -> int | None:
+    return None if t is None else int(round(t * 1000))
 
 
 def _stack(books: list[np.ndarray]) -> np.ndarray:
@@ -122,6 +135,7 @@ class AssetDetectors:
         """Per direction: (second_ms, realized liquidation USD) of the last 60 s."""
         self.liq_window_usd: dict[str, deque[float]] = {d: deque() for d in DIRECTIONS}
         """The USD column of ``liq_window`` (summed every second, oldest first)."""
+        self.mitigation = MitigationMonitor(config.mitigation)
 
     def _map(self, venue: str) -> EstimatedLiquidationMap:
         estimated = self.maps.get(venue)
@@ -149,6 +163,8 @@ class AssetDetectors:
             self.precursors = PrecursorMonitor(windows_s=self.config.precursor_windows_s)
         if "vol_slow" not in state:
             self.vol_slow = RealizedVolatility(half_life_s=self.config.vol_slow_half_life_s)
+        if "mitigation" not in state:
+            self.mitigation = MitigationMonitor(self.config.mitigation)
 
     def update(
         self, second_ms: int, price: float, states: list[InstrumentState], live: list[InstrumentState]
@@ -200,6 +216,7 @@ class AssetDetectors:
             if self.on_sample is not None:
                 self.on_sample(cascade)
 
+        self.mitigation.update(t, price, liq_usd["down"], liq_usd["up"], buy_usd + sell_usd)
         directions: dict[str, DirectionReadout] = {}
         risk: dict[str, DirectionRisk] = {}
         for d, book, depth_usd, ratio in (
@@ -210,6 +227,8 @@ class AssetDetectors:
             cluster = emap.cluster(d) if emap is not None else None
             levels = emap.levels(d) if emap is not None else np.empty((0, 2))
             estimate = structural_estimate(d, price, cluster, sigma, self.config.horizon_s, book, levels, depth_usd)
+            target = self._next_cluster(emap, d, cluster)
+            mitigation = self.mitigation.readout(d, price, book, levels, sigma, depth_usd, (cluster, target))
             features = cascade_features(
                 p_struct=estimate.p,
                 p_touch=estimate.p_touch,
@@ -271,6 +290,11 @@ class AssetDetectors:
                 reach_bps=estimate.reach.travel_bps,
                 liq_usd_60s=liq_60s,
                 drivers=drivers,
+                defence_usd=mitigation.defence.usd,
+                margin_mmr=mitigation.margin.mmr,
+                leverage_cap=mitigation.margin.leverage_cap,
+                margin_pushed_usd=mitigation.out_of_reach_usd,
+                breaker_since=_ms(mitigation.breaker.since),
             )
             risk[d] = DirectionRisk(
                 prob=_round(probability, 4),
@@ -284,6 +308,12 @@ class AssetDetectors:
                 depth_ratio=_round(ratio, 4),
                 reach_usd=_round(estimate.reach.forced_usd, 2),
                 reach_bps=_round(estimate.reach.travel_bps, 1),
+                defence_usd=_round(mitigation.defence.usd, 2),
+                margin_mmr=_round(mitigation.margin.mmr, 6),
+                leverage_cap=_round(mitigation.margin.leverage_cap, 2),
+                margin_pushed_usd=_round(mitigation.out_of_reach_usd, 2),
+                breaker=mitigation.breaker.tripped,
+                breaker_since=_ms(mitigation.breaker.since),
             )
         readout = AssetReadout(
             asset=self.asset,
@@ -308,6 +338,18 @@ class AssetDetectors:
             up=risk["up"],
         )
         return fields, self.policy.update(readout)
+
+    def _next_cluster(
+        self, emap: EstimatedMapReadout | None, direction: str, cluster: Cluster | None
+    ) -> Cluster | None:
+        """The next dense cluster beyond ``cluster`` in the combined map, by the maps' own rule."""
+        if emap is None or cluster is None or not self.maps:
+            return None
+        m = next(iter(self.maps.values()))
+        notionals = emap.long_usd if direction == "down" else emap.short_usd
+        return next_dense_cluster(
+            emap.prices, notionals, cluster, m.cluster_buckets, m.dense_multiple, m.min_cluster_usd
+        )
 
     def _liq_60s(self, direction: str, second_ms: int, usd: float) -> float:
         """Add this second's realized liquidations of ``direction``; their sum over the last 60 s (oldest first)."""
