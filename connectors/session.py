@@ -7,7 +7,9 @@ its topics) and keeps it connected:
   topics, paced by a token bucket (``subscribe_per_s``, ``subscribe_burst``: Binance allows 10
   incoming messages per second, OKX 480 subscribe requests per hour);
 - **heartbeats** the venue's way: Binance pings and the websockets library answers pongs;
-  Bybit gets ``{"op":"ping"}`` and OKX the text ``ping`` every ``heartbeat_s``;
+  Bybit gets ``{"op":"ping"}``, OKX the text ``ping``, Hyperliquid ``{"method":"ping"}`` and
+  Deribit ``public/set_heartbeat`` every ``heartbeat_s``; a frame the venue wants answered at
+  once gets the venue module's ``reply_to`` answer (Deribit: ``test_request`` -> ``public/test``);
 - **reconnect** with capped exponential backoff and jitter
   (:class:`Backoff`: ``min(max_s, initial_s * factor**n) * (1 ± jitter)``), the count reset once
   a connection has stayed up ``reset_after_s``; an HTTP 429/418 ``Retry-After`` is honoured;
@@ -195,6 +197,9 @@ class Session:
         self._connect = connect
         self._topics = frozenset(spec.topics)
         self._heartbeat = venue.heartbeat_message() if settings.heartbeat_s > 0 else None
+        self._reply: Callable[[bytes], str | None] | None = getattr(venue, "reply_to", None)
+        """Optional in a venue's live section: the request a frame asks for at once (Deribit's
+        ``test_request`` -> ``public/test``)."""
         self._tick = max(0.005, min(0.25, settings.staleness_s / 5.0))
         self._next_id = 1
         self._current: _Conn | None = None
@@ -356,6 +361,8 @@ class Session:
                 elif venue.rollover_hint(payload):
                     log.info("%s/%s: venue announced a close: rolling over", self.source, self.name)
                     self._rollover_requested = True
+                elif self._reply is not None and (answer := self._reply(payload)) is not None:
+                    await ws.send(answer)
                 self._route(conn, recv, payload)
         except ConnectionClosed as exc:
             if exc.sent is not None and exc.sent.code == 1009:  # past the hard limit: we closed

@@ -720,5 +720,226 @@ def _iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now // 1000)) + f".{now % 1000:03d}Z"
 
 
+# ----------------------------------------------------------------------------------- Deribit
+
+
+class FakeDeribit(FakeVenue):
+    """``/ws/api/v2``: JSON-RPC ``public/subscribe`` / ``public/unsubscribe`` / ``public/set_heartbeat``
+    / ``public/test``; ``book.X.100ms`` starts with a snapshot and chains ``prev_change_id`` ->
+    ``change_id``; amounts are USD (10 USD per BTC-PERPETUAL contract). A ``test_request`` left
+    unanswered for ``test_timeout_s`` closes the connection, as Deribit does."""
+
+    CONTRACT_USD = 10
+
+    def __init__(self, test_timeout_s: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.books: dict[str, SimBook] = {}
+        self.heartbeats_set: list[float] = []  # set_heartbeat requests received
+        self.tests: list[float] = []  # public/test requests received
+        self.test_timeout_s = test_timeout_s
+        self.muted: set[int] = set()  # ids of clients that get no more notifications
+        self.trade_seq = 7000
+
+    def live_clients(self, topic: str) -> list[Client]:
+        return [c for c in super().live_clients(topic) if id(c) not in self.muted]
+
+    def mute(self) -> None:
+        """The open connections stay open and get nothing more (a silent feed)."""
+        self.muted.update(id(c) for c in self.clients if c.closed is None)
+
+    async def drop(self) -> None:
+        """Cut every open connection without a close frame."""
+        for client in self.clients:
+            if client.closed is None:
+                client.ws.transport.abort()
+
+    async def on_message(self, client: Client, text: str) -> None:
+        request = json.loads(text)
+        method, rid = request.get("method"), request.get("id")
+        if method == "public/test":
+            self.tests.append(time.monotonic())
+            await client.ws.send(self._result(rid, {"version": "1.2.26"}))
+        elif method == "public/set_heartbeat":
+            self.heartbeats_set.append(time.monotonic())
+            await client.ws.send(self._result(rid, "ok"))
+        elif method in ("public/subscribe", "public/unsubscribe") and method not in self.refuse:
+            channels = request["params"]["channels"]
+            (client.topics.update if method == "public/subscribe" else client.topics.difference_update)(channels)
+            await client.ws.send(self._result(rid, channels))
+            for channel in channels if method == "public/subscribe" else ():
+                kind, symbol, _ = channel.split(".")
+                if kind == "book" and symbol in self.books and client.path not in self.silent_paths:
+                    await client.ws.send(self.book_frame(symbol, "snapshot"))
+        else:
+            error = {"message": "bad_request", "code": 11050}
+            await client.ws.send(json.dumps({"jsonrpc": "2.0", "id": rid, "error": error}))
+
+    @staticmethod
+    def _result(rid: Any, result: Any) -> str:
+        return json.dumps({"jsonrpc": "2.0", "id": rid, "result": result, "usIn": 1, "usOut": 2, "usDiff": 1})
+
+    async def test_request(self) -> None:
+        """Send ``test_request`` to every open connection; close the ones that do not answer in time."""
+        asked = time.monotonic()
+        frame = json.dumps({"jsonrpc": "2.0", "method": "heartbeat", "params": {"type": "test_request"}})
+        clients = [c for c in self.clients if c.closed is None]
+        for client in clients:
+            await client.ws.send(frame)
+        await asyncio.sleep(self.test_timeout_s)
+        if not any(t >= asked for t in self.tests):
+            for client in clients:
+                await client.ws.close(1000, "test_request not answered")
+
+    def _levels(self, levels: list[list[str]], action: str) -> list[list[Any]]:
+        return [["delete" if float(q) == 0 else action, float(p), float(q) * self.CONTRACT_USD] for p, q in levels]
+
+    def book_frame(self, symbol: str, kind: str, bids: Any = None, asks: Any = None, prev: int | None = None) -> str:
+        book = self.books[symbol]
+        data: dict[str, Any] = {"type": kind, "timestamp": _ms(), "instrument_name": symbol, "change_id": book.u}
+        if kind == "snapshot":
+            bids, asks = book.levels()
+            data.update(bids=self._levels(bids, "new"), asks=self._levels(asks, "new"))
+        else:
+            data.update(prev_change_id=prev, bids=self._levels(bids, "change"), asks=self._levels(asks, "change"))
+        channel = f"book.{symbol}.100ms"
+        return json.dumps(
+            {"jsonrpc": "2.0", "method": "subscription", "params": {"channel": channel, "data": data}},
+            separators=(",", ":"),
+        )
+
+    async def book_change(self, symbol: str, break_chain: bool = False) -> None:
+        book = self.books[symbol]
+        previous = book.u
+        bids, asks = book.change()
+        book.u += 3
+        prev = previous - 1 if break_chain else previous
+        await self.publish(f"book.{symbol}.100ms", self.book_frame(symbol, "change", bids, asks, prev))
+
+    def usd_book(self, symbol: str) -> tuple[dict[float, float], dict[float, float]]:
+        """The server's book in base units (USD amount / price), as the client must hold it."""
+        book = self.books[symbol]
+        return (
+            {p: q * self.CONTRACT_USD / p for p, q in book.bids.items()},
+            {p: q * self.CONTRACT_USD / p for p, q in book.asks.items()},
+        )
+
+    async def trade(self, symbol: str, price: float = 30000.0, liquidation: str | None = None) -> str:
+        self.trade_seq += 1
+        row: dict[str, Any] = {
+            "trade_seq": self.trade_seq,
+            "trade_id": str(self.trade_seq * 3),
+            "timestamp": _ms(),
+            "tick_direction": 0,
+            "price": price,
+            "mark_price": price,
+            "index_price": price,
+            "instrument_name": symbol,
+            "direction": "sell",
+            "amount": 20.0,
+        }
+        if liquidation is not None:
+            row["liquidation"] = liquidation
+        channel = f"trades.{symbol}.100ms"
+        frame = json.dumps(
+            {"jsonrpc": "2.0", "method": "subscription", "params": {"channel": channel, "data": [row]}},
+            separators=(",", ":"),
+        )
+        await self.publish(channel, frame)
+        return frame
+
+    def rest(self, path: str) -> tuple[int, bytes]:
+        if urlsplit(path).path == "/api/v2/public/get_instruments":
+            body = json.loads((FIXTURES / "deribit" / "docs_frames.json").read_text())["rest"][0]["frame"]
+            return 200, json.dumps(body, separators=(",", ":")).encode()
+        return 400, b'{"jsonrpc":"2.0","error":{"message":"bad_request","code":11050}}'
+
+
+# ----------------------------------------------------------------------------------- Hyperliquid
+
+
+class FakeHyperliquid(FakeVenue):
+    """``/ws``: ``{"method": "subscribe", "subscription": {"type", "coin"}}`` one at a time,
+    ``{"method": "ping"}`` -> ``{"channel": "pong"}``; ``l2Book`` pushes the whole book, the first
+    one right after the subscription."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.books: dict[str, SimBook] = {}
+        self.pings: list[float] = []
+        self.muted: set[int] = set()
+        self.tid = 90_000
+        self.block_ms = _ms()
+
+    def live_clients(self, topic: str) -> list[Client]:
+        return [c for c in super().live_clients(topic) if id(c) not in self.muted]
+
+    def mute(self) -> None:
+        """The open connections stay open and get nothing more (a silent feed)."""
+        self.muted.update(id(c) for c in self.clients if c.closed is None)
+
+    async def drop(self) -> None:
+        """Cut every open connection without a close frame."""
+        for client in self.clients:
+            if client.closed is None:
+                client.ws.transport.abort()
+
+    async def on_message(self, client: Client, text: str) -> None:
+        request = json.loads(text)
+        method = request.get("method")
+        if method == "ping":
+            self.pings.append(time.monotonic())
+            await client.ws.send('{"channel":"pong"}')
+            return
+        subscription = request.get("subscription") or {}
+        if method not in ("subscribe", "unsubscribe") or method in self.refuse:
+            await client.ws.send(json.dumps({"channel": "error", "data": f"Invalid request: {text}"}))
+            return
+        topic = f"{subscription.get('type')}:{subscription.get('coin')}"
+        (client.topics.add if method == "subscribe" else client.topics.discard)(topic)
+        await client.ws.send(json.dumps({"channel": "subscriptionResponse", "data": request}, separators=(",", ":")))
+        coin = subscription.get("coin")
+        if method == "subscribe" and subscription.get("type") == "l2Book" and coin in self.books:
+            await client.ws.send(self.book_frame(coin))
+
+    def book_frame(self, coin: str) -> str:
+        bids, asks = self.books[coin].levels()
+        levels = [[{"px": p, "sz": q, "n": 1} for p, q in side] for side in (bids, asks)]
+        return json.dumps(
+            {"channel": "l2Book", "data": {"coin": coin, "time": self.block_ms, "levels": levels}},
+            separators=(",", ":"),
+        )
+
+    async def book_push(self, coin: str) -> None:
+        """One block: the book changes and its whole view is pushed."""
+        self.books[coin].change()
+        self.block_ms += 1
+        await self.publish(f"l2Book:{coin}", self.book_frame(coin))
+
+    async def trade(self, coin: str, price: float = 30000.0, users: tuple[str, str] | None = None) -> str:
+        self.tid += 7
+        row: dict[str, Any] = {
+            "coin": coin,
+            "side": "A",
+            "px": f"{price:.1f}",
+            "sz": "0.5",
+            "hash": "0x" + "0" * 64,
+            "time": self.block_ms,
+            "tid": self.tid,
+        }
+        if users is not None:
+            row["users"] = list(users)
+        frame = json.dumps({"channel": "trades", "data": [row]}, separators=(",", ":"))
+        await self.publish(f"trades:{coin}", frame)
+        return frame
+
+    async def asset_ctx(self, coin: str, mark: float = 30000.0) -> None:
+        ctx = {"funding": "0.0000125", "openInterest": "1000.5", "oraclePx": f"{mark - 1:.1f}", "markPx": f"{mark:.1f}"}
+        frame = json.dumps({"channel": "activeAssetCtx", "data": {"coin": coin, "ctx": ctx}}, separators=(",", ":"))
+        await self.publish(f"activeAssetCtx:{coin}", frame)
+
+    def rest(self, path: str) -> tuple[int, bytes]:
+        return 405, b'{"error":"POST only"}'
+
+
 def _ms() -> int:
     return time.time_ns() // 1_000_000

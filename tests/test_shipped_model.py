@@ -67,7 +67,14 @@ def test_a_warning_names_its_drivers_within_the_cap(tmp_path):
     for a in warnings:
         logits = [d["logit"] for d in a["drivers"]]
         assert logits and logits == sorted(logits, reverse=True) and max(logits) <= MANIFEST["cap"] + 1e-9
-        assert {d["family"] for d in a["drivers"]} <= {"crowding", "levels", "liquidity", "liquidations", "volatility"}
+        assert {d["family"] for d in a["drivers"]} <= {
+            "crowding",
+            "levels",
+            "liquidity",
+            "liquidations",
+            "volatility",
+            "momentum",
+        }
         assert a["drivers"][0]["text"] in a["summary"]
 
 

@@ -15,6 +15,8 @@ separate from its parser, with the same names in all three:
 - ``is_data(payload)``: a market-data frame (not an ack or a pong), for the stale watchdog;
 - ``rollover_hint(payload)``: the venue announced it will close the connection soon;
 - ``frame_key(payload)``: ``(stream, order)`` for rollover de-duplication, or ``None``;
+- optional, ``reply_to(payload)``: the request a frame asks for at once (Deribit answers
+  ``test_request`` with ``public/test``), or ``None``;
 - ``LiveBooks``: the order-book bootstrap / resync state machine (a :class:`BookSync`).
 
 A :class:`BookSync` is pure: it sees every websocket frame that will be handed to the

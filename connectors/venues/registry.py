@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from cascadewatch.connectors.venues import binance, bitmex, bybit, okx
+from cascadewatch.connectors.venues import binance, bitmex, bybit, deribit, hyperliquid, okx
 from cascadewatch.connectors.venues.base import VenueParser
 from cascadewatch.connectors.venues.live_common import (
     BookSync,
@@ -83,6 +83,8 @@ VENUES: dict[str, VenueModule] = {
     "bybit": bybit,
     "okx": okx,
     "bitmex": bitmex,
+    "deribit": deribit,
+    "hyperliquid": hyperliquid,
 }
 """Config name -> venue module, in partition order. The one list of venues."""
 

@@ -61,7 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="V1,V2",
         help=f"venues to simulate, by source token, first = largest (default: the scenario's); one of "
-        f"{', '.join(SIMULATED_VENUES)}; bitmex is written only when named here",
+        f"{', '.join(SIMULATED_VENUES)}; bitmex, deribit and hyperliquid are written only when named here "
+        "(deribit and hyperliquid also by multi-venue-wide)",
     )
     parser.add_argument(
         "--mitigation",

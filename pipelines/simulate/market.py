@@ -22,10 +22,18 @@ __all__ = ["Market", "VenueMarket", "draw_market", "VENUE_NAMES", "SIMULATED_VEN
 
 VENUE_NAMES: tuple[str, ...] = ("binance-usdm", "bybit-linear", "okx-swap")
 LEVERAGES: tuple[float, ...] = (2, 3, 5, 10, 20, 25, 50, 75, 100)
-_LATENCY_MS = {"binance-usdm": 28.0, "bybit-linear": 55.0, "okx-swap": 80.0, "bitmex": 45.0}
+_LATENCY_MS = {
+    "binance-usdm": 28.0,
+    "bybit-linear": 55.0,
+    "okx-swap": 80.0,
+    "bitmex": 45.0,
+    "deribit": 45.0,
+    "hyperliquid": 120.0,
+}
 SIMULATED_VENUES: tuple[str, ...] = tuple(_LATENCY_MS)
-"""Every venue a run may name (``Scenario.venues``); drawn runs use :data:`VENUE_NAMES` only,
-so BitMEX is written only when a run asks for it."""
+"""Every venue a run may name (``Scenario.venues``); drawn runs use :data:`VENUE_NAMES` only, so
+BitMEX is written only when a run asks for it (``--venues``), Deribit and Hyperliquid only in
+``multi-venue-wide`` or when a run names them."""
 _SEED_MIX = 0x5EED_3A7C_91B4
 
 

@@ -375,6 +375,17 @@ SCENARIOS: dict[str, Scenario] = {
         duration_s=720.0,
         venues=("bybit-linear", "binance-usdm", "okx-swap"),
     ),
+    "multi-venue-wide": Scenario(
+        name="multi-venue-wide",
+        description=(
+            "The multi-venue cascade on five venues: Bybit, Binance and OKX plus Deribit (inverse BTC-PERPETUAL, "
+            "liquidations as flagged fills) and Hyperliquid (no public liquidations: its forced fills look like "
+            "any trade). Opt-in: no other scenario draws these two venues."
+        ),
+        build=_multi_venue,
+        duration_s=720.0,
+        venues=("bybit-linear", "binance-usdm", "okx-swap", "deribit", "hyperliquid"),
+    ),
     "venue-spread": Scenario(
         name="venue-spread",
         description=(

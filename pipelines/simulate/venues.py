@@ -1,4 +1,5 @@
-"""Venue frame writers: what Binance USD-M, Bybit v5 linear and OKX v5 would publish.
+"""Venue frame writers: what Binance USD-M, Bybit v5 linear, OKX v5, BitMEX, Deribit and Hyperliquid
+would publish.
 
 Each writer turns the simulated market of its venue into the exact text frames of the venue's
 public feeds, with the venue's real limits, and hands them to a :class:`FrameSink` that writes
@@ -23,6 +24,8 @@ them in receive-time order into a recording (``cascadewatch.connectors.recording
   (``partial``, then insert/update/delete by level id), ``trade``, ``liquidation`` (every
   liquidation order), ``instrument`` (mark, index, funding, open interest each second); the
   welcome, acks and the instrument partial on connect, REST ``/api/v1/instrument/active``.
+- Deribit and Hyperliquid (:class:`DeribitFeed`, :class:`HyperliquidFeed`; only scenarios that
+  name them, ``multi-venue-wide``): see their docstrings.
 
 Prices are integer ticks of 0.1 and sizes integer lots of 0.001 BTC; they are formatted as the
 venues do (Binance and Bybit ``"96512.30"`` / ``"0.125"``, OKX ``"96512.3"`` / ``"12.5"``).
@@ -53,6 +56,8 @@ __all__ = [
     "BybitFeed",
     "OkxFeed",
     "BitmexFeed",
+    "DeribitFeed",
+    "HyperliquidFeed",
     "NullFeed",
     "FRAME_WRITERS",
     "frame_writer",
@@ -957,6 +962,286 @@ class BitmexFeed(Feed):
         )
 
 
+def usd_amount(lots: int, tick: int) -> int:
+    """Lots of 0.001 BTC at ``tick`` (0.1 USD) -> Deribit's USD amount: whole 10 USD contracts,
+    at least one for a non-zero size."""
+    if lots <= 0:
+        return 0
+    return max(10, int(round(lots * tick / 100_000.0)) * 10)
+
+
+class _HeldTrade:
+    """A taker order's fills held until the writer knows whether a liquidation caused them
+    (the runner calls ``trade`` then, for a forced order, ``liquidation`` with the same fills)."""
+
+    __slots__ = ("ms", "side", "fills")
+
+    def __init__(self, ms: int, side: str, fills: list[tuple[int, int]]) -> None:
+        self.ms = ms
+        self.side = side
+        self.fills = fills
+
+
+class DeribitFeed(Feed):
+    """Deribit JSON-RPC, BTC-PERPETUAL (inverse: every amount in USD, 10 USD contracts).
+
+    ``trades.BTC-PERPETUAL.100ms`` (one notification per taker order; a liquidation engine's order
+    carries ``liquidation: "T"``), ``book.BTC-PERPETUAL.100ms`` (a 400-level snapshot, then the
+    changed levels chained ``prev_change_id`` -> ``change_id``), ``ticker.BTC-PERPETUAL.100ms``
+    (1 s: mark, index, ``funding_8h``, open interest in USD); REST ``get_instruments`` and the
+    subscribe / set_heartbeat answers at start. A liquidation the engine absorbs without a fill
+    is not published (Deribit shows liquidations only as flagged fills); ADL is not published.
+    """
+
+    venue = "deribit"
+    url = "wss://www.deribit.com/ws/api/v2"
+    CHANNELS = ("book.BTC-PERPETUAL.100ms", "trades.BTC-PERPETUAL.100ms", "ticker.BTC-PERPETUAL.100ms")
+
+    def __init__(self, sink: FrameSink, book: Book, rng: random.Random, latency_ms: float) -> None:
+        super().__init__(sink, book, rng, latency_ms)
+        self.change_id = 60_000_000_000 + rng.randrange(1_000_000_000)
+        self.trade_seq = 180_000_000 + rng.randrange(10_000_000)
+        self.trade_id = 290_000_000 + rng.randrange(10_000_000)
+        self.rpc_id = 0
+        self.px = _Strings(book, px1)
+        self._held: _HeldTrade | None = None
+
+    def _rpc(self, ms: int, result: str) -> None:
+        self.rpc_id += 1
+        self._ws(
+            ms,
+            '{"jsonrpc":"2.0","id":%d,"result":%s,"usIn":%d000,"usOut":%d050,"usDiff":50,"testnet":false}'
+            % (self.rpc_id, result, ms, ms),
+            "control",
+        )
+
+    def _on_connect(self, ms: int) -> None:
+        if self.connections == 1:
+            self._rest(
+                ms,
+                "/api/v2/public/get_instruments?currency=BTC&kind=future",
+                '{"jsonrpc":"2.0","result":[{"tick_size":0.5,"taker_commission":0.0005,"settlement_period":"perpetual",'
+                '"settlement_currency":"BTC","quote_currency":"USD","price_index":"btc_usd","min_trade_amount":10.0,'
+                '"max_leverage":50,"maker_commission":0.0,"kind":"future","is_active":true,"instrument_name":"BTC-PERPETUAL",'
+                '"instrument_id":124972,"instrument_type":"reversed","counter_currency":"USD","contract_size":10.0,'
+                '"base_currency":"BTC"}],"usIn":%d000,"usOut":%d100,"usDiff":100,"testnet":false}' % (ms, ms),
+            )
+        self._rpc(ms + 1, "[%s]" % ",".join('"%s"' % c for c in self.CHANNELS))
+        self._snapshot(ms + 2)
+        self._rpc(ms + 3, '"ok"')  # public/set_heartbeat
+
+    def _levels(self, levels: list[tuple[int, int]], action: str) -> str:
+        px, tick = self.px, self.book.tick
+        return ",".join(
+            '["%s",%s,%d.0]' % (action, px(c), usd_amount(q, tick(c))) if q else '["delete",%s,0.0]' % px(c)
+            for c, q in levels
+        )
+
+    def _snapshot(self, ms: int) -> None:
+        book = self.book
+        self.change_id += 1 + self.rng.randrange(20)
+        self._ws(
+            ms,
+            '{"jsonrpc":"2.0","method":"subscription","params":{"channel":"book.BTC-PERPETUAL.100ms","data":'
+            '{"type":"snapshot","timestamp":%d,"instrument_name":"BTC-PERPETUAL","change_id":%d,"bids":[%s],"asks":[%s]}}}'
+            % (
+                ms,
+                self.change_id,
+                self._levels(book.levels("bid", 400), "new"),
+                self._levels(book.levels("ask", 400), "new"),
+            ),
+            "book",
+        )
+
+    def _resync(self, ms: int) -> None:
+        self._snapshot(ms)
+
+    def _book_frame(self, ms: int, send: bool) -> None:
+        book = self.book
+        prev = self.change_id
+        self.change_id += 1 + self.rng.randrange(len(book.changed_bids) + len(book.changed_asks) + 1)
+        if not send:
+            return
+        bids = self._levels([(c, book.bids[c]) for c in sorted(book.changed_bids, reverse=True)], "change")
+        asks = self._levels([(c, book.asks[c]) for c in sorted(book.changed_asks)], "change")
+        self._ws(
+            ms,
+            '{"jsonrpc":"2.0","method":"subscription","params":{"channel":"book.BTC-PERPETUAL.100ms","data":'
+            '{"type":"change","timestamp":%d,"prev_change_id":%d,"instrument_name":"BTC-PERPETUAL","change_id":%d,'
+            '"bids":[%s],"asks":[%s]}}}' % (ms, prev, self.change_id, bids, asks),
+            "book",
+        )
+
+    def _flush(self, liquidation: bool = False) -> None:
+        held, self._held = self._held, None
+        if held is None:
+            return
+        px, tick = self.px, self.book.tick
+        flag = ',"liquidation":"T"' if liquidation else ""
+        rows = []
+        for c, q in held.fills:
+            self.trade_seq += 1
+            self.trade_id += 1
+            rows.append(
+                '{"trade_seq":%d,"trade_id":"%d","timestamp":%d,"tick_direction":0,"price":%s,'
+                '"instrument_name":"BTC-PERPETUAL","direction":"%s","amount":%d.0%s}'
+                % (self.trade_seq, self.trade_id, held.ms, px(c), held.side, usd_amount(q, tick(c)), flag)
+            )
+        self._ws(
+            held.ms + 2,
+            '{"jsonrpc":"2.0","method":"subscription","params":{"channel":"trades.BTC-PERPETUAL.100ms","data":[%s]}}'
+            % ",".join(rows),
+            "liquidation" if liquidation else "trade",
+        )
+
+    def publish_book(self, ms: int) -> None:
+        """Write the held trade, then the step's book changes."""
+        self._flush()
+        super().publish_book(ms)
+
+    def trade(self, ms: int, side: str, fills: list[tuple[int, int]]) -> None:
+        """Hold the taker ``fills`` (cell, lots) of a ``side`` order: a liquidation may flag them."""
+        self._flush()
+        self._held = _HeldTrade(ms, side, fills)
+
+    def liquidation(self, ms: int, position: str, lots: int, fills: list[tuple[int, int]], bankruptcy: int) -> None:
+        """Flag the held fills of the engine's order as liquidation fills of the taker (``T``)."""
+        held = self._held
+        self._flush(liquidation=held is not None and held.fills is fills)
+
+    def second(self, ms: int, mark: float, index: float, funding: float, oi_lots: int, last: int) -> None:
+        """The ticker: mark, index, 8-hour funding, open interest in USD, best bid and ask."""
+        self._flush()
+        book = self.book
+        bb, ba = (book.bb, book.ba) if 0 <= book.bb and book.ba < book.n else (book.last_cell, book.last_cell + 1)
+        mark_t = int(round(mark))
+        self._ws(
+            ms + 4,
+            '{"jsonrpc":"2.0","method":"subscription","params":{"channel":"ticker.BTC-PERPETUAL.100ms","data":'
+            '{"timestamp":%d,"state":"open","open_interest":%d.0,"mark_price":%s,"last_price":%s,'
+            '"instrument_name":"BTC-PERPETUAL","index_price":%s,"funding_8h":%.8f,"current_funding":%.8f,'
+            '"best_bid_price":%s,"best_ask_price":%s}}}'
+            % (
+                ms,
+                usd_amount(oi_lots, mark_t),
+                px1(mark_t),
+                px1(last),
+                px1(int(round(index))),
+                funding,
+                funding / 8,
+                px1(book.tick(bb)),
+                px1(book.tick(ba)),
+            ),
+            "ticker",
+        )
+
+
+class HyperliquidFeed(Feed):
+    """Hyperliquid, BTC (sizes in coins, quoted in USDC).
+
+    ``trades`` (one frame per taker order, ``users`` = [buyer, seller]), ``l2Book`` (the top 20
+    levels per side, pushed whole at most every 500 ms, a block's cadence), ``activeAssetCtx``
+    (1 s: mark, oracle = the index, hourly funding, open interest); the subscription answers at
+    start. Liquidations are not published: the simulated engine works every liquidation through
+    the book on the liquidated account's behalf (Hyperliquid's first, market-order tier), and those
+    fills look like any trade. Backstop takeovers by HLP's liquidator vault (what the parser can
+    infer) are not simulated; ADL is not published.
+    """
+
+    venue = "hyperliquid"
+    url = "wss://api.hyperliquid.xyz/ws"
+    PUSH_MS = 500
+    DEPTH = 20
+
+    def __init__(self, sink: FrameSink, book: Book, rng: random.Random, latency_ms: float) -> None:
+        super().__init__(sink, book, rng, latency_ms)
+        self.tid = 500_000_000_000_000 + rng.randrange(10**12)
+        self.px = _Strings(book, px1)
+        self._last_push = -(10**15)
+        self._dirty = False
+
+    def _user(self) -> str:
+        return "0x%040x" % self.rng.getrandbits(160)
+
+    def _on_connect(self, ms: int) -> None:
+        for i, kind in enumerate(("l2Book", "trades", "activeAssetCtx")):
+            self._ws(
+                ms + 1 + i,
+                '{"channel":"subscriptionResponse","data":{"method":"subscribe","subscription":{"type":"%s","coin":"BTC"}}}'
+                % kind,
+                "control",
+            )
+        self._push(ms + 4)
+
+    def _push(self, ms: int) -> None:
+        book, px = self.book, self.px
+        sides = [
+            ",".join(
+                '{"px":"%s","sz":"%s","n":%d}' % (px(c), qty3(q), 1 + q // 400)
+                for c, q in book.levels(side, self.DEPTH)
+            )
+            for side in ("bid", "ask")
+        ]
+        bids, asks = sides
+        self._ws(
+            ms, '{"channel":"l2Book","data":{"coin":"BTC","time":%d,"levels":[[%s],[%s]]}}' % (ms, bids, asks), "book"
+        )
+        self._last_push = ms
+        self._dirty = False
+
+    def _resync(self, ms: int) -> None:
+        self._push(ms)
+
+    def _book_frame(self, ms: int, send: bool) -> None:
+        self._dirty = True
+        if send and ms - self._last_push >= self.PUSH_MS:
+            self._push(ms)
+
+    def _rows(self, ms: int, side: str, fills: list[tuple[int, int]], users: tuple[str, str]) -> str:
+        px = self.px
+        rows = []
+        for c, q in fills:
+            self.tid += 1 + self.rng.randrange(1000)
+            rows.append(
+                '{"coin":"BTC","side":"%s","px":"%s","sz":"%s","time":%d,"hash":"0x%064x","tid":%d,"users":["%s","%s"]}'
+                % ("B" if side == "buy" else "A", px(c), qty3(q), ms, self.rng.getrandbits(256), self.tid, *users)
+            )
+        return '{"channel":"trades","data":[%s]}' % ",".join(rows)
+
+    def trade(self, ms: int, side: str, fills: list[tuple[int, int]]) -> None:
+        """Write the taker ``fills`` (cell, lots) of a ``side`` order at ``ms`` as one trades frame."""
+        taker, maker = self._user(), self._user()
+        self._ws(ms + 2, self._rows(ms, side, fills, (taker, maker) if side == "buy" else (maker, taker)), "trade")
+
+    def liquidation(self, ms: int, position: str, lots: int, fills: list[tuple[int, int]], bankruptcy: int) -> None:
+        """Nothing: the engine's order went to the book as the liquidated account's own order
+        (Hyperliquid's first tier), so its fills are ordinary trades, already written."""
+        return None
+
+    def second(self, ms: int, mark: float, index: float, funding: float, oi_lots: int, last: int) -> None:
+        """A pending book push, then the asset context (hourly funding = the 8-hour rate / 8)."""
+        if self._dirty:
+            self._push(ms)
+        self._ws(
+            ms + 3,
+            '{"channel":"activeAssetCtx","data":{"coin":"BTC","ctx":{"funding":"%.10f","openInterest":"%s",'
+            '"prevDayPx":"%s","dayNtlVlm":"1000000000.0","premium":"%.8f","oraclePx":"%s","markPx":"%s",'
+            '"midPx":"%s","impactPxs":["%s","%s"]}}}'
+            % (
+                funding / 8,
+                qty3(oi_lots),
+                px1(last),
+                (mark - index) / index if index > 0 else 0.0,
+                px1(int(round(index))),
+                px1(int(round(mark))),
+                px1(last),
+                px1(last),
+                px1(last),
+            ),
+            "mark_price",
+        )
+
+
 class NullFeed(Feed):
     """A venue that publishes nothing (a run without a recording: market facts only). Book
     changes are dropped at every step, as a writer would after publishing them; ``venue`` is the
@@ -992,7 +1277,7 @@ class NullFeed(Feed):
 
 
 FRAME_WRITERS: dict[str, type[Feed]] = {
-    writer.venue: writer for writer in (BinanceFeed, BybitFeed, OkxFeed, BitmexFeed)
+    writer.venue: writer for writer in (BinanceFeed, BybitFeed, OkxFeed, BitmexFeed, DeribitFeed, HyperliquidFeed)
 }
 """Venue registry name -> its frame writer (a venue without one cannot be simulated)."""
 
