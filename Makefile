@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint deps bench model quality clean
+.PHONY: demo test lint deps screenshots bench model quality clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python 3.11 or 3.12 is required (bytewax==0.21.1)"; exit 1; }
@@ -31,11 +31,16 @@ lint: $(STAMP)
 	@mkdir -p $(TYPECHECK) && for d in connectors detectors pipelines; do ln -sfn ../../../$$d $(TYPECHECK)/$$d; done
 	cd build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml -p cascadewatch
 
-# System packages some tests use (Debian, as root): Prometheus and promtool for the deploy files,
-# Alertmanager for the alertmanager destination.
+# System packages some tests use (Debian, as root): Prometheus and promtool for the deploy files;
+# Alertmanager for the alertmanager destination;
+# Chromium for the web page and report tests (Playwright drives this browser, never downloads one).
 deps:
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager chromium
+
+# The README's screenshots of the web page and the report (docs/img), taken by the browser tests.
+screenshots: $(STAMP)
+	CASCADEWATCH_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/test_webpage_browser.py -p no:cacheprovider
 
 bench: $(STAMP)
 	$(BIN)/python -m cascadewatch.pipelines.bench.replay

@@ -46,7 +46,10 @@ class DirectionRisk(msgspec.Struct, frozen=True, kw_only=True):
     """The ``down`` / ``up`` object of a snapshot: the detectors' view of one direction.
 
     Probabilities in 0..1 (4 decimals), distances in bps (1 decimal), notional in quote
-    currency (cents), ``cluster_price`` to 8 decimals; ``None`` where unknown. The mitigation
+    currency (cents), ``cluster_price`` to 8 decimals; ``None`` where unknown. ``levels``
+    (only with ``[detectors] snapshot_levels`` or the risk feed on, else absent): the estimated
+    map's non-empty buckets on this side within its range, ``[[price, usd], ...]`` by ascending
+    price, price to 10 significant digits, notional to whole quote units. The mitigation
     readouts (:mod:`cascadewatch.detectors.mitigation`) come last, each with a default, so
     lines written before them still decode: ``margin_mmr`` to 6 decimals, ``leverage_cap`` to
     2, ``breaker_since`` in ms.
@@ -63,6 +66,7 @@ class DirectionRisk(msgspec.Struct, frozen=True, kw_only=True):
     depth_ratio: float | None
     reach_usd: float | None
     reach_bps: float | None
+    levels: list[tuple[float, float]] | UnsetType = UNSET
     defence_usd: float | None = None
     margin_mmr: float | None = None
     leverage_cap: float | None = None

@@ -7,14 +7,21 @@ it subscribed to, as JSON text frames exactly as in the snapshots/alerts JSONL.
 
 Protocol (``ws://127.0.0.1:8765`` by default, loopback only unless configured):
 
-- optional bearer token: ``Authorization: Bearer <token>``; without it, or with a wrong
-  one, the handshake is refused with HTTP 401;
+- optional bearer token: ``Authorization: Bearer <token>`` (or, from a browser, the
+  subprotocol of :mod:`cascadewatch.connectors.webpage`); without it, or with a wrong one,
+  the handshake is refused with HTTP 401;
+- a plain HTTP ``GET`` on the same port serves the web risk page
+  (:mod:`cascadewatch.connectors.webpage`; the page holds no data, the feed does);
 - subscribe in the URL, ``ws://host:port/?assets=BTC,ETH-USDT`` (``BTC`` matches
   ``BTC-USDT``), or at any time with ``{"op": "subscribe", "assets": ["BTC"]}`` (an empty
   list: every asset); the server answers ``{"type": "subscribed", "assets": [...]}``;
-- on connect the server sends ``{"type": "hello", ...}`` then the latest snapshot of each
-  subscribed asset, then live items; ``{"type": "heartbeat", "ts": <ms>}`` every
-  ``ping_interval_s`` plus websocket pings keep idle connections alive;
+- ``{"op": "history", "asset": "BTC-USDT"}``: the server answers with the asset's last hour
+  (:class:`~cascadewatch.connectors.feed_history.FeedHistory`, the web page's asset view);
+- on connect the server sends ``{"type": "hello", ...}`` (with ``"page"``: the alert
+  thresholds, when the pipeline set them) then the latest snapshot of each subscribed asset,
+  with ``?recent=1`` the last :data:`RECENT_ALERTS` alerts, then live items;
+  ``{"type": "heartbeat", "ts": <ms>}`` every ``ping_interval_s`` plus websocket pings keep
+  idle connections alive;
 - each client has a bounded queue (``queue_size`` messages) and a bounded socket send
   buffer; a client that falls further behind is disconnected (close code 1008, "too slow")
   and counted, never slowing the pipeline or the other clients.
@@ -23,13 +30,13 @@ Protocol (``ws://127.0.0.1:8765`` by default, loopback only unless configured):
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -40,12 +47,17 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
 
 from cascadewatch.connectors.alerts import metrics
 from cascadewatch.connectors.alerts.config import RiskFeedConfig
 from cascadewatch.connectors.alerts.routing import asset_matches
+from cascadewatch.connectors.feed_history import FeedHistory
+from cascadewatch.connectors.webpage import SUBPROTOCOL, is_upgrade, page_response, token_matches
 
 log = logging.getLogger("cascadewatch.riskfeed")
+RECENT_ALERTS = 100
+"""Alerts kept for a client that asks for them on connect (``?recent=1``: the web page's alert log)."""
 _encoder = msgspec.json.Encoder()
 
 
@@ -106,6 +118,11 @@ class RiskFeedServer:
         self.stats = FeedStats()
         self._clients: set[_Client] = set()
         self._latest: dict[str, str] = {}
+        self._recent: deque[tuple[str | None, str]] = deque(maxlen=RECENT_ALERTS)
+        self.history = FeedHistory()
+        """The last hour per asset, for ``{"op": "history"}`` (the web page's asset view)."""
+        self.page: dict[str, Any] = {}
+        """What the web page needs beyond the items (``{"thresholds": {"warn_enter": ..}}``): sent in the hello."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -183,6 +200,7 @@ class RiskFeedServer:
             self.host,
             self.port,
             process_request=self._authorize,
+            select_subprotocol=_select_subprotocol,
             ping_interval=self.ping_interval_s,
             ping_timeout=self.ping_timeout_s,
             close_timeout=1.0,
@@ -210,13 +228,13 @@ class RiskFeedServer:
     def publish_many(self, items: Iterable[Any]) -> None:
         """Broadcast several items in order with one hand-over to the server loop."""
         loop = self._loop
-        encoded: list[tuple[str, str | None, str]] = []
+        encoded: list[tuple[str, str | None, str, dict[str, Any]]] = []
         for item in items:
             if not isinstance(item, dict):
                 item = msgspec.to_builtins(item)
             if not isinstance(item, dict) or item.get("type") not in ("snapshot", "alert"):
                 continue
-            encoded.append((item["type"], item.get("asset"), _encoder.encode(item).decode()))
+            encoded.append((item["type"], item.get("asset"), _encoder.encode(item).decode(), item))
         if not encoded or loop is None or loop.is_closed():
             return
         self.stats.published += len(encoded)
@@ -227,10 +245,13 @@ class RiskFeedServer:
 
     # -- the server loop ---------------------------------------------------------------
 
-    def _fanout(self, encoded: list[tuple[str, str | None, str]]) -> None:
-        for kind, asset, text in encoded:
+    def _fanout(self, encoded: list[tuple[str, str | None, str, dict[str, Any]]]) -> None:
+        for kind, asset, text, item in encoded:
             if kind == "snapshot" and asset:
                 self._latest[asset] = text
+                self.history.add(item)
+            elif kind == "alert":
+                self._recent.append((asset, text))
             for client in list(self._clients):
                 if client.wants(asset):
                     self._offer(client, text)
@@ -258,11 +279,9 @@ class RiskFeedServer:
         asyncio.get_running_loop().create_task(_close_slow(client.ws))
 
     async def _authorize(self, connection: ServerConnection, request: Request) -> Response | None:
-        if self._token is None:
-            return None
-        given = request.headers.get("Authorization", "")
-        scheme, _, credential = given.partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(credential.strip().encode(), self._token.encode()):
+        if not is_upgrade(request):
+            return page_response(request, self._token)
+        if self._token is None or token_matches(request, self._token):
             return None
         self.stats.refused += 1
         response = connection.respond(HTTPStatus.UNAUTHORIZED, "a valid 'Authorization: Bearer <token>' is required\n")
@@ -276,13 +295,21 @@ class RiskFeedServer:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer_bytes)
             except OSError:
                 pass
-        client = _Client(ws, asyncio.Queue(self.queue_size), _assets_from_query(ws.request.path if ws.request else ""))
+        path = ws.request.path if ws.request else ""
+        client = _Client(ws, asyncio.Queue(self.queue_size), _assets_from_query(path))
         self._clients.add(client)
         self.stats.clients = len(self._clients)
         self.stats.connected_total += 1
         metrics.FEED_CLIENTS.set(len(self._clients))
-        self._offer(client, json.dumps({"type": "hello", "server": "cascadewatch-riskfeed", "assets": client.assets}))
+        hello: dict[str, Any] = {"type": "hello", "server": "cascadewatch-riskfeed", "assets": client.assets}
+        if self.page:
+            hello["page"] = self.page
+        self._offer(client, json.dumps(hello))
         self._send_latest(client)
+        if parse_qs(urlsplit(path).query).get("recent") == ["1"]:
+            for asset, text in self._recent:
+                if client.wants(asset):
+                    self._offer(client, text)
         client.sender = asyncio.create_task(self._sender(client))
         try:
             async for message in ws:
@@ -306,6 +333,9 @@ class RiskFeedServer:
             request = json.loads(message)
         except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
             request = None
+        if isinstance(request, dict) and request.get("op") == "history" and isinstance(request.get("asset"), str):
+            self._offer(client, self.history.message(request["asset"]))
+            return
         if (
             not isinstance(request, dict)
             or request.get("op") != "subscribe"
@@ -332,6 +362,11 @@ class RiskFeedServer:
             beat = json.dumps({"type": "heartbeat", "ts": int(time.time() * 1000)})
             for client in list(self._clients):
                 self._offer(client, beat)
+
+
+def _select_subprotocol(connection: ServerConnection, subprotocols: Sequence[Subprotocol]) -> Subprotocol | None:
+    """:data:`SUBPROTOCOL` to a client that offers subprotocols (the page: its token rides in one)."""
+    return Subprotocol(SUBPROTOCOL) if subprotocols else None
 
 
 async def _close_slow(ws: ServerConnection) -> None:
@@ -385,12 +420,16 @@ class RiskFeedSink(FixedPartitionedSink[tuple[str, Any], None]):
     ``feed`` is a running :class:`RiskFeedServer` (the caller owns it) or a
     :class:`RiskFeedConfig` (the sink's single partition starts the server and stops it
     at the end of the flow). ``observe_metrics``: also update the per-asset Prometheus
-    gauges from each snapshot. Other item types (dead letters) are ignored.
+    gauges from each snapshot. ``page``: what the web page is told in the hello (the alert
+    thresholds, :attr:`RiskFeedServer.page`). Other item types (dead letters) are ignored.
     """
 
-    def __init__(self, feed: RiskFeedServer | RiskFeedConfig, observe_metrics: bool = True) -> None:
+    def __init__(
+        self, feed: RiskFeedServer | RiskFeedConfig, observe_metrics: bool = True, page: dict[str, Any] | None = None
+    ) -> None:
         self.feed = feed
         self.observe_metrics = observe_metrics
+        self.page = page or {}
 
     def list_parts(self) -> list[str]:
         """One partition: the server is one per process."""
@@ -403,7 +442,8 @@ class RiskFeedSink(FixedPartitionedSink[tuple[str, Any], None]):
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _RiskFeedPartition:
         """The partition that broadcasts items: on the given server, or on one it starts from ``[riskfeed]``."""
         if isinstance(self.feed, RiskFeedServer):
+            self.feed.page = self.page or self.feed.page
             return _RiskFeedPartition(self.feed, owned=False, observe=self.observe_metrics)
-        return _RiskFeedPartition(
-            RiskFeedServer.from_config(self.feed).start(), owned=True, observe=self.observe_metrics
-        )
+        server = RiskFeedServer.from_config(self.feed)
+        server.page = self.page
+        return _RiskFeedPartition(server.start(), owned=True, observe=self.observe_metrics)

@@ -46,7 +46,9 @@ class DetectorsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     the probability is the structural estimate until they have labels; ``page_kinds``: cascade
     types in progress that page by themselves; ``mitigation``: the mitigation readouts' knobs
     (``[detectors.mitigation]``, :class:`~cascadewatch.detectors.mitigation.MitigationConfig`:
-    defence band, margin rule, breaker rule).
+    defence band, margin rule, breaker rule); ``snapshot_levels``: snapshots carry the estimated
+    map's levels per direction (``down.levels``, ``up.levels``: the web page's heatmap; always on
+    while the risk feed is served).
     """
 
     horizon_s: int = 300
@@ -79,6 +81,7 @@ class DetectorsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     page_kinds: tuple[str, ...] = PAGE_KINDS
     labels: LabelConfig = LabelConfig()
     mitigation: MitigationConfig = MitigationConfig()
+    snapshot_levels: bool = False
 
 
 class ReplayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

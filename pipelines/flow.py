@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 import bytewax.operators as op
+import msgspec
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import FixedPartitionedSource
 from bytewax.operators import StatefulBatchLogic
@@ -47,7 +48,7 @@ from cascadewatch.connectors.sinks import (
 )
 from cascadewatch.connectors.sources import STATS_KEY
 from cascadewatch.connectors.units import s_to_ns
-from cascadewatch.pipelines.config import Config
+from cascadewatch.pipelines.config import Config, DetectorsConfig
 from cascadewatch.pipelines.steps.asset_risk import AssetRisk
 from cascadewatch.pipelines.steps.audit import AuditStamp
 from cascadewatch.pipelines.steps.exposure import ExposureOverlay
@@ -162,6 +163,11 @@ def _is_asset_second(
     return key_value[0] != ORDER_KEY
 
 
+def page_info(detectors: DetectorsConfig) -> dict[str, Any]:
+    """What the web page shows beside the items: the alert policy's thresholds (probabilities)."""
+    return {"thresholds": {k: getattr(detectors, k) for k in ("warn_enter", "warn_exit", "crit_enter")}}
+
+
 def build_flow(
     source: FixedPartitionedSource[Any, Any], n_partitions: int, config: Config, options: FlowOptions
 ) -> Dataflow:
@@ -173,6 +179,10 @@ def build_flow(
     def output(step_id: str, stream: Any, sink: Any) -> None:
         op.output(step_id, stream, sink if options.primary else held_elsewhere(sink))
 
+    # the web page draws the estimated levels: snapshots carry them while the feed is served
+    detectors = (
+        msgspec.structs.replace(config.detectors, snapshot_levels=True) if options.serve_riskfeed else config.detectors
+    )
     flow = Dataflow("cascadewatch")
     batches = op.input("frames", flow, TrackedSource(source, s_to_ns(config.replay.allowed_lag_s)))
     to_merge = op.branch("split_control", batches, lambda item: item[0] == MERGE_KEY)
@@ -190,7 +200,7 @@ def build_flow(
     asset_outputs = op.stateful_batch(
         "asset_risk",
         by_asset.trues,
-        lambda resume: AssetLogic(resume or AssetRisk(config.detectors, options.on_sample)),
+        lambda resume: AssetLogic(resume or AssetRisk(detectors, options.on_sample)),
     )
     to_order = op.merge(
         "to_order_key",
@@ -212,7 +222,7 @@ def build_flow(
     if options.deliver_alerts:
         output("alert_outbox", ordered, AlertOutboxSink(config.alerts))
     if options.serve_riskfeed:
-        output("riskfeed", ordered, RiskFeedSink(config.riskfeed, observe_metrics=False))
+        output("riskfeed", ordered, RiskFeedSink(config.riskfeed, observe_metrics=False, page=page_info(detectors)))
     if options.export_metrics:
         output("asset_metrics", ordered, SnapshotMetricsSink())
     output(

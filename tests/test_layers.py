@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # pipelines layers, top first; a module may import its own layer or any layer below it.
 PIPELINE_LAYERS = [
     {"cli"},
-    {"evaluation", "bench"},
+    {"evaluation", "bench", "report"},
     {"run"},
     {"flow"},
     {"steps", "simulate"},

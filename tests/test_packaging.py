@@ -19,6 +19,8 @@ from cascadewatch.pipelines.model_file import load_model
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("connectors", "detectors", "pipelines")
 LEGACY = ROOT / "tests" / "fixtures" / "legacy"
+WEB_FILES = sorted(str(p.relative_to(ROOT / "connectors" / "web")) for p in (ROOT / "connectors" / "web").rglob("*.*"))
+"""The web page's files (``connectors/web``): every one is package data, the vendored uPlot and its licence too."""
 
 
 def _python_files() -> list[Path]:
@@ -71,6 +73,7 @@ def test_wheel_installs_one_package_and_the_demo_runs_from_it(tmp_path: Path) ->
         "cascadewatch/pipelines/data/demo.rec.zst",
         "cascadewatch/detectors/py.typed",
         "cascadewatch/connectors/venues/data/okx_instruments.json",
+        *(f"cascadewatch/connectors/web/{name}" for name in WEB_FILES),
     ):
         assert data in names
 
@@ -100,6 +103,16 @@ def test_wheel_installs_one_package_and_the_demo_runs_from_it(tmp_path: Path) ->
     )
     assert demo.returncode == 0, demo.stderr[-2000:]
     assert (tmp_path / "demo" / "alerts.jsonl").read_text().count('"type":"alert"') >= 1
+    installed_demo = Path(site) / "cascadewatch" / "pipelines" / "data" / "demo.rec.zst"
+    report = subprocess.run(
+        [python, "-I", "-m", "cascadewatch.pipelines.cli.main", "report", str(installed_demo), "--out", "r.html"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=240,
+    )
+    assert report.returncode == 0, report.stderr[-2000:]
+    assert "/*! https://github.com/leeoniya/uPlot (v1.6.32) */" in (tmp_path / "r.html").read_text()  # package data
 
 
 def test_a_model_file_of_release_0_1_0_loads() -> None:

@@ -131,6 +131,26 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also score each scenario family (the truth's scenario name) on its own",
     )
+    evaluate.add_argument(
+        "--report",
+        type=Path,
+        metavar="HTML",
+        help="also write the replay report (as cascadewatch report; the recordings are replayed once more)",
+    )
+
+    report = commands.add_parser(
+        "report",
+        help="replay recordings and write one self-contained HTML report (charts, alerts, truth)",
+        description="Replay recordings and write one HTML file that opens without network: per asset the "
+        "price over the estimated liquidation levels, P(cascade down/up) with the thresholds, depth, feed "
+        "health and the alert log; with --truth the labelled cascades shaded and each first alert's lead.",
+    )
+    report.add_argument("recordings", nargs="+", type=Path, metavar="RECORDING")
+    report.add_argument(
+        "--truth", nargs="+", type=Path, metavar="T", help="truth JSONL files, one per recording, in the same order"
+    )
+    report.add_argument("--config", type=Path, metavar="F", help="TOML config (detector and policy knobs)")
+    report.add_argument("--out", type=Path, required=True, metavar="HTML", help="the report file to write")
 
     train = commands.add_parser(
         "train",
@@ -197,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args)
         if args.command == "explain":
             return explain_cli.run(args, console)
+        if args.command == "report":
+            return _report(args, console)
         if args.command in alerts_cli.COMMANDS:
             return alerts_cli.run(args, console)
         if args.command in live_cli.COMMANDS:
@@ -252,6 +274,18 @@ def _evaluate(args: argparse.Namespace, console: Console) -> int:
         console.print(score_table(result))
         for name, family in result.get("families", {}).items():
             console.print(score_table(family, title=name))
+    if args.report:
+        from cascadewatch.pipelines.report.replay_report import write_report
+
+        write_report(args.recordings, args.truth, config, args.report)
+    return 0
+
+
+def _report(args: argparse.Namespace, console: Console) -> int:
+    from cascadewatch.pipelines.report.replay_report import write_report
+
+    data = write_report(args.recordings, args.truth, load_config(args.config), args.out)
+    console.print(f"report: {len(data['snapshots'])} snapshots, {len(data['alerts'])} alerts -> {args.out}")
     return 0
 
 

@@ -40,6 +40,7 @@ from collections import deque
 from collections.abc import Callable
 
 import numpy as np
+from msgspec import UNSET
 
 from cascadewatch.connectors.outputs import Alert, DetectorFields, DirectionRisk
 from cascadewatch.connectors.units import ns_to_s
@@ -80,6 +81,11 @@ def _round(value: float | None, digits: int) -> float | None:
 
 def _ms(t: float | None) -> int | None:
     return None if t is None else int(round(t * 1000))
+
+
+def _levels(levels: np.ndarray) -> list[tuple[float, float]]:
+    """The ``levels`` of a snapshot direction: ``(price to 10 significant digits, whole USD)`` rows."""
+    return [(float(f"{price:.10g}"), float(round(usd))) for price, usd in levels.tolist()]
 
 
 def _stack(books: list[np.ndarray]) -> np.ndarray:
@@ -314,6 +320,7 @@ class AssetDetectors:
                 margin_pushed_usd=_round(mitigation.out_of_reach_usd, 2),
                 breaker=mitigation.breaker.tripped,
                 breaker_since=_ms(mitigation.breaker.since),
+                levels=_levels(levels) if self.config.snapshot_levels else UNSET,
             )
         readout = AssetReadout(
             asset=self.asset,

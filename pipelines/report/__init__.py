@@ -1,0 +1,1 @@
+"""The replay report: ``cascadewatch report`` and ``cascadewatch evaluate --report`` (one HTML file)."""
