@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/cascadewatch demo
 
-# Tests that need a system program (promtool and Prometheus) skip with the reason when it is
+# Tests that need a system program (promtool, Prometheus, Alertmanager) skip with the reason when it is
 # absent; `make deps` installs them (Debian, as root).
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -32,10 +32,11 @@ lint: $(STAMP)
 	cd build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml -p cascadewatch
 
 # System packages some tests use (Debian, as root): Prometheus and promtool for the deploy files;
+# Alertmanager for the alertmanager destination;
 # Chromium for the web page and report tests (Playwright drives this browser, never downloads one).
 deps:
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus chromium
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager chromium
 
 # The README's screenshots of the web page and the report (docs/img), taken by the browser tests.
 screenshots: $(STAMP)

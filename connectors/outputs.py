@@ -130,6 +130,9 @@ class RiskSnapshot(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", 
     observed_short_usd: float | None | UnsetType = UNSET
     down: DirectionRisk | UnsetType = UNSET
     up: DirectionRisk | UnsetType = UNSET
+    exposure: dict[str, list[dict[str, Any]]] | UnsetType = UNSET
+    """With ``[desk] exposure``: the desk's items inside each direction's predicted reach
+    (:mod:`cascadewatch.pipelines.steps.exposure`), added by the output step."""
 
     def with_detectors(self, fields: DetectorFields) -> RiskSnapshot:
         """This snapshot with the detectors' fields filled in."""
@@ -151,8 +154,11 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="al
     - feed alerts (:mod:`cascadewatch.pipelines.steps.feed_policy`): ``opened_ts``,
       ``venue``, ``instrument``, ``problem``;
     - test alerts (``cascadewatch alerts test``): ``price``, ``liq_usd_60s``, ``venues``;
-    - cascade alerts again, last (added later, so earlier lines keep their shape): the
-      mitigation readouts ``defence_usd`` .. ``breaker_since``.
+    - cascade alerts again (added later, so earlier lines keep their shape): the
+      mitigation readouts ``defence_usd`` .. ``breaker_since``;
+    - added by the pipeline's output steps, after everything else: ``exposure`` (cascade
+      triggers, with ``[desk] exposure``), then ``audit`` (every alert of a replay or live
+      run), last.
     """
 
     id: str
@@ -189,6 +195,11 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="al
     leverage_cap: float | None | UnsetType = UNSET
     margin_pushed_usd: float | None | UnsetType = UNSET
     breaker_since: int | None | UnsetType = UNSET
+    exposure: list[dict[str, Any]] | UnsetType = UNSET
+    """Cascade triggers with ``[desk] exposure``: the desk's items inside the predicted reach."""
+    audit: dict[str, Any] | UnsetType = UNSET
+    """The audit manifest, appended by the pipeline's output step to every alert it emits
+    (:mod:`cascadewatch.pipelines.steps.audit`); absent from a bare ``Alert``."""
 
     def to_dict(self) -> dict[str, Any]:
         """The output item: ``{"type": "alert", "id": ..., ...}`` in field order."""

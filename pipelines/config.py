@@ -12,6 +12,7 @@ Example (all keys shown with their defaults)::
     [alerts]                  # delivery: see docs/alerts.md
     [riskfeed]                # the websocket risk feed: see docs/alerts.md
     [live]                    # venues, symbols, endpoints, metrics: see docs/live.md
+    [desk]                    # the desk's own exposure: see docs/desk.md
 """
 
 from __future__ import annotations
@@ -89,6 +90,29 @@ class ReplayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     allowed_lag_s: float = 2.0
 
 
+class DeskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[desk]``: the desk's exposure (docs/desk.md).
+
+    ``exposure``: a TOML or CSV book of positions and resting orders (relative to the config
+    file), re-read when it changes; ``port``: the HTTP endpoint that replaces it at run time
+    (``cascadewatch run``; 0: none), on ``host``, with the bearer token from ``token_env``
+    (required when ``port`` is set).
+    """
+
+    exposure: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 0
+    token_env: str | None = None
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.port <= 65535):
+            raise ValueError("desk: port must be within 0..65535")
+        if self.port and not self.token_env:
+            raise ValueError("desk: port needs token_env (the env var holding the bearer token)")
+        if self.port and not self.exposure:
+            raise ValueError("desk: port needs exposure (the file the endpoint replaces)")
+
+
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The whole TOML configuration: one table per part of the system."""
 
@@ -97,6 +121,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     alerts: AlertsConfig = AlertsConfig()
     riskfeed: RiskFeedConfig = RiskFeedConfig()
     live: LiveConfig = LiveConfig()
+    desk: DeskConfig = DeskConfig()
 
 
 class ConfigError(ValueError):
@@ -144,5 +169,9 @@ def load_config(path: str | Path | None) -> Config:
             model_path = path.parent / model_path
         detectors = msgspec.structs.replace(config.detectors, model=str(model_path))
         config = msgspec.structs.replace(config, detectors=detectors)
+    exposure = config.desk.exposure
+    if exposure is not None and not Path(exposure).expanduser().is_absolute():
+        desk = msgspec.structs.replace(config.desk, exposure=str(path.parent / Path(exposure).expanduser()))
+        config = msgspec.structs.replace(config, desk=desk)
     check_model(config, str(path))
     return config

@@ -11,7 +11,10 @@
       -> stateful_batch per asset: venue merge, detectors, alert policies
          -> AssetOutput (snapshot, alerts) to the ordering key
       -> stateful_batch "order": seconds in order, assets sorted -> snapshot and alert dicts
-      -> JSONL sink (alerts, snapshots); alert outbox -> Slack/PagerDuty/webhook; risk feed
+      -> exposure ([desk] exposure): the desk's positions and orders inside the predicted reach
+      -> audit: each alert gets its manifest (code, config, model, inputs, second)
+      -> JSONL sink (alerts, snapshots); alert outbox -> Slack/PagerDuty/webhook/
+         Alertmanager/Telegram/Discord; risk feed
     dead letters (source parse errors, book sequence gaps) -> JSONL sink
     partition stats + gap dead letters -> summary sink
 
@@ -47,6 +50,8 @@ from cascadewatch.connectors.sources import STATS_KEY
 from cascadewatch.connectors.units import s_to_ns
 from cascadewatch.pipelines.config import Config, DetectorsConfig
 from cascadewatch.pipelines.steps.asset_risk import AssetRisk
+from cascadewatch.pipelines.steps.audit import AuditStamp
+from cascadewatch.pipelines.steps.exposure import ExposureOverlay
 from cascadewatch.pipelines.steps.items import AssetOutput, AssetSecond, SecondManifest
 from cascadewatch.pipelines.steps.output_ordering import OutputOrderer
 from cascadewatch.pipelines.steps.second_release import SecondReleaser
@@ -160,7 +165,9 @@ class FlowOptions:
     none. ``on_sample``: the detectors' classifier samples and online labels go to it
     (``cascadewatch train``, one worker in this process, no recovery). ``recovery``: whether
     the run keeps a recovery store; without one the steps hand Bytewax no copies of their
-    state (:func:`snapshot_of`).
+    state (:func:`snapshot_of`). ``audit``: appends the audit manifest to the alerts
+    (:class:`~cascadewatch.pipelines.steps.audit.AuditStamp`); ``exposure``: adds the desk's
+    exposure (:class:`~cascadewatch.pipelines.steps.exposure.ExposureOverlay`).
     """
 
     alerts_out: Path | None
@@ -173,6 +180,8 @@ class FlowOptions:
     primary: bool = True
     on_sample: Callable[[dict], None] | None = None
     recovery: bool = True
+    audit: AuditStamp | None = None
+    exposure: ExposureOverlay | None = None
 
 
 def _is_asset_second(
@@ -230,6 +239,12 @@ def build_flow(
     merged = op.stateful_batch(
         "order_outputs", to_order, lambda resume: OrderLogic(resume or OutputOrderer(), recovery)
     )
+    if options.exposure is not None:
+        overlay = options.exposure
+        merged = op.map("exposure", merged, lambda key_value: (key_value[0], overlay(key_value[1])))
+    if options.audit is not None:
+        stamp = options.audit
+        merged = op.map("audit", merged, lambda key_value: (key_value[0], stamp(key_value[1])))
     ordered = op.flat_map(
         "to_lines", merged, lambda key_value: [to_stream(STREAM_OF[item["type"]], item) for item in key_value[1]]
     )

@@ -281,3 +281,156 @@ def alerts_cli(argv: list[str]) -> tuple[int, str]:
     console = Console(record=True, width=300, color_system=None)
     code = run(parser.parse_args(argv), console)
     return code, console.export_text()
+
+
+# ------------------------------------------------------------------ Telegram and Discord
+
+MARKDOWN_V2_RESERVED = set("_*[]()~`>#+-=|{}.!")
+
+
+def parse_markdown_v2(text: str) -> str:
+    """The plain text of a MarkdownV2 message, as Telegram parses it; ``ValueError`` with
+    Telegram's own wording where Telegram refuses it (a reserved character not escaped, an
+    entity not closed). Handles the entities cascadewatch uses: bold, italic, underline,
+    strikethrough, spoiler, inline code."""
+    out: list[str] = []
+    stack: list[tuple[str, int]] = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        in_code = bool(stack) and stack[-1][0] == "`"
+        if char == "\\":
+            if i + 1 >= len(text):
+                raise ValueError("Can't find end of the entity")  # a lone backslash at the end
+            out.append(text[i + 1])
+            i += 2
+            continue
+        if in_code:
+            if char == "`":
+                stack.pop()
+            else:
+                out.append(char)
+            i += 1
+            continue
+        token = "__" if text.startswith("__", i) else "||" if text.startswith("||", i) else char
+        if token in ("*", "_", "__", "~", "||", "`"):
+            if stack and stack[-1][0] == token:
+                stack.pop()
+            else:
+                stack.append((token, len(text[:i].encode("utf-16-le")) // 2))
+            i += len(token)
+            continue
+        if char in MARKDOWN_V2_RESERVED:
+            raise ValueError(f"Character '{char}' is reserved and must be escaped with the preceding '\\'")
+        out.append(char)
+        i += 1
+    if stack:
+        raise ValueError(f"Can't find end of the entity starting at byte offset {stack[-1][1]}")
+    return "".join(out)
+
+
+def telegram_answer(status: int, description: str, **parameters: Any) -> Answer:
+    body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
+    if parameters:
+        body["parameters"] = parameters
+    return Answer(status, json.dumps(body).encode(), {"Content-Type": "application/json"})
+
+
+class FakeTelegram(FakeServer):
+    """Bot API ``sendMessage`` for one bot token and one chat, parsing MarkdownV2 as Telegram does.
+
+    Wrong token: 401 ``Unauthorized``; unknown method: 404; unknown chat: 400 ``chat not
+    found``; bad MarkdownV2: 400 ``can't parse entities: ...``. ``messages`` holds the plain
+    text of each accepted message.
+    """
+
+    def __init__(self, token: str, chat_id: str) -> None:
+        super().__init__()
+        self.token = token
+        self.chat_id = chat_id
+        self.messages: list[str] = []
+
+    def default_answer(self, recorded: Recorded) -> Answer:
+        prefix = f"/bot{self.token}/"
+        if not recorded.path.startswith("/bot"):
+            return telegram_answer(404, "Not Found")
+        if not recorded.path.startswith(prefix):
+            return telegram_answer(401, "Unauthorized")
+        if recorded.path[len(prefix) :] != "sendMessage":
+            return telegram_answer(404, "Not Found: method not found")
+        body = recorded.json()
+        if str(body.get("chat_id")) != self.chat_id:
+            return telegram_answer(400, "Bad Request: chat not found")
+        try:
+            plain = parse_markdown_v2(body["text"]) if body.get("parse_mode") == "MarkdownV2" else body["text"]
+        except ValueError as exc:
+            return telegram_answer(400, f"Bad Request: can't parse entities: {exc}")
+        with self._lock:
+            self.messages.append(plain)
+            message_id = len(self.messages)
+        result = {"message_id": message_id, "chat": {"id": self.chat_id}, "date": 1700000000, "text": plain}
+        return Answer(200, json.dumps({"ok": True, "result": result}).encode(), {"Content-Type": "application/json"})
+
+
+def telegram_too_many(retry_after: int) -> Answer:
+    return telegram_answer(429, f"Too Many Requests: retry after {retry_after}", retry_after=retry_after)
+
+
+def discord_rate_limited(retry_after: float) -> Answer:
+    body = {"message": "You are being rate limited.", "retry_after": retry_after, "global": False}
+    headers = {
+        "Content-Type": "application/json",
+        "Retry-After": str(max(1, round(retry_after))),
+        "X-RateLimit-Reset-After": f"{retry_after:.3f}",
+        "X-RateLimit-Scope": "user",
+    }
+    return Answer(429, json.dumps(body).encode(), headers)
+
+
+DISCORD_UNKNOWN_WEBHOOK = Answer(
+    404, json.dumps({"message": "Unknown Webhook", "code": 10015}).encode(), {"Content-Type": "application/json"}
+)
+
+
+class FakeDiscord(FakeServer):
+    """A Discord webhook at ``path``: 204 for a valid message; 404 ``Unknown Webhook`` elsewhere;
+    400 ``Invalid Form Body`` (code 50035) past Discord's embed limits."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+
+    def default_answer(self, recorded: Recorded) -> Answer:
+        if recorded.path != self.path:
+            return DISCORD_UNKNOWN_WEBHOOK
+        problem = discord_problem(recorded.json())
+        if problem:
+            body = {"message": "Invalid Form Body", "code": 50035, "errors": {"embeds": {"_errors": [problem]}}}
+            return Answer(400, json.dumps(body).encode(), {"Content-Type": "application/json"})
+        return Answer(204)
+
+
+def discord_problem(body: dict[str, Any]) -> str | None:
+    """What Discord would refuse in a webhook body (its documented embed limits), or None."""
+    embeds = body.get("embeds", [])
+    if len(embeds) > 10:
+        return "Must be 10 or fewer in length."
+    total = 0
+    for embed in embeds:
+        colour = embed.get("color", 0)
+        if not isinstance(colour, int) or not 0 <= colour <= 0xFFFFFF:
+            return "color: Int value should be less than or equal to 16777215."
+        fields = embed.get("fields", [])
+        if len(fields) > 25:
+            return "fields: Must be 25 or fewer in length."
+        texts = [embed.get("title", ""), embed.get("description", ""), embed.get("footer", {}).get("text", "")]
+        if len(texts[0]) > 256 or len(texts[1]) > 4096 or len(texts[2]) > 2048:
+            return "Must be 4096 or fewer in length."
+        for f in fields:
+            if not f.get("name") or not f.get("value") or len(f["name"]) > 256 or len(f["value"]) > 1024:
+                return "fields: name and value required, at most 256 and 1024 in length."
+            texts += [f["name"], f["value"]]
+        total += sum(len(t) for t in texts)
+    if total > 6000:
+        return "Embed size exceeds maximum size of 6000"
+    return None

@@ -101,6 +101,18 @@ def test_every_line_of_a_replay_decodes_into_the_structs_and_encodes_back_to_the
     assert kinds == [("Alert", "cascade"), ("Alert", "feed"), ("RiskSnapshot", None)]
     # snapshots with and without the detectors' fields both occur
     assert {isinstance(item.down, DirectionRisk) for item in decoded if isinstance(item, RiskSnapshot)} == {True, False}
+    # every alert ends with its audit manifest (added last: the keys before it are unchanged)
+    audits = [item.audit for item in decoded if isinstance(item, Alert)]
+    assert all(list(audit) == ["code", "config", "model", "second", "inputs"] for audit in audits)
+    assert [a.audit["second"] for a in decoded if isinstance(a, Alert)] == [
+        a.ts for a in decoded if isinstance(a, Alert)
+    ]
+    assert {tuple(i["recording"] for i in audit["inputs"]) for audit in audits} == {
+        ("hand-made.rec", "binance-usdm-2021-07-22-head.rec")
+    }
+    for line in alerts.read_bytes().splitlines():
+        assert line.index(b',"audit":{"code":') == line.rindex(b',"audit":')
+        assert line.endswith(b"]}}")
 
 
 def test_the_mitigation_readouts_come_last_and_lines_written_before_them_still_decode() -> None:
@@ -108,7 +120,8 @@ def test_the_mitigation_readouts_come_last_and_lines_written_before_them_still_d
     ``Alert``, with defaults, so a line written before them decodes and only gains fields."""
     added = ["defence_usd", "margin_mmr", "leverage_cap", "margin_pushed_usd", "breaker", "breaker_since"]
     assert _encoded(DirectionRisk)[-6:] == added
-    assert _encoded(Alert)[-5:] == [name for name in added if name != "breaker"]
+    # on Alert they come right before the fields the output steps append last (exposure, audit)
+    assert _encoded(Alert)[-7:] == [name for name in added if name != "breaker"] + ["exposure", "audit"]
     old = (
         b'{"prob":0.1,"p_struct":0.05,"p_touch":0.2,"cascade":null,"cluster_price":64150.0,"cluster_bps":130.8,'
         b'"cluster_usd":48200000.0,"at_risk_usd":120000000.0,"depth_ratio":0.45,"reach_usd":31000000.0,"reach_bps":212.3}'

@@ -17,9 +17,19 @@ import msgspec
 from cascadewatch.connectors.alerts.secrets import SECRETS
 
 SEVERITIES = ("info", "warning", "critical")
-DESTINATION_TYPES = ("slack", "pagerduty", "webhook", "console", "jsonl")
+DESTINATION_TYPES = ("slack", "pagerduty", "webhook", "alertmanager", "telegram", "discord", "console", "jsonl")
 PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
-DEFAULT_RATE_PER_S = {"slack": 1.0, "pagerduty": 2.0, "webhook": 10.0, "console": 100.0, "jsonl": 1000.0}
+TELEGRAM_URL = "https://api.telegram.org"
+DEFAULT_RATE_PER_S = {
+    "slack": 1.0,
+    "pagerduty": 2.0,
+    "webhook": 10.0,
+    "alertmanager": 10.0,
+    "telegram": 1.0,
+    "discord": 0.5,
+    "console": 100.0,
+    "jsonl": 1000.0,
+}
 
 
 def url_problem(url: str) -> str | None:
@@ -58,19 +68,22 @@ class DestinationConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     """
 
     name: str
-    type: Literal["slack", "pagerduty", "webhook", "console", "jsonl"]
+    type: Literal["slack", "pagerduty", "webhook", "alertmanager", "telegram", "discord", "console", "jsonl"]
     url: str | None = None
-    """Endpoint (pagerduty default: the Events API v2 enqueue URL)."""
+    """Endpoint (pagerduty default: the Events API v2 enqueue URL; alertmanager: its base URL,
+    ``http://127.0.0.1:9093``; telegram default: ``https://api.telegram.org``)."""
     url_env: str | None = None
     """Environment variable holding the URL, for URLs that are secrets (Slack webhooks)."""
     secret_env: str | None = None
-    """Environment variable holding the PagerDuty routing key or the webhook HMAC secret."""
+    """Environment variable holding the PagerDuty routing key, the webhook HMAC secret or the Telegram bot token."""
     path: str | None = None
     """jsonl: the file alerts are appended to."""
     severities: list[str] = msgspec.field(default_factory=lambda: list(SEVERITIES))
     kinds: list[str] = msgspec.field(default_factory=list)
     assets: list[str] = msgspec.field(default_factory=list)
     actions: list[str] = msgspec.field(default_factory=list)
+    exposure_only: bool = False
+    """Only cascade alerts with the desk's own exposure inside the predicted reach (``[desk]``)."""
     rate_per_s: float | None = None
     """Messages per second at most (default: slack 1, pagerduty 2 (its limit is 120/min per key), webhook 10)."""
     timeout_s: float = 10.0
@@ -79,11 +92,18 @@ class DestinationConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     backoff_base_s: float = 1.0
     backoff_max_s: float = 300.0
     coalesce: int = 10
-    """slack: at most this many pending alerts are sent together as one message."""
+    """slack, discord (at most 5 there): at most this many pending alerts are sent together as one message."""
     severity_map: dict[str, str] = msgspec.field(default_factory=dict)
     """pagerduty: our severity -> PagerDuty's (critical/error/warning/info); default identity."""
     source: str = "cascadewatch"
     """pagerduty: ``payload.source``."""
+    runbook_url: str | None = None
+    """alertmanager: the ``runbook_url`` annotation of every alert."""
+    resend_s: float = 60.0
+    """alertmanager: a live alert is sent again this often, seconds; it carries ``endsAt`` =
+    send time + 4 x ``resend_s``, so Alertmanager keeps it active between sends."""
+    chat_id: str | None = None
+    """telegram: the chat (``-100...`` for a group or channel, or ``@channelname``)."""
 
     def __post_init__(self) -> None:
         for severity in self.severities:
@@ -94,16 +114,12 @@ class DestinationConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
         for action in self.actions:
             if action not in ("trigger", "resolve"):
                 raise ValueError(f"destination {self.name!r}: unknown action {action!r} (use trigger, resolve)")
-        if self.type == "slack" and not (self.url or self.url_env):
-            raise ValueError(f"destination {self.name!r}: slack needs url_env (the env var holding the webhook URL)")
-        if self.type == "pagerduty" and not self.secret_env:
-            raise ValueError(
-                f"destination {self.name!r}: pagerduty needs secret_env (the env var holding the routing key)"
-            )
-        if self.type == "webhook" and not (self.url or self.url_env):
-            raise ValueError(f"destination {self.name!r}: webhook needs url or url_env")
-        if self.type == "jsonl" and not self.path:
-            raise ValueError(f"destination {self.name!r}: jsonl needs path")
+        if missing := self._missing_setting():
+            raise ValueError(f"destination {self.name!r}: {self.type} needs {missing}")
+        if self.resend_s <= 0:
+            raise ValueError(f"destination {self.name!r}: resend_s must be > 0")
+        if self.runbook_url is not None and (problem := url_problem(self.runbook_url)):
+            raise ValueError(f"destination {self.name!r}: runbook_url {problem}")
         for theirs in self.severity_map.values():
             if theirs not in ("critical", "error", "warning", "info"):
                 raise ValueError(
@@ -119,6 +135,20 @@ class DestinationConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
             )
         if self.url is not None and (problem := url_problem(self.url)):
             raise ValueError(f"destination {self.name!r}: url {problem}")
+
+    def _missing_setting(self) -> str | None:
+        """The settings this destination's type needs and it lacks, in words; None when complete."""
+        if self.type == "slack" and not (self.url or self.url_env):
+            return "url_env (the env var holding the webhook URL)"
+        if self.type == "pagerduty" and not self.secret_env:
+            return "secret_env (the env var holding the routing key)"
+        if self.type in ("webhook", "alertmanager", "discord") and not (self.url or self.url_env):
+            return "url or url_env"
+        if self.type == "telegram" and not (self.secret_env and self.chat_id):
+            return "secret_env (the env var holding the bot token) and chat_id"
+        if self.type == "jsonl" and not self.path:
+            return "path"
+        return None
 
     @property
     def rate(self) -> float:
@@ -138,6 +168,8 @@ class DestinationConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
             return value
         if self.type == "pagerduty":
             return self.url or PAGERDUTY_URL
+        if self.type == "telegram":
+            return self.url or TELEGRAM_URL
         return self.url
 
     def resolve_secret(self) -> str | None:

@@ -6,6 +6,7 @@ Alert delivery, per destination:
 - ``cascadewatch_alerts_sent_total{destination}``: deliveries accepted by the destination;
 - ``cascadewatch_alerts_failed_total{destination}``: deliveries given up (4xx, too many attempts);
 - ``cascadewatch_alerts_retried_total{destination}``: attempts that will be retried;
+- ``cascadewatch_alerts_resent_total{destination}``: open alerts sent again (Alertmanager's ``resend_s``);
 - ``cascadewatch_alerts_pending{destination}``: deliveries not yet finished (gauge);
 - ``cascadewatch_alert_send_seconds{destination}``: time of one send (histogram).
 
@@ -39,6 +40,7 @@ ENQUEUED = Counter("cascadewatch_alerts_enqueued", "Alert deliveries written to 
 SENT = Counter("cascadewatch_alerts_sent", "Alert deliveries accepted by the destination", ["destination"])
 FAILED = Counter("cascadewatch_alerts_failed", "Alert deliveries given up for good", ["destination"])
 RETRIED = Counter("cascadewatch_alerts_retried", "Alert delivery attempts that will be retried", ["destination"])
+RESENT = Counter("cascadewatch_alerts_resent", "Open alerts sent again to keep them active", ["destination"])
 PENDING = Gauge("cascadewatch_alerts_pending", "Alert deliveries not yet finished", ["destination"])
 SEND_SECONDS = Histogram(
     "cascadewatch_alert_send_seconds",

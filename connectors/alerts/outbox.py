@@ -311,6 +311,28 @@ class Outbox:
             ).fetchone()
         return row[0]
 
+    def live_triggers(self, destination: str) -> list[dict[str, Any]]:
+        """The alerts still open at ``destination``, oldest first: per dedup key, the latest
+        *delivered* delivery to it, when that one is a trigger.
+
+        A destination that forgets an alert unless it is sent again (Alertmanager) gets these
+        again at its ``resend_s``; a later resolve, once delivered, takes its key off the list.
+        """
+        with self._lock:
+            rows = self._db.execute(
+                """
+                SELECT a.body FROM deliveries d JOIN alerts a ON a.id = d.alert_id
+                WHERE d.destination = ? AND d.status = 'delivered' AND d.action = 'trigger'
+                  AND NOT EXISTS (
+                    SELECT 1 FROM deliveries e
+                    WHERE e.destination = d.destination AND e.dedup_key = d.dedup_key
+                      AND e.seq > d.seq AND e.status = 'delivered')
+                ORDER BY d.seq
+                """,
+                (destination,),
+            ).fetchall()
+        return [json.loads(body) for (body,) in rows]
+
     def counts(self) -> dict[str, dict[str, int]]:
         """``{destination: {status: n}}`` with every status present."""
         with self._lock:

@@ -6,7 +6,9 @@ A destination takes an alert when all hold:
 - ``kind`` is in its ``kinds`` (empty: any);
 - ``asset`` matches one of its ``assets`` (empty: any). ``"BTC"`` matches ``"BTC-USDT"``
   (the base asset), ``"BTC-USDT"`` matches only itself;
-- ``action`` is in its ``actions`` (empty: any).
+- ``action`` is in its ``actions`` (empty: any);
+- with ``exposure_only``, the alert carries a non-empty ``exposure`` (the desk's own
+  positions or orders inside the predicted reach, ``[desk] exposure``).
 
 Resolves additionally follow their triggers (see :meth:`Outbox.enqueue`).
 """
@@ -34,6 +36,8 @@ def accepts(destination: DestinationConfig, alert: dict[str, Any]) -> bool:
     if destination.kinds and alert.get("kind") not in destination.kinds:
         return False
     if destination.actions and alert.get("action") not in destination.actions:
+        return False
+    if destination.exposure_only and not alert.get("exposure"):
         return False
     return asset_matches(str(alert.get("asset", "")), destination.assets)
 

@@ -8,6 +8,10 @@ outcome. A retryable outcome is due again after an exponential backoff with jitt
 pauses every destination sharing that rate limit. After ``max_attempts`` a delivery is
 failed for good. Nothing here blocks the pipeline: the sink only writes to SQLite.
 
+A destination with ``resend_s`` (Alertmanager) also gets every alert still open there
+(:meth:`Outbox.live_triggers`) again: when the worker starts, then every ``resend_s``
+(after a failed resend, after ``backoff_base_s``).
+
 Only one worker may deliver from an outbox at a time: it holds an exclusive ``flock`` on
 ``<outbox>.lock`` (released by the kernel even on ``kill -9``) and, on start, puts back
 to pending whatever a dead predecessor left in flight.
@@ -210,8 +214,12 @@ class DeliveryWorker:
         dest = self.destinations[name]
         limiter = self._limiter_of[name]
         wake = self._wake[name]
+        next_resend = time.monotonic() if dest.resend_s else float("inf")
         while not self._stop.is_set():
             try:
+                if time.monotonic() >= next_resend:
+                    next_resend = time.monotonic() + self._resend(dest, limiter)
+                    continue
                 wait = limiter.wait_time()
                 if wait > 0:  # wait before claiming, so a burst arriving meanwhile is coalesced
                     self._stop.wait(wait)
@@ -219,7 +227,7 @@ class DeliveryWorker:
                 batch = self.outbox.claim(name, dest.batch_size)
                 if not batch:
                     self._refresh_pending(name)
-                    wake.wait(self._idle_wait(name))
+                    wake.wait(min(self._idle_wait(name), max(0.0, next_resend - time.monotonic())))
                     wake.clear()
                     continue
                 while (wait := limiter.reserve()) > 0 and not self._stop.is_set():
@@ -232,6 +240,27 @@ class DeliveryWorker:
             except Exception:
                 log.exception("alert delivery loop for %s", name)
                 self._stop.wait(1.0)
+
+    def _resend(self, dest: Destination, limiter: RateLimiter) -> float:
+        """Send every alert still open at ``dest`` again; the seconds until the next resend.
+
+        The first failure stops the round (the rest wait for the next one, after
+        ``backoff_base_s``); a Retry-After pauses the destination as for deliveries.
+        """
+        interval = dest.resend_s or 0.0
+        for alert in self.outbox.live_triggers(dest.name):
+            while (wait := limiter.reserve()) > 0 and not self._stop.is_set():
+                self._stop.wait(wait)
+            if self._stop.is_set():
+                break
+            outcome = dest.send([alert])
+            if outcome.kind != "delivered":
+                if outcome.retry_after:
+                    limiter.hold(outcome.retry_after)
+                log.warning("alert %s to %s: resend failed: %s", alert.get("id"), dest.name, outcome.reason)
+                return min(interval, dest.config.backoff_base_s)
+            metrics.RESENT.labels(dest.name).inc()
+        return interval
 
     def _idle_wait(self, name: str) -> float:
         due = self.outbox.next_due(name)

@@ -59,7 +59,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         choices=("info", "warning", "critical"),
         help="severity of the test alert (default info)",
     )
-    test.add_argument("--no-resolve", action="store_true", help="pagerduty: do not resolve the test incident")
+    test.add_argument(
+        "--no-resolve", action="store_true", help="pagerduty, alertmanager: do not resolve the test alert"
+    )
     test.set_defaults(_alerts_handler=_test)
 
     status = sub.add_parser("status", help="deliveries per destination and status, and the failed ones with reasons")
@@ -160,7 +162,7 @@ def _test(args: argparse.Namespace, console: Console) -> int:
     try:
         ts = int(time.time() * 1000)
         sends = [test_alert(dest.name, args.severity, "trigger", ts)]
-        if dest_config.type == "pagerduty" and not args.no_resolve:
+        if dest_config.type in ("pagerduty", "alertmanager") and not args.no_resolve:
             sends.append(test_alert(dest.name, args.severity, "resolve", ts))
         for alert in sends:
             outcome = dest.send([alert])

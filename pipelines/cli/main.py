@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from cascadewatch.pipelines.cli import alerts as alerts_cli
+from cascadewatch.pipelines.cli import explain as explain_cli
 from cascadewatch.pipelines.cli import live as live_cli
 from cascadewatch.pipelines.cli import mitigate as mitigate_cli
 from cascadewatch.pipelines.cli import simulate as simulate_cli
@@ -189,6 +190,14 @@ def build_parser() -> argparse.ArgumentParser:
         "DEFAULT_CAP; inf: none)",
     )
 
+    explain = commands.add_parser(
+        "explain",
+        help="re-make an alert from its audit manifest, compare it byte for byte, show its evidence",
+        description=explain_cli.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    explain_cli.add_arguments(explain)
+
     alerts_cli.add_commands(commands)
     live_cli.add_commands(commands)
     return parser
@@ -211,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
             return _evaluate(args, console)
         if args.command == "train":
             return _train(args)
+        if args.command == "explain":
+            return explain_cli.run(args, console)
         if args.command == "report":
             return _report(args, console)
         if args.command in alerts_cli.COMMANDS:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import threading
 import time
@@ -21,7 +22,10 @@ from typing import Any
 import msgspec
 
 from cascadewatch.connectors import live_metrics
-from cascadewatch.connectors.live import FrameQueue, LiveSource, StartupWatch, VenueFeed
+from cascadewatch.connectors.alerts.secrets import SECRETS
+from cascadewatch.connectors.exposure import ExposureFile
+from cascadewatch.connectors.exposure_endpoint import ExposureEndpoint
+from cascadewatch.connectors.live import FrameQueue, LiveSource, StartupWatch, VenueFeed, tap_path
 from cascadewatch.connectors.live_config import FeedStartError, LiveConfig
 from cascadewatch.connectors.recorder import RotatingRecorder
 from cascadewatch.connectors.venues.registry import venue_module
@@ -29,7 +33,8 @@ from cascadewatch.pipelines.config import Config, ConfigError
 from cascadewatch.pipelines.flow import FlowOptions, build_flow
 from cascadewatch.pipelines.run.cluster import execute
 from cascadewatch.pipelines.run.preflight import check_output, check_startup
-from cascadewatch.pipelines.run.replay import ReplaySummary
+from cascadewatch.pipelines.run.replay import ReplaySummary, exposure_overlay
+from cascadewatch.pipelines.steps.audit import AuditStamp
 
 log = logging.getLogger("cascadewatch.live")
 
@@ -115,6 +120,7 @@ def run_live(config: Config, live: LiveConfig, options: LiveOptions | None = Non
         feed_options=opts.feed_options,
         stop=opts.stop,
     )
+    exposure = ExposureFile(config.desk.exposure, live.symbols) if config.desk.exposure else None
     with tempfile.TemporaryDirectory(prefix="cascadewatch-live-") as scratch:
         summary_path = Path(scratch) / "summary.json"
         flow = build_flow(
@@ -131,19 +137,45 @@ def run_live(config: Config, live: LiveConfig, options: LiveOptions | None = Non
                 export_metrics=opts.serve_metrics,
                 primary=opts.process_id == 0,
                 recovery=opts.recovery_dir is not None,
+                audit=AuditStamp(
+                    config,
+                    live=[
+                        {"live": token, "recording": tap_path(source.record, token).name if source.record else None}
+                        for token in (venue_module(venue).SOURCE for venue in live.venues)
+                    ],
+                    exposure=exposure,
+                ),
+                exposure=exposure_overlay(exposure),
             ),
         )
-        execute(
-            flow,
-            workers=opts.workers,
-            addresses=opts.addresses,
-            process_id=opts.process_id,
-            epoch_interval=timedelta(seconds=1),
-            recovery_dir=opts.recovery_dir,
-        )
+        endpoint = _exposure_endpoint(config, exposure) if opts.process_id == 0 else None
+        try:
+            execute(
+                flow,
+                workers=opts.workers,
+                addresses=opts.addresses,
+                process_id=opts.process_id,
+                epoch_interval=timedelta(seconds=1),
+                recovery_dir=opts.recovery_dir,
+            )
+        finally:
+            if endpoint is not None:
+                endpoint.stop()
         if source.watch.error:  # the partitions ended: no venue ever connected
             raise FeedStartError(source.watch.error)
         return ReplaySummary.read(summary_path, alerts, snapshots)
+
+
+def _exposure_endpoint(config: Config, exposure: ExposureFile | None) -> ExposureEndpoint | None:
+    """The ``[desk]`` HTTP endpoint that replaces the exposure book, started (None without ``port``)."""
+    desk = config.desk
+    if exposure is None or not desk.port:
+        return None
+    token = os.environ.get(desk.token_env or "")
+    if not token:
+        raise ConfigError(f"[desk] token_env: environment variable {desk.token_env} (the endpoint's token) is not set")
+    SECRETS.add(token)
+    return ExposureEndpoint(exposure, token, desk.host, desk.port).start()
 
 
 @dataclass

@@ -15,11 +15,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from cascadewatch.connectors.exposure import ExposureFile
+from cascadewatch.connectors.recording_index import index_recording
 from cascadewatch.connectors.sources import ProgressCallback, ReplaySource
 from cascadewatch.pipelines.config import Config
 from cascadewatch.pipelines.flow import FlowOptions, build_flow
 from cascadewatch.pipelines.run.cluster import execute
 from cascadewatch.pipelines.run.preflight import check_startup
+from cascadewatch.pipelines.steps.audit import AuditStamp
+from cascadewatch.pipelines.steps.exposure import ExposureOverlay
 
 
 @dataclass
@@ -88,6 +92,11 @@ class ReplayOptions:
     on_sample: Callable[[dict], None] | None = None
 
 
+def exposure_overlay(exposure: ExposureFile | None) -> ExposureOverlay | None:
+    """The overlay of the desk's book, or None without one."""
+    return ExposureOverlay(exposure) if exposure is not None else None
+
+
 def _split_pair(key: str) -> tuple[str, str]:
     """``"okx-swap trade"`` -> ``("okx-swap", "trade")``: the key of a summary count."""
     first, _, second = key.partition(" ")
@@ -121,6 +130,7 @@ def run_replay(
             serve_riskfeed=opts.serve_riskfeed,
             outputs=(alerts, snapshots, dead),
         )
+        exposure = ExposureFile(config.desk.exposure) if config.desk.exposure else None
         source = ReplaySource(
             recordings,
             batch_size=opts.batch_size,
@@ -142,6 +152,10 @@ def run_replay(
                 primary=opts.process_id == 0,
                 recovery=opts.recovery_dir is not None,
                 on_sample=opts.on_sample,
+                audit=AuditStamp(
+                    config, [index_recording(path, source.allowed_lag_ns) for path in source.paths], exposure=exposure
+                ),
+                exposure=exposure_overlay(exposure),
             ),
         )
         execute(

@@ -24,6 +24,24 @@ def build_destination(config: DestinationConfig) -> Destination:
         )
 
         return WebhookDestination(config)
+    if config.type == "alertmanager":
+        from cascadewatch.connectors.alerts.destinations.alertmanager import (
+            AlertmanagerDestination,
+        )
+
+        return AlertmanagerDestination(config)
+    if config.type == "telegram":
+        from cascadewatch.connectors.alerts.destinations.telegram import (
+            TelegramDestination,
+        )
+
+        return TelegramDestination(config)
+    if config.type == "discord":
+        from cascadewatch.connectors.alerts.destinations.discord import (
+            DiscordDestination,
+        )
+
+        return DiscordDestination(config)
     if config.type == "console":
         from cascadewatch.connectors.alerts.destinations.console import (
             ConsoleDestination,

@@ -50,6 +50,9 @@ class Destination:
     """
 
     batch_size = 1
+    resend_s: float | None = None
+    """Seconds between sends of every alert still open here (:meth:`Outbox.live_triggers`),
+    for a destination that forgets an alert that is not sent again (Alertmanager); None: never."""
 
     def __init__(self, config: DestinationConfig) -> None:
         self.config = config

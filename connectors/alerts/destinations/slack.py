@@ -27,30 +27,18 @@ from cascadewatch.connectors.alerts.config import DestinationConfig
 from cascadewatch.connectors.alerts.destinations.base import (
     Destination,
     Outcome,
-    evidence,
     http_outcome,
     iso_utc,
-    label,
-    render_value,
-    usd,
 )
+from cascadewatch.connectors.alerts.destinations.fields import alert_fields
 
 COLOUR = {"critical": "#D00000", "warning": "#F2A900", "info": "#2F80ED"}
 RESOLVED_COLOUR = "#2EB67D"
 ICON = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":large_blue_circle:"}
-DIRECTION = {"down": "down (longs liquidated)", "up": "up (shorts liquidated)"}
 MAX_FIELDS = 10  # Slack's limit per section block
 
 _quiet = logging.getLogger("cascadewatch.alerts.slack_sdk")
 _quiet.setLevel(logging.CRITICAL)  # slack-sdk logs errors itself; we report redacted outcomes instead
-
-
-def _probability(alert: dict[str, Any]) -> str:
-    for key in ("probability", "prob", f"prob_{alert.get('direction')}"):
-        value = alert.get(key)
-        if isinstance(value, (int, float)):
-            return f"{value:.0%}"
-    return "-"
 
 
 def slack_title(alert: dict[str, Any]) -> str:
@@ -62,59 +50,11 @@ def slack_title(alert: dict[str, Any]) -> str:
     return f"{ICON.get(severity, '')} {severity.upper()}: {asset} {kind} risk {direction}".strip()
 
 
-def _num(alert: dict[str, Any], key: str) -> float | None:
-    value = alert.get(key)
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def evidence_fields(alert: dict[str, Any]) -> list[tuple[str, str]]:
-    """The key evidence as (label, text), the policy's fields first, then any others."""
-    fields: list[tuple[str, str]] = []
-    used = {"probability", "prob", "opened_ts", "venues", "cascade"}
-    if (price := _num(alert, "price")) is not None:
-        fields.append(("Price", f"{price:,.6g}"))
-    used.add("price")
-    if (level := _num(alert, "level")) is not None:
-        text = f"{level:,.6g}"
-        if (bps := _num(alert, "distance_bps")) is not None:
-            text += f" ({bps:+.0f} bps)"
-        if (cluster := _num(alert, "cluster_usd")) is not None:
-            text += f" · {usd(cluster)}"
-        fields.append(("Nearest cluster", text))
-    used.update(("level", "distance_bps", "cluster_usd"))
-    if (at_risk := _num(alert, "notional_at_risk_usd")) is not None:
-        fields.append(("Notional at risk", usd(at_risk)))
-    used.add("notional_at_risk_usd")
-    if (depth := _num(alert, "depth_usd")) is not None:
-        ratio = _num(alert, "depth_ratio")
-        fields.append(("Depth in front", usd(depth) + (f" (×{ratio:.2f} of usual)" if ratio is not None else "")))
-    used.update(("depth_usd", "depth_ratio"))
-    if (reach := _num(alert, "reach_bps")) is not None:
-        forced = _num(alert, "reach_usd")
-        fields.append(
-            ("Cascade reach", f"{reach:.0f} bps" + (f" · {usd(forced)} forced" if forced is not None else ""))
-        )
-    used.update(("reach_bps", "reach_usd"))
-    if (branching := _num(alert, "branching")) is not None:
-        fields.append(("Hawkes branching", f"{branching:.2f}"))
-    used.add("branching")
-    for key, value in evidence(alert).items():
-        if key not in used:
-            fields.append((label(key), render_value(key, value)))
-    return fields
-
-
 def slack_attachment(alert: dict[str, Any]) -> dict[str, Any]:
     """One alert as a coloured attachment with Block Kit blocks."""
     resolve = alert.get("action") == "resolve"
     severity = str(alert.get("severity", "warning"))
-    fields = [
-        ("Asset", str(alert.get("asset", "-"))),
-        ("Direction", DIRECTION.get(str(alert.get("direction")), str(alert.get("direction", "-")))),
-        ("Severity", "resolved" if resolve else severity),
-        ("Probability", _probability(alert)),
-        *evidence_fields(alert),
-    ][:MAX_FIELDS]
+    fields = alert_fields(alert)[:MAX_FIELDS]
     context = [f"`{alert.get('dedup_key', '')}`", f"alert {alert.get('id', '')}", iso_utc(alert.get("ts"))]
     if alert.get("cascade"):
         context.append(f"cascade in progress: {alert['cascade']}")
