@@ -17,7 +17,7 @@ import argparse
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -25,7 +25,9 @@ from rich.table import Table
 
 from cascadewatch.connectors.outputs import ALERT_HEADER
 from cascadewatch.pipelines.config import load_config
-from cascadewatch.pipelines.run.explain import ExplainError, Explanation, explain
+
+if TYPE_CHECKING:  # the replay (Bytewax, river) loads when the command runs, not for --help
+    from cascadewatch.pipelines.run.explain import Explanation
 
 FEATURE_KEYS = (
     "price",
@@ -128,6 +130,8 @@ def show(result: Explanation, console: Console) -> None:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     """``cascadewatch explain``: exit 0 reproduced, 1 not, 2 missing alert or recording."""
+    from cascadewatch.pipelines.run.explain import ExplainError, explain
+
     config = load_config(args.config)
     try:
         result = explain(args.alert_id, config, list(args.recording), args.alerts_file)
