@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import msgspec
 
@@ -28,6 +28,8 @@ from cascadewatch.connectors.events import (
     AnyEvent,
 )
 from cascadewatch.connectors.reasons import Reason
+
+_T = TypeVar("_T")
 
 
 class ParseError(Exception):
@@ -126,6 +128,39 @@ def non_negative(value: str | float, what: str = "qty") -> float:
     if not math.isfinite(number) or number < 0:
         raise ParseError(Reason.BAD_QTY, f"{what}={value!r}")
     return number
+
+
+def decode(decoder: msgspec.json.Decoder[_T], payload: bytes | str | msgspec.Raw, what: str) -> _T:
+    """``decoder.decode(payload)``; a payload of the wrong shape is :class:`ParseError` ``schema``, one
+    that is not JSON ``malformed_json``, each naming ``what`` (the detail cut to 200 characters)."""
+    try:
+        return decoder.decode(payload)
+    except msgspec.ValidationError as exc:
+        raise ParseError(Reason.SCHEMA, f"{what}: {exc}"[:200]) from None
+    except msgspec.DecodeError as exc:
+        raise ParseError(Reason.MALFORMED_JSON, f"{what}: {exc}"[:200]) from None
+
+
+def checked_price(value: float | None, what: str) -> float:
+    """A decoded price: ``0 < value < inf`` (so not NaN), else :class:`ParseError` ``bad_price``."""
+    if value is None or not 0.0 < value < math.inf:
+        raise ParseError(Reason.BAD_PRICE, f"{what}={value!r}")
+    return value
+
+
+def checked_qty(value: float | None, what: str) -> float:
+    """A decoded quantity: ``0 <= value < inf`` (so not NaN), else :class:`ParseError` ``bad_qty``."""
+    if value is None or not 0.0 <= value < math.inf:
+        raise ParseError(Reason.BAD_QTY, f"{what}={value!r}")
+    return value
+
+
+def checked_notional(price: float, qty: float) -> float:
+    """``price * qty`` (quote currency); a product out of float range is :class:`ParseError` ``bad_number``."""
+    value = price * qty
+    if value == math.inf:
+        raise ParseError(Reason.BAD_NUMBER, f"notional of {qty!r} at {price!r} out of float range")
+    return value
 
 
 def levels(

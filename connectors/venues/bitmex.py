@@ -114,6 +114,8 @@ from cascadewatch.connectors.venues.base import (
     VenueParser,
     Verdict,
     canonical,
+    checked_price,
+    checked_qty,
 )
 from cascadewatch.connectors.venues.live_common import (
     BookRow,
@@ -288,18 +290,6 @@ def timestamp_ns(text: str) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
-def _price(value: float | None, what: str) -> float:
-    if value is None or not 0.0 < value < math.inf:
-        raise ParseError(Reason.BAD_PRICE, f"{what}={value!r}")
-    return value
-
-
-def _size(value: float | None, what: str) -> float:
-    if value is None or not 0.0 <= value < math.inf:
-        raise ParseError(Reason.BAD_QTY, f"{what}={value!r}")
-    return value
-
-
 def _finite(value: float, what: str) -> float:
     if not math.isfinite(value):
         raise ParseError(Reason.BAD_NUMBER, f"{what}={value!r}")
@@ -380,11 +370,11 @@ class LevelIds:
             if row.side not in ("Buy", "Sell"):
                 raise ParseError(Reason.SCHEMA, f"level side={row.side!r}")
             if action in ("partial", "insert"):
-                _price(row.price, "price")
+                checked_price(row.price, "price")
             if action != "delete":
-                _size(row.size, "size")
+                checked_qty(row.size, "size")
             elif row.price is not None:
-                _price(row.price, "price")
+                checked_price(row.price, "price")
         by_symbol: dict[str, list[RawBitmexLevel]] = {}
         if action == "partial" and filter_symbol:
             by_symbol[filter_symbol] = []
@@ -563,8 +553,8 @@ class Parser(VenueParser):
             side = _AGGRESSOR.get(row.side)
             if side is None:
                 raise ParseError(Reason.SCHEMA, f"trade side={row.side!r}")
-            price = _price(row.price, "price")
-            qty = info.to_base(_size(row.size, "size"), price)
+            price = checked_price(row.price, "price")
+            qty = info.to_base(checked_qty(row.size, "size"), price)
             events.append(
                 Trade(
                     venue=SOURCE,
@@ -594,8 +584,8 @@ class Parser(VenueParser):
             side = _LIQUIDATED.get(row.side or "")
             if side is None:
                 raise ParseError(Reason.SCHEMA, f"liquidation side={row.side!r}")
-            price = _price(row.price, "price")
-            qty = info.to_base(_size(row.leavesQty, "leavesQty"), price)
+            price = checked_price(row.price, "price")
+            qty = info.to_base(checked_qty(row.leavesQty, "leavesQty"), price)
             checked.append((row, info, side, price, qty))
         for row in rows:
             self._remember(row.orderID)
@@ -651,10 +641,10 @@ class Parser(VenueParser):
     def _instrument_events(
         self, info: InstrumentInfo, row: RawBitmexInstrument, reset: bool, recv: int
     ) -> list[AnyEvent]:
-        mark = _price(row.markPrice, "markPrice") if row.markPrice is not None else None
-        index = _price(row.indicativeSettlePrice, "indicativeSettlePrice") if row.indicativeSettlePrice else None
+        mark = checked_price(row.markPrice, "markPrice") if row.markPrice is not None else None
+        index = checked_price(row.indicativeSettlePrice, "indicativeSettlePrice") if row.indicativeSettlePrice else None
         funding = _finite(row.fundingRate, "fundingRate") if row.fundingRate is not None else None
-        oi = _size(row.openInterest, "openInterest") if row.openInterest is not None else None
+        oi = checked_qty(row.openInterest, "openInterest") if row.openInterest is not None else None
         ts = timestamp_ns(row.timestamp) if row.timestamp is not None else recv
         state = self._marks.get(row.symbol)
         if state is None or reset:
@@ -704,11 +694,11 @@ class Parser(VenueParser):
             if table == "tradeBin1m":
                 if row.close is None:  # no trade yet in the contract's life
                     continue
-                price = _price(row.close, "close")
+                price = checked_price(row.close, "close")
             else:
                 if row.bidPrice is None or row.askPrice is None:
                     continue
-                bid, ask = _price(row.bidPrice, "bidPrice"), _price(row.askPrice, "askPrice")
+                bid, ask = checked_price(row.bidPrice, "bidPrice"), checked_price(row.askPrice, "askPrice")
                 price = (bid + ask) / 2.0
             events.append(
                 CoarsePrice(

@@ -144,6 +144,8 @@ from cascadewatch.connectors.venues.base import (
     VenueParser,
     Verdict,
     canonical,
+    checked_price,
+    checked_qty,
     non_negative,
     positive_price,
     split_concatenated,
@@ -338,18 +340,6 @@ def _levels(raw: list[tuple[float, float]], side: str) -> tuple[Level, ...]:
     return tuple(raw)
 
 
-def _check_price(value: float, what: str = "price") -> float:
-    if not 0.0 < value < _INF:
-        raise ParseError(Reason.BAD_PRICE, f"{what}={value!r}")
-    return value
-
-
-def _check_qty(value: float, what: str = "qty") -> float:
-    if not 0.0 <= value < _INF:
-        raise ParseError(Reason.BAD_QTY, f"{what}={value!r}")
-    return value
-
-
 def _finite(value: str, what: str) -> float:
     try:
         number = float(value)
@@ -500,8 +490,8 @@ class Parser(VenueParser):
                     instrument=instrument,
                     ts=row.T * NS_PER_MS,
                     recv=recv,
-                    price=_check_price(row.p),
-                    qty=_check_qty(row.v),
+                    price=checked_price(row.p, "price"),
+                    qty=checked_qty(row.v, "qty"),
                     side=_AGGRESSOR[row.S],
                 )
             )
@@ -573,8 +563,8 @@ class Parser(VenueParser):
 
     @staticmethod
     def _liq_event(info: InstrumentInfo, ms: int, price: float, size: float, side: str, recv: int) -> Liquidation:
-        price = _check_price(price)
-        qty = info.to_base(_check_qty(size, "size"), price)
+        price = checked_price(price, "price")
+        qty = info.to_base(checked_qty(size, "size"), price)
         notional = price * qty
         if not math.isfinite(notional):
             raise ParseError(Reason.BAD_QTY, f"notional overflow {price!r}*{qty!r}")
@@ -731,7 +721,7 @@ class Parser(VenueParser):
                 instrument=info.instrument,
                 ts=row.timestamp * NS_PER_MS,
                 recv=recv,
-                qty=_check_qty(row.openInterest, "openInterest"),
+                qty=checked_qty(row.openInterest, "openInterest"),
                 notional=None,
             )
             for row in sorted(reply.items, key=lambda r: r.timestamp)

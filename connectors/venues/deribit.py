@@ -95,7 +95,7 @@ from __future__ import annotations
 import math
 import time as _time
 from collections.abc import Sequence as _Sequence
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
@@ -122,6 +122,10 @@ from cascadewatch.connectors.venues.base import (
     VenueParser,
     Verdict,
     canonical,
+    checked_notional,
+    checked_price,
+    checked_qty,
+    decode,
 )
 from cascadewatch.connectors.venues.live_common import (
     BookRow,
@@ -240,37 +244,6 @@ _TICKER = msgspec.json.Decoder(RawDeribitTicker)
 _INSTRUMENTS = msgspec.json.Decoder(RawDeribitInstruments)
 
 
-def _decode(decoder: msgspec.json.Decoder[Any], payload: bytes | str | msgspec.Raw, what: str) -> Any:
-    try:
-        return decoder.decode(payload)
-    except msgspec.ValidationError as exc:
-        raise ParseError(Reason.SCHEMA, f"{what}: {exc}"[:200]) from None
-    except msgspec.DecodeError as exc:
-        raise ParseError(Reason.MALFORMED_JSON, f"{what}: {exc}"[:200]) from None
-
-
-def _price(value: float | None, what: str = "price") -> float:
-    if value is None or not 0.0 < value < _INF:  # also false for NaN
-        raise ParseError(Reason.BAD_PRICE, f"{what}={value!r}")
-    return value
-
-
-def _amount(value: float, what: str = "amount") -> float:
-    if not 0.0 <= value < _INF:
-        raise ParseError(Reason.BAD_QTY, f"{what}={value!r}")
-    return value
-
-
-def _notional(price: float, qty: float) -> float:
-    value = price * qty
-    if value == _INF:
-        raise ParseError(Reason.BAD_NUMBER, f"notional of {qty!r} at {price!r} out of float range")
-    return value
-
-
-# --------------------------------------------------------------------------- instruments
-
-
 def instrument_info(symbol: str, inverse: bool | None = None, tick: float = 0.0) -> InstrumentInfo | None:
     """Catalog entry of a perpetual from its name (``BTC-PERPETUAL``: inverse, quoted in USD;
     ``BTC_USDC-PERPETUAL``: linear in USDC); ``None`` for anything that is not a perpetual.
@@ -358,7 +331,7 @@ class Parser(VenueParser):
 
     def parse_ws(self, payload: bytes | str, recv: int) -> Parsed:
         """Parse one websocket frame into events or a skip reason."""
-        envelope: RawDeribitEnvelope = _decode(_ENVELOPE, payload, "frame")
+        envelope: RawDeribitEnvelope = decode(_ENVELOPE, payload, "frame")
         if envelope.method == "subscription":
             params = envelope.params
             if params is None or not params.channel:
@@ -389,7 +362,7 @@ class Parser(VenueParser):
         url = urlsplit(path)
         if url.path.rstrip("/") != "/api/v2/public/get_instruments":
             raise ParseError(Reason.UNKNOWN_REST_PATH, path[:120])
-        reply: RawDeribitInstruments = _decode(_INSTRUMENTS, body, "get_instruments")
+        reply: RawDeribitInstruments = decode(_INSTRUMENTS, body, "get_instruments")
         if reply.error or reply.result is None:
             raise ParseError(Reason.REST_ERROR, bytes(reply.error).decode("utf-8", "replace")[:200] or "no result")
         if parse_qs(url.query).get("kind", ["future"])[0] != "future":
@@ -406,14 +379,14 @@ class Parser(VenueParser):
     # ---------------------------------------------------------------- channels
 
     def _trades(self, data: msgspec.Raw, info: InstrumentInfo, recv: int) -> Parsed:
-        rows: list[RawDeribitTrade] = _decode(_TRADES, data, "trades")
+        rows: list[RawDeribitTrade] = decode(_TRADES, data, "trades")
         events: list[AnyEvent] = []
         forced = False
         for row in rows:
             if row.instrument_name != info.symbol:
                 raise ParseError(Reason.SCHEMA, f"trade of {row.instrument_name[:40]} on {info.symbol}")
-            price = _price(row.price)
-            qty = info.to_base(_amount(row.amount), price)
+            price = checked_price(row.price, "price")
+            qty = info.to_base(checked_qty(row.amount, "amount"), price)
             ts = row.timestamp * NS_PER_MS
             events.append(
                 Trade(
@@ -441,7 +414,7 @@ class Parser(VenueParser):
                         price=price,
                         qty=qty,
                         side=side,
-                        notional=_notional(price, qty),
+                        notional=checked_notional(price, qty),
                     )
                 )
         return Parsed("trade+liquidation" if forced else "trade", events)
@@ -449,17 +422,17 @@ class Parser(VenueParser):
     def _levels(self, raw: list[tuple[str, float, float]], info: InstrumentInfo) -> tuple[tuple[float, float], ...]:
         out = []
         for action, price, amount in raw:
-            _price(price, "level price")
+            checked_price(price, "level price")
             if action == "delete":
                 out.append((price, 0.0))
             elif action in ("new", "change"):
-                out.append((price, info.to_base(_amount(amount, "level amount"), price)))
+                out.append((price, info.to_base(checked_qty(amount, "level amount"), price)))
             else:
                 raise ParseError(Reason.SCHEMA, f"level action={action[:20]!r}")
         return tuple(out)
 
     def _book(self, data: msgspec.Raw, info: InstrumentInfo, recv: int) -> Parsed:
-        row: RawDeribitBook = _decode(_BOOK, data, "book")
+        row: RawDeribitBook = decode(_BOOK, data, "book")
         if row.instrument_name != info.symbol:
             raise ParseError(Reason.SCHEMA, f"book of {row.instrument_name[:40]} on {info.symbol}")
         bids = self._levels(row.bids, info)
@@ -493,11 +466,11 @@ class Parser(VenueParser):
         return Parsed("book", [event])
 
     def _ticker(self, data: msgspec.Raw, info: InstrumentInfo, recv: int) -> Parsed:
-        row: RawDeribitTicker = _decode(_TICKER, data, "ticker")
+        row: RawDeribitTicker = decode(_TICKER, data, "ticker")
         if row.instrument_name != info.symbol:
             raise ParseError(Reason.SCHEMA, f"ticker of {row.instrument_name[:40]} on {info.symbol}")
-        mark = _price(row.mark_price, "mark_price")
-        index = _price(row.index_price, "index_price") if row.index_price is not None else None
+        mark = checked_price(row.mark_price, "mark_price")
+        index = checked_price(row.index_price, "index_price") if row.index_price is not None else None
         funding = row.funding_8h if row.funding_8h is not None and math.isfinite(row.funding_8h) else None
         ts = row.timestamp * NS_PER_MS
         events: list[AnyEvent] = [
@@ -513,7 +486,7 @@ class Parser(VenueParser):
             )
         ]
         if row.open_interest is not None:
-            oi = _amount(row.open_interest, "open_interest")
+            oi = checked_qty(row.open_interest, "open_interest")
             qty = info.to_base(oi, mark)
             events.append(
                 OpenInterest(
@@ -523,7 +496,7 @@ class Parser(VenueParser):
                     ts=ts,
                     recv=recv,
                     qty=qty,
-                    notional=oi if info.inverse else _notional(mark, qty),
+                    notional=oi if info.inverse else checked_notional(mark, qty),
                 )
             )
         return Parsed("ticker", events)

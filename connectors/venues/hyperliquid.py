@@ -70,7 +70,7 @@ from __future__ import annotations
 import math
 import time as _time
 from collections.abc import Sequence as _Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 
@@ -91,6 +91,10 @@ from cascadewatch.connectors.venues.base import (
     SequenceRule,
     VenueParser,
     canonical,
+    checked_notional,
+    checked_price,
+    checked_qty,
+    decode,
 )
 from cascadewatch.connectors.venues.live_common import (
     BookRow,
@@ -110,7 +114,6 @@ endpoint), lower case: the counterparty of backstop liquidations."""
 FUNDING_PERIODS_PER_8H = 8
 """Hyperliquid funding is hourly; events carry the 8-hour rate (``8 * funding``)."""
 
-_INF = math.inf
 _NOT_PERP = "skipped:not_perp"
 _QUOTE = "USDC"
 _SKIPPED = frozenset({"activeSpotAssetCtx", "bbo", "allMids", "candle", "notification", "post"})
@@ -177,34 +180,6 @@ _BOOK = msgspec.json.Decoder(RawHyperliquidBook, strict=False)
 _CTX = msgspec.json.Decoder(RawHyperliquidAssetCtx, strict=False)
 
 
-def _decode(decoder: msgspec.json.Decoder[Any], payload: bytes | str | msgspec.Raw, what: str) -> Any:
-    try:
-        return decoder.decode(payload)
-    except msgspec.ValidationError as exc:
-        raise ParseError(Reason.SCHEMA, f"{what}: {exc}"[:200]) from None
-    except msgspec.DecodeError as exc:
-        raise ParseError(Reason.MALFORMED_JSON, f"{what}: {exc}"[:200]) from None
-
-
-def _price(value: float | None, what: str = "px") -> float:
-    if value is None or not 0.0 < value < _INF:  # also false for NaN
-        raise ParseError(Reason.BAD_PRICE, f"{what}={value!r}")
-    return value
-
-
-def _size(value: float, what: str = "sz") -> float:
-    if not 0.0 <= value < _INF:
-        raise ParseError(Reason.BAD_QTY, f"{what}={value!r}")
-    return value
-
-
-def _notional(price: float, qty: float) -> float:
-    value = price * qty
-    if value == _INF:
-        raise ParseError(Reason.BAD_NUMBER, f"notional of {qty!r} at {price!r} out of float range")
-    return value
-
-
 def is_perp(coin: str) -> bool:
     """A perpetual's coin name (``BTC``, ``kPEPE``, ``xyz:TSLA``), not a spot pair (``@107``, ``PURR/USDC``)."""
     return bool(coin) and not coin.startswith("@") and "/" not in coin
@@ -216,7 +191,7 @@ def instrument(coin: str) -> str:
 
 
 def _levels(raw: list[RawHyperliquidLevel]) -> tuple[tuple[float, float], ...]:
-    return tuple((_price(level.px, "level px"), _size(level.sz, "level sz")) for level in raw)
+    return tuple((checked_price(level.px, "level px"), checked_qty(level.sz, "level sz")) for level in raw)
 
 
 # --------------------------------------------------------------------------- parser
@@ -242,7 +217,7 @@ class Parser(VenueParser):
 
     def parse_ws(self, payload: bytes | str, recv: int) -> Parsed:
         """Parse one websocket frame into events or a skip reason."""
-        envelope: RawHyperliquidEnvelope = _decode(_ENVELOPE, payload, "frame")
+        envelope: RawHyperliquidEnvelope = decode(_ENVELOPE, payload, "frame")
         channel = envelope.channel
         handler = self._handlers.get(channel)
         if handler is None:
@@ -262,14 +237,14 @@ class Parser(VenueParser):
         raise ParseError(Reason.UNKNOWN_REST_PATH, path[:120])
 
     def _trades(self, data: msgspec.Raw, recv: int) -> Parsed:
-        rows: list[RawHyperliquidTrade] = _decode(_TRADES, data, "trades")
+        rows: list[RawHyperliquidTrade] = decode(_TRADES, data, "trades")
         events: list[AnyEvent] = []
         inferred = False
         for row in rows:
             if not is_perp(row.coin):
                 return Parsed(_NOT_PERP)
-            price = _price(row.px)
-            qty = _size(row.sz)
+            price = checked_price(row.px, "px")
+            qty = checked_qty(row.sz, "sz")
             name = instrument(row.coin)
             ts = row.time * NS_PER_MS
             events.append(
@@ -299,13 +274,13 @@ class Parser(VenueParser):
                         price=price,
                         qty=qty,
                         side="long" if buyer in LIQUIDATORS else "short",
-                        notional=_notional(price, qty),
+                        notional=checked_notional(price, qty),
                     )
                 )
         return Parsed("trade+liquidation_inferred" if inferred else "trade", events)
 
     def _book(self, data: msgspec.Raw, recv: int) -> Parsed:
-        row: RawHyperliquidBook = _decode(_BOOK, data, "l2Book")
+        row: RawHyperliquidBook = decode(_BOOK, data, "l2Book")
         if not is_perp(row.coin):
             return Parsed(_NOT_PERP)
         snapshot = BookSnapshot(
@@ -321,11 +296,11 @@ class Parser(VenueParser):
         return Parsed("book", [snapshot])
 
     def _ctx(self, data: msgspec.Raw, recv: int) -> Parsed:
-        row: RawHyperliquidAssetCtx = _decode(_CTX, data, "activeAssetCtx")
+        row: RawHyperliquidAssetCtx = decode(_CTX, data, "activeAssetCtx")
         if not is_perp(row.coin):
             return Parsed(_NOT_PERP)
         ctx = row.ctx
-        mark = _price(ctx.markPx, "markPx")
+        mark = checked_price(ctx.markPx, "markPx")
         name = instrument(row.coin)
         funding = ctx.funding
         events: list[AnyEvent] = [
@@ -336,12 +311,12 @@ class Parser(VenueParser):
                 ts=recv,
                 recv=recv,
                 price=mark,
-                index=_price(ctx.oraclePx, "oraclePx") if ctx.oraclePx is not None else None,
+                index=checked_price(ctx.oraclePx, "oraclePx") if ctx.oraclePx is not None else None,
                 funding=funding * FUNDING_PERIODS_PER_8H if funding is not None and math.isfinite(funding) else None,
             )
         ]
         if ctx.openInterest is not None:
-            qty = _size(ctx.openInterest, "openInterest")
+            qty = checked_qty(ctx.openInterest, "openInterest")
             events.append(
                 OpenInterest(
                     venue=SOURCE,
@@ -350,7 +325,7 @@ class Parser(VenueParser):
                     ts=recv,
                     recv=recv,
                     qty=qty,
-                    notional=_notional(mark, qty),
+                    notional=checked_notional(mark, qty),
                 )
             )
         return Parsed("asset_ctx", events)

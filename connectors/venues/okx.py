@@ -165,6 +165,9 @@ from cascadewatch.connectors.venues.base import (
     VenueParser,
     Verdict,
     canonical,
+    checked_price,
+    checked_qty,
+    decode,
 )
 from cascadewatch.connectors.venues.live_common import (
     BookRow,
@@ -318,29 +321,7 @@ _DATA_FILE = "okx_instruments.json"
 # --------------------------------------------------------------------------- helpers
 
 
-_T = TypeVar("_T")
 _R = TypeVar("_R")
-
-
-def _decode(decoder: msgspec.json.Decoder[_T], payload: bytes | str | msgspec.Raw, what: str) -> _T:
-    try:
-        return decoder.decode(payload)
-    except msgspec.ValidationError as exc:
-        raise ParseError(Reason.SCHEMA, f"{what}: {exc}"[:200]) from None
-    except msgspec.DecodeError as exc:
-        raise ParseError(Reason.MALFORMED_JSON, f"{what}: {exc}"[:200]) from None
-
-
-def _price(value: float, what: str = "price") -> float:
-    if not 0.0 < value < _INF:  # also false for NaN
-        raise ParseError(Reason.BAD_PRICE, f"{what}={value!r}")
-    return value
-
-
-def _qty(value: float, what: str = "sz") -> float:
-    if not 0.0 <= value < _INF:
-        raise ParseError(Reason.BAD_QTY, f"{what}={value!r}")
-    return value
 
 
 def _number(text: str, what: str) -> float:
@@ -425,13 +406,13 @@ def instrument_info(row: RawOkxInstrument) -> InstrumentInfo | None:
 
 
 def _rest_rows(body: bytes | str, decoder: msgspec.json.Decoder[list[_R]], what: str) -> list[_R]:
-    envelope = _decode(_REST, body, what)
+    envelope = decode(_REST, body, what)
     assert isinstance(envelope, RawOkxRestEnvelope)
     if str(envelope.code) != "0":
         raise ParseError(Reason.REST_ERROR, f"{what}: code={envelope.code} msg={envelope.msg}"[:200])
     if not envelope.data:
         raise ParseError(Reason.SCHEMA, f"{what}: no data")
-    return _decode(decoder, envelope.data, what)
+    return decode(decoder, envelope.data, what)
 
 
 @lru_cache(maxsize=1)
@@ -518,7 +499,7 @@ class Parser(VenueParser):
         """Parse one websocket frame (or a ``pong``) into events or a skip reason."""
         if payload == b"pong" or payload == "pong":
             return Parsed("control")
-        envelope = _decode(_ENVELOPE, payload, "frame")
+        envelope = decode(_ENVELOPE, payload, "frame")
         assert isinstance(envelope, RawOkxEnvelope)
         if envelope.event:
             return Parsed(_CONTROL_KINDS.get(envelope.event, "control"))
@@ -606,7 +587,7 @@ class Parser(VenueParser):
         if not symbol.endswith(_SWAP_SUFFIX):
             return Parsed(_NOT_SWAP)
         info = self._info(symbol)
-        rows: list[RawOkxTrade] = _decode(_TRADES, envelope.data, "trades")
+        rows: list[RawOkxTrade] = decode(_TRADES, envelope.data, "trades")
         instrument = info.instrument
         ct_val = info.ct_val
         inverse = info.inverse
@@ -615,9 +596,9 @@ class Parser(VenueParser):
             price = row.px
             size = row.sz
             if not 0.0 < price < _INF:
-                _price(price, "px")
+                checked_price(price, "px")
             if not 0.0 <= size < _INF:
-                _qty(size, "sz")
+                checked_qty(size, "sz")
             events.append(
                 Trade(
                     venue=SOURCE,
@@ -646,7 +627,7 @@ class Parser(VenueParser):
                 raise ParseError(Reason.SCHEMA, f"{arg.channel}: action={envelope.action!r}")
         else:  # books5: each push is the whole top of book
             snapshot = True
-        rows: list[RawOkxBook] = _decode(_BOOKS, envelope.data, arg.channel)
+        rows: list[RawOkxBook] = decode(_BOOKS, envelope.data, arg.channel)
         instrument = info.instrument
         events: list = []
         heartbeats = 0
@@ -693,7 +674,7 @@ class Parser(VenueParser):
     def _liquidations(self, envelope: RawOkxEnvelope, arg: RawOkxArg, recv: int) -> Parsed:
         if arg.instType and arg.instType != "SWAP":
             return Parsed(_NOT_SWAP)
-        rows: list[RawOkxLiquidation] = _decode(_LIQUIDATIONS, envelope.data, "liquidation-orders")
+        rows: list[RawOkxLiquidation] = decode(_LIQUIDATIONS, envelope.data, "liquidation-orders")
         events: list = []
         unknown: list[str] = []
         not_swap = 0
@@ -707,8 +688,8 @@ class Parser(VenueParser):
                 unknown.append(symbol)
                 continue
             for detail in row.details:
-                price = _price(detail.bkPx, "bkPx")
-                qty = info.to_base(_qty(detail.sz), price)
+                price = checked_price(detail.bkPx, "bkPx")
+                qty = info.to_base(checked_qty(detail.sz, "sz"), price)
                 pos_side = detail.posSide
                 side: Literal["long", "short"]
                 if pos_side == "long":
@@ -748,7 +729,7 @@ class Parser(VenueParser):
             return Parsed(_NOT_SWAP)
         instrument = self._name(symbol)
         funding = self.funding.get(symbol)
-        rows: list[RawOkxMarkPrice] = _decode(_MARKS, envelope.data, "mark-price")
+        rows: list[RawOkxMarkPrice] = decode(_MARKS, envelope.data, "mark-price")
         events: list[AnyEvent] = [
             MarkPrice(
                 venue=SOURCE,
@@ -756,7 +737,7 @@ class Parser(VenueParser):
                 instrument=instrument,
                 ts=row.ts * NS_PER_MS,
                 recv=recv,
-                price=_price(row.markPx, "markPx"),
+                price=checked_price(row.markPx, "markPx"),
                 index=None,
                 funding=funding,
             )
@@ -768,19 +749,19 @@ class Parser(VenueParser):
         symbol = arg.instId
         if not symbol.endswith(_SWAP_SUFFIX):
             return Parsed(_NOT_SWAP)
-        rows: list[RawOkxOpenInterest] = _decode(_OPEN_INTEREST, envelope.data, "open-interest")
+        rows: list[RawOkxOpenInterest] = decode(_OPEN_INTEREST, envelope.data, "open-interest")
         instrument = self._name(symbol)
         events: list[AnyEvent] = []
         for row in rows:
-            contracts = _qty(row.oi, "oi")
+            contracts = checked_qty(row.oi, "oi")
             if row.oiCcy:
-                qty = _qty(_number(row.oiCcy, "oiCcy"), "oiCcy")
+                qty = checked_qty(_number(row.oiCcy, "oiCcy"), "oiCcy")
             else:
                 info = self._info(symbol)
                 if info.inverse:
                     raise ParseError(Reason.SCHEMA, f"{symbol}: inverse open interest without oiCcy")
                 qty = contracts * info.ct_val
-            notional = _qty(_number(row.oiUsd, "oiUsd"), "oiUsd") if row.oiUsd else None
+            notional = checked_qty(_number(row.oiUsd, "oiUsd"), "oiUsd") if row.oiUsd else None
             events.append(
                 OpenInterest(
                     venue=SOURCE,
@@ -798,7 +779,7 @@ class Parser(VenueParser):
         symbol = arg.instId
         if not symbol.endswith(_SWAP_SUFFIX):
             return Parsed(_NOT_SWAP)
-        rows: list[RawOkxFunding] = _decode(_FUNDING, envelope.data, "funding-rate")
+        rows: list[RawOkxFunding] = decode(_FUNDING, envelope.data, "funding-rate")
         rates = [_number(row.fundingRate, "fundingRate") for row in rows if row.fundingRate]
         if rates:
             self.funding[symbol] = rates[-1]
@@ -807,7 +788,7 @@ class Parser(VenueParser):
     def _instruments_ws(self, envelope: RawOkxEnvelope, arg: RawOkxArg, recv: int) -> Parsed:
         if arg.instType != "SWAP":
             return Parsed(_NOT_SWAP)
-        rows: list[RawOkxInstrument] = _decode(_INSTRUMENTS, envelope.data, "instruments")
+        rows: list[RawOkxInstrument] = decode(_INSTRUMENTS, envelope.data, "instruments")
         self._load_instruments(rows)
         return Parsed("instruments")
 
