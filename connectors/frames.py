@@ -12,7 +12,6 @@ Every failure is a :class:`DeadLetter`: counted by venue and reason, kept with i
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -75,7 +74,8 @@ class FrameDecoder:
 
     def __init__(self) -> None:
         self.parsers: dict[str, VenueParser] = {}
-        self.frames: Counter[tuple[str, str]] = Counter()
+        self.frames: dict[tuple[str, str], int] = {}
+        """Frames parsed by ``(venue, kind)`` (a plain dict: counted on every frame)."""
         self._handlers: dict[str | bytes, tuple[str, Callable[[bytes, int], Parsed]]] = {}
 
     def __getstate__(self) -> dict[str, object]:
@@ -139,7 +139,9 @@ class FrameDecoder:
             raise ParseError(Reason.MALFORMED_JSON, f"nested too deep to decode ({exc})"[:200]) from None
         except Exception as exc:  # a parser bug must not stop the flow: count it
             raise ParseError(Reason.PARSER_EXCEPTION, f"{type(exc).__name__}: {exc}"[:200]) from None
-        self.frames[(venue, parsed.kind)] += 1
+        frames = self.frames
+        key = (venue, parsed.kind)
+        frames[key] = frames.get(key, 0) + 1
         return parsed
 
 

@@ -66,31 +66,38 @@ def first_later_second(recv_ns: int, allowed_lag_ns: int) -> int:
 
 
 def index_recording(path: str | os.PathLike[str], allowed_lag_ns: int) -> RecordingIndex:
-    """Read ``path`` once: the prefix (line count, SHA-256) of every second (see the module doc)."""
+    """Read ``path`` once: the prefix (line count, SHA-256) of every second (see the module doc).
+
+    Block by block: a line is looked at only for its receive time, against ``due``, the first
+    receive time that opens a second after the last one indexed (:func:`first_later_second`
+    ``> covered`` exactly when ``recv >= (covered / 1000 + 2) s + lag``); the lines between
+    two such frames go to the hash in one piece.
+    """
     index = RecordingIndex(Path(path).name)
     digest = hashlib.sha256()
-    covered = None  # every second <= covered already has its prefix
+    due: int | None = None  # a frame received at or after this opens a later second; None: any frame
     lines = 0
-    for _, line in RecordingReader(path).lines():
-        recv = _recv_ns(line)
-        if recv is not None:
+    for block in RecordingReader(path).blocks():
+        start = 0
+        for i, line in enumerate(block):
+            if line[:1] == b"#":
+                continue
+            head = line.split(b" ", 1)[0]
+            if not head.isdigit():
+                continue
+            recv = int(head)
+            if due is not None and recv < due:
+                continue
+            digest.update(b"".join(block[start:i]))
+            start = i
             later = first_later_second(recv, allowed_lag_ns)
-            if covered is None or later > covered:
-                index.seconds.append(later)
-                index.prefixes.append(Prefix(lines, digest.hexdigest()[:DIGEST_HEX]))
-                covered = later
-        digest.update(line)
-        lines += 1
+            index.seconds.append(later)
+            index.prefixes.append(Prefix(lines + i, digest.hexdigest()[:DIGEST_HEX]))
+            due = (later // 1000 + 2) * NS_PER_S + allowed_lag_ns
+        digest.update(b"".join(block[start:]))
+        lines += len(block)
     index.whole = Prefix(lines, digest.hexdigest()[:DIGEST_HEX])
     return index
-
-
-def _recv_ns(line: bytes) -> int | None:
-    """The receive time of a frame line; ``None`` for metadata, blank or malformed lines."""
-    if line.startswith(b"#"):
-        return None
-    head = line.split(b" ", 1)[0]
-    return int(head) if head.isdigit() else None
 
 
 def prefix_of(path: str | os.PathLike[str], lines: int) -> tuple[bytes, Prefix]:

@@ -259,6 +259,32 @@ class DecayingLogGrid:
             np.multiply(self._v[a - self._k0 : b - self._k0 + 1], f, out=out[a - k_lo : b - k_lo + 1])
         return out
 
+    def add_weighted_values(self, k_lo: int, k_hi: int, t: float, weight: float, out: np.ndarray) -> np.ndarray:
+        """``out += weight * values(k_lo, k_hi, t)``, the same floats, touching only the buckets
+        that can be non-zero (``out``: ``k_hi - k_lo + 1`` values, returned).
+
+        Outside the non-zero bounds the term is ``weight * 0.0 = +0.0`` for a finite ``weight``
+        and a finite factor, which leaves ``out`` as it was (``out`` holds no ``-0.0``: it starts
+        from zeros and only sums are added); otherwise (an infinite weight or factor) every bucket
+        is computed as :meth:`values` does.
+
+        >>> g = DecayingLogGrid(10.0, None)
+        >>> g.add_one(100.0, 5.0, 0.0)
+        >>> k = g.bucket_of_one(100.0)
+        >>> g.add_weighted_values(k - 1, k + 1, 0.0, 0.5, np.array([1.0, 1.0, 1.0])).tolist()
+        [1.0, 3.5, 1.0]
+        """
+        f = self.factor(t)
+        if not (math.isfinite(f) and math.isfinite(weight)):
+            out += weight * self.values(k_lo, k_hi, t)
+            return out
+        a = max(k_lo, self._k0, self._lo)
+        b = min(k_hi, self._k0 + self._v.size - 1, self._hi)
+        if a <= b:
+            segment = out[a - k_lo : b - k_lo + 1]
+            segment += weight * (self._v[a - self._k0 : b - self._k0 + 1] * f)
+        return out
+
     def take_ge(self, k: int, t: float) -> float:
         """Remove buckets with index ``>= k``; return their value at time ``t``."""
         if k > self._hi:  # nothing there

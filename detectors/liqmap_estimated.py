@@ -662,13 +662,9 @@ class EstimatedLiquidationMap:
     def _side_values(self, s: int, k_lo: int, k_hi: int, t: float, out: np.ndarray) -> np.ndarray:
         """Weighted level notional ``sum_i lambda_i * levels_i`` of side ``s`` in buckets
         ``k_lo..k_hi``, added to ``out``."""
-        lam = self._lam[s].tolist()
-        tmp = np.zeros_like(out)
-        for weight, grid in zip(lam, self._levels[s], strict=True):
+        for weight, grid in zip(self._lam[s].tolist(), self._levels[s], strict=True):
             if weight > 0:
-                tmp[:] = 0.0
-                grid.values(k_lo, k_hi, t, out=tmp)
-                out += weight * tmp
+                grid.add_weighted_values(k_lo, k_hi, t, weight, out)
         return out
 
     def readout(self, price: float, t: float) -> EstimatedMapReadout:

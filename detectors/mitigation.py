@@ -64,14 +64,15 @@ is the second it tripped.
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass
 
 import msgspec
 import numpy as np
 
+from cascadewatch.detectors.breaker import DIRECTIONS, BreakerState, CircuitBreaker
 from cascadewatch.detectors.liqmap_estimated import Cluster, nearest_dense_cluster
+from cascadewatch.detectors.margin import Margin, MarginRule
 from cascadewatch.detectors.reach import _as_levels
 
 __all__ = [
@@ -86,8 +87,6 @@ __all__ = [
     "defence_liquidity",
     "next_dense_cluster",
 ]
-
-DIRECTIONS = ("down", "up")
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,159 +193,6 @@ def next_dense_cluster(
     """
     edge = after.lo_price if after.direction == "down" else after.hi_price
     return nearest_dense_cluster(prices, notionals, edge, after.direction, window, dense_multiple, min_usd)
-
-
-class MarginRule(msgspec.Struct, frozen=True, kw_only=True):
-    """Parameters of the suggested maintenance margin (module docstring, "Suggested margin").
-
-    ``z``: standard deviations covered; ``liq_min_s``/``liq_max_s``: bounds of the time to work
-    a forced position out, seconds; ``participation``: share of the traded volume the engine
-    may take (0..1); ``impact_k``: multiple of the linear-book impact; ``floor``/``cap``: bounds
-    of the rate (fractions); ``imr_multiple``: initial over maintenance margin (the cap's).
-    """
-
-    z: float = 3.0
-    liq_min_s: float = 10.0
-    liq_max_s: float = 600.0
-    participation: float = 0.1
-    impact_k: float = 1.0
-    floor: float = 0.004
-    cap: float = 0.25
-    imr_multiple: float = 2.0
-
-    def suggest(self, sigma: float, volume_usd_s: float, depth_usd: float, size_usd: float) -> Margin:
-        """The suggested margin for ``sigma`` (per sqrt(s)), ``volume_usd_s`` (USD/s), ``depth_usd``
-        (USD within 100 bps in front) and a forced position of ``size_usd`` (USD).
-
-        >>> m = MarginRule(floor=0.001).suggest(sigma=2e-4, volume_usd_s=1e5, depth_usd=9e6, size_usd=9e5)
-        >>> m.liq_s, round(m.mmr, 6), round(m.leverage_cap, 2), round(m.protected_bps, 1)
-        (100.0, 0.007, 71.43, 70.0)
-        """
-        size = max(float(size_usd), 0.0)
-        flow = self.participation * max(float(volume_usd_s), 0.0)
-        tau = self.liq_max_s if size > 0 and not flow > 0 else self.liq_min_s + (size / flow if size > 0 else 0.0)
-        tau = min(tau, self.liq_max_s)
-        sig = float(sigma) if math.isfinite(sigma) and sigma > 0 else 0.0
-        depth = float(depth_usd)
-        impact = self.impact_k * 0.01 * size / depth if depth > 0 else 0.0
-        mmr = min(max(self.z * sig * math.sqrt(tau) + impact, self.floor), self.cap)
-        return Margin(mmr=mmr, leverage_cap=1.0 / (self.imr_multiple * mmr), liq_s=tau, imr_multiple=self.imr_multiple)
-
-
-@dataclass(frozen=True, slots=True)
-class Margin:
-    """A suggested margin: ``mmr`` (fraction), ``leverage_cap`` (``1 / (imr_multiple * mmr)``),
-    ``liq_s`` (the time to work a forced position out, s)."""
-
-    mmr: float
-    leverage_cap: float
-    liq_s: float
-    imr_multiple: float
-
-    @property
-    def protected_bps(self) -> float:
-        """``d* = (1 / L* - mmr) * 1e4``: how near to its entry a position under the cap can be
-        liquidated, bps."""
-        return (1.0 / self.leverage_cap - self.mmr) * 1e4
-
-    def out_of_reach_usd(self, price: float, levels, direction: str) -> float:
-        """Notional of the ``levels`` (``(price, usd)``, the direction's) nearer than
-        :attr:`protected_bps` to ``price``: what the cap would have pushed away (module docstring).
-
-        >>> m = Margin(mmr=0.005, leverage_cap=100.0, liq_s=10.0, imr_multiple=2.0)   # d* = 50 bps
-        >>> m.out_of_reach_usd(100.0, [(99.6, 1e6), (99.4, 2e6), (100.2, 5e6)], "down")
-        1000000.0
-        """
-        lp, lx = _as_levels(levels)
-        dist = (price - lp) / price * 1e4 if direction == "down" else (lp - price) / price * 1e4
-        return float(lx[(dist > 0) & (dist < self.protected_bps)].sum())
-
-
-@dataclass(frozen=True, slots=True)
-class BreakerState:
-    """One direction's breaker: ``tripped``, ``since`` (the second it tripped, s; ``None`` when
-    not tripped), ``cause`` (``"price"`` or ``"liquidations"``, the rule that tripped it)."""
-
-    tripped: bool
-    since: float | None = None
-    cause: str | None = None
-
-
-class CircuitBreaker:
-    """The documented breaker rule per direction (module docstring, "Circuit breaker").
-
-    Parameters
-    ----------
-    band_bps
-        Price move within the window that trips it, bps.
-    window_s
-        Window of the price band and of the liquidation sum, seconds.
-    liq_usd
-        Liquidations of the direction's side within the window that trip it, USD.
-    halt_s
-        How long it stays tripped after the rule last held, seconds.
-
-    Examples
-    --------
-    >>> cb = CircuitBreaker(band_bps=250.0, window_s=60, liq_usd=1e9, halt_s=2)
-    >>> [(s, cb.update(float(s), p)["down"].since) for s, p in enumerate([100.0, 99.0, 98.0, 97.0, 97.0])]
-    [(0, None), (1, None), (2, None), (3, 3.0), (4, 3.0)]
-    """
-
-    def __init__(self, band_bps: float = 300.0, window_s: int = 300, liq_usd: float = 25e6, halt_s: float = 120.0):
-        self.band_bps = float(band_bps)
-        self.window_s = int(window_s)
-        self.liq_usd = float(liq_usd)
-        self.halt_s = float(halt_s)
-        self._hi: deque[tuple[float, float]] = deque()  # window maximum candidates (t, price)
-        self._lo: deque[tuple[float, float]] = deque()  # window minimum candidates
-        self._liq: deque[tuple[float, float, float]] = deque()  # (t, down usd, up usd)
-        self._liq_sum = [0.0, 0.0]
-        self._since: list[float | None] = [None, None]
-        self._last: list[float | None] = [None, None]  # last second the rule held
-        self._cause: list[str | None] = [None, None]
-
-    def update(self, t: float, price: float, liq_down_usd: float = 0.0, liq_up_usd: float = 0.0) -> dict:
-        """The second ``t`` closed at ``price`` with these liquidations (longs for ``down``,
-        shorts for ``up``); returns ``{"down": BreakerState, "up": BreakerState}``."""
-        start = t - self.window_s
-        hi, lo = self._hi, self._lo
-        while hi and hi[-1][1] <= price:
-            hi.pop()
-        hi.append((t, price))
-        while lo and lo[-1][1] >= price:
-            lo.pop()
-        lo.append((t, price))
-        while hi[0][0] < start:
-            hi.popleft()
-        while lo[0][0] < start:
-            lo.popleft()
-        self._liq.append((t, liq_down_usd, liq_up_usd))
-        self._liq_sum[0] += liq_down_usd
-        self._liq_sum[1] += liq_up_usd
-        while self._liq[0][0] <= start:
-            _, a, b = self._liq.popleft()
-            self._liq_sum[0] -= a
-            self._liq_sum[1] -= b
-        moves = ((1.0 - price / hi[0][1]) * 1e4, (price / lo[0][1] - 1.0) * 1e4)
-        for i in range(2):
-            cause = "price" if moves[i] >= self.band_bps else None
-            if cause is None and self._liq_sum[i] >= self.liq_usd:
-                cause = "liquidations"
-            if cause is not None:
-                if self._since[i] is None:
-                    self._since[i], self._cause[i] = t, cause
-                self._last[i] = t
-            elif self._since[i] is not None and t - (self._last[i] or t) >= self.halt_s:
-                self._since[i] = self._cause[i] = None
-        return self.readout()
-
-    def readout(self) -> dict:
-        """``{"down": BreakerState, "up": BreakerState}`` as of the last update."""
-        return {
-            d: BreakerState(self._since[i] is not None, self._since[i], self._cause[i])
-            for i, d in enumerate(DIRECTIONS)
-        }
 
 
 class MitigationConfig(msgspec.Struct, frozen=True, kw_only=True):

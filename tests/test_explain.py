@@ -51,6 +51,28 @@ def test_prefix_of_a_second_ends_before_the_first_frame_received_after_it(tmp_pa
     assert prefix_of(path, 4) == (b"".join(lines[:4]), Prefix(4, _sha(b"".join(lines[:4]))))
 
 
+def test_prefixes_across_read_blocks_follow_the_definition(tmp_path: Path) -> None:
+    # 9,000 frames of about 100 bytes, 3 ms apart (900 KB: the index reads it in several blocks),
+    # every 97th received 1.5 s late and every 1000th line a comment: each second's prefix is
+    # the lines before the first frame received at or after second + 1 s + lag (module doc)
+    lag = 500_000_000
+    start = 1_700_000_000_000_000_000
+    lines: list[bytes] = []
+    for i in range(9000):
+        if i % 1000 == 999:
+            lines.append(b"# a comment between frames\n")
+        recv = start + i * 3_000_000 - (1_500_000_000 if i % 97 == 0 else 0)
+        lines.append(b'%d binance-usdm {"n":%d,"pad":"%s"}\n' % (recv, i, b"x" * 60))
+    path = tmp_path / "long.rec"
+    path.write_bytes(b"".join(lines))
+    recvs = [int(line.split(b" ", 1)[0]) if line[:1] != b"#" else None for line in lines]
+    index = index_recording(path, allowed_lag_ns=lag)
+    for second_s in range(1_699_999_996, 1_700_000_032):
+        cutoff = (second_s + 1) * 1_000_000_000 + lag
+        n = next((j for j, recv in enumerate(recvs) if recv is not None and recv >= cutoff), len(lines))
+        assert index.prefix(second_s * 1000) == Prefix(n, _sha(b"".join(lines[:n]))), second_s
+
+
 @pytest.fixture(scope="module")
 def demo_alerts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     alerts = tmp_path_factory.mktemp("demo") / "alerts.jsonl"

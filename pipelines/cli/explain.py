@@ -24,7 +24,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from cascadewatch.connectors.outputs import ALERT_HEADER
-from cascadewatch.pipelines.config import load_config
 
 if TYPE_CHECKING:  # the replay (Bytewax, river) loads when the command runs, not for --help
     from cascadewatch.pipelines.run.explain import Explanation
@@ -130,6 +129,7 @@ def show(result: Explanation, console: Console) -> None:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     """``cascadewatch explain``: exit 0 reproduced, 1 not, 2 missing alert or recording."""
+    from cascadewatch.pipelines.config import load_config  # numpy and the detectors: not for --help
     from cascadewatch.pipelines.run.explain import ExplainError, explain
 
     config = load_config(args.config)

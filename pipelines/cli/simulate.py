@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 
+from cascadewatch.detectors.margin import MarginRule
 from cascadewatch.pipelines.simulate import LEVERS, SCENARIOS, Mitigation, simulate
 from cascadewatch.pipelines.simulate.market import SIMULATED_VENUES
 from cascadewatch.pipelines.simulate.mitigation import BREAKER_MODES
@@ -123,8 +124,6 @@ def add_lever_arguments(parser: argparse.ArgumentParser) -> None:
 
 def levers_from_args(args: argparse.Namespace, names: list[str]) -> list[Mitigation]:
     """The levers ``names`` with the parameters of ``args`` (:func:`add_lever_arguments`)."""
-    from cascadewatch.detectors.mitigation import MarginRule  # numpy: not for --help
-
     margin = MarginRule(z=args.margin_z)
     return [
         Mitigation(

@@ -41,7 +41,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from cascadewatch.detectors.mitigation import CircuitBreaker, MarginRule
+from cascadewatch.detectors.breaker import CircuitBreaker
+from cascadewatch.detectors.margin import MarginRule
 from cascadewatch.pipelines.simulate.agents import LONG, SHORT
 from cascadewatch.pipelines.simulate.book import LOT, Book
 
