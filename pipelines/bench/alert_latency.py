@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import sqlite3
 import subprocess
@@ -75,7 +76,7 @@ class _Market:
         start = time.perf_counter()
         starts = [warmup_s + i * self.spacing_s for i in range(len(self.symbols))]
         end = starts[-1] + tail_s
-        tasks = []
+        tasks: list[asyncio.Future[None]] = []
         i = 0
         while (elapsed := time.perf_counter() - start) < end:
             if starts and elapsed >= starts[0]:
@@ -100,7 +101,8 @@ class _Market:
 def _serve(args: argparse.Namespace) -> int:
     """The server process: print the fake's URLs, run the market, write the trigger times."""
     sys.path.insert(0, str(TESTS))
-    from live_fakes import FakeBinance, SimBook
+    fakes = importlib.import_module("live_fakes")  # the test suite's fake venues (tests/live_fakes.py)
+    FakeBinance, SimBook = fakes.FakeBinance, fakes.SimBook
 
     symbols = list(SYMBOLS[: args.symbols])
     with FakeBinance() as fake:
@@ -161,7 +163,7 @@ def bench_alert_latency(
             urls = json.loads(server.stdout.readline())
             venue = VenueConfig(ws_url=urls["market"], ws_book_url=urls["public"], rest_url=urls["rest"],
                                 symbols=list(SYMBOLS[:symbols]), poll_s=0.0)  # fmt: skip
-            live = LiveConfig(venues=["binance"], queue_size=1_000_000, staleness_s=60.0, binance=venue)
+            live = LiveConfig(venues=["binance"], queue_size=1_000_000, staleness_s=60.0).with_venue("binance", venue)
             base = load_config(config_toml) if config_toml else Config()
             config = Config(
                 replay=base.replay, detectors=base.detectors, live=live,
