@@ -50,6 +50,7 @@ import msgspec
 
 from cascadewatch.connectors.events import Liquidation, Trade, asset_of
 from cascadewatch.connectors.outputs import Alert, alert_id
+from cascadewatch.connectors.sources import Watermark
 from cascadewatch.connectors.units import NS_PER_MS, NS_PER_S, s_to_ns
 from cascadewatch.detectors.drivers import usd
 from cascadewatch.pipelines.steps.items import ProvisionalAlert
@@ -82,7 +83,8 @@ class InstrumentTrigger:
     """The provisional trigger of one venue instrument (see the module docstring); pickles.
 
     ``buckets``: per checkpoint ``c`` of the window, ``[c, max price, min price, long liq USD,
-    short liq USD]`` of the frames with ``c - checkpoint < recv <= c``.
+    short liq USD, liquidations]`` of the frames with ``c - checkpoint < recv <= c``;
+    ``liquidations``: how many the window holds (a check without any is skipped).
     """
 
     def __init__(self, rule: ProvisionalRule) -> None:
@@ -90,10 +92,13 @@ class InstrumentTrigger:
         self.venue = self.instrument = self.asset = ""
         self.checkpoint: int | None = None
         """The checkpoint the frames read last belong to (ns); checked at the next later frame."""
+        self.latest_ts = -(2**63)
+        """The latest exchange time of the instrument's frames (ns)."""
         self.second = -(2**63)
-        """The instrument's open event-time second (s): the latest effective second of its frames."""
+        """The instrument's open event-time second (s) when the last check was made."""
         self.price: float | None = None
         self.buckets: deque[list[Any]] = deque()
+        self.liquidations = 0
         self.armed = dict.fromkeys(DIRECTIONS, True)
 
     def process(self, values: list[Any]) -> list[ProvisionalAlert]:
@@ -103,20 +108,23 @@ class InstrumentTrigger:
         rule = self.rule
         step = rule.checkpoint_ns
         for value in values:
-            recv = getattr(value, "recv", None)
-            if recv is None:  # a Watermark
+            cls = value.__class__
+            if cls is Watermark:
                 continue
-            floor = recv - rule.lag_ns
-            second = (value.ts if value.ts > floor else floor) // NS_PER_S
-            if second > self.second:
-                self.second = second
+            recv = value.recv
+            if value.ts > self.latest_ts:
+                self.latest_ts = value.ts
             if self.checkpoint is None:
                 self.venue, self.instrument = value.venue, value.instrument
                 self.asset = asset_of(value.instrument)
+                self.checkpoint = -(-recv // step) * step
             elif recv > self.checkpoint:
+                # the instrument's open second: the latest effective second, max(ts, recv - lag),
+                # of its frames, this frame's included (a frame after the checkpoint: the latest recv)
+                floor = recv - rule.lag_ns
+                self.second = (self.latest_ts if self.latest_ts > floor else floor) // NS_PER_S
                 self._check(self.checkpoint, out)
-            self.checkpoint = -(-recv // step) * step
-            cls = value.__class__
+                self.checkpoint = -(-recv // step) * step
             if cls is Trade:
                 bucket = self._bucket()
                 price = self.price = value.price
@@ -127,6 +135,8 @@ class InstrumentTrigger:
             elif cls is Liquidation:
                 bucket = self._bucket()
                 bucket[3 if value.side == "long" else 4] += value.notional
+                bucket[5] += 1
+                self.liquidations += 1
         return out
 
     def _bucket(self) -> list[Any]:
@@ -134,7 +144,7 @@ class InstrumentTrigger:
         buckets = self.buckets
         if not buckets or buckets[-1][0] != self.checkpoint:
             price = self.price
-            buckets.append([self.checkpoint, price, price, 0.0, 0.0])
+            buckets.append([self.checkpoint, price, price, 0.0, 0.0, 0])
         return buckets[-1]
 
     def _check(self, checkpoint: int, out: list[ProvisionalAlert]) -> None:
@@ -142,9 +152,10 @@ class InstrumentTrigger:
         rule = self.rule
         buckets = self.buckets
         while buckets and buckets[0][0] <= checkpoint - rule.window_ns:
-            buckets.popleft()
+            self.liquidations -= buckets.popleft()[5]
         price = self.price
-        if price is None or not buckets:
+        if not self.liquidations or price is None:
+            self.armed = dict.fromkeys(DIRECTIONS, True)  # no liquidations: the trigger does not hold
             return
         highs = [b[1] for b in buckets if b[1] is not None]
         lows = [b[2] for b in buckets if b[2] is not None]
