@@ -189,8 +189,8 @@ def test_the_outbox_gets_the_provisional_alert_and_pages_the_desk_once(tmp_path:
 
 def test_a_live_run_writes_the_provisional_alert_to_the_outbox_and_its_tap_replays_the_same(tmp_path: Path) -> None:
     """The fake venue: trades, then the price 60 bps lower and six forced sells of 100,000 USD
-    50 ms apart. The run pages a provisional alert before the per-second one; the replay of the
-    run's tap gives the same alerts (up to the audit manifest, which names the inputs)."""
+    10 ms apart. The run writes a provisional alert to the outbox before the per-second one; the
+    replay of the run's tap gives the same alerts (up to the audit manifest, which names the inputs)."""
     with FakeBinance() as fake:
         fake.books["BTCUSDT"] = SimBook(seed=5)
         venue = VenueConfig(
@@ -235,16 +235,36 @@ def test_a_live_run_writes_the_provisional_alert_to_the_outbox_and_its_tap_repla
         )
         running.result(5)
     live_alerts = (live_out / "alerts.jsonl").read_bytes().splitlines()
-    kinds = [(json.loads(a)["action"], json.loads(a).get("provisional", False)) for a in live_alerts]
-    assert kinds[:2] == [("trigger", True), ("trigger", False)]
+    triggers = [json.loads(a) for a in live_alerts if json.loads(a)["action"] == "trigger"]
+    (provisional,) = [a for a in triggers if a.get("provisional")]
+    (per_second,) = [a for a in triggers if not a.get("provisional")]
+    assert provisional["dedup_key"] == per_second["dedup_key"] == "BTC-USDT:cascade:down"
     db = sqlite3.connect(tmp_path / "outbox.sqlite")
     try:
-        enqueued = db.execute("SELECT id FROM alerts ORDER BY enqueued_at, rowid").fetchall()
+        enqueued = [row[0] for row in db.execute("SELECT id FROM alerts ORDER BY enqueued_at, rowid")]
     finally:
         db.close()
-    assert enqueued[0][0] == json.loads(live_alerts[0])["id"]  # the provisional alert reached the outbox first
+    # in the outbox at once: before the per-second trigger, which waits for its second to close
+    # and the allowed lag (0.5 s), while the provisional one waits for the next checkpoint (0.25 s)
+    assert enqueued.index(provisional["id"]) < enqueued.index(per_second["id"])
     (tap,) = sorted(tmp_path.glob("tap.*.rec"))
     replay_out = tmp_path / "replay"
     run_replay([tap], config, ReplayOptions(alerts_out=replay_out / "alerts.jsonl"))
     replay_alerts = (replay_out / "alerts.jsonl").read_bytes().splitlines()
     assert [a[: a.rindex(b',"audit":')] for a in replay_alerts] == [a[: a.rindex(b',"audit":')] for a in live_alerts]
+
+
+def test_one_provisional_alert_per_episode_until_the_trigger_has_been_quiet_for_a_window() -> None:
+    """A bounce (the move falls below 30 bps for a check) does not fire the trigger again;
+    after 60 s of checks at which it did not hold, a new wave of forced sells does."""
+    trigger = InstrumentTrigger(RULE)
+    (first,) = trigger.process(scripted_events())  # checked at 5.5 s (the frame of 5.6 s)
+    assert first.alert["ts"] == T0 // MS + 5_500
+    bounce = [trade(T0 + 6 * S, 30_000.0), trade(T0 + 6_300 * MS, 29_800.0), trade(T0 + 6_600 * MS, 29_800.0)]
+    assert trigger.process(bounce) == []  # 6.0 s: the bounce (no move); 6.5 s: holds again, no new alert
+    quiet = [trade(T0 + i * S, 29_800.0) for i in range(7, 128)]  # the sells leave the window at 65.5 s
+    assert trigger.process(quiet) == []
+    wave = [liquidation(T0 + 128 * S + i * MS, 29_800.0, 100_000.0) for i in range(5)]
+    wave += [trade(T0 + 128_100 * MS, 29_700.0), trade(T0 + 128_300 * MS, 29_700.0)]
+    (again,) = trigger.process(wave)
+    assert again.alert["ts"] == T0 // MS + 128_250 and again.alert["liq_usd_60s"] == 500_000.0

@@ -21,7 +21,8 @@ sees exactly the frames with ``recv <= c`` whatever the batch size, and a replay
 recording (which keeps the receive times) gives the same alerts as the live run. At 10,000
 frames/s that frame follows within a millisecond; a silent instrument is checked at its next
 frame, and its per-second alert is not held back. Once the trigger has fired for a direction it
-fires again only after it has not held at a check (one provisional alert per episode).
+fires again only after it has not held at any check for a whole window (one provisional alert
+per instrument and episode: a cascade's price bounces and its liquidations come in waves).
 
 A provisional alert is a cascade ``trigger`` with ``provisional: true``, severity ``critical``,
 on the per-second path's dedup key ``{asset}:cascade:{direction}``, ``ts`` and ``opened_ts``
@@ -99,7 +100,9 @@ class InstrumentTrigger:
         self.price: float | None = None
         self.buckets: deque[list[Any]] = deque()
         self.liquidations = 0
-        self.armed = dict.fromkeys(DIRECTIONS, True)
+        self.quiet_since: dict[str, int | None] = dict.fromkeys(DIRECTIONS, -(2**63))
+        """Per direction, the first checkpoint of the run of checks at which the trigger has not
+        held (``None`` while it holds); it fires again once that run is a window long."""
 
     def process(self, values: list[Any]) -> list[ProvisionalAlert]:
         """Read a batch of the instrument's events (watermarks are skipped); return the alerts of
@@ -155,7 +158,8 @@ class InstrumentTrigger:
             self.liquidations -= buckets.popleft()[5]
         price = self.price
         if not self.liquidations or price is None:
-            self.armed = dict.fromkeys(DIRECTIONS, True)  # no liquidations: the trigger does not hold
+            for d in DIRECTIONS:  # no liquidations: the trigger does not hold
+                self._quiet(d, checkpoint)
             return
         highs = [b[1] for b in buckets if b[1] is not None]
         lows = [b[2] for b in buckets if b[2] is not None]
@@ -166,9 +170,18 @@ class InstrumentTrigger:
         liqs = {"down": sum(b[3] for b in buckets), "up": sum(b[4] for b in buckets)}
         for d in DIRECTIONS:
             holds = liqs[d] >= rule.min_liq_usd and moves[d] >= rule.min_move_bps
-            if holds and self.armed[d]:
+            if not holds:
+                self._quiet(d, checkpoint)
+                continue
+            since = self.quiet_since[d]
+            if since is not None and checkpoint - since >= rule.window_ns:
                 out.append(self._alert(d, checkpoint, liqs[d], moves[d]))
-            self.armed[d] = not holds
+            self.quiet_since[d] = None
+
+    def _quiet(self, direction: str, checkpoint: int) -> None:
+        """The trigger of ``direction`` does not hold at ``checkpoint``."""
+        if self.quiet_since[direction] is None:
+            self.quiet_since[direction] = checkpoint
 
     def _alert(self, direction: str, checkpoint: int, liq_usd: float, move_bps: float) -> ProvisionalAlert:
         """The provisional trigger of ``direction`` at ``checkpoint``."""
