@@ -52,6 +52,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python -m cascadewatch.pipelines.bench.peer
 	$(BIN)/python -m cascadewatch.pipelines.bench.replay
 	$(BIN)/python -m cascadewatch.pipelines.bench.live
+	$(BIN)/python -m cascadewatch.pipelines.bench.alert_latency
 
 # The model shipped in the package (README, "The shipped model"): simulate seeds 1-8 of every
 # scenario family and calm days 1-4 (each seed its own market), train the classifier on them,

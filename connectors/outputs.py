@@ -156,6 +156,9 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="al
     - test alerts (``cascadewatch alerts test``): ``price``, ``liq_usd_60s``, ``venues``;
     - cascade alerts again (added later, so earlier lines keep their shape): the
       mitigation readouts ``defence_usd`` .. ``breaker_since``;
+    - ``provisional``: ``true`` on a provisional cascade alert (its trigger and, when the
+      per-second check does not confirm it, its resolve; :mod:`cascadewatch.pipelines.steps.provisional`),
+      absent otherwise;
     - added by the pipeline's output steps, after everything else: ``exposure`` (cascade
       triggers, with ``[desk] exposure``), then ``audit`` (every alert of a replay or live
       run), last.
@@ -195,6 +198,9 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="al
     leverage_cap: float | None | UnsetType = UNSET
     margin_pushed_usd: float | None | UnsetType = UNSET
     breaker_since: int | None | UnsetType = UNSET
+    provisional: bool | UnsetType = UNSET
+    """``True`` on a provisional cascade alert: evaluated at a receive-time checkpoint on one venue
+    instrument's frames so far (:mod:`cascadewatch.pipelines.steps.provisional`)."""
     exposure: list[dict[str, Any]] | UnsetType = UNSET
     """Cascade triggers with ``[desk] exposure``: the desk's items inside the predicted reach."""
     audit: dict[str, Any] | UnsetType = UNSET

@@ -5,6 +5,11 @@ Example (all keys shown with their defaults)::
     [replay]
     allowed_lag_s = 2.0       # how far exchange time may trail receive time (s)
 
+    [provisional]             # provisional cascade alerts at receive-time checkpoints
+    enabled = true
+    checkpoint_ms = 250
+    confirm_s = 10.0
+
     [detectors]               # see DetectorsConfig below for every knob
     horizon_s = 300
     warn_enter = 0.3
@@ -90,6 +95,27 @@ class ReplayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     allowed_lag_s: float = 2.0
 
 
+class ProvisionalConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[provisional]``: provisional cascade alerts (:mod:`cascadewatch.pipelines.steps.provisional`).
+
+    ``enabled``: evaluate them; ``checkpoint_ms``: the receive-time checkpoints (ms apart) at
+    which each venue instrument's liquidations and move over the last ``regime_window_s`` are
+    checked against ``regime_min_liq_usd`` and ``regime_min_move_bps`` (``[detectors]``);
+    ``confirm_s``: event-time seconds the per-second check has to confirm a provisional alert
+    (open its own incident on the same dedup key) before the provisional alert is resolved.
+    """
+
+    enabled: bool = True
+    checkpoint_ms: int = 250
+    confirm_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.checkpoint_ms <= 0:
+            raise ValueError("provisional: checkpoint_ms must be > 0")
+        if self.confirm_s <= 0:
+            raise ValueError("provisional: confirm_s must be > 0")
+
+
 class DeskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``[desk]``: the desk's exposure (docs/desk.md).
 
@@ -117,6 +143,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     """The whole TOML configuration: one table per part of the system."""
 
     replay: ReplayConfig = ReplayConfig()
+    provisional: ProvisionalConfig = ProvisionalConfig()
     detectors: DetectorsConfig = DetectorsConfig()
     alerts: AlertsConfig = AlertsConfig()
     riskfeed: RiskFeedConfig = RiskFeedConfig()

@@ -15,6 +15,9 @@
       -> audit: each alert gets its manifest (code, config, model, inputs, second)
       -> JSONL sink (alerts, snapshots); alert outbox -> Slack/PagerDuty/webhook/
          Alertmanager/Telegram/Discord; risk feed
+    provisional alerts (cascadewatch.pipelines.steps.provisional), made in the source partitions at
+    receive-time checkpoints: with the instrument states through merge and asset steps into the
+    ordered output, and (runs that deliver alerts) also straight to the alert outbox
     dead letters (source parse errors, book sequence gaps) -> JSONL sink
     partition stats + gap dead letters -> summary sink
 
@@ -54,9 +57,10 @@ from cascadewatch.pipelines.steps.audit import AuditStamp
 from cascadewatch.pipelines.steps.exposure import ExposureOverlay
 from cascadewatch.pipelines.steps.items import AssetOutput, AssetSecond, SecondManifest
 from cascadewatch.pipelines.steps.output_ordering import OutputOrderer
+from cascadewatch.pipelines.steps.provisional import ProvisionalRule
 from cascadewatch.pipelines.steps.second_release import SecondReleaser
 from cascadewatch.pipelines.steps.summary import SummarySink
-from cascadewatch.pipelines.steps.tracked_source import MERGE_KEY, TrackedSource
+from cascadewatch.pipelines.steps.tracked_source import MERGE_KEY, PROVISIONAL_KEY, ProvisionalOptions, TrackedSource
 
 T = TypeVar("T")
 ORDER_KEY = "order"
@@ -196,6 +200,33 @@ def page_info(detectors: DetectorsConfig) -> dict[str, Any]:
     return {"thresholds": {k: getattr(detectors, k) for k in ("warn_enter", "warn_exit", "crit_enter")}}
 
 
+def provisional_rule(config: Config) -> ProvisionalRule | None:
+    """The provisional alerts' rule of ``config`` (``[provisional]`` and the liquidation cascade's
+    thresholds in ``[detectors]``); ``None`` when they are off."""
+    if not config.provisional.enabled:
+        return None
+    d = config.detectors
+    return ProvisionalRule.of(
+        config.provisional.checkpoint_ms,
+        d.regime_window_s,
+        d.regime_min_liq_usd,
+        d.regime_min_move_bps,
+        config.replay.allowed_lag_s,
+    )
+
+
+def _finisher(options: FlowOptions) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
+    """The output steps every output item passes: the exposure overlay, then the audit stamp."""
+    exposure, audit = options.exposure, options.audit
+
+    def finish(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if exposure is not None:
+            items = exposure(items)
+        return audit(items) if audit is not None else items
+
+    return finish
+
+
 def build_flow(
     source: FixedPartitionedSource[Any, Any], n_partitions: int, config: Config, options: FlowOptions
 ) -> Dataflow:
@@ -213,7 +244,8 @@ def build_flow(
     )
     flow = Dataflow("cascadewatch")
     recovery = options.recovery
-    batches = op.input("frames", flow, TrackedSource(source, s_to_ns(config.replay.allowed_lag_s), recovery))
+    fast = ProvisionalOptions(provisional_rule(config), direct=options.deliver_alerts)
+    batches = op.input("frames", flow, TrackedSource(source, s_to_ns(config.replay.allowed_lag_s), recovery, fast))
     to_merge = op.branch("split_control", batches, lambda item: item[0] == MERGE_KEY)
     control = op.branch("split_stats", to_merge.falses, lambda item: item[0] == STATS_KEY)
     released = op.map(
@@ -229,7 +261,7 @@ def build_flow(
     asset_outputs = op.stateful_batch(
         "asset_risk",
         by_asset.trues,
-        lambda resume: AssetLogic(resume or AssetRisk(detectors, options.on_sample), recovery),
+        lambda resume: AssetLogic(resume or AssetRisk(detectors, options.on_sample, config.provisional), recovery),
     )
     to_order = op.merge(
         "to_order_key",
@@ -239,19 +271,21 @@ def build_flow(
     merged = op.stateful_batch(
         "order_outputs", to_order, lambda resume: OrderLogic(resume or OutputOrderer(), recovery)
     )
-    if options.exposure is not None:
-        overlay = options.exposure
-        merged = op.map("exposure", merged, lambda key_value: (key_value[0], overlay(key_value[1])))
-    if options.audit is not None:
-        stamp = options.audit
-        merged = op.map("audit", merged, lambda key_value: (key_value[0], stamp(key_value[1])))
+    finish = _finisher(options)
+    merged = op.map("finish", merged, lambda key_value: (key_value[0], finish(key_value[1])))
     ordered = op.flat_map(
         "to_lines", merged, lambda key_value: [to_stream(STREAM_OF[item["type"]], item) for item in key_value[1]]
     )
-    dead = op.flat_map("dead_letters", control.falses, lambda key_value: key_value[1])
+    provisional = op.branch("split_provisional", control.falses, lambda item: item[0] == PROVISIONAL_KEY)
+    dead = op.flat_map("dead_letters", provisional.falses, lambda key_value: key_value[1])
     output("jsonl_out", ordered, JsonlSink({"alerts": options.alerts_out, "snapshots": options.snapshots_out}))
     if options.deliver_alerts:
-        output("alert_outbox", ordered, AlertOutboxSink(config.alerts))
+        at_once = op.flat_map(
+            "provisional_now",
+            provisional.trues,
+            lambda key_value: [to_stream("alerts", a) for a in finish(key_value[1])],
+        )
+        output("alert_outbox", op.merge("to_outbox", at_once, ordered), AlertOutboxSink(config.alerts))
     if options.serve_riskfeed:
         output("riskfeed", ordered, RiskFeedSink(config.riskfeed, observe_metrics=False, page=page_info(detectors)))
     if options.export_metrics:

@@ -58,7 +58,16 @@ def test_bad_input_is_counted_and_kept_never_fatal(replayed) -> None:
 
 def test_liquidation_burst_pages_critical_then_resolves(replayed) -> None:
     out_dir, _ = replayed
-    alerts = [a for a in _jsonl(out_dir / "alerts.jsonl") if a["kind"] == "cascade"]
+    cascade = [a for a in _jsonl(out_dir / "alerts.jsonl") if a["kind"] == "cascade"]
+    # the provisional alert (the trigger checked every 250 ms of receive time on Binance's frames)
+    # is stamped 3.5 s and made at the next frame, of second 4: after the per-second trigger of
+    # second 3 opened the incident (the outbox does not page it again)
+    assert [(a["action"], a["ts"] - T0, a.get("provisional", False)) for a in cascade[:2]] == [
+        ("trigger", 3000, False),
+        ("trigger", 3500, True),
+    ]
+    assert (cascade[1]["opened_ts"] - T0, cascade[1]["liq_usd_60s"]) == (3500, 1_096_800.0)
+    alerts = [a for a in cascade if not a.get("provisional")]
     # $1.1M of longs in 60 s with the price 40 bps down: a liquidation cascade in progress
     assert [(a["action"], a["severity"], a["ts"] - T0, a["cascade"], a["liq_usd_60s"]) for a in alerts] == [
         ("trigger", "critical", 3000, "liquidation", 1_096_800.0),

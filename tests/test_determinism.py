@@ -2,7 +2,8 @@
 the number of workers, or the number of processes. The recordings hold every registered venue
 but Bybit: three real sessions (OKX, Binance, BitMEX), a BitMEX bins-only cascade, the bundled
 demo (Binance, OKX) and a simulated long squeeze on Deribit and Hyperliquid with faults (its
-sources are not the demo's, which covers the same simulated hours)."""
+sources are not the demo's, which covers the same simulated hours). The demo's cascade also
+makes a provisional alert (made at receive-time checkpoints, tests/test_provisional.py)."""
 
 from __future__ import annotations
 
@@ -59,6 +60,8 @@ def reference(tmp_path: Path, recordings: list[Path]) -> tuple[bytes, bytes]:
     alerts, snapshots = _replay(tmp_path, "reference", recordings, batch_size=1000)
     assert snapshots.count(b"\n") > 700  # per-second snapshots of the real sessions and the demo
     assert alerts.count(b'"kind":"cascade"') >= 2  # the demo's cascade pages and resolves
+    # a provisional alert (OKX's frames at a receive-time checkpoint): the same whatever the batch
+    assert alerts.count(b'"provisional":true') >= 1
     seen = {source for line in snapshots.splitlines() for source in json.loads(line)["venues"]}
     # the venues the demo does not hold (BitMEX's bins and the Deribit squeeze share BTC-USD)
     assert {VENUES[venue].SOURCE for venue in ("bitmex", "deribit", "hyperliquid")} <= seen

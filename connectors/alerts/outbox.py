@@ -13,6 +13,12 @@ retried). A delivery that failed for good does not hold the later ones back; it 
 *superseded* by them, and ``retry-failed`` does not resend it (see :meth:`Outbox.requeue_failed`),
 so each destination ends in the state of the latest alert of each key.
 
+A trigger is not sent again to a destination whose last delivery of its dedup key (failed ones
+aside) is a trigger of the same or a higher severity: the incident is open there already. So
+the per-second trigger that confirms a provisional cascade alert
+(:mod:`cascadewatch.pipelines.steps.provisional`) does not page twice; it is stored, with no
+delivery, and the resolve of the key still goes to the destinations the provisional one paged.
+
 After a crash (even ``kill -9``) the rows claimed but not finished are still ``inflight``;
 :meth:`Outbox.recover`, called by the one delivery worker that holds the outbox lock when
 it starts, puts them back to ``pending``. So a restart sends what was pending, and at most
@@ -58,6 +64,8 @@ CREATE INDEX IF NOT EXISTS deliveries_key ON deliveries (destination, dedup_key,
 """
 
 STATUSES = ("pending", "inflight", "delivered", "failed")
+SEVERITY_RANK = {"warning": 1, "critical": 2}
+"""Severities in order; a trigger does not page where its key is open at the same or a higher one."""
 SUPERSEDED = "superseded by alert"
 """Prefix of the reason of a failed delivery that a later one of its dedup key supersedes."""
 
@@ -165,6 +173,9 @@ class Outbox:
                     ]
                     if paged:
                         destinations = paged
+                elif action == "trigger":
+                    rank = SEVERITY_RANK.get(str(alert.get("severity")), 0)
+                    destinations = [d for d in destinations if _open_rank(db, d, key) < rank]
                 db.executemany(
                     "INSERT INTO deliveries (alert_id, destination, dedup_key, action, status, next_attempt_at,"
                     " updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
@@ -469,3 +480,16 @@ class _Transaction:
             self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
         finally:
             self._lock.release()
+
+
+def _open_rank(db: sqlite3.Connection, destination: str, key: str) -> int:
+    """The severity rank of the trigger of ``key`` open at ``destination`` (its last delivery of the
+    key that did not fail is a trigger), ``-1`` when none is."""
+    row = db.execute(
+        "SELECT d.action, a.body FROM deliveries d JOIN alerts a ON a.id = d.alert_id"
+        " WHERE d.destination = ? AND d.dedup_key = ? AND d.status != 'failed' ORDER BY d.seq DESC LIMIT 1",
+        (destination, key),
+    ).fetchone()
+    if row is None or row[0] != "trigger":
+        return -1
+    return SEVERITY_RANK.get(str(json.loads(row[1]).get("severity")), 0)

@@ -203,7 +203,8 @@ def explain(
             result.differences.append(f"the re-run made no alert {alert_id}")
         made = result.alert
         if made is not None:
-            result.snapshot = _snapshot(out / "snapshots.jsonl", made["asset"], made["ts"])
+            # the snapshot of the second holding the alert's ts (a provisional alert's is a checkpoint)
+            result.snapshot = _snapshot(out / "snapshots.jsonl", made["asset"], made["ts"] // 1000 * 1000)
     if original is not None and result.reproduced is not None and not result.identical and not result.live:
         result.differences.extend(_field_differences(json.loads(original), json.loads(result.reproduced)))
     return result

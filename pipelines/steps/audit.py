@@ -9,7 +9,8 @@
 - ``code``: the package version and the first 12 hex of the SHA-256 of its source files
   (every ``.py`` of ``connectors/``, ``detectors/``, ``pipelines/``, by path);
 - ``config``: the first 12 hex of the SHA-256 of the settings that shape the outputs,
-  ``[replay]`` and ``[detectors]`` (the model as its version, not its path); alert
+  ``[replay]`` and ``[detectors]`` (the model as its version, not its path), and
+  ``[provisional]`` when it is not the default; alert
   delivery, the risk feed and the live feeds do not change an alert;
 - ``model``: the model version (as in snapshots), ``null`` without one;
 - ``second``: the event-time second that fired the alert (ms, the alert's ``ts``);
@@ -38,7 +39,7 @@ import cascadewatch.connectors
 import cascadewatch.detectors
 from cascadewatch.connectors.exposure import ExposureFile
 from cascadewatch.connectors.recording_index import RecordingIndex
-from cascadewatch.pipelines.config import Config
+from cascadewatch.pipelines.config import Config, ProvisionalConfig
 from cascadewatch.pipelines.model_file import model_version, resolve_model
 
 SOURCE_DIRS = (
@@ -72,9 +73,12 @@ def config_model(config: Config) -> str | None:
 
 
 def config_hash(config: Config) -> str:
-    """First 12 hex of the SHA-256 of ``[replay]`` and ``[detectors]`` (the model by version)."""
+    """First 12 hex of the SHA-256 of ``[replay]`` and ``[detectors]`` (the model by version), and
+    ``[provisional]`` when it is not the default."""
     detectors = msgspec.structs.replace(config.detectors, model=config_model(config) or "none")
-    shaping = {"replay": config.replay, "detectors": detectors}
+    shaping: dict[str, Any] = {"replay": config.replay, "detectors": detectors}
+    if config.provisional != ProvisionalConfig():  # the defaults keep the hashes from before [provisional]
+        shaping["provisional"] = config.provisional
     return hashlib.sha256(msgspec.json.encode(shaping)).hexdigest()[:12]
 
 

@@ -59,13 +59,27 @@ class InstrumentState(msgspec.Struct, frozen=True, gc=False, tag="instrument_sta
     """``price`` comes from a time bin (BitMEX ``tradeBin1m`` / ``quoteBin1m``), not from trades."""
 
 
+class ProvisionalAlert(msgspec.Struct, frozen=True, gc=False, tag="provisional_alert"):
+    """A provisional cascade alert (:mod:`cascadewatch.pipelines.steps.provisional`) on its way to
+    its asset's step: ``second`` (ms) is the open event-time second of the instrument when the
+    alert was made, ``alert`` the output dict."""
+
+    second: int
+    asset: str
+    venue: str
+    instrument: str
+    alert: dict[str, Any]
+
+
 class AssetSecond(msgspec.Struct, frozen=True, gc=False, tag="asset_second"):
     """One released event-time second of one asset: its venue instruments' states, sorted by
-    ``(venue, instrument)``. The merge step sends it to the asset's own step."""
+    ``(venue, instrument)``, and the provisional alerts made in it, sorted by ``(venue,
+    instrument, ts, direction)``. The merge step sends it to the asset's own step."""
 
     second: int
     asset: str
     states: tuple[InstrumentState, ...]
+    provisional: tuple[ProvisionalAlert, ...] = ()
 
 
 class SecondManifest(msgspec.Struct, frozen=True, gc=False, tag="second_manifest"):
