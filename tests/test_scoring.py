@@ -245,3 +245,26 @@ def test_map_summary_error_runs_pools_lines_not_medians():
     assert pooled["n"] == 3 and pooled["at_risk_abs_log2_ratio_median"] == 1.0
     assert map_summary_error(*one)["down"]["at_risk_abs_log2_ratio_median"] == 0.5
     assert map_summary_error(*two)["down"]["at_risk_abs_log2_ratio_median"] == 3.0
+
+
+def test_only_triggers_that_page_count():
+    """As the outbox sends them: a trigger on a key already open at the same or a higher severity
+    (another venue's provisional alert, the per-second alert confirming it) is no new page; an
+    escalation is; a resolve closes the key."""
+    key = {"dedup_key": "BTC-USDT:cascade:down"}
+
+    def page(ts, action="trigger", severity="critical"):
+        return {**alert(ts, "down", action=action), **key, "severity": severity}
+
+    alerts = [
+        page(2000, severity="warning"),  # nothing within 300 s: a false alarm
+        page(2001, severity="warning"),  # the same incident again: not a page
+        page(2002),  # escalation: a page, and a second false alarm
+        page(2003),  # another venue's provisional, key open at critical: not a page
+        page(2100, action="resolve", severity="critical"),
+        page(4990),  # a new incident: warns c2 (start 5000) 10 s ahead
+        page(5001),  # the per-second alert confirming it: not a page
+    ]
+    down = score(alerts, [], TRUTH, horizon_s=300)["down"]
+    assert (down["triggers"], down["false_alarms"], down["caught"]) == (3, 2, 1)
+    assert down["lead_s"] == {"median": 10.0, "p10": 10.0}

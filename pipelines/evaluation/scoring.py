@@ -5,7 +5,12 @@ truth file); no I/O. All times are UTC epoch milliseconds; ``H = horizon_s``.
 
 Definitions, per asset and direction ``d`` (``down`` / ``up``):
 
-- *triggers*: alerts with ``action == "trigger"``, ``kind == "cascade"`` and ``direction == d``.
+- *triggers*: alerts with ``action == "trigger"``, ``kind == "cascade"`` and ``direction == d``
+  that page, as the outbox sends them: a trigger on a ``dedup_key`` already open at the same or
+  a higher severity (a per-second alert confirming a provisional one, or another venue's
+  provisional alert for the same episode) is not a new page and is not counted; an escalation
+  is. A ``resolve`` closes its key. Alerts are taken in the order given (the output's order);
+  one without a ``dedup_key`` always counts.
 - *caught*: a truth cascade ``c`` is caught when a trigger of its asset and direction has
   ``c.start - H <= ts <= c.peak`` (an early warning, or a warning while it is still falling).
 - *lead* of a caught cascade = ``(c.start - ts_first) / 1000`` seconds, ``ts_first`` the first
@@ -140,6 +145,27 @@ def _days(snapshots: Iterable[dict], truth: Sequence[dict]) -> float:
     return len(seconds) / 86_400.0
 
 
+_SEVERITY = {"warning": 1, "critical": 2}
+
+
+def _pages(alerts: Iterable[dict]) -> list[dict]:
+    """The triggers that page (module docstring: *triggers*), in the order of ``alerts``."""
+    open_at: dict[str, int] = {}
+    out = []
+    for a in alerts:
+        key = a.get("dedup_key")
+        if a.get("action") == "resolve" and key is not None:
+            open_at.pop(key, None)
+        elif a.get("action") == "trigger":
+            rank = _SEVERITY.get(a.get("severity", ""), 0)
+            if key is None:
+                out.append(a)
+            elif rank > open_at.get(key, 0):
+                open_at[key] = rank
+                out.append(a)
+    return out
+
+
 def _tally(
     alerts: Sequence[dict], snapshots: Sequence[dict], truth: Sequence[dict], horizon_s: float
 ) -> dict[str, _Tally]:
@@ -149,8 +175,8 @@ def _tally(
         if c.get("type") == "cascade" and c.get("direction") in DIRECTIONS:
             cascades[(c["asset"], c["direction"])].append(c)
     triggers: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for a in alerts:
-        if a.get("action") == "trigger" and a.get("kind") == "cascade" and a.get("direction") in DIRECTIONS:
+    for a in _pages(alerts):
+        if a.get("kind") == "cascade" and a.get("direction") in DIRECTIONS:
             triggers[(a["asset"], a["direction"])].append(int(a["ts"]))
     out = {d: _Tally() for d in DIRECTIONS}
     for key in set(cascades) | set(triggers):
