@@ -156,6 +156,7 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="al
     - test alerts (``cascadewatch alerts test``): ``price``, ``liq_usd_60s``, ``venues``;
     - cascade alerts again (added later, so earlier lines keep their shape): the
       mitigation readouts ``defence_usd`` .. ``breaker_since``;
+    - contagion alerts (:mod:`cascadewatch.detectors.contagion`): ``opened_ts``, ``assets``;
     - added by the pipeline's output steps, after everything else: ``exposure`` (cascade
       triggers, with ``[desk] exposure``), then ``audit`` (every alert of a replay or live
       run), last.
@@ -195,6 +196,8 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="al
     leverage_cap: float | None | UnsetType = UNSET
     margin_pushed_usd: float | None | UnsetType = UNSET
     breaker_since: int | None | UnsetType = UNSET
+    assets: list[dict[str, Any]] | UnsetType = UNSET
+    """Contagion alerts (:mod:`cascadewatch.detectors.contagion`): the group's assets in onset order."""
     exposure: list[dict[str, Any]] | UnsetType = UNSET
     """Cascade triggers with ``[desk] exposure``: the desk's items inside the predicted reach."""
     audit: dict[str, Any] | UnsetType = UNSET

@@ -9,7 +9,8 @@
 - ``code``: the package version and the first 12 hex of the SHA-256 of its source files
   (every ``.py`` of ``connectors/``, ``detectors/``, ``pipelines/``, by path);
 - ``config``: the first 12 hex of the SHA-256 of the settings that shape the outputs,
-  ``[replay]`` and ``[detectors]`` (the model as its version, not its path); alert
+  ``[replay]`` and ``[detectors]`` (the model as its version, not its path), and
+  ``[contagion]`` when it differs from its defaults; alert
   delivery, the risk feed and the live feeds do not change an alert;
 - ``model``: the model version (as in snapshots), ``null`` without one;
 - ``second``: the event-time second that fired the alert (ms, the alert's ``ts``);
@@ -38,6 +39,7 @@ import cascadewatch.connectors
 import cascadewatch.detectors
 from cascadewatch.connectors.exposure import ExposureFile
 from cascadewatch.connectors.recording_index import RecordingIndex
+from cascadewatch.detectors.contagion import ContagionConfig
 from cascadewatch.pipelines.config import Config
 from cascadewatch.pipelines.model_file import model_version, resolve_model
 
@@ -72,9 +74,12 @@ def config_model(config: Config) -> str | None:
 
 
 def config_hash(config: Config) -> str:
-    """First 12 hex of the SHA-256 of ``[replay]`` and ``[detectors]`` (the model by version)."""
+    """First 12 hex of the SHA-256 of ``[replay]`` and ``[detectors]`` (the model by version), and
+    of ``[contagion]`` when it is not the default."""
     detectors = msgspec.structs.replace(config.detectors, model=config_model(config) or "none")
-    shaping = {"replay": config.replay, "detectors": detectors}
+    shaping: dict[str, object] = {"replay": config.replay, "detectors": detectors}
+    if config.contagion != ContagionConfig():  # the default leaves the hashes of earlier configs as they were
+        shaping["contagion"] = config.contagion
     return hashlib.sha256(msgspec.json.encode(shaping)).hexdigest()[:12]
 
 
