@@ -44,7 +44,6 @@ within a second, not on the order of the assets (it sorts them).
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 
 import msgspec
@@ -106,7 +105,9 @@ class _Group:
 
 
 def _clock(ms: int) -> str:
-    return time.strftime("%H:%M:%S", time.gmtime(ms // 1000))
+    """``HH:MM:SS`` (UTC) of an epoch time in ms."""
+    s = ms // 1000 % 86400
+    return f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
 def _dur(ms: int) -> str:
