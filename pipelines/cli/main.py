@@ -159,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--config", type=Path, metavar="F", help="TOML config (detector and policy knobs)")
     report.add_argument("--out", type=Path, required=True, metavar="HTML", help="the report file to write")
+    report.add_argument(
+        "--mitigate",
+        type=Path,
+        metavar="JSON",
+        help="also show the mitigation lab's table: the output of cascadewatch mitigate --json saved to a file",
+    )
 
     train = commands.add_parser(
         "train",
@@ -302,7 +308,11 @@ def _report(args: argparse.Namespace, console: Console) -> int:
     from cascadewatch.pipelines.config import load_config
     from cascadewatch.pipelines.report.replay_report import write_report
 
-    data = write_report(args.recordings, args.truth, load_config(args.config), args.out)
+    try:
+        data = write_report(args.recordings, args.truth, load_config(args.config), args.out, args.mitigate)
+    except ValueError as exc:
+        console.print(f"report: {exc}")
+        return 2
     console.print(f"report: {len(data['snapshots'])} snapshots, {len(data['alerts'])} alerts -> {args.out}")
     return 0
 
