@@ -44,7 +44,9 @@ def _families() -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``simulate`` options to ``parser``."""
-    names = ", ".join(f"{n} ({sc.duration_s:g} s)" for n, sc in [*SCENARIOS.items(), *CROSS_MARGIN_SCENARIOS.items()])
+    durations = {n: sc.duration_s for n, sc in SCENARIOS.items()}
+    durations.update({n: sc.duration_s for n, sc in CROSS_MARGIN_SCENARIOS.items()})
+    names = ", ".join(f"{n} ({duration:g} s)" for n, duration in durations.items())
     parser.add_argument(
         "--scenario",
         required=True,

@@ -340,7 +340,7 @@ def simulate_cross_margin(
     origin_plan = family.origin(random.Random(seed ^ 0x0A1C))
     anchor_s = origin_plan.anchor * duration
     accounts = draw_accounts(seed, len(ASSETS), buffer=family.buffer)
-    paths = recording_paths(out) if out is not None else [None] * len(ASSETS)
+    paths: list[Path | None] = list(recording_paths(out)) if out is not None else [None] * len(ASSETS)
     ratios = np.ones((seconds, len(ASSETS)))
     lines: list[dict[str, Any]] = []
     cascades: list[dict] = []
@@ -370,19 +370,20 @@ def simulate_cross_margin(
             sc = Scenario(
                 name=f"{family.name}/{asset}",
                 description=family.description,
-                build=lambda _rng, plan=plan: plan,
+                build=_fixed(plan),
                 duration_s=duration,
                 venues=VENUES,
                 step_s=family.step_s,
             )
-            raw = Path(scratch) / f"{i}.rec" if paths[i] is not None else None
+            target = paths[i]
+            raw = Path(scratch) / f"{i}.rec" if target is not None else None
             truth_i = Path(scratch) / f"{i}.truth.jsonl"
             trace: list[dict] = []
             result = run_scenario(sc, seeds[i], raw, truth_i, label_config=label_config, trace=trace)
             ratios[:, i] = _ratios(trace, seconds)
-            if raw is not None and paths[i] is not None:
+            if raw is not None and target is not None:
                 comment = f"simulated scenario={family.name} asset={asset} seed={seed} duration_s={duration:g}"
-                frames[asset] = _copy_renamed(raw, paths[i], asset, comment)
+                frames[asset] = _copy_renamed(raw, target, asset, comment)
             lines.extend({**line, "asset": asset} for line in _read(truth_i)[1:])
             cascades.extend({**c, "asset": asset} for c in result.cascades)
     groups = true_groups(cascades)
@@ -411,6 +412,11 @@ def simulate_cross_margin(
         groups=groups,
         frames=frames,
     )
+
+
+def _fixed(plan: Plan) -> Callable[[random.Random], Plan]:
+    """A plan drawer that always returns ``plan`` (the plan is drawn here, before the run)."""
+    return lambda _rng: plan
 
 
 def _scale(seed: int) -> float:
