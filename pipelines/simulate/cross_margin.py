@@ -33,7 +33,7 @@ single-asset simulation (its own market draw, traders, engines and background).
 
 - ``contagion``: every asset has a crowded, leveraged build-up of longs over the same window
   (the market is long everything); the origin gets the long-squeeze shock (a market sell and
-  a spot dip); accounts fail and their sales cascade the other assets minutes later.
+  a spot dip); accounts fail and their sales cascade the other assets 10-90 s later (seeds 1-10).
 - ``contagion-calm``: the same markets and accounts (buffers of 2-10 % instead of 0.1-1.2 %:
   no crowd), no build-up and no shock: a day of background, where only large ordinary moves
   can liquidate an account.
@@ -221,7 +221,7 @@ CROSS_MARGIN_SCENARIOS: dict[str, CrossMarginScenario] = {
         description=(
             "BTC, ETH and SOL with crowded leveraged longs and cross-margined accounts long all three; a "
             "long squeeze in BTC liquidates accounts whose pooled margin it drains, and their ETH and SOL "
-            "sales cascade those markets minutes later."
+            "sales cascade those markets 10-90 s later."
         ),
         origin=_squeeze("down"),
         others=_crowded,
