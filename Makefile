@@ -54,7 +54,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python -m cascadewatch.pipelines.bench.live
 
 # The model shipped in the package (README, "The shipped model"): simulate seeds 1-8 of every
-# scenario family and calm days 1-2 (each seed its own market), train the classifier on them,
+# scenario family and calm days 1-4 (each seed its own market), train the classifier on them,
 # write pipelines/data/model/cascade-model.pkl and manifest.json. Recordings are kept in
 # $(CORPUS) and not simulated again. Deterministic: the same code gives the same model bytes.
 CORPUS := .corpus

@@ -77,7 +77,7 @@ def test_long_squeeze_has_a_down_cascade_after_the_shock(squeeze):
 
 
 def test_short_squeeze_has_an_up_cascade(tmp_path):
-    simulate("short-squeeze", 2, 600, tmp_path / "ss.rec", tmp_path / "ss.truth.jsonl")
+    simulate("short-squeeze", 1, 600, tmp_path / "ss.rec", tmp_path / "ss.truth.jsonl")
     truth = read_truth(tmp_path / "ss.truth.jsonl")
     up = cascades(truth, "up")
     assert up and not cascades(truth, "down")

@@ -84,6 +84,12 @@ class Market:
     ``jump_rate_h`` (news per hour at the long-run level), ``jump_bps`` (mean size),
     ``jump_over_s`` (how long the index takes to move by a jump), ``excite`` (rise of log
     volatility per 1 % of the market's open interest liquidated: liquidations beget volatility).
+    News that leaks: ``lead_share`` (share of news the market trades on before it breaks, 0..1),
+    ``lead_s`` (mean length of that lead-in, seconds), ``lead_frac`` (share of the move made
+    during the lead-in). A leaked move starts as a slow slide toward the liquidation levels, so
+    the first, most leveraged positions are liquidated minutes before the dense part: the trickle
+    real markets show before a cascade (BitMEX XBTUSD 2020: 0.24 liquidations a minute in the five
+    minutes before a labelled cascade, 0.01 at calm times).
     """
 
     price: float
@@ -114,6 +120,9 @@ class Market:
     jump_bps: float
     jump_over_s: float
     excite: float
+    lead_share: float = 0.0
+    lead_s: float = 0.0
+    lead_frac: float = 0.0
 
     def to_json(self) -> dict:
         """A JSON-ready dict (floats rounded to 6 significant digits, byte-stable)."""
@@ -208,4 +217,7 @@ def draw_market(seed: int, venues: tuple[str, ...] | None = None, min_venues: in
         jump_bps=_logu(rng, 40.0, 90.0),
         jump_over_s=_logu(rng, 30.0, 180.0),
         excite=_logu(rng, 1.5, 4.5),
+        lead_share=rng.uniform(0.2, 0.9),
+        lead_s=_logu(rng, 90.0, 480.0),
+        lead_frac=rng.uniform(0.15, 0.4),
     )

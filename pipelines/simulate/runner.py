@@ -70,7 +70,7 @@ def _nice(x: float) -> int:
 class SimulationResult:
     """What a run produced: paths, frame counts, the true cascades, the market it drew and a
     few market facts (``hourly``: true forced notional per simulated hour, ``[longs, shorts]``
-    in USD; ``adl``: auto-deleveraging events)."""
+    in USD; ``adl``: auto-deleveraging events; ``liquidation_ms``: the liquidation orders' times)."""
 
     scenario: str
     seed: int
@@ -84,6 +84,8 @@ class SimulationResult:
     venues: dict[str, dict] = field(default_factory=dict)
     hourly: list[list[float]] = field(default_factory=list)
     adl: list[dict] = field(default_factory=list)
+    liquidation_ms: list[int] = field(default_factory=list)
+    """Times of the liquidation orders every venue's engine sent (UTC epoch ms, sorted)."""
     price_start: float = 0.0
     price_end: float = 0.0
     price_min: float = 0.0
@@ -160,6 +162,9 @@ class _Index:
     (mean ``jump_bps``) spread over about ``jump_over_s``; it is bad news (down) with probability
     ``0.5 + 0.4 * tanh(s)``, ``s`` the 30-minute EWMA of the signed liquidated notional (longs +,
     shorts -) over 0.5 % of the open interest: a cascade is news too, and its side persists.
+    With probability ``lead_share`` the news leaks first: for a lead-in of ``lead_s * U(0.5, 1.5)``
+    seconds the index slides ``lead_frac`` of the move at a constant rate, then makes the rest
+    over ``over`` seconds (the truth's news line carries ``lead_s``; its ``ts`` is the lead-in's start).
     """
 
     def __init__(self, m: Market, price_ticks: float, rng: random.Random) -> None:
@@ -167,7 +172,7 @@ class _Index:
         self.rng = rng
         self.value = price_ticks
         self.x = rng.gauss(0.0, m.vol_of_vol)
-        self.jumps: list[tuple[int, float]] = []  # (end ms, bps per second)
+        self.jumps: list[tuple[int, int, float]] = []  # (start ms, end ms, bps per second)
         self.news: list[dict] = []
         self.side = 0.0  # EWMA of the signed liquidated share of open interest (longs +)
 
@@ -186,16 +191,21 @@ class _Index:
             down = rng.random() < 0.5 + 0.4 * math.tanh(self.side)
             bps = rng.expovariate(1.0 / m.jump_bps) * (-1.0 if down else 1.0)
             over = m.jump_over_s * (0.5 + rng.random())
-            self.jumps.append((t_ms + int(over * 1000), bps / over))
-            self.news.append(
-                {"type": "shock", "ts": t_ms, "kind": "news", "bps": round(bps, 2), "over_s": round(over, 1)}
-            )
+            line = {"type": "shock", "ts": t_ms, "kind": "news", "bps": round(bps, 2), "over_s": round(over, 1)}
+            lead = m.lead_s * (0.5 + rng.random()) if rng.random() < m.lead_share else 0.0
+            if lead > 0.0:
+                self.jumps.append((t_ms, t_ms + int(lead * 1000), m.lead_frac * bps / lead))
+                bps *= 1.0 - m.lead_frac
+                line["lead_s"] = round(lead, 1)
+            start = t_ms + int(lead * 1000)
+            self.jumps.append((start, start + int(over * 1000), bps / over))
+            self.news.append(line)
 
     def step(self, t_ms: int, dt: float, drift_bps_s: float, perp_mid: float) -> float:
         """Move the index over one step; returns it (ticks)."""
         if self.jumps:
-            self.jumps = [j for j in self.jumps if j[0] > t_ms]
-            drift_bps_s += sum(j[1] for j in self.jumps)
+            self.jumps = [j for j in self.jumps if j[1] > t_ms]
+            drift_bps_s += sum(rate for start, _, rate in self.jumps if start <= t_ms)
         sigma = self.m.vol_bps * math.exp(0.5 * self.x)
         self.value *= math.exp(sigma * 1e-4 * math.sqrt(dt) * self.rng.gauss(0.0, 1.0) + drift_bps_s * 1e-4 * dt)
         self.value += self.m.index_pull_s * dt * (perp_mid - self.value)
@@ -327,6 +337,7 @@ class _Venue:
             fills = book.take(lo.side, lo.lots, reach) if reach > 0 else []
             side = LONG if lo.position == "long" else SHORT
             self.liq_count += 1
+            ctx.liquidation_ms.append(ms)
             if fills:
                 filled = sum(q for _, q in fills)
                 self.traded_lots += filled
@@ -409,12 +420,14 @@ class _Venue:
 @dataclass
 class _Step:
     """What the venues of one step share: the shocks per venue, the forced notional (longs,
-    shorts) of the current second, the ADL events and the what-if lever (:mod:`.mitigation`)."""
+    shorts) of the current second, the ADL events, the times of the liquidation orders (ms) and
+    the what-if lever (:mod:`.mitigation`)."""
 
     shocks: dict[str, list[tuple[int, float]]]
     forced: list[float]
     adl: list[dict]
     lever: Lever | None = None
+    liquidation_ms: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -460,12 +473,20 @@ def _schedule(
     for sh in plan.shocks:
         at = max(t0, anchor_ms + int(sh.at_s * 1000))
         if sh.kind == "index":
+            main_bps = sh.bps
+            line = {"type": "shock", "ts": at, "kind": "index", "bps": round(sh.bps, 2), "over_s": round(sh.over_s, 1)}
+            if sh.lead_s > 0:
+                n = max(1, int(sh.lead_s / 2.0))
+                lead_ms = int(sh.lead_s * 1000)
+                per = sh.lead_frac * sh.bps / n
+                shocks.extend((max(t0, at - lead_ms + i * lead_ms // n), "", "index", per) for i in range(n))
+                main_bps = (1.0 - sh.lead_frac) * sh.bps
+                line["lead_s"] = round(sh.lead_s, 1)
             shocks.extend(
-                (at + int(i * sh.over_s * 1000 / sh.slices), "", "index", sh.bps / sh.slices) for i in range(sh.slices)
+                (at + int(i * sh.over_s * 1000 / sh.slices), "", "index", main_bps / sh.slices)
+                for i in range(sh.slices)
             )
-            truth_lines.append(
-                {"type": "shock", "ts": at, "kind": "index", "bps": round(sh.bps, 2), "over_s": round(sh.over_s, 1)}
-            )
+            truth_lines.append(line)
             continue
         targets = _resolve(sh.venues, first)
         for v in venues:
@@ -652,6 +673,7 @@ def run_scenario(
         venues={v.name: v.summary() for v in venues},
         hourly=[[round(a, 2), round(b, 2)] for a, b in hourly],
         adl=ctx.adl,
+        liquidation_ms=sorted(ctx.liquidation_ms),
         price_start=prices[0] if prices else market.price,
         price_end=prices[-1] if prices else market.price,
         price_min=min(prices) if prices else market.price,

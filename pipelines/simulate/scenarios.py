@@ -75,7 +75,9 @@ class Shock:
     - ``kind == "market"``: market orders of ``usd`` in total (+ buy, - sell) per unit of venue
       scale, on ``venues`` (``None``: all; ``"first"``: the run's largest venue only);
     - ``kind == "index"``: the spot index moves by ``bps`` (news); perpetuals follow through
-      their mark price and arbitrage.
+      their mark price and arbitrage. With ``lead_s > 0`` the news leaks: the index slides
+      ``lead_frac * bps`` over the ``lead_s`` seconds before ``at_s`` (evenly, in 2-second
+      slices) and moves the rest, ``(1 - lead_frac) * bps``, from ``at_s`` as above.
     """
 
     at_s: float
@@ -85,6 +87,8 @@ class Shock:
     over_s: float = 5.0
     slices: int = 10
     venues: tuple[str, ...] | str | None = None
+    lead_s: float = 0.0
+    lead_frac: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -176,11 +180,28 @@ def _crowd(rng: random.Random, sign: float, start_s: float, end_s: float = 0.0, 
     )
 
 
+LEAK_SHARE = 0.6
+"""Share of the seeds of a family with news (``squeeze``, ``multi-wave``) whose first index move leaks."""
+
+
+def _leak(rng: random.Random, plan: Plan, share: float = LEAK_SHARE) -> Plan:
+    """With probability ``share``, give the plan's first index shock a lead-in of 60-300 s in
+    which the index makes 15-35 % of its move (:class:`Shock`). Drawn after everything else of
+    the plan, so the rest of a seed's plan is the same with or without the leak."""
+    if rng.random() >= share:
+        return plan
+    lead, frac = _u(rng, 60, 300), _u(rng, 0.15, 0.35)
+    shocks = list(plan.shocks)
+    i = next(j for j, sh in enumerate(shocks) if sh.kind == "index")
+    shocks[i] = replace(shocks[i], lead_s=lead, lead_frac=frac)
+    return replace(plan, shocks=tuple(shocks))
+
+
 def _squeeze(fixed: str | None) -> Callable[[random.Random], Plan]:
     def build(rng: random.Random) -> Plan:
         d, sign = _direction(rng, fixed)
         k = _logu(rng, 0.6, 1.6)
-        return Plan(
+        plan = Plan(
             anchor=_u(rng, 0.35, 0.8),
             direction=d,
             phases=(_crowd(rng, sign, -_u(rng, 300, 600)),),
@@ -189,6 +210,7 @@ def _squeeze(fixed: str | None) -> Callable[[random.Random], Plan]:
                 Shock(0, "market", usd=-sign * 8_000_000.0 * k, over_s=_u(rng, 4, 12), slices=12),
             ),
         )
+        return _leak(rng, plan)
 
     return build
 
@@ -262,7 +284,7 @@ def _multi_wave(rng: random.Random) -> Plan:
         shocks.append(Shock(at, "index", bps=-sign * 60.0 * w, over_s=_u(rng, 5, 25), slices=8))
         shocks.append(Shock(at, "market", usd=-sign * 6_000_000.0 * w, over_s=_u(rng, 4, 12), slices=10))
         at += _u(rng, 60, 240)
-    return Plan(
+    plan = Plan(
         anchor=_u(rng, 0.3, 0.6),
         direction=d,
         phases=(
@@ -271,6 +293,7 @@ def _multi_wave(rng: random.Random) -> Plan:
         ),
         shocks=tuple(shocks),
     )
+    return _leak(rng, plan)
 
 
 def _surprise_shock(rng: random.Random) -> Plan:
