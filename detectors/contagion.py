@@ -146,7 +146,7 @@ class ContagionMonitor:
 
     def __init__(
         self,
-        config: ContagionConfig,
+        config: ContagionConfig = ContagionConfig(),  # noqa: B008 - a frozen struct: one shared default is safe
         warn_enter: float = 0.3,
         warn_exit: float = 0.15,
         calm_s: float = 60.0,
