@@ -31,7 +31,7 @@ def test_simulate_then_evaluate_json(tmp_path: Path, capsys) -> None:
                 "--scenario",
                 "long-squeeze",
                 "--seed",
-                "11",
+                "12",
                 "--duration",
                 "900",
                 "--out",
