@@ -159,6 +159,7 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="al
     - ``provisional``: ``true`` on a provisional cascade alert (its trigger and, when the
       per-second check does not confirm it, its resolve; :mod:`cascadewatch.pipelines.steps.provisional`),
       absent otherwise;
+    - contagion alerts (:mod:`cascadewatch.detectors.contagion`): ``opened_ts``, ``assets``;
     - added by the pipeline's output steps, after everything else: ``exposure`` (cascade
       triggers, with ``[desk] exposure``), then ``audit`` (every alert of a replay or live
       run), last.
@@ -201,6 +202,8 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="al
     provisional: bool | UnsetType = UNSET
     """``True`` on a provisional cascade alert: evaluated at a receive-time checkpoint on one venue
     instrument's frames so far (:mod:`cascadewatch.pipelines.steps.provisional`)."""
+    assets: list[dict[str, Any]] | UnsetType = UNSET
+    """Contagion alerts (:mod:`cascadewatch.detectors.contagion`): the group's assets in onset order."""
     exposure: list[dict[str, Any]] | UnsetType = UNSET
     """Cascade triggers with ``[desk] exposure``: the desk's items inside the predicted reach."""
     audit: dict[str, Any] | UnsetType = UNSET

@@ -40,6 +40,8 @@ AlertPolicy                update(AssetReadout) -> alerts                     op
 CircuitBreaker             update(t, price, liquidations)                     readout()
 MitigationMonitor          update(t, price, liquidations, traded)             readout(direction, ...),
                                                                               volume_usd_s
+ContagionMonitor           update(ts_ms, every asset's states)                episodes, groups
+                           -> grouped alerts
 =========================  ====================================  ===========  ==============================
 
 Every detector (``tests/test_detectors_protocol.py`` finds them with :mod:`pkgutil` and
@@ -76,6 +78,8 @@ Contents
 - :func:`defence_liquidity`, :class:`MarginRule`, :class:`CircuitBreaker`,
   :class:`MitigationMonitor`: what would stop a cascade (defence wall, suggested margin,
   breaker state).
+- :class:`ContagionMonitor`: one grouped alert when cascades begin in several assets within a
+  window (cross-margin and collateral contagion).
 """
 
 from importlib import import_module

@@ -18,6 +18,10 @@ Example (all keys shown with their defaults)::
     [riskfeed]                # the websocket risk feed: see docs/alerts.md
     [live]                    # venues, symbols, endpoints, metrics: see docs/live.md
     [desk]                    # the desk's own exposure: see docs/desk.md
+    [contagion]               # the grouped alert across assets: see docs/mitigation.md
+    window_s = 300            # onsets at most this far after the group's first group together (s)
+    min_assets = 2            # assets needed for a group
+    enabled = true
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import msgspec
 
 from cascadewatch.connectors.alerts.config import AlertsConfig, RiskFeedConfig
 from cascadewatch.connectors.live_config import LiveConfig
+from cascadewatch.detectors.contagion import ContagionConfig
 from cascadewatch.detectors.labels import LabelConfig
 from cascadewatch.detectors.liqmap_estimated import DEFAULT_TIERS, MapLearning
 from cascadewatch.detectors.mitigation import MitigationConfig
@@ -149,6 +154,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     riskfeed: RiskFeedConfig = RiskFeedConfig()
     live: LiveConfig = LiveConfig()
     desk: DeskConfig = DeskConfig()
+    contagion: ContagionConfig = ContagionConfig()
 
 
 class ConfigError(ValueError):

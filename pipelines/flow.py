@@ -11,6 +11,8 @@
       -> stateful_batch per asset: venue merge, detectors, alert policies
          -> AssetOutput (snapshot, alerts) to the ordering key
       -> stateful_batch "order": seconds in order, assets sorted -> snapshot and alert dicts
+      -> stateful_batch "contagion" ([contagion]), on the same key: every asset's second seen
+         together; grouped alerts when cascades begin in several assets within a window
       -> exposure ([desk] exposure): the desk's positions and orders inside the predicted reach
       -> audit: each alert gets its manifest (code, config, model, inputs, second)
       -> JSONL sink (alerts, snapshots); alert outbox -> Slack/PagerDuty/webhook/
@@ -54,6 +56,7 @@ from cascadewatch.connectors.units import s_to_ns
 from cascadewatch.pipelines.config import Config, DetectorsConfig
 from cascadewatch.pipelines.steps.asset_risk import AssetRisk
 from cascadewatch.pipelines.steps.audit import AuditStamp
+from cascadewatch.pipelines.steps.contagion import ContagionStep
 from cascadewatch.pipelines.steps.exposure import ExposureOverlay
 from cascadewatch.pipelines.steps.items import AssetOutput, AssetSecond, SecondManifest
 from cascadewatch.pipelines.steps.output_ordering import OutputOrderer
@@ -148,6 +151,26 @@ class OrderLogic(StatefulBatchLogic[Any, list[dict[str, Any]], OutputOrderer | N
     def snapshot(self) -> OutputOrderer | None:
         """A copy of the orderer, for recovery; ``None`` without a recovery store (see :func:`snapshot_of`)."""
         return snapshot_of(self.orderer, self.recovery)
+
+
+class ContagionLogic(StatefulBatchLogic[list[dict[str, Any]], list[dict[str, Any]], ContagionStep | None]):
+    """Bytewax wrapper of :class:`ContagionStep`: ordered output lists in, the same with the
+    grouped alerts added out.
+
+    ``recovery``: whether the run keeps a recovery store (see :meth:`snapshot`).
+    """
+
+    def __init__(self, step: ContagionStep, recovery: bool = True) -> None:
+        self.step = step
+        self.recovery = recovery
+
+    def on_batch(self, values: list[list[dict[str, Any]]]) -> tuple[list[list[dict[str, Any]]], bool]:
+        """Each ordered list with its seconds' contagion alerts."""
+        return [self.step(items) for items in values], StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> ContagionStep | None:
+        """A copy of the step's state, for recovery; ``None`` without a recovery store (see :func:`snapshot_of`)."""
+        return snapshot_of(self.step, self.recovery)
 
 
 def _route_released(key_value: tuple[str, AssetSecond | SecondManifest]) -> tuple[str, AssetSecond | SecondManifest]:
@@ -271,6 +294,12 @@ def build_flow(
     merged = op.stateful_batch(
         "order_outputs", to_order, lambda resume: OrderLogic(resume or OutputOrderer(), recovery)
     )
+    if config.contagion.enabled:
+        merged = op.stateful_batch(
+            "contagion",
+            merged,
+            lambda resume: ContagionLogic(resume or ContagionStep(config.contagion, detectors), recovery),
+        )
     finish = _finisher(options)
     merged = op.map("finish", merged, lambda key_value: (key_value[0], finish(key_value[1])))
     ordered = op.flat_map(

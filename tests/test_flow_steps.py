@@ -183,7 +183,12 @@ def test_tracked_partition_resumes_from_its_snapshot(okx_session: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["cascadewatch.pipelines.steps.output_ordering", "cascadewatch.pipelines.steps.watermarks"]
+    "name",
+    [
+        "cascadewatch.pipelines.steps.output_ordering",
+        "cascadewatch.pipelines.steps.watermarks",
+        "cascadewatch.pipelines.steps.contagion",
+    ],
 )
 def test_step_doctests(name: str) -> None:
     import doctest

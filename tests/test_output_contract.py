@@ -120,9 +120,14 @@ def test_the_mitigation_readouts_come_last_and_lines_written_before_them_still_d
     ``Alert``, with defaults, so a line written before them decodes and only gains fields."""
     added = ["defence_usd", "margin_mmr", "leverage_cap", "margin_pushed_usd", "breaker", "breaker_since"]
     assert _encoded(DirectionRisk)[-6:] == added
-    # on Alert they come right before ``provisional`` (added after them) and the fields the
-    # output steps append last (exposure, audit)
-    assert _encoded(Alert)[-8:] == [name for name in added if name != "breaker"] + ["provisional", "exposure", "audit"]
+    # on Alert they come right before ``provisional`` and the contagion group's ``assets`` (added
+    # after them) and the fields the output steps append last (exposure, audit)
+    assert _encoded(Alert)[-9:] == [name for name in added if name != "breaker"] + [
+        "provisional",
+        "assets",
+        "exposure",
+        "audit",
+    ]
     old = (
         b'{"prob":0.1,"p_struct":0.05,"p_touch":0.2,"cascade":null,"cluster_price":64150.0,"cluster_bps":130.8,'
         b'"cluster_usd":48200000.0,"at_risk_usd":120000000.0,"depth_ratio":0.45,"reach_usd":31000000.0,"reach_bps":212.3}'

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from cascadewatch.pipelines.cli.main import bundled_demo_recording, main
-from cascadewatch.pipelines.report.replay_report import LEVEL_STEP_S, thin
+from cascadewatch.pipelines.report.replay_report import LEVEL_STEP_S, read_mitigation, thin
 
 DEMO = bundled_demo_recording()
 TRUTH = DEMO.with_name("demo.truth.jsonl")
@@ -122,3 +122,14 @@ def test_evaluate_writes_the_same_report(demo_report: tuple[Path, Path], tmp_pat
     out = tmp_path / "evaluated.html"
     assert main(["evaluate", str(DEMO), "--truth", str(TRUTH), "--json", "--report", str(out)]) == 0
     assert _data(out)[1] == _data(demo_report[0])[1]
+
+
+def test_a_mitigate_file_that_is_not_mitigate_json_is_a_clear_error(tmp_path: Path) -> None:
+    """``report --mitigate F``: F must be what ``cascadewatch mitigate --json`` printed; anything
+    else is refused naming the file, before any replay."""
+    bad = tmp_path / "lab.json"
+    bad.write_text('{"runs": []}')
+    with pytest.raises(ValueError, match=r"lab\.json: not the JSON of cascadewatch mitigate --json"):
+        read_mitigation(bad)
+    bad.write_text('{"summary": [{"scenario": "long-squeeze"}]}')
+    assert read_mitigation(bad) == [{"scenario": "long-squeeze"}]

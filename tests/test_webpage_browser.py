@@ -25,6 +25,8 @@ import pytest
 
 from cascadewatch.connectors.riskfeed import RiskFeedServer
 from cascadewatch.pipelines.cli.main import bundled_demo_recording, main
+from cascadewatch.pipelines.simulate import Mitigation
+from cascadewatch.pipelines.simulate.lab import run_lab, summarize
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(
@@ -190,7 +192,10 @@ def test_live_page_during_a_replay(tmp_path: Path, browser: Any) -> None:
 def test_report_opens_offline_with_the_cascade_shaded_and_the_alerts_marked(tmp_path: Path, browser: Any) -> None:
     report = tmp_path / "report.html"
     truth = DEMO.with_name("demo.truth.jsonl")
-    assert main(["report", str(DEMO), "--truth", str(truth), "--out", str(report)]) == 0
+    lab = tmp_path / "lab.json"  # the mitigation lab's output, as `cascadewatch mitigate --json` prints it
+    summary = summarize(run_lab(["long-squeeze"], [1], [Mitigation("circuit-breaker")], 300.0, None))
+    lab.write_text(json.dumps({"runs": [], "summary": summary}))
+    assert main(["report", str(DEMO), "--truth", str(truth), "--out", str(report), "--mitigate", str(lab)]) == 0
     context = browser.new_context(viewport={"width": 1280, "height": 900}, offline=True)
     page = context.new_page()
     requests: list[str] = []
@@ -223,6 +228,25 @@ def test_report_opens_offline_with_the_cascade_shaded_and_the_alerts_marked(tmp_
     assert {"cw-alert cw-trigger cw-critical", "cw-alert cw-resolve cw-critical"} <= set(rows)
     price = page.evaluate(COUNT_PIXELS, "price")
     assert price["red"] > 0.02 * price["all"] and price["green"] > 0.02 * price["all"] and price["white"] > 100
+    # the mitigation readouts of the asset's last snapshot, per direction
+    last = [s for s in data["snapshots"] if s["asset"] == ASSET][-1]
+    cells = page.eval_on_selector_all(
+        ".cw-mitigation-table tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))"
+    )
+    assert [row[0] for row in cells] == ["down", "up"]
+    for row, direction in zip(cells, ("down", "up"), strict=True):
+        r = last[direction]
+        assert row[2] == f"{100 * r['margin_mmr']:.2f}%" and row[3] == f"{r['leverage_cap']:.1f}x"
+        since = time.strftime("%H:%M:%S", time.gmtime((r["breaker_since"] or 0) // 1000))
+        assert row[5] == (f"tripped since {since}" if r["breaker"] else "not tripped")
+    # the lab's table: one row per lever, the forced notional as mean ± sd in M$
+    lab_rows = page.eval_on_selector_all(
+        ".cw-lab-table tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))"
+    )
+    assert [(row[0], row[1], row[3]) for row in lab_rows] == [
+        (e["scenario"], e["lever"], f"{e['forced_usd']['mean'] / 1e6:.1f} ± {e['forced_usd']['sd'] / 1e6:.1f}")
+        for e in summary
+    ]
     page.screenshot(path=str(screenshots_dir(tmp_path) / "report.png"), full_page=True)
 
 

@@ -300,6 +300,9 @@
 
   function evidence(a) {
     if (a.kind === "feed") return `${a.venue || ""} ${a.problem || ""}`.trim();
+    if (a.kind === "contagion") {
+      return (a.assets || []).map((m) => `${m.asset} +${m.after_s} s` + (m.cascade ? " (cascade)" : "")).join(" · ");
+    }
     const parts = [];
     if (a.probability !== undefined && a.probability !== null) parts.push("p " + pct(a.probability));
     if (a.level) parts.push(`cluster ${a.level} (${num(a.distance_bps, 1)} bps, ${usd(a.cluster_usd)})`);
@@ -332,6 +335,23 @@
   }
   CW.depthRows = depthRows;
 
+  // The mitigation readouts per direction (the snapshot's down/up): the defence wall that would stop
+  // the cascade walk, the suggested maintenance margin and its leverage cap, the at-risk notional
+  // that cap pushes out of reach, and the circuit breaker's state.
+  function mitigationRows(tbody, s) {
+    tbody.replaceChildren(...["down", "up"].map((dir) => {
+      const r = s[dir] || {};
+      const breaker = r.breaker === undefined ? "–" : r.breaker ? `tripped since ${time(r.breaker_since)}` : "not tripped";
+      return el("tr", { "data-direction": dir },
+        el("td", {}, dir), el("td", { class: "cw-num" }, usd(r.defence_usd)),
+        el("td", { class: "cw-num" }, r.margin_mmr === null || r.margin_mmr === undefined ? "–" : (100 * r.margin_mmr).toFixed(2) + "%"),
+        el("td", { class: "cw-num" }, r.leverage_cap === null || r.leverage_cap === undefined ? "–" : num(r.leverage_cap, 1) + "x"),
+        el("td", { class: "cw-num" }, usd(r.margin_pushed_usd)),
+        el("td", {}, breaker));
+    }));
+  }
+  CW.mitigationRows = mitigationRows;
+
   // Feed health per venue: whether it is live, its events so far (connect, disconnect, gap, ...) and the last one.
   function feedRows(tbody, history) {
     const s = history.last;
@@ -347,7 +367,7 @@
   }
   CW.feedRows = feedRows;
 
-  // The DOM of one asset's view (live page and report): headline, charts, depth, feed health, alert log.
+  // The DOM of one asset's view (live page and report): headline, charts, depth, feed health, mitigation, alert log.
   function assetView(asset) {
     const table = (cls, ...head) => el("table", { class: cls }, el("thead", {}, el("tr", {}, ...head.map((h) => el("th", {}, h)))), el("tbody"));
     return el("section", { class: "cw-asset", "data-asset": asset },
@@ -360,7 +380,9 @@
       el("div", { class: "cw-depth cw-chart" }),
       el("div", { class: "cw-tables" },
         el("div", {}, el("h3", {}, "depth per side (valid books)"), table("cw-depth-table", "band", "bids", "", "asks")),
-        el("div", {}, el("h3", {}, "feed health per venue"), table("cw-feed-table", "venue", "state", "events", "last event"))),
+        el("div", {}, el("h3", {}, "feed health per venue"), table("cw-feed-table", "venue", "state", "events", "last event")),
+        el("div", {}, el("h3", {}, "mitigation per direction"),
+          table("cw-mitigation-table", "direction", "defence wall", "suggested margin", "leverage cap", "pushed out of reach", "breaker"))),
       el("h3", {}, "alerts"),
       table("cw-alert-table", "time", "action", "severity", "kind", "summary", "evidence"));
   }

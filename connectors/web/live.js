@@ -143,6 +143,7 @@
     CW.headline(section.querySelector(".cw-headline"), h.last);
     CW.depthRows(section.querySelector(".cw-depth-table tbody"), h.last);
     CW.feedRows(section.querySelector(".cw-feed-table tbody"), h);
+    CW.mitigationRows(section.querySelector(".cw-mitigation-table tbody"), h.last);
     CW.alertRows(section.querySelector(".cw-alert-table tbody"), h.alerts);
   }
 

@@ -24,6 +24,20 @@
       el("table", { class: "cw-truth-table" }, el("thead", {}, el("tr", {}, ...["asset", "direction", "start", "end", "first alert"].map((h) => el("th", {}, h)))),
         el("tbody", {}, ...rows)));
   }
+  if (data.mitigation) {
+    // the mitigation lab (cascadewatch mitigate --json): per scenario and lever, mean ± sd over seeds
+    const cell = (st, scale, digits) => `${(st.mean / scale).toFixed(digits)} ± ${(st.sd / scale).toFixed(digits)}`;
+    const head = ["scenario", "lever", "seeds", "forced M$", "vs none", "move bps", "in cascade s",
+      "margin-liquidated M$", "injector loss k$", "breaker s"];
+    const rows = data.mitigation.map((e) => el("tr", { class: "cw-lever", "data-lever": e.lever },
+      ...[e.scenario, e.lever, e.seeds, cell(e.forced_usd, 1e6, 1),
+        e.lever === "none" || e.forced_vs_none === null ? "" : `${e.forced_vs_none >= 0 ? "+" : ""}${(100 * e.forced_vs_none).toFixed(0)} %`,
+        cell(e.move_bps, 1, 0), cell(e.cascade_s, 1, 0), cell(e.margin_liquidated_usd, 1e6, 1),
+        cell(e.injector_loss_usd, 1e3, 0), cell(e.tripped_s, 1, 0)].map((x) => el("td", {}, x))));
+    root.append(el("h3", {}, "mitigation lab (cascadewatch mitigate)"),
+      el("table", { class: "cw-lab-table" }, el("thead", {}, el("tr", {}, ...head.map((h) => el("th", {}, h)))),
+        el("tbody", {}, ...rows)));
+  }
   for (const [asset, h] of [...histories].sort()) {
     const view = CW.assetView(asset);
     root.append(view);
@@ -33,6 +47,7 @@
     CW.headline(view.querySelector(".cw-headline"), h.last);
     CW.depthRows(view.querySelector(".cw-depth-table tbody"), h.last);
     CW.feedRows(view.querySelector(".cw-feed-table tbody"), h);
+    CW.mitigationRows(view.querySelector(".cw-mitigation-table tbody"), h.last);
     CW.alertRows(view.querySelector(".cw-alert-table tbody"), h.alerts, data.leads);
   }
   document.body.dataset.ready = "1";

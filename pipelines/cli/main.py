@@ -116,7 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(cascadewatch simulate --truth): cascades caught, lead time, false alarms per day, Brier score, "
         "and the liquidation map's error. A table by default; --json prints one JSON object.",
     )
-    evaluate.add_argument("recordings", nargs="+", type=Path, metavar="RECORDING")
+    evaluate.add_argument(
+        "recordings",
+        nargs="+",
+        type=Path,
+        metavar="RECORDING",
+        help="a recording, or several joined by commas replayed together as one run (the assets of one "
+        "multi-asset simulation: simulate --scenario contagion prints the group)",
+    )
     evaluate.add_argument(
         "--truth",
         nargs="+",
@@ -152,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--config", type=Path, metavar="F", help="TOML config (detector and policy knobs)")
     report.add_argument("--out", type=Path, required=True, metavar="HTML", help="the report file to write")
+    report.add_argument(
+        "--mitigate",
+        type=Path,
+        metavar="JSON",
+        help="also show the mitigation lab's table: the output of cascadewatch mitigate --json saved to a file",
+    )
 
     train = commands.add_parser(
         "train",
@@ -269,7 +282,7 @@ def _replay(args: argparse.Namespace, console: Console) -> int:
 
 def _evaluate(args: argparse.Namespace, console: Console) -> int:
     from cascadewatch.pipelines.config import load_config
-    from cascadewatch.pipelines.evaluation.evaluate import evaluate, score_table
+    from cascadewatch.pipelines.evaluation.evaluate import contagion_table, evaluate, recording_group, score_table
 
     config = load_config(args.config)
     result = evaluate(
@@ -281,10 +294,13 @@ def _evaluate(args: argparse.Namespace, console: Console) -> int:
         console.print(score_table(result))
         for name, family in result.get("families", {}).items():
             console.print(score_table(family, title=name))
+        if "contagion" in result:
+            console.print(contagion_table(result["contagion"]))
     if args.report:
         from cascadewatch.pipelines.report.replay_report import write_report
 
-        write_report(args.recordings, args.truth, config, args.report)
+        recordings = [path for recording in args.recordings for path in recording_group(recording)]
+        write_report(recordings, args.truth, config, args.report)
     return 0
 
 
@@ -292,7 +308,11 @@ def _report(args: argparse.Namespace, console: Console) -> int:
     from cascadewatch.pipelines.config import load_config
     from cascadewatch.pipelines.report.replay_report import write_report
 
-    data = write_report(args.recordings, args.truth, load_config(args.config), args.out)
+    try:
+        data = write_report(args.recordings, args.truth, load_config(args.config), args.out, args.mitigate)
+    except ValueError as exc:
+        console.print(f"report: {exc}")
+        return 2
     console.print(f"report: {len(data['snapshots'])} snapshots, {len(data['alerts'])} alerts -> {args.out}")
     return 0
 

@@ -15,6 +15,11 @@ import sys
 
 from cascadewatch.detectors.margin import MarginRule
 from cascadewatch.pipelines.simulate import LEVERS, SCENARIOS, Mitigation, simulate
+from cascadewatch.pipelines.simulate.cross_margin import (
+    CROSS_MARGIN_SCENARIOS,
+    CrossMarginResult,
+    simulate_cross_margin,
+)
 from cascadewatch.pipelines.simulate.market import SIMULATED_VENUES
 from cascadewatch.pipelines.simulate.mitigation import BREAKER_MODES
 
@@ -30,18 +35,23 @@ DESCRIPTION = (
 
 def _families() -> str:
     """The scenario families, one per line, for the help epilogue."""
-    return "scenario families:\n" + "\n".join(
-        f"  {name} ({sc.duration_s:g} s): {sc.description}" for name, sc in SCENARIOS.items()
+    return (
+        "scenario families:\n"
+        + "\n".join(f"  {name} ({sc.duration_s:g} s): {sc.description}" for name, sc in SCENARIOS.items())
+        + "\nmulti-asset families (one recording per asset, <stem>.<asset>.<suffix> beside --out):\n"
+        + "\n".join(f"  {name} ({sc.duration_s:g} s): {sc.description}" for name, sc in CROSS_MARGIN_SCENARIOS.items())
     )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``simulate`` options to ``parser``."""
-    names = ", ".join(f"{n} ({sc.duration_s:g} s)" for n, sc in SCENARIOS.items())
+    durations = {n: sc.duration_s for n, sc in SCENARIOS.items()}
+    durations.update({n: sc.duration_s for n, sc in CROSS_MARGIN_SCENARIOS.items()})
+    names = ", ".join(f"{n} ({duration:g} s)" for n, duration in durations.items())
     parser.add_argument(
         "--scenario",
         required=True,
-        choices=sorted(SCENARIOS),
+        choices=sorted([*SCENARIOS, *CROSS_MARGIN_SCENARIOS]),
         metavar="NAME",
         help=f"scenario (default duration): {names}",
     )
@@ -147,6 +157,8 @@ def levers_from_args(args: argparse.Namespace, names: list[str]) -> list[Mitigat
 
 def run(args: argparse.Namespace) -> int:
     """Run a simulation from parsed arguments; prints a summary; returns the exit code."""
+    if args.scenario in CROSS_MARGIN_SCENARIOS:
+        return _run_cross_margin(args)
     scenario = SCENARIOS[args.scenario]
     if args.venues:
         venues = tuple(v.strip() for v in args.venues.split(",") if v.strip())
@@ -210,6 +222,46 @@ def run(args: argparse.Namespace) -> int:
     if result.truth:
         print(f"truth -> {result.truth}")
     return 0
+
+
+def _run_cross_margin(args: argparse.Namespace) -> int:
+    """A multi-asset family (:mod:`cascadewatch.pipelines.simulate.cross_margin`): one recording per asset."""
+    if args.venues or args.mitigation or args.faults:
+        print(f"{args.scenario}: --venues, --mitigation and --faults apply to single-asset scenarios", file=sys.stderr)
+        return 2
+    result = simulate_cross_margin(args.scenario, args.seed, args.duration, args.out, args.truth)
+    if args.json:
+        print(json.dumps(_cross_margin_summary(result)))
+        return 0
+    print(f"{result.scenario} seed={result.seed}: {result.duration_s:g} s simulated, assets replayed together:")
+    print("  " + ",".join(str(p) for p in result.recordings))
+    for c in result.cascades:
+        print(
+            f"  cascade {c['asset']:9s} {c['direction']:4s} start {c['start']}  forced "
+            f"{c['forced_notional'] / 1e6:.1f} M$  move {c['move_bps']:.0f} bps"
+        )
+    sold = sum(m["usd"] for m in result.margin_calls)
+    print(f"margin calls: {sum(m['accounts'] for m in result.margin_calls)} account sales, {sold / 1e6:.1f} M$ sold")
+    for g in result.groups:
+        onsets = ", ".join(f"{a['asset']} +{(a['start'] - g['start']) / 1000:.0f}s" for a in g["assets"])
+        print(f"  contagion {g['direction']}: {onsets}")
+    if result.truth:
+        print(f"truth -> {result.truth}")
+    return 0
+
+
+def _cross_margin_summary(result: CrossMarginResult) -> dict:
+    return {
+        "scenario": result.scenario,
+        "seed": result.seed,
+        "duration_s": result.duration_s,
+        "recordings": [str(p) for p in result.recordings],
+        "truth": str(result.truth) if result.truth else None,
+        "frames": result.frames,
+        "cascades": result.cascades,
+        "margin_calls": result.margin_calls,
+        "groups": result.groups,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,6 +29,7 @@ from rich.progress import (
 from rich.table import Table
 
 from cascadewatch.pipelines.config import Config
+from cascadewatch.pipelines.evaluation.contagion_scoring import has_contagion, score_contagion
 from cascadewatch.pipelines.evaluation.scoring import map_summary_error, map_summary_error_runs, score_runs
 from cascadewatch.pipelines.run.replay import ReplayOptions, run_replay
 
@@ -37,6 +38,16 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """The JSON objects of a JSONL file, blank lines skipped."""
     with open(path) as lines:
         return [json.loads(line) for line in lines if line.strip()]
+
+
+def recording_group(recording: Path) -> list[Path]:
+    """A ``RECORDING`` argument: one file, or several joined by commas that are replayed together
+    as one run (the assets of one multi-asset simulation, :mod:`cascadewatch.pipelines.simulate.cross_margin`).
+
+    >>> [p.name for p in recording_group(Path("c1.BTC-USDT.rec.zst,c1.ETH-USDT.rec.zst"))]
+    ['c1.BTC-USDT.rec.zst', 'c1.ETH-USDT.rec.zst']
+    """
+    return [Path(part) for part in str(recording).split(",") if part]
 
 
 def scenario_name(truth: Sequence[dict[str, Any]]) -> str:
@@ -51,7 +62,10 @@ def evaluate(
     progress_console: Console | None = None,
     by_family: bool = False,
 ) -> dict[str, Any]:
-    """Replay each recording, score all runs pooled; returns the ``--json`` object.
+    """Replay each recording (or group of recordings, :func:`recording_group`), score all runs
+    pooled; returns the ``--json`` object; with contagion alerts or truth groups in a run, also
+    the grouped alert's score under ``"contagion"``
+    (:func:`~cascadewatch.pipelines.evaluation.contagion_scoring.score_contagion`).
 
     ``by_family``: also score the runs of each scenario family (:func:`scenario_name`) on their
     own, under ``"families"``. ``truths`` ``None``: each recording is scored against the cascades
@@ -63,15 +77,18 @@ def evaluate(
     maps = []
     with tempfile.TemporaryDirectory(prefix="cascadewatch-eval-") as scratch, _progress(progress_console) as bar:
         for index, recording in enumerate(recordings):
-            task = bar.add_task(recording.name, total=recording.stat().st_size)
+            group = recording_group(recording)
+            task = bar.add_task(", ".join(p.name for p in group), total=sum(p.stat().st_size for p in group))
             out = Path(scratch) / str(index)
             online: list[dict[str, Any]] = []
+            read: dict[str, int] = {}
 
-            def advance(_path: str, done: int, task: TaskID = task) -> None:
-                bar.update(task, completed=done)
+            def advance(path: str, done: int, task: TaskID = task, read: dict[str, int] = read) -> None:
+                read[path] = done
+                bar.update(task, completed=sum(read.values()))
 
             run_replay(
-                [recording],
+                group,
                 config,
                 ReplayOptions(
                     alerts_out=out / "alerts.jsonl",
@@ -88,6 +105,10 @@ def evaluate(
     result = score_runs(runs, horizon_s=config.detectors.horizon_s)
     result["map"] = maps
     result["map_pooled"] = map_summary_error_runs([(snapshots, truth) for _, snapshots, truth in runs])
+    if any(has_contagion(alerts, truth) for alerts, _, truth in runs):
+        result["contagion"] = score_contagion(
+            [(alerts, truth) for alerts, _, truth in runs], horizon_s=config.detectors.horizon_s
+        )
     if by_family:
         names = [scenario_name(truth) for _, _, truth in runs]
         result["families"] = {
@@ -142,4 +163,24 @@ def score_table(result: dict[str, Any], title: str = "Evaluation") -> Table:
     ]
     for label, render in rows:
         table.add_row(label, *(render(result[column]) for column in ("overall", "down", "up")))
+    return table
+
+
+def contagion_table(score: dict[str, Any]) -> Table:
+    """The grouped contagion alert's score (:func:`score_contagion`) as a two-column table."""
+    table = Table(title="Contagion (grouped alert)", title_justify="left")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    for label, value in (
+        ("groups", str(score["groups"])),
+        ("caught", str(score["caught"])),
+        ("recall", _fmt(score["recall"], ".0%")),
+        ("lead median (s)", _fmt(score["lead_s"]["median"], ".0f")),
+        ("lead p10 (s)", _fmt(score["lead_s"]["p10"], ".0f")),
+        ("openings", str(score["openings"])),
+        ("false groupings", str(score["false_groupings"])),
+        ("days", _fmt(score["days"], ".3f")),
+        ("false groupings / day", _fmt(score["false_groupings_per_day"], ".2f")),
+    ):
+        table.add_row(label, value)
     return table

@@ -14,7 +14,9 @@ report.js and the styles, inlined) over the data, inlined as one JSON document
   the first trigger of that asset and direction at most the horizon before its start and not
   after its end, ``lead_s = (start - ts) / 1000``, ``null`` when missed); ``leads``: alert id ->
   lead (s) of those first alerts;
-- ``thresholds``: the policy's ``warn_enter``, ``warn_exit``, ``crit_enter``.
+- ``thresholds``: the policy's ``warn_enter``, ``warn_exit``, ``crit_enter``;
+- ``mitigation``, when given: the ``summary`` rows of ``cascadewatch mitigate --json`` (per
+  scenario and lever, mean and sd over seeds), drawn as the lab's table.
 
 The file loads nothing: no network is needed to open it.
 """
@@ -122,6 +124,18 @@ def report_data(
     }
 
 
+def read_mitigation(path: Path) -> list[dict[str, Any]]:
+    """The ``summary`` rows of a ``cascadewatch mitigate --json`` output file; a file that is not
+    one raises ``ValueError`` naming it."""
+    try:
+        summary = json.loads(path.read_text())["summary"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not the JSON of cascadewatch mitigate --json ({exc})") from None
+    if not isinstance(summary, list):
+        raise ValueError(f"{path}: not the JSON of cascadewatch mitigate --json (summary is not a list)")
+    return summary
+
+
 def _asset(name: str) -> str:
     body = web_file(name)
     if body is None:  # pragma: no cover - package data missing: a broken install
@@ -151,15 +165,22 @@ def _escape(text: str) -> str:
 
 
 def write_report(
-    recordings: Sequence[Path], truths: Sequence[Path] | None, config: Config | None, out: Path
+    recordings: Sequence[Path],
+    truths: Sequence[Path] | None,
+    config: Config | None,
+    out: Path,
+    mitigation: Path | None = None,
 ) -> dict[str, Any]:
-    """Replay ``recordings`` (with ``truths``, one per recording, optional) and write the report to ``out``.
+    """Replay ``recordings`` together (with ``truths``, at most one per recording: a multi-asset
+    simulation's one truth covers all its recordings) and write the report to ``out``.
+    ``mitigation``: the JSON that ``cascadewatch mitigate --json`` printed, shown as the lab's table.
 
     Returns the report's data (:func:`report_data`).
     """
     config = config or Config()
-    if truths and len(truths) != len(recordings):
+    if truths and len(truths) > len(recordings):
         raise ValueError(f"--truth: {len(truths)} files for {len(recordings)} recordings")
+    lab = read_mitigation(mitigation) if mitigation is not None else None
     levels = msgspec.structs.replace(config, detectors=msgspec.structs.replace(config.detectors, snapshot_levels=True))
     with tempfile.TemporaryDirectory(prefix="cascadewatch-report-") as scratch:
         snapshots_path, alerts_path = Path(scratch) / "snapshots.jsonl", Path(scratch) / "alerts.jsonl"
@@ -167,5 +188,7 @@ def write_report(
         snapshots, alerts = read_jsonl(snapshots_path), read_jsonl(alerts_path)
     truth = [item for path in truths or () for item in read_jsonl(path)]
     data = report_data(recordings, snapshots, alerts, truth, config)
+    if lab is not None:
+        data["mitigation"] = lab
     out.write_text(render_html(data))
     return data

@@ -10,6 +10,8 @@
 - :mod:`.asset_risk`: one key per asset: venue merge (:mod:`.asset_aggregator`), detectors
   (:mod:`.asset_detectors`), alert policies (cascade, and :mod:`.feed_policy`);
 - :mod:`.output_ordering`: one key releases every asset's outputs in ``(ts, asset)`` order;
+- :mod:`.contagion`: on the same key, every asset's second together: the grouped alert when
+  cascades begin in several assets (:mod:`cascadewatch.detectors.contagion`);
 - :mod:`.summary`: the replay summary sink (frames and dead letters counted).
 
 :mod:`.items` holds the values that travel between these steps.

@@ -10,7 +10,7 @@
   (every ``.py`` of ``connectors/``, ``detectors/``, ``pipelines/``, by path);
 - ``config``: the first 12 hex of the SHA-256 of the settings that shape the outputs,
   ``[replay]`` and ``[detectors]`` (the model as its version, not its path), and
-  ``[provisional]`` when it is not the default; alert
+  ``[provisional]`` and ``[contagion]`` each when it is not the default; alert
   delivery, the risk feed and the live feeds do not change an alert;
 - ``model``: the model version (as in snapshots), ``null`` without one;
 - ``second``: the event-time second that fired the alert (ms, the alert's ``ts``);
@@ -39,6 +39,7 @@ import cascadewatch.connectors
 import cascadewatch.detectors
 from cascadewatch.connectors.exposure import ExposureFile
 from cascadewatch.connectors.recording_index import RecordingIndex
+from cascadewatch.detectors.contagion import ContagionConfig
 from cascadewatch.pipelines.config import Config, ProvisionalConfig
 from cascadewatch.pipelines.model_file import model_version, resolve_model
 
@@ -74,11 +75,13 @@ def config_model(config: Config) -> str | None:
 
 def config_hash(config: Config) -> str:
     """First 12 hex of the SHA-256 of ``[replay]`` and ``[detectors]`` (the model by version), and
-    ``[provisional]`` when it is not the default."""
+    ``[provisional]`` and ``[contagion]`` each when it is not the default."""
     detectors = msgspec.structs.replace(config.detectors, model=config_model(config) or "none")
     shaping: dict[str, Any] = {"replay": config.replay, "detectors": detectors}
     if config.provisional != ProvisionalConfig():  # the defaults keep the hashes from before [provisional]
         shaping["provisional"] = config.provisional
+    if config.contagion != ContagionConfig():  # the default leaves the hashes of earlier configs as they were
+        shaping["contagion"] = config.contagion
     return hashlib.sha256(msgspec.json.encode(shaping)).hexdigest()[:12]
 
 
