@@ -12,16 +12,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from cascadewatch.detectors.margin import MarginRule
 from cascadewatch.pipelines.simulate import LEVERS, SCENARIOS, Mitigation, simulate
-from cascadewatch.pipelines.simulate.cross_margin import (
-    CROSS_MARGIN_SCENARIOS,
-    CrossMarginResult,
-    simulate_cross_margin,
-)
+from cascadewatch.pipelines.simulate.cross_margin_scenarios import CROSS_MARGIN_SCENARIOS
 from cascadewatch.pipelines.simulate.market import SIMULATED_VENUES
 from cascadewatch.pipelines.simulate.mitigation import BREAKER_MODES
+
+if TYPE_CHECKING:
+    from cascadewatch.pipelines.simulate.cross_margin import CrossMarginResult
 
 __all__ = ["add_arguments", "add_lever_arguments", "levers_from_args", "run", "main", "DESCRIPTION"]
 
@@ -229,6 +229,8 @@ def _run_cross_margin(args: argparse.Namespace) -> int:
     if args.venues or args.mitigation or args.faults:
         print(f"{args.scenario}: --venues, --mitigation and --faults apply to single-asset scenarios", file=sys.stderr)
         return 2
+    from cascadewatch.pipelines.simulate.cross_margin import simulate_cross_margin  # NumPy: only when it runs
+
     result = simulate_cross_margin(args.scenario, args.seed, args.duration, args.out, args.truth)
     if args.json:
         print(json.dumps(_cross_margin_summary(result)))
