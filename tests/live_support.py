@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from cascadewatch.connectors.book import BookKeeper
@@ -13,6 +14,7 @@ from cascadewatch.connectors.frames import FrameDecoder
 from cascadewatch.connectors.live import Frame, FrameQueue, VenueFeed
 from cascadewatch.connectors.live_config import BackoffConfig, LiveConfig, VenueConfig
 from cascadewatch.connectors.venues.registry import PARSERS, venue_module
+from cascadewatch.pipelines.run.live import LiveOptions
 
 FAST_BACKOFF = BackoffConfig(initial_s=0.05, max_s=0.2, factor=2.0, jitter=0.2, reset_after_s=5.0)
 
@@ -109,3 +111,18 @@ def rebuild_books(frames: list[Frame], stop_at_shutdown: bool = True) -> tuple[d
                     keeper = books[event.symbol] = BookKeeper(PARSERS[event.venue].sequence_rule())
                 statuses.extend(status.state for status in keeper.apply(event))
     return books, statuses
+
+
+def tapped_options(out: Path, duration_s: float, tap: Path, **extra: Any) -> LiveOptions:
+    """A live run for ``duration_s`` that writes its alerts, snapshots and dead letters under
+    ``out``, records what it receives to ``tap`` and serves nothing (``extra``: other options)."""
+    return LiveOptions(
+        duration_s=duration_s,
+        alerts_out=out / "alerts.jsonl",
+        snapshots_out=out / "snapshots.jsonl",
+        dead_letters_out=out / "dead.jsonl",
+        record=str(tap),
+        serve_metrics=False,
+        serve_riskfeed=False,
+        **extra,
+    )

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from live_fakes import FakeBinance, SimBook
-from live_support import FAST_BACKOFF, rebuild_books
+from live_support import FAST_BACKOFF, rebuild_books, tapped_options
 
 from cascadewatch.connectors.live_config import LiveConfig, VenueConfig
 from cascadewatch.connectors.recording import RecordingReader
@@ -130,15 +130,7 @@ def test_run_under_a_full_queue_resyncs_every_book_hit_and_its_recording_replays
         summary = run_live(
             config,
             live,
-            LiveOptions(
-                duration_s=7.0,
-                alerts_out=live_out / "alerts.jsonl",
-                snapshots_out=live_out / "snapshots.jsonl",
-                dead_letters_out=live_out / "dead.jsonl",
-                record=str(tmp_path / "tap.rec"),
-                serve_metrics=False,
-                serve_riskfeed=False,
-            ),
+            tapped_options(live_out, 7.0, tmp_path / "tap.rec"),
         )
         assert running.done()  # the market ended before the run
         server = {s: (dict(fake.books[s].bids), dict(fake.books[s].asks)) for s in symbols}

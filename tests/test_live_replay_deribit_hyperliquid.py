@@ -9,12 +9,12 @@ import json
 from pathlib import Path
 
 from live_fakes import FakeDeribit, FakeHyperliquid, SimBook
-from live_support import FAST_BACKOFF
+from live_support import FAST_BACKOFF, tapped_options
 
 from cascadewatch.connectors.live_config import LiveConfig, VenueConfig
 from cascadewatch.connectors.venues.hyperliquid import LIQUIDATORS
 from cascadewatch.pipelines.config import Config
-from cascadewatch.pipelines.run.live import LiveOptions, run_live
+from cascadewatch.pipelines.run.live import run_live
 from cascadewatch.pipelines.run.replay import ReplayOptions, run_replay
 
 LIQUIDATOR = next(iter(LIQUIDATORS))
@@ -78,15 +78,7 @@ def test_live_run_and_the_replay_of_its_recording_give_the_same_outputs(tmp_path
         summary = run_live(
             Config(),
             live,
-            LiveOptions(
-                duration_s=3.5,
-                alerts_out=live_out / "alerts.jsonl",
-                snapshots_out=live_out / "snapshots.jsonl",
-                dead_letters_out=live_out / "dead.jsonl",
-                record=str(tmp_path / "tap.rec.zst"),
-                serve_metrics=False,
-                serve_riskfeed=False,
-            ),
+            tapped_options(live_out, 3.5, tmp_path / "tap.rec.zst"),
         )
         for market in markets:
             market.result(5)

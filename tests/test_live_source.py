@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from live_fakes import FakeBinance, FakeOkx, SimBook
-from live_support import FAST_BACKOFF
+from live_support import FAST_BACKOFF, tapped_options
 from prometheus_client import REGISTRY
 
 from cascadewatch.connectors.frames import DeadLetter
@@ -205,15 +205,7 @@ def test_live_run_and_the_replay_of_its_recording_give_the_same_snapshots_and_al
         summary = run_live(
             Config(),
             live,
-            LiveOptions(
-                duration_s=3.5,
-                alerts_out=live_out / "alerts.jsonl",
-                snapshots_out=live_out / "snapshots.jsonl",
-                dead_letters_out=live_out / "dead.jsonl",
-                record=str(tmp_path / "tap.rec.zst"),
-                serve_metrics=False,
-                serve_riskfeed=False,
-            ),
+            tapped_options(live_out, 3.5, tmp_path / "tap.rec.zst"),
         )
         for market in markets:
             market.result(5)

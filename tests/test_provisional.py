@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from live_fakes import FakeBinance, SimBook
-from live_support import FAST_BACKOFF
+from live_support import FAST_BACKOFF, tapped_options
 
 from cascadewatch.connectors.alerts.config import AlertsConfig
 from cascadewatch.connectors.events import Liquidation, Trade
@@ -20,7 +20,7 @@ from cascadewatch.connectors.live_config import LiveConfig, VenueConfig
 from cascadewatch.connectors.sources import Watermark
 from cascadewatch.pipelines.cli.main import main
 from cascadewatch.pipelines.config import Config, ReplayConfig
-from cascadewatch.pipelines.run.live import LiveOptions, run_live
+from cascadewatch.pipelines.run.live import run_live
 from cascadewatch.pipelines.run.replay import ReplayOptions, run_replay
 from cascadewatch.pipelines.steps.provisional import InstrumentTrigger, ProvisionalRule, ProvisionalWatch
 
@@ -222,16 +222,7 @@ def test_a_live_run_writes_the_provisional_alert_to_the_outbox_and_its_tap_repla
         run_live(
             config,
             live,
-            LiveOptions(
-                duration_s=5.5,
-                alerts_out=live_out / "alerts.jsonl",
-                snapshots_out=live_out / "snapshots.jsonl",
-                dead_letters_out=live_out / "dead.jsonl",
-                record=str(tmp_path / "tap.rec"),
-                serve_metrics=False,
-                serve_riskfeed=False,
-                deliver_alerts=True,
-            ),
+            tapped_options(live_out, 5.5, tmp_path / "tap.rec", deliver_alerts=True),
         )
         running.result(5)
     live_alerts = (live_out / "alerts.jsonl").read_bytes().splitlines()

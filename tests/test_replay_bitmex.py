@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 from live_fakes import FakeBitmex, SimBook
-from live_support import FAST_BACKOFF
+from live_support import FAST_BACKOFF, tapped_options
 
 from cascadewatch.connectors.events import Liquidation
 from cascadewatch.connectors.frames import FrameDecoder
@@ -21,7 +21,7 @@ from cascadewatch.connectors.units import NS_PER_S
 from cascadewatch.detectors.labels import label_series
 from cascadewatch.pipelines.cli.main import main as cli_main
 from cascadewatch.pipelines.config import Config
-from cascadewatch.pipelines.run.live import LiveOptions, run_live
+from cascadewatch.pipelines.run.live import run_live
 from cascadewatch.pipelines.run.replay import ReplayOptions, run_replay
 
 BINS = Path(__file__).parent / "fixtures" / "bitmex" / "bins-cascade.rec"
@@ -120,15 +120,7 @@ def test_live_run_and_the_replay_of_its_recording_are_byte_identical(tmp_path: P
         summary = run_live(
             Config(),
             live,
-            LiveOptions(
-                duration_s=3.5,
-                alerts_out=live_out / "alerts.jsonl",
-                snapshots_out=live_out / "snapshots.jsonl",
-                dead_letters_out=live_out / "dead.jsonl",
-                record=str(tmp_path / "tap.rec.zst"),
-                serve_metrics=False,
-                serve_riskfeed=False,
-            ),
+            tapped_options(live_out, 3.5, tmp_path / "tap.rec.zst"),
         )
         market.result(5)
     (tap,) = sorted(tmp_path.glob("tap.*.rec.zst"))
