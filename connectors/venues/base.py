@@ -26,6 +26,9 @@ import msgspec
 from cascadewatch.connectors.events import (
     PERP_SUFFIX,
     AnyEvent,
+    Liquidation,
+    PositionSide,
+    Trade,
 )
 from cascadewatch.connectors.reasons import Reason
 
@@ -161,6 +164,23 @@ def checked_notional(price: float, qty: float) -> float:
     if value == math.inf:
         raise ParseError(Reason.BAD_NUMBER, f"notional of {qty!r} at {price!r} out of float range")
     return value
+
+
+def forced_fill(trade: Trade, side: PositionSide) -> Liquidation:
+    """The liquidation a trade is (a venue that flags forced fills on its trades): the same
+    instrument, time, price and quantity, ``side`` the liquidated position, ``notional = price * qty``
+    (:func:`checked_notional`)."""
+    return Liquidation(
+        venue=trade.venue,
+        symbol=trade.symbol,
+        instrument=trade.instrument,
+        ts=trade.ts,
+        recv=trade.recv,
+        price=trade.price,
+        qty=trade.qty,
+        side=side,
+        notional=checked_notional(trade.price, trade.qty),
+    )
 
 
 def levels(

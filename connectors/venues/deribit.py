@@ -104,7 +104,6 @@ from cascadewatch.connectors.events import (
     AnyEvent,
     BookDelta,
     BookSnapshot,
-    Liquidation,
     MarkPrice,
     OpenInterest,
     PositionSide,
@@ -126,6 +125,7 @@ from cascadewatch.connectors.venues.base import (
     checked_price,
     checked_qty,
     decode,
+    forced_fill,
 )
 from cascadewatch.connectors.venues.live_common import (
     BookRow,
@@ -387,36 +387,21 @@ class Parser(VenueParser):
                 raise ParseError(Reason.SCHEMA, f"trade of {row.instrument_name[:40]} on {info.symbol}")
             price = checked_price(row.price, "price")
             qty = info.to_base(checked_qty(row.amount, "amount"), price)
-            ts = row.timestamp * NS_PER_MS
-            events.append(
-                Trade(
-                    venue=SOURCE,
-                    symbol=info.symbol,
-                    instrument=info.instrument,
-                    ts=ts,
-                    recv=recv,
-                    price=price,
-                    qty=qty,
-                    side=row.direction,
-                )
+            trade = Trade(
+                venue=SOURCE,
+                symbol=info.symbol,
+                instrument=info.instrument,
+                ts=row.timestamp * NS_PER_MS,
+                recv=recv,
+                price=price,
+                qty=qty,
+                side=row.direction,
             )
+            events.append(trade)
             if row.liquidation is None:
                 continue
             forced = True
-            for side in _liquidated(row.liquidation, row.direction):
-                events.append(
-                    Liquidation(
-                        venue=SOURCE,
-                        symbol=info.symbol,
-                        instrument=info.instrument,
-                        ts=ts,
-                        recv=recv,
-                        price=price,
-                        qty=qty,
-                        side=side,
-                        notional=checked_notional(price, qty),
-                    )
-                )
+            events.extend(forced_fill(trade, side) for side in _liquidated(row.liquidation, row.direction))
         return Parsed("trade+liquidation" if forced else "trade", events)
 
     def _levels(self, raw: list[tuple[str, float, float]], info: InstrumentInfo) -> tuple[tuple[float, float], ...]:

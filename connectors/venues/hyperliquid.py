@@ -77,7 +77,6 @@ import msgspec
 from cascadewatch.connectors.events import (
     AnyEvent,
     BookSnapshot,
-    Liquidation,
     MarkPrice,
     OpenInterest,
     Trade,
@@ -95,6 +94,7 @@ from cascadewatch.connectors.venues.base import (
     checked_price,
     checked_qty,
     decode,
+    forced_fill,
 )
 from cascadewatch.connectors.venues.live_common import (
     BookRow,
@@ -246,37 +246,23 @@ class Parser(VenueParser):
             price = checked_price(row.px, "px")
             qty = checked_qty(row.sz, "sz")
             name = instrument(row.coin)
-            ts = row.time * NS_PER_MS
-            events.append(
-                Trade(
-                    venue=SOURCE,
-                    symbol=row.coin,
-                    instrument=name,
-                    ts=ts,
-                    recv=recv,
-                    price=price,
-                    qty=qty,
-                    side="buy" if row.side == "B" else "sell",
-                )
+            trade = Trade(
+                venue=SOURCE,
+                symbol=row.coin,
+                instrument=name,
+                ts=row.time * NS_PER_MS,
+                recv=recv,
+                price=price,
+                qty=qty,
+                side="buy" if row.side == "B" else "sell",
             )
+            events.append(trade)
             if len(row.users) != 2:
                 continue
             buyer, seller = row.users[0].lower(), row.users[1].lower()
             if buyer in LIQUIDATORS or seller in LIQUIDATORS:
                 inferred = True
-                events.append(
-                    Liquidation(
-                        venue=SOURCE,
-                        symbol=row.coin,
-                        instrument=name,
-                        ts=ts,
-                        recv=recv,
-                        price=price,
-                        qty=qty,
-                        side="long" if buyer in LIQUIDATORS else "short",
-                        notional=checked_notional(price, qty),
-                    )
-                )
+                events.append(forced_fill(trade, "long" if buyer in LIQUIDATORS else "short"))
         return Parsed("trade+liquidation_inferred" if inferred else "trade", events)
 
     def _book(self, data: msgspec.Raw, recv: int) -> Parsed:
