@@ -340,6 +340,12 @@ def _validation_error(message: str) -> ParseError:
     return ParseError(Reason.SCHEMA, message[:200])
 
 
+def _trade(data: RawBinanceAggTrade | RawBinanceTrade, instrument: str, recv: int) -> Trade:
+    """The :class:`Trade` of an ``aggTrade`` or market ``trade``: ``ts`` from ``T``; ``m`` (the buyer is
+    the maker) means the aggressor sold."""
+    return Trade(SOURCE, data.s, instrument, data.T * NS_PER_MS, recv, data.p, data.q, "sell" if data.m else "buy")
+
+
 def _finite(value: str, what: str) -> float:
     """A finite number of either sign (funding rate), else ``bad_number``."""
     try:
@@ -470,6 +476,11 @@ class Parser(VenueParser):
             try:  # one-pass decoders for Binance's compact frames
                 if head == b'{"stream"':
                     frame = _combined_decoder.decode(payload)
+                    data = frame.data
+                    if type(data) is RawBinanceAggTrade:  # nine frames in ten: straight to the Trade
+                        instrument = self._instruments.get(data.s)
+                        if instrument:
+                            return Parsed("trade", [_trade(data, instrument, recv)])
                 elif head[:6] == b'{"e":"':
                     frame = _data_decoder.decode(payload)
             except msgspec.ValidationError:
@@ -534,21 +545,7 @@ class Parser(VenueParser):
             instrument = self._instrument(data.s)
             if not instrument:
                 return Parsed("skipped:not_perpetual")
-            return Parsed(
-                "trade",
-                [
-                    Trade(
-                        venue=SOURCE,
-                        symbol=data.s,
-                        instrument=instrument,
-                        ts=data.T * NS_PER_MS,
-                        recv=recv,
-                        price=data.p,
-                        qty=data.q,
-                        side="sell" if data.m else "buy",
-                    )
-                ],
-            )
+            return Parsed("trade", [_trade(data, instrument, recv)])
         if cls is RawBinanceMarkPrice:
             return self._mark_price(data, recv)
         if cls is RawBinanceForceOrder:

@@ -87,7 +87,8 @@ class InstrumentTracker:
         handlers = self._HANDLERS
         lag = self.lag
         for value in values:
-            handler = handlers.get(value.__class__)
+            cls = value.__class__
+            handler = handlers.get(cls)
             if handler is None:  # a Watermark
                 self._advance(value.wm // NS_PER_S, out)
                 continue
@@ -103,6 +104,20 @@ class InstrumentTracker:
             elif second > self.open_second:
                 self._advance(second, out)
                 self.open_second = second
+            if cls is Trade:  # most events: _on_trade inline
+                price = value.price
+                qty = value.qty
+                if value.side == "buy":
+                    self.buy_usd += price * qty
+                    self.buy_qty += qty
+                else:
+                    self.sell_usd += price * qty
+                    self.sell_qty += qty
+                self.trades += 1
+                self.price = price
+                self.traded = True
+                self.coarse = False
+                continue
             handler(self, value)
         if self.dead_letters:
             out.extend(self.dead_letters)

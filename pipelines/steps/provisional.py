@@ -129,7 +129,8 @@ class InstrumentTrigger:
                 self._check(self.checkpoint, out)
                 self.checkpoint = -(-recv // step) * step
             if cls is Trade:
-                bucket = self._bucket()
+                buckets = self.buckets
+                bucket = buckets[-1] if buckets and buckets[-1][0] == self.checkpoint else self._bucket()
                 price = self.price = value.price
                 if bucket[1] is None or price > bucket[1]:
                     bucket[1] = price
