@@ -41,14 +41,31 @@ def round_usd(value: float) -> float:
     return round(value, 2)
 
 
+def _window() -> tuple[deque[int], deque[float], deque[float], deque[float]]:
+    """The empty columns of :attr:`AssetAggregator.window`."""
+    return deque(), deque(), deque(), deque()
+
+
 class AssetAggregator:
     """Merge one asset's venue instruments second by second."""
 
     def __init__(self, asset: str) -> None:
         self.asset = asset
         self.latest: dict[str, InstrumentState] = {}
-        self.window: deque[tuple[int, float, float, float]] = deque()
-        """Per released second: (second_ms, long liquidations USD, short liquidations USD, traded USD)."""
+        self.window: tuple[deque[int], deque[float], deque[float], deque[float]] = _window()
+        """Per released second, as columns (each summed in C, oldest first): second_ms, long
+        liquidations USD, short liquidations USD, traded USD."""
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickle; a window pickled as one deque of ``(second_ms, long, short, traded)`` rows becomes columns."""
+        window = state.get("window")
+        if isinstance(window, deque):
+            columns = _window()
+            for row in window:
+                for column, value in zip(columns, row, strict=True):
+                    column.append(value)
+            state = {**state, "window": columns}
+        self.__dict__.update(state)
 
     def live(self, second_ms: int) -> list[InstrumentState]:
         """Latest state of each venue instrument updated within :data:`STALE_AFTER_MS`, sorted by key."""
@@ -65,9 +82,12 @@ class AssetAggregator:
             liq_short += state.liq_short_usd
             traded += state.buy_usd + state.sell_usd
             feed.extend(f"{state.venue}: {entry}" for entry in state.feed)
-        self.window.append((second_ms, liq_long, liq_short, traded))
-        while self.window and self.window[0][0] <= second_ms - WINDOW_S * 1000:
-            self.window.popleft()
+        seconds, longs, shorts, trades = window = self.window
+        for column, value in zip(window, (second_ms, liq_long, liq_short, traded), strict=True):
+            column.append(value)
+        while seconds and seconds[0] <= second_ms - WINDOW_S * 1000:
+            for column in window:
+                column.popleft()
         live = self.live(second_ms)
         prices = [price for price in (_price_of(s) for s in live) if price is not None]
         marks = [s.mark for s in live if s.mark is not None]
@@ -85,9 +105,9 @@ class AssetAggregator:
             oi_usd=round_usd(sum(ois)) if ois else None,
             liq_long_usd_1s=round_usd(liq_long),
             liq_short_usd_1s=round_usd(liq_short),
-            liq_long_usd_60s=round_usd(sum(entry[1] for entry in self.window)),
-            liq_short_usd_60s=round_usd(sum(entry[2] for entry in self.window)),
-            trade_usd_60s=round_usd(sum(entry[3] for entry in self.window)),
+            liq_long_usd_60s=round_usd(sum(longs)),
+            liq_short_usd_60s=round_usd(sum(shorts)),
+            trade_usd_60s=round_usd(sum(trades)),
             depth_bid_usd={
                 str(band): round_usd(sum((s.depth_bid_usd[i] for s in books), 0.0))
                 for i, band in enumerate(DEPTH_BANDS_BPS)
