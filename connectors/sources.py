@@ -220,19 +220,21 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
         route = self._router.route
         max_recv = self._max_recv
         line_no = self._line
+        paced = self._speed is not None
         lines = self._take(self._batch_size)
         for index, line in enumerate(lines):
             parts = line.split(b" ", 2)
-            if len(parts) != 3 or not parts[0].isdigit() or len(parts[2]) < 2:
+            if len(parts) == 3:
+                recv_text, source, payload = parts
+            if len(parts) != 3 or not recv_text.isdigit() or len(payload) < 2:
                 line_no += 1
                 try:
                     parse_line(line, self._path, line_no)  # metadata, blank, or a clear reason
                 except RecordingError as exc:
                     dead.append(self._dead_letter(Reason.MALFORMED_LINE, b"recording", line, exc.reason, line_no))
                 continue
-            recv_text, source, payload = parts
             recv = int(recv_text)
-            if self._speed is not None and not self._due(recv):
+            if paced and not self._due(recv):
                 self._give_back(lines[index:])
                 self._held_recv = recv
                 break

@@ -110,27 +110,32 @@ class InstrumentTrigger:
         out: list[ProvisionalAlert] = []
         rule = self.rule
         step = rule.checkpoint_ns
+        latest_ts = self.latest_ts
+        checkpoint = self.checkpoint
+        buckets = self.buckets
+        bucket = buckets[-1] if buckets and buckets[-1][0] == checkpoint else None  # the checkpoint's, if open
         for value in values:
             cls = value.__class__
             if cls is Watermark:
                 continue
             recv = value.recv
-            if value.ts > self.latest_ts:
-                self.latest_ts = value.ts
-            if self.checkpoint is None:
+            if value.ts > latest_ts:
+                latest_ts = value.ts
+            if checkpoint is None:
                 self.venue, self.instrument = value.venue, value.instrument
                 self.asset = asset_of(value.instrument)
-                self.checkpoint = -(-recv // step) * step
-            elif recv > self.checkpoint:
+                checkpoint = self.checkpoint = -(-recv // step) * step
+            elif recv > checkpoint:
                 # the instrument's open second: the latest effective second, max(ts, recv - lag),
                 # of its frames, this frame's included (a frame after the checkpoint: the latest recv)
                 floor = recv - rule.lag_ns
-                self.second = (self.latest_ts if self.latest_ts > floor else floor) // NS_PER_S
-                self._check(self.checkpoint, out)
-                self.checkpoint = -(-recv // step) * step
+                self.second = (latest_ts if latest_ts > floor else floor) // NS_PER_S
+                self._check(checkpoint, out)
+                checkpoint = self.checkpoint = -(-recv // step) * step
+                bucket = None
             if cls is Trade:
-                buckets = self.buckets
-                bucket = buckets[-1] if buckets and buckets[-1][0] == self.checkpoint else self._bucket()
+                if bucket is None:
+                    bucket = self._bucket()  # opened with the price before this trade
                 price = self.price = value.price
                 if bucket[1] is None or price > bucket[1]:
                     bucket[1] = price
@@ -141,6 +146,7 @@ class InstrumentTrigger:
                 bucket[3 if value.side == "long" else 4] += value.notional
                 bucket[5] += 1
                 self.liquidations += 1
+        self.latest_ts = latest_ts
         return out
 
     def _bucket(self) -> list[Any]:
