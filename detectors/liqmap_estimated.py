@@ -622,7 +622,12 @@ class EstimatedLiquidationMap:
         k = self._levels[0][0].bucket_of_one(price)
         out = []
         burst = math.inf if self._log_size is None else self.learning.burst_liquidations * math.exp(self._log_size)
+        # tier weights are finite (a product of finite numbers, capped at max_multiple * m_i)
+        finite_weights = math.isfinite(self.learning.max_multiple)
         for s in range(2):
+            if finite_weights and self._untouched(s, k) and not self._reported[s].any():
+                out.append(0.0)  # most seconds: nothing crossed, nothing reported, nothing learned
+                continue
             lam = self._lam[s].copy()
             taken = np.array([g.take_ge(k, t) if s == 0 else g.take_le(k, t) for g in self._levels[s]])
             consumed = float((lam * taken).sum())
@@ -641,6 +646,14 @@ class EstimatedLiquidationMap:
         self.consumed_long_usd += out[0]
         self.consumed_short_usd += out[1]
         return out[0], out[1]
+
+    def _untouched(self, s: int, k: int) -> bool:
+        """Whether a mark in bucket ``k`` leaves every tier of side ``s`` as it is: no long level at
+        or above it (``s == 0``), no short level at or below it. Each take would then return
+        ``0.0`` (times a finite factor) and change nothing, so :meth:`learn_mark` consumes ``0.0``."""
+        if s == 0:
+            return all(k > grid._hi for grid in self._levels[0])
+        return all(k < grid._lo for grid in self._levels[1])
 
     def learn_event(self, ev: Trade | OpenInterest | MarkPrice | Liquidation) -> None:
         """Dispatch a :class:`Trade`, :class:`OpenInterest`, :class:`MarkPrice` or :class:`Liquidation` event."""

@@ -491,3 +491,18 @@ def test_open_interest_fall_closes_the_maps_own_quantity():
     m.learn_oi(1015.0, 2.0)
     r = m.readout(100.0, 2.0)
     assert r.long_total_usd == pytest.approx(0.75 * 10 * 90.0) and r.short_total_usd == pytest.approx(0.75 * 10 * 110.0)
+
+
+def test_a_quiet_mark_changes_nothing_and_a_report_without_a_crossing_still_teaches():
+    """A mark that crosses no level with no report since the last one consumes 0 and learns
+    nothing (learn_mark's shortcut); a report is still learned at a mark that crosses nothing."""
+    m = _opened_at_100(MapLearning(seed_share=0.0))  # long levels at 98.5 (50x) and 90.5 (10x)
+    qty, expected, observed = m._qty.copy(), m._expected.copy(), m._observed.copy()
+    assert m.learn_mark(99.0, 1.0) == (0.0, 0.0)  # at the time of the last OI: nothing decays either
+    assert (m._qty == qty).all() and (m._expected == expected).all() and (m._observed == observed).all()
+    assert m.tier_weights("long").tolist() == [0.5, 0.5]
+    m.learn_liquidation(98.5, 100.0, "long", 1.0)  # matched to the 50x levels, all attributed to that tier
+    assert m.learn_mark(99.0, 1.0) == (0.0, 0.0)  # crosses nothing, but the report counts
+    assert m._observed[0].tolist() == pytest.approx([0.0, 100.0])
+    low, high = m.tier_weights("long").tolist()
+    assert high > 0.5 and low <= 0.5
