@@ -56,7 +56,6 @@ __all__ = [
     "CascadeProbability",
     "DEFAULT_FEATURES",
     "RealizedVolatility",
-    "RunningLoss",
     "StructuralEstimate",
     "carry_probability",
     "cascade_features",
@@ -445,7 +444,7 @@ _CLAMP = 1e-15
 
 
 @dataclass(slots=True)
-class RunningLoss:
+class _RunningLoss:
     """Running mean of a per-sample loss of probability forecasts: ``kind`` ``"logloss"`` or ``"brier"``.
 
     Per sample with label ``y`` and forecast ``p``: log loss ``-ln p`` (``y``) or ``-ln(1 - p)``
@@ -454,7 +453,7 @@ class RunningLoss:
     and ``MSE`` in the same floating-point operations (the same scores to the bit), without
     importing river.
 
-    >>> m = RunningLoss("logloss")
+    >>> m = _RunningLoss("logloss")     # river's LogLoss example
     >>> for y, p in ((True, 0.9), (False, 0.1), (False, 0.2), (True, 0.65)):
     ...     m.update(y, p)
     >>> round(m.get(), 6)
@@ -572,7 +571,7 @@ class CascadeProbability:
         self.labels = 0
         self.positives = 0
         self.metrics = {
-            name: RunningLoss(name.rsplit("_", 1)[1])
+            name: _RunningLoss(name.rsplit("_", 1)[1])
             for name in (
                 "model_logloss",
                 "struct_logloss",

@@ -201,23 +201,29 @@ def _classifier(raw: dict[str, Any]) -> CascadeProbability:
 def _evidence_model(raw: dict[str, Any]) -> EvidenceModel:
     from cascadewatch.detectors.evidence import EvidenceModel
 
-    names = {f.name for f in dataclasses.fields(EvidenceModel)}
-    if set(raw) != names:
+    if set(raw) != {f.name for f in dataclasses.fields(EvidenceModel)}:
         raise ValueError(f"fitted keys {sorted(raw)}")
-    labels = ("names", "families")
-    vectors = ("mean", "sd", "weights")
     k = len(raw["names"])
-    if not all(_all_str(raw[n]) and len(raw[n]) == k for n in labels):
+    if not (_all_str(raw["names"]) and _all_str(raw["families"]) and len(raw["families"]) == k):
         raise TypeError("names and families must be as many names")
-    if not all(isinstance(raw[n], list) and len(raw[n]) == k and all(map(_is_number, raw[n])) for n in vectors):
+    vectors = [raw["mean"], raw["sd"], raw["weights"]]
+    if not all(isinstance(v, list) and len(v) == k and all(map(_is_number, v)) for v in vectors):
         raise TypeError("mean, sd and weights must be one number per feature")
-    if not all(_is_number(raw[n]) for n in names - {*labels, *vectors, "cap"}) or not (
-        raw["cap"] is None or _is_number(raw["cap"])
-    ):
+    cap = raw["cap"]
+    if not (all(_is_number(raw[n]) for n in ("scale", "intercept", "z_max")) and (cap is None or _is_number(cap))):
         raise TypeError("cap, scale, intercept and z_max must be numbers")
-    fields = {n: tuple(raw[n]) if n in labels else tuple(map(float, raw[n])) for n in (*labels, *vectors)}
-    scalars = {n: float(raw[n]) for n in names - {*labels, *vectors, "cap"}}
-    return EvidenceModel(**fields, **scalars, cap=math.inf if raw["cap"] is None else float(raw["cap"]))
+    mean, sd, weights = (tuple(float(x) for x in v) for v in vectors)
+    return EvidenceModel(
+        tuple(raw["names"]),
+        tuple(raw["families"]),
+        mean,
+        sd,
+        weights,
+        cap=math.inf if cap is None else float(cap),
+        scale=float(raw["scale"]),
+        intercept=float(raw["intercept"]),
+        z_max=float(raw["z_max"]),
+    )
 
 
 def _all_str(values: Any) -> bool:

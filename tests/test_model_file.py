@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from river import metrics
 
-from cascadewatch.detectors.probability import CascadeProbability, RunningLoss
+from cascadewatch.detectors.probability import CascadeProbability
 from cascadewatch.pipelines.model_file import VERSION, bundled_model_path, load_model, save_model
 
 LEGACY = Path(__file__).parent / "fixtures" / "legacy"
@@ -78,11 +78,12 @@ def test_only_fitted_classifiers_are_saved(tmp_path):
 
 
 def test_progressive_scores_are_rivers_to_the_bit():
-    """:class:`RunningLoss` against river's ``LogLoss`` and ``MSE`` (what the scores were before)."""
+    """A classifier's progressive scores against river's ``LogLoss`` and ``MSE`` (what they were before)."""
     rng = np.random.default_rng(5)
     ps = [0.0, 1.0, 1e-17, 1 - 1e-17, *rng.uniform(size=500).tolist()]
     ys = [True, False, True, False, *(rng.uniform(size=500) < 0.3).tolist()]
-    ours = {"logloss": RunningLoss("logloss"), "brier": RunningLoss("brier")}
+    scores = CascadeProbability().metrics
+    ours = {"logloss": scores["model_logloss"], "brier": scores["model_brier"]}
     river = {"logloss": metrics.LogLoss(), "brier": metrics.MSE()}
     for y, p in zip(ys, ps, strict=True):
         ours["logloss"].update(y, p)
