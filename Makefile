@@ -56,7 +56,7 @@ bench: $(BENCH_STAMP)
 
 # The model shipped in the package (README, "The shipped model"): simulate seeds 1-8 of every
 # scenario family and calm days 1-4 (each seed its own market), train the classifier on them,
-# write pipelines/data/model/cascade-model.pkl and manifest.json. Recordings are kept in
+# write pipelines/data/model/cascade-model.json and manifest.json. Recordings are kept in
 # $(CORPUS) and not simulated again. Deterministic: the same code gives the same model bytes.
 CORPUS := .corpus
 model: $(STAMP)

@@ -22,7 +22,8 @@ and the structural probability is ``P_struct = P_touch * P_carry``.
 Online classifier. :class:`CascadeProbability` keeps a river pipeline
 (``StandardScaler`` then ``LogisticRegression``, trained on log loss, a proper
 scoring rule, so its outputs are calibrated on the stream it learns from) on the
-detectors' features plus ``logit(P_struct)``. Labels are delayed: each
+detectors' features plus ``logit(P_struct)``; river is imported when that pipeline is first
+needed, never for a pre-trained (frozen) classifier, which predicts in plain Python. Labels are delayed: each
 second's feature vector waits in a deque until its horizon has closed and the
 label source is final for it, then it is learned with label "a cascade
 started in this direction within ``(t, t + horizon]``" (cascade starts are fed
@@ -43,9 +44,9 @@ import math
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from river import compose, linear_model, metrics, optim, preprocessing
 
 from cascadewatch.detectors.evidence import EvidenceModel, fit_evidence_model
 from cascadewatch.detectors.liqmap_estimated import Cluster
@@ -439,6 +440,55 @@ class _Pending:
     p_out: float
 
 
+_CLAMP = 1e-15
+
+
+@dataclass(slots=True)
+class _RunningLoss:
+    """Running mean of a per-sample loss of probability forecasts: ``kind`` ``"logloss"`` or ``"brier"``.
+
+    Per sample with label ``y`` and forecast ``p``: log loss ``-ln p`` (``y``) or ``-ln(1 - p)``
+    (not ``y``) with ``p`` clamped to ``[1e-15, 1 - 1e-15]``; Brier ``(y - p)^2``. The mean is
+    updated as ``n <- n + 1``, ``mean <- mean + (1 / n) (loss - mean)``: river's ``LogLoss``
+    and ``MSE`` in the same floating-point operations (the same scores to the bit), without
+    importing river.
+
+    >>> m = _RunningLoss("logloss")     # river's LogLoss example
+    >>> for y, p in ((True, 0.9), (False, 0.1), (False, 0.2), (True, 0.65)):
+    ...     m.update(y, p)
+    >>> round(m.get(), 6)
+    0.216162
+    """
+
+    kind: str
+    n: float = 0.0
+    mean: float = 0.0
+
+    def update(self, y: bool, p: float) -> None:
+        """Add the loss of forecast ``p`` for label ``y``."""
+        if self.kind == "logloss":
+            q = max(min(p, 1 - _CLAMP), _CLAMP)
+            loss = -math.log(q) if y else -math.log(1 - q)
+        else:
+            loss = ((1.0 if y else 0.0) - p) ** 2
+        self.n += 1.0
+        self.mean += (1.0 / self.n) * (loss - self.mean)
+
+    def get(self) -> float:
+        """The mean loss so far (0 before any sample)."""
+        return self.mean
+
+
+def _online_pipeline(lr: float, l2: float) -> Any:
+    """river's ``StandardScaler`` then ``LogisticRegression`` (SGD step ``lr``, penalty ``l2``)."""
+    from river import compose, linear_model, optim, preprocessing  # river (and scipy) only for online learning
+
+    return compose.Pipeline(
+        preprocessing.StandardScaler(),
+        linear_model.LogisticRegression(optimizer=optim.SGD(lr), l2=l2),
+    )
+
+
 class CascadeProbability:
     """Online calibrated probability of a cascade in one direction within ``horizon_s``.
 
@@ -513,10 +563,7 @@ class CascadeProbability:
         self.blend_labels = max(int(blend_labels), 1)
         self.max_weight = float(max_weight)
         self.label_delay_s = float(label_delay_s)
-        self.model = compose.Pipeline(
-            preprocessing.StandardScaler(),
-            linear_model.LogisticRegression(optimizer=optim.SGD(lr), l2=l2),
-        )
+        self._online: Any = None
         self.fitted: EvidenceModel | None = None
         """The pre-trained model (:meth:`fit`), frozen; ``None``: the online river pipeline."""
         self.pending: deque[_Pending] = deque(maxlen=max_pending)
@@ -524,13 +571,39 @@ class CascadeProbability:
         self.labels = 0
         self.positives = 0
         self.metrics = {
-            "model_logloss": metrics.LogLoss(),
-            "struct_logloss": metrics.LogLoss(),
-            "blend_logloss": metrics.LogLoss(),
-            "model_brier": metrics.MSE(),
-            "struct_brier": metrics.MSE(),
-            "blend_brier": metrics.MSE(),
+            name: _RunningLoss(name.rsplit("_", 1)[1])
+            for name in (
+                "model_logloss",
+                "struct_logloss",
+                "blend_logloss",
+                "model_brier",
+                "struct_brier",
+                "blend_brier",
+            )
         }
+
+    def settings(self) -> dict[str, Any]:
+        """The constructor keywords that make a classifier with these settings (no learned state)."""
+        return {
+            "horizon_s": self.horizon_s,
+            "min_labels": self.min_labels,
+            "min_positives": self.min_positives,
+            "blend_labels": self.blend_labels,
+            "max_weight": self.max_weight,
+            "label_delay_s": self.label_delay_s,
+            "lr": self.lr,
+            "l2": self.l2,
+            "max_pending": self.pending.maxlen,
+            "features": None if self.features is None else list(self.features),
+        }
+
+    @property
+    def model(self) -> Any:
+        """The online river pipeline (``StandardScaler`` then ``LogisticRegression``), made (and river
+        imported) at first use: a fitted classifier never uses it."""
+        if self._online is None:
+            self._online = _online_pipeline(self.lr, self.l2)
+        return self._online
 
     # ---------------------------------------------------------------- predict
     @property
@@ -546,9 +619,11 @@ class CascadeProbability:
 
     def __setstate__(self, state: dict) -> None:
         """Unpickle; a state from before ``features`` (or ``fitted``) existed uses every feature
-        (and learns online)."""
+        (and learns online); one from before the online pipeline was made lazily holds it as ``model``."""
         state.setdefault("features", None)
         state.setdefault("fitted", None)
+        if "model" in state:
+            state["_online"] = state.pop("model")
         self.__dict__.update(state)
 
     def _x(self, x: dict, structural: float) -> dict:
@@ -592,14 +667,13 @@ class CascadeProbability:
     def _learn(self, x: dict, y: bool, structural: float, p_out: float | None) -> None:
         xs = self._x(x, structural)
         pm = self.model_probability(x, structural)
-        yf = 1.0 if y else 0.0
         self.metrics["model_logloss"].update(y, pm)
         self.metrics["struct_logloss"].update(y, structural)
-        self.metrics["model_brier"].update(yf, pm)
-        self.metrics["struct_brier"].update(yf, structural)
+        self.metrics["model_brier"].update(y, pm)
+        self.metrics["struct_brier"].update(y, structural)
         if p_out is not None:
             self.metrics["blend_logloss"].update(y, p_out)
-            self.metrics["blend_brier"].update(yf, p_out)
+            self.metrics["blend_brier"].update(y, p_out)
         if self.fitted is None:
             self.model.learn_one(xs, y)
         self.labels += 1

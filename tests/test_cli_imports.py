@@ -29,7 +29,9 @@ def heavy_modules_after(code: str) -> list[str]:
 
 
 def test_the_check_sees_a_heavy_import() -> None:
-    assert heavy_modules_after("import cascadewatch.detectors.probability") == ["numpy", "river", "scipy"]
+    assert heavy_modules_after("import cascadewatch.detectors.probability") == ["numpy"]
+    online = "from cascadewatch.detectors.probability import CascadeProbability\nCascadeProbability().model\n"
+    assert heavy_modules_after(online) == ["numpy", "river", "scipy"]  # the online pipeline imports river
 
 
 def test_help_of_every_command_loads_no_heavy_module() -> None:
@@ -60,4 +62,20 @@ def test_a_command_loads_what_it_runs(tmp_path: Path) -> None:
         "from cascadewatch.pipelines.cli.main import main\n"
         f"main(['replay', {str(tmp_path / 'missing.rec')!r}, '--quiet'])\n"
     )
-    assert heavy_modules_after(code) == ["bytewax", "numpy", "river", "scipy"]
+    assert heavy_modules_after(code) == ["bytewax", "numpy"]
+
+
+def test_a_replay_with_the_shipped_model_imports_neither_river_nor_scipy(tmp_path: Path) -> None:
+    """The shipped model is frozen: it predicts in plain Python (``cascadewatch.pipelines.model_file``
+    reads it from JSON); only online learning (``model = "none"``) needs river, and it loads it."""
+    replay = (
+        "from cascadewatch.pipelines.cli.main import bundled_demo_recording, main\n"
+        "args = ['replay', str(bundled_demo_recording()), '--quiet', '--alerts-out', {alerts!r}]\n"
+        "assert main(args{extra}) == 0\n"
+    )
+    alerts = str(tmp_path / "a.jsonl")
+    assert heavy_modules_after(replay.format(alerts=alerts, extra="")) == ["bytewax", "numpy"]
+    assert '"model":"' in (tmp_path / "a.jsonl").read_text()  # the alerts name the shipped model
+    (tmp_path / "none.toml").write_text('[detectors]\nmodel = "none"\n')
+    online = replay.format(alerts=alerts, extra=f" + ['--config', {str(tmp_path / 'none.toml')!r}]")
+    assert heavy_modules_after(online) == ["bytewax", "numpy", "river", "scipy"]

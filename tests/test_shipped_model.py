@@ -88,16 +88,44 @@ def test_a_warning_names_its_drivers_within_the_cap(tmp_path):
         assert a["drivers"][0]["text"] in a["summary"]
 
 
+def _altered(change) -> bytes:
+    """The bundled model file's JSON with ``change`` applied to its parsed payload."""
+    payload = json.loads(BUNDLED.read_text())
+    change(payload)
+    return json.dumps(payload).encode()
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b"not a pickle at all", "not a readable cascadewatch model file"),
+        (b"not a model file at all", "not a readable cascadewatch model file (JSONDecodeError)"),
+        (BUNDLED.read_bytes()[:-200], "not a readable cascadewatch model file (JSONDecodeError)"),
+        (b"\x80\x05 truncated pickle", "not a readable cascadewatch model file"),
         (pickle.dumps({"format": "cascadewatch-cascade-model", "version": 99}), "format version 99"),
+        (json.dumps({"format": "cascadewatch-cascade-model", "version": 99}).encode(), "format version 99"),
+        (json.dumps({"format": "something else", "version": 2}).encode(), "not a cascadewatch model file"),
+        (_altered(lambda p: p["models"].pop("up")), "one fitted classifier per direction (down, up): KeyError('up')"),
+        (
+            _altered(lambda p: p["models"]["down"]["fitted"]["weights"].__setitem__(0, "0.5")),
+            "one fitted classifier per direction (down, up): TypeError('mean, sd and weights",
+        ),
+        (
+            _altered(lambda p: p["models"]["up"]["fitted"]["mean"].pop()),
+            "one fitted classifier per direction (down, up): TypeError('mean, sd and weights",
+        ),
+        (
+            _altered(lambda p: p["models"]["up"]["settings"].update(depth=3)),
+            "one fitted classifier per direction (down, up): TypeError(",
+        ),
+        (
+            _altered(lambda p: p["models"]["up"].update(labels=-1)),
+            "one fitted classifier per direction (down, up): TypeError('labels and positives must be counts')",
+        ),
     ],
 )
 def test_a_corrupt_model_is_a_one_line_error_at_start(tmp_path, capsys, content, message):
-    (tmp_path / "m.pkl").write_bytes(content)
-    (tmp_path / "c.toml").write_text('[detectors]\nmodel = "m.pkl"\n')
+    (tmp_path / "m.model").write_bytes(content)
+    (tmp_path / "c.toml").write_text('[detectors]\nmodel = "m.model"\n')
     assert main(["replay", str(DEMO), "--config", str(tmp_path / "c.toml"), "--quiet"]) == 2
     out = capsys.readouterr().out
     assert message in out and out.startswith("error: ") and out.count("\n") == 1
@@ -113,15 +141,15 @@ def test_an_incompatible_or_altered_model_is_refused(tmp_path, capsys):
     models = payload["models"]
     for m in models.values():
         m.features = (*m.features, "crowding_77_bps")
-    save_model(tmp_path / "odd.pkl", models, 300.0, {})
-    (tmp_path / "odd.toml").write_text('[detectors]\nmodel = "odd.pkl"\n')
+    save_model(tmp_path / "odd.json", models, 300.0, {})
+    (tmp_path / "odd.toml").write_text('[detectors]\nmodel = "odd.json"\n')
     with pytest.raises(ConfigError, match="features these detectors do not give: crowding_77_bps"):
         load_config(tmp_path / "odd.toml")
     # a model file that does not match the manifest beside it
     (tmp_path / "pkg").mkdir()
-    shutil.copy(tmp_path / "odd.pkl", tmp_path / "pkg" / "cascade-model.pkl")
+    shutil.copy(tmp_path / "odd.json", tmp_path / "pkg" / "cascade-model.json")
     shutil.copy(BUNDLED.with_name("manifest.json"), tmp_path / "pkg" / "manifest.json")
-    (tmp_path / "pkg.toml").write_text('[detectors]\nmodel = "pkg/cascade-model.pkl"\n')
+    (tmp_path / "pkg.toml").write_text('[detectors]\nmodel = "pkg/cascade-model.json"\n')
     with pytest.raises(ConfigError, match="does not match the sha256 of manifest.json"):
         load_config(tmp_path / "pkg.toml")
 
@@ -140,7 +168,7 @@ def test_make_model_writes_a_deterministic_model_and_manifest(tmp_path):
     manifest = build_default_model(
         tmp_path / "corpus", tmp_path / "out", workers=1, seeds=(1,), calm_seeds=(), log=logs.append
     )
-    model = tmp_path / "out" / "cascade-model.pkl"
+    model = tmp_path / "out" / "cascade-model.json"
     assert manifest["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
     assert manifest["seeds"] == [1] and manifest["calm_seeds"] == []
     assert manifest["training"]["cascades"] >= 1 and manifest["simulator"].count("+") == 1

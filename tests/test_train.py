@@ -20,7 +20,7 @@ DEMO_TRUTH = DEMO.with_name("demo.truth.jsonl")
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("model") / "model.pkl"
+    out = tmp_path_factory.mktemp("model") / "model.json"
     assert main(["train", str(DEMO), "--truth", str(DEMO_TRUTH), "--out", str(out)]) == 0
     return out
 
@@ -45,11 +45,11 @@ def test_model_file_and_its_checks(model, tmp_path):
     with pytest.raises(ValueError, match="not a cascadewatch model"):
         load_model(bad)
     with pytest.raises(FileNotFoundError, match="cascadewatch train"):
-        load_model(tmp_path / "missing.pkl")
+        load_model(tmp_path / "missing.json")
 
 
 def test_training_is_deterministic(model, tmp_path):
-    again = tmp_path / "again.pkl"
+    again = tmp_path / "again.json"
     assert main(["train", str(DEMO), "--truth", str(DEMO_TRUTH), "--out", str(again)]) == 0
     assert again.read_bytes() == model.read_bytes()
 
@@ -69,7 +69,7 @@ def test_the_flow_starts_from_the_model(model, tmp_path):
 
 
 def test_online_labels_and_bad_arguments(tmp_path, capsys):
-    out = tmp_path / "online.pkl"
+    out = tmp_path / "online.json"
     code = main(["train", str(DEMO), "--out", str(out), "--features", "crowding_300_bps,oi_growth_900_pct"])
     if code == 0:  # the online labeller found the cascade in the published liquidations
         payload = load_model(out)
@@ -80,15 +80,15 @@ def test_online_labels_and_bad_arguments(tmp_path, capsys):
     assert main(["train", str(DEMO), "--truth", str(DEMO_TRUTH), str(DEMO_TRUTH), "--out", str(out)]) == 2
     assert "one --truth per recording" in capsys.readouterr().out
     config_path = tmp_path / "config.toml"
-    config_path.write_text(f'[detectors]\nmodel = "{tmp_path / "missing.pkl"}"\n')
+    config_path.write_text(f'[detectors]\nmodel = "{tmp_path / "missing.json"}"\n')
     assert main(["replay", str(DEMO), "--config", str(config_path), "--quiet"]) == 2
     assert "model file not found" in capsys.readouterr().out
     # a relative model path is relative to the config file
     (tmp_path / "sub").mkdir()
     relative = tmp_path / "sub" / "config.toml"
-    relative.write_text('[detectors]\nmodel = "../online.pkl"\n')
+    relative.write_text('[detectors]\nmodel = "../online.json"\n')
     if out.exists():
-        assert load_config(relative).detectors.model == str(tmp_path / "sub" / ".." / "online.pkl")
+        assert load_config(relative).detectors.model == str(tmp_path / "sub" / ".." / "online.json")
 
 
 def test_with_a_model_the_output_does_not_depend_on_batch_size_or_workers(model, tmp_path):

@@ -8,7 +8,7 @@ calm days :data:`TRAIN_CALM_SEEDS`, replays them, labels every asset-second per 
 the truth (a cascade starts within the horizon) and fits the classifier
 (:mod:`cascadewatch.detectors.evidence`: L2 :data:`~cascadewatch.pipelines.evaluation.train.DEFAULT_L2`,
 family cap :data:`~cascadewatch.pipelines.evaluation.train.DEFAULT_CAP`) on the default features.
-Writes ``pipelines/data/model/cascade-model.pkl`` and ``manifest.json`` (simulator version,
+Writes ``pipelines/data/model/cascade-model.json`` and ``manifest.json`` (simulator version,
 families, seeds, features, training metrics, the file's SHA-256). Recordings are kept in
 ``--dir`` and not simulated again. Deterministic: the same code gives the same bytes.
 """
@@ -86,7 +86,7 @@ def build_default_model(
         "fit": stats,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "cascade-model.pkl"
+    path = out_dir / "cascade-model.json"
     save_model(path, {"down": model, "up": copy.deepcopy(model)}, horizon, info)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     manifest: dict[str, Any] = {

@@ -81,7 +81,7 @@ def measure(corpus_dir: Path, workers: int = 2, log=print) -> dict[str, dict[str
                 l2=DEFAULT_L2,
                 cap=DEFAULT_CAP,
             )
-            path = Path(scratch) / f"without-{family}.pkl"
+            path = Path(scratch) / f"without-{family}.json"
             save_model(path, {"down": model, "up": copy.deepcopy(model)}, horizon, {"without": family})
             unseen = [r for r in train + held if r.family == family]
             jobs.append((f"{family} (left out)", unseen, str(path)))

@@ -89,7 +89,12 @@ class Market:
     during the lead-in). A leaked move starts as a slow slide toward the liquidation levels, so
     the first, most leveraged positions are liquidated minutes before the dense part: the trickle
     real markets show before a cascade (BitMEX XBTUSD 2020: 0.24 liquidations a minute in the five
-    minutes before a labelled cascade, 0.01 at calm times).
+    minutes before a labelled cascade, 0.01 at calm times). Those who trade on a scenario's leaked
+    shock do it on the perpetuals, where price discovery leads. ``informed`` (dimensionless) is how
+    hard they press the books: while the leak slides the index ``r`` bps per second, every venue
+    takes market orders of ``informed * depth_usd_bps * |r|`` USD per second per unit of venue
+    scale in the shock's direction, about ``informed * r`` bps per second of pressure on a book
+    that did not refill.
     """
 
     price: float
@@ -123,6 +128,7 @@ class Market:
     lead_share: float = 0.0
     lead_s: float = 0.0
     lead_frac: float = 0.0
+    informed: float = 0.0
 
     def to_json(self) -> dict:
         """A JSON-ready dict (floats rounded to 6 significant digits, byte-stable)."""
@@ -220,4 +226,5 @@ def draw_market(seed: int, venues: tuple[str, ...] | None = None, min_venues: in
         lead_share=rng.uniform(0.2, 0.9),
         lead_s=_logu(rng, 90.0, 480.0),
         lead_frac=rng.uniform(0.15, 0.4),
+        informed=rng.uniform(0.4, 1.2),
     )

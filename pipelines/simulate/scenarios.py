@@ -186,11 +186,13 @@ LEAK_SHARE = 0.6
 
 def _leak(rng: random.Random, plan: Plan, share: float = LEAK_SHARE) -> Plan:
     """With probability ``share``, give the plan's first index shock a lead-in of 60-300 s in
-    which the index makes 15-35 % of its move (:class:`Shock`). Drawn after everything else of
-    the plan, so the rest of a seed's plan is the same with or without the leak."""
+    which the index makes 25-60 % of its move (:class:`Shock`): enough, on most seeds, to reach
+    the most leveraged of the crowd's levels, whose liquidations trickle in before the break; the
+    runner has informed traders press the slide onto the perpetuals. Drawn after everything else
+    of the plan, so the rest of a seed's plan is the same with or without the leak."""
     if rng.random() >= share:
         return plan
-    lead, frac = _u(rng, 60, 300), _u(rng, 0.15, 0.35)
+    lead, frac = _u(rng, 60, 300), _u(rng, 0.25, 0.6)
     shocks = list(plan.shocks)
     i = next(j for j, sh in enumerate(shocks) if sh.kind == "index")
     shocks[i] = replace(shocks[i], lead_s=lead, lead_frac=frac)

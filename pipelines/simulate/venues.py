@@ -929,7 +929,10 @@ class BitmexFeed(Feed):
             self._ws(ms + 2, '{"table":"trade","action":"insert","data":[%s]}' % ",".join(rows), "trade")
 
     def liquidation(self, ms: int, position: str, lots: int, fills: list[tuple[int, int]], bankruptcy: int) -> None:
-        """Every liquidation order as it enters the book (``Sell``: a long); deleted at the next second."""
+        """Every liquidation order as it enters the book (``Sell``: a long); deleted at the next second.
+        One sent while the client is disconnected is lost to it (counted as ``liquidation_missed``)."""
+        if not self.connected:
+            self.counts["liquidation_missed"] += 1
         order = "%032x" % self.rng.getrandbits(128)
         order = f"{order[:8]}-{order[8:12]}-{order[12:16]}-{order[16:20]}-{order[20:]}"
         q, r = divmod(bankruptcy, 10)
