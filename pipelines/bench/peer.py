@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import heapq
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -96,30 +97,38 @@ def _simulate(per_symbol_s: float, stem: Path, out_dir: Path) -> tuple[list[Path
     return paths, frames
 
 
-def bare_decode_rate(path: Path) -> float:
-    """Frames per second of reading ``path`` and ``msgspec.json.decode`` of every payload."""
+def bare_decode_rate(path: Path) -> tuple[float, float]:
+    """Frames per second of reading ``path`` and ``msgspec.json.decode`` of every payload, by the
+    wall clock and by this process's CPU time."""
     decode = msgspec.json.decode
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     count = 0
     for frame in RecordingReader(path):
         decode(frame.payload)
         count += 1
-    return count / (time.perf_counter() - started)
+    return count / (time.perf_counter() - started), count / (time.process_time() - cpu_started)
 
 
 @dataclass(frozen=True)
 class PeerRun:
-    """One run of the peer over a recording: frames read, seconds taken, and its L2 books at the
-    end, ``{symbol: (bids, asks)}`` as ``{price: qty}`` floats (to check it kept the same books)."""
+    """One run of the peer over a recording: frames read, seconds taken (wall clock and this
+    process's CPU), and its L2 books at the end, ``{symbol: (bids, asks)}`` as ``{price: qty}``
+    floats (to check it kept the same books)."""
 
     frames: int
     seconds: float
     books: dict[str, tuple[dict[float, float], dict[float, float]]]
+    cpu_seconds: float = math.nan
 
     @property
     def rate(self) -> float:
         """Frames per second."""
         return self.frames / self.seconds
+
+    @property
+    def cpu_rate(self) -> float:
+        """Frames per CPU second."""
+        return self.frames / self.cpu_seconds
 
 
 def run_peer(path: Path, symbols: tuple[str, ...] = SYMBOLS) -> PeerRun | None:
@@ -174,9 +183,9 @@ def run_peer(path: Path, symbols: tuple[str, ...] = SYMBOLS) -> PeerRun | None:
                         await handler(text, None, recv)
         return count
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     count = asyncio.run(run())
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     books = {
         f"{std.split('-')[0]}{std.split('-')[1]}": (
             {float(p): float(q) for p, q in book.book.bids.to_dict().items()},
@@ -184,7 +193,7 @@ def run_peer(path: Path, symbols: tuple[str, ...] = SYMBOLS) -> PeerRun | None:
         )
         for std, book in feed._l2_book.items()
     }
-    return PeerRun(count, seconds, books)
+    return PeerRun(count, seconds, books, cpu_seconds)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,11 +208,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     path, frames, market_s = binance_recording(args.frames)
-    bare = max(bare_decode_rate(path) for _ in range(args.repeat))
+    bares = [bare_decode_rate(path) for _ in range(args.repeat)]
+    bare, bare_cpu = max(wall for wall, _ in bares), max(cpu for _, cpu in bares)
     peers = [run_peer(path) for _ in range(args.repeat)]
     runs = [measure_replay([path], frames) for _ in range(args.repeat)]
     e2e = max(run.rate for run in runs)
     processing = max(run.processing_rate for run in runs)
+    e2e_cpu = max(run.cpu_rate for run in runs)
 
     print(
         f"recording: {path} ({frames:,} frames, Binance USD-M {'/'.join(SYMBOLS)}, seeds {SEED}-{SEED + 2}, "
@@ -222,6 +233,11 @@ def main(argv: list[str] | None = None) -> int:
             f"processing {processing / peer:.2f}x)"
         )
     print(f"ratio cascadewatch / bare    : {e2e / bare:12.3f}   (target >= 0.25; processing {processing / bare:.3f})")
+    cpu = f"by CPU time (frames per CPU second, start-up included): bare {bare_cpu:,.0f}, cascadewatch {e2e_cpu:,.0f}"
+    if peers[0] is not None:
+        peer_cpu = max(p.cpu_rate for p in peers if p is not None)
+        cpu += f", peer {peer_cpu:,.0f}: {e2e_cpu / peer_cpu:.2f}x the peer"
+    print(f"{cpu}, {e2e_cpu / bare_cpu:.3f} of bare")
     day_s = 86_400.0
     print(
         f"desk day (3 venues x 20 perpetuals, {DESK_DAY_FRAMES / day_s:,.0f} frames/s): "

@@ -166,12 +166,14 @@ _MEASURED_REPLAY = (
     "sources.ReplayPartition.next_batch = timed\n"
     "from cascadewatch.pipelines.cli.main import main\n"
     "code = main(sys.argv[1:])\n"
+    "usage = resource.getrusage(resource.RUSAGE_SELF)\n"
     "print('measured', first_batch[0] if first_batch else 'inf', time.time(),\n"
-    "      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+    "      usage.ru_maxrss, usage.ru_utime + usage.ru_stime, file=sys.stderr)\n"
     "sys.exit(code)\n"
 )
 """``cascadewatch replay`` in a child that reports when it read its first batch, when it ended
-(wall clock, comparable across the processes of one host) and its peak RSS (KiB)."""
+(wall clock, comparable across the processes of one host), its peak RSS (KiB) and the CPU
+seconds it used (user + system, start-up included)."""
 
 
 @dataclass(frozen=True)
@@ -179,11 +181,14 @@ class ReplayRun:
     """One measured ``cascadewatch replay``: frames/s over the whole run (process start to
     exit, startup included), frames/s while processing (from the first batch read by any
     process to the last exit: no interpreter start, imports or cluster connection, which a
-    long-running process pays once), and the peak RSS of the largest process (MiB)."""
+    long-running process pays once), the peak RSS of the largest process (MiB), and frames
+    per CPU second of all the processes (user + system, start-up included: steadier than the
+    wall clock on a loaded machine)."""
 
     rate: float
     processing_rate: float
     peak_rss_mib: float
+    cpu_rate: float
 
 
 def _replay_command(paths: list[Path], scratch: str, extra: list[str]) -> list[str]:
@@ -219,11 +224,12 @@ def measure_replay(paths: list[Path], frames: int, processes: int = 1) -> Replay
         elapsed = time.perf_counter() - started
     if any(child.returncode for child in children):
         raise RuntimeError(f"replay failed: {outputs}")
-    reports = [err.rsplit("measured", 1)[1].split()[:3] for err in outputs]
+    reports = [err.rsplit("measured", 1)[1].split()[:4] for err in outputs]
     first_batch = min(float(report[0]) for report in reports)
     ended = max(float(report[1]) for report in reports)
     peak_kib = max(int(report[2]) for report in reports)
-    return ReplayRun(frames / elapsed, frames / (ended - first_batch), peak_kib / 1024.0)
+    cpu_s = sum(float(report[3]) for report in reports)
+    return ReplayRun(frames / elapsed, frames / (ended - first_batch), peak_kib / 1024.0, frames / cpu_s)
 
 
 def main(argv: list[str] | None = None) -> int:
