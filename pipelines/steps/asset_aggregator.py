@@ -60,10 +60,12 @@ class AssetAggregator:
         """Unpickle; a window pickled as one deque of ``(second_ms, long, short, traded)`` rows becomes columns."""
         window = state.get("window")
         if isinstance(window, deque):
-            columns = _window()
-            for row in window:
-                for column, value in zip(columns, row, strict=True):
-                    column.append(value)
+            columns = seconds, longs, shorts, trades = _window()
+            for second_ms, long_usd, short_usd, traded in window:
+                seconds.append(second_ms)
+                longs.append(long_usd)
+                shorts.append(short_usd)
+                trades.append(traded)
             state = {**state, "window": columns}
         self.__dict__.update(state)
 
@@ -82,12 +84,16 @@ class AssetAggregator:
             liq_short += state.liq_short_usd
             traded += state.buy_usd + state.sell_usd
             feed.extend(f"{state.venue}: {entry}" for entry in state.feed)
-        seconds, longs, shorts, trades = window = self.window
-        for column, value in zip(window, (second_ms, liq_long, liq_short, traded), strict=True):
-            column.append(value)
+        seconds, longs, shorts, trades = self.window
+        seconds.append(second_ms)
+        longs.append(liq_long)
+        shorts.append(liq_short)
+        trades.append(traded)
         while seconds and seconds[0] <= second_ms - WINDOW_S * 1000:
-            for column in window:
-                column.popleft()
+            seconds.popleft()
+            longs.popleft()
+            shorts.popleft()
+            trades.popleft()
         live = self.live(second_ms)
         prices = [price for price in (_price_of(s) for s in live) if price is not None]
         marks = [s.mark for s in live if s.mark is not None]
