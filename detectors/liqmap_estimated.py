@@ -54,6 +54,7 @@ buckets and its price their notional-weighted centre.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -182,23 +183,23 @@ def nearest_dense_cluster(
     if sel.size == 0:
         return None
     x = notionals[sel]
-    total = float(x.sum())
+    total = float(_sum(x))
     if not total > 0:
         return None
     w = max(int(window), 1) | 1
-    s = np.convolve(x, np.ones(w), mode="same") if w > 1 else x
+    s = np.convolve(x, _ones(w), mode="same") if w > 1 else x
     threshold = max(dense_multiple * w * total / x.size, min_usd, 1e-12)
     dense = (s >= threshold).nonzero()[0]
     if dense.size == 0:
         return None
     j, e = _first_run(dense.tolist())
     a, b = j, e
-    if not x[a : b + 1].sum() > 0:  # dense only through its neighbours: take the windows
+    if not _sum(x[a : b + 1]) > 0:  # dense only through its neighbours: take the windows
         a, b = max(j - w // 2, 0), min(e + w // 2, x.size - 1)
     xs = x[a : b + 1]
     cs = centers[sel[a : b + 1]]
-    notional = float(xs.sum())
-    pc = float((cs * xs).sum() / notional)
+    notional = float(_sum(xs))
+    pc = float(_sum(cs * xs) / notional)
     filled = cs[xs > 0].tolist()
     return Cluster(
         direction=direction,
@@ -208,6 +209,18 @@ def nearest_dense_cluster(
         lo_price=min(filled),
         hi_price=max(filled),
     )
+
+
+_sum = np.add.reduce
+"""``ndarray.sum`` of a 1-D array without its Python wrapper (the same reduction, the same floats)."""
+
+
+@functools.cache
+def _ones(w: int) -> np.ndarray:
+    """The smoothing window of :func:`nearest_dense_cluster`, ``w`` ones (read-only, shared)."""
+    kernel = np.ones(w)
+    kernel.flags.writeable = False
+    return kernel
 
 
 def _first_run(indices: list[int]) -> tuple[int, int]:
@@ -719,8 +732,8 @@ class EstimatedLiquidationMap:
             offsets_bps=(centers / price - 1.0) * 1e4,
             long_usd=lo,
             short_usd=sh,
-            long_total_usd=float(lo[below].sum()),
-            short_total_usd=float(sh[above].sum()),
+            long_total_usd=float(_sum(lo[below])),
+            short_total_usd=float(_sum(sh[above])),
             cluster_down=nearest_dense_cluster(centers, lo, price, "down", *rule),
             cluster_up=nearest_dense_cluster(centers, sh, price, "up", *rule),
             consumed_long_usd=consumed_long_usd,
