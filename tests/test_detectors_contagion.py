@@ -147,7 +147,7 @@ def test_step_inserts_after_the_second_for_any_batching() -> None:
     """The step's output is the same however the ordered seconds are split into lists, and the
     alert follows its second's items."""
     seconds = [
-        [_snap(T0, "BTC-USDT", 0.5), _snap(T0, "ETH-USDT", 0.1)],
+        [_snap(T0, "BTC-USDT", 0.5), _snap(T0, "ETH-USDT", 0.01)],
         [
             _snap(T0 + 1000, "BTC-USDT", 0.5),
             {"type": "alert", "ts": T0 + 1000, "kind": "cascade"},

@@ -31,8 +31,23 @@ TRUTH = [
     },
 ]
 ALERTS = [
-    {"action": "trigger", "kind": "cascade", "asset": "BTC-USDT", "direction": "down", "ts": 910_000},  # 90 s ahead
-    {"action": "trigger", "kind": "cascade", "asset": "BTC-USDT", "direction": "down", "ts": 20_000_000},  # false
+    # a page 90 s ahead, then a false warning
+    {
+        "action": "trigger",
+        "kind": "cascade",
+        "asset": "BTC-USDT",
+        "direction": "down",
+        "ts": 910_000,
+        "severity": "critical",
+    },
+    {
+        "action": "trigger",
+        "kind": "cascade",
+        "asset": "BTC-USDT",
+        "direction": "down",
+        "ts": 20_000_000,
+        "severity": "warning",
+    },
 ]
 SNAPSHOTS = [
     {"type": "snapshot", "asset": "BTC-USDT", "ts": 900_000, "prob_down": 0.5, "prob_up": 0.0},
@@ -44,10 +59,11 @@ def test_markdown_table_of_known_results():
     result = score_runs([(ALERTS, SNAPSHOTS, TRUTH)])
     table = markdown_table({"long-squeeze (left out)": result}).splitlines()
     assert table[0].startswith("| evaluated on | cascades | caught | recall | lead median (s) | lead p10 (s) |")
-    # 2 cascades, 1 caught 90 s ahead; 1 false alarm in half a day; Brier: down (0.5 - 1)^2 / 2 =
-    # 0.125 against base rate 0.5 (0.25), up 0 against 0 (no start within 300 s of a snapshot)
+    # 2 cascades, 1 caught 90 s ahead by a page; 1 false alarm (a warning, no false page) in half a
+    # day; Brier: down (0.5 - 1)^2 / 2 = 0.125 against base rate 0.5 (0.25), up 0 against 0 (no
+    # start within 300 s of a snapshot)
     assert table[2] == (
-        "| long-squeeze (left out) | 2 | 1 | 0.50 | 90 | 90 | 1 | 0.50 | 2.0 "
+        "| long-squeeze (left out) | 2 | 1 | 0.50 | 90 | 90 | 1 | 0.50 | 2.0 | 90 | 0.0 "
         "| 0.0625 (0.1875) · 0.1250 (0.2500) · 0.0000 (0.0000) |"
     )
 

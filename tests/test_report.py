@@ -78,7 +78,7 @@ def test_embedded_data_is_the_replays_output(demo_report: tuple[Path, Path]) -> 
         {**s, **{d: {k: v for k, v in s[d].items() if k != "levels"} for d in ("down", "up")}} for s in snapshots
     ]
     assert [json.dumps(s, separators=(",", ":")) for s in stripped] == plain
-    assert data["thresholds"] == {"warn_enter": 0.3, "warn_exit": 0.15, "crit_enter": 0.6}
+    assert data["thresholds"] == {"warn_enter": 0.05, "warn_exit": 0.025, "crit_enter": 0.6}
 
 
 def test_the_truth_cascade_and_each_first_alerts_lead(demo_report: tuple[Path, Path]) -> None:
@@ -87,17 +87,17 @@ def test_the_truth_cascade_and_each_first_alerts_lead(demo_report: tuple[Path, P
     assert (cascade["asset"], cascade["direction"], cascade["start"], cascade["end"]) == (
         "BTC-USDT",
         "down",
-        1768435523000,
-        1768435553000,
+        1768435884000,
+        1768435922000,
     )
     # the first down trigger from 300 s (the horizon) before the start to the end: the shipped
     # model's, so read from the replay's alerts, and its lead
     trigger = next(
         a
         for a in data["alerts"]
-        if a["action"] == "trigger" and a["direction"] == "down" and 1768435223000 <= a["ts"] <= 1768435553000
+        if a["action"] == "trigger" and a["direction"] == "down" and 1768435584000 <= a["ts"] <= 1768435922000
     )
-    lead_s = (1768435523000 - trigger["ts"]) / 1000
+    lead_s = (1768435884000 - trigger["ts"]) / 1000
     assert cascade["first_alert"] == {
         "id": trigger["id"],
         "ts": trigger["ts"],

@@ -88,6 +88,15 @@ def test_hand_made_scores_exact():
     assert overall["recall"] == 0.75
     assert overall["lead_s"] == {"median": 200.0, "p10": 32.0}  # -10 + 0.2 * (200 - -10)
     assert overall["false_alarms_per_day"] == 1.0
+    # every alert here is a warning: no page caught anything, none was false
+    assert down["pages"] == {
+        "caught": 0,
+        "recall": 0.0,
+        "lead_s": {"median": None, "p10": None},
+        "triggers": 0,
+        "false": 0,
+        "false_per_day": 0.0,
+    }
     # Brier, down: (0.8, y=1) (0.5, y=0: the start is not after the snapshot) (0.2, 0)
     assert down["brier"] == pytest.approx(0.11)
     assert down["brier_base_rate"] == pytest.approx(2 / 9, abs=1e-6)
@@ -268,3 +277,22 @@ def test_only_triggers_that_page_count():
     down = score(alerts, [], TRUTH, horizon_s=300)["down"]
     assert (down["triggers"], down["false_alarms"], down["caught"]) == (3, 2, 1)
     assert down["lead_s"] == {"median": 10.0, "p10": 10.0}
+    # the pages alone: the escalation at 2002 (false) and the new incident at 4990 (c2, 10 s ahead)
+    pages = down["pages"]
+    assert (pages["triggers"], pages["false"], pages["caught"], pages["false_per_day"]) == (2, 1, 1, 0.5)
+    assert pages["lead_s"] == {"median": 10.0, "p10": 10.0} and pages["recall"] == pytest.approx(1 / 3, abs=1e-6)
+
+
+def test_a_warning_then_a_page_lead_separately():
+    """A warning 200 s before c1 (start 1000) escalated to a page 20 s after it: the alarm's lead
+    is the warning's, the page's is its own; a page during no cascade is a false page."""
+    key = {"dedup_key": "BTC-USDT:cascade:down"}
+    alerts = [
+        {**alert(800, "down"), **key},
+        {**alert(1020, "down"), **key, "severity": "critical"},
+        {**alert(1060, "down", action="resolve"), **key, "severity": "critical"},
+        {**alert(3000, "down"), **key, "severity": "critical"},
+    ]
+    down = score(alerts, [], TRUTH, horizon_s=300)["down"]
+    assert (down["caught"], down["lead_s"]["median"], down["false_alarms"]) == (1, 200.0, 1)
+    assert (down["pages"]["caught"], down["pages"]["lead_s"]["median"], down["pages"]["false"]) == (1, -20.0, 1)

@@ -29,10 +29,10 @@ def test_model_file_and_its_checks(model, tmp_path):
     payload = load_model(model)
     assert payload["format"] == FORMAT and payload["horizon_s"] == 300.0
     info = payload["info"]
-    # the demo's one cascade (start 523 s, bottom 533 s, end 553 s into the run): 300 s ahead of it and
-    # the 10 s it falls are positive; the 21 s from its bottom to its end (down) are left out
-    assert info["labels"] == "truth" and info["recordings"][0]["positives"] == 310
-    assert info["recordings"][0]["samples"] == 2 * 901 - 21
+    # the demo's one cascade (start 684 s, bottom 697 s, end 722 s into the run): 300 s ahead of it and
+    # the 13 s it falls are positive; the 26 s from its bottom to its end (down) are left out
+    assert info["labels"] == "truth" and info["recordings"][0]["positives"] == 313
+    assert info["recordings"][0]["samples"] == 2 * 901 - 26
     down, up = payload["models"]["down"], payload["models"]["up"]
     assert down.features == up.features and down is not up and down.weight > 0.0
     assert down.labels == info["recordings"][0]["samples"]

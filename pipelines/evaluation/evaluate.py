@@ -158,6 +158,9 @@ def score_table(result: dict[str, Any], title: str = "Evaluation") -> Table:
         ("false alarms", lambda m: str(m["false_alarms"])),
         ("days", lambda m: _fmt(m["days"], ".3f")),
         ("false alarms / day", lambda m: _fmt(m["false_alarms_per_day"], ".2f")),
+        ("pages caught", lambda m: str(m["pages"]["caught"])),
+        ("page lead median (s)", lambda m: _fmt(m["pages"]["lead_s"]["median"], ".0f")),
+        ("false pages / day", lambda m: _fmt(m["pages"]["false_per_day"], ".2f")),
         ("Brier", lambda m: _fmt(m["brier"], ".4f")),
         ("Brier of base rate", lambda m: _fmt(m["brier_base_rate"], ".4f")),
     ]

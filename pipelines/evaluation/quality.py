@@ -109,6 +109,8 @@ def _row(result: dict[str, Any]) -> dict[str, Any]:
         "false_alarms": o["false_alarms"],
         "days": o["days"],
         "false_alarms_per_day": o["false_alarms_per_day"],
+        "page_lead_median_s": o["pages"]["lead_s"]["median"],
+        "false_pages_per_day": o["pages"]["false_per_day"],
         "brier": [o["brier"], down["brier"], up["brier"]],
         "brier_base_rate": [o["brier_base_rate"], down["brier_base_rate"], up["brier_base_rate"]],
     }
@@ -116,11 +118,12 @@ def _row(result: dict[str, Any]) -> dict[str, Any]:
 
 def markdown_table(results: dict[str, dict[str, Any]]) -> str:
     """One row per measurement: cascades, caught, recall, lead median and p10, false alarms (per
-    day), Brier against the base rate overall / down / up."""
+    day), the pages' (critical alerts') lead median and false pages per day, Brier against the
+    base rate overall / down / up."""
     lines = [
         "| evaluated on | cascades | caught | recall | lead median (s) | lead p10 (s) | false alarms | days "
-        "| false / day | Brier (base rate): all · down · up |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|",
+        "| false / day | page lead (s) | false pages / day | Brier (base rate): all · down · up |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     for name, result in results.items():
         r = _row(result)
@@ -130,7 +133,8 @@ def markdown_table(results: dict[str, dict[str, Any]]) -> str:
         lead = f"{_fmt(r['lead_median_s'], '.0f')} | {_fmt(r['lead_p10_s'], '.0f')}"
         lines.append(
             f"| {name} | {r['cascades']} | {r['caught']} | {_fmt(r['recall'], '.2f')} | {lead} "
-            f"| {r['false_alarms']} | {_fmt(r['days'], '.2f')} | {_fmt(r['false_alarms_per_day'], '.1f')} | {brier} |"
+            f"| {r['false_alarms']} | {_fmt(r['days'], '.2f')} | {_fmt(r['false_alarms_per_day'], '.1f')} "
+            f"| {_fmt(r['page_lead_median_s'], '.0f')} | {_fmt(r['false_pages_per_day'], '.1f')} | {brier} |"
         )
     return "\n".join(lines)
 

@@ -20,6 +20,11 @@ Definitions, per asset and direction ``d`` (``down`` / ``up``):
 - *false alarm*: a trigger with no cascade of its asset and direction within the horizon, i.e.
   no cascade overlapping ``[ts, ts + H]``: none with ``start - H <= ts <= end``. (A trigger
   before a start counts as a warning for it; one during a cascade is not a false alarm.)
+- *pages*: the same measures over the ``critical`` triggers alone (a first trigger at
+  ``critical`` or an escalation to it), under ``pages``: ``caught``, ``recall``, ``lead_s``,
+  ``triggers``, ``false`` and ``false_per_day``. A desk routes warnings to a chat channel and
+  pages to whoever is on call (``[alerts]`` ``severities``): a warning's false alarm costs a
+  glance, a page's a person woken up, so both are reported.
 - *days*: the time covered by the evaluation, in days of 86400 s: the ``days`` argument when
   given, else the union of the truth's ``span`` lines (``{"type": "span", "asset", "start",
   "end"}``, written by the simulator), else the number of distinct snapshot seconds / 86400.
@@ -67,27 +72,56 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 @dataclass
-class _Tally:
-    """Counts of one direction (or both pooled), additive across runs."""
+class _Matches:
+    """Triggers matched against cascades (module docstring: *caught*, *lead*, *false alarm*)."""
 
-    cascades: int = 0
     caught: int = 0
     leads: list[float] = field(default_factory=list)
-    false_alarms: int = 0
+    false: int = 0
     triggers: int = 0
+
+    def add(self, other: _Matches) -> None:
+        self.caught += other.caught
+        self.leads.extend(other.leads)
+        self.false += other.false
+        self.triggers += other.triggers
+
+    def match(self, cascades: Sequence[dict], ts: Sequence[int], h: int) -> None:
+        """Add the triggers ``ts`` (sorted, ms) of one asset and direction against its ``cascades``."""
+        self.triggers += len(ts)
+        for c in cascades:
+            start, peak = int(c["start"]), int(c["peak"])
+            i = bisect_left(ts, start - h)
+            if i < len(ts) and ts[i] <= peak:
+                self.caught += 1
+                self.leads.append((start - ts[i]) / 1000.0)
+        windows = [(int(c["start"]) - h, int(c["end"])) for c in cascades]
+        self.false += sum(1 for t in ts if not any(lo <= t <= hi for lo, hi in windows))
+
+
+@dataclass
+class _Tally:
+    """Counts of one direction (or both pooled), additive across runs: every trigger
+    (``alarms``) and the critical ones (``pages``)."""
+
+    cascades: int = 0
+    alarms: _Matches = field(default_factory=_Matches)
+    pages: _Matches = field(default_factory=_Matches)
     forecasts: list[tuple[float, int]] = field(default_factory=list)
 
     def add(self, other: _Tally) -> None:
         self.cascades += other.cascades
-        self.caught += other.caught
-        self.leads.extend(other.leads)
-        self.false_alarms += other.false_alarms
-        self.triggers += other.triggers
+        self.alarms.add(other.alarms)
+        self.pages.add(other.pages)
         self.forecasts.extend(other.forecasts)
 
 
 def _r(x: float | None, nd: int) -> float | None:
     return None if x is None else round(x, nd)
+
+
+def _leads(m: _Matches) -> dict[str, float | None]:
+    return {"median": _r(percentile(m.leads, 50), 3), "p10": _r(percentile(m.leads, 10), 3)}
 
 
 def _finish(t: _Tally, days: float, bins: int) -> dict:
@@ -110,15 +144,24 @@ def _finish(t: _Tally, days: float, bins: int) -> dict:
                 "observed": _r(sum(y for _, y in members) / len(members), 6) if members else None,
             }
         )
+    a, pg = t.alarms, t.pages
     return {
         "cascades": t.cascades,
-        "caught": t.caught,
-        "recall": _r(t.caught / t.cascades, 6) if t.cascades else None,
-        "lead_s": {"median": _r(percentile(t.leads, 50), 3), "p10": _r(percentile(t.leads, 10), 3)},
-        "false_alarms": t.false_alarms,
-        "triggers": t.triggers,
+        "caught": a.caught,
+        "recall": _r(a.caught / t.cascades, 6) if t.cascades else None,
+        "lead_s": _leads(a),
+        "false_alarms": a.false,
+        "triggers": a.triggers,
         "days": round(days, 6),
-        "false_alarms_per_day": _r(t.false_alarms / days, 6) if days > 0 else None,
+        "false_alarms_per_day": _r(a.false / days, 6) if days > 0 else None,
+        "pages": {
+            "caught": pg.caught,
+            "recall": _r(pg.caught / t.cascades, 6) if t.cascades else None,
+            "lead_s": _leads(pg),
+            "triggers": pg.triggers,
+            "false": pg.false,
+            "false_per_day": _r(pg.false / days, 6) if days > 0 else None,
+        },
         "brier": _r(brier, 6),
         "brier_base_rate": _r(base, 6),
         "brier_skill": _r(1.0 - brier / base, 6) if brier is not None and base else None,
@@ -175,27 +218,19 @@ def _tally(
         if c.get("type") == "cascade" and c.get("direction") in DIRECTIONS:
             cascades[(c["asset"], c["direction"])].append(c)
     triggers: dict[tuple[str, str], list[int]] = defaultdict(list)
+    critical: dict[tuple[str, str], list[int]] = defaultdict(list)
     for a in _pages(alerts):
         if a.get("kind") == "cascade" and a.get("direction") in DIRECTIONS:
             triggers[(a["asset"], a["direction"])].append(int(a["ts"]))
+            if a.get("severity") == "critical":
+                critical[(a["asset"], a["direction"])].append(int(a["ts"]))
     out = {d: _Tally() for d in DIRECTIONS}
     for key in set(cascades) | set(triggers):
-        _, d = key
-        tally = out[d]
+        tally = out[key[1]]
         cs = sorted(cascades.get(key, []), key=lambda c: int(c["start"]))
-        ts = sorted(triggers.get(key, []))
         tally.cascades += len(cs)
-        tally.triggers += len(ts)
-        for c in cs:
-            start, peak = int(c["start"]), int(c["peak"])
-            i = bisect_left(ts, start - h)
-            if i < len(ts) and ts[i] <= peak:
-                tally.caught += 1
-                tally.leads.append((start - ts[i]) / 1000.0)
-        windows = [(int(c["start"]) - h, int(c["end"])) for c in cs]
-        for t in ts:
-            if not any(lo <= t <= hi for lo, hi in windows):
-                tally.false_alarms += 1
+        tally.alarms.match(cs, sorted(triggers.get(key, [])), h)
+        tally.pages.match(cs, sorted(critical.get(key, [])), h)
     starts: dict[tuple[str, str], list[int]] = {k: sorted(int(c["start"]) for c in v) for k, v in cascades.items()}
     for s in snapshots:
         if s.get("type", "snapshot") != "snapshot":
@@ -254,7 +289,8 @@ def score(
     """Score one run: ``{"overall": M, "down": M, "up": M, "horizon_s": H}`` (module docstring).
 
     Each ``M`` holds ``cascades``, ``caught``, ``recall``, ``lead_s`` (``median``, ``p10``),
-    ``false_alarms``, ``triggers``, ``days``, ``false_alarms_per_day``, ``brier``,
+    ``false_alarms``, ``triggers``, ``days``, ``false_alarms_per_day``, ``pages`` (the critical
+    triggers alone: ``caught``, ``recall``, ``lead_s``, ``triggers``, ``false``, ``false_per_day``), ``brier``,
     ``brier_base_rate``, ``brier_skill``, ``forecasts``, ``base_rate`` and ``reliability``.
     """
     return score_runs([(alerts, snapshots, truth)], horizon_s, days=days, bins=bins)
