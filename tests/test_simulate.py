@@ -364,3 +364,49 @@ def test_bitmex_frames_are_opt_in_and_replay_with_every_liquidation(tmp_path):
     venue = result.venues["bitmex"]
     missed = venue["frames"].get("liquidation_missed", 0)  # sent during the 3-s disconnect
     assert published + missed == venue["liquidations"] and published > 10 * missed
+
+
+def test_informed_traders_press_a_plan_leak_onto_every_venue():
+    """While a plan's leak slides the index ``r`` bps/s, every venue takes a market order of
+    ``informed * depth_usd_bps * scale * r * dt`` USD per step (sells for a fall); a leak over
+    is pruned, and no order comes without one."""
+    import random
+    from types import SimpleNamespace
+
+    from cascadewatch.pipelines.simulate.market import draw_market
+    from cascadewatch.pipelines.simulate.runner import _Index, _informed, _Step
+
+    m = draw_market(2)
+    index = _Index(m, m.price * 10, random.Random(0))
+    index.leaks.append((1_000, 5_000, -0.5))
+    assert [index.leak_bps_s(t) for t in (500, 1_000, 4_999, 5_000)] == [0.0, -0.5, -0.5, 0.0]
+    assert index.leaks == []
+    venues = [SimpleNamespace(name="a", scale=1.0), SimpleNamespace(name="b", scale=0.5)]
+    ctx = _Step({}, [0.0, 0.0], [])
+    _informed(-0.5, 2_000, 0.1, venues, m, ctx)
+    usd = m.informed * m.depth_usd_bps * -0.5 * 0.1
+    assert ctx.shocks == {"a": [(2_000, usd)], "b": [(2_000, usd * 0.5)]} and usd < 0
+    _informed(0.0, 2_100, 0.1, venues, m, ctx)
+    assert ctx.shocks == {"a": [(2_000, usd)], "b": [(2_000, usd * 0.5)]}
+
+
+def test_a_leaked_squeeze_trickles_before_it_breaks(monkeypatch):
+    """Seeds 2, 4, 5 and 9 of ``long-squeeze`` leak their shock: the most leveraged longs are
+    liquidated in the five minutes before the labelled start (seconds with a liquidation order:
+    13, 9, 12, 9). Without informed traders (``informed`` 0) the crowd's hedged buying holds the
+    perpetuals and fewer are (9, 5, 9, 1: 24 against 43 in all)."""
+    from dataclasses import replace
+
+    from cascadewatch.pipelines.simulate import runner
+
+    def trickle(result) -> int:
+        start = result.cascades[0]["start"]
+        return len({ms // 1000 for ms in result.liquidation_ms if start - 300_000 <= ms < start - 5_000})
+
+    sc = SCENARIOS["long-squeeze"]
+    seeds = (2, 4, 5, 9)
+    informed = [trickle(run_scenario(sc, seed, None)) for seed in seeds]
+    draw = runner.draw_market
+    monkeypatch.setattr(runner, "draw_market", lambda *a: replace(draw(*a), informed=0.0))
+    quiet = [trickle(run_scenario(sc, seed, None)) for seed in seeds]
+    assert min(informed) >= 8 and sum(informed) >= 1.5 * sum(quiet)
