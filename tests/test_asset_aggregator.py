@@ -6,6 +6,8 @@ from __future__ import annotations
 import pickle
 from collections import deque
 
+from instrument_states import instrument_state
+
 from cascadewatch.pipelines.steps.asset_aggregator import AssetAggregator
 from cascadewatch.pipelines.steps.items import InstrumentState
 
@@ -13,26 +15,12 @@ S0 = 1_700_000_000_000  # ms
 
 
 def _state(second_ms: int, long_usd: float, short_usd: float, buy_usd: float) -> InstrumentState:
-    return InstrumentState(
-        venue="binance-usdm",
-        instrument="BTC-USDT-PERP",
-        asset="BTC-USDT",
-        second=second_ms,
-        price=100.0,
-        mark=None,
-        index=None,
-        funding=None,
-        oi_qty=None,
-        oi_usd=None,
+    return instrument_state(
+        second_ms,
         buy_usd=buy_usd,
-        sell_usd=0.0,
         trades=1,
         liq_long_usd=long_usd,
         liq_short_usd=short_usd,
-        liquidations=0,
-        book_valid=False,
-        best_bid=None,
-        best_ask=None,
         depth_bid_usd=(0.0, 0.0, 0.0, 0.0),
         depth_ask_usd=(0.0, 0.0, 0.0, 0.0),
     )

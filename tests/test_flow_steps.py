@@ -7,6 +7,7 @@ import pickle
 from pathlib import Path
 
 import pytest
+from instrument_states import instrument_state
 
 from cascadewatch.connectors.frames import DeadLetter
 from cascadewatch.connectors.sources import (
@@ -32,29 +33,7 @@ S = 1_000_000_000
 
 
 def second(venue: str, instrument: str, second_ms: int) -> InstrumentState:
-    return InstrumentState(
-        venue=venue,
-        instrument=instrument,
-        asset=instrument.removesuffix("-PERP"),
-        second=second_ms,
-        price=100.0,
-        mark=None,
-        index=None,
-        funding=None,
-        oi_qty=None,
-        oi_usd=None,
-        buy_usd=0.0,
-        sell_usd=0.0,
-        trades=0,
-        liq_long_usd=0.0,
-        liq_short_usd=0.0,
-        liquidations=0,
-        book_valid=False,
-        best_bid=None,
-        best_ask=None,
-        depth_bid_usd=(),
-        depth_ask_usd=(),
-    )
+    return instrument_state(second_ms, venue, instrument)
 
 
 def test_merge_releases_a_second_only_when_every_partition_has_passed_it() -> None:
