@@ -6,11 +6,11 @@ truth file); no I/O. All times are UTC epoch milliseconds; ``H = horizon_s``.
 Definitions, per asset and direction ``d`` (``down`` / ``up``):
 
 - *triggers*: alerts with ``action == "trigger"``, ``kind == "cascade"`` and ``direction == d``
-  that page, as the outbox sends them: a trigger on a ``dedup_key`` already open at the same or
-  a higher severity (a per-second alert confirming a provisional one, or another venue's
-  provisional alert for the same episode) is not a new page and is not counted; an escalation
-  is. A ``resolve`` closes its key. Alerts are taken in the order given (the output's order);
-  one without a ``dedup_key`` always counts.
+  that the outbox sends: a trigger on a ``dedup_key`` already open at the same or a higher
+  severity (a per-second alert confirming a provisional one, or another venue's provisional
+  alert for the same episode) is no new alert and is not counted; an escalation is. A
+  ``resolve`` closes its key. Alerts are taken in the order given (the output's order); one
+  without a ``dedup_key`` always counts.
 - *caught*: a truth cascade ``c`` is caught when a trigger of its asset and direction has
   ``c.start - H <= ts <= c.peak`` (an early warning, or a warning while it is still falling).
 - *lead* of a caught cascade = ``(c.start - ts_first) / 1000`` seconds, ``ts_first`` the first
@@ -191,8 +191,9 @@ def _days(snapshots: Iterable[dict], truth: Sequence[dict]) -> float:
 _SEVERITY = {"warning": 1, "critical": 2}
 
 
-def _pages(alerts: Iterable[dict]) -> list[dict]:
-    """The triggers that page (module docstring: *triggers*), in the order of ``alerts``."""
+def _sent_triggers(alerts: Iterable[dict]) -> list[dict]:
+    """The triggers the outbox sends (module docstring: *triggers*; *pages* are the critical
+    ones), in the order of ``alerts``."""
     open_at: dict[str, int] = {}
     out = []
     for a in alerts:
@@ -219,7 +220,7 @@ def _tally(
             cascades[(c["asset"], c["direction"])].append(c)
     triggers: dict[tuple[str, str], list[int]] = defaultdict(list)
     critical: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for a in _pages(alerts):
+    for a in _sent_triggers(alerts):
         if a.get("kind") == "cascade" and a.get("direction") in DIRECTIONS:
             triggers[(a["asset"], a["direction"])].append(int(a["ts"]))
             if a.get("severity") == "critical":
