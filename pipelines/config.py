@@ -86,8 +86,8 @@ class DetectorsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     hawkes_beta: float = 0.1
     hawkes_window_s: float = 1800.0
     regime_window_s: int = 60
-    regime_min_liq_usd: float = 500_000.0
-    regime_min_move_bps: float = 30.0
+    regime_min_liq_usd: float = 1_000_000.0
+    regime_min_move_bps: float = 50.0
     warn_enter: float = 0.05
     warn_exit: float = 0.025
     crit_enter: float = 0.6

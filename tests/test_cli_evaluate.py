@@ -107,6 +107,7 @@ def test_evaluate_by_family_and_without_truth(capsys) -> None:
     assert list(result["families"]) == [name]
     family = result["families"][name]
     assert family["overall"] == result["overall"] and family["down"] == result["down"]
+    assert family["map_pooled"] == result["map_pooled"]  # one run: its family's map error is the run's
     assert main(["evaluate", rec, "--json"]) == 0
     online = json.loads(capsys.readouterr().out)
     true_starts = [json.loads(line) for line in Path(truth).read_text().splitlines() if '"type":"cascade"' in line]

@@ -59,22 +59,23 @@ def test_bad_input_is_counted_and_kept_never_fatal(replayed) -> None:
 def test_liquidation_burst_pages_critical_then_resolves(replayed) -> None:
     out_dir, _ = replayed
     cascade = [a for a in _jsonl(out_dir / "alerts.jsonl") if a["kind"] == "cascade"]
-    # the provisional alert (the trigger checked every 250 ms of receive time on Binance's frames)
-    # is stamped 3.5 s and made at the next frame, of second 4: after the per-second trigger of
-    # second 3 opened the incident (the outbox does not page it again)
+    # second 3: $1.1M of longs in 60 s with the price 40 bps down, under the label's 50 bps (the
+    # default in-progress thresholds); second 4: $5.3M and 100 bps, a liquidation cascade in
+    # progress. The provisional alert (the trigger checked every 250 ms of receive time on
+    # Binance's frames) is stamped 4.5 s and made at the next frame, before second 4 closes: it
+    # comes first, and the per-second trigger of second 4 confirms it
     assert [(a["action"], a["ts"] - T0, a.get("provisional", False)) for a in cascade[:2]] == [
-        ("trigger", 3000, False),
-        ("trigger", 3500, True),
+        ("trigger", 4500, True),
+        ("trigger", 4000, False),
     ]
-    assert (cascade[1]["opened_ts"] - T0, cascade[1]["liq_usd_60s"]) == (3500, 1_096_800.0)
+    assert (cascade[0]["opened_ts"] - T0, cascade[0]["liq_usd_60s"]) == (4500, 5_304_300.0)
     alerts = [a for a in cascade if not a.get("provisional")]
-    # $1.1M of longs in 60 s with the price 40 bps down: a liquidation cascade in progress
     assert [(a["action"], a["severity"], a["ts"] - T0, a["cascade"], a["liq_usd_60s"]) for a in alerts] == [
-        ("trigger", "critical", 3000, "liquidation", 1_096_800.0),
+        ("trigger", "critical", 4000, "liquidation", 5_304_300.0),
         ("resolve", "critical", 180_000, None, 0.0),
     ]
     assert {a["dedup_key"] for a in alerts} == {"BTC-USDT:cascade:down"}
-    assert {a["opened_ts"] - T0 for a in alerts} == {3000}
+    assert {a["opened_ts"] - T0 for a in alerts} == {4000}
     assert len({a["id"] for a in alerts}) == 2
     assert list(alerts[0])[:10] == list(ALERT_HEADER)  # the header's names: tests/test_output_contract.py
 

@@ -111,12 +111,17 @@ def ms(t: int) -> int:
     return (T0 + t) * 1000
 
 
+CONFIG = DetectorsConfig(model="none", regime_min_liq_usd=500_000.0, regime_min_move_bps=30.0)
+"""The wiring without the shipped model, at the in-progress thresholds the script was written for
+(500k USD and 30 bps; the defaults are the label's, 1M USD and 50 bps)."""
+
+
 @pytest.fixture(scope="module")
 def run() -> tuple[list[AssetOutput], list[tuple[int, dict]]]:
     """The whole script through one :class:`AssetRisk`; what ``on_sample`` saw, with the second."""
     seen: list[tuple[int, dict]] = []
     now = [0]
-    risk = AssetRisk(DetectorsConfig(model="none"), on_sample=lambda sample: seen.append((now[0], sample)))
+    risk = AssetRisk(CONFIG, on_sample=lambda sample: seen.append((now[0], sample)))
     outputs = []
     for t in range(END):
         now[0] = t
@@ -236,7 +241,7 @@ def test_the_step_pickled_mid_cascade_continues_identically(run) -> None:
     """Bytewax recovery snapshots this state: a round trip in the middle of the break gives
     the same outputs after it (and ``on_sample`` does not change the outputs)."""
     outputs, _ = run
-    risk = AssetRisk(DetectorsConfig(model="none"))  # the wiring, without the shipped model
+    risk = AssetRisk(CONFIG)
     for t in range(630):
         risk.update(second(t))
     risk = pickle.loads(pickle.dumps(risk))

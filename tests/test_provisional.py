@@ -30,8 +30,9 @@ MS = 1_000_000
 T0 = 1_700_000_000 * S
 """The scripted stream's start (receive time, ns; on a second)."""
 CROSS = T0 + 5_400 * MS + 123_456
-"""Receive time of the fifth forced sell of 100,000 USD: the long liquidations reach 500,000 USD."""
-RULE = ProvisionalRule.of(250, 60, 500_000.0, 30.0, 2.0)
+"""Receive time of the fifth forced sell of 200,000 USD: the long liquidations reach 1,000,000 USD."""
+RULE = ProvisionalRule.of(250, 60, 1_000_000.0, 50.0, 2.0)
+"""The default rule: the label's thresholds (1M USD and 50 bps over 60 s), 2 s allowed lag."""
 
 
 def trade(recv: int, price: float) -> Trade:
@@ -44,11 +45,11 @@ def liquidation(recv: int, price: float, usd: float) -> Liquidation:
 
 def scripted_events() -> list[Trade | Liquidation]:
     """Trades at 30,000 every 100 ms for 5 s, then at 29,800 (67 bps lower); forced sells of
-    100,000 USD at 5.05, 5.15, 5.25, 5.35 s and at ``CROSS``."""
+    200,000 USD at 5.05, 5.15, 5.25, 5.35 s and at ``CROSS``."""
     events: list[Trade | Liquidation] = [trade(T0 + i * 100 * MS, 30_000.0) for i in range(50)]
     events += [trade(T0 + i * 100 * MS, 29_800.0) for i in range(50, 58)]
-    events += [liquidation(T0 + ms * MS, 29_800.0, 100_000.0) for ms in (5_050, 5_150, 5_250, 5_350)]
-    events.append(liquidation(CROSS, 29_800.0, 100_000.0))
+    events += [liquidation(T0 + ms * MS, 29_800.0, 200_000.0) for ms in (5_050, 5_150, 5_250, 5_350)]
+    events.append(liquidation(CROSS, 29_800.0, 200_000.0))
     return sorted(events, key=lambda e: e.recv)
 
 
@@ -79,10 +80,10 @@ def test_the_trigger_crossed_at_t_fires_at_the_first_checkpoint_at_or_after_t() 
         "provisional": True,
     }
     assert alert["dedup_key"] == "BTC-USDT:cascade:down"
-    assert alert["price"] == 29_800.0 and alert["liq_usd_60s"] == 500_000.0
+    assert alert["price"] == 29_800.0 and alert["liq_usd_60s"] == 1_000_000.0
     assert alert["summary"] == (
         "BTC-USDT DOWN: liquidation cascade starting (provisional, binance-usdm BTC-USDT-PERP): "
-        "$500.0K longs liquidated and 67 bps in 60s"
+        "$1.0M longs liquidated and 67 bps in 60s"
     )
 
 
@@ -188,7 +189,7 @@ def test_the_outbox_gets_the_provisional_alert_and_pages_the_desk_once(tmp_path:
 
 
 def test_a_live_run_writes_the_provisional_alert_to_the_outbox_and_its_tap_replays_the_same(tmp_path: Path) -> None:
-    """The fake venue: trades, then the price 60 bps lower and six forced sells of 100,000 USD
+    """The fake venue: trades, then the price 60 bps lower and six forced sells of 200,000 USD
     10 ms apart. The run writes a provisional alert to the outbox before the per-second one; the
     replay of the run's tap gives the same alerts (up to the audit manifest, which names the inputs)."""
     with FakeBinance() as fake:
@@ -211,7 +212,7 @@ def test_a_live_run_writes_the_provisional_alert_to_the_outbox_and_its_tap_repla
                 if i % 5 == 0:
                     await fake.depth_diff("BTCUSDT")
                 if 105 <= i < 111:
-                    await fake.force_order("BTCUSDT", price, round(100_000 / price, 6))
+                    await fake.force_order("BTCUSDT", price, round(200_000 / price, 6))
                 await asyncio.sleep(0.01)
 
         running = fake.spawn(market())
@@ -246,7 +247,7 @@ def test_a_live_run_writes_the_provisional_alert_to_the_outbox_and_its_tap_repla
 
 
 def test_one_provisional_alert_per_episode_until_the_trigger_has_been_quiet_for_a_window() -> None:
-    """A bounce (the move falls below 30 bps for a check) does not fire the trigger again;
+    """A bounce (the move falls below 50 bps for a check) does not fire the trigger again;
     after 60 s of checks at which it did not hold, a new wave of forced sells does."""
     trigger = InstrumentTrigger(RULE)
     (first,) = trigger.process(scripted_events())  # checked at 5.5 s (the frame of 5.6 s)
@@ -255,7 +256,7 @@ def test_one_provisional_alert_per_episode_until_the_trigger_has_been_quiet_for_
     assert trigger.process(bounce) == []  # 6.0 s: the bounce (no move); 6.5 s: holds again, no new alert
     quiet = [trade(T0 + i * S, 29_800.0) for i in range(7, 128)]  # the sells leave the window at 65.5 s
     assert trigger.process(quiet) == []
-    wave = [liquidation(T0 + 128 * S + i * MS, 29_800.0, 100_000.0) for i in range(5)]
-    wave += [trade(T0 + 128_100 * MS, 29_700.0), trade(T0 + 128_300 * MS, 29_700.0)]
+    wave = [liquidation(T0 + 128 * S + i * MS, 29_800.0, 200_000.0) for i in range(5)]
+    wave += [trade(T0 + 128_100 * MS, 29_600.0), trade(T0 + 128_300 * MS, 29_600.0)]
     (again,) = trigger.process(wave)
-    assert again.alert["ts"] == T0 // MS + 128_250 and again.alert["liq_usd_60s"] == 500_000.0
+    assert again.alert["ts"] == T0 // MS + 128_250 and again.alert["liq_usd_60s"] == 1_000_000.0

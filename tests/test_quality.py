@@ -8,8 +8,8 @@ import pytest
 
 from cascadewatch.pipelines.config import Config
 from cascadewatch.pipelines.evaluation.corpus import _collect, make_runs, samples_key
-from cascadewatch.pipelines.evaluation.quality import markdown_table
-from cascadewatch.pipelines.evaluation.scoring import score_runs
+from cascadewatch.pipelines.evaluation.quality import CALM_ROW, HELD_OUT_ROW, map_table, markdown_table
+from cascadewatch.pipelines.evaluation.scoring import map_summary_error_runs, score_runs
 
 TRUTH = [
     {"type": "span", "asset": "BTC-USDT", "start": 0, "end": 43_200_000},
@@ -66,6 +66,35 @@ def test_markdown_table_of_known_results():
         "| long-squeeze (left out) | 2 | 1 | 0.50 | 90 | 90 | 1 | 0.50 | 2.0 | 90 | 0.0 "
         "| 0.0625 (0.1875) · 0.1250 (0.2500) · 0.0000 (0.0000) |"
     )
+
+
+def test_map_table_of_a_known_map():
+    """True longs: 1,000 USD every 0.1 from 96.0 to 99.9 and 1M at 97.0 (the nearest dense
+    cluster, 300 bps below 100), no shorts. The estimate: twice the true at-risk notional
+    (log2 ratio 1), a cluster 320 bps below (20 bps off) and one above where the truth has none
+    (spurious); the up side's ratio is not comparable (no true shorts). No calm-day line is
+    comparable: dashes."""
+    prices = [round(96.0 + 0.1 * i, 1) for i in range(40)]
+    longs = [[p, 1_000_000.0 if p == 97.0 else 1_000.0] for p in prices]
+    truth = [{"type": "levels", "ts": 60_000, "asset": "BTC-USDT", "price": 100.0, "long": longs, "short": []}]
+    at_risk = 2 * sum(u for _, u in longs)
+    snapshot = {
+        "type": "snapshot",
+        "asset": "BTC-USDT",
+        "ts": 59_000,
+        "down": {"at_risk_usd": at_risk, "cluster_bps": 320.0},
+        "up": {"at_risk_usd": 5e6, "cluster_bps": 150.0},
+    }
+    pooled = map_summary_error_runs([([snapshot], truth)])
+    results = {
+        HELD_OUT_ROW: {"families": {"long-squeeze": {"map_pooled": pooled}}, "map_pooled": pooled},
+        CALM_ROW: {"map_pooled": map_summary_error_runs([([snapshot], [])])},
+    }
+    assert map_table(results).splitlines()[2:] == [
+        "| long-squeeze (seeds 101, 102, 103) | 2 | 1.00 | 20 | 20 | 1 | 0 |",
+        "| all families (seeds 101, 102, 103) | 2 | 1.00 | 20 | 20 | 1 | 0 |",
+        "| held-out calm days | 0 | – | – | – | 0 | 0 |",
+    ]
 
 
 def test_kept_samples_are_used_only_under_their_key(tmp_path):

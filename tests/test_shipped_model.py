@@ -18,6 +18,7 @@ from cascadewatch.pipelines.evaluation.default_model import build_default_model
 from cascadewatch.pipelines.model_file import bundled_model_path, load_model, model_version, resolve_model, save_model
 
 DEMO = bundled_demo_recording()
+BAD = Path(__file__).parent / "fixtures" / "bad" / "hand-made.rec"
 BUNDLED = bundled_model_path()
 MANIFEST = json.loads(BUNDLED.with_name("manifest.json").read_text())
 
@@ -37,8 +38,8 @@ def test_the_bundled_model_and_its_manifest():
     assert resolve_model(None) == BUNDLED and resolve_model("none") is None
 
 
-def _replay(tmp_path: Path, config_text: str | None) -> tuple[list[dict], list[dict]]:
-    args = ["replay", str(DEMO), "--quiet", "--alerts-out", str(tmp_path / "a.jsonl")]
+def _replay(tmp_path: Path, config_text: str | None, recording: Path = DEMO) -> tuple[list[dict], list[dict]]:
+    args = ["replay", str(recording), "--quiet", "--alerts-out", str(tmp_path / "a.jsonl")]
     args += ["--snapshots-out", str(tmp_path / "s.jsonl")]
     if config_text is not None:
         (tmp_path / "c.toml").write_text(config_text)
@@ -54,9 +55,11 @@ def _policy(alerts: list[dict]) -> list[dict]:
 
 
 def test_every_alert_and_snapshot_names_the_model(tmp_path):
-    alerts, snapshots = _replay(tmp_path / "default", None)
+    (tmp_path / "bad").mkdir()
+    alerts, _ = _replay(tmp_path / "bad", None, BAD)  # its liquidation burst pages provisionally
     provisional = [a for a in alerts if a.get("provisional")]
-    assert provisional and all("model" not in a for a in provisional)
+    assert len(provisional) == 1 and all("model" not in a for a in provisional)
+    alerts, snapshots = _replay(tmp_path / "default", None)
     alerts = _policy(alerts)
     assert alerts and {a["model"] for a in alerts} == {MANIFEST["version"]}
     assert {s["model"] for s in snapshots} == {MANIFEST["version"]}

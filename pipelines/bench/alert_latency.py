@@ -3,9 +3,9 @@
 A fake Binance USD-M (``tests/live_fakes.py``, in a server process of its own) sends ``rate``
 frames per second on loopback (aggTrade and depth diffs, round robin over ``symbols``
 instruments); one instrument after another goes through a scripted long-liquidation cascade:
-the price falls 60 bps within 100 ms, then a forced sell (``forceOrder``) of 100,000 USD every
-50 ms. The fifth one takes the liquidations over the window to 500,000 USD, the default
-``regime_min_liq_usd``, with the move past ``regime_min_move_bps``: that forced sell's
+the price falls 60 bps within 100 ms, then a forced sell (``forceOrder``) of 200,000 USD every
+50 ms. The fifth one takes the liquidations over the window to 1,000,000 USD, the default
+``regime_min_liq_usd``, with the move past ``regime_min_move_bps`` (50): that forced sell's
 exchange time ``E`` is the cascade's *trigger event*. The cascades start ``spacing_s`` apart
 (not a whole number of seconds, so the trigger events fall at every phase of a second).
 
@@ -41,10 +41,10 @@ SYMBOLS = ("BTCUSDT", "ETHUSDT", "BCHUSDT", "XRPUSDT", "EOSUSDT", "LTCUSDT", "TR
            "XLMUSDT", "ADAUSDT", "XMRUSDT", "DASHUSDT", "ZECUSDT", "XTZUSDT", "BNBUSDT")  # fmt: skip
 """Instruments of the fake's exchange info (the recorded Binance session's), one cascade each."""
 PRICE = 30_000.0
-LIQ_USD = 100_000.0
+LIQ_USD = 200_000.0
 LIQ_EVERY_S = 0.05
 LIQS_TO_CROSS = 5
-"""Forced sells of ``LIQ_USD`` until the cascade's liquidations reach 500,000 USD."""
+"""Forced sells of ``LIQ_USD`` until the cascade's liquidations reach 1,000,000 USD."""
 
 
 class _Market:

@@ -68,8 +68,9 @@ def evaluate(
     (:func:`~cascadewatch.pipelines.evaluation.contagion_scoring.score_contagion`).
 
     ``by_family``: also score the runs of each scenario family (:func:`scenario_name`) on their
-    own, under ``"families"``. ``truths`` ``None``: each recording is scored against the cascades
-    the online labeller finds in its published liquidations (a desk's own recordings).
+    own, under ``"families"``, each with its pooled map error (``"map_pooled"``). ``truths``
+    ``None``: each recording is scored against the cascades the online labeller finds in its
+    published liquidations (a desk's own recordings).
     """
     if truths is not None and len(recordings) != len(truths):
         raise ValueError(f"{len(recordings)} recordings but {len(truths)} truth files: give one --truth per recording")
@@ -111,12 +112,13 @@ def evaluate(
         )
     if by_family:
         names = [scenario_name(truth) for _, _, truth in runs]
-        result["families"] = {
-            name: score_runs(
-                [r for r, n in zip(runs, names, strict=True) if n == name], horizon_s=config.detectors.horizon_s
-            )
-            for name in sorted(set(names))
-        }
+        result["families"] = {}
+        for name in sorted(set(names)):
+            family = [r for r, n in zip(runs, names, strict=True) if n == name]
+            result["families"][name] = {
+                **score_runs(family, horizon_s=config.detectors.horizon_s),
+                "map_pooled": map_summary_error_runs([(snapshots, truth) for _, snapshots, truth in family]),
+            }
     return result
 
 

@@ -12,7 +12,9 @@ Three measurements, every one with the shipped defaults (no config file) except 
 - *held-out calm days*: the shipped model on calm days :data:`HELD_OUT_CALM_SEEDS`.
 
 Scores are those of ``cascadewatch evaluate`` (:mod:`cascadewatch.pipelines.evaluation.scoring`).
-Prints a Markdown table (README, "Detection quality") and, with ``--json``, writes every result.
+Prints two Markdown tables, detection quality (README, "Detection quality") and the liquidation
+map's error per family on the held-out seeds (README, "Liquidation map"), and, with ``--json``,
+writes every result.
 """
 
 from __future__ import annotations
@@ -44,21 +46,26 @@ from cascadewatch.pipelines.evaluation.evaluate import evaluate
 from cascadewatch.pipelines.evaluation.train import DEFAULT_CAP, DEFAULT_L2
 from cascadewatch.pipelines.model_file import save_model
 
-__all__ = ["HELD_OUT_CALM_SEEDS", "HELD_OUT_SEEDS", "markdown_table", "measure"]
+__all__ = ["HELD_OUT_CALM_SEEDS", "HELD_OUT_SEEDS", "map_table", "markdown_table", "measure"]
 
 HELD_OUT_SEEDS: tuple[int, ...] = (101, 102, 103)
 HELD_OUT_CALM_SEEDS: tuple[int, ...] = (101, 102)
+HELD_OUT_ROW = "held-out seeds, all families"
+CALM_ROW = "held-out calm days"
+HELD_OUT_LABEL = "seeds " + ", ".join(map(str, HELD_OUT_SEEDS))
 
 
 def _evaluate(job: tuple[str, list[Run], str | None]) -> tuple[str, dict[str, Any]]:
+    """Evaluate one row's runs; the held-out seeds (no model given: the shipped one) also per family."""
     name, runs, model = job
     config = Config()
     if model is not None:
         config = msgspec.structs.replace(config, detectors=msgspec.structs.replace(config.detectors, model=model))
-    result = evaluate([r.recording for r in runs], [r.truth for r in runs], config)
+    result = evaluate([r.recording for r in runs], [r.truth for r in runs], config, by_family=model is None)
     result.pop("map", None)
-    for d in ("overall", "down", "up"):
-        result[d].pop("reliability", None)
+    for scored in (result, *result.get("families", {}).values()):
+        for d in ("overall", "down", "up"):
+            scored[d].pop("reliability", None)
     return name, result
 
 
@@ -85,8 +92,8 @@ def measure(corpus_dir: Path, workers: int = 2, log=print) -> dict[str, dict[str
             save_model(path, {"down": model, "up": copy.deepcopy(model)}, horizon, {"without": family})
             unseen = [r for r in train + held if r.family == family]
             jobs.append((f"{family} (left out)", unseen, str(path)))
-        jobs.append(("held-out seeds, all families", [r for r in held if r.family != CALM], None))
-        jobs.append(("held-out calm days", [r for r in held if r.family == CALM], None))
+        jobs.append((HELD_OUT_ROW, [r for r in held if r.family != CALM], None))
+        jobs.append((CALM_ROW, [r for r in held if r.family == CALM], None))
         with multiprocessing.get_context("fork").Pool(workers) as pool:  # the calm days, longest, first
             results = dict(pool.imap_unordered(_evaluate, jobs[::-1]))
     for name, _, _ in jobs:
@@ -139,6 +146,31 @@ def markdown_table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def map_table(results: dict[str, dict[str, Any]]) -> str:
+    """The liquidation map's error with the shipped defaults (README, "Liquidation map"): per
+    family on the held-out seeds, on the held-out calm days, and all held-out seeds pooled; both
+    directions pooled (:func:`cascadewatch.pipelines.evaluation.scoring.map_summary_error_runs`):
+    truth lines compared, median |log2(estimated / true at-risk notional)|, median and mean error
+    of the nearest dense cluster (bps), and the lines where only the estimate (spurious) or only
+    the truth (missed) has one."""
+    held, calm = results[HELD_OUT_ROW], results[CALM_ROW]
+    rows = [(f"{name} ({HELD_OUT_LABEL})", family["map_pooled"]) for name, family in held.get("families", {}).items()]
+    rows += [(f"all families ({HELD_OUT_LABEL})", held["map_pooled"]), (CALM_ROW, calm["map_pooled"])]
+    lines = [
+        "| evaluated on | lines | \\|log2 at-risk\\| median | cluster error median (bps) | mean (bps) "
+        "| spurious | missed |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for name, pooled in rows:
+        o = pooled["overall"]
+        lines.append(
+            f"| {name} | {o['n']} | {_fmt(o['at_risk_abs_log2_ratio_median'], '.2f')} "
+            f"| {_fmt(o['cluster_error_bps_median'], '.0f')} | {_fmt(o['cluster_error_bps_mean'], '.0f')} "
+            f"| {o['cluster_spurious']} | {o['cluster_missed']} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``make quality`` (module docstring)."""
     parser = argparse.ArgumentParser(prog="python -m cascadewatch.pipelines.evaluation.quality")
@@ -150,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n")
     print(markdown_table(results))
+    print()
+    print(map_table(results))
     return 0
 
 
