@@ -232,6 +232,9 @@ def nearest_dense_cluster(
 _sum = np.add.reduce
 """``ndarray.sum`` of a 1-D array without its Python wrapper (the same reduction, the same floats)."""
 
+_any = np.logical_or.reduce
+"""``ndarray.any`` of a 1-D array without its Python wrapper."""
+
 _correlate = np_multiarray.correlate
 """What ``np.convolve(a, v, mode)`` calls when ``v`` is no longer than ``a``: ``correlate(a, v[::-1], mode)``
 (mode ``1``: ``"same"``), without its wrapper."""
@@ -659,7 +662,7 @@ class EstimatedLiquidationMap:
         # tier weights are finite (a product of finite numbers, capped at max_multiple * m_i)
         finite_weights = math.isfinite(self.learning.max_multiple)
         for s in range(2):
-            if finite_weights and self._untouched(s, k) and not self._reported[s].any():
+            if finite_weights and self._untouched(s, k) and not _any(self._reported[s]):
                 out.append(0.0)  # most seconds: nothing crossed, nothing reported, nothing learned
                 continue
             lam = self._lam[s].copy()
