@@ -203,7 +203,7 @@ def nearest_dense_cluster(
     if w == 1:
         s = x
     elif x.size >= w:  # np.convolve's own call (its kernel reversed: ones either way)
-        s = _correlate(x, _ones(w), 1)
+        s = _correlate(x, _ones(w), "same")
     else:
         s = np.convolve(x, _ones(w), mode="same")
     threshold = max(dense_multiple * w * total / x.size, min_usd, 1e-12)
@@ -236,8 +236,8 @@ _any = np.logical_or.reduce
 """``ndarray.any`` of a 1-D array without its Python wrapper."""
 
 _correlate = np_multiarray.correlate
-"""What ``np.convolve(a, v, mode)`` calls when ``v`` is no longer than ``a``: ``correlate(a, v[::-1], mode)``
-(mode ``1``: ``"same"``), without its wrapper."""
+"""What ``np.convolve(a, v, mode)`` calls when ``v`` is no longer than ``a``: ``correlate(a, v[::-1], mode)``,
+without its wrapper."""
 
 
 @functools.cache
