@@ -187,7 +187,11 @@ class DecayingLogGrid:
             if p.size == 0:
                 return
         k = self.bucket_of(p)
-        ks = k.tolist()
+        self._add_buckets(k, k.tolist(), x, t)
+
+    def _add_buckets(self, k: np.ndarray, ks: list[int], x: np.ndarray, t: float) -> None:
+        """The rest of :meth:`_add_at` once the buckets ``k`` (``ks`` as a list, not empty) of the
+        valid deposits ``x`` are known."""
         k_lo, k_hi = min(ks), max(ks)
         self._ensure(k_lo, k_hi)
         if k_lo < self._k0 or k_hi >= self._k0 + self._v.size:  # only when max_buckets is hit
@@ -315,3 +319,24 @@ class DecayingLogGrid:
         """``(bucket indices, values at t)`` of the non-empty buckets, ascending."""
         idx = np.flatnonzero(self._v)
         return idx + self._k0, self._v[idx] * self.factor(t)
+
+
+def add_rows(grids: list[DecayingLogGrid], prices: np.ndarray, values: np.ndarray, t: float) -> None:
+    """``grids[i].add(prices[i], values[i], t)`` for each row ``i`` of the ``(len(grids), n)``
+    arrays ``prices`` and ``values`` (the same states), with one time ``t`` for all: the buckets
+    of every row in one :meth:`~DecayingLogGrid.bucket_of` call. The grids share ``bucket_bps``.
+
+    >>> a, b = DecayingLogGrid(10.0, None), DecayingLogGrid(10.0, None)
+    >>> add_rows([a, b], np.array([[100.0, 101.0], [90.0, 91.0]]), np.array([[1.0, 2.0], [3.0, 4.0]]), 0.0)
+    >>> float(a.total(0.0)), float(b.total(0.0)), a.bucket_of_one(100.0) in a.nonzero(0.0)[0].tolist()
+    (3.0, 7.0, True)
+    """
+    if not math.isfinite(t) or prices.size == 0:
+        return
+    if not (0 < prices.min() and prices.max() < math.inf and np.isfinite(values).all()):  # (a NaN fails them)
+        for grid, p, x in zip(grids, prices, values, strict=True):
+            grid.add(p, x, t)
+        return
+    k = grids[0].bucket_of(prices)
+    for grid, k_row, ks, x in zip(grids, k, k.tolist(), values, strict=True):
+        grid._add_buckets(k_row, ks, x, t)

@@ -92,11 +92,19 @@ class CircuitBreaker:
                 self._last[i] = t
             elif self._since[i] is not None and t - (self._last[i] or t) >= self.halt_s:
                 self._since[i] = self._cause[i] = None
+        self._states = None
         return self.readout()
 
+    _states: dict[str, BreakerState] | None = None
+    """The states of the last update, built by the first :meth:`readout` after it (``None``: not yet)."""
+
     def readout(self) -> dict:
-        """``{"down": BreakerState, "up": BreakerState}`` as of the last update."""
-        return {
-            d: BreakerState(self._since[i] is not None, self._since[i], self._cause[i])
-            for i, d in enumerate(DIRECTIONS)
-        }
+        """``{"down": BreakerState, "up": BreakerState}`` as of the last update (a new dict of the
+        same immutable states until the next update)."""
+        states = self._states
+        if states is None:
+            states = self._states = {
+                d: BreakerState(self._since[i] is not None, self._since[i], self._cause[i])
+                for i, d in enumerate(DIRECTIONS)
+            }
+        return dict(states)

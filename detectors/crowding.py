@@ -38,6 +38,7 @@ sums (plain lists); an update is O(venues x windows), no scan of a window.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -63,11 +64,19 @@ class CrowdingReadout:
         ``crowding_{W}_bps`` (bps of OI)."""
         sgn = _sign(direction)
         out: dict[str, float] = {}
-        for w in sorted(self.oi_growth):
-            out[f"oi_growth_{w}_pct"] = 100.0 * self.oi_growth[w]
-            out[f"imbalance_{w}"] = sgn * self.imbalance[w]
-            out[f"crowding_{w}_bps"] = 1e4 * self.crowding(direction, w)
+        growth, imbalance = self.oi_growth, self.imbalance
+        for w in sorted(growth):
+            g_name, imb_name, crowding_name = _feature_names(w)
+            out[g_name] = 100.0 * growth[w]
+            out[imb_name] = sgn * imbalance[w]
+            out[crowding_name] = 1e4 * (max(growth[w], 0.0) * max(sgn * imbalance[w], 0.0))  # crowding()
         return out
+
+
+@functools.cache
+def _feature_names(window_s: int) -> tuple[str, str, str]:
+    """The names of window ``window_s``'s features: OI growth, imbalance, crowding."""
+    return f"oi_growth_{window_s}_pct", f"imbalance_{window_s}", f"crowding_{window_s}_bps"
 
 
 def _sign(direction: str) -> float:

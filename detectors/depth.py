@@ -30,6 +30,7 @@ when a NaN is in the history.
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,6 +49,18 @@ def _side(levels) -> tuple[np.ndarray, np.ndarray]:
     if a.ndim != 2 or a.shape[1] != 2:
         raise ValueError(f"book side must be (n, 2) pairs of (price, qty), got shape {a.shape}")
     return a[:, 0], a[:, 1]
+
+
+_accumulate = np.add.accumulate
+"""``np.cumsum`` of a 1-D array without its Python wrapper (the same call)."""
+
+
+@functools.cache
+def _bands(bands_bps: tuple[float, ...]) -> np.ndarray:
+    """The band half-widths as fractions, ``bands_bps * 1e-4`` (read-only, shared)."""
+    bands = np.asarray(bands_bps, dtype=np.float64) * 1e-4
+    bands.flags.writeable = False
+    return bands
 
 
 def depth_within(bids, asks, bands_bps: Sequence[float] = DEFAULT_BANDS_BPS, ref: float | None = None):
@@ -73,10 +86,10 @@ def depth_within(bids, asks, bands_bps: Sequence[float] = DEFAULT_BANDS_BPS, ref
             ref = float(ap[0])
         else:
             ref = math.nan
-    bands = np.asarray(bands_bps, dtype=np.float64) * 1e-4
+    bands = _bands(tuple(bands_bps)) if type(bands_bps) is tuple else np.asarray(bands_bps, dtype=np.float64) * 1e-4
     bid_cum, ask_cum = np.zeros(bp.size + 1), np.zeros(ap.size + 1)  # 0, then the cumulative notional
-    np.cumsum(bp * bq, out=bid_cum[1:])
-    np.cumsum(ap * aq, out=ask_cum[1:])
+    _accumulate(bp * bq, out=bid_cum[1:])  # (np.cumsum's own call)
+    _accumulate(ap * aq, out=ask_cum[1:])
     nb = (-bp).searchsorted(-(ref * (1.0 - bands)), side="right")
     na = ap.searchsorted(ref * (1.0 + bands), side="right")
     return bid_cum[nb], ask_cum[na], float(ref)

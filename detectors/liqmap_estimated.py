@@ -60,9 +60,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy._core import multiarray as np_multiarray
 
 from cascadewatch.connectors.events import Liquidation, MarkPrice, OpenInterest, Trade
-from cascadewatch.detectors._grid import DecayingLogGrid
+from cascadewatch.detectors._grid import DecayingLogGrid, add_rows
 
 __all__ = [
     "Cluster",
@@ -136,12 +137,19 @@ class EstimatedMapReadout:
         """``(n, 2)`` array of ``(level price, notional)``: the non-empty buckets a move
         ``down`` (long levels below the price) or ``up`` (short levels above) would hit;
         the ``levels`` input of :func:`cascadewatch.detectors.reach.cascade_reach`."""
+        prices, price = self.prices, self.price
+        if price != price:  # NaN: no bucket is on either side
+            return np.empty((0, 2))
+        # the buckets below the price are the first ``i`` (ascending centres), those above it from ``i`` on
         if direction == "down":
-            notional, keep = self.long_usd, (self.long_usd > 0) & (self.prices < self.price)
+            i = int(prices.searchsorted(price, side="left"))
+            prices, notional = prices[:i], self.long_usd[:i]
         else:
-            notional, keep = self.short_usd, (self.short_usd > 0) & (self.prices > self.price)
-        out = np.empty((int(keep.sum()), 2))
-        out[:, 0] = self.prices[keep]
+            i = int(prices.searchsorted(price, side="right"))
+            prices, notional = prices[i:], self.short_usd[i:]
+        keep = notional > 0
+        out = np.empty((int(np.count_nonzero(keep)), 2))
+        out[:, 0] = prices[keep]
         out[:, 1] = notional[keep]
         return out
 
@@ -174,20 +182,30 @@ def nearest_dense_cluster(
     """
     centers = np.asarray(centers, dtype=np.float64)
     notionals = np.asarray(notionals, dtype=np.float64)
-    if direction == "down":
-        sel = (centers < price).nonzero()[0][::-1]
-    elif direction == "up":
-        sel = (centers > price).nonzero()[0]
-    else:
+    if direction not in ("down", "up"):
         raise ValueError("direction must be 'down' or 'up'")
-    if sel.size == 0:
+    if price != price:  # NaN: no centre is below or above it
         return None
-    x = notionals[sel]
+    # the buckets on the direction's side, nearest first: centres below the price are the first
+    # ``i`` (ascending centres), read backwards for ``down``; above it those from ``i`` on
+    if direction == "down":
+        i = int(centers.searchsorted(price, side="left"))
+        x, cs_all = notionals[i - 1 :: -1].copy() if i else notionals[:0], centers[i - 1 :: -1] if i else centers[:0]
+    else:
+        i = int(centers.searchsorted(price, side="right"))
+        x, cs_all = notionals[i:], centers[i:]
+    if x.size == 0:
+        return None
     total = float(_sum(x))
     if not total > 0:
         return None
     w = max(int(window), 1) | 1
-    s = np.convolve(x, _ones(w), mode="same") if w > 1 else x
+    if w == 1:
+        s = x
+    elif x.size >= w:  # np.convolve's own call (its kernel reversed: ones either way)
+        s = _correlate(x, _ones(w), "same")
+    else:
+        s = np.convolve(x, _ones(w), mode="same")
     threshold = max(dense_multiple * w * total / x.size, min_usd, 1e-12)
     dense = (s >= threshold).nonzero()[0]
     if dense.size == 0:
@@ -197,7 +215,7 @@ def nearest_dense_cluster(
     if not _sum(x[a : b + 1]) > 0:  # dense only through its neighbours: take the windows
         a, b = max(j - w // 2, 0), min(e + w // 2, x.size - 1)
     xs = x[a : b + 1]
-    cs = centers[sel[a : b + 1]]
+    cs = cs_all[a : b + 1]
     notional = float(_sum(xs))
     pc = float(_sum(cs * xs) / notional)
     filled = cs[xs > 0].tolist()
@@ -213,6 +231,13 @@ def nearest_dense_cluster(
 
 _sum = np.add.reduce
 """``ndarray.sum`` of a 1-D array without its Python wrapper (the same reduction, the same floats)."""
+
+_any = np.logical_or.reduce
+"""``ndarray.any`` of a 1-D array without its Python wrapper."""
+
+_correlate = np_multiarray.correlate
+"""What ``np.convolve(a, v, mode)`` calls when ``v`` is no longer than ``a``: ``correlate(a, v[::-1], mode)``,
+without its wrapper."""
 
 
 @functools.cache
@@ -574,9 +599,8 @@ class EstimatedLiquidationMap:
         if entry.size == 0:
             return 0.0
         factor = self.long_factor if s == 0 else self.short_factor
-        for i, grid in enumerate(self._levels[s]):
-            level = entry * factor[i]
-            grid.add(level, qty * level, t)
+        levels = factor[:, None] * entry[None, :]  # row i: entry * factor[i], tier i's levels
+        add_rows(self._levels[s], levels, qty[None, :] * levels, t)
         self._qty[s] += float(qty.sum())
         return float((qty * entry).sum())
 
@@ -638,7 +662,7 @@ class EstimatedLiquidationMap:
         # tier weights are finite (a product of finite numbers, capped at max_multiple * m_i)
         finite_weights = math.isfinite(self.learning.max_multiple)
         for s in range(2):
-            if finite_weights and self._untouched(s, k) and not self._reported[s].any():
+            if finite_weights and self._untouched(s, k) and not _any(self._reported[s]):
                 out.append(0.0)  # most seconds: nothing crossed, nothing reported, nothing learned
                 continue
             lam = self._lam[s].copy()
@@ -722,7 +746,12 @@ class EstimatedLiquidationMap:
         """The readout of the level notionals ``lo``/``sh`` of buckets ``k_lo..k_hi`` (this map's
         cluster parameters)."""
         centers = self._centers(k_lo, k_hi)
-        below, above = centers < price, centers > price
+        # the centres below the price are the first ``i_below``, those above it from ``i_above`` on
+        if price != price:  # NaN: none on either side
+            i_below, i_above = 0, centers.size
+        else:
+            i_below = int(centers.searchsorted(price, side="left"))
+            i_above = int(centers.searchsorted(price, side="right"))
         rule = (self.cluster_buckets, self.dense_multiple, self.min_cluster_usd)  # window, multiple, min_usd
         return EstimatedMapReadout(
             price=float(price),
@@ -732,8 +761,8 @@ class EstimatedLiquidationMap:
             offsets_bps=(centers / price - 1.0) * 1e4,
             long_usd=lo,
             short_usd=sh,
-            long_total_usd=float(_sum(lo[below])),
-            short_total_usd=float(_sum(sh[above])),
+            long_total_usd=float(_sum(lo[:i_below])),
+            short_total_usd=float(_sum(sh[i_above:])),
             cluster_down=nearest_dense_cluster(centers, lo, price, "down", *rule),
             cluster_up=nearest_dense_cluster(centers, sh, price, "up", *rule),
             consumed_long_usd=consumed_long_usd,
@@ -769,13 +798,14 @@ class EstimatedLiquidationMap:
         for i, m in enumerate(maps):
             m._side_values(0, k_lo, k_hi, t, rows[0, i])
             m._side_values(1, k_lo, k_hi, t, rows[1, i])
+        one = len(maps) == 1  # the sum of one map's arrays is that array
         return first._readout(
             price,
             t,
             k_lo,
             k_hi,
-            np.add.reduce(rows[0], axis=0),  # np.sum of the maps' arrays, map by map
-            np.add.reduce(rows[1], axis=0),
+            rows[0, 0] if one else np.add.reduce(rows[0], axis=0),  # np.sum of the maps' arrays, map by map
+            rows[1, 0] if one else np.add.reduce(rows[1], axis=0),
             sum(m.consumed_long_usd for m in maps),
             sum(m.consumed_short_usd for m in maps),
         )

@@ -77,8 +77,8 @@ class Margin:
         >>> m.out_of_reach_usd(100.0, [(99.6, 1e6), (99.4, 2e6), (100.2, 5e6)], "down")
         1000000.0
         """
-        from cascadewatch.detectors.reach import _as_levels  # numpy: not for the levers' defaults
+        from cascadewatch.detectors.reach import _as_levels, _sum  # numpy: not for the levers' defaults
 
         lp, lx = _as_levels(levels)
         dist = (price - lp) / price * 1e4 if direction == "down" else (lp - price) / price * 1e4
-        return float(lx[(dist > 0) & (dist < self.protected_bps)].sum())
+        return float(_sum(lx[(dist > 0) & (dist < self.protected_bps)]))

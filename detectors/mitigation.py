@@ -73,7 +73,7 @@ import numpy as np
 from cascadewatch.detectors.breaker import DIRECTIONS, BreakerState, CircuitBreaker
 from cascadewatch.detectors.liqmap_estimated import Cluster, nearest_dense_cluster
 from cascadewatch.detectors.margin import Margin, MarginRule
-from cascadewatch.detectors.reach import _as_levels
+from cascadewatch.detectors.reach import _as_levels, _stable_order
 
 __all__ = [
     "BreakerState",
@@ -144,18 +144,18 @@ def defence_liquidity(
     bp, bq = _as_levels(book)
     lp, lx = _as_levels(levels)
     a = _walk(direction, bp)
-    order = a.argsort(kind="stable")
-    a, notional = a[order], (bp * bq)[order]
+    order = _stable_order(a)
+    a, notional = np.ascontiguousarray(a[order]), (bp * bq)[order]
     cum = np.zeros(a.size + 1)
-    np.cumsum(notional, out=cum[1:])
+    np.add.accumulate(notional, out=cum[1:])  # (np.cumsum's own call)
     b0 = cum[int(a.searchsorted(r0, side="left"))]
     lw = _walk(direction, lp)
     keep = lw >= sign * price  # levels already crossed are ignored, as in the walk
     lw, lx = lw[keep], lx[keep]
-    lorder = lw.argsort(kind="stable")
-    lw = lw[lorder]
+    lorder = _stable_order(lw)
+    lw = np.ascontiguousarray(lw[lorder])
     lcum = np.zeros(lw.size + 1)
-    np.cumsum(lx[lorder], out=lcum[1:])
+    np.add.accumulate(lx[lorder], out=lcum[1:])
     cand = np.unique(np.concatenate(([r0], a[(a > r0) & (a < c)], lw[(lw > r0) & (lw < c)])))
     forced = lcum[lw.searchsorted(cand, side="right")]  # F(r)
     absorbed = cum[a.searchsorted(cand, side="right")] - b0  # A(r)

@@ -60,6 +60,27 @@ def _as_levels(levels) -> tuple[np.ndarray, np.ndarray]:
     return a[:, 0], a[:, 1]
 
 
+_all = np.logical_and.reduce
+"""``ndarray.all`` of a 1-D array without its Python wrapper."""
+
+_sum = np.add.reduce
+"""``ndarray.sum`` of a 1-D array without its Python wrapper (the same reduction, the same floats)."""
+
+
+def _stable_order(a: np.ndarray) -> slice | np.ndarray:
+    """``a.argsort(kind="stable")`` as an index: a slice when ``a`` is already non-decreasing
+    (the identity) or strictly decreasing (the reversal), the two orders books and map levels
+    come in; the argsort otherwise (a NaN makes ``a`` neither)."""
+    if a.size < 2:
+        return slice(None)
+    head, tail = a[:-1], a[1:]
+    if _all(tail >= head):
+        return slice(None)
+    if _all(tail < head):
+        return slice(None, None, -1)
+    return a.argsort(kind="stable")
+
+
 def _walk_up(price, ap, an, lp, lx, r0, max_iter):
     """Core walk for a move up in a price domain where "up" means increasing values.
 
@@ -71,12 +92,12 @@ def _walk_up(price, ap, an, lp, lx, r0, max_iter):
     n0 = int(ap.searchsorted(r0, side="left"))  # book levels strictly before r0
     b0 = float(cum[n0 - 1]) if n0 > 0 else 0.0
     keep = lp >= price
-    if not keep.all():
+    if not _all(keep):
         lp, lx = lp[keep], lx[keep]
-    order = lp.argsort(kind="stable")
-    lps = lp[order]
+    order = _stable_order(lp)
+    lps = np.ascontiguousarray(lp[order])
     lcum = np.zeros(lps.size + 1)  # F at each level: 0, then the cumulative notional
-    np.cumsum(lx[order], out=lcum[1:])
+    np.add.accumulate(lx[order], out=lcum[1:])  # (np.cumsum's own call)
     last = cum.size - 1
 
     r = r0
@@ -137,8 +158,9 @@ def cascade_reach(
     # the walk runs upwards: a move down walks negated prices
     ap = -bp if direction == "down" else bp
     if bp.size > 1:  # best-first whatever the input order (e.g. books of several venues concatenated)
-        order = ap.argsort(kind="stable")
-        ap, bp, bq = ap[order], bp[order], bq[order]
+        order = _stable_order(ap)
+        if type(order) is not slice or order.step is not None:
+            ap, bp, bq = ap[order], bp[order], bq[order]
     r0 = float(price if start_price is None else start_price)
     if direction == "up":
         f, end, it, ex, conv = _walk_up(price, ap, bp * bq, lp, lx, max(r0, price), max_iter)

@@ -219,7 +219,9 @@ class RegimeDetector:
         collapsed = depth < self.depth_collapse
         first_collapse = [
             i if c else None
-            for i, c in zip(collapsed.argmax(axis=1).tolist(), np.any(collapsed, axis=1).tolist(), strict=True)
+            for i, c in zip(
+                collapsed.argmax(axis=1).tolist(), np.logical_or.reduce(collapsed, axis=1).tolist(), strict=True
+            )  # (np.any's own reduction)
         ]
         out = {}
         for d, liq_c, mine, other, depth_c, adl_c in (

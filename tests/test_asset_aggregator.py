@@ -48,3 +48,23 @@ def test_a_window_pickled_as_rows_resumes_as_columns() -> None:
     assert resumed.update(S0 + 2000, [_state(S0 + 2000, 1.0, 1.0, 1.0)]) == aggregator.update(
         S0 + 2000, [_state(S0 + 2000, 1.0, 1.0, 1.0)]
     )
+
+
+def test_live_is_kept_within_a_second_and_follows_every_update() -> None:
+    """``live`` answers the same second from what it kept, a later second anew (the stale cut
+    moves), and an update with a new instrument shows in the next answer."""
+    aggregator = AssetAggregator("BTC-USDT")
+    aggregator.update(S0, [_state(S0, 0.0, 0.0, 1.0)])
+    first = aggregator.live(S0)
+    assert [s.second for s in first] == [S0]
+    first.clear()  # the caller's list: the kept answer is not touched
+    assert [s.second for s in aggregator.live(S0)] == [S0]
+    assert aggregator.live(S0 + 60_000) == []  # 60 s later the instrument is stale
+    assert [s.venue for s in aggregator.live(S0 + 1_000)] == ["binance-usdm"]  # kept for S0 + 1 s ...
+    okx = instrument_state(S0 + 1_000, venue="okx-swap", instrument="BTC-USDT-SWAP")
+    aggregator.update(S0 + 1_000, [okx])  # ... and dropped by the update of that second
+    assert [(s.venue, s.second) for s in aggregator.live(S0 + 1_000)] == [
+        ("binance-usdm", S0),
+        ("okx-swap", S0 + 1_000),
+    ]
+    assert "_live" not in pickle.loads(pickle.dumps(aggregator)).__dict__  # derived: not pickled

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cascadewatch.detectors.depth import DepthMonitor, depth_within
-from cascadewatch.detectors.reach import CascadeReach, cascade_reach
+from cascadewatch.detectors.reach import CascadeReach, _stable_order, cascade_reach
 
 # ---------------------------------------------------------------- depth
 
@@ -211,3 +211,32 @@ def test_reach_matches_a_plain_python_walk():
                 r = min(r, end)
         assert got.forced_usd == pytest.approx(f_prev, rel=1e-12)
         assert got.end_price == pytest.approx(r)
+
+
+def test_stable_order_is_the_stable_argsort() -> None:
+    """A slice for the two orders books and map levels come in, the argsort otherwise (ties in a
+    falling array, a NaN); either way ``a[order]`` is ``a[a.argsort(kind="stable")]``."""
+    cases = {
+        "rising": (np.array([1.0, 2.0, 2.0, 3.0]), slice(None)),
+        "falling": (np.array([3.0, 2.0, 1.0]), slice(None, None, -1)),
+        "falling with a tie": (np.array([3.0, 2.0, 2.0, 1.0]), None),
+        "NaN": (np.array([1.0, math.nan, 2.0]), None),
+        "one": (np.array([5.0]), slice(None)),
+    }
+    for name, (a, expected) in cases.items():
+        order = _stable_order(a)
+        if expected is None:
+            assert not isinstance(order, slice), name
+        else:
+            assert order == expected, name
+        assert np.array_equal(a[order], a[a.argsort(kind="stable")], equal_nan=True), name
+
+
+def test_reach_is_the_same_for_a_book_and_levels_in_any_order() -> None:
+    """Best-first, reversed and shuffled inputs give the same walk (the sort is skipped only
+    when it would change nothing)."""
+    bids, longs = np.array(BOOK_BIDS, dtype=float), np.array(LONGS, dtype=float)
+    expected = cascade_reach(PRICE, bids, longs, "down", start_price=99.6)
+    assert expected.forced_usd == 11500.0  # test_reach_hand_computed_fixed_point
+    for book_order, level_order in (([4, 3, 2, 1, 0], [5, 4, 3, 2, 1, 0]), ([2, 0, 4, 1, 3], [3, 5, 0, 2, 4, 1])):
+        assert cascade_reach(PRICE, bids[book_order], longs[level_order], "down", start_price=99.6) == expected

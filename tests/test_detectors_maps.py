@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cascadewatch.connectors.events import Liquidation, MarkPrice, OpenInterest, Trade
-from cascadewatch.detectors._grid import EPOCH_HALF_LIVES, DecayingLogGrid
+from cascadewatch.detectors._grid import EPOCH_HALF_LIVES, DecayingLogGrid, add_rows
 from cascadewatch.detectors.liqmap_estimated import (
     EstimatedLiquidationMap,
     MapLearning,
@@ -506,3 +506,50 @@ def test_a_quiet_mark_changes_nothing_and_a_report_without_a_crossing_still_teac
     assert m._observed[0].tolist() == pytest.approx([0.0, 100.0])
     low, high = m.tier_weights("long").tolist()
     assert high > 0.5 and low <= 0.5
+
+
+def test_grid_add_rows_equals_one_add_per_grid():
+    """``add_rows`` leaves every grid as its own ``add`` does, bad input (a row with a NaN or a
+    negative price) included."""
+    rng = np.random.default_rng(24)
+    for bad in (False, True):
+        rows, grids, reference = 5, [], []
+        for _ in range(rows):
+            grids.append(DecayingLogGrid(10.0, 60.0))
+            reference.append(DecayingLogGrid(10.0, 60.0))
+        for step in range(40):
+            t = 10.0 * step
+            prices = 100 * np.exp(rng.normal(0, 0.02, (rows, 3)))
+            values = rng.exponential(1e4, (rows, 3))
+            if bad and step % 9 == 0:
+                prices[1, 2], values[3, 0] = -1.0, math.nan
+            add_rows(grids, prices, values, t)
+            for grid, p, x in zip(reference, prices, values, strict=True):
+                grid.add(p, x, t)
+        for a, b in zip(grids, reference, strict=True):
+            assert np.array_equal(a._v, b._v) and (a._k0, a._lo, a._hi, a._t_ref) == (b._k0, b._lo, b._hi, b._t_ref)
+
+
+def test_dense_cluster_with_fewer_buckets_than_the_window():
+    """Three buckets below the price, a window of five (np.convolve swaps its inputs): the run
+    covers them all, the cluster is their notional-weighted centre, (99 * 1 + 98 * 9) / 10."""
+    c = np.array([97.0, 98.0, 99.0, 101.0, 102.0])
+    x = np.array([0.0, 9.0, 1.0, 0.0, 0.0])
+    cluster = nearest_dense_cluster(c, x, 100.0, "down", window=5, dense_multiple=0.5)
+    assert cluster is not None
+    assert (cluster.price, cluster.notional_usd, cluster.lo_price, cluster.hi_price) == (98.1, 10.0, 98.0, 99.0)
+    assert nearest_dense_cluster(c, x, math.nan, "down", window=1) is None  # no centre is below NaN
+    assert nearest_dense_cluster(c, x, 96.0, "down", window=1) is None  # none below the first centre
+
+
+def test_readout_levels_and_totals_leave_out_the_bucket_at_the_price():
+    """A centre equal to the price is on neither side: not in ``levels`` nor in the totals."""
+    m = EstimatedLiquidationMap(learning=NO_SEED)
+    k = m._levels[0][0].bucket_of_one(100.0)
+    centers = m._centers(k - 2, k + 2)
+    price = float(centers[2])  # exactly the centre of bucket k
+    usd = np.array([1.0, 0.0, 4.0, 8.0, 16.0])
+    readout = m._readout(price, 0.0, k - 2, k + 2, usd, usd, 0.0, 0.0)
+    assert (readout.long_total_usd, readout.short_total_usd) == (1.0, 24.0)
+    assert readout.levels("down").tolist() == [[float(centers[0]), 1.0]]  # the empty bucket left out too
+    assert readout.levels("up").tolist() == [[float(centers[3]), 8.0], [float(centers[4]), 16.0]]

@@ -143,3 +143,18 @@ def test_the_documented_config_loads(tmp_path: Path) -> None:
     (tmp_path / "c.toml").write_text(example)
     config = load_config(tmp_path / "c.toml").detectors.mitigation
     assert config == MitigationConfig()  # the document shows the defaults
+
+
+def test_breaker_readout_follows_each_update_and_hands_out_a_new_dict() -> None:
+    """The states are built once per update: a readout after the trip shows it, and a caller
+    changing its dict does not change the next readout."""
+    cb = CircuitBreaker(band_bps=1e9, window_s=10, liq_usd=1_000.0, halt_s=3)
+    cb.update(0.0, 100.0)
+    before = cb.readout()
+    assert not before["down"].tripped
+    before["down"] = None  # type: ignore[assignment]  # the caller's dict, not the breaker's
+    assert cb.readout()["down"] is not None
+    cb.update(1.0, 100.0, liq_down_usd=1_000.0)
+    after = cb.readout()
+    assert (after["down"].tripped, after["down"].since, after["down"].cause) == (True, 1.0, "liquidations")
+    assert not after["up"].tripped

@@ -10,7 +10,6 @@ over a fixed window, so the result is independent of arrival order.
 from __future__ import annotations
 
 from collections import deque
-from statistics import median
 
 from msgspec import UNSET
 
@@ -29,6 +28,16 @@ def _price_of(state: InstrumentState) -> float | None:
     if state.best_bid is not None and state.best_ask is not None:
         return (state.best_bid + state.best_ask) / 2.0
     return state.mark
+
+
+def _median(values: list[float]) -> float:
+    """``statistics.median`` of a non-empty list (the same float): the middle value, or the mean of
+    the two middle values, ``(a + b) / 2``."""
+    data = sorted(values)
+    n = len(data)
+    if n % 2:
+        return data[n // 2]
+    return (data[n // 2 - 1] + data[n // 2]) / 2
 
 
 def round_price(value: float | None) -> float | None:
@@ -69,14 +78,29 @@ class AssetAggregator:
             state = {**state, "window": columns}
         self.__dict__.update(state)
 
+    _live: tuple[int, list[InstrumentState]] | None = None
+    """The last :meth:`live` answer and its second; :meth:`update` clears it (``latest`` changes)."""
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_live", None)  # derived from ``latest``
+        return state
+
     def live(self, second_ms: int) -> list[InstrumentState]:
-        """Latest state of each venue instrument updated within :data:`STALE_AFTER_MS`, sorted by key."""
-        return [self.latest[key] for key in sorted(self.latest) if self.latest[key].second > second_ms - STALE_AFTER_MS]
+        """Latest state of each venue instrument updated within :data:`STALE_AFTER_MS`, sorted by key
+        (a new list; the answer is kept until the next :meth:`update` or another second)."""
+        cached = self._live
+        if cached is None or cached[0] != second_ms:
+            cutoff = second_ms - STALE_AFTER_MS
+            latest = self.latest
+            cached = self._live = (second_ms, [latest[key] for key in sorted(latest) if latest[key].second > cutoff])
+        return list(cached[1])
 
     def update(self, second_ms: int, states: list[InstrumentState]) -> RiskSnapshot:
         """Fold in this second's instrument states and return the asset snapshot for it."""
         liq_long = liq_short = traded = 0.0
         feed: list[str] = []
+        self._live = None
         for state in states:
             key = f"{state.venue}|{state.instrument}"
             self.latest[key] = state
@@ -104,9 +128,9 @@ class AssetAggregator:
         return RiskSnapshot(
             ts=second_ms,
             asset=self.asset,
-            price=round_price(median(prices)) if prices else None,
+            price=round_price(_median(prices)) if prices else None,
             venues=sorted({s.venue for s in live}),
-            mark=round_price(median(marks)) if marks else None,
+            mark=round_price(_median(marks)) if marks else None,
             funding=round_price(sum(fundings) / len(fundings)) if fundings else None,
             oi_usd=round_usd(sum(ois)) if ois else None,
             liq_long_usd_1s=round_usd(liq_long),

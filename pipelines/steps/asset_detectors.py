@@ -89,6 +89,9 @@ def _levels(levels: np.ndarray) -> list[tuple[float, float]]:
 
 
 def _stack(books: list[np.ndarray]) -> np.ndarray:
+    """The venues' book sides one after the other (one venue's: its own array, which no detector writes)."""
+    if len(books) == 1:
+        return books[0]
     return np.concatenate(books) if books else np.empty((0, 2))
 
 
