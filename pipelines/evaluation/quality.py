@@ -56,7 +56,7 @@ HELD_OUT_LABEL = "seeds " + ", ".join(map(str, HELD_OUT_SEEDS))
 
 
 def _evaluate(job: tuple[str, list[Run], str | None]) -> tuple[str, dict[str, Any]]:
-    """Evaluate one row's runs; the held-out seeds (no model given: the shipped one) also per family."""
+    """Evaluate one row's runs; the shipped model's rows (no model given) also per family."""
     name, runs, model = job
     config = Config()
     if model is not None:
