@@ -60,7 +60,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from numpy._core import multiarray as np_multiarray
 
 from cascadewatch.connectors.events import Liquidation, MarkPrice, OpenInterest, Trade
 from cascadewatch.detectors._grid import DecayingLogGrid, add_rows
@@ -200,12 +199,7 @@ def nearest_dense_cluster(
     if not total > 0:
         return None
     w = max(int(window), 1) | 1
-    if w == 1:
-        s = x
-    elif x.size >= w:  # np.convolve's own call (its kernel reversed: ones either way)
-        s = _correlate(x, _ones(w), "same")
-    else:
-        s = np.convolve(x, _ones(w), mode="same")
+    s = np.convolve(x, _ones(w), mode="same") if w > 1 else x
     threshold = max(dense_multiple * w * total / x.size, min_usd, 1e-12)
     dense = (s >= threshold).nonzero()[0]
     if dense.size == 0:
@@ -234,10 +228,6 @@ _sum = np.add.reduce
 
 _any = np.logical_or.reduce
 """``ndarray.any`` of a 1-D array without its Python wrapper."""
-
-_correlate = np_multiarray.correlate
-"""What ``np.convolve(a, v, mode)`` calls when ``v`` is no longer than ``a``: ``correlate(a, v[::-1], mode)``,
-without its wrapper."""
 
 
 @functools.cache
