@@ -179,20 +179,19 @@ def test_the_alerts_of_the_script(run) -> None:
       606: the first liquidation second, dense enough), i.e. from the price of 605. At 607 the
       window holds 600k USD >= regime_min_liq_usd 500k but the move is 2 * 8 = 16 bps; at 609,
       4 * 8 = 32 bps (>= 30): a liquidation cascade in progress, which pages by itself;
-    - it stays in progress while the move from the second before the window's first
-      liquidation second reaches 30 bps: the start is ``max(606, t - 59)`` and the bottom 659,
-      so until 715 (from 655: 4 * 8 = 32 bps); 716 is the first calm second (3 * 8 = 24 bps),
-      and the policy resolves ``calm_s`` = 60 s later, at 776 (opened 167 s before, more than
-      ``min_hold_s``)."""
+    - it stays in progress while the window holds 500k USD of long liquidations (the episode,
+      whose move counts from its start, 605: 54 * 8 = 432 bps at the bottom): until 717, whose
+      window (657, 717] holds 658 and 659; 718 is the first calm second, and the policy resolves
+      ``calm_s`` = 60 s later, at 778 (opened 169 s before, more than ``min_hold_s``)."""
     outputs, _ = run
     got = [(a["ts"], a["kind"], a["action"], a["severity"], a["dedup_key"]) for a in alerts_of(outputs)]
     assert got == [
         (ms(300), "feed", "trigger", "warning", "BTC-USDT:feed:okx-swap"),
         (ms(303), "feed", "resolve", "warning", "BTC-USDT:feed:okx-swap"),
         (ms(609), "cascade", "trigger", "critical", "BTC-USDT:cascade:down"),
-        (ms(776), "cascade", "resolve", "critical", "BTC-USDT:cascade:down"),
+        (ms(778), "cascade", "resolve", "critical", "BTC-USDT:cascade:down"),
     ]
-    assert [outputs[t].items[0]["down"]["cascade"] for t in (607, 608, 609, 715, 716)] == [
+    assert [outputs[t].items[0]["down"]["cascade"] for t in (607, 608, 609, 717, 718)] == [
         None,
         None,
         "liquidation",
