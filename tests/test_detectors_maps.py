@@ -530,12 +530,16 @@ def test_grid_add_rows_equals_one_add_per_grid():
             assert np.array_equal(a._v, b._v) and (a._k0, a._lo, a._hi, a._t_ref) == (b._k0, b._lo, b._hi, b._t_ref)
 
 
-def test_dense_cluster_with_fewer_buckets_than_the_window():
-    """Three buckets below the price, a window of five (np.convolve swaps its inputs): the run
-    covers them all, the cluster is their notional-weighted centre, (99 * 1 + 98 * 9) / 10."""
+def test_dense_cluster_with_fewer_levels_than_the_window():
+    """Two levels below the price (the empty bucket 97 is none), a window of five (np.convolve
+    swaps its inputs): every window holds all 10, the mean level 5, so both are dense at
+    ``10 >= dense_multiple * 5 * 5`` only up to ``dense_multiple`` 0.4 (0.5 would do were 97 a
+    level, with a mean of 10 / 3); the run covers them, the cluster is their notional-weighted
+    centre, (99 * 1 + 98 * 9) / 10."""
     c = np.array([97.0, 98.0, 99.0, 101.0, 102.0])
     x = np.array([0.0, 9.0, 1.0, 0.0, 0.0])
-    cluster = nearest_dense_cluster(c, x, 100.0, "down", window=5, dense_multiple=0.5)
+    assert nearest_dense_cluster(c, x, 100.0, "down", window=5, dense_multiple=0.5) is None
+    cluster = nearest_dense_cluster(c, x, 100.0, "down", window=5, dense_multiple=0.4)
     assert cluster is not None
     assert (cluster.price, cluster.notional_usd, cluster.lo_price, cluster.hi_price) == (98.1, 10.0, 98.0, 99.0)
     assert nearest_dense_cluster(c, x, math.nan, "down", window=1) is None  # no centre is below NaN
