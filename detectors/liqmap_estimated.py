@@ -328,7 +328,7 @@ class EstimatedLiquidationMap:
     half_life_s
         Half-life of a level (positions closed without a visible OI drop), seconds.
     dense_multiple
-        A window of :data:`CLUSTER_BPS` is dense when it holds this many times the uniform share.
+        A window of :data:`CLUSTER_BPS` (``w`` levels) is dense when it holds this many times ``w`` mean levels.
     min_cluster_usd
         A cluster must also hold at least this notional (quote).
     learning
