@@ -161,14 +161,17 @@ def test_the_venue_merge(run) -> None:
     assert outputs[700].items[0]["liq_long_usd_60s"] == 19 * 300_000.0  # seconds 641..659 of (640, 700]
 
 
-def test_the_estimated_map_puts_the_25x_longs_350_bps_below(run) -> None:
+def test_the_estimated_map_puts_the_20x_longs_450_bps_below(run) -> None:
     """Longs opened at ~100 with the default tiers, no liquidation before the break (the mix stays
-    the prior): the nearest dense level is 25x (8 % of positions, 14.5 % of the levels within the
-    10 % range; 50x holds 4.5 %, 100x 1 %), liquidated at ``100 * (1 - 1/25 + mmr 0.005) = 96.5``."""
+    the prior): of the long levels within the 10 % range 20x holds 24 %, 25x 15 %, 50x 9 %; 93
+    buckets below the price hold levels, so a dense window of 5 needs ``3 * 5 / 93`` = 16 % of
+    them (25x would pass the 14 % of the 106 buckets of the range, empty ones included, which is
+    not the rule: the mean is over levels). The nearest dense level is 20x, liquidated at
+    ``100 * (1 - 1/20 + mmr 0.005) = 95.5``."""
     outputs, _ = run
     down = outputs[CRASH - 1].items[0]["down"]
-    assert down["cluster_price"] == pytest.approx(96.5, rel=5e-4)
-    assert 348.0 <= down["cluster_bps"] <= 353.0
+    assert down["cluster_price"] == pytest.approx(95.5, rel=5e-4)
+    assert 444.0 <= down["cluster_bps"] <= 449.0
     assert down["cascade"] is None and outputs[CRASH - 1].items[0]["up"]["cascade"] is None
 
 
