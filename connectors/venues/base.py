@@ -213,6 +213,19 @@ class VenueParser:
         """Parse the REST response ``body`` of ``path`` received at ``recv`` (ns) into events or a skip reason."""
         raise NotImplementedError
 
+    def hot_trade(self, payload: bytes, recv: int) -> Trade | None:
+        """The venue's commonest frame, a single trade, decoded straight into its :class:`Trade`
+        (received at ``recv``, ns); ``None`` for any other frame, good or bad.
+
+        A fast path for replays: where it gives a trade, :meth:`parse_ws` gives ``Parsed("trade",
+        [the same trade])``; where it gives ``None`` (never an exception), :meth:`parse_ws` gives
+        the events or the reason. The base class has none (:data:`HAS_HOT_TRADE` is false).
+        """
+        return None
+
+    HAS_HOT_TRADE = False
+    """Whether :meth:`hot_trade` is implemented (the frame decoder calls it only then)."""
+
     @classmethod
     def sequence_rule(cls) -> SequenceRule:
         """A fresh order-book sequence rule for one instrument of this venue."""
