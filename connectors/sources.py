@@ -235,7 +235,7 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
         line_no = self._line
         paced = self._speed is not None
         hots = self._hot
-        hot_frames: dict[bytes, int] = {}
+        hot_frames: dict[str, int] = {}  # venue -> frames taken by its fast path
         lines = self._take(self._batch_size)
         for index, line in enumerate(lines):
             parts = line.split(b" ", 2)
@@ -256,22 +256,22 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
             hot = hots[source]
             trade = hot(payload, recv) if hot is not None else None  # the commonest frame straight to its Trade
             if trade is None:
-                events = self._parse(source, payload, recv, line_no, dead)
-            else:
-                hot_frames[source] = hot_frames.get(source, 0) + 1
-                events = (trade,)
-            for event in events:
-                instrument = event.instrument
-                if instrument is last_instrument and event.venue is last_venue:
-                    last_bucket.append(event)  # the common case: same stream as the last event
-                    continue
-                bucket = route(event, by_key)
-                if bucket is not None:
-                    last_instrument, last_venue, last_bucket = instrument, event.venue, bucket
+                self._parse(source, payload, recv, line_no, by_key, dead)
+                last_instrument = None
+                continue
+            venue = trade.venue
+            hot_frames[venue] = hot_frames.get(venue, 0) + 1
+            instrument = trade.instrument
+            if instrument is last_instrument and venue is last_venue:
+                last_bucket.append(trade)  # the common case: same stream as the last frame
+                continue
+            bucket = route(trade, by_key)
+            if bucket is not None:
+                last_instrument, last_venue, last_bucket = instrument, venue, bucket
         else:
             self._held_recv = None
-        for source, count in hot_frames.items():
-            self._decoder.count(source.decode("ascii", "replace"), "trade", count)
+        for venue, count in hot_frames.items():
+            self._decoder.count(venue, "trade", count)
         if self._held_recv is None:
             if len(lines) < self._batch_size:
                 self._line, self._max_recv = line_no, max_recv
@@ -292,14 +292,26 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
         except RecordingError as exc:
             dead.append(self._dead_letter(Reason.MALFORMED_LINE, b"recording", line, exc.reason, line_no))
 
-    def _parse(self, source: bytes, payload: bytes, recv: int, line_no: int, dead: list[DeadLetter]) -> list[Any]:
-        """The events of a frame by the frame decoder; a frame it cannot parse is a dead letter (no events)."""
+    def _parse(
+        self,
+        source: bytes,
+        payload: bytes,
+        recv: int,
+        line_no: int,
+        by_key: dict[str, list[Any]],
+        dead: list[DeadLetter],
+    ) -> None:
+        """A frame by the frame decoder: its events to their instruments' lists in ``by_key``; a
+        frame it cannot parse is a dead letter."""
         payload = payload.rstrip(b"\r\n")  # text frames ("pong") must arrive exactly as sent
         try:
-            return self._decoder.decode(source, payload, recv).events
+            events = self._decoder.decode(source, payload, recv).events
         except ParseError as exc:
             dead.append(self._dead_letter(exc.reason, source, payload, exc.detail, line_no))
-            return []
+            return
+        route = self._router.route
+        for event in events:
+            route(event, by_key)
 
     def _finish(self, by_key: dict[str, list[Any]], dead: list[DeadLetter]) -> list[tuple[str, list[Any]]]:
         self._done = True
