@@ -8,6 +8,9 @@
 whose raw text holds the frame's size and head.
 
 Every failure is a :class:`DeadLetter`: counted by venue and reason, kept with its raw text.
+
+For replays, :meth:`FrameDecoder.hot_trade` hands out a venue's fast path for its commonest
+frame (a single trade); frames taken by it are counted with :meth:`FrameDecoder.count`.
 """
 
 from __future__ import annotations

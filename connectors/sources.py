@@ -154,7 +154,12 @@ ProgressCallback = Callable[[str, int], None]
 
 
 class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
-    """Reads one recording from a line offset, parses, batches by instrument."""
+    """Reads one recording from a line offset, parses, batches by instrument.
+
+    A line of a source token with a trade fast path (:meth:`FrameDecoder.hot_trade`) tries it
+    first; a frame it does not take goes to :meth:`FrameDecoder.decode`. The batches are the
+    same either way (``tests/test_hot_trade.py``).
+    """
 
     def __init__(
         self,

@@ -8,7 +8,10 @@ A venue module (``binance.py``, ``bybit.py``, ``okx.py``) is shaped alike:
 - ``class Parser(VenueParser)``: ``parse_ws(payload, recv)`` for a websocket text frame and
   ``parse_rest(path, body, recv)`` for a REST bootstrap body, both returning :class:`Parsed`
   or raising :class:`ParseError` with a :class:`~cascadewatch.connectors.reasons.Reason`; any
-  other exception is a parser bug, which the frame decoder counts as ``parser_exception``.
+  other exception is a parser bug, which the frame decoder counts as ``parser_exception``;
+  optionally ``hot_trade(payload, recv)``, the venue's commonest trade frame straight to its
+  :class:`~cascadewatch.connectors.events.Trade` (a replay's fast path, see
+  :meth:`VenueParser.hot_trade`).
 
 Parsers are pure apart from instrument metadata they learn from REST bodies
 (contract values, tick sizes), which is why they are objects.
