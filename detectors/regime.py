@@ -11,7 +11,12 @@ liquidations, buy aggression, ask depth, a rising price):
 - ``typ_liq``  = W * EWMA of the per-second liquidation notional (both sides),
                  half-life ``typical_half_life_s``, updated only while no
                  cascade is active (so a cascade does not raise its own bar);
-- ``move_bps`` = 1e4 * (max price over W - price) / max price over W;
+- ``move_bps`` = 1e4 * (max price over W - price) / max price over W, the window's move;
+- the cascade's start: the first second ``s`` of W with a long liquidation from which the
+  next ``onset_s`` seconds (up to now) carry at least ``onset_share`` of the liquidation
+  threshold, the label's own start (:mod:`cascadewatch.detectors.labels`, rule 4); the
+  move from the start = ``1e4 * (P_ref - min price since s) / P_ref``, ``P_ref`` the price of
+  the second before ``s`` (the label's rule 7, its peak the lowest price so far);
 - ``aggr``     = aggressive sell notional over W, ``imbalance = (sell - buy) / (sell + buy)``;
 - ``typ_aggr`` = W * EWMA of per-second aggressive notional (both sides) / 2;
 - the depth collapse second: the first second of W whose bid depth ratio is
@@ -26,10 +31,13 @@ onset (a thin book that lets the price move without that side's liquidations rea
 ``L``, e.g. the rebound after a crash, is no liquidation cascade); ``A``: deleveraging
 notional over W is positive.
 
-A cascade is in progress when ``move_bps >= min_move_bps`` and one of them
-holds; its type, by priority: ``deleveraging`` (A), ``liquidity`` (D: the book
-went first, then the liquidations), ``liquidation`` (L), ``stop_run`` (S without L: one-sided
-aggression with no liquidations behind it).
+A cascade is in progress when one of them holds with its move of at least ``min_move_bps``;
+its type, by priority: ``deleveraging`` (A, the window's move), ``liquidity`` (D: the book
+went first, then the liquidations; the move from the start), ``liquidation`` (L, the move
+from the start), ``stop_run`` (S without L, the window's move: one-sided aggression with no
+liquidations behind it). Liquidation-driven kinds measure their move the label's way: a
+price that fell from the window's high before the liquidations began, and little after,
+is no cascade of those liquidations (the label would not call it one either).
 
 The window lives in a column-major ring written twice (slots ``i`` and ``i + W``),
 so the window is one contiguous slice per column and its sums are NumPy's
@@ -65,7 +73,8 @@ def _window_min(dr: np.ndarray, m: float) -> float:
 class RegimeState:
     """State of one direction: ``active`` and ``kind`` (one of :data:`KINDS` or ``None``),
     ``since`` (s, first active second of the current episode) and the window measures
-    (quote currency, bps, ratios) that decided it."""
+    (quote currency, bps, ratios) that decided it; ``move_bps`` is the move from the
+    cascade's start while ``L`` holds, the window's move otherwise."""
 
     direction: str
     active: bool
@@ -97,7 +106,10 @@ class RegimeDetector:
     depth_collapse
         Depth ratio in front below which the book has collapsed.
     onset_share
-        Share of the liquidation threshold that marks the liquidation onset.
+        Share of the liquidation threshold that marks the liquidation onset (cumulative, for
+        ``D``) and the cascade's start (over ``onset_s`` seconds, for the move).
+    onset_s
+        Seconds from the cascade's start that must carry ``onset_share`` of the threshold.
 
     Time ``t`` is in seconds; one call per second, increasing (gaps are filled
     with empty seconds; a repeated or older second is ignored).
@@ -127,6 +139,7 @@ class RegimeDetector:
         min_aggr_usd: float = 1_000_000.0,
         depth_collapse: float = 0.5,
         onset_share: float = 0.1,
+        onset_s: int = 10,
     ) -> None:
         self.window_s = int(window_s)
         self.lam = 2.0 ** (-1.0 / float(typical_half_life_s))
@@ -138,10 +151,12 @@ class RegimeDetector:
         self.min_aggr_usd = float(min_aggr_usd)
         self.depth_collapse = float(depth_collapse)
         self.onset_share = float(onset_share)
+        self.onset_s = int(onset_s)
         self._cols = np.zeros((9, 2 * self.window_s))  # column-major, each row written at pos and pos + W
         self._cols[[_PX, _DB, _DA]] = np.nan
         self._pos = 0
         self._n = 0
+        self._px_before = math.nan  # price of the second just before the window
         self._sec: int | None = None
         self._typ_liq = 0.0  # per second, both sides
         self._typ_aggr = 0.0  # per second, both sides
@@ -149,13 +164,18 @@ class RegimeDetector:
         self._state: dict[str, RegimeState] = {}
 
     def __setstate__(self, state: dict) -> None:
-        """Unpickle; a state with the older row-major ring ``_buf`` is converted."""
+        """Unpickle; a state with the older row-major ring ``_buf`` is converted, one without
+        the onset fields gets their defaults (``onset_s`` 10, no price before the window)."""
+        state.setdefault("onset_s", 10)
+        state.setdefault("_px_before", math.nan)
         if "_buf" in state:
             buf = state.pop("_buf")
             state["_cols"] = np.ascontiguousarray(np.concatenate((buf.T, buf.T), axis=1))  # C order: pairwise row sums
         self.__dict__.update(state)
 
     def _push(self, row: np.ndarray | list[float]) -> None:
+        if self._n == self.window_s:  # the oldest second leaves the window
+            self._px_before = float(self._cols[_PX, self._pos])
         self._cols[:, self._pos] = row
         self._cols[:, self._pos + self.window_s] = row
         self._pos = (self._pos + 1) % self.window_s
@@ -238,15 +258,14 @@ class RegimeDetector:
             c_depth = c_liq and self._depth_first(first_collapse[depth_c - _DB], w[liq_c], liq_thr)
             c_adl = sums[adl_c] > 0
             kind = None
-            if move >= self.min_move_bps:
-                if c_adl:
-                    kind = "deleveraging"
-                elif c_depth:
-                    kind = "liquidity"
-                elif c_liq:
-                    kind = "liquidation"
-                elif c_stop:
-                    kind = "stop_run"
+            if c_adl and move >= self.min_move_bps:
+                kind = "deleveraging"
+            elif c_liq:
+                move = self._move_from_start(w[liq_c], px, liq_thr, d == "down")
+                if move >= self.min_move_bps:
+                    kind = "liquidity" if c_depth else "liquidation"
+            elif c_stop and move >= self.min_move_bps:
+                kind = "stop_run"
             active = kind is not None
             if active and self._since[d] is None:
                 self._since[d] = float(sec)
@@ -277,6 +296,28 @@ class RegimeDetector:
             return False
         onset = np.cumsum(liq) >= self.onset_share * liq_thr
         return bool(onset.any()) and collapse < int(onset.argmax())
+
+    def _move_from_start(self, liq: np.ndarray, px: np.ndarray, liq_thr: float, down: bool) -> float:
+        """The move (bps, positive in the direction) from the price before the cascade's start
+        to the extreme since: the label's start and move (its rules 4 and 7) on the window
+        ``liq`` (this direction's liquidations) and ``px`` (prices), oldest first.
+
+        The start exists whenever ``L`` holds (one of the ``W / onset_s`` slices of a window
+        carrying the threshold carries ``onset_s / W`` of it); without one the move is 0."""
+        c = np.concatenate(([0.0], np.cumsum(liq)))
+        n = len(liq)
+        ahead = c[np.minimum(np.arange(n) + self.onset_s, n)] - c[:n]
+        dense = (liq > 0.0) & (ahead >= self.onset_share * liq_thr)
+        if not dense.any():
+            return 0.0
+        s = int(dense.argmax())
+        ref = float(px[s - 1]) if s > 0 else self._px_before
+        if not math.isfinite(ref):
+            ref = float(px[s])
+        since = px[s:]
+        if down:
+            return float((ref - np.fmin.reduce(since)) / ref * 1e4)
+        return float((np.fmax.reduce(since) - ref) / ref * 1e4)
 
     def readout(self) -> dict[str, RegimeState]:
         """The states of the last :meth:`update` (empty before the first)."""

@@ -111,8 +111,10 @@ class ProvisionalConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     """``[provisional]``: provisional cascade alerts (:mod:`cascadewatch.pipelines.steps.provisional`).
 
     ``enabled``: evaluate them; ``checkpoint_ms``: the receive-time checkpoints (ms apart) at
-    which each venue instrument's liquidations and move over the last ``regime_window_s`` are
-    checked against ``regime_min_liq_usd`` and ``regime_min_move_bps`` (``[detectors]``);
+    which each venue instrument's liquidations over the last ``regime_window_s`` and the move
+    since the cascade's start (the label's, ``[detectors.labels]`` ``onset_s`` and
+    ``onset_share``) are checked against ``regime_min_liq_usd`` and ``regime_min_move_bps``
+    (``[detectors]``);
     ``confirm_s``: event-time seconds the per-second check has to confirm a provisional alert
     (open its own incident on the same dedup key) before the provisional alert is resolved.
     """

@@ -235,6 +235,8 @@ def provisional_rule(config: Config) -> ProvisionalRule | None:
         d.regime_min_liq_usd,
         d.regime_min_move_bps,
         config.replay.allowed_lag_s,
+        d.labels.onset_s,
+        d.labels.onset_share,
     )
 
 

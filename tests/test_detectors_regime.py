@@ -143,8 +143,12 @@ def test_window_sums_are_numpy_column_sums_and_old_state_converts():
     cols = old.__dict__.pop("_cols")
     pos = old._pos
     old.__dict__["_buf"] = cols[:, :10].T.copy()  # the row ring: slot i holds row i
+    px_before = old.__dict__.pop("_px_before")  # a state from before the cascade's start
+    del old.__dict__["onset_s"]
     restored = pickle.loads(pickle.dumps(old))
     assert np.array_equal(restored._cols, cols) and restored._pos == pos
+    assert restored.onset_s == 10 and math.isnan(restored._px_before) and math.isfinite(px_before)
+    restored._px_before = px_before
     a, b = rd.update(200.0, 99.0, 1e6), restored.update(200.0, 99.0, 1e6)
     assert a == b
 
@@ -158,3 +162,40 @@ def test_a_thin_book_moving_without_liquidations_is_no_cascade():
         st = rd.update(60.0 + i, 100.0 + 0.1 * (i + 1), 0.0, 2e5 if i == 2 else 0.0, 2e5, 2e5, 0.2, 0.2)
     assert st["up"].move_bps >= 30 and st["up"].depth_ratio == 0.2
     assert not st["up"].active and st["up"].kind is None
+
+
+def test_liquidation_move_is_measured_from_the_cascade_start():
+    """A price that fell 40 bps before the longs were liquidated and 10 bps after: the window's
+    move is 50 bps, the move from the cascade's start (the label's rule 7: from the second
+    before the first dense liquidation) 10 bps, so nothing is in progress until the price
+    falls 30 bps from that second."""
+    rd = detector()
+    for s in range(60):
+        rd.update(float(s), 100.0, 0.0, 0.0, 1e5, 1e5, 1.0, 1.0)
+    for i in range(5):  # 60-64: the price slides 40 bps, nobody is liquidated
+        rd.update(60.0 + i, 100.0 - 0.08 * (i + 1), 0.0, 0.0, 1e5, 3e5, 1.0, 1.0)
+    for i in range(5):  # 65-69: 500k of longs a second, the price 10 bps lower
+        st = rd.update(65.0 + i, 99.6 - 0.02 * (i + 1), 5e5, 0.0, 1e5, 3e5, 1.0, 1.0)
+    d = st["down"]
+    assert d.liq_usd == 2.5e6 and not d.active and d.kind is None
+    assert d.move_bps == pytest.approx(1e4 * 0.1 / 99.6, rel=1e-9)  # from 99.6 (second 64) to 99.5
+    st = rd.update(70.0, 99.2, 5e5, 0.0, 1e5, 3e5, 1.0, 1.0)
+    d = st["down"]
+    assert d.active and d.kind == "liquidation" and d.since == 70.0
+    assert d.move_bps == pytest.approx(1e4 * 0.4 / 99.6, rel=1e-9)
+
+
+def test_the_start_reference_may_be_the_second_before_the_window():
+    """Liquidations in every second of the window: the start is its oldest second and the
+    reference price is the second before it, which has left the window (101, a spike)."""
+    rd = detector()
+    for s in range(59):
+        rd.update(float(s), 100.0, 0.0, 0.0, 1e5, 1e5, 1.0, 1.0)
+    rd.update(59.0, 101.0, 0.0, 0.0, 1e5, 1e5, 1.0, 1.0)
+    for i in range(10):  # 60-69
+        st = rd.update(60.0 + i, 100.0 - 0.05 * i, 2e5, 0.0, 1e5, 3e5, 1.0, 1.0)
+    d = st["down"]
+    assert d.active and d.kind == "liquidation"
+    assert d.move_bps == pytest.approx(1e4 * (101.0 - 99.55) / 101.0, rel=1e-9)
+    st = rd.update(70.0, 99.5, 2e5, 0.0, 1e5, 3e5, 1.0, 1.0)  # window 61-70: the start is 61, after 60
+    assert st["down"].move_bps == pytest.approx(1e4 * (100.0 - 99.5) / 100.0, rel=1e-9)

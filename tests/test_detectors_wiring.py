@@ -174,21 +174,26 @@ def test_the_estimated_map_puts_the_25x_longs_350_bps_below(run) -> None:
 
 def test_the_alerts_of_the_script(run) -> None:
     """- feed: okx's gap at 300 opens a warning, the resync at 303 resolves it;
-    - cascade down, critical: at 607 the 60 s window holds 600k USD >= regime_min_liq_usd 500k
-      of long liquidations (606, 607) and the price is 8 * 8 = 64 bps under the window's
-      high (>= 30): a liquidation cascade in progress, which pages by itself;
-    - it stays in progress while the window's high is >= 30 bps above the price: until 714
-      (high at 655: 4 * 8 = 32 bps); 715 is the first calm second, and the policy resolves
-      ``calm_s`` = 60 s later, at 775 (opened 168 s before, more than ``min_hold_s``)."""
+    - cascade down, critical: the price has fallen 6 * 8 = 48 bps when the liquidations begin
+      (606), which does not count: the move is measured from the cascade's start (the label's,
+      606: the first liquidation second, dense enough), i.e. from the price of 605. At 607 the
+      window holds 600k USD >= regime_min_liq_usd 500k but the move is 2 * 8 = 16 bps; at 609,
+      4 * 8 = 32 bps (>= 30): a liquidation cascade in progress, which pages by itself;
+    - it stays in progress while the move from the second before the window's first
+      liquidation second reaches 30 bps: the start is ``max(606, t - 59)`` and the bottom 659,
+      so until 715 (from 655: 4 * 8 = 32 bps); 716 is the first calm second (3 * 8 = 24 bps),
+      and the policy resolves ``calm_s`` = 60 s later, at 776 (opened 167 s before, more than
+      ``min_hold_s``)."""
     outputs, _ = run
     got = [(a["ts"], a["kind"], a["action"], a["severity"], a["dedup_key"]) for a in alerts_of(outputs)]
     assert got == [
         (ms(300), "feed", "trigger", "warning", "BTC-USDT:feed:okx-swap"),
         (ms(303), "feed", "resolve", "warning", "BTC-USDT:feed:okx-swap"),
-        (ms(607), "cascade", "trigger", "critical", "BTC-USDT:cascade:down"),
-        (ms(775), "cascade", "resolve", "critical", "BTC-USDT:cascade:down"),
+        (ms(609), "cascade", "trigger", "critical", "BTC-USDT:cascade:down"),
+        (ms(776), "cascade", "resolve", "critical", "BTC-USDT:cascade:down"),
     ]
-    assert [outputs[t].items[0]["down"]["cascade"] for t in (606, 607, 714, 715)] == [
+    assert [outputs[t].items[0]["down"]["cascade"] for t in (607, 608, 609, 715, 716)] == [
+        None,
         None,
         "liquidation",
         "liquidation",
@@ -200,15 +205,15 @@ def test_the_alerts_of_the_script(run) -> None:
 def test_the_alert_carries_the_snapshots_readout(run) -> None:
     """The policy sees what the snapshot shows (same second, same direction)."""
     outputs, _ = run
-    snap, alert = outputs[607].items
+    snap, alert = outputs[609].items
     assert alert["price"] == float(f"{snap['price']:.8g}")
     assert alert["probability"] == snap["down"]["prob"]
     assert alert["level"] == float(f"{snap['down']['cluster_price']:.8g}")
     assert alert["distance_bps"] == snap["down"]["cluster_bps"]
-    assert alert["liq_usd_60s"] == snap["liq_long_usd_60s"] == 600_000.0
+    assert alert["liq_usd_60s"] == snap["liq_long_usd_60s"] == 1_200_000.0  # 606..609
     assert alert["cascade"] == snap["down"]["cascade"] == "liquidation"
     assert alert["venues"] == snap["venues"]
-    assert alert["opened_ts"] == ms(607)
+    assert alert["opened_ts"] == ms(609)
 
 
 def test_on_sample_sees_both_directions_each_second_and_the_cascade_label(run) -> None:
@@ -263,9 +268,9 @@ def test_the_breaker_trips_when_the_break_passes_300_bps_and_holds_120_s_after_t
     assert {down[t]["breaker_since"] for t in range(637, 1040)} == {ms(637)}
     assert down[636]["breaker_since"] is None and down[1040]["breaker_since"] is None
     assert not any(outputs[t].items[0]["up"]["breaker"] for t in range(END))
-    # the critical alert at 607 came before the breaker: its evidence says not tripped
-    alert = outputs[607].items[1]
-    assert alert["breaker_since"] is None and alert["margin_mmr"] == round(down[607]["margin_mmr"], 6)
-    for t in (100, 607, 700):
+    # the critical alert at 609 came before the breaker: its evidence says not tripped
+    alert = outputs[609].items[1]
+    assert alert["breaker_since"] is None and alert["margin_mmr"] == round(down[609]["margin_mmr"], 6)
+    for t in (100, 609, 700):
         assert down[t]["margin_mmr"] >= 0.004
         assert down[t]["leverage_cap"] == pytest.approx(1 / (2 * down[t]["margin_mmr"]), abs=0.006)

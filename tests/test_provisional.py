@@ -44,10 +44,11 @@ def liquidation(recv: int, price: float, usd: float) -> Liquidation:
 
 
 def scripted_events() -> list[Trade | Liquidation]:
-    """Trades at 30,000 every 100 ms for 5 s, then at 29,800 (67 bps lower); forced sells of
-    200,000 USD at 5.05, 5.15, 5.25, 5.35 s and at ``CROSS``."""
-    events: list[Trade | Liquidation] = [trade(T0 + i * 100 * MS, 30_000.0) for i in range(50)]
-    events += [trade(T0 + i * 100 * MS, 29_800.0) for i in range(50, 58)]
+    """Trades at 30,000 every 100 ms up to 5.0 s, then at 29,800 (67 bps lower) from 5.1 s, after
+    the first forced sell; forced sells of 200,000 USD at 5.05, 5.15, 5.25, 5.35 s and at
+    ``CROSS``. The cascade starts at the first forced sell, whose bucket opens at 30,000."""
+    events: list[Trade | Liquidation] = [trade(T0 + i * 100 * MS, 30_000.0) for i in range(51)]
+    events += [trade(T0 + i * 100 * MS, 29_800.0) for i in range(51, 58)]
     events += [liquidation(T0 + ms * MS, 29_800.0, 200_000.0) for ms in (5_050, 5_150, 5_250, 5_350)]
     events.append(liquidation(CROSS, 29_800.0, 200_000.0))
     return sorted(events, key=lambda e: e.recv)
@@ -85,6 +86,46 @@ def test_the_trigger_crossed_at_t_fires_at_the_first_checkpoint_at_or_after_t() 
         "BTC-USDT DOWN: liquidation cascade starting (provisional, binance-usdm BTC-USDT-PERP): "
         "$1.0M longs liquidated and 67 bps in 60s"
     )
+
+
+def test_a_price_that_fell_before_the_forced_sells_began_does_not_fire() -> None:
+    """The same forced sells after the price has already fallen to 29,800 (at 5.0 s): the move
+    from the cascade's start (the last price before the first forced sell) is 0 bps, though the
+    window's high is 67 bps above, so the trigger does not hold (the label would not call this
+    a cascade either); a fall of 30 more bps after the sells (to 29,710) fires, with 30 bps."""
+    early = [
+        e if not isinstance(e, Trade) or e.recv != T0 + 5 * S else trade(e.recv, 29_800.0) for e in scripted_events()
+    ]
+    assert sum(isinstance(e, Trade) and e.price == 29_800.0 for e in early) == 8
+    assert InstrumentTrigger(RULE).process([*early, trade(T0 + 9 * S, 29_800.0)]) == []
+    rule_30 = ProvisionalRule.of(250, 60, 1_000_000.0, 30.0, 2.0)
+    (made,) = InstrumentTrigger(rule_30).process(
+        [*early, trade(T0 + 5_800 * MS, 29_710.0), trade(T0 + 6_100 * MS, 29_710.0)]
+    )
+    assert made.alert["ts"] == T0 // MS + 6_000 and made.alert["summary"].endswith(
+        "$1.0M longs liquidated and 30 bps in 60s"
+    )
+
+
+def test_a_trigger_pickled_before_the_open_price_reads_the_start_bucket_high() -> None:
+    """A state from before buckets kept their open price (six fields) unpickles with the open
+    unknown; the start bucket's high (30,000: its open was counted in it) stands in, so the
+    alert is the same."""
+    import pickle
+
+    events = scripted_events()
+    head = [e for e in events if e.recv <= T0 + 5_300 * MS]
+    trigger = InstrumentTrigger(RULE)
+    assert trigger.process(head) == []
+    state = trigger.__dict__.copy()
+    state["buckets"] = type(trigger.buckets)(b[:6] for b in trigger.buckets)
+    old = InstrumentTrigger.__new__(InstrumentTrigger)
+    old.__setstate__(pickle.loads(pickle.dumps(state)))
+    assert all(len(b) == 7 and b[6] is None for b in old.buckets)
+    tail = [*events[len(head) :], trade(T0 + 6 * S, 29_800.0)]
+    (made,) = old.process(tail)
+    (again,) = InstrumentTrigger(RULE).process([*events, trade(T0 + 6 * S, 29_800.0)])
+    assert made.alert == again.alert
 
 
 def test_four_forced_sells_do_not_fire_and_a_provisional_alert_unconfirmed_is_resolved() -> None:
@@ -189,9 +230,10 @@ def test_the_outbox_gets_the_provisional_alert_and_pages_the_desk_once(tmp_path:
 
 
 def test_a_live_run_writes_the_provisional_alert_to_the_outbox_and_its_tap_replays_the_same(tmp_path: Path) -> None:
-    """The fake venue: trades, then the price 60 bps lower and six forced sells of 200,000 USD
-    10 ms apart. The run writes a provisional alert to the outbox before the per-second one; the
-    replay of the run's tap gives the same alerts (up to the audit manifest, which names the inputs)."""
+    """The fake venue: trades, then six forced sells of 200,000 USD 10 ms apart, the price 60 bps
+    lower from the second one on (the move counts from the first forced sell). The run writes a
+    provisional alert to the outbox before the per-second one; the replay of the run's tap
+    gives the same alerts (up to the audit manifest, which names the inputs)."""
     with FakeBinance() as fake:
         fake.books["BTCUSDT"] = SimBook(seed=5)
         venue = VenueConfig(
@@ -207,7 +249,7 @@ def test_a_live_run_writes_the_provisional_alert_to_the_outbox_and_its_tap_repla
             while sum(1 for c in fake.clients if c.topics and c.closed is None) < 2:
                 await asyncio.sleep(0.01)
             for i in range(300):
-                price = 30_000.0 if i < 100 else 29_820.0
+                price = 30_000.0 if i <= 105 else 29_820.0
                 await fake.agg_trade("BTCUSDT", price)
                 if i % 5 == 0:
                     await fake.depth_diff("BTCUSDT")

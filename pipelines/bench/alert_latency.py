@@ -3,8 +3,9 @@
 A fake Binance USD-M (``tests/live_fakes.py``, in a server process of its own) sends ``rate``
 frames per second on loopback (aggTrade and depth diffs, round robin over ``symbols``
 instruments); one instrument after another goes through a scripted long-liquidation cascade:
-the price falls 60 bps within 100 ms, then a forced sell (``forceOrder``) of 200,000 USD every
-50 ms. The fifth one takes the liquidations over the window to 1,000,000 USD, the default
+a forced sell (``forceOrder``) of 200,000 USD every 50 ms, the price 60 bps lower from the first
+one on (the in-progress checks measure the move from the cascade's start, the first forced
+sell). The fifth one takes the liquidations over the window to 1,000,000 USD, the default
 ``regime_min_liq_usd``, with the move past ``regime_min_move_bps`` (50): that forced sell's
 exchange time ``E`` is the cascade's *trigger event*. The cascades start ``spacing_s`` apart
 (not a whole number of seconds, so the trigger events fall at every phase of a second).
@@ -61,12 +62,12 @@ class _Market:
         self.seconds = 0.0
 
     async def cascade(self, symbol: str) -> None:
-        """Price down 60 bps, then forced sells; note the exchange time of the one that crosses."""
-        self.price[symbol] = PRICE * (1 - 0.006)
-        await asyncio.sleep(0.1)
-        price = self.price[symbol]
+        """Forced sells, the price 60 bps down after the first; note the exchange time of the one
+        that crosses."""
         for i in range(LIQS_TO_CROSS + 3):
+            price = self.price[symbol]
             await self.fake.force_order(symbol, price, round(LIQ_USD / price, 6))
+            self.price[symbol] = PRICE * (1 - 0.006)
             if i + 1 == LIQS_TO_CROSS:
                 self.triggers[symbol] = time.time_ns() // 1_000_000
             await asyncio.sleep(LIQ_EVERY_S)

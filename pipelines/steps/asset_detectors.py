@@ -117,6 +117,8 @@ class AssetDetectors:
             window_s=config.regime_window_s,
             min_liq_usd=config.regime_min_liq_usd,
             min_move_bps=config.regime_min_move_bps,
+            onset_share=config.labels.onset_share,
+            onset_s=config.labels.onset_s,
         )
         model_path = resolve_model(config.model)
         self.model_version: str | None = None

@@ -9,8 +9,14 @@ trigger on the frames it has read so far, at fixed checkpoints of *receive* time
 - the window is the ``regime_window_s`` of receive time up to ``c`` (frames with ``recv <= c``),
   in checkpoint buckets;
 - ``liq``: liquidation notional of the long (down) or short (up) side over the window (quote);
-- ``move_bps``: down ``1e4 * (max trade price over the window - price) / max``, up
-  ``1e4 * (price - min) / min``, ``price`` the last trade price at ``c``;
+- ``move_bps``: measured the label's way (:mod:`cascadewatch.detectors.labels`, rules 4 and
+  7), from the cascade's start: the first bucket of the window with a liquidation of that side
+  from which the next ``onset_s`` seconds carry at least ``onset_share`` of
+  ``regime_min_liq_usd`` (``[detectors.labels]``); down ``1e4 * (P_ref - lowest trade price
+  since) / P_ref``, up ``1e4 * (highest since - P_ref) / P_ref``, ``P_ref`` the last trade price
+  before the start bucket's frames (the extreme inside that bucket when none was seen). A price
+  that slid before the liquidations began does not count: the per-second check
+  (:class:`~cascadewatch.detectors.regime.RegimeDetector`) measures it the same way;
 - the trigger holds when ``liq >= regime_min_liq_usd`` and ``move_bps >= regime_min_move_bps``
   (``[detectors]``, the liquidation cascade's own thresholds; without the per-second check's
   ``liq_multiple`` of the typical liquidations, which the per-second path adds when it confirms).
@@ -64,27 +70,46 @@ KIND = "cascade"
 class ProvisionalRule(msgspec.Struct, frozen=True):
     """The trigger and its clock: ``checkpoint_ns`` apart, over ``window_ns`` of receive time,
     ``min_liq_usd`` (quote) and ``min_move_bps``; ``lag_ns``: the run's allowed lag (to place
-    an alert in the event-time second of the frame that closed its checkpoint)."""
+    an alert in the event-time second of the frame that closed its checkpoint); ``onset_ns`` and
+    ``onset_share``: the cascade's start (the label's ``onset_s`` and ``onset_share``)."""
 
     checkpoint_ns: int
     window_ns: int
     min_liq_usd: float
     min_move_bps: float
     lag_ns: int
+    onset_ns: int = 10 * NS_PER_S
+    onset_share: float = 0.1
 
     @classmethod
     def of(
-        cls, checkpoint_ms: int, window_s: float, min_liq_usd: float, min_move_bps: float, lag_s: float
+        cls,
+        checkpoint_ms: int,
+        window_s: float,
+        min_liq_usd: float,
+        min_move_bps: float,
+        lag_s: float,
+        onset_s: float = 10.0,
+        onset_share: float = 0.1,
     ) -> ProvisionalRule:
-        """The rule from config units (ms, s, quote, bps, s)."""
-        return cls(checkpoint_ms * NS_PER_MS, s_to_ns(window_s), min_liq_usd, min_move_bps, s_to_ns(lag_s))
+        """The rule from config units (ms, s, quote, bps, s, s, share)."""
+        return cls(
+            checkpoint_ms * NS_PER_MS,
+            s_to_ns(window_s),
+            min_liq_usd,
+            min_move_bps,
+            s_to_ns(lag_s),
+            s_to_ns(onset_s),
+            onset_share,
+        )
 
 
 class InstrumentTrigger:
     """The provisional trigger of one venue instrument (see the module docstring); pickles.
 
     ``buckets``: per checkpoint ``c`` of the window, ``[c, max price, min price, long liq USD,
-    short liq USD, liquidations]`` of the frames with ``c - checkpoint < recv <= c``;
+    short liq USD, liquidations, open price]`` of the frames with ``c - checkpoint < recv <= c``
+    (max and min include the open, the last trade price before them, ``None`` if none yet);
     ``liquidations``: how many the window holds (a check without any is skipped).
     """
 
@@ -103,6 +128,13 @@ class InstrumentTrigger:
         self.quiet_since: dict[str, int | None] = dict.fromkeys(DIRECTIONS, -(2**63))
         """Per direction, the first checkpoint of the run of checks at which the trigger has not
         held (``None`` while it holds); it fires again once that run is a window long."""
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickle; buckets of a state from before the open price get ``None`` (unknown)."""
+        for bucket in state["buckets"]:
+            if len(bucket) == 6:
+                bucket.append(None)
+        self.__dict__.update(state)
 
     def process(self, values: list[Any]) -> list[ProvisionalAlert]:
         """Read a batch of the instrument's events (watermarks are skipped); return the alerts of
@@ -154,7 +186,7 @@ class InstrumentTrigger:
         buckets = self.buckets
         if not buckets or buckets[-1][0] != self.checkpoint:
             price = self.price
-            buckets.append([self.checkpoint, price, price, 0.0, 0.0, 0])
+            buckets.append([self.checkpoint, price, price, 0.0, 0.0, 0, price])
         return buckets[-1]
 
     def _check(self, checkpoint: int, out: list[ProvisionalAlert]) -> None:
@@ -168,22 +200,37 @@ class InstrumentTrigger:
             for d in DIRECTIONS:  # no liquidations: the trigger does not hold
                 self._quiet(d, checkpoint)
             return
-        highs = [b[1] for b in buckets if b[1] is not None]
-        lows = [b[2] for b in buckets if b[2] is not None]
-        moves = {
-            "down": 1e4 * (max(highs) - price) / max(highs) if highs else 0.0,
-            "up": 1e4 * (price - min(lows)) / min(lows) if lows else 0.0,
-        }
-        liqs = {"down": sum(b[3] for b in buckets), "up": sum(b[4] for b in buckets)}
-        for d in DIRECTIONS:
-            holds = liqs[d] >= rule.min_liq_usd and moves[d] >= rule.min_move_bps
-            if not holds:
+        for d, col in (("down", 3), ("up", 4)):
+            liq = sum(b[col] for b in buckets)
+            move = self._move_from_start(col) if liq >= rule.min_liq_usd else 0.0
+            if move < rule.min_move_bps:
                 self._quiet(d, checkpoint)
                 continue
             since = self.quiet_since[d]
             if since is not None and checkpoint - since >= rule.window_ns:
-                out.append(self._alert(d, checkpoint, liqs[d], moves[d]))
+                out.append(self._alert(d, checkpoint, liq, move))
             self.quiet_since[d] = None
+
+    def _move_from_start(self, col: int) -> float:
+        """The window's move (bps, in the direction of the liquidations in bucket column ``col``:
+        3 long, down; 4 short, up) from the price before the cascade's start to the extreme since
+        (module docstring); 0 without a start or a price."""
+        rule = self.rule
+        buckets = list(self.buckets)
+        need = rule.onset_share * rule.min_liq_usd
+        for i, b in enumerate(buckets):
+            if b[col] <= 0.0:
+                continue
+            horizon = b[0] + rule.onset_ns
+            if sum(x[col] for x in buckets[i:] if x[0] < horizon) < need:
+                continue
+            down = col == 3
+            ref = b[6] if b[6] is not None else (b[1] if down else b[2])
+            since = [x[2 if down else 1] for x in buckets[i:] if x[1] is not None]
+            if ref is None or not since:
+                return 0.0
+            return 1e4 * (ref - min(since)) / ref if down else 1e4 * (max(since) - ref) / ref
+        return 0.0
 
     def _quiet(self, direction: str, checkpoint: int) -> None:
         """The trigger of ``direction`` does not hold at ``checkpoint``."""
