@@ -41,15 +41,15 @@ Levels leave the map
 - with time: levels decay with ``half_life_s`` (positions closed unseen).
 
 A *dense cluster* is defined on one side of the price (long levels below it
-for ``down``, short levels above for ``up``), within ``+-range_pct``: with
-``x_j`` the bucket notionals ordered outward from the price and
-``s_j = sum of x over a window of cluster_bps centred on j``, bucket ``j`` is
-dense when ``s_j >= max(dense_multiple * mean_j(s_j if uniform), min_cluster_usd)``
-i.e. ``s_j >= max(dense_multiple * w * mean(x), min_cluster_usd)``: the window
-holds ``dense_multiple`` times what a uniform spread of the same notional
-would. The nearest dense cluster is the first run of consecutive dense
-buckets going away from the price; its notional is the sum over the run's
-buckets and its price their notional-weighted centre.
+for ``down``, short levels above for ``up``), within ``+-range_pct``. The *levels* are the
+buckets that hold notional (an empty bucket is no level: a list of positions' liquidation
+levels, such as the simulator's truth, has none). With ``x_j`` the levels' notionals ordered
+outward from the price and ``s_j = sum of x over a window of w levels centred on j``
+(``w = cluster_bps / bucket_bps``), level ``j`` is dense when
+``s_j >= max(dense_multiple * w * mean(x), min_cluster_usd)``: the window holds
+``dense_multiple`` times what the same notional spread evenly over the levels would. The
+nearest dense cluster is the first run of consecutive dense levels going away from the price;
+its notional is the sum over the run's levels and its price their notional-weighted centre.
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ __all__ = [
     "MapLearning",
     "nearest_dense_cluster",
     "DEFAULT_TIERS",
+    "LOT_QTY",
 ]
 
 DEFAULT_TIERS: tuple[tuple[float, float], ...] = (
@@ -169,13 +170,21 @@ def nearest_dense_cluster(
     """Nearest dense cluster below (``down``) or above (``up``) ``price``.
 
     ``centers`` are bucket centre prices, ascending, ``notionals`` the bucket
-    notionals; ``window`` the smoothing window in buckets (odd). See the
-    module docstring for the definition of *dense*.
+    notionals; ``window`` the smoothing window in levels (odd). Buckets that hold
+    no notional (zero, or not a number) are not levels: they count neither in the
+    mean nor in a window, so a grid with empty buckets gives the cluster of the list
+    of its non-empty buckets. See the module docstring for the definition of *dense*.
 
-    >>> c = np.array([97.0, 98.0, 99.0, 101.0, 102.0])
-    >>> x = np.array([0.0, 9.0, 1.0, 0.0, 0.0])
-    >>> nearest_dense_cluster(c, x, 100.0, "down", window=1, dense_multiple=2.0).price
+    Below 100 the levels are 99 (1), 98 (9) and 96 (2); the empty 97 is none, so the mean
+    level holds 4 (3 if 97 counted): with a window of one level, 98 is dense at 1.5 times
+    the mean and not at 2.5 (it would be, at 7.5, with 97 counted).
+
+    >>> c = np.array([96.0, 97.0, 98.0, 99.0, 101.0, 102.0])
+    >>> x = np.array([2.0, 0.0, 9.0, 1.0, 0.0, 0.0])
+    >>> nearest_dense_cluster(c, x, 100.0, "down", window=1, dense_multiple=1.5).price
     98.0
+    >>> nearest_dense_cluster(c, x, 100.0, "down", window=1, dense_multiple=2.5) is None
+    True
     >>> nearest_dense_cluster(c, x, 100.0, "up", window=1) is None
     True
     """
@@ -193,33 +202,33 @@ def nearest_dense_cluster(
     else:
         i = int(centers.searchsorted(price, side="right"))
         x, cs_all = notionals[i:], centers[i:]
+    held = x > 0  # the levels: buckets that hold notional
+    if not _all(held):
+        x, cs_all = x[held], cs_all[held]
     if x.size == 0:
         return None
     total = float(_sum(x))
-    if not total > 0:
-        return None
     w = max(int(window), 1) | 1
-    s = np.convolve(x, _ones(w), mode="same") if w > 1 else x
+    # window sums centred on each level (the middle of the full convolution: "same" would
+    # return ``w`` sums, not one per level, when there are fewer levels than ``w``)
+    s = np.convolve(x, _ones(w))[w // 2 : w // 2 + x.size] if w > 1 else x
     threshold = max(dense_multiple * w * total / x.size, min_usd, 1e-12)
     dense = (s >= threshold).nonzero()[0]
     if dense.size == 0:
         return None
-    j, e = _first_run(dense.tolist())
-    a, b = j, e
-    if not _sum(x[a : b + 1]) > 0:  # dense only through its neighbours: take the windows
-        a, b = max(j - w // 2, 0), min(e + w // 2, x.size - 1)
+    a, b = _first_run(dense.tolist())
     xs = x[a : b + 1]
     cs = cs_all[a : b + 1]
     notional = float(_sum(xs))
     pc = float(_sum(cs * xs) / notional)
-    filled = cs[xs > 0].tolist()
+    ends = (float(cs[0]), float(cs[-1]))  # the run's nearest and farthest levels
     return Cluster(
         direction=direction,
         price=pc,
         distance_bps=abs(pc / price - 1.0) * 1e4,
         notional_usd=notional,
-        lo_price=min(filled),
-        hi_price=max(filled),
+        lo_price=min(ends),
+        hi_price=max(ends),
     )
 
 
@@ -228,6 +237,9 @@ _sum = np.add.reduce
 
 _any = np.logical_or.reduce
 """``ndarray.any`` of a 1-D array without its Python wrapper."""
+
+_all = np.logical_and.reduce
+"""``ndarray.all`` of a 1-D array without its Python wrapper."""
 
 
 @functools.cache
@@ -277,8 +289,13 @@ class MapLearning:
     scale_sd: float = 0.35
 
 
+LOT_QTY = 0.001
+"""The smallest position the venues open, base units (0.001 BTC on the USDT perpetuals of Binance
+and Bybit, and in the simulator): a bucket of the estimated map holding less than one lot at its
+price holds no position, so it is no level (:attr:`EstimatedLiquidationMap.lot_qty`)."""
+
 CLUSTER_BPS = 50.0
-"""Width of the window that defines a dense cluster, bps (5 buckets of 10 bps, the rule of ``evaluate``)."""
+"""Width of the window that defines a dense cluster, bps (5 levels of the 10 bps grid, the rule of ``evaluate``)."""
 
 _SIDES = ("long", "short")
 _SPENT_HALF_LIFE_S = 120.0
@@ -311,20 +328,27 @@ class EstimatedLiquidationMap:
     half_life_s
         Half-life of a level (positions closed without a visible OI drop), seconds.
     dense_multiple
-        A window of :data:`CLUSTER_BPS` is dense when it holds this many times the uniform share.
+        A window of :data:`CLUSTER_BPS` (``w`` levels) is dense when it holds this many times ``w`` mean levels.
     min_cluster_usd
         A cluster must also hold at least this notional (quote).
     learning
         Seeding and learning rates (:class:`MapLearning`).
+
+    Attribute ``lot_qty`` (default :data:`LOT_QTY`, base units): a readout reports no level in
+    a bucket holding less than ``lot_qty * centre price`` (the expected notional of levels smeared
+    over many buckets leaves dust where no position can be; the nearest dense cluster counts
+    only levels, as it does on a list of true positions' levels).
 
     Time arguments ``t`` are seconds since the epoch as floats (``event.ts / 1e9``).
 
     Examples
     --------
     One tier (10x, mmr 0.5 %), no seed: 10 BTC bought aggressively at 100 while open
-    interest rises by 10: new longs, liquidated at 100 * (1 - 0.1 + 0.005) = 90.5.
+    interest rises by 10: new longs, liquidated at 100 * (1 - 0.1 + 0.005) = 90.5. (A map of
+    one level is a dense cluster only with ``dense_multiple`` at most ``1 / w``, here 0.2: the
+    window of ``w`` = 5 levels holds what ``w`` mean levels would.)
 
-    >>> m = EstimatedLiquidationMap(leverage=[(10, 1.0)], mmr=0.005, range_pct=15,
+    >>> m = EstimatedLiquidationMap(leverage=[(10, 1.0)], mmr=0.005, range_pct=15, dense_multiple=0.2,
     ...                             learning=MapLearning(seed_share=0.0))
     >>> m.learn_oi(1000.0, t=0.0)                   # baseline open interest (base units)
     0.0
@@ -734,8 +758,11 @@ class EstimatedLiquidationMap:
         consumed_short_usd: float,
     ) -> EstimatedMapReadout:
         """The readout of the level notionals ``lo``/``sh`` of buckets ``k_lo..k_hi`` (this map's
-        cluster parameters)."""
+        cluster parameters); buckets holding less than one lot are emptied in place."""
         centers = self._centers(k_lo, k_hi)
+        lot = self.lot_qty * centers  # one lot's notional at each bucket
+        lo[lo < lot] = 0.0
+        sh[sh < lot] = 0.0
         # the centres below the price are the first ``i_below``, those above it from ``i_above`` on
         if price != price:  # NaN: none on either side
             i_below, i_above = 0, centers.size
@@ -760,6 +787,9 @@ class EstimatedLiquidationMap:
         )
 
     _centers_cache: tuple[int, int, np.ndarray] | None = None
+
+    lot_qty: float = LOT_QTY
+    """Buckets holding less than this quantity (base units) at their centre price are no level."""
 
     def _centers(self, k_lo: int, k_hi: int) -> np.ndarray:
         """Centre prices of buckets ``k_lo..k_hi``, kept while the window stays (read-only: readouts share it)."""
@@ -802,13 +832,13 @@ class EstimatedLiquidationMap:
 
     def levels(self, direction: str, price: float, t: float) -> np.ndarray:
         """``(n, 2)`` array of ``(level price, notional)`` a move ``down`` (long levels) or ``up``
-        (short levels) would hit: non-empty buckets within the range on that side of ``price``;
+        (short levels) would hit: buckets holding at least one lot within the range on that side of ``price``;
         the ``levels`` input of :func:`cascadewatch.detectors.reach.cascade_reach`.
         """
         k_lo, k_hi = self._window(price)
         x = self._side_values(0 if direction == "down" else 1, k_lo, k_hi, t, np.zeros(max(k_hi - k_lo + 1, 0)))
         c = self._centers(k_lo, k_hi)
-        keep = (x > 0) & ((c < price) if direction == "down" else (c > price))
+        keep = (x >= self.lot_qty * c) & (x > 0) & ((c < price) if direction == "down" else (c > price))
         return np.column_stack((c[keep], x[keep]))
 
     @property

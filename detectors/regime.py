@@ -12,11 +12,15 @@ liquidations, buy aggression, ask depth, a rising price):
                  half-life ``typical_half_life_s``, updated only while no
                  cascade is active (so a cascade does not raise its own bar);
 - ``move_bps`` = 1e4 * (max price over W - price) / max price over W, the window's move;
-- the cascade's start: the first second ``s`` of W with a long liquidation from which the
-  next ``onset_s`` seconds (up to now) carry at least ``onset_share`` of the liquidation
-  threshold, the label's own start (:mod:`cascadewatch.detectors.labels`, rule 4); the
-  move from the start = ``1e4 * (P_ref - min price since s) / P_ref``, ``P_ref`` the price of
-  the second before ``s`` (the label's rule 7, its peak the lowest price so far);
+- the cascade's start: a second ``s`` of W with a long liquidation from which the next
+  ``onset_s`` seconds (up to now) carry at least ``onset_share`` of the liquidation threshold
+  (the label's rule 4, :mod:`cascadewatch.detectors.labels`, whose start is the first such
+  second; a later one starts a later wave); the move from the start =
+  ``1e4 * (P_ref - min price since s) / P_ref``, ``P_ref`` the price of the second before
+  ``s`` (the label's rule 7, its peak the lowest price so far), the largest over such ``s``
+  and the episode's: while ``L`` holds the detector keeps the start it found when ``L`` began
+  (the label's start of the episode, :attr:`RegimeDetector.episodes`) and the extreme since,
+  so a slow cascade's move counts beyond the window, as the label counts it;
 - ``aggr``     = aggressive sell notional over W, ``imbalance = (sell - buy) / (sell + buy)``;
 - ``typ_aggr`` = W * EWMA of per-second aggressive notional (both sides) / 2;
 - the depth collapse second: the first second of W whose bid depth ratio is
@@ -59,6 +63,11 @@ KINDS = ("deleveraging", "liquidity", "liquidation", "stop_run")
 _LL, _LS, _BUY, _SELL, _PX, _DB, _DA, _ADLD, _ADLU = range(9)
 _FLOWS = [_LL, _LS, _BUY, _SELL, _ADLD, _ADLU]
 """Columns that are zero in a second without data (the others repeat the last second)."""
+
+
+def _move(ref: float, extreme: float, down: bool) -> float:
+    """The move from ``ref`` to ``extreme`` in bps, positive in the direction (down: a fall)."""
+    return (ref - extreme) / ref * 1e4 if down else (extreme - ref) / ref * 1e4
 
 
 def _window_min(dr: np.ndarray, m: float) -> float:
@@ -161,6 +170,8 @@ class RegimeDetector:
         self._typ_liq = 0.0  # per second, both sides
         self._typ_aggr = 0.0  # per second, both sides
         self._since: dict[str, float | None] = {"down": None, "up": None}
+        self.episodes: dict[str, tuple[float, float] | None] = {"down": None, "up": None}
+        """Per direction while ``L`` holds: the price before the episode's start and the extreme since."""
         self._state: dict[str, RegimeState] = {}
 
     def __setstate__(self, state: dict) -> None:
@@ -168,6 +179,7 @@ class RegimeDetector:
         the onset fields gets their defaults (``onset_s`` 10, no price before the window)."""
         state.setdefault("onset_s", 10)
         state.setdefault("_px_before", math.nan)
+        state.setdefault("episodes", {"down": None, "up": None})
         if "_buf" in state:
             buf = state.pop("_buf")
             state["_cols"] = np.ascontiguousarray(np.concatenate((buf.T, buf.T), axis=1))  # C order: pairwise row sums
@@ -257,11 +269,14 @@ class RegimeDetector:
             c_stop = imb >= self.stop_imbalance and aggr >= aggr_thr
             c_depth = c_liq and self._depth_first(first_collapse[depth_c - _DB], w[liq_c], liq_thr)
             c_adl = sums[adl_c] > 0
+            liq_move = self._liquidation_move(d, w[liq_c], px, liq_thr) if c_liq else math.nan
+            if not c_liq:
+                self.episodes[d] = None
             kind = None
             if c_adl and move >= self.min_move_bps:
                 kind = "deleveraging"
             elif c_liq:
-                move = self._move_from_start(w[liq_c], px, liq_thr, d == "down")
+                move = liq_move
                 if move >= self.min_move_bps:
                     kind = "liquidity" if c_depth else "liquidation"
             elif c_stop and move >= self.min_move_bps:
@@ -297,27 +312,36 @@ class RegimeDetector:
         onset = np.cumsum(liq) >= self.onset_share * liq_thr
         return bool(onset.any()) and collapse < int(onset.argmax())
 
-    def _move_from_start(self, liq: np.ndarray, px: np.ndarray, liq_thr: float, down: bool) -> float:
-        """The move (bps, positive in the direction) from the price before the cascade's start
-        to the extreme since: the label's start and move (its rules 4 and 7) on the window
-        ``liq`` (this direction's liquidations) and ``px`` (prices), oldest first.
+    def _liquidation_move(self, d: str, liq: np.ndarray, px: np.ndarray, liq_thr: float) -> float:
+        """The move (bps, positive in direction ``d``) from the price before the cascade's start
+        to the extreme since, the largest over the window's possible starts and the episode's
+        (module docstring): the label's start and move (its rules 4 and 7) on the window ``liq``
+        (this direction's liquidations) and ``px`` (prices), oldest first; called while ``L``
+        holds, it opens the episode at its first call.
 
-        The start exists whenever ``L`` holds (one of the ``W / onset_s`` slices of a window
-        carrying the threshold carries ``onset_s / W`` of it); without one the move is 0."""
+        A start exists whenever ``L`` holds (one of the ``W / onset_s`` slices of a window
+        carrying the threshold carries ``onset_s / W`` of it); without one the move is 0. The
+        price before the window's first second is the one that left it (its own price when
+        unknown, as the label does at the start of its data)."""
+        down = d == "down"
         c = np.concatenate(([0.0], np.cumsum(liq)))
         n = len(liq)
         ahead = c[np.minimum(np.arange(n) + self.onset_s, n)] - c[:n]
-        dense = (liq > 0.0) & (ahead >= self.onset_share * liq_thr)
-        if not dense.any():
-            return 0.0
-        s = int(dense.argmax())
-        ref = float(px[s - 1]) if s > 0 else self._px_before
-        if not math.isfinite(ref):
-            ref = float(px[s])
-        since = px[s:]
-        if down:
-            return float((ref - np.fmin.reduce(since)) / ref * 1e4)
-        return float((np.fmax.reduce(since) - ref) / ref * 1e4)
+        starts = np.flatnonzero((liq > 0.0) & (ahead >= self.onset_share * liq_thr))
+        episode = self.episodes[d]
+        if episode is not None:  # the extreme since the episode's start, this second's price included
+            ext = (np.fmin if down else np.fmax)(episode[1], px[-1])
+            episode = self.episodes[d] = (episode[0], float(ext))
+        if not starts.size:
+            return 0.0 if episode is None else _move(episode[0], episode[1], down)
+        before = np.concatenate(([self._px_before], px[:-1]))[starts]
+        ref = np.where(np.isfinite(before), before, px[starts])
+        # the extreme price from each start on
+        ext = (np.fmin if down else np.fmax).accumulate(px[::-1])[::-1][starts]
+        if episode is None:  # the label's start: the first
+            episode = self.episodes[d] = (float(ref[0]), float(ext[0]))
+        moves = (ref - ext) / ref * 1e4 if down else (ext - ref) / ref * 1e4
+        return float(np.fmax(np.fmax.reduce(moves), _move(episode[0], episode[1], down)))
 
     def readout(self) -> dict[str, RegimeState]:
         """The states of the last :meth:`update` (empty before the first)."""

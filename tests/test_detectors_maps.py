@@ -10,6 +10,7 @@ import pytest
 from cascadewatch.connectors.events import Liquidation, MarkPrice, OpenInterest, Trade
 from cascadewatch.detectors._grid import EPOCH_HALF_LIVES, DecayingLogGrid, add_rows
 from cascadewatch.detectors.liqmap_estimated import (
+    LOT_QTY,
     EstimatedLiquidationMap,
     MapLearning,
     nearest_dense_cluster,
@@ -348,9 +349,14 @@ def test_estimated_learn_trade_and_combine_equal_the_array_paths():
             assert m.learn_mark(price, s + 0.9) == w.learn_mark(price, s + 0.9)
     t = 400.0
     r = EstimatedLiquidationMap.combine(maps, price, t)
+    for w in twins:
+        w.lot_qty = 0.0  # each twin's levels as they are, sub-lot buckets included
     rs = [w.readout(price, t) for w in twins]
     lo = np.sum([x.long_usd for x in rs], axis=0)
     sh = np.sum([x.short_usd for x in rs], axis=0)
+    lot = LOT_QTY * r.prices  # the sum's buckets under one lot at their price hold no position
+    assert np.concatenate([(x > 0) & (x < lot) for x in (lo, sh)]).any()  # (this map has some)
+    lo[lo < lot], sh[sh < lot] = 0.0, 0.0
     assert np.array_equal(r.long_usd, lo) and np.array_equal(r.short_usd, sh)
     assert np.array_equal(r.prices, rs[0].prices) and r.k_lo == rs[0].k_lo
     assert r.cluster_down == nearest_dense_cluster(r.prices, lo, price, "down", 5, 2.0)
@@ -530,12 +536,16 @@ def test_grid_add_rows_equals_one_add_per_grid():
             assert np.array_equal(a._v, b._v) and (a._k0, a._lo, a._hi, a._t_ref) == (b._k0, b._lo, b._hi, b._t_ref)
 
 
-def test_dense_cluster_with_fewer_buckets_than_the_window():
-    """Three buckets below the price, a window of five (np.convolve swaps its inputs): the run
-    covers them all, the cluster is their notional-weighted centre, (99 * 1 + 98 * 9) / 10."""
+def test_dense_cluster_with_fewer_levels_than_the_window():
+    """Two levels below the price (the empty bucket 97 is none), a window of five (np.convolve
+    swaps its inputs): every window holds all 10, the mean level 5, so both are dense at
+    ``10 >= dense_multiple * 5 * 5`` only up to ``dense_multiple`` 0.4 (0.5 would do were 97 a
+    level, with a mean of 10 / 3); the run covers them, the cluster is their notional-weighted
+    centre, (99 * 1 + 98 * 9) / 10."""
     c = np.array([97.0, 98.0, 99.0, 101.0, 102.0])
     x = np.array([0.0, 9.0, 1.0, 0.0, 0.0])
-    cluster = nearest_dense_cluster(c, x, 100.0, "down", window=5, dense_multiple=0.5)
+    assert nearest_dense_cluster(c, x, 100.0, "down", window=5, dense_multiple=0.5) is None
+    cluster = nearest_dense_cluster(c, x, 100.0, "down", window=5, dense_multiple=0.4)
     assert cluster is not None
     assert (cluster.price, cluster.notional_usd, cluster.lo_price, cluster.hi_price) == (98.1, 10.0, 98.0, 99.0)
     assert nearest_dense_cluster(c, x, math.nan, "down", window=1) is None  # no centre is below NaN
@@ -553,3 +563,22 @@ def test_readout_levels_and_totals_leave_out_the_bucket_at_the_price():
     assert (readout.long_total_usd, readout.short_total_usd) == (1.0, 24.0)
     assert readout.levels("down").tolist() == [[float(centers[0]), 1.0]]  # the empty bucket left out too
     assert readout.levels("up").tolist() == [[float(centers[3]), 8.0], [float(centers[4]), 16.0]]
+
+
+def test_a_bucket_under_one_lot_is_no_level():
+    """One 10x long of 10 BTC at 100: its level, 905 USD at 90.5, is one bucket (centre within
+    5 bps of 90.5). With a lot of 9.9 BTC (about 896 USD there) it is a level and, the only one,
+    the cluster at ``dense_multiple`` 0.2; with a lot of 10.1 BTC (about 914 USD) it is dust: no
+    level, no notional at risk, no cluster."""
+    m = EstimatedLiquidationMap(leverage=[(10, 1.0)], mmr=0.005, range_pct=15, dense_multiple=0.2, learning=NO_SEED)
+    m.learn_oi(1000.0, t=0.0)
+    m.learn_trade(100.0, 10.0, "buy")
+    m.learn_oi(1010.0, t=1.0)
+    m.lot_qty = 9.9
+    r = m.readout(price=100.0, t=1.0)
+    assert r.long_total_usd == pytest.approx(905.0) and r.cluster_down.notional_usd == pytest.approx(905.0)
+    assert m.levels("down", 100.0, 1.0)[:, 1].tolist() == pytest.approx([905.0])
+    m.lot_qty = 10.1
+    r = m.readout(price=100.0, t=1.0)
+    assert (r.long_total_usd, r.cluster_down, r.levels("down").size) == (0.0, None, 0)
+    assert m.levels("down", 100.0, 1.0).size == 0

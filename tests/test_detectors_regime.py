@@ -197,5 +197,52 @@ def test_the_start_reference_may_be_the_second_before_the_window():
     d = st["down"]
     assert d.active and d.kind == "liquidation"
     assert d.move_bps == pytest.approx(1e4 * (101.0 - 99.55) / 101.0, rel=1e-9)
-    st = rd.update(70.0, 99.5, 2e5, 0.0, 1e5, 3e5, 1.0, 1.0)  # window 61-70: the start is 61, after 60
-    assert st["down"].move_bps == pytest.approx(1e4 * (100.0 - 99.5) / 100.0, rel=1e-9)
+    st = rd.update(70.0, 99.5, 2e5, 0.0, 1e5, 3e5, 1.0, 1.0)  # window 61-70, the episode's start still 60
+    assert st["down"].move_bps == pytest.approx(1e4 * (101.0 - 99.5) / 101.0, rel=1e-9)
+    assert rd.episodes["down"] == (101.0, 99.5)
+
+
+def test_a_later_wave_counts_from_its_own_start():
+    """Short liquidations lift the price to 100.8 (wave one, 55-56), a last one comes at the top
+    (64), the window's liquidations fall under the threshold (65: the episode ends), the price
+    falls back to 100.2, and a second wave lifts it to 100.75 (70-73). At 73 the window's first
+    start is 64 (after 100.8), so is the new episode's (L again from 71): 0 bps from there; from
+    the second wave's own start (70, after 100.2) 54.9 bps: a cascade in progress."""
+    rd = detector()
+    for s in range(55):
+        rd.update(float(s), 100.0, 0.0, 0.0, 1e5, 1e5, 1.0, 1.0)
+    script = {55: (100.3, 6e5), 56: (100.6, 6e5)} | {s: (100.8, 0.0) for s in range(57, 64)}
+    script |= {64: (100.8, 2e5)} | {s: (100.2, 0.0) for s in range(65, 70)}
+    script |= {70: (100.4, 6e5), 71: (100.6, 6e5), 72: (100.7, 6e5), 73: (100.75, 6e5)}
+    active = []
+    for s, (price, liq) in script.items():
+        st = rd.update(float(s), price, 0.0, liq, 3e5, 1e5, 1.0, 1.0)
+        active.append(st["up"].active)
+    assert active == [False] + [True] * 9 + [False] * 6 + [True] * 3  # 56-64 (wave one), 71-73
+    u = st["up"]
+    assert u.liq_usd == 2.6e6 and u.kind == "liquidation" and u.since == 71.0
+    assert u.move_bps == pytest.approx(1e4 * (100.75 - 100.2) / 100.2, rel=1e-9)
+    assert rd.episodes["up"] == (100.8, 100.8)
+
+
+def test_a_slow_cascade_counts_its_move_from_the_episode_start():
+    """200k USD of longs a second from 60 on, the price 1.3 bps lower each second: the window
+    (10 s) never holds more than 13 bps of it, but from the episode's start (60, after the
+    price of 59: 100) the fall reaches 31.2 bps at 83 (29.9 at 82), as the label counts it."""
+    rd = detector()
+
+    def price(s: int) -> float:
+        return 100.0 * (1 - 1.3e-4 * max(s - 59, 0))
+
+    for s in range(83):
+        st = rd.update(float(s), price(s), 2e5 if s >= 60 else 0.0, 0.0, 1e5, 3e5, 1.0, 1.0)
+        assert not st["down"].active
+    assert st["down"].move_bps == pytest.approx(1e4 * (100.0 - price(82)) / 100.0, rel=1e-9)
+    st = rd.update(83.0, price(83), 2e5, 0.0, 1e5, 3e5, 1.0, 1.0)
+    d = st["down"]
+    assert d.active and d.kind == "liquidation" and d.since == 83.0
+    assert d.move_bps == pytest.approx(1e4 * (100.0 - price(83)) / 100.0, rel=1e-9)
+    assert rd.episodes["down"] == (100.0, price(83)) and rd.episodes["up"] is None
+    for s in range(84, 94):  # the liquidations stop: L ends with them, and so does the episode
+        st = rd.update(float(s), price(83), 0.0, 0.0, 1e5, 1e5, 1.0, 1.0)
+    assert not st["down"].active and rd.episodes["down"] is None

@@ -161,14 +161,17 @@ def test_the_venue_merge(run) -> None:
     assert outputs[700].items[0]["liq_long_usd_60s"] == 19 * 300_000.0  # seconds 641..659 of (640, 700]
 
 
-def test_the_estimated_map_puts_the_25x_longs_350_bps_below(run) -> None:
+def test_the_estimated_map_puts_the_20x_longs_450_bps_below(run) -> None:
     """Longs opened at ~100 with the default tiers, no liquidation before the break (the mix stays
-    the prior): the nearest dense level is 25x (8 % of positions, 14.5 % of the levels within the
-    10 % range; 50x holds 4.5 %, 100x 1 %), liquidated at ``100 * (1 - 1/25 + mmr 0.005) = 96.5``."""
+    the prior): of the long levels within the 10 % range 20x holds 24 %, 25x 15 %, 50x 9 %; 93
+    buckets below the price hold levels, so a dense window of 5 needs ``3 * 5 / 93`` = 16 % of
+    them (25x would pass the 14 % of the 106 buckets of the range, empty ones included, which is
+    not the rule: the mean is over levels). The nearest dense level is 20x, liquidated at
+    ``100 * (1 - 1/20 + mmr 0.005) = 95.5``."""
     outputs, _ = run
     down = outputs[CRASH - 1].items[0]["down"]
-    assert down["cluster_price"] == pytest.approx(96.5, rel=5e-4)
-    assert 348.0 <= down["cluster_bps"] <= 353.0
+    assert down["cluster_price"] == pytest.approx(95.5, rel=5e-4)
+    assert 444.0 <= down["cluster_bps"] <= 449.0
     assert down["cascade"] is None and outputs[CRASH - 1].items[0]["up"]["cascade"] is None
 
 
@@ -179,20 +182,19 @@ def test_the_alerts_of_the_script(run) -> None:
       606: the first liquidation second, dense enough), i.e. from the price of 605. At 607 the
       window holds 600k USD >= regime_min_liq_usd 500k but the move is 2 * 8 = 16 bps; at 609,
       4 * 8 = 32 bps (>= 30): a liquidation cascade in progress, which pages by itself;
-    - it stays in progress while the move from the second before the window's first
-      liquidation second reaches 30 bps: the start is ``max(606, t - 59)`` and the bottom 659,
-      so until 715 (from 655: 4 * 8 = 32 bps); 716 is the first calm second (3 * 8 = 24 bps),
-      and the policy resolves ``calm_s`` = 60 s later, at 776 (opened 167 s before, more than
-      ``min_hold_s``)."""
+    - it stays in progress while the window holds 500k USD of long liquidations (the episode,
+      whose move counts from its start, 605: 54 * 8 = 432 bps at the bottom): until 717, whose
+      window (657, 717] holds 658 and 659; 718 is the first calm second, and the policy resolves
+      ``calm_s`` = 60 s later, at 778 (opened 169 s before, more than ``min_hold_s``)."""
     outputs, _ = run
     got = [(a["ts"], a["kind"], a["action"], a["severity"], a["dedup_key"]) for a in alerts_of(outputs)]
     assert got == [
         (ms(300), "feed", "trigger", "warning", "BTC-USDT:feed:okx-swap"),
         (ms(303), "feed", "resolve", "warning", "BTC-USDT:feed:okx-swap"),
         (ms(609), "cascade", "trigger", "critical", "BTC-USDT:cascade:down"),
-        (ms(776), "cascade", "resolve", "critical", "BTC-USDT:cascade:down"),
+        (ms(778), "cascade", "resolve", "critical", "BTC-USDT:cascade:down"),
     ]
-    assert [outputs[t].items[0]["down"]["cascade"] for t in (607, 608, 609, 715, 716)] == [
+    assert [outputs[t].items[0]["down"]["cascade"] for t in (607, 608, 609, 717, 718)] == [
         None,
         None,
         "liquidation",

@@ -107,6 +107,23 @@ def test_a_price_that_fell_before_the_forced_sells_began_does_not_fire() -> None
     )
 
 
+def test_a_later_wave_counts_from_its_own_start() -> None:
+    """Wave one: 600,000 USD of forced sells (3.05-3.25 s) after the price had slid to 29,800, no
+    move after them; the price recovers to 30,000; wave two: 400,000 USD more (10.05, 10.15 s)
+    and the price falls to 29,820. From wave one's start the move is 0; from wave two's (the last
+    price before its bucket: 30,000) 60 bps, with 1,000,000 USD in the window: it fires at the
+    checkpoint of 10.25 s."""
+    events: list[Trade | Liquidation] = [trade(T0 + i * 100 * MS, 30_000.0) for i in range(21)]
+    events += [trade(T0 + i * 100 * MS, 29_800.0) for i in range(21, 51)]
+    events += [liquidation(T0 + ms * MS, 29_800.0, 200_000.0) for ms in (3_050, 3_150, 3_250)]
+    events += [trade(T0 + i * 100 * MS, 30_000.0) for i in range(51, 101)]
+    events += [liquidation(T0 + ms * MS, 29_820.0, 200_000.0) for ms in (10_050, 10_150)]
+    events += [trade(T0 + i * 100 * MS, 29_820.0) for i in range(101, 111)]
+    (made,) = InstrumentTrigger(RULE).process(sorted(events, key=lambda e: e.recv))
+    assert made.alert["ts"] == T0 // MS + 10_250
+    assert made.alert["summary"].endswith("$1.0M longs liquidated and 60 bps in 60s")
+
+
 def test_a_trigger_pickled_before_the_open_price_reads_the_start_bucket_high() -> None:
     """A state from before buckets kept their open price (six fields) unpickles with the open
     unknown; the start bucket's high (30,000: its open was counted in it) stands in, so the

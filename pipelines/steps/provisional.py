@@ -10,13 +10,15 @@ trigger on the frames it has read so far, at fixed checkpoints of *receive* time
   in checkpoint buckets;
 - ``liq``: liquidation notional of the long (down) or short (up) side over the window (quote);
 - ``move_bps``: measured the label's way (:mod:`cascadewatch.detectors.labels`, rules 4 and
-  7), from the cascade's start: the first bucket of the window with a liquidation of that side
-  from which the next ``onset_s`` seconds carry at least ``onset_share`` of
-  ``regime_min_liq_usd`` (``[detectors.labels]``); down ``1e4 * (P_ref - lowest trade price
-  since) / P_ref``, up ``1e4 * (highest since - P_ref) / P_ref``, ``P_ref`` the last trade price
-  before the start bucket's frames (the extreme inside that bucket when none was seen). A price
-  that slid before the liquidations began does not count: the per-second check
-  (:class:`~cascadewatch.detectors.regime.RegimeDetector`) measures it the same way;
+  7), from the cascade's start: a bucket of the window with a liquidation of that side from
+  which the next ``onset_s`` seconds carry at least ``onset_share`` of ``regime_min_liq_usd``
+  (``[detectors.labels]``); down ``1e4 * (P_ref - lowest trade price since) / P_ref``, up
+  ``1e4 * (highest since - P_ref) / P_ref``, ``P_ref`` the last trade price before the start
+  bucket's frames (the extreme inside that bucket when none was seen); the largest over the
+  window's possible starts (the label's is the first; a later one starts a later wave). A
+  price that slid before the liquidations began does not count: the per-second check
+  (:class:`~cascadewatch.detectors.regime.RegimeDetector`) measures it the same way, and
+  also keeps an episode's start past the window (a slow cascade), which this fast path does not;
 - the trigger holds when ``liq >= regime_min_liq_usd`` and ``move_bps >= regime_min_move_bps``
   (``[detectors]``, the liquidation cascade's own thresholds; without the per-second check's
   ``liq_multiple`` of the typical liquidations, which the per-second path adds when it confirms).
@@ -51,6 +53,7 @@ from the key, venue, instrument and checkpoint. It goes two ways:
 from __future__ import annotations
 
 from collections import deque
+from itertools import islice
 from typing import Any
 
 import msgspec
@@ -213,24 +216,33 @@ class InstrumentTrigger:
 
     def _move_from_start(self, col: int) -> float:
         """The window's move (bps, in the direction of the liquidations in bucket column ``col``:
-        3 long, down; 4 short, up) from the price before the cascade's start to the extreme since
-        (module docstring); 0 without a start or a price."""
+        3 long, down; 4 short, up) from the price before the cascade's start to the extreme since,
+        the largest over the possible starts (module docstring); 0 without a start or a price."""
         rule = self.rule
         buckets = list(self.buckets)
         need = rule.onset_share * rule.min_liq_usd
-        for i, b in enumerate(buckets):
+        down = col == 3
+        best = 0.0
+        extreme: float | None = None  # the lowest (down) or highest (up) price from bucket i on
+        for i in range(len(buckets) - 1, -1, -1):
+            b = buckets[i]
+            price = b[2] if down else b[1]
+            if price is not None:
+                extreme = price if extreme is None else min(extreme, price) if down else max(extreme, price)
             if b[col] <= 0.0:
                 continue
-            horizon = b[0] + rule.onset_ns
-            if sum(x[col] for x in buckets[i:] if x[0] < horizon) < need:
+            horizon, ahead = b[0] + rule.onset_ns, 0.0
+            for x in islice(buckets, i, None):  # the liquidations of the next onset_s from bucket i
+                if x[0] >= horizon:
+                    break
+                ahead += x[col]
+            if ahead < need:
                 continue
-            down = col == 3
             ref = b[6] if b[6] is not None else (b[1] if down else b[2])
-            since = [x[2 if down else 1] for x in buckets[i:] if x[1] is not None]
-            if ref is None or not since:
-                return 0.0
-            return 1e4 * (ref - min(since)) / ref if down else 1e4 * (max(since) - ref) / ref
-        return 0.0
+            if ref is None or extreme is None:
+                continue
+            best = max(best, 1e4 * ((ref - extreme) if down else (extreme - ref)) / ref)
+        return best
 
     def _quiet(self, direction: str, checkpoint: int) -> None:
         """The trigger of ``direction`` does not hold at ``checkpoint``."""
