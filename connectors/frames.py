@@ -8,6 +8,9 @@
 whose raw text holds the frame's size and head.
 
 Every failure is a :class:`DeadLetter`: counted by venue and reason, kept with its raw text.
+
+For replays, :meth:`FrameDecoder.hot_trade` hands out a venue's fast path for its commonest
+frame (a single trade); frames taken by it are counted with :meth:`FrameDecoder.count`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from cascadewatch.connectors.events import AnyEvent, FeedState, FeedStatus
+from cascadewatch.connectors.events import AnyEvent, FeedState, FeedStatus, Trade
 from cascadewatch.connectors.reasons import Reason
 from cascadewatch.connectors.venues.base import Parsed, ParseError, VenueParser
 from cascadewatch.connectors.venues.registry import parser_for
@@ -118,6 +121,27 @@ class FrameDecoder:
             return _connection_event(parser, venue, _envelope(_conn_decoder, payload), recv)
 
         return venue, {"rest": rest, "conn": conn}.get(channel, unknown)
+
+    def hot_trade(self, source: str | bytes) -> Callable[[bytes, int], Trade | None] | None:
+        """The fast path of ``source``'s commonest frame (:meth:`VenueParser.hot_trade`), or ``None``
+        when the source has none (a REST or connection token, an unknown venue, a venue without one).
+
+        A caller that takes a trade from it counts the frame with :meth:`count` (kind ``trade``).
+        """
+        text = source.decode("ascii", "replace") if isinstance(source, bytes) else source
+        venue, _, channel = text.partition("!")
+        if channel:
+            return None
+        try:
+            parser = self.parser(venue)
+        except ParseError:
+            return None
+        return parser.hot_trade if parser.HAS_HOT_TRADE else None
+
+    def count(self, venue: str, kind: str, frames: int) -> None:
+        """Count ``frames`` frames of ``(venue, kind)`` parsed outside :meth:`decode` (a fast path)."""
+        key = (venue, kind)
+        self.frames[key] = self.frames.get(key, 0) + frames
 
     def decode(self, source: str | bytes, payload: bytes, recv: int) -> Parsed:
         """Parse one frame; raises :class:`ParseError` (never anything else) on bad input.

@@ -71,15 +71,24 @@ def index_recording(path: str | os.PathLike[str], allowed_lag_ns: int) -> Record
     Block by block: a line is looked at only for its receive time, against ``due``, the first
     receive time that opens a second after the last one indexed (:func:`first_later_second`
     ``> covered`` exactly when ``recv >= (covered / 1000 + 2) s + lag``); the lines between
-    two such frames go to the hash in one piece.
+    two such frames go to the hash in one piece. Most lines are passed over by comparing their
+    bytes with ``due``'s digits, without splitting them or reading a number.
     """
     index = RecordingIndex(Path(path).name)
     digest = hashlib.sha256()
     due: int | None = None  # a frame received at or after this opens a later second; None: any frame
+    due_digits = b""  # due in decimal: no line sorts before it
+    width = 0
     lines = 0
     for block in RecordingReader(path).blocks():
         start = 0
         for i, line in enumerate(block):
+            # Passed over exactly when it sorts before due's digits with a space at column width:
+            # its first field is then at most width bytes; of width digits it is below due as a
+            # number exactly when it sorts before it, of fewer digits below due anyway (due has no
+            # leading zero), not all digits it is no frame (metadata included). Others: in full.
+            if line < due_digits and line[width : width + 1] == b" ":
+                continue
             if line[:1] == b"#":
                 continue
             head = line.split(b" ", 1)[0]
@@ -94,10 +103,24 @@ def index_recording(path: str | os.PathLike[str], allowed_lag_ns: int) -> Record
             index.seconds.append(later)
             index.prefixes.append(Prefix(lines + i, digest.hexdigest()[:DIGEST_HEX]))
             due = (later // 1000 + 2) * NS_PER_S + allowed_lag_ns
+            due_digits, width = _digits(due)
         digest.update(b"".join(block[start:]))
         lines += len(block)
     index.whole = Prefix(lines, digest.hexdigest()[:DIGEST_HEX])
     return index
+
+
+def _digits(due: int) -> tuple[bytes, int]:
+    """``due``'s decimal digits and their count (:func:`index_recording` passes over the lines
+    that sort before them); ``(b"", 0)`` (no line sorts before it) when ``due`` is not positive.
+
+    >>> _digits(1_700_000_002_000_000_000), _digits(-5)
+    ((b'1700000002000000000', 19), (b'', 0))
+    """
+    if due <= 0:
+        return b"", 0
+    digits = b"%d" % due
+    return digits, len(digits)
 
 
 def prefix_of(path: str | os.PathLike[str], lines: int) -> tuple[bytes, Prefix]:

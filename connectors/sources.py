@@ -29,7 +29,7 @@ from typing import Any
 import msgspec
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from cascadewatch.connectors.events import AnyEvent, FeedStatus
+from cascadewatch.connectors.events import AnyEvent, FeedStatus, Trade
 from cascadewatch.connectors.frames import DeadLetter, FrameDecoder
 from cascadewatch.connectors.reasons import Reason
 from cascadewatch.connectors.recording import (
@@ -136,12 +136,30 @@ def items_of(by_key: dict[str, list[Any]], dead: list[DeadLetter]) -> list[tuple
     return items
 
 
+class _HotPaths(dict[bytes, Callable[[bytes, int], Trade | None] | None]):
+    """Source token -> its frame decoder's fast path for trades (:meth:`FrameDecoder.hot_trade`,
+    ``None`` for none), looked up once per token."""
+
+    def __init__(self, decoder: FrameDecoder) -> None:
+        super().__init__()
+        self.decoder = decoder
+
+    def __missing__(self, source: bytes) -> Callable[[bytes, int], Trade | None] | None:
+        hot = self[source] = self.decoder.hot_trade(source)
+        return hot
+
+
 ProgressCallback = Callable[[str, int], None]
 """Called after each batch with a recording's path and the bytes of it consumed so far."""
 
 
 class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
-    """Reads one recording from a line offset, parses, batches by instrument."""
+    """Reads one recording from a line offset, parses, batches by instrument.
+
+    A line of a source token with a trade fast path (:meth:`FrameDecoder.hot_trade`) tries it
+    first; a frame it does not take goes to :meth:`FrameDecoder.decode`. The batches are the
+    same either way (``tests/test_hot_trade.py``).
+    """
 
     def __init__(
         self,
@@ -163,6 +181,7 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
         self._line = state.get("line", 0)
         self._max_recv = state.get("max_recv", 0)
         self._decoder: FrameDecoder = state.get("decoder") or FrameDecoder()
+        self._hot = _HotPaths(self._decoder)
         self._dead: Counter[tuple[str, Reason]] = state.get("dead", Counter())
         self._router = InstrumentRouter(state.get("instruments"), state.get("connection"))
         self._last_wm = state.get("last_wm", -1)
@@ -216,23 +235,20 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
         last_instrument: str | None = None
         last_venue: str | None = None
         last_bucket: list[Any] = []
-        decode = self._decoder.decode
         route = self._router.route
         max_recv = self._max_recv
         line_no = self._line
         paced = self._speed is not None
+        hots = self._hot
+        hot_frames: dict[str, int] = {}  # venue -> frames taken by its fast path
         lines = self._take(self._batch_size)
         for index, line in enumerate(lines):
             parts = line.split(b" ", 2)
-            if len(parts) == 3:
-                recv_text, source, payload = parts
-            if len(parts) != 3 or not recv_text.isdigit() or len(payload) < 2:
+            if len(parts) != 3 or not parts[0].isdigit() or len(parts[2]) < 2:
                 line_no += 1
-                try:
-                    parse_line(line, self._path, line_no)  # metadata, blank, or a clear reason
-                except RecordingError as exc:
-                    dead.append(self._dead_letter(Reason.MALFORMED_LINE, b"recording", line, exc.reason, line_no))
+                self._not_a_frame(line, line_no, dead)  # metadata, blank, or a malformed line
                 continue
+            recv_text, source, payload = parts
             recv = int(recv_text)
             if paced and not self._due(recv):
                 self._give_back(lines[index:])
@@ -242,22 +258,26 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
             if recv < max_recv:
                 recv = max_recv
             max_recv = recv
-            try:
-                # text frames ("pong") must arrive exactly as sent: without the line ending
-                parsed = decode(source, payload.rstrip(b"\r\n"), recv)
-            except ParseError as exc:
-                dead.append(self._dead_letter(exc.reason, source, payload.rstrip(b"\r\n"), exc.detail, line_no))
+            hot = hots[source]
+            trade = hot(payload, recv) if hot is not None else None  # the commonest frame straight to its Trade
+            if trade is None:
+                self._parse(source, payload, recv, line_no, by_key, dead)
+                last_instrument = None
                 continue
-            for event in parsed.events:
-                instrument = event.instrument
-                if instrument is last_instrument and event.venue is last_venue:
-                    last_bucket.append(event)  # the common case: same stream as the last event
-                    continue
-                bucket = route(event, by_key)
-                if bucket is not None:
-                    last_instrument, last_venue, last_bucket = instrument, event.venue, bucket
+            venue = trade.venue
+            hot_frames[venue] = hot_frames.get(venue, 0) + 1
+            instrument = trade.instrument
+            if instrument is last_instrument and venue is last_venue:
+                last_bucket.append(trade)  # the common case: same stream as the last frame
+                continue
+            bucket = route(trade, by_key)
+            if bucket is not None:
+                last_instrument, last_venue, last_bucket = instrument, venue, bucket
         else:
             self._held_recv = None
+        for venue, count in hot_frames.items():
+            self._decoder.count(venue, "trade", count)
+        if self._held_recv is None:
             if len(lines) < self._batch_size:
                 self._line, self._max_recv = line_no, max_recv
                 return self._finish(by_key, dead)
@@ -268,6 +288,35 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
         if self._progress is not None:
             self._progress(str(self._path), self._reader.position())
         return items_of(by_key, dead)
+
+    def _not_a_frame(self, line: bytes, line_no: int, dead: list[DeadLetter]) -> None:
+        """A line that is not ``<recv_ns> <source> <payload>``: metadata and blank lines pass, any
+        other is a ``malformed_line`` dead letter with the reason."""
+        try:
+            parse_line(line, self._path, line_no)
+        except RecordingError as exc:
+            dead.append(self._dead_letter(Reason.MALFORMED_LINE, b"recording", line, exc.reason, line_no))
+
+    def _parse(
+        self,
+        source: bytes,
+        payload: bytes,
+        recv: int,
+        line_no: int,
+        by_key: dict[str, list[Any]],
+        dead: list[DeadLetter],
+    ) -> None:
+        """A frame by the frame decoder: its events to their instruments' lists in ``by_key``; a
+        frame it cannot parse is a dead letter."""
+        payload = payload.rstrip(b"\r\n")  # text frames ("pong") must arrive exactly as sent
+        try:
+            events = self._decoder.decode(source, payload, recv).events
+        except ParseError as exc:
+            dead.append(self._dead_letter(exc.reason, source, payload, exc.detail, line_no))
+            return
+        route = self._router.route
+        for event in events:
+            route(event, by_key)
 
     def _finish(self, by_key: dict[str, list[Any]], dead: list[DeadLetter]) -> list[tuple[str, list[Any]]]:
         self._done = True

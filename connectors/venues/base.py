@@ -8,7 +8,10 @@ A venue module (``binance.py``, ``bybit.py``, ``okx.py``) is shaped alike:
 - ``class Parser(VenueParser)``: ``parse_ws(payload, recv)`` for a websocket text frame and
   ``parse_rest(path, body, recv)`` for a REST bootstrap body, both returning :class:`Parsed`
   or raising :class:`ParseError` with a :class:`~cascadewatch.connectors.reasons.Reason`; any
-  other exception is a parser bug, which the frame decoder counts as ``parser_exception``.
+  other exception is a parser bug, which the frame decoder counts as ``parser_exception``;
+  optionally ``hot_trade(payload, recv)``, the venue's commonest trade frame straight to its
+  :class:`~cascadewatch.connectors.events.Trade` (a replay's fast path, see
+  :meth:`VenueParser.hot_trade`).
 
 Parsers are pure apart from instrument metadata they learn from REST bodies
 (contract values, tick sizes), which is why they are objects.
@@ -212,6 +215,19 @@ class VenueParser:
     def parse_rest(self, path: str, body: bytes, recv: int) -> Parsed:  # pragma: no cover - abstract
         """Parse the REST response ``body`` of ``path`` received at ``recv`` (ns) into events or a skip reason."""
         raise NotImplementedError
+
+    def hot_trade(self, payload: bytes, recv: int) -> Trade | None:
+        """The venue's commonest frame, a single trade, decoded straight into its :class:`Trade`
+        (received at ``recv``, ns); ``None`` for any other frame, good or bad.
+
+        A fast path for replays: where it gives a trade, :meth:`parse_ws` gives ``Parsed("trade",
+        [the same trade])``; where it gives ``None`` (never an exception), :meth:`parse_ws` gives
+        the events or the reason. The base class has none (:data:`HAS_HOT_TRADE` is false).
+        """
+        return None
+
+    HAS_HOT_TRADE = False
+    """Whether :meth:`hot_trade` is implemented (the frame decoder calls it only then)."""
 
     @classmethod
     def sequence_rule(cls) -> SequenceRule:

@@ -86,25 +86,35 @@ class InstrumentTracker:
         out: list[InstrumentState | DeadLetter] = []
         handlers = self._HANDLERS
         lag = self.lag
+        identified = bool(self.key)
+        # the open second and the first second still open, in locals: only _advance changes them
+        open_second, closed_before = self.open_second, self.closed_before
         for value in values:
             cls = value.__class__
-            handler = handlers.get(cls)
-            if handler is None:  # a Watermark
-                self._advance(value.wm // NS_PER_S, out)
-                continue
-            if not self.key:
+            handler = None
+            if cls is not Trade:  # most events are trades: no handler lookup for them
+                handler = handlers.get(cls)
+                if handler is None:  # a Watermark
+                    self.open_second = open_second
+                    self._advance(value.wm // NS_PER_S, out)
+                    open_second, closed_before = self.open_second, self.closed_before
+                    continue
+            if not identified:
                 self._identify(value)
+                identified = True
             # effective time max(ts, recv - lag), never before a closed second
             floor = value.recv - lag
             second = (value.ts if value.ts > floor else floor) // NS_PER_S
-            if second < self.closed_before:
-                second = self.closed_before
-            if self.open_second is None:
-                self.open_second = second
-            elif second > self.open_second:
+            if second < closed_before:
+                second = closed_before
+            if open_second is None:
+                open_second = second
+            elif second > open_second:
+                self.open_second = open_second
                 self._advance(second, out)
-                self.open_second = second
-            if cls is Trade:  # most events: _on_trade inline
+                closed_before = self.closed_before
+                open_second = second
+            if handler is None:  # a trade: _on_trade inline
                 price = value.price
                 qty = value.qty
                 if value.side == "buy":
@@ -119,6 +129,7 @@ class InstrumentTracker:
                 self.coarse = False
                 continue
             handler(self, value)
+        self.open_second = open_second
         if self.dead_letters:
             out.extend(self.dead_letters)
             self.dead_letters = []
