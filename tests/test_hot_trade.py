@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from test_venue_binance import DOC_AGG_TRADE
 
 from cascadewatch.connectors.events import Trade
 from cascadewatch.connectors.frames import FrameDecoder
@@ -24,18 +25,8 @@ DEMO = ROOT / "pipelines" / "data" / "demo.rec.zst"
 BINANCE_SESSION = ROOT / "tests" / "fixtures" / "recordings" / "binance-usdm-2021-07-22-head.rec"
 HAND_MADE = ROOT / "tests" / "fixtures" / "bad" / "hand-made.rec"
 RECV = 1_700_000_000_000_000_000
-AGG_TRADE = {
-    "e": "aggTrade",
-    "E": 123456789,
-    "s": "BTCUSDT",
-    "a": 5933014,
-    "p": "0.001",
-    "q": "100",
-    "f": 100,
-    "l": 105,
-    "T": 123456785,
-    "m": True,
-}
+AGG_TRADE = DOC_AGG_TRADE
+"""Binance's own aggTrade example (Aggregate Trade Streams)."""
 
 
 def _frame(data: Any, stream: str = "btcusdt@aggTrade") -> bytes:
