@@ -187,8 +187,8 @@ class AlertPolicy:
     def __init__(  # noqa: PLR0913 - river-style estimator: each hyperparameter is a constructor keyword with a default
         self,
         kind: str = "cascade",
-        warn_enter: float = 0.04,
-        warn_exit: float = 0.02,
+        warn_enter: float = 0.035,
+        warn_exit: float = 0.0175,
         crit_enter: float = 0.6,
         min_hold_s: float = 120.0,
         calm_s: float = 60.0,

@@ -12,7 +12,7 @@ Example (all keys shown with their defaults)::
 
     [detectors]               # see DetectorsConfig below for every knob
     horizon_s = 300
-    warn_enter = 0.04
+    warn_enter = 0.035
 
     [alerts]                  # delivery: see docs/alerts.md
     [riskfeed]                # the websocket risk feed: see docs/alerts.md
@@ -61,10 +61,11 @@ class DetectorsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     while the risk feed is served).
     ``warn_enter`` / ``warn_exit``: the policy's warning threshold on the calibrated probability
     of a cascade within ``horizon_s`` and its hysteresis (``warn_exit`` = ``warn_enter / 2``).
-    0.04 is about eight times the shipped model's level on a quiet market (0.004-0.005), and the
-    lowest threshold that gives at most two false warnings a day on the model's own training calm
-    days (seeds 1-4, offline over their snapshots: 2.00 a day at 0.04, 2.50 at 0.035, 1.25 at
-    0.05; none at 0.3, which the calibrated model reaches only inside a cascade).
+    0.035 is about fifteen times the shipped model's median on a quiet market (0.0024 on training
+    calm day 1), and the lowest threshold that gives at most two false warnings a day on the
+    model's own training calm days (seeds 1-4, offline over their snapshots: 3.00 a day at 0.03,
+    2.00 at 0.035 and at 0.04, 1.25 at 0.045, 1.00 at 0.05; none at 0.3, which the calibrated
+    model reaches only inside a cascade).
     ``crit_enter``: the probability that pages by itself.
     """
 
@@ -89,8 +90,8 @@ class DetectorsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     regime_window_s: int = 60
     regime_min_liq_usd: float = 1_000_000.0
     regime_min_move_bps: float = 50.0
-    warn_enter: float = 0.04
-    warn_exit: float = 0.02
+    warn_enter: float = 0.035
+    warn_exit: float = 0.0175
     crit_enter: float = 0.6
     min_hold_s: float = 120.0
     calm_s: float = 60.0

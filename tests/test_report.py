@@ -78,7 +78,7 @@ def test_embedded_data_is_the_replays_output(demo_report: tuple[Path, Path]) -> 
         {**s, **{d: {k: v for k, v in s[d].items() if k != "levels"} for d in ("down", "up")}} for s in snapshots
     ]
     assert [json.dumps(s, separators=(",", ":")) for s in stripped] == plain
-    assert data["thresholds"] == {"warn_enter": 0.04, "warn_exit": 0.02, "crit_enter": 0.6}
+    assert data["thresholds"] == {"warn_enter": 0.035, "warn_exit": 0.0175, "crit_enter": 0.6}
 
 
 def test_the_truth_cascade_and_each_first_alerts_lead(demo_report: tuple[Path, Path]) -> None:
