@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -65,8 +66,12 @@ _FLOWS = [_LL, _LS, _BUY, _SELL, _ADLD, _ADLU]
 """Columns that are zero in a second without data (the others repeat the last second)."""
 
 
-def _move(ref: float, extreme: float, down: bool) -> float:
-    """The move from ``ref`` to ``extreme`` in bps, positive in the direction (down: a fall)."""
+_Price = TypeVar("_Price", float, np.ndarray)
+
+
+def _move(ref: _Price, extreme: _Price, down: bool) -> _Price:
+    """The move from ``ref`` to ``extreme`` in bps, positive in the direction (down: a fall);
+    floats or arrays (element by element)."""
     return (ref - extreme) / ref * 1e4 if down else (extreme - ref) / ref * 1e4
 
 
@@ -340,8 +345,7 @@ class RegimeDetector:
         ext = (np.fmin if down else np.fmax).accumulate(px[::-1])[::-1][starts]
         if episode is None:  # the label's start: the first
             episode = self.episodes[d] = (float(ref[0]), float(ext[0]))
-        moves = (ref - ext) / ref * 1e4 if down else (ext - ref) / ref * 1e4
-        return float(np.fmax(np.fmax.reduce(moves), _move(episode[0], episode[1], down)))
+        return float(np.fmax(np.fmax.reduce(_move(ref, ext, down)), _move(episode[0], episode[1], down)))
 
     def readout(self) -> dict[str, RegimeState]:
         """The states of the last :meth:`update` (empty before the first)."""

@@ -486,9 +486,7 @@ class Parser(VenueParser):
         if type(data) is not RawBinanceAggTrade:
             return None
         instrument = self._instruments.get(data.s)
-        if not instrument:
-            return None
-        return Trade(SOURCE, data.s, instrument, data.T * NS_PER_MS, recv, data.p, data.q, "sell" if data.m else "buy")
+        return _trade(data, instrument, recv) if instrument else None
 
     def parse_ws(self, payload: bytes | str, recv: int) -> Parsed:
         """Parse one combined-stream (or raw) websocket frame into events or a skip reason."""
