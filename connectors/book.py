@@ -11,10 +11,11 @@ readouts of an invalid book are empty.
 
 from __future__ import annotations
 
-import bisect
 import math
 from array import array
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -109,6 +110,130 @@ class OrderBook:
             return empty, empty
         return self._sorted[0].read(self.bids, descending=True), self._sorted[1].read(self.asks, descending=False)
 
+    def readout(self, fallback: float | None, bands_bps: Sequence[float], range_bps: float) -> BookReadout:
+        """The per-second readout of the book (:class:`BookReadout`), about ``reference``: the mid,
+        or ``fallback`` (the last trade price) when a side is empty or the book is invalid.
+
+        The same numbers as :func:`readout_of_sides` on :meth:`sides` (the definition), taken from
+        the sorted prices kept between readouts: the band and range edges by bisection, the band
+        sums added in the same order, one copy of the levels within ``range_bps``.
+        """
+        if not self.valid:
+            return readout_of_sides(_EMPTY, _EMPTY, fallback, bands_bps, range_bps)
+        bid_side, ask_side = self._sorted
+        if not bid_side.bring_up_to_date(self.bids) or not ask_side.bring_up_to_date(self.asks):
+            return readout_of_sides(*self.sides(), fallback, bands_bps, range_bps)  # a NaN price
+        bid_prices, ask_prices = bid_side.prices, ask_side.prices
+        n_bids, n_asks = len(bid_prices), len(ask_prices)
+        best_bid = bid_prices[-1] if n_bids else None
+        best_ask = ask_prices[0] if n_asks else None
+        cover = None
+        if best_bid is not None and best_ask is not None:
+            reference: float | None = (best_bid + best_ask) / 2.0
+            cover = min(reference - bid_prices[0], ask_prices[-1] - reference) / reference * 10_000.0
+        else:
+            reference = fallback
+        if reference is None:
+            zeros = (0.0,) * len(bands_bps)
+            return BookReadout(best_bid, best_ask, zeros, zeros, None, None, cover)
+        # a bid at p is within b bps when p >= reference * (1 - b/10_000): the top n - bisect_left
+        bid_counts = [n_bids - bisect_left(bid_prices, reference * (1.0 - b / 10_000.0)) for b in bands_bps]
+        ask_counts = [bisect_right(ask_prices, reference * (1.0 + b / 10_000.0)) for b in bands_bps]
+        near_bid = n_bids - bisect_left(bid_prices, reference * (1.0 - range_bps / 10_000.0))
+        near_ask = bisect_right(ask_prices, reference * (1.0 + range_bps / 10_000.0))
+        return BookReadout(
+            best_bid,
+            best_ask,
+            _band_sums(bid_side.flat, n_bids, bid_counts, True),
+            _band_sums(ask_side.flat, n_asks, ask_counts, False),
+            _best_first(bid_side.flat, n_bids, near_bid, True),
+            _best_first(ask_side.flat, n_asks, near_ask, False),
+            cover,
+        )
+
+
+class BookReadout(NamedTuple):
+    """One second's readout of a book (:meth:`OrderBook.readout`, defined by :func:`readout_of_sides`)."""
+
+    best_bid: float | None
+    best_ask: float | None
+    depth_bid: tuple[float, ...]
+    """Resting notional (quote units) within each band of the reference (:func:`depth_within`)."""
+    depth_ask: tuple[float, ...]
+    near_bids: np.ndarray | None
+    """The levels within the range of the reference, ``(n, 2)`` best first; ``None`` without a
+    reference."""
+    near_asks: np.ndarray | None
+    cover_bps: float | None
+    """Reach of a two-sided book from its mid on its shorter side (:func:`cover_bps`)."""
+
+
+_EMPTY = np.empty((0, 2))
+
+
+def readout_of_sides(
+    bids: np.ndarray, asks: np.ndarray, fallback: float | None, bands_bps: Sequence[float], range_bps: float
+) -> BookReadout:
+    """The readout of sorted sides (best first, as :meth:`OrderBook.sides` gives them): the best
+    prices, the reference (their mid, else ``fallback``), :func:`depth_within` of each side, the
+    levels within ``range_bps`` of the reference (``p >= reference * (1 - range/10_000)`` for a
+    bid, ``<= reference * (1 + range/10_000)`` for an ask) and :func:`cover_bps`."""
+    best_bid = float(bids[0, 0]) if len(bids) else None
+    best_ask = float(asks[0, 0]) if len(asks) else None
+    reference = (best_bid + best_ask) / 2.0 if best_bid is not None and best_ask is not None else fallback
+    cover = cover_bps(bids, asks)
+    if reference is None:
+        zeros = (0.0,) * len(bands_bps)
+        return BookReadout(best_bid, best_ask, zeros, zeros, None, None, cover)
+    return BookReadout(
+        best_bid,
+        best_ask,
+        tuple(depth_within(bids, reference, bands_bps, is_bid=True)),
+        tuple(depth_within(asks, reference, bands_bps, is_bid=False)),
+        bids[bids[:, 0] >= reference * (1.0 - range_bps / 10_000.0)],
+        asks[asks[:, 0] <= reference * (1.0 + range_bps / 10_000.0)],
+        cover,
+    )
+
+
+def cover_bps(bids: np.ndarray, asks: np.ndarray) -> float | None:
+    """Reach of a two-sided book from its mid, bps, on its shorter side: ``min(mid - deepest
+    bid, deepest ask - mid) / mid * 1e4``; ``None`` when a side is empty (invalid book).
+
+    >>> cover_bps(np.array([[99.0, 1.0], [98.0, 1.0]]), np.array([[101.0, 1.0], [101.5, 1.0]]))
+    150.0
+    """
+    if not len(bids) or not len(asks):
+        return None
+    mid = (float(bids[0, 0]) + float(asks[0, 0])) / 2.0
+    return min(mid - float(bids[-1, 0]), float(asks[-1, 0]) - mid) / mid * 10_000.0
+
+
+def _band_sums(flat: array, n: int, counts: list[int], descending: bool) -> tuple[float, ...]:
+    """Notional of the best ``count`` levels for each of ``counts``, from a side's ascending
+    ``flat`` (``p0, q0, p1, q1, ...``): ``np.cumsum`` of ``price * qty`` best first, as
+    :func:`depth_within` adds them (a cumulative sum is sequential: its first ``k`` sums do
+    not depend on the levels after them), over the levels the widest band reaches only."""
+    deepest = max(counts, default=0)
+    if not deepest:
+        return (0.0,) * len(counts)
+    top = _best_first_view(flat, n, deepest, descending)
+    sums = (top[:, 0] * top[:, 1]).cumsum()
+    return tuple(float(sums[count - 1]) if count else 0.0 for count in counts)
+
+
+def _best_first(flat: array, n: int, count: int, descending: bool) -> np.ndarray:
+    """The best ``count`` levels of a side's ascending ``flat`` as a new ``(count, 2)`` array, best first."""
+    return _best_first_view(flat, n, count, descending).copy() if count else np.empty((0, 2))
+
+
+def _best_first_view(flat: array, n: int, count: int, descending: bool) -> np.ndarray:
+    """A ``(count, 2)`` view of the best ``count`` (>= 1) levels of a side's ascending ``flat``,
+    best first (release it before ``flat`` changes size)."""
+    if descending:
+        return np.frombuffer(flat, np.float64, 2 * count, 16 * (n - count)).reshape(count, 2)[::-1]
+    return np.frombuffer(flat, np.float64, 2 * count).reshape(count, 2)
+
 
 def _sorted_side(levels: dict[float, float], descending: bool) -> np.ndarray:
     """``(n, 2)`` float array of ``(price, qty)`` sorted by price (prices are unique dict keys)."""
@@ -140,37 +265,46 @@ class _SortedSide:
 
     def read(self, levels: dict[float, float], descending: bool) -> np.ndarray:
         """``levels`` sorted best-first: a new ``(n, 2)`` array."""
-        changed, self.changed = self.changed, set()
-        if self.levels is levels and 4 * len(changed) <= len(levels) and not any(map(math.isnan, changed)):
-            self._apply(levels, sorted(changed))
-        else:
-            prices = sorted(levels)
-            if any(map(math.isnan, prices)):  # a NaN price: no order to keep
-                self.levels = None
-                return _sorted_side(levels, descending)
-            self.prices, self.levels = prices, levels
-            self.flat = array("d", [x for p in prices for x in (p, levels[p])])
+        if not self.bring_up_to_date(levels):  # a NaN price: no order to keep
+            return _sorted_side(levels, descending)
         view = np.frombuffer(self.flat, dtype=np.float64).reshape(-1, 2)
         side = (view[::-1] if descending else view).copy()
         del view  # release the buffer (``flat`` changes size later)
         return side
 
+    def bring_up_to_date(self, levels: dict[float, float]) -> bool:
+        """Make ``prices`` and ``flat`` the sorted ``levels``; false (and nothing kept) when a
+        price is NaN."""
+        changed, self.changed = self.changed, set()
+        if self.levels is levels and 4 * len(changed) <= len(levels) and not any(map(math.isnan, changed)):
+            self._apply(levels, sorted(changed))
+            return True
+        prices = sorted(levels)
+        if any(map(math.isnan, prices)):
+            self.levels = None
+            return False
+        self.prices, self.levels = prices, levels
+        self.flat = array("d", [x for p in prices for x in (p, levels[p])])
+        return True
+
     def _apply(self, levels: dict[float, float], changed: list[float]) -> None:
-        """Bring ``prices`` and ``flat`` up to date at the ``changed`` prices."""
+        """Bring ``prices`` and ``flat`` up to date at the ``changed`` prices (ascending)."""
         prices, flat = self.prices, self.flat
+        get = levels.get
+        i = 0
         for p in changed:
-            i = bisect.bisect_left(prices, p)
-            there = i < len(prices) and prices[i] == p
-            qty = levels.get(p)
-            if qty is None:
-                if there:
+            i = bisect_left(prices, p, i)  # changed ascends: no price before the last one's place
+            qty = get(p)
+            if i < len(prices) and prices[i] == p:
+                if qty is None:
                     del prices[i]
                     del flat[2 * i : 2 * i + 2]
-            elif there:
-                flat[2 * i + 1] = qty
-            else:
+                else:
+                    flat[2 * i + 1] = qty
+            elif qty is not None:
                 prices.insert(i, p)
-                flat[2 * i : 2 * i] = array("d", (p, qty))
+                flat.insert(2 * i, qty)
+                flat.insert(2 * i, p)
 
 
 def depth_within(side: np.ndarray, reference: float, bands_bps: Sequence[float], is_bid: bool) -> list[float]:

@@ -15,9 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
-import numpy as np
 
-from cascadewatch.connectors.book import BookKeeper, depth_within
+from cascadewatch.connectors.book import BookKeeper
 from cascadewatch.connectors.events import (
     BookDelta,
     BookSnapshot,
@@ -87,17 +86,24 @@ class InstrumentTracker:
         handlers = self._HANDLERS
         lag = self.lag
         identified = bool(self.key)
-        # the open second and the first second still open, in locals: only _advance changes them
+        # the open second, the first second still open and the open second's trade flow stay in
+        # locals; they go back to the attributes before anything else reads or changes them
         open_second, closed_before = self.open_second, self.closed_before
+        buy_usd, buy_qty, sell_usd, sell_qty, trades = self.buy_usd, self.buy_qty, self.sell_usd, self.sell_qty, 0
+        price = None  # the last trade's price, once a trade is in the locals
         for value in values:
             cls = value.__class__
             handler = None
             if cls is not Trade:  # most events are trades: no handler lookup for them
+                if trades:
+                    self._add_trades(buy_usd, buy_qty, sell_usd, sell_qty, trades, price)
+                    trades = 0
                 handler = handlers.get(cls)
                 if handler is None:  # a Watermark
                     self.open_second = open_second
                     self._advance(value.wm // NS_PER_S, out)
                     open_second, closed_before = self.open_second, self.closed_before
+                    buy_usd, buy_qty, sell_usd, sell_qty = self.buy_usd, self.buy_qty, self.sell_usd, self.sell_qty
                     continue
             if not identified:
                 self._identify(value)
@@ -110,30 +116,44 @@ class InstrumentTracker:
             if open_second is None:
                 open_second = second
             elif second > open_second:
+                if trades:
+                    self._add_trades(buy_usd, buy_qty, sell_usd, sell_qty, trades, price)
+                    trades = 0
                 self.open_second = open_second
                 self._advance(second, out)
                 closed_before = self.closed_before
                 open_second = second
-            if handler is None:  # a trade: _on_trade inline
+                buy_usd, buy_qty, sell_usd, sell_qty = self.buy_usd, self.buy_qty, self.sell_usd, self.sell_qty
+            if handler is None:  # a trade: _on_trade in the locals
                 price = value.price
                 qty = value.qty
                 if value.side == "buy":
-                    self.buy_usd += price * qty
-                    self.buy_qty += qty
+                    buy_usd += price * qty
+                    buy_qty += qty
                 else:
-                    self.sell_usd += price * qty
-                    self.sell_qty += qty
-                self.trades += 1
-                self.price = price
-                self.traded = True
-                self.coarse = False
+                    sell_usd += price * qty
+                    sell_qty += qty
+                trades += 1
                 continue
             handler(self, value)
+        if trades:
+            self._add_trades(buy_usd, buy_qty, sell_usd, sell_qty, trades, price)
         self.open_second = open_second
         if self.dead_letters:
             out.extend(self.dead_letters)
             self.dead_letters = []
         return out
+
+    def _add_trades(
+        self, buy_usd: float, buy_qty: float, sell_usd: float, sell_qty: float, trades: int, price: float | None
+    ) -> None:
+        """The trade flow :meth:`process` kept in locals: the sums so far in this second, the
+        ``trades`` trades added to them, the last one at ``price``."""
+        self.buy_usd, self.buy_qty, self.sell_usd, self.sell_qty = buy_usd, buy_qty, sell_usd, sell_qty
+        self.trades += trades
+        self.price = price
+        self.traded = True
+        self.coarse = False
 
     def _identify(self, event: Any) -> None:
         self.venue, self.instrument = event.venue, event.instrument
@@ -227,20 +247,7 @@ class InstrumentTracker:
     def _close(self) -> InstrumentState:
         assert self.open_second is not None
         book = self.books.book
-        bids, asks = book.sides()
-        best_bid = float(bids[0, 0]) if len(bids) else None
-        best_ask = float(asks[0, 0]) if len(asks) else None
-        reference = (best_bid + best_ask) / 2.0 if best_bid is not None and best_ask is not None else self.price
-        near_bids: np.ndarray | None
-        near_asks: np.ndarray | None
-        if reference is not None:
-            depth_bid = tuple(depth_within(bids, reference, DEPTH_BANDS_BPS, is_bid=True))
-            depth_ask = tuple(depth_within(asks, reference, DEPTH_BANDS_BPS, is_bid=False))
-            near_bids = bids[bids[:, 0] >= reference * (1 - BOOK_RANGE_BPS / 10_000)]
-            near_asks = asks[asks[:, 0] <= reference * (1 + BOOK_RANGE_BPS / 10_000)]
-        else:
-            depth_bid = depth_ask = (0.0,) * len(DEPTH_BANDS_BPS)
-            near_bids = near_asks = None
+        readout = book.readout(self.price, DEPTH_BANDS_BPS, BOOK_RANGE_BPS)
         second = InstrumentState(
             venue=self.venue,
             instrument=self.instrument,
@@ -259,32 +266,18 @@ class InstrumentTracker:
             liq_short_usd=self.liq_short_usd,
             liquidations=self.liquidations,
             book_valid=book.valid,
-            best_bid=best_bid,
-            best_ask=best_ask,
-            depth_bid_usd=depth_bid,
-            depth_ask_usd=depth_ask,
+            best_bid=readout.best_bid,
+            best_ask=readout.best_ask,
+            depth_bid_usd=readout.depth_bid,
+            depth_ask_usd=readout.depth_ask,
             feed=tuple(self.feed),
             buy_qty=self.buy_qty,
             sell_qty=self.sell_qty,
             liqs=tuple(self.liqs),
-            bids=near_bids if book.valid else None,
-            asks=near_asks if book.valid else None,
-            book_cover_bps=_cover_bps(bids, asks),
+            bids=readout.near_bids if book.valid else None,
+            asks=readout.near_asks if book.valid else None,
+            book_cover_bps=readout.cover_bps,
             coarse=self.coarse,
         )
         self._reset_flow()
         return second
-
-
-def _cover_bps(bids: Any, asks: Any) -> float | None:
-    """Reach of a two-sided book from its mid, bps, on its shorter side: ``min(mid - deepest
-    bid, deepest ask - mid) / mid * 1e4``; ``None`` when a side is empty (invalid book).
-
-    >>> import numpy as np
-    >>> _cover_bps(np.array([[99.0, 1.0], [98.0, 1.0]]), np.array([[101.0, 1.0], [101.5, 1.0]]))
-    150.0
-    """
-    if not len(bids) or not len(asks):
-        return None
-    mid = (float(bids[0, 0]) + float(asks[0, 0])) / 2.0
-    return min(mid - float(bids[-1, 0]), float(asks[-1, 0]) - mid) / mid * 10_000.0
