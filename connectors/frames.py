@@ -9,8 +9,9 @@ whose raw text holds the frame's size and head.
 
 Every failure is a :class:`DeadLetter`: counted by venue and reason, kept with its raw text.
 
-For replays, :meth:`FrameDecoder.hot_trade` hands out a venue's fast path for its commonest
-frame (a single trade); frames taken by it are counted with :meth:`FrameDecoder.count`.
+For replays, :meth:`FrameDecoder.hot_event` hands out a venue's fast path for its commonest
+frames (a single trade, book delta or mark price); frames taken by it are counted with
+:meth:`FrameDecoder.count`.
 """
 
 from __future__ import annotations
@@ -20,10 +21,13 @@ from typing import Any
 
 import msgspec
 
-from cascadewatch.connectors.events import AnyEvent, FeedState, FeedStatus, Trade
+from cascadewatch.connectors.events import AnyEvent, BookDelta, FeedState, FeedStatus, MarkPrice, Trade
 from cascadewatch.connectors.reasons import Reason
 from cascadewatch.connectors.venues.base import Parsed, ParseError, VenueParser
 from cascadewatch.connectors.venues.registry import parser_for
+
+HotPath = Callable[[bytes, int], Trade | BookDelta | MarkPrice | None]
+"""A venue's fast path (:meth:`VenueParser.hot_event`): a frame's payload and receive time -> its event, or ``None``."""
 
 
 class DeadLetter(msgspec.Struct, frozen=True):
@@ -122,11 +126,12 @@ class FrameDecoder:
 
         return venue, {"rest": rest, "conn": conn}.get(channel, unknown)
 
-    def hot_trade(self, source: str | bytes) -> Callable[[bytes, int], Trade | None] | None:
-        """The fast path of ``source``'s commonest frame (:meth:`VenueParser.hot_trade`), or ``None``
+    def hot_event(self, source: str | bytes) -> HotPath | None:
+        """The fast path of ``source``'s commonest frames (:meth:`VenueParser.hot_event`), or ``None``
         when the source has none (a REST or connection token, an unknown venue, a venue without one).
 
-        A caller that takes a trade from it counts the frame with :meth:`count` (kind ``trade``).
+        A caller that takes an event from it counts the frame with :meth:`count` (its kind the
+        event's :data:`~cascadewatch.connectors.venues.base.HOT_KINDS`).
         """
         text = source.decode("ascii", "replace") if isinstance(source, bytes) else source
         venue, _, channel = text.partition("!")
@@ -136,7 +141,7 @@ class FrameDecoder:
             parser = self.parser(venue)
         except ParseError:
             return None
-        return parser.hot_trade if parser.HAS_HOT_TRADE else None
+        return parser.hot_event if parser.HAS_HOT_EVENT else None
 
     def count(self, venue: str, kind: str, frames: int) -> None:
         """Count ``frames`` frames of ``(venue, kind)`` parsed outside :meth:`decode` (a fast path)."""

@@ -30,7 +30,7 @@ import msgspec
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from cascadewatch.connectors.events import AnyEvent, FeedStatus, Trade
-from cascadewatch.connectors.frames import DeadLetter, FrameDecoder
+from cascadewatch.connectors.frames import DeadLetter, FrameDecoder, HotPath
 from cascadewatch.connectors.reasons import Reason
 from cascadewatch.connectors.recording import (
     RecordingError,
@@ -38,7 +38,7 @@ from cascadewatch.connectors.recording import (
     parse_line,
 )
 from cascadewatch.connectors.units import NS_PER_S, s_to_ns
-from cascadewatch.connectors.venues.base import ParseError
+from cascadewatch.connectors.venues.base import HOT_KINDS, ParseError
 
 DEAD_LETTER_KEY = "!dead"
 STATS_KEY = "!stats"
@@ -136,16 +136,16 @@ def items_of(by_key: dict[str, list[Any]], dead: list[DeadLetter]) -> list[tuple
     return items
 
 
-class _HotPaths(dict[bytes, Callable[[bytes, int], Trade | None] | None]):
-    """Source token -> its frame decoder's fast path for trades (:meth:`FrameDecoder.hot_trade`,
-    ``None`` for none), looked up once per token."""
+class _HotPaths(dict[bytes, HotPath | None]):
+    """Source token -> its frame decoder's fast path (:meth:`FrameDecoder.hot_event`, ``None`` for
+    none), looked up once per token."""
 
     def __init__(self, decoder: FrameDecoder) -> None:
         super().__init__()
         self.decoder = decoder
 
-    def __missing__(self, source: bytes) -> Callable[[bytes, int], Trade | None] | None:
-        hot = self[source] = self.decoder.hot_trade(source)
+    def __missing__(self, source: bytes) -> HotPath | None:
+        hot = self[source] = self.decoder.hot_event(source)
         return hot
 
 
@@ -156,9 +156,9 @@ ProgressCallback = Callable[[str, int], None]
 class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
     """Reads one recording from a line offset, parses, batches by instrument.
 
-    A line of a source token with a trade fast path (:meth:`FrameDecoder.hot_trade`) tries it
-    first; a frame it does not take goes to :meth:`FrameDecoder.decode`. The batches are the
-    same either way (``tests/test_hot_trade.py``).
+    A line of a source token with a fast path (:meth:`FrameDecoder.hot_event`) tries it first; a
+    frame it does not take goes to :meth:`FrameDecoder.decode`. The batches are the same either
+    way (``tests/test_hot_event.py``).
     """
 
     def __init__(
@@ -240,7 +240,8 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
         line_no = self._line
         paced = self._speed is not None
         hots = self._hot
-        hot_frames: dict[str, int] = {}  # venue -> frames taken by its fast path
+        hot_trades: dict[str, int] = {}  # venue -> trade frames taken by its fast path
+        hot_others: dict[tuple[str, type], int] = {}  # (venue, event class) -> other frames taken
         lines = self._take(self._batch_size)
         for index, line in enumerate(lines):
             parts = line.split(b" ", 2)
@@ -259,24 +260,27 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
                 recv = max_recv
             max_recv = recv
             hot = hots[source]
-            trade = hot(payload, recv) if hot is not None else None  # the commonest frame straight to its Trade
-            if trade is None:
+            event = hot(payload, recv) if hot is not None else None  # the commonest frames straight to events
+            if event is None:
                 self._parse(source, payload, recv, line_no, by_key, dead)
                 last_instrument = None
                 continue
-            venue = trade.venue
-            hot_frames[venue] = hot_frames.get(venue, 0) + 1
-            instrument = trade.instrument
+            venue = event.venue
+            if event.__class__ is Trade:
+                hot_trades[venue] = hot_trades.get(venue, 0) + 1
+            else:
+                key = (venue, event.__class__)
+                hot_others[key] = hot_others.get(key, 0) + 1
+            instrument = event.instrument
             if instrument is last_instrument and venue is last_venue:
-                last_bucket.append(trade)  # the common case: same stream as the last frame
+                last_bucket.append(event)  # the common case: same stream as the last frame
                 continue
-            bucket = route(trade, by_key)
+            bucket = route(event, by_key)
             if bucket is not None:
                 last_instrument, last_venue, last_bucket = instrument, venue, bucket
         else:
             self._held_recv = None
-        for venue, count in hot_frames.items():
-            self._decoder.count(venue, "trade", count)
+        self._count_hot(hot_trades, hot_others)
         if self._held_recv is None:
             if len(lines) < self._batch_size:
                 self._line, self._max_recv = line_no, max_recv
@@ -288,6 +292,13 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
         if self._progress is not None:
             self._progress(str(self._path), self._reader.position())
         return items_of(by_key, dead)
+
+    def _count_hot(self, trades: dict[str, int], others: dict[tuple[str, type], int]) -> None:
+        """Count the frames a batch's fast paths took: trades by venue, other events by venue and class."""
+        for venue, count in trades.items():
+            self._decoder.count(venue, "trade", count)
+        for (venue, cls), count in others.items():
+            self._decoder.count(venue, HOT_KINDS[cls], count)
 
     def _not_a_frame(self, line: bytes, line_no: int, dead: list[DeadLetter]) -> None:
         """A line that is not ``<recv_ns> <source> <payload>``: metadata and blank lines pass, any

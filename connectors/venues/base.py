@@ -9,9 +9,8 @@ A venue module (``binance.py``, ``bybit.py``, ``okx.py``) is shaped alike:
   ``parse_rest(path, body, recv)`` for a REST bootstrap body, both returning :class:`Parsed`
   or raising :class:`ParseError` with a :class:`~cascadewatch.connectors.reasons.Reason`; any
   other exception is a parser bug, which the frame decoder counts as ``parser_exception``;
-  optionally ``hot_trade(payload, recv)``, the venue's commonest trade frame straight to its
-  :class:`~cascadewatch.connectors.events.Trade` (a replay's fast path, see
-  :meth:`VenueParser.hot_trade`).
+  optionally ``hot_event(payload, recv)``, the venue's commonest frames straight to their
+  event (a replay's fast path, see :meth:`VenueParser.hot_event`).
 
 Parsers are pure apart from instrument metadata they learn from REST bodies
 (contract values, tick sizes), which is why they are objects.
@@ -29,7 +28,9 @@ import msgspec
 from cascadewatch.connectors.events import (
     PERP_SUFFIX,
     AnyEvent,
+    BookDelta,
     Liquidation,
+    MarkPrice,
     PositionSide,
     Trade,
 )
@@ -45,6 +46,10 @@ class ParseError(Exception):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+HOT_KINDS: dict[type, str] = {Trade: "trade", BookDelta: "book", MarkPrice: "mark_price"}
+"""The frame kind (:attr:`Parsed.kind`) a fast-path event counts as (:meth:`VenueParser.hot_event`)."""
 
 
 class Parsed(msgspec.Struct, frozen=True):
@@ -216,18 +221,19 @@ class VenueParser:
         """Parse the REST response ``body`` of ``path`` received at ``recv`` (ns) into events or a skip reason."""
         raise NotImplementedError
 
-    def hot_trade(self, payload: bytes, recv: int) -> Trade | None:
-        """The venue's commonest frame, a single trade, decoded straight into its :class:`Trade`
-        (received at ``recv``, ns); ``None`` for any other frame, good or bad.
+    def hot_event(self, payload: bytes, recv: int) -> Trade | BookDelta | MarkPrice | None:
+        """The venue's commonest frames, each a single trade, book delta or mark price, decoded
+        straight into that event (received at ``recv``, ns); ``None`` for any other frame, good or bad.
 
-        A fast path for replays: where it gives a trade, :meth:`parse_ws` gives ``Parsed("trade",
-        [the same trade])``; where it gives ``None`` (never an exception), :meth:`parse_ws` gives
-        the events or the reason. The base class has none (:data:`HAS_HOT_TRADE` is false).
+        A fast path for replays: where it gives an event, :meth:`parse_ws` gives ``Parsed(kind,
+        [the same event])`` with ``kind`` the event's :data:`HOT_KINDS`; where it gives ``None``
+        (never an exception), :meth:`parse_ws` gives the events or the reason. The base class has
+        none (:data:`HAS_HOT_EVENT` is false).
         """
         return None
 
-    HAS_HOT_TRADE = False
-    """Whether :meth:`hot_trade` is implemented (the frame decoder calls it only then)."""
+    HAS_HOT_EVENT = False
+    """Whether :meth:`hot_event` is implemented (the frame decoder calls it only then)."""
 
     @classmethod
     def sequence_rule(cls) -> SequenceRule:

@@ -346,6 +346,37 @@ def _trade(data: RawBinanceAggTrade | RawBinanceTrade, instrument: str, recv: in
     return Trade(SOURCE, data.s, instrument, data.T * NS_PER_MS, recv, data.p, data.q, "sell" if data.m else "buy")
 
 
+def _book_delta(data: RawBinanceDepthUpdate, instrument: str, recv: int) -> BookDelta:
+    """The :class:`BookDelta` of a diff: ``ts`` from ``E``; ``seq = u``, ``prev_seq = pu``, ``first_seq = U``."""
+    return BookDelta(
+        venue=SOURCE,
+        symbol=data.s,
+        instrument=instrument,
+        ts=data.E * NS_PER_MS,
+        recv=recv,
+        bids=data.b,
+        asks=data.a,
+        seq=data.u,
+        prev_seq=data.pu,
+        first_seq=data.U,
+    )
+
+
+def _mark(data: RawBinanceMarkPrice, instrument: str, recv: int) -> MarkPrice:
+    """The :class:`MarkPrice` of a ``markPriceUpdate``: ``ts`` from ``E``, the index ``i`` and the
+    funding rate ``r`` when given (an empty string is none); bad numbers are :class:`ParseError`."""
+    return MarkPrice(
+        venue=SOURCE,
+        symbol=data.s,
+        instrument=instrument,
+        ts=data.E * NS_PER_MS,
+        recv=recv,
+        price=positive_price(data.p, "p"),
+        index=positive_price(data.i, "i") if data.i else None,
+        funding=_finite(data.r, "r") if data.r else None,
+    )
+
+
 def _finite(value: str, what: str) -> float:
     """A finite number of either sign (funding rate), else ``bad_number``."""
     try:
@@ -466,19 +497,23 @@ class Parser(VenueParser):
 
     # -- websocket -----------------------------------------------------------------------------
 
-    HAS_HOT_TRADE = True
+    HAS_HOT_EVENT = True
 
-    def hot_trade(self, payload: bytes, recv: int) -> Trade | None:
-        """A combined-stream ``aggTrade`` frame of a known perpetual (nine frames in ten) decoded
-        straight into its :class:`Trade`, else ``None`` (see :meth:`VenueParser.hot_trade`).
+    def hot_event(self, payload: bytes, recv: int) -> Trade | BookDelta | MarkPrice | None:
+        """A combined-stream ``aggTrade`` (nine frames in ten), diff-depth or ``markPrice`` frame of a
+        known perpetual decoded straight into its :class:`Trade`, :class:`BookDelta` or
+        :class:`MarkPrice`, else ``None`` (see :meth:`VenueParser.hot_event`).
 
-        The frame is decoded only when its stream name says ``@aggTrade`` (any other frame is left
-        to :meth:`parse_ws` undecoded); the decode and the trade are :meth:`parse_ws`'s own, and a
-        frame it cannot decode is ``None`` (:meth:`parse_ws` then says why). ``payload`` may end
-        with the line's newline (JSON whitespace).
+        The frame is decoded only when its stream name says ``@aggTrade``, ``@depth`` (a diff: not
+        followed by a digit) or ``@markPrice`` (any other frame is left to :meth:`parse_ws`
+        undecoded); the decode and the event are :meth:`parse_ws`'s own, and a frame it cannot
+        decode or parse is ``None`` (:meth:`parse_ws` then says why). ``payload`` may end with the
+        line's newline (JSON whitespace).
         """
-        if payload[:11] != b'{"stream":"' or payload.find(b'@aggTrade"', 11, 64) < 0:
+        if payload[:11] != b'{"stream":"':
             return None
+        if payload.find(b'@aggTrade"', 11, 64) < 0:
+            return self._hot_other(payload, recv)
         try:
             data = _combined_decoder.decode(payload).data
         except (msgspec.DecodeError, RecursionError):  # ValidationError included; too deep to skip
@@ -487,6 +522,36 @@ class Parser(VenueParser):
             return None
         instrument = self._instruments.get(data.s)
         return _trade(data, instrument, recv) if instrument else None
+
+    def _hot_other(self, payload: bytes, recv: int) -> BookDelta | MarkPrice | None:
+        """:meth:`hot_event` of a diff-depth or ``markPrice`` stream (the stream name is checked
+        before decoding, and again after as :meth:`parse_ws` checks it)."""
+        at = payload.find(b"@depth", 11, 64)
+        if at >= 0:
+            if payload[at + 6 : at + 7] not in (b'"', b"@"):  # partial depth (@depth20): not a diff
+                return None
+        elif payload.find(b"@markPrice", 11, 64) < 0:
+            return None
+        try:
+            frame = _combined_decoder.decode(payload)
+        except (msgspec.DecodeError, RecursionError):  # ValidationError included; too deep to skip
+            return None
+        data = frame.data
+        cls = type(data)
+        if cls is RawBinanceDepthUpdate:
+            instrument = self._instruments.get(data.s)
+            if not instrument or _is_partial_depth(frame.stream):
+                return None
+            return _book_delta(data, instrument, recv)
+        if cls is RawBinanceMarkPrice:
+            instrument = self._instruments.get(data.s)
+            if not instrument:
+                return None
+            try:
+                return _mark(data, instrument, recv)
+            except ParseError:
+                return None
+        return None
 
     def parse_ws(self, payload: bytes | str, recv: int) -> Parsed:
         """Parse one combined-stream (or raw) websocket frame into events or a skip reason."""
@@ -544,23 +609,7 @@ class Parser(VenueParser):
             instrument = self._instrument(data.s)
             if not instrument:
                 return Parsed("skipped:not_perpetual")
-            return Parsed(
-                "book",
-                [
-                    BookDelta(
-                        venue=SOURCE,
-                        symbol=data.s,
-                        instrument=instrument,
-                        ts=data.E * NS_PER_MS,
-                        recv=recv,
-                        bids=data.b,
-                        asks=data.a,
-                        seq=data.u,
-                        prev_seq=data.pu,
-                        first_seq=data.U,
-                    )
-                ],
-            )
+            return Parsed("book", [_book_delta(data, instrument, recv)])
         if cls is RawBinanceAggTrade or cls is RawBinanceTrade:
             if cls is RawBinanceTrade and data.X != "MARKET":
                 return Parsed("skipped:nonmarket_trade")
@@ -578,21 +627,7 @@ class Parser(VenueParser):
         instrument = self._instrument(data.s)
         if not instrument:
             return Parsed("skipped:not_perpetual")
-        return Parsed(
-            "mark_price",
-            [
-                MarkPrice(
-                    venue=SOURCE,
-                    symbol=data.s,
-                    instrument=instrument,
-                    ts=data.E * NS_PER_MS,
-                    recv=recv,
-                    price=positive_price(data.p, "p"),
-                    index=positive_price(data.i, "i") if data.i else None,
-                    funding=_finite(data.r, "r") if data.r else None,
-                )
-            ],
-        )
+        return Parsed("mark_price", [_mark(data, instrument, recv)])
 
     def _liquidation(self, order: RawBinanceForceOrderDetail, recv: int) -> Parsed:
         instrument = self._instrument(order.s)
