@@ -67,16 +67,20 @@ class OrderBook:
 
     def update(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
         """Apply changed levels; ``qty == 0`` deletes the level."""
-        for side, changes, changed in (
-            (self.bids, bids, self._sorted[0].changed),
-            (self.asks, asks, self._sorted[1].changed),
-        ):
-            for price, qty in changes:
-                if qty > 0:
-                    side[price] = qty
-                else:
-                    side.pop(price, None)
-                changed.add(price)
+        side, add = self.bids, self._sorted[0].changed.add
+        for price, qty in bids:
+            if qty > 0.0:
+                side[price] = qty
+            else:
+                side.pop(price, None)
+            add(price)
+        side, add = self.asks, self._sorted[1].changed.add
+        for price, qty in asks:
+            if qty > 0.0:
+                side[price] = qty
+            else:
+                side.pop(price, None)
+            add(price)
 
     def invalidate(self) -> None:
         """Forget the levels: the book cannot be trusted until the next snapshot."""
