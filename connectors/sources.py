@@ -232,6 +232,20 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
             raise StopIteration()
         by_key: dict[str, list[Any]] = {}
         dead: list[DeadLetter] = []
+        lines = self._take(self._batch_size)
+        self._read(lines, by_key, dead)
+        if self._held_recv is None and len(lines) < self._batch_size:
+            return self._finish(by_key, dead)
+        wm = self._max_recv - self._lag
+        if wm // NS_PER_S > self._last_wm // NS_PER_S:
+            self._mark(by_key, wm)
+        if self._progress is not None:
+            self._progress(str(self._path), self._reader.position())
+        return items_of(by_key, dead)
+
+    def _read(self, lines: list[bytes], by_key: dict[str, list[Any]], dead: list[DeadLetter]) -> None:
+        """Parse ``lines`` into ``by_key`` and ``dead``; with ``--speed N``, stop at the first line
+        not yet due (:attr:`_held_recv`) and give it and the rest back."""
         last_instrument: str | None = None
         last_venue: str | None = None
         last_bucket: list[Any] = []
@@ -240,9 +254,10 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
         line_no = self._line
         paced = self._speed is not None
         hots = self._hot
+        last_source, hot = None, None  # the last line's source token and its fast path
         hot_trades: dict[str, int] = {}  # venue -> trade frames taken by its fast path
         hot_others: dict[tuple[str, type], int] = {}  # (venue, event class) -> other frames taken
-        lines = self._take(self._batch_size)
+        self._held_recv = None
         for index, line in enumerate(lines):
             parts = line.split(b" ", 2)
             if len(parts) != 3 or not parts[0].isdigit() or len(parts[2]) < 2:
@@ -259,7 +274,8 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
             if recv < max_recv:
                 recv = max_recv
             max_recv = recv
-            hot = hots[source]
+            if source != last_source:  # a byte comparison: cheaper than hashing the token again
+                hot, last_source = hots[source], source
             event = hot(payload, recv) if hot is not None else None  # the commonest frames straight to events
             if event is None:
                 self._parse(source, payload, recv, line_no, by_key, dead)
@@ -278,20 +294,8 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
             bucket = route(event, by_key)
             if bucket is not None:
                 last_instrument, last_venue, last_bucket = instrument, venue, bucket
-        else:
-            self._held_recv = None
-        self._count_hot(hot_trades, hot_others)
-        if self._held_recv is None:
-            if len(lines) < self._batch_size:
-                self._line, self._max_recv = line_no, max_recv
-                return self._finish(by_key, dead)
         self._line, self._max_recv = line_no, max_recv
-        wm = max_recv - self._lag
-        if wm // NS_PER_S > self._last_wm // NS_PER_S:
-            self._mark(by_key, wm)
-        if self._progress is not None:
-            self._progress(str(self._path), self._reader.position())
-        return items_of(by_key, dead)
+        self._count_hot(hot_trades, hot_others)
 
     def _count_hot(self, trades: dict[str, int], others: dict[tuple[str, type], int]) -> None:
         """Count the frames a batch's fast paths took: trades by venue, other events by venue and class."""
