@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from test_venue_binance import DOC_AGG_TRADE, DOC_DEPTH, DOC_MARK_PRICE
+from test_venue_binance import DOC_AGG_TRADE, DOC_DEPTH, DOC_FORCE_ORDER, DOC_MARK_PRICE
 
 from cascadewatch.connectors.events import BookDelta, MarkPrice, Trade
 from cascadewatch.connectors.frames import FrameDecoder
@@ -190,14 +190,15 @@ def test_bad_or_other_frames_are_left_to_parse_ws(payload: bytes, outcome: str) 
         (_frame([MARK], "!markPrice@arr@1s"), False),  # an array
         (_frame(DEPTH, MARK_STREAM), True),  # the stream and the event disagree: the event decides,
         (_frame(MARK, DIFF), True),  # as in parse_ws
-        (_frame(AGG_TRADE, DIFF), False),  # a trade on a depth stream: left to parse_ws
-        (_frame(DEPTH, "btcusdt@forceOrder"), False),
+        (_frame(AGG_TRADE, DIFF), True),
+        (_frame(DEPTH, "btcusdt@forceOrder"), True),
+        (_frame(DOC_FORCE_ORDER, "btcusdt@forceOrder"), False),  # a liquidation: parse_ws's
         (json.dumps(DEPTH).encode(), False),  # raw, not combined
     ],
 )
 def test_which_frames_the_fast_path_takes(payload: bytes, taken: bool) -> None:
-    """Good frames of the fast path's kinds on their own streams are taken; others are left to
-    ``parse_ws``, which parses them."""
+    """Good frames of the fast path's kinds are taken whatever their stream is named (the event
+    decides, as in ``parse_ws``), but for partial depth; others are left to ``parse_ws``."""
     parser = _known_parser()
     event = parser.hot_event(payload, RECV)
     assert (event is not None) == taken

@@ -504,33 +504,13 @@ class Parser(VenueParser):
         known perpetual decoded straight into its :class:`Trade`, :class:`BookDelta` or
         :class:`MarkPrice`, else ``None`` (see :meth:`VenueParser.hot_event`).
 
-        The frame is decoded only when its stream name says ``@aggTrade``, ``@depth`` (a diff: not
-        followed by a digit) or ``@markPrice`` (any other frame is left to :meth:`parse_ws`
-        undecoded); the decode and the event are :meth:`parse_ws`'s own, and a frame it cannot
-        decode or parse is ``None`` (:meth:`parse_ws` then says why). ``payload`` may end with the
-        line's newline (JSON whitespace).
+        Every combined-stream frame is decoded (looking for the stream name first cost more than
+        decoding the rare other frames twice); the decode and the event are :meth:`parse_ws`'s
+        own, a partial-depth stream is left to it as it skips it, and a frame it cannot decode or
+        parse is ``None`` (:meth:`parse_ws` then says why). ``payload`` may end with the line's
+        newline (JSON whitespace).
         """
         if payload[:11] != b'{"stream":"':
-            return None
-        if payload.find(b'@aggTrade"', 11, 64) < 0:
-            return self._hot_other(payload, recv)
-        try:
-            data = _combined_decoder.decode(payload).data
-        except (msgspec.DecodeError, RecursionError):  # ValidationError included; too deep to skip
-            return None
-        if type(data) is not RawBinanceAggTrade:
-            return None
-        instrument = self._instruments.get(data.s)
-        return _trade(data, instrument, recv) if instrument else None
-
-    def _hot_other(self, payload: bytes, recv: int) -> BookDelta | MarkPrice | None:
-        """:meth:`hot_event` of a diff-depth or ``markPrice`` stream (the stream name is checked
-        before decoding, and again after as :meth:`parse_ws` checks it)."""
-        at = payload.find(b"@depth", 11, 64)
-        if at >= 0:
-            if payload[at + 6 : at + 7] not in (b'"', b"@"):  # partial depth (@depth20): not a diff
-                return None
-        elif payload.find(b"@markPrice", 11, 64) < 0:
             return None
         try:
             frame = _combined_decoder.decode(payload)
@@ -538,6 +518,9 @@ class Parser(VenueParser):
             return None
         data = frame.data
         cls = type(data)
+        if cls is RawBinanceAggTrade:
+            instrument = self._instruments.get(data.s)
+            return _trade(data, instrument, recv) if instrument else None
         if cls is RawBinanceDepthUpdate:
             instrument = self._instruments.get(data.s)
             if not instrument or _is_partial_depth(frame.stream):
