@@ -89,6 +89,7 @@ class InstrumentTracker:
         # the open second, the first second still open and the open second's trade flow stay in
         # locals; they go back to the attributes before anything else reads or changes them
         open_second, closed_before = self.open_second, self.closed_before
+        open_end = _end_of(open_second, closed_before)
         buy_usd, buy_qty, sell_usd, sell_qty, trades = self.buy_usd, self.buy_qty, self.sell_usd, self.sell_qty, 0
         price = None  # the last trade's price, once a trade is in the locals
         for value in values:
@@ -103,27 +104,31 @@ class InstrumentTracker:
                     self.open_second = open_second
                     self._advance(value.wm // NS_PER_S, out)
                     open_second, closed_before = self.open_second, self.closed_before
+                    open_end = _end_of(open_second, closed_before)
                     buy_usd, buy_qty, sell_usd, sell_qty = self.buy_usd, self.buy_qty, self.sell_usd, self.sell_qty
                     continue
             if not identified:
                 self._identify(value)
                 identified = True
-            # effective time max(ts, recv - lag), never before a closed second
+            # effective time max(ts, recv - lag); before open_end it counts in the open second
             floor = value.recv - lag
-            second = (value.ts if value.ts > floor else floor) // NS_PER_S
-            if second < closed_before:
-                second = closed_before
-            if open_second is None:
-                open_second = second
-            elif second > open_second:
-                if trades:
-                    self._add_trades(buy_usd, buy_qty, sell_usd, sell_qty, trades, price)
-                    trades = 0
-                self.open_second = open_second
-                self._advance(second, out)
-                closed_before = self.closed_before
-                open_second = second
-                buy_usd, buy_qty, sell_usd, sell_qty = self.buy_usd, self.buy_qty, self.sell_usd, self.sell_qty
+            effective = value.ts if value.ts > floor else floor
+            if effective >= open_end:  # its second, never before a closed one
+                second = effective // NS_PER_S
+                if second < closed_before:
+                    second = closed_before
+                if open_second is None:
+                    open_second = second
+                elif second > open_second:
+                    if trades:
+                        self._add_trades(buy_usd, buy_qty, sell_usd, sell_qty, trades, price)
+                        trades = 0
+                    self.open_second = open_second
+                    self._advance(second, out)
+                    closed_before = self.closed_before
+                    open_second = second
+                    buy_usd, buy_qty, sell_usd, sell_qty = self.buy_usd, self.buy_qty, self.sell_usd, self.sell_qty
+                open_end = _end_of(open_second, closed_before)
             if handler is None:  # a trade: _on_trade in the locals
                 price = value.price
                 qty = value.qty
@@ -281,3 +286,22 @@ class InstrumentTracker:
         )
         self._reset_flow()
         return second
+
+
+_NO_END = -(2**64)
+"""The open second's end when an event must take the full path: below every effective time."""
+
+
+def _end_of(open_second: int | None, closed_before: int) -> int:
+    """The effective time (ns) from which an event falls in a later second than ``open_second``:
+    ``(open_second + 1) * 1e9``; an event before it counts in the open second (a late one too, as
+    its second is raised to the first one still open, ``closed_before <= open_second``).
+    :data:`_NO_END` when no second is open (or ``closed_before`` is past it): every event then
+    takes the full path.
+
+    >>> _end_of(5, 3), _end_of(None, 3) == _NO_END, _end_of(5, 6) == _NO_END
+    (6000000000, True, True)
+    """
+    if open_second is None or open_second < closed_before:
+        return _NO_END
+    return (open_second + 1) * NS_PER_S
