@@ -133,8 +133,9 @@ class OrderBook:
         best_ask = ask_prices[0] if n_asks else None
         cover = None
         if best_bid is not None and best_ask is not None:
-            reference: float | None = (best_bid + best_ask) / 2.0
-            cover = min(reference - bid_prices[0], ask_prices[-1] - reference) / reference * 10_000.0
+            mid = (best_bid + best_ask) / 2.0
+            cover = min(mid - bid_prices[0], ask_prices[-1] - mid) / mid * 10_000.0
+            reference: float | None = mid
         else:
             reference = fallback
         if reference is None:

@@ -128,6 +128,12 @@ class InstrumentRouter:
             by_key.setdefault(key, []).append(mark)
 
 
+def _add_count(counts: dict[str, int], venue: str | None, n: int) -> None:
+    """Add ``n`` frames of ``venue`` to ``counts`` (nothing when ``n`` is 0)."""
+    if n and venue is not None:
+        counts[venue] = counts.get(venue, 0) + n
+
+
 def items_of(by_key: dict[str, list[Any]], dead: list[DeadLetter]) -> list[tuple[str, list[Any]]]:
     """A batch's items: the instrument lists, then the dead letters (if any)."""
     items = list(by_key.items())
@@ -246,15 +252,15 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
     def _read(self, lines: list[bytes], by_key: dict[str, list[Any]], dead: list[DeadLetter]) -> None:
         """Parse ``lines`` into ``by_key`` and ``dead``; with ``--speed N``, stop at the first line
         not yet due (:attr:`_held_recv`) and give it and the rest back."""
-        last_instrument: str | None = None
-        last_venue: str | None = None
-        last_bucket: list[Any] = []
         route = self._router.route
         max_recv = self._max_recv
         line_no = self._line
         paced = self._speed is not None
         hots = self._hot
         last_source, hot = None, None  # the last line's source token and its fast path
+        venue: str | None = None  # the venue of the last fast event
+        buckets: dict[str, list[Any] | None] = {}  # instrument of ``venue`` -> its list in ``by_key``
+        trades = 0  # fast trades of ``venue`` not yet in hot_trades
         hot_trades: dict[str, int] = {}  # venue -> trade frames taken by its fast path
         hot_others: dict[tuple[str, type], int] = {}  # (venue, event class) -> other frames taken
         self._held_recv = None
@@ -279,21 +285,21 @@ class ReplayPartition(StatefulSourcePartition[tuple[str, list[Any]], Any]):
             event = hot(payload, recv) if hot is not None else None  # the commonest frames straight to events
             if event is None:
                 self._parse(source, payload, recv, line_no, by_key, dead)
-                last_instrument = None
                 continue
-            venue = event.venue
+            if event.venue is not venue:  # (the same str object for every event of a venue)
+                _add_count(hot_trades, venue, trades)
+                venue, buckets, trades = event.venue, {}, 0
             if event.__class__ is Trade:
-                hot_trades[venue] = hot_trades.get(venue, 0) + 1
+                trades += 1
             else:
                 key = (venue, event.__class__)
                 hot_others[key] = hot_others.get(key, 0) + 1
-            instrument = event.instrument
-            if instrument is last_instrument and venue is last_venue:
-                last_bucket.append(event)  # the common case: same stream as the last frame
-                continue
-            bucket = route(event, by_key)
+            bucket = buckets.get(event.instrument)  # the instrument's name is hashed once, by its parser
             if bucket is not None:
-                last_instrument, last_venue, last_bucket = instrument, venue, bucket
+                bucket.append(event)
+            else:
+                buckets[event.instrument] = route(event, by_key)
+        _add_count(hot_trades, venue, trades)
         self._line, self._max_recv = line_no, max_recv
         self._count_hot(hot_trades, hot_others)
 

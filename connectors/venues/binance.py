@@ -516,7 +516,7 @@ class Parser(VenueParser):
             frame = _combined_decoder.decode(payload)
         except (msgspec.DecodeError, RecursionError):  # ValidationError included; too deep to skip
             return None
-        data = frame.data
+        data: Any = frame.data
         cls = type(data)
         if cls is RawBinanceAggTrade:
             instrument = self._instruments.get(data.s)
