@@ -319,3 +319,18 @@ def test_a_replayed_recording_counts_hot_events_once(tmp_path: Path) -> None:
     _, frames, dead = _drain(path, 1000)
     assert frames == {"binance-usdm book": 2, "binance-usdm mark_price": 2, "binance-usdm trade": 3}
     assert dead == {"binance-usdm bad_number": 1, "binance-usdm bad_price": 2}
+
+
+def test_receive_times_are_read_as_int_reads_them(tmp_path: Path) -> None:
+    """The replay source reads a receive time with msgspec's integer parser, and a zero-led one
+    (not JSON) with ``int``: the same numbers either way."""
+    path = tmp_path / "r.rec"
+    with RecordingWriter(path) as writer:
+        for i in range(3):
+            writer.write(RECV + i, "binance-usdm", _frame(dict(AGG_TRADE, T=AGG_TRADE["T"] + i)))
+    text = path.read_bytes().replace(b"\n%d " % (RECV + 1), b"\n000%d " % (RECV + 1))
+    path.write_bytes(text.replace(b"\n%d " % (RECV + 2), b"\n%d " % (2**70 + RECV + 2)))
+    batches, frames, dead = _drain(path, 1000)
+    trades = [v for batch in batches for k, vs in batch if k == "binance-usdm|BTC-USDT-PERP" for v in vs]
+    assert [t.recv for t in trades if isinstance(t, Trade)] == [RECV, RECV + 1, 2**70 + RECV + 2]
+    assert (frames, dead) == ({"binance-usdm trade": 3}, {})
