@@ -1,0 +1,22 @@
+"""The 1-D reductions of the per-second detectors, without NumPy's Python wrappers.
+
+``ndarray.sum``, ``ndarray.all`` and ``ndarray.any`` of a 1-D array call these ufunc reductions
+through a Python function (``numpy._core._methods``) that costs about as much as the reduction of
+a few hundred elements; called directly they give the same result (the same pairwise sum, the
+same floats) without it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["all1", "any1", "sum1"]
+
+sum1 = np.add.reduce
+"""``a.sum()`` of a 1-D float array ``a``: ``sum1(a)``."""
+
+all1 = np.logical_and.reduce
+"""``a.all()`` of a 1-D array: ``all1(a)``."""
+
+any1 = np.logical_or.reduce
+"""``a.any()`` of a 1-D array: ``any1(a)``."""
