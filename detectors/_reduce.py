@@ -4,6 +4,10 @@
 through a Python function (``numpy._core._methods``) that costs about as much as the reduction of
 a few hundred elements; called directly they give the same result (the same pairwise sum, the
 same floats) without it.
+
+>>> a = np.array([0.1, 0.2, 0.3, 1e16, -1e16, 0.7, 0.4, 0.5, 0.9])
+>>> float(sum1(a)) == float(a.sum()), bool(all1(a > -1e17)), bool(any1(a > 1e15))
+(True, True, True)
 """
 
 from __future__ import annotations
