@@ -72,6 +72,7 @@ __all__ = [
     "EstimatedMapReadout",
     "MapLearning",
     "nearest_dense_cluster",
+    "dense_clusters",
     "DEFAULT_TIERS",
     "LOT_QTY",
 ]
@@ -117,6 +118,8 @@ class EstimatedMapReadout(msgspec.Struct, frozen=True):
     notional of longs/shorts with their level in that bucket. Totals are
     within the range: ``long_total_usd`` below the price (at risk on a move
     down), ``short_total_usd`` above it. ``consumed_*_usd`` are cumulative.
+    ``cluster_*``: the nearest dense cluster per direction; ``next_*``: the next one beyond it
+    (:func:`dense_clusters`).
     """
 
     price: float
@@ -131,6 +134,8 @@ class EstimatedMapReadout(msgspec.Struct, frozen=True):
     cluster_up: Cluster | None
     consumed_long_usd: float
     consumed_short_usd: float
+    next_down: Cluster | None = None
+    next_up: Cluster | None = None
 
     @property
     def offsets_bps(self) -> np.ndarray:
@@ -160,6 +165,10 @@ class EstimatedMapReadout(msgspec.Struct, frozen=True):
     def cluster(self, direction: str) -> Cluster | None:
         """The nearest dense cluster in ``direction``."""
         return self.cluster_down if direction == "down" else self.cluster_up
+
+    def next_cluster(self, direction: str) -> Cluster | None:
+        """The next dense cluster beyond :meth:`cluster` in ``direction`` (by the same rule)."""
+        return self.next_down if direction == "down" else self.next_up
 
 
 def nearest_dense_cluster(
@@ -192,12 +201,49 @@ def nearest_dense_cluster(
     >>> nearest_dense_cluster(c, x, 100.0, "up", window=1) is None
     True
     """
+    x, cs_all = _side_levels(centers, notionals, price, direction)
+    found = _first_dense_run(x, cs_all, price, direction, window, dense_multiple, min_usd)
+    return found[0] if found is not None else None
+
+
+def dense_clusters(
+    centers: np.ndarray,
+    notionals: np.ndarray,
+    price: float,
+    direction: str,
+    window: int = 5,
+    dense_multiple: float = 3.0,
+    min_usd: float = 0.0,
+) -> tuple[Cluster | None, Cluster | None]:
+    """The nearest dense cluster (:func:`nearest_dense_cluster`) and the next one beyond it (the
+    answer of :func:`cascadewatch.detectors.mitigation.next_dense_cluster`), from one pass over
+    the levels: the levels beyond the first cluster's far edge are those after its run.
+
+    >>> c = np.array([95.0, 96.0, 97.0, 98.0, 99.0])
+    >>> x = np.array([0.0, 8.0, 0.0, 9.0, 0.0])
+    >>> [k.price for k in dense_clusters(c, x, 100.0, "down", window=1, dense_multiple=1.0)]
+    [98.0, 96.0]
+    """
+    x, cs_all = _side_levels(centers, notionals, price, direction)
+    found = _first_dense_run(x, cs_all, price, direction, window, dense_multiple, min_usd)
+    if found is None:
+        return None, None
+    cluster, end = found
+    edge = cluster.lo_price if direction == "down" else cluster.hi_price  # its far edge, ``cs_all[end - 1]``
+    after = _first_dense_run(x[end:], cs_all[end:], edge, direction, window, dense_multiple, min_usd)
+    return cluster, after[0] if after is not None else None
+
+
+def _side_levels(centers, notionals, price: float, direction: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(notionals, centres)`` of the levels on the ``direction``'s side of ``price``, nearest
+    first: the buckets that hold notional (zero, negative or NaN: none) below the price for
+    ``down`` (read backwards), above it for ``up``; contiguous copies."""
     centers = np.asarray(centers, dtype=np.float64)
     notionals = np.asarray(notionals, dtype=np.float64)
     if direction not in ("down", "up"):
         raise ValueError("direction must be 'down' or 'up'")
     if price != price:  # NaN: no centre is below or above it
-        return None
+        return notionals[:0], centers[:0]
     # the buckets on the direction's side, nearest first: centres below the price are the first
     # ``i`` (ascending centres), read backwards for ``down``; above it those from ``i`` on
     if direction == "down":
@@ -208,9 +254,16 @@ def nearest_dense_cluster(
         x, cs_all = notionals[i:], centers[i:]
     held = x > 0  # the levels: buckets that hold notional
     if not all1(held):
-        x, cs_all = x[held], cs_all[held]  # (a copy, in order)
-    elif i and direction == "down":
-        x = x.copy()  # the levels in order, contiguous
+        return x[held], cs_all[held]  # (copies, in order)
+    return (x.copy(), cs_all) if i and direction == "down" else (x, cs_all)
+
+
+def _first_dense_run(
+    x: np.ndarray, cs_all: np.ndarray, price: float, direction: str, window: int, dense_multiple: float, min_usd: float
+) -> tuple[Cluster, int] | None:
+    """The first run of dense levels among the levels ``x`` at ``cs_all`` (nearest first, see
+    :func:`nearest_dense_cluster`) as a :class:`Cluster` measured from ``price``, and the index
+    after its last level; ``None`` if no level is dense."""
     if x.size == 0:
         return None
     total = float(sum1(x))
@@ -232,7 +285,7 @@ def nearest_dense_cluster(
     notional = float(sum1(xs))
     pc = float(sum1(cs * xs)) / notional
     ends = (float(cs[0]), float(cs[-1]))  # the run's nearest and farthest levels
-    return Cluster(
+    cluster = Cluster(
         direction=direction,
         price=pc,
         distance_bps=abs(pc / price - 1.0) * 1e4,
@@ -240,6 +293,7 @@ def nearest_dense_cluster(
         lo_price=min(ends),
         hi_price=max(ends),
     )
+    return cluster, b
 
 
 @functools.cache
@@ -759,6 +813,8 @@ class EstimatedLiquidationMap:
             i_below = int(centers.searchsorted(price, side="left"))
             i_above = int(centers.searchsorted(price, side="right"))
         rule = (self.cluster_buckets, self.dense_multiple, self.min_cluster_usd)  # window, multiple, min_usd
+        cluster_down, next_down = dense_clusters(centers, lo, price, "down", *rule)
+        cluster_up, next_up = dense_clusters(centers, sh, price, "up", *rule)
         return EstimatedMapReadout(
             price=float(price),
             t=float(t),
@@ -768,10 +824,12 @@ class EstimatedLiquidationMap:
             short_usd=sh,
             long_total_usd=float(sum1(lo[:i_below])),
             short_total_usd=float(sum1(sh[i_above:])),
-            cluster_down=nearest_dense_cluster(centers, lo, price, "down", *rule),
-            cluster_up=nearest_dense_cluster(centers, sh, price, "up", *rule),
+            cluster_down=cluster_down,
+            cluster_up=cluster_up,
             consumed_long_usd=consumed_long_usd,
             consumed_short_usd=consumed_short_usd,
+            next_down=next_down,
+            next_up=next_up,
         )
 
     _centers_cache: tuple[int, int, np.ndarray] | None = None

@@ -13,9 +13,11 @@ from cascadewatch.detectors.liqmap_estimated import (
     LOT_QTY,
     EstimatedLiquidationMap,
     MapLearning,
+    dense_clusters,
     nearest_dense_cluster,
 )
 from cascadewatch.detectors.liqmap_observed import ObservedLiquidationMap
+from cascadewatch.detectors.mitigation import next_dense_cluster
 
 NO_SEED = MapLearning(seed_share=0.0)
 """The map starts empty: the tests of the flow rules see only the positions they open."""
@@ -560,6 +562,36 @@ def test_grid_add_weighted_sum_equals_one_call_per_grid():
                         grid.add_weighted_values(k_lo, k_hi, t, w, expected)
                 got = add_weighted_sum(grids, weights, k_lo, k_hi, t, np.zeros(k_hi - k_lo + 1))
             assert got.tobytes() == expected.tobytes()
+
+
+def test_dense_clusters_are_the_nearest_and_the_next_cluster():
+    """``dense_clusters`` answers what ``nearest_dense_cluster`` and then ``next_dense_cluster``
+    beyond it answer, the same floats: on random grids with empty, NaN and negative buckets, every
+    window and multiple; and a map's readout carries them (``next_cluster``)."""
+    rng = np.random.default_rng(11)
+    found_next = 0
+    for _ in range(2000):
+        n = int(rng.integers(0, 40))
+        centers = np.sort(rng.random(n) * 20 + 90)
+        x = rng.random(n) * 10.0 ** rng.integers(0, 6, n)
+        x[rng.random(n) < 0.4] = 0.0
+        if n and rng.random() < 0.1:
+            x[rng.integers(0, n)] = math.nan if rng.random() < 0.5 else -5.0
+        direction = "down" if rng.random() < 0.5 else "up"
+        rule = (int(rng.integers(1, 8)), float(rng.random() * 3), float(rng.random() * 100))
+        nearest = nearest_dense_cluster(centers, x, 100.0, direction, *rule)
+        after = next_dense_cluster(centers, x, nearest, *rule) if nearest is not None else None
+        assert dense_clusters(centers, x, 100.0, direction, *rule) == (nearest, after)
+        found_next += after is not None
+    assert found_next > 100
+    # seeded positions around 100: the 20x-25x levels near 96 and 104 are the nearest clusters at a
+    # multiple of one, the 10x levels near 90.5 and 109.5 the next ones
+    m = EstimatedLiquidationMap(dense_multiple=1.0, learning=MapLearning(seed_share=0.5))
+    m.learn_oi(1000.0, 0.0, 100.0)
+    r = m.readout(100.0, 1.0)
+    for d, x, nearest, after in (("down", r.long_usd, 95.8, 90.5), ("up", r.short_usd, 104.1, 109.5)):
+        assert (round(r.cluster(d).price, 1), round(r.next_cluster(d).price, 1)) == (nearest, after)
+        assert r.next_cluster(d) == next_dense_cluster(r.prices, x, r.cluster(d), m.cluster_buckets, m.dense_multiple)
 
 
 def test_dense_cluster_run_up_to_the_last_level():
