@@ -119,7 +119,7 @@ class EstimatedMapReadout(msgspec.Struct, frozen=True):
     within the range: ``long_total_usd`` below the price (at risk on a move
     down), ``short_total_usd`` above it. ``consumed_*_usd`` are cumulative.
     ``cluster_*``: the nearest dense cluster per direction; ``next_*``: the next one beyond it
-    (:func:`dense_clusters`).
+    (:func:`dense_clusters`); ``long_levels``/``short_levels``: :meth:`levels` ``down``/``up``.
     """
 
     price: float
@@ -134,8 +134,10 @@ class EstimatedMapReadout(msgspec.Struct, frozen=True):
     cluster_up: Cluster | None
     consumed_long_usd: float
     consumed_short_usd: float
-    next_down: Cluster | None = None
-    next_up: Cluster | None = None
+    next_down: Cluster | None
+    next_up: Cluster | None
+    long_levels: np.ndarray
+    short_levels: np.ndarray
 
     @property
     def offsets_bps(self) -> np.ndarray:
@@ -144,23 +146,9 @@ class EstimatedMapReadout(msgspec.Struct, frozen=True):
 
     def levels(self, direction: str) -> np.ndarray:
         """``(n, 2)`` array of ``(level price, notional)``: the non-empty buckets a move
-        ``down`` (long levels below the price) or ``up`` (short levels above) would hit;
-        the ``levels`` input of :func:`cascadewatch.detectors.reach.cascade_reach`."""
-        prices, price = self.prices, self.price
-        if price != price:  # NaN: no bucket is on either side
-            return np.empty((0, 2))
-        # the buckets below the price are the first ``i`` (ascending centres), those above it from ``i`` on
-        if direction == "down":
-            i = int(prices.searchsorted(price, side="left"))
-            prices, notional = prices[:i], self.long_usd[:i]
-        else:
-            i = int(prices.searchsorted(price, side="right"))
-            prices, notional = prices[i:], self.short_usd[i:]
-        keep = notional > 0
-        out = np.empty((int(np.count_nonzero(keep)), 2))
-        out[:, 0] = prices[keep]
-        out[:, 1] = notional[keep]
-        return out
+        ``down`` (long levels below the price) or ``up`` (short levels above) would hit, prices
+        ascending (read-only); the ``levels`` input of :func:`cascadewatch.detectors.reach.cascade_reach`."""
+        return self.long_levels if direction == "down" else self.short_levels
 
     def cluster(self, direction: str) -> Cluster | None:
         """The nearest dense cluster in ``direction``."""
@@ -225,6 +213,13 @@ def dense_clusters(
     [98.0, 96.0]
     """
     x, cs_all = _side_levels(centers, notionals, price, direction)
+    return _dense_pair(x, cs_all, price, direction, window, dense_multiple, min_usd)
+
+
+def _dense_pair(
+    x: np.ndarray, cs_all: np.ndarray, price: float, direction: str, window: int, dense_multiple: float, min_usd: float
+) -> tuple[Cluster | None, Cluster | None]:
+    """:func:`dense_clusters` of the levels ``x`` at ``cs_all`` (nearest first, :func:`_side_levels`)."""
     found = _first_dense_run(x, cs_all, price, direction, window, dense_multiple, min_usd)
     if found is None:
         return None, None
@@ -237,7 +232,7 @@ def dense_clusters(
 def _side_levels(centers, notionals, price: float, direction: str) -> tuple[np.ndarray, np.ndarray]:
     """``(notionals, centres)`` of the levels on the ``direction``'s side of ``price``, nearest
     first: the buckets that hold notional (zero, negative or NaN: none) below the price for
-    ``down`` (read backwards), above it for ``up``; contiguous copies."""
+    ``down`` (read backwards), above it for ``up``; contiguous (views or copies)."""
     centers = np.asarray(centers, dtype=np.float64)
     notionals = np.asarray(notionals, dtype=np.float64)
     if direction not in ("down", "up"):
@@ -294,6 +289,15 @@ def _first_dense_run(
         hi_price=max(ends),
     )
     return cluster, b
+
+
+def _pairs(prices: np.ndarray, notionals: np.ndarray) -> np.ndarray:
+    """The ``(n, 2)`` array of ``(price, notional)`` rows (read-only: readouts hand it out)."""
+    out = np.empty((prices.size, 2))
+    out[:, 0] = prices
+    out[:, 1] = notionals
+    out.flags.writeable = False
+    return out
 
 
 @functools.cache
@@ -813,8 +817,12 @@ class EstimatedLiquidationMap:
             i_below = int(centers.searchsorted(price, side="left"))
             i_above = int(centers.searchsorted(price, side="right"))
         rule = (self.cluster_buckets, self.dense_multiple, self.min_cluster_usd)  # window, multiple, min_usd
-        cluster_down, next_down = dense_clusters(centers, lo, price, "down", *rule)
-        cluster_up, next_up = dense_clusters(centers, sh, price, "up", *rule)
+        x, c = _side_levels(centers, lo, price, "down")  # nearest first: prices descending
+        cluster_down, next_down = _dense_pair(x, c, price, "down", *rule)
+        long_levels = _pairs(c[::-1], x[::-1])
+        x, c = _side_levels(centers, sh, price, "up")
+        cluster_up, next_up = _dense_pair(x, c, price, "up", *rule)
+        short_levels = _pairs(c, x)
         return EstimatedMapReadout(
             price=float(price),
             t=float(t),
@@ -830,6 +838,8 @@ class EstimatedLiquidationMap:
             consumed_short_usd=consumed_short_usd,
             next_down=next_down,
             next_up=next_up,
+            long_levels=long_levels,
+            short_levels=short_levels,
         )
 
     _centers_cache: tuple[int, int, np.ndarray] | None = None

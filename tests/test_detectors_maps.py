@@ -592,6 +592,10 @@ def test_dense_clusters_are_the_nearest_and_the_next_cluster():
     for d, x, nearest, after in (("down", r.long_usd, 95.8, 90.5), ("up", r.short_usd, 104.1, 109.5)):
         assert (round(r.cluster(d).price, 1), round(r.next_cluster(d).price, 1)) == (nearest, after)
         assert r.next_cluster(d) == next_dense_cluster(r.prices, x, r.cluster(d), m.cluster_buckets, m.dense_multiple)
+        # the levels come from the same pass: the side's buckets holding notional, prices ascending
+        keep = (x > 0) & ((r.prices < 100.0) if d == "down" else (r.prices > 100.0))
+        assert r.levels(d).tolist() == np.column_stack((r.prices[keep], x[keep])).tolist()
+        assert len(r.levels(d)) > 20 and not r.levels(d).flags.writeable
 
 
 def test_dense_cluster_run_up_to_the_last_level():
