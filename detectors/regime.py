@@ -69,9 +69,11 @@ _FLOWS = [_LL, _LS, _BUY, _SELL, _ADLD, _ADLU]
 _Price = TypeVar("_Price", float, np.ndarray)
 
 
-def _move(ref: _Price, extreme: _Price, down: bool) -> _Price:
-    """The move from ``ref`` to ``extreme`` in bps, positive in the direction (down: a fall);
-    floats or arrays (element by element)."""
+def move_bps(ref: _Price, extreme: _Price, down: bool) -> _Price:
+    """The move from ``ref`` to ``extreme`` in bps, positive in the direction (down: a fall):
+    ``(ref - extreme) / ref * 1e4`` down, ``(extreme - ref) / ref * 1e4`` up; floats or arrays
+    (element by element). The label's rule 7, and the in-progress alerts' move (the per-second
+    check here, the provisional fast path in ``pipelines/steps/provisional.py``)."""
     return (ref - extreme) / ref * 1e4 if down else (extreme - ref) / ref * 1e4
 
 
@@ -338,14 +340,14 @@ class RegimeDetector:
             ext = (np.fmin if down else np.fmax)(episode[1], px[-1])
             episode = self.episodes[d] = (episode[0], float(ext))
         if not starts.size:
-            return 0.0 if episode is None else _move(episode[0], episode[1], down)
+            return 0.0 if episode is None else move_bps(episode[0], episode[1], down)
         before = np.concatenate(([self._px_before], px[:-1]))[starts]
         ref = np.where(np.isfinite(before), before, px[starts])
         # the extreme price from each start on
         ext = (np.fmin if down else np.fmax).accumulate(px[::-1])[::-1][starts]
         if episode is None:  # the label's start: the first
             episode = self.episodes[d] = (float(ref[0]), float(ext[0]))
-        return float(np.fmax(np.fmax.reduce(_move(ref, ext, down)), _move(episode[0], episode[1], down)))
+        return float(np.fmax(np.fmax.reduce(move_bps(ref, ext, down)), move_bps(episode[0], episode[1], down)))
 
     def readout(self) -> dict[str, RegimeState]:
         """The states of the last :meth:`update` (empty before the first)."""

@@ -61,6 +61,30 @@ def test_calm_has_no_cascade(tmp_path):
         assert min(p for p, _ in lv["short"]) > lv["price"] * 0.999
 
 
+def test_truth_levels_lie_on_the_estimated_maps_grid(tmp_path):
+    """The truth lists its levels in the buckets of the estimated map's grid (10 bps of log-price),
+    each by its centre, so ``evaluate`` finds the nearest dense cluster on both with one rule:
+    every listed price is the centre of its own bucket, one level per bucket, and neighbouring
+    levels are a whole number of buckets apart."""
+    import inspect
+    import itertools
+    import math
+
+    from cascadewatch.detectors.liqmap_estimated import EstimatedLiquidationMap
+
+    simulate("calm", 2, 300, tmp_path / "calm.rec", tmp_path / "calm.truth.jsonl")
+    levels = [t for t in read_truth(tmp_path / "calm.truth.jsonl") if t["type"] == "levels"]
+    bucket_bps = inspect.signature(EstimatedLiquidationMap).parameters["bucket_bps"].default
+    delta = bucket_bps * 1e-4
+    assert len(levels) == 5 and {lv["bucket_bps"] for lv in levels} == {bucket_bps}
+    for lv in levels:
+        for side in ("long", "short"):
+            ks = [math.log(p) / delta - 0.5 for p, _ in lv[side]]  # centre exp((k + 0.5) delta)
+            assert len(ks) > 20 and all(abs(k - round(k)) < 1e-3 for k in ks)
+            steps = [round(b) - round(a) for a, b in itertools.pairwise(ks)]
+            assert min(steps) >= 1 and all(usd > 0 for _, usd in lv[side])
+
+
 def test_long_squeeze_has_a_down_cascade_after_the_shock(squeeze):
     result, _ = squeeze
     truth = read_truth(result.truth)

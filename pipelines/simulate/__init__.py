@@ -27,10 +27,10 @@ The truth file, one JSON object per line, times in UTC epoch milliseconds; first
   "move_bps"}``: by :mod:`cascadewatch.detectors.labels` (default :class:`~cascadewatch.detectors.labels.LabelConfig`)
   from the true per-second forced notional of all venues (every liquidation, including those
   the venues do not publish) and the scale-weighted mean mid price;
-- ``{"type": "levels", "ts", "asset", "price", "long": [[price, usd], ...], "short": [...]}``
-  every ``levels_every_s`` (60 s): liquidation notional of all open positions by liquidation
-  price, buckets of about 10 bps (a 1-2-5 number of USDT: 100 near a price of 100,000; centre
-  price), within 10 % of the price, summed over venues;
+- ``{"type": "levels", "ts", "asset", "price", "bucket_bps", "long": [[price, usd], ...], "short":
+  [...]}`` every ``levels_every_s`` (60 s): liquidation notional of all open positions by
+  liquidation price, within 10 % of the price, summed over venues, in the buckets of the
+  estimated map's grid (``bucket_bps`` = 10 bps of log-price, listed by centre price);
 - ``{"type": "phase", "ts", "end", ...}``: a scenario phase and the parameters it changes
   (crowding, leverage, liquidity withdrawal, informed flow, index drift);
 - ``{"type": "shock", "ts", "kind": "index", "bps", "over_s"}`` / ``{"type": "shock", "ts",

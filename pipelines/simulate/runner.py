@@ -33,6 +33,7 @@ from pathlib import Path
 import msgspec
 
 from cascadewatch.connectors.recording import RecordingWriter
+from cascadewatch.detectors._grid import DecayingLogGrid
 from cascadewatch.detectors.labels import CascadeLabeler, LabelConfig
 from cascadewatch.pipelines.simulate.agents import LONG, SHORT, FlowParams, Positions, Traders, poisson
 from cascadewatch.pipelines.simulate.book import LOT, Book, MarketMaker, Quoting
@@ -48,22 +49,16 @@ ASSET = "BTC-USDT"
 ORDER_MAX_CELLS = 400  # an ordinary market order walks at most 400 levels (~200 bps)
 QUOTE_RANGE_BPS = 190.0  # market makers quote this far from the last trade (< 400 OKX levels)
 CELL_BPS = 0.5  # one book level per ~0.5 bps of price (a round number of ticks)
+LEVELS_GRID = DecayingLogGrid(10.0, None)
+"""The grid of the truth's ``levels`` lines: the estimated map's (10-bps buckets of log-price), so
+the truth and the estimate list their levels alike and ``evaluate`` finds the nearest dense
+cluster on both with one rule (its window of 5 levels and its mean per level mean the same)."""
 OI_BASE_USD = 7.7e8  # open interest of positions the simulation does not track, per unit of scale
 BURST_USD = 250_000.0  # a venue's first liquidation burst: this much filled within 10 s
 ADL_AFTER_S = 20.0  # the engine works its inventory at least this long before auto-deleveraging
 MAX_VOL_X = 1.5  # the volatility state is capped here (diffusion x2.1, news rate x90)
 _PLAN_MIX = 0x9A1D_77E3_0C5B
 _RUN_MIX = 0x3C6E_F372_FE94
-
-
-def _nice(x: float) -> int:
-    """The 1-2-5 number nearest ``x`` (>= 1)."""
-    best = 1
-    for mag in (1, 10, 100, 1000, 10_000):
-        for m in (1, 2, 5):
-            if abs(math.log(m * mag / x)) < abs(math.log(best / x)):
-                best = m * mag
-    return best
 
 
 @dataclass
@@ -622,7 +617,6 @@ def run_scenario(
     shocks, placements = _schedule(plan, venues, index, anchor_ms, t0, duration_ms, faults, truth_lines)
     for v in venues:
         v.feed.connect(t0)
-    levels_ticks = _nice(market.price / 1000.0) * 10
     lever = Lever(sc.mitigation, venues, t0) if sc.mitigation is not None else None
 
     ctx = _Step({}, [0.0, 0.0], [], lever)
@@ -634,7 +628,7 @@ def run_scenario(
         if step and t_ms % 1000 == 0:
             _second(t_ms, venues, index, ctx, out_s)
             if truth is not None and (t_ms - t0) % (sc.levels_every_s * 1000) == 0:
-                truth_lines.append(_levels_line(t_ms, out_s.prices[-1] * 10, venues, levels_ticks))
+                truth_lines.append(_levels_line(t_ms, out_s.prices[-1] * 10, venues))
         elif t_ms % 1000 == 500:
             _half_second(venues, t_ms)
         if step == n_steps:
@@ -827,10 +821,12 @@ def _depth_usd(book: Book, bps: float) -> float:
     return total
 
 
-def _levels_line(t_ms: int, mid_ticks: float, venues: list[_Venue], levels_ticks: int) -> dict:
-    """True liquidation levels of all open positions, summed over venues, in buckets of about
-    10 bps (a 1-2-5 number of USDT, 100 at a price near 100,000) within 10 % of the price:
-    ``[[bucket centre price, notional USD], ...]`` ascending."""
+def _levels_line(t_ms: int, mid_ticks: float, venues: list[_Venue]) -> dict:
+    """True liquidation levels of all open positions within 10 % of the price, summed over venues,
+    on the estimated map's own grid (:data:`LEVELS_GRID`: bucket ``k`` holds the log-prices
+    ``[k delta, (k + 1) delta)``, ``delta`` = 10 bps, listed by its centre ``exp((k + 0.5) delta)``
+    in USD to the cent): ``[[centre price, notional USD], ...]`` ascending. A venue's position
+    bucket (two book cells, about 1 bps) goes whole into the grid bucket of its centre."""
     lo, hi = mid_ticks * 0.9, mid_ticks * 1.1
     out = {}
     for side, key in ((LONG, "long"), (SHORT, "short")):
@@ -840,16 +836,16 @@ def _levels_line(t_ms: int, mid_ticks: float, venues: list[_Venue], levels_ticks
             for b, lots in v.positions.bucket_lots(side).items():
                 edge = b * bw
                 if lo <= edge <= hi and lots > 0:
-                    k = int((edge + bw / 2) // levels_ticks)
-                    acc[k] = acc.get(k, 0.0) + lots * LOT * (edge + bw / 2) / 10
-        out[key] = [
-            [round((k * levels_ticks + levels_ticks / 2) / 10, 1), round(usd, 2)] for k, usd in sorted(acc.items())
-        ]
+                    centre = (edge + bw / 2) / 10  # USD
+                    k = LEVELS_GRID.bucket_of_one(centre)
+                    acc[k] = acc.get(k, 0.0) + lots * LOT * centre
+        out[key] = [[round(float(LEVELS_GRID.center(k)), 2), round(usd, 2)] for k, usd in sorted(acc.items())]
     return {
         "type": "levels",
         "ts": t_ms,
         "asset": ASSET,
         "price": round(mid_ticks / 10, 2),
+        "bucket_bps": LEVELS_GRID.bucket_bps,
         "long": out["long"],
         "short": out["short"],
     }

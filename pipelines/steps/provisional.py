@@ -63,6 +63,7 @@ from cascadewatch.connectors.outputs import Alert, alert_id
 from cascadewatch.connectors.sources import Watermark
 from cascadewatch.connectors.units import NS_PER_MS, NS_PER_S, s_to_ns
 from cascadewatch.detectors.drivers import usd
+from cascadewatch.detectors.regime import move_bps
 from cascadewatch.pipelines.steps.items import ProvisionalAlert
 
 DIRECTIONS = ("down", "up")
@@ -241,7 +242,7 @@ class InstrumentTrigger:
             ref = b[6] if b[6] is not None else (b[1] if down else b[2])
             if ref is None or extreme is None:
                 continue
-            best = max(best, 1e4 * ((ref - extreme) if down else (extreme - ref)) / ref)
+            best = max(best, move_bps(ref, extreme, down))
         return best
 
     def _quiet(self, direction: str, checkpoint: int) -> None:
