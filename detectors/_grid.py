@@ -340,3 +340,38 @@ def add_rows(grids: list[DecayingLogGrid], prices: np.ndarray, values: np.ndarra
     k = grids[0].bucket_of(prices)
     for grid, k_row, ks, x in zip(grids, k, k.tolist(), values, strict=True):
         grid._add_buckets(k_row, ks, x, t)
+
+
+def add_weighted_sum(
+    grids: list[DecayingLogGrid], weights: list[float], k_lo: int, k_hi: int, t: float, out: np.ndarray
+) -> np.ndarray:
+    """``grids[i].add_weighted_values(k_lo, k_hi, t, weights[i], out)`` for each grid ``i`` in order
+    whose weight is positive (the same floats), in one loop: the decay factor is computed once for
+    grids that share their reference time and half-life (``2 ** (-(t - t_ref) / half_life_s)``, the
+    same number), and only the buckets that can be non-zero are touched (``out``: ``k_hi - k_lo +
+    1`` values, returned).
+
+    >>> a, b = DecayingLogGrid(10.0, 3600.0), DecayingLogGrid(10.0, 3600.0)
+    >>> a.add_one(100.0, 4.0, 0.0); b.add_one(100.0, 2.0, 0.0)
+    >>> k = a.bucket_of_one(100.0)
+    >>> add_weighted_sum([a, b], [0.5, 2.0], k, k + 1, 3600.0, np.zeros(2)).tolist()
+    [3.0, 0.0]
+    """
+    key: tuple[float | None, float | None] | None = None
+    f = 1.0
+    for weight, grid in zip(weights, grids, strict=True):
+        if not weight > 0:
+            continue
+        if (grid._t_ref, grid.half_life_s) != key:
+            key = (grid._t_ref, grid.half_life_s)
+            f = grid.factor(t)
+        if not (math.isfinite(f) and math.isfinite(weight)):
+            grid.add_weighted_values(k_lo, k_hi, t, weight, out)  # every bucket, as values() does
+            continue
+        k0, v = grid._k0, grid._v
+        a = max(k_lo, k0, grid._lo)
+        b = min(k_hi, k0 + v.size - 1, grid._hi)
+        if a <= b:
+            segment = out[a - k_lo : b - k_lo + 1]
+            segment += weight * (v[a - k0 : b - k0 + 1] * f)
+    return out

@@ -59,10 +59,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import msgspec
 import numpy as np
 
 from cascadewatch.connectors.events import Liquidation, MarkPrice, OpenInterest, Trade
-from cascadewatch.detectors._grid import DecayingLogGrid, add_rows
+from cascadewatch.detectors._grid import DecayingLogGrid, add_rows, add_weighted_sum
+from cascadewatch.detectors._reduce import all1, any1, sum1
 
 __all__ = [
     "Cluster",
@@ -70,6 +72,7 @@ __all__ = [
     "EstimatedMapReadout",
     "MapLearning",
     "nearest_dense_cluster",
+    "dense_clusters",
     "DEFAULT_TIERS",
     "LOT_QTY",
 ]
@@ -91,8 +94,7 @@ tuning families of the simulator (README, Detection quality); the map learns eac
 from the liquidations it observes."""
 
 
-@dataclass(frozen=True, slots=True)
-class Cluster:
+class Cluster(msgspec.Struct, frozen=True):
     """The nearest dense cluster of liquidation levels in one direction.
 
     ``price``: notional-weighted centre; ``distance_bps``: ``|price / ref - 1| * 1e4``;
@@ -108,8 +110,7 @@ class Cluster:
     hi_price: float
 
 
-@dataclass(frozen=True, slots=True)
-class EstimatedMapReadout:
+class EstimatedMapReadout(msgspec.Struct, frozen=True):
     """The estimated map around ``price`` at time ``t``.
 
     ``prices[j]`` is the centre of bucket ``k_lo + j``, ``offsets_bps[j]`` its
@@ -117,13 +118,14 @@ class EstimatedMapReadout:
     notional of longs/shorts with their level in that bucket. Totals are
     within the range: ``long_total_usd`` below the price (at risk on a move
     down), ``short_total_usd`` above it. ``consumed_*_usd`` are cumulative.
+    ``cluster_*``: the nearest dense cluster per direction; ``next_*``: the next one beyond it
+    (:func:`dense_clusters`); ``long_levels``/``short_levels``: :meth:`levels` ``down``/``up``.
     """
 
     price: float
     t: float
     k_lo: int
     prices: np.ndarray
-    offsets_bps: np.ndarray
     long_usd: np.ndarray
     short_usd: np.ndarray
     long_total_usd: float
@@ -132,30 +134,29 @@ class EstimatedMapReadout:
     cluster_up: Cluster | None
     consumed_long_usd: float
     consumed_short_usd: float
+    next_down: Cluster | None
+    next_up: Cluster | None
+    long_levels: np.ndarray
+    short_levels: np.ndarray
+
+    @property
+    def offsets_bps(self) -> np.ndarray:
+        """Distance of each bucket centre from ``price``, bps: ``(prices / price - 1) * 1e4``."""
+        return (self.prices / self.price - 1.0) * 1e4
 
     def levels(self, direction: str) -> np.ndarray:
         """``(n, 2)`` array of ``(level price, notional)``: the non-empty buckets a move
-        ``down`` (long levels below the price) or ``up`` (short levels above) would hit;
-        the ``levels`` input of :func:`cascadewatch.detectors.reach.cascade_reach`."""
-        prices, price = self.prices, self.price
-        if price != price:  # NaN: no bucket is on either side
-            return np.empty((0, 2))
-        # the buckets below the price are the first ``i`` (ascending centres), those above it from ``i`` on
-        if direction == "down":
-            i = int(prices.searchsorted(price, side="left"))
-            prices, notional = prices[:i], self.long_usd[:i]
-        else:
-            i = int(prices.searchsorted(price, side="right"))
-            prices, notional = prices[i:], self.short_usd[i:]
-        keep = notional > 0
-        out = np.empty((int(np.count_nonzero(keep)), 2))
-        out[:, 0] = prices[keep]
-        out[:, 1] = notional[keep]
-        return out
+        ``down`` (long levels below the price) or ``up`` (short levels above) would hit, prices
+        ascending (read-only); the ``levels`` input of :func:`cascadewatch.detectors.reach.cascade_reach`."""
+        return self.long_levels if direction == "down" else self.short_levels
 
     def cluster(self, direction: str) -> Cluster | None:
         """The nearest dense cluster in ``direction``."""
         return self.cluster_down if direction == "down" else self.cluster_up
+
+    def next_cluster(self, direction: str) -> Cluster | None:
+        """The next dense cluster beyond :meth:`cluster` in ``direction`` (by the same rule)."""
+        return self.next_down if direction == "down" else self.next_up
 
 
 def nearest_dense_cluster(
@@ -188,41 +189,98 @@ def nearest_dense_cluster(
     >>> nearest_dense_cluster(c, x, 100.0, "up", window=1) is None
     True
     """
+    x, cs_all = _side_levels(centers, notionals, price, direction)
+    found = _first_dense_run(x, cs_all, price, direction, window, dense_multiple, min_usd)
+    return found[0] if found is not None else None
+
+
+def dense_clusters(
+    centers: np.ndarray,
+    notionals: np.ndarray,
+    price: float,
+    direction: str,
+    window: int = 5,
+    dense_multiple: float = 3.0,
+    min_usd: float = 0.0,
+) -> tuple[Cluster | None, Cluster | None]:
+    """The nearest dense cluster (:func:`nearest_dense_cluster`) and the next one beyond it (the
+    answer of :func:`cascadewatch.detectors.mitigation.next_dense_cluster`), from one pass over
+    the levels: the levels beyond the first cluster's far edge are those after its run.
+
+    >>> c = np.array([95.0, 96.0, 97.0, 98.0, 99.0])
+    >>> x = np.array([0.0, 8.0, 0.0, 9.0, 0.0])
+    >>> [k.price for k in dense_clusters(c, x, 100.0, "down", window=1, dense_multiple=1.0)]
+    [98.0, 96.0]
+    """
+    x, cs_all = _side_levels(centers, notionals, price, direction)
+    return _dense_pair(x, cs_all, price, direction, window, dense_multiple, min_usd)
+
+
+def _dense_pair(
+    x: np.ndarray, cs_all: np.ndarray, price: float, direction: str, window: int, dense_multiple: float, min_usd: float
+) -> tuple[Cluster | None, Cluster | None]:
+    """:func:`dense_clusters` of the levels ``x`` at ``cs_all`` (nearest first, :func:`_side_levels`)."""
+    found = _first_dense_run(x, cs_all, price, direction, window, dense_multiple, min_usd)
+    if found is None:
+        return None, None
+    cluster, end = found
+    edge = cluster.lo_price if direction == "down" else cluster.hi_price  # its far edge, ``cs_all[end - 1]``
+    after = _first_dense_run(x[end:], cs_all[end:], edge, direction, window, dense_multiple, min_usd)
+    return cluster, after[0] if after is not None else None
+
+
+def _side_levels(centers, notionals, price: float, direction: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(notionals, centres)`` of the levels on the ``direction``'s side of ``price``, nearest
+    first: the buckets that hold notional (zero, negative or NaN: none) below the price for
+    ``down`` (read backwards), above it for ``up``; contiguous (views or copies)."""
     centers = np.asarray(centers, dtype=np.float64)
     notionals = np.asarray(notionals, dtype=np.float64)
     if direction not in ("down", "up"):
         raise ValueError("direction must be 'down' or 'up'")
     if price != price:  # NaN: no centre is below or above it
-        return None
+        return notionals[:0], centers[:0]
     # the buckets on the direction's side, nearest first: centres below the price are the first
     # ``i`` (ascending centres), read backwards for ``down``; above it those from ``i`` on
     if direction == "down":
         i = int(centers.searchsorted(price, side="left"))
-        x, cs_all = notionals[i - 1 :: -1].copy() if i else notionals[:0], centers[i - 1 :: -1] if i else centers[:0]
+        x, cs_all = notionals[i - 1 :: -1] if i else notionals[:0], centers[i - 1 :: -1] if i else centers[:0]
     else:
         i = int(centers.searchsorted(price, side="right"))
         x, cs_all = notionals[i:], centers[i:]
     held = x > 0  # the levels: buckets that hold notional
-    if not _all(held):
-        x, cs_all = x[held], cs_all[held]
+    if not all1(held):
+        return x[held], cs_all[held]  # (copies, in order)
+    return (x.copy(), cs_all) if i and direction == "down" else (x, cs_all)
+
+
+def _first_dense_run(
+    x: np.ndarray, cs_all: np.ndarray, price: float, direction: str, window: int, dense_multiple: float, min_usd: float
+) -> tuple[Cluster, int] | None:
+    """The first run of dense levels among the levels ``x`` at ``cs_all`` (nearest first, see
+    :func:`nearest_dense_cluster`) as a :class:`Cluster` measured from ``price``, and the index
+    after its last level; ``None`` if no level is dense."""
     if x.size == 0:
         return None
-    total = float(_sum(x))
+    total = float(sum1(x))
     w = max(int(window), 1) | 1
     # window sums centred on each level (the middle of the full convolution: "same" would
     # return ``w`` sums, not one per level, when there are fewer levels than ``w``)
     s = np.convolve(x, _ones(w))[w // 2 : w // 2 + x.size] if w > 1 else x
     threshold = max(dense_multiple * w * total / x.size, min_usd, 1e-12)
-    dense = (s >= threshold).nonzero()[0]
-    if dense.size == 0:
+    # the first run of dense levels: from the first dense one to the first one after it that is not
+    dense = s >= threshold
+    a = int(dense.argmax())
+    if not dense[a]:
         return None
-    a, b = _first_run(dense.tolist())
-    xs = x[a : b + 1]
-    cs = cs_all[a : b + 1]
-    notional = float(_sum(xs))
-    pc = float(_sum(cs * xs) / notional)
+    b = a + int(dense[a:].argmin())
+    if dense[b]:  # dense up to the last level
+        b = dense.size
+    xs = x[a:b]
+    cs = cs_all[a:b]
+    notional = float(sum1(xs))
+    pc = float(sum1(cs * xs)) / notional
     ends = (float(cs[0]), float(cs[-1]))  # the run's nearest and farthest levels
-    return Cluster(
+    cluster = Cluster(
         direction=direction,
         price=pc,
         distance_bps=abs(pc / price - 1.0) * 1e4,
@@ -230,16 +288,16 @@ def nearest_dense_cluster(
         lo_price=min(ends),
         hi_price=max(ends),
     )
+    return cluster, b
 
 
-_sum = np.add.reduce
-"""``ndarray.sum`` of a 1-D array without its Python wrapper (the same reduction, the same floats)."""
-
-_any = np.logical_or.reduce
-"""``ndarray.any`` of a 1-D array without its Python wrapper."""
-
-_all = np.logical_and.reduce
-"""``ndarray.all`` of a 1-D array without its Python wrapper."""
+def _pairs(prices: np.ndarray, notionals: np.ndarray) -> np.ndarray:
+    """The ``(n, 2)`` array of ``(price, notional)`` rows (read-only: readouts hand it out)."""
+    out = np.empty((prices.size, 2))
+    out[:, 0] = prices
+    out[:, 1] = notionals
+    out.flags.writeable = False
+    return out
 
 
 @functools.cache
@@ -248,14 +306,6 @@ def _ones(w: int) -> np.ndarray:
     kernel = np.ones(w)
     kernel.flags.writeable = False
     return kernel
-
-
-def _first_run(indices: list[int]) -> tuple[int, int]:
-    """First and last index of the leading run of consecutive integers in ascending ``indices``."""
-    e = 0
-    while e + 1 < len(indices) and indices[e + 1] == indices[e] + 1:
-        e += 1
-    return indices[0], indices[e]
 
 
 @dataclass(frozen=True, slots=True)
@@ -534,6 +584,7 @@ class EstimatedLiquidationMap:
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state.pop("_centers_cache", None)  # derived (and read-only)
+        state.pop("_lots_cache", None)
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -676,7 +727,7 @@ class EstimatedLiquidationMap:
         # tier weights are finite (a product of finite numbers, capped at max_multiple * m_i)
         finite_weights = math.isfinite(self.learning.max_multiple)
         for s in range(2):
-            if finite_weights and self._untouched(s, k) and not _any(self._reported[s]):
+            if finite_weights and self._untouched(s, k) and not any1(self._reported[s]):
                 out.append(0.0)  # most seconds: nothing crossed, nothing reported, nothing learned
                 continue
             lam = self._lam[s].copy()
@@ -726,10 +777,7 @@ class EstimatedLiquidationMap:
     def _side_values(self, s: int, k_lo: int, k_hi: int, t: float, out: np.ndarray) -> np.ndarray:
         """Weighted level notional ``sum_i lambda_i * levels_i`` of side ``s`` in buckets
         ``k_lo..k_hi``, added to ``out``."""
-        for weight, grid in zip(self._lam[s].tolist(), self._levels[s], strict=True):
-            if weight > 0:
-                grid.add_weighted_values(k_lo, k_hi, t, weight, out)
-        return out
+        return add_weighted_sum(self._levels[s], self._lam[s].tolist(), k_lo, k_hi, t, out)
 
     def readout(self, price: float, t: float) -> EstimatedMapReadout:
         """Levels within ``+-range_pct`` of ``price`` at ``t``, totals and nearest dense clusters."""
@@ -760,9 +808,8 @@ class EstimatedLiquidationMap:
         """The readout of the level notionals ``lo``/``sh`` of buckets ``k_lo..k_hi`` (this map's
         cluster parameters); buckets holding less than one lot are emptied in place."""
         centers = self._centers(k_lo, k_hi)
-        lot = self.lot_qty * centers  # one lot's notional at each bucket
-        lo[lo < lot] = 0.0
-        sh[sh < lot] = 0.0
+        self._drop_dust(lo, k_lo, k_hi)
+        self._drop_dust(sh, k_lo, k_hi)
         # the centres below the price are the first ``i_below``, those above it from ``i_above`` on
         if price != price:  # NaN: none on either side
             i_below, i_above = 0, centers.size
@@ -770,23 +817,33 @@ class EstimatedLiquidationMap:
             i_below = int(centers.searchsorted(price, side="left"))
             i_above = int(centers.searchsorted(price, side="right"))
         rule = (self.cluster_buckets, self.dense_multiple, self.min_cluster_usd)  # window, multiple, min_usd
+        x, c = _side_levels(centers, lo, price, "down")  # nearest first: prices descending
+        cluster_down, next_down = _dense_pair(x, c, price, "down", *rule)
+        long_levels = _pairs(c[::-1], x[::-1])
+        x, c = _side_levels(centers, sh, price, "up")
+        cluster_up, next_up = _dense_pair(x, c, price, "up", *rule)
+        short_levels = _pairs(c, x)
         return EstimatedMapReadout(
             price=float(price),
             t=float(t),
             k_lo=k_lo,
             prices=centers,
-            offsets_bps=(centers / price - 1.0) * 1e4,
             long_usd=lo,
             short_usd=sh,
-            long_total_usd=float(_sum(lo[:i_below])),
-            short_total_usd=float(_sum(sh[i_above:])),
-            cluster_down=nearest_dense_cluster(centers, lo, price, "down", *rule),
-            cluster_up=nearest_dense_cluster(centers, sh, price, "up", *rule),
+            long_total_usd=float(sum1(lo[:i_below])),
+            short_total_usd=float(sum1(sh[i_above:])),
+            cluster_down=cluster_down,
+            cluster_up=cluster_up,
             consumed_long_usd=consumed_long_usd,
             consumed_short_usd=consumed_short_usd,
+            next_down=next_down,
+            next_up=next_up,
+            long_levels=long_levels,
+            short_levels=short_levels,
         )
 
     _centers_cache: tuple[int, int, np.ndarray] | None = None
+    _lots_cache: tuple[int, int, float, np.ndarray] | None = None
 
     lot_qty: float = LOT_QTY
     """Buckets holding less than this quantity (base units) at their centre price are no level."""
@@ -799,6 +856,15 @@ class EstimatedLiquidationMap:
             centers.flags.writeable = False
             cached = self._centers_cache = (k_lo, k_hi, centers)
         return cached[2]
+
+    def _drop_dust(self, x: np.ndarray, k_lo: int, k_hi: int) -> None:
+        """The lot rule: empty (in place) the buckets of ``x`` (``k_lo..k_hi``) that hold less than
+        one lot, ``lot_qty * centre price``; such a bucket holds no position, so it is no level.
+        The lots are kept while the window and ``lot_qty`` stay."""
+        cached = self._lots_cache
+        if cached is None or cached[0] != k_lo or cached[1] != k_hi or cached[2] != self.lot_qty:
+            cached = self._lots_cache = (k_lo, k_hi, self.lot_qty, self.lot_qty * self._centers(k_lo, k_hi))
+        x[x < cached[3]] = 0.0
 
     @staticmethod
     def combine(maps: Sequence[EstimatedLiquidationMap], price: float, t: float) -> EstimatedMapReadout:
@@ -837,8 +903,9 @@ class EstimatedLiquidationMap:
         """
         k_lo, k_hi = self._window(price)
         x = self._side_values(0 if direction == "down" else 1, k_lo, k_hi, t, np.zeros(max(k_hi - k_lo + 1, 0)))
+        self._drop_dust(x, k_lo, k_hi)
         c = self._centers(k_lo, k_hi)
-        keep = (x >= self.lot_qty * c) & (x > 0) & ((c < price) if direction == "down" else (c > price))
+        keep = (x > 0) & ((c < price) if direction == "down" else (c > price))
         return np.column_stack((c[keep], x[keep]))
 
     @property

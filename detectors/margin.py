@@ -7,8 +7,8 @@ a default, and ``cascadewatch --help`` shows those levers without loading the de
 
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import dataclass
 
 import msgspec
 
@@ -52,8 +52,7 @@ class MarginRule(msgspec.Struct, frozen=True, kw_only=True):
         return Margin(mmr=mmr, leverage_cap=1.0 / (self.imr_multiple * mmr), liq_s=tau, imr_multiple=self.imr_multiple)
 
 
-@dataclass(frozen=True, slots=True)
-class Margin:
+class Margin(msgspec.Struct, frozen=True):
     """A suggested margin: ``mmr`` (fraction), ``leverage_cap`` (``1 / (imr_multiple * mmr)``),
     ``liq_s`` (the time to work a forced position out, s)."""
 
@@ -77,8 +76,18 @@ class Margin:
         >>> m.out_of_reach_usd(100.0, [(99.6, 1e6), (99.4, 2e6), (100.2, 5e6)], "down")
         1000000.0
         """
-        from cascadewatch.detectors.reach import _as_levels, _sum  # numpy: not for the levers' defaults
-
-        lp, lx = _as_levels(levels)
+        as_levels, sum1 = _numpy_helpers()
+        lp, lx = as_levels(levels)
         dist = (price - lp) / price * 1e4 if direction == "down" else (lp - price) / price * 1e4
-        return float(_sum(lx[(dist > 0) & (dist < self.protected_bps)]))
+        return float(sum1(lx[(dist > 0) & (dist < self.protected_bps)]))
+
+
+@functools.cache
+def _numpy_helpers():
+    """The level parser of the reach walk and the 1-D sum, imported at the first call, not at this
+    module's import (numpy: not for the levers' defaults); an import statement in the method
+    costs more than its arithmetic."""
+    from cascadewatch.detectors._reduce import sum1
+    from cascadewatch.detectors.reach import _as_levels
+
+    return _as_levels, sum1

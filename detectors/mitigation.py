@@ -65,7 +65,6 @@ is the second it tripped.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 
 import msgspec
 import numpy as np
@@ -89,8 +88,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Defence:
+class Defence(msgspec.Struct, frozen=True):
     """Defence liquidity of one direction (module docstring): ``usd`` the least wall that stops
     the walk before ``target`` (0.0: it already stops; ``None``: no answer, see ``reason``),
     ``wall_price`` where it sits (the trigger), ``stop_price`` where the walk then stops."""
@@ -208,8 +206,7 @@ class MitigationConfig(msgspec.Struct, frozen=True, kw_only=True):
     breaker_halt_s: float = 120.0
 
 
-@dataclass(frozen=True, slots=True)
-class MitigationReadout:
+class MitigationReadout(msgspec.Struct, frozen=True):
     """The three readouts of one direction (module docstring): ``defence`` (:class:`Defence`),
     ``margin`` (:class:`Margin`), ``out_of_reach_usd`` (at-risk notional the margin's cap pushes
     away), ``breaker`` (:class:`BreakerState`)."""

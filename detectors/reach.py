@@ -29,15 +29,15 @@ arrays. Levels on the wrong side of ``P`` (already crossed) are ignored.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+import msgspec
 import numpy as np
+
+from cascadewatch.detectors._reduce import all1
 
 __all__ = ["CascadeReach", "Reach", "cascade_reach"]
 
 
-@dataclass(frozen=True, slots=True)
-class Reach:
+class Reach(msgspec.Struct, frozen=True):
     """Outcome of the reach walk in one direction (see the module docstring)."""
 
     direction: str
@@ -60,13 +60,6 @@ def _as_levels(levels) -> tuple[np.ndarray, np.ndarray]:
     return a[:, 0], a[:, 1]
 
 
-_all = np.logical_and.reduce
-"""``ndarray.all`` of a 1-D array without its Python wrapper."""
-
-_sum = np.add.reduce
-"""``ndarray.sum`` of a 1-D array without its Python wrapper (the same reduction, the same floats)."""
-
-
 def _stable_order(a: np.ndarray) -> slice | np.ndarray:
     """``a.argsort(kind="stable")`` as an index: a slice when ``a`` is already non-decreasing
     (the identity) or strictly decreasing (the reversal), the two orders books and map levels
@@ -74,9 +67,9 @@ def _stable_order(a: np.ndarray) -> slice | np.ndarray:
     if a.size < 2:
         return slice(None)
     head, tail = a[:-1], a[1:]
-    if _all(tail >= head):
+    if all1(tail >= head):
         return slice(None)
-    if _all(tail < head):
+    if all1(tail < head):
         return slice(None, None, -1)
     return a.argsort(kind="stable")
 
@@ -92,7 +85,7 @@ def _walk_up(price, ap, an, lp, lx, r0, max_iter):
     n0 = int(ap.searchsorted(r0, side="left"))  # book levels strictly before r0
     b0 = float(cum[n0 - 1]) if n0 > 0 else 0.0
     keep = lp >= price
-    if not _all(keep):
+    if not all1(keep):
         lp, lx = lp[keep], lx[keep]
     order = _stable_order(lp)
     lps = np.ascontiguousarray(lp[order])

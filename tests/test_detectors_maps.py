@@ -8,14 +8,16 @@ import numpy as np
 import pytest
 
 from cascadewatch.connectors.events import Liquidation, MarkPrice, OpenInterest, Trade
-from cascadewatch.detectors._grid import EPOCH_HALF_LIVES, DecayingLogGrid, add_rows
+from cascadewatch.detectors._grid import EPOCH_HALF_LIVES, DecayingLogGrid, add_rows, add_weighted_sum
 from cascadewatch.detectors.liqmap_estimated import (
     LOT_QTY,
     EstimatedLiquidationMap,
     MapLearning,
+    dense_clusters,
     nearest_dense_cluster,
 )
 from cascadewatch.detectors.liqmap_observed import ObservedLiquidationMap
+from cascadewatch.detectors.mitigation import next_dense_cluster
 
 NO_SEED = MapLearning(seed_share=0.0)
 """The map starts empty: the tests of the flow rules see only the positions they open."""
@@ -534,6 +536,79 @@ def test_grid_add_rows_equals_one_add_per_grid():
                 grid.add(p, x, t)
         for a, b in zip(grids, reference, strict=True):
             assert np.array_equal(a._v, b._v) and (a._k0, a._lo, a._hi, a._t_ref) == (b._k0, b._lo, b._hi, b._t_ref)
+
+
+def test_grid_add_weighted_sum_equals_one_call_per_grid():
+    """``add_weighted_sum`` adds what each grid's ``add_weighted_values`` adds, in the same order, bit
+    for bit: grids with other reference times (a deposit in a later epoch), another half-life, no
+    decay, an empty grid, a zero, a negative and an infinite weight, windows across the edges."""
+    rng = np.random.default_rng(7)
+    span = EPOCH_HALF_LIVES * 60.0
+    grids = [DecayingLogGrid(10.0, 60.0) for _ in range(4)] + [DecayingLogGrid(10.0, 30.0), DecayingLogGrid(10.0, None)]
+    grids.append(DecayingLogGrid(10.0, 60.0))  # stays empty
+    for i, grid in enumerate(grids[:-1]):
+        grid.add(100 * np.exp(rng.normal(0, 0.01, 30)), rng.exponential(1e4, 30), 5.0)
+        if i == 1:  # a later epoch: this grid's reference time moves, the others' stay
+            grid.add_one(100.0, 7.0, span + 1.0)
+    k = grids[0].bucket_of_one(100.0)
+    assert len({g._t_ref for g in grids[:4]}) == 2
+    for weights in ([0.3, 0.2, 0.1, 0.4, 0.5, 0.6, 0.7], [0.0, -1.0, 0.5, 0.25, 0.0, 2.0, 1.0], [math.inf] + [0.1] * 6):
+        for k_lo, k_hi in ((k - 40, k + 40), (k - 3, k + 2), (k + 30, k + 60), (k - 200, k - 100)):
+            t = span + 50.0
+            expected = np.zeros(k_hi - k_lo + 1)
+            with np.errstate(invalid="ignore"):  # an infinite weight times an empty bucket
+                for w, grid in zip(weights, grids, strict=True):
+                    if w > 0:
+                        grid.add_weighted_values(k_lo, k_hi, t, w, expected)
+                got = add_weighted_sum(grids, weights, k_lo, k_hi, t, np.zeros(k_hi - k_lo + 1))
+            assert got.tobytes() == expected.tobytes()
+
+
+def test_dense_clusters_are_the_nearest_and_the_next_cluster():
+    """``dense_clusters`` answers what ``nearest_dense_cluster`` and then ``next_dense_cluster``
+    beyond it answer, the same floats: on random grids with empty, NaN and negative buckets, every
+    window and multiple; and a map's readout carries them (``next_cluster``)."""
+    rng = np.random.default_rng(11)
+    found_next = 0
+    for _ in range(2000):
+        n = int(rng.integers(0, 40))
+        centers = np.sort(rng.random(n) * 20 + 90)
+        x = rng.random(n) * 10.0 ** rng.integers(0, 6, n)
+        x[rng.random(n) < 0.4] = 0.0
+        if n and rng.random() < 0.1:
+            x[rng.integers(0, n)] = math.nan if rng.random() < 0.5 else -5.0
+        direction = "down" if rng.random() < 0.5 else "up"
+        rule = (int(rng.integers(1, 8)), float(rng.random() * 3), float(rng.random() * 100))
+        nearest = nearest_dense_cluster(centers, x, 100.0, direction, *rule)
+        after = next_dense_cluster(centers, x, nearest, *rule) if nearest is not None else None
+        assert dense_clusters(centers, x, 100.0, direction, *rule) == (nearest, after)
+        found_next += after is not None
+    assert found_next > 100
+    # seeded positions around 100: the 20x-25x levels near 96 and 104 are the nearest clusters at a
+    # multiple of one, the 10x levels near 90.5 and 109.5 the next ones
+    m = EstimatedLiquidationMap(dense_multiple=1.0, learning=MapLearning(seed_share=0.5))
+    m.learn_oi(1000.0, 0.0, 100.0)
+    r = m.readout(100.0, 1.0)
+    for d, x, nearest, after in (("down", r.long_usd, 95.8, 90.5), ("up", r.short_usd, 104.1, 109.5)):
+        assert (round(r.cluster(d).price, 1), round(r.next_cluster(d).price, 1)) == (nearest, after)
+        assert r.next_cluster(d) == next_dense_cluster(r.prices, x, r.cluster(d), m.cluster_buckets, m.dense_multiple)
+        # the levels come from the same pass: the side's buckets holding notional, prices ascending
+        keep = (x > 0) & ((r.prices < 100.0) if d == "down" else (r.prices > 100.0))
+        assert r.levels(d).tolist() == np.column_stack((r.prices[keep], x[keep])).tolist()
+        assert len(r.levels(d)) > 20 and not r.levels(d).flags.writeable
+
+
+def test_dense_cluster_run_up_to_the_last_level():
+    """A run of dense levels that goes on to the farthest level ends there: two levels above the
+    price, both dense with a window of one at the mean (5 each), the cluster holds both."""
+    c = np.array([99.0, 101.0, 102.0])
+    x = np.array([3.0, 5.0, 5.0])
+    cluster = nearest_dense_cluster(c, x, 100.0, "up", window=1, dense_multiple=1.0)
+    assert cluster is not None
+    assert (cluster.price, cluster.notional_usd, cluster.lo_price, cluster.hi_price) == (101.5, 10.0, 101.0, 102.0)
+    x[2] = 4.0  # now only the nearer one reaches the mean of 4.5
+    cluster = nearest_dense_cluster(c, x, 100.0, "up", window=1, dense_multiple=1.0)
+    assert (cluster.price, cluster.notional_usd) == (101.0, 5.0)
 
 
 def test_dense_cluster_with_fewer_levels_than_the_window():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import pickle
 
+import msgspec
 import numpy as np
 
 from cascadewatch.detectors import (
@@ -24,9 +25,11 @@ from cascadewatch.detectors import (
 
 
 def same(a, b) -> bool:
-    """Deep equality for readouts (dataclasses holding numpy arrays, NaNs equal)."""
+    """Deep equality for readouts (dataclasses or msgspec Structs holding numpy arrays, NaNs equal)."""
     if dataclasses.is_dataclass(a):
         return type(a) is type(b) and all(same(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
+    if isinstance(a, msgspec.Struct):
+        return type(a) is type(b) and all(same(getattr(a, f), getattr(b, f)) for f in a.__struct_fields__)
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):

@@ -22,6 +22,7 @@ and price go through :class:`cascadewatch.detectors.labels.CascadeLabeler`: the 
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import sys
@@ -29,11 +30,11 @@ import time
 from dataclasses import dataclass, field, fields, replace
 from itertools import accumulate
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from cascadewatch.connectors.recording import RecordingWriter
-from cascadewatch.detectors._grid import DecayingLogGrid
 from cascadewatch.detectors.labels import CascadeLabeler, LabelConfig
 from cascadewatch.pipelines.simulate.agents import LONG, SHORT, FlowParams, Positions, Traders, poisson
 from cascadewatch.pipelines.simulate.book import LOT, Book, MarketMaker, Quoting
@@ -43,16 +44,20 @@ from cascadewatch.pipelines.simulate.mitigation import Injector, Lever
 from cascadewatch.pipelines.simulate.scenarios import LOW_LEVERAGE, Phase, Plan, Scenario, StopCluster
 from cascadewatch.pipelines.simulate.venues import BinanceFeed, BybitFeed, Feed, FrameSink, NullFeed, frame_writer
 
+if TYPE_CHECKING:
+    from cascadewatch.detectors._grid import DecayingLogGrid
+
 __all__ = ["SimulationResult", "run_scenario", "ASSET"]
 
 ASSET = "BTC-USDT"
 ORDER_MAX_CELLS = 400  # an ordinary market order walks at most 400 levels (~200 bps)
 QUOTE_RANGE_BPS = 190.0  # market makers quote this far from the last trade (< 400 OKX levels)
 CELL_BPS = 0.5  # one book level per ~0.5 bps of price (a round number of ticks)
-LEVELS_GRID = DecayingLogGrid(10.0, None)
-"""The grid of the truth's ``levels`` lines: the estimated map's (10-bps buckets of log-price), so
-the truth and the estimate list their levels alike and ``evaluate`` finds the nearest dense
-cluster on both with one rule (its window of 5 levels and its mean per level mean the same)."""
+LEVELS_BUCKET_BPS = 10.0
+"""Width of the buckets of the truth's ``levels`` lines, bps of log-price: the estimated map's grid
+(:func:`_levels_grid`), so the truth and the estimate list their levels alike and ``evaluate``
+finds the nearest dense cluster on both with one rule (its window of 5 levels and its mean per
+level mean the same)."""
 OI_BASE_USD = 7.7e8  # open interest of positions the simulation does not track, per unit of scale
 BURST_USD = 250_000.0  # a venue's first liquidation burst: this much filled within 10 s
 ADL_AFTER_S = 20.0  # the engine works its inventory at least this long before auto-deleveraging
@@ -821,13 +826,23 @@ def _depth_usd(book: Book, bps: float) -> float:
     return total
 
 
+@functools.cache
+def _levels_grid() -> DecayingLogGrid:
+    """The estimated map's grid of :data:`LEVELS_BUCKET_BPS` (imported here: NumPy stays out of
+    ``cascadewatch --help``, which imports this module)."""
+    from cascadewatch.detectors._grid import DecayingLogGrid
+
+    return DecayingLogGrid(LEVELS_BUCKET_BPS, None)
+
+
 def _levels_line(t_ms: int, mid_ticks: float, venues: list[_Venue]) -> dict:
     """True liquidation levels of all open positions within 10 % of the price, summed over venues,
-    on the estimated map's own grid (:data:`LEVELS_GRID`: bucket ``k`` holds the log-prices
+    on the estimated map's own grid (:func:`_levels_grid`: bucket ``k`` holds the log-prices
     ``[k delta, (k + 1) delta)``, ``delta`` = 10 bps, listed by its centre ``exp((k + 0.5) delta)``
     in USD to the cent): ``[[centre price, notional USD], ...]`` ascending. A venue's position
     bucket (two book cells, about 1 bps) goes whole into the grid bucket of its centre."""
     lo, hi = mid_ticks * 0.9, mid_ticks * 1.1
+    grid = _levels_grid()
     out = {}
     for side, key in ((LONG, "long"), (SHORT, "short")):
         acc: dict[int, float] = {}
@@ -837,15 +852,15 @@ def _levels_line(t_ms: int, mid_ticks: float, venues: list[_Venue]) -> dict:
                 edge = b * bw
                 if lo <= edge <= hi and lots > 0:
                     centre = (edge + bw / 2) / 10  # USD
-                    k = LEVELS_GRID.bucket_of_one(centre)
+                    k = grid.bucket_of_one(centre)
                     acc[k] = acc.get(k, 0.0) + lots * LOT * centre
-        out[key] = [[round(float(LEVELS_GRID.center(k)), 2), round(usd, 2)] for k, usd in sorted(acc.items())]
+        out[key] = [[round(float(grid.center(k)), 2), round(usd, 2)] for k, usd in sorted(acc.items())]
     return {
         "type": "levels",
         "ts": t_ms,
         "asset": ASSET,
         "price": round(mid_ticks / 10, 2),
-        "bucket_bps": LEVELS_GRID.bucket_bps,
+        "bucket_bps": LEVELS_BUCKET_BPS,
         "long": out["long"],
         "short": out["short"],
     }

@@ -49,9 +49,9 @@ from cascadewatch.detectors.depth import DepthMonitor
 from cascadewatch.detectors.drivers import Driver, describe
 from cascadewatch.detectors.hawkes import HawkesEstimator
 from cascadewatch.detectors.labels import CascadeLabeler
-from cascadewatch.detectors.liqmap_estimated import Cluster, EstimatedLiquidationMap, EstimatedMapReadout, MapLearning
+from cascadewatch.detectors.liqmap_estimated import EstimatedLiquidationMap, MapLearning
 from cascadewatch.detectors.liqmap_observed import ObservedLiquidationMap
-from cascadewatch.detectors.mitigation import MitigationMonitor, next_dense_cluster
+from cascadewatch.detectors.mitigation import MitigationMonitor
 from cascadewatch.detectors.policy import (
     AlertPolicy,
     AssetReadout,
@@ -238,7 +238,7 @@ class AssetDetectors:
             cluster = emap.cluster(d) if emap is not None else None
             levels = emap.levels(d) if emap is not None else np.empty((0, 2))
             estimate = structural_estimate(d, price, cluster, sigma, self.config.horizon_s, book, levels, depth_usd)
-            target = self._next_cluster(emap, d, cluster)
+            target = emap.next_cluster(d) if emap is not None else None
             mitigation = self.mitigation.readout(d, price, book, levels, sigma, depth_usd, (cluster, target))
             features = cascade_features(
                 p_struct=estimate.p,
@@ -350,18 +350,6 @@ class AssetDetectors:
             up=risk["up"],
         )
         return fields, self.policy.update(readout)
-
-    def _next_cluster(
-        self, emap: EstimatedMapReadout | None, direction: str, cluster: Cluster | None
-    ) -> Cluster | None:
-        """The next dense cluster beyond ``cluster`` in the combined map, by the maps' own rule."""
-        if emap is None or cluster is None or not self.maps:
-            return None
-        m = next(iter(self.maps.values()))
-        notionals = emap.long_usd if direction == "down" else emap.short_usd
-        return next_dense_cluster(
-            emap.prices, notionals, cluster, m.cluster_buckets, m.dense_multiple, m.min_cluster_usd
-        )
 
     def _liq_60s(self, direction: str, second_ms: int, usd: float) -> float:
         """Add this second's realized liquidations of ``direction``; their sum over the last 60 s (oldest first)."""
