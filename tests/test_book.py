@@ -145,3 +145,69 @@ def test_sides_kept_between_readouts_equal_a_fresh_sort() -> None:
     book.update([(math.nan, 1.0)], [])
     bids, _ = book.sides()
     assert len(bids) == len(book.bids) and np.isnan(bids[:, 0]).any()
+
+
+def test_readout_known_answer() -> None:
+    """A small book about its mid 100: best prices, band sums, the levels within range, cover."""
+    book = OrderBook()
+    book.replace([(99.95, 2.0), (99.8, 1.0), (99.0, 10.0), (98.0, 5.0)], [(100.05, 1.0), (100.2, 2.0)])
+    readout = book.readout(None, (10, 25, 100), 100)
+    assert (readout.best_bid, readout.best_ask) == (99.95, 100.05)
+    assert readout.depth_bid == pytest.approx((199.9, 299.7, 1289.7))
+    assert readout.depth_ask == pytest.approx((100.05, 300.45, 300.45))
+    assert readout.near_bids.tolist() == [[99.95, 2.0], [99.8, 1.0], [99.0, 10.0]]
+    assert readout.near_asks.tolist() == [[100.05, 1.0], [100.2, 2.0]]
+    assert readout.cover_bps == pytest.approx(20.0)  # the asks reach 20 bps, the bids 200
+    empty_asks = OrderBook()
+    empty_asks.replace([(99.0, 1.0)], [])
+    assert empty_asks.readout(None, (10,), 100) == (99.0, None, (0.0,), (0.0,), None, None, None)
+    fallback = empty_asks.readout(99.05, (10,), 100)  # the last trade stands for the mid
+    assert fallback.depth_bid == (99.0,) and fallback.near_asks.shape == (0, 2) and fallback.cover_bps is None
+
+
+def test_readout_equals_the_array_definition() -> None:
+    """``OrderBook.readout`` (from the sorted prices kept between readouts) equals
+    ``readout_of_sides`` on the sorted sides bit for bit, arrays byte for byte: random deltas,
+    one-sided and invalid books, a fallback or none, bands wider than the range, a NaN price."""
+    import math
+    import random
+
+    from cascadewatch.connectors.book import readout_of_sides
+
+    def same(got: tuple, want: tuple) -> bool:
+        for a, b in zip(got, want, strict=True):
+            if isinstance(b, np.ndarray):
+                if not (
+                    a.shape == b.shape and a.dtype == b.dtype and a.flags.c_contiguous and a.tobytes() == b.tobytes()
+                ):
+                    return False
+            elif a != b:
+                return False
+        return True
+
+    rnd = random.Random(11)
+    book = OrderBook()
+    book.replace(
+        [(round(100 - 0.1 * i, 1), 1.0) for i in range(1, 200)], [(round(100 + 0.1 * i, 1), 1.0) for i in range(200)]
+    )
+    bands = (10, 25, 50, 100, 1500)
+    for step in range(500):
+        n = rnd.choice([0, 1, 3, 8, 40])
+        mid = 100 + rnd.uniform(-3, 3)
+        bids = [(round(mid - rnd.expovariate(0.5), 1), rnd.choice([0.0, rnd.uniform(0.1, 5)])) for _ in range(n)]
+        asks = [(round(mid + rnd.expovariate(0.5), 1), rnd.choice([0.0, rnd.uniform(0.1, 5)])) for _ in range(n)]
+        book.update(bids, asks)
+        if step % 41 == 0:
+            book.replace(list(book.bids.items()), [])  # one-sided
+        if step % 43 == 0:
+            book.invalidate()
+        if step % 47 == 0:
+            book.replace([(99.0, 1.0), (98.0, 2.0)], [(101.0, 1.0)])
+        fallback = rnd.choice([None, 99.5])
+        for range_bps in (1000, 30):
+            want = readout_of_sides(*book.sides(), fallback, bands, range_bps)
+            assert same(book.readout(fallback, bands, range_bps), want), step
+    book.update([(math.nan, 1.0)], [])
+    want = readout_of_sides(*book.sides(), None, bands, 1000)
+    got = book.readout(None, bands, 1000)
+    assert got.depth_bid == want.depth_bid and got.near_bids.shape == want.near_bids.shape
