@@ -133,9 +133,8 @@ class OrderBook:
         best_ask = ask_prices[0] if n_asks else None
         cover = None
         if best_bid is not None and best_ask is not None:
-            mid = (best_bid + best_ask) / 2.0
-            cover = min(mid - bid_prices[0], ask_prices[-1] - mid) / mid * 10_000.0
-            reference: float | None = mid
+            reference: float | None = (best_bid + best_ask) / 2.0
+            cover = _cover(best_bid, best_ask, bid_prices[0], ask_prices[-1])
         else:
             reference = fallback
         if reference is None:
@@ -210,8 +209,13 @@ def cover_bps(bids: np.ndarray, asks: np.ndarray) -> float | None:
     """
     if not len(bids) or not len(asks):
         return None
-    mid = (float(bids[0, 0]) + float(asks[0, 0])) / 2.0
-    return min(mid - float(bids[-1, 0]), float(asks[-1, 0]) - mid) / mid * 10_000.0
+    return _cover(float(bids[0, 0]), float(asks[0, 0]), float(bids[-1, 0]), float(asks[-1, 0]))
+
+
+def _cover(best_bid: float, best_ask: float, deepest_bid: float, deepest_ask: float) -> float:
+    """:func:`cover_bps` of a book with these best and deepest prices."""
+    mid = (best_bid + best_ask) / 2.0
+    return min(mid - deepest_bid, deepest_ask - mid) / mid * 10_000.0
 
 
 def _band_sums(flat: array, n: int, counts: list[int], descending: bool) -> tuple[float, ...]:

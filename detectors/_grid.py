@@ -278,7 +278,10 @@ class DecayingLogGrid:
         >>> g.add_weighted_values(k - 1, k + 1, 0.0, 0.5, np.array([1.0, 1.0, 1.0])).tolist()
         [1.0, 3.5, 1.0]
         """
-        f = self.factor(t)
+        return self._add_weighted(k_lo, k_hi, t, weight, self.factor(t), out)
+
+    def _add_weighted(self, k_lo: int, k_hi: int, t: float, weight: float, f: float, out: np.ndarray) -> np.ndarray:
+        """:meth:`add_weighted_values` given this grid's decay factor ``f`` at ``t`` (:meth:`factor`)."""
         if not (math.isfinite(f) and math.isfinite(weight)):
             out += weight * self.values(k_lo, k_hi, t)
             return out
@@ -365,13 +368,5 @@ def add_weighted_sum(
         if (grid._t_ref, grid.half_life_s) != key:
             key = (grid._t_ref, grid.half_life_s)
             f = grid.factor(t)
-        if not (math.isfinite(f) and math.isfinite(weight)):
-            grid.add_weighted_values(k_lo, k_hi, t, weight, out)  # every bucket, as values() does
-            continue
-        k0, v = grid._k0, grid._v
-        a = max(k_lo, k0, grid._lo)
-        b = min(k_hi, k0 + v.size - 1, grid._hi)
-        if a <= b:
-            segment = out[a - k_lo : b - k_lo + 1]
-            segment += weight * (v[a - k0 : b - k0 + 1] * f)
+        grid._add_weighted(k_lo, k_hi, t, weight, f, out)
     return out

@@ -291,6 +291,12 @@ def _first_dense_run(
     return cluster, b
 
 
+def _levels_table(x: np.ndarray, cs: np.ndarray, direction: str) -> np.ndarray:
+    """The levels ``x`` at ``cs`` (nearest first, :func:`_side_levels`) as :func:`_pairs` rows,
+    prices ascending."""
+    return _pairs(cs[::-1], x[::-1]) if direction == "down" else _pairs(cs, x)
+
+
 def _pairs(prices: np.ndarray, notionals: np.ndarray) -> np.ndarray:
     """The ``(n, 2)`` array of ``(price, notional)`` rows (read-only: readouts hand it out)."""
     out = np.empty((prices.size, 2))
@@ -819,10 +825,10 @@ class EstimatedLiquidationMap:
         rule = (self.cluster_buckets, self.dense_multiple, self.min_cluster_usd)  # window, multiple, min_usd
         x, c = _side_levels(centers, lo, price, "down")  # nearest first: prices descending
         cluster_down, next_down = _dense_pair(x, c, price, "down", *rule)
-        long_levels = _pairs(c[::-1], x[::-1])
+        long_levels = _levels_table(x, c, "down")
         x, c = _side_levels(centers, sh, price, "up")
         cluster_up, next_up = _dense_pair(x, c, price, "up", *rule)
-        short_levels = _pairs(c, x)
+        short_levels = _levels_table(x, c, "up")
         return EstimatedMapReadout(
             price=float(price),
             t=float(t),
@@ -904,9 +910,7 @@ class EstimatedLiquidationMap:
         k_lo, k_hi = self._window(price)
         x = self._side_values(0 if direction == "down" else 1, k_lo, k_hi, t, np.zeros(max(k_hi - k_lo + 1, 0)))
         self._drop_dust(x, k_lo, k_hi)
-        c = self._centers(k_lo, k_hi)
-        keep = (x > 0) & ((c < price) if direction == "down" else (c > price))
-        return np.column_stack((c[keep], x[keep]))
+        return _levels_table(*_side_levels(self._centers(k_lo, k_hi), x, price, direction), direction)
 
     @property
     def open_interest(self) -> float | None:

@@ -518,23 +518,19 @@ class Parser(VenueParser):
             return None
         data: Any = frame.data
         cls = type(data)
+        if cls is not RawBinanceAggTrade and cls is not RawBinanceDepthUpdate and cls is not RawBinanceMarkPrice:
+            return None
+        instrument = self._instruments.get(data.s)
+        if not instrument:
+            return None
         if cls is RawBinanceAggTrade:
-            instrument = self._instruments.get(data.s)
-            return _trade(data, instrument, recv) if instrument else None
+            return _trade(data, instrument, recv)
         if cls is RawBinanceDepthUpdate:
-            instrument = self._instruments.get(data.s)
-            if not instrument or _is_partial_depth(frame.stream):
-                return None
-            return _book_delta(data, instrument, recv)
-        if cls is RawBinanceMarkPrice:
-            instrument = self._instruments.get(data.s)
-            if not instrument:
-                return None
-            try:
-                return _mark(data, instrument, recv)
-            except ParseError:
-                return None
-        return None
+            return None if _is_partial_depth(frame.stream) else _book_delta(data, instrument, recv)
+        try:
+            return _mark(data, instrument, recv)
+        except ParseError:
+            return None
 
     def parse_ws(self, payload: bytes | str, recv: int) -> Parsed:
         """Parse one combined-stream (or raw) websocket frame into events or a skip reason."""
